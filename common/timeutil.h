@@ -1,0 +1,22 @@
+/* timeutil.h - clocks. mlt_time_mono() for intervals and deadlines,
+ * mlt_time_wall() for timestamps a person reads. Both in seconds. */
+#ifndef MLT_TIMEUTIL_H
+#define MLT_TIMEUTIL_H
+
+#include <time.h>
+
+static inline double mlt_time_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline double mlt_time_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#endif

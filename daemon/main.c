@@ -1,0 +1,164 @@
+/* main.c - mltunerd: parse the command line and the config file, bind, serve
+ * until SIGTERM/SIGINT, shut down cleanly (exit 0). */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/config.h"
+#include "daemon/server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mltunerd [-c FILE] [--set KEY=VALUE]... [options]\n"
+            "  -c, --config FILE        configuration file (default: none, built-in defaults)\n"
+            "  -s, --set KEY=VALUE      override one configuration key\n"
+            "  -r, --rank N             same as --set rank=N\n"
+            "  -b, --bind ENDPOINT      same as --set bind=ENDPOINT (port 0: any free port)\n"
+            "  -e, --endpoint-file F    write the bound endpoint to F once listening\n"
+            "  -l, --log-level LEVEL    error|warn|info|debug\n"
+            "      --print-defaults     print every key with its default and exit\n"
+            "  -h, --help               this text\n"
+            "  -V, --version            print the version\n");
+}
+
+/* Writes the endpoint to path atomically (temporary name, then rename), so a
+ * reader never sees half of it. */
+static int write_endpoint(const char *path, const char *ep)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "%s\n", ep);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return -e;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},   {"set", required_argument, 0, 's'},
+        {"rank", required_argument, 0, 'r'},     {"bind", required_argument, 0, 'b'},
+        {"endpoint-file", required_argument, 0, 'e'}, {"log-level", required_argument, 0, 'l'},
+        {"print-defaults", no_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+    };
+    mlt_dconf_t conf;
+    mlt_dconf_defaults(&conf);
+    char err[512];
+    const char *path = NULL;
+    /* the file first, then overrides in command-line order */
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    if (path && mlt_dconf_load(&conf, path, err, sizeof err) < 0) {
+        fprintf(stderr, "mltunerd: %s\n", err);
+        mlt_dconf_free(&conf);
+        return 2;
+    }
+    int c;
+    while ((c = getopt_long(argc, argv, "c:s:r:b:e:l:hV", opts, NULL)) != -1) {
+        const char *key = NULL;
+        char *val = optarg;
+        switch (c) {
+        case 'c': continue;
+        case 'r': key = "rank"; break;
+        case 'b': key = "bind"; break;
+        case 'e': key = "endpoint_file"; break;
+        case 'l': key = "log_level"; break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq) {
+                fprintf(stderr, "mltunerd: --set expects KEY=VALUE, got '%s'\n", optarg);
+                mlt_dconf_free(&conf);
+                return 2;
+            }
+            *eq = '\0';
+            key = optarg;
+            val = eq + 1;
+            break;
+        }
+        case 'P': mlt_dconf_write_defaults(stdout); mlt_dconf_free(&conf); return 0;
+        case 'h': usage(stdout); mlt_dconf_free(&conf); return 0;
+        case 'V': printf("mltunerd %s\n", MLT_VERSION); mlt_dconf_free(&conf); return 0;
+        default: usage(stderr); mlt_dconf_free(&conf); return 2;
+        }
+        if (mlt_dconf_set(&conf, key, val, err, sizeof err) < 0) {
+            fprintf(stderr, "mltunerd: %s\n", err);
+            mlt_dconf_free(&conf);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mltunerd: unexpected argument '%s'\n", argv[optind]);
+        mlt_dconf_free(&conf);
+        return 2;
+    }
+    if (mlt_dconf_finish(&conf, err, sizeof err) < 0) {
+        fprintf(stderr, "mltunerd: %s\n", err);
+        mlt_dconf_free(&conf);
+        return 2;
+    }
+    mlt_log_init("mltunerd", (mlt_log_level_t)conf.log_level);
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before ZeroMQ starts its threads */
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "mltunerd: signalfd: %s\n", strerror(errno));
+        mlt_dconf_free(&conf);
+        return 1;
+    }
+
+    int status = 1;
+    mlt_server_t *srv = mlt_server_new(&conf, err, sizeof err);
+    if (!srv) {
+        log_error("%s", err);
+        goto out_fd;
+    }
+    log_info("rank %d of %d listening on %s (chunk %zu bytes, branch memory limit %zu bytes)",
+             conf.rank, conf.n_servers, mlt_server_endpoint(srv), conf.chunk_size,
+             conf.memory_limit);
+    if (conf.endpoint_file && *conf.endpoint_file) {
+        int rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
+        if (rc < 0) {
+            log_error("cannot write endpoint file %s: %s", conf.endpoint_file, strerror(-rc));
+            goto out_srv;
+        }
+    }
+    int rc = mlt_server_run(srv, sfd);
+    if (rc < 0) {
+        log_error("serving stopped: %s", strerror(-rc));
+        goto out_srv;
+    }
+    struct signalfd_siginfo si;
+    if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+        log_info("%s received, shutting down", strsignal((int)si.ssi_signo));
+    status = 0;
+out_srv:
+    mlt_server_destroy(&srv);
+out_fd:
+    close(sfd);
+    mlt_dconf_free(&conf);
+    return status;
+}

@@ -1,0 +1,723 @@
+/* server.c - see server.h.
+ *
+ * One request is: [routing id][header][payload frames...]. It is read whole
+ * (at most MLT_MAX_FRAMES frames, each at most MLT_MAX_SOCKET_MSG_BYTES), the
+ * header is decoded and validated by mlt_wire_decode(), then the handler for
+ * its type checks what needs daemon state (job, branch, table, chunk range,
+ * payload sizes, finiteness) before touching the store.
+ *
+ * Pull replies send the chunks' own memory zero-copy: each frame holds a
+ * reference on its chunk, released from ZeroMQ's I/O thread, and the store
+ * copies a chunk before writing it while any such reference is out. */
+#include "daemon/server.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "daemon/ssp.h"
+#include "daemon/store.h"
+#include "proto/wire.h"
+
+struct mlt_server {
+    void *ctx;
+    void *router;
+    mlt_store_t *store;
+    mlt_ssp_t *parked;
+    uint32_t rank, n_servers;
+    double pull_timeout_s;
+    char endpoint[256];
+    float *scratch;   /* aligned copy of a misaligned payload frame */
+    zmq_msg_t *frames; /* frames of the request being served */
+    size_t n_frames;
+};
+
+/* The request being served. */
+typedef struct req {
+    zmq_msg_t *id;      /* routing id frame */
+    mlt_header_t *h;    /* decoded header, NULL if it did not decode */
+    zmq_msg_t *payload; /* frames after the header */
+    size_t n_payload;
+} req_t;
+
+/* ---- replies ----------------------------------------------------------------- */
+
+static void send_id(mlt_server_t *s, const void *id, size_t len)
+{
+    zmq_send(s->router, id, len, ZMQ_SNDMORE);
+}
+
+static void fill_server_info(mlt_server_t *s, Mlt__ServerInfo *si)
+{
+    mlt__server_info__init(si);
+    si->rank = s->rank;
+    si->n_servers = s->n_servers;
+    si->chunk_floats = mlt_store_chunk_floats(s->store);
+    si->has_memory_limit = si->has_memory_potential = si->has_memory_allocated = 1;
+    si->memory_limit = mlt_store_limit(s->store);
+    si->memory_potential = mlt_store_potential(s->store);
+    si->memory_allocated = mlt_store_allocated(s->store);
+    si->job = (char *)mlt_store_job(s->store);
+}
+
+static void send_error_to(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                          int code, const char *text)
+{
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
+    r.has_request_id = 1;
+    r.request_id = request_id;
+    r.has_error_code = 1;
+    r.error_code = -code;
+    char buf[MLT_MAX_ERROR_LEN + 1];
+    snprintf(buf, sizeof buf, "%s", text);
+    r.error = buf;
+    send_id(s, id, id_len);
+    mlt_wire_send(s->router, &r, 0);
+}
+
+/* Replies ERROR to the current request and logs it (rate limited: a peer can
+ * trigger it). Returns code so handlers can `return reply_error(...)`. */
+static int reply_error(mlt_server_t *s, req_t *rq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int reply_error(mlt_server_t *s, req_t *rq, int code, const char *fmt, ...)
+{
+    char text[MLT_MAX_ERROR_LEN + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    const char *type = rq->h ? mlt_wire_type_name(rq->h->type) : "(undecoded)";
+    mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type,
+                        text, strerror(-code));
+    send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
+                  rq->h && rq->h->has_request_id ? rq->h->request_id : 0, code, text);
+    return code;
+}
+
+static int reply_ok(mlt_server_t *s, req_t *rq, int with_info)
+{
+    mlt_header_t r;
+    Mlt__ServerInfo si;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_OK);
+    r.has_request_id = 1;
+    r.request_id = rq->h->request_id;
+    if (with_info) {
+        fill_server_info(s, &si);
+        r.server = &si;
+    }
+    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    return mlt_wire_send(s->router, &r, 0);
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static const char *need_fields(const mlt_header_t *h, const char *fields)
+{
+    for (const char *f = fields; *f; f++) {
+        switch (*f) {
+        case 'b': if (!h->has_branch) return "branch"; break;
+        case 'p': if (!h->has_parent) return "parent"; break;
+        case 'c': if (!h->has_clock) return "clock"; break;
+        case 't': if (!h->has_table) return "table"; break;
+        case 'r': if (!h->has_chunk_first || !h->has_chunk_count) return "chunk_first/chunk_count"; break;
+        case 'w': if (!h->has_worker) return "worker"; break;
+        case 'j': if (!h->job) return "job"; break;
+        }
+    }
+    return NULL;
+}
+
+/* Tunables from the wire over a base (missing fields keep the base's). */
+static mlt_tunables_t merge_tunables(const mlt_tunables_t *base, const Mlt__Tunables *t)
+{
+    mlt_tunables_t r = *base;
+    if (!t)
+        return r;
+    if (t->has_lr) r.h.lr = t->lr;
+    if (t->has_momentum) r.h.momentum = t->momentum;
+    if (t->has_weight_decay) r.h.weight_decay = t->weight_decay;
+    if (t->has_beta1) r.h.beta1 = t->beta1;
+    if (t->has_beta2) r.h.beta2 = t->beta2;
+    if (t->has_eps) r.h.eps = t->eps;
+    if (t->has_staleness) r.staleness = t->staleness;
+    return r;
+}
+
+static mlt_tunables_t default_tunables(void)
+{
+    mlt_tunables_t t = {.h = mlt_hyper_default(), .staleness = 0};
+    return t;
+}
+
+static mlt_branch_t *find_branch(mlt_server_t *s, req_t *rq)
+{
+    mlt_branch_t *b = mlt_store_branch(s->store, rq->h->branch);
+    if (!b)
+        reply_error(s, rq, -ENOENT, "unknown branch %u", rq->h->branch);
+    return b;
+}
+
+/* ---- pull ------------------------------------------------------------------- */
+
+/* Sends the chunks zero-copy. The branch exists and the range was checked. */
+static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                            mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
+                            uint32_t count)
+{
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_PULL_REPLY);
+    r.has_request_id = r.has_branch = r.has_clock = r.has_table = 1;
+    r.has_chunk_first = r.has_chunk_count = r.has_min_clock = 1;
+    r.request_id = request_id;
+    r.branch = mlt_branch_id(b);
+    r.clock = clock;
+    r.table = table;
+    r.chunk_first = first;
+    r.chunk_count = count;
+    r.min_clock = mlt_branch_min_clock(b);
+    send_id(s, id, id_len);
+    mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t k = first + i;
+        mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k);
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, (void *)mlt_chunk_params(c),
+                          (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float),
+                          mlt_chunk_release, c);
+        if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&m); /* releases the chunk */
+    }
+}
+
+static void on_released(void *arg, const mlt_parked_t *p)
+{
+    mlt_server_t *s = arg;
+    mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
+    if (!b) {
+        send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+        return;
+    }
+    log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
+              (long long)p->clock, mlt_time_mono() - p->since);
+    send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count);
+}
+
+static void on_expired(void *arg, const mlt_parked_t *p)
+{
+    mlt_server_t *s = arg;
+    mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
+    char text[MLT_MAX_ERROR_LEN];
+    if (b) {
+        const mlt_tunables_t *t = mlt_branch_tunables(b);
+        snprintf(text, sizeof text,
+                 "pull of branch %u at clock %lld waited %.1f s for min_clock >= %lld "
+                 "(staleness %u); min_clock is %lld, slowest worker %u",
+                 p->branch, (long long)p->clock, mlt_time_mono() - p->since,
+                 (long long)(p->clock - t->staleness), t->staleness,
+                 (long long)mlt_branch_min_clock(b), mlt_branch_slowest(b));
+    } else {
+        snprintf(text, sizeof text, "pull of branch %u timed out", p->branch);
+    }
+    log_warn("worker %u: %s", p->worker, text);
+    send_error_to(s, p->id, p->id_len, p->request_id, -ETIMEDOUT, text);
+}
+
+static void on_dropped(void *arg, const mlt_parked_t *p)
+{
+    send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+}
+
+static int handle_pull(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
+                                   sizeof err);
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    const mlt_tunables_t *t = mlt_branch_tunables(b);
+    if (mlt_ssp_ready(mlt_branch_min_clock(b), h->clock, t->staleness)) {
+        send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
+                        h->table, h->chunk_first, h->chunk_count);
+        return 0;
+    }
+    if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
+        return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
+                           MLT_MAX_CLIENT_ID_BYTES);
+    mlt_parked_t p = {
+        .id_len = zmq_msg_size(rq->id),
+        .request_id = h->request_id,
+        .worker = h->worker,
+        .branch = h->branch,
+        .clock = h->clock,
+        .table = h->table,
+        .first = h->chunk_first,
+        .count = h->chunk_count,
+        .since = mlt_time_mono(),
+    };
+    p.deadline = p.since + s->pull_timeout_s;
+    memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
+    if (mlt_ssp_park(s->parked, &p) < 0)
+        return reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
+    log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
+              h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
+              (long long)mlt_branch_min_clock(b));
+    return 0;
+}
+
+/* ---- push / write ----------------------------------------------------------- */
+
+/* Checks the payload frames match the chunk range: one frame per chunk, each of
+ * the chunk's exact size. */
+static int check_payload(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
+                                   sizeof err);
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    if (rq->n_payload != h->chunk_count)
+        return reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
+                           h->chunk_count);
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        size_t want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
+        size_t got = zmq_msg_size(&rq->payload[i]);
+        if (got != want)
+            return reply_error(s, rq, -EINVAL,
+                               "payload frame %u is %zu bytes; chunk %u of table %u needs %zu", i,
+                               got, h->chunk_first + i, h->table, want);
+    }
+    return 0;
+}
+
+/* The floats of payload frame i, copied to aligned scratch if misaligned. */
+static const float *payload_floats(mlt_server_t *s, req_t *rq, uint32_t i)
+{
+    const void *p = zmq_msg_data(&rq->payload[i]);
+    if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
+        return p;
+    memcpy(s->scratch, p, zmq_msg_size(&rq->payload[i]));
+    return s->scratch;
+}
+
+static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
+{
+    mlt_header_t *h = rq->h;
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    int rc = check_payload(s, rq);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        const float *g = payload_floats(s, rq, i);
+        size_t n = zmq_msg_size(&rq->payload[i]) / sizeof(float);
+        if (!mlt_all_finite(g, n)) {
+            if (!is_write)
+                mlt_branch_set_diverged(b);
+            return reply_error(s, rq, -EDOM,
+                               "non-finite value in %s to branch %u, table %u chunk %u%s",
+                               is_write ? "write" : "gradient", h->branch, h->table,
+                               h->chunk_first + i,
+                               is_write ? "" : "; nothing applied, branch marked diverged");
+        }
+    }
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        const float *g = payload_floats(s, rq, i);
+        rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
+                      : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
+        if (rc)
+            return reply_error(s, rq, rc,
+                               "out of memory copying chunk %u of table %u (chunks before it "
+                               "were applied)",
+                               h->chunk_first + i, h->table);
+    }
+    return reply_ok(s, rq, 0);
+}
+
+/* ---- control ---------------------------------------------------------------- */
+
+static int handle_register(mlt_server_t *s, req_t *rq)
+{
+    const Mlt__JobSpec *job = rq->h->job;
+    mlt_table_spec_t *tables = mlt_calloc(job->n_tables, sizeof *tables);
+    for (size_t i = 0; i < job->n_tables; i++) {
+        tables[i].name = job->tables[i]->name;
+        tables[i].size = job->tables[i]->size;
+    }
+    char err[256];
+    int rc = mlt_store_set_job(s->store, job->name, job->n_workers, (mlt_rule_t)job->rule, tables,
+                               (uint32_t)job->n_tables, s->rank, s->n_servers, err, sizeof err);
+    mlt_free(tables);
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    log_info("job '%s' registered: %zu tables, %u workers, rule %s", job->name, job->n_tables,
+             job->n_workers, mlt_rule_name((mlt_rule_t)job->rule));
+    return reply_ok(s, rq, 1);
+}
+
+static int handle_branch(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    int rc;
+    mlt_kind_t kind = h->has_kind ? (mlt_kind_t)h->kind : MLT_KIND_TRAIN;
+    if (h->type == MLT__MSG_TYPE__MSG_BRANCH_CREATE) {
+        mlt_tunables_t base = default_tunables();
+        mlt_tunables_t t = merge_tunables(&base, h->tunables);
+        rc = mlt_store_create(s->store, h->branch, kind, &t, err, sizeof err);
+    } else {
+        mlt_branch_t *p = mlt_store_branch(s->store, h->parent);
+        if (!p)
+            return reply_error(s, rq, -ENOENT, "unknown parent branch %u", h->parent);
+        mlt_tunables_t t = merge_tunables(mlt_branch_tunables(p), h->tunables);
+        rc = mlt_store_fork(s->store, h->branch, h->parent, kind, &t, err, sizeof err);
+    }
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    log_debug("branch %u %s", h->branch,
+              h->type == MLT__MSG_TYPE__MSG_FORK ? "forked" : "created");
+    return reply_ok(s, rq, 0);
+}
+
+static int handle_free(mlt_server_t *s, req_t *rq)
+{
+    uint32_t id = rq->h->branch;
+    if (mlt_store_free(s->store, id) < 0)
+        return reply_error(s, rq, -ENOENT, "unknown branch %u", id);
+    mlt_ssp_drop(s->parked, id, on_dropped, s);
+    return reply_ok(s, rq, 0);
+}
+
+static int handle_set_tunables(mlt_server_t *s, req_t *rq)
+{
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    mlt_tunables_t t = merge_tunables(mlt_branch_tunables(b), rq->h->tunables);
+    mlt_branch_set_tunables(b, &t);
+    /* a larger staleness may let parked pulls through */
+    mlt_ssp_release(s->parked, rq->h->branch, mlt_branch_min_clock(b), t.staleness, on_released, s);
+    return reply_ok(s, rq, 0);
+}
+
+static int handle_clock(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    int64_t before = mlt_branch_min_clock(b), after;
+    int rc = mlt_branch_clock(b, h->worker, h->clock, &after);
+    if (rc == -ERANGE)
+        return reply_error(s, rq, rc, "worker %u is outside the job's %u workers", h->worker,
+                           mlt_store_n_workers(s->store));
+    if (rc)
+        return reply_error(s, rq, rc, "clock of worker %u on branch %u went backwards to %lld",
+                           h->worker, h->branch, (long long)h->clock);
+    reply_ok(s, rq, 0);
+    if (after > before)
+        mlt_ssp_release(s->parked, h->branch, after, mlt_branch_tunables(b)->staleness,
+                        on_released, s);
+    return 0;
+}
+
+static int handle_status(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t r;
+    Mlt__ServerInfo si;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rq->h->request_id;
+    fill_server_info(s, &si);
+    r.server = &si;
+    uint32_t n = mlt_store_n_branches(s->store);
+    Mlt__BranchInfo *bi = mlt_calloc(n ? n : 1, sizeof *bi);
+    Mlt__BranchInfo **bp = mlt_calloc(n ? n : 1, sizeof *bp);
+    Mlt__Tunables *tu = mlt_calloc(n ? n : 1, sizeof *tu);
+    for (uint32_t i = 0; i < n; i++) {
+        mlt_branch_info_t info;
+        mlt_store_branch_info(s->store, mlt_store_branch_at(s->store, i), &info);
+        mlt__branch_info__init(&bi[i]);
+        mlt__tunables__init(&tu[i]);
+        bi[i].id = info.id;
+        bi[i].has_parent = info.parent >= 0;
+        bi[i].parent = info.parent >= 0 ? (uint32_t)info.parent : 0;
+        bi[i].kind = (Mlt__BranchKind)info.kind;
+        bi[i].min_clock = info.min_clock;
+        bi[i].owned_bytes = info.owned_bytes;
+        bi[i].shared_bytes = info.shared_bytes;
+        bi[i].diverged = info.diverged;
+        tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
+        tu[i].has_beta1 = tu[i].has_beta2 = tu[i].has_eps = 1;
+        tu[i].lr = info.tunables.h.lr;
+        tu[i].momentum = info.tunables.h.momentum;
+        tu[i].weight_decay = info.tunables.h.weight_decay;
+        tu[i].beta1 = info.tunables.h.beta1;
+        tu[i].beta2 = info.tunables.h.beta2;
+        tu[i].eps = info.tunables.h.eps;
+        tu[i].staleness = info.tunables.staleness;
+        bi[i].tunables = &tu[i];
+        bp[i] = &bi[i];
+    }
+    r.n_branches = n;
+    r.branches = bp;
+    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    int rc = mlt_wire_send(s->router, &r, 0);
+    mlt_free(bi);
+    mlt_free(bp);
+    mlt_free(tu);
+    return rc;
+}
+
+static int handle_job_end(mlt_server_t *s, req_t *rq)
+{
+    if (mlt_store_job(s->store))
+        log_info("job '%s' ended", mlt_store_job(s->store));
+    mlt_ssp_drop(s->parked, UINT32_MAX, on_dropped, s);
+    mlt_store_end_job(s->store);
+    return reply_ok(s, rq, 1);
+}
+
+/* Message types a client may send, the header fields each needs, and whether it
+ * needs a registered job. */
+static const struct {
+    const char *fields;
+    int needs_job;
+} req_rules[] = {
+    [MLT__MSG_TYPE__MSG_HELLO] = {"", 0},
+    [MLT__MSG_TYPE__MSG_REGISTER] = {"j", 0},
+    [MLT__MSG_TYPE__MSG_BRANCH_CREATE] = {"b", 1},
+    [MLT__MSG_TYPE__MSG_FORK] = {"bp", 1},
+    [MLT__MSG_TYPE__MSG_FREE] = {"b", 1},
+    [MLT__MSG_TYPE__MSG_SET_TUNABLES] = {"b", 1},
+    [MLT__MSG_TYPE__MSG_WRITE] = {"btr", 1},
+    [MLT__MSG_TYPE__MSG_PULL] = {"bctr", 1},
+    [MLT__MSG_TYPE__MSG_PUSH] = {"btr", 1},
+    [MLT__MSG_TYPE__MSG_CLOCK] = {"bcw", 1},
+    [MLT__MSG_TYPE__MSG_STATUS] = {"", 0},
+    [MLT__MSG_TYPE__MSG_HEARTBEAT] = {"", 0},
+    [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},
+};
+
+static int dispatch(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    int type = h->type;
+    if (type <= 0 || (size_t)type >= sizeof req_rules / sizeof req_rules[0] ||
+        !req_rules[type].fields)
+        return reply_error(s, rq, -EBADMSG, "message type %s is not a request",
+                           mlt_wire_type_name(type));
+    const char *missing = need_fields(h, req_rules[type].fields);
+    if (missing)
+        return reply_error(s, rq, -EINVAL, "%s request lacks field %s", mlt_wire_type_name(type),
+                           missing);
+    if (req_rules[type].needs_job && !mlt_store_job(s->store))
+        return reply_error(s, rq, -ENOENT, "no job is registered");
+    if (type != MLT__MSG_TYPE__MSG_WRITE && type != MLT__MSG_TYPE__MSG_PUSH && rq->n_payload)
+        return reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
+                           mlt_wire_type_name(type), rq->n_payload);
+    switch (type) {
+    case MLT__MSG_TYPE__MSG_HELLO:
+    case MLT__MSG_TYPE__MSG_HEARTBEAT: return reply_ok(s, rq, 1);
+    case MLT__MSG_TYPE__MSG_REGISTER: return handle_register(s, rq);
+    case MLT__MSG_TYPE__MSG_BRANCH_CREATE:
+    case MLT__MSG_TYPE__MSG_FORK: return handle_branch(s, rq);
+    case MLT__MSG_TYPE__MSG_FREE: return handle_free(s, rq);
+    case MLT__MSG_TYPE__MSG_SET_TUNABLES: return handle_set_tunables(s, rq);
+    case MLT__MSG_TYPE__MSG_WRITE: return handle_push(s, rq, 1);
+    case MLT__MSG_TYPE__MSG_PUSH: return handle_push(s, rq, 0);
+    case MLT__MSG_TYPE__MSG_PULL: return handle_pull(s, rq);
+    case MLT__MSG_TYPE__MSG_CLOCK: return handle_clock(s, rq);
+    case MLT__MSG_TYPE__MSG_STATUS: return handle_status(s, rq);
+    case MLT__MSG_TYPE__MSG_JOB_END: return handle_job_end(s, rq);
+    default: return reply_error(s, rq, -EBADMSG, "unhandled type %d", type);
+    }
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static void close_frames(mlt_server_t *s)
+{
+    for (size_t i = 0; i < s->n_frames; i++)
+        zmq_msg_close(&s->frames[i]);
+    s->n_frames = 0;
+}
+
+/* Reads one whole message into s->frames and serves it. */
+static int serve_one(mlt_server_t *s)
+{
+    int more = 1, too_many = 0;
+    size_t total = 0;
+    while (more) {
+        /* slots 0..MLT_MAX_FRAMES hold the id and the frames; the last one drains */
+        zmq_msg_t *m = &s->frames[s->n_frames <= MLT_MAX_FRAMES ? s->n_frames : MLT_MAX_FRAMES + 1];
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, s->router, 0) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(m);
+            close_frames(s);
+            return e == EINTR || e == EAGAIN ? 0 : -e;
+        }
+        more = zmq_msg_more(m);
+        total++;
+        if (s->n_frames <= MLT_MAX_FRAMES)
+            s->n_frames++;
+        else {
+            too_many = 1;
+            zmq_msg_close(m); /* drain the rest of an oversized message */
+        }
+    }
+    req_t rq = {.id = &s->frames[0]};
+    if (s->n_frames < 2) {
+        close_frames(s); /* an empty message from a ROUTER peer: nothing to answer */
+        return 0;
+    }
+    char err[256];
+    int rc = mlt_wire_decode(zmq_msg_data(&s->frames[1]), zmq_msg_size(&s->frames[1]), &rq.h, err,
+                             sizeof err);
+    if (rc) {
+        reply_error(s, &rq, rc, "%s", err);
+    } else if (too_many) {
+        reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total, MLT_MAX_FRAMES);
+    } else {
+        rq.payload = &s->frames[2];
+        rq.n_payload = s->n_frames - 2;
+        dispatch(s, &rq);
+    }
+    mlt_wire_free(&rq.h);
+    close_frames(s);
+    return 0;
+}
+
+static int is_loopback(const char *ep)
+{
+    static const char *const ok[] = {"tcp://127.", "tcp://localhost:", "tcp://[::1]:",
+                                     "ipc://", "inproc://"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strncmp(ep, ok[i], strlen(ok[i])) == 0)
+            return 1;
+    return 0;
+}
+
+mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
+{
+    if (!is_loopback(conf->bind) && !conf->allow_insecure) {
+        snprintf(err, errlen,
+                 "refusing to bind %s without CurveZMQ keys: set allow_insecure = true to "
+                 "serve plain TCP beyond loopback",
+                 conf->bind);
+        return NULL;
+    }
+    mlt_server_t *s = mlt_calloc(1, sizeof *s);
+    s->rank = (uint32_t)conf->rank;
+    s->n_servers = (uint32_t)conf->n_servers;
+    s->pull_timeout_s = conf->pull_timeout_s;
+    s->store = mlt_store_new((uint32_t)(conf->chunk_size / sizeof(float)), conf->memory_limit);
+    if (!s->store) {
+        snprintf(err, errlen, "chunk_size %zu is invalid", conf->chunk_size);
+        goto fail_s;
+    }
+    s->parked = mlt_ssp_new(MLT_MAX_PARKED);
+    s->scratch = mlt_try_aligned(MLT_MAX_CHUNK_BYTES);
+    s->frames = mlt_calloc(MLT_MAX_FRAMES + 2, sizeof *s->frames);
+    if (!s->scratch) {
+        snprintf(err, errlen, "out of memory");
+        goto fail_store;
+    }
+    s->ctx = zmq_ctx_new();
+    s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+    int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
+    int zero = 0;
+    zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt(s->router, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind(s->router, conf->bind) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", conf->bind, zmq_strerror(zmq_errno()));
+        goto fail_sock;
+    }
+    size_t len = sizeof s->endpoint;
+    zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &len);
+    return s;
+fail_sock:
+    zmq_close(s->router);
+    zmq_ctx_term(s->ctx);
+fail_store:
+    mlt_free(s->frames);
+    mlt_free(s->scratch);
+    mlt_ssp_destroy(&s->parked);
+    mlt_store_destroy(&s->store);
+fail_s:
+    mlt_free(s);
+    return NULL;
+}
+
+const char *mlt_server_endpoint(const mlt_server_t *s)
+{
+    return s->endpoint;
+}
+
+int mlt_server_run(mlt_server_t *s, int stop_fd)
+{
+    zmq_pollitem_t items[2] = {
+        {.socket = s->router, .events = ZMQ_POLLIN},
+        {.fd = stop_fd, .events = ZMQ_POLLIN},
+    };
+    for (;;) {
+        long timeout_ms = 1000;
+        double next = mlt_ssp_next_deadline(s->parked);
+        if (next >= 0) {
+            double wait = next - mlt_time_mono();
+            timeout_ms = wait <= 0 ? 0 : wait < 1.0 ? (long)(wait * 1000) + 1 : 1000;
+        }
+        int n = zmq_poll(items, 2, timeout_ms);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return -zmq_errno();
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            return 0;
+        /* serve what is queued, but look at the stop fd and deadlines now and then */
+        for (int i = 0; i < 256; i++) {
+            int ev = 0;
+            size_t evlen = sizeof ev;
+            zmq_getsockopt(s->router, ZMQ_EVENTS, &ev, &evlen);
+            if (!(ev & ZMQ_POLLIN))
+                break;
+            int rc = serve_one(s);
+            if (rc < 0)
+                return rc;
+        }
+        mlt_ssp_expire(s->parked, mlt_time_mono(), on_expired, s);
+    }
+}
+
+void mlt_server_destroy(mlt_server_t **sp)
+{
+    if (!sp || !*sp)
+        return;
+    mlt_server_t *s = *sp;
+    mlt_ssp_destroy(&s->parked);
+    zmq_close(s->router);
+    zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
+    mlt_store_destroy(&s->store);
+    mlt_free(s->frames);
+    mlt_free(s->scratch);
+    mlt_free(s);
+    *sp = NULL;
+}

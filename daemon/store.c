@@ -1,0 +1,559 @@
+/* store.c - see store.h for the invariants and the branch lifecycle. */
+#include "daemon/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "proto/layout.h"
+#include "proto/limits.h"
+
+#define CHUNK_HDR 64 /* parameters start 64 bytes into the allocation */
+
+struct mlt_chunk {
+    atomic_uint refs;           /* holders: branches + in-flight messages */
+    uint32_t branch_refs;       /* branches only (main thread), for accounting */
+    uint32_t n;                 /* parameter floats */
+    uint32_t state_arrays;      /* optimizer state arrays of n floats after them */
+    uint64_t step;              /* updates applied (Adam's t) */
+    uint64_t bytes;             /* size of the allocation */
+    _Atomic uint64_t *allocated; /* the store's counter, decremented at free */
+};
+_Static_assert(sizeof(struct mlt_chunk) <= CHUNK_HDR, "chunk header exceeds 64 bytes");
+
+typedef struct table {
+    char *name;
+    uint64_t size;      /* floats */
+    uint64_t n_chunks;  /* chunks in the whole table */
+    uint64_t gfirst;    /* global index of its chunk 0 */
+    uint64_t own_first; /* first table-local chunk on this shard */
+    uint64_t own_count; /* chunks on this shard */
+    uint64_t slot0;     /* index of own_first in a branch's chunk array */
+} table_t;
+
+struct mlt_branch {
+    uint32_t id;
+    int64_t parent; /* -1: root */
+    mlt_kind_t kind;
+    mlt_tunables_t t;
+    bool diverged;
+    uint32_t n_workers;   /* the job's, fixed while the branch lives */
+    int64_t *clocks;      /* finished clocks per worker */
+    mlt_chunk_t **chunks; /* n_owned references */
+};
+
+struct mlt_store {
+    uint32_t chunk_floats;
+    uint64_t limit;
+    _Atomic uint64_t allocated; /* bytes of live chunk allocations */
+    uint64_t potential;         /* sum of branch_bytes over live branches */
+    char *job;                  /* NULL: no job */
+    uint32_t n_workers;
+    mlt_rule_t rule;
+    uint32_t state_arrays;
+    table_t *tables;
+    uint32_t n_tables;
+    uint64_t n_owned;      /* chunks on this shard, all tables */
+    uint64_t branch_bytes; /* bytes one fully private branch takes */
+    mlt_branch_t **branches;
+    uint32_t n_branches;
+};
+
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ---- chunks ---------------------------------------------------------------- */
+
+static float *chunk_data(mlt_chunk_t *c)
+{
+    return (float *)((char *)c + CHUNK_HDR);
+}
+
+const float *mlt_chunk_params(const mlt_chunk_t *c)
+{
+    return (const float *)((const char *)c + CHUNK_HDR);
+}
+
+uint64_t mlt_store_chunk_bytes(const mlt_store_t *st, uint32_t floats)
+{
+    return CHUNK_HDR + (uint64_t)floats * sizeof(float) * (1 + st->state_arrays);
+}
+
+/* New zeroed chunk with one reference, or NULL. */
+static mlt_chunk_t *chunk_new(mlt_store_t *st, uint32_t n)
+{
+    uint64_t bytes = mlt_store_chunk_bytes(st, n);
+    mlt_chunk_t *c = mlt_try_aligned(bytes);
+    if (!c)
+        return NULL;
+    memset(c, 0, bytes);
+    atomic_init(&c->refs, 1);
+    c->branch_refs = 1;
+    c->n = n;
+    c->state_arrays = st->state_arrays;
+    c->bytes = bytes;
+    c->allocated = &st->allocated;
+    atomic_fetch_add(&st->allocated, bytes);
+    return c;
+}
+
+static void chunk_unref(mlt_chunk_t *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_sub(c->allocated, c->bytes);
+        mlt_free(c);
+    }
+}
+
+void mlt_chunk_release(void *data, void *hint)
+{
+    (void)data;
+    chunk_unref(hint);
+}
+
+/* Drops a branch's reference. */
+static void chunk_drop(mlt_chunk_t *c)
+{
+    assert(c->branch_refs > 0);
+    c->branch_refs--;
+    chunk_unref(c);
+}
+
+/* Makes *slot private to its branch, copying it if anyone else holds it.
+ * 0 or -ENOMEM (slot unchanged). */
+static int chunk_make_private(mlt_store_t *st, mlt_chunk_t **slot)
+{
+    mlt_chunk_t *c = *slot;
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1)
+        return 0;
+    mlt_chunk_t *copy = mlt_try_aligned(c->bytes);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, c, c->bytes);
+    atomic_init(&copy->refs, 1);
+    copy->branch_refs = 1;
+    atomic_fetch_add(&st->allocated, copy->bytes);
+    *slot = copy;
+    chunk_drop(c);
+    return 0;
+}
+
+/* ---- job ------------------------------------------------------------------- */
+
+mlt_store_t *mlt_store_new(uint32_t chunk_floats, uint64_t memory_limit)
+{
+    if (chunk_floats == 0 || chunk_floats > MLT_MAX_CHUNK_BYTES / sizeof(float)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    mlt_store_t *st = mlt_calloc(1, sizeof *st);
+    st->chunk_floats = chunk_floats;
+    st->limit = memory_limit;
+    atomic_init(&st->allocated, 0);
+    st->branches = mlt_calloc(MLT_MAX_BRANCHES, sizeof *st->branches);
+    return st;
+}
+
+void mlt_store_destroy(mlt_store_t **sp)
+{
+    if (!sp || !*sp)
+        return;
+    mlt_store_end_job(*sp);
+    mlt_free((*sp)->branches);
+    mlt_free(*sp);
+    *sp = NULL;
+}
+
+static bool same_job(const mlt_store_t *st, const char *name, uint32_t n_workers, mlt_rule_t rule,
+                     const mlt_table_spec_t *tables, uint32_t n_tables)
+{
+    if (strcmp(st->job, name) != 0 || st->n_workers != n_workers || st->rule != rule ||
+        st->n_tables != n_tables)
+        return false;
+    for (uint32_t i = 0; i < n_tables; i++)
+        if (strcmp(st->tables[i].name, tables[i].name) != 0 || st->tables[i].size != tables[i].size)
+            return false;
+    return true;
+}
+
+int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt_rule_t rule,
+                      const mlt_table_spec_t *tables, uint32_t n_tables, uint32_t rank,
+                      uint32_t n_servers, char *err, size_t errlen)
+{
+    if (st->job) {
+        if (same_job(st, name, n_workers, rule, tables, n_tables))
+            return 0;
+        return fail(-EBUSY, err, errlen,
+                    "this daemon serves job '%s'; end it before registering '%s' "
+                    "(or register the same spec)",
+                    st->job, name);
+    }
+    if (mlt_optim_state_floats(rule) == 0)
+        return fail(-EINVAL, err, errlen, "unknown update rule %d", (int)rule);
+    if (n_servers == 0 || rank >= n_servers)
+        return fail(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
+    st->tables = mlt_calloc(n_tables, sizeof *st->tables);
+    uint64_t g = 0;
+    for (uint32_t i = 0; i < n_tables; i++) {
+        st->tables[i].name = mlt_strdup(tables[i].name);
+        st->tables[i].size = tables[i].size;
+        st->tables[i].n_chunks = mlt_layout_chunks(tables[i].size, st->chunk_floats);
+        st->tables[i].gfirst = g;
+        g += st->tables[i].n_chunks;
+    }
+    uint64_t lo, hi;
+    mlt_layout_shard_range(g, n_servers, rank, &lo, &hi);
+    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule);
+    st->n_owned = 0;
+    st->branch_bytes = 0;
+    for (uint32_t i = 0; i < n_tables; i++) {
+        table_t *t = &st->tables[i];
+        mlt_layout_table_part(t->gfirst, t->n_chunks, lo, hi, &t->own_first, &t->own_count);
+        t->slot0 = st->n_owned;
+        st->n_owned += t->own_count;
+        for (uint64_t k = t->own_first; k < t->own_first + t->own_count; k++)
+            st->branch_bytes += mlt_store_chunk_bytes(st, mlt_store_chunk_len(st, i, (uint32_t)k));
+    }
+    st->job = mlt_strdup(name);
+    st->n_workers = n_workers;
+    st->rule = rule;
+    st->n_tables = n_tables;
+    return 0;
+}
+
+static void branch_destroy(mlt_branch_t *b, uint64_t n_owned)
+{
+    for (uint64_t i = 0; i < n_owned; i++)
+        if (b->chunks[i])
+            chunk_drop(b->chunks[i]);
+    mlt_free(b->chunks);
+    mlt_free(b->clocks);
+    mlt_free(b);
+}
+
+void mlt_store_end_job(mlt_store_t *st)
+{
+    for (uint32_t i = 0; i < st->n_branches; i++)
+        branch_destroy(st->branches[i], st->n_owned);
+    st->n_branches = 0;
+    st->potential = 0;
+    for (uint32_t i = 0; i < st->n_tables; i++)
+        mlt_free(st->tables[i].name);
+    mlt_free(st->tables);
+    st->tables = NULL;
+    st->n_tables = 0;
+    st->n_owned = 0;
+    mlt_free(st->job);
+    st->job = NULL;
+}
+
+const char *mlt_store_job(const mlt_store_t *st)
+{
+    return st->job;
+}
+
+uint32_t mlt_store_n_workers(const mlt_store_t *st)
+{
+    return st->n_workers;
+}
+
+uint32_t mlt_store_n_tables(const mlt_store_t *st)
+{
+    return st->n_tables;
+}
+
+int mlt_store_check_range(const mlt_store_t *st, uint32_t table, uint32_t first, uint32_t count,
+                          char *err, size_t errlen)
+{
+    if (!st->job)
+        return fail(-ENOENT, err, errlen, "no job is registered");
+    if (table >= st->n_tables)
+        return fail(-ENOENT, err, errlen, "unknown table %u (job '%s' has %u)", table, st->job,
+                    st->n_tables);
+    const table_t *t = &st->tables[table];
+    uint64_t end = (uint64_t)first + count;
+    if (count == 0 || end > t->n_chunks)
+        return fail(-ERANGE, err, errlen, "chunks [%u, %llu) out of range for table '%s' (%llu chunks)",
+                    first, (unsigned long long)end, t->name, (unsigned long long)t->n_chunks);
+    if (first < t->own_first || end > t->own_first + t->own_count)
+        return fail(-ERANGE, err, errlen,
+                    "chunks [%u, %llu) of table '%s' are not on this shard (it holds [%llu, %llu))",
+                    first, (unsigned long long)end, t->name, (unsigned long long)t->own_first,
+                    (unsigned long long)(t->own_first + t->own_count));
+    return 0;
+}
+
+uint32_t mlt_store_chunk_len(const mlt_store_t *st, uint32_t table, uint32_t k)
+{
+    const table_t *t = &st->tables[table];
+    uint64_t start = (uint64_t)k * st->chunk_floats;
+    uint64_t left = t->size - start;
+    return (uint32_t)(left < st->chunk_floats ? left : st->chunk_floats);
+}
+
+/* ---- branches -------------------------------------------------------------- */
+
+mlt_branch_t *mlt_store_branch(mlt_store_t *st, uint32_t id)
+{
+    for (uint32_t i = 0; i < st->n_branches; i++)
+        if (st->branches[i]->id == id)
+            return st->branches[i];
+    return NULL;
+}
+
+mlt_branch_t *mlt_store_branch_at(mlt_store_t *st, uint32_t i)
+{
+    return i < st->n_branches ? st->branches[i] : NULL;
+}
+
+uint32_t mlt_store_n_branches(const mlt_store_t *st)
+{
+    return st->n_branches;
+}
+
+/* Checks a new branch may be added; 0 or -errno with a message. */
+static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t errlen)
+{
+    if (!st->job)
+        return fail(-ENOENT, err, errlen, "no job is registered");
+    if (mlt_store_branch((mlt_store_t *)st, id))
+        return fail(-EEXIST, err, errlen, "branch %u already exists", id);
+    if (st->n_branches >= MLT_MAX_BRANCHES)
+        return fail(-ENOSPC, err, errlen, "%u branches are live, the limit", MLT_MAX_BRANCHES);
+    if (st->potential + st->branch_bytes > st->limit)
+        return fail(-ENOMEM, err, errlen,
+                    "branch %u would raise branch memory to %llu bytes, limit %llu "
+                    "(memory_limit)",
+                    id, (unsigned long long)(st->potential + st->branch_bytes),
+                    (unsigned long long)st->limit);
+    return 0;
+}
+
+static mlt_branch_t *branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
+                                mlt_kind_t kind, const mlt_tunables_t *t)
+{
+    mlt_branch_t *b = mlt_calloc(1, sizeof *b);
+    b->id = id;
+    b->parent = parent;
+    b->kind = kind;
+    b->t = *t;
+    b->n_workers = st->n_workers;
+    b->clocks = mlt_calloc(st->n_workers, sizeof *b->clocks);
+    b->chunks = mlt_try_calloc(st->n_owned ? st->n_owned : 1, sizeof *b->chunks);
+    if (!b->chunks) {
+        mlt_free(b->clocks);
+        mlt_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void branch_add(mlt_store_t *st, mlt_branch_t *b)
+{
+    st->branches[st->n_branches++] = b;
+    st->potential += st->branch_bytes;
+}
+
+int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_kind_t kind, const mlt_tunables_t *t,
+                     char *err, size_t errlen)
+{
+    int rc = branch_admit(st, id, err, errlen);
+    if (rc)
+        return rc;
+    mlt_branch_t *b = branch_new(st, id, -1, kind, t);
+    if (!b)
+        goto fail_oom;
+    for (uint32_t ti = 0; ti < st->n_tables; ti++) {
+        const table_t *tb = &st->tables[ti];
+        for (uint64_t k = 0; k < tb->own_count; k++) {
+            uint32_t len = mlt_store_chunk_len(st, ti, (uint32_t)(tb->own_first + k));
+            if (!(b->chunks[tb->slot0 + k] = chunk_new(st, len)))
+                goto fail_branch;
+        }
+    }
+    branch_add(st, b);
+    return 0;
+fail_branch:
+    branch_destroy(b, st->n_owned);
+fail_oom:
+    return fail(-ENOMEM, err, errlen, "out of memory creating branch %u", id);
+}
+
+int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t kind,
+                   const mlt_tunables_t *t, char *err, size_t errlen)
+{
+    mlt_branch_t *p = mlt_store_branch(st, parent);
+    if (!p)
+        return fail(-ENOENT, err, errlen, "unknown parent branch %u", parent);
+    int rc = branch_admit(st, child, err, errlen);
+    if (rc)
+        return rc;
+    mlt_branch_t *b = branch_new(st, child, parent, kind, t);
+    if (!b)
+        return fail(-ENOMEM, err, errlen, "out of memory forking branch %u", child);
+    for (uint64_t i = 0; i < st->n_owned; i++) {
+        mlt_chunk_t *c = p->chunks[i];
+        c->branch_refs++;
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        b->chunks[i] = c;
+    }
+    b->diverged = p->diverged;
+    branch_add(st, b);
+    return 0;
+}
+
+int mlt_store_free(mlt_store_t *st, uint32_t id)
+{
+    for (uint32_t i = 0; i < st->n_branches; i++) {
+        if (st->branches[i]->id != id)
+            continue;
+        branch_destroy(st->branches[i], st->n_owned);
+        st->branches[i] = st->branches[--st->n_branches];
+        st->potential -= st->branch_bytes;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+uint32_t mlt_branch_id(const mlt_branch_t *b)
+{
+    return b->id;
+}
+
+const mlt_tunables_t *mlt_branch_tunables(const mlt_branch_t *b)
+{
+    return &b->t;
+}
+
+void mlt_branch_set_tunables(mlt_branch_t *b, const mlt_tunables_t *t)
+{
+    b->t = *t;
+}
+
+bool mlt_branch_diverged(const mlt_branch_t *b)
+{
+    return b->diverged;
+}
+
+void mlt_branch_set_diverged(mlt_branch_t *b)
+{
+    b->diverged = true;
+}
+
+int64_t mlt_branch_min_clock(const mlt_branch_t *b)
+{
+    int64_t m = INT64_MAX;
+    for (uint32_t w = 0; w < b->n_workers; w++)
+        if (b->clocks[w] < m)
+            m = b->clocks[w];
+    return m == INT64_MAX ? 0 : m;
+}
+
+uint32_t mlt_branch_slowest(const mlt_branch_t *b)
+{
+    uint32_t s = 0;
+    for (uint32_t w = 1; w < b->n_workers; w++)
+        if (b->clocks[w] < b->clocks[s])
+            s = w;
+    return s;
+}
+
+int mlt_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock)
+{
+    if (worker >= b->n_workers)
+        return -ERANGE;
+    if (clock < b->clocks[worker])
+        return -EINVAL;
+    b->clocks[worker] = clock;
+    *min_clock = mlt_branch_min_clock(b);
+    return 0;
+}
+
+void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_branch_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = b->id;
+    out->parent = b->parent;
+    out->kind = b->kind;
+    out->tunables = b->t;
+    out->min_clock = mlt_branch_min_clock(b);
+    out->diverged = b->diverged;
+    for (uint64_t i = 0; i < st->n_owned; i++) {
+        const mlt_chunk_t *c = b->chunks[i];
+        if (c->branch_refs == 1)
+            out->owned_bytes += c->bytes;
+        else
+            out->shared_bytes += c->bytes;
+    }
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+static mlt_chunk_t **slot_of(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k)
+{
+    const table_t *t = &st->tables[table];
+    assert(k >= t->own_first && k < t->own_first + t->own_count);
+    return &b->chunks[t->slot0 + (k - t->own_first)];
+}
+
+int mlt_store_apply(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k, const float *g)
+{
+    mlt_chunk_t **slot = slot_of(st, b, table, k);
+    if (chunk_make_private(st, slot))
+        return -ENOMEM;
+    mlt_chunk_t *c = *slot;
+    float *w = chunk_data(c);
+    c->step++;
+    mlt_optim_apply(st->rule, &b->t.h, w, w + c->n, g, c->n, c->step);
+    return 0;
+}
+
+int mlt_store_write(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k, const float *v)
+{
+    mlt_chunk_t **slot = slot_of(st, b, table, k);
+    if (chunk_make_private(st, slot))
+        return -ENOMEM;
+    memcpy(chunk_data(*slot), v, (size_t)(*slot)->n * sizeof(float));
+    return 0;
+}
+
+mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k)
+{
+    mlt_chunk_t *c = *slot_of(st, b, table, k);
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+uint64_t mlt_store_allocated(const mlt_store_t *st)
+{
+    return atomic_load(&((mlt_store_t *)st)->allocated);
+}
+
+uint64_t mlt_store_potential(const mlt_store_t *st)
+{
+    return st->potential;
+}
+
+uint64_t mlt_store_limit(const mlt_store_t *st)
+{
+    return st->limit;
+}
+
+uint32_t mlt_store_chunk_floats(const mlt_store_t *st)
+{
+    return st->chunk_floats;
+}

@@ -1,0 +1,322 @@
+/* optim.c - optimizer update rules on caller-owned float arrays (see optim.h).
+ *
+ * Each rule is one element step (a static inline function stating the formula)
+ * run by a simple loop over restrict-qualified pointers, written so that GCC
+ * -O2 vectorises it (see VEC_FLOATS). Weight decay is folded into the same pass
+ * (g' = g + wd*w) rather than materialised, because g is borrowed and const.
+ * Arithmetic is in float; only Adam's bias corrections are computed, once per
+ * call, in double. No allocation, no global state, no logging: every function
+ * is thread-safe on disjoint arrays. */
+#include "kernels/optim.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+/* Indexed by mlt_rule_t. */
+static const char *const rule_names[MLT_RULE_COUNT_] = {
+    [MLT_RULE_SGD] = "sgd",         [MLT_RULE_NESTEROV] = "nesterov",
+    [MLT_RULE_ADAM] = "adam",       [MLT_RULE_RMSPROP] = "rmsprop",
+    [MLT_RULE_ADAGRAD] = "adagrad", [MLT_RULE_ADADELTA] = "adadelta",
+};
+
+/* Indexed by mlt_rule_t: state arrays of n floats each. */
+static const size_t rule_state[MLT_RULE_COUNT_] = {
+    [MLT_RULE_SGD] = 1,     [MLT_RULE_NESTEROV] = 1, [MLT_RULE_ADAM] = 2,
+    [MLT_RULE_RMSPROP] = 1, [MLT_RULE_ADAGRAD] = 1,  [MLT_RULE_ADADELTA] = 2,
+};
+
+mlt_hyper_t mlt_hyper_default(void)
+{
+    return (mlt_hyper_t){
+        .lr = 0.01f,
+        .momentum = 0.0f,
+        .weight_decay = 0.0f,
+        .beta1 = 0.9f,
+        .beta2 = 0.999f,
+        .eps = 1e-8f,
+    };
+}
+
+const char *mlt_rule_name(mlt_rule_t rule)
+{
+    /* The unsigned cast also rejects negative values of a signed enum. */
+    if ((unsigned)rule >= (unsigned)MLT_RULE_COUNT_)
+        return NULL;
+    return rule_names[rule];
+}
+
+int mlt_rule_parse(const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (int r = 0; r < MLT_RULE_COUNT_; r++)
+        if (strcmp(name, rule_names[r]) == 0)
+            return r;
+    return -1;
+}
+
+size_t mlt_optim_state_floats(mlt_rule_t rule)
+{
+    if ((unsigned)rule >= (unsigned)MLT_RULE_COUNT_)
+        return 0;
+    return rule_state[rule];
+}
+
+/* GCC 12 at -O2 uses -fvect-cost-model=very-cheap, which vectorises a loop
+ * only when no scalar epilogue is needed, i.e. when its trip count is known to
+ * be a multiple of the vector width. So each rule runs its element step over
+ * the largest multiple of VEC_FLOATS (16: one 64-byte line, the widest vector)
+ * and then over the few floats left. The element steps are static inline
+ * functions so both loops share one statement of each formula.
+ *
+ * The loops that call sqrtf() (adam, rmsprop, adagrad, adadelta) vectorise only
+ * under -fno-math-errno: otherwise GCC keeps a scalar errno path for negative
+ * input, which cannot occur here (every operand is a sum of squares, plus eps).
+ * Neither the pragma nor the optimize attribute changes that, so the flag has
+ * to come from the build (kernels_lib c_args); nothing here reads errno. */
+#define VEC_FLOATS ((size_t)16)
+
+/* The loop functions stay out of line: inlined into mlt_optim_apply, whose
+ * pointers are not restrict (Adam's two state arrays share one base), GCC
+ * would need a run-time alias check, which -O2 does not emit. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+static inline size_t vec_floor(size_t n)
+{
+    return n & ~(VEC_FLOATS - 1);
+}
+
+/* Per-call coefficients, prepared once in mlt_optim_apply and passed by value
+ * so that the loops read them from registers, never through a pointer that
+ * might alias w or the state. */
+typedef struct coef {
+    float lr;        /* learning rate */
+    float m;         /* momentum */
+    float wd;        /* weight decay */
+    float b1, c1;    /* beta1 and 1 - beta1 (Adam) */
+    float b2, c2;    /* beta2 (rho) and 1 - beta2 */
+    float eps;       /* denominator guard */
+    float adam_step; /* Adam: lr / (1 - beta1^t) */
+    float adam_isb2; /* Adam: 1 / sqrt(1 - beta2^t) */
+} coef_t;
+
+/* SGD with momentum: h = m*h + g'; w -= lr*h. */
+static inline void sgd_one(coef_t k, float *w, float *h, float g)
+{
+    float gp = g + k.wd * *w;
+    float hi = k.m * *h + gp;
+    *h = hi;
+    *w -= k.lr * hi;
+}
+
+static NOINLINE void apply_sgd(coef_t k, float *restrict w, float *restrict h,
+                               const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        sgd_one(k, &w[i], &h[i], g[i]);
+    for (; i < n; i++)
+        sgd_one(k, &w[i], &h[i], g[i]);
+}
+
+/* Nesterov momentum: h = m*h + g'; w -= lr*(g' + m*h). */
+static inline void nesterov_one(coef_t k, float *w, float *h, float g)
+{
+    float gp = g + k.wd * *w;
+    float hi = k.m * *h + gp;
+    *h = hi;
+    *w -= k.lr * (gp + k.m * hi);
+}
+
+static NOINLINE void apply_nesterov(coef_t k, float *restrict w, float *restrict h,
+                                    const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        nesterov_one(k, &w[i], &h[i], g[i]);
+    for (; i < n; i++)
+        nesterov_one(k, &w[i], &h[i], g[i]);
+}
+
+/* Adam: a = b1*a + (1-b1)*g'; v = b2*v + (1-b2)*g'^2, with the bias
+ * corrections folded into two per-call scalars (see mlt_optim_apply):
+ *   lr*(a/bc1)/(sqrt(v/bc2)+eps) = (lr/bc1)*a/(sqrt(v)*(1/sqrt(bc2))+eps). */
+static inline void adam_one(coef_t k, float *w, float *a, float *v, float g)
+{
+    float gp = g + k.wd * *w;
+    float ai = k.b1 * *a + k.c1 * gp;
+    float vi = k.b2 * *v + k.c2 * (gp * gp);
+    *a = ai;
+    *v = vi;
+    *w -= k.adam_step * ai / (sqrtf(vi) * k.adam_isb2 + k.eps);
+}
+
+static NOINLINE void apply_adam(coef_t k, float *restrict w, float *restrict a,
+                                float *restrict v, const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        adam_one(k, &w[i], &a[i], &v[i], g[i]);
+    for (; i < n; i++)
+        adam_one(k, &w[i], &a[i], &v[i], g[i]);
+}
+
+/* RMSProp: v = rho*v + (1-rho)*g'^2; w -= lr*g'/(sqrt(v)+eps). */
+static inline void rmsprop_one(coef_t k, float *w, float *v, float g)
+{
+    float gp = g + k.wd * *w;
+    float vi = k.b2 * *v + k.c2 * (gp * gp);
+    *v = vi;
+    *w -= k.lr * gp / (sqrtf(vi) + k.eps);
+}
+
+static NOINLINE void apply_rmsprop(coef_t k, float *restrict w, float *restrict v,
+                                   const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        rmsprop_one(k, &w[i], &v[i], g[i]);
+    for (; i < n; i++)
+        rmsprop_one(k, &w[i], &v[i], g[i]);
+}
+
+/* AdaGrad: v += g'^2; w -= lr*g'/(sqrt(v)+eps). */
+static inline void adagrad_one(coef_t k, float *w, float *v, float g)
+{
+    float gp = g + k.wd * *w;
+    float vi = *v + gp * gp;
+    *v = vi;
+    *w -= k.lr * gp / (sqrtf(vi) + k.eps);
+}
+
+static NOINLINE void apply_adagrad(coef_t k, float *restrict w, float *restrict v,
+                                   const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        adagrad_one(k, &w[i], &v[i], g[i]);
+    for (; i < n; i++)
+        adagrad_one(k, &w[i], &v[i], g[i]);
+}
+
+/* AdaDelta: v = rho*v + (1-rho)*g'^2; d = sqrt(u+eps)/sqrt(v+eps)*g';
+ *           u = rho*u + (1-rho)*d^2;  w -= lr*d. */
+static inline void adadelta_one(coef_t k, float *w, float *v, float *u, float g)
+{
+    float gp = g + k.wd * *w;
+    float vi = k.b2 * *v + k.c2 * (gp * gp);
+    float d = sqrtf(*u + k.eps) / sqrtf(vi + k.eps) * gp;
+    *v = vi;
+    *u = k.b2 * *u + k.c2 * (d * d);
+    *w -= k.lr * d;
+}
+
+static NOINLINE void apply_adadelta(coef_t k, float *restrict w, float *restrict v,
+                                    float *restrict u, const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        adadelta_one(k, &w[i], &v[i], &u[i], g[i]);
+    for (; i < n; i++)
+        adadelta_one(k, &w[i], &v[i], &u[i], g[i]);
+}
+
+/* Adam's bias corrections 1 - beta^t, computed once per call in double (beta^t
+ * for large t underflows gracefully to 0, giving a correction of 1). */
+static void adam_coefs(coef_t *k, const mlt_hyper_t *h, uint64_t step)
+{
+    const double t = (double)step;
+    const double bc1 = 1.0 - pow((double)h->beta1, t);
+    const double bc2 = 1.0 - pow((double)h->beta2, t);
+    k->adam_step = (float)((double)h->lr / bc1);
+    k->adam_isb2 = (float)(1.0 / sqrt(bc2));
+}
+
+void mlt_optim_apply(mlt_rule_t rule, const mlt_hyper_t *h, float *w, float *state,
+                     const float *g, size_t n, uint64_t step)
+{
+    assert(h != NULL);
+    if (n == 0)
+        return;
+    assert(w != NULL && state != NULL && g != NULL);
+
+    coef_t k = {
+        .lr = h->lr,
+        .m = h->momentum,
+        .wd = h->weight_decay,
+        .b1 = h->beta1,
+        .c1 = 1.0f - h->beta1,
+        .b2 = h->beta2,
+        .c2 = 1.0f - h->beta2,
+        .eps = h->eps,
+    };
+    switch (rule) {
+    case MLT_RULE_SGD:
+        apply_sgd(k, w, state, g, n);
+        break;
+    case MLT_RULE_NESTEROV:
+        apply_nesterov(k, w, state, g, n);
+        break;
+    case MLT_RULE_ADAM:
+        adam_coefs(&k, h, step == 0 ? 1 : step); /* t = 0 would divide by 0 */
+        apply_adam(k, w, state, state + n, g, n);
+        break;
+    case MLT_RULE_RMSPROP:
+        apply_rmsprop(k, w, state, g, n);
+        break;
+    case MLT_RULE_ADAGRAD:
+        apply_adagrad(k, w, state, g, n);
+        break;
+    case MLT_RULE_ADADELTA:
+        apply_adadelta(k, w, state, state + n, g, n);
+        break;
+    default: /* invalid rule: documented no-op */
+        break;
+    }
+}
+
+/* Floats checked per block before the early exit: large enough that the
+ * branch costs nothing, small enough that a NaN near the front of a large
+ * gradient is found soon. */
+#define FINITE_BLOCK ((size_t)1024)
+
+/* A float is NaN or +-Inf exactly when its exponent bits are all ones, i.e.
+ * when |bits| >= 0x7f800000. Adding 0x00800000 to |bits| (at most 0x7fffffff,
+ * so no overflow) carries into bit 31 exactly for those values; the loops OR
+ * these words and test bit 31 once. memcpy is the aliasing-safe way to read the
+ * bits and compiles to a plain load. */
+static inline uint32_t nonfinite_word(const float *x)
+{
+    uint32_t u;
+    memcpy(&u, x, sizeof u);
+    return (u & 0x7fffffffu) + 0x00800000u;
+}
+
+/* OR of nonfinite_word() over x[0 .. len). Only ever called with a constant
+ * len: -O2 vectorises a reduction only when its trip count is known. */
+static inline uint32_t nonfinite_fixed(const float *restrict x, size_t len)
+{
+    uint32_t acc = 0;
+    for (size_t i = 0; i < len; i++)
+        acc |= nonfinite_word(&x[i]);
+    return acc;
+}
+
+bool mlt_all_finite(const float *x, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= FINITE_BLOCK; i += FINITE_BLOCK)
+        if (nonfinite_fixed(x + i, FINITE_BLOCK) >> 31)
+            return false;
+    uint32_t acc = 0;
+    for (; n - i >= VEC_FLOATS; i += VEC_FLOATS)
+        acc |= nonfinite_fixed(x + i, VEC_FLOATS);
+    for (; i < n; i++)
+        acc |= nonfinite_word(&x[i]);
+    return (acc >> 31) == 0;
+}

@@ -1,0 +1,235 @@
+/* wire.c - see wire.h. */
+#include "proto/wire.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void mlt_wire_init(mlt_header_t *h, Mlt__MsgType type)
+{
+    mlt__header__init(h);
+    h->version = MLT_PROTO_VERSION;
+    h->type = type;
+}
+
+const char *mlt_wire_type_name(int type)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&mlt__msg_type__descriptor, type);
+    return v ? v->name + 4 /* skip "MSG_" */ : "?";
+}
+
+static int check_name(const char *what, const char *s, char *err, size_t errlen)
+{
+    size_t n = s ? strnlen(s, MLT_MAX_NAME_LEN + 1) : 0;
+    if (n == 0)
+        return fail(-EINVAL, err, errlen, "%s is empty", what);
+    if (n > MLT_MAX_NAME_LEN)
+        return fail(-EINVAL, err, errlen, "%s is longer than %u bytes", what, MLT_MAX_NAME_LEN);
+    return 0;
+}
+
+int mlt_wire_check_tunables(const Mlt__Tunables *t, char *err, size_t errlen)
+{
+    struct {
+        const char *name;
+        int has;
+        float v, lo, hi;
+    } f[] = {
+        {"lr", t->has_lr, t->lr, 0.0f, 1e6f},
+        {"momentum", t->has_momentum, t->momentum, 0.0f, 1.0f},
+        {"weight_decay", t->has_weight_decay, t->weight_decay, 0.0f, 1e3f},
+        {"beta1", t->has_beta1, t->beta1, 0.0f, 1.0f},
+        {"beta2", t->has_beta2, t->beta2, 0.0f, 1.0f},
+        {"eps", t->has_eps, t->eps, 0.0f, 1.0f},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (f[i].has && !(isfinite(f[i].v) && f[i].v >= f[i].lo && f[i].v <= f[i].hi))
+            return fail(-EINVAL, err, errlen, "tunables.%s = %g is outside [%g, %g]", f[i].name,
+                        (double)f[i].v, (double)f[i].lo, (double)f[i].hi);
+    }
+    if (t->has_staleness && t->staleness > MLT_MAX_STALENESS)
+        return fail(-EINVAL, err, errlen, "tunables.staleness = %u exceeds limit %u", t->staleness,
+                    MLT_MAX_STALENESS);
+    return 0;
+}
+
+int mlt_wire_check_job(const Mlt__JobSpec *job, char *err, size_t errlen)
+{
+    int rc = check_name("job.name", job->name, err, errlen);
+    if (rc)
+        return rc;
+    if (job->n_workers < 1 || job->n_workers > MLT_MAX_WORKERS)
+        return fail(-EINVAL, err, errlen, "job.n_workers = %u is outside [1, %u]", job->n_workers,
+                    MLT_MAX_WORKERS);
+    if (!protobuf_c_enum_descriptor_get_value(&mlt__rule__descriptor, job->rule))
+        return fail(-EINVAL, err, errlen, "job.rule = %d is not a known update rule",
+                    (int)job->rule);
+    if (job->n_tables < 1 || job->n_tables > MLT_MAX_TABLES)
+        return fail(-EINVAL, err, errlen, "job has %zu tables, allowed 1..%u", job->n_tables,
+                    MLT_MAX_TABLES);
+    for (size_t i = 0; i < job->n_tables; i++) {
+        const Mlt__TableSpec *t = job->tables[i];
+        char what[48];
+        snprintf(what, sizeof what, "job.tables[%zu].name", i);
+        if ((rc = check_name(what, t->name, err, errlen)))
+            return rc;
+        if (t->size < 1 || t->size > MLT_MAX_TABLE_FLOATS)
+            return fail(-EINVAL, err, errlen, "table '%s' size %llu is outside [1, %llu]", t->name,
+                        (unsigned long long)t->size, (unsigned long long)MLT_MAX_TABLE_FLOATS);
+        if (t->n_shape > MLT_MAX_SHAPE_DIMS)
+            return fail(-EINVAL, err, errlen, "table '%s' has %zu dimensions, limit %u", t->name,
+                        t->n_shape, MLT_MAX_SHAPE_DIMS);
+        if (t->n_shape) {
+            unsigned long long prod = 1;
+            for (size_t d = 0; d < t->n_shape; d++) {
+                prod *= t->shape[d];
+                if (prod > MLT_MAX_TABLE_FLOATS)
+                    break;
+            }
+            if (prod != t->size)
+                return fail(-EINVAL, err, errlen, "table '%s' shape product %llu != size %llu",
+                            t->name, prod, (unsigned long long)t->size);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(job->tables[j]->name, t->name) == 0)
+                return fail(-EINVAL, err, errlen, "table name '%s' appears twice", t->name);
+    }
+    return 0;
+}
+
+static int check_header(const mlt_header_t *h, char *err, size_t errlen)
+{
+    if (h->has_worker && h->worker >= MLT_MAX_WORKERS)
+        return fail(-EINVAL, err, errlen, "worker %u exceeds limit %u", h->worker,
+                    MLT_MAX_WORKERS - 1);
+    if (h->has_branch && h->branch > MLT_MAX_BRANCH_ID)
+        return fail(-EINVAL, err, errlen, "branch id %u exceeds limit %u", h->branch,
+                    MLT_MAX_BRANCH_ID);
+    if (h->has_parent && h->parent > MLT_MAX_BRANCH_ID)
+        return fail(-EINVAL, err, errlen, "parent id %u exceeds limit %u", h->parent,
+                    MLT_MAX_BRANCH_ID);
+    if (h->has_clock && (h->clock < 0 || h->clock > MLT_MAX_CLOCK))
+        return fail(-EINVAL, err, errlen, "clock %lld is outside [0, %lld]", (long long)h->clock,
+                    (long long)MLT_MAX_CLOCK);
+    if (h->has_table && h->table >= MLT_MAX_TABLES)
+        return fail(-EINVAL, err, errlen, "table %u exceeds limit %u", h->table, MLT_MAX_TABLES - 1);
+    if (h->has_chunk_count && (h->chunk_count < 1 || h->chunk_count >= MLT_MAX_FRAMES))
+        return fail(-EINVAL, err, errlen, "chunk_count %u is outside [1, %u]", h->chunk_count,
+                    MLT_MAX_FRAMES - 1);
+    if (h->has_kind && !protobuf_c_enum_descriptor_get_value(&mlt__branch_kind__descriptor, h->kind))
+        return fail(-EINVAL, err, errlen, "branch kind %d is unknown", (int)h->kind);
+    if (h->error && strnlen(h->error, MLT_MAX_ERROR_LEN + 1) > MLT_MAX_ERROR_LEN)
+        return fail(-EINVAL, err, errlen, "error text longer than %u bytes", MLT_MAX_ERROR_LEN);
+    if (h->n_branches > MLT_MAX_BRANCHES)
+        return fail(-EINVAL, err, errlen, "%zu branches listed, limit %u", h->n_branches,
+                    MLT_MAX_BRANCHES);
+    int rc;
+    if (h->tunables && (rc = mlt_wire_check_tunables(h->tunables, err, errlen)))
+        return rc;
+    if (h->job && (rc = mlt_wire_check_job(h->job, err, errlen)))
+        return rc;
+    if (h->server && (h->server->n_servers < 1 || h->server->n_servers > MLT_MAX_SERVERS ||
+                      h->server->rank >= h->server->n_servers || h->server->chunk_floats < 1 ||
+                      h->server->chunk_floats > MLT_MAX_CHUNK_BYTES / 4))
+        return fail(-EINVAL, err, errlen, "server info out of range (rank %u of %u, %u floats)",
+                    h->server->rank, h->server->n_servers, h->server->chunk_floats);
+    return 0;
+}
+
+int mlt_wire_decode(const void *buf, size_t len, mlt_header_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (len > MLT_MAX_HEADER_BYTES)
+        return fail(-EMSGSIZE, err, errlen, "header frame is %zu bytes, limit %u", len,
+                    MLT_MAX_HEADER_BYTES);
+    if (len == 0)
+        return fail(-EPROTO, err, errlen, "empty header frame");
+    mlt_header_t *h = mlt__header__unpack(NULL, len, buf);
+    if (!h)
+        return fail(-EPROTO, err, errlen, "header frame (%zu bytes) is not a valid mltuner header",
+                    len);
+    int rc;
+    if (h->version != MLT_PROTO_VERSION) {
+        rc = fail(-EPROTONOSUPPORT, err, errlen,
+                  "protocol version %u not supported (this peer speaks %u)", h->version,
+                  MLT_PROTO_VERSION);
+        goto fail_h;
+    }
+    if (h->type == MLT__MSG_TYPE__MSG_NONE ||
+        !protobuf_c_enum_descriptor_get_value(&mlt__msg_type__descriptor, h->type)) {
+        rc = fail(-EBADMSG, err, errlen, "unknown message type %d", (int)h->type);
+        goto fail_h;
+    }
+    if ((rc = check_header(h, err, errlen)))
+        goto fail_h;
+    *out = h;
+    return 0;
+fail_h:
+    mlt__header__free_unpacked(h, NULL);
+    return rc;
+}
+
+void mlt_wire_free(mlt_header_t **hp)
+{
+    if (hp && *hp) {
+        mlt__header__free_unpacked(*hp, NULL);
+        *hp = NULL;
+    }
+}
+
+size_t mlt_wire_encode(const mlt_header_t *h, uint8_t **buf)
+{
+    size_t n = mlt__header__get_packed_size(h);
+    *buf = mlt_try_malloc(n);
+    if (!*buf)
+        return 0;
+    return mlt__header__pack(h, *buf);
+}
+
+static void free_buf(void *data, void *hint)
+{
+    (void)hint;
+    mlt_free(data);
+}
+
+int mlt_wire_send(void *sock, const mlt_header_t *h, int flags)
+{
+    uint8_t stackbuf[512];
+    size_t n = mlt__header__get_packed_size(h);
+    if (n <= sizeof stackbuf) {
+        mlt__header__pack(h, stackbuf);
+        return zmq_send(sock, stackbuf, n, flags) < 0 ? -zmq_errno() : 0;
+    }
+    uint8_t *buf = mlt_try_malloc(n);
+    if (!buf)
+        return -ENOMEM;
+    mlt__header__pack(h, buf);
+    zmq_msg_t m;
+    zmq_msg_init_data(&m, buf, n, free_buf, NULL);
+    if (zmq_msg_send(&m, sock, flags) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&m);
+        return -e;
+    }
+    return 0;
+}

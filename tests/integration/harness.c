@@ -1,0 +1,143 @@
+/* harness.c - see harness.h. */
+#include "tests/integration/harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
+{
+    memset(c, 0, sizeof *c);
+    const char *root = getenv("MLT_BUILD_ROOT");
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/daemon/mltunerd", root ? root : "build");
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "harness: %s is not executable (set MLT_BUILD_ROOT)\n", bin);
+        return -1;
+    }
+    snprintf(c->dir, sizeof c->dir, "/tmp/mlt-test-XXXXXX");
+    if (!mkdtemp(c->dir)) {
+        perror("harness: mkdtemp");
+        return -1;
+    }
+    char nserv[32];
+    snprintf(nserv, sizeof nserv, "n_servers=%d", n);
+    for (int i = 0; i < n; i++) {
+        char rank[32], epf[320], log[320], sdir[300];
+        snprintf(rank, sizeof rank, "%d", i);
+        snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
+        snprintf(log, sizeof log, "%s/daemon%d.log", c->dir, i);
+        snprintf(sdir, sizeof sdir, "state_dir=%s", c->dir);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("harness: fork");
+            return -1;
+        }
+        if (pid == 0) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 2);
+                close(fd);
+            }
+            const char *argv[64];
+            int a = 0;
+            argv[a++] = bin;
+            argv[a++] = "--rank";
+            argv[a++] = rank;
+            argv[a++] = "--set";
+            argv[a++] = nserv;
+            argv[a++] = "--bind";
+            argv[a++] = "tcp://127.0.0.1:0";
+            argv[a++] = "--endpoint-file";
+            argv[a++] = epf;
+            argv[a++] = "--set";
+            argv[a++] = sdir;
+            for (int k = 0; extra && extra[k] && a < 60; k++) {
+                argv[a++] = "--set";
+                argv[a++] = extra[k];
+            }
+            argv[a] = NULL;
+            execv(bin, (char *const *)argv);
+            _exit(127);
+        }
+        c->pids[i] = pid;
+        c->n = i + 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char epf[320];
+        snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
+        for (int t = 0; t < 1000; t++) {
+            FILE *f = fopen(epf, "r");
+            if (f) {
+                if (fgets(c->endpoints[i], sizeof c->endpoints[i], f))
+                    c->endpoints[i][strcspn(c->endpoints[i], "\n")] = '\0';
+                fclose(f);
+                break;
+            }
+            if (!mlt_test_alive(c, i)) {
+                fprintf(stderr, "harness: daemon %d exited at start; see %s/daemon%d.log\n", i,
+                        c->dir, i);
+                return -1;
+            }
+            sleep_ms(10);
+        }
+        if (!c->endpoints[i][0]) {
+            fprintf(stderr, "harness: daemon %d wrote no endpoint within 10 s\n", i);
+            return -1;
+        }
+        c->eps[i] = c->endpoints[i];
+    }
+    return 0;
+}
+
+int mlt_test_alive(mlt_test_cluster_t *c, int i)
+{
+    int st;
+    return c->pids[i] > 0 && waitpid(c->pids[i], &st, WNOHANG) == 0;
+}
+
+int mlt_test_stop(mlt_test_cluster_t *c)
+{
+    int bad = 0;
+    for (int i = 0; i < c->n; i++)
+        if (c->pids[i] > 0)
+            kill(c->pids[i], SIGTERM);
+    for (int i = 0; i < c->n; i++) {
+        if (c->pids[i] <= 0)
+            continue;
+        int st = 0, done = 0;
+        for (int t = 0; t < 2000 && !done; t++) {
+            pid_t r = waitpid(c->pids[i], &st, WNOHANG);
+            if (r == c->pids[i])
+                done = 1;
+            else
+                sleep_ms(10);
+        }
+        if (!done) {
+            fprintf(stderr, "harness: daemon %d ignored SIGTERM for 20 s; killing it\n", i);
+            kill(c->pids[i], SIGKILL);
+            waitpid(c->pids[i], &st, 0);
+            bad++;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "harness: daemon %d ended with %s %d; log: %s/daemon%d.log\n", i,
+                    WIFEXITED(st) ? "exit status" : "signal",
+                    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), c->dir, i);
+            bad++;
+        }
+        c->pids[i] = 0;
+    }
+    return bad;
+}

@@ -1,0 +1,31 @@
+/* harness.h - start and stop real mltunerd processes on loopback for tests and
+ * benchmarks. Each daemon binds tcp://127.0.0.1:0 and writes the endpoint it
+ * got to a file, which the harness waits for. The binary is
+ * $MLT_BUILD_ROOT/daemon/mltunerd (MLT_BUILD_ROOT is set by meson test). */
+#ifndef MLT_TEST_HARNESS_H
+#define MLT_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define MLT_TEST_MAX_DAEMONS 8
+
+typedef struct mlt_test_cluster {
+    int n;
+    pid_t pids[MLT_TEST_MAX_DAEMONS];
+    char endpoints[MLT_TEST_MAX_DAEMONS][128];
+    const char *eps[MLT_TEST_MAX_DAEMONS]; /* pointers into endpoints, for mlt_client_new */
+    char dir[256];                         /* temporary directory (logs, endpoint files) */
+} mlt_test_cluster_t;
+
+/* Starts n daemons (ranks 0..n-1 of n). extra: further "--set" values such
+ * as "memory_limit=1G" (NULL-terminated, may be NULL). Returns 0 or -1 with a
+ * message on stderr. Daemon logs go to DIR/daemonN.log. */
+int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra);
+/* Sends SIGTERM to every daemon and waits; returns the number that did not exit 0
+ * (a daemon that does not exit within 20 s is killed and counts). */
+int mlt_test_stop(mlt_test_cluster_t *c);
+/* true while daemon i is running. */
+int mlt_test_alive(mlt_test_cluster_t *c, int i);
+
+#endif

@@ -1,0 +1,302 @@
+/* test_ps.c - the parameter server end to end, on loopback, with the real
+ * mltunerd: 2 shards, 3 client processes pulling, pushing and clocking.
+ *
+ *  (a) the SSP invariant on every pull: table "count" has one slot per worker
+ *      and each push adds exactly 1 to the pusher's slot (gradient -1, lr 1), so
+ *      the value of slot v is the number of v's pushes the pull saw; a pull at
+ *      clock c under staleness s must see at least c - s from every worker;
+ *  (b) exact final parameters: plain SGD at lr 1 must leave initial - sum of
+ *      every push; the gradients are small integers so the float sums are
+ *      exact in any order;
+ *  (c) fork: a write to the child leaves the parent unchanged; free gives the
+ *      memory back.
+ * Run at staleness 0 (BSP) and 2, each on its own branch. */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+#include "worker/mltuner.h"
+
+#define N_WORKERS 3
+#define N_CLOCKS 40
+#define W_SIZE 100003 /* several chunks of 16384 floats, the last one short */
+#define B_SIZE 10
+
+static const mlt_table_def_t tables[] = {
+    {"w", W_SIZE},
+    {"b", B_SIZE},
+    {"count", N_WORKERS},
+};
+static const mlt_job_def_t job = {"test-ps", N_WORKERS, "sgd", tables, 3};
+
+static mlt_test_cluster_t cl;
+
+/* gradient value of worker w at clock c, element i of table t: an integer in [-4, 4] */
+static float grad_at(int w, int64_t c, int t, uint64_t i)
+{
+    uint64_t x = ((uint64_t)w * 1000003u + (uint64_t)c) * 2654435761u + i * 40503u + (uint64_t)t;
+    x ^= x >> 13;
+    x *= 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    return (float)((int)(x % 9) - 4);
+}
+
+static float init_at(int t, uint64_t i)
+{
+    return (float)((int)((i * 7 + (uint64_t)t) % 11) - 5);
+}
+
+static void make_grads(int w, int64_t c, float **g)
+{
+    for (int t = 0; t < 2; t++)
+        for (uint64_t i = 0; i < tables[t].size; i++)
+            g[t][i] = grad_at(w, c, t, i);
+    for (int v = 0; v < N_WORKERS; v++)
+        g[2][v] = v == w ? -1.0f : 0.0f;
+}
+
+static float **alloc_tables(void)
+{
+    float **p = calloc(3, sizeof *p);
+    for (int t = 0; t < 3; t++)
+        p[t] = calloc(tables[t].size, sizeof(float));
+    return p;
+}
+
+static void free_tables(float **p)
+{
+    for (int t = 0; t < 3; t++)
+        free(p[t]);
+    free(p);
+}
+
+/* One worker process: returns the number of failures (exit status). */
+static int run_worker(int w, uint32_t branch, uint32_t staleness)
+{
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cl.eps, (uint32_t)cl.n, (uint32_t)w, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "worker %d: %s\n", w, err);
+        return 1;
+    }
+    int bad = 0;
+    if (mlt_client_register(c, &job) < 0) {
+        fprintf(stderr, "worker %d: register: %s\n", w, mlt_client_error(c));
+        bad = 1;
+        goto out;
+    }
+    float **p = alloc_tables(), **g = alloc_tables();
+    for (int64_t clock = 0; clock < N_CLOCKS && !bad; clock++) {
+        if (mlt_pull(c, branch, clock, p) < 0) {
+            fprintf(stderr, "worker %d: pull %lld: %s\n", w, (long long)clock, mlt_client_error(c));
+            bad++;
+            break;
+        }
+        for (int v = 0; v < N_WORKERS; v++) {
+            if (p[2][v] < (float)(clock - staleness)) {
+                fprintf(stderr,
+                        "worker %d: SSP violated at clock %lld, staleness %u: saw %g pushes "
+                        "of worker %d\n",
+                        w, (long long)clock, staleness, (double)p[2][v], v);
+                bad++;
+            }
+        }
+        if (mlt_pull_min_clock(c, branch) < clock - staleness) {
+            fprintf(stderr, "worker %d: pull at %lld reflects min_clock %lld\n", w,
+                    (long long)clock, (long long)mlt_pull_min_clock(c, branch));
+            bad++;
+        }
+        make_grads(w, clock, g);
+        for (uint32_t t = 0; t < 3; t++)
+            if (mlt_push(c, branch, t, g[t]) < 0)
+                bad++;
+        if (mlt_clock(c, branch, clock + 1) < 0) {
+            fprintf(stderr, "worker %d: clock: %s\n", w, mlt_client_error(c));
+            bad++;
+        }
+    }
+    free_tables(p);
+    free_tables(g);
+out:
+    mlt_client_destroy(&c);
+    return bad;
+}
+
+static void setup(void)
+{
+    ck_assert_int_eq(mlt_test_start(&cl, 2, NULL), 0);
+}
+
+static void teardown(void)
+{
+    ck_assert_int_eq(mlt_test_stop(&cl), 0);
+}
+
+static mlt_client_t *coordinator(void)
+{
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cl.eps, (uint32_t)cl.n, 0, err, sizeof err);
+    ck_assert_msg(c != NULL, "connect: %s", err);
+    ck_assert_msg(mlt_client_register(c, &job) == 0, "%s", mlt_client_error(c));
+    return c;
+}
+
+static void run_ssp(uint32_t branch, uint32_t staleness)
+{
+    mlt_client_t *c = coordinator();
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = 1.0f;
+    t.momentum = 0.0f;
+    t.staleness = (int32_t)staleness;
+    ck_assert_msg(mlt_branch_create(c, branch, MLT_BRANCH_TRAIN, &t) == 0, "%s",
+                  mlt_client_error(c));
+    float **init = alloc_tables();
+    for (int tb = 0; tb < 3; tb++) {
+        for (uint64_t i = 0; i < tables[tb].size; i++)
+            init[tb][i] = tb == 2 ? 0.0f : init_at(tb, i);
+        ck_assert_msg(mlt_write(c, branch, (uint32_t)tb, init[tb]) == 0, "%s",
+                      mlt_client_error(c));
+    }
+    pid_t pids[N_WORKERS];
+    for (int w = 0; w < N_WORKERS; w++) {
+        pids[w] = fork();
+        ck_assert_int_ge(pids[w], 0);
+        if (pids[w] == 0)
+            _exit(run_worker(w, branch, staleness));
+    }
+    for (int w = 0; w < N_WORKERS; w++) {
+        int st;
+        ck_assert_int_eq(waitpid(pids[w], &st, 0), pids[w]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d failed (status %d)", w,
+                      st);
+    }
+    /* every worker finished N_CLOCKS: a pull at N_CLOCKS + staleness sees everything */
+    float **fin = alloc_tables();
+    ck_assert_msg(mlt_pull(c, branch, N_CLOCKS + staleness, fin) == 0, "%s", mlt_client_error(c));
+    ck_assert_int_eq(mlt_pull_min_clock(c, branch), N_CLOCKS);
+    for (int tb = 0; tb < 2; tb++) {
+        for (uint64_t i = 0; i < tables[tb].size; i++) {
+            float want = init[tb][i];
+            for (int w = 0; w < N_WORKERS; w++)
+                for (int64_t k = 0; k < N_CLOCKS; k++)
+                    want -= grad_at(w, k, tb, i);
+            if (fin[tb][i] != want)
+                ck_abort_msg("table %d element %llu: %g, expected %g", tb, (unsigned long long)i,
+                             (double)fin[tb][i], (double)want);
+        }
+    }
+    for (int v = 0; v < N_WORKERS; v++)
+        ck_assert_float_eq(fin[2][v], (float)N_CLOCKS);
+    free_tables(init);
+    free_tables(fin);
+    mlt_client_destroy(&c);
+}
+
+START_TEST(test_bsp)
+{
+    run_ssp(1, 0);
+}
+END_TEST
+
+START_TEST(test_ssp2)
+{
+    run_ssp(2, 2);
+}
+END_TEST
+
+static uint64_t total_allocated(mlt_client_t *c)
+{
+    uint64_t sum = 0;
+    for (uint32_t s = 0; s < (uint32_t)cl.n; s++) {
+        mlt_server_status_t st;
+        ck_assert_msg(mlt_client_status(c, s, &st) == 0, "%s", mlt_client_error(c));
+        sum += st.memory_allocated;
+        mlt_server_status_free(&st);
+    }
+    return sum;
+}
+
+START_TEST(test_fork)
+{
+    mlt_client_t *c = coordinator();
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = 1.0f;
+    ck_assert_int_eq(mlt_branch_create(c, 10, MLT_BRANCH_TRAIN, NULL), 0);
+    float **a = alloc_tables(), **b = alloc_tables();
+    for (uint64_t i = 0; i < W_SIZE; i++)
+        a[0][i] = (float)i;
+    ck_assert_int_eq(mlt_write(c, 10, 0, a[0]), 0);
+    uint64_t before = total_allocated(c);
+    ck_assert_msg(mlt_branch_fork(c, 11, 10, MLT_BRANCH_TRAIN, &t) == 0, "%s",
+                  mlt_client_error(c));
+    ck_assert_msg(total_allocated(c) == before, "fork copied parameter bytes");
+    /* write to the child: the parent is unchanged */
+    for (uint64_t i = 0; i < W_SIZE; i++)
+        b[0][i] = -1.0f;
+    ck_assert_int_eq(mlt_write(c, 11, 0, b[0]), 0);
+    ck_assert_uint_gt(total_allocated(c), before);
+    ck_assert_int_eq(mlt_pull(c, 10, 0, b), 0);
+    for (uint64_t i = 0; i < W_SIZE; i++)
+        ck_assert_float_eq(b[0][i], (float)i);
+    ck_assert_int_eq(mlt_pull(c, 11, 0, b), 0);
+    ck_assert_float_eq(b[0][0], -1.0f);
+    ck_assert_float_eq(b[0][W_SIZE - 1], -1.0f);
+    /* the child's tunables: lr from the fork, the rest inherited */
+    mlt_server_status_t st;
+    ck_assert_int_eq(mlt_client_status(c, 0, &st), 0);
+    int found = 0;
+    for (uint32_t i = 0; i < st.n_branches; i++) {
+        if (st.branches[i].id == 11) {
+            found = 1;
+            ck_assert_float_eq(st.branches[i].tunables.lr, 1.0f);
+            ck_assert_int_eq(st.branches[i].parent, 10);
+            ck_assert_uint_gt(st.branches[i].owned_bytes, 0);
+        }
+    }
+    mlt_server_status_free(&st);
+    ck_assert(found);
+    /* free gives the memory back */
+    ck_assert_int_eq(mlt_branch_free(c, 11), 0);
+    ck_assert_uint_eq(total_allocated(c), before);
+    ck_assert_int_eq(mlt_branch_free(c, 10), 0);
+    ck_assert_uint_eq(total_allocated(c), 0);
+    ck_assert_int_lt(mlt_branch_free(c, 10), 0);
+    ck_assert_ptr_nonnull(strstr(mlt_client_error(c), "unknown branch 10"));
+    free_tables(a);
+    free_tables(b);
+    mlt_client_destroy(&c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ps");
+    TCase *tc = tcase_create("ssp");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bsp);
+    tcase_add_test(tc, test_ssp2);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fork");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_fork);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

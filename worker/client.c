@@ -1,0 +1,825 @@
+/* client.c - libmltuner, see mltuner.h.
+ *
+ * Every request carries a request id and is remembered in `pending` until its
+ * reply (OK, ERROR, PULL_REPLY or STATUS_REPLY) arrives; replies may come in
+ * any order (a parked pull is answered after later requests). Synchronous
+ * calls send, then pump replies until their requests are done.
+ *
+ * The pull cache keeps, per branch, the received chunk frames themselves (no
+ * copy) and the min_clock they reflect, so a pull the cache can serve costs a
+ * copy into the caller's buffers and no round trip. */
+#include "worker/mltuner.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "common/timeutil.h"
+#include "kernels/optim.h"
+#include "proto/layout.h"
+#include "proto/wire.h"
+
+#define MAX_CACHES 8
+
+enum pend_kind { P_ACK, P_HELLO, P_PULL, P_STATUS };
+
+typedef struct part {
+    uint32_t shard, table, first, count;
+} part_t;
+
+typedef struct pending {
+    uint64_t id;
+    uint32_t shard;
+    enum pend_kind kind;
+    uint32_t part;           /* P_PULL: which part */
+    float *dst;              /* P_PULL: destination table base */
+    struct cache *cache;     /* P_PULL: cache to fill */
+    mlt_server_status_t *st; /* P_STATUS: where to put it */
+} pending_t;
+
+typedef struct cache {
+    uint32_t branch;
+    bool valid;
+    int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
+    uint32_t staleness; /* the branch's, as the shards last said */
+    uint64_t used;      /* LRU stamp */
+    zmq_msg_t *msgs;    /* one per global chunk */
+} cache_t;
+
+typedef struct table {
+    uint64_t size;
+    uint64_t gfirst; /* global index of its chunk 0 */
+} table_t;
+
+struct mlt_client {
+    void *ctx;
+    void **socks;
+    char **endpoints;
+    uint32_t n, worker;
+    uint32_t chunk_floats;
+    double timeout_s;
+    uint64_t next_id;
+    pending_t *pending;
+    size_t n_pending, cap_pending;
+    int first_err;            /* first error among completed requests */
+    char err[512];
+    table_t *tables;
+    uint32_t n_tables;
+    uint64_t n_chunks;        /* global chunks of all tables */
+    part_t *parts;            /* (shard, table, chunk range) pieces */
+    uint32_t n_parts;
+    cache_t caches[MAX_CACHES];
+    uint64_t stamp;
+    atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
+};
+
+static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+mlt_tunables_def_t mlt_tunables_unset(void)
+{
+    mlt_tunables_def_t t = {NAN, NAN, NAN, NAN, NAN, NAN, -1};
+    return t;
+}
+
+const char *mlt_client_error(const mlt_client_t *c)
+{
+    return c->err;
+}
+
+void mlt_client_set_timeout(mlt_client_t *c, double seconds)
+{
+    c->timeout_s = seconds;
+}
+
+/* ---- requests and replies ------------------------------------------------- */
+
+static pending_t *add_pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind)
+{
+    if (c->n_pending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
+        c->pending = mlt_realloc(c->pending, c->cap_pending * sizeof *c->pending);
+    }
+    pending_t *p = &c->pending[c->n_pending++];
+    memset(p, 0, sizeof *p);
+    p->id = ++c->next_id;
+    p->shard = shard;
+    p->kind = kind;
+    return p;
+}
+
+static void header_for(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p)
+{
+    mlt_wire_init(h, type);
+    h->has_request_id = 1;
+    h->request_id = p->id;
+    h->has_worker = 1;
+    h->worker = c->worker;
+}
+
+static void record_error(mlt_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void record_error(mlt_client_t *c, int code, const char *fmt, ...)
+{
+    if (c->first_err)
+        return;
+    c->first_err = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+}
+
+static void fill_tunables(mlt_tunables_def_t *d, const Mlt__Tunables *t)
+{
+    *d = mlt_tunables_unset();
+    if (!t)
+        return;
+    if (t->has_lr) d->lr = t->lr;
+    if (t->has_momentum) d->momentum = t->momentum;
+    if (t->has_weight_decay) d->weight_decay = t->weight_decay;
+    if (t->has_beta1) d->beta1 = t->beta1;
+    if (t->has_beta2) d->beta2 = t->beta2;
+    if (t->has_eps) d->eps = t->eps;
+    if (t->has_staleness) d->staleness = (int32_t)t->staleness;
+}
+
+static void on_hello(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
+{
+    const Mlt__ServerInfo *si = h->server;
+    if (!si) {
+        record_error(c, -EPROTO, "%s: hello reply without server info", c->endpoints[p->shard]);
+        return;
+    }
+    if (si->rank != p->shard || si->n_servers != c->n)
+        record_error(c, -EINVAL, "%s says it is shard %u of %u; expected shard %u of %u",
+                     c->endpoints[p->shard], si->rank, si->n_servers, p->shard, c->n);
+    else if (c->chunk_floats && si->chunk_floats != c->chunk_floats)
+        record_error(c, -EINVAL, "%s uses chunks of %u floats, shard 0 of %u: chunk_size differs",
+                     c->endpoints[p->shard], si->chunk_floats, c->chunk_floats);
+    else
+        c->chunk_floats = si->chunk_floats;
+}
+
+static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
+{
+    mlt_server_status_t *o = p->st;
+    memset(o, 0, sizeof *o);
+    if (h->server) {
+        o->rank = h->server->rank;
+        o->n_servers = h->server->n_servers;
+        o->chunk_floats = h->server->chunk_floats;
+        o->memory_limit = h->server->memory_limit;
+        o->memory_potential = h->server->memory_potential;
+        o->memory_allocated = h->server->memory_allocated;
+        if (h->server->job)
+            snprintf(o->job, sizeof o->job, "%s", h->server->job);
+    }
+    o->n_branches = (uint32_t)h->n_branches;
+    o->branches = mlt_calloc(h->n_branches ? h->n_branches : 1, sizeof *o->branches);
+    for (size_t i = 0; i < h->n_branches; i++) {
+        const Mlt__BranchInfo *b = h->branches[i];
+        mlt_branch_status_t *d = &o->branches[i];
+        d->id = b->id;
+        d->parent = b->has_parent ? (int64_t)b->parent : -1;
+        d->kind = (int)b->kind;
+        d->min_clock = b->min_clock;
+        d->owned_bytes = b->owned_bytes;
+        d->shared_bytes = b->shared_bytes;
+        d->diverged = b->diverged;
+        fill_tunables(&d->tunables, b->tunables);
+    }
+    (void)c;
+}
+
+/* Copies a pull reply's frames into the caller's table and keeps them in the
+ * cache. frames[0..n) are the payload frames (ownership moves to the cache). */
+static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, zmq_msg_t *frames,
+                    size_t n)
+{
+    const part_t *pt = &c->parts[p->part];
+    if (!h->has_chunk_count || h->chunk_count != pt->count || n != pt->count ||
+        !h->has_min_clock) {
+        record_error(c, -EPROTO, "%s: pull reply with %zu chunks, asked for %u",
+                     c->endpoints[p->shard], n, pt->count);
+        return;
+    }
+    const table_t *t = &c->tables[pt->table];
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = (uint64_t)pt->first + i;
+        uint64_t off = k * c->chunk_floats;
+        uint64_t want = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
+        if (zmq_msg_size(&frames[i]) != want * sizeof(float)) {
+            record_error(c, -EPROTO, "%s: pull reply chunk %llu is %zu bytes, expected %llu",
+                         c->endpoints[p->shard], (unsigned long long)k, zmq_msg_size(&frames[i]),
+                         (unsigned long long)(want * sizeof(float)));
+            return;
+        }
+    }
+    cache_t *ca = p->cache;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = (uint64_t)pt->first + i;
+        memcpy(p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]));
+        zmq_msg_t *slot = &ca->msgs[t->gfirst + k];
+        zmq_msg_close(slot);
+        zmq_msg_init(slot);
+        zmq_msg_move(slot, &frames[i]);
+    }
+    if (h->min_clock < ca->min_clock)
+        ca->min_clock = h->min_clock;
+    if (h->tunables && h->tunables->has_staleness)
+        ca->staleness = h->tunables->staleness;
+}
+
+/* Receives and handles one message from shard s. */
+static void recv_one(mlt_client_t *c, uint32_t s)
+{
+    zmq_msg_t hdr;
+    zmq_msg_init(&hdr);
+    if (zmq_msg_recv(&hdr, c->socks[s], 0) < 0) {
+        zmq_msg_close(&hdr);
+        return;
+    }
+    size_t nf = 0, cap = 0;
+    zmq_msg_t *frames = NULL;
+    int more = zmq_msg_more(&hdr);
+    while (more) {
+        if (nf == cap) {
+            cap = cap ? cap * 2 : 16;
+            frames = mlt_realloc(frames, cap * sizeof *frames);
+        }
+        zmq_msg_init(&frames[nf]);
+        if (zmq_msg_recv(&frames[nf], c->socks[s], 0) < 0)
+            break;
+        more = zmq_msg_more(&frames[nf]);
+        nf++;
+    }
+    char err[256];
+    mlt_header_t *h = NULL;
+    int rc = mlt_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &h, err, sizeof err);
+    if (rc) {
+        record_error(c, rc, "%s sent a bad reply: %s", c->endpoints[s], err);
+        goto out;
+    }
+    size_t i;
+    for (i = 0; i < c->n_pending; i++)
+        if (c->pending[i].id == h->request_id && c->pending[i].shard == s)
+            break;
+    if (i == c->n_pending)
+        goto out; /* a reply to a request given up on */
+    pending_t p = c->pending[i];
+    c->pending[i] = c->pending[--c->n_pending];
+    if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
+        if (p.kind == P_PULL)
+            p.cache->valid = false;
+        record_error(c, h->has_error_code && h->error_code ? -h->error_code : -EPROTO, "%s: %s",
+                     c->endpoints[s], h->error ? h->error : "error");
+    } else if (p.kind == P_PULL && h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {
+        on_pull(c, &p, h, frames, nf);
+    } else if (p.kind == P_STATUS && h->type == MLT__MSG_TYPE__MSG_STATUS_REPLY) {
+        on_status(c, &p, h);
+    } else if (h->type == MLT__MSG_TYPE__MSG_OK) {
+        if (p.kind == P_HELLO)
+            on_hello(c, &p, h);
+    } else {
+        record_error(c, -EPROTO, "%s answered with %s", c->endpoints[s],
+                     mlt_wire_type_name(h->type));
+    }
+out:
+    mlt_wire_free(&h);
+    for (size_t k = 0; k < nf; k++)
+        zmq_msg_close(&frames[k]);
+    if (frames && nf < cap && more)
+        zmq_msg_close(&frames[nf]);
+    mlt_free(frames);
+    zmq_msg_close(&hdr);
+}
+
+/* Pumps replies until no request of `kind` (or any, if kind < 0) is pending.
+ * Returns the first error of the completed requests (and clears it), or
+ * -ETIMEDOUT when nothing arrives for timeout_s. */
+static int wait_for(mlt_client_t *c, int kind)
+{
+    zmq_pollitem_t items[MLT_MAX_SERVERS];
+    for (uint32_t s = 0; s < c->n; s++)
+        items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
+    double deadline = mlt_time_mono() + c->timeout_s;
+    for (;;) {
+        size_t left = 0;
+        for (size_t i = 0; i < c->n_pending; i++)
+            if (kind < 0 || (int)c->pending[i].kind == kind)
+                left++;
+        if (!left)
+            break;
+        double wait = deadline - mlt_time_mono();
+        if (wait <= 0) {
+            const pending_t *p = &c->pending[0];
+            return set_err(c, -ETIMEDOUT, "no reply from %s for %.0f s (%zu requests pending)",
+                           c->endpoints[p->shard], c->timeout_s, c->n_pending);
+        }
+        int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return set_err(c, -zmq_errno(), "poll: %s", zmq_strerror(zmq_errno()));
+        }
+        for (uint32_t s = 0; s < c->n; s++)
+            if (items[s].revents & ZMQ_POLLIN) {
+                recv_one(c, s);
+                deadline = mlt_time_mono() + c->timeout_s;
+            }
+    }
+    int rc = c->first_err;
+    c->first_err = 0;
+    return rc;
+}
+
+int mlt_sync(mlt_client_t *c)
+{
+    int rc = wait_for(c, -1);
+    /* acknowledged pushes were received whole; ZeroMQ lets go of the frames right after */
+    for (int spin = 0; atomic_load(&c->push_frames) > 0; spin++) {
+        struct timespec ts = {0, spin < 100 ? 10000 : 1000000};
+        nanosleep(&ts, NULL);
+        if (spin > 100 + (int)(c->timeout_s * 1000))
+            return set_err(c, -ETIMEDOUT, "push buffers still held by the socket after %.0f s",
+                           c->timeout_s);
+    }
+    return rc;
+}
+
+static int send_simple(mlt_client_t *c, uint32_t s, mlt_header_t *h)
+{
+    int rc = mlt_wire_send(c->socks[s], h, 0);
+    if (rc < 0) {
+        c->n_pending--; /* it was the last one added */
+        return set_err(c, rc, "%s: send: %s", c->endpoints[s], zmq_strerror(-rc));
+    }
+    return 0;
+}
+
+/* ---- connect -------------------------------------------------------------- */
+
+mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t worker, char *err,
+                             size_t errlen)
+{
+    if (n == 0 || n > MLT_MAX_SERVERS || worker >= MLT_MAX_WORKERS) {
+        if (err)
+            snprintf(err, errlen, "bad arguments: %u servers, worker %u", n, worker);
+        errno = EINVAL;
+        return NULL;
+    }
+    mlt_client_t *c = mlt_calloc(1, sizeof *c);
+    c->n = n;
+    c->worker = worker;
+    c->timeout_s = 120;
+    c->ctx = zmq_ctx_new();
+    c->socks = mlt_calloc(n, sizeof *c->socks);
+    c->endpoints = mlt_calloc(n, sizeof *c->endpoints);
+    int zero = 0;
+    int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
+    for (uint32_t s = 0; s < n; s++) {
+        c->endpoints[s] = mlt_strdup(endpoints[s]);
+        c->socks[s] = zmq_socket(c->ctx, ZMQ_DEALER);
+        zmq_setsockopt(c->socks[s], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(c->socks[s], ZMQ_SNDHWM, &zero, sizeof zero);
+        zmq_setsockopt(c->socks[s], ZMQ_RCVHWM, &zero, sizeof zero);
+        zmq_setsockopt(c->socks[s], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
+            set_err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
+                    zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    }
+    c->timeout_s = 10; /* a daemon that does not answer hello is not there */
+    for (uint32_t s = 0; s < n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_HELLO);
+        header_for(c, &h, MLT__MSG_TYPE__MSG_HELLO, p);
+        if (send_simple(c, s, &h) < 0)
+            goto fail;
+    }
+    int rc = mlt_sync(c);
+    c->timeout_s = 120;
+    if (rc < 0) {
+        if (rc == -ETIMEDOUT)
+            set_err(c, rc, "no answer from %s within 10 s: is mltunerd running there?",
+                    c->endpoints[c->pending[0].shard]);
+        goto fail;
+    }
+    return c;
+fail:
+    if (err)
+        snprintf(err, errlen, "%s", c->err);
+    mlt_client_destroy(&c);
+    errno = ECONNREFUSED;
+    return NULL;
+}
+
+static void cache_clear(mlt_client_t *c, cache_t *ca)
+{
+    if (ca->msgs) {
+        for (uint64_t i = 0; i < c->n_chunks; i++)
+            zmq_msg_close(&ca->msgs[i]);
+        mlt_free(ca->msgs);
+    }
+    memset(ca, 0, sizeof *ca);
+}
+
+void mlt_client_destroy(mlt_client_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    mlt_client_t *c = *cp;
+    for (int i = 0; i < MAX_CACHES; i++)
+        cache_clear(c, &c->caches[i]);
+    for (uint32_t s = 0; s < c->n; s++) {
+        if (c->socks[s])
+            zmq_close(c->socks[s]);
+        mlt_free(c->endpoints[s]);
+    }
+    zmq_ctx_term(c->ctx);
+    mlt_free(c->socks);
+    mlt_free(c->endpoints);
+    mlt_free(c->pending);
+    mlt_free(c->tables);
+    mlt_free(c->parts);
+    mlt_free(c);
+    *cp = NULL;
+}
+
+/* ---- job and branches ----------------------------------------------------- */
+
+int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
+{
+    int rule = mlt_rule_parse(job->rule ? job->rule : "sgd");
+    if (rule < 0)
+        return set_err(c, -EINVAL, "unknown update rule '%s'", job->rule);
+    if (job->n_tables == 0 || job->n_tables > MLT_MAX_TABLES)
+        return set_err(c, -EINVAL, "a job needs 1..%u tables, got %u", MLT_MAX_TABLES,
+                       job->n_tables);
+    Mlt__JobSpec js;
+    mlt__job_spec__init(&js);
+    js.name = (char *)job->name;
+    js.n_workers = job->n_workers;
+    js.rule = (Mlt__Rule)rule;
+    Mlt__TableSpec *ts = mlt_calloc(job->n_tables, sizeof *ts);
+    Mlt__TableSpec **tp = mlt_calloc(job->n_tables, sizeof *tp);
+    for (uint32_t i = 0; i < job->n_tables; i++) {
+        mlt__table_spec__init(&ts[i]);
+        ts[i].name = (char *)job->tables[i].name;
+        ts[i].size = job->tables[i].size;
+        tp[i] = &ts[i];
+    }
+    js.n_tables = job->n_tables;
+    js.tables = tp;
+    char err[256];
+    int rc = mlt_wire_check_job(&js, err, sizeof err);
+    if (rc) {
+        set_err(c, rc, "%s", err);
+        goto out;
+    }
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, MLT__MSG_TYPE__MSG_REGISTER, p);
+        h.job = &js;
+        if ((rc = send_simple(c, s, &h)) < 0)
+            goto out;
+    }
+    if ((rc = mlt_sync(c)) < 0)
+        goto out;
+    /* the layout, as every shard computes it */
+    for (int i = 0; i < MAX_CACHES; i++)
+        cache_clear(c, &c->caches[i]);
+    mlt_free(c->tables);
+    mlt_free(c->parts);
+    c->tables = mlt_calloc(job->n_tables, sizeof *c->tables);
+    c->n_tables = job->n_tables;
+    uint64_t g = 0;
+    for (uint32_t i = 0; i < job->n_tables; i++) {
+        c->tables[i].size = job->tables[i].size;
+        c->tables[i].gfirst = g;
+        g += mlt_layout_chunks(job->tables[i].size, c->chunk_floats);
+    }
+    c->n_chunks = g;
+    c->parts = mlt_calloc((size_t)c->n * job->n_tables, sizeof *c->parts);
+    c->n_parts = 0;
+    for (uint32_t s = 0; s < c->n; s++) {
+        uint64_t lo, hi;
+        mlt_layout_shard_range(g, c->n, s, &lo, &hi);
+        for (uint32_t t = 0; t < job->n_tables; t++) {
+            uint64_t first, count;
+            mlt_layout_table_part(c->tables[t].gfirst,
+                                  mlt_layout_chunks(c->tables[t].size, c->chunk_floats), lo, hi,
+                                  &first, &count);
+            if (count)
+                c->parts[c->n_parts++] = (part_t){s, t, (uint32_t)first, (uint32_t)count};
+        }
+    }
+out:
+    mlt_free(ts);
+    mlt_free(tp);
+    return rc;
+}
+
+uint32_t mlt_client_n_tables(const mlt_client_t *c)
+{
+    return c->n_tables;
+}
+
+uint64_t mlt_client_table_size(const mlt_client_t *c, uint32_t table)
+{
+    return table < c->n_tables ? c->tables[table].size : 0;
+}
+
+static Mlt__Tunables *to_wire(const mlt_tunables_def_t *t, Mlt__Tunables *w)
+{
+    if (!t)
+        return NULL;
+    mlt__tunables__init(w);
+    w->has_lr = !isnan(t->lr);
+    w->lr = t->lr;
+    w->has_momentum = !isnan(t->momentum);
+    w->momentum = t->momentum;
+    w->has_weight_decay = !isnan(t->weight_decay);
+    w->weight_decay = t->weight_decay;
+    w->has_beta1 = !isnan(t->beta1);
+    w->beta1 = t->beta1;
+    w->has_beta2 = !isnan(t->beta2);
+    w->beta2 = t->beta2;
+    w->has_eps = !isnan(t->eps);
+    w->eps = t->eps;
+    w->has_staleness = t->staleness >= 0;
+    w->staleness = t->staleness >= 0 ? (uint32_t)t->staleness : 0;
+    return w;
+}
+
+static cache_t *cache_find(mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && c->caches[i].branch == branch)
+            return &c->caches[i];
+    return NULL;
+}
+
+/* Sends one control request to every shard and waits for all of them. */
+static int control_all(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, int64_t parent,
+                       int kind, const mlt_tunables_def_t *t)
+{
+    Mlt__Tunables wt;
+    Mlt__Tunables *tw = to_wire(t, &wt);
+    char err[256];
+    if (tw && mlt_wire_check_tunables(tw, err, sizeof err) < 0)
+        return set_err(c, -EINVAL, "%s", err);
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, type, p);
+        h.has_branch = 1;
+        h.branch = branch;
+        h.has_parent = parent >= 0;
+        h.parent = parent >= 0 ? (uint32_t)parent : 0;
+        h.has_kind = kind >= 0;
+        h.kind = kind >= 0 ? (Mlt__BranchKind)kind : 0;
+        h.tunables = tw;
+        int rc = send_simple(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
+    return mlt_sync(c);
+}
+
+int mlt_branch_create(mlt_client_t *c, uint32_t id, int kind, const mlt_tunables_def_t *t)
+{
+    return control_all(c, MLT__MSG_TYPE__MSG_BRANCH_CREATE, id, -1, kind, t);
+}
+
+int mlt_branch_fork(mlt_client_t *c, uint32_t child, uint32_t parent, int kind,
+                    const mlt_tunables_def_t *t)
+{
+    return control_all(c, MLT__MSG_TYPE__MSG_FORK, child, parent, kind, t);
+}
+
+int mlt_branch_free(mlt_client_t *c, uint32_t id)
+{
+    cache_t *ca = cache_find(c, id);
+    if (ca)
+        cache_clear(c, ca);
+    return control_all(c, MLT__MSG_TYPE__MSG_FREE, id, -1, -1, NULL);
+}
+
+int mlt_branch_set_tunables(mlt_client_t *c, uint32_t id, const mlt_tunables_def_t *t)
+{
+    cache_t *ca = cache_find(c, id);
+    if (ca && t && t->staleness >= 0)
+        ca->valid = false; /* cached staleness is stale */
+    return control_all(c, MLT__MSG_TYPE__MSG_SET_TUNABLES, id, -1, -1, t);
+}
+
+int mlt_client_job_end(mlt_client_t *c)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        cache_clear(c, &c->caches[i]);
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, MLT__MSG_TYPE__MSG_JOB_END, p);
+        int rc = send_simple(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
+    return mlt_sync(c);
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+static void push_frame_free(void *data, void *hint)
+{
+    (void)data;
+    atomic_fetch_sub(&((mlt_client_t *)hint)->push_frames, 1);
+}
+
+/* Sends the parts of `table` with a payload from src, zero-copy. */
+static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint32_t table,
+                      const float *src)
+{
+    if (table >= c->n_tables)
+        return set_err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
+    const table_t *t = &c->tables[table];
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        if (pt->table != table)
+            continue;
+        mlt_header_t h;
+        pending_t *p = add_pending(c, pt->shard, P_ACK);
+        header_for(c, &h, type, p);
+        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+        h.branch = branch;
+        h.table = table;
+        h.chunk_first = pt->first;
+        h.chunk_count = pt->count;
+        void *sock = c->socks[pt->shard];
+        int rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
+        if (rc < 0)
+            return set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
+        for (uint32_t k = 0; k < pt->count; k++) {
+            uint64_t off = (uint64_t)(pt->first + k) * c->chunk_floats;
+            uint64_t len = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
+            zmq_msg_t m;
+            atomic_fetch_add(&c->push_frames, 1);
+            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
+            if (zmq_msg_send(&m, sock, k + 1 < pt->count ? ZMQ_SNDMORE : 0) < 0) {
+                zmq_msg_close(&m);
+                return set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
+                               zmq_strerror(zmq_errno()));
+            }
+        }
+    }
+    return 0;
+}
+
+int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *values)
+{
+    cache_t *ca = cache_find(c, branch);
+    if (ca)
+        ca->valid = false;
+    int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values);
+    int rc2 = mlt_sync(c);
+    return rc ? rc : rc2;
+}
+
+int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+{
+    return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad);
+}
+
+int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+{
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, MLT__MSG_TYPE__MSG_CLOCK, p);
+        h.has_branch = h.has_clock = 1;
+        h.branch = branch;
+        h.clock = clock;
+        int rc = send_simple(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
+    return mlt_sync(c);
+}
+
+static cache_t *cache_for(mlt_client_t *c, uint32_t branch)
+{
+    cache_t *ca = cache_find(c, branch);
+    if (!ca) {
+        ca = &c->caches[0];
+        for (int i = 0; i < MAX_CACHES; i++) {
+            if (!c->caches[i].msgs) {
+                ca = &c->caches[i];
+                break;
+            }
+            if (c->caches[i].used < ca->used)
+                ca = &c->caches[i];
+        }
+        cache_clear(c, ca);
+        ca->branch = branch;
+        ca->msgs = mlt_calloc(c->n_chunks ? c->n_chunks : 1, sizeof *ca->msgs);
+        for (uint64_t i = 0; i < c->n_chunks; i++)
+            zmq_msg_init(&ca->msgs[i]);
+    }
+    ca->used = ++c->stamp;
+    return ca;
+}
+
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+{
+    if (!c->n_tables)
+        return set_err(c, -EINVAL, "pull before mlt_client_register");
+    cache_t *ca = cache_for(c, branch);
+    if (ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness) {
+        for (uint32_t t = 0; t < c->n_tables; t++) {
+            const table_t *tb = &c->tables[t];
+            uint64_t nch = mlt_layout_chunks(tb->size, c->chunk_floats);
+            for (uint64_t k = 0; k < nch; k++) {
+                const zmq_msg_t *m = &ca->msgs[tb->gfirst + k];
+                memcpy(dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
+                       zmq_msg_size((zmq_msg_t *)m));
+            }
+        }
+        return 0;
+    }
+    ca->valid = false;
+    ca->min_clock = INT64_MAX;
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        mlt_header_t h;
+        pending_t *p = add_pending(c, pt->shard, P_PULL);
+        p->part = i;
+        p->dst = dst[pt->table];
+        p->cache = ca;
+        header_for(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
+        h.has_branch = h.has_clock = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+        h.branch = branch;
+        h.clock = clock;
+        h.table = pt->table;
+        h.chunk_first = pt->first;
+        h.chunk_count = pt->count;
+        int rc = send_simple(c, pt->shard, &h);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = wait_for(c, P_PULL);
+    if (rc == 0)
+        ca->valid = true;
+    else
+        ca->valid = false;
+    return rc;
+}
+
+int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && c->caches[i].branch == branch && c->caches[i].valid)
+            return c->caches[i].min_clock;
+    return -1;
+}
+
+int mlt_client_status(mlt_client_t *c, uint32_t server, mlt_server_status_t *out)
+{
+    if (server >= c->n)
+        return set_err(c, -EINVAL, "server %u: the client knows %u", server, c->n);
+    memset(out, 0, sizeof *out);
+    mlt_header_t h;
+    pending_t *p = add_pending(c, server, P_STATUS);
+    p->st = out;
+    header_for(c, &h, MLT__MSG_TYPE__MSG_STATUS, p);
+    int rc = send_simple(c, server, &h);
+    if (rc < 0)
+        return rc;
+    return mlt_sync(c);
+}
+
+void mlt_server_status_free(mlt_server_status_t *s)
+{
+    if (s) {
+        mlt_free(s->branches);
+        s->branches = NULL;
+        s->n_branches = 0;
+    }
+}

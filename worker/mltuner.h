@@ -1,0 +1,124 @@
+/* mltuner.h - libmltuner, the worker-side client of mltunerd.
+ *
+ * A client connects to every shard of a job (one DEALER socket each), registers
+ * the job's tables, and then pulls parameters, pushes gradients and advances
+ * its clock on branches. Branch control (create, fork, free, tunables) is here
+ * too, for the coordinator and for tests.
+ *
+ * Conventions: functions return 0 or a negative errno; the reason, in words,
+ * is in mlt_client_error(). The library never prints. A client is used by one
+ * thread at a time (its sockets belong to that thread). */
+#ifndef MLTUNER_H
+#define MLTUNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mlt_client mlt_client_t;
+
+typedef struct mlt_table_def {
+    const char *name; /* unique within the job, at most 128 bytes */
+    uint64_t size;    /* number of float32 values */
+} mlt_table_def_t;
+
+typedef struct mlt_job_def {
+    const char *name;             /* job name */
+    uint32_t n_workers;           /* workers whose clocks count for staleness */
+    const char *rule;             /* "sgd", "nesterov", "adam", "rmsprop", "adagrad", "adadelta" */
+    const mlt_table_def_t *tables;
+    uint32_t n_tables;
+} mlt_job_def_t;
+
+/* Branch kinds. */
+enum { MLT_BRANCH_INIT = 0, MLT_BRANCH_TRAIN = 1, MLT_BRANCH_EVAL = 2, MLT_BRANCH_TEST = 3 };
+
+/* Tunables of a branch. A float field set to NAN, or staleness < 0, is left
+ * as it is (a fork inherits it from the parent; a new root gets the default).
+ * Start from mlt_tunables_unset(). */
+typedef struct mlt_tunables_def {
+    float lr, momentum, weight_decay, beta1, beta2, eps;
+    int32_t staleness;
+} mlt_tunables_def_t;
+
+mlt_tunables_def_t mlt_tunables_unset(void);
+
+typedef struct mlt_branch_status {
+    uint32_t id;
+    int64_t parent; /* -1: root */
+    int kind;       /* MLT_BRANCH_* */
+    int64_t min_clock;
+    uint64_t owned_bytes, shared_bytes;
+    bool diverged;
+    mlt_tunables_def_t tunables;
+} mlt_branch_status_t;
+
+typedef struct mlt_server_status {
+    uint32_t rank, n_servers, chunk_floats;
+    uint64_t memory_limit, memory_potential, memory_allocated;
+    char job[129]; /* empty: no job */
+    uint32_t n_branches;
+    mlt_branch_status_t *branches; /* free with mlt_server_status_free */
+} mlt_server_status_t;
+
+/* Connects to the n shards (endpoints in rank order) as worker `worker` and
+ * says hello to each (checking version, rank and chunk size). Returns a new
+ * client (caller owns) or NULL with errno set; `err` (if not NULL) gets the
+ * reason. */
+mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t worker,
+                             char *err, size_t errlen);
+void mlt_client_destroy(mlt_client_t **cp);
+/* The last error in words ("" if none). Valid until the next call. */
+const char *mlt_client_error(const mlt_client_t *c);
+/* Seconds any one wait for a reply may take before -ETIMEDOUT (default 120). */
+void mlt_client_set_timeout(mlt_client_t *c, double seconds);
+
+/* Registers the job's tables on every shard (the same spec again is fine). */
+int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job);
+/* Table sizes after register. */
+uint32_t mlt_client_n_tables(const mlt_client_t *c);
+uint64_t mlt_client_table_size(const mlt_client_t *c, uint32_t table);
+
+int mlt_branch_create(mlt_client_t *c, uint32_t id, int kind, const mlt_tunables_def_t *t);
+int mlt_branch_fork(mlt_client_t *c, uint32_t child, uint32_t parent, int kind,
+                    const mlt_tunables_def_t *t);
+int mlt_branch_free(mlt_client_t *c, uint32_t id);
+int mlt_branch_set_tunables(mlt_client_t *c, uint32_t id, const mlt_tunables_def_t *t);
+
+/* Overwrites table `table` of branch with values (whole table). Synchronous. */
+int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *values);
+
+/* Fills dst[t] (table t, whole) with branch's parameters as of a state that
+ * includes every worker's clocks <= clock - staleness - 1. Served from the
+ * client's cache when the cached copy is fresh enough, else from the shards
+ * (waiting there while the slowest worker is too far behind). */
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst);
+/* min_clock the data of the last mlt_pull of branch reflects (-1: none). */
+int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch);
+
+/* Sends the gradient of one table (whole table, mean over the batch). Does not
+ * wait: the buffer is sent zero-copy and must stay unchanged until the next
+ * mlt_clock() or mlt_sync() returns. Errors (a non-finite value) come back
+ * from that call. */
+int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad);
+/* Tells every shard this worker finished `clock` clocks on branch, then waits
+ * for every outstanding push and clock to be acknowledged. */
+int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
+/* Waits for every outstanding request; returns the first error among them. */
+int mlt_sync(mlt_client_t *c);
+
+/* Status of shard `server`. */
+int mlt_client_status(mlt_client_t *c, uint32_t server, mlt_server_status_t *out);
+void mlt_server_status_free(mlt_server_status_t *s);
+/* Drops the job on every shard (all branches freed). */
+int mlt_client_job_end(mlt_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
