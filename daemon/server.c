@@ -184,6 +184,11 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.chunk_first = first;
     r.chunk_count = count;
     r.min_clock = mlt_branch_min_clock(b);
+    Mlt__Tunables tu; /* the staleness lets the client's cache serve later clocks */
+    mlt__tunables__init(&tu);
+    tu.has_staleness = 1;
+    tu.staleness = mlt_branch_tunables(b)->staleness;
+    r.tunables = &tu;
     send_id(s, id, id_len);
     mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
     for (uint32_t i = 0; i < count; i++) {
