@@ -46,7 +46,23 @@ typedef struct req {
     mlt_header_t *h;    /* decoded header, NULL if it did not decode */
     zmq_msg_t *payload; /* frames after the header */
     size_t n_payload;
+    uint64_t peeked_id; /* request id of a header that parsed but failed validation */
 } req_t;
+
+/* The request id of a header mlt_wire_decode refused, if it parses at all, so
+ * the error reply can still be matched by the client. 0 if not. */
+static uint64_t peek_request_id(const zmq_msg_t *m)
+{
+    size_t len = zmq_msg_size((zmq_msg_t *)m);
+    if (len == 0 || len > MLT_MAX_HEADER_BYTES)
+        return 0;
+    mlt_header_t *h = mlt__header__unpack(NULL, len, zmq_msg_data((zmq_msg_t *)m));
+    if (!h)
+        return 0;
+    uint64_t id = h->has_request_id ? h->request_id : 0;
+    mlt__header__free_unpacked(h, NULL);
+    return id;
+}
 
 /* ---- replies ----------------------------------------------------------------- */
 
@@ -99,7 +115,7 @@ static int reply_error(mlt_server_t *s, req_t *rq, int code, const char *fmt, ..
     mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type,
                         text, strerror(-code));
     send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
-                  rq->h && rq->h->has_request_id ? rq->h->request_id : 0, code, text);
+                  rq->h && rq->h->has_request_id ? rq->h->request_id : rq->peeked_id, code, text);
     return code;
 }
 
@@ -595,6 +611,7 @@ static int serve_one(mlt_server_t *s)
     int rc = mlt_wire_decode(zmq_msg_data(&s->frames[1]), zmq_msg_size(&s->frames[1]), &rq.h, err,
                              sizeof err);
     if (rc) {
+        rq.peeked_id = peek_request_id(&s->frames[1]);
         reply_error(s, &rq, rc, "%s", err);
     } else if (too_many) {
         reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total, MLT_MAX_FRAMES);

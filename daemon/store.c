@@ -21,8 +21,22 @@ struct mlt_chunk {
     uint32_t state_arrays;      /* optimizer state arrays of n floats after them */
     uint64_t step;              /* updates applied (Adam's t) */
     uint64_t bytes;             /* size of the allocation */
-    _Atomic uint64_t *allocated; /* the store's counter, decremented at free */
+    struct acct *acct;          /* the store's counter, decremented at free */
 };
+
+/* Allocated-bytes counter. Chunks held by in-flight messages may outlive the
+ * store, so the counter is its own object, kept alive by the store and by every
+ * live chunk. */
+typedef struct acct {
+    _Atomic uint64_t allocated; /* bytes of live chunk allocations */
+    atomic_ulong holders;       /* the store + live chunks */
+} acct_t;
+
+static void acct_put(acct_t *a)
+{
+    if (atomic_fetch_sub_explicit(&a->holders, 1, memory_order_acq_rel) == 1)
+        mlt_free(a);
+}
 _Static_assert(sizeof(struct mlt_chunk) <= CHUNK_HDR, "chunk header exceeds 64 bytes");
 
 typedef struct table {
@@ -49,7 +63,7 @@ struct mlt_branch {
 struct mlt_store {
     uint32_t chunk_floats;
     uint64_t limit;
-    _Atomic uint64_t allocated; /* bytes of live chunk allocations */
+    acct_t *acct;               /* bytes of live chunk allocations */
     uint64_t potential;         /* sum of branch_bytes over live branches */
     char *job;                  /* NULL: no job */
     uint32_t n_workers;
@@ -106,16 +120,19 @@ static mlt_chunk_t *chunk_new(mlt_store_t *st, uint32_t n)
     c->n = n;
     c->state_arrays = st->state_arrays;
     c->bytes = bytes;
-    c->allocated = &st->allocated;
-    atomic_fetch_add(&st->allocated, bytes);
+    c->acct = st->acct;
+    atomic_fetch_add(&st->acct->holders, 1);
+    atomic_fetch_add(&st->acct->allocated, bytes);
     return c;
 }
 
 static void chunk_unref(mlt_chunk_t *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
-        atomic_fetch_sub(c->allocated, c->bytes);
+        acct_t *a = c->acct;
+        atomic_fetch_sub(&a->allocated, c->bytes);
         mlt_free(c);
+        acct_put(a);
     }
 }
 
@@ -146,7 +163,8 @@ static int chunk_make_private(mlt_store_t *st, mlt_chunk_t **slot)
     memcpy(copy, c, c->bytes);
     atomic_init(&copy->refs, 1);
     copy->branch_refs = 1;
-    atomic_fetch_add(&st->allocated, copy->bytes);
+    atomic_fetch_add(&st->acct->holders, 1);
+    atomic_fetch_add(&st->acct->allocated, copy->bytes);
     *slot = copy;
     chunk_drop(c);
     return 0;
@@ -163,7 +181,9 @@ mlt_store_t *mlt_store_new(uint32_t chunk_floats, uint64_t memory_limit)
     mlt_store_t *st = mlt_calloc(1, sizeof *st);
     st->chunk_floats = chunk_floats;
     st->limit = memory_limit;
-    atomic_init(&st->allocated, 0);
+    st->acct = mlt_calloc(1, sizeof *st->acct);
+    atomic_init(&st->acct->allocated, 0);
+    atomic_init(&st->acct->holders, 1);
     st->branches = mlt_calloc(MLT_MAX_BRANCHES, sizeof *st->branches);
     return st;
 }
@@ -174,6 +194,7 @@ void mlt_store_destroy(mlt_store_t **sp)
         return;
     mlt_store_end_job(*sp);
     mlt_free((*sp)->branches);
+    acct_put((*sp)->acct);
     mlt_free(*sp);
     *sp = NULL;
 }
@@ -519,6 +540,8 @@ int mlt_store_apply(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k
     float *w = chunk_data(c);
     c->step++;
     mlt_optim_apply(st->rule, &b->t.h, w, w + c->n, g, c->n, c->step);
+    if (!mlt_all_finite(w, c->n))
+        b->diverged = true; /* finite gradients, but the step overflowed */
     return 0;
 }
 
@@ -540,7 +563,7 @@ mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t tabl
 
 uint64_t mlt_store_allocated(const mlt_store_t *st)
 {
-    return atomic_load(&((mlt_store_t *)st)->allocated);
+    return atomic_load(&st->acct->allocated);
 }
 
 uint64_t mlt_store_potential(const mlt_store_t *st)

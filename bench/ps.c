@@ -1,0 +1,521 @@
+/* ps.c - parameter-server data path and fork cost, against raw ZeroMQ.
+ *
+ * Three measurements in one run:
+ *  1. ours: pull + push + clock of one table of 1, 16 and 64 MiB through a
+ *     real mltunerd on loopback (one daemon, this process is the only worker,
+ *     plain SGD, staleness 0). Every pull must reach the daemon: the pull at
+ *     clock c must come back with min_clock c (a cache hit would still say
+ *     c - 1), and its first and last values must show every earlier push.
+ *  2. peer: the same bytes between two processes over tcp loopback with plain
+ *     ZeroMQ, zero-copy both ways (DEALER here, ROUTER in a forked child that
+ *     echoes the frame layout it got from a preallocated buffer). Measured with
+ *     64 KiB frames (the daemon's chunk layout) and as one frame; the faster is
+ *     the peer.
+ *  3. fork: mlt_store_fork() in-process on models of 1 MiB .. 1 GiB: median
+ *     time of 5 forks, and the memory one fork adds (resident-set growth over
+ *     5 live forks, and the store's chunk bytes, which must not move).
+ * MB/s is 1e6 bytes per second of (pull bytes + push bytes). The last line is
+ * the summary a script reads. Any failed call prints why and exits 1. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/timeutil.h"
+#include "tests/integration/harness.h"
+#include "worker/mltuner.h"
+/* store.h and mltuner.h both declare mlt_branch_set_tunables (the store's takes
+ * an mlt_branch_t, the client's a client and a branch id). This file calls
+ * neither; the store's is renamed here so both headers fit in one unit. */
+#define mlt_branch_set_tunables mlt_store_branch_set_tunables_unused
+#include "daemon/store.h"
+#undef mlt_branch_set_tunables
+
+#define MIB (1024ull * 1024ull)
+#define BENCH_FRAME (64 * 1024)   /* the daemon's default chunk_size */
+#define BENCH_MIN_SECONDS 1.0     /* timed part of each throughput row */
+#define BENCH_MIN_ITERS 5
+#define BENCH_WARMUP 2
+#define BENCH_BRANCH 1
+#define BENCH_LR 0.01f
+#define BENCH_GRAD 0.001f
+#define FORK_CHUNK_FLOATS 16384u
+#define FORK_REPS 5
+
+static const uint64_t tput_sizes[] = {1 * MIB, 16 * MIB, 64 * MIB};
+#define N_TPUT (sizeof tput_sizes / sizeof tput_sizes[0])
+static const uint64_t fork_sizes[] = {1 * MIB, 16 * MIB, 256 * MIB, 1024 * MIB};
+#define N_FORK (sizeof fork_sizes / sizeof fork_sizes[0])
+
+/* what the cleanup on a failure has to stop */
+static mlt_test_cluster_t cluster;
+static int cluster_up;
+static pid_t peer_pid = -1;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench/ps: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (peer_pid > 0) {
+        kill(peer_pid, SIGKILL);
+        waitpid(peer_pid, NULL, 0);
+    }
+    if (cluster_up)
+        mlt_test_stop(&cluster);
+    exit(1);
+}
+
+static void *alloc_filled(size_t bytes, float value)
+{
+    float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p)
+        die("out of memory allocating %zu bytes", bytes);
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        p[i] = value; /* touches every page: no page faults inside the timing */
+    return p;
+}
+
+static const char *size_name(uint64_t bytes, char *buf, size_t len)
+{
+    if (bytes >= 1024 * MIB && bytes % (1024 * MIB) == 0)
+        snprintf(buf, len, "%llu GiB", (unsigned long long)(bytes / (1024 * MIB)));
+    else
+        snprintf(buf, len, "%llu MiB", (unsigned long long)(bytes / MIB));
+    return buf;
+}
+
+/* ---- 1. ours: through mltunerd -------------------------------------------- */
+
+typedef struct ours_result {
+    double mbps;        /* (2 * bytes * iters) / seconds / 1e6 */
+    int iters;
+    double pull_ms;     /* mean per iteration */
+    double push_ms;     /* mean mlt_push + mlt_clock per iteration */
+    int cache_hits;     /* pulls that did not reach the daemon (must be 0) */
+} ours_result_t;
+
+static void check_client(mlt_client_t *c, int rc, const char *what)
+{
+    if (rc < 0)
+        die("%s failed: %s (%s)", what, mlt_client_error(c), strerror(-rc));
+}
+
+/* One iteration at clock *clock: pull, check it was a real pull with every
+ * earlier push in it, push, clock. */
+static void ours_iteration(mlt_client_t *c, float *params, const float *grad, uint64_t floats,
+                           int64_t *clock, ours_result_t *r, double *t_pull, double *t_push)
+{
+    float *dst[1] = {params};
+    int64_t ck = *clock;
+    double t0 = mlt_time_mono();
+    check_client(c, mlt_pull(c, BENCH_BRANCH, ck, dst), "mlt_pull");
+    double t1 = mlt_time_mono();
+    if (mlt_pull_min_clock(c, BENCH_BRANCH) != ck)
+        r->cache_hits++;
+    /* plain SGD from zero: w = -clock * lr * grad, accumulated in float */
+    float want = 0.0f;
+    for (int64_t k = 0; k < ck; k++)
+        want -= BENCH_LR * BENCH_GRAD;
+    float tol = fabsf(want) * 1e-4f + 1e-12f;
+    if (fabsf(params[0] - want) > tol || fabsf(params[floats - 1] - want) > tol)
+        die("pull at clock %lld saw w[0] = %g, w[last] = %g; expected %g (a stale pull?)",
+            (long long)ck, params[0], params[floats - 1], want);
+    check_client(c, mlt_push(c, BENCH_BRANCH, 0, grad), "mlt_push");
+    check_client(c, mlt_clock(c, BENCH_BRANCH, ck + 1), "mlt_clock");
+    double t2 = mlt_time_mono();
+    *t_pull += t1 - t0;
+    *t_push += t2 - t1;
+    *clock = ck + 1;
+}
+
+static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
+{
+    uint64_t floats = bytes / sizeof(float);
+    mlt_table_def_t table = {"w", floats};
+    mlt_job_def_t job = {"bench-ps", 1, "sgd", &table, 1};
+    check_client(c, mlt_client_register(c, &job), "mlt_client_register");
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = BENCH_LR;
+    t.staleness = 0;
+    check_client(c, mlt_branch_create(c, BENCH_BRANCH, MLT_BRANCH_TRAIN, &t), "mlt_branch_create");
+
+    float *params = alloc_filled(bytes, 0.0f);
+    float *grad = alloc_filled(bytes, BENCH_GRAD);
+    ours_result_t r = {0};
+    int64_t clock = 0;
+    double tp = 0, tq = 0;
+    for (int i = 0; i < BENCH_WARMUP; i++)
+        ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
+    tp = tq = 0;
+    double start = mlt_time_mono(), el;
+    do {
+        ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
+        r.iters++;
+        el = mlt_time_mono() - start;
+    } while (el < seconds || r.iters < BENCH_MIN_ITERS);
+    r.mbps = 2.0 * (double)bytes * r.iters / el / 1e6;
+    r.pull_ms = tp / r.iters * 1e3;
+    r.push_ms = tq / r.iters * 1e3;
+
+    check_client(c, mlt_client_job_end(c), "mlt_client_job_end");
+    free(params);
+    free(grad);
+    return r;
+}
+
+/* ---- 2. peer: raw ZeroMQ between two processes ---------------------------- */
+
+static void zcheck(int rc, const char *what)
+{
+    if (rc < 0)
+        die("%s: %s", what, zmq_strerror(zmq_errno()));
+}
+
+static void set_hwm0(void *sock)
+{
+    int zero = 0;
+    zcheck(zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero), "zmq_setsockopt(SNDHWM)");
+    zcheck(zmq_setsockopt(sock, ZMQ_RCVHWM, &zero, sizeof zero), "zmq_setsockopt(RCVHWM)");
+    zcheck(zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero), "zmq_setsockopt(LINGER)");
+}
+
+/* The child: binds a ROUTER, tells the parent its endpoint through fd, then
+ * answers every message with the same frame layout from its own buffer,
+ * zero-copy, until an empty one-frame message. Never returns. */
+static void peer_child(int fd, size_t max_bytes)
+{
+    char *buf = alloc_filled(max_bytes, 1.0f);
+    void *ctx = zmq_ctx_new();
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_ROUTER) : NULL;
+    if (!sock)
+        die("peer: zmq_socket: %s", zmq_strerror(zmq_errno()));
+    set_hwm0(sock);
+    zcheck(zmq_bind(sock, "tcp://127.0.0.1:0"), "peer: zmq_bind");
+    char ep[256];
+    size_t len = sizeof ep;
+    zcheck(zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len), "peer: ZMQ_LAST_ENDPOINT");
+    size_t n = strlen(ep) + 1;
+    if (write(fd, ep, n) != (ssize_t)n)
+        die("peer: write to pipe: %s", strerror(errno));
+    close(fd);
+
+    size_t cap = 4096, nf;
+    size_t *sizes = malloc(cap * sizeof *sizes);
+    if (!sizes)
+        die("peer: out of memory");
+    zmq_msg_t id, m;
+    for (;;) {
+        zmq_msg_init(&id);
+        zcheck(zmq_msg_recv(&id, sock, 0), "peer: recv id");
+        nf = 0;
+        size_t total = 0;
+        int more = zmq_msg_more(&id);
+        while (more) {
+            zmq_msg_init(&m);
+            zcheck(zmq_msg_recv(&m, sock, 0), "peer: recv");
+            if (nf == cap) {
+                cap *= 2;
+                sizes = realloc(sizes, cap * sizeof *sizes);
+                if (!sizes)
+                    die("peer: out of memory");
+            }
+            sizes[nf++] = zmq_msg_size(&m);
+            total += zmq_msg_size(&m);
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (nf == 1 && total == 0)
+            break; /* quit */
+        if (total > max_bytes)
+            die("peer: %zu bytes exceed the %zu-byte buffer", total, max_bytes);
+        zcheck(zmq_msg_send(&id, sock, ZMQ_SNDMORE), "peer: send id");
+        size_t off = 0;
+        for (size_t i = 0; i < nf; i++) {
+            zmq_msg_init_data(&m, buf + off, sizes[i], NULL, NULL); /* constant: never freed */
+            zcheck(zmq_msg_send(&m, sock, i + 1 < nf ? ZMQ_SNDMORE : 0), "peer: send");
+            off += sizes[i];
+        }
+    }
+    zmq_msg_close(&id);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    free(sizes);
+    free(buf);
+    _exit(0);
+}
+
+/* Forks the child before this process has any ZeroMQ context; *ep gets its endpoint. */
+static void peer_start(size_t max_bytes, char *ep, size_t eplen)
+{
+    int fds[2];
+    if (pipe(fds) < 0)
+        die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        peer_child(fds[1], max_bytes);
+    }
+    peer_pid = pid;
+    close(fds[1]);
+    size_t got = 0;
+    while (got < eplen) {
+        ssize_t r = read(fds[0], ep + got, eplen - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (memchr(ep, '\0', got))
+            break;
+    }
+    close(fds[0]);
+    if (!got || !memchr(ep, '\0', got))
+        die("peer child sent no endpoint");
+}
+
+/* One round trip: bytes out in frames of `frame` bytes, the same back. */
+static void peer_iteration(void *sock, const char *buf, size_t bytes, size_t frame)
+{
+    for (size_t off = 0; off < bytes; off += frame) {
+        size_t len = bytes - off < frame ? bytes - off : frame;
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, (void *)(buf + off), len, NULL, NULL);
+        zcheck(zmq_msg_send(&m, sock, off + len < bytes ? ZMQ_SNDMORE : 0), "peer: send");
+    }
+    size_t total = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zcheck(zmq_msg_recv(&m, sock, 0), "peer: recv");
+        total += zmq_msg_size(&m);
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    if (total != bytes)
+        die("peer answered %zu bytes to %zu", total, bytes);
+}
+
+static double peer_run(void *sock, const char *buf, size_t bytes, size_t frame)
+{
+    for (int i = 0; i < BENCH_WARMUP; i++)
+        peer_iteration(sock, buf, bytes, frame);
+    int iters = 0;
+    double start = mlt_time_mono(), el;
+    do {
+        peer_iteration(sock, buf, bytes, frame);
+        iters++;
+        el = mlt_time_mono() - start;
+    } while (el < BENCH_MIN_SECONDS || iters < BENCH_MIN_ITERS);
+    return 2.0 * (double)bytes * iters / el / 1e6;
+}
+
+static void peer_stop(void *sock)
+{
+    zcheck(zmq_send(sock, "", 0, 0), "peer: send quit");
+    int st = 0;
+    if (waitpid(peer_pid, &st, 0) != peer_pid)
+        die("waitpid(peer): %s", strerror(errno));
+    peer_pid = -1;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("peer child ended badly (status %d)", st);
+}
+
+/* ---- 3. fork through the store API ---------------------------------------- */
+
+typedef struct fork_result {
+    double us;            /* median of FORK_REPS forks */
+    long long rss_bytes;  /* resident growth per live fork */
+    long long alloc_diff; /* change of mlt_store_allocated over the live forks */
+} fork_result_t;
+
+static long long resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        die("/proc/self/statm: %s", strerror(errno));
+    unsigned long long size = 0, res = 0;
+    int n = fscanf(f, "%llu %llu", &size, &res);
+    fclose(f);
+    if (n != 2)
+        die("/proc/self/statm: unexpected format");
+    return (long long)res * sysconf(_SC_PAGESIZE);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static fork_result_t fork_run(uint64_t bytes)
+{
+    char err[256];
+    mlt_store_t *st = mlt_store_new(FORK_CHUNK_FLOATS, 1ull << 40);
+    if (!st)
+        die("mlt_store_new: %s", strerror(errno));
+    mlt_table_spec_t table = {"w", bytes / sizeof(float)};
+    int rc = mlt_store_set_job(st, "bench-fork", 1, MLT_RULE_SGD, &table, 1, 0, 1, err, sizeof err);
+    if (rc)
+        die("mlt_store_set_job: %s", err);
+    mlt_tunables_t t = {.h = mlt_hyper_default(), .staleness = 0};
+    if ((rc = mlt_store_create(st, 0, MLT_KIND_TRAIN, &t, err, sizeof err)))
+        die("mlt_store_create: %s", err);
+
+    fork_result_t r = {0};
+    double us[FORK_REPS];
+    for (int i = 0; i < FORK_REPS; i++) {
+        double t0 = mlt_time_mono();
+        rc = mlt_store_fork(st, 1, 0, MLT_KIND_TRAIN, &t, err, sizeof err);
+        double t1 = mlt_time_mono();
+        if (rc)
+            die("mlt_store_fork: %s", err);
+        if ((rc = mlt_store_free(st, 1)))
+            die("mlt_store_free: %s", strerror(-rc));
+        us[i] = (t1 - t0) * 1e6;
+    }
+    qsort(us, FORK_REPS, sizeof us[0], cmp_double);
+    r.us = us[FORK_REPS / 2];
+
+    uint64_t alloc0 = mlt_store_allocated(st);
+    long long rss0 = resident_bytes();
+    for (uint32_t i = 0; i < FORK_REPS; i++)
+        if ((rc = mlt_store_fork(st, 10 + i, 0, MLT_KIND_TRAIN, &t, err, sizeof err)))
+            die("mlt_store_fork: %s", err);
+    long long rss1 = resident_bytes();
+    r.alloc_diff = (long long)(mlt_store_allocated(st) - alloc0);
+    r.rss_bytes = (rss1 - rss0) / FORK_REPS;
+    for (uint32_t i = 0; i < FORK_REPS; i++)
+        if ((rc = mlt_store_free(st, 10 + i)))
+            die("mlt_store_free: %s", strerror(-rc));
+    if (mlt_store_allocated(st) != alloc0)
+        die("freeing the forks changed allocated bytes from %llu to %llu",
+            (unsigned long long)alloc0, (unsigned long long)mlt_store_allocated(st));
+    mlt_store_destroy(&st);
+    if (r.alloc_diff != 0)
+        die("a fork of %llu bytes allocated %lld chunk bytes; it must share every chunk",
+            (unsigned long long)bytes, r.alloc_diff / FORK_REPS);
+    return r;
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+/* `ps ours MIB SECONDS`: only the daemon path, one size, for a profiler. */
+static int profile_ours(uint64_t mib, double seconds)
+{
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
+    if (!c)
+        die("mlt_client_new: %s", err);
+    ours_result_t r = ours_run(c, mib * MIB, seconds);
+    printf("ours %llu MiB: %.0f MB/s, %d iterations, pull %.2f ms, push+clock %.2f ms, "
+           "cache hits %d\n",
+           (unsigned long long)mib, r.mbps, r.iters, r.pull_ms, r.push_ms, r.cache_hits);
+    mlt_client_destroy(&c);
+    cluster_up = 0;
+    return mlt_test_stop(&cluster) ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "ours") == 0)
+        return profile_ours(strtoull(argv[2], NULL, 10), atof(argv[3]));
+    if (argc != 1)
+        die("usage: %s [ours MIB SECONDS]", argv[0]);
+    uint64_t max_bytes = tput_sizes[N_TPUT - 1];
+    char peer_ep[256];
+    peer_start(max_bytes, peer_ep, sizeof peer_ep);
+
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd (MLT_BUILD_ROOT=%s)",
+            getenv("MLT_BUILD_ROOT") ? getenv("MLT_BUILD_ROOT") : "(unset)");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
+    if (!c)
+        die("mlt_client_new: %s", err);
+
+    void *zctx = zmq_ctx_new();
+    void *psock = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
+    if (!psock)
+        die("zmq_socket: %s", zmq_strerror(zmq_errno()));
+    set_hwm0(psock);
+    zcheck(zmq_connect(psock, peer_ep), "zmq_connect(peer)");
+    char *pbuf = alloc_filled(max_bytes, 2.0f);
+
+    ours_result_t ours[N_TPUT];
+    double peer_frames[N_TPUT], peer_one[N_TPUT];
+    for (size_t i = 0; i < N_TPUT; i++) {
+        ours[i] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS);
+        peer_frames[i] = peer_run(psock, pbuf, tput_sizes[i], BENCH_FRAME);
+        peer_one[i] = peer_run(psock, pbuf, tput_sizes[i], tput_sizes[i]);
+    }
+    peer_stop(psock);
+    zmq_close(psock);
+    zmq_ctx_term(zctx);
+    free(pbuf);
+    mlt_client_destroy(&c);
+    cluster_up = 0;
+    int bad = mlt_test_stop(&cluster);
+    if (bad)
+        die("%d daemon(s) did not stop cleanly; logs in %s", bad, cluster.dir);
+
+    fork_result_t forks[N_FORK];
+    for (size_t i = 0; i < N_FORK; i++)
+        forks[i] = fork_run(fork_sizes[i]);
+
+    char sz[32];
+    printf("# pull+push: MB/s = 2 * model bytes * iterations / s (1 MB = 1e6 bytes)\n");
+    printf("# peer = max(64 KiB frames, one frame), raw ZeroMQ zero-copy, tcp loopback\n");
+    printf("%-12s %-8s %10s %10s %7s\n", "what", "size", "ours", "peer", "ratio");
+    for (size_t i = 0; i < N_TPUT; i++) {
+        double peer = peer_frames[i] > peer_one[i] ? peer_frames[i] : peer_one[i];
+        printf("%-12s %-8s %10.0f %10.0f %7.2f\n", "pull+push",
+               size_name(tput_sizes[i], sz, sizeof sz), ours[i].mbps, peer, ours[i].mbps / peer);
+    }
+    printf("\n# detail: ours per iteration; peer by frame layout (MB/s)\n");
+    printf("%-8s %6s %9s %14s %10s %12s %10s\n", "size", "iters", "pull ms", "push+clock ms",
+           "cache hits", "peer 64KiB", "peer 1");
+    for (size_t i = 0; i < N_TPUT; i++)
+        printf("%-8s %6d %9.2f %14.2f %10d %12.0f %10.0f\n",
+               size_name(tput_sizes[i], sz, sizeof sz), ours[i].iters, ours[i].pull_ms,
+               ours[i].push_ms, ours[i].cache_hits, peer_frames[i], peer_one[i]);
+    printf("\n# fork: median of %d forks; bytes = resident growth per live fork "
+           "(store chunk bytes: +0)\n",
+           FORK_REPS);
+    printf("%-12s %-8s %10s %10s\n", "what", "size", "us", "bytes");
+    for (size_t i = 0; i < N_FORK; i++)
+        printf("%-12s %-8s %10.1f %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
+               forks[i].us, forks[i].rss_bytes);
+
+    int hits = 0;
+    for (size_t i = 0; i < N_TPUT; i++)
+        hits += ours[i].cache_hits;
+    if (hits)
+        printf("\n# WARNING: %d pulls were served from the client cache\n", hits);
+    double p64 = peer_frames[N_TPUT - 1] > peer_one[N_TPUT - 1] ? peer_frames[N_TPUT - 1]
+                                                                 : peer_one[N_TPUT - 1];
+    printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld\n",
+           ours[N_TPUT - 1].mbps / p64, forks[N_FORK - 1].us, forks[N_FORK - 1].rss_bytes);
+    return hits ? 1 : 0;
+}

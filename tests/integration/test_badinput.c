@@ -1,0 +1,637 @@
+/* test_badinput.c - the real mltunerd, on loopback, answering malformed and
+ * wrong requests: every one gets an ERROR reply with the exact errno and a
+ * text naming the problem, and the daemon keeps serving everyone else.
+ *
+ * Each test starts one daemon (a checked fixture), a well-behaved libmltuner
+ * client (job "badinput", branch 1 at lr 0.1 with known values) and a raw
+ * ZeroMQ DEALER that sends hand-made messages. After every bad message:
+ *  - the raw socket gets exactly one ERROR reply (5 s poll), whose error_code
+ *    is the positive errno, whose text holds a given word, and which echoes
+ *    the request_id whenever the header itself decoded;
+ *  - the raw socket is still served (STATUS -> STATUS_REPLY);
+ *  - the good client does a round: status, a pull that must return exactly
+ *    the values it expects (so a bad message applied nothing), a push of
+ *    ones, and a clock by every worker of the job.
+ * Teardown asserts the daemon exits 0 on SIGTERM. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "proto/layout.h"
+#include "proto/wire.h"
+#include "tests/integration/harness.h"
+#include "worker/mltuner.h"
+
+#define W_SIZE 100000u /* several chunks, the last one short; one SGD branch ~800 KB */
+#define B_SIZE 10u
+#define LR 0.1f
+#define MAX_GOOD 2
+#define REPLY_WAIT_MS 5000
+
+static const mlt_table_def_t tables[] = {{"w", W_SIZE}, {"b", B_SIZE}};
+static const uint64_t table_size[] = {W_SIZE, B_SIZE};
+
+static mlt_test_cluster_t cl;
+static mlt_client_t *good[MAX_GOOD]; /* workers 0..n_good-1 of the job */
+static uint32_t n_good;
+static void *zctx, *raw; /* the raw DEALER to shard 0 */
+static uint32_t chunk_floats;
+static float *expect[2], *got[2]; /* what branch 1 must hold; what a pull returned */
+static float *ones_w, *ones_b;    /* the good client's gradient (stays unchanged) */
+static int64_t clk;               /* clocks every good worker has finished on branch 1 */
+static uint64_t next_rid = 0xbad00;
+
+typedef struct frame {
+    const void *data;
+    size_t len;
+} frame_t;
+
+/* ---- fixture ------------------------------------------------------------ */
+
+static uint32_t w_chunks(void)
+{
+    return (uint32_t)mlt_layout_chunks(W_SIZE, chunk_floats);
+}
+
+/* Floats in chunk k of table t. */
+static size_t chunk_len(uint32_t t, uint32_t k)
+{
+    uint64_t left = table_size[t] - (uint64_t)k * chunk_floats;
+    return (size_t)(left < chunk_floats ? left : chunk_floats);
+}
+
+static void start(const char *const *extra, uint32_t n_workers)
+{
+    ck_assert_int_eq(mlt_test_start(&cl, 1, extra), 0);
+    n_good = n_workers;
+    clk = 0;
+    char err[512];
+    const mlt_job_def_t job = {"badinput", n_workers, "sgd", tables, 2};
+    for (uint32_t w = 0; w < n_good; w++) {
+        good[w] = mlt_client_new(cl.eps, 1, w, err, sizeof err);
+        ck_assert_msg(good[w] != NULL, "connect worker %u: %s", w, err);
+        ck_assert_msg(mlt_client_register(good[w], &job) == 0, "register: %s",
+                      mlt_client_error(good[w]));
+    }
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = LR;
+    ck_assert_msg(mlt_branch_create(good[0], 1, MLT_BRANCH_TRAIN, &t) == 0, "create: %s",
+                  mlt_client_error(good[0]));
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(good[0], 0, &st) == 0, "%s", mlt_client_error(good[0]));
+    chunk_floats = st.chunk_floats;
+    mlt_server_status_free(&st);
+    ck_assert_uint_gt(w_chunks(), 2);
+    ck_assert_uint_ne(W_SIZE % chunk_floats, 0);
+
+    for (int tb = 0; tb < 2; tb++) {
+        expect[tb] = calloc(table_size[tb], sizeof(float));
+        got[tb] = calloc(table_size[tb], sizeof(float));
+        for (uint64_t i = 0; i < table_size[tb]; i++)
+            expect[tb][i] = (float)((int)((i * 7 + (uint64_t)tb) % 17) - 8);
+        ck_assert_msg(mlt_write(good[0], 1, (uint32_t)tb, expect[tb]) == 0, "write: %s",
+                      mlt_client_error(good[0]));
+    }
+    ones_w = malloc(W_SIZE * sizeof(float));
+    ones_b = malloc(B_SIZE * sizeof(float));
+    for (uint32_t i = 0; i < W_SIZE; i++)
+        ones_w[i] = 1.0f;
+    for (uint32_t i = 0; i < B_SIZE; i++)
+        ones_b[i] = 1.0f;
+
+    zctx = zmq_ctx_new();
+    raw = zmq_socket(zctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(raw, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(raw, cl.eps[0]), 0);
+}
+
+static void setup_default(void)
+{
+    start(NULL, 1);
+}
+
+static const char *const mem_extra[] = {"memory_limit=1M", NULL};
+static void setup_memory(void)
+{
+    start(mem_extra, 1);
+}
+
+static const char *const timeout_extra[] = {"pull_timeout_s=0.3", NULL};
+static void setup_timeout(void)
+{
+    start(timeout_extra, 2);
+}
+
+static void teardown(void)
+{
+    zmq_close(raw);
+    zmq_ctx_term(zctx);
+    for (uint32_t w = 0; w < n_good; w++)
+        mlt_client_destroy(&good[w]);
+    for (int tb = 0; tb < 2; tb++) {
+        free(expect[tb]);
+        free(got[tb]);
+    }
+    free(ones_w);
+    free(ones_b);
+    ck_assert_int_eq(mlt_test_stop(&cl), 0);
+}
+
+/* ---- the good client ---------------------------------------------------- */
+
+/* Status, a pull from the daemon that must return exactly `expect`, a push of
+ * ones to both tables and a clock by every worker: the daemon still serves. */
+static void good_round(void)
+{
+    mlt_client_t *c = good[0];
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(c, 0, &st) == 0, "status: %s", mlt_client_error(c));
+    ck_assert_str_eq(st.job, "badinput");
+    mlt_server_status_free(&st);
+    /* the cache holds min_clock clk-1 at most: this pull goes to the daemon */
+    ck_assert_msg(mlt_pull(c, 1, clk, got) == 0, "pull at clock %lld: %s", (long long)clk,
+                  mlt_client_error(c));
+    ck_assert_int_eq(mlt_pull_min_clock(c, 1), clk);
+    for (int tb = 0; tb < 2; tb++)
+        for (uint64_t i = 0; i < table_size[tb]; i++)
+            if (!(fabsf(got[tb][i] - expect[tb][i]) <= 1e-5f))
+                ck_abort_msg("table %d element %llu is %g, expected %g", tb,
+                             (unsigned long long)i, (double)got[tb][i], (double)expect[tb][i]);
+    ck_assert_msg(mlt_push(c, 1, 0, ones_w) == 0, "push: %s", mlt_client_error(c));
+    ck_assert_msg(mlt_push(c, 1, 1, ones_b) == 0, "push: %s", mlt_client_error(c));
+    for (uint32_t w = 0; w < n_good; w++)
+        ck_assert_msg(mlt_clock(good[w], 1, clk + 1) == 0, "worker %u clock %lld: %s", w,
+                      (long long)clk + 1, mlt_client_error(good[w]));
+    clk++;
+    for (int tb = 0; tb < 2; tb++)
+        for (uint64_t i = 0; i < table_size[tb]; i++)
+            expect[tb][i] -= LR * 1.0f;
+}
+
+static mlt_branch_status_t branch_status(uint32_t id, uint32_t *n_branches)
+{
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(good[0], 0, &st) == 0, "%s", mlt_client_error(good[0]));
+    mlt_branch_status_t b = {.id = UINT32_MAX};
+    for (uint32_t i = 0; i < st.n_branches; i++)
+        if (st.branches[i].id == id)
+            b = st.branches[i];
+    *n_branches = st.n_branches;
+    mlt_server_status_free(&st);
+    ck_assert_msg(b.id == id, "branch %u is not listed", id);
+    return b;
+}
+
+/* ---- the raw socket ----------------------------------------------------- */
+
+static void raw_send(const frame_t *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = zmq_send(raw, f[i].data, f[i].len, i + 1 < n ? ZMQ_SNDMORE : 0);
+        ck_assert_msg(rc == (int)f[i].len, "raw send of frame %zu: %s", i,
+                      zmq_strerror(zmq_errno()));
+    }
+}
+
+/* Receives one whole message (failing after 5 s of silence) and returns its
+ * decoded header (caller frees); *n_payload gets the frames after it. */
+static mlt_header_t *raw_recv(size_t *n_payload)
+{
+    zmq_pollitem_t it = {.socket = raw, .events = ZMQ_POLLIN};
+    int n = zmq_poll(&it, 1, REPLY_WAIT_MS);
+    ck_assert_msg(n == 1, "no reply from the daemon within %d ms", REPLY_WAIT_MS);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, raw, 0), 0);
+    char err[256];
+    mlt_header_t *h = NULL;
+    int rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &h, err, sizeof err);
+    int more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    ck_assert_msg(rc == 0, "reply header does not decode: %s", err);
+    *n_payload = 0;
+    while (more) {
+        zmq_msg_init(&m);
+        ck_assert_int_ge(zmq_msg_recv(&m, raw, 0), 0);
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        (*n_payload)++;
+    }
+    return h;
+}
+
+/* The next reply must be ERROR with error_code `code`, a text containing
+ * `word`, and (rid != 0) request_id rid. */
+static void expect_reply(uint64_t rid, int code, const char *word)
+{
+    size_t n_payload;
+    mlt_header_t *r = raw_recv(&n_payload);
+    ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_ERROR, "expected ERROR %s, got %s", strerror(code),
+                  mlt_wire_type_name(r->type));
+    ck_assert_uint_eq(n_payload, 0);
+    ck_assert_msg(r->has_error_code && r->error_code == code,
+                  "error_code %d (%s), expected %d (%s); text: %s", (int)r->error_code,
+                  strerror(r->error_code), code, strerror(code), r->error ? r->error : "(none)");
+    ck_assert_msg(r->error && strstr(r->error, word), "error text '%s' does not mention '%s'",
+                  r->error ? r->error : "(none)", word);
+    if (rid)
+        ck_assert_msg(r->has_request_id && r->request_id == rid,
+                      "request_id %llu not echoed (got %llu)", (unsigned long long)rid,
+                      (unsigned long long)r->request_id);
+    mlt_wire_free(&r);
+}
+
+/* The raw peer is still served: STATUS gets its STATUS_REPLY (and nothing
+ * left over from the bad message comes first). */
+static void raw_ping(void)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_STATUS);
+    h.has_request_id = 1;
+    h.request_id = ++next_rid;
+    ck_assert_int_eq(mlt_wire_send(raw, &h, 0), 0);
+    size_t n_payload;
+    mlt_header_t *r = raw_recv(&n_payload);
+    ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_STATUS_REPLY, "STATUS answered with %s: %s",
+                  mlt_wire_type_name(r->type), r->error ? r->error : "");
+    ck_assert_uint_eq(r->request_id, h.request_id);
+    mlt_wire_free(&r);
+}
+
+static void after_case(void)
+{
+    raw_ping();
+    good_round();
+}
+
+/* Sends frames as they are (frame 0 need not be a header) and expects ERROR
+ * `code` mentioning `word`; no request_id can be echoed. */
+static void expect_error_frames(const frame_t *f, size_t n, int code, const char *word)
+{
+    raw_send(f, n);
+    expect_reply(0, code, word);
+    after_case();
+}
+
+/* Packs h (with a fresh request_id) into frame 0, sends it with the payload
+ * frames, and expects ERROR `code` mentioning `word`, echoing the request_id
+ * when the header decodes. The caller sends the next message. */
+static uint64_t send_header(mlt_header_t *h, const frame_t *payload, size_t n_payload,
+                            bool *decodes)
+{
+    h->has_request_id = 1;
+    h->request_id = ++next_rid;
+    size_t len = mlt__header__get_packed_size(h);
+    uint8_t *buf = malloc(len);
+    ck_assert_uint_eq(mlt__header__pack(h, buf), len);
+    mlt_header_t *back = NULL;
+    char err[256];
+    *decodes = mlt_wire_decode(buf, len, &back, err, sizeof err) == 0;
+    mlt_wire_free(&back);
+    frame_t *f = calloc(n_payload + 1, sizeof *f);
+    f[0] = (frame_t){buf, len};
+    for (size_t i = 0; i < n_payload; i++)
+        f[i + 1] = payload[i];
+    raw_send(f, n_payload + 1);
+    free(f);
+    free(buf);
+    return h->request_id;
+}
+
+static void expect_error(mlt_header_t *h, const frame_t *payload, size_t n_payload, int code,
+                         const char *word)
+{
+    bool decodes;
+    uint64_t rid = send_header(h, payload, n_payload, &decodes);
+    expect_reply(decodes ? rid : 0, code, word);
+    after_case();
+}
+
+/* A valid request header of `type` from worker 0 on branch 1, table 0,
+ * chunks [first, first+count). */
+static mlt_header_t data_header(Mlt__MsgType type, uint32_t first, uint32_t count)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, type);
+    h.has_worker = h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+    h.worker = 0;
+    h.branch = 1;
+    h.table = 0;
+    h.chunk_first = first;
+    h.chunk_count = count;
+    if (type == MLT__MSG_TYPE__MSG_PULL) {
+        h.has_clock = 1;
+        h.clock = clk;
+    }
+    return h;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+START_TEST(test_truncated_header)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.has_request_id = 1;
+    h.request_id = UINT64_C(0xbad0000000000001); /* a 10-byte varint around the middle */
+    size_t len = mlt__header__get_packed_size(&h);
+    uint8_t buf[128];
+    ck_assert_uint_le(len, sizeof buf);
+    mlt__header__pack(&h, buf);
+    /* precondition: the cut lands inside a field, so the prefix is no header */
+    mlt_header_t *back = NULL;
+    ck_assert_int_eq(mlt_wire_decode(buf, len / 2, &back, NULL, 0), -EPROTO);
+    frame_t f = {buf, len / 2};
+    expect_error_frames(&f, 1, EPROTO, "not a valid");
+}
+END_TEST
+
+START_TEST(test_wrong_version)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.version = 2;
+    expect_error(&h, NULL, 0, EPROTONOSUPPORT, "version");
+}
+END_TEST
+
+START_TEST(test_unknown_type)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.type = (Mlt__MsgType)99;
+    expect_error(&h, NULL, 0, EBADMSG, "type 99");
+}
+END_TEST
+
+START_TEST(test_reply_as_request)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_OK);
+    expect_error(&h, NULL, 0, EBADMSG, "not a request");
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_PULL_REPLY);
+    expect_error(&h, NULL, 0, EBADMSG, "not a request");
+}
+END_TEST
+
+START_TEST(test_oversized_header)
+{
+    size_t len = MLT_MAX_HEADER_BYTES + 1;
+    uint8_t *junk = malloc(len);
+    memset(junk, 0xab, len);
+    frame_t f = {junk, len};
+    expect_error_frames(&f, 1, EMSGSIZE, "limit");
+    free(junk);
+}
+END_TEST
+
+START_TEST(test_worker_out_of_limit)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.worker = MLT_MAX_WORKERS;
+    expect_error(&h, NULL, 0, EINVAL, "worker");
+}
+END_TEST
+
+/* ---- requests against daemon state -------------------------------------- */
+
+START_TEST(test_missing_field)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.has_clock = 0;
+    expect_error(&h, NULL, 0, EINVAL, "clock");
+}
+END_TEST
+
+START_TEST(test_unknown_branch)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.branch = 77;
+    expect_error(&h, NULL, 0, ENOENT, "unknown branch 77");
+}
+END_TEST
+
+START_TEST(test_unknown_table)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.table = 9;
+    expect_error(&h, NULL, 0, ENOENT, "unknown table 9");
+}
+END_TEST
+
+START_TEST(test_chunk_out_of_range)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, w_chunks(), 1);
+    expect_error(&h, NULL, 0, ERANGE, "out of range");
+    /* a range that starts inside the table but runs past its end */
+    h = data_header(MLT__MSG_TYPE__MSG_PULL, w_chunks() - 1, 2);
+    expect_error(&h, NULL, 0, ERANGE, "out of range");
+}
+END_TEST
+
+START_TEST(test_payload_size)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1);
+    frame_t f = {ones_w, (chunk_len(0, 0) - 1) * sizeof(float)};
+    expect_error(&h, &f, 1, EINVAL, "payload");
+    /* the short last chunk sent at full chunk size */
+    h = data_header(MLT__MSG_TYPE__MSG_WRITE, w_chunks() - 1, 1);
+    f.len = chunk_floats * sizeof(float);
+    expect_error(&h, &f, 1, EINVAL, "payload");
+}
+END_TEST
+
+START_TEST(test_payload_frames)
+{
+    frame_t f[2] = {{ones_w, chunk_len(0, 0) * sizeof(float)},
+                    {ones_w, chunk_len(0, 1) * sizeof(float)}};
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1);
+    expect_error(&h, f, 2, EINVAL, "payload frames");
+    h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, 2);
+    expect_error(&h, f, 1, EINVAL, "payload frames");
+    h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1);
+    expect_error(&h, NULL, 0, EINVAL, "payload frames");
+    /* a pull carries none */
+    h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    expect_error(&h, f, 1, EINVAL, "payload");
+}
+END_TEST
+
+START_TEST(test_register_other_job)
+{
+    Mlt__TableSpec ts;
+    mlt__table_spec__init(&ts);
+    ts.name = (char *)"x";
+    ts.size = 5;
+    Mlt__TableSpec *tp = &ts;
+    Mlt__JobSpec js;
+    mlt__job_spec__init(&js);
+    js.name = (char *)"another";
+    js.n_workers = 1;
+    js.rule = MLT__RULE__RULE_SGD;
+    js.n_tables = 1;
+    js.tables = &tp;
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_REGISTER);
+    h.job = &js;
+    expect_error(&h, NULL, 0, EBUSY, "serves job 'badinput'");
+}
+END_TEST
+
+START_TEST(test_clock_backwards)
+{
+    good_round(); /* worker 0 has finished 1 clock */
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_CLOCK);
+    h.has_worker = h.has_branch = h.has_clock = 1;
+    h.worker = 0;
+    h.branch = 1;
+    h.clock = clk - 1;
+    expect_error(&h, NULL, 0, EINVAL, "backwards");
+    uint32_t n;
+    ck_assert_int_eq(branch_status(1, &n).min_clock, clk);
+}
+END_TEST
+
+/* ---- non-finite values -------------------------------------------------- */
+
+/* Frames covering every chunk of table "w": values v, the last one bad at
+ * its last element. *bufp is the buffer to free. */
+static frame_t *w_frames(float v, float bad, float **bufp)
+{
+    uint32_t n = w_chunks();
+    float *buf = malloc(W_SIZE * sizeof(float));
+    for (uint32_t i = 0; i < W_SIZE; i++)
+        buf[i] = v;
+    buf[W_SIZE - 1] = bad;
+    frame_t *f = calloc(n, sizeof *f);
+    for (uint32_t k = 0; k < n; k++)
+        f[k] = (frame_t){buf + (size_t)k * chunk_floats, chunk_len(0, k) * sizeof(float)};
+    *bufp = buf;
+    return f;
+}
+
+START_TEST(test_nan_gradient)
+{
+    uint32_t n;
+    ck_assert(!branch_status(1, &n).diverged);
+    float *buf;
+    frame_t *f = w_frames(1.0f, NAN, &buf);
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, w_chunks());
+    /* after_case's pull checks the values: no chunk of the push was applied */
+    expect_error(&h, f, w_chunks(), EDOM, "non-finite");
+    ck_assert_msg(branch_status(1, &n).diverged, "a NaN gradient left branch 1 not diverged");
+    free(f);
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_inf_write)
+{
+    float *buf;
+    frame_t *f = w_frames(42.0f, INFINITY, &buf);
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_WRITE, 0, w_chunks());
+    expect_error(&h, f, w_chunks(), EDOM, "non-finite");
+    uint32_t n;
+    ck_assert_msg(!branch_status(1, &n).diverged, "a bad write marked branch 1 diverged");
+    free(f);
+    free(buf);
+}
+END_TEST
+
+/* ---- memory_limit ------------------------------------------------------- */
+
+START_TEST(test_fork_over_memory_limit)
+{
+    mlt_server_status_t st;
+    ck_assert_int_eq(mlt_client_status(good[0], 0, &st), 0);
+    uint64_t potential = st.memory_potential;
+    ck_assert_uint_eq(st.memory_limit, 1u << 20);
+    ck_assert_uint_gt(2 * potential, st.memory_limit); /* precondition: a second branch can't fit */
+    mlt_server_status_free(&st);
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_FORK);
+    h.has_branch = h.has_parent = 1;
+    h.branch = 2;
+    h.parent = 1;
+    expect_error(&h, NULL, 0, ENOMEM, "memory_limit");
+    uint32_t n;
+    branch_status(1, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(mlt_client_status(good[0], 0, &st), 0);
+    ck_assert_uint_eq(st.memory_potential, potential);
+    mlt_server_status_free(&st);
+}
+END_TEST
+
+/* ---- pull timeout ------------------------------------------------------- */
+
+START_TEST(test_pull_timeout)
+{
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 0, 1);
+    h.clock = 5; /* staleness 0: needs min_clock 5; the good workers reach 1 */
+    bool decodes;
+    uint64_t rid = send_header(&h, NULL, 0, &decodes);
+    ck_assert(decodes);
+    good_round(); /* served while the pull waits */
+    expect_reply(rid, ETIMEDOUT, "min_clock");
+    after_case();
+}
+END_TEST
+
+static TCase *tcase(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    return tc;
+}
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("badinput");
+    TCase *tc = tcase("decode", setup_default);
+    tcase_add_test(tc, test_truncated_header);
+    tcase_add_test(tc, test_wrong_version);
+    tcase_add_test(tc, test_unknown_type);
+    tcase_add_test(tc, test_reply_as_request);
+    tcase_add_test(tc, test_oversized_header);
+    tcase_add_test(tc, test_worker_out_of_limit);
+    suite_add_tcase(s, tc);
+    tc = tcase("requests", setup_default);
+    tcase_add_test(tc, test_missing_field);
+    tcase_add_test(tc, test_unknown_branch);
+    tcase_add_test(tc, test_unknown_table);
+    tcase_add_test(tc, test_chunk_out_of_range);
+    tcase_add_test(tc, test_payload_size);
+    tcase_add_test(tc, test_payload_frames);
+    tcase_add_test(tc, test_register_other_job);
+    tcase_add_test(tc, test_clock_backwards);
+    suite_add_tcase(s, tc);
+    tc = tcase("nonfinite", setup_default);
+    tcase_add_test(tc, test_nan_gradient);
+    tcase_add_test(tc, test_inf_write);
+    suite_add_tcase(s, tc);
+    tc = tcase("memory", setup_memory);
+    tcase_add_test(tc, test_fork_over_memory_limit);
+    suite_add_tcase(s, tc);
+    tc = tcase("timeout", setup_timeout);
+    tcase_add_test(tc, test_pull_timeout);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
