@@ -14,9 +14,14 @@
  *  3. fork: mlt_store_fork() in-process on models of 1 MiB .. 1 GiB: median
  *     time of 5 forks, and the memory one fork adds (resident-set growth over
  *     5 live forks, and the store's chunk bytes, which must not move).
+ * Each throughput row runs >= 1 s and >= 5 iterations after 2 warm-up ones,
+ * in 3 rounds that interleave the contenders; the median round is reported.
  * MB/s is 1e6 bytes per second of (pull bytes + push bytes). The last line is
- * the summary a script reads. Any failed call prints why and exits 1. */
+ * the summary a script reads. Any failed call prints why and exits 1.
+ *
+ * `ps ours MIB SECONDS` runs only the daemon path at one size, for a profiler. */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,6 +47,7 @@
 #define BENCH_FRAME (64 * 1024)   /* the daemon's default chunk_size */
 #define BENCH_MIN_SECONDS 1.0     /* timed part of each throughput row */
 #define BENCH_MIN_ITERS 5
+#define BENCH_ROUNDS 3         /* interleaved rounds; rows report the median */
 #define BENCH_WARMUP 2
 #define BENCH_BRANCH 1
 #define BENCH_LR 0.01f
@@ -339,10 +345,18 @@ static void peer_stop(void *sock)
 /* ---- 3. fork through the store API ---------------------------------------- */
 
 typedef struct fork_result {
-    double us;            /* median of FORK_REPS forks */
-    long long rss_bytes;  /* resident growth per live fork */
-    long long alloc_diff; /* change of mlt_store_allocated over the live forks */
+    double us;              /* median of FORK_REPS forks */
+    long long rss_bytes;    /* resident growth per live fork */
+    long long malloc_bytes; /* malloc'd bytes (mallinfo2) per live fork */
+    long long alloc_diff;   /* change of mlt_store_allocated over the live forks */
 } fork_result_t;
+
+/* Bytes malloc has handed out and not had back (heap and mmapped). */
+static long long malloc_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (long long)(mi.uordblks + mi.hblkhd);
+}
 
 static long long resident_bytes(void)
 {
@@ -392,14 +406,19 @@ static fork_result_t fork_run(uint64_t bytes)
     qsort(us, FORK_REPS, sizeof us[0], cmp_double);
     r.us = us[FORK_REPS / 2];
 
+    /* Free memory malloc keeps resident would hide the forks' pages from the
+     * resident count: give it back first, so each fork's bookkeeping has to
+     * fault in pages of its own. */
+    malloc_trim(0);
     uint64_t alloc0 = mlt_store_allocated(st);
-    long long rss0 = resident_bytes();
+    long long rss0 = resident_bytes(), heap0 = malloc_in_use();
     for (uint32_t i = 0; i < FORK_REPS; i++)
         if ((rc = mlt_store_fork(st, 10 + i, 0, MLT_KIND_TRAIN, &t, err, sizeof err)))
             die("mlt_store_fork: %s", err);
-    long long rss1 = resident_bytes();
+    long long rss1 = resident_bytes(), heap1 = malloc_in_use();
     r.alloc_diff = (long long)(mlt_store_allocated(st) - alloc0);
     r.rss_bytes = (rss1 - rss0) / FORK_REPS;
+    r.malloc_bytes = (heap1 - heap0) / FORK_REPS;
     for (uint32_t i = 0; i < FORK_REPS; i++)
         if ((rc = mlt_store_free(st, 10 + i)))
             die("mlt_store_free: %s", strerror(-rc));
@@ -435,6 +454,12 @@ static int profile_ours(uint64_t mib, double seconds)
     return mlt_test_stop(&cluster) ? 1 : 0;
 }
 
+static int cmp_ours(const void *a, const void *b)
+{
+    double x = ((const ours_result_t *)a)->mbps, y = ((const ours_result_t *)b)->mbps;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "ours") == 0)
@@ -463,13 +488,16 @@ int main(int argc, char **argv)
     zcheck(zmq_connect(psock, peer_ep), "zmq_connect(peer)");
     char *pbuf = alloc_filled(max_bytes, 2.0f);
 
-    ours_result_t ours[N_TPUT];
-    double peer_frames[N_TPUT], peer_one[N_TPUT];
-    for (size_t i = 0; i < N_TPUT; i++) {
-        ours[i] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS);
-        peer_frames[i] = peer_run(psock, pbuf, tput_sizes[i], BENCH_FRAME);
-        peer_one[i] = peer_run(psock, pbuf, tput_sizes[i], tput_sizes[i]);
-    }
+    /* Rounds interleave the contenders so that a burst of load elsewhere on
+     * the machine hits all of them; each row reports its median round. */
+    ours_result_t ours_r[N_TPUT][BENCH_ROUNDS];
+    double frames_r[N_TPUT][BENCH_ROUNDS], one_r[N_TPUT][BENCH_ROUNDS];
+    for (int k = 0; k < BENCH_ROUNDS; k++)
+        for (size_t i = 0; i < N_TPUT; i++) {
+            ours_r[i][k] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS);
+            frames_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], BENCH_FRAME);
+            one_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], tput_sizes[i]);
+        }
     peer_stop(psock);
     zmq_close(psock);
     zmq_ctx_term(zctx);
@@ -480,42 +508,55 @@ int main(int argc, char **argv)
     if (bad)
         die("%d daemon(s) did not stop cleanly; logs in %s", bad, cluster.dir);
 
+    ours_result_t ours[N_TPUT];
+    double peer_frames[N_TPUT], peer_one[N_TPUT], peer[N_TPUT];
+    int hits = 0;
+    for (size_t i = 0; i < N_TPUT; i++) {
+        for (int k = 0; k < BENCH_ROUNDS; k++)
+            hits += ours_r[i][k].cache_hits;
+        qsort(ours_r[i], BENCH_ROUNDS, sizeof ours_r[i][0], cmp_ours);
+        qsort(frames_r[i], BENCH_ROUNDS, sizeof frames_r[i][0], cmp_double);
+        qsort(one_r[i], BENCH_ROUNDS, sizeof one_r[i][0], cmp_double);
+        ours[i] = ours_r[i][BENCH_ROUNDS / 2];
+        peer_frames[i] = frames_r[i][BENCH_ROUNDS / 2];
+        peer_one[i] = one_r[i][BENCH_ROUNDS / 2];
+        peer[i] = peer_frames[i] > peer_one[i] ? peer_frames[i] : peer_one[i];
+    }
+
     fork_result_t forks[N_FORK];
     for (size_t i = 0; i < N_FORK; i++)
         forks[i] = fork_run(fork_sizes[i]);
 
     char sz[32];
-    printf("# pull+push: MB/s = 2 * model bytes * iterations / s (1 MB = 1e6 bytes)\n");
+    printf("# pull+push: MB/s = 2 * model bytes * iterations / s (1 MB = 1e6 bytes), "
+           "median of %d rounds\n",
+           BENCH_ROUNDS);
     printf("# peer = max(64 KiB frames, one frame), raw ZeroMQ zero-copy, tcp loopback\n");
     printf("%-12s %-8s %10s %10s %7s\n", "what", "size", "ours", "peer", "ratio");
-    for (size_t i = 0; i < N_TPUT; i++) {
-        double peer = peer_frames[i] > peer_one[i] ? peer_frames[i] : peer_one[i];
+    for (size_t i = 0; i < N_TPUT; i++)
         printf("%-12s %-8s %10.0f %10.0f %7.2f\n", "pull+push",
-               size_name(tput_sizes[i], sz, sizeof sz), ours[i].mbps, peer, ours[i].mbps / peer);
-    }
-    printf("\n# detail: ours per iteration; peer by frame layout (MB/s)\n");
+               size_name(tput_sizes[i], sz, sizeof sz), ours[i].mbps, peer[i],
+               ours[i].mbps / peer[i]);
+    printf("\n# detail: ours per iteration (median round); peer by frame layout (MB/s)\n");
     printf("%-8s %6s %9s %14s %10s %12s %10s\n", "size", "iters", "pull ms", "push+clock ms",
            "cache hits", "peer 64KiB", "peer 1");
     for (size_t i = 0; i < N_TPUT; i++)
         printf("%-8s %6d %9.2f %14.2f %10d %12.0f %10.0f\n",
                size_name(tput_sizes[i], sz, sizeof sz), ours[i].iters, ours[i].pull_ms,
                ours[i].push_ms, ours[i].cache_hits, peer_frames[i], peer_one[i]);
-    printf("\n# fork: median of %d forks; bytes = resident growth per live fork "
-           "(store chunk bytes: +0)\n",
+    printf("\n# fork: median of %d forks; bytes = resident growth per live fork; "
+           "malloc = bytes malloc'd per fork; store chunk bytes: +0\n",
            FORK_REPS);
-    printf("%-12s %-8s %10s %10s\n", "what", "size", "us", "bytes");
+    printf("%-12s %-8s %10s %10s %10s\n", "what", "size", "us", "bytes", "malloc");
     for (size_t i = 0; i < N_FORK; i++)
-        printf("%-12s %-8s %10.1f %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
-               forks[i].us, forks[i].rss_bytes);
+        printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork",
+               size_name(fork_sizes[i], sz, sizeof sz), forks[i].us, forks[i].rss_bytes,
+               forks[i].malloc_bytes);
 
-    int hits = 0;
-    for (size_t i = 0; i < N_TPUT; i++)
-        hits += ours[i].cache_hits;
     if (hits)
         printf("\n# WARNING: %d pulls were served from the client cache\n", hits);
-    double p64 = peer_frames[N_TPUT - 1] > peer_one[N_TPUT - 1] ? peer_frames[N_TPUT - 1]
-                                                                 : peer_one[N_TPUT - 1];
     printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld\n",
-           ours[N_TPUT - 1].mbps / p64, forks[N_FORK - 1].us, forks[N_FORK - 1].rss_bytes);
+           ours[N_TPUT - 1].mbps / peer[N_TPUT - 1], forks[N_FORK - 1].us,
+           forks[N_FORK - 1].rss_bytes);
     return hits ? 1 : 0;
 }

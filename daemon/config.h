@@ -24,6 +24,8 @@ typedef struct mlt_dconf {
     char *bind;             /* endpoint this daemon binds ("" until mlt_dconf_finish
                                resolves it to servers[rank]) */
     char *endpoint_file;    /* if set, the bound endpoint is written here (port 0 use) */
+    char *control_bind;     /* rank 0: the coordinator's control endpoint ("" = off) */
+    char *control_endpoint_file; /* if set, the bound control endpoint is written here */
     size_t chunk_size;      /* bytes per chunk, multiple of 4096, 4 KiB..16 MiB */
     size_t memory_limit;    /* bytes all live branches may use, fully written */
     int log_level;          /* mlt_log_level_t */

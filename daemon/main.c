@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "daemon/config.h"
+#include "daemon/coord.h"
 #include "daemon/server.h"
 
 static void usage(FILE *f)
@@ -131,6 +132,8 @@ int main(int argc, char **argv)
     }
 
     int status = 1;
+    int rc;
+    mlt_coord_t *coord = NULL;
     mlt_server_t *srv = mlt_server_new(&conf, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
@@ -140,21 +143,43 @@ int main(int argc, char **argv)
              conf.rank, conf.n_servers, mlt_server_endpoint(srv), conf.chunk_size,
              conf.memory_limit);
     if (conf.endpoint_file && *conf.endpoint_file) {
-        int rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
+        rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
         if (rc < 0) {
             log_error("cannot write endpoint file %s: %s", conf.endpoint_file, strerror(-rc));
             goto out_srv;
         }
     }
-    int rc = mlt_server_run(srv, sfd);
+    /* rank 0 is also the coordinator */
+    if (conf.rank == 0 && conf.control_bind && *conf.control_bind) {
+        const char *own[1] = {mlt_server_endpoint(srv)};
+        const char *const *shards = conf.servers ? (const char *const *)conf.servers : own;
+        coord = mlt_coord_new(&conf, shards, conf.servers ? conf.n_servers : 1, err, sizeof err);
+        if (!coord) {
+            log_error("%s", err);
+            goto out_srv;
+        }
+        if (conf.control_endpoint_file && *conf.control_endpoint_file &&
+            (rc = write_endpoint(conf.control_endpoint_file, mlt_coord_endpoint(coord))) < 0) {
+            log_error("cannot write %s: %s", conf.control_endpoint_file, strerror(-rc));
+            goto out_coord;
+        }
+        if ((rc = mlt_coord_start(coord)) < 0) {
+            log_error("cannot start the coordinator: %s", strerror(-rc));
+            goto out_coord;
+        }
+        log_info("coordinator listening on %s", mlt_coord_endpoint(coord));
+    }
+    rc = mlt_server_run(srv, sfd);
     if (rc < 0) {
         log_error("serving stopped: %s", strerror(-rc));
-        goto out_srv;
+        goto out_coord;
     }
     struct signalfd_siginfo si;
     if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
         log_info("%s received, shutting down", strsignal((int)si.ssi_signo));
     status = 0;
+out_coord:
+    mlt_coord_destroy(&coord);
 out_srv:
     mlt_server_destroy(&srv);
 out_fd:

@@ -23,5 +23,11 @@
 #define MLT_MAX_ERROR_LEN 512u               /* error text in a reply */
 #define MLT_MAX_PARKED 65536u                /* parked pulls per daemon */
 #define MLT_MAX_CLIENT_ID_BYTES 256u         /* ZeroMQ routing id */
+#define MLT_MAX_JOB_TEXT 49152u              /* a job file sent over the wire */
+#define MLT_MAX_PATH_LEN 1024u               /* job_path, out_dir */
+#define MLT_MAX_ENDPOINT_LEN 256u            /* one server endpoint */
+#define MLT_MAX_BATCH 65536u                 /* batch size per worker */
+#define MLT_MAX_OVERRIDES 64u                /* "key=value" overrides of a job */
+#define MLT_MAX_OVERRIDE_LEN 256u            /* one override */
 
 #endif

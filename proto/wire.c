@@ -45,6 +45,15 @@ static int check_name(const char *what, const char *s, char *err, size_t errlen)
         return fail(-EINVAL, err, errlen, "%s is empty", what);
     if (n > MLT_MAX_NAME_LEN)
         return fail(-EINVAL, err, errlen, "%s is longer than %u bytes", what, MLT_MAX_NAME_LEN);
+    /* names end up in log lines and error texts: printable, no quotes */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x21 || ch > 0x7e || ch == '\'' || ch == '"' || ch == '\\')
+            return fail(-EINVAL, err, errlen,
+                        "%s has a byte 0x%02x at %zu (allowed: printable ASCII, no quotes, "
+                        "spaces or backslashes)",
+                        what, ch, i);
+    }
     return 0;
 }
 
@@ -97,24 +106,87 @@ int mlt_wire_check_job(const Mlt__JobSpec *job, char *err, size_t errlen)
             return fail(-EINVAL, err, errlen, "table '%s' size %llu is outside [1, %llu]", t->name,
                         (unsigned long long)t->size, (unsigned long long)MLT_MAX_TABLE_FLOATS);
         if (t->n_shape > MLT_MAX_SHAPE_DIMS)
-            return fail(-EINVAL, err, errlen, "table '%s' has %zu dimensions, limit %u", t->name,
-                        t->n_shape, MLT_MAX_SHAPE_DIMS);
+            return fail(-EINVAL, err, errlen, "table '%s' shape has %zu dimensions, limit %u",
+                        t->name, t->n_shape, MLT_MAX_SHAPE_DIMS);
         if (t->n_shape) {
             unsigned long long prod = 1;
             for (size_t d = 0; d < t->n_shape; d++) {
-                prod *= t->shape[d];
-                if (prod > MLT_MAX_TABLE_FLOATS)
+                /* checked before multiplying: the product must not wrap */
+                if (t->shape[d] && prod > MLT_MAX_TABLE_FLOATS / t->shape[d]) {
+                    prod = MLT_MAX_TABLE_FLOATS + 1;
                     break;
+                }
+                prod *= t->shape[d];
             }
             if (prod != t->size)
-                return fail(-EINVAL, err, errlen, "table '%s' shape product %llu != size %llu",
-                            t->name, prod, (unsigned long long)t->size);
+                return fail(-EINVAL, err, errlen, "table '%s' shape product %s%llu != size %llu",
+                            t->name, prod > MLT_MAX_TABLE_FLOATS ? "> " : "",
+                            prod > MLT_MAX_TABLE_FLOATS ? (unsigned long long)MLT_MAX_TABLE_FLOATS
+                                                        : prod,
+                            (unsigned long long)t->size);
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(job->tables[j]->name, t->name) == 0)
                 return fail(-EINVAL, err, errlen, "table name '%s' appears twice", t->name);
     }
     return 0;
+}
+
+/* Length-bounded string check for an optional field (NULL is fine). */
+static int check_str(const char *what, const char *v, size_t max, char *err, size_t errlen)
+{
+    if (v && strnlen(v, (size_t)max + 1) > max)
+        return fail(-EINVAL, err, errlen, "%s is longer than %zu bytes", what, max);
+    return 0;
+}
+
+static int check_task(const Mlt__Task *t, char *err, size_t errlen)
+{
+    int rc;
+    if (!protobuf_c_enum_descriptor_get_value(&mlt__task_kind__descriptor, t->kind))
+        return fail(-EINVAL, err, errlen, "task.kind %d is unknown", (int)t->kind);
+    if (t->has_branch && t->branch > MLT_MAX_BRANCH_ID)
+        return fail(-EINVAL, err, errlen, "task.branch %u exceeds limit %u", t->branch,
+                    MLT_MAX_BRANCH_ID);
+    if ((t->has_clock_start && (t->clock_start < 0 || t->clock_start > MLT_MAX_CLOCK)) ||
+        (t->has_clocks && (t->clocks < 0 || t->clocks > MLT_MAX_CLOCK)))
+        return fail(-EINVAL, err, errlen, "task.clock_start/clocks outside [0, %lld]",
+                    (long long)MLT_MAX_CLOCK);
+    if (t->has_batch_size && (t->batch_size < 1 || t->batch_size > MLT_MAX_BATCH))
+        return fail(-EINVAL, err, errlen, "task.batch_size %u is outside [1, %u]", t->batch_size,
+                    MLT_MAX_BATCH);
+    if (t->has_n_workers && (t->n_workers < 1 || t->n_workers > MLT_MAX_WORKERS))
+        return fail(-EINVAL, err, errlen, "task.n_workers %u is outside [1, %u]", t->n_workers,
+                    MLT_MAX_WORKERS);
+    if (t->n_servers > MLT_MAX_SERVERS)
+        return fail(-EINVAL, err, errlen, "task.servers lists %zu, limit %u", t->n_servers,
+                    MLT_MAX_SERVERS);
+    for (size_t i = 0; i < t->n_servers; i++)
+        if ((rc = check_str("task.servers[]", t->servers[i], MLT_MAX_ENDPOINT_LEN, err, errlen)))
+            return rc;
+    if ((rc = check_str("task.job_text", t->job_text, MLT_MAX_JOB_TEXT, err, errlen)) ||
+        (rc = check_str("task.reason", t->reason, MLT_MAX_ERROR_LEN, err, errlen)))
+        return rc;
+    return 0;
+}
+
+static int check_report(const Mlt__Report *r, char *err, size_t errlen)
+{
+    if (!protobuf_c_enum_descriptor_get_value(&mlt__task_kind__descriptor, r->kind))
+        return fail(-EINVAL, err, errlen, "report.kind %d is unknown", (int)r->kind);
+    if (r->has_branch && r->branch > MLT_MAX_BRANCH_ID)
+        return fail(-EINVAL, err, errlen, "report.branch %u exceeds limit %u", r->branch,
+                    MLT_MAX_BRANCH_ID);
+    if (r->has_clock && (r->clock < 0 || r->clock > MLT_MAX_CLOCK))
+        return fail(-EINVAL, err, errlen, "report.clock %lld is outside [0, %lld]",
+                    (long long)r->clock, (long long)MLT_MAX_CLOCK);
+    /* loss may be NaN (a diverging branch); counts only have to be consistent */
+    if ((r->has_correct && r->correct > r->count) ||
+        (r->has_test_correct && r->test_correct > r->test_count))
+        return fail(-EINVAL, err, errlen, "report.correct exceeds report.count");
+    if (r->has_epoch && !(r->epoch >= 0 && r->epoch < 1e9))
+        return fail(-EINVAL, err, errlen, "report.epoch %g is out of range", r->epoch);
+    return check_str("report.error", r->error, MLT_MAX_ERROR_LEN, err, errlen);
 }
 
 static int check_header(const mlt_header_t *h, char *err, size_t errlen)
@@ -143,16 +215,47 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
     if (h->n_branches > MLT_MAX_BRANCHES)
         return fail(-EINVAL, err, errlen, "%zu branches listed, limit %u", h->n_branches,
                     MLT_MAX_BRANCHES);
+    if (h->has_min_clock && (h->min_clock < 0 || h->min_clock > MLT_MAX_CLOCK))
+        return fail(-EINVAL, err, errlen, "min_clock %lld is outside [0, %lld]",
+                    (long long)h->min_clock, (long long)MLT_MAX_CLOCK);
     int rc;
+    for (size_t i = 0; i < h->n_branches; i++) {
+        const Mlt__BranchInfo *b = h->branches[i];
+        if (b->id > MLT_MAX_BRANCH_ID || (b->has_parent && b->parent > MLT_MAX_BRANCH_ID) ||
+            !protobuf_c_enum_descriptor_get_value(&mlt__branch_kind__descriptor, b->kind) ||
+            b->min_clock < 0 || b->min_clock > MLT_MAX_CLOCK)
+            return fail(-EINVAL, err, errlen,
+                        "branches[%zu] out of range (id %u, kind %d, min_clock %lld)", i, b->id,
+                        (int)b->kind, (long long)b->min_clock);
+        if (b->tunables && (rc = mlt_wire_check_tunables(b->tunables, err, errlen)))
+            return rc;
+    }
     if (h->tunables && (rc = mlt_wire_check_tunables(h->tunables, err, errlen)))
         return rc;
     if (h->job && (rc = mlt_wire_check_job(h->job, err, errlen)))
         return rc;
+    if (h->task && (rc = check_task(h->task, err, errlen)))
+        return rc;
+    if (h->report && (rc = check_report(h->report, err, errlen)))
+        return rc;
+    if (h->n_overrides > MLT_MAX_OVERRIDES)
+        return fail(-EINVAL, err, errlen, "overrides lists %zu, limit %u", h->n_overrides,
+                    MLT_MAX_OVERRIDES);
+    for (size_t i = 0; i < h->n_overrides; i++)
+        if ((rc = check_str("overrides[]", h->overrides[i], MLT_MAX_OVERRIDE_LEN, err, errlen)))
+            return rc;
+    if ((rc = check_str("job_text", h->job_text, MLT_MAX_JOB_TEXT, err, errlen)) ||
+        (rc = check_str("job_path", h->job_path, MLT_MAX_PATH_LEN, err, errlen)) ||
+        (rc = check_str("out_dir", h->out_dir, MLT_MAX_PATH_LEN, err, errlen)))
+        return rc;
     if (h->server && (h->server->n_servers < 1 || h->server->n_servers > MLT_MAX_SERVERS ||
                       h->server->rank >= h->server->n_servers || h->server->chunk_floats < 1 ||
                       h->server->chunk_floats > MLT_MAX_CHUNK_BYTES / 4))
-        return fail(-EINVAL, err, errlen, "server info out of range (rank %u of %u, %u floats)",
+        return fail(-EINVAL, err, errlen,
+                    "server info out of range (rank %u, n_servers %u, chunk_floats %u)",
                     h->server->rank, h->server->n_servers, h->server->chunk_floats);
+    if (h->server && (rc = check_str("server.job", h->server->job, MLT_MAX_NAME_LEN, err, errlen)))
+        return rc;
     return 0;
 }
 

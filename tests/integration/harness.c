@@ -36,11 +36,12 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
     char nserv[32];
     snprintf(nserv, sizeof nserv, "n_servers=%d", n);
     for (int i = 0; i < n; i++) {
-        char rank[32], epf[320], log[320], sdir[300];
+        char rank[32], epf[320], log[320], sdir[300], ctlf[360];
         snprintf(rank, sizeof rank, "%d", i);
         snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
         snprintf(log, sizeof log, "%s/daemon%d.log", c->dir, i);
         snprintf(sdir, sizeof sdir, "state_dir=%s", c->dir);
+        snprintf(ctlf, sizeof ctlf, "control_endpoint_file=%s/control%d", c->dir, i);
         pid_t pid = fork();
         if (pid < 0) {
             perror("harness: fork");
@@ -65,6 +66,10 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
             argv[a++] = epf;
             argv[a++] = "--set";
             argv[a++] = sdir;
+            argv[a++] = "--set";
+            argv[a++] = "control_bind=tcp://127.0.0.1:0";
+            argv[a++] = "--set";
+            argv[a++] = ctlf;
             for (int k = 0; extra && extra[k] && a < 60; k++) {
                 argv[a++] = "--set";
                 argv[a++] = extra[k];

@@ -1,0 +1,315 @@
+/* ctl.c - mltunerctl: the command-line client of the coordinator's control
+ * endpoint. This issue's commands: submit, status, stop, wait. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "proto/wire.h"
+
+static const char *endpoint = NULL;
+static double timeout_s = 5;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mltunerctl [-c ENDPOINT] [--timeout S] COMMAND [ARGS]\n"
+            "  submit JOB.conf [--set KEY=VALUE]... [--out DIR] [--wait]\n"
+            "                      send a job to the coordinator (--wait: until it ends)\n"
+            "  status [--json]     the job's phase, epoch, loss, accuracy, tunables\n"
+            "  stop                stop the running job\n"
+            "  wait                wait until the job ends; exit 0 if it finished, 1 if not\n"
+            "ENDPOINT defaults to $MLTUNER_CONTROL, else tcp://127.0.0.1:7099.\n");
+}
+
+/* Sends h and waits for the reply; returns the decoded reply (caller frees) or
+ * NULL after printing why. */
+static mlt_header_t *request(void *sock, mlt_header_t *h)
+{
+    static uint64_t rid;
+    h->has_request_id = 1;
+    h->request_id = ++rid;
+    int rc = mlt_wire_send(sock, h, 0);
+    if (rc < 0) {
+        fprintf(stderr, "mltunerctl: cannot send to %s: %s\n", endpoint, zmq_strerror(-rc));
+        return NULL;
+    }
+    zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+    for (;;) {
+        if (zmq_poll(&it, 1, (long)(timeout_s * 1000)) <= 0) {
+            fprintf(stderr,
+                    "mltunerctl: no answer from %s within %.0f s: is mltunerd (rank 0) running "
+                    "there? (its control_bind key)\n",
+                    endpoint, timeout_s);
+            return NULL;
+        }
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, sock, 0);
+        mlt_header_t *r = NULL;
+        char err[256];
+        rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err);
+        zmq_msg_close(&m);
+        if (rc) {
+            fprintf(stderr, "mltunerctl: bad reply from %s: %s\n", endpoint, err);
+            return NULL;
+        }
+        if (r->request_id == h->request_id)
+            return r;
+        mlt_wire_free(&r);
+    }
+}
+
+static int check_error(mlt_header_t *r)
+{
+    if (r->type != MLT__MSG_TYPE__MSG_ERROR)
+        return 0;
+    fprintf(stderr, "mltunerctl: %s\n", r->error ? r->error : "error");
+    return -1;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "mltunerctl: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = mlt_malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap)
+            buf = mlt_realloc(buf, cap *= 2);
+        if (n > MLT_MAX_JOB_TEXT)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (n > MLT_MAX_JOB_TEXT) {
+        fprintf(stderr, "mltunerctl: %s is larger than %u bytes\n", path, MLT_MAX_JOB_TEXT);
+        mlt_free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static mlt_header_t *get_status(void *sock)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOB_STATUS);
+    mlt_header_t *r = request(sock, &h);
+    if (r && (check_error(r) < 0 || !r->job_state)) {
+        mlt_wire_free(&r);
+        return NULL;
+    }
+    return r;
+}
+
+static void print_status(const Mlt__JobState *s, int json)
+{
+    const char *name = s->name ? s->name : "";
+    if (json) {
+        printf("{\"job\":\"%s\",\"phase\":\"%s\",\"epoch\":%.4f,\"clock\":%lld,\"elapsed\":%.3f,"
+               "\"workers\":%u,\"workers_joined\":%u",
+               name, s->phase, s->epoch, (long long)s->clock, s->elapsed, s->workers,
+               s->workers_joined);
+        if (isfinite(s->loss))
+            printf(",\"loss\":%.6g", s->loss);
+        if (isfinite(s->val_accuracy))
+            printf(",\"accuracy\":%.6g", s->val_accuracy);
+        if (isfinite(s->test_accuracy))
+            printf(",\"test_accuracy\":%.6g", s->test_accuracy);
+        if (isfinite(s->val_rmse))
+            printf(",\"val_rmse\":%.6g", s->val_rmse);
+        if (isfinite(s->test_rmse))
+            printf(",\"test_rmse\":%.6g", s->test_rmse);
+        if (s->tunables)
+            printf(",\"tunables\":{\"lr\":%g,\"momentum\":%g,\"batch_size\":%u,\"staleness\":%u}",
+                   (double)s->tunables->lr, (double)s->tunables->momentum, s->batch_size,
+                   s->tunables->staleness);
+        if (s->out_dir)
+            printf(",\"out_dir\":\"%s\"", s->out_dir);
+        if (s->message)
+            printf(",\"message\":\"%s\"", s->message);
+        printf("}\n");
+        return;
+    }
+    printf("job:       %s\nphase:     %s\n", *name ? name : "(none)", s->phase);
+    if (!*name)
+        return;
+    printf("workers:   %u of %u joined\n", s->workers_joined, s->workers);
+    printf("epoch:     %.2f (clock %lld), %.1f s\n", s->epoch, (long long)s->clock, s->elapsed);
+    if (isfinite(s->loss))
+        printf("loss:      %.4f\n", s->loss);
+    if (isfinite(s->val_accuracy))
+        printf("accuracy:  %.4f validation, %.4f test\n", s->val_accuracy, s->test_accuracy);
+    if (isfinite(s->val_rmse))
+        printf("rmse:      %.4f validation, %.4f test\n", s->val_rmse, s->test_rmse);
+    if (s->tunables)
+        printf("tunables:  lr %g, momentum %g, batch %u, staleness %u\n", (double)s->tunables->lr,
+               (double)s->tunables->momentum, s->batch_size, s->tunables->staleness);
+    if (s->out_dir)
+        printf("output:    %s\n", s->out_dir);
+    if (s->message)
+        printf("message:   %s\n", s->message);
+}
+
+static int is_over(const char *phase)
+{
+    return strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0 ||
+           strcmp(phase, "stopped") == 0 || strcmp(phase, "idle") == 0;
+}
+
+/* Polls status until the job is over; prints a line per epoch change. */
+static int wait_job(void *sock)
+{
+    double last_epoch = -1;
+    char last_phase[32] = "";
+    for (;;) {
+        mlt_header_t *r = get_status(sock);
+        if (!r)
+            return 2;
+        const Mlt__JobState *s = r->job_state;
+        if (floor(s->epoch * 4) != floor(last_epoch * 4) || strcmp(last_phase, s->phase) != 0) {
+            printf("%-16s epoch %6.2f  loss %8.4f  accuracy %.4f  test %.4f\n", s->phase,
+                   s->epoch, s->loss, s->val_accuracy, s->test_accuracy);
+            fflush(stdout);
+            last_epoch = s->epoch;
+            snprintf(last_phase, sizeof last_phase, "%s", s->phase);
+        }
+        if (is_over(s->phase)) {
+            int rc = strcmp(s->phase, "done") == 0 ? 0 : 1;
+            if (s->message)
+                printf("%s: %s\n", s->phase, s->message);
+            mlt_wire_free(&r);
+            return rc;
+        }
+        mlt_wire_free(&r);
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--connect") == 0) && i + 1 < argc)
+            endpoint = argv[++i];
+        else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
+            timeout_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!endpoint)
+        endpoint = getenv("MLTUNER_CONTROL");
+    if (!endpoint || !*endpoint)
+        endpoint = "tcp://127.0.0.1:7099";
+    const char *cmd = argv[i++];
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    int status = 2;
+    if (zmq_connect(sock, endpoint) < 0) {
+        fprintf(stderr, "mltunerctl: cannot connect to %s: %s\n", endpoint,
+                zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    if (strcmp(cmd, "submit") == 0) {
+        const char *path = NULL, *out = NULL;
+        int wait = 0;
+        char *ov[MLT_MAX_OVERRIDES];
+        size_t n_ov = 0;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_ov < MLT_MAX_OVERRIDES)
+                ov[n_ov++] = argv[++i];
+            else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+                out = argv[++i];
+            else if (strcmp(argv[i], "--wait") == 0)
+                wait = 1;
+            else if (!path && argv[i][0] != '-')
+                path = argv[i];
+            else {
+                fprintf(stderr, "mltunerctl: submit: unexpected '%s'\n", argv[i]);
+                goto out;
+            }
+        }
+        if (!path) {
+            fprintf(stderr, "mltunerctl: submit needs a job file\n");
+            goto out;
+        }
+        char *text = read_file(path);
+        if (!text)
+            goto out;
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_SUBMIT);
+        h.job_text = text;
+        h.job_path = (char *)path;
+        char outabs[4096];
+        if (out) {
+            if (out[0] != '/' && realpath(".", outabs))
+                snprintf(outabs + strlen(outabs), sizeof outabs - strlen(outabs), "/%s", out);
+            else
+                snprintf(outabs, sizeof outabs, "%s", out);
+            h.out_dir = outabs;
+        }
+        h.n_overrides = n_ov;
+        h.overrides = ov;
+        mlt_header_t *r = request(sock, &h);
+        mlt_free(text);
+        if (!r)
+            goto out;
+        if (check_error(r) < 0) {
+            mlt_wire_free(&r);
+            status = 1;
+            goto out;
+        }
+        mlt_wire_free(&r);
+        printf("submitted %s\n", path);
+        status = wait ? wait_job(sock) : 0;
+    } else if (strcmp(cmd, "status") == 0) {
+        int json = i < argc && strcmp(argv[i], "--json") == 0;
+        mlt_header_t *r = get_status(sock);
+        if (r) {
+            print_status(r->job_state, json);
+            mlt_wire_free(&r);
+            status = 0;
+        }
+    } else if (strcmp(cmd, "stop") == 0) {
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOB_STOP);
+        mlt_header_t *r = request(sock, &h);
+        if (r) {
+            status = check_error(r) < 0 ? 1 : 0;
+            if (!status)
+                printf("stop requested\n");
+            mlt_wire_free(&r);
+        }
+    } else if (strcmp(cmd, "wait") == 0) {
+        status = wait_job(sock);
+    } else {
+        fprintf(stderr, "mltunerctl: unknown command '%s'\n", cmd);
+        usage(stderr);
+    }
+out:
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return status;
+}

@@ -1,0 +1,289 @@
+/* cpu_impl.h - PRIVATE to kernels/cpu.c: the text of every CPU kernel, written
+ * once over a scalar type and included twice (float, double). See cpu.h for
+ * the contracts.
+ *
+ * The includer defines:
+ *   REAL           the scalar type
+ *   R(name)        the instantiated name of `name` (name, or name##_f64)
+ *   CBLAS_GEMM     cblas_sgemm or cblas_dgemm
+ *   REXP, RLOG     exp and log for REAL
+ * No include guard: that is the point. Every file-local helper goes through
+ * R() too, so the two copies do not collide. */
+
+/* One pixel's patch span: the kx range [kx0, kx1) of a k-wide 'same' window
+ * centred on column xx that lies inside a row of width w. */
+static inline void R(patch_span)(size_t xx, size_t w, size_t k, size_t pad, size_t *kx0,
+                                 size_t *kx1)
+{
+    *kx0 = xx < pad ? pad - xx : 0;
+    *kx1 = xx + k - pad > w ? w + pad - xx : k;
+}
+
+void R(mlt_cpu_gemm)(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, REAL alpha,
+                     const REAL *a, size_t lda, const REAL *b, size_t ldb, REAL beta,
+                     REAL *c, size_t ldc)
+{
+    assert(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX);
+    assert(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
+    if (m == 0 || n == 0)
+        return;
+    CBLAS_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+               trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k,
+               alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+void R(mlt_cpu_bias_add)(REAL *restrict y, const REAL *restrict bias, size_t rows,
+                         size_t cols)
+{
+    for (size_t r = 0; r < rows; r++, y += cols)
+        for (size_t j = 0; j < cols; j++)
+            y[j] += bias[j];
+}
+
+/* The ReLU of one value: `v < 0 ? 0 : v` keeps NaN (a comparison with NaN is
+ * false), where `v > 0 ? v : 0` would turn it into 0. */
+static inline REAL R(relu1)(REAL v)
+{
+    return v < 0 ? (REAL)0 : v;
+}
+
+void R(mlt_cpu_bias_relu)(REAL *restrict y, const REAL *restrict bias, size_t rows,
+                          size_t cols)
+{
+    for (size_t r = 0; r < rows; r++, y += cols)
+        for (size_t j = 0; j < cols; j++)
+            y[j] = R(relu1)(y[j] + bias[j]);
+}
+
+void R(mlt_cpu_bias_grad)(REAL *restrict db, const REAL *restrict dy, size_t rows,
+                          size_t cols, bool accumulate)
+{
+    if (!accumulate)
+        memset(db, 0, cols * sizeof *db);
+    for (size_t r = 0; r < rows; r++, dy += cols)
+        for (size_t j = 0; j < cols; j++)
+            db[j] += dy[j];
+}
+
+void R(mlt_cpu_relu)(REAL *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = R(relu1)(x[i]);
+}
+
+void R(mlt_cpu_relu_backward)(REAL *restrict dy, const REAL *restrict y, size_t n)
+{
+    /* as PyTorch's threshold_backward: zero where y <= 0, so a NaN y passes
+     * the gradient through rather than hiding it */
+    for (size_t i = 0; i < n; i++)
+        dy[i] = y[i] <= 0 ? (REAL)0 : dy[i];
+}
+
+double R(mlt_cpu_softmax_xent)(const REAL *z, const uint8_t *y, size_t rows, size_t classes,
+                               REAL *dz, uint32_t *correct)
+{
+    assert(classes > 0);
+    double total = 0;
+    uint32_t right = 0;
+    const REAL inv_rows = rows ? (REAL)1 / (REAL)rows : 0;
+    for (size_t r = 0; r < rows; r++, z += classes) {
+        assert(y[r] < classes);
+        /* the first maximum; a NaN wins and stays */
+        size_t arg = 0;
+        REAL m = z[0];
+        for (size_t j = 1; j < classes; j++)
+            if (!(z[j] <= m) && m == m) {
+                m = z[j];
+                arg = j;
+            }
+        REAL s = 0;
+        for (size_t j = 0; j < classes; j++)
+            s += REXP(z[j] - m);
+        /* log(s) >= 0 as s includes exp(0) = 1; z[y]-m <= 0: no overflow
+         * before the final sum, and no exp of a large number */
+        REAL lse = RLOG(s);
+        REAL loss = lse - (z[y[r]] - m);
+        total += (double)loss;
+        if (arg == y[r] && m == m && loss == loss)
+            right++;
+        if (dz != NULL) {
+            REAL *d = dz + r * classes;
+            REAL inv_s = (REAL)1 / s;
+            /* z may be d: read z[j] before writing d[j] */
+            for (size_t j = 0; j < classes; j++)
+                d[j] = REXP(z[j] - m) * inv_s * inv_rows;
+            d[y[r]] -= inv_rows;
+        }
+    }
+    if (correct != NULL)
+        *correct = right;
+    return rows ? total / (double)rows : 0.0;
+}
+
+void R(mlt_cpu_im2col)(const REAL *restrict x, size_t n, size_t h, size_t w, size_t c,
+                       size_t k, REAL *restrict col)
+{
+    assert(k % 2 == 1);
+    const size_t pad = (k - 1) / 2, kc = k * c;
+    for (size_t b = 0; b < n; b++) {
+        const REAL *img = x + b * h * w * c;
+        for (size_t yy = 0; yy < h; yy++)
+            for (size_t xx = 0; xx < w; xx++) {
+                size_t kx0, kx1;
+                R(patch_span)(xx, w, k, pad, &kx0, &kx1);
+                for (size_t ky = 0; ky < k; ky++, col += kc) {
+                    if (yy + ky < pad || yy + ky - pad >= h) {
+                        memset(col, 0, kc * sizeof *col);
+                        continue;
+                    }
+                    /* the valid part of this patch row is contiguous in x */
+                    const REAL *src = img + ((yy + ky - pad) * w + xx + kx0 - pad) * c;
+                    if (kx0 > 0)
+                        memset(col, 0, kx0 * c * sizeof *col);
+                    memcpy(col + kx0 * c, src, (kx1 - kx0) * c * sizeof *col);
+                    if (kx1 < k)
+                        memset(col + kx1 * c, 0, (k - kx1) * c * sizeof *col);
+                }
+            }
+    }
+}
+
+void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, size_t c,
+                       size_t k, REAL *restrict x)
+{
+    assert(k % 2 == 1);
+    const size_t pad = (k - 1) / 2, kc = k * c;
+    memset(x, 0, n * h * w * c * sizeof *x);
+    for (size_t b = 0; b < n; b++) {
+        REAL *img = x + b * h * w * c;
+        for (size_t yy = 0; yy < h; yy++)
+            for (size_t xx = 0; xx < w; xx++) {
+                size_t kx0, kx1;
+                R(patch_span)(xx, w, k, pad, &kx0, &kx1);
+                for (size_t ky = 0; ky < k; ky++, col += kc) {
+                    if (yy + ky < pad || yy + ky - pad >= h)
+                        continue;
+                    REAL *dst = img + ((yy + ky - pad) * w + xx + kx0 - pad) * c;
+                    const REAL *src = col + kx0 * c;
+                    const size_t len = (kx1 - kx0) * c;
+                    for (size_t i = 0; i < len; i++)
+                        dst[i] += src[i];
+                }
+            }
+    }
+}
+
+/* Max pooling, optionally of relu(x + bias[ch]) (bias NULL: of x itself). The
+ * callers pass constants for bias/relu, so each gets its own specialised copy.
+ * Per window and channel: the first maximum in window order; once a NaN is
+ * seen it is the maximum (`!(v <= best)` is true for a NaN v, and a NaN best
+ * is never replaced). */
+static inline void R(pool_fwd)(const REAL *restrict x, const REAL *restrict bias, bool relu,
+                               size_t n, size_t h, size_t w, size_t c, size_t p,
+                               REAL *restrict y, uint32_t *restrict idx)
+{
+    assert(p > 0);
+    const size_t oh = h / p, ow = w / p, hwc = h * w * c;
+    assert(hwc <= UINT32_MAX);
+    for (size_t b = 0; b < n; b++) {
+        const REAL *img = x + b * hwc;
+        for (size_t oy = 0; oy < oh; oy++)
+            for (size_t ox = 0; ox < ow; ox++, y += c, idx += c) {
+                for (size_t ch = 0; ch < c; ch++) {
+                    REAL best = 0;
+                    uint32_t at = 0;
+                    for (size_t dy = 0; dy < p; dy++)
+                        for (size_t dx = 0; dx < p; dx++) {
+                            size_t off = ((oy * p + dy) * w + ox * p + dx) * c + ch;
+                            REAL v = img[off];
+                            if (bias != NULL)
+                                v += bias[ch];
+                            if (relu)
+                                v = R(relu1)(v);
+                            if ((dy == 0 && dx == 0) || (!(v <= best) && best == best)) {
+                                best = v;
+                                at = (uint32_t)off;
+                            }
+                        }
+                    y[ch] = best;
+                    idx[ch] = at;
+                }
+            }
+    }
+}
+
+void R(mlt_cpu_maxpool)(const REAL *x, size_t n, size_t h, size_t w, size_t c, size_t p,
+                        REAL *y, uint32_t *idx)
+{
+    R(pool_fwd)(x, NULL, false, n, h, w, c, p, y, idx);
+}
+
+void R(mlt_cpu_bias_relu_maxpool)(const REAL *z, const REAL *bias, size_t n, size_t h,
+                                  size_t w, size_t c, size_t p, REAL *y, uint32_t *idx)
+{
+    R(pool_fwd)(z, bias, true, n, h, w, c, p, y, idx);
+}
+
+void R(mlt_cpu_maxpool_backward)(const REAL *restrict dy, const uint32_t *restrict idx,
+                                 size_t n, size_t h, size_t w, size_t c, size_t p,
+                                 REAL *restrict dx)
+{
+    const size_t hwc = h * w * c, per_img = (h / p) * (w / p) * c;
+    memset(dx, 0, n * hwc * sizeof *dx);
+    /* windows do not overlap, so each dx element gets at most one dy */
+    for (size_t b = 0; b < n; b++, dx += hwc)
+        for (size_t j = 0; j < per_img; j++, dy++, idx++)
+            dx[*idx] = *dy;
+}
+
+void R(mlt_cpu_nchw_to_nhwc)(const REAL *restrict x, size_t n, size_t c, size_t h, size_t w,
+                             REAL *restrict y)
+{
+    const size_t hw = h * w;
+    for (size_t b = 0; b < n; b++, x += c * hw, y += c * hw)
+        for (size_t ch = 0; ch < c; ch++)
+            for (size_t i = 0; i < hw; i++)
+                y[i * c + ch] = x[ch * hw + i];
+}
+
+REAL R(mlt_cpu_mf_predict)(const REAL *u, const REAL *v, size_t rank)
+{
+    REAL s = 0;
+    for (size_t j = 0; j < rank; j++)
+        s += u[j] * v[j];
+    return s;
+}
+
+double R(mlt_cpu_mf_grad)(const REAL *U, const REAL *V, size_t rank, const uint32_t *users,
+                          const uint32_t *items, const REAL *r, size_t batch, REAL l2,
+                          REAL scale, REAL *dU, REAL *dV)
+{
+    double sse = 0;
+    const REAL two = 2;
+    for (size_t i = 0; i < batch; i++) {
+        const REAL *u = U + (size_t)users[i] * rank, *v = V + (size_t)items[i] * rank;
+        REAL *du = dU + (size_t)users[i] * rank, *dv = dV + (size_t)items[i] * rank;
+        REAL e = R(mlt_cpu_mf_predict)(u, v, rank) - r[i];
+        sse += (double)e * (double)e;
+        REAL ge = scale * two * e, gl = scale * two * l2;
+        for (size_t j = 0; j < rank; j++) {
+            REAL uj = u[j], vj = v[j];
+            du[j] += ge * vj + gl * uj;
+            dv[j] += ge * uj + gl * vj;
+        }
+    }
+    return sse;
+}
+
+double R(mlt_cpu_mf_sse)(const REAL *U, const REAL *V, size_t rank, const uint32_t *users,
+                         const uint32_t *items, const REAL *r, size_t n)
+{
+    double sse = 0;
+    for (size_t i = 0; i < n; i++) {
+        REAL e = R(mlt_cpu_mf_predict)(U + (size_t)users[i] * rank,
+                                       V + (size_t)items[i] * rank, rank) -
+                 r[i];
+        sse += (double)e * (double)e;
+    }
+    return sse;
+}

@@ -1,0 +1,501 @@
+/* main.c - mltuner-worker.
+ *
+ *   mltuner-worker --coordinator ENDPOINT --rank N     one worker of a job
+ *   mltuner-worker --standalone JOB.conf [--set k=v]  the same training, no daemon
+ *
+ * As a job's worker it JOINs the coordinator and then does what each TASK
+ * says: load the job's data and model and register the tables (TASK_JOB),
+ * write the seeded initial weights (TASK_INIT, worker 0), run clocks on a
+ * branch (TASK_RUN: pull, step, push, clock, and a REPORT per clock), evaluate
+ * a branch (TASK_TEST), exit (TASK_STOP). */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "common/jobfile.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "kernels/optim.h"
+#include "proto/wire.h"
+#include "worker/mltuner.h"
+#include "worker/trainer.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mltuner-worker --coordinator ENDPOINT --rank N [--log-level L]\n"
+               "       mltuner-worker --standalone JOB.conf [--set KEY=VALUE]... [--log-level L]\n"
+               "  --coordinator EP  the control endpoint of mltunerd rank 0\n"
+               "  --rank N          this worker's index in the job (0-based)\n"
+               "  --standalone JOB  train JOB's model with its default tunables, no daemon;\n"
+               "                    prints loss, accuracy and time per epoch\n"
+               "  --set KEY=VALUE   override a job key (standalone), e.g. tunables.lr.default=0.03\n");
+}
+
+/* ---- standalone ---------------------------------------------------------------- */
+
+static int run_standalone(const char *path, char **sets, int n_sets)
+{
+    mlt_job_t job;
+    char err[512];
+    if (mlt_job_load(path, &job, err, sizeof err) < 0) {
+        fprintf(stderr, "mltuner-worker: %s\n", err);
+        return 2;
+    }
+    for (int i = 0; i < n_sets; i++) {
+        char *eq = strchr(sets[i], '=');
+        if (!eq) {
+            fprintf(stderr, "mltuner-worker: --set expects KEY=VALUE, got '%s'\n", sets[i]);
+            mlt_job_free(&job);
+            return 2;
+        }
+        *eq = '\0';
+        if (mlt_job_set(&job, sets[i], eq + 1, err, sizeof err) < 0) {
+            fprintf(stderr, "mltuner-worker: %s\n", err);
+            mlt_job_free(&job);
+            return 2;
+        }
+    }
+    if (mlt_job_validate(&job, err, sizeof err) < 0) {
+        fprintf(stderr, "mltuner-worker: %s: %s\n", path, err);
+        mlt_job_free(&job);
+        return 2;
+    }
+    double t0 = mlt_time_mono();
+    mlt_trainer_t *t = mlt_trainer_new(&job, 0, 1, err, sizeof err);
+    if (!t) {
+        fprintf(stderr, "mltuner-worker: %s\n", err);
+        mlt_job_free(&job);
+        return 1;
+    }
+    double t_load = mlt_time_mono() - t0;
+    mlt_trainer_init_params(t);
+    mlt_rule_t rule = (mlt_rule_t)job.update.rule;
+    mlt_hyper_t h = mlt_hyper_default();
+    h.lr = (float)mlt_job_default(&job, "lr", 0.01);
+    h.momentum = (float)mlt_job_default(&job, "momentum", 0.0);
+    h.weight_decay = (float)mlt_job_default(&job, "weight_decay", 0.0);
+    h.beta1 = (float)job.update.beta1;
+    h.beta2 = (float)job.update.beta2;
+    h.eps = (float)job.update.eps;
+    uint32_t batch = (uint32_t)mlt_job_default(&job, "batch_size", 128);
+    uint32_t nt = mlt_trainer_n_tables(t);
+    float **state = mlt_calloc(nt, sizeof *state);
+    for (uint32_t i = 0; i < nt; i++)
+        state[i] = mlt_calloc(mlt_trainer_table_size(t, i) * mlt_optim_state_floats(rule),
+                              sizeof(float));
+    bool mf = job.model.type == MLT_MODEL_MF;
+    uint64_t steps_per_epoch = (mlt_trainer_part_size(t) + batch - 1) / batch;
+    printf("# %s: %s model, %u training samples, batch %u, lr %g, momentum %g, rule %s "
+           "(loaded in %.1f s)\n",
+           job.name, mlt_job_enum_name("model.type", job.model.type), mlt_trainer_part_size(t),
+           batch, (double)h.lr, (double)h.momentum, mlt_rule_name(rule), t_load);
+    printf("%-6s %-10s %-10s %-10s %-10s %s\n", "epoch", "loss", mf ? "val_rmse" : "val_acc",
+           mf ? "test_rmse" : "test_acc", "time_s", "samples/s");
+    int status = 1;
+    uint64_t step = 0;
+    double train_time = 0;
+    int max_epochs = (int)ceil(job.stop.max_epochs);
+    for (int epoch = 1; epoch <= max_epochs && !stop_signal; epoch++) {
+        double loss_sum = 0, e0 = mlt_time_mono();
+        uint64_t samples = 0;
+        for (uint64_t k = 0; k < steps_per_epoch && !stop_signal; k++) {
+            float loss;
+            uint32_t correct;
+            if (mlt_trainer_step(t, batch, &loss, &correct) < 0)
+                goto out;
+            step++;
+            float *const *p = mlt_trainer_params(t);
+            float *const *g = mlt_trainer_grads(t);
+            for (uint32_t i = 0; i < nt; i++) {
+                uint64_t n = mlt_trainer_table_size(t, i);
+                mlt_optim_apply(rule, &h, p[i], state[i], g[i], n, step);
+            }
+            loss_sum += loss;
+            samples += batch;
+        }
+        double dt = mlt_time_mono() - e0;
+        train_time += dt;
+        mlt_eval_t v, te;
+        mlt_trainer_eval_all(t, 0, &v);
+        mlt_trainer_eval_all(t, 1, &te);
+        double vm = mf ? sqrt(v.sq_error / (double)(v.count ? v.count : 1))
+                       : (double)v.correct / (double)(v.count ? v.count : 1);
+        double tm = mf ? sqrt(te.sq_error / (double)(te.count ? te.count : 1))
+                       : (double)te.correct / (double)(te.count ? te.count : 1);
+        double mean_loss = loss_sum / (double)steps_per_epoch;
+        printf("%-6d %-10.4f %-10.4f %-10.4f %-10.1f %.0f\n", epoch, mean_loss, vm, tm,
+               mlt_time_mono() - t0, (double)samples / dt);
+        fflush(stdout);
+        if (!isfinite(mean_loss)) {
+            printf("# diverged: the training loss is not finite\n");
+            goto out;
+        }
+        if ((!mf && job.stop.target_accuracy > 0 && tm >= job.stop.target_accuracy) ||
+            (mf && job.stop.target_rmse > 0 && tm <= job.stop.target_rmse)) {
+            printf("# target reached after %d epochs, %.1f s\n", epoch, mlt_time_mono() - t0);
+            break;
+        }
+    }
+    printf("# training time %.1f s (%.0f samples/s), total %.1f s\n", train_time,
+           (double)step * batch / (train_time > 0 ? train_time : 1), mlt_time_mono() - t0);
+    status = 0;
+out:
+    for (uint32_t i = 0; i < nt; i++)
+        mlt_free(state[i]);
+    mlt_free(state);
+    mlt_trainer_destroy(&t);
+    mlt_job_free(&job);
+    return status;
+}
+
+/* ---- a job's worker -------------------------------------------------------------- */
+
+typedef struct wk {
+    void *ctx, *sock;   /* DEALER to the coordinator */
+    uint32_t rank;
+    mlt_job_t job;
+    bool have_job;
+    mlt_trainer_t *trainer;
+    mlt_client_t *client;
+} wk_t;
+
+static void send_report(wk_t *w, Mlt__Report *r)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_REPORT);
+    h.has_worker = 1;
+    h.worker = w->rank;
+    h.report = r;
+    mlt_wire_send(w->sock, &h, 0);
+}
+
+static void report_done(wk_t *w, const Mlt__Task *t, Mlt__Report *r, const char *error)
+{
+    r->kind = t->kind;
+    r->has_task_id = 1;
+    r->task_id = t->task_id;
+    r->has_done = 1;
+    r->done = 1;
+    char buf[MLT_MAX_ERROR_LEN + 1];
+    if (error) {
+        snprintf(buf, sizeof buf, "%s", error);
+        r->error = buf;
+        log_error("%s task failed: %s", t->kind == MLT__TASK_KIND__TASK_JOB ? "load" : "a",
+                  error);
+    }
+    send_report(w, r);
+}
+
+static void drop_job(wk_t *w)
+{
+    mlt_client_destroy(&w->client);
+    mlt_trainer_destroy(&w->trainer);
+    if (w->have_job)
+        mlt_job_free(&w->job);
+    w->have_job = false;
+}
+
+static void task_job(wk_t *w, const Mlt__Task *t)
+{
+    Mlt__Report r;
+    mlt__report__init(&r);
+    char err[512];
+    drop_job(w);
+    if (!t->job_text || mlt_job_parse_string(t->job_text, "job", &w->job, err, sizeof err) < 0) {
+        report_done(w, t, &r, t->job_text ? err : "TASK_JOB without job text");
+        return;
+    }
+    w->have_job = true;
+    uint32_t n_workers = t->has_n_workers ? t->n_workers : (uint32_t)w->job.workers;
+    double t0 = mlt_time_mono();
+    w->trainer = mlt_trainer_new(&w->job, w->rank, n_workers, err, sizeof err);
+    if (!w->trainer) {
+        report_done(w, t, &r, err);
+        return;
+    }
+    w->client = mlt_client_new((const char *const *)t->servers, (uint32_t)t->n_servers, w->rank,
+                               err, sizeof err);
+    if (!w->client) {
+        report_done(w, t, &r, err);
+        return;
+    }
+    uint32_t nt = mlt_trainer_n_tables(w->trainer);
+    mlt_table_def_t *defs = mlt_calloc(nt, sizeof *defs);
+    for (uint32_t i = 0; i < nt; i++) {
+        defs[i].name = mlt_trainer_table_name(w->trainer, i);
+        defs[i].size = mlt_trainer_table_size(w->trainer, i);
+    }
+    mlt_job_def_t jd = {w->job.name, n_workers, mlt_rule_name((mlt_rule_t)w->job.update.rule),
+                        defs, nt};
+    int rc = mlt_client_register(w->client, &jd);
+    mlt_free(defs);
+    if (rc < 0) {
+        report_done(w, t, &r, mlt_client_error(w->client));
+        return;
+    }
+    log_info("job '%s' loaded in %.1f s: %u training samples in this partition, %u tables",
+             w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt);
+    r.has_count = 1;
+    r.count = mlt_trainer_part_size(w->trainer);
+    report_done(w, t, &r, NULL);
+}
+
+static void task_init(wk_t *w, const Mlt__Task *t)
+{
+    Mlt__Report r;
+    mlt__report__init(&r);
+    if (!w->trainer) {
+        report_done(w, t, &r, "TASK_INIT before the job was loaded");
+        return;
+    }
+    mlt_trainer_init_params(w->trainer);
+    float *const *p = mlt_trainer_params(w->trainer);
+    for (uint32_t i = 0; i < mlt_trainer_n_tables(w->trainer); i++)
+        if (mlt_write(w->client, t->branch, i, p[i]) < 0) {
+            report_done(w, t, &r, mlt_client_error(w->client));
+            return;
+        }
+    report_done(w, t, &r, NULL);
+}
+
+static void task_run(wk_t *w, const Mlt__Task *t)
+{
+    Mlt__Report r;
+    mlt__report__init(&r);
+    if (!w->trainer || !t->has_branch || !t->has_clocks) {
+        report_done(w, t, &r, "TASK_RUN before the job was loaded, or without branch/clocks");
+        return;
+    }
+    uint32_t batch = t->has_batch_size ? t->batch_size : 128;
+    uint32_t nt = mlt_trainer_n_tables(w->trainer);
+    float *const *p = mlt_trainer_params(w->trainer);
+    float *const *g = mlt_trainer_grads(w->trainer);
+    int64_t c0 = t->has_clock_start ? t->clock_start : 0;
+    for (int64_t c = c0; c < c0 + t->clocks; c++) {
+        if (stop_signal) {
+            report_done(w, t, &r, "worker interrupted");
+            return;
+        }
+        float loss = NAN;
+        uint32_t correct = 0;
+        if (mlt_pull(w->client, t->branch, c, p) < 0) {
+            report_done(w, t, &r, mlt_client_error(w->client));
+            return;
+        }
+        if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0) {
+            report_done(w, t, &r, "step failed");
+            return;
+        }
+        int rc = 0;
+        for (uint32_t i = 0; i < nt && !rc; i++)
+            rc = mlt_push(w->client, t->branch, i, g[i]);
+        int rc2 = mlt_clock(w->client, t->branch, c + 1);
+        /* a non-finite gradient is refused by the shard: the branch is marked
+         * diverged and the loss we report (NaN/Inf) tells the coordinator */
+        if ((rc || rc2) && isfinite(loss)) {
+            report_done(w, t, &r, mlt_client_error(w->client));
+            return;
+        }
+        Mlt__Report pr;
+        mlt__report__init(&pr);
+        pr.kind = MLT__TASK_KIND__TASK_RUN;
+        pr.has_branch = pr.has_clock = pr.has_loss = pr.has_epoch = 1;
+        pr.has_correct = pr.has_count = 1;
+        pr.branch = t->branch;
+        pr.clock = c + 1;
+        pr.loss = loss;
+        pr.correct = correct;
+        pr.count = batch;
+        pr.epoch = mlt_trainer_epoch(w->trainer);
+        send_report(w, &pr);
+    }
+    r.has_epoch = 1;
+    r.epoch = mlt_trainer_epoch(w->trainer);
+    report_done(w, t, &r, NULL);
+}
+
+static void task_test(wk_t *w, const Mlt__Task *t)
+{
+    Mlt__Report r;
+    mlt__report__init(&r);
+    if (!w->trainer || !t->has_branch) {
+        report_done(w, t, &r, "TASK_TEST before the job was loaded, or without branch");
+        return;
+    }
+    if (mlt_pull(w->client, t->branch, 0, mlt_trainer_params(w->trainer)) < 0) {
+        report_done(w, t, &r, mlt_client_error(w->client));
+        return;
+    }
+    mlt_eval_t v, te;
+    mlt_trainer_eval(w->trainer, 0, &v);
+    mlt_trainer_eval(w->trainer, 1, &te);
+    r.has_loss = r.has_correct = r.has_count = r.has_sq_error = 1;
+    r.loss = v.loss;
+    r.correct = v.correct;
+    r.count = v.count;
+    r.sq_error = v.sq_error;
+    r.has_test_loss = r.has_test_correct = r.has_test_count = r.has_test_sq_error = 1;
+    r.test_loss = te.loss;
+    r.test_correct = te.correct;
+    r.test_count = te.count;
+    r.test_sq_error = te.sq_error;
+    report_done(w, t, &r, NULL);
+}
+
+static void send_join(wk_t *w)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOIN);
+    h.has_worker = 1;
+    h.worker = w->rank;
+    mlt_wire_send(w->sock, &h, 0);
+}
+
+static int run_worker(const char *endpoint, uint32_t rank)
+{
+    wk_t w;
+    memset(&w, 0, sizeof w);
+    w.rank = rank;
+    w.ctx = zmq_ctx_new();
+    w.sock = zmq_socket(w.ctx, ZMQ_DEALER);
+    int zero = 0;
+    int64_t maxmsg = MLT_MAX_HEADER_BYTES;
+    zmq_setsockopt(w.sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    int status = 1;
+    if (zmq_connect(w.sock, endpoint) < 0) {
+        log_error("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    send_join(&w);
+    log_info("worker %u joined %s; waiting for a job", rank, endpoint);
+    double last_join = mlt_time_mono();
+    while (!stop_signal) {
+        zmq_pollitem_t it = {.socket = w.sock, .events = ZMQ_POLLIN};
+        int n = zmq_poll(&it, 1, 1000);
+        if (n < 0 && zmq_errno() != EINTR)
+            break;
+        if (n <= 0) {
+            if (mlt_time_mono() - last_join > 10) { /* also a heartbeat */
+                send_join(&w);
+                last_join = mlt_time_mono();
+            }
+            continue;
+        }
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, w.sock, 0) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        while (zmq_msg_more(&m)) { /* tasks have no payload frames: drop any */
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, w.sock, 0);
+        }
+        mlt_header_t *h = NULL;
+        char err[256];
+        int rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &h, err, sizeof err);
+        zmq_msg_close(&m);
+        if (rc) {
+            log_warn("bad message from the coordinator: %s", err);
+            continue;
+        }
+        if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
+            log_error("coordinator: %s", h->error ? h->error : "error");
+        } else if (h->type == MLT__MSG_TYPE__MSG_TASK && h->task) {
+            const Mlt__Task *t = h->task;
+            switch (t->kind) {
+            case MLT__TASK_KIND__TASK_JOB: task_job(&w, t); break;
+            case MLT__TASK_KIND__TASK_INIT: task_init(&w, t); break;
+            case MLT__TASK_KIND__TASK_RUN: task_run(&w, t); break;
+            case MLT__TASK_KIND__TASK_TEST: task_test(&w, t); break;
+            case MLT__TASK_KIND__TASK_STOP:
+                log_info("the coordinator says stop: %s", t->reason ? t->reason : "job over");
+                mlt_wire_free(&h);
+                status = 0;
+                goto out;
+            default: log_warn("unknown task kind %d ignored", (int)t->kind);
+            }
+        }
+        mlt_wire_free(&h);
+        last_join = mlt_time_mono();
+    }
+    if (stop_signal) {
+        log_info("signal %d: leaving", (int)stop_signal);
+        status = 0;
+    }
+out:
+    drop_job(&w);
+    zmq_close(w.sock);
+    zmq_ctx_term(w.ctx);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *coordinator = NULL, *standalone = NULL;
+    long rank = -1;
+    char *sets[64];
+    int n_sets = 0;
+    int level = MLT_LOG_INFO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--coordinator") == 0 && v)
+            coordinator = argv[++i];
+        else if (strcmp(a, "--rank") == 0 && v) {
+            char *end;
+            rank = strtol(argv[++i], &end, 10);
+            if (*end || rank < 0 || rank >= (long)MLT_MAX_WORKERS) {
+                fprintf(stderr, "mltuner-worker: --rank must be 0..%u, got '%s'\n",
+                        MLT_MAX_WORKERS - 1, argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--standalone") == 0 && v)
+            standalone = argv[++i];
+        else if (strcmp(a, "--set") == 0 && v && n_sets < 64)
+            sets[n_sets++] = argv[++i];
+        else if (strcmp(a, "--log-level") == 0 && v) {
+            level = mlt_log_level_parse(argv[++i]);
+            if (level < 0) {
+                fprintf(stderr, "mltuner-worker: --log-level: error|warn|info|debug\n");
+                return 2;
+            }
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "mltuner-worker: unexpected argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (standalone) {
+        mlt_log_init("mltuner-worker", (mlt_log_level_t)level);
+        return run_standalone(standalone, sets, n_sets);
+    }
+    if (!coordinator || rank < 0) {
+        usage(stderr);
+        return 2;
+    }
+    char prog[48];
+    snprintf(prog, sizeof prog, "mltuner-worker.%ld", rank);
+    mlt_log_init(prog, (mlt_log_level_t)level);
+    return run_worker(coordinator, (uint32_t)rank);
+}

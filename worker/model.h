@@ -1,0 +1,141 @@
+/* model.h - the models a worker trains on the CPU: softmax regression, MLP,
+ * CNN (classification of images with uint8 labels) and matrix factorisation
+ * (ratings).
+ *
+ * A model holds its shape and preallocated work buffers (activations for
+ * max_batch samples), never its parameters: every call takes the parameter
+ * tensors (and gradient tensors) as arrays of float pointers, one per tensor,
+ * in the order mlt_model_param_name lists them. So the same model computes on
+ * whatever copy the parameter server hands out.
+ *
+ * Tensors and layouts:
+ *   fcN.w     out x in (PyTorch's Linear layout), fcN.b: out
+ *   convN.w   c_out x k x k x c_in (cuDNN's KRSC filter layout), convN.b: c_out
+ *   mf.user   n_users x rank, mf.item: n_items x rank
+ * Inputs x are n samples of in_c x in_h x in_w floats each (NCHW, as data files
+ * hold images); the CNN computes in NHWC internally (kernels/cpu.h), so the fc
+ * after the last conv/pool sees its input flattened in (h, w, c) order.
+ * Numbering: convolutions conv1, conv2, ...; fully connected layers fc1, fc2,
+ * ... including the final one to n_classes; softmax regression is fc1 alone.
+ *
+ * Not thread-safe: one model per thread (the work buffers are shared by the
+ * calls). The computation is parallel inside OpenBLAS's GEMMs only. */
+#ifndef MLT_MODEL_H
+#define MLT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Model types (mlt_model_desc_t.type). */
+enum {
+    MLT_MODEL_SOFTMAX = 1, /* multinomial logistic regression: one fc */
+    MLT_MODEL_MLP = 2,     /* fc + ReLU per hidden layer, then fc to n_classes */
+    MLT_MODEL_CNN = 3,     /* conv/pool/fc stack, then fc to n_classes */
+    MLT_MODEL_MF = 4,      /* matrix factorisation of ratings */
+};
+
+/* CNN layer kinds (mlt_cnn_layer_t.kind). */
+enum {
+    MLT_CNN_CONV = 1, /* k x k 'same' convolution, stride 1, c output channels, then ReLU */
+    MLT_CNN_POOL = 2, /* p x p max pooling, stride p (floor) */
+    MLT_CNN_FC = 3,   /* fully connected, n units, then ReLU */
+};
+
+typedef struct mlt_cnn_layer {
+    int kind;   /* MLT_CNN_CONV, MLT_CNN_POOL or MLT_CNN_FC */
+    uint32_t k; /* conv: kernel size, odd */
+    uint32_t c; /* conv: output channels */
+    uint32_t p; /* pool: window and stride */
+    uint32_t n; /* fc: units */
+} mlt_cnn_layer_t;
+
+typedef struct mlt_model_desc {
+    int type;                   /* MLT_MODEL_SOFTMAX, _MLP, _CNN or _MF */
+    uint32_t in_c, in_h, in_w;  /* classification input: channels, height, width */
+    uint32_t n_classes;         /* classification: output classes (2..256) */
+    const uint32_t *hidden;     /* mlp: hidden layer widths */
+    uint32_t n_hidden;          /* mlp: number of hidden layers */
+    const mlt_cnn_layer_t *cnn; /* cnn: the layers before the implied final fc;
+                                   conv and pool must precede every fc */
+    uint32_t n_cnn;             /* cnn: number of layers in cnn */
+    uint32_t n_users, n_items;  /* mf: table sizes */
+    uint32_t rank;              /* mf: factor length */
+    float l2;                   /* mf: L2 coefficient (>= 0) */
+    uint32_t max_batch;         /* largest batch a step takes; eval works in
+                                   batches of this size (>= 1) */
+} mlt_model_desc_t;
+
+typedef struct mlt_model mlt_model_t;
+
+/* Builds a model from d (which is copied; d's arrays may be freed after).
+ * Returns the model (caller owns: mlt_model_destroy), or NULL with errno
+ * EINVAL and a message in err (what is wrong and where, e.g. "cnn layer 2:
+ * pool 3 larger than its 2x2 input") for an invalid description, or ENOMEM. */
+mlt_model_t *mlt_model_new(const mlt_model_desc_t *d, char *err, size_t errlen);
+
+/* Frees *mp (NULL allowed) and sets *mp = NULL. */
+void mlt_model_destroy(mlt_model_t **mp);
+
+/* The model's type (MLT_MODEL_*). */
+int mlt_model_type(const mlt_model_t *m);
+
+/* Number of parameter tensors. */
+uint32_t mlt_model_n_params(const mlt_model_t *m);
+
+/* Name of tensor i ("fc1.w", "conv2.b", "mf.user", ...), NULL when i is out of
+ * range. The string lives as long as the model. */
+const char *mlt_model_param_name(const mlt_model_t *m, uint32_t i);
+
+/* Number of floats in tensor i (0 when i is out of range). */
+uint64_t mlt_model_param_size(const mlt_model_t *m, uint32_t i);
+
+/* Fills the tensors with initial values, deterministically for a seed (each
+ * tensor i from its own stream mlt_rng_mix(seed, i), see common/rng.h):
+ * PyTorch's defaults for weights and biases, both U(-1/sqrt(fan_in),
+ * +1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)), fan_in = in features
+ * or k*k*c_in; MF factors N(0, 0.1^2). */
+void mlt_model_init(const mlt_model_t *m, float *const *params, uint64_t seed);
+
+/* One training step of a classification model on batch samples (x: batch
+ * samples, y: their labels): forward, loss, backward. grads[i] gets the
+ * gradient of the mean loss over the batch with respect to params[i]
+ * (overwritten). *loss gets the mean cross-entropy, *correct (may be NULL) the
+ * number of samples classified right. Returns 0, or -EINVAL for an MF model,
+ * batch 0 or > max_batch, or a label >= n_classes (nothing written). */
+int mlt_model_step(mlt_model_t *m, float *const *params, float *const *grads, const float *x,
+                   const uint8_t *y, uint32_t batch, float *loss, uint32_t *correct);
+
+/* One training step of an MF model on batch ratings (users[i], items[i], r[i]):
+ * the objective is  (1/batch) sum_i [ (u.v - r)^2 + l2 (|u|^2 + |v|^2) ];
+ * grads[i] gets its gradient. The gradient tensors are dense tables, rows of
+ * users and items absent from the batch are zero (written, so each step costs
+ * O(table size) in memset on top of O(batch * rank) of arithmetic). *loss gets
+ * the mean squared error (the data term, without the L2 term). Returns 0, or
+ * -EINVAL for a non-MF model, batch 0, or an index out of range. */
+int mlt_model_step_mf(mlt_model_t *m, float *const *params, float *const *grads,
+                      const uint32_t *users, const uint32_t *items, const float *r,
+                      uint32_t batch, float *loss);
+
+/* Evaluates a classification model on n samples, in batches of max_batch:
+ * *loss gets the mean cross-entropy, *correct the number classified right.
+ * Returns 0, or -EINVAL (MF model, n 0, or a label out of range). */
+int mlt_model_eval(mlt_model_t *m, float *const *params, const float *x, const uint8_t *y,
+                   uint32_t n, double *loss, uint32_t *correct);
+
+/* Evaluates an MF model: *mse gets the mean of (u.v - r)^2 over n ratings.
+ * Returns 0, or -EINVAL (non-MF model, n 0, an index out of range). */
+int mlt_model_eval_mf(mlt_model_t *m, float *const *params, const uint32_t *users,
+                      const uint32_t *items, const float *r, uint32_t n, double *mse);
+
+/* ---- For tests only: the same steps in double precision. ----
+ * The identical code (worker/model_impl.h) instantiated for double, for the
+ * finite-difference gradient checks. The double work buffers are allocated on
+ * the first call (-ENOMEM if that fails). */
+int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *grads,
+                       const double *x, const uint8_t *y, uint32_t batch, double *loss,
+                       uint32_t *correct);
+int mlt_model_step_mf_f64(mlt_model_t *m, double *const *params, double *const *grads,
+                          const uint32_t *users, const uint32_t *items, const double *r,
+                          uint32_t batch, double *loss);
+
+#endif

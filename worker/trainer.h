@@ -1,0 +1,58 @@
+/* trainer.h - one worker's view of a job: its data (training partition,
+ * validation and test sets), the model, the parameter and gradient buffers,
+ * and the step and evaluation that the standalone loop and the distributed
+ * worker share. It never talks to the network and never prints. */
+#ifndef MLT_TRAINER_H
+#define MLT_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/jobfile.h"
+
+typedef struct mlt_trainer mlt_trainer_t;
+
+typedef struct mlt_eval {
+    double loss;      /* sum over samples (mean cross-entropy x n, or squared error) */
+    uint64_t correct; /* classification: right answers */
+    uint64_t count;   /* samples evaluated */
+    double sq_error;  /* mf: sum of squared errors */
+} mlt_eval_t;
+
+/* Loads the job's data for worker `worker` of n_workers and builds the model.
+ * The training set (after the validation hold-out) is partitioned by worker;
+ * validation and test sets are shared out by i % n_workers == worker for
+ * evaluation. NULL with "file: offset: what" style reasons in err. */
+mlt_trainer_t *mlt_trainer_new(const mlt_job_t *job, uint32_t worker, uint32_t n_workers,
+                               char *err, size_t errlen);
+void mlt_trainer_destroy(mlt_trainer_t **tp);
+
+uint32_t mlt_trainer_n_tables(const mlt_trainer_t *t);
+const char *mlt_trainer_table_name(const mlt_trainer_t *t, uint32_t i);
+uint64_t mlt_trainer_table_size(const mlt_trainer_t *t, uint32_t i);
+/* The parameter and gradient buffers, one per table (owned by the trainer). */
+float *const *mlt_trainer_params(mlt_trainer_t *t);
+float *const *mlt_trainer_grads(mlt_trainer_t *t);
+/* Training samples in this worker's partition. */
+uint32_t mlt_trainer_part_size(const mlt_trainer_t *t);
+/* Epochs of the partition done (fractional). */
+double mlt_trainer_epoch(const mlt_trainer_t *t);
+/* Restores the data cursor to `epochs` epochs done (for a RUN that starts at a
+ * given clock with a given batch). */
+void mlt_trainer_seek(mlt_trainer_t *t, double epochs);
+
+/* Writes seeded initial weights into the parameter buffers. */
+void mlt_trainer_init_params(mlt_trainer_t *t);
+
+/* One step on the next batch of the partition: gradients of the current
+ * parameters into the gradient buffers. *loss = batch mean loss, *correct =
+ * right answers (0 for mf). 0 or -errno. */
+int mlt_trainer_step(mlt_trainer_t *t, uint32_t batch, float *loss, uint32_t *correct);
+
+/* Evaluates the current parameters on this worker's share of the validation
+ * (which = 0) or test (which = 1) set. */
+int mlt_trainer_eval(mlt_trainer_t *t, int which, mlt_eval_t *out);
+/* Whole-set evaluation, for the standalone loop (share of 1 worker). */
+int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out);
+
+#endif
