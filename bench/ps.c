@@ -43,17 +43,17 @@
 #include "daemon/store.h"
 #undef mlt_branch_set_tunables
 
-#define MIB (1024ull * 1024ull)
-#define BENCH_FRAME (64 * 1024)   /* the daemon's default chunk_size */
-#define BENCH_MIN_SECONDS 1.0     /* timed part of each throughput row */
-#define BENCH_MIN_ITERS 5
-#define BENCH_ROUNDS 3         /* interleaved rounds; rows report the median */
-#define BENCH_WARMUP 2
-#define BENCH_BRANCH 1
-#define BENCH_LR 0.01f
-#define BENCH_GRAD 0.001f
+#define MIB               (1024ull * 1024ull)
+#define BENCH_FRAME       (64 * 1024) /* the daemon's default chunk_size */
+#define BENCH_MIN_SECONDS 1.0         /* timed part of each throughput row */
+#define BENCH_MIN_ITERS   5
+#define BENCH_ROUNDS      3 /* interleaved rounds; rows report the median */
+#define BENCH_WARMUP      2
+#define BENCH_BRANCH      1
+#define BENCH_LR          0.01f
+#define BENCH_GRAD        0.001f
 #define FORK_CHUNK_FLOATS 16384u
-#define FORK_REPS 5
+#define FORK_REPS         5
 
 static const uint64_t tput_sizes[] = {1 * MIB, 16 * MIB, 64 * MIB};
 #define N_TPUT (sizeof tput_sizes / sizeof tput_sizes[0])
@@ -105,11 +105,11 @@ static const char *size_name(uint64_t bytes, char *buf, size_t len)
 /* ---- 1. ours: through mltunerd -------------------------------------------- */
 
 typedef struct ours_result {
-    double mbps;        /* (2 * bytes * iters) / seconds / 1e6 */
+    double mbps; /* (2 * bytes * iters) / seconds / 1e6 */
     int iters;
-    double pull_ms;     /* mean per iteration */
-    double push_ms;     /* mean mlt_push + mlt_clock per iteration */
-    int cache_hits;     /* pulls that did not reach the daemon (must be 0) */
+    double pull_ms; /* mean per iteration */
+    double push_ms; /* mean mlt_push + mlt_clock per iteration */
+    int cache_hits; /* pulls that did not reach the daemon (must be 0) */
 } ours_result_t;
 
 static void check_client(mlt_client_t *c, int rc, const char *what)
@@ -549,9 +549,8 @@ int main(int argc, char **argv)
            FORK_REPS);
     printf("%-12s %-8s %10s %10s %10s\n", "what", "size", "us", "bytes", "malloc");
     for (size_t i = 0; i < N_FORK; i++)
-        printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork",
-               size_name(fork_sizes[i], sz, sizeof sz), forks[i].us, forks[i].rss_bytes,
-               forks[i].malloc_bytes);
+        printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
+               forks[i].us, forks[i].rss_bytes, forks[i].malloc_bytes);
 
     if (hits)
         printf("\n# WARNING: %d pulls were served from the client cache\n", hits);

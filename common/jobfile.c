@@ -52,24 +52,24 @@ typedef enum {
 } jk_type_t;
 
 typedef struct {
-    const char *path;        /* "model.rank"; "tunables.*.min" for a tunable's member */
+    const char *path; /* "model.rank"; "tunables.*.min" for a tunable's member */
     jk_type_t type;
-    bool required;           /* no default: the file must give it */
-    bool in_tunable;         /* off/off_n are offsets in mlt_tunable_t */
-    long long def_i;         /* default of JK_INT, JK_INT64, JK_BOOL (0/1), JK_ENUM */
-    double def_d;            /* default of JK_DOUBLE */
-    const char *def_s;       /* default of JK_STRING */
-    const char *doc_def;     /* default as the key list shows it, when not the plain value */
-    long long min_i, max_i;  /* JK_INT, JK_INT64, JK_INTLIST entries: inclusive bounds */
-    double min_d, max_d;     /* JK_DOUBLE: bounds */
-    bool max_open;           /* JK_DOUBLE: max itself is refused */
-    uint32_t max_n;          /* lists: at most this many entries */
-    uint32_t min_n;          /* lists: at least this many entries */
+    bool required;            /* no default: the file must give it */
+    bool in_tunable;          /* off/off_n are offsets in mlt_tunable_t */
+    long long def_i;          /* default of JK_INT, JK_INT64, JK_BOOL (0/1), JK_ENUM */
+    double def_d;             /* default of JK_DOUBLE */
+    const char *def_s;        /* default of JK_STRING */
+    const char *doc_def;      /* default as the key list shows it, when not the plain value */
+    long long min_i, max_i;   /* JK_INT, JK_INT64, JK_INTLIST entries: inclusive bounds */
+    double min_d, max_d;      /* JK_DOUBLE: bounds */
+    bool max_open;            /* JK_DOUBLE: max itself is refused */
+    uint32_t max_n;           /* lists: at most this many entries */
+    uint32_t min_n;           /* lists: at least this many entries */
     const char *const *names; /* JK_ENUM: the names, NULL-terminated */
     /* JK_STRING: 0, or -EINVAL with "SUBJ must ..." in why */
     int (*check)(const char *subj, const char *s, char *why, size_t whylen);
-    size_t off, off_n;       /* field offsets (in mlt_job_t, or mlt_tunable_t) */
-    const char *desc;        /* one line */
+    size_t off, off_n; /* field offsets (in mlt_job_t, or mlt_tunable_t) */
+    const char *desc;  /* one line */
 } jkey_t;
 
 /* One value on its way from a file or --set text into the job. */
@@ -86,8 +86,8 @@ static const char *const backend_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const model_names[] = {"mlp", "cnn", "softmax", "mf", NULL};
 static const char *const format_names[] = {"idx", "ratings", "synthetic", NULL};
 /* the order of mlt_rule_t in kernels/optim.h (the unit test checks) */
-static const char *const rule_names[] = {"sgd",     "nesterov", "adam",
-                                         "rmsprop", "adagrad",  "adadelta", NULL};
+static const char *const rule_names[] = {"sgd",     "nesterov", "adam", "rmsprop",
+                                         "adagrad", "adadelta", NULL};
 static const char *const searcher_names[] = {"bayes", "tpe", "random", "grid", "marginal", NULL};
 static const char *const logic_names[] = {"mltuner", "fixed", "train-to-completion", "hyperband",
                                           NULL};
@@ -97,11 +97,12 @@ static int check_name(const char *subj, const char *s, char *why, size_t whylen)
 static int check_path(const char *subj, const char *s, char *why, size_t whylen);
 static int check_path_opt(const char *subj, const char *s, char *why, size_t whylen);
 
-#define OFF(f) offsetof(mlt_job_t, f)
+#define OFF(f)  offsetof(mlt_job_t, f)
 #define TOFF(f) offsetof(mlt_tunable_t, f)
 
 /* The keys, in the order mlt_job_format writes them: a group's members follow
- * its row. */
+ * its row. (Kept out of clang-format, which would put each field on a line.) */
+// clang-format off
 static const jkey_t keys[] = {
     {.path = "name", .type = JK_STRING, .required = true, .check = check_name, .off = OFF(name),
      .desc = "the job's name (1..128 of A-Z a-z 0-9 . _ -); names its output directory"},
@@ -273,17 +274,19 @@ static const jkey_t keys[] = {
      .desc = "seconds between checkpoints (0: none)"},
 };
 
+// clang-format on
+
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 /* Tunables the system itself reads, with the values that make sense for
  * them; any other name is the workers' business. */
 static const struct {
     const char *name;
-    double lo, hi;      /* allowed values */
-    bool lo_open;       /* lo itself is refused */
-    bool hi_open;       /* hi itself is refused */
-    bool integer;       /* whole numbers only */
-    const char *range;  /* how the message says it */
+    double lo, hi;     /* allowed values */
+    bool lo_open;      /* lo itself is refused */
+    bool hi_open;      /* hi itself is refused */
+    bool integer;      /* whole numbers only */
+    const char *range; /* how the message says it */
     const char *what;
 } known[] = {
     {"lr", 0.0, DBL_MAX, true, false, false, "> 0", "a learning rate"},
@@ -496,8 +499,8 @@ static bool scan_uint(const char **pp, uint32_t *out)
 
 /* "conv5x5x32", "pool2" or "fc256" -> *out. 0, or -EINVAL with
  * "SUBJ[I] = 'spec' ..." in why. */
-static int cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_layer_t *out,
-                     char *why, size_t whylen)
+static int cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_layer_t *out, char *why,
+                     size_t whylen)
 {
     const char *p = s;
     uint32_t a = 0, b = 0, c = 0;
@@ -561,8 +564,8 @@ static void val_free(jval_t *v)
 
 /* Digits with an optional decimal count suffix K, M, G or T ("1M" is
  * 1000000), an optional leading '-'. 0, or -EINVAL with why. */
-static int parse_count(const jkey_t *k, const char *subj, const char *s, long long *out,
-                       char *why, size_t whylen)
+static int parse_count(const jkey_t *k, const char *subj, const char *s, long long *out, char *why,
+                       size_t whylen)
 {
     const char *p = s;
     bool neg = *p == '-';
@@ -578,10 +581,26 @@ static int parse_count(const jkey_t *k, const char *subj, const char *s, long lo
     }
     bool any = p != digits;
     switch (*p) {
-    case 'k': case 'K': mult = 1000LL; p++; break;
-    case 'm': case 'M': mult = 1000000LL; p++; break;
-    case 'g': case 'G': mult = 1000000000LL; p++; break;
-    case 't': case 'T': mult = 1000000000000LL; p++; break;
+    case 'k':
+    case 'K':
+        mult = 1000LL;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1000000LL;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1000000000LL;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        mult = 1000000000000LL;
+        p++;
+        break;
     default: break;
     }
     if (!any || *p != '\0' || (mult > 1 && k->type != JK_INT64)) {
@@ -590,8 +609,8 @@ static int parse_count(const jkey_t *k, const char *subj, const char *s, long lo
         return -EINVAL;
     }
     if (overflow || v > LLONG_MAX / mult) {
-        fmt(why, whylen, "%s must be between %lld and %lld (got %.64s)", subj, k->min_i,
-            k->max_i, s);
+        fmt(why, whylen, "%s must be between %lld and %lld (got %.64s)", subj, k->min_i, k->max_i,
+            s);
         return -EINVAL;
     }
     *out = neg ? -v * mult : v * mult;
@@ -684,12 +703,9 @@ static int list_elem_from_text(const jkey_t *k, const char *subj, uint32_t i, co
         }
         return 0;
     }
-    case JK_NUMLIST:
-        return parse_number(esubj, s, &((double *)v->list)[i], why, whylen);
-    case JK_CNN:
-        return cnn_parse(subj, i, s, &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
-    default:
-        return -EINVAL;
+    case JK_NUMLIST: return parse_number(esubj, s, &((double *)v->list)[i], why, whylen);
+    case JK_CNN: return cnn_parse(subj, i, s, &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
+    default: return -EINVAL;
     }
 }
 
@@ -704,18 +720,14 @@ static size_t elem_size(const jkey_t *k)
 }
 
 /* mlt_job_set text -> value of k's type. 0, or -EINVAL with why. */
-static int value_from_text(const jkey_t *k, const char *subj, const char *s, jval_t *v,
-                           char *why, size_t whylen)
+static int value_from_text(const jkey_t *k, const char *subj, const char *s, jval_t *v, char *why,
+                           size_t whylen)
 {
     switch (k->type) {
     case JK_INT:
-    case JK_INT64:
-        return parse_count(k, subj, s, &v->i, why, whylen);
-    case JK_DOUBLE:
-        return parse_number(subj, s, &v->d, why, whylen);
-    case JK_STRING:
-        v->s = s;
-        return 0;
+    case JK_INT64: return parse_count(k, subj, s, &v->i, why, whylen);
+    case JK_DOUBLE: return parse_number(subj, s, &v->d, why, whylen);
+    case JK_STRING: v->s = s; return 0;
     case JK_BOOL: {
         static const char *const yes[] = {"true", "yes", "on", "1"};
         static const char *const no[] = {"false", "no", "off", "0"};
@@ -759,8 +771,7 @@ static int value_from_text(const jkey_t *k, const char *subj, const char *s, jva
         return rc;
     }
     case JK_GROUP:
-    case JK_TUNABLES:
-        break;
+    case JK_TUNABLES: break;
     }
     fmt(why, whylen, "%s is a group; set one of its keys", subj);
     return -EINVAL;
@@ -843,8 +854,8 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
                 long long x = config_setting_get_int64(e);
                 ((uint32_t *)v->list)[i] = (uint32_t)x;
                 if (x < k->min_i || x > k->max_i) {
-                    fmt(why, whylen, "%s must be between %lld and %lld (got %lld)", esubj,
-                        k->min_i, k->max_i, x);
+                    fmt(why, whylen, "%s must be between %lld and %lld (got %lld)", esubj, k->min_i,
+                        k->max_i, x);
                     rc = -EINVAL;
                 }
             } else if (k->type == JK_NUMLIST) {
@@ -864,8 +875,7 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
         return 0;
     }
     case JK_GROUP:
-    case JK_TUNABLES:
-        break;
+    case JK_TUNABLES: break;
     }
     fmt(why, whylen, "%s must be %s", subj, type_noun(k, nbuf, sizeof nbuf));
     return -EINVAL;
@@ -875,8 +885,8 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
 
 /* The key's own bounds. 0, or -EINVAL with why; *idxp becomes the index of
  * the list entry at fault (else it is left alone). */
-static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char *why,
-                       size_t whylen, int *idxp)
+static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char *why, size_t whylen,
+                       int *idxp)
 {
     switch (k->type) {
     case JK_INT:
@@ -892,11 +902,11 @@ static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char 
             if (k->min_d == -DBL_MAX)
                 fmt(why, whylen, "%s must be a finite number (got %g)", subj, v->d);
             else if (k->max_open)
-                fmt(why, whylen, "%s must be at least %g and less than %g (got %g)", subj,
-                    k->min_d, k->max_d, v->d);
-            else
-                fmt(why, whylen, "%s must be between %g and %g (got %g)", subj, k->min_d,
+                fmt(why, whylen, "%s must be at least %g and less than %g (got %g)", subj, k->min_d,
                     k->max_d, v->d);
+            else
+                fmt(why, whylen, "%s must be between %g and %g (got %g)", subj, k->min_d, k->max_d,
+                    v->d);
             return -EINVAL;
         }
         return 0;
@@ -921,8 +931,7 @@ static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char 
             if (v->n == 0)
                 fmt(why, whylen, "%s must not be empty", subj);
             else
-                fmt(why, whylen, "%s must have at most %u entries (got %u)", subj, k->max_n,
-                    v->n);
+                fmt(why, whylen, "%s must have at most %u entries (got %u)", subj, k->max_n, v->n);
             return -EINVAL;
         }
         for (uint32_t i = 0; i < v->n; i++) {
@@ -943,8 +952,8 @@ static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char 
                 }
                 if (i > 0 && !(d[i] > d[i - 1])) {
                     fmt(why, whylen,
-                        "%s must be ascending without repeats ([%u] = %g follows [%u] = %g)",
-                        subj, i, d[i], i - 1, d[i - 1]);
+                        "%s must be ascending without repeats ([%u] = %g follows [%u] = %g)", subj,
+                        i, d[i], i - 1, d[i - 1]);
                     *idxp = (int)i;
                     return -EINVAL;
                 }
@@ -970,8 +979,7 @@ static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char 
         return 0;
     case JK_BOOL:
     case JK_GROUP:
-    case JK_TUNABLES:
-        return 0;
+    case JK_TUNABLES: return 0;
     }
     return -EINVAL;
 }
@@ -1006,8 +1014,7 @@ static void store(void *base, const jkey_t *k, jval_t *v)
         break;
     }
     case JK_GROUP:
-    case JK_TUNABLES:
-        break;
+    case JK_TUNABLES: break;
     }
 }
 
@@ -1030,8 +1037,7 @@ static jval_t load_value(const void *base, const jkey_t *k)
         v.n = *(const uint32_t *)((const char *)base + k->off_n);
         break;
     case JK_GROUP:
-    case JK_TUNABLES:
-        break;
+    case JK_TUNABLES: break;
     }
     return v;
 }
@@ -1072,7 +1078,7 @@ static void finish(mlt_job_t *job)
 /* ---- parse context: the file's name and the line of every key it gave ---- */
 
 typedef struct {
-    char *path;    /* "tunables.lr.min" */
+    char *path; /* "tunables.lr.min" */
     unsigned line;
 } kline_t;
 
@@ -1110,8 +1116,8 @@ static unsigned ctx_line(const pctx_t *p, const char *path)
 /* Writes "FILE:LINE: what" (line of the first of the paths the file gave;
  * "FILE: what" when none; "what" without a file) and returns -EINVAL. The
  * list of paths ends with NULL. */
-static int report(const pctx_t *p, char *err, size_t errlen, const char *what,
-                  const char *path, ...)
+static int report(const pctx_t *p, char *err, size_t errlen, const char *what, const char *path,
+                  ...)
 {
     unsigned line = 0;
     va_list ap;
@@ -1162,8 +1168,8 @@ static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, 
             return report(p, err, errlen, why, pmin, NULL);
         }
         if (!(t->def >= t->min && t->def <= t->max)) {
-            fmt(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef,
-                t->min, t->max, t->def);
+            fmt(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef, t->min,
+                t->max, t->def);
             return report(p, err, errlen, why, pdef, NULL);
         }
     }
@@ -1186,8 +1192,7 @@ static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, 
                 fmt(subj, sizeof subj, "%s", i ? pmax : pmin);
             fmt(why, sizeof why, "%s must be %s, as %s (got %g)", subj, known[j].range,
                 known[j].what, x);
-            return report(p, err, errlen, why, t->kind == MLT_TUNABLE_DISCRETE ? pval : subj,
-                          NULL);
+            return report(p, err, errlen, why, t->kind == MLT_TUNABLE_DISCRETE ? pval : subj, NULL);
         }
     }
     return 0;
@@ -1208,8 +1213,8 @@ static int validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t err
             return report(p, err, errlen, why, k->path, NULL);
     }
     if (job->n_tunables > MLT_JOB_MAX_TUNABLES || (job->n_tunables && !job->tunables)) {
-        fmt(why, sizeof why, "tunables must have at most %u entries (got %u)",
-            MLT_JOB_MAX_TUNABLES, job->n_tunables);
+        fmt(why, sizeof why, "tunables must have at most %u entries (got %u)", MLT_JOB_MAX_TUNABLES,
+            job->n_tunables);
         return report(p, err, errlen, why, "tunables", NULL);
     }
     for (uint32_t t = 0; t < job->n_tunables; t++) {
@@ -1259,8 +1264,7 @@ static int validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t err
             return report(p, err, errlen, why, "model.cnn", "model.type", NULL);
         }
         break;
-    default:
-        break;
+    default: break;
     }
     if (job->model.type == MLT_MODEL_MF && job->data.format == MLT_DATA_IDX) {
         fmt(why, sizeof why,
@@ -1292,8 +1296,7 @@ static int validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t err
     }
     if (job->model.type != MLT_MODEL_MF && job->stop.target_rmse > 0) {
         fmt(why, sizeof why,
-            "stop.target_rmse is for model.type \"mf\"; \"%s\" stops at stop.target_accuracy",
-            mt);
+            "stop.target_rmse is for model.type \"mf\"; \"%s\" stops at stop.target_accuracy", mt);
         return report(p, err, errlen, why, "stop.target_rmse", NULL);
     }
     return 0;
@@ -1346,9 +1349,8 @@ static int read_tunables(pctx_t *p, mlt_job_t *job, const config_setting_t *g, c
         for (size_t c = 0; ok && c < nl; c++)
             ok = isalnum((unsigned char)name[c]) || name[c] == '_' || name[c] == '-';
         if (!ok) {
-            fmt(err, errlen,
-                "%s:%u: tunable name '%.80s' must be 1..%u of A-Z a-z 0-9 _ -", p->file,
-                line, name, MLT_JOB_MAX_TUNABLE_NAME);
+            fmt(err, errlen, "%s:%u: tunable name '%.80s' must be 1..%u of A-Z a-z 0-9 _ -",
+                p->file, line, name, MLT_JOB_MAX_TUNABLE_NAME);
             return -EINVAL;
         }
         char tpath[96];
@@ -1373,8 +1375,8 @@ static int read_tunables(pctx_t *p, mlt_job_t *job, const config_setting_t *g, c
             fmt(path, sizeof path, "%s.%s", tpath, member);
             const jkey_t *k = tkey_find(member);
             if (!k) {
-                fmt(err, errlen, "%s:%u: unknown key '%s'", p->file,
-                    config_setting_source_line(e), path);
+                fmt(err, errlen, "%s:%u: unknown key '%s'", p->file, config_setting_source_line(e),
+                    path);
                 return -EINVAL;
             }
             int rc = read_key(p, t, k, path, e, err, errlen);
@@ -1391,13 +1393,15 @@ static int read_tunables(pctx_t *p, mlt_job_t *job, const config_setting_t *g, c
             fmt(err, errlen,
                 "%s:%u: %s gives both values and %s; a tunable is either discrete (values) "
                 "or continuous (min, max, scale)",
-                p->file, line, tpath, has_min ? "min" : has_max ? "max" : "scale");
+                p->file, line, tpath,
+                has_min   ? "min"
+                : has_max ? "max"
+                          : "scale");
             return -EINVAL;
         }
         if (!has_val && !(has_min && has_max)) {
-            fmt(err, errlen,
-                "%s:%u: %s needs min and max (continuous) or values (discrete)", p->file, line,
-                tpath);
+            fmt(err, errlen, "%s:%u: %s needs min and max (continuous) or values (discrete)",
+                p->file, line, tpath);
             return -EINVAL;
         }
         if (!has_def) {
@@ -1464,8 +1468,8 @@ static bool scan_number(const char **pp)
     unsigned long long v = 0, lim = hex ? 0xFFFFFFFFULL : neg ? 2147483648ULL : 2147483647ULL;
     bool big = false;
     for (p += hex ? 2 : 0; hex ? isxdigit((unsigned char)*p) : isdigit((unsigned char)*p); p++) {
-        unsigned d = isdigit((unsigned char)*p) ? (unsigned)(*p - '0')
-                                                : (unsigned)((*p | 0x20) - 'a' + 10);
+        unsigned d =
+            isdigit((unsigned char)*p) ? (unsigned)(*p - '0') : (unsigned)((*p | 0x20) - 'a' + 10);
         v = v * (hex ? 16 : 10) + d; /* may wrap once big; big stays set */
         big |= v > lim;
     }
@@ -1577,8 +1581,8 @@ fail_cfg:
 
 /* ---- the API ---- */
 
-int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_t *out,
-                         char *err, size_t errlen)
+int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_t *out, char *err,
+                         size_t errlen)
 {
     const char *file = name_for_errors ? name_for_errors : "(job)";
     memset(out, 0, sizeof *out);
@@ -1646,8 +1650,7 @@ fail_open:
     return rc;
 }
 
-int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *err,
-                size_t errlen)
+int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *err, size_t errlen)
 {
     char why[512];
     const char *kp = key_path ? key_path : "";
@@ -1808,8 +1811,7 @@ static void write_value(FILE *f, const jkey_t *k, const jval_t *v)
         break;
     }
     case JK_GROUP:
-    case JK_TUNABLES:
-        break;
+    case JK_TUNABLES: break;
     }
 }
 
@@ -1828,7 +1830,11 @@ static void write_tunables(FILE *f, const mlt_job_t *job, int depth)
                 continue;
             jval_t v = load_value(t, k);
             fprintf(f, " %s = ", leaf_of(k));
-            write_value(f, k, &v);
+            if (discrete && k->off == TOFF(def) && is_integral(t->def) && t->def >= INT32_MIN &&
+                t->def <= INT32_MAX)
+                fprintf(f, "%lld", (long long)t->def); /* as the values are written */
+            else
+                write_value(f, k, &v);
             fputc(';', f);
         }
         fputs(" };\n", f);
@@ -1913,9 +1919,7 @@ void mlt_job_write_keys(FILE *f)
         }
         switch (k->type) {
         case JK_INT:
-        case JK_INT64:
-            fmt(bounds, sizeof bounds, " [%lld..%lld]", k->min_i, k->max_i);
-            break;
+        case JK_INT64: fmt(bounds, sizeof bounds, " [%lld..%lld]", k->min_i, k->max_i); break;
         case JK_DOUBLE:
             if (k->min_d != -DBL_MAX)
                 fmt(bounds, sizeof bounds, " [%g..%g%s", k->min_d, k->max_d,
@@ -1927,9 +1931,7 @@ void mlt_job_write_keys(FILE *f)
             break;
         case JK_NUMLIST:
         case JK_CNN:
-        case JK_TUNABLES:
-            fmt(bounds, sizeof bounds, " [at most %u]", k->max_n);
-            break;
+        case JK_TUNABLES: fmt(bounds, sizeof bounds, " [at most %u]", k->max_n); break;
         case JK_ENUM: {
             size_t u = 0;
             for (size_t j = 0; k->names[j] && u + 1 < sizeof bounds; j++) {
@@ -1942,8 +1944,7 @@ void mlt_job_write_keys(FILE *f)
         }
         case JK_STRING:
         case JK_BOOL:
-        case JK_GROUP:
-            break;
+        case JK_GROUP: break;
         }
         fprintf(f, "%-28s %-8s %-24s %s%s\n", k->path, type_word(k), def, k->desc, bounds);
     }

@@ -1,5 +1,5 @@
 /* jobfile.h - a job file: one training run described in libconfig syntax
- * (conf/jobs/*.conf): model, data, workers, update rule, the tunables with
+ * (the files in conf/jobs/): model, data, workers, update rule, the tunables with
  * their ranges and defaults, the tuner's constants, stop conditions.
  *
  * Every key has one row in a table in jobfile.c (type, default, bounds,
@@ -24,14 +24,14 @@
  * MLT_MAX_PATH_LEN of proto/limits.h (common/ sits below proto/; the unit test
  * checks they agree). With the others they keep the text of any valid job,
  * re-written by mlt_job_set, under MLT_JOB_MAX_TEXT. */
-#define MLT_JOB_MAX_TEXT 49152u   /* bytes of job text (a file, or the wire) */
-#define MLT_JOB_MAX_NAME 128u     /* bytes of the job's name */
-#define MLT_JOB_MAX_PATH 1024u    /* bytes of a path (output_dir, data files) */
-#define MLT_JOB_MAX_LAYERS 64u    /* model.layers entries */
-#define MLT_JOB_MAX_CNN 64u       /* model.cnn entries */
-#define MLT_JOB_MAX_TUNABLES 32u  /* tunables in one job */
-#define MLT_JOB_MAX_VALUES 32u    /* values of one discrete tunable */
-#define MLT_JOB_MAX_TUNABLE_NAME 63u /* bytes of a tunable's name */
+#define MLT_JOB_MAX_TEXT         49152u /* bytes of job text (a file, or the wire) */
+#define MLT_JOB_MAX_NAME         128u   /* bytes of the job's name */
+#define MLT_JOB_MAX_PATH         1024u  /* bytes of a path (output_dir, data files) */
+#define MLT_JOB_MAX_LAYERS       64u    /* model.layers entries */
+#define MLT_JOB_MAX_CNN          64u    /* model.cnn entries */
+#define MLT_JOB_MAX_TUNABLES     32u    /* tunables in one job */
+#define MLT_JOB_MAX_VALUES       32u    /* values of one discrete tunable */
+#define MLT_JOB_MAX_TUNABLE_NAME 63u    /* bytes of a tunable's name */
 
 typedef enum {
     MLT_BACKEND_CPU = 0,  /* OpenBLAS + C kernels */
@@ -96,63 +96,63 @@ typedef struct mlt_tunable {
 } mlt_tunable_t;
 
 typedef struct mlt_job {
-    char *name;                 /* the job's name, 1..128 of A-Z a-z 0-9 . _ - */
-    int64_t seed;               /* seed of all randomness (init, data order, searchers) */
-    int workers;                /* number of worker processes, 1..1024 */
-    mlt_backend_t backend;      /* compute backend of the workers */
-    char *output_dir;           /* where results go; "out/<name>" unless given */
-    bool output_dir_given;      /* false: output_dir follows name */
+    char *name;            /* the job's name, 1..128 of A-Z a-z 0-9 . _ - */
+    int64_t seed;          /* seed of all randomness (init, data order, searchers) */
+    int workers;           /* number of worker processes, 1..1024 */
+    mlt_backend_t backend; /* compute backend of the workers */
+    char *output_dir;      /* where results go; "out/<name>" unless given */
+    bool output_dir_given; /* false: output_dir follows name */
 
     struct {
-        mlt_model_type_t type;  /* which model */
-        uint32_t *layers;       /* mlp hidden sizes (owned; NULL when n_layers is 0) */
+        mlt_model_type_t type; /* which model */
+        uint32_t *layers;      /* mlp hidden sizes (owned; NULL when n_layers is 0) */
         uint32_t n_layers;
-        mlt_cnn_layer_t *cnn;   /* cnn stack; the last fc to the classes is implied (owned) */
+        mlt_cnn_layer_t *cnn; /* cnn stack; the last fc to the classes is implied (owned) */
         uint32_t n_cnn;
-        int rank;               /* mf: factor rank */
-        double l2;              /* mf: L2 regularisation */
+        int rank;  /* mf: factor rank */
+        double l2; /* mf: L2 regularisation */
     } model;
 
     struct {
         mlt_data_format_t format;
-        char *train_images;     /* idx: paths (owned) */
+        char *train_images; /* idx: paths (owned) */
         char *train_labels;
         char *test_images;
         char *test_labels;
-        char *ratings;          /* ratings: path ("" when unused) */
+        char *ratings; /* ratings: path ("" when unused) */
         struct {
-            int users, items;   /* synthetic: matrix shape */
-            int rank;           /* synthetic: true rank */
-            int64_t ratings;    /* synthetic: number of observed ratings */
-            double noise;       /* synthetic: Gaussian noise sigma (the RMSE floor) */
+            int users, items; /* synthetic: matrix shape */
+            int rank;         /* synthetic: true rank */
+            int64_t ratings;  /* synthetic: number of observed ratings */
+            double noise;     /* synthetic: Gaussian noise sigma (the RMSE floor) */
         } synthetic;
-        int64_t validation;     /* idx: training samples held out (the last ones) */
-        double test_fraction;   /* ratings/synthetic: fraction held out as test set */
-        int64_t subset;         /* 0: all; else train on the first N samples only */
+        int64_t validation;   /* idx: training samples held out (the last ones) */
+        double test_fraction; /* ratings/synthetic: fraction held out as test set */
+        int64_t subset;       /* 0: all; else train on the first N samples only */
     } data;
 
     struct {
-        int rule;               /* mlt_rule_t of kernels/optim.h (same order) */
-        double beta1, beta2;    /* Adam moments; beta2 is rho of RMSProp/AdaDelta */
-        double eps;             /* denominator guard */
+        int rule;            /* mlt_rule_t of kernels/optim.h (same order) */
+        double beta1, beta2; /* Adam moments; beta2 is rho of RMSProp/AdaDelta */
+        double eps;          /* denominator guard */
     } update;
 
-    mlt_tunable_t *tunables;    /* in file order (owned) */
+    mlt_tunable_t *tunables; /* in file order (owned) */
     uint32_t n_tunables;
 
     struct {
         mlt_searcher_t searcher;
         mlt_logic_t logic;
-        int min_trial_clocks;       /* first trial time, in clocks */
-        double max_overhead;        /* time in trials / training time, at most */
-        int retune_tests;           /* re-tune after this many tests without gain (0: never) */
-        int converge_tests;         /* converged after this many re-tunes without gain */
-        double slope_agree;         /* search stops when the top_k slopes agree this well */
-        int top_k;                  /* see slope_agree */
-        double retune_time_factor;  /* re-tune after training this × last search time (0: off) */
+        int min_trial_clocks;      /* first trial time, in clocks */
+        double max_overhead;       /* time in trials / training time, at most */
+        int retune_tests;          /* re-tune after this many tests without gain (0: never) */
+        int converge_tests;        /* converged after this many re-tunes without gain */
+        double slope_agree;        /* search stops when the top_k slopes agree this well */
+        int top_k;                 /* see slope_agree */
+        double retune_time_factor; /* re-tune after training this × last search time (0: off) */
     } tuner;
 
-    double test_interval;       /* epochs between tests */
+    double test_interval; /* epochs between tests */
 
     struct {
         double target_accuracy; /* stop at this test accuracy (0: none) */
@@ -174,8 +174,8 @@ typedef struct mlt_job {
  * on failure *out is zeroed and needs no free. Returns 0; -EINVAL with
  * "NAME:LINE: what is wrong" in err; -EMSGSIZE for text over
  * MLT_JOB_MAX_TEXT bytes. Validates (mlt_job_validate) before returning. */
-int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_t *out,
-                         char *err, size_t errlen);
+int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_t *out, char *err,
+                         size_t errlen);
 
 /* Reads and parses the file at path, as mlt_job_parse_string with the path as
  * the name; out->text is the file's text. Also -errno ("path: cannot open:
@@ -190,8 +190,7 @@ int mlt_job_load(const char *path, mlt_job_t *out, char *err, size_t errlen);
  * that several sets can move a job from one valid state to another. A
  * tunable must exist to be set. Re-writes job->text. Returns 0 or -EINVAL
  * with "--set what is wrong"; on failure *job is unchanged. */
-int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *err,
-                size_t errlen);
+int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *err, size_t errlen);
 
 /* Checks everything between keys (see jobfile.c, validate()) and, again, every
  * key's bounds. Returns 0 or -EINVAL with a message (no file line). */

@@ -10,6 +10,21 @@
  * No include guard: that is the point. Every file-local helper goes through
  * R() too, so the two copies do not collide. */
 
+/* GCC 12 at -O2 (-fvect-cost-model=very-cheap) vectorises a loop only when
+ * its trip count is a known multiple of the vector width, so the hot loops run
+ * over the largest multiple of 16 elements (the widest vector) and then a
+ * scalar tail, both through one element function (see kernels/optim.c). */
+#ifndef MLT_CPU_VEC
+#define MLT_CPU_VEC ((size_t)16)
+static inline size_t mlt_cpu_vec_floor(size_t n)
+{
+    return n & ~(MLT_CPU_VEC - 1);
+}
+/* For loops that vectorise only out of line (inlined into a loop nest, GCC
+ * loses what restrict told it). */
+#define MLT_CPU_NOINLINE __attribute__((noinline))
+#endif
+
 /* One pixel's patch span: the kx range [kx0, kx1) of a k-wide 'same' window
  * centred on column xx that lies inside a row of width w. */
 static inline void R(patch_span)(size_t xx, size_t w, size_t k, size_t pad, size_t *kx0,
@@ -35,9 +50,14 @@ void R(mlt_cpu_gemm)(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, R
 void R(mlt_cpu_bias_add)(REAL *restrict y, const REAL *restrict bias, size_t rows,
                          size_t cols)
 {
-    for (size_t r = 0; r < rows; r++, y += cols)
-        for (size_t j = 0; j < cols; j++)
+    const size_t cv = mlt_cpu_vec_floor(cols);
+    for (size_t r = 0; r < rows; r++, y += cols) {
+        size_t j = 0;
+        for (; j < cv; j++)
             y[j] += bias[j];
+        for (; j < cols; j++)
+            y[j] += bias[j];
+    }
 }
 
 /* The ReLU of one value: `v < 0 ? 0 : v` keeps NaN (a comparison with NaN is
@@ -50,33 +70,54 @@ static inline REAL R(relu1)(REAL v)
 void R(mlt_cpu_bias_relu)(REAL *restrict y, const REAL *restrict bias, size_t rows,
                           size_t cols)
 {
-    for (size_t r = 0; r < rows; r++, y += cols)
-        for (size_t j = 0; j < cols; j++)
+    const size_t cv = mlt_cpu_vec_floor(cols);
+    for (size_t r = 0; r < rows; r++, y += cols) {
+        size_t j = 0;
+        for (; j < cv; j++)
             y[j] = R(relu1)(y[j] + bias[j]);
+        for (; j < cols; j++)
+            y[j] = R(relu1)(y[j] + bias[j]);
+    }
 }
 
 void R(mlt_cpu_bias_grad)(REAL *restrict db, const REAL *restrict dy, size_t rows,
                           size_t cols, bool accumulate)
 {
+    const size_t cv = mlt_cpu_vec_floor(cols);
     if (!accumulate)
         memset(db, 0, cols * sizeof *db);
-    for (size_t r = 0; r < rows; r++, dy += cols)
-        for (size_t j = 0; j < cols; j++)
+    for (size_t r = 0; r < rows; r++, dy += cols) {
+        size_t j = 0;
+        for (; j < cv; j++)
             db[j] += dy[j];
+        for (; j < cols; j++)
+            db[j] += dy[j];
+    }
 }
 
-void R(mlt_cpu_relu)(REAL *x, size_t n)
+void R(mlt_cpu_relu)(REAL *restrict x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (const size_t nv = mlt_cpu_vec_floor(n); i < nv; i++)
         x[i] = R(relu1)(x[i]);
+    for (; i < n; i++)
+        x[i] = R(relu1)(x[i]);
+}
+
+/* As PyTorch's threshold_backward: zero where y <= 0, so a NaN y passes the
+ * gradient through rather than hiding it. */
+static inline REAL R(relu_bwd1)(REAL dy, REAL y)
+{
+    return y <= 0 ? (REAL)0 : dy;
 }
 
 void R(mlt_cpu_relu_backward)(REAL *restrict dy, const REAL *restrict y, size_t n)
 {
-    /* as PyTorch's threshold_backward: zero where y <= 0, so a NaN y passes
-     * the gradient through rather than hiding it */
-    for (size_t i = 0; i < n; i++)
-        dy[i] = y[i] <= 0 ? (REAL)0 : dy[i];
+    size_t i = 0;
+    for (const size_t nv = mlt_cpu_vec_floor(n); i < nv; i++)
+        dy[i] = R(relu_bwd1)(dy[i], y[i]);
+    for (; i < n; i++)
+        dy[i] = R(relu_bwd1)(dy[i], y[i]);
 }
 
 double R(mlt_cpu_softmax_xent)(const REAL *z, const uint8_t *y, size_t rows, size_t classes,
@@ -148,6 +189,16 @@ void R(mlt_cpu_im2col)(const REAL *restrict x, size_t n, size_t h, size_t w, siz
     }
 }
 
+/* dst[i] += src[i], i < n. */
+static MLT_CPU_NOINLINE void R(add_to)(REAL *restrict dst, const REAL *restrict src, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = mlt_cpu_vec_floor(n); i < nv; i++)
+        dst[i] += src[i];
+    for (; i < n; i++)
+        dst[i] += src[i];
+}
+
 void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, size_t c,
                        size_t k, REAL *restrict x)
 {
@@ -165,9 +216,7 @@ void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, s
                         continue;
                     REAL *dst = img + ((yy + ky - pad) * w + xx + kx0 - pad) * c;
                     const REAL *src = col + kx0 * c;
-                    const size_t len = (kx1 - kx0) * c;
-                    for (size_t i = 0; i < len; i++)
-                        dst[i] += src[i];
+                    R(add_to)(dst, src, (kx1 - kx0) * c);
                 }
             }
     }
@@ -177,10 +226,83 @@ void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, s
  * callers pass constants for bias/relu, so each gets its own specialised copy.
  * Per window and channel: the first maximum in window order; once a NaN is
  * seen it is the maximum (`!(v <= best)` is true for a NaN v, and a NaN best
- * is never replaced). */
-static inline void R(pool_fwd)(const REAL *restrict x, const REAL *restrict bias, bool relu,
-                               size_t n, size_t h, size_t w, size_t c, size_t p,
-                               REAL *restrict y, uint32_t *restrict idx)
+ * is never replaced). The loops run over the channels of one pixel at a time
+ * (contiguous in NHWC), the first window pixel initialising, the others
+ * comparing; the selects are written as unconditional stores so that they
+ * vectorise. */
+static inline REAL R(pool_val)(const REAL *restrict bias, bool bias_relu, REAL v, size_t ch)
+{
+    return bias_relu ? R(relu1)(v + bias[ch]) : v;
+}
+
+static inline void R(pool_take)(REAL v, uint32_t at, REAL *restrict best,
+                                uint32_t *restrict arg)
+{
+    REAL cur = *best;
+    /* an all-ones mask and bit selects rather than && and ?: on the index:
+     * no branch, so the loop vectorises */
+    uint32_t take = -(uint32_t)(!(v <= cur)) & -(uint32_t)(cur == cur);
+    *best = take ? v : cur;
+    *arg = (at & take) | (*arg & ~take);
+}
+
+/* One window pixel px (c channels, at offset `at` in its image) into the
+ * running maxima y/idx: first = true initialises them. */
+static inline __attribute__((always_inline)) void
+R(pool_pixel)(const REAL *restrict px, const REAL *restrict bias, bool bias_relu, bool first,
+              uint32_t at, size_t c, REAL *restrict y, uint32_t *restrict idx)
+{
+    size_t ch = 0;
+    if (first) {
+        for (const size_t cv = mlt_cpu_vec_floor(c); ch < cv; ch++) {
+            y[ch] = R(pool_val)(bias, bias_relu, px[ch], ch);
+            idx[ch] = at + (uint32_t)ch;
+        }
+        for (; ch < c; ch++) {
+            y[ch] = R(pool_val)(bias, bias_relu, px[ch], ch);
+            idx[ch] = at + (uint32_t)ch;
+        }
+        return;
+    }
+    for (const size_t cv = mlt_cpu_vec_floor(c); ch < cv; ch++)
+        R(pool_take)(R(pool_val)(bias, bias_relu, px[ch], ch), at + (uint32_t)ch, &y[ch], &idx[ch]);
+    for (; ch < c; ch++)
+        R(pool_take)(R(pool_val)(bias, bias_relu, px[ch], ch), at + (uint32_t)ch, &y[ch], &idx[ch]);
+}
+
+/* The four specialisations, out of line so that each channel loop vectorises
+ * (inlined into the window loops, GCC loses what restrict told it). */
+static MLT_CPU_NOINLINE void R(pool_first)(const REAL *restrict px, uint32_t at, size_t c,
+                                           REAL *restrict y, uint32_t *restrict idx)
+{
+    R(pool_pixel)(px, NULL, false, true, at, c, y, idx);
+}
+
+static MLT_CPU_NOINLINE void R(pool_next)(const REAL *restrict px, uint32_t at, size_t c,
+                                          REAL *restrict y, uint32_t *restrict idx)
+{
+    R(pool_pixel)(px, NULL, false, false, at, c, y, idx);
+}
+
+static MLT_CPU_NOINLINE void R(pool_first_br)(const REAL *restrict px,
+                                              const REAL *restrict bias, uint32_t at,
+                                              size_t c, REAL *restrict y,
+                                              uint32_t *restrict idx)
+{
+    R(pool_pixel)(px, bias, true, true, at, c, y, idx);
+}
+
+static MLT_CPU_NOINLINE void R(pool_next_br)(const REAL *restrict px,
+                                             const REAL *restrict bias, uint32_t at,
+                                             size_t c, REAL *restrict y,
+                                             uint32_t *restrict idx)
+{
+    R(pool_pixel)(px, bias, true, false, at, c, y, idx);
+}
+
+/* Max pooling of x, or of relu(x + bias) when bias is not NULL. */
+static void R(pool_fwd)(const REAL *x, const REAL *bias, size_t n, size_t h, size_t w,
+                        size_t c, size_t p, REAL *y, uint32_t *idx)
 {
     assert(p > 0);
     const size_t oh = h / p, ow = w / p, hwc = h * w * c;
@@ -188,40 +310,33 @@ static inline void R(pool_fwd)(const REAL *restrict x, const REAL *restrict bias
     for (size_t b = 0; b < n; b++) {
         const REAL *img = x + b * hwc;
         for (size_t oy = 0; oy < oh; oy++)
-            for (size_t ox = 0; ox < ow; ox++, y += c, idx += c) {
-                for (size_t ch = 0; ch < c; ch++) {
-                    REAL best = 0;
-                    uint32_t at = 0;
-                    for (size_t dy = 0; dy < p; dy++)
-                        for (size_t dx = 0; dx < p; dx++) {
-                            size_t off = ((oy * p + dy) * w + ox * p + dx) * c + ch;
-                            REAL v = img[off];
-                            if (bias != NULL)
-                                v += bias[ch];
-                            if (relu)
-                                v = R(relu1)(v);
-                            if ((dy == 0 && dx == 0) || (!(v <= best) && best == best)) {
-                                best = v;
-                                at = (uint32_t)off;
-                            }
-                        }
-                    y[ch] = best;
-                    idx[ch] = at;
-                }
-            }
+            for (size_t ox = 0; ox < ow; ox++, y += c, idx += c)
+                for (size_t dy = 0; dy < p; dy++)
+                    for (size_t dx = 0; dx < p; dx++) {
+                        const size_t off = ((oy * p + dy) * w + ox * p + dx) * c;
+                        const bool first = dy == 0 && dx == 0;
+                        if (bias == NULL && first)
+                            R(pool_first)(img + off, (uint32_t)off, c, y, idx);
+                        else if (bias == NULL)
+                            R(pool_next)(img + off, (uint32_t)off, c, y, idx);
+                        else if (first)
+                            R(pool_first_br)(img + off, bias, (uint32_t)off, c, y, idx);
+                        else
+                            R(pool_next_br)(img + off, bias, (uint32_t)off, c, y, idx);
+                    }
     }
 }
 
 void R(mlt_cpu_maxpool)(const REAL *x, size_t n, size_t h, size_t w, size_t c, size_t p,
                         REAL *y, uint32_t *idx)
 {
-    R(pool_fwd)(x, NULL, false, n, h, w, c, p, y, idx);
+    R(pool_fwd)(x, NULL, n, h, w, c, p, y, idx);
 }
 
 void R(mlt_cpu_bias_relu_maxpool)(const REAL *z, const REAL *bias, size_t n, size_t h,
                                   size_t w, size_t c, size_t p, REAL *y, uint32_t *idx)
 {
-    R(pool_fwd)(z, bias, true, n, h, w, c, p, y, idx);
+    R(pool_fwd)(z, bias, n, h, w, c, p, y, idx);
 }
 
 void R(mlt_cpu_maxpool_backward)(const REAL *restrict dy, const uint32_t *restrict idx,

@@ -23,34 +23,18 @@
 #ifndef MLT_MODEL_H
 #define MLT_MODEL_H
 
+#include "common/jobfile.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Model types (mlt_model_desc_t.type). */
-enum {
-    MLT_MODEL_SOFTMAX = 1, /* multinomial logistic regression: one fc */
-    MLT_MODEL_MLP = 2,     /* fc + ReLU per hidden layer, then fc to n_classes */
-    MLT_MODEL_CNN = 3,     /* conv/pool/fc stack, then fc to n_classes */
-    MLT_MODEL_MF = 4,      /* matrix factorisation of ratings */
-};
-
-/* CNN layer kinds (mlt_cnn_layer_t.kind). */
-enum {
-    MLT_CNN_CONV = 1, /* k x k 'same' convolution, stride 1, c output channels, then ReLU */
-    MLT_CNN_POOL = 2, /* p x p max pooling, stride p (floor) */
-    MLT_CNN_FC = 3,   /* fully connected, n units, then ReLU */
-};
-
-typedef struct mlt_cnn_layer {
-    int kind;   /* MLT_CNN_CONV, MLT_CNN_POOL or MLT_CNN_FC */
-    uint32_t k; /* conv: kernel size, odd */
-    uint32_t c; /* conv: output channels */
-    uint32_t p; /* pool: window and stride */
-    uint32_t n; /* fc: units */
-} mlt_cnn_layer_t;
+/* The model types (MLT_MODEL_MLP, _CNN, _SOFTMAX, _MF) and the CNN layer
+ * description (mlt_cnn_layer_t: op MLT_CNN_CONV with k odd and n output
+ * channels, then ReLU; MLT_CNN_POOL with k the window and stride; MLT_CNN_FC
+ * with n units, then ReLU) are the job file's, common/jobfile.h. */
 
 typedef struct mlt_model_desc {
-    int type;                   /* MLT_MODEL_SOFTMAX, _MLP, _CNN or _MF */
+    int type;                   /* mlt_model_type_t: MLT_MODEL_SOFTMAX, _MLP, _CNN, _MF */
     uint32_t in_c, in_h, in_w;  /* classification input: channels, height, width */
     uint32_t n_classes;         /* classification: output classes (2..256) */
     const uint32_t *hidden;     /* mlp: hidden layer widths */

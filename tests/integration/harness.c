@@ -105,7 +105,115 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
         }
         c->eps[i] = c->endpoints[i];
     }
+    char ctl[320];
+    snprintf(ctl, sizeof ctl, "%s/control0", c->dir);
+    FILE *f = fopen(ctl, "r");
+    if (f) {
+        if (fgets(c->control, sizeof c->control, f))
+            c->control[strcspn(c->control, "\n")] = '\0';
+        fclose(f);
+    }
     return 0;
+}
+
+static const char *build_root(void)
+{
+    const char *root = getenv("MLT_BUILD_ROOT");
+    return root ? root : "build";
+}
+
+int mlt_test_start_workers(mlt_test_cluster_t *c, int n)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
+    if (!c->control[0] || n > MLT_TEST_MAX_WORKERS) {
+        fprintf(stderr, "harness: no control endpoint, or too many workers\n");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char rank[16], log[320];
+        snprintf(rank, sizeof rank, "%d", i);
+        snprintf(log, sizeof log, "%s/worker%d.log", c->dir, i);
+        pid_t pid = fork();
+        if (pid < 0)
+            return -1;
+        if (pid == 0) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+            execl(bin, bin, "--coordinator", c->control, "--rank", rank, (char *)NULL);
+            _exit(127);
+        }
+        c->workers[c->n_workers++] = pid;
+    }
+    return 0;
+}
+
+int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
+{
+    int bad = 0;
+    long polls = (long)(timeout_s * 100);
+    for (int i = 0; i < c->n_workers; i++) {
+        int st = 0, done = 0;
+        for (long t = 0; t < polls && !done; t++) {
+            if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i])
+                done = 1;
+            else
+                sleep_ms(10);
+        }
+        if (!done) {
+            fprintf(stderr, "harness: worker %d still running; killing it (log %s/worker%d.log)\n",
+                    i, c->dir, i);
+            kill(c->workers[i], SIGKILL);
+            waitpid(c->workers[i], &st, 0);
+            bad++;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "harness: worker %d ended with status %d (log %s/worker%d.log)\n", i,
+                    st, c->dir, i);
+            bad++;
+        }
+        polls = 100; /* the others had the same time to finish */
+    }
+    c->n_workers = 0;
+    return bad;
+}
+
+int mlt_test_run(const char *const *argv, char *out, size_t outlen)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/%s", build_root(), argv[0]);
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t n = 0;
+    ssize_t got;
+    char sink[256];
+    while ((got = read(pfd[0], n + 1 < outlen ? out + n : sink,
+                       n + 1 < outlen ? outlen - n - 1 : sizeof sink)) > 0)
+        if (n + 1 < outlen)
+            n += (size_t)got;
+    close(pfd[0]);
+    if (outlen)
+        out[n < outlen ? n : outlen - 1] = '\0';
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int mlt_test_alive(mlt_test_cluster_t *c, int i)
@@ -117,6 +225,11 @@ int mlt_test_alive(mlt_test_cluster_t *c, int i)
 int mlt_test_stop(mlt_test_cluster_t *c)
 {
     int bad = 0;
+    for (int i = 0; i < c->n_workers; i++) { /* workers left over by a failed test */
+        kill(c->workers[i], SIGKILL);
+        waitpid(c->workers[i], NULL, 0);
+    }
+    c->n_workers = 0;
     for (int i = 0; i < c->n; i++)
         if (c->pids[i] > 0)
             kill(c->pids[i], SIGTERM);

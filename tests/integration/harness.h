@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #define MLT_TEST_MAX_DAEMONS 8
+#define MLT_TEST_MAX_WORKERS 16
 
 typedef struct mlt_test_cluster {
     int n;
@@ -16,6 +17,9 @@ typedef struct mlt_test_cluster {
     char endpoints[MLT_TEST_MAX_DAEMONS][128];
     const char *eps[MLT_TEST_MAX_DAEMONS]; /* pointers into endpoints, for mlt_client_new */
     char dir[256];                         /* temporary directory (logs, endpoint files) */
+    char control[128];                     /* the coordinator's control endpoint (rank 0) */
+    pid_t workers[MLT_TEST_MAX_WORKERS];   /* mltuner-worker processes */
+    int n_workers;
 } mlt_test_cluster_t;
 
 /* Starts n daemons (ranks 0..n-1 of n). extra: further "--set" values such
@@ -25,6 +29,17 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra);
 /* Sends SIGTERM to every daemon and waits; returns the number that did not exit 0
  * (a daemon that does not exit within 20 s is killed and counts). */
 int mlt_test_stop(mlt_test_cluster_t *c);
+/* Starts n mltuner-worker processes (ranks 0..n-1) against the coordinator.
+ * Their logs go to DIR/workerN.log. 0 or -1. */
+int mlt_test_start_workers(mlt_test_cluster_t *c, int n);
+/* Waits up to timeout_s for every worker to exit; returns the number that did
+ * not exit 0 (those still running are killed and count). */
+int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s);
+/* Runs a program (argv[0] relative to MLT_BUILD_ROOT, e.g. "daemon/mltunerctl"),
+ * with its stdout+stderr in out (NUL-terminated, truncated to outlen); returns
+ * its exit status, or -1. */
+int mlt_test_run(const char *const *argv, char *out, size_t outlen);
+
 /* true while daemon i is running. */
 int mlt_test_alive(mlt_test_cluster_t *c, int i);
 
