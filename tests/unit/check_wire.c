@@ -1028,10 +1028,16 @@ START_TEST(test_job_table_name_in_message)
 {
     job_fixture_t f;
     job_init(&f);
+    /* a name that would break a log line is refused itself, before it can be
+     * quoted in any other message */
     f.t[0].name = (char *)"w\nfake log line";
     f.t[0].size = 0;
-    REJECT_JOB(&f, "size");
+    REJECT_JOB(&f, "name");
     f.t[0].size = 7; /* shape {2, 3} */
+    REJECT_JOB(&f, "name");
+    f.t[0].name = (char *)"w'x";
+    REJECT_JOB(&f, "name");
+    f.t[0].name = (char *)"fc1.w";
     REJECT_JOB(&f, "shape");
 }
 END_TEST
