@@ -36,12 +36,7 @@
 #include "common/timeutil.h"
 #include "tests/integration/harness.h"
 #include "worker/mltuner.h"
-/* store.h and mltuner.h both declare mlt_branch_set_tunables (the store's takes
- * an mlt_branch_t, the client's a client and a branch id). This file calls
- * neither; the store's is renamed here so both headers fit in one unit. */
-#define mlt_branch_set_tunables mlt_store_branch_set_tunables_unused
 #include "daemon/store.h"
-#undef mlt_branch_set_tunables
 
 #define MIB               (1024ull * 1024ull)
 #define BENCH_FRAME       (64 * 1024) /* the daemon's default chunk_size */

@@ -194,16 +194,16 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_request_id = r.has_branch = r.has_clock = r.has_table = 1;
     r.has_chunk_first = r.has_chunk_count = r.has_min_clock = 1;
     r.request_id = request_id;
-    r.branch = mlt_branch_id(b);
+    r.branch = mlt_store_branch_id(b);
     r.clock = clock;
     r.table = table;
     r.chunk_first = first;
     r.chunk_count = count;
-    r.min_clock = mlt_branch_min_clock(b);
+    r.min_clock = mlt_store_branch_min_clock(b);
     Mlt__Tunables tu; /* the staleness lets the client's cache serve later clocks */
     mlt__tunables__init(&tu);
     tu.has_staleness = 1;
-    tu.staleness = mlt_branch_tunables(b)->staleness;
+    tu.staleness = mlt_store_branch_tunables(b)->staleness;
     r.tunables = &tu;
     send_id(s, id, id_len);
     mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
@@ -238,13 +238,13 @@ static void on_expired(void *arg, const mlt_parked_t *p)
     mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
     char text[MLT_MAX_ERROR_LEN];
     if (b) {
-        const mlt_tunables_t *t = mlt_branch_tunables(b);
+        const mlt_tunables_t *t = mlt_store_branch_tunables(b);
         snprintf(text, sizeof text,
                  "pull of branch %u at clock %lld waited %.1f s for min_clock >= %lld "
                  "(staleness %u); min_clock is %lld, slowest worker %u",
                  p->branch, (long long)p->clock, mlt_time_mono() - p->since,
                  (long long)(p->clock - t->staleness), t->staleness,
-                 (long long)mlt_branch_min_clock(b), mlt_branch_slowest(b));
+                 (long long)mlt_store_branch_min_clock(b), mlt_store_branch_slowest(b));
     } else {
         snprintf(text, sizeof text, "pull of branch %u timed out", p->branch);
     }
@@ -268,8 +268,8 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
                                    sizeof err);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
-    const mlt_tunables_t *t = mlt_branch_tunables(b);
-    if (mlt_ssp_ready(mlt_branch_min_clock(b), h->clock, t->staleness)) {
+    const mlt_tunables_t *t = mlt_store_branch_tunables(b);
+    if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
                         h->table, h->chunk_first, h->chunk_count);
         return 0;
@@ -294,7 +294,7 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
         return reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
     log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
               h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
-              (long long)mlt_branch_min_clock(b));
+              (long long)mlt_store_branch_min_clock(b));
     return 0;
 }
 
@@ -348,7 +348,7 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
         size_t n = zmq_msg_size(&rq->payload[i]) / sizeof(float);
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
-                mlt_branch_set_diverged(b);
+                mlt_store_branch_set_diverged(b);
             return reply_error(s, rq, -EDOM,
                                "non-finite value in %s to branch %u, table %u chunk %u%s",
                                is_write ? "write" : "gradient", h->branch, h->table,
@@ -404,7 +404,7 @@ static int handle_branch(mlt_server_t *s, req_t *rq)
         mlt_branch_t *p = mlt_store_branch(s->store, h->parent);
         if (!p)
             return reply_error(s, rq, -ENOENT, "unknown parent branch %u", h->parent);
-        mlt_tunables_t t = merge_tunables(mlt_branch_tunables(p), h->tunables);
+        mlt_tunables_t t = merge_tunables(mlt_store_branch_tunables(p), h->tunables);
         rc = mlt_store_fork(s->store, h->branch, h->parent, kind, &t, err, sizeof err);
     }
     if (rc)
@@ -428,10 +428,10 @@ static int handle_set_tunables(mlt_server_t *s, req_t *rq)
     mlt_branch_t *b = find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    mlt_tunables_t t = merge_tunables(mlt_branch_tunables(b), rq->h->tunables);
-    mlt_branch_set_tunables(b, &t);
+    mlt_tunables_t t = merge_tunables(mlt_store_branch_tunables(b), rq->h->tunables);
+    mlt_store_branch_set_tunables(b, &t);
     /* a larger staleness may let parked pulls through */
-    mlt_ssp_release(s->parked, rq->h->branch, mlt_branch_min_clock(b), t.staleness, on_released, s);
+    mlt_ssp_release(s->parked, rq->h->branch, mlt_store_branch_min_clock(b), t.staleness, on_released, s);
     return reply_ok(s, rq, 0);
 }
 
@@ -441,8 +441,8 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
     mlt_branch_t *b = find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    int64_t before = mlt_branch_min_clock(b), after;
-    int rc = mlt_branch_clock(b, h->worker, h->clock, &after);
+    int64_t before = mlt_store_branch_min_clock(b), after;
+    int rc = mlt_store_branch_clock(b, h->worker, h->clock, &after);
     if (rc == -ERANGE)
         return reply_error(s, rq, rc, "worker %u is outside the job's %u workers", h->worker,
                            mlt_store_n_workers(s->store));
@@ -451,7 +451,7 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
                            h->worker, h->branch, (long long)h->clock);
     reply_ok(s, rq, 0);
     if (after > before)
-        mlt_ssp_release(s->parked, h->branch, after, mlt_branch_tunables(b)->staleness,
+        mlt_ssp_release(s->parked, h->branch, after, mlt_store_branch_tunables(b)->staleness,
                         on_released, s);
     return 0;
 }

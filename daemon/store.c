@@ -450,32 +450,32 @@ int mlt_store_free(mlt_store_t *st, uint32_t id)
     return -ENOENT;
 }
 
-uint32_t mlt_branch_id(const mlt_branch_t *b)
+uint32_t mlt_store_branch_id(const mlt_branch_t *b)
 {
     return b->id;
 }
 
-const mlt_tunables_t *mlt_branch_tunables(const mlt_branch_t *b)
+const mlt_tunables_t *mlt_store_branch_tunables(const mlt_branch_t *b)
 {
     return &b->t;
 }
 
-void mlt_branch_set_tunables(mlt_branch_t *b, const mlt_tunables_t *t)
+void mlt_store_branch_set_tunables(mlt_branch_t *b, const mlt_tunables_t *t)
 {
     b->t = *t;
 }
 
-bool mlt_branch_diverged(const mlt_branch_t *b)
+bool mlt_store_branch_diverged(const mlt_branch_t *b)
 {
     return b->diverged;
 }
 
-void mlt_branch_set_diverged(mlt_branch_t *b)
+void mlt_store_branch_set_diverged(mlt_branch_t *b)
 {
     b->diverged = true;
 }
 
-int64_t mlt_branch_min_clock(const mlt_branch_t *b)
+int64_t mlt_store_branch_min_clock(const mlt_branch_t *b)
 {
     int64_t m = INT64_MAX;
     for (uint32_t w = 0; w < b->n_workers; w++)
@@ -484,7 +484,7 @@ int64_t mlt_branch_min_clock(const mlt_branch_t *b)
     return m == INT64_MAX ? 0 : m;
 }
 
-uint32_t mlt_branch_slowest(const mlt_branch_t *b)
+uint32_t mlt_store_branch_slowest(const mlt_branch_t *b)
 {
     uint32_t s = 0;
     for (uint32_t w = 1; w < b->n_workers; w++)
@@ -493,14 +493,14 @@ uint32_t mlt_branch_slowest(const mlt_branch_t *b)
     return s;
 }
 
-int mlt_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock)
+int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock)
 {
     if (worker >= b->n_workers)
         return -ERANGE;
     if (clock < b->clocks[worker])
         return -EINVAL;
     b->clocks[worker] = clock;
-    *min_clock = mlt_branch_min_clock(b);
+    *min_clock = mlt_store_branch_min_clock(b);
     return 0;
 }
 
@@ -511,7 +511,7 @@ void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_bra
     out->parent = b->parent;
     out->kind = b->kind;
     out->tunables = b->t;
-    out->min_clock = mlt_branch_min_clock(b);
+    out->min_clock = mlt_store_branch_min_clock(b);
     out->diverged = b->diverged;
     for (uint64_t i = 0; i < st->n_owned; i++) {
         const mlt_chunk_t *c = b->chunks[i];

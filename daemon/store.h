@@ -104,18 +104,18 @@ int mlt_store_free(mlt_store_t *st, uint32_t id);
 
 /* The live branch with this id, or NULL. */
 mlt_branch_t *mlt_store_branch(mlt_store_t *st, uint32_t id);
-uint32_t mlt_branch_id(const mlt_branch_t *b);
-const mlt_tunables_t *mlt_branch_tunables(const mlt_branch_t *b);
-void mlt_branch_set_tunables(mlt_branch_t *b, const mlt_tunables_t *t);
-bool mlt_branch_diverged(const mlt_branch_t *b);
-void mlt_branch_set_diverged(mlt_branch_t *b);
-int64_t mlt_branch_min_clock(const mlt_branch_t *b);
+uint32_t mlt_store_branch_id(const mlt_branch_t *b);
+const mlt_tunables_t *mlt_store_branch_tunables(const mlt_branch_t *b);
+void mlt_store_branch_set_tunables(mlt_branch_t *b, const mlt_tunables_t *t);
+bool mlt_store_branch_diverged(const mlt_branch_t *b);
+void mlt_store_branch_set_diverged(mlt_branch_t *b);
+int64_t mlt_store_branch_min_clock(const mlt_branch_t *b);
 /* Records that `worker` has finished `clock` clocks on b. Returns 0 (and the
  * new min clock in *min_clock), -ERANGE for a worker outside the job, or
  * -EINVAL if the clock goes backwards. */
-int mlt_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock);
+int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock);
 /* The slowest worker's index (for wait messages). */
-uint32_t mlt_branch_slowest(const mlt_branch_t *b);
+uint32_t mlt_store_branch_slowest(const mlt_branch_t *b);
 void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_branch_info_t *out);
 
 /* Iteration over live branches: i from 0 while the result is non-NULL. */

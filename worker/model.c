@@ -501,6 +501,14 @@ void mlt_model_init(const mlt_model_t *m, float *const *params, uint64_t seed)
     }
 }
 
+void mlt_model_limit_chunk(mlt_model_t *m, uint32_t images)
+{
+    /* only ever smaller: the scratch buffers were sized for the planned chunk */
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        if (m->layers[l].kind == L_CONV && images >= 1 && images < m->layers[l].chunk)
+            m->layers[l].chunk = images;
+}
+
 /* ---- steps ---- */
 
 static bool is_classifier(const mlt_model_t *m)

@@ -13,8 +13,9 @@
  *   convN.w   c_out x k x k x c_in (cuDNN's KRSC filter layout), convN.b: c_out
  *   mf.user   n_users x rank, mf.item: n_items x rank
  * Inputs x are n samples of in_c x in_h x in_w floats each (NCHW, as data files
- * hold images); the CNN computes in NHWC internally (kernels/cpu.h), so the fc
- * after the last conv/pool sees its input flattened in (h, w, c) order.
+ * hold images); the CNN computes in NHWC internally (kernels/cpu.h), so an fc
+ * after a conv/pool sees its input flattened in (h, w, c) order (an fc straight
+ * on the input, as in the mlp, sees the input as given).
  * Numbering: convolutions conv1, conv2, ...; fully connected layers fc1, fc2,
  * ... including the final one to n_classes; softmax regression is fc1 alone.
  *
@@ -121,5 +122,10 @@ int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *gra
 int mlt_model_step_mf_f64(mlt_model_t *m, double *const *params, double *const *grads,
                           const uint32_t *users, const uint32_t *items, const double *r,
                           uint32_t batch, double *loss);
+
+/* Caps the images per convolution chunk at `images` (>= 1; it never grows), so
+ * that the tests' small models also run the chunked paths (weight and bias
+ * gradients summed over chunks, a short last chunk). */
+void mlt_model_limit_chunk(mlt_model_t *m, uint32_t images);
 
 #endif

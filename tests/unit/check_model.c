@@ -365,7 +365,7 @@ START_TEST(test_sgd_reduces_loss)
     const float lr = d.type == MLT_MODEL_MF ? 0.5f : 0.2f;
     float first = 0, loss = 0;
     uint32_t correct = 0;
-    for (int step = 0; step < 60; step++) {
+    for (int step = 0; step < 200; step++) {
         if (d.type == MLT_MODEL_MF)
             ck_assert_int_eq(mlt_model_step_mf(m, t.f, t.gf, b.users, b.items, b.rf, b.n, &loss), 0);
         else

@@ -426,7 +426,7 @@ START_TEST(test_fork_isolation)
     ck_assert_int_eq(info.kind, MLT_KIND_EVAL);
     ck_assert_uint_eq(info.tunables.staleness, 3);
     ck_assert_float_eq(info.tunables.h.lr, 0.25f);
-    ck_assert_float_eq(mlt_branch_tunables(br(st, 2))->h.momentum, 0.5f);
+    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 2))->h.momentum, 0.5f);
     mlt_store_branch_info(st, br(st, 1), &info);
     ck_assert_int_eq(info.parent, -1);
     ck_assert_int_eq(info.kind, MLT_KIND_TRAIN);
@@ -537,21 +537,21 @@ START_TEST(test_fork_diverged_and_iteration)
 {
     mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     create_ok(st, 1, 0.1f, 0);
-    ck_assert(!mlt_branch_diverged(br(st, 1)));
+    ck_assert(!mlt_store_branch_diverged(br(st, 1)));
     fork_ok(st, 2, 1, 0.1f, 0);
-    mlt_branch_set_diverged(br(st, 1));
-    ck_assert(mlt_branch_diverged(br(st, 1)));
-    ck_assert(!mlt_branch_diverged(br(st, 2)));
+    mlt_store_branch_set_diverged(br(st, 1));
+    ck_assert(mlt_store_branch_diverged(br(st, 1)));
+    ck_assert(!mlt_store_branch_diverged(br(st, 2)));
     fork_ok(st, 3, 1, 0.1f, 0); /* inherits the parent's verdict */
     mlt_branch_info_t info;
     mlt_store_branch_info(st, br(st, 3), &info);
     ck_assert(info.diverged);
-    ck_assert_uint_eq(mlt_branch_id(br(st, 3)), 3);
+    ck_assert_uint_eq(mlt_store_branch_id(br(st, 3)), 3);
 
     ck_assert_int_eq(mlt_store_free(st, 1), 0);
     unsigned seen = 0, n = 0;
     for (uint32_t i = 0; mlt_store_branch_at(st, i); i++, n++)
-        seen |= 1u << mlt_branch_id(mlt_store_branch_at(st, i));
+        seen |= 1u << mlt_store_branch_id(mlt_store_branch_at(st, i));
     ck_assert_uint_eq(n, 2);
     ck_assert_uint_eq(seen, (1u << 2) | (1u << 3));
     ck_assert_ptr_null(mlt_store_branch_at(st, 2));
@@ -780,23 +780,23 @@ START_TEST(test_clock_min)
     create_ok(st, 1, 0.1f, 0);
     mlt_branch_t *b = br(st, 1);
     int64_t mc = -1;
-    ck_assert_int_eq(mlt_branch_min_clock(b), 0);
-    ck_assert_int_eq(mlt_branch_clock(b, 0, 1, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 1, &mc), 0);
     ck_assert_int_eq(mc, 0);
-    ck_assert_int_eq(mlt_branch_clock(b, 1, 2, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 2, &mc), 0);
     ck_assert_int_eq(mc, 0);
-    ck_assert_uint_eq(mlt_branch_slowest(b), 2);
-    ck_assert_int_eq(mlt_branch_clock(b, 2, 1, &mc), 0);
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 2);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 2, 1, &mc), 0);
     ck_assert_int_eq(mc, 1); /* {1, 2, 1} */
-    ck_assert_int_eq(mlt_branch_min_clock(b), 1);
-    ck_assert_int_eq(mlt_branch_clock(b, 0, 3, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 1);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 3, &mc), 0);
     ck_assert_int_eq(mc, 1); /* {3, 2, 1} */
-    ck_assert_uint_eq(mlt_branch_slowest(b), 2);
-    ck_assert_int_eq(mlt_branch_clock(b, 2, 5, &mc), 0);
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 2);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 2, 5, &mc), 0);
     ck_assert_int_eq(mc, 2); /* {3, 2, 5} */
-    ck_assert_uint_eq(mlt_branch_slowest(b), 1);
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 1);
     /* the same clock again is not backwards */
-    ck_assert_int_eq(mlt_branch_clock(b, 0, 3, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 3, &mc), 0);
     ck_assert_int_eq(mc, 2);
     mlt_branch_info_t info;
     mlt_store_branch_info(st, b, &info);
@@ -812,16 +812,16 @@ START_TEST(test_clock_errors)
     mlt_branch_t *b = br(st, 1);
     int64_t mc = -1;
     for (uint32_t w = 0; w < 3; w++)
-        ck_assert_int_eq(mlt_branch_clock(b, w, 4, &mc), 0);
+        ck_assert_int_eq(mlt_store_branch_clock(b, w, 4, &mc), 0);
     ck_assert_int_eq(mc, 4);
-    ck_assert_int_eq(mlt_branch_clock(b, 1, 3, &mc), -EINVAL);
-    ck_assert_int_eq(mlt_branch_clock(b, 3, 9, &mc), -ERANGE);
-    ck_assert_int_eq(mlt_branch_clock(b, UINT32_MAX, 9, &mc), -ERANGE);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 3, &mc), -EINVAL);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 3, 9, &mc), -ERANGE);
+    ck_assert_int_eq(mlt_store_branch_clock(b, UINT32_MAX, 9, &mc), -ERANGE);
     /* nothing moved */
-    ck_assert_int_eq(mlt_branch_min_clock(b), 4);
-    ck_assert_int_eq(mlt_branch_clock(b, 1, 5, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 4);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 5, &mc), 0);
     ck_assert_int_eq(mc, 4);
-    ck_assert_uint_eq(mlt_branch_slowest(b), 0);
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 0);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -831,18 +831,18 @@ START_TEST(test_clock_fork_starts_at_zero)
     mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 2);
     create_ok(st, 1, 0.1f, 0);
     int64_t mc;
-    ck_assert_int_eq(mlt_branch_clock(br(st, 1), 0, 7, &mc), 0);
-    ck_assert_int_eq(mlt_branch_clock(br(st, 1), 1, 9, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(br(st, 1), 0, 7, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(br(st, 1), 1, 9, &mc), 0);
     ck_assert_int_eq(mc, 7);
     fork_ok(st, 2, 1, 0.1f, 0);
-    ck_assert_int_eq(mlt_branch_min_clock(br(st, 2)), 0);
-    ck_assert_int_eq(mlt_branch_clock(br(st, 2), 0, 0, &mc), 0); /* 0 is not backwards */
-    ck_assert_int_eq(mlt_branch_clock(br(st, 2), 1, 1, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(br(st, 2)), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(br(st, 2), 0, 0, &mc), 0); /* 0 is not backwards */
+    ck_assert_int_eq(mlt_store_branch_clock(br(st, 2), 1, 1, &mc), 0);
     ck_assert_int_eq(mc, 0);
-    ck_assert_uint_eq(mlt_branch_slowest(br(st, 2)), 0);
+    ck_assert_uint_eq(mlt_store_branch_slowest(br(st, 2)), 0);
     /* clocks are per branch */
-    ck_assert_int_eq(mlt_branch_min_clock(br(st, 1)), 7);
-    ck_assert_uint_eq(mlt_branch_slowest(br(st, 1)), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(br(st, 1)), 7);
+    ck_assert_uint_eq(mlt_store_branch_slowest(br(st, 1)), 0);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -872,10 +872,10 @@ START_TEST(test_update_branch_tunables)
     /* new tunables apply from the next update on */
     mlt_tunables_t t = tun(0, 0);
     t.staleness = 7;
-    mlt_branch_set_tunables(br(st, 2), &t);
-    ck_assert_float_eq(mlt_branch_tunables(br(st, 2))->h.lr, 0);
-    ck_assert_uint_eq(mlt_branch_tunables(br(st, 2))->staleness, 7);
-    ck_assert_float_eq(mlt_branch_tunables(br(st, 1))->h.lr, 0.1f);
+    mlt_store_branch_set_tunables(br(st, 2), &t);
+    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 2))->h.lr, 0);
+    ck_assert_uint_eq(mlt_store_branch_tunables(br(st, 2))->staleness, 7);
+    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 1))->h.lr, 0.1f);
     apply_ok(st, 2, 0, 0, g);
     expect_chunk(st, 2, 0, 0, c, 4);
     mlt_store_destroy(&st);
@@ -920,7 +920,7 @@ START_TEST(test_update_adam_step)
 {
     mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_ADAM, T10, 1, 1);
     create_ok(st, 1, 0.1f, 0);
-    const mlt_hyper_t *h = &mlt_branch_tunables(br(st, 1))->h;
+    const mlt_hyper_t *h = &mlt_store_branch_tunables(br(st, 1))->h;
     const float w0[] = {1, -2, 0.5f, 3};
     const float g1[] = {0.1f, -0.2f, 0.3f, 1};
     const float g2[] = {-0.3f, 0.1f, 0.3f, -2};
