@@ -12,7 +12,10 @@
  * code, ~10x slower). When mlt_cpu_blas_better_core() says so, this program
  * re-executes itself with OPENBLAS_CORETYPE set, as a worker should; --as-is
  * measures the library's own choice instead. Each timing is the median of 5
- * rounds of about S/5 seconds, after one warm-up round. */
+ * rounds of about S/5 seconds, after one warm-up round, with min and max;
+ * "cpu" is the process's CPU time per step (all threads), which moves less
+ * than wall time on a shared machine (with 2 threads it includes OpenBLAS's
+ * spinning). */
 #include "common/timeutil.h"
 #include "kernels/cpu.h"
 #include "worker/model.h"
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ROUNDS 5
@@ -30,6 +34,14 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* CPU time of the whole process (all threads), seconds. */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Median samples/s of mlt_model_step over ROUNDS rounds; -1 on error. */
@@ -63,11 +75,11 @@ static double measure(const char *label, const mlt_model_desc_t *d, uint32_t bat
     for (uint32_t i = 0; i < batch; i++)
         y[i] = (uint8_t)(i % d->n_classes);
 
-    double rate[ROUNDS], per_round = seconds / ROUNDS;
+    double rate[ROUNDS], cpu[ROUNDS], per_round = seconds / ROUNDS;
     float loss = 0;
     for (int r = -1; r < ROUNDS; r++) { /* round -1: warm-up */
         long steps = 0;
-        double t0 = mlt_time_mono(), t;
+        double c0 = cpu_seconds(), t0 = mlt_time_mono(), t;
         do {
             if (mlt_model_step(m, params, grads, x, y, batch, &loss, NULL) != 0) {
                 fprintf(stderr, "model_speed: %s: step failed\n", label);
@@ -75,14 +87,17 @@ static double measure(const char *label, const mlt_model_desc_t *d, uint32_t bat
             }
             steps++;
         } while ((t = mlt_time_mono() - t0) < per_round);
-        if (r >= 0)
+        if (r >= 0) {
             rate[r] = (double)steps * batch / t;
+            cpu[r] = (cpu_seconds() - c0) / (double)steps;
+        }
     }
     qsort(rate, ROUNDS, sizeof rate[0], cmp_double);
+    qsort(cpu, ROUNDS, sizeof cpu[0], cmp_double);
     printf("%-4s batch %3u  %10.0f samples/s  (%.3f ms/step, min %.0f max %.0f; "
-           "%.2fM params, loss %.3f)\n",
+           "cpu %.3f ms/step; %.2fM params, loss %.3f)\n",
            label, batch, rate[ROUNDS / 2], 1e3 * batch / rate[ROUNDS / 2], rate[0],
-           rate[ROUNDS - 1], (double)n_weights / 1e6, (double)loss);
+           rate[ROUNDS - 1], 1e3 * cpu[ROUNDS / 2], (double)n_weights / 1e6, (double)loss);
     fflush(stdout);
 
     for (uint32_t i = 0; i < np; i++) {
@@ -128,8 +143,9 @@ int main(int argc, char **argv)
 
     const char *better = mlt_cpu_blas_better_core();
     if (better != NULL && !as_is && getenv("OPENBLAS_CORETYPE") == NULL) {
-        fprintf(stderr, "# OpenBLAS chose core %s on this CPU; re-executing with "
-                "OPENBLAS_CORETYPE=%s\n", mlt_cpu_blas_core(), better);
+        printf("# OpenBLAS chose core %s on this CPU; re-executing with OPENBLAS_CORETYPE=%s\n",
+               mlt_cpu_blas_core(), better);
+        fflush(stdout);
         setenv("OPENBLAS_CORETYPE", better, 1);
         execv("/proc/self/exe", argv);
         perror("model_speed: execv /proc/self/exe");

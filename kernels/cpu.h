@@ -78,6 +78,22 @@ void mlt_cpu_im2col(const float *x, size_t n, size_t h, size_t w, size_t c, size
 void mlt_cpu_col2im(const float *col, size_t n, size_t h, size_t w, size_t c, size_t k,
                     float *x);
 
+/* Direct 'same' convolution for thin patches (k*k*c small, e.g. a first
+ * layer on 1-channel images, where im2col + GEMM is dominated by the copying):
+ * z (n*h*w x co, overwritten, no bias) = the same as im2col(x) * W^T, but
+ * with the weights transposed: wt is (k*k*c) x co, i.e. wt = W^T
+ * (mlt_cpu_transpose). */
+void mlt_cpu_conv_thin(const float *x, size_t n, size_t h, size_t w, size_t c, size_t k,
+                       const float *wt, size_t co, float *z);
+
+/* Its weight gradient, transposed: dwt ((k*k*c) x co) = im2col(x)^T * dz
+ * (dz: n*h*w x co), or dwt += that when accumulate is true. */
+void mlt_cpu_conv_thin_dw(const float *x, const float *dz, size_t n, size_t h, size_t w,
+                          size_t c, size_t k, size_t co, float *dwt, bool accumulate);
+
+/* t (cols x rows) = a^T for a rows x cols matrix a; t must not overlap a. */
+void mlt_cpu_transpose(const float *a, size_t rows, size_t cols, float *t);
+
 /* Max pooling p x p, stride p, of n NHWC images h x w x c into y
  * (n x h/p x w/p x c). idx[j] gets the offset of y[j]'s maximum inside its
  * image (b*h*w*c + idx[j] is the element of x): the first maximum in window
@@ -148,6 +164,11 @@ void mlt_cpu_im2col_f64(const double *x, size_t n, size_t h, size_t w, size_t c,
                         double *col);
 void mlt_cpu_col2im_f64(const double *col, size_t n, size_t h, size_t w, size_t c,
                         size_t k, double *x);
+void mlt_cpu_conv_thin_f64(const double *x, size_t n, size_t h, size_t w, size_t c, size_t k,
+                           const double *wt, size_t co, double *z);
+void mlt_cpu_conv_thin_dw_f64(const double *x, const double *dz, size_t n, size_t h, size_t w,
+                              size_t c, size_t k, size_t co, double *dwt, bool accumulate);
+void mlt_cpu_transpose_f64(const double *a, size_t rows, size_t cols, double *t);
 void mlt_cpu_maxpool_f64(const double *x, size_t n, size_t h, size_t w, size_t c, size_t p,
                          double *y, uint32_t *idx);
 void mlt_cpu_bias_relu_maxpool_f64(const double *z, const double *bias, size_t n, size_t h,

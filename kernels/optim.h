@@ -8,7 +8,8 @@
  *
  * Conventions follow PyTorch's torch.optim (dampening 0):
  *   weight decay (L2, all rules): g' = g + wd*w
- *   SGD:       h = m*h + g';           w -= lr*h          (m = 0: plain SGD)
+ *   SGD:       h = m*h + g';           w -= lr*h          (m = 0: plain SGD,
+ *              w -= lr*g'; h is then left as it is, neither read nor written)
  *   Nesterov:  h = m*h + g';           w -= lr*(g' + m*h)
  *   Adam:      a = b1*a + (1-b1)*g';   v = b2*v + (1-b2)*g'^2
  *              w -= lr * (a/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)

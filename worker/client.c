@@ -26,6 +26,7 @@
 #include "proto/wire.h"
 
 #define MAX_CACHES 8
+#define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
 
 enum pend_kind { P_ACK, P_HELLO, P_PULL, P_STATUS };
 
@@ -517,7 +518,14 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
         g += mlt_layout_chunks(job->tables[i].size, c->chunk_floats);
     }
     c->n_chunks = g;
-    c->parts = mlt_calloc((size_t)c->n * job->n_tables, sizeof *c->parts);
+    /* Each shard's piece of each table, cut into messages of at most
+     * PIECE_BYTES: the daemon checks and applies a push piece while it is still
+     * in cache, and the client copies pull pieces as they arrive. */
+    uint32_t piece = PIECE_BYTES / (c->chunk_floats * (uint32_t)sizeof(float));
+    if (piece == 0)
+        piece = 1;
+    size_t cap = (size_t)c->n * job->n_tables + g / piece + 1;
+    c->parts = mlt_calloc(cap, sizeof *c->parts);
     c->n_parts = 0;
     for (uint32_t s = 0; s < c->n; s++) {
         uint64_t lo, hi;
@@ -527,8 +535,10 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
             mlt_layout_table_part(c->tables[t].gfirst,
                                   mlt_layout_chunks(c->tables[t].size, c->chunk_floats), lo, hi,
                                   &first, &count);
-            if (count)
-                c->parts[c->n_parts++] = (part_t){s, t, (uint32_t)first, (uint32_t)count};
+            for (uint64_t k = 0; k < count; k += piece) {
+                uint64_t n = count - k < piece ? count - k : piece;
+                c->parts[c->n_parts++] = (part_t){s, t, (uint32_t)(first + k), (uint32_t)n};
+            }
         }
     }
 out:

@@ -15,12 +15,13 @@
  * the convolutions: the im2col matrix (reused for its gradient) and the
  * pre-pooling output (reused for its gradient). A convolution runs over
  * chunks of L->chunk images so that scratch stays in cache; its weight and
- * bias gradients accumulate over the chunks. */
+ * bias gradients accumulate over the chunks. A thin convolution (L->thin)
+ * skips im2col: it convolves directly with its weights transposed into
+ * ws->wt, where its transposed weight gradient then accumulates. */
 
 /* Layer L's output activation for sample 0 of a batch. */
-static REAL *R(act)(const mlt_model_t *m, const ws_t *ws, const layer_t *L)
+static REAL *R(act)(const ws_t *ws, const layer_t *L)
 {
-    (void)m;
     return (REAL *)ws->act + L->act_off;
 }
 
@@ -37,7 +38,7 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
     }
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const layer_t *L = &m->layers[l];
-        REAL *out = R(act)(m, ws, L);
+        REAL *out = R(act)(ws, L);
         switch (L->kind) {
         case L_FC:
             K(mlt_cpu_gemm)(false, true, batch, L->out_size, L->in_size, 1, in, L->in_size,
@@ -49,24 +50,28 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
             break;
         case L_CONV: {
             const size_t kkc = (size_t)L->k * L->k * L->c, hw = (size_t)L->h * L->w;
-            REAL *col = (REAL *)ws->col;
+            REAL *col = (REAL *)ws->col, *wt = (REAL *)ws->wt;
+            if (L->thin)
+                K(mlt_cpu_transpose)(P[L->w_idx], L->oc, kkc, wt);
             for (uint32_t b0 = 0; b0 < batch; b0 += L->chunk) {
                 const uint32_t nb = batch - b0 < L->chunk ? batch - b0 : L->chunk;
                 const size_t rows = nb * hw;
-                K(mlt_cpu_im2col)(in + b0 * L->in_size, nb, L->h, L->w, L->c, L->k, col);
-                if (L->p > 0) {
-                    REAL *z = (REAL *)ws->z;
+                const REAL *x0 = in + b0 * L->in_size;
+                /* the pre-activation: into scratch when a pool follows */
+                REAL *z = L->p > 0 ? (REAL *)ws->z : out + b0 * L->out_size;
+                if (L->thin) {
+                    K(mlt_cpu_conv_thin)(x0, nb, L->h, L->w, L->c, L->k, wt, L->oc, z);
+                } else {
+                    K(mlt_cpu_im2col)(x0, nb, L->h, L->w, L->c, L->k, col);
                     K(mlt_cpu_gemm)(false, true, rows, L->oc, kkc, 1, col, kkc, P[L->w_idx],
                                     kkc, 0, z, L->oc);
+                }
+                if (L->p > 0)
                     K(mlt_cpu_bias_relu_maxpool)(z, P[L->b_idx], nb, L->h, L->w, L->oc, L->p,
                                                  out + b0 * L->out_size,
                                                  m->idx + L->idx_off + b0 * L->out_size);
-                } else {
-                    REAL *o = out + b0 * L->out_size;
-                    K(mlt_cpu_gemm)(false, true, rows, L->oc, kkc, 1, col, kkc, P[L->w_idx],
-                                    kkc, 0, o, L->oc);
-                    K(mlt_cpu_bias_relu)(o, P[L->b_idx], rows, L->oc);
-                }
+                else
+                    K(mlt_cpu_bias_relu)(z, P[L->b_idx], rows, L->oc);
             }
             break;
         }
@@ -89,9 +94,9 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
     REAL *g_out = (REAL *)ws->g[0], *g_in = (REAL *)ws->g[1];
     for (uint32_t l = m->n_layers; l-- > 0;) {
         const layer_t *L = &m->layers[l];
-        const REAL *in = l > 0 ? R(act)(m, ws, &m->layers[l - 1])
+        const REAL *in = l > 0 ? R(act)(ws, &m->layers[l - 1])
                                : (m->to_nhwc ? (const REAL *)ws->in_nhwc : x);
-        const REAL *out = R(act)(m, ws, L);
+        const REAL *out = R(act)(ws, L);
         if (L->relu)
             /* for a conv with a fused pool, out is the pooled relu(z + b): its
              * sign at each window's maximum is the sign at the pixel the
@@ -108,7 +113,7 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
             break;
         case L_CONV: {
             const size_t kkc = (size_t)L->k * L->k * L->c, hw = (size_t)L->h * L->w;
-            REAL *col = (REAL *)ws->col;
+            REAL *col = (REAL *)ws->col, *dwt = (REAL *)ws->wt;
             for (uint32_t b0 = 0; b0 < batch; b0 += L->chunk) {
                 const uint32_t nb = batch - b0 < L->chunk ? batch - b0 : L->chunk;
                 const size_t rows = nb * hw;
@@ -123,6 +128,11 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
                     dz = g_out + b0 * L->out_size;
                 }
                 K(mlt_cpu_bias_grad)(G[L->b_idx], dz, rows, L->oc, acc);
+                if (L->thin) { /* no input gradient (see THIN_MAX_TAPS) */
+                    K(mlt_cpu_conv_thin_dw)(in + b0 * L->in_size, dz, nb, L->h, L->w, L->c,
+                                            L->k, L->oc, dwt, acc);
+                    continue;
+                }
                 K(mlt_cpu_im2col)(in + b0 * L->in_size, nb, L->h, L->w, L->c, L->k, col);
                 K(mlt_cpu_gemm)(true, false, L->oc, kkc, rows, 1, dz, L->oc, col, kkc,
                                 acc ? 1 : 0, G[L->w_idx], kkc);
@@ -134,6 +144,8 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
                                       g_in + b0 * L->in_size);
                 }
             }
+            if (L->thin)
+                K(mlt_cpu_transpose)(dwt, kkc, L->oc, G[L->w_idx]);
             break;
         }
         case L_POOL:

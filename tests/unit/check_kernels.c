@@ -419,6 +419,69 @@ START_TEST(test_conv_by_im2col_is_direct_conv)
 }
 END_TEST
 
+START_TEST(test_conv_thin)
+{
+    /* the direct convolution and its weight gradient against the definitions;
+     * widths that take the 4-pixel interior path and the edge path, channel
+     * counts with and without a vector tail */
+    static const size_t tg[][5] = {{5, 3, 1, 3, 5},   {8, 9, 2, 3, 17}, {28, 28, 1, 5, 32},
+                                   {6, 11, 3, 5, 16}, {1, 1, 1, 1, 1},  {7, 4, 1, 5, 33},
+                                   {3, 13, 1, 5, 40}};
+    for (size_t gi = 0; gi < sizeof tg / sizeof tg[0]; gi++) {
+        const size_t h = tg[gi][0], w = tg[gi][1], c = tg[gi][2], k = tg[gi][3], co = tg[gi][4];
+        const size_t n = 2, kkc = k * k * c, nx = n * h * w * c, nz = n * h * w * co;
+        reseed(650 + gi);
+        float *x = frand(nx, -1, 1), *W = frand(co * kkc, -1, 1), *dz = frand(nz, -1, 1);
+        float *wt = xmalloc(kkc * co * 4), *z = frand(nz, 5, 6), *dwt = frand(kkc * co, -1, 1);
+        float *dW = xmalloc(kkc * co * 4);
+        double *xd = to_d(x, nx), *want = xmalloc(nz * 8), *wdw = calloc(kkc * co, 8);
+        mlt_cpu_transpose(W, co, kkc, wt);
+        for (size_t o = 0; o < co; o++)
+            for (size_t j = 0; j < kkc; j++)
+                ck_assert_float_eq(wt[j * co + o], W[o * kkc + j]);
+        mlt_cpu_conv_thin(x, n, h, w, c, k, wt, co, z);
+        for (size_t b = 0; b < n; b++)
+            for (size_t yy = 0; yy < h; yy++)
+                for (size_t xx = 0; xx < w; xx++) {
+                    const size_t p = (b * h + yy) * w + xx;
+                    for (size_t o = 0; o < co; o++) {
+                        double s = 0;
+                        for (size_t ky = 0; ky < k; ky++)
+                            for (size_t kx = 0; kx < k; kx++)
+                                for (size_t i = 0; i < c; i++) {
+                                    double v = ref_col(xd, h, w, c, k, b, yy, xx, ky, kx, i);
+                                    s += W[o * kkc + (ky * k + kx) * c + i] * v;
+                                    wdw[((ky * k + kx) * c + i) * co + o] += dz[p * co + o] * v;
+                                }
+                        want[p * co + o] = s;
+                    }
+                }
+        expect_close_f(z, want, nz, 1e-5, (double)kkc, "conv_thin");
+        mlt_cpu_conv_thin_dw(x, dz, n, h, w, c, k, co, dwt, false);
+        expect_close_f(dwt, wdw, kkc * co, 1e-5, (double)(n * h * w), "conv_thin_dw");
+        for (size_t i = 0; i < kkc * co; i++)
+            wdw[i] *= 2;
+        mlt_cpu_conv_thin_dw(x, dz, n, h, w, c, k, co, dwt, true);
+        expect_close_f(dwt, wdw, kkc * co, 1e-5, (double)(n * h * w), "conv_thin_dw accumulate");
+        /* the double variant, tight */
+        double *wtd = to_d(wt, kkc * co), *zd = xmalloc(nz * 8), *dzd = to_d(dz, nz);
+        double *dwd = xmalloc(kkc * co * 8);
+        mlt_cpu_conv_thin_f64(xd, n, h, w, c, k, wtd, co, zd);
+        expect_close_d(zd, want, nz, 1e-13, (double)kkc, "conv_thin64");
+        mlt_cpu_conv_thin_dw_f64(xd, dzd, n, h, w, c, k, co, dwd, false);
+        for (size_t i = 0; i < kkc * co; i++)
+            wdw[i] /= 2;
+        expect_close_d(dwd, wdw, kkc * co, 1e-13, (double)(n * h * w), "conv_thin_dw64");
+        mlt_cpu_transpose_f64(dwd, kkc, co, wtd);
+        for (size_t o = 0; o < co; o++)
+            for (size_t j = 0; j < kkc; j++)
+                ck_assert_double_eq(wtd[o * kkc + j], dwd[j * co + o]);
+        free(x), free(W), free(dz), free(wt), free(z), free(dwt), free(dW), free(xd), free(want),
+            free(wdw), free(wtd), free(zd), free(dzd), free(dwd);
+    }
+}
+END_TEST
+
 /* ---- pooling ---- */
 
 /* Reference pooling of v = relu(x + bias) (or x): first maximum, NaN wins. */
@@ -713,6 +776,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_im2col_reference);
     tcase_add_test(tc, test_col2im_adjoint);
     tcase_add_test(tc, test_conv_by_im2col_is_direct_conv);
+    tcase_add_test(tc, test_conv_thin);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 
 #include <check.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -57,17 +58,19 @@ static const mlt_cnn_layer_t cnn_small[] = {
     {.op = MLT_CNN_POOL, .k = 2},
     {.op = MLT_CNN_FC, .n = 8},
 };
-/* on 2x7x6: NCHW->NHWC input, floor pooling (7x6 -> 3x3), a conv without a
- * pool whose input gradient is needed, an fc after it */
+/* on 2x7x6: NCHW->NHWC input, a direct first conv wide enough (16 channels)
+ * for its vector paths, floor pooling (7x6 -> 3x3), a conv without a pool
+ * whose input gradient is needed, an fc after it */
 static const mlt_cnn_layer_t cnn_two[] = {
-    {.op = MLT_CNN_CONV, .k = 3, .n = 3},
+    {.op = MLT_CNN_CONV, .k = 3, .n = 16},
     {.op = MLT_CNN_POOL, .k = 2},
     {.op = MLT_CNN_CONV, .k = 3, .n = 2},
     {.op = MLT_CNN_FC, .n = 4},
 };
-/* on 1x8x8: a pool first (no gradient needed below the first conv), a conv
- * with k = 5 > its 4x4 input's half, a fused pool, then a standalone pool,
- * straight into the output fc */
+/* on 2x8x8: a pool first (no gradient needed below the first conv), a conv
+ * with k = 5 > its 4x4 input's half and 50 taps (so im2col + GEMM, not the
+ * direct path of the other two models' first convs), a fused pool, then a
+ * standalone pool, straight into the output fc */
 static const mlt_cnn_layer_t cnn_pools[] = {
     {.op = MLT_CNN_POOL, .k = 2},
     {.op = MLT_CNN_CONV, .k = 5, .n = 3},
@@ -112,6 +115,7 @@ static mlt_model_desc_t test_desc(int which, uint32_t max_batch)
         break;
     case M_CNN3:
         d.type = MLT_MODEL_CNN;
+        d.in_c = 2;
         d.cnn = cnn_pools;
         d.n_cnn = 4;
         break;
@@ -261,11 +265,14 @@ static double objective_f64(mlt_model_t *m, const mlt_model_desc_t *d, tensors_t
     return loss;
 }
 
-START_TEST(test_gradcheck)
+/* Compares the analytic gradient of every tensor with central differences;
+ * chunk > 0 caps the convolution chunk first. */
+static void gradcheck(int which, uint32_t chunk)
 {
-    const int which = _i;
     const mlt_model_desc_t d = test_desc(which, 5);
     mlt_model_t *m = new_model(&d);
+    if (chunk > 0)
+        mlt_model_limit_chunk(m, chunk);
     tensors_t t = tensors_new(m);
     tensors_init(m, &t, 42 + (uint64_t)which);
     batch_t b = batch_new(&d, 5, 7 + (uint64_t)which);
@@ -290,8 +297,10 @@ START_TEST(test_gradcheck)
             max_grad = fmax(max_grad, fabs(ana));
         }
         const double rel = max_diff / fmax(max_mag, 1e-8);
-        ck_assert_msg(rel <= FD_RTOL, "%s %s: relative error %.3g (max |a-n| %.3g, max |a| %.3g)",
-                      model_names[which], mlt_model_param_name(m, i), rel, max_diff, max_grad);
+        ck_assert_msg(rel <= FD_RTOL,
+                      "%s (chunk %u) %s: relative error %.3g (max |a-n| %.3g, max |a| %.3g)",
+                      model_names[which], chunk, mlt_model_param_name(m, i), rel, max_diff,
+                      max_grad);
         /* a check of an all-zero gradient would prove little */
         ck_assert_msg(max_grad > 1e-6, "%s %s: gradient is zero", model_names[which],
                       mlt_model_param_name(m, i));
@@ -303,6 +312,152 @@ START_TEST(test_gradcheck)
     tensors_free(&t);
     mlt_model_destroy(&m);
 }
+
+START_TEST(test_gradcheck)
+{
+    gradcheck(_i, 0);
+}
+END_TEST
+
+START_TEST(test_gradcheck_chunked)
+{
+    /* batch 5 in convolution chunks of 2, 2, 1 */
+    static const int cnns[] = {M_CNN, M_CNN2, M_CNN3};
+    gradcheck(cnns[_i], 2);
+}
+END_TEST
+
+/* ---- the forward pass against an independent reference ----
+ * Written from model.h alone, in NCHW: conv weights [o][ky][kx][i], an fc
+ * after a conv/pool reads the (h, w, c) flattening, an fc on the input reads
+ * it as given. The mean cross-entropy must match the model's. */
+
+typedef struct ref_op {
+    int op;     /* MLT_CNN_* */
+    uint32_t k; /* conv kernel, pool window */
+    uint32_t n; /* conv channels, fc units */
+    bool relu;
+} ref_op_t;
+
+static double ref_loss(const mlt_model_desc_t *d, double *const *P, const double *x,
+                       const uint8_t *y, uint32_t n)
+{
+    ref_op_t ops[16];
+    size_t n_ops = 0;
+    if (d->type == MLT_MODEL_MLP)
+        for (uint32_t i = 0; i < d->n_hidden; i++)
+            ops[n_ops++] = (ref_op_t){MLT_CNN_FC, 0, d->hidden[i], true};
+    if (d->type == MLT_MODEL_CNN)
+        for (uint32_t i = 0; i < d->n_cnn; i++)
+            ops[n_ops++] = (ref_op_t){d->cnn[i].op, d->cnn[i].k, d->cnn[i].n,
+                                      d->cnn[i].op != MLT_CNN_POOL};
+    ops[n_ops++] = (ref_op_t){MLT_CNN_FC, 0, d->n_classes, false};
+
+    size_t c = d->in_c, h = d->in_h, w = d->in_w;
+    bool spatial = false; /* a conv/pool has run: an fc flattens (h, w, c) */
+    double *a = xcalloc(n * c * h * w, sizeof *a);
+    memcpy(a, x, n * c * h * w * sizeof *a);
+    int pi = 0;
+    for (size_t o = 0; o < n_ops; o++) {
+        const ref_op_t *op = &ops[o];
+        double *out;
+        if (op->op == MLT_CNN_CONV) {
+            const double *W = P[pi++], *B = P[pi++];
+            const long pad = (long)(op->k - 1) / 2;
+            out = xcalloc(n * op->n * h * w, sizeof *out);
+            for (size_t b = 0; b < n; b++)
+                for (size_t oc = 0; oc < op->n; oc++)
+                    for (size_t yy = 0; yy < h; yy++)
+                        for (size_t xx = 0; xx < w; xx++) {
+                            double s = B[oc];
+                            for (size_t ky = 0; ky < op->k; ky++)
+                                for (size_t kx = 0; kx < op->k; kx++)
+                                    for (size_t ic = 0; ic < c; ic++) {
+                                        long iy = (long)(yy + ky) - pad, ix = (long)(xx + kx) - pad;
+                                        if (iy < 0 || ix < 0 || iy >= (long)h || ix >= (long)w)
+                                            continue;
+                                        s += W[((oc * op->k + ky) * op->k + kx) * c + ic] *
+                                             a[((b * c + ic) * h + (size_t)iy) * w + (size_t)ix];
+                                    }
+                            out[((b * op->n + oc) * h + yy) * w + xx] = fmax(s, 0);
+                        }
+            c = op->n;
+            spatial = true;
+        } else if (op->op == MLT_CNN_POOL) {
+            const size_t oh = h / op->k, ow = w / op->k;
+            out = xcalloc(n * c * oh * ow, sizeof *out);
+            for (size_t b = 0; b < n; b++)
+                for (size_t ch = 0; ch < c; ch++)
+                    for (size_t oy = 0; oy < oh; oy++)
+                        for (size_t ox = 0; ox < ow; ox++) {
+                            double mx = -INFINITY;
+                            for (size_t dy = 0; dy < op->k; dy++)
+                                for (size_t dx = 0; dx < op->k; dx++)
+                                    mx = fmax(mx, a[((b * c + ch) * h + oy * op->k + dy) * w +
+                                                    ox * op->k + dx]);
+                            out[((b * c + ch) * oh + oy) * ow + ox] = mx;
+                        }
+            h = oh;
+            w = ow;
+            spatial = true;
+        } else {
+            const size_t in = c * h * w;
+            if (spatial) { /* to (h, w, c) order */
+                double *v = xcalloc(n * in, sizeof *v);
+                for (size_t b = 0; b < n; b++)
+                    for (size_t ch = 0; ch < c; ch++)
+                        for (size_t i = 0; i < h * w; i++)
+                            v[b * in + i * c + ch] = a[(b * c + ch) * h * w + i];
+                free(a);
+                a = v;
+                spatial = false;
+            }
+            const double *W = P[pi++], *B = P[pi++];
+            out = xcalloc(n * op->n, sizeof *out);
+            for (size_t b = 0; b < n; b++)
+                for (size_t j = 0; j < op->n; j++) {
+                    double s = B[j];
+                    for (size_t i = 0; i < in; i++)
+                        s += W[j * in + i] * a[b * in + i];
+                    out[b * op->n + j] = op->relu ? fmax(s, 0) : s;
+                }
+            c = op->n;
+            h = w = 1;
+        }
+        free(a);
+        a = out;
+    }
+    double total = 0;
+    for (size_t b = 0; b < n; b++) {
+        const double *z = a + b * c;
+        double m = z[0], s = 0;
+        for (size_t j = 1; j < c; j++)
+            m = fmax(m, z[j]);
+        for (size_t j = 0; j < c; j++)
+            s += exp(z[j] - m);
+        total += log(s) + m - z[y[b]];
+    }
+    free(a);
+    return total / n;
+}
+
+START_TEST(test_forward_matches_reference)
+{
+    const int which = _i; /* the classification models */
+    const mlt_model_desc_t d = test_desc(which, 6);
+    mlt_model_t *m = new_model(&d);
+    tensors_t t = tensors_new(m);
+    tensors_init(m, &t, 31 + (uint64_t)which);
+    batch_t b = batch_new(&d, 6, 17 + (uint64_t)which);
+    double loss;
+    ck_assert_int_eq(mlt_model_step_f64(m, t.d, t.gd, b.xd, b.y, 6, &loss, NULL), 0);
+    double want = ref_loss(&d, t.d, b.xd, b.y, 6);
+    ck_assert_msg(fabs(loss - want) <= 1e-12 * fmax(1, want), "%s: loss %.17g, reference %.17g",
+                  model_names[which], loss, want);
+    batch_free(&b);
+    tensors_free(&t);
+    mlt_model_destroy(&m);
+}
 END_TEST
 
 START_TEST(test_float_matches_double)
@@ -310,6 +465,8 @@ START_TEST(test_float_matches_double)
     const int which = _i;
     const mlt_model_desc_t d = test_desc(which, 9);
     mlt_model_t *m = new_model(&d);
+    if (d.type == MLT_MODEL_CNN)
+        mlt_model_limit_chunk(m, 4); /* chunks of 4, 4, 1 */
     tensors_t t = tensors_new(m);
     tensors_init(m, &t, 100 + (uint64_t)which);
     batch_t b = batch_new(&d, 9, 200 + (uint64_t)which);
@@ -740,6 +897,8 @@ static Suite *model_suite(void)
     TCase *tc = tcase_create("gradcheck");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_gradcheck, 0, N_MODELS);
+    tcase_add_loop_test(tc, test_gradcheck_chunked, 0, 3);
+    tcase_add_loop_test(tc, test_forward_matches_reference, 0, M_MF);
     tcase_add_loop_test(tc, test_float_matches_double, 0, N_MODELS);
     suite_add_tcase(s, tc);
 

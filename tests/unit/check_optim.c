@@ -51,6 +51,10 @@ static void ref_step(mlt_rule_t rule, const mlt_hyper_t *hp, double *w, double *
         double *s0 = &s[i], *s1 = &s[n + i];
         switch (rule) {
         case MLT_RULE_SGD:
+            if (m == 0) { /* plain SGD: the momentum buffer is left alone */
+                w[i] -= lr * gp;
+                break;
+            }
             *s0 = m * *s0 + gp;
             w[i] -= lr * *s0;
             break;

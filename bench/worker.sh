@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# worker.sh - training speed of mltuner-worker against PyTorch on the CPU, and
+# of a job run through mltunerd against the same worker standalone.
+#
+#   MLT_BUILD_ROOT=build MLT_SOURCE_ROOT=. bench/worker.sh
+#   (or: meson test -C build --benchmark worker)
+#
+# In one run, on the same machine, so that the ratios mean something on a
+# shared, noisy host:
+#   1. ours standalone: `mltuner-worker --standalone` on fmnist-mlp (subset
+#      20000) and fmnist-cnn (subset 3000), one epoch, batch 128, lr 0.03,
+#      momentum 0.9; samples/s from its "# training time" line (steps and
+#      updates only: no loading, no evaluation).
+#   2. the peer: bench/torch_peer.py, the same models and step on random
+#      inputs held in memory (20 warm-up steps, then >= 3 s timed).
+#   3. ours through a daemon: one mltunerd with a control endpoint and one
+#      worker; fmnist-mlp submitted with mltunerctl (tuner.logic=fixed,
+#      workers=1, subset 20000, 2 epochs) at staleness 0 and 3. samples/s from
+#      the clock events of progress.jsonl, two ways: over the whole clock span,
+#      (clocks x 128) / (t_last - t_first), which includes the test run
+#      between the two epochs; and over training only, the clock-to-clock
+#      intervals with no test in them (what the standalone figure measures, so
+#      that is the one the ratio uses).
+# Each side is reported at its best configuration, every configuration
+# measured here: OPENBLAS_NUM_THREADS 1 and 2 for ours (torch: 1 or 2 torch
+# threads with OPENBLAS_NUM_THREADS=1, eager or jit.trace), and for both each
+# OPENBLAS_CORETYPE of $CORETYPES ("auto" leaves it unset): OpenBLAS 0.3.21
+# takes some virtualised AVX-512 CPUs for a Prescott and runs SSE3 kernels.
+# The daemon runs use the coretype that won ours standalone mlp.
+# Prints a table (what, ours, peer, ratio) and, last, the line
+#   mlp_vs_torch=X cnn_vs_torch=Y daemon_vs_standalone=Z
+# Ratios above 1 mean ours is faster. Exit 77 (skipped) without Fashion-MNIST.
+set -euo pipefail
+
+BUILD=${MLT_BUILD_ROOT:?set MLT_BUILD_ROOT to the build directory}
+SRC=${MLT_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+WORKER=$BUILD/worker/mltuner-worker
+DAEMON=$BUILD/daemon/mltunerd
+CTL=$BUILD/daemon/mltunerctl
+PEER=$SRC/bench/torch_peer.py
+PY=/usr/bin/python3 # Debian's, which sees python3-torch (a pyenv python3 may not)
+FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+BATCH=128
+MLP_SUBSET=20000
+CNN_SUBSET=3000
+DAEMON_EPOCHS=2
+CORETYPES=${CORETYPES:-auto SkylakeX}
+# repeats of each configuration, the best kept (the host is shared and noisy; a
+# standalone mlp run is 0.3-1.5 s of training, a daemon job 1-3 s)
+MLP_REPEATS=${MLP_REPEATS:-3}
+CNN_REPEATS=${CNN_REPEATS:-1}
+DAEMON_REPEATS=${DAEMON_REPEATS:-2}
+
+for b in "$WORKER" "$DAEMON" "$CTL"; do
+    [ -x "$b" ] || { echo "worker.sh: $b is not built" >&2; exit 1; }
+done
+if [ ! -r "$FMNIST" ]; then
+    echo "worker.sh: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): skipped"
+    exit 77
+fi
+
+TMP=$(mktemp -d /tmp/mlt-bench-worker-XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "# logs kept in $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+    echo "worker.sh: $*" >&2
+    KEEP_TMP=1
+    exit 1
+}
+
+# x / y with 2 decimals, "n/a" if either is missing or y is 0
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "" || y == "" || y + 0 == 0) print "n/a"; else printf "%.2f\n", x / y }'; }
+# success if x > y (an empty y always loses)
+greater() { awk -v x="$1" -v y="$2" 'BEGIN { exit !(x != "" && (y == "" || x + 0 > y + 0)) }'; }
+# blas_env CORETYPE: the env(1) arguments that select it ("auto": unset)
+blas_env() {
+    if [ "$1" = auto ]; then echo "-u OPENBLAS_CORETYPE"; else echo "OPENBLAS_CORETYPE=$1"; fi
+}
+
+# ---- 1. the peer, installed if missing --------------------------------------------------
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    echo "# installing python3-torch (the peer)"
+    SUDO=
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3-torch >/dev/null
+    "$PY" -c 'import torch' || die "python3-torch did not install"
+fi
+
+# ---- 2. ours standalone ---------------------------------------------------------------
+# standalone CONF SUBSET THREADS CORETYPE LOG: RESULT = samples/s of the training-time line
+standalone() {
+    # shellcheck disable=SC2046
+    env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" --standalone "$1" \
+        --set data.subset="$2" --set stop.max_epochs=1 --set stop.target_accuracy=0 \
+        --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
+        --set tunables.momentum.default=0.9 >"$5" 2>&1 ||
+        { cat "$5" >&2; die "mltuner-worker --standalone $1 failed"; }
+    RESULT=$(sed -n 's/^# training time .* (\([0-9.]*\) samples\/s).*/\1/p' "$5" | tail -n 1)
+    [ -n "$RESULT" ] || die "no training-time line from mltuner-worker in $5"
+}
+
+declare -A OURS OURS_CFG
+for model in mlp cnn; do
+    if [ $model = mlp ]; then subset=$MLP_SUBSET reps=$MLP_REPEATS; else subset=$CNN_SUBSET reps=$CNN_REPEATS; fi
+    best= cfg=
+    for ct in $CORETYPES; do
+        for threads in 2 1; do
+            for ((r = 1; r <= reps; r++)); do
+                standalone "$SRC/conf/jobs/fmnist-$model.conf" $subset $threads "$ct" \
+                    "$TMP/sa-$model-$ct-$threads-$r.log"
+                echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct OPENBLAS_NUM_THREADS=$threads," \
+                    "run $r: $RESULT samples/s"
+                if greater "$RESULT" "$best"; then
+                    best=$RESULT cfg="$ct $threads"
+                fi
+            done
+        done
+    done
+    OURS[$model]=$best OURS_CFG[$model]=$cfg
+done
+set -- ${OURS_CFG[mlp]}
+DAEMON_CORETYPE=$1
+
+# ---- 3. the peer --------------------------------------------------------------------
+declare -A PEER_SPS PEER_CFG
+for model in mlp cnn; do
+    "$PY" "$PEER" $model "${CORETYPES// /,}" >"$TMP/peer-$model.log" 2>&1 ||
+        { cat "$TMP/peer-$model.log" >&2; die "torch_peer.py $model failed"; }
+    sed -n 's/^config /# torch '$model': /p' "$TMP/peer-$model.log"
+    line=$(grep '^best ' "$TMP/peer-$model.log") || die "torch_peer.py $model printed no best"
+    PEER_SPS[$model]=${line##*samples_per_s=}
+    PEER_CFG[$model]=$(echo "$line" | sed 's/^best //; s/ samples_per_s=.*//')
+done
+
+# ---- 4. ours through a daemon -------------------------------------------------------
+"$DAEMON" --rank 0 --set n_servers=1 --bind tcp://127.0.0.1:0 \
+    --endpoint-file "$TMP/endpoint" --set state_dir="$TMP" \
+    --set control_bind=tcp://127.0.0.1:0 --set control_endpoint_file="$TMP/control" \
+    2>"$TMP/daemon.log" &
+DAEMON_PID=$!
+PIDS+=("$DAEMON_PID")
+for ((i = 0; i < 1000; i++)); do
+    [ -s "$TMP/control" ] && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$TMP/daemon.log" >&2; die "mltunerd exited at start"; }
+    sleep 0.01
+done
+[ -s "$TMP/control" ] || die "mltunerd wrote no control endpoint within 10 s"
+CONTROL=$(head -n 1 "$TMP/control")
+
+# progress_rate FILE: "clocks span_sps train_sps done" from a progress.jsonl
+progress_rate() {
+    awk -v B=$BATCH '
+        /"event":"clock"/ {
+            match($0, /"t":[0-9.]+/); t = substr($0, RSTART + 4, RLENGTH - 4) + 0
+            if (++n == 1) first = t
+            last = t
+            if (seg) { T += t - prev; k++ }  # an interval with no test in it
+            prev = t; seg = 1
+        }
+        /"event":"test"/ { seg = 0 }
+        /"event":"end"/ && /"phase":"done"/ { done = 1 }
+        END {
+            if (n < 2 || last <= first || T <= 0) { print n, "-", "-", done + 0; exit }
+            printf "%d %.1f %.1f %d\n", n, n * B / (last - first), k * B / T, done + 0
+        }' "$1"
+}
+
+# daemon_job STALENESS THREADS RUN: runs one job; RESULT = "clocks span_sps train_sps"
+daemon_job() {
+    local s=$1 th=$2 tag=s$1-t$2-r$3 wpid
+    local out=$TMP/job-$tag
+    # shellcheck disable=SC2046
+    env $(blas_env "$DAEMON_CORETYPE") OPENBLAS_NUM_THREADS="$th" \
+        "$WORKER" --coordinator "$CONTROL" --rank 0 >"$TMP/worker-$tag.log" 2>&1 &
+    wpid=$!
+    PIDS+=("$wpid")
+    timeout 300 "$CTL" -c "$CONTROL" --timeout 10 submit "$SRC/conf/jobs/fmnist-mlp.conf" \
+        --out "$out" \
+        --set tuner.logic=fixed --set workers=1 --set data.subset=$MLP_SUBSET \
+        --set stop.max_epochs=$DAEMON_EPOCHS --set stop.target_accuracy=0 \
+        --set tunables.staleness.default="$s" --set tunables.batch_size.default=$BATCH \
+        --set tunables.lr.default=0.03 --set tunables.momentum.default=0.9 \
+        --wait >"$TMP/ctl-$tag.log" 2>&1 ||
+        { cat "$TMP/ctl-$tag.log" "$TMP/worker-$tag.log" >&2; die "the job (staleness $s) failed"; }
+    for ((i = 0; i < 3000; i++)); do # the worker leaves on TASK_STOP
+        kill -0 "$wpid" 2>/dev/null || break
+        sleep 0.01
+    done
+    kill "$wpid" 2>/dev/null && echo "worker.sh: the worker did not leave after the job" >&2
+    wait "$wpid" 2>/dev/null || true
+    [ -r "$out/progress.jsonl" ] || die "no $out/progress.jsonl"
+    set -- $(progress_rate "$out/progress.jsonl")
+    [ "${4:-0}" = 1 ] ||
+        die "the job (staleness $s) did not end in phase done: $(tail -n 1 "$out/progress.jsonl")"
+    [ "$2" != - ] || die "the job (staleness $s) has too few clock events to time ($1)"
+    local want=$(((MLP_SUBSET + BATCH - 1) / BATCH * DAEMON_EPOCHS))
+    [ "$1" = "$want" ] || echo "worker.sh: staleness $s: $1 clock events, expected $want" >&2
+    RESULT="$1 $2 $3"
+}
+
+declare -A DMN_TRAIN DMN_SPAN DMN_CFG
+for s in 0 3; do
+    best= bspan= cfg=
+    for th in 2 1; do
+        for ((r = 1; r <= DAEMON_REPEATS; r++)); do
+            daemon_job $s $th $r
+            set -- $RESULT
+            echo "# ours mlp via mltunerd, staleness $s, worker OPENBLAS_CORETYPE=$DAEMON_CORETYPE" \
+                "OPENBLAS_NUM_THREADS=$th, run $r: $1 clocks, $2 samples/s over the clock span," \
+                "$3 samples/s training only"
+            if greater "$3" "$best"; then
+                best=$3 bspan=$2 cfg="$th"
+            fi
+        done
+    done
+    DMN_TRAIN[$s]=$best DMN_SPAN[$s]=$bspan DMN_CFG[$s]=$cfg
+done
+
+# ---- the table ------------------------------------------------------------------------
+MLP_R=$(ratio "${OURS[mlp]}" "${PEER_SPS[mlp]}")
+CNN_R=$(ratio "${OURS[cnn]}" "${PEER_SPS[cnn]}")
+D0=$(ratio "${DMN_TRAIN[0]}" "${OURS[mlp]}")
+D3=$(ratio "${DMN_TRAIN[3]}" "${OURS[mlp]}")
+DBEST=$D0
+greater "$D3" "$D0" && DBEST=$D3
+
+row() { printf '%-54s %10s %10s %7s\n' "$@"; }
+echo
+echo "samples/s, batch $BATCH, $(nproc) cores; ratio = ours / peer (above 1: ours is faster)"
+row what ours peer ratio
+row "mlp: standalone vs torch" "${OURS[mlp]}" "${PEER_SPS[mlp]}" "$MLP_R"
+row "cnn: standalone vs torch" "${OURS[cnn]}" "${PEER_SPS[cnn]}" "$CNN_R"
+for s in 0 3; do
+    row "mlp: daemon staleness $s (training only) vs standalone" \
+        "${DMN_TRAIN[$s]}" "${OURS[mlp]}" "$(ratio "${DMN_TRAIN[$s]}" "${OURS[mlp]}")"
+    row "mlp: daemon staleness $s (whole clock span) vs standalone" \
+        "${DMN_SPAN[$s]}" "${OURS[mlp]}" "$(ratio "${DMN_SPAN[$s]}" "${OURS[mlp]}")"
+done
+echo "best configurations (coretype = OPENBLAS_CORETYPE, auto: unset):"
+set -- ${OURS_CFG[mlp]}
+echo "  ours mlp standalone: coretype=$1 OPENBLAS_NUM_THREADS=$2"
+set -- ${OURS_CFG[cnn]}
+echo "  ours cnn standalone: coretype=$1 OPENBLAS_NUM_THREADS=$2"
+echo "  torch mlp: ${PEER_CFG[mlp]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
+echo "  torch cnn: ${PEER_CFG[cnn]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
+echo "  daemon worker: coretype=$DAEMON_CORETYPE; OPENBLAS_NUM_THREADS=${DMN_CFG[0]} at" \
+    "staleness 0, ${DMN_CFG[3]} at staleness 3"
+echo "mlp_vs_torch=$MLP_R cnn_vs_torch=$CNN_R daemon_vs_standalone=$DBEST"
