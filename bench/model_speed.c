@@ -45,8 +45,7 @@ static double cpu_seconds(void)
 }
 
 /* Median samples/s of mlt_model_step over ROUNDS rounds; -1 on error. */
-static double measure(const char *label, const mlt_model_desc_t *d, uint32_t batch,
-                      double seconds)
+static double measure(const char *label, const mlt_model_desc_t *d, uint32_t batch, double seconds)
 {
     char err[256];
     mlt_model_t *m = mlt_model_new(d, err, sizeof err);
@@ -129,8 +128,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "cnn") == 0)
             run_cnn = true;
         else {
-            fprintf(stderr,
-                    "usage: %s [--batch N] [--seconds S] [--as-is] [mlp] [cnn]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--batch N] [--seconds S] [--as-is] [mlp] [cnn]\n", argv[0]);
             return 2;
         }
     }
@@ -160,12 +158,24 @@ int main(int argc, char **argv)
         {.op = MLT_CNN_FC, .n = 256},
     };
     const mlt_model_desc_t mlp_d = {
-        .type = MLT_MODEL_MLP, .in_c = 1, .in_h = 28, .in_w = 28, .n_classes = 10,
-        .hidden = hidden, .n_hidden = 2, .max_batch = batch,
+        .type = MLT_MODEL_MLP,
+        .in_c = 1,
+        .in_h = 28,
+        .in_w = 28,
+        .n_classes = 10,
+        .hidden = hidden,
+        .n_hidden = 2,
+        .max_batch = batch,
     };
     const mlt_model_desc_t cnn_d = {
-        .type = MLT_MODEL_CNN, .in_c = 1, .in_h = 28, .in_w = 28, .n_classes = 10,
-        .cnn = cnn, .n_cnn = 5, .max_batch = batch,
+        .type = MLT_MODEL_CNN,
+        .in_c = 1,
+        .in_h = 28,
+        .in_w = 28,
+        .n_classes = 10,
+        .cnn = cnn,
+        .n_cnn = 5,
+        .max_batch = batch,
     };
     int rc = 0;
     if (run_mlp && measure("mlp", &mlp_d, batch, seconds) < 0)

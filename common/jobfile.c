@@ -94,6 +94,7 @@ static const char *const logic_names[] = {"mltuner", "fixed", "train-to-completi
 static const char *const scale_names[] = {"log", "linear", NULL}; /* = MLT_TUNABLE_LOG, LINEAR */
 
 static int check_name(const char *subj, const char *s, char *why, size_t whylen);
+static int check_printable(const char *subj, const char *s, char *why, size_t whylen);
 static int check_path(const char *subj, const char *s, char *why, size_t whylen);
 static int check_path_opt(const char *subj, const char *s, char *why, size_t whylen);
 
@@ -723,6 +724,8 @@ static size_t elem_size(const jkey_t *k)
 static int value_from_text(const jkey_t *k, const char *subj, const char *s, jval_t *v, char *why,
                            size_t whylen)
 {
+    if (check_printable(subj, s, why, whylen))
+        return -EINVAL;
     switch (k->type) {
     case JK_INT:
     case JK_INT64: return parse_count(k, subj, s, &v->i, why, whylen);
@@ -777,6 +780,21 @@ static int value_from_text(const jkey_t *k, const char *subj, const char *s, jva
     return -EINVAL;
 }
 
+/* Strings of a job end up in messages, logs and the re-written job text:
+ * control characters (a newline, a NUL from \x00) are refused where a string
+ * value is read, so no message spans two lines and re-writing never grows. */
+static int check_printable(const char *subj, const char *s, char *why, size_t whylen)
+{
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            fmt(why, whylen, "%s has a control character (0x%02x) at byte %zu", subj, *p,
+                (size_t)(p - (const unsigned char *)s));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* A libconfig setting -> value of k's type. 0, or -EINVAL with why; *linep
  * becomes the line of the element at fault, if it is one. */
 static int value_from_setting(const jkey_t *k, const char *subj, const config_setting_t *s,
@@ -785,6 +803,8 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
     int t = config_setting_type(s);
     bool is_int = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
     char nbuf[256];
+    if (t == CONFIG_TYPE_STRING && check_printable(subj, config_setting_get_string(s), why, whylen))
+        return -EINVAL;
     switch (k->type) {
     case JK_INT:
         if (!is_int)
@@ -862,7 +882,7 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
                 ((double *)v->list)[i] = config_setting_type(e) == CONFIG_TYPE_FLOAT
                                              ? config_setting_get_float(e)
                                              : (double)config_setting_get_int64(e);
-            } else {
+            } else if (!(rc = check_printable(subj, config_setting_get_string(e), why, whylen))) {
                 rc = cnn_parse(subj, (uint32_t)i, config_setting_get_string(e),
                                &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
             }

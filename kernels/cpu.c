@@ -15,11 +15,11 @@
 #include <string.h>
 #include <strings.h>
 
-#define REAL float
-#define R(name) name
+#define REAL       float
+#define R(name)    name
 #define CBLAS_GEMM cblas_sgemm
-#define REXP expf
-#define RLOG logf
+#define REXP       expf
+#define RLOG       logf
 #include "kernels/cpu_impl.h"
 #undef REAL
 #undef R
@@ -27,11 +27,11 @@
 #undef REXP
 #undef RLOG
 
-#define REAL double
-#define R(name) name##_f64
+#define REAL       double
+#define R(name)    name##_f64
 #define CBLAS_GEMM cblas_dgemm
-#define REXP exp
-#define RLOG log
+#define REXP       exp
+#define RLOG       log
 #include "kernels/cpu_impl.h"
 #undef REAL
 #undef R

@@ -35,8 +35,8 @@
  * ldc are the row strides of A, B, C as stored. beta = 0 ignores C's contents
  * (NaN included, as BLAS does). */
 void mlt_cpu_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
-                  const float *a, size_t lda, const float *b, size_t ldb, float beta,
-                  float *c, size_t ldc);
+                  const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                  size_t ldc);
 
 /* y[r][j] += bias[j] for a rows x cols matrix. */
 void mlt_cpu_bias_add(float *y, const float *bias, size_t rows, size_t cols);
@@ -68,15 +68,13 @@ double mlt_cpu_softmax_xent(const float *z, const uint8_t *y, size_t rows, size_
  * (n*h*w) x (k*k*c), row (b, y, x) holding the patch centred on pixel (y, x)
  * ordered (ky, kx, ch), zeros where the patch leaves the image. Then the
  * convolution is col * W^T with W as [c_out][k*k*c]. */
-void mlt_cpu_im2col(const float *x, size_t n, size_t h, size_t w, size_t c, size_t k,
-                    float *col);
+void mlt_cpu_im2col(const float *x, size_t n, size_t h, size_t w, size_t c, size_t k, float *col);
 
 /* The adjoint of mlt_cpu_im2col: x (n x h x w x c, overwritten) = the sum, over
  * every col entry, of that entry into the pixel it was copied from. So
  * <im2col(x), col> == <x, col2im(col)>; it turns a column gradient into the
  * image gradient. */
-void mlt_cpu_col2im(const float *col, size_t n, size_t h, size_t w, size_t c, size_t k,
-                    float *x);
+void mlt_cpu_col2im(const float *col, size_t n, size_t h, size_t w, size_t c, size_t k, float *x);
 
 /* Direct 'same' convolution for thin patches (k*k*c small, e.g. a first
  * layer on 1-channel images, where im2col + GEMM is dominated by the copying):
@@ -88,8 +86,8 @@ void mlt_cpu_conv_thin(const float *x, size_t n, size_t h, size_t w, size_t c, s
 
 /* Its weight gradient, transposed: dwt ((k*k*c) x co) = im2col(x)^T * dz
  * (dz: n*h*w x co), or dwt += that when accumulate is true. */
-void mlt_cpu_conv_thin_dw(const float *x, const float *dz, size_t n, size_t h, size_t w,
-                          size_t c, size_t k, size_t co, float *dwt, bool accumulate);
+void mlt_cpu_conv_thin_dw(const float *x, const float *dz, size_t n, size_t h, size_t w, size_t c,
+                          size_t k, size_t co, float *dwt, bool accumulate);
 
 /* t (cols x rows) = a^T for a rows x cols matrix a; t must not overlap a. */
 void mlt_cpu_transpose(const float *a, size_t rows, size_t cols, float *t);
@@ -98,19 +96,19 @@ void mlt_cpu_transpose(const float *a, size_t rows, size_t cols, float *t);
  * (n x h/p x w/p x c). idx[j] gets the offset of y[j]'s maximum inside its
  * image (b*h*w*c + idx[j] is the element of x): the first maximum in window
  * order (row by row) on ties; a NaN in the window is the maximum. */
-void mlt_cpu_maxpool(const float *x, size_t n, size_t h, size_t w, size_t c, size_t p,
-                     float *y, uint32_t *idx);
+void mlt_cpu_maxpool(const float *x, size_t n, size_t h, size_t w, size_t c, size_t p, float *y,
+                     uint32_t *idx);
 
 /* The fused convolution epilogue: y = maxpool(relu(z + bias[ch])), exactly as
  * mlt_cpu_bias_relu followed by mlt_cpu_maxpool (same values, same idx), in one
  * pass that never writes the full-size activation. */
-void mlt_cpu_bias_relu_maxpool(const float *z, const float *bias, size_t n, size_t h,
-                               size_t w, size_t c, size_t p, float *y, uint32_t *idx);
+void mlt_cpu_bias_relu_maxpool(const float *z, const float *bias, size_t n, size_t h, size_t w,
+                               size_t c, size_t p, float *y, uint32_t *idx);
 
 /* Max pooling backward: dx (n x h x w x c, overwritten) is zero except at each
  * window's maximum, which gets dy of that window. idx is from the forward. */
-void mlt_cpu_maxpool_backward(const float *dy, const uint32_t *idx, size_t n, size_t h,
-                              size_t w, size_t c, size_t p, float *dx);
+void mlt_cpu_maxpool_backward(const float *dy, const uint32_t *idx, size_t n, size_t h, size_t w,
+                              size_t c, size_t p, float *dx);
 
 /* Input layout change: x is n images c x h x w (NCHW, as data files and
  * PyTorch hold them), y gets them h x w x c (NHWC). y must not overlap x. */
@@ -127,8 +125,8 @@ float mlt_cpu_mf_predict(const float *u, const float *v, size_t rank);
  * caller zeroes dU, dV). Returns the sum of e^2 over the batch (the data term
  * only, unscaled). Indices are preconditions. dU, dV must not overlap U, V. */
 double mlt_cpu_mf_grad(const float *U, const float *V, size_t rank, const uint32_t *users,
-                       const uint32_t *items, const float *r, size_t batch, float l2,
-                       float scale, float *dU, float *dV);
+                       const uint32_t *items, const float *r, size_t batch, float l2, float scale,
+                       float *dU, float *dV);
 
 /* Sum of squared prediction errors (u.v - r)^2 over n ratings (evaluation). */
 double mlt_cpu_mf_sse(const float *U, const float *V, size_t rank, const uint32_t *users,
@@ -149,21 +147,20 @@ const char *mlt_cpu_blas_better_core(void);
 
 /* ---- The same kernels in double, for the gradient checks (tests only). ---- */
 
-void mlt_cpu_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
-                      double alpha, const double *a, size_t lda, const double *b,
-                      size_t ldb, double beta, double *c, size_t ldc);
+void mlt_cpu_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
+                      const double *a, size_t lda, const double *b, size_t ldb, double beta,
+                      double *c, size_t ldc);
 void mlt_cpu_bias_add_f64(double *y, const double *bias, size_t rows, size_t cols);
 void mlt_cpu_bias_relu_f64(double *y, const double *bias, size_t rows, size_t cols);
-void mlt_cpu_bias_grad_f64(double *db, const double *dy, size_t rows, size_t cols,
-                           bool accumulate);
+void mlt_cpu_bias_grad_f64(double *db, const double *dy, size_t rows, size_t cols, bool accumulate);
 void mlt_cpu_relu_f64(double *x, size_t n);
 void mlt_cpu_relu_backward_f64(double *dy, const double *y, size_t n);
-double mlt_cpu_softmax_xent_f64(const double *z, const uint8_t *y, size_t rows,
-                                size_t classes, double *dz, uint32_t *correct);
+double mlt_cpu_softmax_xent_f64(const double *z, const uint8_t *y, size_t rows, size_t classes,
+                                double *dz, uint32_t *correct);
 void mlt_cpu_im2col_f64(const double *x, size_t n, size_t h, size_t w, size_t c, size_t k,
                         double *col);
-void mlt_cpu_col2im_f64(const double *col, size_t n, size_t h, size_t w, size_t c,
-                        size_t k, double *x);
+void mlt_cpu_col2im_f64(const double *col, size_t n, size_t h, size_t w, size_t c, size_t k,
+                        double *x);
 void mlt_cpu_conv_thin_f64(const double *x, size_t n, size_t h, size_t w, size_t c, size_t k,
                            const double *wt, size_t co, double *z);
 void mlt_cpu_conv_thin_dw_f64(const double *x, const double *dz, size_t n, size_t h, size_t w,
@@ -173,16 +170,14 @@ void mlt_cpu_maxpool_f64(const double *x, size_t n, size_t h, size_t w, size_t c
                          double *y, uint32_t *idx);
 void mlt_cpu_bias_relu_maxpool_f64(const double *z, const double *bias, size_t n, size_t h,
                                    size_t w, size_t c, size_t p, double *y, uint32_t *idx);
-void mlt_cpu_maxpool_backward_f64(const double *dy, const uint32_t *idx, size_t n,
-                                  size_t h, size_t w, size_t c, size_t p, double *dx);
-void mlt_cpu_nchw_to_nhwc_f64(const double *x, size_t n, size_t c, size_t h, size_t w,
-                              double *y);
+void mlt_cpu_maxpool_backward_f64(const double *dy, const uint32_t *idx, size_t n, size_t h,
+                                  size_t w, size_t c, size_t p, double *dx);
+void mlt_cpu_nchw_to_nhwc_f64(const double *x, size_t n, size_t c, size_t h, size_t w, double *y);
 double mlt_cpu_mf_predict_f64(const double *u, const double *v, size_t rank);
-double mlt_cpu_mf_grad_f64(const double *U, const double *V, size_t rank,
-                           const uint32_t *users, const uint32_t *items, const double *r,
-                           size_t batch, double l2, double scale, double *dU, double *dV);
-double mlt_cpu_mf_sse_f64(const double *U, const double *V, size_t rank,
-                          const uint32_t *users, const uint32_t *items, const double *r,
-                          size_t n);
+double mlt_cpu_mf_grad_f64(const double *U, const double *V, size_t rank, const uint32_t *users,
+                           const uint32_t *items, const double *r, size_t batch, double l2,
+                           double scale, double *dU, double *dV);
+double mlt_cpu_mf_sse_f64(const double *U, const double *V, size_t rank, const uint32_t *users,
+                          const uint32_t *items, const double *r, size_t n);
 
 #endif

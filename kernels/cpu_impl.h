@@ -47,20 +47,20 @@ static inline void R(patch_span)(size_t xx, size_t w, size_t k, size_t pad, size
 }
 
 void R(mlt_cpu_gemm)(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, REAL alpha,
-                     const REAL *a, size_t lda, const REAL *b, size_t ldb, REAL beta,
-                     REAL *c, size_t ldc)
+                     const REAL *a, size_t lda, const REAL *b, size_t ldb, REAL beta, REAL *c,
+                     size_t ldc)
 {
     assert(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX);
     assert(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
     if (m == 0 || n == 0)
         return;
     CBLAS_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-               trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k,
-               alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+               trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+               (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
 MLT_CPU_CLONES void R(mlt_cpu_bias_add)(REAL *restrict y, const REAL *restrict bias, size_t rows,
-                         size_t cols)
+                                        size_t cols)
 {
     const size_t cv = mlt_cpu_vec_floor(cols);
     for (size_t r = 0; r < rows; r++, y += cols) {
@@ -80,7 +80,7 @@ static inline REAL R(relu1)(REAL v)
 }
 
 MLT_CPU_CLONES void R(mlt_cpu_bias_relu)(REAL *restrict y, const REAL *restrict bias, size_t rows,
-                          size_t cols)
+                                         size_t cols)
 {
     const size_t cv = mlt_cpu_vec_floor(cols);
     for (size_t r = 0; r < rows; r++, y += cols) {
@@ -93,7 +93,7 @@ MLT_CPU_CLONES void R(mlt_cpu_bias_relu)(REAL *restrict y, const REAL *restrict 
 }
 
 MLT_CPU_CLONES void R(mlt_cpu_bias_grad)(REAL *restrict db, const REAL *restrict dy, size_t rows,
-                          size_t cols, bool accumulate)
+                                         size_t cols, bool accumulate)
 {
     const size_t cv = mlt_cpu_vec_floor(cols);
     if (!accumulate)
@@ -187,8 +187,8 @@ static inline void R(copy_run)(REAL *restrict dst, const REAL *restrict src, siz
         memcpy(dst, src, n * sizeof *dst);
 }
 
-void R(mlt_cpu_im2col)(const REAL *restrict x, size_t n, size_t h, size_t w, size_t c,
-                       size_t k, REAL *restrict col)
+void R(mlt_cpu_im2col)(const REAL *restrict x, size_t n, size_t h, size_t w, size_t c, size_t k,
+                       REAL *restrict col)
 {
     assert(k % 2 == 1);
     const size_t pad = (k - 1) / 2, kc = k * c;
@@ -216,7 +216,8 @@ void R(mlt_cpu_im2col)(const REAL *restrict x, size_t n, size_t h, size_t w, siz
 }
 
 /* dst[i] += src[i], i < n. */
-static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(add_to)(REAL *restrict dst, const REAL *restrict src, size_t n)
+static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(add_to)(REAL *restrict dst, const REAL *restrict src,
+                                                      size_t n)
 {
     size_t i = 0;
     for (const size_t nv = mlt_cpu_vec_floor(n); i < nv; i++)
@@ -225,8 +226,8 @@ static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(add_to)(REAL *restrict dst, const 
         dst[i] += src[i];
 }
 
-void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, size_t c,
-                       size_t k, REAL *restrict x)
+void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, size_t c, size_t k,
+                       REAL *restrict x)
 {
     assert(k % 2 == 1);
     const size_t pad = (k - 1) / 2, kc = k * c;
@@ -248,21 +249,18 @@ void R(mlt_cpu_col2im)(const REAL *restrict col, size_t n, size_t h, size_t w, s
     }
 }
 
-/* Max pooling, optionally of relu(x + bias[ch]) (bias NULL: of x itself). The
- * callers pass constants for bias/relu, so each gets its own specialised copy.
- * Per window and channel: the first maximum in window order; once a NaN is
- * seen it is the maximum (`!(v <= best)` is true for a NaN v, and a NaN best
- * is never replaced). The loops run over the channels of one pixel at a time
- * (contiguous in NHWC), the first window pixel initialising, the others
- * comparing; the selects are written as unconditional stores so that they
- * vectorise. */
+/* Max pooling, of x or of relu(x + bias[ch]). Per window and channel: the
+ * first maximum in window order; once a NaN is seen it is the maximum
+ * (`!(v <= best)` is true for a NaN v, and a NaN best is never replaced). The
+ * loops run over the channels of one pixel at a time (contiguous in NHWC), the
+ * window's first pixel initialising, the others comparing; the selects are
+ * unconditional stores so that they vectorise. */
 static inline REAL R(pool_val)(const REAL *restrict bias, bool bias_relu, REAL v, size_t ch)
 {
     return bias_relu ? R(relu1)(v + bias[ch]) : v;
 }
 
-static inline void R(pool_take)(REAL v, uint32_t at, REAL *restrict best,
-                                uint32_t *restrict arg)
+static inline void R(pool_take)(REAL v, uint32_t at, REAL *restrict best, uint32_t *restrict arg)
 {
     REAL cur = *best;
     /* an all-ones mask and bit selects rather than && and ?: on the index:
@@ -298,37 +296,39 @@ R(pool_pixel)(const REAL *restrict px, const REAL *restrict bias, bool bias_relu
 
 /* The four specialisations, out of line so that each channel loop vectorises
  * (inlined into the window loops, GCC loses what restrict told it). */
-static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_first)(const REAL *restrict px, uint32_t at, size_t c,
-                                           REAL *restrict y, uint32_t *restrict idx)
+static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_first)(const REAL *restrict px, uint32_t at,
+                                                          size_t c, REAL *restrict y,
+                                                          uint32_t *restrict idx)
 {
     R(pool_pixel)(px, NULL, false, true, at, c, y, idx);
 }
 
-static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_next)(const REAL *restrict px, uint32_t at, size_t c,
-                                          REAL *restrict y, uint32_t *restrict idx)
+static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_next)(const REAL *restrict px, uint32_t at,
+                                                         size_t c, REAL *restrict y,
+                                                         uint32_t *restrict idx)
 {
     R(pool_pixel)(px, NULL, false, false, at, c, y, idx);
 }
 
 static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_first_br)(const REAL *restrict px,
-                                              const REAL *restrict bias, uint32_t at,
-                                              size_t c, REAL *restrict y,
-                                              uint32_t *restrict idx)
+                                                             const REAL *restrict bias, uint32_t at,
+                                                             size_t c, REAL *restrict y,
+                                                             uint32_t *restrict idx)
 {
     R(pool_pixel)(px, bias, true, true, at, c, y, idx);
 }
 
 static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(pool_next_br)(const REAL *restrict px,
-                                             const REAL *restrict bias, uint32_t at,
-                                             size_t c, REAL *restrict y,
-                                             uint32_t *restrict idx)
+                                                            const REAL *restrict bias, uint32_t at,
+                                                            size_t c, REAL *restrict y,
+                                                            uint32_t *restrict idx)
 {
     R(pool_pixel)(px, bias, true, false, at, c, y, idx);
 }
 
 /* Max pooling of x, or of relu(x + bias) when bias is not NULL. */
-static void R(pool_fwd)(const REAL *x, const REAL *bias, size_t n, size_t h, size_t w,
-                        size_t c, size_t p, REAL *y, uint32_t *idx)
+static void R(pool_fwd)(const REAL *x, const REAL *bias, size_t n, size_t h, size_t w, size_t c,
+                        size_t p, REAL *y, uint32_t *idx)
 {
     assert(p > 0);
     const size_t oh = h / p, ow = w / p, hwc = h * w * c;
@@ -353,21 +353,20 @@ static void R(pool_fwd)(const REAL *x, const REAL *bias, size_t n, size_t h, siz
     }
 }
 
-void R(mlt_cpu_maxpool)(const REAL *x, size_t n, size_t h, size_t w, size_t c, size_t p,
-                        REAL *y, uint32_t *idx)
+void R(mlt_cpu_maxpool)(const REAL *x, size_t n, size_t h, size_t w, size_t c, size_t p, REAL *y,
+                        uint32_t *idx)
 {
     R(pool_fwd)(x, NULL, n, h, w, c, p, y, idx);
 }
 
-void R(mlt_cpu_bias_relu_maxpool)(const REAL *z, const REAL *bias, size_t n, size_t h,
-                                  size_t w, size_t c, size_t p, REAL *y, uint32_t *idx)
+void R(mlt_cpu_bias_relu_maxpool)(const REAL *z, const REAL *bias, size_t n, size_t h, size_t w,
+                                  size_t c, size_t p, REAL *y, uint32_t *idx)
 {
     R(pool_fwd)(z, bias, n, h, w, c, p, y, idx);
 }
 
-void R(mlt_cpu_maxpool_backward)(const REAL *restrict dy, const uint32_t *restrict idx,
-                                 size_t n, size_t h, size_t w, size_t c, size_t p,
-                                 REAL *restrict dx)
+void R(mlt_cpu_maxpool_backward)(const REAL *restrict dy, const uint32_t *restrict idx, size_t n,
+                                 size_t h, size_t w, size_t c, size_t p, REAL *restrict dx)
 {
     const size_t hwc = h * w * c, per_img = (h / p) * (w / p) * c;
     memset(dx, 0, n * hwc * sizeof *dx);
@@ -387,20 +386,21 @@ typedef REAL R(vec) __attribute__((vector_size(64)));
 
 /* Unaligned vector load and store (macros: a vector passed by value through
  * a function would change the ABI between the clones). */
-#define R_VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define R_VLOAD(v, p)  memcpy(&(v), (p), sizeof(v))
 #define R_VSTORE(p, v) memcpy((p), &(v), sizeof(v))
 
 /* Pixels per step of the forward row loop: independent accumulators, so that
  * the adds do not wait on each other's latency. */
-#define R_PIX 4
+#define R_PIX 4 /* the accumulators a0..a3 below */
 
 /* One output image row yy: zrow[xx][o] = sum over the taps inside the image
  * of wt[(ky*k + kx)*c + i][o] * x[yy+ky-pad][xx+kx-pad][i]; overwritten.
  * Interior pixels go R_PIX at a time (same taps, shifted by c), the pixels
  * near the left and right edges one at a time. */
-static MLT_CPU_NOINLINE MLT_CPU_CLONES void
-R(thin_fwd_row)(const REAL *restrict img, size_t h, size_t w, size_t c, size_t k, size_t yy,
-                const REAL *restrict wt, size_t co, REAL *restrict zrow)
+static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(thin_fwd_row)(const REAL *restrict img, size_t h,
+                                                            size_t w, size_t c, size_t k, size_t yy,
+                                                            const REAL *restrict wt, size_t co,
+                                                            REAL *restrict zrow)
 {
     const size_t pad = (k - 1) / 2, ky0 = yy < pad ? pad - yy : 0,
                  ky1 = yy + k - pad > h ? h + pad - yy : k;
@@ -474,9 +474,10 @@ R(thin_fwd_row)(const REAL *restrict img, size_t h, size_t w, size_t c, size_t k
 /* The weight gradient of the same for one row: dwt[(ky*k + kx)*c + i][o] +=
  * sum over xx of dzrow[xx][o] * x[yy+ky-pad][xx+kx-pad][i], the sum over xx
  * split over four accumulators (again for latency). */
-static MLT_CPU_NOINLINE MLT_CPU_CLONES void
-R(thin_dw_row)(const REAL *restrict img, size_t h, size_t w, size_t c, size_t k, size_t yy,
-               const REAL *restrict dzrow, size_t co, REAL *restrict dwt)
+static MLT_CPU_NOINLINE MLT_CPU_CLONES void R(thin_dw_row)(const REAL *restrict img, size_t h,
+                                                           size_t w, size_t c, size_t k, size_t yy,
+                                                           const REAL *restrict dzrow, size_t co,
+                                                           REAL *restrict dwt)
 {
     const size_t pad = (k - 1) / 2, ky0 = yy < pad ? pad - yy : 0,
                  ky1 = yy + k - pad > h ? h + pad - yy : k;
@@ -537,8 +538,8 @@ void R(mlt_cpu_conv_thin)(const REAL *x, size_t n, size_t h, size_t w, size_t c,
 #undef R_VLOAD
 #undef R_VSTORE
 
-void R(mlt_cpu_conv_thin_dw)(const REAL *x, const REAL *dz, size_t n, size_t h, size_t w,
-                             size_t c, size_t k, size_t co, REAL *dwt, bool accumulate)
+void R(mlt_cpu_conv_thin_dw)(const REAL *x, const REAL *dz, size_t n, size_t h, size_t w, size_t c,
+                             size_t k, size_t co, REAL *dwt, bool accumulate)
 {
     assert(k % 2 == 1);
     if (!accumulate)
@@ -576,8 +577,8 @@ REAL R(mlt_cpu_mf_predict)(const REAL *u, const REAL *v, size_t rank)
 }
 
 double R(mlt_cpu_mf_grad)(const REAL *U, const REAL *V, size_t rank, const uint32_t *users,
-                          const uint32_t *items, const REAL *r, size_t batch, REAL l2,
-                          REAL scale, REAL *dU, REAL *dV)
+                          const uint32_t *items, const REAL *r, size_t batch, REAL l2, REAL scale,
+                          REAL *dU, REAL *dV)
 {
     double sse = 0;
     const REAL two = 2;
@@ -601,9 +602,9 @@ double R(mlt_cpu_mf_sse)(const REAL *U, const REAL *V, size_t rank, const uint32
 {
     double sse = 0;
     for (size_t i = 0; i < n; i++) {
-        REAL e = R(mlt_cpu_mf_predict)(U + (size_t)users[i] * rank,
-                                       V + (size_t)items[i] * rank, rank) -
-                 r[i];
+        REAL e =
+            R(mlt_cpu_mf_predict)(U + (size_t)users[i] * rank, V + (size_t)items[i] * rank, rank) -
+            r[i];
         sse += (double)e * (double)e;
     }
     return sse;

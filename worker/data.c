@@ -299,9 +299,11 @@ int mlt_idx_load(const char *images_path, const char *labels_path, mlt_dataset_t
     }
 
     size_t feat = (size_t)d.rows * d.cols; /* <= 2^24 */
-    if ((size_t)d.n > SIZE_MAX / sizeof(float) / feat) {
-        rc = fail(err, errlen, -ENOMEM, "%s: %u images of %ux%u do not fit in memory", images_path,
-                  d.n, d.rows, d.cols);
+    /* a bound before the allocation: the header alone must not make us reserve
+     * memory the file cannot fill (MLT_IDX_MAX_PIXELS, 4 GiB of floats) */
+    if ((size_t)d.n > SIZE_MAX / sizeof(float) / feat || (uint64_t)d.n * feat > MLT_IDX_MAX_PIXELS) {
+        rc = fail(err, errlen, -EFBIG, "%s: offset 4: %u images of %ux%u exceed %llu pixels",
+                  images_path, d.n, d.rows, d.cols, (unsigned long long)MLT_IDX_MAX_PIXELS);
         goto fail;
     }
     size_t total = (size_t)d.n * feat;
@@ -735,6 +737,7 @@ int mlt_ratings_load(const char *path, mlt_ratings_t *out, char *err, size_t err
     if (rc < 0)
         return rc;
     for (r.ln = 1;; r.ln++) {
+        z_off_t pos0 = gztell(gz);
         if (!gzgets(gz, line, sizeof line)) {
             int errnum = Z_OK;
             gzerror(gz, &errnum);
@@ -751,13 +754,17 @@ int mlt_ratings_load(const char *path, mlt_ratings_t *out, char *err, size_t err
             break; /* end of file */
         }
         size_t len = strlen(line);
+        /* gzgets stops at a newline, not at a NUL: bytes consumed beyond
+         * strlen mean the line held a NUL (also in a last line without \n) */
+        if ((z_off_t)len != gztell(gz) - pos0) {
+            rc = fail(err, errlen, -EINVAL, "%s:%lu: NUL byte in line", path, r.ln);
+            goto fail;
+        }
         if (len > 0 && line[len - 1] == '\n') {
             line[--len] = '\0';
         } else if (!gzeof(gz)) {
-            rc = fail(err, errlen, -EINVAL,
-                      len == sizeof line - 1 ? "%s:%lu: line longer than %u bytes"
-                                             : "%s:%lu: NUL byte in line (max %u bytes)",
-                      path, r.ln, MLT_RATINGS_MAX_LINE);
+            rc = fail(err, errlen, -EINVAL, "%s:%lu: line longer than %u bytes", path, r.ln,
+                      MLT_RATINGS_MAX_LINE);
             goto fail;
         }
         if (len > 0 && line[len - 1] == '\r')

@@ -29,6 +29,7 @@
 
 /* Largest IDX image side accepted (rows and cols each). */
 #define MLT_IDX_MAX_DIM 4096u
+#define MLT_IDX_MAX_PIXELS (1ull << 30) /* images x rows x cols in one file */
 /* Longest ratings-file line accepted, newline included. */
 #define MLT_RATINGS_MAX_LINE 1024u
 /* Ratings outside [MLT_RATINGS_MIN, MLT_RATINGS_MAX] are refused on load. */

@@ -25,17 +25,18 @@
 
 /* Bounds on a description: every matrix dimension handed to BLAS and every
  * per-sample size must fit its int; these keep all products far from it. */
-#define MAX_DIM 65536u            /* any one width, height, channel or unit count */
-#define MAX_TENSOR (1u << 30)     /* elements of one parameter tensor */
-#define MAX_SAMPLE (1u << 24)     /* elements of one sample's activation */
-#define MAX_LAYERS 64u            /* layers of a cnn or mlp */
+#define MAX_DIM    65536u     /* any one width, height, channel or unit count */
+#define MAX_TENSOR (1u << 30) /* elements of one parameter tensor */
+#define MAX_SAMPLE (1u << 24) /* elements of one sample's activation */
+#define MAX_LAYERS 64u        /* layers of a cnn or mlp */
 
 /* Target bytes of a convolution's im2col chunk (float): small enough to stay
  * in a core's L2 while im2col writes it and the GEMMs read it, big enough for
  * efficient GEMMs. For the fmnist cnn's conv2 (627 KB of columns per image)
  * the GEMMs ran at ~115 GFLOP/s with 1-2 images per chunk against ~50 with
  * the whole batch of 128 at once (single thread, OpenBLAS SkylakeX core);
- * 1.5 MiB gives conv2 2 images and conv1 (78 KB per image) 20. */
+ * 1.5 MiB gives conv2 2 images (and the direct conv1, whose scratch is its
+ * 100 KB per image output, 15). */
 #define COL_CHUNK_BYTES (1536u << 10)
 
 /* A convolution whose input gradient is not needed (the first layer with
@@ -50,58 +51,58 @@
 enum { L_FC = 1, L_CONV = 2, L_POOL = 3 };
 
 typedef struct layer {
-    int kind;               /* L_FC, L_CONV or L_POOL */
-    uint32_t h, w, c;       /* input image (fc: 1 x 1 x in features) */
-    uint32_t oh, ow, oc;    /* output image (conv with pool: after pooling) */
-    uint32_t k;             /* conv: kernel size */
-    uint32_t p;             /* pool: window; conv: fused pool window, 0 = none */
-    bool relu;              /* ReLU on the output */
-    bool need_dx;           /* backward computes d(input): some earlier layer has parameters */
-    bool thin;              /* conv: direct (mlt_cpu_conv_thin), no im2col; see THIN_MAX_TAPS */
-    int w_idx, b_idx;       /* parameter tensors (-1: none) */
-    size_t in_size;         /* elements per sample in: h*w*c */
-    size_t out_size;        /* elements per sample out: oh*ow*oc */
-    size_t act_off;         /* offset of the output activation in ws_t.act (elements) */
-    size_t idx_off;         /* offset of the argmax indices in mlt_model.idx */
-    uint32_t chunk;         /* conv: images per im2col chunk */
+    int kind;            /* L_FC, L_CONV or L_POOL */
+    uint32_t h, w, c;    /* input image (fc: 1 x 1 x in features) */
+    uint32_t oh, ow, oc; /* output image (conv with pool: after pooling) */
+    uint32_t k;          /* conv: kernel size */
+    uint32_t p;          /* pool: window; conv: fused pool window, 0 = none */
+    bool relu;           /* ReLU on the output */
+    bool need_dx;        /* backward computes d(input): some earlier layer has parameters */
+    bool thin;           /* conv: direct (mlt_cpu_conv_thin), no im2col; see THIN_MAX_TAPS */
+    int w_idx, b_idx;    /* parameter tensors (-1: none) */
+    size_t in_size;      /* elements per sample in: h*w*c */
+    size_t out_size;     /* elements per sample out: oh*ow*oc */
+    size_t act_off;      /* offset of the output activation in ws_t.act (elements) */
+    size_t idx_off;      /* offset of the argmax indices in mlt_model.idx */
+    uint32_t chunk;      /* conv: images per im2col chunk */
 } layer_t;
 
 typedef struct param {
-    char name[24];          /* "fc1.w" */
-    uint64_t size;          /* elements */
-    uint64_t fan_in;        /* for init; 0 = MF factor (normal) */
+    char name[24];   /* "fc1.w" */
+    uint64_t size;   /* elements */
+    uint64_t fan_in; /* for init; 0 = MF factor (normal) */
 } param_t;
 
 typedef struct ws {
-    void *block;            /* the one allocation holding the rest */
-    void *act;              /* layer outputs, at layer_t.act_off */
-    void *in_nhwc;          /* the input in NHWC (cnn with in_c > 1), else NULL */
-    void *g[2];             /* gradient buffers, each max over layers of max_batch*out_size */
-    void *z;                /* conv pre-pool chunk output / its gradient */
-    void *col;              /* im2col chunk / its gradient */
-    void *wt;               /* thin conv: its weights transposed, then its transposed gradient */
+    void *block;   /* the one allocation holding the rest */
+    void *act;     /* layer outputs, at layer_t.act_off */
+    void *in_nhwc; /* the input in NHWC (cnn with in_c > 1), else NULL */
+    void *g[2];    /* gradient buffers, each max over layers of max_batch*out_size */
+    void *z;       /* conv pre-pool chunk output / its gradient */
+    void *col;     /* im2col chunk / its gradient */
+    void *wt;      /* thin conv: its weights transposed, then its transposed gradient */
 } ws_t;
 
 struct mlt_model {
-    mlt_model_desc_t d;     /* the description (hidden/cnn point to NULL: not kept) */
-    layer_t *layers;        /* n_layers, input to logits */
+    mlt_model_desc_t d; /* the description (hidden/cnn point to NULL: not kept) */
+    layer_t *layers;    /* n_layers, input to logits */
     uint32_t n_layers;
-    param_t *params;        /* n_params */
+    param_t *params; /* n_params */
     uint32_t n_params;
-    bool to_nhwc;           /* the input is converted NCHW -> NHWC first */
-    uint32_t *idx;          /* argmax indices of all pooling layers (both precisions) */
-    size_t n_act;           /* elements of ws_t.act */
-    size_t n_idx;           /* elements of idx */
-    size_t n_in;            /* elements of ws_t.in_nhwc (0: none) */
-    size_t n_g;             /* elements of each ws_t.g[i] */
-    size_t n_z;             /* elements of ws_t.z */
-    size_t n_col;           /* elements of ws_t.col */
-    size_t n_wt;            /* elements of ws_t.wt */
-    ws_t ws32;              /* float buffers */
-    ws_t ws64;              /* double buffers, allocated on the first *_f64 step */
+    bool to_nhwc;  /* the input is converted NCHW -> NHWC first */
+    uint32_t *idx; /* argmax indices of all pooling layers (both precisions) */
+    size_t n_act;  /* elements of ws_t.act */
+    size_t n_idx;  /* elements of idx */
+    size_t n_in;   /* elements of ws_t.in_nhwc (0: none) */
+    size_t n_g;    /* elements of each ws_t.g[i] */
+    size_t n_z;    /* elements of ws_t.z */
+    size_t n_col;  /* elements of ws_t.col */
+    size_t n_wt;   /* elements of ws_t.wt */
+    ws_t ws32;     /* float buffers */
+    ws_t ws64;     /* double buffers, allocated on the first *_f64 step */
 };
 
-#define REAL float
+#define REAL    float
 #define R(name) name##_f32
 #define K(name) name
 #include "worker/model_impl.h"
@@ -109,7 +110,7 @@ struct mlt_model {
 #undef R
 #undef K
 
-#define REAL double
+#define REAL    double
 #define R(name) name##_f64
 #define K(name) name##_f64
 #include "worker/model_impl.h"
@@ -143,13 +144,20 @@ static int add_param(mlt_model_t *m, const char *name, uint64_t size, uint64_t f
 
 /* Appends a layer reading image h x w x c; fills the output dims and the
  * parameters. Returns 0 or -EINVAL with err set. */
-static int add_layer(mlt_model_t *m, int kind, uint32_t h, uint32_t w, uint32_t c,
-                     uint32_t k, uint32_t p, uint32_t units, bool relu, const char *where,
-                     uint32_t *n_conv, uint32_t *n_fc, char *err, size_t errlen)
+static int add_layer(mlt_model_t *m, int kind, uint32_t h, uint32_t w, uint32_t c, uint32_t k,
+                     uint32_t p, uint32_t units, bool relu, const char *where, uint32_t *n_conv,
+                     uint32_t *n_fc, char *err, size_t errlen)
 {
     layer_t *L = &m->layers[m->n_layers];
-    *L = (layer_t){.kind = kind, .h = h, .w = w, .c = c, .k = k, .p = p, .relu = relu,
-                   .w_idx = -1, .b_idx = -1};
+    *L = (layer_t){.kind = kind,
+                   .h = h,
+                   .w = w,
+                   .c = c,
+                   .k = k,
+                   .p = p,
+                   .relu = relu,
+                   .w_idx = -1,
+                   .b_idx = -1};
     L->in_size = (size_t)h * w * c;
     char name[24];
     switch (kind) {
@@ -192,10 +200,9 @@ static int add_layer(mlt_model_t *m, int kind, uint32_t h, uint32_t w, uint32_t 
         L->w_idx = add_param(m, name, (uint64_t)units * k * k * c, (uint64_t)k * k * c);
         snprintf(name, sizeof name, "conv%u.b", *n_conv);
         L->b_idx = add_param(m, name, units, (uint64_t)k * k * c);
-        if ((uint64_t)units * k * k * c > MAX_TENSOR ||
-            (uint64_t)h * w * k * k * c > MAX_SAMPLE) {
-            seterr(err, errlen, "%s: conv %ux%ux%u on %ux%ux%u is too large", where, k, k,
-                   units, h, w, c);
+        if ((uint64_t)units * k * k * c > MAX_TENSOR || (uint64_t)h * w * k * k * c > MAX_SAMPLE) {
+            seterr(err, errlen, "%s: conv %ux%ux%u on %ux%ux%u is too large", where, k, k, units, h,
+                   w, c);
             return -EINVAL;
         }
         break;
@@ -204,8 +211,7 @@ static int add_layer(mlt_model_t *m, int kind, uint32_t h, uint32_t w, uint32_t 
         L->ow = w / p;
         L->oc = c;
         break;
-    default:
-        assert(0 && "layer kind");
+    default: assert(0 && "layer kind");
     }
     if ((kind == L_POOL || p > 0) && (p == 0 || p > h || p > w)) {
         seterr(err, errlen, "%s: pool %u does not fit its %ux%u input", where, p, h, w);
@@ -236,8 +242,8 @@ static int build_layers(mlt_model_t *m, const mlt_model_desc_t *d, char *err, si
     if (d->type == MLT_MODEL_MLP) {
         for (uint32_t i = 0; i < d->n_hidden; i++) {
             snprintf(where, sizeof where, "mlp hidden layer %u", i + 1);
-            rc = add_layer(m, L_FC, h, w, c, 0, 0, d->hidden[i], true, where, &n_conv, &n_fc,
-                           err, errlen);
+            rc = add_layer(m, L_FC, h, w, c, 0, 0, d->hidden[i], true, where, &n_conv, &n_fc, err,
+                           errlen);
             if (rc < 0)
                 return rc;
             c = d->hidden[i];
@@ -262,8 +268,8 @@ static int build_layers(mlt_model_t *m, const mlt_model_desc_t *d, char *err, si
                     snprintf(where, sizeof where, "cnn layers %u-%u", i + 1, i + 2);
                     i++;
                 }
-                rc = add_layer(m, L_CONV, h, w, c, cl->k, p, cl->n, true, where, &n_conv,
-                               &n_fc, err, errlen);
+                rc = add_layer(m, L_CONV, h, w, c, cl->k, p, cl->n, true, where, &n_conv, &n_fc,
+                               err, errlen);
                 break;
             }
             case MLT_CNN_POOL:
@@ -271,17 +277,15 @@ static int build_layers(mlt_model_t *m, const mlt_model_desc_t *d, char *err, si
                     seterr(err, errlen, "%s: pool size 0", where);
                     return -EINVAL;
                 }
-                rc = add_layer(m, L_POOL, h, w, c, 0, cl->k, 0, false, where, &n_conv, &n_fc,
-                               err, errlen);
+                rc = add_layer(m, L_POOL, h, w, c, 0, cl->k, 0, false, where, &n_conv, &n_fc, err,
+                               errlen);
                 break;
             case MLT_CNN_FC:
-                rc = add_layer(m, L_FC, 1, 1, (uint32_t)((uint64_t)h * w * c), 0, 0, cl->n,
-                               true, where, &n_conv, &n_fc, err, errlen);
+                rc = add_layer(m, L_FC, 1, 1, (uint32_t)((uint64_t)h * w * c), 0, 0, cl->n, true,
+                               where, &n_conv, &n_fc, err, errlen);
                 flat = true;
                 break;
-            default:
-                seterr(err, errlen, "%s: unknown op %d", where, (int)cl->op);
-                return -EINVAL;
+            default: seterr(err, errlen, "%s: unknown op %d", where, (int)cl->op); return -EINVAL;
             }
             if (rc < 0)
                 return rc;
@@ -295,8 +299,8 @@ static int build_layers(mlt_model_t *m, const mlt_model_desc_t *d, char *err, si
             h = w = 1;
         }
     }
-    return add_layer(m, L_FC, h, w, c, 0, 0, d->n_classes, false, "output layer", &n_conv,
-                     &n_fc, err, errlen);
+    return add_layer(m, L_FC, h, w, c, 0, 0, d->n_classes, false, "output layer", &n_conv, &n_fc,
+                     err, errlen);
 }
 
 /* Work buffer sizes and offsets, after build_layers. */
@@ -367,8 +371,7 @@ static int check_desc(const mlt_model_desc_t *d, char *err, size_t errlen)
 {
     if (d->type == MLT_MODEL_MF) {
         if (d->n_users == 0 || d->n_items == 0 || d->rank == 0 || d->rank > MAX_DIM) {
-            seterr(err, errlen, "mf: n_users, n_items and rank must be >= 1 (rank <= %u)",
-                   MAX_DIM);
+            seterr(err, errlen, "mf: n_users, n_items and rank must be >= 1 (rank <= %u)", MAX_DIM);
             return -EINVAL;
         }
         if ((uint64_t)d->n_users * d->rank > MAX_TENSOR ||
@@ -387,9 +390,8 @@ static int check_desc(const mlt_model_desc_t *d, char *err, size_t errlen)
         seterr(err, errlen, "unknown model type %d", d->type);
         return -EINVAL;
     }
-    if (d->in_c == 0 || d->in_h == 0 || d->in_w == 0 || d->in_c > MAX_DIM ||
-        d->in_h > MAX_DIM || d->in_w > MAX_DIM ||
-        (uint64_t)d->in_c * d->in_h * d->in_w > MAX_SAMPLE) {
+    if (d->in_c == 0 || d->in_h == 0 || d->in_w == 0 || d->in_c > MAX_DIM || d->in_h > MAX_DIM ||
+        d->in_w > MAX_DIM || (uint64_t)d->in_c * d->in_h * d->in_w > MAX_SAMPLE) {
         seterr(err, errlen, "input %ux%ux%u: each of c, h, w must be >= 1, %u elements at most",
                d->in_c, d->in_h, d->in_w, MAX_SAMPLE);
         return -EINVAL;
@@ -408,8 +410,7 @@ static int check_desc(const mlt_model_desc_t *d, char *err, size_t errlen)
                d->n_hidden, MAX_LAYERS);
         return -EINVAL;
     }
-    if (d->type == MLT_MODEL_CNN &&
-        (d->n_cnn > MAX_LAYERS || (d->n_cnn > 0 && d->cnn == NULL))) {
+    if (d->type == MLT_MODEL_CNN && (d->n_cnn > MAX_LAYERS || (d->n_cnn > 0 && d->cnn == NULL))) {
         seterr(err, errlen, "cnn: %u layers (at most %u, and cnn must be given)", d->n_cnn,
                MAX_LAYERS);
         return -EINVAL;
@@ -441,8 +442,10 @@ mlt_model_t *mlt_model_new(const mlt_model_desc_t *d, char *err, size_t errlen)
         return m;
     }
     /* at most one layer per description entry plus the output layer */
-    uint32_t max_layers = (d->type == MLT_MODEL_MLP ? d->n_hidden
-                           : d->type == MLT_MODEL_CNN ? d->n_cnn : 0) + 1;
+    uint32_t max_layers = (d->type == MLT_MODEL_MLP   ? d->n_hidden
+                           : d->type == MLT_MODEL_CNN ? d->n_cnn
+                                                      : 0) +
+                          1;
     m->layers = mlt_calloc(max_layers, sizeof *m->layers);
     m->params = mlt_calloc(2 * (size_t)max_layers, sizeof *m->params);
     rc = build_layers(m, d, err, errlen);
@@ -462,8 +465,7 @@ mlt_model_t *mlt_model_new(const mlt_model_desc_t *d, char *err, size_t errlen)
     return m;
 
 fail_nomem:
-    seterr(err, errlen, "out of memory for the model's work buffers (max_batch %u)",
-           d->max_batch);
+    seterr(err, errlen, "out of memory for the model's work buffers (max_batch %u)", d->max_batch);
 fail:
     mlt_model_destroy(&m);
     errno = -rc;
@@ -564,9 +566,8 @@ int mlt_model_step(mlt_model_t *m, float *const *params, float *const *grads, co
     return 0;
 }
 
-int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *grads,
-                       const double *x, const uint8_t *y, uint32_t batch, double *loss,
-                       uint32_t *correct)
+int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *grads, const double *x,
+                       const uint8_t *y, uint32_t batch, double *loss, uint32_t *correct)
 {
     if (!is_classifier(m) || batch == 0 || batch > m->d.max_batch || !labels_ok(m, y, batch))
         return -EINVAL;
@@ -577,8 +578,8 @@ int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *gra
 }
 
 int mlt_model_step_mf(mlt_model_t *m, float *const *params, float *const *grads,
-                      const uint32_t *users, const uint32_t *items, const float *r,
-                      uint32_t batch, float *loss)
+                      const uint32_t *users, const uint32_t *items, const float *r, uint32_t batch,
+                      float *loss)
 {
     if (is_classifier(m) || batch == 0 || !ratings_ok(m, users, items, batch))
         return -EINVAL;

@@ -98,8 +98,8 @@ int mlt_model_step(mlt_model_t *m, float *const *params, float *const *grads, co
  * the mean squared error (the data term, without the L2 term). Returns 0, or
  * -EINVAL for a non-MF model, batch 0, or an index out of range. */
 int mlt_model_step_mf(mlt_model_t *m, float *const *params, float *const *grads,
-                      const uint32_t *users, const uint32_t *items, const float *r,
-                      uint32_t batch, float *loss);
+                      const uint32_t *users, const uint32_t *items, const float *r, uint32_t batch,
+                      float *loss);
 
 /* Evaluates a classification model on n samples, in batches of max_batch:
  * *loss gets the mean cross-entropy, *correct the number classified right.
@@ -116,9 +116,8 @@ int mlt_model_eval_mf(mlt_model_t *m, float *const *params, const uint32_t *user
  * The identical code (worker/model_impl.h) instantiated for double, for the
  * finite-difference gradient checks. The double work buffers are allocated on
  * the first call (-ENOMEM if that fails). */
-int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *grads,
-                       const double *x, const uint8_t *y, uint32_t batch, double *loss,
-                       uint32_t *correct);
+int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *grads, const double *x,
+                       const uint8_t *y, uint32_t batch, double *loss, uint32_t *correct);
 int mlt_model_step_mf_f64(mlt_model_t *m, double *const *params, double *const *grads,
                           const uint32_t *users, const uint32_t *items, const double *r,
                           uint32_t batch, double *loss);

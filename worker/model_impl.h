@@ -19,6 +19,24 @@
  * skips im2col: it convolves directly with its weights transposed into
  * ws->wt, where its transposed weight gradient then accumulates. */
 
+/* This precision's kernels, by short names. */
+#define BIAS_ADD          K(mlt_cpu_bias_add)
+#define BIAS_GRAD         K(mlt_cpu_bias_grad)
+#define BIAS_RELU         K(mlt_cpu_bias_relu)
+#define BIAS_RELU_MAXPOOL K(mlt_cpu_bias_relu_maxpool)
+#define COL2IM            K(mlt_cpu_col2im)
+#define CONV_THIN         K(mlt_cpu_conv_thin)
+#define CONV_THIN_DW      K(mlt_cpu_conv_thin_dw)
+#define GEMM              K(mlt_cpu_gemm)
+#define IM2COL            K(mlt_cpu_im2col)
+#define MAXPOOL           K(mlt_cpu_maxpool)
+#define MAXPOOL_BACKWARD  K(mlt_cpu_maxpool_backward)
+#define MF_GRAD           K(mlt_cpu_mf_grad)
+#define NCHW_TO_NHWC      K(mlt_cpu_nchw_to_nhwc)
+#define RELU_BACKWARD     K(mlt_cpu_relu_backward)
+#define SOFTMAX_XENT      K(mlt_cpu_softmax_xent)
+#define TRANSPOSE         K(mlt_cpu_transpose)
+
 /* Layer L's output activation for sample 0 of a batch. */
 static REAL *R(act)(const ws_t *ws, const layer_t *L)
 {
@@ -33,7 +51,7 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
     const REAL *in = x;
     if (m->to_nhwc) {
         REAL *t = (REAL *)ws->in_nhwc;
-        K(mlt_cpu_nchw_to_nhwc)(x, batch, m->d.in_c, m->d.in_h, m->d.in_w, t);
+        NCHW_TO_NHWC(x, batch, m->d.in_c, m->d.in_h, m->d.in_w, t);
         in = t;
     }
     for (uint32_t l = 0; l < m->n_layers; l++) {
@@ -41,18 +59,18 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
         REAL *out = R(act)(ws, L);
         switch (L->kind) {
         case L_FC:
-            K(mlt_cpu_gemm)(false, true, batch, L->out_size, L->in_size, 1, in, L->in_size,
-                            P[L->w_idx], L->in_size, 0, out, L->out_size);
+            GEMM(false, true, batch, L->out_size, L->in_size, 1, in, L->in_size, P[L->w_idx],
+                 L->in_size, 0, out, L->out_size);
             if (L->relu)
-                K(mlt_cpu_bias_relu)(out, P[L->b_idx], batch, L->out_size);
+                BIAS_RELU(out, P[L->b_idx], batch, L->out_size);
             else
-                K(mlt_cpu_bias_add)(out, P[L->b_idx], batch, L->out_size);
+                BIAS_ADD(out, P[L->b_idx], batch, L->out_size);
             break;
         case L_CONV: {
             const size_t kkc = (size_t)L->k * L->k * L->c, hw = (size_t)L->h * L->w;
             REAL *col = (REAL *)ws->col, *wt = (REAL *)ws->wt;
             if (L->thin)
-                K(mlt_cpu_transpose)(P[L->w_idx], L->oc, kkc, wt);
+                TRANSPOSE(P[L->w_idx], L->oc, kkc, wt);
             for (uint32_t b0 = 0; b0 < batch; b0 += L->chunk) {
                 const uint32_t nb = batch - b0 < L->chunk ? batch - b0 : L->chunk;
                 const size_t rows = nb * hw;
@@ -60,26 +78,22 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
                 /* the pre-activation: into scratch when a pool follows */
                 REAL *z = L->p > 0 ? (REAL *)ws->z : out + b0 * L->out_size;
                 if (L->thin) {
-                    K(mlt_cpu_conv_thin)(x0, nb, L->h, L->w, L->c, L->k, wt, L->oc, z);
+                    CONV_THIN(x0, nb, L->h, L->w, L->c, L->k, wt, L->oc, z);
                 } else {
-                    K(mlt_cpu_im2col)(x0, nb, L->h, L->w, L->c, L->k, col);
-                    K(mlt_cpu_gemm)(false, true, rows, L->oc, kkc, 1, col, kkc, P[L->w_idx],
-                                    kkc, 0, z, L->oc);
+                    IM2COL(x0, nb, L->h, L->w, L->c, L->k, col);
+                    GEMM(false, true, rows, L->oc, kkc, 1, col, kkc, P[L->w_idx], kkc, 0, z, L->oc);
                 }
                 if (L->p > 0)
-                    K(mlt_cpu_bias_relu_maxpool)(z, P[L->b_idx], nb, L->h, L->w, L->oc, L->p,
-                                                 out + b0 * L->out_size,
-                                                 m->idx + L->idx_off + b0 * L->out_size);
+                    BIAS_RELU_MAXPOOL(z, P[L->b_idx], nb, L->h, L->w, L->oc, L->p,
+                                      out + b0 * L->out_size,
+                                      m->idx + L->idx_off + b0 * L->out_size);
                 else
-                    K(mlt_cpu_bias_relu)(z, P[L->b_idx], rows, L->oc);
+                    BIAS_RELU(z, P[L->b_idx], rows, L->oc);
             }
             break;
         }
-        case L_POOL:
-            K(mlt_cpu_maxpool)(in, batch, L->h, L->w, L->c, L->p, out, m->idx + L->idx_off);
-            break;
-        default:
-            assert(0 && "layer kind");
+        case L_POOL: MAXPOOL(in, batch, L->h, L->w, L->c, L->p, out, m->idx + L->idx_off); break;
+        default: assert(0 && "layer kind");
         }
         in = out;
     }
@@ -94,22 +108,22 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
     REAL *g_out = (REAL *)ws->g[0], *g_in = (REAL *)ws->g[1];
     for (uint32_t l = m->n_layers; l-- > 0;) {
         const layer_t *L = &m->layers[l];
-        const REAL *in = l > 0 ? R(act)(ws, &m->layers[l - 1])
-                               : (m->to_nhwc ? (const REAL *)ws->in_nhwc : x);
+        const REAL *in =
+            l > 0 ? R(act)(ws, &m->layers[l - 1]) : (m->to_nhwc ? (const REAL *)ws->in_nhwc : x);
         const REAL *out = R(act)(ws, L);
         if (L->relu)
             /* for a conv with a fused pool, out is the pooled relu(z + b): its
              * sign at each window's maximum is the sign at the pixel the
              * gradient goes to, and every other pixel gets none */
-            K(mlt_cpu_relu_backward)(g_out, out, (size_t)batch * L->out_size);
+            RELU_BACKWARD(g_out, out, (size_t)batch * L->out_size);
         switch (L->kind) {
         case L_FC:
-            K(mlt_cpu_gemm)(true, false, L->out_size, L->in_size, batch, 1, g_out, L->out_size,
-                            in, L->in_size, 0, G[L->w_idx], L->in_size);
-            K(mlt_cpu_bias_grad)(G[L->b_idx], g_out, batch, L->out_size, false);
+            GEMM(true, false, L->out_size, L->in_size, batch, 1, g_out, L->out_size, in, L->in_size,
+                 0, G[L->w_idx], L->in_size);
+            BIAS_GRAD(G[L->b_idx], g_out, batch, L->out_size, false);
             if (L->need_dx)
-                K(mlt_cpu_gemm)(false, false, batch, L->in_size, L->out_size, 1, g_out,
-                                L->out_size, P[L->w_idx], L->in_size, 0, g_in, L->in_size);
+                GEMM(false, false, batch, L->in_size, L->out_size, 1, g_out, L->out_size,
+                     P[L->w_idx], L->in_size, 0, g_in, L->in_size);
             break;
         case L_CONV: {
             const size_t kkc = (size_t)L->k * L->k * L->c, hw = (size_t)L->h * L->w;
@@ -121,40 +135,37 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
                 REAL *dz;
                 if (L->p > 0) {
                     dz = (REAL *)ws->z;
-                    K(mlt_cpu_maxpool_backward)(g_out + b0 * L->out_size,
-                                                m->idx + L->idx_off + b0 * L->out_size, nb,
-                                                L->h, L->w, L->oc, L->p, dz);
+                    MAXPOOL_BACKWARD(g_out + b0 * L->out_size,
+                                     m->idx + L->idx_off + b0 * L->out_size, nb, L->h, L->w, L->oc,
+                                     L->p, dz);
                 } else {
                     dz = g_out + b0 * L->out_size;
                 }
-                K(mlt_cpu_bias_grad)(G[L->b_idx], dz, rows, L->oc, acc);
+                BIAS_GRAD(G[L->b_idx], dz, rows, L->oc, acc);
                 if (L->thin) { /* no input gradient (see THIN_MAX_TAPS) */
-                    K(mlt_cpu_conv_thin_dw)(in + b0 * L->in_size, dz, nb, L->h, L->w, L->c,
-                                            L->k, L->oc, dwt, acc);
+                    CONV_THIN_DW(in + b0 * L->in_size, dz, nb, L->h, L->w, L->c, L->k, L->oc, dwt,
+                                 acc);
                     continue;
                 }
-                K(mlt_cpu_im2col)(in + b0 * L->in_size, nb, L->h, L->w, L->c, L->k, col);
-                K(mlt_cpu_gemm)(true, false, L->oc, kkc, rows, 1, dz, L->oc, col, kkc,
-                                acc ? 1 : 0, G[L->w_idx], kkc);
+                IM2COL(in + b0 * L->in_size, nb, L->h, L->w, L->c, L->k, col);
+                GEMM(true, false, L->oc, kkc, rows, 1, dz, L->oc, col, kkc, acc ? 1 : 0,
+                     G[L->w_idx], kkc);
                 if (L->need_dx) {
                     /* the column gradient overwrites the columns, now used */
-                    K(mlt_cpu_gemm)(false, false, rows, kkc, L->oc, 1, dz, L->oc,
-                                    P[L->w_idx], kkc, 0, col, kkc);
-                    K(mlt_cpu_col2im)(col, nb, L->h, L->w, L->c, L->k,
-                                      g_in + b0 * L->in_size);
+                    GEMM(false, false, rows, kkc, L->oc, 1, dz, L->oc, P[L->w_idx], kkc, 0, col,
+                         kkc);
+                    COL2IM(col, nb, L->h, L->w, L->c, L->k, g_in + b0 * L->in_size);
                 }
             }
             if (L->thin)
-                K(mlt_cpu_transpose)(dwt, kkc, L->oc, G[L->w_idx]);
+                TRANSPOSE(dwt, kkc, L->oc, G[L->w_idx]);
             break;
         }
         case L_POOL:
             if (L->need_dx)
-                K(mlt_cpu_maxpool_backward)(g_out, m->idx + L->idx_off, batch, L->h, L->w,
-                                            L->c, L->p, g_in);
+                MAXPOOL_BACKWARD(g_out, m->idx + L->idx_off, batch, L->h, L->w, L->c, L->p, g_in);
             break;
-        default:
-            assert(0 && "layer kind");
+        default: assert(0 && "layer kind");
         }
         REAL *t = g_out;
         g_out = g_in;
@@ -163,13 +174,11 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
 }
 
 /* One classification step (see mlt_model_step); input already validated. */
-static void R(step)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *const *G,
-                    const REAL *x, const uint8_t *y, uint32_t batch, double *loss,
-                    uint32_t *correct)
+static void R(step)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *const *G, const REAL *x,
+                    const uint8_t *y, uint32_t batch, double *loss, uint32_t *correct)
 {
     const REAL *logits = R(forward)(m, ws, P, x, batch);
-    *loss = K(mlt_cpu_softmax_xent)(logits, y, batch, m->d.n_classes, (REAL *)ws->g[0],
-                                    correct);
+    *loss = SOFTMAX_XENT(logits, y, batch, m->d.n_classes, (REAL *)ws->g[0], correct);
     R(backward)(m, ws, P, G, x, batch);
 }
 
@@ -181,7 +190,24 @@ static double R(step_mf)(const mlt_model_t *m, REAL *const *P, REAL *const *G,
     const size_t rank = m->d.rank;
     memset(G[0], 0, (size_t)m->d.n_users * rank * sizeof(REAL));
     memset(G[1], 0, (size_t)m->d.n_items * rank * sizeof(REAL));
-    double sse = K(mlt_cpu_mf_grad)(P[0], P[1], rank, users, items, r, batch, (REAL)m->d.l2,
-                                    (REAL)1 / (REAL)batch, G[0], G[1]);
+    double sse = MF_GRAD(P[0], P[1], rank, users, items, r, batch, (REAL)m->d.l2,
+                         (REAL)1 / (REAL)batch, G[0], G[1]);
     return sse / batch;
 }
+
+#undef BIAS_ADD
+#undef BIAS_GRAD
+#undef BIAS_RELU
+#undef BIAS_RELU_MAXPOOL
+#undef COL2IM
+#undef CONV_THIN
+#undef CONV_THIN_DW
+#undef GEMM
+#undef IM2COL
+#undef MAXPOOL
+#undef MAXPOOL_BACKWARD
+#undef MF_GRAD
+#undef NCHW_TO_NHWC
+#undef RELU_BACKWARD
+#undef SOFTMAX_XENT
+#undef TRANSPOSE

@@ -5,8 +5,8 @@
  * plain one of 3 samples (3 images of 2x2 pixels, labels 0 9 4), so the
  * fuzzed file gets past the count check only by announcing 3 samples. One
  * target rather than two: the seeds of both halves share one corpus, and
- * libFuzzer can cross them over. Both files live at fixed per-process paths
- * (fuzz_util.h).
+ * libFuzzer can cross them over. Both files are written for every input at
+ * fixed per-process paths (fuzz_util.h) and removed after it.
  *
  * Checks the contract of worker/data.h. A refusal: rc in -EINVAL/-ENOMEM/-EIO,
  * *out zeroed, a one-line message that starts with one of the two paths. An
@@ -32,8 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* magic 0x803, 3 x 2 x 2, then 12 pixels */
 static const uint8_t fixed_images[] = {
-    0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2,
-    0, 255, 128, 1, 2, 3, 254, 127, 64, 32, 16, 8,
+    0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 255, 128, 1, 2, 3, 254, 127, 64, 32, 16, 8,
 };
 /* magic 0x801, 3, then the labels */
 static const uint8_t fixed_labels[] = {0, 0, 8, 1, 0, 0, 0, 3, 0, 9, 4};
@@ -45,8 +44,8 @@ static uint32_t be32(const uint8_t *b)
 
 /* What a plain (decompressed) IDX file must decode to. */
 typedef struct ref_idx {
-    int valid;         /* header and size agree with the format */
-    uint32_t n;        /* samples */
+    int valid;  /* header and size agree with the format */
+    uint32_t n; /* samples */
     uint32_t rows, cols;
     const uint8_t *px; /* images: n * rows * cols bytes; labels: n bytes */
 } ref_idx_t;
@@ -61,8 +60,7 @@ static ref_idx_t ref_images(const uint8_t *b, size_t len)
     r.cols = be32(b + 12);
     r.px = b + 16;
     r.valid = r.n > 0 && r.rows >= 1 && r.rows <= MLT_IDX_MAX_DIM && r.cols >= 1 &&
-              r.cols <= MLT_IDX_MAX_DIM &&
-              (uint64_t)len - 16 == (uint64_t)r.n * r.rows * r.cols;
+              r.cols <= MLT_IDX_MAX_DIM && (uint64_t)len - 16 == (uint64_t)r.n * r.rows * r.cols;
     return r;
 }
 
@@ -118,28 +116,18 @@ static void check_content(const mlt_dataset_t *d, const ref_idx_t *im, const ref
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int fixed_written[2];
     const char *images = fuzz_tmp_path("idx-images");
     const char *labels = fuzz_tmp_path("idx-labels");
     int fuzz_labels = size > 0 && (data[0] & 1);
     const uint8_t *body = size > 0 ? data + 1 : data;
     size_t len = size > 0 ? size - 1 : 0;
 
-    /* the fixed file is written once; the fuzzed one on every input */
     if (fuzz_labels) {
-        if (!fixed_written[0]) {
-            fuzz_write_file(images, fixed_images, sizeof fixed_images);
-            fixed_written[0] = 1;
-        }
+        fuzz_write_file(images, fixed_images, sizeof fixed_images);
         fuzz_write_file(labels, body, len);
-        fixed_written[1] = 0;
     } else {
-        if (!fixed_written[1]) {
-            fuzz_write_file(labels, fixed_labels, sizeof fixed_labels);
-            fixed_written[1] = 1;
-        }
         fuzz_write_file(images, body, len);
-        fixed_written[0] = 0;
+        fuzz_write_file(labels, fixed_labels, sizeof fixed_labels);
     }
 
     char err[512];
@@ -163,17 +151,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the reference verdict, when the fuzzed file is plain or one gzip member */
     uint8_t *unpacked = NULL;
-    size_t ulen = 0;
+    size_t ulen = len;
     int known = 1;
     if (fuzz_is_gzip(body, len))
         known = fuzz_gunzip_exact(body, len, 1u << 24, &unpacked, &ulen);
-    else
-        unpacked = NULL, ulen = len;
     const uint8_t *plain = unpacked ? unpacked : body;
-    ref_idx_t im = fuzz_labels ? ref_images(fixed_images, sizeof fixed_images)
-                               : ref_images(plain, ulen);
-    ref_idx_t lb = fuzz_labels ? ref_labels(plain, ulen)
-                               : ref_labels(fixed_labels, sizeof fixed_labels);
+    ref_idx_t im =
+        fuzz_labels ? ref_images(fixed_images, sizeof fixed_images) : ref_images(plain, ulen);
+    ref_idx_t lb =
+        fuzz_labels ? ref_labels(plain, ulen) : ref_labels(fixed_labels, sizeof fixed_labels);
     CHECK(fuzz_labels ? im.valid : lb.valid);
     int want_ok = im.valid && lb.valid && im.n == lb.n;
 
@@ -188,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "valid IDX input refused: %d %s\n", rc, err);
         CHECK(!(known && want_ok));
         free(unpacked);
+        fuzz_remove_files();
         return 0;
     }
     if (known && !want_ok)
@@ -204,5 +191,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mlt_dataset_free(&d);
     CHECK(all_zero(&d, sizeof d));
     free(unpacked);
+    fuzz_remove_files();
     return 0;
 }

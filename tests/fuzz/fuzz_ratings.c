@@ -1,7 +1,7 @@
 /* fuzz_ratings.c - libFuzzer target for mlt_ratings_load (MovieLens files).
  *
  * The input is the whole file, written to a fixed per-process path
- * (fuzz_util.h) and loaded. Checks the contract of worker/data.h. A refusal:
+ * (fuzz_util.h), loaded, and removed. Checks the contract of worker/data.h. A refusal:
  * rc in -EINVAL/-ENOMEM/-EIO, *out zeroed, a one-line message that starts
  * with the path. An acceptance: n > 0; every rating's user < n_users and item
  * < n_items, its value finite and in [MLT_RATINGS_MIN, MLT_RATINGS_MAX];
@@ -231,5 +231,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(want);
     free(unpacked);
+    fuzz_remove_files();
     return 0;
 }

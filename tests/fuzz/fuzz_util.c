@@ -13,7 +13,7 @@ static struct {
 } tmp[MAX_TAGS];
 static int n_tmp;
 
-static void remove_tmp(void)
+void fuzz_remove_files(void)
 {
     for (int i = 0; i < n_tmp; i++)
         unlink(tmp[i].path);
@@ -26,7 +26,7 @@ const char *fuzz_tmp_path(const char *tag)
             return tmp[i].path;
     CHECK(n_tmp < MAX_TAGS);
     if (n_tmp == 0)
-        atexit(remove_tmp);
+        atexit(fuzz_remove_files);
     tmp[n_tmp].tag = tag;
     int n = snprintf(tmp[n_tmp].path, sizeof tmp[n_tmp].path, "/tmp/mlt-fuzz-%s-%ld", tag,
                      (long)getpid());
@@ -48,8 +48,7 @@ int fuzz_is_gzip(const uint8_t *data, size_t size)
     return size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
 }
 
-int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **out,
-                      size_t *outlen)
+int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **out, size_t *outlen)
 {
     *out = NULL;
     *outlen = 0;

@@ -2,11 +2,13 @@
  * fuzz_ratings.c, fuzz_jobfile.c).
  *
  * The loaders under test take paths, so a target writes each input to a file
- * whose path is fixed for the process (/tmp/mlt-fuzz-<tag>-<pid>, removed at
- * exit) and rewritten per input. Inputs that are one complete gzip member can
- * be unpacked here, so that a target's reference decoder sees what the loader
- * sees through zlib. Violated invariants abort (CHECK), which libFuzzer and
- * tests/fuzz/replay.c both report. Not thread-safe: one input at a time. */
+ * whose path is fixed for the process (/tmp/mlt-fuzz-<tag>-<pid>), rewritten
+ * per input and removed after it (libFuzzer's fork-mode children leave by
+ * _Exit, so an atexit handler alone would leave files behind). Inputs that
+ * are one complete gzip member can be unpacked here, so that a target's
+ * reference decoder sees what the loader sees through zlib. Violated
+ * invariants abort (CHECK), which libFuzzer and tests/fuzz/replay.c both
+ * report. Not thread-safe: one input at a time. */
 #ifndef MLT_FUZZ_UTIL_H
 #define MLT_FUZZ_UTIL_H
 
@@ -18,14 +20,18 @@
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
 
 /* The path /tmp/mlt-fuzz-<tag>-<pid>, made once per tag (at most 4 tags per
- * process) and unlinked at exit. Borrowed; valid until exit. */
+ * process). Borrowed; valid until exit. */
 const char *fuzz_tmp_path(const char *tag);
+
+/* Removes the files at every path fuzz_tmp_path has made (missing ones are
+ * fine). A target calls it at the end of each input; also run at exit. */
+void fuzz_remove_files(void);
 
 /* Replaces the file at path with data[0..size). Aborts on an I/O error (that
  * is the harness failing, not the decoder). */
@@ -37,8 +43,7 @@ int fuzz_is_gzip(const uint8_t *data, size_t size);
 /* When data[0..size) is exactly one complete, valid gzip member (nothing
  * after it) that unpacks to at most max bytes, returns 1 with *out (malloc'd,
  * caller frees; never NULL) and *outlen; else 0. */
-int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **out,
-                      size_t *outlen);
+int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **out, size_t *outlen);
 
 /* A decoder's error message: NUL-terminated within errlen, not empty, one line
  * (no '\n'), and starting with "<prefix>:" when prefix is not NULL

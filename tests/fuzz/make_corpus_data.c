@@ -115,8 +115,7 @@ static void verdict(const char *sub, const char *name, int rc, const char *err)
 
 /* fuzz_idx's fixed files: 3 images of 2x2, labels 0 9 4 */
 static const uint8_t fixed_images[] = {
-    0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2,
-    0, 255, 128, 1, 2, 3, 254, 127, 64, 32, 16, 8,
+    0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 255, 128, 1, 2, 3, 254, 127, 64, 32, 16, 8,
 };
 static const uint8_t fixed_labels[] = {0, 0, 8, 1, 0, 0, 0, 3, 0, 9, 4};
 
@@ -417,7 +416,8 @@ static void job_seeds(int n_conf, char **conf)
                              "\"conv11x11x1024\", \"fc65536\", \"fc1\"]; };\n");
 
     job_str("bad_empty", "");
-    static const char nul[] = "name = \"x\";\0" "model = { type = \"softmax\"; };";
+    static const char nul[] = "name = \"x\";\0"
+                              "model = { type = \"softmax\"; };";
     job_seed("bad_nul_byte", nul, sizeof nul - 1);
     job_str("bad_syntax", "name = \"x\"\nmodel = {");
     job_str("bad_unknown_key", SOFTMAX "bogus = 1;\n");

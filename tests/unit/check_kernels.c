@@ -62,8 +62,8 @@ static double *to_d(const float *x, size_t n)
 }
 
 /* max |got - want| <= tol * max(1, scale) */
-static void expect_close_f(const float *got, const double *want, size_t n, double tol,
-                           double scale, const char *what)
+static void expect_close_f(const float *got, const double *want, size_t n, double tol, double scale,
+                           const char *what)
 {
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(fabs((double)got[i] - want[i]) <= tol * fmax(1.0, scale),
@@ -80,22 +80,23 @@ static void expect_close_d(const double *got, const double *want, size_t n, doub
 
 /* ---- gemm ---- */
 
-static void ref_gemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha,
-                     const double *a, size_t lda, const double *b, size_t ldb, double beta,
-                     double *c, size_t ldc)
+static void ref_gemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *a,
+                     size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc)
 {
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double s = 0;
             for (size_t p = 0; p < k; p++)
-                s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                s +=
+                    (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
             c[i * ldc + j] = alpha * s + (beta != 0 ? beta * c[i * ldc + j] : 0);
         }
 }
 
 START_TEST(test_gemm_all_transposes)
 {
-    static const size_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {16, 37, 1}, {2, 64, 129}};
+    static const size_t shapes[][3] = {
+        {1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {16, 37, 1}, {2, 64, 129}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int t = 0; t < 4; t++) {
             const size_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
@@ -195,8 +196,8 @@ END_TEST
 /* ---- softmax cross-entropy ---- */
 
 /* Reference: mean loss, gradient, correct; in long double from the definition. */
-static double ref_xent(const double *z, const uint8_t *y, size_t rows, size_t classes,
-                       double *dz, uint32_t *correct)
+static double ref_xent(const double *z, const uint8_t *y, size_t rows, size_t classes, double *dz,
+                       uint32_t *correct)
 {
     long double total = 0;
     *correct = 0;
@@ -235,7 +236,8 @@ START_TEST(test_softmax_xent_reference)
             double l32 = mlt_cpu_softmax_xent(z, y, rows, classes, dz, &c32);
             double l64 = mlt_cpu_softmax_xent_f64(zd, y, rows, classes, dzd, &c64);
             ck_assert_msg(fabs(l32 - wl) <= 1e-5 * fmax(1, wl), "loss %g want %g", l32, wl);
-            ck_assert_msg(fabs(l64 - wl) <= 1e-13 * fmax(1, wl), "loss64 %.17g want %.17g", l64, wl);
+            ck_assert_msg(fabs(l64 - wl) <= 1e-13 * fmax(1, wl), "loss64 %.17g want %.17g", l64,
+                          wl);
             ck_assert_uint_eq(c32, wc);
             ck_assert_uint_eq(c64, wc);
             expect_close_f(dz, want, n, 1e-6, 1, "dz");
@@ -255,9 +257,9 @@ START_TEST(test_softmax_xent_large_logits)
     const float big[] = {1e4f, 1e30f, 3e37f};
     for (int bi = 0; bi < 3; bi++) {
         const float B = big[bi];
-        float z[3 * 4] = {B, 0, -B, 1, /* label 0: at the max, loss ~ 0 */
-                          B, B, -B, 0,  /* label 1: tied max, loss log 2 */
-                          0, 0, 1, -B}; /* label 3: far below, loss ~ B */
+        float z[3 * 4] = {B, 0, -B, 1,   /* label 0: at the max, loss ~ 0 */
+                          B, B, -B, 0,   /* label 1: tied max, loss log 2 */
+                          0, 0, 1,  -B}; /* label 3: far below, loss ~ B */
         const uint8_t y[3] = {0, 1, 3};
         float dz[12];
         uint32_t correct;
@@ -268,11 +270,11 @@ START_TEST(test_softmax_xent_large_logits)
         for (int i = 0; i < 12; i++)
             ck_assert_msg(isfinite(dz[i]), "dz[%d] = %g for logits %g", i, (double)dz[i],
                           (double)B);
-        ck_assert_float_eq_tol(dz[0], 0.0f, 1e-7f);       /* p = 1 at the label */
-        ck_assert_float_eq_tol(dz[4], 0.5f / 3, 1e-7f);    /* tie: p = 1/2 each */
+        ck_assert_float_eq_tol(dz[0], 0.0f, 1e-7f);     /* p = 1 at the label */
+        ck_assert_float_eq_tol(dz[4], 0.5f / 3, 1e-7f); /* tie: p = 1/2 each */
         ck_assert_float_eq_tol(dz[5], -0.5f / 3, 1e-7f);
-        ck_assert_float_eq_tol(dz[11], -1.0f / 3, 1e-7f);  /* p = 0 at the label */
-        ck_assert_uint_eq(correct, 1);                     /* the tie goes to index 0 */
+        ck_assert_float_eq_tol(dz[11], -1.0f / 3, 1e-7f); /* p = 0 at the label */
+        ck_assert_uint_eq(correct, 1);                    /* the tie goes to index 0 */
     }
 }
 END_TEST
@@ -300,13 +302,13 @@ END_TEST
 /* ---- im2col, col2im, convolution ---- */
 
 /* the geometries: h, w, c, k (kernel larger than the image included) */
-static const size_t geoms[][4] = {{5, 3, 3, 3}, {1, 1, 2, 3}, {3, 2, 1, 5}, {4, 6, 16, 5},
-                                  {7, 7, 5, 1}, {6, 5, 17, 3}};
+static const size_t geoms[][4] = {{5, 3, 3, 3},  {1, 1, 2, 3}, {3, 2, 1, 5},
+                                  {4, 6, 16, 5}, {7, 7, 5, 1}, {6, 5, 17, 3}};
 #define N_GEOMS (sizeof geoms / sizeof geoms[0])
 
 /* the im2col entry of image b, pixel (y, x), patch (ky, kx), channel ch */
-static double ref_col(const double *x, size_t h, size_t w, size_t c, size_t k, size_t b,
-                      size_t yy, size_t xx, size_t ky, size_t kx, size_t ch)
+static double ref_col(const double *x, size_t h, size_t w, size_t c, size_t k, size_t b, size_t yy,
+                      size_t xx, size_t ky, size_t kx, size_t ch)
 {
     const long pad = (long)(k - 1) / 2;
     long iy = (long)yy + (long)ky - pad, ix = (long)xx + (long)kx - pad;
@@ -381,7 +383,8 @@ START_TEST(test_col2im_adjoint)
                             for (size_t ch = 0; ch < c; ch++, i++) {
                                 long iy = (long)yy + (long)ky - pad, ix = (long)xx + (long)kx - pad;
                                 if (iy >= 0 && ix >= 0 && iy < (long)h && ix < (long)w)
-                                    want[((b * h + (size_t)iy) * w + (size_t)ix) * c + ch] += ycd[i];
+                                    want[((b * h + (size_t)iy) * w + (size_t)ix) * c + ch] +=
+                                        ycd[i];
                             }
         expect_close_d(xtd, want, nx, 1e-14, (double)(k * k), "col2im64");
         expect_close_f(xt, want, nx, 1e-6, (double)(k * k), "col2im");
@@ -516,8 +519,8 @@ static void ref_pool(const float *x, const float *bias, size_t n, size_t h, size
                 }
 }
 
-static const size_t pgeoms[][4] = {{4, 4, 1, 2}, {5, 7, 3, 2}, {6, 6, 16, 3}, {3, 3, 37, 1},
-                                   {9, 8, 32, 2}, {2, 2, 7, 2}};
+static const size_t pgeoms[][4] = {{4, 4, 1, 2},  {5, 7, 3, 2},  {6, 6, 16, 3},
+                                   {3, 3, 37, 1}, {9, 8, 32, 2}, {2, 2, 7, 2}};
 #define N_PGEOMS (sizeof pgeoms / sizeof pgeoms[0])
 
 static void check_pool_case(const float *x, const float *bias, size_t n, size_t h, size_t w,
@@ -608,14 +611,15 @@ START_TEST(test_maxpool_backward)
             want[(j / per) * h * w * c + idx[j]] += dy[j];
         expect_close_f(dx, want, nx, 0, 1, "maxpool_backward");
         /* the same in double */
-        double *xd = to_d(x, nx), *yd = xmalloc(ny * 8), *dyd = to_d(dy, ny), *dxd = xmalloc(nx * 8);
+        double *xd = to_d(x, nx), *yd = xmalloc(ny * 8), *dyd = to_d(dy, ny),
+               *dxd = xmalloc(nx * 8);
         uint32_t *idxd = xmalloc(ny * 4);
         mlt_cpu_maxpool_f64(xd, n, h, w, c, p, yd, idxd);
         ck_assert(memcmp(idx, idxd, ny * 4) == 0);
         mlt_cpu_maxpool_backward_f64(dyd, idxd, n, h, w, c, p, dxd);
         expect_close_d(dxd, want, nx, 0, 1, "maxpool_backward64");
-        free(x), free(y), free(dy), free(dx), free(idx), free(want), free(xd), free(yd),
-            free(dyd), free(dxd), free(idxd);
+        free(x), free(y), free(dy), free(dx), free(idx), free(want), free(xd), free(yd), free(dyd),
+            free(dxd), free(idxd);
     }
 }
 END_TEST
@@ -627,8 +631,8 @@ START_TEST(test_nan_propagates)
     float x[37];
     for (int i = 0; i < 37; i++)
         x[i] = (float)i - 18;
-    x[3] = NAN;   /* in the vectorised body */
-    x[36] = NAN;  /* in the scalar tail */
+    x[3] = NAN;  /* in the vectorised body */
+    x[36] = NAN; /* in the scalar tail */
     float b[37] = {0};
     float y[37];
     memcpy(y, x, sizeof y);
@@ -728,8 +732,8 @@ START_TEST(test_mf_grad_reference)
                 wV[items[i] * rank + j] += scale * (2 * e * u[j] + 2 * l2 * v[j]);
             }
         }
-        double got = mlt_cpu_mf_grad(U, V, rank, users, items, r, batch, (float)l2,
-                                     (float)scale, dU, dV);
+        double got =
+            mlt_cpu_mf_grad(U, V, rank, users, items, r, batch, (float)l2, (float)scale, dU, dV);
         ck_assert_msg(fabs(got - sse) <= 1e-5 * fmax(1, sse), "sse %g want %g", got, sse);
         expect_close_f(dU, wU, nu * rank, 1e-5, (double)rank, "dU");
         expect_close_f(dV, wV, ni * rank, 1e-5, (double)rank, "dV");

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FD_H 1e-6
-#define FD_RTOL 1e-6
+#define FD_H     1e-6
+#define FD_RTOL  1e-6
 #define F32_RTOL 1e-4
 
 static uint64_t rng_state = 1;
@@ -126,8 +126,7 @@ static mlt_model_desc_t test_desc(int which, uint32_t max_batch)
         d.rank = 3;
         d.l2 = 0.1f;
         break;
-    default:
-        ck_abort_msg("model %d", which);
+    default: ck_abort_msg("model %d", which);
     }
     return d;
 }
@@ -251,12 +250,13 @@ static double objective_f64(mlt_model_t *m, const mlt_model_desc_t *d, tensors_t
 {
     double loss = 0;
     if (d->type == MLT_MODEL_MF) {
-        ck_assert_int_eq(mlt_model_step_mf_f64(m, t->d, scratch, b->users, b->items, b->rd,
-                                               b->n, &loss), 0);
+        ck_assert_int_eq(
+            mlt_model_step_mf_f64(m, t->d, scratch, b->users, b->items, b->rd, b->n, &loss), 0);
         double reg = 0;
         for (uint32_t i = 0; i < b->n; i++)
             for (uint32_t j = 0; j < d->rank; j++) {
-                double u = t->d[0][b->users[i] * d->rank + j], v = t->d[1][b->items[i] * d->rank + j];
+                double u = t->d[0][b->users[i] * d->rank + j],
+                       v = t->d[1][b->items[i] * d->rank + j];
                 reg += u * u + v * v;
             }
         return loss + d->l2 * reg / b->n;
@@ -297,10 +297,9 @@ static void gradcheck(int which, uint32_t chunk)
             max_grad = fmax(max_grad, fabs(ana));
         }
         const double rel = max_diff / fmax(max_mag, 1e-8);
-        ck_assert_msg(rel <= FD_RTOL,
-                      "%s (chunk %u) %s: relative error %.3g (max |a-n| %.3g, max |a| %.3g)",
-                      model_names[which], chunk, mlt_model_param_name(m, i), rel, max_diff,
-                      max_grad);
+        ck_assert_msg(
+            rel <= FD_RTOL, "%s (chunk %u) %s: relative error %.3g (max |a-n| %.3g, max |a| %.3g)",
+            model_names[which], chunk, mlt_model_param_name(m, i), rel, max_diff, max_grad);
         /* a check of an all-zero gradient would prove little */
         ck_assert_msg(max_grad > 1e-6, "%s %s: gradient is zero", model_names[which],
                       mlt_model_param_name(m, i));
@@ -349,8 +348,8 @@ static double ref_loss(const mlt_model_desc_t *d, double *const *P, const double
             ops[n_ops++] = (ref_op_t){MLT_CNN_FC, 0, d->hidden[i], true};
     if (d->type == MLT_MODEL_CNN)
         for (uint32_t i = 0; i < d->n_cnn; i++)
-            ops[n_ops++] = (ref_op_t){d->cnn[i].op, d->cnn[i].k, d->cnn[i].n,
-                                      d->cnn[i].op != MLT_CNN_POOL};
+            ops[n_ops++] =
+                (ref_op_t){d->cnn[i].op, d->cnn[i].k, d->cnn[i].n, d->cnn[i].op != MLT_CNN_POOL};
     ops[n_ops++] = (ref_op_t){MLT_CNN_FC, 0, d->n_classes, false};
 
     size_t c = d->in_c, h = d->in_h, w = d->in_w;
@@ -481,7 +480,8 @@ START_TEST(test_float_matches_double)
         ck_assert_int_eq(mlt_model_step_f64(m, t.d, t.gd, b.xd, b.y, b.n, &ld, &cd), 0);
         ck_assert_uint_eq(cf, cd);
     }
-    ck_assert_msg(fabs(lf - ld) <= F32_RTOL * fmax(1, fabs(ld)), "loss %.9g vs %.9g", (double)lf, ld);
+    ck_assert_msg(fabs(lf - ld) <= F32_RTOL * fmax(1, fabs(ld)), "loss %.9g vs %.9g", (double)lf,
+                  ld);
     for (uint32_t i = 0; i < t.n; i++) {
         double max_diff = 0, max_mag = 0;
         for (uint64_t j = 0; j < mlt_model_param_size(m, i); j++) {
@@ -524,7 +524,8 @@ START_TEST(test_sgd_reduces_loss)
     uint32_t correct = 0;
     for (int step = 0; step < 200; step++) {
         if (d.type == MLT_MODEL_MF)
-            ck_assert_int_eq(mlt_model_step_mf(m, t.f, t.gf, b.users, b.items, b.rf, b.n, &loss), 0);
+            ck_assert_int_eq(mlt_model_step_mf(m, t.f, t.gf, b.users, b.items, b.rf, b.n, &loss),
+                             0);
         else
             ck_assert_int_eq(mlt_model_step(m, t.f, t.gf, b.xf, b.y, b.n, &loss, &correct), 0);
         if (step == 0)
@@ -612,13 +613,19 @@ START_TEST(test_names_and_sizes)
         {.op = MLT_CNN_CONV, .k = 5, .n = 64}, {.op = MLT_CNN_POOL, .k = 2},
         {.op = MLT_CNN_FC, .n = 256},
     };
-    mlt_model_desc_t d = {.type = MLT_MODEL_CNN, .in_c = 1, .in_h = 28, .in_w = 28,
-                          .n_classes = 10, .cnn = fm_cnn, .n_cnn = 5, .max_batch = 2};
+    mlt_model_desc_t d = {.type = MLT_MODEL_CNN,
+                          .in_c = 1,
+                          .in_h = 28,
+                          .in_w = 28,
+                          .n_classes = 10,
+                          .cnn = fm_cnn,
+                          .n_cnn = 5,
+                          .max_batch = 2};
     mlt_model_t *m = new_model(&d);
     static const char *const names[] = {"conv1.w", "conv1.b", "conv2.w", "conv2.b",
-                                        "fc1.w", "fc1.b", "fc2.w", "fc2.b"};
-    static const uint64_t sizes[] = {32 * 25, 32, 64 * 25 * 32, 64, 256 * 7 * 7 * 64, 256,
-                                     10 * 256, 10};
+                                        "fc1.w",   "fc1.b",   "fc2.w",   "fc2.b"};
+    static const uint64_t sizes[] = {32 * 25,          32,  64 * 25 * 32, 64,
+                                     256 * 7 * 7 * 64, 256, 10 * 256,     10};
     ck_assert_uint_eq(mlt_model_n_params(m), 8);
     ck_assert_int_eq(mlt_model_type(m), MLT_MODEL_CNN);
     for (uint32_t i = 0; i < 8; i++) {
@@ -633,8 +640,14 @@ START_TEST(test_names_and_sizes)
     mlt_model_destroy(NULL);
 
     static const uint32_t hidden[] = {256, 256};
-    d = (mlt_model_desc_t){.type = MLT_MODEL_MLP, .in_c = 1, .in_h = 28, .in_w = 28,
-                           .n_classes = 10, .hidden = hidden, .n_hidden = 2, .max_batch = 2};
+    d = (mlt_model_desc_t){.type = MLT_MODEL_MLP,
+                           .in_c = 1,
+                           .in_h = 28,
+                           .in_w = 28,
+                           .n_classes = 10,
+                           .hidden = hidden,
+                           .n_hidden = 2,
+                           .max_batch = 2};
     m = new_model(&d);
     ck_assert_uint_eq(mlt_model_n_params(m), 6);
     ck_assert_str_eq(mlt_model_param_name(m, 0), "fc1.w");
@@ -709,14 +722,14 @@ START_TEST(test_bad_descriptions)
     static const mlt_cnn_layer_t big_pool[] = {{.op = MLT_CNN_POOL, .k = 9}};
     d.cnn = big_pool;
     expect_bad(&d, "cnn layer 1: pool 9");
-    static const mlt_cnn_layer_t pool_then_big[] = {
-        {.op = MLT_CNN_CONV, .k = 3, .n = 2}, {.op = MLT_CNN_POOL, .k = 4},
-        {.op = MLT_CNN_POOL, .k = 3}};
+    static const mlt_cnn_layer_t pool_then_big[] = {{.op = MLT_CNN_CONV, .k = 3, .n = 2},
+                                                    {.op = MLT_CNN_POOL, .k = 4},
+                                                    {.op = MLT_CNN_POOL, .k = 3}};
     d.cnn = pool_then_big;
     d.n_cnn = 3;
     expect_bad(&d, "cnn layer 3: pool 3 does not fit its 2x2 input");
-    static const mlt_cnn_layer_t conv_after_fc[] = {
-        {.op = MLT_CNN_FC, .n = 5}, {.op = MLT_CNN_CONV, .k = 3, .n = 2}};
+    static const mlt_cnn_layer_t conv_after_fc[] = {{.op = MLT_CNN_FC, .n = 5},
+                                                    {.op = MLT_CNN_CONV, .k = 3, .n = 2}};
     d.cnn = conv_after_fc;
     d.n_cnn = 2;
     expect_bad(&d, "cnn layer 2: conv/pool after an fc");
