@@ -148,8 +148,10 @@ int main(int argc, char **argv)
         execv("/proc/self/exe", argv);
         perror("model_speed: execv /proc/self/exe");
     }
-    printf("# OpenBLAS core %s, %d threads%s\n", mlt_cpu_blas_core(), openblas_get_num_threads(),
-           better != NULL ? " (NOT the best core for this CPU: see --as-is)" : "");
+    printf("# OpenBLAS core %s, %d threads", mlt_cpu_blas_core(), openblas_get_num_threads());
+    if (better != NULL)
+        printf(" (NOT the best core for this CPU: OPENBLAS_CORETYPE=%s is)", better);
+    printf("\n");
 
     static const uint32_t hidden[] = {256, 256};
     static const mlt_cnn_layer_t cnn[] = {

@@ -10,9 +10,11 @@
 #   1. ours standalone: `mltuner-worker --standalone` on fmnist-mlp (subset
 #      20000) and fmnist-cnn (subset 3000), one epoch, batch 128, lr 0.03,
 #      momentum 0.9; samples/s from its "# training time" line (steps and
-#      updates only: no loading, no evaluation).
+#      updates only: no loading, no evaluation; data.validation=1000 only
+#      shortens the untimed evaluation).
 #   2. the peer: bench/torch_peer.py, the same models and step on random
-#      inputs held in memory (20 warm-up steps, then >= 3 s timed).
+#      inputs held in memory (20 warm-up steps, then >= 3 s timed; every
+#      configuration PEER_REPEATS times, interleaved).
 #   3. ours through a daemon: one mltunerd with a control endpoint and one
 #      worker; fmnist-mlp submitted with mltunerctl (tuner.logic=fixed,
 #      workers=1, subset 20000, 2 epochs) at staleness 0 and 3. samples/s from
@@ -50,6 +52,7 @@ CORETYPES=${CORETYPES:-auto SkylakeX}
 MLP_REPEATS=${MLP_REPEATS:-3}
 CNN_REPEATS=${CNN_REPEATS:-1}
 DAEMON_REPEATS=${DAEMON_REPEATS:-2}
+PEER_REPEATS=${PEER_REPEATS:-2} # rounds of torch_peer.py's configurations (3 s each)
 
 for b in "$WORKER" "$DAEMON" "$CTL"; do
     [ -x "$b" ] || { echo "worker.sh: $b is not built" >&2; exit 1; }
@@ -109,7 +112,8 @@ fi
 standalone() {
     # shellcheck disable=SC2046
     env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" --standalone "$1" \
-        --set data.subset="$2" --set stop.max_epochs=1 --set stop.target_accuracy=0 \
+        --set data.subset="$2" --set data.validation=1000 \
+        --set stop.max_epochs=1 --set stop.target_accuracy=0 \
         --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
         --set tunables.momentum.default=0.9 >"$5" 2>&1 ||
         { cat "$5" >&2; die "mltuner-worker --standalone $1 failed"; }
@@ -120,7 +124,7 @@ standalone() {
 declare -A OURS OURS_CFG
 for model in mlp cnn; do
     if [ $model = mlp ]; then subset=$MLP_SUBSET reps=$MLP_REPEATS; else subset=$CNN_SUBSET reps=$CNN_REPEATS; fi
-    best= cfg=
+    best='' cfg=''
     for ct in $CORETYPES; do
         for threads in 2 1; do
             for ((r = 1; r <= reps; r++)); do
@@ -142,7 +146,8 @@ DAEMON_CORETYPE=$1
 # ---- 3. the peer --------------------------------------------------------------------
 declare -A PEER_SPS PEER_CFG
 for model in mlp cnn; do
-    "$PY" "$PEER" $model "${CORETYPES// /,}" >"$TMP/peer-$model.log" 2>&1 ||
+    "$PY" "$PEER" $model --coretypes "${CORETYPES// /,}" --repeats "$PEER_REPEATS" \
+        >"$TMP/peer-$model.log" 2>&1 ||
         { cat "$TMP/peer-$model.log" >&2; die "torch_peer.py $model failed"; }
     sed -n 's/^config /# torch '$model': /p' "$TMP/peer-$model.log"
     line=$(grep '^best ' "$TMP/peer-$model.log") || die "torch_peer.py $model printed no best"
@@ -218,7 +223,7 @@ daemon_job() {
 
 declare -A DMN_TRAIN DMN_SPAN DMN_CFG
 for s in 0 3; do
-    best= bspan= cfg=
+    best='' bspan='' cfg=''
     for th in 2 1; do
         for ((r = 1; r <= DAEMON_REPEATS; r++)); do
             daemon_job $s $th $r
