@@ -20,6 +20,7 @@
 #include "common/jobfile.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "kernels/cpu.h"
 #include "kernels/optim.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
@@ -444,8 +445,24 @@ out:
     return status;
 }
 
+/* OpenBLAS 0.3.21 does not know some newer CPUs and falls back to its generic
+ * SSE3 kernels, ~10x slower; it reads OPENBLAS_CORETYPE only when loaded, so
+ * the worker re-executes itself once with the better core named. A value the
+ * user set is left alone. */
+static void fix_blas_core(char **argv)
+{
+    const char *better = mlt_cpu_blas_better_core();
+    if (!better || getenv("OPENBLAS_CORETYPE"))
+        return;
+    setenv("OPENBLAS_CORETYPE", better, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on with the slow kernels */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv)
 {
+    fix_blas_core(argv);
     const char *coordinator = NULL, *standalone = NULL;
     long rank = -1;
     char *sets[64];
