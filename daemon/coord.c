@@ -14,8 +14,8 @@
  *   any --JOB_STOP--> stopped;  any --worker error, divergence--> failed
  *   done | stopped | failed --workers told TASK_STOP--> idle
  *
- * Branch ids: 1 = init (worker 0 writes the seeded weights), 2 = training,
- * 3.. = test branches, one per test, freed after use. */
+ * Branch 1 is the init branch (worker 0 writes the seeded weights); the tuner
+ * (tuner.c) numbers every branch after it: eval, trials, training, tests. */
 #include "daemon/coord.h"
 
 #include <errno.h>
@@ -32,12 +32,11 @@
 #include "common/jobfile.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "daemon/tuner.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 
 #define BRANCH_INIT 1u
-#define BRANCH_TRAIN 2u
-#define BRANCH_TEST0 3u
 #define LOSS_RING 4096 /* clocks of per-clock loss being summed over workers */
 
 typedef struct wslot {
@@ -110,6 +109,16 @@ struct mlt_coord {
     double loss_sum[LOSS_RING];
     uint32_t loss_n[LOSS_RING];
     int64_t loss_clock[LOSS_RING];
+    uint32_t loss_branch[LOSS_RING];
+    /* the run in progress: per-clock mean losses go here */
+    uint32_t cap_branch;
+    int64_t cap_start, cap_n;
+    double *cap_loss;
+    /* tuner progress, for status */
+    uint32_t train_branch;
+    uint32_t trials;
+    double tuning_s, training_s;
+    const char *tphase;
 };
 
 /* ---- output ------------------------------------------------------------------ */
@@ -208,11 +217,11 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
     r.request_id = rid;
     mlt__job_state__init(&js);
     mlt__tunables__init(&tu);
-    js.phase = (char *)phase_names[c->phase];
+    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase]);
     if (c->phase != PH_IDLE || c->job_text) {
         js.name = c->job.name;
         js.has_branch = js.has_epoch = js.has_clock = js.has_loss = 1;
-        js.branch = BRANCH_TRAIN;
+        js.branch = c->train_branch;
         js.epoch = c->epoch;
         js.clock = c->clock;
         js.loss = c->last_loss;
@@ -234,6 +243,10 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
         tu.staleness = (uint32_t)(c->tunables.staleness >= 0 ? c->tunables.staleness : 0);
         js.tunables = &tu;
         js.out_dir = c->out_dir;
+        js.has_trials = js.has_tuning_seconds = js.has_training_seconds = 1;
+        js.trials = c->trials;
+        js.tuning_seconds = c->tuning_s;
+        js.training_seconds = c->training_s;
         if (c->message[0])
             js.message = c->message;
     }
@@ -279,9 +292,10 @@ static void stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const cha
 /* Per-clock training loss: the mean over workers once all have reported it. */
 static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss)
 {
-    size_t slot = (size_t)clock % LOSS_RING;
-    if (c->loss_clock[slot] != clock) {
+    size_t slot = (size_t)(clock + (int64_t)branch * 7919) % LOSS_RING;
+    if (c->loss_clock[slot] != clock || c->loss_branch[slot] != branch) {
         c->loss_clock[slot] = clock;
+        c->loss_branch[slot] = branch;
         c->loss_sum[slot] = 0;
         c->loss_n[slot] = 0;
     }
@@ -292,8 +306,10 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         double ep = 0;
         for (uint32_t w = 0; w < c->n_workers; w++)
             ep += c->workers[w].epoch;
-        c->epoch = ep / c->n_workers;
+        (void)ep;
         c->last_loss = mean;
+        if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
+            c->cap_loss[clock - 1 - c->cap_start] = mean;
         emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
              branch, (long long)clock, jnum(b, sizeof b, mean), c->epoch);
     }
@@ -580,25 +596,88 @@ static int branch_op(mlt_coord_t *c, int rc, const char *what)
     return 0;
 }
 
-/* One test: fork a test branch at the current consistent point, evaluate it on
- * every worker, free it. Returns 0, 1 (stop requested) or -1. */
-static int run_test(mlt_coord_t *c, uint32_t test_branch)
+/* ---- the executor: the tuner's decisions, carried out --------------------------- */
+
+static uint32_t setting_batch(mlt_coord_t *c, const mlt_setting_t *s)
 {
+    double b = mlt_setting_get(&c->job, s, "batch_size", 128);
+    return b >= 1 && b <= MLT_MAX_BATCH ? (uint32_t)b : 128;
+}
+
+/* The setting's server-side tunables (a tunable the job does not have keeps
+ * the branch's value; the update rule's constants come from the job). */
+static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *s)
+{
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    const mlt_job_t *j = &c->job;
+    t.lr = (float)mlt_setting_get(j, s, "lr", NAN);
+    t.momentum = (float)mlt_setting_get(j, s, "momentum", NAN);
+    t.weight_decay = (float)mlt_setting_get(j, s, "weight_decay", NAN);
+    double st = mlt_setting_get(j, s, "staleness", -1);
+    t.staleness = st >= 0 ? (int32_t)st : -1;
+    t.beta1 = (float)j->update.beta1;
+    t.beta2 = (float)j->update.beta2;
+    t.eps = (float)j->update.eps;
+    return t;
+}
+
+static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
+{
+    mlt_coord_t *c = ctx;
+    mlt_tunables_def_t t = setting_tunables(c, s);
+    return branch_op(c, mlt_branch_fork(c->client, child, parent, kind, &t), "fork") ? -1 : 0;
+}
+
+static int ex_free(void *ctx, uint32_t branch)
+{
+    mlt_coord_t *c = ctx;
+    return branch_op(c, mlt_branch_free(c->client, branch), "free") ? -1 : 0;
+}
+
+static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
+                  int64_t clocks, double data_epoch, double *loss, double *seconds)
+{
+    mlt_coord_t *c = ctx;
+    for (int64_t i = 0; i < clocks; i++)
+        loss[i] = NAN;
+    c->cap_branch = branch;
+    c->cap_start = clock_start;
+    c->cap_n = clocks;
+    c->cap_loss = loss;
+    Mlt__Task t;
+    mlt__task__init(&t);
+    t.kind = MLT__TASK_KIND__TASK_RUN;
+    t.has_branch = t.has_clock_start = t.has_clocks = t.has_batch_size = t.has_data_epoch = 1;
+    t.branch = branch;
+    t.clock_start = clock_start;
+    t.clocks = clocks;
+    t.batch_size = setting_batch(c, s);
+    t.data_epoch = data_epoch;
+    double t0 = mlt_time_mono();
+    task_all(c, &t);
+    int rc = wait_workers(c, "a run");
+    *seconds = mlt_time_mono() - t0;
+    c->cap_loss = NULL;
+    c->cap_n = 0;
+    if (branch == c->train_branch)
+        c->clock = clock_start + clocks;
+    return rc;
+}
+
+static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
+{
+    mlt_coord_t *c = ctx;
     c->phase = PH_TESTING;
-    if (branch_op(c, mlt_branch_fork(c->client, test_branch, BRANCH_TRAIN, MLT_BRANCH_TEST, NULL),
-                  "fork of the test branch"))
-        return -1;
     Mlt__Task t;
     mlt__task__init(&t);
     t.kind = MLT__TASK_KIND__TASK_TEST;
     t.has_branch = 1;
-    t.branch = test_branch;
+    t.branch = branch;
     task_all(c, &t);
     int rc = wait_workers(c, "a test");
+    c->phase = PH_TRAINING;
     if (rc < 0)
         return rc;
-    if (branch_op(c, mlt_branch_free(c->client, test_branch), "free of the test branch"))
-        return -1;
     double vl = 0, tl = 0, vs = 0, ts = 0;
     uint64_t vc = 0, vn = 0, tc = 0, tn = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
@@ -613,61 +692,63 @@ static int run_test(mlt_coord_t *c, uint32_t test_branch)
         tn += ws->test_count;
     }
     char b1[32], b2[32], b3[32], b4[32];
+    const char *vloss = jnum(b3, 32, vn ? vl / (double)vn : NAN);
+    const char *tloss = jnum(b4, 32, tn ? tl / (double)tn : NAN);
     if (c->job.model.type == MLT_MODEL_MF) {
-        c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
-        c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
+        *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
+        *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
         emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
              "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s",
-             BRANCH_TRAIN, (long long)c->clock, c->epoch, jnum(b1, 32, c->val_rmse),
-             jnum(b2, 32, c->test_rmse), jnum(b3, 32, vn ? vl / (double)vn : NAN),
-             jnum(b4, 32, tn ? tl / (double)tn : NAN));
-        log_info("epoch %.2f: validation RMSE %.4f, test RMSE %.4f", c->epoch, c->val_rmse,
-                 c->test_rmse);
+             c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
+             jnum(b2, 32, *test), vloss, tloss);
     } else {
-        c->val_acc = vn ? (double)vc / (double)vn : NAN;
-        c->test_acc = tn ? (double)tc / (double)tn : NAN;
+        *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
+        *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
         emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
              "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s",
-             BRANCH_TRAIN, (long long)c->clock, c->epoch, jnum(b1, 32, c->val_acc),
-             jnum(b2, 32, c->test_acc), jnum(b3, 32, vn ? vl / (double)vn : NAN),
-             jnum(b4, 32, tn ? tl / (double)tn : NAN));
-        log_info("epoch %.2f: validation accuracy %.4f, test accuracy %.4f", c->epoch, c->val_acc,
-                 c->test_acc);
+             c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
+             jnum(b2, 32, *test), vloss, tloss);
     }
-    c->phase = PH_TRAINING;
     return rc;
 }
 
-/* true (and the reason in c->message) when a stop condition holds. */
-static bool should_stop(mlt_coord_t *c)
+static uint64_t part_size(const mlt_coord_t *c)
 {
-    const mlt_job_t *j = &c->job;
-    if (j->model.type == MLT_MODEL_MF) {
-        if (j->stop.target_rmse > 0 && c->test_rmse <= j->stop.target_rmse) {
-            snprintf(c->message, sizeof c->message, "test RMSE %.4f reached the target %.4f",
-                     c->test_rmse, j->stop.target_rmse);
-            return true;
-        }
-    } else if (j->stop.target_accuracy > 0 && c->test_acc >= j->stop.target_accuracy) {
-        snprintf(c->message, sizeof c->message, "test accuracy %.4f reached the target %.4f",
-                 c->test_acc, j->stop.target_accuracy);
-        return true;
+    uint64_t part = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        if (c->workers[w].part_size > part)
+            part = c->workers[w].part_size;
+    return part;
+}
+
+static double ex_epoch_clocks(void *ctx, const mlt_setting_t *s)
+{
+    mlt_coord_t *c = ctx;
+    uint32_t b = setting_batch(c, s);
+    return (double)((part_size(c) + b - 1) / b);
+}
+
+static double ex_now(void *ctx)
+{
+    return job_time(ctx);
+}
+
+static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt_setting_t *s,
+                        double epoch, double val, double test, uint32_t trials)
+{
+    mlt_coord_t *c = ctx;
+    c->tphase = phase;
+    c->epoch = epoch;
+    c->trials = trials;
+    if (strcmp(phase, "training") == 0) {
+        c->train_branch = branch;
+        c->tunables = setting_tunables(c, s);
+        c->batch = setting_batch(c, s);
     }
-    if (j->stop.max_epochs > 0 && c->epoch >= j->stop.max_epochs - 1e-9) {
-        snprintf(c->message, sizeof c->message, "max_epochs %.2f reached", j->stop.max_epochs);
-        return true;
-    }
-    if (j->stop.max_time_s > 0 && job_time(c) >= j->stop.max_time_s) {
-        snprintf(c->message, sizeof c->message, "max_time_s %.0f reached", j->stop.max_time_s);
-        return true;
-    }
-    if (!isfinite(c->last_loss)) {
-        snprintf(c->message, sizeof c->message, "training loss is not finite: diverged");
-        return true;
-    }
-    return false;
+    (void)val;
+    (void)test;
 }
 
 static int run_job(mlt_coord_t *c)
@@ -747,11 +828,7 @@ static int run_job(mlt_coord_t *c)
     task_all(c, &t);
     if ((rc = wait_workers(c, "loading")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
-    uint64_t part = 0;
-    for (uint32_t w = 0; w < c->n_workers; w++)
-        if (c->workers[w].part_size > part)
-            part = c->workers[w].part_size;
-    if (part == 0)
+    if (part_size(c) == 0)
         return fail_job(c, "the workers have no training samples");
 
     char err[512];
@@ -771,53 +848,27 @@ static int run_job(mlt_coord_t *c)
     send_task(c, 0, &t);
     if ((rc = wait_workers(c, "initialisation")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
-    if (branch_op(c, mlt_branch_fork(c->client, BRANCH_TRAIN, BRANCH_INIT, MLT_BRANCH_TRAIN,
-                                     &c->tunables),
-                  "fork of the training branch"))
-        return -1;
-    emit(c, "\"event\":\"commit\",\"branch\":%u,\"tunables\":{\"lr\":%g,\"momentum\":%g,"
-            "\"batch_size\":%u,\"staleness\":%d},\"reason\":\"fixed tunables from the job\"",
-         BRANCH_TRAIN, (double)c->tunables.lr, (double)c->tunables.momentum, c->batch,
-         c->tunables.staleness);
-
-    /* train, testing every test_interval epochs */
+    /* the tuning logic takes it from here */
+    char dpath[1100];
+    snprintf(dpath, sizeof dpath, "%s/decisions.jsonl", c->out_dir);
+    FILE *dlog = fopen(dpath, "w");
+    if (!dlog)
+        return fail_job(c, "cannot write %s: %s", dpath, strerror(errno));
     c->phase = PH_TRAINING;
-    uint64_t clocks_per_epoch = (part + c->batch - 1) / c->batch;
-    int64_t interval = (int64_t)ceil(j->test_interval * (double)clocks_per_epoch);
-    if (interval < 1)
-        interval = 1;
-    log_info("job '%s': training, %llu clocks per epoch, a test every %lld clocks", j->name,
-             (unsigned long long)clocks_per_epoch, (long long)interval);
-    uint32_t test_branch = BRANCH_TEST0;
-    for (;;) {
-        int64_t clocks = interval;
-        if (j->stop.max_epochs > 0) {
-            int64_t left = (int64_t)ceil((j->stop.max_epochs - (double)c->clock /
-                                          (double)clocks_per_epoch) * (double)clocks_per_epoch);
-            if (left < clocks)
-                clocks = left > 0 ? left : 1;
-        }
-        mlt__task__init(&t);
-        t.kind = MLT__TASK_KIND__TASK_RUN;
-        t.has_branch = t.has_clock_start = t.has_clocks = t.has_batch_size = 1;
-        t.branch = BRANCH_TRAIN;
-        t.clock_start = c->clock;
-        t.clocks = clocks;
-        t.batch_size = c->batch;
-        task_all(c, &t);
-        rc = wait_workers(c, "training");
-        if (rc < 0)
-            return -1;
-        c->clock += clocks;
-        c->epoch = (double)c->clock / (double)clocks_per_epoch;
-        if (rc == 1)
-            break;
-        rc = run_test(c, test_branch++);
-        if (rc < 0)
-            return -1;
-        if (rc == 1 || should_stop(c))
-            break;
+    mlt_exec_t ex = {c, ex_fork, ex_free, ex_run, ex_test, ex_epoch_clocks, ex_now, ex_progress};
+    mlt_tuner_result_t res;
+    rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &res);
+    fclose(dlog);
+    c->trials = res.trials;
+    c->tuning_s = res.trial_seconds;
+    c->training_s = res.train_seconds;
+    if (rc < 0) {
+        if (c->phase != PH_FAILED)
+            fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
+        return -1;
     }
+    if (!c->message[0])
+        snprintf(c->message, sizeof c->message, "%s", res.reason);
     if (c->stop_requested && !c->message[0])
         snprintf(c->message, sizeof c->message, "stopped by request");
     c->phase = c->stop_requested ? PH_STOPPED : PH_DONE;

@@ -7,13 +7,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/coord.h"
 #include "daemon/server.h"
+
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(stop_pipe[1], &b, 1) < 0) {
+        /* the pipe is full: a stop is already pending */
+    }
+    errno = saved;
+}
 
 static void usage(FILE *f)
 {
@@ -118,18 +130,23 @@ int main(int argc, char **argv)
     }
     mlt_log_init("mltunerd", (mlt_log_level_t)conf.log_level);
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before ZeroMQ starts its threads */
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0) {
-        fprintf(stderr, "mltunerd: signalfd: %s\n", strerror(errno));
+    /* SIGTERM/SIGINT write a byte to a pipe the serving loop polls. A handler
+     * (not a blocked signal read with signalfd) because libraries start threads
+     * before main runs (OpenBLAS does), and any thread may take the signal. */
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        fprintf(stderr, "mltunerd: pipe: %s\n", strerror(errno));
         mlt_dconf_free(&conf);
         return 1;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = stop_pipe[0];
 
     int status = 1;
     int rc;
@@ -174,16 +191,17 @@ int main(int argc, char **argv)
         log_error("serving stopped: %s", strerror(-rc));
         goto out_coord;
     }
-    struct signalfd_siginfo si;
-    if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-        log_info("%s received, shutting down", strsignal((int)si.ssi_signo));
+    unsigned char signo = 0;
+    if (read(sfd, &signo, 1) == 1)
+        log_info("%s received, shutting down", strsignal((int)signo));
     status = 0;
 out_coord:
     mlt_coord_destroy(&coord);
 out_srv:
     mlt_server_destroy(&srv);
 out_fd:
-    close(sfd);
+    close(stop_pipe[0]);
+    close(stop_pipe[1]);
     mlt_dconf_free(&conf);
     return status;
 }

@@ -158,6 +158,8 @@ static int check_task(const Mlt__Task *t, char *err, size_t errlen)
     if (t->has_n_workers && (t->n_workers < 1 || t->n_workers > MLT_MAX_WORKERS))
         return fail(-EINVAL, err, errlen, "task.n_workers %u is outside [1, %u]", t->n_workers,
                     MLT_MAX_WORKERS);
+    if (t->has_data_epoch && !(t->data_epoch >= 0 && t->data_epoch < 1e9))
+        return fail(-EINVAL, err, errlen, "task.data_epoch %g is out of range", t->data_epoch);
     if (t->n_servers > MLT_MAX_SERVERS)
         return fail(-EINVAL, err, errlen, "task.servers lists %zu, limit %u", t->n_servers,
                     MLT_MAX_SERVERS);

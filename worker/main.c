@@ -284,6 +284,8 @@ static void task_run(wk_t *w, const Mlt__Task *t)
     float *const *p = mlt_trainer_params(w->trainer);
     float *const *g = mlt_trainer_grads(w->trainer);
     int64_t c0 = t->has_clock_start ? t->clock_start : 0;
+    if (t->has_data_epoch) /* every trial of a search starts from the same data */
+        mlt_trainer_seek(w->trainer, t->data_epoch);
     for (int64_t c = c0; c < c0 + t->clocks; c++) {
         if (stop_signal) {
             report_done(w, t, &r, "worker interrupted");

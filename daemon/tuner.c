@@ -1,0 +1,666 @@
+/* tuner.c - see tuner.h for the algorithm. */
+#include "daemon/tuner.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+#include "daemon/searcher.h"
+#include "daemon/summary.h"
+
+#define MAX_TRIALS_FIRST 30 /* hard cap on the first search's trials */
+#define BRANCH_KIND_TRAIN 1
+#define BRANCH_KIND_EVAL 2
+#define BRANCH_KIND_TEST 3
+
+typedef struct trial {
+    uint32_t id;
+    mlt_setting_t s;
+    double x[MLT_JOB_MAX_TUNABLES]; /* the searcher's coordinates (tuned dims) */
+    int64_t clocks;                 /* run so far */
+    double cursor0;                 /* data cursor at the fork */
+    double *loss;                   /* per-clock losses since the fork */
+    size_t cap;
+    double seconds;                 /* time run */
+    mlt_summary_t sum;
+    bool alive;                     /* not freed */
+    bool observed;
+} trial_t;
+
+typedef struct tuner {
+    const mlt_job_t *job;
+    const mlt_exec_t *ex;
+    FILE *log;
+    mlt_tuner_result_t *res;
+    uint32_t next_id;
+    mlt_tunable_t dims[MLT_JOB_MAX_TUNABLES]; /* the tuned tunables */
+    uint32_t dim_of[MLT_JOB_MAX_TUNABLES];    /* dims[k] is job->tunables[dim_of[k]] */
+    uint32_t d;
+    double start_loss;
+    int64_t trial_time;       /* established trial time in clocks (0: not yet) */
+    uint32_t last_trials;     /* trials of the previous search */
+    double last_search_s;     /* duration of the previous search */
+    double first_search_s;    /* trial seconds of the first search (not overhead) */
+    bool classify;            /* accuracy (higher is better) vs RMSE */
+    /* the training branch */
+    uint32_t train;
+    mlt_setting_t train_s;
+    int64_t train_clock;      /* clocks the training branch has run */
+    double cursor;            /* its data cursor, in epochs */
+    double epoch;             /* epochs trained on the training lineage */
+    double last_loss;         /* its latest training loss */
+} tuner_t;
+
+/* ---- decision log ------------------------------------------------------------- */
+
+static void logline(tuner_t *t, const char *event, uint32_t branch, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void logline(tuner_t *t, const char *event, uint32_t branch, const char *fmt, ...)
+{
+    if (!t->log)
+        return;
+    fprintf(t->log, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u", t->ex->now(t->ex->ctx), event,
+            branch);
+    if (fmt && *fmt) {
+        fputc(',', t->log);
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(t->log, fmt, ap);
+        va_end(ap);
+    }
+    fputs("}\n", t->log);
+    fflush(t->log);
+}
+
+static const char *jnum(char *b, double v)
+{
+    if (isfinite(v))
+        snprintf(b, 32, "%.6g", v);
+    else
+        snprintf(b, 32, "null");
+    return b;
+}
+
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f)
+{
+    fputc('{', f);
+    for (uint32_t i = 0; i < job->n_tunables; i++)
+        fprintf(f, "%s\"%s\":%.6g", i ? "," : "", job->tunables[i].name, s->v[i]);
+    fputc('}', f);
+}
+
+/* Writes a line with the setting as "tunables" and a reason. */
+static void log_setting(tuner_t *t, const char *event, uint32_t branch, const mlt_setting_t *s,
+                        const char *extra, const char *reason)
+{
+    if (!t->log)
+        return;
+    fprintf(t->log, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u,\"tunables\":", t->ex->now(t->ex->ctx),
+            event, branch);
+    mlt_setting_json(t->job, s, t->log);
+    if (extra && *extra)
+        fprintf(t->log, ",%s", extra);
+    if (reason)
+        fprintf(t->log, ",\"reason\":\"%s\"", reason);
+    fputs("}\n", t->log);
+    fflush(t->log);
+}
+
+/* ---- settings ------------------------------------------------------------------ */
+
+void mlt_setting_defaults(const mlt_job_t *job, mlt_setting_t *s)
+{
+    memset(s, 0, sizeof *s);
+    for (uint32_t i = 0; i < job->n_tunables; i++)
+        s->v[i] = job->tunables[i].def;
+}
+
+double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char *name,
+                       double fallback)
+{
+    for (uint32_t i = 0; i < job->n_tunables; i++)
+        if (strcmp(job->tunables[i].name, name) == 0)
+            return s->v[i];
+    return fallback;
+}
+
+/* setting = base with the tuned dims taken from x */
+static void setting_from_x(const tuner_t *t, const mlt_setting_t *base, const double *x,
+                           mlt_setting_t *s)
+{
+    *s = *base;
+    for (uint32_t k = 0; k < t->d; k++)
+        s->v[t->dim_of[k]] = x[k];
+}
+
+static void x_from_setting(const tuner_t *t, const mlt_setting_t *s, double *x)
+{
+    for (uint32_t k = 0; k < t->d; k++)
+        x[k] = s->v[t->dim_of[k]];
+}
+
+/* ---- trials -------------------------------------------------------------------- */
+
+static void trial_free_mem(trial_t *tr)
+{
+    mlt_free(tr->loss);
+    tr->loss = NULL;
+}
+
+/* Runs tr until it has run `upto` clocks in all. Returns the executor's code. */
+static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_loss)
+{
+    int64_t more = upto - tr->clocks;
+    if (more <= 0)
+        return 0;
+    if ((size_t)upto > tr->cap) {
+        tr->cap = (size_t)upto;
+        tr->loss = mlt_realloc(tr->loss, tr->cap * sizeof *tr->loss);
+    }
+    char b[32];
+    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id, "\"clocks\":%lld,\"upto\":%lld",
+            (long long)more, (long long)upto);
+    double epc = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
+    double secs = 0;
+    int rc = t->ex->run(t->ex->ctx, tr->id, &tr->s, tr->clocks, more,
+                        tr->cursor0 + (double)tr->clocks / epc, tr->loss + tr->clocks, &secs);
+    if (rc)
+        return rc;
+    tr->clocks = upto;
+    tr->seconds += secs;
+    t->res->trial_seconds += secs;
+    mlt_summarize(tr->loss, (size_t)tr->clocks, parent_loss, t->start_loss, tr->seconds, &tr->sum);
+    if (t->log) {
+        fprintf(t->log,
+                "{\"t\":%.3f,\"event\":\"summary\",\"branch\":%u,\"clocks\":%lld,\"seconds\":%.4f,"
+                "\"slope\":%s,\"verdict\":\"%s\",\"points\":[",
+                t->ex->now(t->ex->ctx), tr->id, (long long)tr->clocks, tr->seconds,
+                jnum(b, tr->sum.slope), mlt_verdict_name(tr->sum.verdict));
+        for (size_t i = 0; i < tr->sum.points; i++)
+            fprintf(t->log, "%s%s", i ? "," : "", jnum(b, tr->sum.y[i]));
+        fputs("],\"timing_dependent\":[\"t\",\"seconds\",\"slope\"]}\n", t->log);
+        fflush(t->log);
+    }
+    return 0;
+}
+
+static int trial_kill(tuner_t *t, trial_t *tr, const char *reason)
+{
+    if (!tr->alive)
+        return 0;
+    tr->alive = false;
+    logline(t, "free", tr->id, "\"reason\":\"%s\"", reason);
+    return t->ex->free(t->ex->ctx, tr->id);
+}
+
+/* slope for the searcher: diverged is the worst */
+static double trial_y(const trial_t *tr)
+{
+    return tr->sum.verdict == MLT_VERDICT_DIVERGED ? INFINITY : tr->sum.slope;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* true when the best top_k converging slopes agree within slope_agree */
+static bool slopes_agree(const tuner_t *t, const trial_t *trials, uint32_t n)
+{
+    int k = t->job->tuner.top_k;
+    double v[256];
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n && m < 256; i++)
+        if (trials[i].observed && trials[i].sum.verdict == MLT_VERDICT_CONVERGING)
+            v[m++] = trials[i].sum.slope;
+    if ((int)m < k)
+        return false;
+    qsort(v, m, sizeof *v, cmp_double);
+    double best = v[0], kth = v[k - 1];
+    return fabs(kth - best) <= t->job->tuner.slope_agree * fabs(best);
+}
+
+/* One search from `parent` (whose latest loss is parent_loss and data cursor
+ * cursor). Sets *winner (the trial index) or returns -1 if every trial
+ * diverged. max_trials: the stop on count; budget_s: seconds the search may
+ * spend (INFINITY: no bound). incumbent: a setting to try first (re-tunes),
+ * or NULL. */
+static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_loss,
+                  double cursor, uint32_t max_trials, double budget_s,
+                  const mlt_setting_t *incumbent, trial_t **trials_out, uint32_t *n_out,
+                  int *winner)
+{
+    trial_t *trials = mlt_calloc(max_trials + 1, sizeof *trials);
+    uint32_t n = 0;
+    int rc = 0;
+    double t_begin = t->ex->now(t->ex->ctx), spent0 = t->res->trial_seconds;
+    bool establishing = t->trial_time == 0;
+    int64_t T = establishing ? t->job->tuner.min_trial_clocks : t->trial_time;
+    *winner = -1;
+    while (n < max_trials) {
+        trial_t *tr = &trials[n];
+        bool dup = false;
+        if (n == 0 && incumbent) {
+            tr->s = *incumbent;
+            x_from_setting(t, incumbent, tr->x);
+        } else {
+            if ((rc = mlt_search_propose(se, tr->x, &dup)) < 0) {
+                snprintf(t->res->reason, sizeof t->res->reason, "searcher failed: %d", rc);
+                rc = -1;
+                break;
+            }
+            setting_from_x(t, incumbent ? incumbent : &t->train_s, tr->x, &tr->s);
+        }
+        if (dup) {
+            /* the searcher proposed a setting it has seen: reuse that result */
+            for (uint32_t i = 0; i < n; i++) {
+                if (memcmp(trials[i].x, tr->x, t->d * sizeof(double)) == 0 && trials[i].observed) {
+                    mlt_search_observe(se, tr->x, trial_y(&trials[i]));
+                    log_setting(t, "propose", trials[i].id, &tr->s, "\"dup\":true",
+                                "the searcher proposed an earlier setting: its result is reused");
+                    break;
+                }
+            }
+            if (t->ex->now(t->ex->ctx) - t_begin > budget_s)
+                break;
+            continue;
+        }
+        tr->id = t->next_id++;
+        tr->cursor0 = cursor;
+        tr->alive = true;
+        log_setting(t, "propose", tr->id, &tr->s, NULL, n == 0 && incumbent ? "the current setting, as a trial" : "searcher proposal");
+        logline(t, "fork", tr->id, "\"parent\":%u,\"kind\":\"trial\"", parent);
+        if ((rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s)))
+            break;
+        n++;
+        double cap = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
+        int64_t Tn = T < (int64_t)cap ? T : (int64_t)(cap > 1 ? cap : 1);
+        if ((rc = trial_run_to(t, tr, Tn, parent_loss)))
+            break;
+        if (tr->sum.verdict == MLT_VERDICT_DIVERGED && (rc = trial_kill(t, tr, "diverged")))
+            break;
+        if (establishing) {
+            /* double the trial time, resuming the survivors in turn, until a
+             * trial converges or a trial takes an epoch */
+            bool any = false;
+            for (uint32_t i = 0; i < n; i++)
+                any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
+            while (!any && T < (int64_t)cap) {
+                T = 2 * T < (int64_t)cap ? 2 * T : (int64_t)cap;
+                logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"no trial converges yet: doubled\"", (long long)T);
+                for (uint32_t i = 0; i < n && !rc; i++) {
+                    if (!trials[i].alive)
+                        continue;
+                    rc = trial_run_to(t, &trials[i], T, parent_loss);
+                    if (!rc && trials[i].sum.verdict == MLT_VERDICT_DIVERGED)
+                        rc = trial_kill(t, &trials[i], "diverged");
+                    any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
+                }
+                if (rc)
+                    break;
+            }
+            if (rc)
+                break;
+            if (any || T >= (int64_t)cap) {
+                establishing = false;
+                t->trial_time = T;
+                logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"%s\"", (long long)T,
+                        any ? "a trial converges at this trial time: kept from now on"
+                            : "one epoch reached: kept from now on");
+            }
+        }
+        if (!establishing) {
+            /* the searcher hears every trial once its trial time is settled */
+            for (uint32_t i = 0; i < n; i++) {
+                if (trials[i].observed)
+                    continue;
+                trials[i].observed = true;
+                char b[32];
+                mlt_search_observe(se, trials[i].x, trial_y(&trials[i]));
+                logline(t, "observe", trials[i].id, "\"slope\":%s,\"verdict\":\"%s\"",
+                        jnum(b, trial_y(&trials[i])), mlt_verdict_name(trials[i].sum.verdict));
+            }
+            if (slopes_agree(t, trials, n)) {
+                logline(t, "search_stop", parent, "\"reason\":\"the best %d slopes agree within %g\"",
+                        t->job->tuner.top_k, t->job->tuner.slope_agree);
+                break;
+            }
+        }
+        if (t->res->trial_seconds - spent0 > budget_s) {
+            logline(t, "search_stop", parent, "\"reason\":\"tuning overhead budget spent\"");
+            break;
+        }
+        if (t->ex->progress)
+            t->ex->progress(t->ex->ctx, "searching", tr->id, &tr->s, t->epoch, NAN, NAN, n);
+    }
+    if (n >= max_trials)
+        logline(t, "search_stop", parent, "\"reason\":\"%u trials, the limit\"", max_trials);
+    t->res->trials += n;
+    /* the winner: best converging slope, else best non-diverged */
+    double best = INFINITY;
+    for (int pass = 0; pass < 2 && *winner < 0 && !rc; pass++)
+        for (uint32_t i = 0; i < n; i++) {
+            const trial_t *tr = &trials[i];
+            if (!tr->alive || (pass == 0 && tr->sum.verdict != MLT_VERDICT_CONVERGING))
+                continue;
+            if (*winner < 0 || tr->sum.slope < best) {
+                best = tr->sum.slope;
+                *winner = (int)i;
+            }
+        }
+    t->last_search_s = t->ex->now(t->ex->ctx) - t_begin;
+    *trials_out = trials;
+    *n_out = n;
+    return rc;
+}
+
+/* Frees every trial but the winner; makes the winner the training branch. */
+static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const char *reason)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < n && !rc; i++)
+        if ((int)i != winner)
+            rc = trial_kill(t, &trials[i], "not the winner");
+    if (rc)
+        return rc;
+    trial_t *w = &trials[winner];
+    char extra[96];
+    char b[32];
+    snprintf(extra, sizeof extra, "\"slope\":%s,\"verdict\":\"%s\"", jnum(b, w->sum.slope),
+             mlt_verdict_name(w->sum.verdict));
+    log_setting(t, "commit", w->id, &w->s, extra, reason);
+    double epc = t->ex->epoch_clocks(t->ex->ctx, &w->s);
+    t->train = w->id;
+    t->train_s = w->s;
+    t->train_clock = w->clocks;
+    t->cursor = w->cursor0 + (double)w->clocks / epc;
+    t->epoch += (double)w->clocks / epc; /* the winner's trial clocks were training */
+    for (size_t i = (size_t)w->clocks; i-- > 0;)
+        if (isfinite(w->loss[i])) {
+            t->last_loss = w->loss[i];
+            break;
+        }
+    t->res->searches++;
+    return 0;
+}
+
+static void free_trials(trial_t *trials, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        trial_free_mem(&trials[i]);
+    mlt_free(trials);
+}
+
+/* ---- the logic ----------------------------------------------------------------- */
+
+static bool better(const tuner_t *t, double a, double b)
+{
+    if (!isfinite(a))
+        return false;
+    if (!isfinite(b))
+        return true;
+    return t->classify ? a > b : a < b;
+}
+
+/* true (with the reason) when a stop condition holds after a test */
+static bool stop_now(tuner_t *t, double test)
+{
+    const mlt_job_t *j = t->job;
+    mlt_tuner_result_t *r = t->res;
+    if (t->classify && j->stop.target_accuracy > 0 && test >= j->stop.target_accuracy) {
+        snprintf(r->reason, sizeof r->reason, "test accuracy %.4f reached the target %.4f", test,
+                 j->stop.target_accuracy);
+        return true;
+    }
+    if (!t->classify && j->stop.target_rmse > 0 && test <= j->stop.target_rmse) {
+        snprintf(r->reason, sizeof r->reason, "test RMSE %.4f reached the target %.4f", test,
+                 j->stop.target_rmse);
+        return true;
+    }
+    if (j->stop.max_epochs > 0 && t->epoch >= j->stop.max_epochs - 1e-9) {
+        snprintf(r->reason, sizeof r->reason, "max_epochs %g reached", j->stop.max_epochs);
+        return true;
+    }
+    if (j->stop.max_time_s > 0 && t->ex->now(t->ex->ctx) >= j->stop.max_time_s) {
+        snprintf(r->reason, sizeof r->reason, "max_time_s %g reached", j->stop.max_time_s);
+        return true;
+    }
+    return false;
+}
+
+static int starting_loss(tuner_t *t, uint32_t init)
+{
+    mlt_setting_t s;
+    mlt_setting_defaults(t->job, &s);
+    for (uint32_t i = 0; i < t->job->n_tunables; i++)
+        if (strcmp(t->job->tunables[i].name, "lr") == 0)
+            s.v[i] = 0; /* an eval branch changes nothing */
+    uint32_t id = t->next_id++;
+    int64_t clocks = t->job->tuner.min_trial_clocks;
+    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs;
+    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"", init);
+    int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
+    if (!rc)
+        rc = t->ex->run(t->ex->ctx, id, &s, 0, clocks, 0.0, loss, &secs);
+    double sum = 0;
+    size_t m = 0;
+    for (int64_t i = 0; i < clocks; i++)
+        if (isfinite(loss[i])) {
+            sum += loss[i];
+            m++;
+        }
+    mlt_free(loss);
+    if (rc)
+        return rc;
+    t->start_loss = m ? sum / (double)m : NAN;
+    char b[32];
+    logline(t, "start", id, "\"loss\":%s,\"clocks\":%lld", jnum(b, t->start_loss), (long long)clocks);
+    logline(t, "free", id, "\"reason\":\"starting loss measured\"");
+    rc = t->ex->free(t->ex->ctx, id);
+    if (!rc && !isfinite(t->start_loss)) {
+        snprintf(t->res->reason, sizeof t->res->reason,
+                 "the starting loss is not finite: the initial model or data is broken");
+        return -1;
+    }
+    return rc;
+}
+
+static mlt_search_t *new_searcher(tuner_t *t, int kind, const mlt_setting_t *center, uint64_t tag)
+{
+    double c[MLT_JOB_MAX_TUNABLES];
+    if (center)
+        x_from_setting(t, center, c);
+    return mlt_search_new(kind, t->dims, t->d, mlt_rng_mix((uint64_t)t->job->seed, tag),
+                          center ? c : NULL);
+}
+
+int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
+                  mlt_tuner_result_t *res)
+{
+    tuner_t tu;
+    memset(&tu, 0, sizeof tu);
+    memset(res, 0, sizeof *res);
+    tuner_t *t = &tu;
+    t->job = job;
+    t->ex = ex;
+    t->log = log;
+    t->res = res;
+    t->next_id = init_branch + 1;
+    t->classify = job->model.type != MLT_MODEL_MF;
+    res->val = res->test = res->best_val = NAN;
+    bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;
+    for (uint32_t i = 0; i < job->n_tunables; i++)
+        if (job->tunables[i].tune && tuning) {
+            t->dims[t->d] = job->tunables[i];
+            t->dim_of[t->d++] = i;
+        }
+    mlt_setting_defaults(job, &t->train_s);
+    if (job->tuner.logic != MLT_LOGIC_MLTUNER && job->tuner.logic != MLT_LOGIC_FIXED) {
+        snprintf(res->reason, sizeof res->reason, "tuner.logic '%s' is not available yet",
+                 mlt_job_enum_name("tuner.logic", job->tuner.logic));
+        return -1;
+    }
+    int rc = 0;
+    t->start_loss = t->last_loss = NAN;
+    if (t->d > 0 && (rc = starting_loss(t, init_branch))) /* the divergence reference */
+        return rc < 0 ? -1 : 0;
+
+    if (t->d == 0) {
+        /* nothing to tune: train the defaults */
+        uint32_t id = t->next_id++;
+        logline(t, "fork", id, "\"parent\":%u,\"kind\":\"train\"", init_branch);
+        if ((rc = ex->fork(ex->ctx, id, init_branch, BRANCH_KIND_TRAIN, &t->train_s)))
+            return rc < 0 ? -1 : 0;
+        log_setting(t, "commit", id, &t->train_s, NULL,
+                    tuning ? "no tunable is marked tune = true" : "fixed tunables (tuner.logic = fixed)");
+        t->train = id;
+        res->searches = 0;
+    } else {
+        mlt_search_t *se = new_searcher(t, job->tuner.searcher, NULL, 1);
+        trial_t *trials = NULL;
+        uint32_t n = 0;
+        int winner = -1;
+        rc = search(t, se, init_branch, t->start_loss, 0.0, MAX_TRIALS_FIRST, INFINITY, NULL,
+                    &trials, &n, &winner);
+        mlt_search_destroy(&se);
+        if (!rc && winner < 0) {
+            snprintf(res->reason, sizeof res->reason, "every one of %u trials diverged", n);
+            rc = -1;
+        }
+        if (!rc)
+            rc = commit(t, trials, n, winner, "the best converging trial of the first search");
+        t->last_trials = n;
+        t->first_search_s = res->trial_seconds;
+        free_trials(trials, n);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+    }
+
+    /* train, test, re-tune */
+    double interval = job->test_interval;
+    int no_gain = 0, retunes_without_gain = 0;
+    bool converged = !tuning || t->d == 0;
+    double since_search = 0;
+    for (;;) {
+        double epc = ex->epoch_clocks(ex->ctx, &t->train_s);
+        int64_t clocks = (int64_t)ceil(interval * epc);
+        if (job->stop.max_epochs > 0) {
+            int64_t left = (int64_t)ceil((job->stop.max_epochs - t->epoch) * epc - 1e-9);
+            if (left < clocks)
+                clocks = left;
+        }
+        if (clocks > 0) {
+            double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
+            rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
+                         &secs);
+            t->last_loss = loss[clocks - 1]; /* NaN/Inf: the branch diverged */
+            mlt_free(loss);
+            if (rc)
+                return rc < 0 ? -1 : 0;
+            t->train_clock += clocks;
+            t->cursor += (double)clocks / epc;
+            t->epoch += (double)clocks / epc;
+            res->train_seconds += secs;
+            since_search += secs;
+        }
+        /* test */
+        uint32_t tid = t->next_id++;
+        logline(t, "fork", tid, "\"parent\":%u,\"kind\":\"test\"", t->train);
+        double val = NAN, test = NAN;
+        if ((rc = ex->fork(ex->ctx, tid, t->train, BRANCH_KIND_TEST, &t->train_s)) ||
+            (rc = ex->test(ex->ctx, tid, &val, &test)) || (rc = ex->free(ex->ctx, tid)))
+            return rc < 0 ? -1 : 0;
+        char b1[32], b2[32], b3[32];
+        logline(t, "test", t->train, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s",
+                t->classify ? "accuracy" : "rmse", jnum(b1, val), t->classify ? "accuracy" : "rmse",
+                jnum(b2, test), t->epoch, jnum(b3, t->last_loss));
+        logline(t, "free", tid, "\"reason\":\"tested\"");
+        res->val = val;
+        res->test = test;
+        if (ex->progress)
+            ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, val, test, res->trials);
+        if (!isfinite(t->last_loss) || !isfinite(val)) {
+            snprintf(res->reason, sizeof res->reason, "the training branch diverged");
+            break;
+        }
+        bool gain = better(t, val, res->best_val);
+        if (gain) {
+            res->best_val = val;
+            no_gain = 0;
+        } else {
+            no_gain++;
+        }
+        if (stop_now(t, test))
+            break;
+        /* re-tune? */
+        if (converged)
+            continue;
+        const char *why = NULL;
+        if (job->tuner.retune_tests > 0 && no_gain >= job->tuner.retune_tests)
+            why = "validation metric has not improved";
+        else if (job->tuner.retune_time_factor > 0 &&
+                 since_search >= job->tuner.retune_time_factor * t->last_search_s)
+            why = "trained retune_time_factor x the last search time";
+        if (!why)
+            continue;
+        /* the first search is unavoidable (nothing trains before it); re-tunes
+         * must keep their trials under max_overhead x training time */
+        double budget = job->tuner.max_overhead * res->train_seconds -
+                        (res->trial_seconds - t->first_search_s);
+        if (budget <= 0) {
+            logline(t, "retune_skipped", t->train,
+                    "\"reason\":\"%s, but the tuning overhead budget is spent\"", why);
+            since_search = 0;
+            continue;
+        }
+        logline(t, "retune", t->train, "\"reason\":\"%s\"", why);
+        mlt_search_t *se = new_searcher(t, MLT_SEARCHER_MARGINAL, &t->train_s, 2 + res->searches);
+        trial_t *trials = NULL;
+        uint32_t n = 0;
+        int winner = -1;
+        uint32_t parent = t->train;
+        mlt_setting_t before = t->train_s;
+        rc = search(t, se, parent, t->last_loss, t->cursor,
+                    t->last_trials > 2 ? t->last_trials : 2, budget, &t->train_s, &trials, &n,
+                    &winner);
+        mlt_search_destroy(&se);
+        if (rc) {
+            free_trials(trials, n);
+            return rc < 0 ? -1 : 0;
+        }
+        if (winner < 0) {
+            /* every trial diverged: keep training the parent */
+            for (uint32_t i = 0; i < n; i++)
+                trial_kill(t, &trials[i], "re-tune found nothing better");
+            retunes_without_gain++;
+        } else {
+            /* the parent stops being the training branch: the winner continues it */
+            logline(t, "free", parent, "\"reason\":\"replaced by the re-tune's winner\"");
+            ex->free(ex->ctx, parent);
+            rc = commit(t, trials, n, winner, "the best trial of the re-tune");
+            if (memcmp(&before, &t->train_s, sizeof before) == 0)
+                retunes_without_gain++;
+            else
+                retunes_without_gain = 0;
+        }
+        t->last_trials = n;
+        free_trials(trials, n);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+        no_gain = 0;
+        since_search = 0;
+        if (retunes_without_gain >= job->tuner.converge_tests) {
+            converged = true;
+            logline(t, "converged", t->train, "\"reason\":\"%d re-tunes without a better setting\"",
+                    retunes_without_gain);
+        }
+    }
+    res->branch = t->train;
+    res->setting = t->train_s;
+    res->epoch = t->epoch;
+    return 0;
+}

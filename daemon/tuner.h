@@ -1,0 +1,92 @@
+/* tuner.h - the tuning logic (DESIGN §6), independent of sockets: it decides
+ * which branches to fork, run, test, keep and free, and writes the decision
+ * log; an executor carries the decisions out. The coordinator's executor
+ * drives real workers and shards; tests drive the same logic with a scripted
+ * executor (synthetic loss curves, a virtual clock).
+ *
+ * Logics (job tuner.logic): "fixed" trains with every tunable at its default;
+ * "mltuner" searches from the init branch with the job's searcher, trains the
+ * winner, tests every test interval, re-tunes with the marginal searcher on a
+ * validation plateau or after retune_time_factor x the last search time, and
+ * stops re-tuning once converged (converge_tests re-tunes without a gain).
+ *
+ * Search (one call of search()):
+ *   propose -> fork trial from the parent -> run it for the trial time ->
+ *   summarise (summary.h) -> tell the searcher its slope (diverged = worst)
+ *   until the best top_k slopes agree within slope_agree, or the trial count
+ *   reaches the previous search's (re-tunes), or the overhead budget is spent.
+ *   The trial time starts at min_trial_clocks and doubles, resuming the
+ *   surviving trials in turn, until some trial converges (at most one epoch);
+ *   later searches reuse it. Every trial of a search starts from the same data
+ *   cursor. The best converging trial becomes the training branch; the others
+ *   are freed.
+ *
+ * Single-threaded: the coordinator thread calls it. */
+#ifndef MLT_TUNER_H
+#define MLT_TUNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/jobfile.h"
+
+/* A value for every tunable of the job, in job->tunables order. */
+typedef struct mlt_setting {
+    double v[MLT_JOB_MAX_TUNABLES];
+} mlt_setting_t;
+
+/* What the tuner needs done. Every call returns 0, 1 when a stop was
+ * requested (the tuner winds down), or -1 when the job failed (the executor
+ * has said why). */
+typedef struct mlt_exec {
+    void *ctx;
+    /* fork child from parent with the setting's server-side tunables */
+    int (*fork)(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s);
+    int (*free)(void *ctx, uint32_t branch);
+    /* run clocks [clock_start, clock_start + clocks) of branch on every worker
+     * with the setting's batch size, the data cursor first set to data_epoch
+     * epochs; loss[i] = mean training loss of clock clock_start + i (NAN when
+     * unknown), *seconds = wall time */
+    int (*run)(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
+               int64_t clocks, double data_epoch, double *loss, double *seconds);
+    /* evaluate branch: validation and test metric (accuracy, or RMSE for mf) */
+    int (*test)(void *ctx, uint32_t branch, double *val, double *test);
+    /* clocks one epoch takes at the setting's batch size */
+    double (*epoch_clocks)(void *ctx, const mlt_setting_t *s);
+    /* seconds since the job started */
+    double (*now)(void *ctx);
+    /* progress for status displays (may be NULL) */
+    void (*progress)(void *ctx, const char *phase, uint32_t branch, const mlt_setting_t *s,
+                     double epoch, double val, double test, uint32_t trials);
+} mlt_exec_t;
+
+typedef struct mlt_tuner_result {
+    uint32_t branch;       /* the training branch at the end */
+    mlt_setting_t setting; /* its setting */
+    double epoch;          /* epochs trained on the training lineage */
+    double val, test;      /* the last test's metrics */
+    double best_val;       /* best validation metric seen */
+    double trial_seconds;  /* time in trials (searching) */
+    double train_seconds;  /* time training the chosen branches */
+    uint32_t trials;       /* trials run, all searches */
+    uint32_t searches;     /* searches done (1 + re-tunes) */
+    char reason[256];      /* why it stopped */
+} mlt_tuner_result_t;
+
+/* Runs the job's tuning logic from init_branch (which holds the initial
+ * weights) to a stop condition. Decision log lines go to `log` (may be NULL);
+ * branch ids above init_branch are the tuner's. Returns 0 (finished or
+ * stopped by request), or -1 (the job failed; res->reason says why). */
+int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
+                  mlt_tuner_result_t *res);
+
+/* The job's defaults as a setting. */
+void mlt_setting_defaults(const mlt_job_t *job, mlt_setting_t *s);
+/* The value of the tunable called name in s, or fallback. */
+double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char *name,
+                       double fallback);
+/* Writes {"lr":0.03,"momentum":0.9,...} for s. */
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f);
+
+#endif
