@@ -568,6 +568,9 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             since_search += secs;
         }
         /* test */
+        if (ex->progress)
+            ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
+                         res->trials);
         uint32_t tid = t->next_id++;
         logline(t, "fork", tid, "\"parent\":%u,\"kind\":\"test\"", t->train);
         double val = NAN, test = NAN;

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#include <cblas.h>
+
 #include "common/alloc.h"
 #include "common/jobfile.h"
 #include "common/log.h"
@@ -41,7 +43,9 @@ static void usage(FILE *f)
                "  --rank N          this worker's index in the job (0-based)\n"
                "  --standalone JOB  train JOB's model with its default tunables, no daemon;\n"
                "                    prints loss, accuracy and time per epoch\n"
-               "  --set KEY=VALUE   override a job key (standalone), e.g. tunables.lr.default=0.03\n");
+               "  --set KEY=VALUE   override a job key (standalone), e.g. tunables.lr.default=0.03\n"
+               "  --threads N       BLAS threads (default: all cores standalone, 1 as a job's\n"
+               "                    worker, since a machine usually runs one worker per core or GPU)\n");
 }
 
 /* ---- standalone ---------------------------------------------------------------- */
@@ -470,6 +474,7 @@ int main(int argc, char **argv)
     char *sets[64];
     int n_sets = 0;
     int level = MLT_LOG_INFO;
+    int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -485,7 +490,13 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--standalone") == 0 && v)
             standalone = argv[++i];
-        else if (strcmp(a, "--set") == 0 && v && n_sets < 64)
+        else if (strcmp(a, "--threads") == 0 && v) {
+            threads = atoi(argv[++i]);
+            if (threads < 1 || threads > 1024) {
+                fprintf(stderr, "mltuner-worker: --threads must be 1..1024\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--set") == 0 && v && n_sets < 64)
             sets[n_sets++] = argv[++i];
         else if (strcmp(a, "--log-level") == 0 && v) {
             level = mlt_log_level_parse(argv[++i]);
@@ -505,6 +516,10 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
+    /* BLAS threads that outnumber the cores spin against each other (and
+     * against the other workers on the machine) */
+    if (threads || !standalone)
+        openblas_set_num_threads(threads ? threads : 1);
     if (standalone) {
         mlt_log_init("mltuner-worker", (mlt_log_level_t)level);
         return run_standalone(standalone, sets, n_sets);
