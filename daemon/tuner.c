@@ -329,6 +329,21 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
                         t->job->tuner.top_k, t->job->tuner.slope_agree);
                 break;
             }
+            /* an addition to the paper's rule: a search whose best slope has not
+             * improved for 2 x top_k trials has stopped finding anything */
+            uint32_t stale = 2u * (uint32_t)t->job->tuner.top_k, best_at = 0;
+            double best_y = INFINITY;
+            for (uint32_t i = 0; i < n; i++)
+                if (trials[i].observed && trials[i].sum.verdict == MLT_VERDICT_CONVERGING &&
+                    trials[i].sum.slope < best_y) {
+                    best_y = trials[i].sum.slope;
+                    best_at = i;
+                }
+            if (isfinite(best_y) && n >= 2 * stale && n - 1 - best_at >= stale) {
+                logline(t, "search_stop", parent,
+                        "\"reason\":\"no better slope in the last %u trials\"", stale);
+                break;
+            }
         }
         if (t->res->trial_seconds - spent0 > budget_s) {
             logline(t, "search_stop", parent, "\"reason\":\"tuning overhead budget spent\"");
