@@ -57,6 +57,7 @@ PEER_REPEATS=${PEER_REPEATS:-2} # rounds of torch_peer.py's configurations (3 s 
 for b in "$WORKER" "$DAEMON" "$CTL"; do
     [ -x "$b" ] || { echo "worker.sh: $b is not built" >&2; exit 1; }
 done
+[ -r "$PEER" ] || { echo "worker.sh: no $PEER (set MLT_SOURCE_ROOT)" >&2; exit 1; }
 if [ ! -r "$FMNIST" ]; then
     echo "worker.sh: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): skipped"
     exit 77
@@ -67,10 +68,9 @@ PIDS=()
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]}"; do
-        wait "$p" 2>/dev/null || true
+        if kill "$p" 2>/dev/null; then
+            { wait "$p"; } 2>/dev/null || true
+        fi
     done
     if [ "${KEEP_TMP:-0}" = 1 ]; then
         echo "# logs kept in $TMP" >&2
@@ -96,6 +96,32 @@ blas_env() {
     if [ "$1" = auto ]; then echo "-u OPENBLAS_CORETYPE"; else echo "OPENBLAS_CORETYPE=$1"; fi
 }
 
+# The binaries run from a copy, so that a rebuild during the run (ninja
+# relinking one) cannot break it half-way; a copy that does not run (caught
+# mid-link) is taken again, for up to a minute. Libraries the build directory
+# holds (a shared libmltuner) are copied too and found through LD_LIBRARY_PATH.
+mkdir "$TMP/bin"
+for ((try = 1; ; try++)); do
+    ok=1
+    for b in "$WORKER" "$DAEMON" "$CTL"; do
+        cp "$b" "$TMP/bin/" || ok=0
+        for lib in $(ldd "$b" 2>/dev/null | awk -v d="$BUILD" 'index($3, d) == 1 { print $3 }'); do
+            cp -L "$lib" "$TMP/bin/" || ok=0
+        done
+    done
+    export LD_LIBRARY_PATH="$TMP/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    for b in "$WORKER" "$DAEMON" "$CTL"; do
+        "$TMP/bin/${b##*/}" --help >/dev/null 2>&1 || ok=0
+    done
+    [ $ok = 1 ] && break
+    [ "$try" -lt 12 ] || die "the built binaries do not run (a build in progress?)"
+    echo "# the binaries do not run yet (a build in progress?); retrying in 5 s" >&2
+    sleep 5
+done
+WORKER=$TMP/bin/${WORKER##*/}
+DAEMON=$TMP/bin/${DAEMON##*/}
+CTL=$TMP/bin/${CTL##*/}
+
 # ---- 1. the peer, installed if missing --------------------------------------------------
 if ! "$PY" -c 'import torch' 2>/dev/null; then
     echo "# installing python3-torch (the peer)"
@@ -116,7 +142,7 @@ standalone() {
         --set stop.max_epochs=1 --set stop.target_accuracy=0 \
         --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
         --set tunables.momentum.default=0.9 >"$5" 2>&1 ||
-        { cat "$5" >&2; die "mltuner-worker --standalone $1 failed"; }
+        { tail -n 20 "$5" >&2 || true; die "mltuner-worker --standalone $1 failed"; }
     RESULT=$(sed -n 's/^# training time .* (\([0-9.]*\) samples\/s).*/\1/p' "$5" | tail -n 1)
     [ -n "$RESULT" ] || die "no training-time line from mltuner-worker in $5"
 }
@@ -148,7 +174,7 @@ declare -A PEER_SPS PEER_CFG
 for model in mlp cnn; do
     "$PY" "$PEER" $model --coretypes "${CORETYPES// /,}" --repeats "$PEER_REPEATS" \
         >"$TMP/peer-$model.log" 2>&1 ||
-        { cat "$TMP/peer-$model.log" >&2; die "torch_peer.py $model failed"; }
+        { tail -n 20 "$TMP/peer-$model.log" >&2 || true; die "torch_peer.py $model failed"; }
     sed -n 's/^config /# torch '$model': /p' "$TMP/peer-$model.log"
     line=$(grep '^best ' "$TMP/peer-$model.log") || die "torch_peer.py $model printed no best"
     PEER_SPS[$model]=${line##*samples_per_s=}
@@ -164,7 +190,8 @@ DAEMON_PID=$!
 PIDS+=("$DAEMON_PID")
 for ((i = 0; i < 1000; i++)); do
     [ -s "$TMP/control" ] && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$TMP/daemon.log" >&2; die "mltunerd exited at start"; }
+    kill -0 "$DAEMON_PID" 2>/dev/null ||
+        { tail -n 20 "$TMP/daemon.log" >&2 || true; die "mltunerd exited at start"; }
     sleep 0.01
 done
 [ -s "$TMP/control" ] || die "mltunerd wrote no control endpoint within 10 s"
@@ -204,7 +231,8 @@ daemon_job() {
         --set tunables.staleness.default="$s" --set tunables.batch_size.default=$BATCH \
         --set tunables.lr.default=0.03 --set tunables.momentum.default=0.9 \
         --wait >"$TMP/ctl-$tag.log" 2>&1 ||
-        { cat "$TMP/ctl-$tag.log" "$TMP/worker-$tag.log" >&2; die "the job (staleness $s) failed"; }
+        { tail -n 20 "$TMP/ctl-$tag.log" "$TMP/worker-$tag.log" "$TMP/daemon.log" >&2 || true
+          die "the job (staleness $s) failed"; }
     for ((i = 0; i < 3000; i++)); do # the worker leaves on TASK_STOP
         kill -0 "$wpid" 2>/dev/null || break
         sleep 0.01

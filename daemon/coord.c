@@ -881,10 +881,13 @@ static void end_job(mlt_coord_t *c)
 {
     char b1[32], b2[32];
     if (c->progress) {
+        char b3[32], b4[32];
         emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
-                "\"accuracy\":%s,\"test_accuracy\":%s",
+                "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
+                "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
              phase_names[c->phase], c->message, c->epoch, jnum(b1, 32, c->val_acc),
-             jnum(b2, 32, c->test_acc));
+             jnum(b2, 32, c->test_acc), jnum(b3, 32, c->val_rmse), jnum(b4, 32, c->test_rmse),
+             c->trials, c->tuning_s, c->training_s);
         fclose(c->progress);
         c->progress = NULL;
     }

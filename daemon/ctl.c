@@ -170,19 +170,30 @@ static int is_over(const char *phase)
 /* Polls status until the job is over; prints a line per epoch change. */
 static int wait_job(void *sock)
 {
-    double last_epoch = -1;
+    double last_test = -1;
     char last_phase[32] = "";
     for (;;) {
         mlt_header_t *r = get_status(sock);
         if (!r)
             return 2;
         const Mlt__JobState *s = r->job_state;
-        if (floor(s->epoch * 4) != floor(last_epoch * 4) || strcmp(last_phase, s->phase) != 0) {
-            printf("%-16s epoch %6.2f  loss %8.4f  accuracy %.4f  test %.4f\n", s->phase,
-                   s->epoch, s->loss, s->val_accuracy, s->test_accuracy);
+        /* a line when the phase changes or a test result arrives */
+        const char *ph = strcmp(s->phase, "testing") == 0 ? "training" : s->phase;
+        double test = isfinite(s->test_accuracy) ? s->test_accuracy : s->test_rmse;
+        if (strcmp(last_phase, ph) != 0 || (isfinite(test) && test != last_test)) {
+            printf("%-10s %7.1f s  epoch %6.2f  trials %3u  loss %8.4f  ", ph, s->elapsed, s->epoch,
+                   s->trials, s->loss);
+            if (isfinite(s->test_rmse))
+                printf("val rmse %.4f  test rmse %.4f", s->val_rmse, s->test_rmse);
+            else
+                printf("val acc %.4f  test acc %.4f", s->val_accuracy, s->test_accuracy);
+            if (s->tunables)
+                printf("  lr %.3g m %.3g b %u s %u", (double)s->tunables->lr,
+                       (double)s->tunables->momentum, s->batch_size, s->tunables->staleness);
+            printf("\n");
             fflush(stdout);
-            last_epoch = s->epoch;
-            snprintf(last_phase, sizeof last_phase, "%s", s->phase);
+            last_test = test;
+            snprintf(last_phase, sizeof last_phase, "%s", ph);
         }
         if (is_over(s->phase)) {
             int rc = strcmp(s->phase, "done") == 0 ? 0 : 1;
