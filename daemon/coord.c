@@ -862,6 +862,16 @@ static int run_job(mlt_coord_t *c)
     c->trials = res.trials;
     c->tuning_s = res.trial_seconds;
     c->training_s = res.train_seconds;
+    if (isfinite(res.test)) { /* the result's branch, not the last one tested */
+        if (j->model.type == MLT_MODEL_MF) {
+            c->val_rmse = res.val;
+            c->test_rmse = res.test;
+        } else {
+            c->val_acc = res.val;
+            c->test_acc = res.test;
+        }
+        c->epoch = res.epoch;
+    }
     if (rc < 0) {
         if (c->phase != PH_FAILED)
             fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");

@@ -8,8 +8,10 @@
 
 #include "common/alloc.h"
 #include "common/rng.h"
+#include "daemon/declog.h"
 #include "daemon/searcher.h"
 #include "daemon/summary.h"
+#include "daemon/tuner_base.h"
 
 #define MAX_TRIALS_FIRST 30 /* hard cap on the first search's trials */
 #define BRANCH_KIND_TRAIN 1
@@ -56,33 +58,9 @@ typedef struct tuner {
 
 /* ---- decision log ------------------------------------------------------------- */
 
-static void logline(tuner_t *t, const char *event, uint32_t branch, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void logline(tuner_t *t, const char *event, uint32_t branch, const char *fmt, ...)
-{
-    if (!t->log)
-        return;
-    fprintf(t->log, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u", t->ex->now(t->ex->ctx), event,
-            branch);
-    if (fmt && *fmt) {
-        fputc(',', t->log);
-        va_list ap;
-        va_start(ap, fmt);
-        vfprintf(t->log, fmt, ap);
-        va_end(ap);
-    }
-    fputs("}\n", t->log);
-    fflush(t->log);
-}
-
-static const char *jnum(char *b, double v)
-{
-    if (isfinite(v))
-        snprintf(b, 32, "%.6g", v);
-    else
-        snprintf(b, 32, "null");
-    return b;
-}
+#define logline(t, event, branch, ...) \
+    mlt_declog((t)->log, (t)->ex->now((t)->ex->ctx), event, branch, __VA_ARGS__)
+#define jnum(b, v) mlt_declog_num(b, v)
 
 void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f)
 {
@@ -92,21 +70,10 @@ void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f)
     fputc('}', f);
 }
 
-/* Writes a line with the setting as "tunables" and a reason. */
 static void log_setting(tuner_t *t, const char *event, uint32_t branch, const mlt_setting_t *s,
                         const char *extra, const char *reason)
 {
-    if (!t->log)
-        return;
-    fprintf(t->log, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u,\"tunables\":", t->ex->now(t->ex->ctx),
-            event, branch);
-    mlt_setting_json(t->job, s, t->log);
-    if (extra && *extra)
-        fprintf(t->log, ",%s", extra);
-    if (reason)
-        fprintf(t->log, ",\"reason\":\"%s\"", reason);
-    fputs("}\n", t->log);
-    fflush(t->log);
+    mlt_declog_setting(t->log, t->ex->now(t->ex->ctx), event, branch, t->job, s, extra, reason);
 }
 
 /* ---- settings ------------------------------------------------------------------ */
@@ -514,11 +481,8 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             t->dim_of[t->d++] = i;
         }
     mlt_setting_defaults(job, &t->train_s);
-    if (job->tuner.logic != MLT_LOGIC_MLTUNER && job->tuner.logic != MLT_LOGIC_FIXED) {
-        snprintf(res->reason, sizeof res->reason, "tuner.logic '%s' is not available yet",
-                 mlt_job_enum_name("tuner.logic", job->tuner.logic));
-        return -1;
-    }
+    if (job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND)
+        return mlt_tuner_baseline(job, ex, init_branch, log, res);
     int rc = 0;
     t->start_loss = t->last_loss = NAN;
     if (t->d > 0 && (rc = starting_loss(t, init_branch))) /* the divergence reference */

@@ -1,0 +1,46 @@
+/* declog.c - see declog.h. */
+#include "daemon/declog.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+void mlt_declog(FILE *f, double t, const char *event, uint32_t branch, const char *fields, ...)
+{
+    if (!f)
+        return;
+    fprintf(f, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u", t, event, branch);
+    if (fields && *fields) {
+        fputc(',', f);
+        va_list ap;
+        va_start(ap, fields);
+        vfprintf(f, fields, ap);
+        va_end(ap);
+    }
+    fputs("}\n", f);
+    fflush(f);
+}
+
+void mlt_declog_setting(FILE *f, double t, const char *event, uint32_t branch,
+                        const mlt_job_t *job, const mlt_setting_t *s, const char *extra,
+                        const char *reason)
+{
+    if (!f)
+        return;
+    fprintf(f, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u,\"tunables\":", t, event, branch);
+    mlt_setting_json(job, s, f);
+    if (extra && *extra)
+        fprintf(f, ",%s", extra);
+    if (reason)
+        fprintf(f, ",\"reason\":\"%s\"", reason);
+    fputs("}\n", f);
+    fflush(f);
+}
+
+const char *mlt_declog_num(char *b, double v)
+{
+    if (isfinite(v))
+        snprintf(b, 32, "%.6g", v);
+    else
+        snprintf(b, 32, "null");
+    return b;
+}

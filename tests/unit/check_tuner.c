@@ -1,0 +1,1414 @@
+/* check_tuner.c - Check suite for daemon/tuner: the REAL mlt_tuner_run driven
+ * by a scripted executor (no sockets, no workers).
+ *
+ * The executor keeps a virtual clock and, per branch, a synthetic model: a
+ * training progress q (loss = L_MIN + (L_0 - L_MIN) e^-q, accuracy rising with
+ * q), its clock, data cursor and the epochs trained along its lineage. A fork
+ * copies the parent's state and records the setting; a run advances q by a
+ * rate that peaks at lr = LR_OPT and falls off with the distance in log(lr),
+ * helped by momentum, with per-clock noise keyed by the data position (so
+ * trials that see the same data see the same noise); lr >= LR_BOOM explodes
+ * to +Inf, lr >= LR_NAN gives NaN. Each clock costs virtual seconds that grow
+ * with the batch size; an epoch is 100 x 128 / batch_size clocks.
+ *
+ * The executor asserts the branch contract on every call: nothing runs,
+ * forks from or is freed after being freed (or before being forked), no id
+ * is reused, a run continues its branch's clock and data cursor with the
+ * setting of its fork, tests run on test branches only. At the end only the
+ * training branch (and the caller's init branch) may be live.
+ *
+ * The decision log goes to a tmpfile; every line is checked to be one JSON
+ * object starting with "t", "event", "branch", and the tests read the
+ * decisions back from it.
+ *
+ * TCases: "search" (picks the best, trial-time doubling, diverging and NaN
+ * trials), "retune" (plateau, convergence, data cursor), "stop" (target
+ * accuracy, max_epochs, fixed logic), "replay" (determinism). */
+#include "daemon/tuner.h"
+
+#include <check.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+
+/* ============================================================== the job */
+
+/* conf/jobs/fmnist-mlp.conf without its comments */
+static const char JOB_TEXT[] =
+    "name = \"fmnist-mlp\";\n"
+    "seed = 1;\n"
+    "workers = 2;\n"
+    "backend = \"auto\";\n"
+    "output_dir = \"\";\n"
+    "model = { type = \"mlp\"; layers = [256, 256]; cnn = []; rank = 20; l2 = 0.0; };\n"
+    "data = {\n"
+    "  format = \"idx\";\n"
+    "  train_images = \"/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz\";\n"
+    "  train_labels = \"/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz\";\n"
+    "  test_images = \"/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz\";\n"
+    "  test_labels = \"/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz\";\n"
+    "  ratings = \"\";\n"
+    "  synthetic = { users = 10000; items = 5000; rank = 20; ratings = 1000000; noise = 0.5; };\n"
+    "  validation = 5000;\n"
+    "  test_fraction = 0.1;\n"
+    "  subset = 0;\n"
+    "};\n"
+    "update = { rule = \"sgd\"; beta1 = 0.9; beta2 = 0.999; eps = 1e-8; };\n"
+    "tunables = {\n"
+    "  lr = { default = 0.01; min = 1e-5; max = 1.0; scale = \"log\"; tune = true; };\n"
+    "  momentum = { default = 0.9; min = 0.0; max = 0.99; scale = \"linear\"; tune = true; };\n"
+    "  batch_size = { default = 128; values = [32, 64, 128, 256, 512]; tune = true; };\n"
+    "  staleness = { default = 0; values = [0, 1, 2, 3]; tune = true; };\n"
+    "};\n"
+    "tuner = {\n"
+    "  searcher = \"bayes\";\n"
+    "  logic = \"mltuner\";\n"
+    "  min_trial_clocks = 50;\n"
+    "  max_overhead = 0.1;\n"
+    "  retune_tests = 4;\n"
+    "  converge_tests = 5;\n"
+    "  slope_agree = 0.1;\n"
+    "  top_k = 5;\n"
+    "  retune_time_factor = 10.0;\n"
+    "};\n"
+    "test_interval = 1.0;\n"
+    "stop = { target_accuracy = 0.885; target_rmse = 0.0; max_epochs = 10.0; max_time_s = 0.0;\n"
+    "         plateau_tests = 0; };\n"
+    "checkpoint_interval_s = 0.0;\n";
+
+/* The small, fast job every test starts from: lr and momentum tuned (batch
+ * size and staleness fixed at their defaults), 10-clock first trials, top 3,
+ * a test every epoch, 6 epochs, no target, no time-triggered re-tune; then
+ * the (key, value) pairs given, NULL-terminated. */
+static void job_make(mlt_job_t *job, ...)
+{
+    char err[512] = "";
+    int rc = mlt_job_parse_string(JOB_TEXT, "check_tuner", job, err, sizeof err);
+    ck_assert_msg(rc == 0, "job: %s", err);
+    static const char *const base[] = {
+        "tunables.batch_size.tune", "false", "tunables.staleness.tune", "false",
+        "tuner.min_trial_clocks", "10", "tuner.top_k", "3",
+        "tuner.retune_time_factor", "0", "tuner.max_overhead", "0.5",
+        "test_interval", "1", "stop.max_epochs", "6",
+        "stop.target_accuracy", "0", NULL};
+    for (size_t i = 0; base[i]; i += 2) {
+        rc = mlt_job_set(job, base[i], base[i + 1], err, sizeof err);
+        ck_assert_msg(rc == 0, "set %s=%s: %s", base[i], base[i + 1], err);
+    }
+    va_list ap;
+    va_start(ap, job);
+    for (const char *k; (k = va_arg(ap, const char *)) != NULL;) {
+        const char *v = va_arg(ap, const char *);
+        rc = mlt_job_set(job, k, v, err, sizeof err);
+        ck_assert_msg(rc == 0, "set %s=%s: %s", k, v, err);
+    }
+    va_end(ap);
+    rc = mlt_job_validate(job, err, sizeof err);
+    ck_assert_msg(rc == 0, "validate: %s", err);
+}
+
+/* ================================================== the scripted executor */
+
+#define MAXB    4096u /* branch ids the executor can hold */
+#define INIT    7u    /* the caller's init branch (ids above it are the tuner's) */
+#define K_INIT  0     /* branch kinds, as tuner.c forks them */
+#define K_TRAIN 1
+#define K_EVAL  2
+#define K_TEST  3
+
+#define LR_OPT  0.03   /* the best learning rate */
+#define LR_W    1.0    /* fall-off width in log(lr) */
+#define LR_BOOM 0.3    /* at and above: the loss explodes to +Inf */
+#define LR_NAN  0.6    /* at and above: the loss turns NaN */
+#define RATE    0.01   /* progress per clock at the optimum (momentum 1, batch 128) */
+#define L_0     2.3    /* loss of the initial weights */
+#define L_MIN   0.3    /* loss after infinite training */
+
+enum { BAD_NONE = 0, BAD_INF = 1, BAD_NAN = 2 };
+
+typedef struct br {
+    bool exists;           /* forked (or the init branch) */
+    bool live;             /* not freed */
+    int kind;              /* K_* */
+    uint32_t parent;       /* forked from */
+    mlt_setting_t s;       /* the fork's setting */
+    double q;              /* training progress (NaN once broken) */
+    int64_t age;           /* clocks trained along the lineage (init: 0) */
+    int64_t clocks;        /* clocks run on this branch */
+    double data_pos;       /* data cursor in epochs */
+    double fork_pos;       /* the data cursor at the fork */
+    double first_epoch;    /* data_epoch of its first run (NaN: never ran) */
+    double lineage;        /* epochs trained along the lineage */
+    double loss;           /* the latest loss */
+    int bad;               /* BAD_*: how its losses went non-finite */
+} br_t;
+
+typedef struct script {
+    const mlt_job_t *job;
+    uint64_t seed;         /* of the loss noise */
+    double now;            /* the virtual clock, seconds */
+    br_t b[MAXB];
+    /* the synthetic function */
+    double noise;          /* sd of the per-clock loss noise */
+    bool flat;             /* the setting does not matter (and nothing diverges) */
+    int64_t warm;          /* > 0: the loss rises for the first warm clocks of the lineage */
+    double acc_const;      /* > 0: every test gives this accuracy */
+    /* what happened */
+    int forks[4];          /* by kind */
+    int frees, runs, tests, progress;
+    int calls, last_run_call, last_test_call;
+} script_t;
+
+static double sget(const script_t *x, const mlt_setting_t *s, const char *name, double fb)
+{
+    return mlt_setting_get(x->job, s, name, fb);
+}
+
+static double sx_epoch_clocks(void *ctx, const mlt_setting_t *s)
+{
+    const script_t *x = ctx;
+    return 100.0 * 128.0 / sget(x, s, "batch_size", 128);
+}
+
+static double clock_cost(const script_t *x, const mlt_setting_t *s)
+{
+    return 0.004 + 0.0001 * sget(x, s, "batch_size", 128);
+}
+
+static double rate_of(const script_t *x, const mlt_setting_t *s)
+{
+    double lr = sget(x, s, "lr", 0.01);
+    if (!(lr > 0))
+        return 0; /* an eval branch */
+    double bs = sget(x, s, "batch_size", 128);
+    if (x->flat)
+        return RATE;
+    double d = log(lr / LR_OPT), m = sget(x, s, "momentum", 0);
+    return RATE * exp(-d * d / (2 * LR_W * LR_W)) * (1 + m) / 2 * sqrt(bs / 128);
+}
+
+static double loss_of(double q)
+{
+    return L_MIN + (L_0 - L_MIN) * exp(-q);
+}
+
+static double accuracy_of(double q)
+{
+    return 0.1 + 0.85 * (1 - exp(-q / 2));
+}
+
+/* noise keyed by the data position: the same data, the same noise */
+static double noise_at(const script_t *x, double data_pos)
+{
+    if (x->noise == 0)
+        return 0;
+    uint64_t st = mlt_rng_mix(x->seed, (uint64_t)llround(data_pos * 1e6));
+    return x->noise * mlt_rng_normal(&st);
+}
+
+static br_t *br_live(script_t *x, uint32_t id, const char *what)
+{
+    ck_assert_msg(id < MAXB, "%s of branch %u: an id the tuner never forked", what, id);
+    br_t *b = &x->b[id];
+    ck_assert_msg(b->exists, "%s of branch %u, which was never forked", what, id);
+    ck_assert_msg(b->live, "%s of branch %u, which was freed", what, id);
+    return b;
+}
+
+static int sx_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
+{
+    script_t *x = ctx;
+    x->calls++;
+    br_t *p = br_live(x, parent, "fork from");
+    ck_assert_msg(kind == K_TRAIN || kind == K_EVAL || kind == K_TEST, "fork kind %d", kind);
+    ck_assert_msg(p->kind != K_TEST && p->kind != K_EVAL, "fork of %u from %s branch %u", child,
+                  p->kind == K_TEST ? "test" : "eval", parent);
+    ck_assert_msg(child > INIT && child < MAXB, "fork of child id %u", child);
+    ck_assert_msg(!x->b[child].exists, "fork reuses branch id %u", child);
+    br_t *c = &x->b[child];
+    *c = *p; /* the parent's synthetic state */
+    c->exists = c->live = true;
+    c->kind = kind;
+    c->parent = parent;
+    c->s = *s;
+    c->clocks = 0;
+    c->fork_pos = p->data_pos;
+    c->first_epoch = NAN;
+    x->forks[kind]++;
+    return 0;
+}
+
+static int sx_free(void *ctx, uint32_t id)
+{
+    script_t *x = ctx;
+    x->calls++;
+    br_t *b = br_live(x, id, "free");
+    ck_assert_msg(id != INIT, "the tuner freed the caller's init branch");
+    b->live = false;
+    x->frees++;
+    return 0;
+}
+
+/* one clock of branch b: its loss */
+static double step(script_t *x, br_t *b, double epc)
+{
+    double lr = sget(x, &b->s, "lr", 0.01), pos = b->data_pos;
+    double loss;
+    if (!x->flat && lr >= LR_BOOM) {
+        /* diverges: x8 a clock up to +Inf, or NaN after its first clock */
+        double prev = b->clocks == 0 ? loss_of(b->q) : b->loss;
+        b->q = NAN;
+        if (lr >= LR_NAN) {
+            loss = b->clocks == 0 && isfinite(prev) ? 3 * prev : NAN;
+            if (isnan(loss))
+                b->bad = BAD_NAN;
+        } else {
+            loss = 8 * prev;
+            if (!(loss < 1e6)) {
+                loss = INFINITY;
+                b->bad = BAD_INF;
+            }
+        }
+    } else if (isnan(b->q)) {
+        loss = NAN; /* descends from a broken branch */
+    } else if (x->warm > 0 && lr > 0 && b->age < x->warm) {
+        /* early training is unstable: the loss rises, nothing is learnt */
+        loss = loss_of(b->q) + 0.01 * (double)(b->age + 1) + noise_at(x, pos);
+    } else {
+        b->q += rate_of(x, &b->s);
+        double bump = 0;
+        if (x->warm > 0 && lr > 0) {
+            /* the early rise falls back over warm / 2 clocks */
+            double k = (double)(b->age - x->warm) / ((double)x->warm / 2);
+            bump = 0.01 * (double)x->warm * (k < 1 ? 1 - k : 0);
+        }
+        loss = loss_of(b->q) + bump + noise_at(x, pos);
+    }
+    if (lr > 0)
+        b->age++;
+    b->clocks++;
+    b->data_pos += 1.0 / epc;
+    if (b->kind == K_TRAIN)
+        b->lineage += 1.0 / epc;
+    b->loss = loss;
+    return loss;
+}
+
+static int sx_run(void *ctx, uint32_t id, const mlt_setting_t *s, int64_t clock_start,
+                  int64_t clocks, double data_epoch, double *loss, double *seconds)
+{
+    script_t *x = ctx;
+    x->calls++;
+    x->runs++;
+    x->last_run_call = x->calls;
+    br_t *b = br_live(x, id, "run");
+    ck_assert_msg(b->kind == K_TRAIN || b->kind == K_EVAL, "run of branch %u of kind %d", id,
+                  b->kind);
+    ck_assert_msg(memcmp(s, &b->s, sizeof *s) == 0,
+                  "run of branch %u with a setting other than its fork's", id);
+    ck_assert_msg(clocks > 0, "run of %lld clocks", (long long)clocks);
+    ck_assert_msg(clock_start == b->clocks, "run of branch %u from clock %lld; it has run %lld",
+                  id, (long long)clock_start, (long long)b->clocks);
+    ck_assert_msg(fabs(data_epoch - b->data_pos) < 1e-9,
+                  "run of branch %u at data epoch %.12g; its cursor is at %.12g", id, data_epoch,
+                  b->data_pos);
+    if (isnan(b->first_epoch))
+        b->first_epoch = data_epoch;
+    double epc = sx_epoch_clocks(x, s);
+    for (int64_t i = 0; i < clocks; i++)
+        loss[i] = step(x, b, epc);
+    *seconds = (double)clocks * clock_cost(x, s);
+    x->now += *seconds;
+    return 0;
+}
+
+static int sx_test(void *ctx, uint32_t id, double *val, double *test)
+{
+    script_t *x = ctx;
+    x->calls++;
+    x->tests++;
+    x->last_test_call = x->calls;
+    br_t *b = br_live(x, id, "test");
+    ck_assert_msg(b->kind == K_TEST, "test of branch %u of kind %d", id, b->kind);
+    x->now += 0.1;
+    if (x->acc_const > 0) {
+        *val = *test = x->acc_const;
+        return 0;
+    }
+    *val = accuracy_of(b->q);
+    *test = *val - 0.002;
+    return 0;
+}
+
+static double sx_now(void *ctx)
+{
+    return ((script_t *)ctx)->now;
+}
+
+static void sx_progress(void *ctx, const char *phase, uint32_t branch, const mlt_setting_t *s,
+                        double epoch, double val, double test, uint32_t trials)
+{
+    script_t *x = ctx;
+    (void)val;
+    (void)test;
+    (void)trials;
+    ck_assert(phase != NULL && s != NULL);
+    ck_assert(strcmp(phase, "training") == 0 || strcmp(phase, "searching") == 0);
+    ck_assert_msg(branch < MAXB && x->b[branch].exists, "progress of unknown branch %u", branch);
+    ck_assert(epoch >= 0);
+    x->progress++;
+}
+
+static script_t *script_new(const mlt_job_t *job)
+{
+    script_t *x = mlt_calloc(1, sizeof *x);
+    x->job = job;
+    x->seed = 12345;
+    x->noise = 0.002;
+    br_t *init = &x->b[INIT];
+    init->exists = init->live = true;
+    init->kind = K_INIT;
+    init->first_epoch = NAN;
+    init->loss = loss_of(0);
+    return x;
+}
+
+static mlt_exec_t script_exec(script_t *x)
+{
+    mlt_exec_t ex = {x, sx_fork, sx_free, sx_run, sx_test, sx_epoch_clocks, sx_now, NULL};
+    return ex;
+}
+
+/* only the training branch (and the caller's init branch) is live */
+static void assert_only_training_live(const script_t *x, const mlt_tuner_result_t *res)
+{
+    ck_assert_msg(res->branch > INIT && res->branch < MAXB && x->b[res->branch].live,
+                  "the result's branch %u is not live", res->branch);
+    ck_assert_int_eq(x->b[res->branch].kind, K_TRAIN);
+    ck_assert_msg(memcmp(&x->b[res->branch].s, &res->setting, sizeof res->setting) == 0,
+                  "the result's setting is not its branch's");
+    for (uint32_t i = 0; i < MAXB; i++)
+        if (x->b[i].live)
+            ck_assert_msg(i == INIT || i == res->branch,
+                          "branch %u (kind %d) is still live at the end: leaked", i, x->b[i].kind);
+}
+
+/* ====================================================== the decision log */
+
+#define MAXK 24
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span_t;
+
+typedef struct line {
+    char *text;
+    int nk;
+    char key[MAXK][40];
+    span_t val[MAXK];
+    char event[40];
+    double t;
+    uint32_t branch;
+} line_t;
+
+typedef struct dlog {
+    line_t *l;
+    size_t n;
+    char *raw; /* the whole log */
+} dlog_t;
+
+static const char *j_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    return p;
+}
+
+/* a JSON string at p (at its quote) into out; returns the end or NULL */
+static const char *j_string(const char *p, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (*p++ != '"')
+        return NULL;
+    for (;;) {
+        char c = *p++;
+        if (c == '"')
+            break;
+        if ((unsigned char)c < 0x20)
+            return NULL;
+        if (c == '\\') {
+            c = *p++;
+            if (c == 'u') {
+                for (int i = 0; i < 4; i++)
+                    if (!isxdigit((unsigned char)*p++))
+                        return NULL;
+                c = '?';
+            } else if (!strchr("\"\\/bfnrt", c) || c == 0) {
+                return NULL;
+            }
+        }
+        if (out && n + 1 < cap)
+            out[n++] = c;
+    }
+    if (out)
+        out[n] = 0;
+    return p;
+}
+
+static const char *j_number(const char *p)
+{
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (isdigit((unsigned char)*p))
+            p++;
+    else
+        return NULL;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return NULL;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return NULL;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return p;
+}
+
+static const char *j_value(const char *p, int depth);
+
+/* an object at p; its top-level members into key/val (may be NULL) */
+static const char *j_object(const char *p, int depth, int *nk, char (*key)[40], span_t *val)
+{
+    if (*p++ != '{' || depth > 16)
+        return NULL;
+    int n = 0;
+    p = j_ws(p);
+    if (*p == '}')
+        return p + 1;
+    for (;;) {
+        char k[40];
+        p = j_string(j_ws(p), k, sizeof k);
+        if (!p)
+            return NULL;
+        p = j_ws(p);
+        if (*p++ != ':')
+            return NULL;
+        p = j_ws(p);
+        const char *v = p;
+        p = j_value(p, depth + 1);
+        if (!p)
+            return NULL;
+        if (key && n < MAXK) {
+            for (int i = 0; i < n; i++)
+                if (strcmp(key[i], k) == 0)
+                    return NULL; /* a repeated key */
+            memcpy(key[n], k, sizeof k);
+            val[n].p = v;
+            val[n].n = (size_t)(p - v);
+            n++;
+        }
+        p = j_ws(p);
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p++ != '}')
+            return NULL;
+        break;
+    }
+    if (nk)
+        *nk = n;
+    return p;
+}
+
+static const char *j_value(const char *p, int depth)
+{
+    p = j_ws(p);
+    if (*p == '{')
+        return j_object(p, depth, NULL, NULL, NULL);
+    if (*p == '[') {
+        p = j_ws(p + 1);
+        if (*p == ']')
+            return p + 1;
+        for (;;) {
+            p = j_value(p, depth + 1);
+            if (!p)
+                return NULL;
+            p = j_ws(p);
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            return *p == ']' ? p + 1 : NULL;
+        }
+    }
+    if (*p == '"')
+        return j_string(p, NULL, 0);
+    if (strncmp(p, "true", 4) == 0)
+        return p + 4;
+    if (strncmp(p, "false", 5) == 0)
+        return p + 5;
+    if (strncmp(p, "null", 4) == 0)
+        return p + 4;
+    return j_number(p);
+}
+
+static const span_t *l_get(const line_t *l, const char *key)
+{
+    for (int i = 0; i < l->nk; i++)
+        if (strcmp(l->key[i], key) == 0)
+            return &l->val[i];
+    return NULL;
+}
+
+static bool span_null(const span_t *v)
+{
+    return v->n == 4 && strncmp(v->p, "null", 4) == 0;
+}
+
+/* a number member (null: NAN); fails the test if missing or not a number */
+static double l_num(const line_t *l, const char *key)
+{
+    const span_t *v = l_get(l, key);
+    ck_assert_msg(v != NULL, "log line has no \"%s\": %s", key, l->text);
+    if (span_null(v))
+        return NAN;
+    ck_assert_msg(j_number(v->p) == v->p + v->n, "\"%s\" is not a number: %s", key, l->text);
+    return strtod(v->p, NULL);
+}
+
+/* a string member into out ("" when missing) */
+static const char *l_str(const line_t *l, const char *key, char *out, size_t cap)
+{
+    const span_t *v = l_get(l, key);
+    out[0] = 0;
+    if (v && *v->p == '"')
+        j_string(v->p, out, cap);
+    return out;
+}
+
+static bool l_is(const line_t *l, const char *event)
+{
+    return strcmp(l->event, event) == 0;
+}
+
+/* member name of the object member key (e.g. "tunables"."lr") */
+static double l_sub(const line_t *l, const char *key, const char *name)
+{
+    const span_t *v = l_get(l, key);
+    ck_assert_msg(v != NULL, "log line has no \"%s\": %s", key, l->text);
+    int nk = 0;
+    char k[MAXK][40];
+    span_t sv[MAXK];
+    ck_assert(j_object(v->p, 0, &nk, k, sv) != NULL);
+    for (int i = 0; i < nk; i++)
+        if (strcmp(k[i], name) == 0)
+            return strtod(sv[i].p, NULL);
+    ck_abort_msg("\"%s\" has no \"%s\": %s", key, name, l->text);
+    return NAN;
+}
+
+static bool l_reason_has(const line_t *l, const char *needle)
+{
+    char r[256];
+    return strstr(l_str(l, "reason", r, sizeof r), needle) != NULL;
+}
+
+/* Reads the log back and checks every line's shape. */
+static void dlog_load(FILE *f, const mlt_job_t *job, dlog_t *d)
+{
+    memset(d, 0, sizeof *d);
+    ck_assert(fflush(f) == 0);
+    long size = ftell(f);
+    ck_assert(size >= 0);
+    rewind(f);
+    d->raw = mlt_malloc((size_t)size + 1);
+    ck_assert_uint_eq(fread(d->raw, 1, (size_t)size, f), (size_t)size);
+    d->raw[size] = 0;
+    size_t cap = 0;
+    for (char *p = d->raw; *p;) {
+        char *nl = strchr(p, '\n');
+        ck_assert_msg(nl != NULL, "the log's last line has no newline");
+        size_t len = (size_t)(nl - p);
+        if (d->n == cap) {
+            cap = cap ? 2 * cap : 256;
+            d->l = mlt_realloc(d->l, cap * sizeof *d->l);
+        }
+        line_t *l = &d->l[d->n++];
+        memset(l, 0, sizeof *l);
+        l->text = mlt_malloc(len + 1);
+        memcpy(l->text, p, len);
+        l->text[len] = 0;
+        p = nl + 1;
+        /* one JSON object */
+        const char *end = j_object(l->text, 0, &l->nk, l->key, l->val);
+        ck_assert_msg(end != NULL && *j_ws(end) == 0, "log line %zu is not one JSON object: %s",
+                      d->n, l->text);
+        ck_assert_msg(l->nk >= 3 && strcmp(l->key[0], "t") == 0 &&
+                          strcmp(l->key[1], "event") == 0 && strcmp(l->key[2], "branch") == 0,
+                      "log line does not start with t, event, branch: %s", l->text);
+        l->t = l_num(l, "t");
+        ck_assert_msg(isfinite(l->t) && l->t >= 0, "bad t: %s", l->text);
+        if (d->n > 1)
+            ck_assert_msg(l->t >= d->l[d->n - 2].t, "t goes back: %s", l->text);
+        ck_assert_msg(*l->val[1].p == '"', "event is not a string: %s", l->text);
+        l_str(l, "event", l->event, sizeof l->event);
+        double br = l_num(l, "branch");
+        ck_assert_msg(br >= 0 && br == floor(br) && br < MAXB, "bad branch: %s", l->text);
+        l->branch = (uint32_t)br;
+        if (l_is(l, "summary")) {
+            char v[32];
+            l_str(l, "verdict", v, sizeof v);
+            ck_assert_msg(strcmp(v, "converging") == 0 || strcmp(v, "unstable") == 0 ||
+                              strcmp(v, "diverged") == 0,
+                          "bad verdict: %s", l->text);
+            double s = l_num(l, "slope");
+            ck_assert_msg(isnan(s) == (strcmp(v, "diverged") == 0),
+                          "a summary's slope is null iff it diverged: %s", l->text);
+        }
+        if (l_is(l, "commit") || l_is(l, "propose"))
+            for (uint32_t i = 0; i < job->n_tunables; i++)
+                ck_assert(isfinite(l_sub(l, "tunables", job->tunables[i].name)));
+        if (l_is(l, "test"))
+            (void)l_num(l, "accuracy");
+    }
+    ck_assert_msg(d->n > 0, "the decision log is empty");
+}
+
+static void dlog_free(dlog_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        mlt_free(d->l[i].text);
+    mlt_free(d->l);
+    mlt_free(d->raw);
+    memset(d, 0, sizeof *d);
+}
+
+/* index of the first line at or after `from` with event ev (and branch br
+ * unless br is UINT32_MAX), or d->n */
+static size_t dlog_find(const dlog_t *d, size_t from, const char *ev, uint32_t br)
+{
+    for (size_t i = from; i < d->n; i++)
+        if (l_is(&d->l[i], ev) && (br == UINT32_MAX || d->l[i].branch == br))
+            return i;
+    return d->n;
+}
+
+static size_t dlog_count(const dlog_t *d, size_t from, size_t to, const char *ev)
+{
+    size_t n = 0;
+    for (size_t i = from; i < to && i < d->n; i++)
+        n += l_is(&d->l[i], ev);
+    return n;
+}
+
+/* a fork line of a trial */
+static bool is_trial_fork(const line_t *l)
+{
+    char k[16];
+    return l_is(l, "fork") && strcmp(l_str(l, "kind", k, sizeof k), "trial") == 0;
+}
+
+/* ====================================================== running a job */
+
+typedef struct run {
+    script_t *x;
+    dlog_t log;
+    mlt_tuner_result_t res;
+    int rc;
+} run_t;
+
+static void run_job(const mlt_job_t *job, script_t *x, run_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->x = x;
+    FILE *f = tmpfile();
+    ck_assert(f != NULL);
+    mlt_exec_t ex = script_exec(x);
+    r->rc = mlt_tuner_run(job, &ex, INIT, f, &r->res);
+    dlog_load(f, job, &r->log);
+    fclose(f);
+    if (getenv("CHECK_TUNER_DUMP")) /* for debugging a test: its decision log */
+        fputs(r->log.raw, stderr);
+}
+
+static void run_free(run_t *r)
+{
+    dlog_free(&r->log);
+    mlt_free(r->x);
+    r->x = NULL;
+}
+
+static double lr_of(const mlt_job_t *job, const mlt_setting_t *s)
+{
+    return mlt_setting_get(job, s, "lr", NAN);
+}
+
+/* ================================================================= search */
+
+START_TEST(test_picks_best)
+{
+    /* for a few seeds: one search, then training; the committed lr is
+     * within a factor of 3 of the optimum, it had the best converging slope
+     * the searcher heard of, and every other trial of the search was freed
+     * before the commit */
+    static const char *const seeds[] = {"1", "2", "3"};
+    for (size_t si = 0; si < 3; si++) {
+        mlt_job_t job;
+        job_make(&job, "seed", seeds[si], "tuner.retune_tests", "0", "stop.max_epochs", "2",
+                 NULL);
+        run_t r;
+        run_job(&job, script_new(&job), &r);
+        const dlog_t *d = &r.log;
+        ck_assert_msg(r.rc == 0, "seed %s: %s", seeds[si], r.res.reason);
+        ck_assert_uint_eq(r.res.searches, 1);
+        size_t ci = dlog_find(d, 0, "commit", UINT32_MAX);
+        ck_assert_uint_lt(ci, d->n);
+        ck_assert_uint_eq(dlog_count(d, 0, d->n, "commit"), 1);
+        const line_t *c = &d->l[ci];
+        double lr = l_sub(c, "tunables", "lr");
+        fprintf(stderr, "picks_best seed %s: committed lr %g momentum %g after %u trials\n",
+                seeds[si], lr, l_sub(c, "tunables", "momentum"), r.res.trials);
+        ck_assert_msg(lr >= LR_OPT / 3 && lr <= LR_OPT * 3,
+                      "seed %s: committed lr %g, the optimum is %g", seeds[si], lr, LR_OPT);
+        ck_assert_double_eq_tol(lr, lr_of(&job, &r.res.setting), 1e-5 * lr);
+        char v[32];
+        ck_assert_str_eq(l_str(c, "verdict", v, sizeof v), "converging");
+        /* the best converging slope the searcher was told */
+        double best = INFINITY;
+        size_t observed = 0;
+        for (size_t i = 0; i < ci; i++)
+            if (l_is(&d->l[i], "observe")) {
+                observed++;
+                if (strcmp(l_str(&d->l[i], "verdict", v, sizeof v), "converging") == 0 &&
+                    l_num(&d->l[i], "slope") < best)
+                    best = l_num(&d->l[i], "slope");
+            }
+        ck_assert_uint_eq(observed, r.res.trials);
+        ck_assert_double_eq_tol(l_num(c, "slope"), best, 1e-9 + 1e-5 * fabs(best));
+        /* every other trial was freed before the commit, once */
+        size_t trials = 0;
+        for (size_t i = 0; i < ci; i++) {
+            if (!is_trial_fork(&d->l[i]))
+                continue;
+            trials++;
+            uint32_t id = d->l[i].branch;
+            ck_assert_uint_eq((uint32_t)l_num(&d->l[i], "parent"), INIT);
+            size_t fi = dlog_find(d, i, "free", id);
+            if (id == c->branch) {
+                ck_assert_msg(fi > ci, "the winner %u was freed before its commit", id);
+                continue;
+            }
+            ck_assert_msg(fi < ci, "trial %u was not freed before the commit", id);
+            ck_assert_msg(dlog_find(d, fi + 1, "free", id) == d->n, "trial %u freed twice", id);
+            ck_assert(!r.x->b[id].live);
+        }
+        ck_assert_uint_eq(trials, r.res.trials);
+        ck_assert_uint_eq(r.x->forks[K_TRAIN], r.res.trials);
+        ck_assert_int_eq(r.x->forks[K_EVAL], 1);
+        ck_assert_uint_eq(r.res.branch, c->branch);
+        assert_only_training_live(r.x, &r.res);
+        run_free(&r);
+        mlt_job_free(&job);
+    }
+}
+END_TEST
+
+/* the trial_time lines of the first search: doubled ones and the kept one */
+typedef struct tt {
+    int64_t doubled[16];
+    size_t n_doubled;
+    int64_t kept;
+    size_t kept_at;
+} tt_t;
+
+static void trial_times(const dlog_t *d, tt_t *tt)
+{
+    memset(tt, 0, sizeof *tt);
+    tt->kept_at = d->n;
+    for (size_t i = 0; i < d->n; i++) {
+        const line_t *l = &d->l[i];
+        if (!l_is(l, "trial_time"))
+            continue;
+        if (l_reason_has(l, "doubled")) {
+            ck_assert_msg(tt->kept_at == d->n, "trial time doubled after it was kept: %s",
+                          l->text);
+            ck_assert(tt->n_doubled < 16);
+            tt->doubled[tt->n_doubled++] = (int64_t)l_num(l, "clocks");
+        } else {
+            ck_assert_msg(l_reason_has(l, "kept from now on"), "%s", l->text);
+            ck_assert_msg(tt->kept_at == d->n, "trial time kept twice: %s", l->text);
+            tt->kept = (int64_t)l_num(l, "clocks");
+            tt->kept_at = i;
+        }
+    }
+}
+
+START_TEST(test_trial_time_doubles)
+{
+    /* the loss rises for the first 25 clocks of training from the initial
+     * weights, then falls: 10- and 20-clock trials are all unstable, so the
+     * trial time doubles to 40, the trials resume in turn, and from then on
+     * every trial runs 40 clocks */
+    mlt_job_t job;
+    job_make(&job, "tunables.lr.max", "0.2", "tuner.retune_tests", "0", "stop.max_epochs", "2",
+             NULL);
+    script_t *x = script_new(&job);
+    x->warm = 25;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    tt_t tt;
+    trial_times(d, &tt);
+    ck_assert_msg(tt.n_doubled >= 2, "the trial time doubled %zu times", tt.n_doubled);
+    ck_assert_int_eq(tt.doubled[0], 2 * job.tuner.min_trial_clocks);
+    for (size_t i = 1; i < tt.n_doubled; i++)
+        ck_assert_int_eq(tt.doubled[i], 2 * tt.doubled[i - 1]);
+    ck_assert_uint_lt(tt.kept_at, d->n);
+    ck_assert_int_eq(tt.kept, tt.doubled[tt.n_doubled - 1]);
+    ck_assert_int_eq(tt.kept, 40);
+    /* every doubling resumes the trials (none diverges here) */
+    size_t first_commit = dlog_find(d, 0, "commit", UINT32_MAX);
+    ck_assert_uint_lt(first_commit, d->n);
+    size_t resumes = 0, started = 0;
+    for (size_t i = 0; i < first_commit; i++) {
+        const line_t *l = &d->l[i];
+        if (l_is(l, "trial_resume")) {
+            resumes++;
+            ck_assert_msg(i < tt.kept_at, "a resume after the trial time is kept: %s", l->text);
+        }
+        if (l_is(l, "trial_start")) {
+            started++;
+            int64_t clocks = (int64_t)l_num(l, "clocks");
+            if (i > tt.kept_at)
+                ck_assert_msg(clocks == tt.kept, "a trial after the trial time is kept: %s",
+                              l->text);
+            else
+                ck_assert_msg(clocks < tt.kept, "%s", l->text);
+        }
+        /* before the trial time is kept, no summary converges */
+        if (l_is(l, "summary") && i < tt.kept_at && l_num(l, "clocks") < (double)tt.kept) {
+            char v[32];
+            ck_assert_msg(strcmp(l_str(l, "verdict", v, sizeof v), "converging") != 0,
+                          "a trial converged, yet the trial time doubled: %s", l->text);
+        }
+    }
+    ck_assert_uint_ge(resumes, tt.n_doubled);
+    ck_assert_uint_ge(started, 2);
+    /* the committed trial converges */
+    char v[32];
+    ck_assert_str_eq(l_str(&d->l[first_commit], "verdict", v, sizeof v), "converging");
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_diverging_trials)
+{
+    /* lr in [0.01, 3]: settings at lr >= 0.3 explode to +Inf, at lr >= 0.6
+     * turn NaN. Those trials are diverged, freed, the searcher hears +inf
+     * (null in the log), and the job commits a converging one and trains. */
+    mlt_job_t job;
+    job_make(&job, "tunables.lr.min", "0.01", "tunables.lr.max", "3", "tunables.lr.default",
+             "0.03", "tuner.retune_tests", "0", "stop.max_epochs", "2", "seed", "4", NULL);
+    run_t r;
+    run_job(&job, script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t ci = dlog_find(d, 0, "commit", UINT32_MAX);
+    ck_assert_uint_lt(ci, d->n);
+    int n_inf = 0, n_nan = 0;
+    for (uint32_t id = INIT + 1; id < MAXB; id++) {
+        const br_t *b = &r.x->b[id];
+        if (!b->exists || b->kind != K_TRAIN || b->bad == BAD_NONE)
+            continue;
+        n_inf += b->bad == BAD_INF;
+        n_nan += b->bad == BAD_NAN;
+        ck_assert(lr_of(&job, &b->s) >= LR_BOOM);
+        ck_assert_msg(!b->live, "diverged trial %u is live", id);
+        /* its summaries: diverged, slope null */
+        size_t si = dlog_find(d, 0, "summary", id);
+        ck_assert_uint_lt(si, d->n);
+        char v[32];
+        for (; si < d->n; si = dlog_find(d, si + 1, "summary", id)) {
+            ck_assert_str_eq(l_str(&d->l[si], "verdict", v, sizeof v), "diverged");
+            ck_assert(isnan(l_num(&d->l[si], "slope")));
+        }
+        /* freed as diverged, before the commit */
+        size_t fi = dlog_find(d, 0, "free", id);
+        ck_assert_uint_lt(fi, ci);
+        ck_assert_msg(l_reason_has(&d->l[fi], "diverged"), "%s", d->l[fi].text);
+        /* the searcher was told: the worst */
+        size_t oi = dlog_find(d, 0, "observe", id);
+        ck_assert_uint_lt(oi, ci);
+        ck_assert(isnan(l_num(&d->l[oi], "slope")));
+        ck_assert_str_eq(l_str(&d->l[oi], "verdict", v, sizeof v), "diverged");
+    }
+    fprintf(stderr, "diverging_trials: %d +Inf and %d NaN trials of %u\n", n_inf, n_nan,
+            r.res.trials);
+    ck_assert_msg(n_inf >= 1, "precondition: no trial exploded to +Inf");
+    ck_assert_msg(n_nan >= 1, "precondition: no trial went NaN");
+    /* a converging setting below the divergence edge was committed */
+    char v[32];
+    ck_assert_str_eq(l_str(&d->l[ci], "verdict", v, sizeof v), "converging");
+    ck_assert(l_sub(&d->l[ci], "tunables", "lr") < LR_BOOM);
+    /* and trained: tests after the commit with finite accuracy, rising */
+    size_t tests = 0;
+    double prev = -1;
+    for (size_t i = dlog_find(d, ci, "test", UINT32_MAX); i < d->n;
+         i = dlog_find(d, i + 1, "test", UINT32_MAX)) {
+        double a = l_num(&d->l[i], "accuracy");
+        ck_assert(isfinite(a) && a > prev);
+        prev = a;
+        tests++;
+    }
+    ck_assert_uint_ge(tests, 1);
+    ck_assert_msg(strstr(r.res.reason, "max_epochs") != NULL, "%s", r.res.reason);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_diverged_first_trial)
+{
+    /* lr in [0.2, 3]: most settings diverge, and so does the first proposal.
+     * A diverged trial has nothing to resume, and divergence shows at any
+     * trial time, so it must not make the trial time grow: the trial time
+     * doubles only while some surviving trial has not converged yet, and the
+     * next trial starts at min_trial_clocks again. */
+    mlt_job_t job;
+    job_make(&job, "tunables.lr.min", "0.2", "tunables.lr.max", "3", "tunables.lr.default", "0.25",
+             "tuner.retune_tests", "0", "stop.max_epochs", "3", "seed", "1", NULL);
+    run_t r;
+    run_job(&job, script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    size_t s0 = dlog_find(d, 0, "summary", UINT32_MAX);
+    ck_assert_uint_lt(s0, d->n);
+    char v[32];
+    ck_assert_msg(strcmp(l_str(&d->l[s0], "verdict", v, sizeof v), "diverged") == 0,
+                  "precondition: the first trial diverges: %s", d->l[s0].text);
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    /* at each doubling, some trial of the search is alive to be resumed */
+    bool alive[MAXB] = {false};
+    size_t n_alive = 0, ci = dlog_find(d, 0, "commit", UINT32_MAX);
+    for (size_t i = 0; i < ci; i++) {
+        const line_t *l = &d->l[i];
+        if (is_trial_fork(l)) {
+            alive[l->branch] = true;
+            n_alive++;
+        } else if (l_is(l, "free") && alive[l->branch]) {
+            alive[l->branch] = false;
+            n_alive--;
+        } else if (l_is(l, "trial_time") && l_reason_has(l, "doubled")) {
+            ck_assert_msg(n_alive > 0,
+                          "the trial time doubled to %g clocks with no surviving trial to "
+                          "resume (only diverged trials so far): %s",
+                          l_num(l, "clocks"), l->text);
+        }
+    }
+    /* the second trial starts at the first trial time */
+    size_t t0 = dlog_find(d, 0, "trial_start", UINT32_MAX);
+    size_t t1 = dlog_find(d, t0 + 1, "trial_start", UINT32_MAX);
+    ck_assert_uint_lt(t1, d->n);
+    ck_assert_msg(l_num(&d->l[t1], "clocks") == job.tuner.min_trial_clocks,
+                  "after a diverged first trial the next runs %g clocks, not min_trial_clocks %d",
+                  l_num(&d->l[t1], "clocks"), job.tuner.min_trial_clocks);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+/* ================================================================= retune */
+
+/* the setting of a propose or commit line, per job tunable */
+static void line_setting(const mlt_job_t *job, const line_t *l, double *v)
+{
+    for (uint32_t i = 0; i < job->n_tunables; i++)
+        v[i] = l_sub(l, "tunables", job->tunables[i].name);
+}
+
+START_TEST(test_retune_on_plateau)
+{
+    /* the validation accuracy is flat: the first test is a gain, the next
+     * retune_tests are not, and then the tuner re-tunes with the marginal
+     * searcher from the training branch: the incumbent as a trial, then
+     * settings that change one tuned tunable each, then a commit */
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "8", NULL);
+    script_t *x = script_new(&job);
+    x->acc_const = 0.5;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    size_t ri = dlog_find(d, c0, "retune", UINT32_MAX);
+    ck_assert_msg(ri < d->n, "no retune on a validation plateau");
+    ck_assert_msg(l_reason_has(&d->l[ri], "validation metric has not improved"), "%s",
+                  d->l[ri].text);
+    ck_assert_uint_eq(dlog_count(d, c0, ri, "retune_skipped"), 0);
+    ck_assert_uint_eq(dlog_count(d, c0, ri, "test"), 1 + (size_t)job.tuner.retune_tests);
+    uint32_t parent = d->l[ri].branch;
+    ck_assert_uint_eq(parent, d->l[c0].branch);
+    /* the re-tune's search */
+    size_t c1 = dlog_find(d, ri, "commit", UINT32_MAX);
+    ck_assert_msg(c1 < d->n, "no commit after the retune");
+    ck_assert_msg(l_reason_has(&d->l[c1], "re-tune"), "%s", d->l[c1].text);
+    double inc[MLT_JOB_MAX_TUNABLES], s[MLT_JOB_MAX_TUNABLES];
+    line_setting(&job, &d->l[c0], inc);
+    size_t proposals = 0, incumbents = 0;
+    for (size_t i = ri; i < c1; i++) {
+        const line_t *l = &d->l[i];
+        if (is_trial_fork(l))
+            ck_assert_uint_eq((uint32_t)l_num(l, "parent"), parent);
+        if (!l_is(l, "propose"))
+            continue;
+        line_setting(&job, l, s);
+        int changed = 0;
+        for (uint32_t k = 0; k < job.n_tunables; k++) {
+            if (fabs(s[k] - inc[k]) > 1e-9 * fabs(inc[k]) + 1e-12) {
+                changed++;
+                ck_assert_msg(job.tunables[k].tune, "a fixed tunable changed: %s", l->text);
+            }
+        }
+        if (l_reason_has(l, "the current setting")) {
+            incumbents++;
+            ck_assert_int_eq(changed, 0);
+            ck_assert_uint_eq(proposals, 0);
+        } else {
+            proposals++;
+            ck_assert_msg(changed == 1, "a marginal proposal changes %d tunables: %s", changed,
+                          l->text);
+        }
+    }
+    ck_assert_uint_eq(incumbents, 1);
+    ck_assert_uint_ge(proposals, 1);
+    /* the old training branch was replaced (or kept, if nothing converged) */
+    if (d->l[c1].branch != parent)
+        ck_assert_msg(dlog_find(d, ri, "free", parent) < c1, "the old training branch lives on");
+    ck_assert_uint_ge(r.res.searches, 2);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_converges)
+{
+    /* the setting does not matter and the accuracy is flat: every re-tune
+     * keeps the incumbent, and after converge_tests of them the tuner is
+     * converged and re-tunes no more, though the plateau goes on */
+    mlt_job_t job;
+    job_make(&job, "tuner.retune_tests", "2", "tuner.converge_tests", "2", "stop.max_epochs",
+             "16", NULL);
+    script_t *x = script_new(&job);
+    x->flat = true;
+    x->noise = 0;
+    x->acc_const = 0.5;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t conv = dlog_find(d, 0, "converged", UINT32_MAX);
+    ck_assert_msg(conv < d->n, "never converged");
+    ck_assert_uint_eq(dlog_count(d, 0, d->n, "converged"), 1);
+    ck_assert_uint_eq(dlog_count(d, 0, conv, "retune"), (size_t)job.tuner.converge_tests);
+    ck_assert_uint_eq(dlog_count(d, conv, d->n, "retune"), 0);
+    ck_assert_uint_eq(dlog_count(d, conv, d->n, "retune_skipped"), 0);
+    ck_assert_uint_eq(dlog_count(d, conv, d->n, "propose"), 0);
+    /* the plateau went on long enough after it that a re-tune was due */
+    ck_assert_uint_gt(dlog_count(d, conv, d->n, "test"), (size_t)job.tuner.retune_tests + 1);
+    /* every commit has the first one's setting */
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    double first[MLT_JOB_MAX_TUNABLES], s[MLT_JOB_MAX_TUNABLES];
+    line_setting(&job, &d->l[c0], first);
+    size_t commits = 0;
+    for (size_t i = c0; i < d->n; i = dlog_find(d, i + 1, "commit", UINT32_MAX)) {
+        commits++;
+        line_setting(&job, &d->l[i], s);
+        ck_assert_msg(memcmp(first, s, job.n_tunables * sizeof(double)) == 0,
+                      "a re-tune changed the setting: %s", d->l[i].text);
+        ck_assert_uint_lt(i, conv);
+    }
+    ck_assert_uint_eq(commits, 1 + (size_t)job.tuner.converge_tests);
+    ck_assert(l_reason_has(&d->l[conv], "2 re-tunes"));
+    ck_assert_uint_eq(r.res.searches, commits);
+    ck_assert_msg(strstr(r.res.reason, "max_epochs") != NULL, "%s", r.res.reason);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_same_data_cursor)
+{
+    /* every trial of one search starts from the same data cursor (its
+     * parent's), for the first search and for each re-tune */
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "12", NULL);
+    script_t *x = script_new(&job);
+    x->acc_const = 0.5;
+    run_t r;
+    run_job(&job, x, &r);
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_uint_ge(r.res.searches, 2);
+    uint32_t parents[64];
+    double cursor[64];
+    size_t n_par = 0, trials = 0;
+    for (uint32_t id = INIT + 1; id < MAXB; id++) {
+        const br_t *b = &r.x->b[id];
+        if (!b->exists || b->kind != K_TRAIN)
+            continue;
+        ck_assert_msg(!isnan(b->first_epoch), "trial %u never ran", id);
+        /* the executor already checks run by run that data_epoch continues the
+         * branch's cursor; here: the first run of each trial starts at the
+         * parent's cursor, the same for every trial of the parent */
+        ck_assert_double_eq_tol(b->first_epoch, b->fork_pos, 1e-9);
+        size_t k = 0;
+        while (k < n_par && parents[k] != b->parent)
+            k++;
+        if (k == n_par) {
+            ck_assert(n_par < 64);
+            parents[n_par] = b->parent;
+            cursor[n_par++] = b->first_epoch;
+        }
+        ck_assert_msg(b->first_epoch == cursor[k],
+                      "trial %u of parent %u starts at data epoch %.12g, another at %.12g", id,
+                      b->parent, b->first_epoch, cursor[k]);
+        trials++;
+    }
+    ck_assert_uint_eq(trials, r.res.trials);
+    ck_assert_uint_eq(n_par, r.res.searches);
+    ck_assert_double_eq(cursor[0], 0.0);
+    for (size_t k = 1; k < n_par; k++)
+        ck_assert_msg(cursor[k] > cursor[k - 1], "re-tune %zu starts at %.12g", k, cursor[k]);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+/* =================================================================== stop */
+
+START_TEST(test_target_accuracy)
+{
+    mlt_job_t job;
+    job_make(&job, "stop.target_accuracy", "0.8", "stop.max_epochs", "40", NULL);
+    run_t r;
+    run_job(&job, script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_msg(strstr(r.res.reason, "reached the target") != NULL, "%s", r.res.reason);
+    ck_assert(r.res.test >= 0.8);
+    ck_assert(r.res.epoch < 40);
+    size_t last = d->n, tests = 0;
+    for (size_t i = dlog_find(d, 0, "test", UINT32_MAX); i < d->n;
+         i = dlog_find(d, i + 1, "test", UINT32_MAX)) {
+        if (last < d->n)
+            ck_assert_msg(l_num(&d->l[last], "test_accuracy") < 0.8,
+                          "the job went on after reaching the target: %s", d->l[last].text);
+        last = i;
+        tests++;
+    }
+    ck_assert_uint_lt(last, d->n);
+    ck_assert_uint_ge(tests, 2);
+    ck_assert(l_num(&d->l[last], "test_accuracy") >= 0.8);
+    ck_assert_double_eq_tol(l_num(&d->l[last], "test_accuracy"), r.res.test, 1e-5);
+    /* nothing ran after the last test */
+    ck_assert_int_gt(r.x->last_test_call, r.x->last_run_call);
+    ck_assert_uint_eq(dlog_count(d, last, d->n, "fork"), 0);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_max_epochs)
+{
+    /* 2.5 epochs with a test every 0.7: the last interval is cut short so
+     * that the training lineage has trained exactly 2.5 epochs */
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "2.5", "test_interval", "0.7", "tuner.retune_time_factor",
+             "10", NULL);
+    run_t r;
+    run_job(&job, script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_msg(strstr(r.res.reason, "max_epochs 2.5 reached") != NULL, "%s", r.res.reason);
+    ck_assert_double_eq_tol(r.res.epoch, 2.5, 1e-9);
+    ck_assert_double_eq_tol(r.x->b[r.res.branch].lineage, 2.5, 1e-9);
+    size_t last = d->n;
+    for (size_t i = dlog_find(d, 0, "test", UINT32_MAX); i < d->n;
+         i = dlog_find(d, i + 1, "test", UINT32_MAX)) {
+        ck_assert(l_num(&d->l[i], "epoch") <= 2.5 + 1e-4);
+        last = i;
+    }
+    ck_assert_uint_lt(last, d->n);
+    ck_assert_double_eq_tol(l_num(&d->l[last], "epoch"), 2.5, 1e-4);
+    /* no branch of the training lineage trained past it */
+    for (uint32_t id = INIT + 1; id < MAXB; id++)
+        if (r.x->b[id].exists)
+            ck_assert_msg(r.x->b[id].lineage <= 2.5 + 1e-9, "branch %u trained %.6f epochs", id,
+                          r.x->b[id].lineage);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_fixed_logic)
+{
+    /* tuner.logic = fixed: no search, one commit with the defaults, training
+     * to max_epochs */
+    mlt_job_t job;
+    job_make(&job, "tuner.logic", "fixed", "tunables.batch_size.tune", "true",
+             "stop.max_epochs", "3", NULL);
+    run_t r;
+    run_job(&job, script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_uint_eq(dlog_count(d, 0, d->n, "commit"), 1);
+    static const char *const none[] = {"propose", "summary", "trial_start", "trial_resume",
+                                       "observe", "retune", "trial_time", "start", "search_stop",
+                                       "converged"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        ck_assert_msg(dlog_count(d, 0, d->n, none[i]) == 0, "fixed logic logged \"%s\"",
+                      none[i]);
+    const line_t *c = &d->l[dlog_find(d, 0, "commit", UINT32_MAX)];
+    ck_assert(l_reason_has(c, "fixed"));
+    ck_assert_double_eq_tol(l_sub(c, "tunables", "lr"), 0.01, 1e-12);
+    ck_assert_double_eq_tol(l_sub(c, "tunables", "momentum"), 0.9, 1e-12);
+    ck_assert_double_eq_tol(l_sub(c, "tunables", "batch_size"), 128, 1e-12);
+    ck_assert_double_eq_tol(l_sub(c, "tunables", "staleness"), 0, 1e-12);
+    mlt_setting_t def;
+    mlt_setting_defaults(&job, &def);
+    ck_assert(memcmp(&def, &r.res.setting, sizeof def) == 0);
+    ck_assert_uint_eq(r.res.searches, 0);
+    ck_assert_uint_eq(r.res.trials, 0);
+    ck_assert_int_eq(r.x->forks[K_TRAIN], 1);
+    ck_assert_int_eq(r.x->forks[K_EVAL], 0);
+    ck_assert_int_eq(r.x->forks[K_TEST], r.x->tests);
+    ck_assert_int_eq(r.x->tests, 3);
+    ck_assert_double_eq_tol(r.res.epoch, 3.0, 1e-9);
+    ck_assert(r.res.trial_seconds == 0);
+    ck_assert(strstr(r.res.reason, "max_epochs") != NULL);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+/* ================================================================= replay */
+
+static void run_replay(const mlt_job_t *job, run_t *r, bool with_progress)
+{
+    script_t *x = script_new(job);
+    memset(r, 0, sizeof *r);
+    r->x = x;
+    FILE *f = tmpfile();
+    ck_assert(f != NULL);
+    mlt_exec_t ex = script_exec(x);
+    if (with_progress)
+        ex.progress = sx_progress;
+    r->rc = mlt_tuner_run(job, &ex, INIT, f, &r->res);
+    dlog_load(f, job, &r->log);
+    fclose(f);
+}
+
+START_TEST(test_deterministic)
+{
+    /* every tunable tuned, re-tunes on: the same seed and a deterministic
+     * executor give the same decision log, byte for byte (the virtual clock
+     * makes even "t" and the slopes deterministic), and the same result */
+    mlt_job_t job;
+    job_make(&job, "tunables.batch_size.tune", "true", "tunables.staleness.tune", "true",
+             "tuner.retune_time_factor", "5", "stop.max_epochs", "8", NULL);
+    run_t a, b;
+    run_replay(&job, &a, false);
+    run_replay(&job, &b, true);
+    ck_assert_msg(a.rc == 0, "%s", a.res.reason);
+    ck_assert_int_eq(a.rc, b.rc);
+    ck_assert_uint_gt(a.log.n, 10);
+    ck_assert_uint_eq(a.log.n, b.log.n);
+    for (size_t i = 0; i < a.log.n; i++)
+        ck_assert_msg(strcmp(a.log.l[i].text, b.log.l[i].text) == 0,
+                      "line %zu differs:\n%s\n%s", i + 1, a.log.l[i].text, b.log.l[i].text);
+    ck_assert_str_eq(a.log.raw, b.log.raw);
+    ck_assert_uint_eq(a.res.branch, b.res.branch);
+    ck_assert(memcmp(&a.res.setting, &b.res.setting, sizeof a.res.setting) == 0);
+    ck_assert_uint_eq(a.res.trials, b.res.trials);
+    ck_assert_uint_eq(a.res.searches, b.res.searches);
+    ck_assert(a.res.epoch == b.res.epoch && a.res.test == b.res.test);
+    ck_assert_str_eq(a.res.reason, b.res.reason);
+    ck_assert_int_gt(b.x->progress, 0);
+    /* another job seed gives other proposals: the comparison can fail */
+    mlt_job_t job2;
+    job_make(&job2, "tunables.batch_size.tune", "true", "tunables.staleness.tune", "true",
+             "tuner.retune_time_factor", "5", "stop.max_epochs", "8", "seed", "99", NULL);
+    run_t c;
+    run_replay(&job2, &c, false);
+    ck_assert_msg(strcmp(a.log.raw, c.log.raw) != 0, "the seed does not change the decisions");
+    run_free(&a);
+    run_free(&b);
+    run_free(&c);
+    mlt_job_free(&job);
+    mlt_job_free(&job2);
+}
+END_TEST
+
+static Suite *tuner_suite(void)
+{
+    Suite *s = suite_create("tuner");
+    TCase *tc = tcase_create("search");
+    tcase_add_test(tc, test_picks_best);
+    tcase_add_test(tc, test_trial_time_doubles);
+    tcase_add_test(tc, test_diverging_trials);
+    tcase_add_test(tc, test_diverged_first_trial);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("retune");
+    tcase_add_test(tc, test_retune_on_plateau);
+    tcase_add_test(tc, test_converges);
+    tcase_add_test(tc, test_same_data_cursor);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("stop");
+    tcase_add_test(tc, test_target_accuracy);
+    tcase_add_test(tc, test_max_epochs);
+    tcase_add_test(tc, test_fixed_logic);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("replay");
+    tcase_add_test(tc, test_deterministic);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(tuner_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
