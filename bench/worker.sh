@@ -24,11 +24,13 @@
 #      intervals with no test in them (what the standalone figure measures, so
 #      that is the one the ratio uses).
 # Each side is reported at its best configuration, every configuration
-# measured here: OPENBLAS_NUM_THREADS 1 and 2 for ours (torch: 1 or 2 torch
-# threads with OPENBLAS_NUM_THREADS=1, eager or jit.trace), and for both each
-# OPENBLAS_CORETYPE of $CORETYPES ("auto" leaves it unset): OpenBLAS 0.3.21
-# takes some virtualised AVX-512 CPUs for a Prescott and runs SSE3 kernels.
-# The daemon runs use the coretype that won ours standalone mlp.
+# measured here: ours with 1 and 2 BLAS threads (OPENBLAS_NUM_THREADS and,
+# where the worker has it, --threads); torch with 1 or 2 torch threads and
+# OPENBLAS_NUM_THREADS=1, eager or jit.trace; both with each OPENBLAS_CORETYPE
+# of $CORETYPES ("auto" leaves it unset: OpenBLAS 0.3.21 takes some
+# virtualised AVX-512 CPUs for a Prescott and runs SSE3 kernels, unless told;
+# the worker may name a better core itself). The daemon runs use the coretype
+# that won ours standalone mlp.
 # Prints a table (what, ours, peer, ratio) and, last, the line
 #   mlp_vs_torch=X cnn_vs_torch=Y daemon_vs_standalone=Z
 # Ratios above 1 mean ours is faster. Exit 77 (skipped) without Fashion-MNIST.
@@ -119,6 +121,9 @@ for ((try = 1; ; try++)); do
     sleep 5
 done
 WORKER=$TMP/bin/${WORKER##*/}
+# a worker with --threads N sets its BLAS threads itself (and a job's worker
+# otherwise uses 1, whatever OPENBLAS_NUM_THREADS says): pass both
+threads_arg() { if "$WORKER" --help 2>&1 | grep -q -- --threads; then echo "--threads $1"; fi; }
 DAEMON=$TMP/bin/${DAEMON##*/}
 CTL=$TMP/bin/${CTL##*/}
 
@@ -137,7 +142,7 @@ fi
 # standalone CONF SUBSET THREADS CORETYPE LOG: RESULT = samples/s of the training-time line
 standalone() {
     # shellcheck disable=SC2046
-    env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" --standalone "$1" \
+    env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" $(threads_arg "$3") --standalone "$1" \
         --set data.subset="$2" --set data.validation=1000 \
         --set stop.max_epochs=1 --set stop.target_accuracy=0 \
         --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
@@ -221,7 +226,8 @@ daemon_job() {
     local out=$TMP/job-$tag
     # shellcheck disable=SC2046
     env $(blas_env "$DAEMON_CORETYPE") OPENBLAS_NUM_THREADS="$th" \
-        "$WORKER" --coordinator "$CONTROL" --rank 0 >"$TMP/worker-$tag.log" 2>&1 &
+        "$WORKER" $(threads_arg "$th") --coordinator "$CONTROL" --rank 0 \
+        >"$TMP/worker-$tag.log" 2>&1 &
     wpid=$!
     PIDS+=("$wpid")
     timeout 300 "$CTL" -c "$CONTROL" --timeout 10 submit "$SRC/conf/jobs/fmnist-mlp.conf" \

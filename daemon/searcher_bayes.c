@@ -601,8 +601,8 @@ static int bayes_propose(mlt_search_t *s, double *u)
     uint32_t nmax = (n_all < MLT_SEARCH_GP_MAX ? n_all : MLT_SEARCH_GP_MAX) + m;
     size_t pairs = (size_t)nmax * (nmax - 1) / 2;
     size_t doubles = (size_t)nmax * d + nmax + pairs * d + (size_t)nmax * nmax + 2 * (size_t)nmax;
-    size_t bytes = doubles * sizeof(double) + n_all * sizeof(ranked_t) +
-                   (MLT_SEARCH_GP_MAX + n_all) * sizeof(uint32_t) + n_all;
+    size_t bytes = doubles * sizeof(double) + n_all * sizeof(ranked_t) + /* order */
+                   (MLT_SEARCH_GP_MAX + n_all) * sizeof(uint32_t) + n_all; /* sel, taken */
     char *mem = mlt_try_malloc(bytes);
     if (!mem)
         return -ENOMEM;

@@ -70,6 +70,10 @@ typedef struct mupair {
     double mu, w;
 } mupair_t;
 
+/* Work space of one density of m points: mu, sigma and w (w is also the
+ * categorical's probabilities), the forgetting weights, the sorted pairs. */
+#define DENSITY_DOUBLES(m) (6 * ((size_t)(m) + 1) + MLT_JOB_MAX_VALUES)
+
 static int cmp_mu(const void *a, const void *b)
 {
     double x = ((const mupair_t *)a)->mu, y = ((const mupair_t *)b)->mu;
@@ -77,7 +81,7 @@ static int cmp_mu(const void *a, const void *b)
 }
 
 /* Builds the density of dimension j from the points idx[0..m-1] (time order).
- * Arrays come from buf (room for m + 1 of each, or the category count). */
+ * Arrays come from buf: DENSITY_DOUBLES(m) of them. */
 static void parzen_build(const mlt_search_t *s, uint32_t j, const uint32_t *idx, uint32_t m,
                          parzen_t *p, double *buf)
 {
@@ -103,7 +107,7 @@ static void parzen_build(const mlt_search_t *s, uint32_t j, const uint32_t *idx,
     p->mu = buf;
     p->sigma = buf + (m + 1);
     p->w = buf + 2 * (size_t)(m + 1);
-    mupair_t *pairs = mlt_malloc((m + 1) * sizeof(*pairs));
+    mupair_t *pairs = (mupair_t *)(lw + m + 1);
     for (uint32_t i = 0; i < m; i++) {
         pairs[i].mu = s->obs_u[(size_t)idx[i] * s->d + j];
         pairs[i].w = lw[i];
@@ -123,7 +127,6 @@ static void parzen_build(const mlt_search_t *s, uint32_t j, const uint32_t *idx,
             k++;
         }
     }
-    mlt_free(pairs);
     if (m == 0) {
         p->sigma[0] = PRIOR_SIGMA;
     } else if (m == 1) {
@@ -230,7 +233,7 @@ static int tpe_propose(mlt_search_t *s, double *u)
         mlt_search_random_unit(s, &s->rng, u);
         return 0;
     }
-    size_t stride = 4 * (size_t)(n + 1) + MLT_JOB_MAX_VALUES; /* one density's arrays */
+    size_t stride = DENSITY_DOUBLES(n);
     ranked_t *order = mlt_try_malloc(n * sizeof(*order));
     uint32_t *rank = mlt_try_malloc(n * sizeof(uint32_t));
     double *buf = mlt_try_malloc(2 * (size_t)d * stride * sizeof(double));

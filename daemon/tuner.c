@@ -205,7 +205,7 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
     uint32_t n = 0;
     int rc = 0;
     double t_begin = t->ex->now(t->ex->ctx), spent0 = t->res->trial_seconds;
-    bool establishing = t->trial_time == 0;
+    bool establishing = t->trial_time == 0, stopped = false;
     int64_t T = establishing ? t->job->tuner.min_trial_clocks : t->trial_time;
     *winner = -1;
     while (n < max_trials) {
@@ -252,13 +252,17 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
             break;
         if (establishing) {
             /* double the trial time, resuming the survivors in turn, until a
-             * trial converges or a trial takes an epoch */
-            bool any = false;
-            for (uint32_t i = 0; i < n; i++)
+             * trial converges or a trial takes an epoch; with no survivor (the
+             * trials so far diverged) the next trial starts at the same time */
+            bool any = false, alive = false;
+            for (uint32_t i = 0; i < n; i++) {
                 any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
-            while (!any && T < (int64_t)cap) {
+                alive |= trials[i].alive;
+            }
+            while (!any && alive && T < (int64_t)cap) {
                 T = 2 * T < (int64_t)cap ? 2 * T : (int64_t)cap;
                 logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"no trial converges yet: doubled\"", (long long)T);
+                alive = false;
                 for (uint32_t i = 0; i < n && !rc; i++) {
                     if (!trials[i].alive)
                         continue;
@@ -266,13 +270,14 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
                     if (!rc && trials[i].sum.verdict == MLT_VERDICT_DIVERGED)
                         rc = trial_kill(t, &trials[i], "diverged");
                     any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
+                    alive |= trials[i].alive;
                 }
                 if (rc)
                     break;
             }
             if (rc)
                 break;
-            if (any || T >= (int64_t)cap) {
+            if (any || (alive && T >= (int64_t)cap)) {
                 establishing = false;
                 t->trial_time = T;
                 logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"%s\"", (long long)T,
@@ -292,6 +297,7 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
                         jnum(b, trial_y(&trials[i])), mlt_verdict_name(trials[i].sum.verdict));
             }
             if (slopes_agree(t, trials, n)) {
+                stopped = true;
                 logline(t, "search_stop", parent, "\"reason\":\"the best %d slopes agree within %g\"",
                         t->job->tuner.top_k, t->job->tuner.slope_agree);
                 break;
@@ -307,19 +313,21 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
                     best_at = i;
                 }
             if (isfinite(best_y) && n >= 2 * stale && n - 1 - best_at >= stale) {
+                stopped = true;
                 logline(t, "search_stop", parent,
                         "\"reason\":\"no better slope in the last %u trials\"", stale);
                 break;
             }
         }
         if (t->res->trial_seconds - spent0 > budget_s) {
+            stopped = true;
             logline(t, "search_stop", parent, "\"reason\":\"tuning overhead budget spent\"");
             break;
         }
         if (t->ex->progress)
             t->ex->progress(t->ex->ctx, "searching", tr->id, &tr->s, t->epoch, NAN, NAN, n);
     }
-    if (n >= max_trials)
+    if (n >= max_trials && !stopped)
         logline(t, "search_stop", parent, "\"reason\":\"%u trials, the limit\"", max_trials);
     t->res->trials += n;
     /* the winner: best converging slope, else best non-diverged */

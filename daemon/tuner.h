@@ -46,8 +46,9 @@ typedef struct mlt_exec {
     int (*free)(void *ctx, uint32_t branch);
     /* run clocks [clock_start, clock_start + clocks) of branch on every worker
      * with the setting's batch size, the data cursor first set to data_epoch
-     * epochs; loss[i] = mean training loss of clock clock_start + i (NAN when
-     * unknown), *seconds = wall time */
+     * epochs; loss[i] = mean training loss of clock clock_start + i over the
+     * workers (every clock is filled; NaN or Inf means the branch diverged),
+     * *seconds = wall time */
     int (*run)(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
                int64_t clocks, double data_epoch, double *loss, double *seconds);
     /* evaluate branch: validation and test metric (accuracy, or RMSE for mf) */

@@ -622,6 +622,50 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_oom)
+{
+    /* the model-based searchers' work space is try-allocated: a failure fails
+     * that proposal only, and the next one works */
+    mlt_tunable_t dims[2] = {linear(-5, 10), linear(0, 15)};
+    for (int kind = MLT_SEARCHER_BAYES; kind <= MLT_SEARCHER_TPE; kind++) {
+        mlt_search_t *s = mlt_search_new(kind, dims, 2, 2, NULL);
+        double x[2];
+        for (int i = 0; i < 12; i++) {
+            ck_assert_int_eq(mlt_search_propose(s, x, NULL), 0);
+            ck_assert_int_eq(mlt_search_observe(s, x, branin(x)), 0);
+        }
+        mlt_alloc_fail_after(0);
+        ck_assert_int_eq(mlt_search_propose(s, x, NULL), -ENOMEM);
+        mlt_alloc_fail_after(-1);
+        bool dup;
+        ck_assert_int_eq(mlt_search_propose(s, x, &dup), 0);
+        ck_assert(!dup);
+        check_in_space(dims, 2, x);
+        mlt_search_destroy(&s);
+    }
+}
+END_TEST
+
+START_TEST(test_many_observations)
+{
+    /* more than the process fits: it takes the best half and the latest */
+    mlt_tunable_t dims[1] = {logt(1e-4, 1, 1e-2)};
+    mlt_search_t *s = mlt_search_new(MLT_SEARCHER_BAYES, dims, 1, 3, NULL);
+    double x;
+    for (uint32_t i = 0; i < MLT_SEARCH_GP_MAX + 40; i++) {
+        x = pow(10.0, -4.0 + 4.0 * (double)i / (MLT_SEARCH_GP_MAX + 40));
+        double y = pow(log10(x) + 2.5, 2);
+        ck_assert_int_eq(mlt_search_observe(s, &x, i % 7 == 3 ? INFINITY : y), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(mlt_search_propose(s, &x, NULL), 0);
+        check_in_space(dims, 1, &x);
+        ck_assert_int_eq(mlt_search_observe(s, &x, pow(log10(x) + 2.5, 2)), 0);
+    }
+    mlt_search_destroy(&s);
+}
+END_TEST
+
 static Suite *searcher_suite(void)
 {
     Suite *s = suite_create("searcher");
@@ -648,6 +692,8 @@ static Suite *searcher_suite(void)
     tcase_add_test(tc, test_pending);
     tcase_add_test(tc, test_checkpoint);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_oom);
+    tcase_add_test(tc, test_many_observations);
     suite_add_tcase(s, tc);
 
     return s;

@@ -19,7 +19,8 @@
  *
  * The decision log goes to a tmpfile; every line is checked to be one JSON
  * object starting with "t", "event", "branch", and the tests read the
- * decisions back from it.
+ * decisions back from it. CHECK_TUNER_DUMP=1 in the environment prints each
+ * run's log to stderr.
  *
  * TCases: "search" (picks the best, trial-time doubling, diverging and NaN
  * trials), "retune" (plateau, convergence, data cursor), "stop" (target
@@ -126,10 +127,11 @@ static void job_make(mlt_job_t *job, ...)
 #define LR_OPT  0.03   /* the best learning rate */
 #define LR_W    1.0    /* fall-off width in log(lr) */
 #define LR_BOOM 0.3    /* at and above: the loss explodes to +Inf */
-#define LR_NAN  0.6    /* at and above: the loss turns NaN */
+#define LR_NAN  1.0    /* at and above: the loss turns NaN */
 #define RATE    0.01   /* progress per clock at the optimum (momentum 1, batch 128) */
 #define L_0     2.3    /* loss of the initial weights */
 #define L_MIN   0.3    /* loss after infinite training */
+#define WARM_RISE 0.004 /* script.warm: the loss's rise a clock */
 
 enum { BAD_NONE = 0, BAD_INF = 1, BAD_NAN = 2 };
 
@@ -280,14 +282,14 @@ static double step(script_t *x, br_t *b, double epc)
         loss = NAN; /* descends from a broken branch */
     } else if (x->warm > 0 && lr > 0 && b->age < x->warm) {
         /* early training is unstable: the loss rises, nothing is learnt */
-        loss = loss_of(b->q) + 0.01 * (double)(b->age + 1) + noise_at(x, pos);
+        loss = loss_of(b->q) + WARM_RISE * (double)(b->age + 1) + noise_at(x, pos);
     } else {
         b->q += rate_of(x, &b->s);
         double bump = 0;
         if (x->warm > 0 && lr > 0) {
-            /* the early rise falls back over warm / 2 clocks */
+            /* then the rise falls back, to as far below, over warm / 2 clocks */
             double k = (double)(b->age - x->warm) / ((double)x->warm / 2);
-            bump = 0.01 * (double)x->warm * (k < 1 ? 1 - k : 0);
+            bump = WARM_RISE * (double)x->warm * (k < 1 ? 1 - 2 * k : -1);
         }
         loss = loss_of(b->q) + bump + noise_at(x, pos);
     }
@@ -728,6 +730,32 @@ static bool is_trial_fork(const line_t *l)
     return l_is(l, "fork") && strcmp(l_str(l, "kind", k, sizeof k), "trial") == 0;
 }
 
+/* Each search (the first one, and each re-tune up to its commit) says once
+ * why it stopped: exactly one search_stop line. */
+static void assert_one_stop_per_search(const dlog_t *d)
+{
+    size_t from = dlog_find(d, 0, "propose", UINT32_MAX);
+    while (from < d->n) {
+        size_t c = dlog_find(d, from, "commit", UINT32_MAX);
+        size_t n = dlog_count(d, from, c, "search_stop");
+        if (n != 1) {
+            char why[1024] = "";
+            for (size_t i = from; i < c; i++)
+                if (l_is(&d->l[i], "search_stop")) {
+                    char r[256];
+                    strncat(why, l_str(&d->l[i], "reason", r, sizeof r),
+                            sizeof why - strlen(why) - 4);
+                    strcat(why, "; ");
+                }
+            ck_abort_msg("the search that commits at log line %zu logged %zu search_stop lines "
+                         "(%s)",
+                         c + 1, n, why);
+        }
+        size_t r = dlog_find(d, c, "retune", UINT32_MAX);
+        from = r < d->n ? dlog_find(d, r, "propose", UINT32_MAX) : d->n;
+    }
+}
+
 /* ====================================================== running a job */
 
 typedef struct run {
@@ -826,6 +854,7 @@ START_TEST(test_picks_best)
         ck_assert_uint_eq(r.x->forks[K_TRAIN], r.res.trials);
         ck_assert_int_eq(r.x->forks[K_EVAL], 1);
         ck_assert_uint_eq(r.res.branch, c->branch);
+        assert_one_stop_per_search(d);
         assert_only_training_live(r.x, &r.res);
         run_free(&r);
         mlt_job_free(&job);
@@ -930,8 +959,9 @@ START_TEST(test_diverging_trials)
      * turn NaN. Those trials are diverged, freed, the searcher hears +inf
      * (null in the log), and the job commits a converging one and trains. */
     mlt_job_t job;
-    job_make(&job, "tunables.lr.min", "0.01", "tunables.lr.max", "3", "tunables.lr.default",
-             "0.03", "tuner.retune_tests", "0", "stop.max_epochs", "2", "seed", "4", NULL);
+    job_make(&job, "tunables.lr.min", "0.01", "tunables.lr.max", "10", "tunables.lr.default",
+             "0.03", "tuner.searcher", "random", "tuner.retune_tests", "0", "stop.max_epochs",
+             "2", "seed", "1", NULL);
     run_t r;
     run_job(&job, script_new(&job), &r);
     const dlog_t *d = &r.log;
@@ -955,9 +985,10 @@ START_TEST(test_diverging_trials)
             ck_assert_str_eq(l_str(&d->l[si], "verdict", v, sizeof v), "diverged");
             ck_assert(isnan(l_num(&d->l[si], "slope")));
         }
-        /* freed as diverged, before the commit */
+        /* freed as diverged, at once: before the next proposal */
         size_t fi = dlog_find(d, 0, "free", id);
         ck_assert_uint_lt(fi, ci);
+        ck_assert_uint_lt(fi, dlog_find(d, dlog_find(d, 0, "fork", id), "propose", UINT32_MAX));
         ck_assert_msg(l_reason_has(&d->l[fi], "diverged"), "%s", d->l[fi].text);
         /* the searcher was told: the worst */
         size_t oi = dlog_find(d, 0, "observe", id);
@@ -1000,7 +1031,7 @@ START_TEST(test_diverged_first_trial)
      * next trial starts at min_trial_clocks again. */
     mlt_job_t job;
     job_make(&job, "tunables.lr.min", "0.2", "tunables.lr.max", "3", "tunables.lr.default", "0.25",
-             "tuner.retune_tests", "0", "stop.max_epochs", "3", "seed", "1", NULL);
+             "tuner.retune_tests", "0", "stop.max_epochs", "3", "seed", "2", NULL);
     run_t r;
     run_job(&job, script_new(&job), &r);
     const dlog_t *d = &r.log;
@@ -1106,10 +1137,12 @@ START_TEST(test_retune_on_plateau)
     }
     ck_assert_uint_eq(incumbents, 1);
     ck_assert_uint_ge(proposals, 1);
-    /* the old training branch was replaced (or kept, if nothing converged) */
-    if (d->l[c1].branch != parent)
-        ck_assert_msg(dlog_find(d, ri, "free", parent) < c1, "the old training branch lives on");
+    /* the winner replaced the old training branch */
+    ck_assert_uint_ne(d->l[c1].branch, parent);
+    ck_assert_msg(dlog_find(d, ri, "free", parent) < c1, "the old training branch lives on");
+    ck_assert(!r.x->b[parent].live);
     ck_assert_uint_ge(r.res.searches, 2);
+    assert_one_stop_per_search(d);
     assert_only_training_live(r.x, &r.res);
     run_free(&r);
     mlt_job_free(&job);
@@ -1156,6 +1189,7 @@ START_TEST(test_converges)
     ck_assert_uint_eq(commits, 1 + (size_t)job.tuner.converge_tests);
     ck_assert(l_reason_has(&d->l[conv], "2 re-tunes"));
     ck_assert_uint_eq(r.res.searches, commits);
+    assert_one_stop_per_search(d);
     ck_assert_msg(strstr(r.res.reason, "max_epochs") != NULL, "%s", r.res.reason);
     assert_only_training_live(r.x, &r.res);
     run_free(&r);
