@@ -67,16 +67,12 @@ void mlt_search_to_unit(const mlt_search_t *s, const double *x, double *u)
     for (uint32_t j = 0; j < s->d; j++) {
         const mlt_search_dim_t *dim = &s->dims[j];
         switch (dim->kind) {
-        case MLT_TUNABLE_DISCRETE:
-            u[j] = mlt_search_index_unit(dim, value_index(dim, x[j]));
-            break;
+        case MLT_TUNABLE_DISCRETE: u[j] = mlt_search_index_unit(dim, value_index(dim, x[j])); break;
         case MLT_TUNABLE_LOG:
-            u[j] = dim->hi > dim->lo && x[j] > 0.0 ? (log(x[j]) - dim->lo) / (dim->hi - dim->lo)
-                                                   : 0.0;
+            u[j] =
+                dim->hi > dim->lo && x[j] > 0.0 ? (log(x[j]) - dim->lo) / (dim->hi - dim->lo) : 0.0;
             break;
-        default:
-            u[j] = dim->hi > dim->lo ? (x[j] - dim->lo) / (dim->hi - dim->lo) : 0.0;
-            break;
+        default: u[j] = dim->hi > dim->lo ? (x[j] - dim->lo) / (dim->hi - dim->lo) : 0.0; break;
         }
     }
     mlt_search_snap(s, u);
@@ -166,8 +162,7 @@ static int dim_init(mlt_search_dim_t *dim, const mlt_tunable_t *t)
         dim->lo = t->min;
         dim->hi = t->max;
         break;
-    default:
-        return -EINVAL;
+    default: return -EINVAL;
     }
     dim->min = t->min;
     dim->max = t->max;

@@ -104,29 +104,29 @@ typedef struct mlt_search_dim {
  * snaps, clamps, checks for duplicates and converts). state is the kind's
  * private object. save/load write and read the kind's own state only. */
 typedef struct mlt_search_ops {
-    const char *name;                              /* as the job file writes it */
+    const char *name;                                     /* as the job file writes it */
     int (*init)(mlt_search_t *s, const double *center_u); /* sets s->state */
-    void (*fini)(mlt_search_t *s);                 /* frees s->state */
-    int (*propose)(mlt_search_t *s, double *u);    /* 0 or -errno */
-    int (*save)(const mlt_search_t *s, FILE *f);   /* NULL: nothing to save */
-    int (*load)(mlt_search_t *s, FILE *f);         /* NULL: nothing to load */
-    bool own_dups;                                 /* avoids duplicates itself: no fallback */
+    void (*fini)(mlt_search_t *s);                        /* frees s->state */
+    int (*propose)(mlt_search_t *s, double *u);           /* 0 or -errno */
+    int (*save)(const mlt_search_t *s, FILE *f);          /* NULL: nothing to save */
+    int (*load)(mlt_search_t *s, FILE *f);                /* NULL: nothing to load */
+    bool own_dups; /* avoids duplicates itself: no fallback */
 } mlt_search_ops_t;
 
 struct mlt_search {
-    int kind;                  /* mlt_searcher_t */
+    int kind; /* mlt_searcher_t */
     const mlt_search_ops_t *ops;
-    uint32_t d;                /* dimensions */
-    mlt_search_dim_t *dims;    /* d of them (owned) */
-    uint64_t seed;             /* as given */
-    uint64_t rng;              /* the generator of every random choice after new */
-    double *prop_u;            /* n_prop × d proposals, unit cube, snapped */
+    uint32_t d;             /* dimensions */
+    mlt_search_dim_t *dims; /* d of them (owned) */
+    uint64_t seed;          /* as given */
+    uint64_t rng;           /* the generator of every random choice after new */
+    double *prop_u;         /* n_prop × d proposals, unit cube, snapped */
     uint32_t n_prop, cap_prop;
-    double *obs_u;             /* n_obs × d observed points, unit cube, snapped */
-    double *obs_y;             /* n_obs results (+INFINITY: diverged) */
+    double *obs_u; /* n_obs × d observed points, unit cube, snapped */
+    double *obs_y; /* n_obs results (+INFINITY: diverged) */
     uint32_t n_obs, cap_obs;
-    uint32_t dup_run;          /* flagged proposals in a row */
-    void *state;               /* the kind's own (owned through ops->fini) */
+    uint32_t dup_run; /* flagged proposals in a row */
+    void *state;      /* the kind's own (owned through ops->fini) */
 };
 
 extern const mlt_search_ops_t mlt_search_bayes_ops;

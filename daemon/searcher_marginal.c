@@ -25,7 +25,7 @@
 #define FALLBACK_TRIES 64
 
 typedef struct marginal {
-    double center[MLT_SEARCH_MAX_DIMS]; /* the current setting, unit cube */
+    double center[MLT_SEARCH_MAX_DIMS];  /* the current setting, unit cube */
     uint32_t stage[MLT_SEARCH_MAX_DIMS]; /* next change: magnitude stage/2+1, up if odd */
     uint8_t dead[MLT_SEARCH_MAX_DIMS];   /* bit 0: down is done, bit 1: up is done */
     uint32_t next_dim;                   /* the tunable the next proposal changes first */
@@ -74,8 +74,9 @@ static bool next_along(mlt_search_t *s, marginal_t *m, uint32_t j, double *u)
             }
             v = mlt_search_index_unit(dim, (uint32_t)idx);
         } else {
-            double step = dim->kind == MLT_TUNABLE_LOG ? mag * M_LN2 / (dim->hi - dim->lo) /* 2^mag */
-                                                       : mag * LINEAR_STEP;
+            double step = dim->kind == MLT_TUNABLE_LOG
+                              ? mag * M_LN2 / (dim->hi - dim->lo) /* 2^mag */
+                              : mag * LINEAR_STEP;
             v = c + (up ? step : -step);
             if (v <= 0.0 || v >= 1.0) { /* clipped: this direction's last change */
                 v = v <= 0.0 ? 0.0 : 1.0;

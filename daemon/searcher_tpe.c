@@ -6,7 +6,8 @@
  * observations are split by result: the best n_below = ceil(gamma·n) form
  * l(x) (capped at TPE_LF), the rest g(x). This is the gamma quantile itself;
  * HyperOpt takes ceil(gamma·sqrt(n)), which on Branin and Hartmann-6 (see
- * tests/unit/check_searcher.c) ended twice as far from the optimum. Each density is a product over dimensions:
+ * tests/unit/check_searcher.c) ended twice as far from the optimum. Each density is a product over
+ * dimensions:
  *  - continuous: HyperOpt's adaptive Parzen window: one Gaussian per point
  *    plus a prior Gaussian (mean 0.5, sigma 1, weight TPE_PRIOR_WEIGHT) at the
  *    middle of the cube; each point's sigma is the larger gap to its sorted
@@ -153,8 +154,7 @@ static void parzen_build(const mlt_search_t *s, uint32_t j, const uint32_t *idx,
     }
 }
 
-static double parzen_logpdf(const parzen_t *p, bool discrete, const mlt_search_dim_t *dim,
-                            double x)
+static double parzen_logpdf(const parzen_t *p, bool discrete, const mlt_search_dim_t *dim, double x)
 {
     if (discrete) {
         double v = p->w[mlt_search_unit_index(dim, x)];

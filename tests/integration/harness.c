@@ -93,8 +93,15 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
                 break;
             }
             if (!mlt_test_alive(c, i)) {
-                fprintf(stderr, "harness: daemon %d exited at start; see %s/daemon%d.log\n", i,
-                        c->dir, i);
+                fprintf(stderr, "harness: daemon %d exited at start; its log (%s/daemon%d.log):\n",
+                        i, c->dir, i);
+                char log[400], buf[512];
+                snprintf(log, sizeof log, "%s/daemon%d.log", c->dir, i);
+                FILE *lf = fopen(log, "r");
+                while (lf && fgets(buf, sizeof buf, lf))
+                    fprintf(stderr, "  %s", buf);
+                if (lf)
+                    fclose(lf);
                 return -1;
             }
             sleep_ms(10);

@@ -126,6 +126,69 @@ START_TEST(test_ssp3)
 }
 END_TEST
 
+/* Tuning from a bad default: lr 1.0 diverges; learning rate, momentum, batch
+ * size and staleness are all tuned. The decision log must show the starting
+ * loss, trials with summaries, a commit away from the diverging rate, and the
+ * tests; the job must reach a stated accuracy. */
+#define TUNE_MIN_ACCURACY 0.70 /* 6 epochs over 16000 samples, search included */
+
+START_TEST(test_tune)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    char out[400], log[8192];
+    snprintf(out, sizeof out, "%s/out-tune", cl.dir);
+    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
+                          "--out", out,
+                          "--set", "tuner.logic=mltuner",
+                          "--set", "workers=2",
+                          "--set", "data.subset=" SUBSET,
+                          "--set", "data.validation=2000",
+                          "--set", "stop.max_epochs=6",
+                          "--set", "stop.target_accuracy=0",
+                          "--set", "tunables.lr.default=1.0",
+                          "--wait", NULL};
+    int rc = mlt_test_run(argv, log, sizeof log);
+    ck_assert_msg(rc == 0, "mltunerctl submit --wait exited %d:\n%s", rc, log);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    char path[500], line[4096];
+    snprintf(path, sizeof path, "%s/decisions.jsonl", out);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    int starts = 0, summaries = 0, commits = 0, tests = 0, frees = 0;
+    double lr = -1, acc = 0;
+    while (fgets(line, sizeof line, f)) {
+        ck_assert_msg(strstr(line, "{\"t\":") == line && strstr(line, "\"event\":") &&
+                          strstr(line, "\"branch\":"),
+                      "a decision line without t/event/branch: %s", line);
+        if (strstr(line, "\"event\":\"start\""))
+            starts++;
+        else if (strstr(line, "\"event\":\"summary\"")) {
+            summaries++;
+            ck_assert_msg(strstr(line, "\"slope\":") && strstr(line, "\"verdict\":"), "%s", line);
+        } else if (strstr(line, "\"event\":\"commit\"")) {
+            commits++;
+            lr = jget(line, "lr");
+        } else if (strstr(line, "\"event\":\"test\"")) {
+            tests++;
+            acc = jget(line, "test_accuracy");
+        } else if (strstr(line, "\"event\":\"free\"")) {
+            frees++;
+        }
+    }
+    fclose(f);
+    ck_assert_int_eq(starts, 1);
+    ck_assert_int_ge(summaries, 3);
+    ck_assert_int_ge(commits, 1);
+    ck_assert_int_ge(frees, summaries - 1); /* the losing trials were freed */
+    ck_assert_int_ge(tests, 1);
+    ck_assert_msg(lr > 0 && lr < 0.3, "committed lr %g is in the diverging region", lr);
+    ck_assert_msg(acc >= TUNE_MIN_ACCURACY, "tuned test accuracy %.4f < %.2f", acc,
+                  TUNE_MIN_ACCURACY);
+    fprintf(stderr, "tuned from lr 1.0: committed lr %g, test accuracy %.4f, %d trials\n", lr, acc,
+            summaries);
+}
+END_TEST
+
 START_TEST(test_bad_job)
 {
     char path[400], log[4096];
@@ -168,6 +231,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_bsp);
     tcase_add_test(tc, test_ssp3);
+    tcase_add_test(tc, test_tune);
     tcase_add_test(tc, test_bad_job);
     tcase_add_test(tc, test_unreachable);
     suite_add_tcase(s, tc);

@@ -59,22 +59,31 @@ static double hartmann6(const double *x)
 
 static mlt_tunable_t linear(double min, double max)
 {
-    mlt_tunable_t t = {.name = "t", .kind = MLT_TUNABLE_LINEAR, .min = min, .max = max,
-                       .def = 0.5 * (min + max), .tune = true};
+    mlt_tunable_t t = {.name = "t",
+                       .kind = MLT_TUNABLE_LINEAR,
+                       .min = min,
+                       .max = max,
+                       .def = 0.5 * (min + max),
+                       .tune = true};
     return t;
 }
 
 static mlt_tunable_t logt(double min, double max, double def)
 {
-    mlt_tunable_t t = {.name = "lr", .kind = MLT_TUNABLE_LOG, .min = min, .max = max,
-                       .def = def, .tune = true};
+    mlt_tunable_t t = {
+        .name = "lr", .kind = MLT_TUNABLE_LOG, .min = min, .max = max, .def = def, .tune = true};
     return t;
 }
 
 static mlt_tunable_t discrete(double *values, uint32_t n, double def)
 {
-    mlt_tunable_t t = {.name = "bs", .kind = MLT_TUNABLE_DISCRETE, .min = values[0],
-                       .max = values[n - 1], .def = def, .values = values, .n_values = n,
+    mlt_tunable_t t = {.name = "bs",
+                       .kind = MLT_TUNABLE_DISCRETE,
+                       .min = values[0],
+                       .max = values[n - 1],
+                       .def = def,
+                       .values = values,
+                       .n_values = n,
                        .tune = true};
     return t;
 }
@@ -156,8 +165,8 @@ static void quality(const char *fname, objective_t f, const mlt_tunable_t *dims,
     double t_tpe = now_s() - t0;
     double m_bo = 0, m_rnd = 0, m_tpe = 0;
     for (int i = 0; i < SEEDS; i++) {
-        rnd[i] = run_search(MLT_SEARCHER_RANDOM, dims, d, 1000 + (uint64_t)i, f, budget, target,
-                            NULL);
+        rnd[i] =
+            run_search(MLT_SEARCHER_RANDOM, dims, d, 1000 + (uint64_t)i, f, budget, target, NULL);
         bo_wins += bo[i] < rnd[i];
         m_bo += bo[i] / SEEDS;
         m_rnd += rnd[i] / SEEDS;
@@ -417,8 +426,8 @@ START_TEST(test_duplicates)
             check_in_space(dims, 2, hist[i]);
             for (int k = 0; k < i; k++)
                 expect |= hist[k][0] == hist[i][0] && hist[k][1] == hist[i][1];
-            ck_assert_msg(dup == expect, "%s: proposal %d: dup %d, expected %d",
-                          mlt_search_name(s), i, dup, expect);
+            ck_assert_msg(dup == expect, "%s: proposal %d: dup %d, expected %d", mlt_search_name(s),
+                          i, dup, expect);
             n_new += !dup;
             ck_assert_int_eq(mlt_search_observe(s, hist[i], hist[i][0] * hist[i][1]), 0);
         }
