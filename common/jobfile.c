@@ -19,6 +19,8 @@
  * common/ later. No global state; thread-safe on distinct jobs. */
 #include "common/jobfile.h"
 
+#include "common/cfgtext.h"
+
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -1476,89 +1478,13 @@ static int read_group(pctx_t *p, mlt_job_t *job, const config_setting_t *g, cons
 
 /* ---- the text before libconfig sees it ---- */
 
-/* Skips the number at *pp (sign, decimal or 0x digits, then an L suffix or a
- * float's '.' and exponent). true when it is an integer without L that
- * libconfig 1.5 would wrap to 32 bits. (From daemon/config.c.) */
-static bool scan_number(const char **pp)
-{
-    const char *p = *pp;
-    bool neg = *p == '-';
-    p += *p == '-' || *p == '+';
-    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
-    unsigned long long v = 0, lim = hex ? 0xFFFFFFFFULL : neg ? 2147483648ULL : 2147483647ULL;
-    bool big = false;
-    for (p += hex ? 2 : 0; hex ? isxdigit((unsigned char)*p) : isdigit((unsigned char)*p); p++) {
-        unsigned d =
-            isdigit((unsigned char)*p) ? (unsigned)(*p - '0') : (unsigned)((*p | 0x20) - 'a' + 10);
-        v = v * (hex ? 16 : 10) + d; /* may wrap once big; big stays set */
-        big |= v > lim;
-    }
-    bool is_float = !hex && (*p == '.' || *p == 'e' || *p == 'E');
-    while (is_float && *p && (isdigit((unsigned char)*p) || strchr(".eE+-", *p)))
-        p++;
-    bool int64 = !is_float && *p == 'L';
-    p += int64;
-    *pp = p;
-    return big && !is_float && !int64;
-}
-
-/* Refuses what libconfig would take but a job must not hold: an integer
- * literal without L past 32 bits (libconfig 1.5 silently wraps it), and
- * @include (a job's text is sent to workers whole; an include would name a
- * file on the wrong machine). Skips comments and strings. 0, or -EINVAL with
- * "file:line: what". */
-static int check_text(const char *t, const char *file, char *err, size_t errlen)
-{
-    int line = 1;
-    for (const char *p = t; *p;) {
-        if (*p == '\n') {
-            line++;
-            p++;
-        } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-            p += strcspn(p, "\n");
-        } else if (p[0] == '/' && p[1] == '*') {
-            for (p += 2; *p && !(p[0] == '*' && p[1] == '/'); p++)
-                line += *p == '\n';
-            p += *p ? 2 : 0;
-        } else if (*p == '"') {
-            for (p++; *p && *p != '"'; p++) {
-                line += *p == '\n';
-                p += *p == '\\' && p[1];
-            }
-            p += *p ? 1 : 0;
-        } else if (strncmp(p, "@include", 8) == 0) {
-            fmt(err, errlen,
-                "%s:%d: @include is not allowed in a job file (its text is sent to the "
-                "workers whole)",
-                file, line);
-            return -EINVAL;
-        } else if (isalpha((unsigned char)*p) || *p == '*' || *p == '@') {
-            while (*p && (isalnum((unsigned char)*p) || strchr("-_*@", *p)))
-                p++; /* a name: its digits are not numbers */
-        } else if (isdigit((unsigned char)*p) || *p == '.' ||
-                   ((*p == '-' || *p == '+') && (isdigit((unsigned char)p[1]) || p[1] == '.'))) {
-            const char *b = p;
-            if (scan_number(&p)) {
-                fmt(err, errlen,
-                    "%s:%d: integer %.*s does not fit in 32 bits; write %.*sL "
-                    "(or a count string such as \"1M\")",
-                    file, line, (int)(p - b), b, (int)(p - b), b);
-                return -EINVAL;
-            }
-        } else {
-            p++;
-        }
-    }
-    return 0;
-}
-
 /* Parses text (at most MLT_JOB_MAX_TEXT bytes, checked by the caller) into a
  * zeroed *out. */
 static int parse(const char *text, const char *file, mlt_job_t *out, char *err, size_t errlen)
 {
     pctx_t p = {.file = file};
     config_t cfg;
-    int rc = check_text(text, file, err, errlen);
+    int rc = mlt_cfgtext_check(text, file, false, "a count string such as \"1M\"", err, errlen);
     if (rc)
         return rc;
     config_init(&cfg);

@@ -1,0 +1,19 @@
+/* cfgtext.h - checks on libconfig text that libconfig 1.5 itself does not
+ * make, shared by the daemon's config (daemon/config.c) and job files
+ * (common/jobfile.c). Pure; thread-safe. */
+#ifndef MLT_CFGTEXT_H
+#define MLT_CFGTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Scans text (already accepted by libconfig) for an integer literal without
+ * an L suffix beyond 32 bits, which libconfig 1.5 silently wraps (4296015872
+ * becomes 1048576), and, unless allow_include, for @include. Comments,
+ * strings and names are skipped. hint completes the big-integer message
+ * ("a size string such as \"8G\""). Returns 0 or -EINVAL with
+ * "path:line: what" in err. */
+int mlt_cfgtext_check(const char *text, const char *path, bool allow_include, const char *hint,
+                      char *err, size_t errlen);
+
+#endif
