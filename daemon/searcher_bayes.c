@@ -64,8 +64,8 @@ extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, i
 #define EI_NEAR_EACH    60   /* ... this many times each, over three scales */
 #define EI_REFINE       5    /* best candidates polished ... */
 #define EI_REFINE_STEPS 40   /* ... by this many (1+1)-ES steps */
-#define FIT_EVALS_WARM  25   /* likelihood evaluations per parameter, warm start */
-#define FIT_EVALS_COLD  15   /* ... per parameter, other starts */
+#define FIT_EVALS_WARM  40   /* likelihood evaluations per parameter, warm start */
+#define FIT_EVALS_COLD  25   /* ... per parameter, other starts */
 #define FIT_RANDOM      2    /* random starts when they are due */
 #define FIT_RANDOM_EACH 5    /* random starts every this many fits (always while small) */
 #define FIT_SMALL_N     20   /* "small": fewer observations than this */
