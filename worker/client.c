@@ -18,6 +18,9 @@
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "common/alloc.h"
 #include "common/timeutil.h"
@@ -27,6 +30,7 @@
 
 #define MAX_CACHES 8
 #define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
+#define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
 
 enum pend_kind { P_ACK, P_HELLO, P_PULL, P_STATUS };
 
@@ -78,6 +82,7 @@ struct mlt_client {
     cache_t caches[MAX_CACHES];
     uint64_t stamp;
     atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
+    bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
 };
 
 static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
@@ -207,6 +212,34 @@ static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h
     (void)c;
 }
 
+/* Copies a pulled chunk into the caller's table. For large models the copy
+ * bypasses the cache (non-temporal stores: a third less memory traffic, and
+ * the data would not stay cached anyway); small ones stay cached for the step
+ * that reads them next. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void copy_stream512(float *d, const float *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_stream_ps(d + i, _mm512_loadu_ps(s + i));
+    for (; i < n; i++)
+        d[i] = s[i];
+    _mm_sfence(); /* streaming stores are weakly ordered: publish them */
+}
+#endif
+
+static void copy_chunk(const mlt_client_t *c, float *dst, const void *src, size_t bytes)
+{
+#if defined(__x86_64__)
+    if (c->stream_copy && ((uintptr_t)dst & 63) == 0) {
+        copy_stream512(dst, src, bytes / sizeof(float));
+        return;
+    }
+#endif
+    (void)c;
+    memcpy(dst, src, bytes);
+}
+
 /* Copies a pull reply's frames into the caller's table and keeps them in the
  * cache. frames[0..n) are the payload frames (ownership moves to the cache). */
 static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, zmq_msg_t *frames,
@@ -234,7 +267,8 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
     cache_t *ca = p->cache;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t k = (uint64_t)pt->first + i;
-        memcpy(p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]));
+        copy_chunk(c, p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]),
+                   zmq_msg_size(&frames[i]));
         zmq_msg_t *slot = &ca->msgs[t->gfirst + k];
         zmq_msg_close(slot);
         zmq_msg_init(slot);
@@ -518,6 +552,11 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
         g += mlt_layout_chunks(job->tables[i].size, c->chunk_floats);
     }
     c->n_chunks = g;
+    /* beyond the last-level cache a copy that fills it only evicts */
+    c->stream_copy = (uint64_t)g * c->chunk_floats * sizeof(float) > STREAM_COPY_BYTES;
+#if defined(__x86_64__)
+    c->stream_copy = c->stream_copy && __builtin_cpu_supports("avx512f");
+#endif
     /* Each shard's piece of each table, cut into messages of at most
      * PIECE_BYTES: the daemon checks and applies a push piece while it is still
      * in cache, and the client copies pull pieces as they arrive. */
@@ -768,8 +807,8 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
             uint64_t nch = mlt_layout_chunks(tb->size, c->chunk_floats);
             for (uint64_t k = 0; k < nch; k++) {
                 const zmq_msg_t *m = &ca->msgs[tb->gfirst + k];
-                memcpy(dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
-                       zmq_msg_size((zmq_msg_t *)m));
+                copy_chunk(c, dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
+                           zmq_msg_size((zmq_msg_t *)m));
             }
         }
         return 0;
