@@ -31,6 +31,7 @@
 #define MAX_CACHES 8
 #define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
 #define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
+#define ASYNC_MAX_PENDING 4096u        /* unacknowledged requests before mlt_clock waits */
 
 enum pend_kind { P_ACK, P_HELLO, P_PULL, P_STATUS };
 
@@ -480,6 +481,14 @@ void mlt_client_destroy(mlt_client_t **cp)
     if (!cp || !*cp)
         return;
     mlt_client_t *c = *cp;
+    /* requests still queued (asynchronous clocks) are delivered first: the
+     * sockets close with linger 0, which would drop them */
+    if (c->n_pending && c->socks) {
+        double saved = c->timeout_s;
+        c->timeout_s = saved < 10 ? saved : 10;
+        mlt_sync(c);
+        c->timeout_s = saved;
+    }
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
@@ -697,20 +706,48 @@ int mlt_client_job_end(mlt_client_t *c)
 
 /* ---- data ------------------------------------------------------------------ */
 
+/* A copy of one pushed table, for branches with staleness > 0: the frames
+ * reference it and the last one released frees it, so the caller may reuse
+ * its gradient buffer as soon as mlt_push returns. */
+typedef struct stage {
+    atomic_long refs;
+    float data[];
+} stage_t;
+
+static void stage_release(void *data, void *hint)
+{
+    (void)data;
+    stage_t *st = hint;
+    if (atomic_fetch_sub(&st->refs, 1) == 1)
+        mlt_free(st);
+}
+
 static void push_frame_free(void *data, void *hint)
 {
     (void)data;
     atomic_fetch_sub(&((mlt_client_t *)hint)->push_frames, 1);
 }
 
-/* Sends the parts of `table` with a payload from src, zero-copy. */
+/* Sends the parts of `table` with a payload from src, zero-copy: from src
+ * itself (the caller keeps it unchanged until acknowledged), or from a staged
+ * copy when `stage` (the caller may reuse src at once). */
 static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint32_t table,
-                      const float *src)
+                      const float *src, bool stage)
 {
     if (table >= c->n_tables)
         return set_err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
     const table_t *t = &c->tables[table];
-    for (uint32_t i = 0; i < c->n_parts; i++) {
+    stage_t *st = NULL;
+    if (stage) {
+        st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
+        if (!st)
+            return set_err(c, -ENOMEM, "out of memory staging a push of table %u", table);
+        atomic_init(&st->refs, 1); /* ours, dropped at the end */
+        memcpy(st->data, src, t->size * sizeof(float));
+        src = st->data;
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < c->n_parts && !rc; i++) {
         const part_t *pt = &c->parts[i];
         if (pt->table != table)
             continue;
@@ -723,23 +760,33 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         h.chunk_first = pt->first;
         h.chunk_count = pt->count;
         void *sock = c->socks[pt->shard];
-        int rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
-        if (rc < 0)
-            return set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
+        rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
+        if (rc < 0) {
+            set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
+            break;
+        }
         for (uint32_t k = 0; k < pt->count; k++) {
             uint64_t off = (uint64_t)(pt->first + k) * c->chunk_floats;
             uint64_t len = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
             zmq_msg_t m;
-            atomic_fetch_add(&c->push_frames, 1);
-            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
+            if (st) {
+                atomic_fetch_add(&st->refs, 1);
+                zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), stage_release, st);
+            } else {
+                atomic_fetch_add(&c->push_frames, 1);
+                zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
+            }
             if (zmq_msg_send(&m, sock, k + 1 < pt->count ? ZMQ_SNDMORE : 0) < 0) {
                 zmq_msg_close(&m);
-                return set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
-                               zmq_strerror(zmq_errno()));
+                rc = set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
+                             zmq_strerror(zmq_errno()));
+                break;
             }
         }
     }
-    return 0;
+    if (st)
+        stage_release(NULL, st);
+    return rc;
 }
 
 int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *values)
@@ -747,18 +794,42 @@ int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *val
     cache_t *ca = cache_find(c, branch);
     if (ca)
         ca->valid = false;
-    int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values);
+    int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values, false);
     int rc2 = mlt_sync(c);
     return rc ? rc : rc2;
 }
 
+/* Branches whose staleness (as the shards last said) is above 0 push from a
+ * staged copy and clock without waiting: a worker allowed to read stale
+ * parameters need not wait for its own updates to be acknowledged. */
+static bool async_branch(mlt_client_t *c, uint32_t branch)
+{
+    cache_t *ca = cache_find(c, branch);
+    return ca && ca->valid && ca->staleness > 0;
+}
+
 int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
 {
-    return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad);
+    return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad, async_branch(c, branch));
+}
+
+/* Handles every reply that has already arrived, without waiting. */
+static void drain(mlt_client_t *c)
+{
+    for (uint32_t s = 0; s < c->n; s++) {
+        for (;;) {
+            int ev = 0;
+            size_t len = sizeof ev;
+            if (zmq_getsockopt(c->socks[s], ZMQ_EVENTS, &ev, &len) < 0 || !(ev & ZMQ_POLLIN))
+                break;
+            recv_one(c, s);
+        }
+    }
 }
 
 int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
+    bool async = async_branch(c, branch);
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
         pending_t *p = add_pending(c, s, P_ACK);
@@ -770,7 +841,15 @@ int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
         if (rc < 0)
             return rc;
     }
-    return mlt_sync(c);
+    if (!async)
+        return mlt_sync(c);
+    /* bounded: far behind on acknowledgements, wait for them after all */
+    drain(c);
+    if (c->n_pending > ASYNC_MAX_PENDING)
+        return mlt_sync(c);
+    int rc = c->first_err;
+    c->first_err = 0;
+    return rc;
 }
 
 static cache_t *cache_for(mlt_client_t *c, uint32_t branch)

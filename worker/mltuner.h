@@ -101,12 +101,17 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
 int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch);
 
 /* Sends the gradient of one table (whole table, mean over the batch). Does not
- * wait: the buffer is sent zero-copy and must stay unchanged until the next
- * mlt_clock() or mlt_sync() returns. Errors (a non-finite value) come back
- * from that call. */
+ * wait. On a branch with staleness 0 the buffer is sent zero-copy and must stay
+ * unchanged until the next mlt_clock() or mlt_sync() returns; with staleness
+ * > 0 it is copied and may be reused at once. Errors (a non-finite value) come
+ * back from a later call. */
 int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad);
-/* Tells every shard this worker finished `clock` clocks on branch, then waits
- * for every outstanding push and clock to be acknowledged. */
+/* Tells every shard this worker finished `clock` clocks on branch. With
+ * staleness 0 it then waits for every outstanding push and clock to be
+ * acknowledged; with staleness > 0 it does not wait (a worker that may read
+ * stale parameters need not wait for its own updates): errors of earlier
+ * requests are returned by this or a later call, and it waits only when more
+ * than a few thousand requests are unacknowledged. */
 int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
 /* Waits for every outstanding request; returns the first error among them. */
 int mlt_sync(mlt_client_t *c);
