@@ -39,10 +39,7 @@ typedef struct base {
     mlt_tunable_t dims[MLT_JOB_MAX_TUNABLES];
     uint32_t dim_of[MLT_JOB_MAX_TUNABLES];
     uint32_t d;
-    /* the best branch so far */
-    uint32_t best;
-    double best_val, best_test, best_epoch;
-    mlt_setting_t best_s;
+    bool target_hit; /* the stop came from the target (not from max_time_s) */
 } base_t;
 
 /* A branch trained by a baseline. */
@@ -77,11 +74,13 @@ static bool reached(base_t *b, double test)
     if (b->classify && j->stop.target_accuracy > 0 && test >= j->stop.target_accuracy) {
         snprintf(b->res->reason, sizeof b->res->reason, "test accuracy %.4f reached the target %.4f",
                  test, j->stop.target_accuracy);
+        b->target_hit = true;
         return true;
     }
     if (!b->classify && j->stop.target_rmse > 0 && test <= j->stop.target_rmse) {
         snprintf(b->res->reason, sizeof b->res->reason, "test RMSE %.4f reached the target %.4f",
                  test, j->stop.target_rmse);
+        b->target_hit = true;
         return true;
     }
     if (j->stop.max_time_s > 0 && now(b) >= j->stop.max_time_s) {
@@ -141,12 +140,6 @@ static int train_to(base_t *b, run_t *r, double epochs, int plateau, bool *done)
         } else {
             since_best++;
         }
-        if (better(b, r->val, b->best_val) || b->best == 0) {
-            b->best_val = r->val;
-            b->best_test = r->test;
-            b->best_epoch = r->epoch;
-            b->best_s = r->s;
-        }
         if (reached(b, r->test)) {
             *done = true;
             return 0;
@@ -182,11 +175,15 @@ static double objective(const base_t *b, double v)
     return b->classify ? -v : v; /* the searchers minimise */
 }
 
-/* Keeps r as the best branch (freeing the previous best) or frees it. */
-static int keep_or_free(base_t *b, run_t *r, run_t *best)
+/* Keeps r as the best branch (freeing the previous best) or frees it. A run
+ * that reached the target (force) is kept whatever its validation metric. */
+static int keep_or_free(base_t *b, run_t *r, run_t *best, bool force)
 {
-    if (better(b, r->best_val, best->best_val) || !best->alive) {
-        int rc = best->alive ? run_kill(b, best, "a later setting did better") : 0;
+    bool gain = better(b, r->best_val, best->best_val);
+    if (force || gain || !best->alive) {
+        int rc = best->alive ? run_kill(b, best, gain ? "a later setting did better"
+                                                      : "a later setting reached the target")
+                             : 0;
         *best = *r;
         char b1[32];
         char extra[64];
@@ -224,7 +221,7 @@ static int ttc(base_t *b)
         mlt_search_observe(se, r.x, objective(b, r.best_val));
         mlt_declog(b->log, now(b), "observe", r.id, "\"value\":%s",
                    mlt_declog_num(b1, objective(b, r.best_val)));
-        rc = keep_or_free(b, &r, &best);
+        rc = keep_or_free(b, &r, &best, done && b->target_hit);
         if (!done && reached(b, best.test))
             done = true;
     }
@@ -296,10 +293,14 @@ static int hyperband(base_t *b)
             rc = start_run(b, &runs[i], "hyperband: random setting");
         }
         uint32_t alive = n;
+        int hit = -1; /* the run that reached the target */
         for (int i = 0; i <= s && !rc && !done; i++) {
             double ri = r0 * pow(HB_ETA, i);
-            for (uint32_t k = 0; k < alive && !rc && !done; k++)
+            for (uint32_t k = 0; k < alive && !rc && !done; k++) {
                 rc = train_to(b, &runs[k], ri, 0, &done);
+                if (done && b->target_hit)
+                    hit = (int)k;
+            }
             if (rc || done)
                 break;
             sort_runs(b, runs, alive);
@@ -310,11 +311,20 @@ static int hyperband(base_t *b)
                 rc = run_kill(b, &runs[k], "successive halving: not in the best 1/eta");
             alive = keep;
         }
-        for (uint32_t k = 0; k < n && !rc; k++) {
+        if (hit >= 0) {
+            /* the target was reached: keep that run, free the rest of the bracket */
+            for (uint32_t k = 0; k < n && !rc; k++)
+                if ((int)k != hit)
+                    rc = run_kill(b, &runs[k], "another setting reached the target");
+            runs[hit].best_val = runs[hit].val;
+            if (!rc)
+                rc = keep_or_free(b, &runs[hit], &best, true);
+        }
+        for (uint32_t k = 0; k < n && !rc && hit < 0; k++) {
             if (!runs[k].alive)
                 continue;
             runs[k].best_val = runs[k].val;
-            rc = keep_or_free(b, &runs[k], &best);
+            rc = keep_or_free(b, &runs[k], &best, false);
         }
         mlt_free(runs);
         if (!done && reached(b, best.test))
@@ -347,7 +357,6 @@ int mlt_tuner_baseline(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init
     b.init = init_branch;
     b.next_id = init_branch + 1;
     b.classify = job->model.type != MLT_MODEL_MF;
-    b.best_val = NAN;
     for (uint32_t i = 0; i < job->n_tunables; i++)
         if (job->tunables[i].tune) {
             b.dims[b.d] = job->tunables[i];
