@@ -159,13 +159,6 @@ int main(int argc, char **argv)
     log_info("rank %d of %d listening on %s (chunk %zu bytes, branch memory limit %zu bytes)",
              conf.rank, conf.n_servers, mlt_server_endpoint(srv), conf.chunk_size,
              conf.memory_limit);
-    if (conf.endpoint_file && *conf.endpoint_file) {
-        rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
-        if (rc < 0) {
-            log_error("cannot write endpoint file %s: %s", conf.endpoint_file, strerror(-rc));
-            goto out_srv;
-        }
-    }
     /* rank 0 is also the coordinator */
     if (conf.rank == 0 && conf.control_bind && *conf.control_bind) {
         const char *own[1] = {mlt_server_endpoint(srv)};
@@ -185,6 +178,14 @@ int main(int argc, char **argv)
             goto out_coord;
         }
         log_info("coordinator listening on %s", mlt_coord_endpoint(coord));
+    }
+    /* the endpoint file last: when it appears, everything listens */
+    if (conf.endpoint_file && *conf.endpoint_file) {
+        rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
+        if (rc < 0) {
+            log_error("cannot write endpoint file %s: %s", conf.endpoint_file, strerror(-rc));
+            goto out_coord;
+        }
     }
     rc = mlt_server_run(srv, sfd);
     if (rc < 0) {

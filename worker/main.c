@@ -290,6 +290,11 @@ static void task_run(wk_t *w, const Mlt__Task *t)
     int64_t c0 = t->has_clock_start ? t->clock_start : 0;
     if (t->has_data_epoch) /* every trial of a search starts from the same data */
         mlt_trainer_seek(w->trainer, t->data_epoch);
+    /* A branch whose gradients are no longer finite is diverged: the shard
+     * refuses those pushes (EDOM, reported then or, with staleness > 0, one call
+     * later). The worker then only keeps clocking, so that the other workers
+     * are not held up, and reports NaN losses: the tuner frees the branch. */
+    bool diverged = false;
     for (int64_t c = c0; c < c0 + t->clocks; c++) {
         if (stop_signal) {
             report_done(w, t, &r, "worker interrupted");
@@ -297,24 +302,35 @@ static void task_run(wk_t *w, const Mlt__Task *t)
         }
         float loss = NAN;
         uint32_t correct = 0;
-        if (mlt_pull(w->client, t->branch, c, p) < 0) {
-            report_done(w, t, &r, mlt_client_error(w->client));
-            return;
+        if (!diverged) {
+            int rc = mlt_pull(w->client, t->branch, c, p);
+            if (rc == -EDOM) {
+                diverged = true;
+            } else if (rc < 0) {
+                report_done(w, t, &r, mlt_client_error(w->client));
+                return;
+            }
         }
-        if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0) {
-            report_done(w, t, &r, "step failed");
-            return;
+        if (!diverged) {
+            if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0) {
+                report_done(w, t, &r, "step failed");
+                return;
+            }
+            if (!isfinite(loss))
+                diverged = true;
         }
         int rc = 0;
-        for (uint32_t i = 0; i < nt && !rc; i++)
+        for (uint32_t i = 0; i < nt && !rc && !diverged; i++)
             rc = mlt_push(w->client, t->branch, i, g[i]);
         int rc2 = mlt_clock(w->client, t->branch, c + 1);
-        /* a non-finite gradient is refused by the shard: the branch is marked
-         * diverged and the loss we report (NaN/Inf) tells the coordinator */
-        if ((rc || rc2) && isfinite(loss)) {
+        if (rc == -EDOM || rc2 == -EDOM) {
+            diverged = true;
+        } else if (rc || rc2) {
             report_done(w, t, &r, mlt_client_error(w->client));
             return;
         }
+        if (diverged)
+            loss = NAN;
         Mlt__Report pr;
         mlt__report__init(&pr);
         pr.kind = MLT__TASK_KIND__TASK_RUN;
