@@ -1,18 +1,20 @@
-/* jobfile.c - job files (see jobfile.h).
+/* jobfile.c - job files (see jobfile.h): the key table, parsing, mlt_job_set.
  *
- * Everything about a key lives in one row of keys[]: its path ("model.rank"),
- * type, default, bounds, one-line description and the field it is stored in.
- * Group rows ("model") exist so that unknown keys are caught at every level;
- * the members of a tunable are rows too ("tunables.*.min"), stored into an
- * mlt_tunable_t instead of the job. Defaults, parsing, mlt_job_set, the
- * bounds half of validation, mlt_job_format and mlt_job_write_keys are loops
- * over the table: adding a key is adding a field and a row.
+ * Everything about a key lives in one row of mlt_jobk_keys[]: its path
+ * ("model.rank"), type, default, bounds, one-line description and the field it
+ * is stored in. Group rows ("model") exist so that unknown keys are caught at
+ * every level; the members of a tunable are rows too ("tunables.*.min"),
+ * stored into an mlt_tunable_t instead of the job. Defaults, parsing,
+ * mlt_job_set, the bounds half of validation, mlt_job_format and
+ * mlt_job_write_keys are loops over the table: adding a key is adding a field
+ * and a row. The checks are in jobfile_check.c, the writing of a job as text in
+ * jobfile_write.c; what the three share is in jobfile_int.h.
  *
  * A value takes the same three steps whatever its source: read (a libconfig
  * setting or --set text becomes a jval_t; the type is checked here), check
  * (the key's own bounds, shared by every source) and store. Checks between
- * keys are in validate(), which knows the line of every key the file gave, so
- * that its messages point at the file as well.
+ * keys are in mlt_jobk_validate(), which knows the line of every key the file
+ * gave, so that its messages point at the file as well.
  *
  * This file also carries a copy of daemon/config.c's scan for integer
  * literals that libconfig 1.5 wraps to 32 bits; the two could share one in
@@ -20,13 +22,12 @@
 #include "common/jobfile.h"
 
 #include "common/cfgtext.h"
+#include "common/jobfile_int.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,54 +40,9 @@ _Static_assert(sizeof(mlt_backend_t) == sizeof(int), "enum fields are stored as 
 
 #define DEB_FMNIST "/usr/share/datasets/fashion-mnist/"
 
-typedef enum {
-    JK_GROUP,    /* a group of keys; no field */
-    JK_TUNABLES, /* the tunables group: any name, each a group of tunables.* rows */
-    JK_INT,      /* int field; a libconfig integer (a float is refused) */
-    JK_INT64,    /* int64_t field; an integer (L suffix past 32 bits) or "1M"-style string */
-    JK_DOUBLE,   /* double field; a float or an integer; finite */
-    JK_STRING,   /* char * field, owned; never NULL after defaults (but name) */
-    JK_BOOL,     /* bool field */
-    JK_ENUM,     /* int-sized enum field; a string, one of names[] (index = value) */
-    JK_INTLIST,  /* uint32_t * at off, uint32_t count at off_n; list of integers */
-    JK_NUMLIST,  /* double * at off, uint32_t count at off_n; ascending, no repeats */
-    JK_CNN,      /* mlt_cnn_layer_t * at off, uint32_t count at off_n; list of strings */
-} jk_type_t;
-
-typedef struct {
-    const char *path; /* "model.rank"; "tunables.*.min" for a tunable's member */
-    jk_type_t type;
-    bool required;            /* no default: the file must give it */
-    bool in_tunable;          /* off/off_n are offsets in mlt_tunable_t */
-    long long def_i;          /* default of JK_INT, JK_INT64, JK_BOOL (0/1), JK_ENUM */
-    double def_d;             /* default of JK_DOUBLE */
-    const char *def_s;        /* default of JK_STRING */
-    const char *doc_def;      /* default as the key list shows it, when not the plain value */
-    long long min_i, max_i;   /* JK_INT, JK_INT64, JK_INTLIST entries: inclusive bounds */
-    double min_d, max_d;      /* JK_DOUBLE: bounds */
-    bool max_open;            /* JK_DOUBLE: max itself is refused */
-    uint32_t max_n;           /* lists: at most this many entries */
-    uint32_t min_n;           /* lists: at least this many entries */
-    const char *const *names; /* JK_ENUM: the names, NULL-terminated */
-    /* JK_STRING: 0, or -EINVAL with "SUBJ must ..." in why */
-    int (*check)(const char *subj, const char *s, char *why, size_t whylen);
-    size_t off, off_n; /* field offsets (in mlt_job_t, or mlt_tunable_t) */
-    const char *desc;  /* one line */
-} jkey_t;
-
-/* One value on its way from a file or --set text into the job. */
-typedef struct {
-    long long i;   /* JK_INT, JK_INT64, JK_ENUM */
-    double d;      /* JK_DOUBLE */
-    bool b;        /* JK_BOOL */
-    const char *s; /* JK_STRING (borrowed) */
-    void *list;    /* lists (owned until stored) */
-    uint32_t n;    /* entries in list */
-} jval_t;
-
 static const char *const backend_names[] = {"cpu", "cuda", "auto", NULL};
-static const char *const model_names[] = {"mlp", "cnn", "softmax", "mf", NULL};
-static const char *const format_names[] = {"idx", "ratings", "synthetic", NULL};
+const char *const mlt_jobk_model_names[] = {"mlp", "cnn", "softmax", "mf", NULL};
+const char *const mlt_jobk_format_names[] = {"idx", "ratings", "synthetic", NULL};
 /* the order of mlt_rule_t in kernels/optim.h (the unit test checks) */
 static const char *const rule_names[] = {"sgd",     "nesterov", "adam", "rmsprop",
                                          "adagrad", "adadelta", NULL};
@@ -95,19 +51,12 @@ static const char *const logic_names[] = {"mltuner", "fixed", "train-to-completi
                                           NULL};
 static const char *const scale_names[] = {"log", "linear", NULL}; /* = MLT_TUNABLE_LOG, LINEAR */
 
-static int check_name(const char *subj, const char *s, char *why, size_t whylen);
-static int check_printable(const char *subj, const char *s, char *why, size_t whylen);
-static int check_path(const char *subj, const char *s, char *why, size_t whylen);
-static int check_path_opt(const char *subj, const char *s, char *why, size_t whylen);
-
-#define OFF(f)  offsetof(mlt_job_t, f)
-#define TOFF(f) offsetof(mlt_tunable_t, f)
-
 /* The keys, in the order mlt_job_format writes them: a group's members follow
  * its row. (Kept out of clang-format, which would put each field on a line.) */
 // clang-format off
-static const jkey_t keys[] = {
-    {.path = "name", .type = JK_STRING, .required = true, .check = check_name, .off = OFF(name),
+const jkey_t mlt_jobk_keys[] = {
+    {.path = "name", .type = JK_STRING, .required = true, .check = mlt_jobk_check_name,
+     .off = OFF(name),
      .desc = "the job's name (1..128 of A-Z a-z 0-9 . _ -); names its output directory"},
     {.path = "seed", .type = JK_INT64, .def_i = 1, .min_i = 0, .max_i = INT64_MAX,
      .off = OFF(seed),
@@ -118,11 +67,11 @@ static const jkey_t keys[] = {
      .off = OFF(backend),
      .desc = "compute backend of the workers; auto: cuda where a GPU is found, else cpu"},
     {.path = "output_dir", .type = JK_STRING, .def_s = "", .doc_def = "\"out/<name>\"",
-     .check = check_path_opt, .off = OFF(output_dir),
+     .check = mlt_jobk_check_path_opt, .off = OFF(output_dir),
      .desc = "directory for the decision log, progress and checkpoints; \"\": out/<name>"},
 
     {.path = "model", .type = JK_GROUP, .desc = "the model to train"},
-    {.path = "model.type", .type = JK_ENUM, .required = true, .names = model_names,
+    {.path = "model.type", .type = JK_ENUM, .required = true, .names = mlt_jobk_model_names,
      .off = OFF(model.type),
      .desc = "mlp (uses layers), cnn (uses cnn), softmax, or mf (uses rank, l2)"},
     {.path = "model.layers", .type = JK_INTLIST, .min_i = 1, .max_i = 65536,
@@ -140,23 +89,23 @@ static const jkey_t keys[] = {
      .off = OFF(model.l2), .desc = "mf: L2 regularisation of the factors"},
 
     {.path = "data", .type = JK_GROUP, .desc = "the training and test data"},
-    {.path = "data.format", .type = JK_ENUM, .def_i = MLT_DATA_IDX, .names = format_names,
+    {.path = "data.format", .type = JK_ENUM, .def_i = MLT_DATA_IDX, .names = mlt_jobk_format_names,
      .off = OFF(data.format),
      .desc = "idx (image and label files), ratings (a ratings file) or synthetic "
              "(generated ratings)"},
     {.path = "data.train_images", .type = JK_STRING,
-     .def_s = DEB_FMNIST "train-images-idx3-ubyte.gz", .check = check_path,
+     .def_s = DEB_FMNIST "train-images-idx3-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.train_images), .desc = "idx: training images (IDX, gzipped or not)"},
     {.path = "data.train_labels", .type = JK_STRING,
-     .def_s = DEB_FMNIST "train-labels-idx1-ubyte.gz", .check = check_path,
+     .def_s = DEB_FMNIST "train-labels-idx1-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.train_labels), .desc = "idx: training labels"},
     {.path = "data.test_images", .type = JK_STRING,
-     .def_s = DEB_FMNIST "t10k-images-idx3-ubyte.gz", .check = check_path,
+     .def_s = DEB_FMNIST "t10k-images-idx3-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.test_images), .desc = "idx: test images"},
     {.path = "data.test_labels", .type = JK_STRING,
-     .def_s = DEB_FMNIST "t10k-labels-idx1-ubyte.gz", .check = check_path,
+     .def_s = DEB_FMNIST "t10k-labels-idx1-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.test_labels), .desc = "idx: test labels"},
-    {.path = "data.ratings", .type = JK_STRING, .def_s = "", .check = check_path_opt,
+    {.path = "data.ratings", .type = JK_STRING, .def_s = "", .check = mlt_jobk_check_path_opt,
      .off = OFF(data.ratings), .desc = "ratings: the ratings file (MovieLens formats)"},
     {.path = "data.synthetic", .type = JK_GROUP,
      .desc = "synthetic: a seeded random low-rank rating matrix plus Gaussian noise"},
@@ -279,67 +228,28 @@ static const jkey_t keys[] = {
 
 // clang-format on
 
-#define N_KEYS (sizeof keys / sizeof keys[0])
-
-/* Tunables the system itself reads, with the values that make sense for
- * them; any other name is the workers' business. */
-static const struct {
-    const char *name;
-    double lo, hi;     /* allowed values */
-    bool lo_open;      /* lo itself is refused */
-    bool hi_open;      /* hi itself is refused */
-    bool integer;      /* whole numbers only */
-    const char *range; /* how the message says it */
-    const char *what;
-} known[] = {
-    {"lr", 0.0, DBL_MAX, true, false, false, "> 0", "a learning rate"},
-    {"momentum", 0.0, 1.0, false, true, false, ">= 0 and < 1", "a momentum"},
-    {"batch_size", 1.0, 65536.0, false, false, true, "an integer in 1..65536",
-     "a batch size per worker"},
-    {"staleness", 0.0, 1000.0, false, false, true, "an integer in 0..1000",
-     "a staleness bound in clocks"},
-    {"weight_decay", 0.0, DBL_MAX, false, false, false, ">= 0", "a weight decay"},
-};
+const size_t mlt_jobk_n_keys = sizeof mlt_jobk_keys / sizeof mlt_jobk_keys[0];
 
 /* ---- small helpers ---- */
-
-static void fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
-
-/* snprintf into an optional message buffer (NULL or 0 length: dropped) */
-static void fmt(char *buf, size_t len, const char *f, ...)
-{
-    if (!buf || len == 0)
-        return;
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, len, f, ap);
-    va_end(ap);
-}
 
 /* the row of a job key (not a tunable's member), or NULL */
 static const jkey_t *key_find(const char *path)
 {
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (!keys[i].in_tunable && strcmp(keys[i].path, path) == 0)
-            return &keys[i];
+    for (size_t i = 0; i < mlt_jobk_n_keys; i++)
+        if (!mlt_jobk_keys[i].in_tunable && strcmp(mlt_jobk_keys[i].path, path) == 0)
+            return &mlt_jobk_keys[i];
     return NULL;
 }
 
 /* the row of a tunable's member ("min"), or NULL */
 static const jkey_t *tkey_find(const char *member)
 {
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const char *leaf = strrchr(keys[i].path, '.');
-        if (keys[i].in_tunable && strcmp(leaf + 1, member) == 0)
-            return &keys[i];
+    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
+        const char *leaf = strrchr(mlt_jobk_keys[i].path, '.');
+        if (mlt_jobk_keys[i].in_tunable && strcmp(leaf + 1, member) == 0)
+            return &mlt_jobk_keys[i];
     }
     return NULL;
-}
-
-static const char *leaf_of(const jkey_t *k)
-{
-    const char *l = strrchr(k->path, '.');
-    return l ? l + 1 : k->path;
 }
 
 static void *field(void *base, const jkey_t *k)
@@ -352,35 +262,8 @@ static const void *cfield(const void *base, const jkey_t *k)
     return (const char *)base + k->off;
 }
 
-static bool is_integral(double v)
-{
-    return v >= -9.0e15 && v <= 9.0e15 && v == (double)(long long)v;
-}
-
-/* the shortest decimal that reads back as d, written so that libconfig reads a
- * float: "0.01", "60.0", "1e-08" */
-static void fmt_double(char *buf, size_t len, double d)
-{
-    double a = d < 0 ? -d : d;
-    if (a == 0.0 || (a >= 1e-4 && a < 1e15)) {
-        for (int prec = 0; prec <= 17; prec++) {
-            fmt(buf, len, "%.*f", prec, d);
-            if (strtod(buf, NULL) == d)
-                break;
-        }
-    } else {
-        for (int prec = 1; prec <= 17; prec++) {
-            fmt(buf, len, "%.*g", prec, d);
-            if (strtod(buf, NULL) == d)
-                break;
-        }
-    }
-    if (!strpbrk(buf, ".eEni") && strlen(buf) + 3 <= len)
-        strcat(buf, ".0");
-}
-
 /* "one of "a", "b", "c"" for an enum row */
-static void fmt_names(char *buf, size_t len, const char *const *names)
+void mlt_jobk_fmt_names(char *buf, size_t len, const char *const *names)
 {
     size_t used = 0;
     fmt(buf, len, "one of");
@@ -401,28 +284,10 @@ static const char *type_noun(const jkey_t *k, char *buf, size_t len)
     case JK_DOUBLE: return "a number";
     case JK_STRING: return "a string";
     case JK_BOOL: return "true or false";
-    case JK_ENUM: fmt_names(buf, len, k->names); return buf;
+    case JK_ENUM: mlt_jobk_fmt_names(buf, len, k->names); return buf;
     case JK_INTLIST: return "a list of integers";
     case JK_NUMLIST: return "a list of numbers";
     case JK_CNN: return "a list of strings such as \"conv5x5x32\", \"pool2\", \"fc256\"";
-    }
-    return "?";
-}
-
-static const char *type_word(const jkey_t *k)
-{
-    switch (k->type) {
-    case JK_GROUP: return "group";
-    case JK_TUNABLES: return "group";
-    case JK_INT: return "int";
-    case JK_INT64: return "int64";
-    case JK_DOUBLE: return "number";
-    case JK_STRING: return "string";
-    case JK_BOOL: return "bool";
-    case JK_ENUM: return "enum";
-    case JK_INTLIST: return "[int]";
-    case JK_NUMLIST: return "[number]";
-    case JK_CNN: return "[string]";
     }
     return "?";
 }
@@ -435,125 +300,12 @@ static int enum_parse(const char *const *names, const char *s)
     return -1;
 }
 
-static const char *enum_name(const char *const *names, long long v)
+const char *mlt_jobk_enum_name(const char *const *names, long long v)
 {
     for (long long i = 0; names[i]; i++)
         if (i == v)
             return names[i];
     return NULL;
-}
-
-/* ---- string checks ---- */
-
-static int check_name(const char *subj, const char *s, char *why, size_t whylen)
-{
-    size_t n = strlen(s);
-    bool ok = n >= 1 && n <= MLT_JOB_MAX_NAME && s[0] != '.';
-    for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
-    if (!ok) {
-        fmt(why, whylen,
-            "%s must be 1..%u characters of A-Z a-z 0-9 . _ -, not starting with '.' "
-            "(got \"%.*s\")",
-            subj, MLT_JOB_MAX_NAME, 160, s);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int check_path_opt(const char *subj, const char *s, char *why, size_t whylen)
-{
-    if (strlen(s) > MLT_JOB_MAX_PATH) {
-        fmt(why, whylen, "%s must be at most %u bytes (got %zu)", subj, MLT_JOB_MAX_PATH,
-            strlen(s));
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int check_path(const char *subj, const char *s, char *why, size_t whylen)
-{
-    if (s[0] == '\0') {
-        fmt(why, whylen, "%s must not be empty", subj);
-        return -EINVAL;
-    }
-    return check_path_opt(subj, s, why, whylen);
-}
-
-/* ---- cnn layer specs ---- */
-
-/* Digits only, the whole number at *pp (at most 9 digits). false when none. */
-static bool scan_uint(const char **pp, uint32_t *out)
-{
-    const char *p = *pp;
-    uint32_t v = 0;
-    int n = 0;
-    while (isdigit((unsigned char)*p) && n < 10) {
-        v = v * 10 + (uint32_t)(*p - '0');
-        p++;
-        n++;
-    }
-    if (n == 0 || n > 9)
-        return false;
-    *pp = p;
-    *out = v;
-    return true;
-}
-
-/* "conv5x5x32", "pool2" or "fc256" -> *out. 0, or -EINVAL with
- * "SUBJ[I] = 'spec' ..." in why. */
-static int cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_layer_t *out, char *why,
-                     size_t whylen)
-{
-    const char *p = s;
-    uint32_t a = 0, b = 0, c = 0;
-    bool ok;
-    mlt_cnn_layer_t l = {0};
-    if (strncmp(p, "conv", 4) == 0) {
-        p += 4;
-        ok = scan_uint(&p, &a) && *p++ == 'x' && scan_uint(&p, &b) && *p++ == 'x' &&
-             scan_uint(&p, &c) && *p == '\0';
-        l = (mlt_cnn_layer_t){MLT_CNN_CONV, a, c};
-    } else if (strncmp(p, "pool", 4) == 0) {
-        p += 4;
-        ok = scan_uint(&p, &a) && *p == '\0';
-        l = (mlt_cnn_layer_t){MLT_CNN_POOL, a, 0};
-    } else if (strncmp(p, "fc", 2) == 0) {
-        p += 2;
-        ok = scan_uint(&p, &a) && *p == '\0';
-        l = (mlt_cnn_layer_t){MLT_CNN_FC, 0, a};
-    } else {
-        ok = false;
-    }
-    const char *bad = NULL;
-    if (!ok)
-        bad = "is not convKxKxC, poolP or fcN";
-    else if (l.op == MLT_CNN_CONV && a != b)
-        bad = "has a kernel that is not square (KxK)";
-    else if (l.op == MLT_CNN_CONV && (a < 1 || a > 11 || a % 2 == 0))
-        bad = "has a kernel size that is not odd in 1..11";
-    else if (l.op == MLT_CNN_CONV && (c < 1 || c > 1024))
-        bad = "has channels outside 1..1024";
-    else if (l.op == MLT_CNN_POOL && (a < 2 || a > 8))
-        bad = "has a pool size outside 2..8";
-    else if (l.op == MLT_CNN_FC && (a < 1 || a > 65536))
-        bad = "has units outside 1..65536";
-    if (bad) {
-        fmt(why, whylen, "%s[%u] = '%.64s' %s", subj, i, s, bad);
-        return -EINVAL;
-    }
-    *out = l;
-    return 0;
-}
-
-static void cnn_spec(const mlt_cnn_layer_t *l, char *buf, size_t len)
-{
-    switch (l->op) {
-    case MLT_CNN_CONV: fmt(buf, len, "conv%ux%ux%u", l->k, l->k, l->n); break;
-    case MLT_CNN_POOL: fmt(buf, len, "pool%u", l->k); break;
-    case MLT_CNN_FC: fmt(buf, len, "fc%u", l->n); break;
-    default: fmt(buf, len, "?"); break;
-    }
 }
 
 /* ---- reading a value: libconfig setting or text -> jval_t ---- */
@@ -707,7 +459,8 @@ static int list_elem_from_text(const jkey_t *k, const char *subj, uint32_t i, co
         return 0;
     }
     case JK_NUMLIST: return parse_number(esubj, s, &((double *)v->list)[i], why, whylen);
-    case JK_CNN: return cnn_parse(subj, i, s, &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
+    case JK_CNN:
+        return mlt_jobk_cnn_parse(subj, i, s, &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
     default: return -EINVAL;
     }
 }
@@ -726,7 +479,7 @@ static size_t elem_size(const jkey_t *k)
 static int value_from_text(const jkey_t *k, const char *subj, const char *s, jval_t *v, char *why,
                            size_t whylen)
 {
-    if (check_printable(subj, s, why, whylen))
+    if (mlt_jobk_check_printable(subj, s, why, whylen))
         return -EINVAL;
     switch (k->type) {
     case JK_INT:
@@ -749,7 +502,7 @@ static int value_from_text(const jkey_t *k, const char *subj, const char *s, jva
         int e = enum_parse(k->names, s);
         if (e < 0) {
             char names[256];
-            fmt_names(names, sizeof names, k->names);
+            mlt_jobk_fmt_names(names, sizeof names, k->names);
             fmt(why, whylen, "%s must be %s (got \"%.64s\")", subj, names, s);
             return -EINVAL;
         }
@@ -782,21 +535,6 @@ static int value_from_text(const jkey_t *k, const char *subj, const char *s, jva
     return -EINVAL;
 }
 
-/* Strings of a job end up in messages, logs and the re-written job text:
- * control characters (a newline, a NUL from \x00) are refused where a string
- * value is read, so no message spans two lines and re-writing never grows. */
-static int check_printable(const char *subj, const char *s, char *why, size_t whylen)
-{
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            fmt(why, whylen, "%s has a control character (0x%02x) at byte %zu", subj, *p,
-                (size_t)(p - (const unsigned char *)s));
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
 /* A libconfig setting -> value of k's type. 0, or -EINVAL with why; *linep
  * becomes the line of the element at fault, if it is one. */
 static int value_from_setting(const jkey_t *k, const char *subj, const config_setting_t *s,
@@ -805,7 +543,8 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
     int t = config_setting_type(s);
     bool is_int = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
     char nbuf[256];
-    if (t == CONFIG_TYPE_STRING && check_printable(subj, config_setting_get_string(s), why, whylen))
+    if (t == CONFIG_TYPE_STRING &&
+        mlt_jobk_check_printable(subj, config_setting_get_string(s), why, whylen))
         return -EINVAL;
     switch (k->type) {
     case JK_INT:
@@ -884,9 +623,10 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
                 ((double *)v->list)[i] = config_setting_type(e) == CONFIG_TYPE_FLOAT
                                              ? config_setting_get_float(e)
                                              : (double)config_setting_get_int64(e);
-            } else if (!(rc = check_printable(subj, config_setting_get_string(e), why, whylen))) {
-                rc = cnn_parse(subj, (uint32_t)i, config_setting_get_string(e),
-                               &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
+            } else if (!(rc = mlt_jobk_check_printable(subj, config_setting_get_string(e), why,
+                                                       whylen))) {
+                rc = mlt_jobk_cnn_parse(subj, (uint32_t)i, config_setting_get_string(e),
+                                        &((mlt_cnn_layer_t *)v->list)[i], why, whylen);
             }
             if (rc) {
                 *linep = config_setting_source_line(e);
@@ -903,108 +643,7 @@ static int value_from_setting(const jkey_t *k, const char *subj, const config_se
     return -EINVAL;
 }
 
-/* ---- checking and storing ---- */
-
-/* The key's own bounds. 0, or -EINVAL with why; *idxp becomes the index of
- * the list entry at fault (else it is left alone). */
-static int check_value(const jkey_t *k, const char *subj, const jval_t *v, char *why, size_t whylen,
-                       int *idxp)
-{
-    switch (k->type) {
-    case JK_INT:
-    case JK_INT64:
-        if (v->i < k->min_i || v->i > k->max_i) {
-            fmt(why, whylen, "%s must be between %lld and %lld (got %lld)", subj, k->min_i,
-                k->max_i, v->i);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_DOUBLE:
-        if (!(v->d >= k->min_d && v->d <= k->max_d) || (k->max_open && v->d >= k->max_d)) {
-            if (k->min_d == -DBL_MAX)
-                fmt(why, whylen, "%s must be a finite number (got %g)", subj, v->d);
-            else if (k->max_open)
-                fmt(why, whylen, "%s must be at least %g and less than %g (got %g)", subj, k->min_d,
-                    k->max_d, v->d);
-            else
-                fmt(why, whylen, "%s must be between %g and %g (got %g)", subj, k->min_d, k->max_d,
-                    v->d);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_STRING:
-        if (!v->s) {
-            fmt(why, whylen, "%s is required", subj);
-            return -EINVAL;
-        }
-        return k->check ? k->check(subj, v->s, why, whylen) : 0;
-    case JK_ENUM:
-        if (!enum_name(k->names, v->i)) {
-            char names[256];
-            fmt_names(names, sizeof names, k->names);
-            fmt(why, whylen, "%s must be %s (got %lld)", subj, names, v->i);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_INTLIST:
-    case JK_NUMLIST:
-    case JK_CNN:
-        if (v->n > k->max_n || v->n < k->min_n) {
-            if (v->n == 0)
-                fmt(why, whylen, "%s must not be empty", subj);
-            else
-                fmt(why, whylen, "%s must have at most %u entries (got %u)", subj, k->max_n, v->n);
-            return -EINVAL;
-        }
-        for (uint32_t i = 0; i < v->n; i++) {
-            if (k->type == JK_INTLIST) {
-                uint32_t x = ((const uint32_t *)v->list)[i];
-                if ((long long)x < k->min_i || (long long)x > k->max_i) {
-                    fmt(why, whylen, "%s[%u] must be between %lld and %lld (got %u)", subj, i,
-                        k->min_i, k->max_i, x);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            } else if (k->type == JK_NUMLIST) {
-                const double *d = v->list;
-                if (!(d[i] >= -DBL_MAX && d[i] <= DBL_MAX)) {
-                    fmt(why, whylen, "%s[%u] must be a finite number (got %g)", subj, i, d[i]);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-                if (i > 0 && !(d[i] > d[i - 1])) {
-                    fmt(why, whylen,
-                        "%s must be ascending without repeats ([%u] = %g follows [%u] = %g)", subj,
-                        i, d[i], i - 1, d[i - 1]);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            } else {
-                const mlt_cnn_layer_t *l = v->list;
-                char spec[48];
-                cnn_spec(&l[i], spec, sizeof spec);
-                mlt_cnn_layer_t again;
-                if (cnn_parse(subj, i, spec, &again, why, whylen)) { /* from a struct */
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-                if (i > 0 && l[i].op != MLT_CNN_FC && l[i - 1].op == MLT_CNN_FC) {
-                    fmt(why, whylen,
-                        "%s[%u] = '%s' follows an fc layer; conv and pool layers must come "
-                        "before the first fc",
-                        subj, i, spec);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            }
-        }
-        return 0;
-    case JK_BOOL:
-    case JK_GROUP:
-    case JK_TUNABLES: return 0;
-    }
-    return -EINVAL;
-}
+/* ---- storing ---- */
 
 /* Stores a checked value into base (a job, or a tunable for in_tunable rows);
  * takes v->list. */
@@ -1041,7 +680,7 @@ static void store(void *base, const jkey_t *k, jval_t *v)
 }
 
 /* The value stored in base, borrowed (lists and strings point into base). */
-static jval_t load_value(const void *base, const jkey_t *k)
+jval_t mlt_jobk_load_value(const void *base, const jkey_t *k)
 {
     jval_t v = {0};
     const void *f = cfield(base, k);
@@ -1067,8 +706,8 @@ static jval_t load_value(const void *base, const jkey_t *k)
 /* the defaults of every row with in_tunable == tun into base */
 static void apply_defaults(void *base, bool tun)
 {
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
+    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
+        const jkey_t *k = &mlt_jobk_keys[i];
         if (k->in_tunable != tun || k->type == JK_GROUP || k->type == JK_TUNABLES)
             continue;
         jval_t v = {.i = k->def_i, .d = k->def_d, .b = k->def_i != 0, .s = k->def_s};
@@ -1097,18 +736,7 @@ static void finish(mlt_job_t *job)
     job->output_dir = d;
 }
 
-/* ---- parse context: the file's name and the line of every key it gave ---- */
-
-typedef struct {
-    char *path; /* "tunables.lr.min" */
-    unsigned line;
-} kline_t;
-
-typedef struct {
-    const char *file; /* name for messages; NULL: no file (messages have no prefix) */
-    kline_t *lines;   /* every key seen, in file order */
-    size_t n, cap;
-} pctx_t;
+/* ---- parse context (pctx_t, in jobfile_int.h) ---- */
 
 static void ctx_add(pctx_t *p, const char *path, unsigned line)
 {
@@ -1127,200 +755,11 @@ static void ctx_free(pctx_t *p)
 }
 
 /* the line of path in the file, or 0 when the file did not give it */
-static unsigned ctx_line(const pctx_t *p, const char *path)
+unsigned mlt_jobk_ctx_line(const pctx_t *p, const char *path)
 {
     for (size_t i = 0; p && path && i < p->n; i++)
         if (strcmp(p->lines[i].path, path) == 0)
             return p->lines[i].line;
-    return 0;
-}
-
-/* Writes "FILE:LINE: what" (line of the first of the paths the file gave;
- * "FILE: what" when none; "what" without a file) and returns -EINVAL. The
- * list of paths ends with NULL. */
-static int report(const pctx_t *p, char *err, size_t errlen, const char *what, const char *path,
-                  ...)
-{
-    unsigned line = 0;
-    va_list ap;
-    va_start(ap, path);
-    for (const char *q = path; q && line == 0; q = va_arg(ap, const char *))
-        line = ctx_line(p, q);
-    va_end(ap);
-    if (!p || !p->file)
-        fmt(err, errlen, "%s", what);
-    else if (line)
-        fmt(err, errlen, "%s:%u: %s", p->file, line, what);
-    else
-        fmt(err, errlen, "%s: %s", p->file, what);
-    return -EINVAL;
-}
-
-/* ---- checks between keys ---- */
-
-static const char *model_name(const mlt_job_t *job)
-{
-    const char *s = enum_name(model_names, job->model.type);
-    return s ? s : "?";
-}
-
-/* A tunable's own consistency, then the values a known name allows. */
-static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, size_t errlen)
-{
-    char why[512], pdef[96], pmin[96], pmax[96], pval[96];
-    snprintf(pdef, sizeof pdef, "tunables.%s.default", t->name);
-    snprintf(pmin, sizeof pmin, "tunables.%s.min", t->name);
-    snprintf(pmax, sizeof pmax, "tunables.%s.max", t->name);
-    snprintf(pval, sizeof pval, "tunables.%s.values", t->name);
-    if (t->kind == MLT_TUNABLE_DISCRETE) {
-        bool found = false;
-        for (uint32_t i = 0; i < t->n_values; i++)
-            found |= t->values[i] == t->def;
-        if (!found) {
-            fmt(why, sizeof why, "%s must be one of %s (got %g)", pdef, pval, t->def);
-            return report(p, err, errlen, why, pdef, NULL);
-        }
-    } else {
-        if (!(t->min < t->max)) {
-            fmt(why, sizeof why, "%s (%g) must be less than %s (%g)", pmin, t->min, pmax, t->max);
-            return report(p, err, errlen, why, pmin, pmax, NULL);
-        }
-        if (t->kind == MLT_TUNABLE_LOG && !(t->min > 0)) {
-            fmt(why, sizeof why, "%s must be > 0 for scale \"log\" (got %g)", pmin, t->min);
-            return report(p, err, errlen, why, pmin, NULL);
-        }
-        if (!(t->def >= t->min && t->def <= t->max)) {
-            fmt(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef, t->min,
-                t->max, t->def);
-            return report(p, err, errlen, why, pdef, NULL);
-        }
-    }
-    for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) {
-        if (strcmp(known[j].name, t->name) != 0)
-            continue;
-        /* continuous: the ends of the range; discrete: each value */
-        uint32_t n = t->kind == MLT_TUNABLE_DISCRETE ? t->n_values : 2;
-        for (uint32_t i = 0; i < n; i++) {
-            double x = t->kind == MLT_TUNABLE_DISCRETE ? t->values[i] : i ? t->max : t->min;
-            bool ok = (known[j].lo_open ? x > known[j].lo : x >= known[j].lo) &&
-                      (known[j].hi_open ? x < known[j].hi : x <= known[j].hi) &&
-                      (!known[j].integer || is_integral(x));
-            if (ok)
-                continue;
-            char subj[128];
-            if (t->kind == MLT_TUNABLE_DISCRETE)
-                fmt(subj, sizeof subj, "%s[%u]", pval, i);
-            else
-                fmt(subj, sizeof subj, "%s", i ? pmax : pmin);
-            fmt(why, sizeof why, "%s must be %s, as %s (got %g)", subj, known[j].range,
-                known[j].what, x);
-            return report(p, err, errlen, why, t->kind == MLT_TUNABLE_DISCRETE ? pval : subj, NULL);
-        }
-    }
-    return 0;
-}
-
-/* Everything between keys, and every key's bounds again (a job changed with
- * mlt_job_set, or built by hand). Messages point at the file when p has one. */
-static int validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t errlen)
-{
-    char why[512];
-    int idx = -1;
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
-        if (k->in_tunable || k->type == JK_GROUP || k->type == JK_TUNABLES)
-            continue;
-        jval_t v = load_value(job, k);
-        if (check_value(k, k->path, &v, why, sizeof why, &idx))
-            return report(p, err, errlen, why, k->path, NULL);
-    }
-    if (job->n_tunables > MLT_JOB_MAX_TUNABLES || (job->n_tunables && !job->tunables)) {
-        fmt(why, sizeof why, "tunables must have at most %u entries (got %u)", MLT_JOB_MAX_TUNABLES,
-            job->n_tunables);
-        return report(p, err, errlen, why, "tunables", NULL);
-    }
-    for (uint32_t t = 0; t < job->n_tunables; t++) {
-        const mlt_tunable_t *tu = &job->tunables[t];
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const jkey_t *k = &keys[i];
-            if (!k->in_tunable)
-                continue;
-            if (tu->kind == MLT_TUNABLE_DISCRETE ? k->off == TOFF(min) || k->off == TOFF(max)
-                                                 : k->type == JK_NUMLIST)
-                continue;
-            char subj[128];
-            fmt(subj, sizeof subj, "tunables.%s.%s", tu->name, leaf_of(k));
-            jval_t v = load_value(tu, k);
-            if (k->type == JK_ENUM && tu->kind == MLT_TUNABLE_DISCRETE)
-                continue;
-            if (check_value(k, subj, &v, why, sizeof why, &idx))
-                return report(p, err, errlen, why, subj, NULL);
-        }
-        for (uint32_t u = 0; u < t; u++) {
-            if (strcmp(job->tunables[u].name, tu->name) == 0) {
-                fmt(why, sizeof why, "tunables.%s is given twice", tu->name);
-                return report(p, err, errlen, why, "tunables", NULL);
-            }
-        }
-        int rc = validate_tunable(tu, p, err, errlen);
-        if (rc)
-            return rc;
-    }
-
-    const char *mt = model_name(job);
-    const char *df = enum_name(format_names, job->data.format);
-    switch (job->model.type) {
-    case MLT_MODEL_MLP:
-        if (job->model.n_layers == 0) {
-            fmt(why, sizeof why,
-                "model.type \"mlp\" needs model.layers, its hidden layer sizes such as "
-                "[256, 256] (for none use model.type \"softmax\")");
-            return report(p, err, errlen, why, "model.layers", "model.type", NULL);
-        }
-        break;
-    case MLT_MODEL_CNN:
-        if (job->model.n_cnn == 0) {
-            fmt(why, sizeof why,
-                "model.type \"cnn\" needs model.cnn, its layers such as [\"conv5x5x32\", "
-                "\"pool2\", \"fc256\"]");
-            return report(p, err, errlen, why, "model.cnn", "model.type", NULL);
-        }
-        break;
-    default: break;
-    }
-    if (job->model.type == MLT_MODEL_MF && job->data.format == MLT_DATA_IDX) {
-        fmt(why, sizeof why,
-            "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")", df);
-        return report(p, err, errlen, why, "data.format", "model.type", NULL);
-    }
-    if (job->model.type != MLT_MODEL_MF && job->data.format != MLT_DATA_IDX) {
-        fmt(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt, df);
-        return report(p, err, errlen, why, "data.format", "model.type", NULL);
-    }
-    if (job->data.format == MLT_DATA_RATINGS && job->data.ratings[0] == '\0') {
-        fmt(why, sizeof why, "data.format \"ratings\" needs data.ratings, the ratings file");
-        return report(p, err, errlen, why, "data.ratings", "data.format", NULL);
-    }
-    if (job->data.format == MLT_DATA_SYNTHETIC) {
-        long long cells = (long long)job->data.synthetic.users * job->data.synthetic.items;
-        if (job->data.synthetic.ratings > cells) {
-            fmt(why, sizeof why,
-                "data.synthetic.ratings (%lld) must be at most users x items (%lld)",
-                (long long)job->data.synthetic.ratings, cells);
-            return report(p, err, errlen, why, "data.synthetic.ratings", "data.synthetic", NULL);
-        }
-    }
-    if (job->model.type == MLT_MODEL_MF && job->stop.target_accuracy > 0) {
-        fmt(why, sizeof why,
-            "stop.target_accuracy is for classifiers; model.type \"mf\" stops at "
-            "stop.target_rmse");
-        return report(p, err, errlen, why, "stop.target_accuracy", NULL);
-    }
-    if (job->model.type != MLT_MODEL_MF && job->stop.target_rmse > 0) {
-        fmt(why, sizeof why,
-            "stop.target_rmse is for model.type \"mf\"; \"%s\" stops at stop.target_accuracy", mt);
-        return report(p, err, errlen, why, "stop.target_rmse", NULL);
-    }
     return 0;
 }
 
@@ -1336,7 +775,7 @@ static int read_key(pctx_t *p, void *base, const jkey_t *k, const char *path,
     jval_t v = {0};
     int rc = value_from_setting(k, path, s, &v, why, sizeof why, &eline);
     if (!rc) {
-        rc = check_value(k, path, &v, why, sizeof why, &idx);
+        rc = mlt_jobk_check_value(k, path, &v, why, sizeof why, &idx);
         if (rc && idx >= 0) {
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)idx);
             eline = e ? config_setting_source_line(e) : 0;
@@ -1498,9 +937,9 @@ static int parse(const char *text, const char *file, mlt_job_t *out, char *err, 
     rc = read_group(&p, out, config_root_setting(&cfg), "", err, errlen);
     if (rc)
         goto fail_job;
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
-        if (k->required && !k->in_tunable && !ctx_line(&p, k->path)) {
+    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
+        const jkey_t *k = &mlt_jobk_keys[i];
+        if (k->required && !k->in_tunable && !mlt_jobk_ctx_line(&p, k->path)) {
             char nbuf[256];
             fmt(err, errlen, "%s: %s is required (%s)", file, k->path,
                 k->type == JK_ENUM ? type_noun(k, nbuf, sizeof nbuf) : k->desc);
@@ -1509,7 +948,7 @@ static int parse(const char *text, const char *file, mlt_job_t *out, char *err, 
         }
     }
     finish(out);
-    rc = validate(out, &p, err, errlen);
+    rc = mlt_jobk_validate(out, &p, err, errlen);
     if (rc)
         goto fail_job;
     out->text = mlt_strdup(text);
@@ -1642,7 +1081,7 @@ int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *e
     int idx = -1;
     int rc = value_from_text(k, kp, s, &v, why, sizeof why);
     if (!rc)
-        rc = check_value(k, kp, &v, why, sizeof why, &idx);
+        rc = mlt_jobk_check_value(k, kp, &v, why, sizeof why, &idx);
     if (rc) {
         val_free(&v);
         fmt(err, errlen, "--set %s", why);
@@ -1659,11 +1098,6 @@ int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *e
     mlt_free(job->text);
     job->text = text;
     return 0;
-}
-
-int mlt_job_validate(const mlt_job_t *job, char *err, size_t errlen)
-{
-    return validate(job, NULL, err, errlen);
 }
 
 const mlt_tunable_t *mlt_job_tunable(const mlt_job_t *job, const char *name)
@@ -1687,221 +1121,15 @@ const char *mlt_job_enum_name(const char *key_path, int value)
         k = tkey_find(key_path + 11);
     else if (key_path)
         k = key_find(key_path);
-    return k && k->type == JK_ENUM ? enum_name(k->names, value) : NULL;
-}
-
-/* ---- writing ---- */
-
-/* a libconfig string literal */
-static void write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\x%02x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-static void write_value(FILE *f, const jkey_t *k, const jval_t *v)
-{
-    char buf[64];
-    switch (k->type) {
-    case JK_INT: fprintf(f, "%lld", v->i); break;
-    case JK_INT64:
-        fprintf(f, "%lld%s", v->i, v->i > INT32_MAX || v->i < INT32_MIN ? "L" : "");
-        break;
-    case JK_DOUBLE:
-        fmt_double(buf, sizeof buf, v->d);
-        fputs(buf, f);
-        break;
-    case JK_STRING: write_string(f, v->s ? v->s : ""); break;
-    case JK_BOOL: fputs(v->b ? "true" : "false", f); break;
-    case JK_ENUM: {
-        const char *nm = enum_name(k->names, v->i);
-        write_string(f, nm ? nm : "?");
-        break;
-    }
-    case JK_INTLIST:
-    case JK_NUMLIST:
-    case JK_CNN: {
-        bool ints = true; /* a numlist of whole numbers is written as integers */
-        for (uint32_t i = 0; k->type == JK_NUMLIST && i < v->n; i++)
-            ints &= is_integral(((const double *)v->list)[i]) &&
-                    ((const double *)v->list)[i] >= INT32_MIN &&
-                    ((const double *)v->list)[i] <= INT32_MAX;
-        fputc('[', f);
-        for (uint32_t i = 0; i < v->n; i++) {
-            fputs(i ? ", " : "", f);
-            if (k->type == JK_INTLIST) {
-                fprintf(f, "%u", ((const uint32_t *)v->list)[i]);
-            } else if (k->type == JK_NUMLIST) {
-                double d = ((const double *)v->list)[i];
-                if (ints)
-                    fprintf(f, "%lld", (long long)d);
-                else {
-                    fmt_double(buf, sizeof buf, d);
-                    fputs(buf, f);
-                }
-            } else {
-                cnn_spec(&((const mlt_cnn_layer_t *)v->list)[i], buf, sizeof buf);
-                write_string(f, buf);
-            }
-        }
-        fputc(']', f);
-        break;
-    }
-    case JK_GROUP:
-    case JK_TUNABLES: break;
-    }
-}
-
-static void write_tunables(FILE *f, const mlt_job_t *job, int depth)
-{
-    for (uint32_t i = 0; i < job->n_tunables; i++) {
-        const mlt_tunable_t *t = &job->tunables[i];
-        bool discrete = t->kind == MLT_TUNABLE_DISCRETE;
-        fprintf(f, "%*s%s = {", depth * 2, "", t->name);
-        for (size_t j = 0; j < N_KEYS; j++) {
-            const jkey_t *k = &keys[j];
-            if (!k->in_tunable)
-                continue;
-            bool for_cont = k->off == TOFF(min) || k->off == TOFF(max) || k->off == TOFF(kind);
-            if ((discrete && for_cont) || (!discrete && k->type == JK_NUMLIST))
-                continue;
-            jval_t v = load_value(t, k);
-            fprintf(f, " %s = ", leaf_of(k));
-            if (discrete && k->off == TOFF(def) && is_integral(t->def) && t->def >= INT32_MIN &&
-                t->def <= INT32_MAX)
-                fprintf(f, "%lld", (long long)t->def); /* as the values are written */
-            else
-                write_value(f, k, &v);
-            fputc(';', f);
-        }
-        fputs(" };\n", f);
-    }
-}
-
-char *mlt_job_format(const mlt_job_t *job)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        fprintf(stderr, "out of memory formatting a job at %s:%d\n", __FILE__, __LINE__);
-        abort();
-    }
-    fprintf(f, "# job \"%s\", every key (written by common/jobfile.c)\n",
-            job->name ? job->name : "");
-    const char *open[8];
-    int depth = 0;
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
-        if (k->in_tunable)
-            continue;
-        /* close the groups this key is not in */
-        while (depth > 0 && !(strncmp(k->path, open[depth - 1], strlen(open[depth - 1])) == 0 &&
-                              k->path[strlen(open[depth - 1])] == '.')) {
-            depth--;
-            fprintf(f, "%*s};\n", depth * 2, "");
-        }
-        if (k->type == JK_GROUP) {
-            fprintf(f, "%*s%s = {\n", depth * 2, "", leaf_of(k));
-            assert(depth < 8);
-            open[depth++] = k->path;
-            continue;
-        }
-        if (k->type == JK_TUNABLES) {
-            fprintf(f, "%*s%s = {\n", depth * 2, "", leaf_of(k));
-            write_tunables(f, job, depth + 1);
-            fprintf(f, "%*s};\n", depth * 2, "");
-            continue;
-        }
-        if (k->off == OFF(output_dir) && !job->output_dir_given)
-            continue; /* follows name */
-        jval_t v = load_value(job, k);
-        fprintf(f, "%*s%s = ", depth * 2, "", leaf_of(k));
-        write_value(f, k, &v);
-        fputs(";\n", f);
-    }
-    while (depth > 0) {
-        depth--;
-        fprintf(f, "%*s};\n", depth * 2, "");
-    }
-    if (fclose(f) != 0 || !buf) {
-        fprintf(stderr, "out of memory formatting a job at %s:%d\n", __FILE__, __LINE__);
-        abort();
-    }
-    /* hand the caller memory from the one door */
-    char *out = mlt_strdup(buf);
-    free(buf);
-    return out;
-}
-
-void mlt_job_write_keys(FILE *f)
-{
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
-        char def[160], bounds[96] = "";
-        jval_t v = {.i = k->def_i, .d = k->def_d, .b = k->def_i != 0, .s = k->def_s};
-        if (k->required)
-            fmt(def, sizeof def, "(required)");
-        else if (k->doc_def)
-            fmt(def, sizeof def, "%s", k->doc_def);
-        else if (k->type == JK_GROUP || k->type == JK_TUNABLES)
-            fmt(def, sizeof def, "{ }");
-        else {
-            FILE *m = fmemopen(def, sizeof def, "w");
-            if (m) {
-                write_value(m, k, &v);
-                fclose(m);
-            }
-            def[sizeof def - 1] = '\0';
-        }
-        switch (k->type) {
-        case JK_INT:
-        case JK_INT64: fmt(bounds, sizeof bounds, " [%lld..%lld]", k->min_i, k->max_i); break;
-        case JK_DOUBLE:
-            if (k->min_d != -DBL_MAX)
-                fmt(bounds, sizeof bounds, " [%g..%g%s", k->min_d, k->max_d,
-                    k->max_open ? ")" : "]");
-            break;
-        case JK_INTLIST:
-            fmt(bounds, sizeof bounds, " [entries %lld..%lld, at most %u]", k->min_i, k->max_i,
-                k->max_n);
-            break;
-        case JK_NUMLIST:
-        case JK_CNN:
-        case JK_TUNABLES: fmt(bounds, sizeof bounds, " [at most %u]", k->max_n); break;
-        case JK_ENUM: {
-            size_t u = 0;
-            for (size_t j = 0; k->names[j] && u + 1 < sizeof bounds; j++) {
-                fmt(bounds + u, sizeof bounds - u, "%s%s", j ? "|" : " [", k->names[j]);
-                u += strlen(bounds + u);
-            }
-            if (u + 2 < sizeof bounds)
-                strcat(bounds, "]");
-            break;
-        }
-        case JK_STRING:
-        case JK_BOOL:
-        case JK_GROUP: break;
-        }
-        fprintf(f, "%-28s %-8s %-24s %s%s\n", k->path, type_word(k), def, k->desc, bounds);
-    }
+    return k && k->type == JK_ENUM ? mlt_jobk_enum_name(k->names, value) : NULL;
 }
 
 void mlt_job_free(mlt_job_t *job)
 {
     if (!job)
         return;
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const jkey_t *k = &keys[i];
+    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
+        const jkey_t *k = &mlt_jobk_keys[i];
         if (k->in_tunable)
             continue;
         if (k->type == JK_STRING || k->type == JK_INTLIST || k->type == JK_CNN)

@@ -344,6 +344,13 @@ static void task_run(wk_t *w, const Mlt__Task *t)
         pr.epoch = mlt_trainer_epoch(w->trainer);
         send_report(w, &pr);
     }
+    /* Everything sent to the shards is acknowledged before the coordinator
+     * hears "done" (it may free the branch next, over another connection). */
+    int rc = mlt_sync(w->client);
+    if (rc < 0 && rc != -EDOM) {
+        report_done(w, t, &r, mlt_client_error(w->client));
+        return;
+    }
     r.has_epoch = 1;
     r.epoch = mlt_trainer_epoch(w->trainer);
     report_done(w, t, &r, NULL);
