@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "common/alloc.h"
 
 /* Skips the number at *pp (sign, decimal or 0x digits, then an L suffix or a
  * float's '.' and exponent). true when it is an integer without L that
@@ -74,4 +77,52 @@ int mlt_cfgtext_check(const char *t, const char *path, bool allow_include, const
         }
     }
     return 0;
+}
+
+int mlt_cfgtext_read(const char *path, size_t max, char **textp, size_t *lenp, char *err,
+                     size_t errlen)
+{
+    int rc;
+    *textp = NULL;
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        rc = -errno;
+        goto fail_open;
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0) {
+        rc = -errno;
+        goto fail_read;
+    }
+    if (S_ISDIR(st.st_mode)) { /* fopen takes a directory; it would read as empty */
+        rc = -EISDIR;
+        goto fail_read;
+    }
+    size_t cap = 4096, len = 0, n;
+    char *text = mlt_malloc(cap);
+    while ((n = fread(text + len, 1, cap - len - 1, fp)) > 0) {
+        len += n;
+        if (len > max) {
+            mlt_free(text);
+            fclose(fp);
+            return -EFBIG;
+        }
+        if (len + 1 == cap)
+            text = mlt_realloc(text, cap *= 2);
+    }
+    if (ferror(fp)) {
+        rc = -EIO;
+        mlt_free(text);
+        goto fail_read;
+    }
+    fclose(fp);
+    text[len] = '\0';
+    *textp = text;
+    *lenp = len;
+    return 0;
+fail_read:
+    fclose(fp);
+fail_open:
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    return rc;
 }

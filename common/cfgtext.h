@@ -16,4 +16,12 @@
 int mlt_cfgtext_check(const char *text, const char *path, bool allow_include, const char *hint,
                       char *err, size_t errlen);
 
+/* Reads the whole file at path, at most max bytes, into a new NUL-terminated
+ * buffer (*textp, caller frees with mlt_free; *lenp its length, which is
+ * shorter than strlen only if the file holds a NUL). Returns 0; -EFBIG when the
+ * file is longer than max (err untouched: the caller says why); other -errno
+ * (-ENOENT, -EISDIR, -EIO ...) with "path: cannot open: why" in err. */
+int mlt_cfgtext_read(const char *path, size_t max, char **textp, size_t *lenp, char *err,
+                     size_t errlen);
+
 #endif

@@ -985,38 +985,15 @@ int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_
 
 int mlt_job_load(const char *path, mlt_job_t *out, char *err, size_t errlen)
 {
-    int rc;
     char *text = NULL;
+    size_t len = 0;
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "r");
-    if (!fp) {
-        rc = -errno;
-        goto fail_open;
-    }
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0) {
-        rc = -errno;
-        goto fail_read;
-    }
-    if (S_ISDIR(st.st_mode)) { /* fopen takes a directory; it would read as empty */
-        rc = -EISDIR;
-        goto fail_read;
-    }
-    text = mlt_malloc(MLT_JOB_MAX_TEXT + 2);
-    size_t len = fread(text, 1, MLT_JOB_MAX_TEXT + 1, fp);
-    if (ferror(fp)) {
-        rc = -EIO;
-        goto fail_text;
-    }
-    if (len > MLT_JOB_MAX_TEXT) {
-        mlt_free(text);
-        fclose(fp);
+    int rc = mlt_cfgtext_read(path, MLT_JOB_MAX_TEXT, &text, &len, err, errlen);
+    if (rc == -EFBIG)
         fmt(err, errlen, "%s: is over %u bytes, the most a job file may have", path,
             MLT_JOB_MAX_TEXT);
-        return -EFBIG;
-    }
-    fclose(fp);
-    text[len] = '\0';
+    if (rc)
+        return rc;
     if (strlen(text) != len) {
         mlt_free(text);
         fmt(err, errlen, "%s: has a NUL byte; a job file is text", path);
@@ -1024,14 +1001,6 @@ int mlt_job_load(const char *path, mlt_job_t *out, char *err, size_t errlen)
     }
     rc = parse(text, path, out, err, errlen);
     mlt_free(text);
-    return rc;
-
-fail_text:
-    mlt_free(text);
-fail_read:
-    fclose(fp);
-fail_open:
-    fmt(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
     return rc;
 }
 

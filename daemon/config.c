@@ -616,52 +616,13 @@ static int load_settings(mlt_dconf_t *c, const config_t *cfg, const char *path, 
     return 0;
 }
 
-/* Reads the whole file into a new NUL-terminated buffer (caller frees).
- * 0, or -errno with "path: cannot open: why". */
+/* Reads the whole file (at most MAX_FILE bytes) into a new buffer. */
 static int read_file(const char *path, char **textp, char *err, size_t errlen)
 {
-    int rc;
-    FILE *fp = fopen(path, "r");
-    if (!fp) {
-        rc = -errno;
-        goto fail_open;
-    }
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0) {
-        rc = -errno;
-        goto fail_read;
-    }
-    if (S_ISDIR(st.st_mode)) { /* fopen takes a directory; it would read as empty */
-        rc = -EISDIR;
-        goto fail_read;
-    }
-    size_t cap = 4096, len = 0, n;
-    char *text = mlt_malloc(cap);
-    while ((n = fread(text + len, 1, cap - len - 1, fp)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            if (cap >= MAX_FILE) {
-                rc = -EFBIG;
-                goto fail_text;
-            }
-            text = mlt_realloc(text, cap *= 2);
-        }
-    }
-    if (ferror(fp)) {
-        rc = -EIO;
-        goto fail_text;
-    }
-    text[len] = '\0';
-    fclose(fp);
-    *textp = text;
-    return 0;
-
-fail_text:
-    mlt_free(text);
-fail_read:
-    fclose(fp);
-fail_open:
-    fmt(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    size_t len;
+    int rc = mlt_cfgtext_read(path, MAX_FILE, textp, &len, err, errlen);
+    if (rc == -EFBIG)
+        fmt(err, errlen, "%s: cannot open: %s", path, strerror(EFBIG));
     return rc;
 }
 
