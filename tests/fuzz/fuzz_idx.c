@@ -87,31 +87,31 @@ static int all_zero(const void *p, size_t n)
 /* The guarantees of an accepted dataset, whatever the files were. */
 static void check_accepted(const mlt_dataset_t *d)
 {
-    FUZZ_ASSERT(d->n > 0);
-    FUZZ_ASSERT(d->rows >= 1 && d->rows <= MLT_IDX_MAX_DIM);
-    FUZZ_ASSERT(d->cols >= 1 && d->cols <= MLT_IDX_MAX_DIM);
-    FUZZ_ASSERT(d->x != NULL && d->y != NULL);
-    FUZZ_ASSERT((uintptr_t)d->x % 64 == 0);
-    FUZZ_ASSERT(d->n_classes >= 1 && d->n_classes <= 256);
+    fuzz_assert(d->n > 0);
+    fuzz_assert(d->rows >= 1 && d->rows <= MLT_IDX_MAX_DIM);
+    fuzz_assert(d->cols >= 1 && d->cols <= MLT_IDX_MAX_DIM);
+    fuzz_assert(d->x != NULL && d->y != NULL);
+    fuzz_assert((uintptr_t)d->x % 64 == 0);
+    fuzz_assert(d->n_classes >= 1 && d->n_classes <= 256);
     uint32_t max = 0;
     for (uint32_t i = 0; i < d->n; i++) {
-        FUZZ_ASSERT(d->y[i] < d->n_classes);
+        fuzz_assert(d->y[i] < d->n_classes);
         max = d->y[i] > max ? d->y[i] : max;
     }
-    FUZZ_ASSERT(d->n_classes == max + 1);
+    fuzz_assert(d->n_classes == max + 1);
     size_t total = (size_t)d->n * d->rows * d->cols;
     for (size_t i = 0; i < total; i++)
-        FUZZ_ASSERT(d->x[i] >= 0.0f && d->x[i] <= 1.0f);
+        fuzz_assert(d->x[i] >= 0.0f && d->x[i] <= 1.0f);
 }
 
 /* An accepted dataset holds exactly the reference's pixels and labels. */
 static void check_content(const mlt_dataset_t *d, const ref_idx_t *im, const ref_idx_t *lb)
 {
-    FUZZ_ASSERT(d->n == im->n && d->n == lb->n && d->rows == im->rows && d->cols == im->cols);
+    fuzz_assert(d->n == im->n && d->n == lb->n && d->rows == im->rows && d->cols == im->cols);
     size_t total = (size_t)d->n * d->rows * d->cols;
     for (size_t i = 0; i < total; i++)
-        FUZZ_ASSERT(d->x[i] == (float)im->px[i] / 255.0f);
-    FUZZ_ASSERT(memcmp(d->y, lb->px, d->n) == 0);
+        fuzz_assert(d->x[i] == (float)im->px[i] / 255.0f);
+    fuzz_assert(memcmp(d->y, lb->px, d->n) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -141,13 +141,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(tiny, 'x', sizeof tiny);
     mlt_dataset_t d2;
     int rc2 = mlt_idx_load(images, labels, &d2, tiny, sizeof tiny);
-    FUZZ_ASSERT(rc2 == rc);
-    FUZZ_ASSERT(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
+    fuzz_assert(rc2 == rc);
+    fuzz_assert(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
     mlt_dataset_free(&d2);
     rc2 = mlt_idx_load(images, labels, &d2, NULL, 0);
-    FUZZ_ASSERT(rc2 == rc);
+    fuzz_assert(rc2 == rc);
     mlt_dataset_free(&d2);
-    FUZZ_ASSERT(all_zero(&d2, sizeof d2));
+    fuzz_assert(all_zero(&d2, sizeof d2));
 
     /* the reference verdict, when the fuzzed file is plain or one gzip member */
     uint8_t *unpacked = NULL;
@@ -160,36 +160,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_labels ? ref_images(fixed_images, sizeof fixed_images) : ref_images(plain, ulen);
     ref_idx_t lb =
         fuzz_labels ? ref_labels(plain, ulen) : ref_labels(fixed_labels, sizeof fixed_labels);
-    FUZZ_ASSERT(fuzz_labels ? im.valid : lb.valid);
+    fuzz_assert(fuzz_labels ? im.valid : lb.valid);
     int want_ok = im.valid && lb.valid && im.n == lb.n;
 
     if (rc != 0) {
-        FUZZ_ASSERT(rc == -EINVAL || rc == -ENOMEM || rc == -EIO);
-        FUZZ_ASSERT(all_zero(&d, sizeof d));
+        fuzz_assert(rc == -EINVAL || rc == -ENOMEM || rc == -EIO);
+        fuzz_assert(all_zero(&d, sizeof d));
         if (strncmp(err, images, strlen(images)) == 0)
             fuzz_check_message(err, sizeof err, images);
         else
             fuzz_check_message(err, sizeof err, labels);
         if (known && want_ok)
             fprintf(stderr, "valid IDX input refused: %d %s\n", rc, err);
-        FUZZ_ASSERT(!(known && want_ok));
+        fuzz_assert(!(known && want_ok));
         free(unpacked);
         fuzz_remove_files();
         return 0;
     }
     if (known && !want_ok)
         fprintf(stderr, "invalid IDX input accepted (n %u, %ux%u)\n", d.n, d.rows, d.cols);
-    FUZZ_ASSERT(!known || want_ok);
+    fuzz_assert(!known || want_ok);
     check_accepted(&d);
-    FUZZ_ASSERT(d.n == FIXED_N); /* the fixed file says so */
+    fuzz_assert(d.n == FIXED_N); /* the fixed file says so */
     if (known)
         check_content(&d, &im, &lb);
     else if (fuzz_labels) /* at least the fixed half is exact */
         check_content(&d, &im, &(ref_idx_t){.n = d.n, .px = d.y});
     else
-        FUZZ_ASSERT(memcmp(d.y, fixed_labels + 8, FIXED_N) == 0);
+        fuzz_assert(memcmp(d.y, fixed_labels + 8, FIXED_N) == 0);
     mlt_dataset_free(&d);
-    FUZZ_ASSERT(all_zero(&d, sizeof d));
+    fuzz_assert(all_zero(&d, sizeof d));
     free(unpacked);
     fuzz_remove_files();
     return 0;

@@ -54,8 +54,8 @@ static int include_error(const char *err, const char *name)
 static void check_rejected(int rc, const mlt_job_t *job, const char *err, size_t errlen,
                            const char *name)
 {
-    FUZZ_ASSERT(rc == -EINVAL || rc == -EMSGSIZE);
-    FUZZ_ASSERT(all_zero(job, sizeof *job));
+    fuzz_assert(rc == -EINVAL || rc == -EMSGSIZE);
+    fuzz_assert(all_zero(job, sizeof *job));
     fuzz_check_message(err, errlen, name);
     if (include_error(err, name)) {
         fprintf(stderr, "libconfig saw an @include: %s\n", err);
@@ -65,27 +65,27 @@ static void check_rejected(int rc, const mlt_job_t *job, const char *err, size_t
 
 static void check_tunable(const mlt_tunable_t *t)
 {
-    FUZZ_ASSERT(t->name != NULL);
+    fuzz_assert(t->name != NULL);
     size_t n = strlen(t->name);
-    FUZZ_ASSERT(n >= 1 && n <= MLT_JOB_MAX_TUNABLE_NAME);
+    fuzz_assert(n >= 1 && n <= MLT_JOB_MAX_TUNABLE_NAME);
     for (size_t i = 0; i < n; i++)
-        FUZZ_ASSERT(isalnum((unsigned char)t->name[i]) || t->name[i] == '_' || t->name[i] == '-');
-    FUZZ_ASSERT(isfinite(t->def) && isfinite(t->min) && isfinite(t->max));
+        fuzz_assert(isalnum((unsigned char)t->name[i]) || t->name[i] == '_' || t->name[i] == '-');
+    fuzz_assert(isfinite(t->def) && isfinite(t->min) && isfinite(t->max));
     if (t->kind == MLT_TUNABLE_DISCRETE) {
-        FUZZ_ASSERT(t->values != NULL && t->n_values >= 1 && t->n_values <= MLT_JOB_MAX_VALUES);
+        fuzz_assert(t->values != NULL && t->n_values >= 1 && t->n_values <= MLT_JOB_MAX_VALUES);
         int found = 0;
         for (uint32_t i = 0; i < t->n_values; i++) {
-            FUZZ_ASSERT(isfinite(t->values[i]));
-            FUZZ_ASSERT(i == 0 || t->values[i - 1] < t->values[i]);
+            fuzz_assert(isfinite(t->values[i]));
+            fuzz_assert(i == 0 || t->values[i - 1] < t->values[i]);
             found |= t->values[i] == t->def;
         }
-        FUZZ_ASSERT(found);
-        FUZZ_ASSERT(t->min == t->values[0] && t->max == t->values[t->n_values - 1]);
+        fuzz_assert(found);
+        fuzz_assert(t->min == t->values[0] && t->max == t->values[t->n_values - 1]);
     } else {
-        FUZZ_ASSERT(t->kind == MLT_TUNABLE_LOG || t->kind == MLT_TUNABLE_LINEAR);
-        FUZZ_ASSERT(t->values == NULL && t->n_values == 0);
-        FUZZ_ASSERT(t->min < t->max && t->def >= t->min && t->def <= t->max);
-        FUZZ_ASSERT(t->kind != MLT_TUNABLE_LOG || t->min > 0);
+        fuzz_assert(t->kind == MLT_TUNABLE_LOG || t->kind == MLT_TUNABLE_LINEAR);
+        fuzz_assert(t->values == NULL && t->n_values == 0);
+        fuzz_assert(t->min < t->max && t->def >= t->min && t->def <= t->max);
+        fuzz_assert(t->kind != MLT_TUNABLE_LOG || t->min > 0);
     }
 }
 
@@ -93,57 +93,57 @@ static void check_tunable(const mlt_tunable_t *t)
 static void check_accepted(const mlt_job_t *job)
 {
     char err[512];
-    FUZZ_ASSERT(mlt_job_validate(job, err, sizeof err) == 0);
-    FUZZ_ASSERT(job->text != NULL && strlen(job->text) <= MLT_JOB_MAX_TEXT);
-    FUZZ_ASSERT(job->name != NULL);
+    fuzz_assert(mlt_job_validate(job, err, sizeof err) == 0);
+    fuzz_assert(job->text != NULL && strlen(job->text) <= MLT_JOB_MAX_TEXT);
+    fuzz_assert(job->name != NULL);
     size_t n = strlen(job->name);
-    FUZZ_ASSERT(n >= 1 && n <= MLT_JOB_MAX_NAME);
+    fuzz_assert(n >= 1 && n <= MLT_JOB_MAX_NAME);
     for (size_t i = 0; i < n; i++)
-        FUZZ_ASSERT(isalnum((unsigned char)job->name[i]) || strchr("._-", job->name[i]));
-    FUZZ_ASSERT(job->workers >= 1 && job->workers <= 1024);
-    FUZZ_ASSERT(job->seed >= 0);
-    FUZZ_ASSERT(mlt_job_enum_name("backend", (int)job->backend) != NULL);
-    FUZZ_ASSERT(mlt_job_enum_name("model.type", (int)job->model.type) != NULL);
-    FUZZ_ASSERT(mlt_job_enum_name("data.format", (int)job->data.format) != NULL);
-    FUZZ_ASSERT(mlt_job_enum_name("update.rule", job->update.rule) != NULL);
-    FUZZ_ASSERT(mlt_job_enum_name("tuner.searcher", (int)job->tuner.searcher) != NULL);
-    FUZZ_ASSERT(mlt_job_enum_name("tuner.logic", (int)job->tuner.logic) != NULL);
-    FUZZ_ASSERT(job->output_dir != NULL && strlen(job->output_dir) <= MLT_JOB_MAX_PATH);
+        fuzz_assert(isalnum((unsigned char)job->name[i]) || strchr("._-", job->name[i]));
+    fuzz_assert(job->workers >= 1 && job->workers <= 1024);
+    fuzz_assert(job->seed >= 0);
+    fuzz_assert(mlt_job_enum_name("backend", (int)job->backend) != NULL);
+    fuzz_assert(mlt_job_enum_name("model.type", (int)job->model.type) != NULL);
+    fuzz_assert(mlt_job_enum_name("data.format", (int)job->data.format) != NULL);
+    fuzz_assert(mlt_job_enum_name("update.rule", job->update.rule) != NULL);
+    fuzz_assert(mlt_job_enum_name("tuner.searcher", (int)job->tuner.searcher) != NULL);
+    fuzz_assert(mlt_job_enum_name("tuner.logic", (int)job->tuner.logic) != NULL);
+    fuzz_assert(job->output_dir != NULL && strlen(job->output_dir) <= MLT_JOB_MAX_PATH);
     if (!job->output_dir_given)
-        FUZZ_ASSERT(strncmp(job->output_dir, "out/", 4) == 0 &&
+        fuzz_assert(strncmp(job->output_dir, "out/", 4) == 0 &&
               strcmp(job->output_dir + 4, job->name) == 0);
     else
-        FUZZ_ASSERT(job->output_dir[0] != '\0');
+        fuzz_assert(job->output_dir[0] != '\0');
     const char *paths[] = {job->data.train_images, job->data.train_labels, job->data.test_images,
                            job->data.test_labels, job->data.ratings};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        FUZZ_ASSERT(paths[i] != NULL && strlen(paths[i]) <= MLT_JOB_MAX_PATH);
-    FUZZ_ASSERT(job->model.n_layers <= MLT_JOB_MAX_LAYERS);
-    FUZZ_ASSERT((job->model.layers == NULL) == (job->model.n_layers == 0));
+        fuzz_assert(paths[i] != NULL && strlen(paths[i]) <= MLT_JOB_MAX_PATH);
+    fuzz_assert(job->model.n_layers <= MLT_JOB_MAX_LAYERS);
+    fuzz_assert((job->model.layers == NULL) == (job->model.n_layers == 0));
     for (uint32_t i = 0; i < job->model.n_layers; i++)
-        FUZZ_ASSERT(job->model.layers[i] >= 1 && job->model.layers[i] <= 65536);
-    FUZZ_ASSERT(job->model.n_cnn <= MLT_JOB_MAX_CNN);
-    FUZZ_ASSERT((job->model.cnn == NULL) == (job->model.n_cnn == 0));
+        fuzz_assert(job->model.layers[i] >= 1 && job->model.layers[i] <= 65536);
+    fuzz_assert(job->model.n_cnn <= MLT_JOB_MAX_CNN);
+    fuzz_assert((job->model.cnn == NULL) == (job->model.n_cnn == 0));
     for (uint32_t i = 0; i < job->model.n_cnn; i++) {
         const mlt_cnn_layer_t *l = &job->model.cnn[i];
         switch (l->op) {
-        case MLT_CNN_CONV: FUZZ_ASSERT(l->k % 2 == 1 && l->k <= 11 && l->n >= 1 && l->n <= 1024); break;
-        case MLT_CNN_POOL: FUZZ_ASSERT(l->k >= 2 && l->k <= 8 && l->n == 0); break;
-        case MLT_CNN_FC: FUZZ_ASSERT(l->k == 0 && l->n >= 1 && l->n <= 65536); break;
-        default: FUZZ_ASSERT(!"unknown cnn op");
+        case MLT_CNN_CONV: fuzz_assert(l->k % 2 == 1 && l->k <= 11 && l->n >= 1 && l->n <= 1024); break;
+        case MLT_CNN_POOL: fuzz_assert(l->k >= 2 && l->k <= 8 && l->n == 0); break;
+        case MLT_CNN_FC: fuzz_assert(l->k == 0 && l->n >= 1 && l->n <= 65536); break;
+        default: fuzz_assert(!"unknown cnn op");
         }
-        FUZZ_ASSERT(i == 0 || l->op == MLT_CNN_FC || job->model.cnn[i - 1].op != MLT_CNN_FC);
+        fuzz_assert(i == 0 || l->op == MLT_CNN_FC || job->model.cnn[i - 1].op != MLT_CNN_FC);
     }
     if (job->model.type == MLT_MODEL_MLP)
-        FUZZ_ASSERT(job->model.n_layers > 0);
+        fuzz_assert(job->model.n_layers > 0);
     if (job->model.type == MLT_MODEL_CNN)
-        FUZZ_ASSERT(job->model.n_cnn > 0);
-    FUZZ_ASSERT((job->model.type == MLT_MODEL_MF) == (job->data.format != MLT_DATA_IDX));
-    FUZZ_ASSERT(job->n_tunables <= MLT_JOB_MAX_TUNABLES);
-    FUZZ_ASSERT((job->tunables == NULL) == (job->n_tunables == 0));
+        fuzz_assert(job->model.n_cnn > 0);
+    fuzz_assert((job->model.type == MLT_MODEL_MF) == (job->data.format != MLT_DATA_IDX));
+    fuzz_assert(job->n_tunables <= MLT_JOB_MAX_TUNABLES);
+    fuzz_assert((job->tunables == NULL) == (job->n_tunables == 0));
     for (uint32_t i = 0; i < job->n_tunables; i++) {
         check_tunable(&job->tunables[i]);
-        FUZZ_ASSERT(mlt_job_tunable(job, job->tunables[i].name) == &job->tunables[i]);
+        fuzz_assert(mlt_job_tunable(job, job->tunables[i].name) == &job->tunables[i]);
     }
 }
 
@@ -159,13 +159,13 @@ static int parse(const char *text, const char *name, mlt_job_t *job, char *err, 
     memset(tiny, 'x', sizeof tiny);
     mlt_job_t j2;
     int rc2 = mlt_job_parse_string(text, name, &j2, tiny, sizeof tiny);
-    FUZZ_ASSERT(rc2 == rc);
-    FUZZ_ASSERT(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
+    fuzz_assert(rc2 == rc);
+    fuzz_assert(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
     mlt_job_free(&j2);
     rc2 = mlt_job_parse_string(text, name, &j2, NULL, 0);
-    FUZZ_ASSERT(rc2 == rc);
+    fuzz_assert(rc2 == rc);
     mlt_job_free(&j2);
-    FUZZ_ASSERT(all_zero(&j2, sizeof j2));
+    fuzz_assert(all_zero(&j2, sizeof j2));
 
     if (rc != 0)
         check_rejected(rc, job, err, errlen, name);
@@ -175,7 +175,7 @@ static int parse(const char *text, const char *name, mlt_job_t *job, char *err, 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = malloc(size + 1);
-    FUZZ_ASSERT(text != NULL);
+    fuzz_assert(text != NULL);
     memcpy(text, data, size);
     text[size] = '\0';
 
@@ -186,30 +186,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     check_accepted(&job);
-    FUZZ_ASSERT(strcmp(job.text, text) == 0);
+    fuzz_assert(strcmp(job.text, text) == 0);
 
     /* the round trip: format, parse, format again */
     char *formatted = mlt_job_format(&job);
-    FUZZ_ASSERT(formatted != NULL);
+    fuzz_assert(formatted != NULL);
     mlt_job_t again;
     int rc = parse(formatted, NAME_AGAIN, &again, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "formatted job refused: %d %s\n--- formatted text:\n%s---\n", rc, err,
                 formatted);
-    FUZZ_ASSERT(rc == 0);
+    fuzz_assert(rc == 0);
     check_accepted(&again);
     char *formatted2 = mlt_job_format(&again);
     if (strcmp(formatted, formatted2) != 0)
         fprintf(stderr, "round trip changed the job\n--- first:\n%s--- again:\n%s---\n", formatted,
                 formatted2);
-    FUZZ_ASSERT(strcmp(formatted, formatted2) == 0);
+    fuzz_assert(strcmp(formatted, formatted2) == 0);
 
     mlt_free(formatted2);
     mlt_free(formatted);
     mlt_job_free(&again);
-    FUZZ_ASSERT(all_zero(&again, sizeof again));
+    fuzz_assert(all_zero(&again, sizeof again));
     mlt_job_free(&job);
-    FUZZ_ASSERT(all_zero(&job, sizeof job));
+    fuzz_assert(all_zero(&job, sizeof job));
     free(text);
     return 0;
 }

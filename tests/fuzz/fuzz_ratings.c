@@ -99,7 +99,7 @@ static int ref_line(const char *line, size_t len, char sep, ref_rating_t *out)
 static int ref_parse(const uint8_t *b, size_t len, ref_rating_t **v, uint64_t *n)
 {
     *v = malloc((len / 8 + 1) * sizeof **v); /* a rating line takes at least 8 bytes */
-    FUZZ_ASSERT(*v != NULL);
+    fuzz_assert(*v != NULL);
     *n = 0;
     if (memchr(b, '\0', len))
         return 0;
@@ -148,25 +148,25 @@ static int all_zero(const void *p, size_t n)
 /* The guarantees of an accepted rating set, whatever the file was. */
 static void check_accepted(const mlt_ratings_t *r)
 {
-    FUZZ_ASSERT(r->n > 0 && r->v != NULL);
-    FUZZ_ASSERT(r->n_users >= 1 && r->n_users <= r->n && r->user_id != NULL);
-    FUZZ_ASSERT(r->n_items >= 1 && r->n_items <= r->n && r->item_id != NULL);
+    fuzz_assert(r->n > 0 && r->v != NULL);
+    fuzz_assert(r->n_users >= 1 && r->n_users <= r->n && r->user_id != NULL);
+    fuzz_assert(r->n_items >= 1 && r->n_items <= r->n && r->item_id != NULL);
     for (uint32_t i = 1; i < r->n_users; i++)
-        FUZZ_ASSERT(r->user_id[i - 1] < r->user_id[i]);
+        fuzz_assert(r->user_id[i - 1] < r->user_id[i]);
     for (uint32_t i = 1; i < r->n_items; i++)
-        FUZZ_ASSERT(r->item_id[i - 1] < r->item_id[i]);
+        fuzz_assert(r->item_id[i - 1] < r->item_id[i]);
     uint8_t *seen_u = calloc(r->n_users, 1), *seen_i = calloc(r->n_items, 1);
-    FUZZ_ASSERT(seen_u && seen_i);
+    fuzz_assert(seen_u && seen_i);
     for (uint64_t i = 0; i < r->n; i++) {
         const mlt_rating_t *x = &r->v[i];
-        FUZZ_ASSERT(x->user < r->n_users && x->item < r->n_items);
-        FUZZ_ASSERT(isfinite(x->r) && x->r >= MLT_RATINGS_MIN && x->r <= MLT_RATINGS_MAX);
+        fuzz_assert(x->user < r->n_users && x->item < r->n_items);
+        fuzz_assert(isfinite(x->r) && x->r >= MLT_RATINGS_MIN && x->r <= MLT_RATINGS_MAX);
         seen_u[x->user] = seen_i[x->item] = 1;
     }
     for (uint32_t i = 0; i < r->n_users; i++)
-        FUZZ_ASSERT(seen_u[i]);
+        fuzz_assert(seen_u[i]);
     for (uint32_t i = 0; i < r->n_items; i++)
-        FUZZ_ASSERT(seen_i[i]);
+        fuzz_assert(seen_i[i]);
     free(seen_u);
     free(seen_i);
 }
@@ -187,13 +187,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(tiny, 'x', sizeof tiny);
     mlt_ratings_t r2;
     int rc2 = mlt_ratings_load(path, &r2, tiny, sizeof tiny);
-    FUZZ_ASSERT(rc2 == rc);
-    FUZZ_ASSERT(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
+    fuzz_assert(rc2 == rc);
+    fuzz_assert(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
     mlt_ratings_free(&r2);
     rc2 = mlt_ratings_load(path, &r2, NULL, 0);
-    FUZZ_ASSERT(rc2 == rc);
+    fuzz_assert(rc2 == rc);
     mlt_ratings_free(&r2);
-    FUZZ_ASSERT(all_zero(&r2, sizeof r2));
+    fuzz_assert(all_zero(&r2, sizeof r2));
 
     /* the reference verdict, when the file is plain or one gzip member */
     uint8_t *unpacked = NULL;
@@ -206,28 +206,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int want_ok = known && ref_parse(unpacked ? unpacked : data, len, &want, &n_want);
 
     if (rc != 0) {
-        FUZZ_ASSERT(rc == -EINVAL || rc == -ENOMEM || rc == -EIO);
-        FUZZ_ASSERT(all_zero(&r, sizeof r));
+        fuzz_assert(rc == -EINVAL || rc == -ENOMEM || rc == -EIO);
+        fuzz_assert(all_zero(&r, sizeof r));
         fuzz_check_message(err, sizeof err, path);
         if (want_ok)
             fprintf(stderr, "valid ratings file refused: %d %s\n", rc, err);
-        FUZZ_ASSERT(!want_ok);
+        fuzz_assert(!want_ok);
     } else {
         if (known && !want_ok)
             fprintf(stderr, "invalid ratings file accepted (%llu ratings)\n",
                     (unsigned long long)r.n);
-        FUZZ_ASSERT(!known || want_ok);
+        fuzz_assert(!known || want_ok);
         check_accepted(&r);
         if (known) {
-            FUZZ_ASSERT(r.n == n_want);
+            fuzz_assert(r.n == n_want);
             for (uint64_t i = 0; i < r.n; i++) {
-                FUZZ_ASSERT(r.user_id[r.v[i].user] == want[i].user);
-                FUZZ_ASSERT(r.item_id[r.v[i].item] == want[i].item);
-                FUZZ_ASSERT(r.v[i].r == want[i].r);
+                fuzz_assert(r.user_id[r.v[i].user] == want[i].user);
+                fuzz_assert(r.item_id[r.v[i].item] == want[i].item);
+                fuzz_assert(r.v[i].r == want[i].r);
             }
         }
         mlt_ratings_free(&r);
-        FUZZ_ASSERT(all_zero(&r, sizeof r));
+        fuzz_assert(all_zero(&r, sizeof r));
     }
     free(want);
     free(unpacked);

@@ -24,13 +24,13 @@ const char *fuzz_tmp_path(const char *tag)
     for (int i = 0; i < n_tmp; i++)
         if (strcmp(tmp[i].tag, tag) == 0)
             return tmp[i].path;
-    FUZZ_ASSERT(n_tmp < MAX_TAGS);
+    fuzz_assert(n_tmp < MAX_TAGS);
     if (n_tmp == 0)
         atexit(fuzz_remove_files);
     tmp[n_tmp].tag = tag;
     int n = snprintf(tmp[n_tmp].path, sizeof tmp[n_tmp].path, "/tmp/mlt-fuzz-%s-%ld", tag,
                      (long)getpid());
-    FUZZ_ASSERT(n > 0 && (size_t)n < sizeof tmp[n_tmp].path);
+    fuzz_assert(n > 0 && (size_t)n < sizeof tmp[n_tmp].path);
     return tmp[n_tmp++].path;
 }
 
@@ -59,7 +59,7 @@ int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **ou
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
         return 0;
     uint8_t *buf = malloc(max + 1);
-    FUZZ_ASSERT(buf != NULL);
+    fuzz_assert(buf != NULL);
     z.next_in = (Bytef *)(uintptr_t)data;
     z.avail_in = (uInt)size;
     z.next_out = buf;

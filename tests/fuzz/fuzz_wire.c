@@ -20,7 +20,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_ASSERT(cond)                                                                                \
+#define fuzz_assert(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
@@ -36,39 +36,39 @@ static int known(const ProtobufCEnumDescriptor *d, int v)
 /* The bounds mlt_wire_decode promises for an accepted header. */
 static void check_accepted(const mlt_header_t *h)
 {
-    FUZZ_ASSERT(h->version == MLT_PROTO_VERSION);
-    FUZZ_ASSERT(h->type != MLT__MSG_TYPE__MSG_NONE && known(&mlt__msg_type__descriptor, (int)h->type));
-    FUZZ_ASSERT(strcmp(mlt_wire_type_name((int)h->type), "?") != 0);
-    FUZZ_ASSERT(!h->has_worker || h->worker < MLT_MAX_WORKERS);
-    FUZZ_ASSERT(!h->has_branch || h->branch <= MLT_MAX_BRANCH_ID);
-    FUZZ_ASSERT(!h->has_parent || h->parent <= MLT_MAX_BRANCH_ID);
-    FUZZ_ASSERT(!h->has_clock || (h->clock >= 0 && h->clock <= MLT_MAX_CLOCK));
-    FUZZ_ASSERT(!h->has_table || h->table < MLT_MAX_TABLES);
-    FUZZ_ASSERT(!h->has_chunk_count || (h->chunk_count >= 1 && h->chunk_count < MLT_MAX_FRAMES));
-    FUZZ_ASSERT(!h->has_kind || known(&mlt__branch_kind__descriptor, (int)h->kind));
-    FUZZ_ASSERT(!h->error || strlen(h->error) <= MLT_MAX_ERROR_LEN);
-    FUZZ_ASSERT(h->n_branches <= MLT_MAX_BRANCHES);
+    fuzz_assert(h->version == MLT_PROTO_VERSION);
+    fuzz_assert(h->type != MLT__MSG_TYPE__MSG_NONE && known(&mlt__msg_type__descriptor, (int)h->type));
+    fuzz_assert(strcmp(mlt_wire_type_name((int)h->type), "?") != 0);
+    fuzz_assert(!h->has_worker || h->worker < MLT_MAX_WORKERS);
+    fuzz_assert(!h->has_branch || h->branch <= MLT_MAX_BRANCH_ID);
+    fuzz_assert(!h->has_parent || h->parent <= MLT_MAX_BRANCH_ID);
+    fuzz_assert(!h->has_clock || (h->clock >= 0 && h->clock <= MLT_MAX_CLOCK));
+    fuzz_assert(!h->has_table || h->table < MLT_MAX_TABLES);
+    fuzz_assert(!h->has_chunk_count || (h->chunk_count >= 1 && h->chunk_count < MLT_MAX_FRAMES));
+    fuzz_assert(!h->has_kind || known(&mlt__branch_kind__descriptor, (int)h->kind));
+    fuzz_assert(!h->error || strlen(h->error) <= MLT_MAX_ERROR_LEN);
+    fuzz_assert(h->n_branches <= MLT_MAX_BRANCHES);
     char err[256];
     if (h->tunables) {
-        FUZZ_ASSERT(mlt_wire_check_tunables(h->tunables, err, sizeof err) == 0);
-        FUZZ_ASSERT(!h->tunables->has_lr || isfinite(h->tunables->lr));
+        fuzz_assert(mlt_wire_check_tunables(h->tunables, err, sizeof err) == 0);
+        fuzz_assert(!h->tunables->has_lr || isfinite(h->tunables->lr));
     }
     if (h->job) {
-        FUZZ_ASSERT(mlt_wire_check_job(h->job, err, sizeof err) == 0);
-        FUZZ_ASSERT(h->job->n_tables >= 1 && h->job->n_tables <= MLT_MAX_TABLES);
-        FUZZ_ASSERT(h->job->n_workers >= 1 && h->job->n_workers <= MLT_MAX_WORKERS);
+        fuzz_assert(mlt_wire_check_job(h->job, err, sizeof err) == 0);
+        fuzz_assert(h->job->n_tables >= 1 && h->job->n_tables <= MLT_MAX_TABLES);
+        fuzz_assert(h->job->n_workers >= 1 && h->job->n_workers <= MLT_MAX_WORKERS);
         for (size_t i = 0; i < h->job->n_tables; i++) {
             const Mlt__TableSpec *t = h->job->tables[i];
-            FUZZ_ASSERT(t->size >= 1 && t->size <= MLT_MAX_TABLE_FLOATS);
-            FUZZ_ASSERT(t->n_shape <= MLT_MAX_SHAPE_DIMS);
+            fuzz_assert(t->size >= 1 && t->size <= MLT_MAX_TABLE_FLOATS);
+            fuzz_assert(t->n_shape <= MLT_MAX_SHAPE_DIMS);
             size_t n = strlen(t->name);
-            FUZZ_ASSERT(n >= 1 && n <= MLT_MAX_NAME_LEN);
+            fuzz_assert(n >= 1 && n <= MLT_MAX_NAME_LEN);
         }
     }
     if (h->server) {
-        FUZZ_ASSERT(h->server->n_servers >= 1 && h->server->n_servers <= MLT_MAX_SERVERS);
-        FUZZ_ASSERT(h->server->rank < h->server->n_servers);
-        FUZZ_ASSERT(h->server->chunk_floats >= 1 && h->server->chunk_floats <= MLT_MAX_CHUNK_BYTES / 4);
+        fuzz_assert(h->server->n_servers >= 1 && h->server->n_servers <= MLT_MAX_SERVERS);
+        fuzz_assert(h->server->rank < h->server->n_servers);
+        fuzz_assert(h->server->chunk_floats >= 1 && h->server->chunk_floats <= MLT_MAX_CHUNK_BYTES / 4);
     }
 }
 
@@ -98,12 +98,12 @@ static int has_tag0(const mlt_header_t *h)
 
 static void check_rejected(int rc, const mlt_header_t *out, const char *err, size_t errlen)
 {
-    FUZZ_ASSERT(rc == -EMSGSIZE || rc == -EPROTO || rc == -EPROTONOSUPPORT || rc == -EBADMSG ||
+    fuzz_assert(rc == -EMSGSIZE || rc == -EPROTO || rc == -EPROTONOSUPPORT || rc == -EBADMSG ||
           rc == -EINVAL);
-    FUZZ_ASSERT(out == NULL);
-    FUZZ_ASSERT(memchr(err, '\0', errlen) != NULL);
-    FUZZ_ASSERT(err[0] != '\0');
-    FUZZ_ASSERT(strchr(err, '\n') == NULL);
+    fuzz_assert(out == NULL);
+    fuzz_assert(memchr(err, '\0', errlen) != NULL);
+    fuzz_assert(err[0] != '\0');
+    fuzz_assert(strchr(err, '\n') == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -118,18 +118,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(tiny, 'x', sizeof tiny);
     mlt_header_t *h2 = NULL;
     int rc2 = mlt_wire_decode(data, size, &h2, tiny, sizeof tiny);
-    FUZZ_ASSERT(rc2 == rc);
-    FUZZ_ASSERT(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
+    fuzz_assert(rc2 == rc);
+    fuzz_assert(rc2 == 0 || memchr(tiny, '\0', sizeof tiny) != NULL);
     mlt_wire_free(&h2);
     rc2 = mlt_wire_decode(data, size, &h2, NULL, 0);
-    FUZZ_ASSERT(rc2 == rc);
+    fuzz_assert(rc2 == rc);
     mlt_wire_free(&h2);
 
     if (rc != 0) {
         check_rejected(rc, h, err, sizeof err);
         return 0;
     }
-    FUZZ_ASSERT(h != NULL);
+    fuzz_assert(h != NULL);
     check_accepted(h);
 
     /* re-encode; unless it grew past the frame limit (packed repeated fields
@@ -140,23 +140,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     uint8_t *buf = NULL;
     size_t n = mlt_wire_encode(h, &buf);
-    FUZZ_ASSERT(n > 0 && buf != NULL);
+    fuzz_assert(n > 0 && buf != NULL);
     rc2 = mlt_wire_decode(buf, n, &h2, err, sizeof err);
     if (n > MLT_MAX_HEADER_BYTES) {
-        FUZZ_ASSERT(rc2 == -EMSGSIZE);
+        fuzz_assert(rc2 == -EMSGSIZE);
     } else {
         if (rc2 != 0)
             fprintf(stderr, "re-encoded header rejected: %d %s\n", rc2, err);
-        FUZZ_ASSERT(rc2 == 0);
+        fuzz_assert(rc2 == 0);
         check_accepted(h2);
         uint8_t *buf2 = NULL;
         size_t n2 = mlt_wire_encode(h2, &buf2);
-        FUZZ_ASSERT(n2 == n && memcmp(buf, buf2, n) == 0);
+        fuzz_assert(n2 == n && memcmp(buf, buf2, n) == 0);
         mlt_free(buf2);
         mlt_wire_free(&h2);
     }
     mlt_free(buf);
     mlt_wire_free(&h);
-    FUZZ_ASSERT(h == NULL);
+    fuzz_assert(h == NULL);
     return 0;
 }
