@@ -14,38 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/unit/testutil.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
 /* ---- helpers ---- */
 
-/* Writes text to a new temporary file; returns its path (caller frees and
- * unlinks with tmp_drop). */
 static char *tmp_conf(const char *text)
 {
-    const char *dir = getenv("TMPDIR");
-    char *path = mlt_malloc(PATH_MAX);
-    snprintf(path, PATH_MAX, "%s/check_config_XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
-    size_t n = strlen(text);
-    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
-    close(fd);
-    return path;
-}
-
-static void tmp_drop(char *path)
-{
-    unlink(path);
-    mlt_free(path);
-}
-
-static char *source_path(const char *rel)
-{
-    const char *root = getenv("MLT_SOURCE_ROOT");
-    char *path = mlt_malloc(PATH_MAX);
-    snprintf(path, PATH_MAX, "%s/%s", root && *root ? root : ".", rel);
-    return path;
+    return tmp_file_tagged("check_config", text, strlen(text));
 }
 
 /* Loads text over the defaults into *c; returns load's code, message in err. */

@@ -5,6 +5,7 @@
  *
  * The shipped files are found under $MLT_SOURCE_ROOT (default "."). Temporary
  * files are made with mkstemp under $TMPDIR (default /tmp) and removed. */
+#include "tests/unit/testutil.h"
 #include "common/jobfile.h"
 
 #include <check.h>
@@ -29,37 +30,14 @@ _Static_assert(MLT_JOB_MAX_PATH == MLT_MAX_PATH_LEN, "path limit differs from th
 
 /* ---- helpers ---- */
 
-/* Writes text to a new temporary file; returns its path (caller frees and
- * unlinks with tmp_drop). */
 static char *tmp_file(const char *text, size_t n)
 {
-    const char *dir = getenv("TMPDIR");
-    char *path = mlt_malloc(PATH_MAX);
-    snprintf(path, PATH_MAX, "%s/check_jobfile_XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
-    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
-    close(fd);
-    return path;
+    return tmp_file_tagged("check_jobfile", text, n);
 }
 
 static char *tmp_conf(const char *text)
 {
     return tmp_file(text, strlen(text));
-}
-
-static void tmp_drop(char *path)
-{
-    unlink(path);
-    mlt_free(path);
-}
-
-static char *source_path(const char *rel)
-{
-    const char *root = getenv("MLT_SOURCE_ROOT");
-    char *path = mlt_malloc(PATH_MAX);
-    snprintf(path, PATH_MAX, "%s/%s", root && *root ? root : ".", rel);
-    return path;
 }
 
 /* Loads text from a temporary file. Returns load's code; the path in *pathp
