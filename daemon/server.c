@@ -340,6 +340,9 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
     mlt_branch_t *b = find_branch(s, rq);
     if (!b)
         return -ENOENT;
+    if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
+        return reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
+                           is_write ? "writes" : "pushes");
     int rc = check_payload(s, rq);
     if (rc)
         return rc;

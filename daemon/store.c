@@ -437,6 +437,11 @@ int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t 
     return 0;
 }
 
+mlt_kind_t mlt_store_branch_kind(const mlt_branch_t *b)
+{
+    return b->kind;
+}
+
 int mlt_store_free(mlt_store_t *st, uint32_t id)
 {
     for (uint32_t i = 0; i < st->n_branches; i++) {

@@ -42,6 +42,7 @@ typedef enum {
     MLT_KIND_TRAIN = 1,
     MLT_KIND_EVAL = 2,
     MLT_KIND_TEST = 3,
+    MLT_KIND_SNAPSHOT = 4, /* frozen: the server refuses pushes and writes */
 } mlt_kind_t;
 
 typedef struct mlt_tunables {
@@ -116,6 +117,9 @@ int64_t mlt_store_branch_min_clock(const mlt_branch_t *b);
 int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock);
 /* The slowest worker's index (for wait messages). */
 uint32_t mlt_store_branch_slowest(const mlt_branch_t *b);
+/* The kind the branch was created or forked as. */
+mlt_kind_t mlt_store_branch_kind(const mlt_branch_t *b);
+
 void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_branch_info_t *out);
 
 /* Iteration over live branches: i from 0 while the result is non-NULL. */

@@ -18,7 +18,7 @@ void mlt_summarize(const double *losses, size_t n, double fork_loss, double star
     out->slope = INFINITY;
     /* the series is the fork loss followed by the trial's losses */
     size_t total = n + 1;
-    double limit = 10.0 * fabs(start_loss);
+    double limit = MLT_SUMMARY_DIVERGE_FACTOR * fabs(start_loss);
     if (!isfinite(fork_loss))
         return;
     for (size_t i = 0; i < n; i++)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #define MLT_SUMMARY_POINTS 10
+#define MLT_SUMMARY_DIVERGE_FACTOR 10.0 /* a loss above this x the start: diverged */
 
 typedef enum {
     MLT_VERDICT_CONVERGING = 0,

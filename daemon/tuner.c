@@ -14,9 +14,11 @@
 #include "daemon/tuner_base.h"
 
 #define MAX_TRIALS_FIRST 30 /* hard cap on the first search's trials */
+#define MAX_ROLLBACKS 3     /* diverged training branches recovered from, at most */
 #define BRANCH_KIND_TRAIN 1
 #define BRANCH_KIND_EVAL 2
 #define BRANCH_KIND_TEST 3
+#define BRANCH_KIND_SNAPSHOT 4
 
 typedef struct trial {
     uint32_t id;
@@ -54,6 +56,14 @@ typedef struct tuner {
     double cursor;            /* its data cursor, in epochs */
     double epoch;             /* epochs trained on the training lineage */
     double last_loss;         /* its latest training loss */
+    /* the last good point of the training lineage: a frozen fork, taken at each
+     * commit and replaced at each finite test, that a diverged training branch
+     * rolls back to */
+    uint32_t good;            /* its branch (0: none) */
+    double good_cursor, good_epoch, good_loss;
+    double good_val, good_test;
+    int rollbacks;            /* divergences recovered from */
+    int regressions;          /* regressions rolled back */
 } tuner_t;
 
 /* ---- decision log ------------------------------------------------------------- */
@@ -378,6 +388,31 @@ static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const cha
     return 0;
 }
 
+/* Forks a frozen snapshot of the training branch at its current point and
+ * makes it the good snapshot, freeing the one it replaces. val, test: the
+ * training branch's metrics there (NaN: not tested yet). */
+static int snapshot_take(tuner_t *t, double val, double test, const char *reason)
+{
+    uint32_t id = t->next_id++;
+    char b[32];
+    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"snapshot\",\"epoch\":%.4f,\"loss\":%s,"
+            "\"reason\":\"%s\"", t->train, t->epoch, jnum(b, t->last_loss), reason);
+    int rc = t->ex->fork(t->ex->ctx, id, t->train, BRANCH_KIND_SNAPSHOT, &t->train_s);
+    if (rc)
+        return rc;
+    if (t->good) {
+        logline(t, "free", t->good, "\"reason\":\"replaced by snapshot %u\"", id);
+        rc = t->ex->free(t->ex->ctx, t->good);
+    }
+    t->good = id;
+    t->good_cursor = t->cursor;
+    t->good_epoch = t->epoch;
+    t->good_loss = t->last_loss;
+    t->good_val = val;
+    t->good_test = test;
+    return rc;
+}
+
 static void free_trials(trial_t *trials, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
@@ -394,6 +429,18 @@ static bool better(const tuner_t *t, double a, double b)
     if (!isfinite(b))
         return true;
     return t->classify ? a > b : a < b;
+}
+
+/* true when val is well below the best validation result of the lineage:
+ * accuracy REGRESS_ACC lower, or RMSE REGRESS_RMSE x higher */
+#define REGRESS_ACC  0.05
+#define REGRESS_RMSE 1.1
+static bool regressed(const tuner_t *t, double val)
+{
+    double best = t->res->best_val;
+    if (!isfinite(best) || !isfinite(val))
+        return false;
+    return t->classify ? val < best - REGRESS_ACC : val > best * REGRESS_RMSE;
 }
 
 /* true (with the reason) when a stop condition holds after a test */
@@ -468,6 +515,86 @@ static mlt_search_t *new_searcher(tuner_t *t, int kind, const mlt_setting_t *cen
                           center ? c : NULL);
 }
 
+/* The training branch diverged (a non-finite or exploding loss, a non-finite
+ * validation result) or regressed (its validation metric fell well below the
+ * best): frees it and re-tunes from the good snapshot, with the learning
+ * rate's range cut to half the rate that failed (or, without a tuned lr, the
+ * failed setting known to the searcher as the worst). Returns 0 with a new
+ * training branch, 1 when a stop was requested, 2 when it cannot recover
+ * (res->reason says why), -1 on an executor error. */
+static int rollback(tuner_t *t, bool diverged, const char *what)
+{
+    mlt_tuner_result_t *res = t->res;
+    const char *ev = diverged ? "diverged" : "regressed";
+    logline(t, ev, t->train, "\"reason\":\"%s\",\"snapshot\":%u,\"epoch\":%.4f", what,
+            t->good, t->good_epoch);
+    logline(t, "free", t->train, "\"reason\":\"%s\"", ev);
+    int rc = t->ex->free(t->ex->ctx, t->train);
+    if (rc)
+        return rc;
+    if (t->d == 0 || !t->good || (diverged && ++t->rollbacks > MAX_ROLLBACKS)) {
+        snprintf(res->reason, sizeof res->reason, "the training branch diverged (%s)%s", what,
+                 t->d == 0 ? "; nothing is tuned, so there is nothing to change"
+                 : t->rollbacks > MAX_ROLLBACKS ? ", after 3 recoveries" : "");
+        return 2;
+    }
+    mlt_setting_t bad = t->train_s;
+    t->epoch = t->good_epoch;
+    t->cursor = t->good_cursor;
+    t->last_loss = t->good_loss;
+    logline(t, "retune", t->good, "\"reason\":\"the training branch %s: re-tuning from the "
+            "snapshot\"", ev);
+    /* a learning rate that failed is too high from here on: the range's top
+     * becomes half of it, and the search centres there */
+    mlt_setting_t center = bad;
+    bool capped = false;
+    for (uint32_t k = 0; k < t->d; k++) {
+        mlt_tunable_t *dm = &t->dims[k];
+        double lr = bad.v[t->dim_of[k]];
+        if (strcmp(dm->name, "lr") == 0 && dm->kind != MLT_TUNABLE_DISCRETE && lr / 2 > dm->min) {
+            dm->max = lr / 2 < dm->max ? lr / 2 : dm->max;
+            if (dm->def > dm->max)
+                dm->def = dm->max;
+            center.v[t->dim_of[k]] = dm->max;
+            capped = true;
+            char b1[32], b2[32];
+            logline(t, "range", t->good, "\"tunable\":\"lr\",\"max\":%s,\"reason\":\"lr %s "
+                    "%s\"", jnum(b1, dm->max), jnum(b2, lr), ev);
+        }
+    }
+    mlt_search_t *se = new_searcher(t, MLT_SEARCHER_MARGINAL, &center,
+                                    100 + (uint64_t)(t->rollbacks + 4 * t->regressions));
+    if (!capped) {
+        double xb[MLT_JOB_MAX_TUNABLES];
+        x_from_setting(t, &bad, xb);
+        mlt_search_observe(se, xb, INFINITY); /* never propose it again */
+    }
+    trial_t *trials = NULL;
+    uint32_t n = 0;
+    int winner = -1;
+    uint32_t max_trials = t->last_trials < 4 * t->d ? t->last_trials : 4 * t->d;
+    if (max_trials < 2 * t->d)
+        max_trials = 2 * t->d;
+    rc = search(t, se, t->good, t->good_loss, t->good_cursor, max_trials, INFINITY, NULL, &trials,
+                &n, &winner);
+    mlt_search_destroy(&se);
+    if (!rc && winner < 0) {
+        snprintf(res->reason, sizeof res->reason,
+                 "the training branch %s (%s) and every one of %u trials from the snapshot "
+                 "diverged", ev, what, n);
+        rc = 2;
+    }
+    if (!rc)
+        rc = commit(t, trials, n, winner,
+                    diverged ? "the best trial from the snapshot before the divergence"
+                             : "the best trial from the snapshot before the regression");
+    t->last_trials = n;
+    free_trials(trials, n);
+    if (!rc)
+        rc = snapshot_take(t, t->good_val, t->good_test, "committed");
+    return rc;
+}
+
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
                   mlt_tuner_result_t *res)
 {
@@ -520,6 +647,8 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         }
         if (!rc)
             rc = commit(t, trials, n, winner, "the best converging trial of the first search");
+        if (!rc)
+            rc = snapshot_take(t, NAN, NAN, "committed");
         t->last_trials = n;
         t->first_search_s = res->trial_seconds;
         free_trials(trials, n);
@@ -562,21 +691,35 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         logline(t, "fork", tid, "\"parent\":%u,\"kind\":\"test\"", t->train);
         double val = NAN, test = NAN;
         if ((rc = ex->fork(ex->ctx, tid, t->train, BRANCH_KIND_TEST, &t->train_s)) ||
-            (rc = ex->test(ex->ctx, tid, &val, &test)) || (rc = ex->free(ex->ctx, tid)))
+            (rc = ex->test(ex->ctx, tid, &val, &test)))
             return rc < 0 ? -1 : 0;
         char b1[32], b2[32], b3[32];
         logline(t, "test", t->train, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s",
                 t->classify ? "accuracy" : "rmse", jnum(b1, val), t->classify ? "accuracy" : "rmse",
                 jnum(b2, test), t->epoch, jnum(b3, t->last_loss));
+        bool blown = isfinite(t->start_loss) && t->start_loss > 0 &&
+                     t->last_loss > MLT_SUMMARY_DIVERGE_FACTOR * t->start_loss;
         logline(t, "free", tid, "\"reason\":\"tested\"");
+        if ((rc = ex->free(ex->ctx, tid)))
+            return -1;
+        bool diverged = !isfinite(t->last_loss) || !isfinite(val) || blown;
+        if (diverged || (t->d > 0 && regressed(t, val) && t->regressions++ < MAX_ROLLBACKS)) {
+            /* back to the last good point, and re-tune from there */
+            char what[128];
+            snprintf(what, sizeof what, "training loss %s, validation %s at epoch %.4f; best %s",
+                     jnum(b1, t->last_loss), jnum(b2, val), t->epoch, jnum(b3, res->best_val));
+            if ((rc = rollback(t, diverged, what)))
+                return rc == 1 ? 0 : -1;
+            res->val = t->good_val;
+            res->test = t->good_test;
+            no_gain = 0;
+            since_search = 0;
+            continue;
+        }
         res->val = val;
         res->test = test;
         if (ex->progress)
             ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, val, test, res->trials);
-        if (!isfinite(t->last_loss) || !isfinite(val)) {
-            snprintf(res->reason, sizeof res->reason, "the training branch diverged");
-            break;
-        }
         bool gain = better(t, val, res->best_val);
         if (gain) {
             res->best_val = val;
@@ -586,6 +729,8 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         }
         if (stop_now(t, test))
             break;
+        if (t->d > 0 && (rc = snapshot_take(t, val, test, "tested")))
+            return -1;
         /* re-tune? */
         if (converged)
             continue;
@@ -632,6 +777,8 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             logline(t, "free", parent, "\"reason\":\"replaced by the re-tune's winner\"");
             ex->free(ex->ctx, parent);
             rc = commit(t, trials, n, winner, "the best trial of the re-tune");
+            if (!rc)
+                rc = snapshot_take(t, res->val, res->test, "committed");
             if (memcmp(&before, &t->train_s, sizeof before) == 0)
                 retunes_without_gain++;
             else
@@ -648,6 +795,12 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             logline(t, "converged", t->train, "\"reason\":\"%d re-tunes without a better setting\"",
                     retunes_without_gain);
         }
+    }
+    if (t->good) {
+        logline(t, "free", t->good, "\"reason\":\"the job is over\"");
+        if (ex->free(ex->ctx, t->good))
+            return -1;
+        t->good = 0;
     }
     res->branch = t->train;
     res->setting = t->train_s;

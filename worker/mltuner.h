@@ -35,7 +35,13 @@ typedef struct mlt_job_def {
 } mlt_job_def_t;
 
 /* Branch kinds. */
-enum { MLT_BRANCH_INIT = 0, MLT_BRANCH_TRAIN = 1, MLT_BRANCH_EVAL = 2, MLT_BRANCH_TEST = 3 };
+enum {
+    MLT_BRANCH_INIT = 0,
+    MLT_BRANCH_TRAIN = 1,
+    MLT_BRANCH_EVAL = 2,
+    MLT_BRANCH_TEST = 3,
+    MLT_BRANCH_SNAPSHOT = 4, /* frozen: pushes and writes get EROFS */
+};
 
 /* Tunables of a branch. A float field set to NAN, or staleness < 0, is left
  * as it is (a fork inherits it from the parent; a new root gets the default).

@@ -157,9 +157,12 @@ START_TEST(test_tune)
     snprintf(path, sizeof path, "%s/decisions.jsonl", out);
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "no %s", path);
-    int starts = 0, summaries = 0, commits = 0, tests = 0, frees = 0;
+    int starts = 0, summaries = 0, commits = 0, tests = 0, frees = 0, rollbacks = 0;
     double lr = -1, acc = 0;
+    char tail[8][400]; /* the last decisions, for a failure's message */
+    unsigned nl = 0;
     while (fgets(line, sizeof line, f)) {
+        snprintf(tail[nl++ % 8], sizeof tail[0], "%.398s", line);
         ck_assert_msg(strstr(line, "{\"t\":") == line && strstr(line, "\"event\":") &&
                           strstr(line, "\"branch\":"),
                       "a decision line without t/event/branch: %s", line);
@@ -176,19 +179,24 @@ START_TEST(test_tune)
             acc = jget(line, "test_accuracy");
         } else if (strstr(line, "\"event\":\"free\"")) {
             frees++;
+        } else if (strstr(line, "\"event\":\"diverged\"")) {
+            rollbacks++;
         }
     }
     fclose(f);
+    char last[sizeof tail] = "";
+    for (unsigned i = nl > 8 ? nl - 8 : 0; i < nl; i++)
+        strncat(last, tail[i % 8], sizeof last - strlen(last) - 1);
     ck_assert_int_eq(starts, 1);
     ck_assert_int_ge(summaries, 3);
     ck_assert_int_ge(commits, 1);
     ck_assert_int_ge(frees, summaries - 1); /* the losing trials were freed */
     ck_assert_int_ge(tests, 1);
     ck_assert_msg(lr > 0 && lr < 0.3, "committed lr %g is in the diverging region", lr);
-    ck_assert_msg(acc >= TUNE_MIN_ACCURACY, "tuned test accuracy %.4f < %.2f", acc,
-                  TUNE_MIN_ACCURACY);
-    fprintf(stderr, "tuned from lr 1.0: committed lr %g, test accuracy %.4f, %d trials\n", lr, acc,
-            summaries);
+    ck_assert_msg(acc >= TUNE_MIN_ACCURACY, "tuned test accuracy %.4f < %.2f; the last "
+                  "decisions:\n%s", acc, TUNE_MIN_ACCURACY, last);
+    fprintf(stderr, "tuned from lr 1.0: committed lr %g, test accuracy %.4f, %d trials, %d "
+            "rollbacks\n", lr, acc, summaries, rollbacks);
 }
 END_TEST
 

@@ -12,6 +12,7 @@
  *      memory back.
  * Run at staleness 0 (BSP) and 2, each on its own branch. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -261,6 +262,17 @@ START_TEST(test_fork)
     }
     mlt_server_status_free(&st);
     ck_assert(found);
+    /* a snapshot is frozen: a write or push is refused, its values stay */
+    ck_assert_int_eq(mlt_branch_fork(c, 12, 10, MLT_BRANCH_SNAPSHOT, &t), 0);
+    ck_assert_int_eq(mlt_write(c, 12, 0, b[0]), -EROFS);
+    ck_assert_msg(strstr(mlt_client_error(c), "branch 12 is a snapshot"), "%s",
+                  mlt_client_error(c));
+    ck_assert_int_eq(mlt_push(c, 12, 0, b[0]), 0); /* does not wait: the error comes next */
+    ck_assert_int_eq(mlt_sync(c), -EROFS);
+    ck_assert_int_eq(mlt_pull(c, 12, 0, b), 0);
+    for (uint64_t i = 0; i < W_SIZE; i++)
+        ck_assert_float_eq(b[0][i], (float)i);
+    ck_assert_int_eq(mlt_branch_free(c, 12), 0);
     /* free gives the memory back */
     ck_assert_int_eq(mlt_branch_free(c, 11), 0);
     ck_assert_uint_eq(total_allocated(c), before);

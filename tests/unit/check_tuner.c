@@ -8,7 +8,9 @@
  * rate that peaks at lr = LR_OPT and falls off with the distance in log(lr),
  * helped by momentum, with per-clock noise keyed by the data position (so
  * trials that see the same data see the same noise); lr >= LR_BOOM explodes
- * to +Inf, lr >= LR_NAN gives NaN. Each clock costs virtual seconds that grow
+ * to +Inf, lr >= LR_NAN gives NaN; script.late_lr makes a branch turn NaN
+ * late, once it has run script.late_age clocks, at lr >= late_lr (or, with
+ * script.late_regress, unlearn: its accuracy falls). Each clock costs virtual seconds that grow
  * with the batch size; an epoch is 100 x 128 / batch_size clocks.
  *
  * The executor asserts the branch contract on every call: nothing runs,
@@ -124,6 +126,7 @@ static void job_make(mlt_job_t *job, ...)
 #define K_TRAIN 1
 #define K_EVAL  2
 #define K_TEST  3
+#define K_SNAP  4     /* frozen: forked from, never run or tested */
 
 #define LR_OPT  0.03   /* the best learning rate */
 #define LR_W    1.0    /* fall-off width in log(lr) */
@@ -163,10 +166,13 @@ typedef struct script {
     bool flat;             /* the setting does not matter (and nothing diverges) */
     int64_t warm;          /* > 0: the loss rises for the first warm clocks of the lineage */
     double acc_const;      /* > 0: every test gives this accuracy */
+    double late_lr;        /* > 0: at lr >= late_lr, a branch that has run late_age */
+    int64_t late_age;      /* clocks turns NaN (a divergence no shorter trial sees) */
+    bool late_regress;     /* instead of NaN, it unlearns: q falls by 2 RATE a clock */
     /* non-NULL: the metrics of test branch b (after acc_const) */
     void (*metric)(const struct script *x, const br_t *b, double *val, double *test);
     /* what happened */
-    int forks[4];          /* by kind */
+    int forks[5];          /* by kind */
     int frees, runs, tests, progress;
     int calls, last_run_call, last_test_call;
 } script_t;
@@ -232,7 +238,8 @@ static int sx_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const m
     script_t *x = ctx;
     x->calls++;
     br_t *p = br_live(x, parent, "fork from");
-    ck_assert_msg(kind == K_TRAIN || kind == K_EVAL || kind == K_TEST, "fork kind %d", kind);
+    ck_assert_msg(kind == K_TRAIN || kind == K_EVAL || kind == K_TEST || kind == K_SNAP,
+                  "fork kind %d", kind);
     ck_assert_msg(p->kind != K_TEST && p->kind != K_EVAL, "fork of %u from %s branch %u", child,
                   p->kind == K_TEST ? "test" : "eval", parent);
     ck_assert_msg(child > INIT && child < MAXB, "fork of child id %u", child);
@@ -283,6 +290,15 @@ static double step(script_t *x, br_t *b, double epc)
         }
     } else if (isnan(b->q)) {
         loss = NAN; /* descends from a broken branch */
+    } else if (x->late_lr > 0 && lr >= x->late_lr && b->clocks >= x->late_age) {
+        if (x->late_regress) {
+            b->q -= 2 * RATE;
+            loss = loss_of(b->q) + noise_at(x, pos);
+        } else {
+            b->q = NAN;
+            b->bad = BAD_NAN;
+            loss = NAN;
+        }
     } else if (x->warm > 0 && lr > 0 && b->age < x->warm) {
         /* early training is unstable: the loss rises, nothing is learnt */
         loss = loss_of(b->q) + WARM_RISE * (double)(b->age + 1) + noise_at(x, pos);
@@ -1252,6 +1268,140 @@ START_TEST(test_same_data_cursor)
 }
 END_TEST
 
+/* The committed setting trains fine for a while, then diverges (a NaN loss
+ * at lr >= 0.02 once the branch has run 250 clocks, 2.5 epochs: no trial
+ * runs that long). The tuner rolls back to its snapshot at
+ * the last good test, caps lr at half the diverged rate, re-tunes from the
+ * snapshot and trains to max_epochs. */
+START_TEST(test_diverged_training_rolls_back)
+{
+    mlt_job_t job;
+    job_make(&job, NULL);
+    script_t *x = script_new(&job);
+    x->late_lr = 0.02;
+    x->late_age = 250;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_msg(strstr(r.res.reason, "max_epochs") != NULL, "%s", r.res.reason);
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    ck_assert_uint_lt(c0, d->n);
+    double bad_lr = l_sub(&d->l[c0], "tunables", "lr");
+    ck_assert_msg(bad_lr >= x->late_lr, "the first search committed lr %g: nothing to recover "
+                  "from (the test needs a setting that diverges late)", bad_lr);
+    size_t dv = dlog_find(d, c0, "diverged", UINT32_MAX);
+    ck_assert_msg(dv < d->n, "no diverged line");
+    ck_assert_uint_eq(dlog_count(d, 0, d->n, "diverged"), 1);
+    uint32_t train = d->l[c0].branch, snap = (uint32_t)l_num(&d->l[dv], "snapshot");
+    ck_assert_uint_eq(d->l[dv].branch, train);
+    ck_assert(!r.x->b[train].live);
+    /* the snapshot: a fork of the training branch before the NaN, at the last test */
+    ck_assert_int_eq(r.x->b[snap].kind, K_SNAP);
+    ck_assert_uint_eq(r.x->b[snap].parent, train);
+    ck_assert(isfinite(r.x->b[snap].q));
+    double snap_epoch = l_num(&d->l[dv], "epoch");
+    ck_assert_msg(snap_epoch >= 1 && snap_epoch < 2.5 + 1e-9, "snapshot at epoch %g", snap_epoch);
+    /* the range cut, the re-tune from the snapshot, and a commit below the cut */
+    size_t rg = dlog_find(d, dv, "range", UINT32_MAX);
+    ck_assert_uint_lt(rg, d->n);
+    ck_assert_double_eq_tol(l_num(&d->l[rg], "max"), bad_lr / 2, 1e-6 * bad_lr);
+    size_t rt = dlog_find(d, dv, "retune", snap);
+    ck_assert_uint_lt(rt, d->n);
+    size_t c1 = dlog_find(d, rt, "commit", UINT32_MAX);
+    ck_assert_uint_lt(c1, d->n);
+    for (size_t i = rt; i < c1; i++)
+        if (is_trial_fork(&d->l[i]))
+            ck_assert_uint_eq((uint32_t)l_num(&d->l[i], "parent"), snap);
+    double lr1 = l_sub(&d->l[c1], "tunables", "lr");
+    ck_assert_msg(lr1 <= bad_lr / 2 * (1 + 1e-9), "re-committed lr %g above the cut %g", lr1,
+                  bad_lr / 2);
+    ck_assert_msg(lr_of(&job, &r.res.setting) < x->late_lr, "final lr %g",
+                  lr_of(&job, &r.res.setting));
+    /* no test after the divergence reports NaN, and the job trained its epochs */
+    ck_assert(isfinite(r.res.test) && r.res.test > 0.5);
+    ck_assert(r.res.epoch >= 6 - 1e-9);
+    ck_assert_uint_eq(dlog_count(d, dv + 1, d->n, "diverged"), 0);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+/* The committed setting starts to unlearn after 250 clocks (finite losses,
+ * falling accuracy): the test that sees validation accuracy 0.05 below the
+ * best rolls back to the snapshot and re-tunes below the failed rate. */
+START_TEST(test_regressed_training_rolls_back)
+{
+    mlt_job_t job;
+    job_make(&job, NULL);
+    script_t *x = script_new(&job);
+    x->late_lr = 0.02;
+    x->late_age = 250;
+    x->late_regress = true;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    double bad_lr = l_sub(&d->l[c0], "tunables", "lr");
+    ck_assert_msg(bad_lr >= x->late_lr, "committed lr %g", bad_lr);
+    ck_assert_uint_eq(dlog_count(d, 0, d->n, "diverged"), 0);
+    size_t rg = dlog_find(d, c0, "regressed", UINT32_MAX);
+    ck_assert_msg(rg < d->n, "no regressed line");
+    ck_assert_uint_eq(dlog_count(d, 0, d->n, "regressed"), 1);
+    /* the test before it was within the margin; this one is below */
+    size_t tst = rg;
+    while (tst > 0 && !l_is(&d->l[tst], "test"))
+        tst--;
+    double best = 0;
+    for (size_t i = 0; i < tst; i++)
+        if (l_is(&d->l[i], "test") && l_num(&d->l[i], "accuracy") > best)
+            best = l_num(&d->l[i], "accuracy");
+    ck_assert_msg(l_num(&d->l[tst], "accuracy") < best - 0.05, "%s", d->l[tst].text);
+    uint32_t snap = (uint32_t)l_num(&d->l[rg], "snapshot");
+    ck_assert_int_eq(r.x->b[snap].kind, K_SNAP);
+    size_t c1 = dlog_find(d, rg, "commit", UINT32_MAX);
+    ck_assert_uint_lt(c1, d->n);
+    ck_assert(l_sub(&d->l[c1], "tunables", "lr") <= bad_lr / 2 * (1 + 1e-9));
+    ck_assert(isfinite(r.res.test) && r.res.test >= best - 0.05);
+    ck_assert(r.res.epoch >= 6 - 1e-9);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+/* Every rate diverges late: the tuner recovers 3 times, then fails the job
+ * with a reason; a fixed job that diverges fails at once. */
+START_TEST(test_diverged_training_gives_up)
+{
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "20", NULL);
+    script_t *x = script_new(&job);
+    x->late_lr = 1e-9;
+    x->late_age = 250;
+    run_t r;
+    run_job(&job, x, &r);
+    ck_assert_int_eq(r.rc, -1);
+    ck_assert_msg(strstr(r.res.reason, "diverged") && strstr(r.res.reason, "after 3 recoveries"),
+                  "%s", r.res.reason);
+    ck_assert_uint_eq(dlog_count(&r.log, 0, r.log.n, "diverged"), 4);
+    run_free(&r);
+    mlt_job_free(&job);
+
+    job_make(&job, "tuner.logic", "fixed", "tunables.lr.default", "0.03", NULL);
+    x = script_new(&job);
+    x->late_lr = 0.02;
+    x->late_age = 250;
+    run_job(&job, x, &r);
+    ck_assert_int_eq(r.rc, -1);
+    ck_assert_msg(strstr(r.res.reason, "nothing is tuned"), "%s", r.res.reason);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
 /* =================================================================== stop */
 
 START_TEST(test_target_accuracy)
@@ -2162,6 +2312,9 @@ static Suite *tuner_suite(void)
     tcase_add_test(tc, test_retune_on_plateau);
     tcase_add_test(tc, test_converges);
     tcase_add_test(tc, test_same_data_cursor);
+    tcase_add_test(tc, test_diverged_training_rolls_back);
+    tcase_add_test(tc, test_diverged_training_gives_up);
+    tcase_add_test(tc, test_regressed_training_rolls_back);
     suite_add_tcase(s, tc);
     tc = tcase_create("stop");
     tcase_add_test(tc, test_target_accuracy);

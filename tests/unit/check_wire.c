@@ -747,11 +747,11 @@ START_TEST(test_kind)
     mlt_header_t h = base();
     h.type = MLT__MSG_TYPE__MSG_FORK;
     h.has_kind = 1;
-    for (int k = MLT__BRANCH_KIND__KIND_INIT; k <= MLT__BRANCH_KIND__KIND_TEST; k++) {
+    for (int k = MLT__BRANCH_KIND__KIND_INIT; k <= MLT__BRANCH_KIND__KIND_SNAPSHOT; k++) {
         h.kind = (Mlt__BranchKind)k;
         ACCEPT(&h);
     }
-    h.kind = (Mlt__BranchKind)(MLT__BRANCH_KIND__KIND_TEST + 1);
+    h.kind = (Mlt__BranchKind)(MLT__BRANCH_KIND__KIND_SNAPSHOT + 1);
     REJECT(&h, -EINVAL, "kind");
     h.kind = (Mlt__BranchKind)-1;
     REJECT(&h, -EINVAL, "kind");
