@@ -2,6 +2,7 @@
 #include "tests/integration/harness.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -229,6 +230,14 @@ int mlt_test_alive(mlt_test_cluster_t *c, int i)
     return c->pids[i] > 0 && waitpid(c->pids[i], &st, WNOHANG) == 0;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 int mlt_test_stop(mlt_test_cluster_t *c)
 {
     int bad = 0;
@@ -264,5 +273,9 @@ int mlt_test_stop(mlt_test_cluster_t *c)
         }
         c->pids[i] = 0;
     }
+    /* a clean stop removes the directory; a failed test never gets here, so
+     * its logs stay (MLT_TEST_KEEP=1 keeps every run's) */
+    if (!bad && c->dir[0] && !getenv("MLT_TEST_KEEP"))
+        nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return bad;
 }
