@@ -16,6 +16,7 @@
 
 #include "common/cfgtext.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -124,6 +125,9 @@ static const dkey_t keys[] = {
      .desc = "seconds of heartbeat silence after which a worker counts as gone"},
     {.name = "allow_insecure", .type = DK_BOOL, .def_i = 0, .off = OFF(allow_insecure),
      .desc = "permit a non-loopback bind without CurveZMQ keys"},
+    {.name = "metrics_listen", .type = DK_STRING, .def_s = "", .off = OFF(metrics_listen),
+     .desc = "HOST:PORT for Prometheus metrics over HTTP at /metrics, e.g. \"127.0.0.1:9108\"; "
+             "\"\" = off"},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -717,6 +721,16 @@ int mlt_dconf_validate(const mlt_dconf_t *c, char *err, size_t errlen)
             MLT_LOG_DEBUG, c->log_level);
         return -EINVAL;
     }
+    char host[64];
+    int port;
+    if (c->metrics_listen && c->metrics_listen[0] &&
+        mlt_dconf_parse_listen(c->metrics_listen, host, sizeof host, &port)) {
+        fmt(err, errlen,
+            "metrics_listen \"%s\" is not HOST:PORT (an IPv4 address, localhost or *, and a "
+            "port 1..65535)",
+            c->metrics_listen);
+        return -EINVAL;
+    }
     if (c->rank >= c->n_servers) {
         fmt(err, errlen, "rank %d must be less than n_servers (%d)", c->rank, c->n_servers);
         return -EINVAL;
@@ -730,6 +744,31 @@ int mlt_dconf_validate(const mlt_dconf_t *c, char *err, size_t errlen)
         fmt(err, errlen, "bind is empty: set bind or servers (and call mlt_dconf_finish)");
         return -EINVAL;
     }
+    return 0;
+}
+
+int mlt_dconf_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon == s || (size_t)(colon - s) >= hostlen)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 1 || p > 65535)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - s);
+    char h[64];
+    if (hl >= sizeof h)
+        return -EINVAL;
+    memcpy(h, s, hl);
+    h[hl] = 0;
+    const char *ip = strcmp(h, "*") == 0 ? "0.0.0.0" : strcmp(h, "localhost") == 0 ? "127.0.0.1" : h;
+    struct in_addr a;
+    if (inet_pton(AF_INET, ip, &a) != 1 || strlen(ip) >= hostlen)
+        return -EINVAL;
+    strcpy(host, ip);
+    *port = (int)p;
     return 0;
 }
 

@@ -33,7 +33,13 @@ typedef struct mlt_dconf {
     double pull_timeout_s;  /* a parked pull is answered with -ETIMEDOUT after this */
     double worker_timeout_s;/* heartbeat silence after which a worker is considered gone */
     bool allow_insecure;    /* permit a non-loopback bind without CurveZMQ keys */
+    char *metrics_listen;   /* HOST:PORT of the HTTP metrics endpoint ("" = off) */
 } mlt_dconf_t;
+
+/* Splits a metrics_listen value "HOST:PORT" (HOST an IPv4 address, "localhost"
+ * or "*" for every interface; PORT 1..65535) into host (the IPv4 address to
+ * bind, "0.0.0.0" for "*") and *port. Returns 0, or -EINVAL. */
+int mlt_dconf_parse_listen(const char *s, char *host, size_t hostlen, int *port);
 
 /* Fills *c (uninitialised or freed) with the defaults of every key. Allocates
  * strings (free with mlt_dconf_free); aborts only on out-of-memory. */

@@ -32,6 +32,7 @@
 #include "common/jobfile.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "daemon/metrics.h"
 #include "daemon/tuner.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
@@ -247,6 +248,10 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
         js.trials = c->trials;
         js.tuning_seconds = c->tuning_s;
         js.training_seconds = c->training_s;
+        js.has_max_epochs = js.has_target = 1;
+        js.max_epochs = c->job.stop.max_epochs;
+        js.target = c->job.model.type == MLT_MODEL_MF ? c->job.stop.target_rmse
+                                                      : c->job.stop.target_accuracy;
         if (c->message[0])
             js.message = c->message;
     }
@@ -463,6 +468,168 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 
 /* ---- the pump -------------------------------------------------------------------- */
 
+/* ---- branches and metrics ------------------------------------------------------ */
+
+#define SHARD_STATUS_TIMEOUT_S 5.0     /* a status request for branches or metrics */
+#define MLT_COORD_CLIENT_TIMEOUT_S 120 /* the job's client: forks, frees, long pulls */
+
+/* Every shard's status (st[i] valid where up[i]), through the job's client or,
+ * with no job, a short-lived one. Returns how many answered. */
+static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+{
+    mlt_client_t *cl = c->client, *tmp = NULL;
+    char err[256];
+    if (!cl) {
+        tmp = cl = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
+                                  sizeof err);
+        if (!cl)
+            log_warn("status of the shards: %s", err);
+    }
+    int n_up = 0;
+    for (int i = 0; i < c->n_shards; i++) {
+        memset(&st[i], 0, sizeof st[i]);
+        up[i] = false;
+        if (!cl)
+            continue;
+        mlt_client_set_timeout(cl, SHARD_STATUS_TIMEOUT_S);
+        up[i] = mlt_client_status(cl, (uint32_t)i, &st[i]) == 0;
+        n_up += up[i];
+        if (!up[i])
+            log_warn("status of shard %d: %s", i, mlt_client_error(cl));
+    }
+    if (tmp)
+        mlt_client_destroy(&tmp);
+    else if (cl)
+        mlt_client_set_timeout(cl, MLT_COORD_CLIENT_TIMEOUT_S);
+    return n_up;
+}
+
+static void shard_status_free(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+{
+    for (int i = 0; i < c->n_shards; i++)
+        if (up[i])
+            mlt_server_status_free(&st[i]);
+    mlt_free(st);
+    mlt_free(up);
+}
+
+/* STATUS on the control endpoint: every shard's branches merged, and the
+ * shards' memory totals as the server info. */
+static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
+    bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
+    if (shard_status(c, st, up) < c->n_shards) {
+        reply_error(c, id, id_len, rid, -EHOSTUNREACH,
+                    "not every shard answered its status request (see the daemon's log)");
+        shard_status_free(c, st, up);
+        return;
+    }
+    mlt_branch_status_t *b = NULL;
+    uint32_t n = 0;
+    if (mlt_branches_merge(st, up, c->n_shards, &b, &n)) {
+        reply_error(c, id, id_len, rid, -ENOMEM, "out of memory merging branch tables");
+        shard_status_free(c, st, up);
+        return;
+    }
+    if (n > MLT_MAX_BRANCHES)
+        n = MLT_MAX_BRANCHES;
+    mlt_header_t r;
+    Mlt__ServerInfo si;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    mlt__server_info__init(&si);
+    si.rank = 0;
+    si.n_servers = (uint32_t)c->n_shards;
+    si.chunk_floats = st[0].chunk_floats;
+    si.has_memory_limit = si.has_memory_potential = si.has_memory_allocated = 1;
+    for (int i = 0; i < c->n_shards; i++) {
+        si.memory_limit += st[i].memory_limit;
+        si.memory_potential += st[i].memory_potential;
+        si.memory_allocated += st[i].memory_allocated;
+    }
+    si.job = st[0].job[0] ? st[0].job : NULL;
+    r.server = &si;
+    Mlt__BranchInfo *bi = mlt_calloc(n ? n : 1, sizeof *bi);
+    Mlt__BranchInfo **bp = mlt_calloc(n ? n : 1, sizeof *bp);
+    Mlt__Tunables *tu = mlt_calloc(n ? n : 1, sizeof *tu);
+    for (uint32_t i = 0; i < n; i++) {
+        mlt__branch_info__init(&bi[i]);
+        mlt__tunables__init(&tu[i]);
+        bi[i].id = b[i].id;
+        bi[i].has_parent = b[i].parent >= 0;
+        bi[i].parent = b[i].parent >= 0 ? (uint32_t)b[i].parent : 0;
+        bi[i].kind = (Mlt__BranchKind)b[i].kind;
+        bi[i].min_clock = b[i].min_clock;
+        bi[i].owned_bytes = b[i].owned_bytes;
+        bi[i].shared_bytes = b[i].shared_bytes;
+        bi[i].diverged = b[i].diverged;
+        tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
+        tu[i].lr = b[i].tunables.lr;
+        tu[i].momentum = b[i].tunables.momentum;
+        tu[i].weight_decay = b[i].tunables.weight_decay;
+        tu[i].staleness = (uint32_t)(b[i].tunables.staleness > 0 ? b[i].tunables.staleness : 0);
+        bi[i].tunables = &tu[i];
+        bp[i] = &bi[i];
+    }
+    r.n_branches = n;
+    r.branches = bp;
+    send_to(c, id, id_len, &r);
+    mlt_free(bi);
+    mlt_free(bp);
+    mlt_free(tu);
+    mlt_free(b);
+    shard_status_free(c, st, up);
+}
+
+/* The job's numbers as metrics.c takes them (name NULL: no job). */
+static void job_numbers(const mlt_coord_t *c, mlt_metrics_job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    if (c->phase == PH_IDLE && !c->job_text)
+        return;
+    j->name = c->job.name;
+    j->phase = c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase];
+    j->epoch = c->epoch;
+    j->clock = c->clock;
+    j->loss = c->last_loss;
+    j->elapsed = c->t0 > 0 ? job_time(c) : 0;
+    j->val_accuracy = c->val_acc;
+    j->test_accuracy = c->test_acc;
+    j->val_rmse = c->val_rmse;
+    j->test_rmse = c->test_rmse;
+    j->trials = c->trials;
+    j->tuning_seconds = c->tuning_s;
+    j->training_seconds = c->training_s;
+    j->workers = c->n_workers;
+    for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++)
+        j->workers_joined += c->workers[w].joined;
+    j->batch_size = c->batch;
+    j->lr = c->tunables.lr;
+    j->momentum = c->tunables.momentum;
+    j->staleness = c->tunables.staleness;
+}
+
+static void reply_metrics(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
+    bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
+    shard_status(c, st, up); /* a shard that does not answer is mltuner_shard_up 0 */
+    mlt_metrics_job_t j;
+    job_numbers(c, &j);
+    char *text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);
+    mlt_metrics_text(text, MLT_MAX_METRICS_TEXT + 1, &j, st, up, c->n_shards, 0);
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_METRICS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    r.text = text;
+    send_to(c, id, id_len, &r);
+    mlt_free(text);
+    shard_status_free(c, st, up);
+}
+
 /* Serves the control socket for up to timeout_s seconds (or until one message
  * was handled if `once`). Returns -ECANCELED when the daemon is stopping. */
 static int pump(mlt_coord_t *c, double timeout_s)
@@ -515,6 +682,8 @@ static int pump(mlt_coord_t *c, double timeout_s)
             switch (h->type) {
             case MLT__MSG_TYPE__MSG_SUBMIT: on_submit(c, id, id_len, h); break;
             case MLT__MSG_TYPE__MSG_JOB_STATUS: reply_status(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_STATUS: reply_branches(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_METRICS: reply_metrics(c, id, id_len, h->request_id); break;
             case MLT__MSG_TYPE__MSG_JOB_STOP:
                 if (c->have_job) {
                     c->stop_requested = true;
@@ -659,8 +828,14 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     *seconds = mlt_time_mono() - t0;
     c->cap_loss = NULL;
     c->cap_n = 0;
-    if (branch == c->train_branch)
+    /* live split for status and metrics (the tuner's exact totals replace it
+     * at the end): runs of the training branch train, the others are trials */
+    if (branch == c->train_branch && c->tphase && strcmp(c->tphase, "training") == 0) {
         c->clock = clock_start + clocks;
+        c->training_s += *seconds;
+    } else {
+        c->tuning_s += *seconds;
+    }
     return rc;
 }
 
@@ -759,6 +934,10 @@ static int run_job(mlt_coord_t *c)
     c->clock = 0;
     c->epoch = 0;
     c->last_loss = NAN;
+    c->tuning_s = c->training_s = 0;
+    c->trials = 0;
+    c->train_branch = 0;
+    c->tphase = NULL;
     c->val_acc = c->test_acc = c->val_rmse = c->test_rmse = NAN;
     c->batch = (uint32_t)mlt_job_default(j, "batch_size", 128);
     c->tunables = mlt_tunables_unset();

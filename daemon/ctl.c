@@ -1,5 +1,6 @@
 /* ctl.c - mltunerctl: the command-line client of the coordinator's control
- * endpoint. This issue's commands: submit, status, stop, wait. */
+ * endpoint: submit, status, stop, wait, branches, metrics here; watch and
+ * decisions (the live views) in ctl_follow.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -10,10 +11,12 @@
 #include <zmq.h>
 
 #include "common/alloc.h"
+#include "daemon/ctl.h"
+#include "daemon/metrics.h"
 #include "proto/wire.h"
 
-static const char *endpoint = NULL;
-static double timeout_s = 5;
+const char *endpoint = NULL;
+double timeout_s = 5;
 
 static void usage(FILE *f)
 {
@@ -21,15 +24,19 @@ static void usage(FILE *f)
             "usage: mltunerctl [-c ENDPOINT] [--timeout S] COMMAND [ARGS]\n"
             "  submit JOB.conf [--set KEY=VALUE]... [--out DIR] [--wait]\n"
             "                      send a job to the coordinator (--wait: until it ends)\n"
-            "  status [--json]     the job's phase, epoch, loss, accuracy, tunables\n"
+            "  status [--json]     the job's phase, branch, epoch, loss, accuracy, tunables,\n"
+            "                      and the time spent tuning vs training\n"
+            "  watch               a live progress display until the job ends\n"
+            "  branches [--json]   the live branches: kind, tunables, clock, memory\n"
+            "  decisions [--json] [--follow]\n"
+            "                      the tuner's decision log (--follow: as it grows)\n"
+            "  metrics             the Prometheus metrics of the job and the shards\n"
             "  stop                stop the running job\n"
             "  wait                wait until the job ends; exit 0 if it finished, 1 if not\n"
             "ENDPOINT defaults to $MLTUNER_CONTROL, else tcp://127.0.0.1:7099.\n");
 }
 
-/* Sends h and waits for the reply; returns the decoded reply (caller frees) or
- * NULL after printing why. */
-static mlt_header_t *request(void *sock, mlt_header_t *h)
+mlt_header_t *request(void *sock, mlt_header_t *h)
 {
     static uint64_t rid;
     h->has_request_id = 1;
@@ -65,7 +72,7 @@ static mlt_header_t *request(void *sock, mlt_header_t *h)
     }
 }
 
-static int check_error(mlt_header_t *r)
+int check_error(mlt_header_t *r)
 {
     if (r->type != MLT__MSG_TYPE__MSG_ERROR)
         return 0;
@@ -100,7 +107,7 @@ static char *read_file(const char *path)
     return buf;
 }
 
-static mlt_header_t *get_status(void *sock)
+mlt_header_t *get_status(void *sock)
 {
     mlt_header_t h;
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOB_STATUS);
@@ -134,6 +141,8 @@ static void print_status(const Mlt__JobState *s, int json)
             printf(",\"tunables\":{\"lr\":%g,\"momentum\":%g,\"batch_size\":%u,\"staleness\":%u}",
                    (double)s->tunables->lr, (double)s->tunables->momentum, s->batch_size,
                    s->tunables->staleness);
+        printf(",\"branch\":%u,\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
+               s->branch, s->trials, s->tuning_seconds, s->training_seconds);
         if (s->out_dir)
             printf(",\"out_dir\":\"%s\"", s->out_dir);
         if (s->message)
@@ -145,7 +154,19 @@ static void print_status(const Mlt__JobState *s, int json)
     if (!*name)
         return;
     printf("workers:   %u of %u joined\n", s->workers_joined, s->workers);
-    printf("epoch:     %.2f (clock %lld), %.1f s\n", s->epoch, (long long)s->clock, s->elapsed);
+    if (s->max_epochs > 0)
+        printf("epoch:     %.2f of %g (clock %lld), %.1f s\n", s->epoch, s->max_epochs,
+               (long long)s->clock, s->elapsed);
+    else
+        printf("epoch:     %.2f (clock %lld), %.1f s\n", s->epoch, (long long)s->clock, s->elapsed);
+    if (s->branch)
+        printf("branch:    %u (training)\n", s->branch);
+    double spent = s->tuning_seconds + s->training_seconds;
+    printf("time:      %.1f s tuning (%u trials), %.1f s training", s->tuning_seconds, s->trials,
+           s->training_seconds);
+    if (spent > 0)
+        printf(": %.0f%% tuning", 100 * s->tuning_seconds / spent);
+    printf("\n");
     if (isfinite(s->loss))
         printf("loss:      %.4f\n", s->loss);
     if (isfinite(s->val_accuracy))
@@ -161,7 +182,7 @@ static void print_status(const Mlt__JobState *s, int json)
         printf("message:   %s\n", s->message);
 }
 
-static int is_over(const char *phase)
+int is_over(const char *phase)
 {
     return strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0 ||
            strcmp(phase, "stopped") == 0 || strcmp(phase, "idle") == 0;
@@ -206,6 +227,97 @@ static int wait_job(void *sock)
         struct timespec ts = {0, 250 * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+/* ---- branches, metrics ----------------------------------------------------------- */
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+static int cmd_branches(void *sock, int json)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_STATUS);
+    mlt_header_t *r = request(sock, &h);
+    if (!r)
+        return 2;
+    if (check_error(r) < 0) {
+        mlt_wire_free(&r);
+        return 1;
+    }
+    uint32_t training = 0;
+    mlt_header_t *js = get_status(sock);
+    if (js && js->job_state->has_branch && !is_over(js->job_state->phase))
+        training = js->job_state->branch;
+    mlt_wire_free(&js);
+    const Mlt__ServerInfo *si = r->server;
+    if (json) {
+        printf("{\"shards\":%u,\"memory_allocated\":%llu,\"memory_potential\":%llu,"
+               "\"memory_limit\":%llu,\"branches\":[",
+               si ? si->n_servers : 0, si ? (unsigned long long)si->memory_allocated : 0ull,
+               si ? (unsigned long long)si->memory_potential : 0ull,
+               si ? (unsigned long long)si->memory_limit : 0ull);
+        for (size_t i = 0; i < r->n_branches; i++) {
+            const Mlt__BranchInfo *b = r->branches[i];
+            const Mlt__Tunables *t = b->tunables;
+            printf("%s{\"id\":%u,\"parent\":", i ? "," : "", b->id);
+            if (b->has_parent)
+                printf("%u", b->parent);
+            else
+                printf("null");
+            printf(",\"kind\":\"%s\",\"training\":%s,\"lr\":%g,\"momentum\":%g,"
+                   "\"staleness\":%u,\"min_clock\":%lld,\"owned_bytes\":%llu,"
+                   "\"shared_bytes\":%llu,\"diverged\":%s}",
+                   mlt_branch_kind_name((int)b->kind), b->id == training ? "true" : "false",
+                   t ? (double)t->lr : 0.0, t ? (double)t->momentum : 0.0, t ? t->staleness : 0,
+                   (long long)b->min_clock, (unsigned long long)b->owned_bytes,
+                   (unsigned long long)b->shared_bytes, b->diverged ? "true" : "false");
+        }
+        printf("]}\n");
+        mlt_wire_free(&r);
+        return 0;
+    }
+    if (r->n_branches == 0) {
+        printf("no live branches%s\n", si && si->job ? "" : " (no job)");
+    } else {
+        printf("%8s %8s  %-8s %-9s %10s %8s %5s %10s %10s %10s\n", "branch", "parent", "kind",
+               "role", "lr", "momentum", "stale", "clock", "owned MiB", "shared MiB");
+        for (size_t i = 0; i < r->n_branches; i++) {
+            const Mlt__BranchInfo *b = r->branches[i];
+            const Mlt__Tunables *t = b->tunables;
+            char parent[16] = "-";
+            if (b->has_parent)
+                snprintf(parent, sizeof parent, "%u", b->parent);
+            printf("%8u %8s  %-8s %-9s %10.4g %8.3g %5u %10lld %10.2f %10.2f%s\n", b->id, parent,
+                   mlt_branch_kind_name((int)b->kind), b->id == training ? "training" : "",
+                   t ? (double)t->lr : 0.0, t ? (double)t->momentum : 0.0, t ? t->staleness : 0,
+                   (long long)b->min_clock, mib(b->owned_bytes), mib(b->shared_bytes),
+                   b->diverged ? "  DIVERGED" : "");
+        }
+    }
+    if (si)
+        printf("memory: %.2f MiB allocated over %u shard%s, %.2f MiB if every chunk were "
+               "private, limit %.0f MiB\n",
+               mib(si->memory_allocated), si->n_servers, si->n_servers == 1 ? "" : "s",
+               mib(si->memory_potential), mib(si->memory_limit));
+    mlt_wire_free(&r);
+    return 0;
+}
+
+static int cmd_metrics(void *sock)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_METRICS);
+    mlt_header_t *r = request(sock, &h);
+    if (!r)
+        return 2;
+    int rc = check_error(r) < 0 ? 1 : 0;
+    if (!rc)
+        fputs(r->text ? r->text : "", stdout);
+    mlt_wire_free(&r);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -315,6 +427,14 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "wait") == 0) {
         status = wait_job(sock);
+    } else if (strcmp(cmd, "watch") == 0) {
+        status = cmd_watch(sock);
+    } else if (strcmp(cmd, "branches") == 0) {
+        status = cmd_branches(sock, i < argc && strcmp(argv[i], "--json") == 0);
+    } else if (strcmp(cmd, "decisions") == 0) {
+        status = cmd_decisions(sock, argc - i, argv + i);
+    } else if (strcmp(cmd, "metrics") == 0) {
+        status = cmd_metrics(sock);
     } else {
         fprintf(stderr, "mltunerctl: unknown command '%s'\n", cmd);
         usage(stderr);

@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/coord.h"
+#include "daemon/httpmetrics.h"
+#include "daemon/notify.h"
 #include "daemon/server.h"
 
 static int stop_pipe[2] = {-1, -1};
@@ -151,6 +153,7 @@ int main(int argc, char **argv)
     int status = 1;
     int rc;
     mlt_coord_t *coord = NULL;
+    mlt_http_t *http = NULL;
     mlt_server_t *srv = mlt_server_new(&conf, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
@@ -179,6 +182,14 @@ int main(int argc, char **argv)
         }
         log_info("coordinator listening on %s", mlt_coord_endpoint(coord));
     }
+    if (conf.metrics_listen && *conf.metrics_listen) {
+        http = mlt_http_start(conf.metrics_listen, coord ? mlt_coord_endpoint(coord) : NULL,
+                              mlt_server_endpoint(srv), (uint32_t)conf.rank, err, sizeof err);
+        if (!http) {
+            log_error("%s", err);
+            goto out_coord;
+        }
+    }
     /* the endpoint file last: when it appears, everything listens */
     if (conf.endpoint_file && *conf.endpoint_file) {
         rc = write_endpoint(conf.endpoint_file, mlt_server_endpoint(srv));
@@ -187,7 +198,11 @@ int main(int argc, char **argv)
             goto out_coord;
         }
     }
+    mlt_notify_status("shard %d of %d serving on %s", conf.rank, conf.n_servers,
+                      mlt_server_endpoint(srv));
+    mlt_notify_ready();
     rc = mlt_server_run(srv, sfd);
+    mlt_notify_stopping(); /* a signal or a failed socket: shutdown begins either way */
     if (rc < 0) {
         log_error("serving stopped: %s", strerror(-rc));
         goto out_coord;
@@ -197,6 +212,7 @@ int main(int argc, char **argv)
         log_info("%s received, shutting down", strsignal((int)signo));
     status = 0;
 out_coord:
+    mlt_http_stop(&http);
     mlt_coord_destroy(&coord);
 out_srv:
     mlt_server_destroy(&srv);

@@ -38,6 +38,8 @@ struct mlt_server {
     float *scratch;   /* aligned copy of a misaligned payload frame */
     zmq_msg_t *frames; /* frames of the request being served */
     size_t n_frames;
+    /* counters since start, for STATUS (and so metrics) */
+    uint64_t n_requests, n_errors, n_pulls, n_pushes, bytes_in, bytes_out;
 };
 
 /* The request being served. */
@@ -82,6 +84,16 @@ static void fill_server_info(mlt_server_t *s, Mlt__ServerInfo *si)
     si->memory_potential = mlt_store_potential(s->store);
     si->memory_allocated = mlt_store_allocated(s->store);
     si->job = (char *)mlt_store_job(s->store);
+    si->has_requests = si->has_errors = si->has_pulls = si->has_pushes = 1;
+    si->has_bytes_in = si->has_bytes_out = si->has_parked = si->has_n_branches = 1;
+    si->requests = s->n_requests;
+    si->errors = s->n_errors;
+    si->pulls = s->n_pulls;
+    si->pushes = s->n_pushes;
+    si->bytes_in = s->bytes_in;
+    si->bytes_out = s->bytes_out;
+    si->parked = (uint32_t)mlt_ssp_count(s->parked);
+    si->n_branches = mlt_store_n_branches(s->store);
 }
 
 static void send_error_to(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
@@ -112,6 +124,7 @@ static int reply_error(mlt_server_t *s, req_t *rq, int code, const char *fmt, ..
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     const char *type = rq->h ? mlt_wire_type_name(rq->h->type) : "(undecoded)";
+    s->n_errors++;
     mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type,
                         text, strerror(-code));
     send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
@@ -207,13 +220,14 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.tunables = &tu;
     send_id(s, id, id_len);
     mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
+    s->n_pulls++;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t k = first + i;
         mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k);
         zmq_msg_t m;
-        zmq_msg_init_data(&m, (void *)mlt_chunk_params(c),
-                          (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float),
-                          mlt_chunk_release, c);
+        size_t bytes = (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float);
+        s->bytes_out += bytes;
+        zmq_msg_init_data(&m, (void *)mlt_chunk_params(c), bytes, mlt_chunk_release, c);
         if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
             zmq_msg_close(&m); /* releases the chunk */
     }
@@ -369,6 +383,8 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
                                "were applied)",
                                h->chunk_first + i, h->table);
     }
+    if (!is_write)
+        s->n_pushes++;
     return reply_ok(s, rq, 0);
 }
 
@@ -606,6 +622,9 @@ static int serve_one(mlt_server_t *s)
         }
     }
     req_t rq = {.id = &s->frames[0]};
+    s->n_requests++;
+    for (size_t i = 2; i < s->n_frames; i++)
+        s->bytes_in += zmq_msg_size(&s->frames[i]);
     if (s->n_frames < 2) {
         close_frames(s); /* an empty message from a ROUTER peer: nothing to answer */
         return 0;

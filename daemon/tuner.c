@@ -670,6 +670,9 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                 clocks = left;
         }
         if (clocks > 0) {
+            if (ex->progress) /* the status shows the training branch from its first clock */
+                ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val,
+                             res->test, res->trials);
             double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
             rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
                          &secs);

@@ -29,5 +29,6 @@
 #define MLT_MAX_BATCH 65536u                 /* batch size per worker */
 #define MLT_MAX_OVERRIDES 64u                /* "key=value" overrides of a job */
 #define MLT_MAX_OVERRIDE_LEN 256u            /* one override */
+#define MLT_MAX_METRICS_TEXT 60000u          /* METRICS_REPLY text (fits the header) */
 
 #endif

@@ -248,7 +248,8 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
             return rc;
     if ((rc = check_str("job_text", h->job_text, MLT_MAX_JOB_TEXT, err, errlen)) ||
         (rc = check_str("job_path", h->job_path, MLT_MAX_PATH_LEN, err, errlen)) ||
-        (rc = check_str("out_dir", h->out_dir, MLT_MAX_PATH_LEN, err, errlen)))
+        (rc = check_str("out_dir", h->out_dir, MLT_MAX_PATH_LEN, err, errlen)) ||
+        (rc = check_str("text", h->text, MLT_MAX_METRICS_TEXT, err, errlen)))
         return rc;
     if (h->server && (h->server->n_servers < 1 || h->server->n_servers > MLT_MAX_SERVERS ||
                       h->server->rank >= h->server->n_servers || h->server->chunk_floats < 1 ||

@@ -1,7 +1,8 @@
 # scripts/deps.sh - sourced by scripts/test and scripts/demo: installs the
 # Debian 12 packages the build needs, only those missing, quietly.
 MLT_PKGS=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev libjemalloc-dev check
-          meson ninja-build pkg-config libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+          meson ninja-build pkg-config libopenblas-dev zlib1g-dev dataset-fashion-mnist
+          libsystemd-dev systemd libmicrohttpd-dev python3-matplotlib)
 
 mlt_install_deps() {
     local missing=() p

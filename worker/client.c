@@ -193,6 +193,13 @@ static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h
         o->memory_limit = h->server->memory_limit;
         o->memory_potential = h->server->memory_potential;
         o->memory_allocated = h->server->memory_allocated;
+        o->requests = h->server->requests;
+        o->errors = h->server->errors;
+        o->pulls = h->server->pulls;
+        o->pushes = h->server->pushes;
+        o->bytes_in = h->server->bytes_in;
+        o->bytes_out = h->server->bytes_out;
+        o->parked = h->server->parked;
         if (h->server->job)
             snprintf(o->job, sizeof o->job, "%s", h->server->job);
     }

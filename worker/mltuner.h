@@ -66,6 +66,9 @@ typedef struct mlt_branch_status {
 typedef struct mlt_server_status {
     uint32_t rank, n_servers, chunk_floats;
     uint64_t memory_limit, memory_potential, memory_allocated;
+    /* the shard's counters since it started */
+    uint64_t requests, errors, pulls, pushes, bytes_in, bytes_out;
+    uint32_t parked; /* pulls waiting now */
     char job[129]; /* empty: no job */
     uint32_t n_branches;
     mlt_branch_status_t *branches; /* free with mlt_server_status_free */

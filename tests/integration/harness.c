@@ -2,6 +2,10 @@
 #include "tests/integration/harness.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <ftw.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,7 +23,38 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for
+ * port 0), or 0. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra, bool listed);
+
 int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
+{
+    return start_daemons(c, n, extra, false);
+}
+
+int mlt_test_start_listed(mlt_test_cluster_t *c, int n, const char *const *extra)
+{
+    return start_daemons(c, n, extra, true);
+}
+
+/* listed: every daemon gets the servers list (fixed ports picked here), so
+ * the coordinator knows all n shards; else each binds port 0 alone. */
+static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra, bool listed)
 {
     memset(c, 0, sizeof *c);
     const char *root = getenv("MLT_BUILD_ROOT");
@@ -34,8 +69,24 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
         perror("harness: mkdtemp");
         return -1;
     }
-    char nserv[32];
+    char nserv[32], servers[MLT_TEST_MAX_DAEMONS * 32 + 16] = "servers=";
+    char binds[MLT_TEST_MAX_DAEMONS][32], metrics[MLT_TEST_MAX_DAEMONS][64];
     snprintf(nserv, sizeof nserv, "n_servers=%d", n);
+    for (int i = 0; i < n; i++) {
+        snprintf(binds[i], sizeof binds[i], "tcp://127.0.0.1:0");
+        if (!listed)
+            continue;
+        int port = free_port();
+        if (!port) {
+            perror("harness: no free port");
+            return -1;
+        }
+        snprintf(binds[i], sizeof binds[i], "tcp://127.0.0.1:%d", port);
+        c->metrics_port[i] = free_port();
+        snprintf(metrics[i], sizeof metrics[i], "metrics_listen=127.0.0.1:%d", c->metrics_port[i]);
+        snprintf(servers + strlen(servers), sizeof servers - strlen(servers), "%s%s",
+                 i ? "," : "", binds[i]);
+    }
     for (int i = 0; i < n; i++) {
         char rank[32], epf[320], log[320], sdir[300], ctlf[360];
         snprintf(rank, sizeof rank, "%d", i);
@@ -62,7 +113,13 @@ int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
             argv[a++] = "--set";
             argv[a++] = nserv;
             argv[a++] = "--bind";
-            argv[a++] = "tcp://127.0.0.1:0";
+            argv[a++] = binds[i];
+            if (listed) {
+                argv[a++] = "--set";
+                argv[a++] = servers;
+                argv[a++] = "--set";
+                argv[a++] = metrics[i];
+            }
             argv[a++] = "--endpoint-file";
             argv[a++] = epf;
             argv[a++] = "--set";

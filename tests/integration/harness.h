@@ -20,12 +20,17 @@ typedef struct mlt_test_cluster {
     char control[128];                     /* the coordinator's control endpoint (rank 0) */
     pid_t workers[MLT_TEST_MAX_WORKERS];   /* mltuner-worker processes */
     int n_workers;
+    int metrics_port[MLT_TEST_MAX_DAEMONS]; /* HTTP /metrics port (listed clusters), or 0 */
 } mlt_test_cluster_t;
 
 /* Starts n daemons (ranks 0..n-1 of n). extra: further "--set" values such
  * as "memory_limit=1G" (NULL-terminated, may be NULL). Returns 0 or -1 with a
  * message on stderr. Daemon logs go to DIR/daemonN.log. */
 int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra);
+/* The same, but every daemon is told the whole servers list (on ports picked
+ * here), so that the coordinator (rank 0) knows all n shards, as in a real
+ * deployment; each also serves HTTP metrics on metrics_port[i]. */
+int mlt_test_start_listed(mlt_test_cluster_t *c, int n, const char *const *extra);
 /* Sends SIGTERM to every daemon and waits; returns the number that did not exit 0
  * (a daemon that does not exit within 20 s is killed and counts). */
 int mlt_test_stop(mlt_test_cluster_t *c);

@@ -697,6 +697,37 @@ START_TEST(test_validate_bounds)
 }
 END_TEST
 
+START_TEST(test_metrics_listen)
+{
+    char host[64];
+    int port = 0;
+    ck_assert_int_eq(mlt_dconf_parse_listen("127.0.0.1:9108", host, sizeof host, &port), 0);
+    ck_assert_str_eq(host, "127.0.0.1");
+    ck_assert_int_eq(port, 9108);
+    ck_assert_int_eq(mlt_dconf_parse_listen("*:1", host, sizeof host, &port), 0);
+    ck_assert_str_eq(host, "0.0.0.0");
+    ck_assert_int_eq(mlt_dconf_parse_listen("localhost:65535", host, sizeof host, &port), 0);
+    ck_assert_str_eq(host, "127.0.0.1");
+    static const char *const bad[] = {"", "9108", ":9108", "127.0.0.1:", "127.0.0.1:0",
+                                      "127.0.0.1:65536", "127.0.0.1:9x", "example.org:80",
+                                      "300.1.1.1:80", "127.0.0.1:-5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(mlt_dconf_parse_listen(bad[i], host, sizeof host, &port) == -EINVAL, "%s",
+                      bad[i]);
+    /* through the config: a bad value is refused by validate, naming the key */
+    mlt_dconf_t c;
+    mlt_dconf_defaults(&c);
+    char err[512];
+    ck_assert_int_eq(mlt_dconf_set(&c, "metrics_listen", "nope", err, sizeof err), 0);
+    int rc = mlt_dconf_finish(&c, err, sizeof err);
+    if (rc == 0)
+        rc = mlt_dconf_validate(&c, err, sizeof err);
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_msg(strstr(err, "metrics_listen") && strstr(err, "nope"), "%s", err);
+    mlt_dconf_free(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -743,6 +774,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_finish_rank_refused);
     tcase_add_test(tc, test_finish_servers_mismatch);
     tcase_add_test(tc, test_validate_bounds);
+    tcase_add_test(tc, test_metrics_listen);
     suite_add_tcase(s, tc);
 
     return s;

@@ -1,0 +1,26 @@
+/* ctl.h - PRIVATE to mltunerctl (ctl.c, ctl_follow.c): the request helpers
+ * the commands share. */
+#ifndef MLT_CTL_H
+#define MLT_CTL_H
+
+#include "proto/wire.h"
+
+extern const char *endpoint; /* the coordinator's control endpoint */
+extern double timeout_s;     /* seconds to wait for a reply */
+
+/* Sends h and waits for the reply; returns the decoded reply (caller frees
+ * with mlt_wire_free) or NULL after printing why. */
+mlt_header_t *request(void *sock, mlt_header_t *h);
+/* -1 (after printing its text) if r is an ERROR reply, else 0. */
+int check_error(mlt_header_t *r);
+/* The JOB_STATUS reply (job_state set), or NULL after printing why. */
+mlt_header_t *get_status(void *sock);
+/* The phase is final: done, failed, stopped, idle. */
+int is_over(const char *phase);
+
+/* `watch`: redraws the job's progress until it ends. Returns the exit status. */
+int cmd_watch(void *sock);
+/* `decisions [--json] [--follow]` with its arguments. Returns the exit status. */
+int cmd_decisions(void *sock, int argc, char **argv);
+
+#endif
