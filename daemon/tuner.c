@@ -481,6 +481,8 @@ static int starting_loss(tuner_t *t, uint32_t init)
     double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs;
     logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"", init);
     int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
+    if (!rc && t->ex->progress) /* the first search begins with this measurement */
+        t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
     if (!rc)
         rc = t->ex->run(t->ex->ctx, id, &s, 0, clocks, 0.0, loss, &secs);
     double sum = 0;

@@ -103,9 +103,10 @@ static int run_standalone(const char *path, char **sets, int n_sets)
     bool mf = job.model.type == MLT_MODEL_MF;
     uint64_t steps_per_epoch = (mlt_trainer_part_size(t) + batch - 1) / batch;
     printf("# %s: %s model, %u training samples, batch %u, lr %g, momentum %g, rule %s "
-           "(loaded in %.1f s)\n",
+           "(loaded in %.1f s), backend %s\n",
            job.name, mlt_job_enum_name("model.type", job.model.type), mlt_trainer_part_size(t),
-           batch, (double)h.lr, (double)h.momentum, mlt_rule_name(rule), t_load);
+           batch, (double)h.lr, (double)h.momentum, mlt_rule_name(rule), t_load,
+           mlt_trainer_backend(t));
     printf("%-6s %-10s %-10s %-10s %-10s %s\n", "epoch", "loss", mf ? "val_rmse" : "val_acc",
            mf ? "test_rmse" : "test_acc", "time_s", "samples/s");
     int status = 1;
@@ -250,8 +251,10 @@ static void task_job(wk_t *w, const Mlt__Task *t)
         report_done(w, t, &r, mlt_client_error(w->client));
         return;
     }
-    log_info("job '%s' loaded in %.1f s: %u training samples in this partition, %u tables",
-             w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt);
+    log_info("job '%s' loaded in %.1f s: %u training samples in this partition, %u tables; "
+             "backend %s",
+             w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt,
+             mlt_trainer_backend(w->trainer));
     r.has_count = 1;
     r.count = mlt_trainer_part_size(w->trainer);
     report_done(w, t, &r, NULL);

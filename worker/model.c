@@ -48,7 +48,8 @@
  * 10.5 (batch 128, on a loaded machine). */
 #define THIN_MAX_TAPS 32u
 
-enum { L_FC = 1, L_CONV = 2, L_POOL = 3 };
+/* the same values as model.h's MLT_LAYER_* */
+enum { L_FC = MLT_LAYER_FC, L_CONV = MLT_LAYER_CONV, L_POOL = MLT_LAYER_POOL };
 
 typedef struct layer {
     int kind;            /* L_FC, L_CONV or L_POOL */
@@ -521,6 +522,42 @@ void mlt_model_init(const mlt_model_t *m, float *const *params, uint64_t seed)
                 t[j] = (float)((2.0 * mlt_rng_uniform(&st) - 1.0) * bound);
         }
     }
+}
+
+uint32_t mlt_model_n_layers(const mlt_model_t *m)
+{
+    return m->n_layers;
+}
+
+bool mlt_model_layer(const mlt_model_t *m, uint32_t l, mlt_model_layer_t *out)
+{
+    if (l >= m->n_layers)
+        return false;
+    const layer_t *L = &m->layers[l];
+    *out = (mlt_model_layer_t){.kind = L->kind,
+                               .h = L->h,
+                               .w = L->w,
+                               .c = L->c,
+                               .oh = L->oh,
+                               .ow = L->ow,
+                               .oc = L->oc,
+                               .k = L->k,
+                               .pool = L->p,
+                               .relu = L->relu,
+                               .need_dx = L->need_dx,
+                               .w_idx = L->w_idx,
+                               .b_idx = L->b_idx};
+    return true;
+}
+
+bool mlt_model_input_nhwc(const mlt_model_t *m)
+{
+    return m->to_nhwc;
+}
+
+const mlt_model_desc_t *mlt_model_desc(const mlt_model_t *m)
+{
+    return &m->d;
 }
 
 void mlt_model_limit_chunk(mlt_model_t *m, uint32_t images)

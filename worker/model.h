@@ -26,6 +26,7 @@
 
 #include "common/jobfile.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,6 +112,34 @@ int mlt_model_eval(mlt_model_t *m, float *const *params, const float *x, const u
  * Returns 0, or -EINVAL (non-MF model, n 0, an index out of range). */
 int mlt_model_eval_mf(mlt_model_t *m, float *const *params, const uint32_t *users,
                       const uint32_t *items, const float *r, uint32_t n, double *mse);
+
+/* ---- The layer plan, for other backends (worker/model_gpu.c) ----
+ * A classification model is n_layers layers from the input to the logits; a
+ * conv followed by a pool in the description is ONE layer (kind conv with
+ * pool > 0: the output is after bias, ReLU and pooling). MF models have no
+ * layers. */
+typedef struct mlt_model_layer {
+    int kind;            /* MLT_LAYER_FC, _CONV or _POOL */
+    uint32_t h, w, c;    /* input image, NHWC (fc: 1 x 1 x in features) */
+    uint32_t oh, ow, oc; /* output image (conv with pool: after pooling) */
+    uint32_t k;          /* conv: kernel size (odd, 'same' padding, stride 1) */
+    uint32_t pool;       /* pool: window = stride; conv: fused pool window, 0 = none */
+    bool relu;           /* ReLU on the output (every layer but pools and the last fc) */
+    bool need_dx;        /* the backward pass computes d(input): an earlier layer has parameters */
+    int w_idx, b_idx;    /* parameter tensors (-1: none) */
+} mlt_model_layer_t;
+
+enum { MLT_LAYER_FC = 1, MLT_LAYER_CONV = 2, MLT_LAYER_POOL = 3 };
+
+/* Number of layers (0 for MF), and layer l's plan (false when l is out of
+ * range). The input of a cnn is converted NCHW -> NHWC first when
+ * mlt_model_input_nhwc() is true (in_c > 1); an mlp or softmax sees the
+ * input as one vector of in_c*in_h*in_w. */
+uint32_t mlt_model_n_layers(const mlt_model_t *m);
+bool mlt_model_layer(const mlt_model_t *m, uint32_t l, mlt_model_layer_t *out);
+bool mlt_model_input_nhwc(const mlt_model_t *m);
+/* The description the model was built from (hidden and cnn are NULL). */
+const mlt_model_desc_t *mlt_model_desc(const mlt_model_t *m);
 
 /* ---- For tests only: the same steps in double precision. ----
  * The identical code (worker/model_impl.h) instantiated for double, for the

@@ -8,8 +8,10 @@
 
 #include "common/alloc.h"
 #include "common/rng.h"
+#include "kernels/gpu.h"
 #include "worker/data.h"
 #include "worker/model.h"
+#include "worker/model_gpu.h"
 
 /* A set of samples in contiguous buffers: images or ratings. */
 typedef struct set {
@@ -19,6 +21,8 @@ typedef struct set {
     uint32_t *u, *i; /* ratings */
     float *r;
 } set_t;
+
+typedef struct gpu gpu_t; /* the CUDA backend's state, below */
 
 struct mlt_trainer {
     bool mf;
@@ -30,10 +34,12 @@ struct mlt_trainer {
     mlt_sampler_t *sampler;
     uint32_t *idx;        /* batch indices */
     set_t batch;          /* gathered batch */
-    mlt_model_t *model;
+    mlt_model_t *model;   /* the CPU backend's model, NULL on the GPU */
     uint32_t n_tables;
-    float **params, **grads;
+    float **params, **grads; /* host copies (pinned on the GPU backend) */
     uint64_t seed;
+    char backend[320];    /* "cpu", "cuda: NVIDIA H100 ... (device 0)" */
+    gpu_t *gpu;           /* the CUDA backend, NULL on the CPU */
 };
 
 static void set_free(set_t *s)
@@ -205,6 +211,288 @@ out:
     return rc;
 }
 
+/* ---- the CUDA backend ----
+ * The data sets live on the device; a step uploads the batch's indices and
+ * the parameters (from pinned host buffers, where the client pulls them),
+ * gathers the batch on the device, runs the model and downloads the
+ * gradients (into pinned buffers, which the client pushes) and the loss.
+ * That whole sequence is captured once per batch size as a CUDA graph and
+ * replayed. */
+
+/* Device copy of a set. */
+typedef struct dset {
+    uint32_t n;
+    float *x;
+    uint8_t *y;
+    uint32_t *u, *i;
+    float *r;
+} dset_t;
+
+enum { MAX_GRAPHS = 24 }; /* batch sizes with a captured step */
+
+typedef struct graph_slot {
+    uint32_t batch;
+    mlt_gpu_graph_t *graph;
+} graph_slot_t;
+
+struct gpu {
+    mlt_gpu_t *g;
+    mlt_gpu_model_t *m;
+    dset_t train, val[2], all[2];
+    dset_t batch;         /* the gathered batch */
+    uint32_t *d_idx;      /* the batch's indices on the device */
+    double *h_loss;       /* pinned: the step's loss sum */
+    uint32_t *h_correct;  /* pinned: its right answers */
+    graph_slot_t graphs[MAX_GRAPHS];
+    uint32_t n_graphs;
+    bool no_graphs;       /* capture failed once: steps run uncaptured */
+};
+
+static void dset_free(mlt_gpu_t *g, dset_t *d)
+{
+    mlt_gpu_free(g, d->x);
+    mlt_gpu_free(g, d->y);
+    mlt_gpu_free(g, d->u);
+    mlt_gpu_free(g, d->i);
+    mlt_gpu_free(g, d->r);
+    memset(d, 0, sizeof *d);
+}
+
+/* Device buffers for n samples; with src, its contents uploaded. 0 or -errno. */
+static int dset_make(mlt_gpu_t *g, dset_t *d, const set_t *src, uint32_t n, uint32_t feat, bool mf)
+{
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    size_t m = n ? n : 1;
+    int rc = 0;
+    if (mf) {
+        d->u = mlt_gpu_malloc(g, m * sizeof *d->u);
+        d->i = mlt_gpu_malloc(g, m * sizeof *d->i);
+        d->r = mlt_gpu_malloc(g, m * sizeof *d->r);
+        if (!d->u || !d->i || !d->r)
+            return -ENOMEM;
+        if (src && n)
+            if ((rc = mlt_gpu_upload(g, d->u, src->u, n * sizeof *d->u)) ||
+                (rc = mlt_gpu_upload(g, d->i, src->i, n * sizeof *d->i)) ||
+                (rc = mlt_gpu_upload(g, d->r, src->r, n * sizeof *d->r)))
+                return rc;
+    } else {
+        d->x = mlt_gpu_malloc(g, m * feat * sizeof *d->x);
+        d->y = mlt_gpu_malloc(g, m);
+        if (!d->x || !d->y)
+            return -ENOMEM;
+        if (src && n)
+            if ((rc = mlt_gpu_upload(g, d->x, src->x, (size_t)n * feat * sizeof *d->x)) ||
+                (rc = mlt_gpu_upload(g, d->y, src->y, n)))
+                return rc;
+    }
+    return mlt_gpu_sync(g); /* the sources are pageable host memory */
+}
+
+static void gpu_destroy(gpu_t **pp)
+{
+    gpu_t *p = *pp;
+    if (p == NULL)
+        return;
+    mlt_gpu_sync(p->g);
+    for (uint32_t k = 0; k < p->n_graphs; k++)
+        mlt_gpu_graph_destroy(&p->graphs[k].graph);
+    mlt_gpu_model_destroy(&p->m);
+    dset_free(p->g, &p->train);
+    dset_free(p->g, &p->batch);
+    for (int k = 0; k < 2; k++) {
+        dset_free(p->g, &p->val[k]);
+        dset_free(p->g, &p->all[k]);
+    }
+    mlt_gpu_free(p->g, p->d_idx);
+    mlt_gpu_host_free(p->g, p->h_loss);
+    mlt_gpu_host_free(p->g, p->h_correct);
+    mlt_gpu_destroy(&p->g);
+    mlt_free(p);
+    *pp = NULL;
+}
+
+/* Chooses the backend of job->backend: t->gpu set up (context, model, data
+ * on the device) for CUDA, left NULL for the CPU; t->backend says which and,
+ * for auto without a GPU, why. 0, or -1 with err set (cuda asked for and not
+ * available, or the device failed). */
+static int gpu_setup(mlt_trainer_t *t, const mlt_job_t *job, const mlt_model_desc_t *d,
+                     uint32_t worker, char *err, size_t errlen)
+{
+    char why[160];
+    int n = job->backend == MLT_BACKEND_CPU ? 0 : mlt_gpu_probe(why, sizeof why);
+    if (job->backend == MLT_BACKEND_CPU) {
+        snprintf(t->backend, sizeof t->backend, "cpu");
+        return 0;
+    }
+    if (n <= 0) {
+        if (job->backend == MLT_BACKEND_CUDA) {
+            snprintf(err, errlen, "backend = \"cuda\", but there is no GPU: %s", why);
+            return -1;
+        }
+        snprintf(t->backend, sizeof t->backend, "cpu (backend auto: %s)", why);
+        return 0;
+    }
+    int dev = (int)(worker % (uint32_t)n);
+    gpu_t *p = mlt_calloc(1, sizeof *p);
+    char e[256];
+    if (!(p->g = mlt_gpu_new(dev, e, sizeof e))) {
+        mlt_free(p);
+        if (job->backend == MLT_BACKEND_CUDA) {
+            snprintf(err, errlen, "backend = \"cuda\": GPU %d: %s", dev, e);
+            return -1;
+        }
+        snprintf(t->backend, sizeof t->backend, "cpu (backend auto: GPU %d: %s)", dev, e);
+        return 0;
+    }
+    t->gpu = p;
+    /* TF32 convolutions, as PyTorch's default: the job trains, it is not a test */
+    if (!(p->m = mlt_gpu_model_new(p->g, d, true, e, sizeof e))) {
+        snprintf(err, errlen, "the model on GPU %d: %s", dev, e);
+        return -1;
+    }
+    int rc = dset_make(p->g, &p->train, &t->train, t->train.n, t->feat, t->mf);
+    for (int k = 0; k < 2 && !rc; k++)
+        if (!(rc = dset_make(p->g, &p->val[k], &t->val[k], t->val[k].n, t->feat, t->mf)))
+            rc = dset_make(p->g, &p->all[k], &t->all[k], t->all[k].n, t->feat, t->mf);
+    if (!rc)
+        rc = dset_make(p->g, &p->batch, NULL, t->max_batch, t->feat, t->mf);
+    if (!rc && (!(p->d_idx = mlt_gpu_malloc(p->g, t->max_batch * sizeof *p->d_idx)) ||
+                !(p->h_loss = mlt_gpu_host_malloc(p->g, sizeof *p->h_loss)) ||
+                !(p->h_correct = mlt_gpu_host_malloc(p->g, sizeof *p->h_correct))))
+        rc = -ENOMEM;
+    if (rc) {
+        snprintf(err, errlen, "the job's data on GPU %d: %s", dev, mlt_gpu_error(p->g));
+        return -1;
+    }
+    snprintf(t->backend, sizeof t->backend, "cuda: %s (device %d, compute %d.%d)",
+             mlt_gpu_device_name(p->g), dev, mlt_gpu_device_cc(p->g) / 10,
+             mlt_gpu_device_cc(p->g) % 10);
+    return 0;
+}
+
+/* Issues one step on the stream: parameters and indices up, gather, model,
+ * gradients and loss down. Capturable. */
+static int gpu_issue_step(mlt_trainer_t *t, uint32_t n)
+{
+    gpu_t *p = t->gpu;
+    float *const *dp = mlt_gpu_model_params(p->m), *const *dg = mlt_gpu_model_grads(p->m);
+    const mlt_model_t *plan = mlt_gpu_model_plan(p->m);
+    int rc = 0;
+    for (uint32_t i = 0; i < t->n_tables && !rc; i++)
+        rc = mlt_gpu_upload(p->g, dp[i], t->params[i], mlt_model_param_size(plan, i) * sizeof(float));
+    if (!rc)
+        rc = mlt_gpu_upload(p->g, p->d_idx, t->idx, n * sizeof *t->idx);
+    if (rc)
+        return rc;
+    if (t->mf) {
+        if ((rc = mlt_gpu_gather4(p->g, p->train.u, 1, p->d_idx, n, p->batch.u)) ||
+            (rc = mlt_gpu_gather4(p->g, p->train.i, 1, p->d_idx, n, p->batch.i)) ||
+            (rc = mlt_gpu_gather4(p->g, p->train.r, 1, p->d_idx, n, p->batch.r)) ||
+            (rc = mlt_gpu_model_step_mf(p->m, p->batch.u, p->batch.i, p->batch.r, n)))
+            return rc;
+    } else {
+        if ((rc = mlt_gpu_gather4(p->g, p->train.x, t->feat, p->d_idx, n, p->batch.x)) ||
+            (rc = mlt_gpu_gather1(p->g, p->train.y, 1, p->d_idx, n, p->batch.y)) ||
+            (rc = mlt_gpu_model_step(p->m, p->batch.x, p->batch.y, n)))
+            return rc;
+        rc = mlt_gpu_download(p->g, p->h_correct, mlt_gpu_model_d_correct(p->m),
+                              sizeof *p->h_correct);
+    }
+    for (uint32_t i = 0; i < t->n_tables && !rc; i++)
+        rc = mlt_gpu_download(p->g, t->grads[i], dg[i], mlt_model_param_size(plan, i) * sizeof(float));
+    if (!rc)
+        rc = mlt_gpu_download(p->g, p->h_loss, mlt_gpu_model_d_loss(p->m), sizeof *p->h_loss);
+    return rc;
+}
+
+/* The captured step for n samples: found, or captured now (NULL when capture
+ * is not possible: the step then runs uncaptured). */
+static mlt_gpu_graph_t *gpu_graph(mlt_trainer_t *t, uint32_t n)
+{
+    gpu_t *p = t->gpu;
+    for (uint32_t k = 0; k < p->n_graphs; k++)
+        if (p->graphs[k].batch == n)
+            return p->graphs[k].graph;
+    if (p->no_graphs || p->n_graphs == MAX_GRAPHS)
+        return NULL;
+    mlt_gpu_graph_t *gr = NULL;
+    if (mlt_gpu_capture_begin(p->g) == 0) {
+        int rc = gpu_issue_step(t, n);
+        if (mlt_gpu_capture_end(p->g, &gr) != 0 || rc != 0) {
+            mlt_gpu_graph_destroy(&gr);
+            p->no_graphs = true;
+            return NULL;
+        }
+    }
+    if (gr != NULL)
+        p->graphs[p->n_graphs++] = (graph_slot_t){.batch = n, .graph = gr};
+    return gr;
+}
+
+static int gpu_step(mlt_trainer_t *t, uint32_t n, float *loss, uint32_t *correct)
+{
+    gpu_t *p = t->gpu;
+    int rc = mlt_gpu_model_prepare(p->m, n); /* plans first: not while capturing */
+    if (rc)
+        return rc;
+    mlt_gpu_graph_t *gr = gpu_graph(t, n);
+    rc = gr ? mlt_gpu_graph_launch(p->g, gr) : gpu_issue_step(t, n);
+    if (!rc)
+        rc = mlt_gpu_sync(p->g);
+    if (rc)
+        return rc;
+    *loss = (float)(*p->h_loss / n);
+    *correct = t->mf ? 0 : *p->h_correct;
+    return 0;
+}
+
+/* Evaluation on the device set d with the host parameters. */
+static int gpu_eval(mlt_trainer_t *t, const dset_t *d, mlt_eval_t *out)
+{
+    gpu_t *p = t->gpu;
+    float *const *dp = mlt_gpu_model_params(p->m);
+    const mlt_model_t *plan = mlt_gpu_model_plan(p->m);
+    int rc = 0;
+    for (uint32_t i = 0; i < t->n_tables && !rc; i++)
+        rc = mlt_gpu_upload(p->g, dp[i], t->params[i], mlt_model_param_size(plan, i) * sizeof(float));
+    if (rc)
+        return rc;
+    if (t->mf) {
+        double mse = 0;
+        rc = mlt_gpu_model_eval_mf(p->m, d->u, d->i, d->r, d->n, &mse);
+        out->sq_error = mse * d->n;
+        out->loss = out->sq_error;
+        return rc;
+    }
+    double loss = 0;
+    uint32_t correct = 0;
+    rc = mlt_gpu_model_eval(p->m, d->x, d->y, d->n, &loss, &correct);
+    out->loss = loss * d->n;
+    out->correct = correct;
+    return rc;
+}
+
+/* The model's plan: the CPU model, or the GPU model's twin. */
+static const mlt_model_t *plan_of(const mlt_trainer_t *t)
+{
+    return t->gpu ? mlt_gpu_model_plan(t->gpu->m) : t->model;
+}
+
+/* Host buffer of n bytes for a parameter or gradient table: pinned on the GPU. */
+static void *host_alloc(mlt_trainer_t *t, size_t n)
+{
+    return t->gpu ? mlt_gpu_host_malloc(t->gpu->g, n) : mlt_try_aligned(n);
+}
+
+static void host_free(mlt_trainer_t *t, void *h)
+{
+    if (t->gpu)
+        mlt_gpu_host_free(t->gpu->g, h);
+    else
+        mlt_free(h);
+}
+
 mlt_trainer_t *mlt_trainer_new(const mlt_job_t *job, uint32_t worker, uint32_t n_workers,
                                char *err, size_t errlen)
 {
@@ -233,21 +521,23 @@ mlt_trainer_t *mlt_trainer_new(const mlt_job_t *job, uint32_t worker, uint32_t n
     for (int k = 0; k < 2; k++)
         if (set_share(&t->val[k], &t->all[k], worker, n_workers, t->feat, t->mf))
             goto fail_oom;
-    if (!(t->model = mlt_model_new(&d, err, errlen)))
+    if (gpu_setup(t, job, &d, worker, err, errlen))
         goto fail;
-    t->n_tables = mlt_model_n_params(t->model);
+    if (!t->gpu && !(t->model = mlt_model_new(&d, err, errlen)))
+        goto fail;
+    t->n_tables = mlt_model_n_params(plan_of(t));
     t->params = mlt_calloc(t->n_tables, sizeof *t->params);
     t->grads = mlt_calloc(t->n_tables, sizeof *t->grads);
     for (uint32_t i = 0; i < t->n_tables; i++) {
-        size_t n = mlt_model_param_size(t->model, i) * sizeof(float);
-        if (!(t->params[i] = mlt_try_aligned(n)) || !(t->grads[i] = mlt_try_aligned(n)))
+        size_t n = mlt_model_param_size(plan_of(t), i) * sizeof(float);
+        if (!(t->params[i] = host_alloc(t, n)) || !(t->grads[i] = host_alloc(t, n)))
             goto fail_oom;
         memset(t->params[i], 0, n);
         memset(t->grads[i], 0, n);
     }
     t->sampler = mlt_sampler_new(t->train.n, worker, n_workers, t->seed);
-    t->idx = mlt_calloc(t->max_batch, sizeof *t->idx);
-    if (!t->sampler || set_alloc(&t->batch, t->max_batch, t->feat, t->mf))
+    t->idx = host_alloc(t, t->max_batch * sizeof *t->idx); /* pinned: the step uploads it */
+    if (!t->sampler || !t->idx || set_alloc(&t->batch, t->max_batch, t->feat, t->mf))
         goto fail_oom;
     return t;
 fail_oom:
@@ -263,14 +553,18 @@ void mlt_trainer_destroy(mlt_trainer_t **tp)
         return;
     mlt_trainer_t *t = *tp;
     for (uint32_t i = 0; i < t->n_tables; i++) {
-        mlt_free(t->params[i]);
-        mlt_free(t->grads[i]);
+        if (t->params)
+            host_free(t, t->params[i]);
+        if (t->grads)
+            host_free(t, t->grads[i]);
     }
     mlt_free(t->params);
     mlt_free(t->grads);
+    if (t->idx)
+        host_free(t, t->idx);
     mlt_model_destroy(&t->model);
+    gpu_destroy(&t->gpu);
     mlt_sampler_destroy(&t->sampler);
-    mlt_free(t->idx);
     set_free(&t->train);
     set_free(&t->batch);
     for (int k = 0; k < 2; k++) {
@@ -288,12 +582,12 @@ uint32_t mlt_trainer_n_tables(const mlt_trainer_t *t)
 
 const char *mlt_trainer_table_name(const mlt_trainer_t *t, uint32_t i)
 {
-    return mlt_model_param_name(t->model, i);
+    return mlt_model_param_name(plan_of(t), i);
 }
 
 uint64_t mlt_trainer_table_size(const mlt_trainer_t *t, uint32_t i)
 {
-    return mlt_model_param_size(t->model, i);
+    return mlt_model_param_size(plan_of(t), i);
 }
 
 float *const *mlt_trainer_params(mlt_trainer_t *t)
@@ -330,7 +624,7 @@ void mlt_trainer_seek(mlt_trainer_t *t, double epochs)
 
 void mlt_trainer_init_params(mlt_trainer_t *t)
 {
-    mlt_model_init(t->model, t->params, t->seed);
+    mlt_model_init(plan_of(t), t->params, t->seed);
 }
 
 int mlt_trainer_step(mlt_trainer_t *t, uint32_t batch, float *loss, uint32_t *correct)
@@ -340,9 +634,11 @@ int mlt_trainer_step(mlt_trainer_t *t, uint32_t batch, float *loss, uint32_t *co
     uint32_t n = mlt_sampler_next_batch(t->sampler, batch, t->idx);
     if (n == 0)
         n = mlt_sampler_next_batch(t->sampler, batch, t->idx);
+    *correct = 0;
+    if (t->gpu)
+        return gpu_step(t, n, loss, correct); /* the batch is gathered on the device */
     for (uint32_t k = 0; k < n; k++)
         set_copy(&t->batch, k, &t->train, t->idx[k], t->feat, t->mf);
-    *correct = 0;
     if (t->mf)
         return mlt_model_step_mf(t->model, t->params, t->grads, t->batch.u, t->batch.i,
                                  t->batch.r, n, loss);
@@ -372,10 +668,27 @@ static int eval_set(mlt_trainer_t *t, const set_t *s, mlt_eval_t *out)
 
 int mlt_trainer_eval(mlt_trainer_t *t, int which, mlt_eval_t *out)
 {
-    return eval_set(t, &t->val[which ? 1 : 0], out);
+    const int k = which ? 1 : 0;
+    if (t->gpu) {
+        memset(out, 0, sizeof *out);
+        out->count = t->val[k].n;
+        return t->val[k].n ? gpu_eval(t, &t->gpu->val[k], out) : 0;
+    }
+    return eval_set(t, &t->val[k], out);
 }
 
 int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out)
 {
-    return eval_set(t, &t->all[which ? 1 : 0], out);
+    const int k = which ? 1 : 0;
+    if (t->gpu) {
+        memset(out, 0, sizeof *out);
+        out->count = t->all[k].n;
+        return t->all[k].n ? gpu_eval(t, &t->gpu->all[k], out) : 0;
+    }
+    return eval_set(t, &t->all[k], out);
+}
+
+const char *mlt_trainer_backend(const mlt_trainer_t *t)
+{
+    return t->backend;
 }

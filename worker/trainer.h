@@ -55,4 +55,12 @@ int mlt_trainer_eval(mlt_trainer_t *t, int which, mlt_eval_t *out);
 /* Whole-set evaluation, for the standalone loop (share of 1 worker). */
 int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out);
 
+/* The compute backend, for a log line: "cpu", "cpu (backend auto: no CUDA
+ * device)", "cuda: NVIDIA H100 80GB HBM3 (device 0, compute 9.0)". The job's
+ * backend decides: cpu; cuda (mlt_trainer_new fails when there is no usable
+ * GPU); auto (cuda when a GPU is found, else cpu). On cuda the data sets live
+ * on the device, the parameter and gradient buffers are pinned host memory,
+ * and a step runs as a CUDA graph captured once per batch size. */
+const char *mlt_trainer_backend(const mlt_trainer_t *t);
+
 #endif

@@ -6,6 +6,7 @@
  * process must exit 0. Also: a bad job file is refused with file:line, and an
  * unreachable coordinator is one clear line. */
 #include <check.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,48 @@ START_TEST(test_bad_job)
 }
 END_TEST
 
+/* The job's backend: "cuda" where there is no usable GPU is a clear error
+ * (standalone, and a submitted job fails with the worker's reason while the
+ * daemon keeps serving); "auto" says which backend it took, in one line. On a
+ * machine with a GPU both run on it. */
+static int standalone(const char *backend, char *log, size_t loglen)
+{
+    char set[64];
+    snprintf(set, sizeof set, "backend=%s", backend);
+    const char *argv[] = {"worker/mltuner-worker", "--standalone", conf_path, "--set", set,
+                          "--set", "data.subset=1000", "--set", "stop.max_epochs=1", NULL};
+    return mlt_test_run(argv, log, loglen);
+}
+
+START_TEST(test_backend)
+{
+    char log[8192];
+    int rc = standalone("cuda", log, sizeof log);
+    if (rc != 0) {
+        ck_assert_int_eq(rc, 1);
+        ck_assert_msg(strstr(log, "backend = \"cuda\", but there is no GPU: "), "%s", log);
+        ck_assert_msg(strchr(log, '\n') == log + strlen(log) - 1, "more than one line: %s", log);
+    } else {
+        ck_assert_msg(strstr(log, "backend cuda: "), "%s", log);
+    }
+    bool gpu = rc == 0;
+    ck_assert_int_eq(standalone("auto", log, sizeof log), 0);
+    ck_assert_msg(strstr(log, gpu ? "backend cuda: " : "backend cpu (backend auto: "), "%s", log);
+    if (gpu)
+        return;
+    /* a submitted job: the workers refuse it, the job fails with why */
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path, "--set",
+                          "backend=cuda", "--wait", NULL};
+    rc = mlt_test_run(argv, log, sizeof log);
+    ck_assert_msg(rc != 0, "a cuda job without a GPU was not refused: %s", log);
+    ck_assert_msg(strstr(log, "no GPU"), "the failure does not say why: %s", log);
+    const char *st[] = {"daemon/mltunerctl", "-c", cl.control, "status", "--json", NULL};
+    ck_assert_int_eq(mlt_test_run(st, log, sizeof log), 0);
+    ck_assert_msg(strstr(log, "\"phase\":\"failed\""), "%s", log);
+}
+END_TEST
+
 START_TEST(test_unreachable)
 {
     char log[1024];
@@ -244,6 +287,7 @@ int main(void)
     tcase_add_test(tc, test_ssp3);
     tcase_add_test(tc, test_tune);
     tcase_add_test(tc, test_bad_job);
+    tcase_add_test(tc, test_backend);
     tcase_add_test(tc, test_unreachable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
