@@ -33,7 +33,10 @@
 #define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
 #define ASYNC_MAX_PENDING 4096u        /* unacknowledged requests before mlt_clock waits */
 
-enum pend_kind { P_ACK, P_HELLO, P_PULL, P_STATUS };
+/* P_PREFETCH: a pull sent ahead of need (see prefetch()); its reply only
+ * fills a cache, and an error in it is not the caller's: the pull that needs
+ * the data asks again. */
+enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS };
 
 typedef struct part {
     uint32_t shard, table, first, count;
@@ -44,14 +47,16 @@ typedef struct pending {
     uint32_t shard;
     enum pend_kind kind;
     uint32_t part;           /* P_PULL: which part */
-    float *dst;              /* P_PULL: destination table base */
-    struct cache *cache;     /* P_PULL: cache to fill */
+    float *dst;              /* P_PULL: destination table base (NULL: prefetch) */
+    struct cache *cache;     /* P_PULL, P_PREFETCH: cache to fill (NULL: given up on) */
     mlt_server_status_t *st; /* P_STATUS: where to put it */
 } pending_t;
 
 typedef struct cache {
     uint32_t branch;
     bool valid;
+    bool prefetch;      /* filled by a prefetch: the branch's next copy, not yet in use */
+    bool failed;        /* prefetch: a reply was an error or malformed */
     int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
     uint32_t staleness; /* the branch's, as the shards last said */
     uint64_t used;      /* LRU stamp */
@@ -84,6 +89,7 @@ struct mlt_client {
     uint64_t stamp;
     atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
     bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
+    uint64_t prefetch_hits;   /* pulls served by a prefetched copy */
 };
 
 static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
@@ -254,8 +260,11 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
                     size_t n)
 {
     const part_t *pt = &c->parts[p->part];
+    if (p->cache == NULL)
+        return; /* a prefetch given up on */
     if (!h->has_chunk_count || h->chunk_count != pt->count || n != pt->count ||
         !h->has_min_clock) {
+        p->cache->failed = true;
         record_error(c, -EPROTO, "%s: pull reply with %zu chunks, asked for %u",
                      c->endpoints[p->shard], n, pt->count);
         return;
@@ -266,6 +275,7 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
         uint64_t off = k * c->chunk_floats;
         uint64_t want = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
         if (zmq_msg_size(&frames[i]) != want * sizeof(float)) {
+            p->cache->failed = true;
             record_error(c, -EPROTO, "%s: pull reply chunk %llu is %zu bytes, expected %llu",
                          c->endpoints[p->shard], (unsigned long long)k, zmq_msg_size(&frames[i]),
                          (unsigned long long)(want * sizeof(float)));
@@ -275,8 +285,9 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
     cache_t *ca = p->cache;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t k = (uint64_t)pt->first + i;
-        copy_chunk(c, p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]),
-                   zmq_msg_size(&frames[i]));
+        if (p->dst != NULL)
+            copy_chunk(c, p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]),
+                       zmq_msg_size(&frames[i]));
         zmq_msg_t *slot = &ca->msgs[t->gfirst + k];
         zmq_msg_close(slot);
         zmq_msg_init(slot);
@@ -326,12 +337,16 @@ static void recv_one(mlt_client_t *c, uint32_t s)
         goto out; /* a reply to a request given up on */
     pending_t p = c->pending[i];
     c->pending[i] = c->pending[--c->n_pending];
-    if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
+    if (h->type == MLT__MSG_TYPE__MSG_ERROR && p.kind == P_PREFETCH) {
+        if (p.cache)
+            p.cache->failed = true; /* the pull that needs it will ask again, and say why */
+    } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
         if (p.kind == P_PULL)
             p.cache->valid = false;
         record_error(c, h->has_error_code && h->error_code ? -h->error_code : -EPROTO, "%s: %s",
                      c->endpoints[s], h->error ? h->error : "error");
-    } else if (p.kind == P_PULL && h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {
+    } else if ((p.kind == P_PULL || p.kind == P_PREFETCH) &&
+               h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {
         on_pull(c, &p, h, frames, nf);
     } else if (p.kind == P_STATUS && h->type == MLT__MSG_TYPE__MSG_STATUS_REPLY) {
         on_status(c, &p, h);
@@ -473,6 +488,8 @@ fail:
     return NULL;
 }
 
+static void prefetch_drop(mlt_client_t *c, uint32_t branch, bool all);
+
 static void cache_clear(mlt_client_t *c, cache_t *ca)
 {
     if (ca->msgs) {
@@ -555,6 +572,7 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     if ((rc = mlt_sync(c)) < 0)
         goto out;
     /* the layout, as every shard computes it */
+    prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
     mlt_free(c->tables);
@@ -637,9 +655,33 @@ static Mlt__Tunables *to_wire(const mlt_tunables_def_t *t, Mlt__Tunables *w)
 static cache_t *cache_find(mlt_client_t *c, uint32_t branch)
 {
     for (int i = 0; i < MAX_CACHES; i++)
-        if (c->caches[i].msgs && c->caches[i].branch == branch)
+        if (c->caches[i].msgs && !c->caches[i].prefetch && c->caches[i].branch == branch)
             return &c->caches[i];
     return NULL;
+}
+
+/* The prefetched copy of a branch, if one was asked for. */
+static cache_t *prefetch_find(mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && c->caches[i].prefetch && c->caches[i].branch == branch)
+            return &c->caches[i];
+    return NULL;
+}
+
+/* Forgets the prefetches of `branch` (of every branch if all): replies still
+ * to come are dropped on arrival, the copies freed. */
+static void prefetch_drop(mlt_client_t *c, uint32_t branch, bool all)
+{
+    for (int i = 0; i < MAX_CACHES; i++) {
+        cache_t *ca = &c->caches[i];
+        if (!ca->msgs || !ca->prefetch || (!all && ca->branch != branch))
+            continue;
+        for (size_t k = 0; k < c->n_pending; k++)
+            if (c->pending[k].cache == ca)
+                c->pending[k].cache = NULL;
+        cache_clear(c, ca);
+    }
 }
 
 /* Sends one control request to every shard and waits for all of them. */
@@ -682,6 +724,7 @@ int mlt_branch_fork(mlt_client_t *c, uint32_t child, uint32_t parent, int kind,
 
 int mlt_branch_free(mlt_client_t *c, uint32_t id)
 {
+    prefetch_drop(c, id, false);
     cache_t *ca = cache_find(c, id);
     if (ca)
         cache_clear(c, ca);
@@ -691,13 +734,16 @@ int mlt_branch_free(mlt_client_t *c, uint32_t id)
 int mlt_branch_set_tunables(mlt_client_t *c, uint32_t id, const mlt_tunables_def_t *t)
 {
     cache_t *ca = cache_find(c, id);
-    if (ca && t && t->staleness >= 0)
+    if (ca && t && t->staleness >= 0) {
         ca->valid = false; /* cached staleness is stale */
+        prefetch_drop(c, id, false);
+    }
     return control_all(c, MLT__MSG_TYPE__MSG_SET_TUNABLES, id, -1, -1, t);
 }
 
 int mlt_client_job_end(mlt_client_t *c)
 {
+    prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
@@ -801,6 +847,7 @@ int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *val
     cache_t *ca = cache_find(c, branch);
     if (ca)
         ca->valid = false;
+    prefetch_drop(c, branch, false);
     int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values, false);
     int rc2 = mlt_sync(c);
     return rc ? rc : rc2;
@@ -859,54 +906,56 @@ int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
     return rc;
 }
 
+/* A free cache slot for `branch`, or the least recently used one other than
+ * `keep` and the prefetches (whose replies may still come), cleared. */
+static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep)
+{
+    cache_t *ca = NULL;
+    for (int i = 0; i < MAX_CACHES; i++) {
+        cache_t *x = &c->caches[i];
+        if (!x->msgs) {
+            ca = x;
+            break;
+        }
+        if (x != keep && !x->prefetch && (!ca || x->used < ca->used))
+            ca = x;
+    }
+    if (!ca) /* every other slot a prefetch: forget them */
+        for (int i = 0; i < MAX_CACHES && !ca; i++)
+            if (&c->caches[i] != keep) {
+                prefetch_drop(c, c->caches[i].branch, false);
+                ca = &c->caches[i];
+            }
+    cache_clear(c, ca);
+    ca->branch = branch;
+    ca->msgs = mlt_calloc(c->n_chunks ? c->n_chunks : 1, sizeof *ca->msgs);
+    for (uint64_t i = 0; i < c->n_chunks; i++)
+        zmq_msg_init(&ca->msgs[i]);
+    return ca;
+}
+
 static cache_t *cache_for(mlt_client_t *c, uint32_t branch)
 {
     cache_t *ca = cache_find(c, branch);
-    if (!ca) {
-        ca = &c->caches[0];
-        for (int i = 0; i < MAX_CACHES; i++) {
-            if (!c->caches[i].msgs) {
-                ca = &c->caches[i];
-                break;
-            }
-            if (c->caches[i].used < ca->used)
-                ca = &c->caches[i];
-        }
-        cache_clear(c, ca);
-        ca->branch = branch;
-        ca->msgs = mlt_calloc(c->n_chunks ? c->n_chunks : 1, sizeof *ca->msgs);
-        for (uint64_t i = 0; i < c->n_chunks; i++)
-            zmq_msg_init(&ca->msgs[i]);
-    }
+    if (!ca)
+        ca = cache_slot(c, branch, NULL);
     ca->used = ++c->stamp;
     return ca;
 }
 
-int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+/* Sends the pull requests of every part of the job for `clock` into cache
+ * ca (kind P_PULL with the caller's tables dst, or P_PREFETCH). */
+static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
+                      enum pend_kind kind, float *const *dst)
 {
-    if (!c->n_tables)
-        return set_err(c, -EINVAL, "pull before mlt_client_register");
-    cache_t *ca = cache_for(c, branch);
-    if (ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness) {
-        for (uint32_t t = 0; t < c->n_tables; t++) {
-            const table_t *tb = &c->tables[t];
-            uint64_t nch = mlt_layout_chunks(tb->size, c->chunk_floats);
-            for (uint64_t k = 0; k < nch; k++) {
-                const zmq_msg_t *m = &ca->msgs[tb->gfirst + k];
-                copy_chunk(c, dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
-                           zmq_msg_size((zmq_msg_t *)m));
-            }
-        }
-        return 0;
-    }
-    ca->valid = false;
+    ca->valid = ca->failed = false;
     ca->min_clock = INT64_MAX;
     for (uint32_t i = 0; i < c->n_parts; i++) {
         const part_t *pt = &c->parts[i];
         mlt_header_t h;
-        pending_t *p = add_pending(c, pt->shard, P_PULL);
+        pending_t *p = add_pending(c, pt->shard, kind);
         p->part = i;
-        p->dst = dst[pt->table];
+        p->dst = dst ? dst[pt->table] : NULL;
         p->cache = ca;
         header_for(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
         h.has_branch = h.has_clock = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
@@ -919,18 +968,96 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
         if (rc < 0)
             return rc;
     }
-    int rc = wait_for(c, P_PULL);
-    if (rc == 0)
-        ca->valid = true;
-    else
-        ca->valid = false;
+    return 0;
+}
+
+/* After a pull at `clock` served from ca: when the branch may be read stale
+ * (staleness s > 0) and the next pull, at clock + 1, would find ca too old,
+ * asks for that copy now, so that it travels while the caller computes. The
+ * shards answer it once every worker has reached clock + 1 - s: with s >= 1
+ * this worker's own clocks never hold it back. (With s = 0 a pull must see
+ * this worker's next push, which is not sent yet: nothing to prefetch.) */
+static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock)
+{
+    if (!ca->valid || ca->staleness == 0 || clock + 1 <= ca->min_clock + (int64_t)ca->staleness ||
+        prefetch_find(c, branch) != NULL)
+        return;
+    cache_t *pf = cache_slot(c, branch, ca);
+    pf->prefetch = true;
+    pf->staleness = ca->staleness;
+    pf->used = ca->used;
+    if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL) < 0)
+        prefetch_drop(c, branch, false); /* the pull that needs it asks again */
+}
+
+/* Copies the cached copy ca into the caller's tables. */
+static void copy_out(mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    for (uint32_t t = 0; t < c->n_tables; t++) {
+        const table_t *tb = &c->tables[t];
+        uint64_t nch = mlt_layout_chunks(tb->size, c->chunk_floats);
+        for (uint64_t k = 0; k < nch; k++) {
+            const zmq_msg_t *m = &ca->msgs[tb->gfirst + k];
+            copy_chunk(c, dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
+                       zmq_msg_size((zmq_msg_t *)m));
+        }
+    }
+}
+
+/* ca's copy is good for a pull at `clock`. */
+static bool fresh(const cache_t *ca, int64_t clock)
+{
+    return ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness;
+}
+
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+{
+    if (!c->n_tables)
+        return set_err(c, -EINVAL, "pull before mlt_client_register");
+    cache_t *ca = cache_for(c, branch);
+    if (!fresh(ca, clock)) {
+        cache_t *pf = prefetch_find(c, branch);
+        if (pf != NULL) { /* the copy asked for ahead: wait for it, take it if good */
+            int rc = wait_for(c, P_PREFETCH);
+            if (rc < 0)
+                return rc; /* an error of an earlier asynchronous request */
+            pf->valid = !pf->failed && pf->min_clock != INT64_MAX;
+            pf->prefetch = false;
+            if (fresh(pf, clock)) {
+                c->prefetch_hits++;
+                pf->used = ca->used;
+                cache_clear(c, ca);
+                ca = pf;
+            } else {
+                cache_clear(c, pf);
+            }
+        }
+    }
+    if (fresh(ca, clock)) {
+        copy_out(c, ca, dst);
+        prefetch(c, ca, branch, clock);
+        return 0;
+    }
+    int rc = send_pulls(c, ca, branch, clock, P_PULL, dst);
+    if (rc < 0)
+        return rc;
+    rc = wait_for(c, P_PULL);
+    ca->valid = rc == 0 && !ca->failed;
+    if (ca->valid)
+        prefetch(c, ca, branch, clock);
     return rc;
+}
+
+uint64_t mlt_pull_prefetched(const mlt_client_t *c)
+{
+    return c->prefetch_hits;
 }
 
 int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch)
 {
     for (int i = 0; i < MAX_CACHES; i++)
-        if (c->caches[i].msgs && c->caches[i].branch == branch && c->caches[i].valid)
+        if (c->caches[i].msgs && !c->caches[i].prefetch && c->caches[i].branch == branch &&
+            c->caches[i].valid)
             return c->caches[i].min_clock;
     return -1;
 }

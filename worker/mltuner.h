@@ -108,6 +108,11 @@ int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *val
 int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst);
 /* min_clock the data of the last mlt_pull of branch reflects (-1: none). */
 int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch);
+/* On a branch with staleness s > 0, a pull whose successor would find the
+ * cached copy too old also asks the shards for the next copy, which then
+ * travels while the caller computes (it is answered once every worker has
+ * reached clock + 1 - s). This counts the pulls a prefetched copy served. */
+uint64_t mlt_pull_prefetched(const mlt_client_t *c);
 
 /* Sends the gradient of one table (whole table, mean over the batch). Does not
  * wait. On a branch with staleness 0 the buffer is sent zero-copy and must stay

@@ -10,7 +10,9 @@
  *      exact in any order;
  *  (c) fork: a write to the child leaves the parent unchanged; free gives the
  *      memory back.
- * Run at staleness 0 (BSP) and 2, each on its own branch. */
+ * Run at staleness 0 (BSP) and 2, each on its own branch; at 2 every worker
+ * must also have been served by prefetched copies (mlt_pull_prefetched), which
+ * (a) and (b) then check like any other pull. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -121,6 +123,12 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
             fprintf(stderr, "worker %d: clock: %s\n", w, mlt_client_error(c));
             bad++;
         }
+    }
+    /* with staleness > 0, copies were asked for ahead of need and used */
+    if (staleness > 0 && !bad && mlt_pull_prefetched(c) == 0) {
+        fprintf(stderr, "worker %d: no pull at staleness %u was served by a prefetch\n", w,
+                staleness);
+        bad++;
     }
     free_tables(p);
     free_tables(g);
