@@ -40,6 +40,9 @@ int mlt_gpu_fail_(mlt_gpu_t *g, int rc, const char *fmt, ...)
 
 int mlt_gpu_fail_cuda_(mlt_gpu_t *g, cudaError_t e, const char *what)
 {
+    /* a non-sticky error stays the runtime's "last error" until read: read it,
+     * or the next launch check (mlt_gpu_launched_) reports it again */
+    (void)cudaGetLastError();
     mlt_gpu_fail_(g, 0, "%s: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
     return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
 }
@@ -267,6 +270,7 @@ bool mlt_gpu_tf32(const mlt_gpu_t *g)
 void *mlt_gpu_malloc(mlt_gpu_t *g, size_t n)
 {
     void *p = NULL;
+    cudaSetDevice(g->device); /* the calling thread's current device may be another */
     cudaError_t e = cudaMalloc(&p, n ? n : 1);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -287,6 +291,7 @@ void mlt_gpu_free(mlt_gpu_t *g, void *d)
 void *mlt_gpu_host_malloc(mlt_gpu_t *g, size_t n)
 {
     void *p = NULL;
+    cudaSetDevice(g->device);
     cudaError_t e = cudaHostAlloc(&p, n ? n : 1, cudaHostAllocDefault);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -486,13 +491,14 @@ static const char *math_name(cudnnMathType_t m)
     }
 }
 
-/* An algorithm result is acceptable: it ran, and without TF32 allowed it is
- * not a tensor-op one. */
+/* An algorithm result is acceptable: it ran, it does not convert to FP16
+ * (ALLOW_CONVERSION: a smaller exponent range, neither TF32 nor what PyTorch
+ * does), and without TF32 allowed it is not a tensor-op one. */
 static bool acceptable(cudnnStatus_t st, cudnnMathType_t m, bool tf32)
 {
-    if (st != CUDNN_STATUS_SUCCESS)
+    if (st != CUDNN_STATUS_SUCCESS || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
         return false;
-    return tf32 || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+    return tf32 || m != CUDNN_TENSOR_OP_MATH;
 }
 
 void mlt_gpu_conv_destroy(mlt_gpu_t *g, mlt_gpu_conv_t **pp)
@@ -656,8 +662,9 @@ mlt_gpu_conv_t *mlt_gpu_conv_new(mlt_gpu_t *g, size_t n, size_t h, size_t w, siz
     if (!fits_int(n) || !fits_int(h) || !fits_int(w) || !fits_int(c) || !fits_int(oc) ||
         !fits_int(k) || k % 2 == 0 || n == 0 || h == 0 || w == 0 || c == 0 || oc == 0 ||
         n * h * w * (c > oc ? c : oc) > (size_t)INT_MAX) {
-        set_why(err, errlen, "convolution %zux%zu of %zux%zux%zux%zu into %zu: bad or too large",
-                k, k, n, h, w, c, oc);
+        mlt_gpu_fail_(g, -EINVAL, "convolution %zux%zu of %zux%zux%zux%zu into %zu: bad or too large",
+                      k, k, n, h, w, c, oc);
+        set_why(err, errlen, "%s", g->err);
         return NULL;
     }
     mlt_gpu_conv_t *p = (mlt_gpu_conv_t *)calloc(1, sizeof *p);

@@ -48,6 +48,7 @@ struct mlt_gpu_model {
     float *act, *grad[2], *z, *ones, *in_nhwc;
     uint32_t *idx;
     double *d_loss, *d_eval_loss; /* device scalars */
+    uint64_t plan_gen;            /* bumped when a plan is freed: see mlt_gpu_model_plan_gen */
     uint32_t *d_correct, *d_eval_correct;
 };
 
@@ -125,7 +126,8 @@ mlt_gpu_model_t *mlt_gpu_model_new(mlt_gpu_t *g, const mlt_model_desc_t *d, bool
     if (plan == NULL)
         return NULL;
     if (d->type != MLT_MODEL_MF && (d->max_batch == 0 || d->max_batch > 65536)) {
-        snprintf(err, errlen, "max_batch %u not in 1..65536", d->max_batch);
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "max_batch %u not in 1..65536", d->max_batch);
         mlt_model_destroy(&plan);
         errno = EINVAL;
         return NULL;
@@ -293,6 +295,7 @@ int mlt_gpu_model_prepare(mlt_gpu_model_t *m, uint32_t batch)
             mlt_gpu_conv_destroy(m->g, &gl->plans[0].conv);
             memmove(&gl->plans[0], &gl->plans[1], (MAX_PLANS - 1) * sizeof gl->plans[0]);
             gl->n_plans--;
+            m->plan_gen++; /* graphs captured with that plan now point at freed memory */
         }
         char err[256];
         mlt_gpu_conv_t *p =
@@ -305,6 +308,11 @@ int mlt_gpu_model_prepare(mlt_gpu_model_t *m, uint32_t batch)
     }
     mlt_gpu_set_tf32(m->g, was);
     return rc;
+}
+
+uint64_t mlt_gpu_model_plan_gen(const mlt_gpu_model_t *m)
+{
+    return m->plan_gen;
 }
 
 static float *act(const mlt_gpu_model_t *m, const glayer_t *gl)

@@ -62,6 +62,12 @@ int mlt_gpu_model_init(mlt_gpu_model_t *m, uint64_t seed);
  * with mlt_gpu_error(). */
 int mlt_gpu_model_prepare(mlt_gpu_model_t *m, uint32_t batch);
 
+/* A count that changes whenever prepare frees a convolution plan (it keeps
+ * plans for 24 batch sizes per layer, the oldest go): a CUDA graph captured
+ * before the change may use that plan's freed workspace and must be
+ * captured again. */
+uint64_t mlt_gpu_model_plan_gen(const mlt_gpu_model_t *m);
+
 /* One training step of a classification model on `batch` samples: x (device,
  * batch x in_c x in_h x in_w, NCHW as the data files hold them) and y (device
  * labels). The gradient of the MEAN loss goes to mlt_gpu_model_grads

@@ -246,6 +246,7 @@ struct gpu {
     graph_slot_t graphs[MAX_GRAPHS];
     uint32_t n_graphs;
     bool no_graphs;       /* capture failed once: steps run uncaptured */
+    uint64_t plan_gen;    /* mlt_gpu_model_plan_gen when the graphs were captured */
 };
 
 static void dset_free(mlt_gpu_t *g, dset_t *d)
@@ -312,6 +313,21 @@ static void gpu_destroy(gpu_t **pp)
     *pp = NULL;
 }
 
+/* The GPU could not take the job (what: why): with backend cuda an error,
+ * with auto the CPU takes it, saying why. */
+static int gpu_give_up(mlt_trainer_t *t, const mlt_job_t *job, int dev, const char *what,
+                       const char *why, char *err, size_t errlen)
+{
+    if (job->backend == MLT_BACKEND_CUDA) {
+        snprintf(err, errlen, "%s on GPU %d: %s", what, dev, why);
+        return -1;
+    }
+    snprintf(t->backend, sizeof t->backend, "cpu (backend auto: %s on GPU %d: %s)", what, dev,
+             why);
+    gpu_destroy(&t->gpu);
+    return 0;
+}
+
 /* Chooses the backend of job->backend: t->gpu set up (context, model, data
  * on the device) for CUDA, left NULL for the CPU; t->backend says which and,
  * for auto without a GPU, why. 0, or -1 with err set (cuda asked for and not
@@ -347,10 +363,8 @@ static int gpu_setup(mlt_trainer_t *t, const mlt_job_t *job, const mlt_model_des
     }
     t->gpu = p;
     /* TF32 convolutions, as PyTorch's default: the job trains, it is not a test */
-    if (!(p->m = mlt_gpu_model_new(p->g, d, true, e, sizeof e))) {
-        snprintf(err, errlen, "the model on GPU %d: %s", dev, e);
-        return -1;
-    }
+    if (!(p->m = mlt_gpu_model_new(p->g, d, true, e, sizeof e)))
+        return gpu_give_up(t, job, dev, "the model", e, err, errlen);
     int rc = dset_make(p->g, &p->train, &t->train, t->train.n, t->feat, t->mf);
     for (int k = 0; k < 2 && !rc; k++)
         if (!(rc = dset_make(p->g, &p->val[k], &t->val[k], t->val[k].n, t->feat, t->mf)))
@@ -361,10 +375,8 @@ static int gpu_setup(mlt_trainer_t *t, const mlt_job_t *job, const mlt_model_des
                 !(p->h_loss = mlt_gpu_host_malloc(p->g, sizeof *p->h_loss)) ||
                 !(p->h_correct = mlt_gpu_host_malloc(p->g, sizeof *p->h_correct))))
         rc = -ENOMEM;
-    if (rc) {
-        snprintf(err, errlen, "the job's data on GPU %d: %s", dev, mlt_gpu_error(p->g));
-        return -1;
-    }
+    if (rc)
+        return gpu_give_up(t, job, dev, "the job's data", mlt_gpu_error(p->g), err, errlen);
     snprintf(t->backend, sizeof t->backend, "cuda: %s (device %d, compute %d.%d)",
              mlt_gpu_device_name(p->g), dev, mlt_gpu_device_cc(p->g) / 10,
              mlt_gpu_device_cc(p->g) % 10);
@@ -417,16 +429,17 @@ static mlt_gpu_graph_t *gpu_graph(mlt_trainer_t *t, uint32_t n)
     if (p->no_graphs || p->n_graphs == MAX_GRAPHS)
         return NULL;
     mlt_gpu_graph_t *gr = NULL;
-    if (mlt_gpu_capture_begin(p->g) == 0) {
-        int rc = gpu_issue_step(t, n);
-        if (mlt_gpu_capture_end(p->g, &gr) != 0 || rc != 0) {
-            mlt_gpu_graph_destroy(&gr);
-            p->no_graphs = true;
-            return NULL;
-        }
+    if (mlt_gpu_capture_begin(p->g) != 0) {
+        p->no_graphs = true;
+        return NULL;
     }
-    if (gr != NULL)
-        p->graphs[p->n_graphs++] = (graph_slot_t){.batch = n, .graph = gr};
+    int rc = gpu_issue_step(t, n);
+    if (mlt_gpu_capture_end(p->g, &gr) != 0 || rc != 0) {
+        mlt_gpu_graph_destroy(&gr);
+        p->no_graphs = true;
+        return NULL;
+    }
+    p->graphs[p->n_graphs++] = (graph_slot_t){.batch = n, .graph = gr};
     return gr;
 }
 
@@ -436,6 +449,13 @@ static int gpu_step(mlt_trainer_t *t, uint32_t n, float *loss, uint32_t *correct
     int rc = mlt_gpu_model_prepare(p->m, n); /* plans first: not while capturing */
     if (rc)
         return rc;
+    if (mlt_gpu_model_plan_gen(p->m) != p->plan_gen) { /* a plan a graph uses was freed */
+        mlt_gpu_sync(p->g);
+        for (uint32_t k = 0; k < p->n_graphs; k++)
+            mlt_gpu_graph_destroy(&p->graphs[k].graph);
+        p->n_graphs = 0;
+        p->plan_gen = mlt_gpu_model_plan_gen(p->m);
+    }
     mlt_gpu_graph_t *gr = gpu_graph(t, n);
     rc = gr ? mlt_gpu_graph_launch(p->g, gr) : gpu_issue_step(t, n);
     if (!rc)
