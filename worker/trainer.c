@@ -418,29 +418,37 @@ static int gpu_issue_step(mlt_trainer_t *t, uint32_t n)
     return rc;
 }
 
-/* The captured step for n samples: found, or captured now (NULL when capture
- * is not possible: the step then runs uncaptured). */
+/* The captured step for n samples, or NULL: the step then runs uncaptured.
+ * The first step of a batch size runs uncaptured (cuBLAS and cuDNN do their
+ * one-time set-up outside a capture), the second captures the graph that
+ * every later one replays. Capture failing once turns graphs off. */
 static mlt_gpu_graph_t *gpu_graph(mlt_trainer_t *t, uint32_t n)
 {
     gpu_t *p = t->gpu;
-    for (uint32_t k = 0; k < p->n_graphs; k++)
+    graph_slot_t *sl = NULL;
+    for (uint32_t k = 0; k < p->n_graphs && !sl; k++)
         if (p->graphs[k].batch == n)
-            return p->graphs[k].graph;
-    if (p->no_graphs || p->n_graphs == MAX_GRAPHS)
+            sl = &p->graphs[k];
+    if (sl && sl->graph)
+        return sl->graph;
+    if (p->no_graphs)
         return NULL;
-    mlt_gpu_graph_t *gr = NULL;
+    if (!sl) { /* the first step of this size */
+        if (p->n_graphs < MAX_GRAPHS)
+            p->graphs[p->n_graphs++] = (graph_slot_t){.batch = n, .graph = NULL};
+        return NULL;
+    }
     if (mlt_gpu_capture_begin(p->g) != 0) {
         p->no_graphs = true;
         return NULL;
     }
     int rc = gpu_issue_step(t, n);
-    if (mlt_gpu_capture_end(p->g, &gr) != 0 || rc != 0) {
-        mlt_gpu_graph_destroy(&gr);
+    if (mlt_gpu_capture_end(p->g, &sl->graph) != 0 || rc != 0) {
+        mlt_gpu_graph_destroy(&sl->graph);
         p->no_graphs = true;
         return NULL;
     }
-    p->graphs[p->n_graphs++] = (graph_slot_t){.batch = n, .graph = gr};
-    return gr;
+    return sl->graph;
 }
 
 static int gpu_step(mlt_trainer_t *t, uint32_t n, float *loss, uint32_t *correct)

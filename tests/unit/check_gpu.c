@@ -1,0 +1,1752 @@
+/* check_gpu.c - Check suite for the CUDA backend (kernels/gpu.h) and the
+ * models on it (worker/model_gpu.h), against their CPU references
+ * (kernels/cpu.h, kernels/optim.h, worker/model.h).
+ *
+ * Every op of gpu.h runs on seeded random inputs of several sizes (a tiny
+ * one, odd ones that are no multiple of 32, a moderately large one) next to
+ * its CPU twin on the same inputs, and the two must agree as gpu.h promises;
+ * each check states its tolerance where it is made:
+ *   bit for bit   bias_add, bias_relu, relu_backward, maxpool (values and
+ *                 argmax, ties and NaN), maxpool_backward, nchw_to_nhwc, the
+ *                 gathers;
+ *   a few ulps    optim_apply, every rule, several steps with their state;
+ *   rounding      gemm, the convolutions, bias_grad, softmax_xent, mf_grad,
+ *                 mf_sse: sums in another order (sum_tol, or 1e-4 relative).
+ * A NaN never passes for a number (close_enough), and NaN inputs must come out
+ * NaN where the CPU's do. A CUDA graph of copies and ops replays on the memory
+ * of the moment. The GPU models give the CPU models' loss, right answers and
+ * every gradient, eagerly and replayed from a graph.
+ *
+ * Without a usable GPU (the build machines: no driver) the program prints why
+ * and exits 77, which meson counts as skipped. CUDA does not survive fork(),
+ * so the tests run in this process (CK_NOFORK) on the one context main()
+ * makes, TF32 off; a checked fixture frees whatever a test allocated, also
+ * when a failed assertion cut it short. */
+#include "kernels/cpu.h"
+#include "kernels/gpu.h"
+#include "kernels/optim.h"
+#include "worker/model.h"
+#include "worker/model_gpu.h"
+
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static mlt_gpu_t *gpu; /* the suite's context (main), TF32 off */
+
+/* ---- what a test allocates, released by the fixture ---- */
+
+typedef enum { R_HOST, R_DEV, R_PINNED, R_CONV, R_GRAPH, R_CPU_MODEL, R_GPU_MODEL } res_kind_t;
+
+typedef struct res {
+    res_kind_t kind; /* how to free it */
+    void *p;
+} res_t;
+
+#define MAX_RES 1024
+static res_t res[MAX_RES];
+static size_t n_res;
+
+static void *track(res_kind_t kind, void *p)
+{
+    ck_assert_msg(n_res < MAX_RES, "a test holds more than %d buffers", MAX_RES);
+    res[n_res++] = (res_t){.kind = kind, .p = p};
+    return p;
+}
+
+/* Frees everything tracked, newest first, after ending a capture that a
+ * failed assertion left open. The checked teardown of every TCase; loops call
+ * it between their cases to keep the memory of one case only. */
+static void release_all(void)
+{
+    if (mlt_gpu_capturing(gpu)) {
+        mlt_gpu_graph_t *gr = NULL;
+        mlt_gpu_capture_end(gpu, &gr);
+        mlt_gpu_graph_destroy(&gr);
+    }
+    mlt_gpu_sync(gpu);
+    while (n_res > 0) {
+        res_t *r = &res[--n_res];
+        switch (r->kind) {
+        case R_HOST: free(r->p); break;
+        case R_DEV: mlt_gpu_free(gpu, r->p); break;
+        case R_PINNED: mlt_gpu_host_free(gpu, r->p); break;
+        case R_CONV: {
+            mlt_gpu_conv_t *c = r->p;
+            mlt_gpu_conv_destroy(gpu, &c);
+            break;
+        }
+        case R_GRAPH: {
+            mlt_gpu_graph_t *gr = r->p;
+            mlt_gpu_graph_destroy(&gr);
+            break;
+        }
+        case R_CPU_MODEL: {
+            mlt_model_t *m = r->p;
+            mlt_model_destroy(&m);
+            break;
+        }
+        case R_GPU_MODEL: {
+            mlt_gpu_model_t *m = r->p;
+            mlt_gpu_model_destroy(&m);
+            break;
+        }
+        }
+    }
+}
+
+/* ---- random inputs ---- */
+
+static uint64_t rng_state = 1;
+
+static void reseed(uint64_t s)
+{
+    rng_state = s * 0x9E3779B97F4A7C15ull + 3;
+}
+
+static uint64_t rnext(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Uniform in [lo, hi). */
+static double urand(double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(rnext() >> 11) * 0x1.0p-53;
+}
+
+/* ---- host and device buffers (all tracked) ---- */
+
+#define GPU_OK(call)                                                                               \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        ck_assert_msg(rc_ == 0, "%s = %d: %s", #call, rc_, mlt_gpu_error(gpu));                    \
+    } while (0)
+
+static void *hnew(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    ck_assert_ptr_nonnull(p);
+    return track(R_HOST, p);
+}
+
+static float *frand(size_t n, double lo, double hi)
+{
+    float *x = hnew(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)urand(lo, hi);
+    return x;
+}
+
+static float *ffill(size_t n, float v)
+{
+    float *x = hnew(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+    return x;
+}
+
+static float *fdup(const float *x, size_t n)
+{
+    float *y = hnew(n * sizeof *y);
+    memcpy(y, x, n * sizeof *y);
+    return y;
+}
+
+static void *pinned_new(size_t bytes)
+{
+    void *p = mlt_gpu_host_malloc(gpu, bytes);
+    ck_assert_msg(p != NULL, "mlt_gpu_host_malloc(%zu): %s", bytes, mlt_gpu_error(gpu));
+    return track(R_PINNED, p);
+}
+
+static void *dnew(size_t bytes)
+{
+    void *d = mlt_gpu_malloc(gpu, bytes);
+    ck_assert_msg(d != NULL, "mlt_gpu_malloc(%zu): %s", bytes, mlt_gpu_error(gpu));
+    return track(R_DEV, d);
+}
+
+/* A device copy of bytes of h. */
+static void *dput(const void *h, size_t bytes)
+{
+    void *d = dnew(bytes);
+    GPU_OK(mlt_gpu_upload(gpu, d, h, bytes));
+    return d;
+}
+
+static float *dputf(const float *h, size_t n)
+{
+    return dput(h, n * sizeof *h);
+}
+
+/* bytes of device memory d into h, once everything issued before has run. */
+static void dget(void *h, const void *d, size_t bytes)
+{
+    GPU_OK(mlt_gpu_download(gpu, h, d, bytes));
+    GPU_OK(mlt_gpu_sync(gpu));
+}
+
+static float *dgetf(const float *d, size_t n)
+{
+    float *h = hnew(n * sizeof *h);
+    dget(h, d, n * sizeof *h);
+    return h;
+}
+
+/* ---- comparisons ---- */
+
+/* a and b agree within tol, and a NaN only matches a NaN: NaN against a
+ * number fails whatever tol is, and two NaNs match (where the CPU says NaN,
+ * the GPU must too). Infinities must be equal. */
+static bool close_enough(double a, double b, double tol)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    if (isinf(a) || isinf(b))
+        return a == b;
+    return fabs(a - b) <= tol;
+}
+
+/* The same float: identical bits (so -0 is not 0), or both NaN (a NaN's sign
+ * and payload are no contract: the GPU makes its own canonical NaN). */
+static bool same_float(float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    return ua == ub || (isnan(a) && isnan(b));
+}
+
+static void expect_bits(const float *got, const float *want, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(same_float(got[i], want[i]), "%s[%zu]: GPU %a, CPU %a", what, i,
+                      (double)got[i], (double)want[i]);
+}
+
+static void expect_close(const float *got, const float *want, size_t n, double tol,
+                         const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(close_enough(got[i], want[i], tol),
+                      "%s[%zu]: GPU %.9g, CPU %.9g (tolerance %.3g)", what, i, (double)got[i],
+                      (double)want[i], tol);
+}
+
+/* The largest |x[i]|, NaN skipped. */
+static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m)
+            m = fabs(x[i]);
+    return m;
+}
+
+/* The tolerance of a float sum of k terms of magnitude <= term that the CPU
+ * and the GPU add in different orders (OpenBLAS's and cuBLAS's blockings,
+ * cuDNN's algorithms, a GEMV, atomics). Each is off the exact sum by at most
+ * about eps * k * term (eps = 6e-8) and typically eps * sqrt(k) * term; 1e-4 *
+ * sqrt(k) * term is over 10 times the former for the k <= 2e4 used here,
+ * while a wrong index, transpose, tap or missed term is off by about a whole
+ * term. */
+static double sum_tol(size_t k, double term)
+{
+    return 1e-4 * sqrt((double)(k ? k : 1)) * term;
+}
+
+/* Units in the last place between two finite floats (their distance in the
+ * ordered integer line of float bit patterns). */
+static uint64_t ulps_apart(float a, float b)
+{
+    int32_t ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    int64_t la = ia < 0 ? (int64_t)INT32_MIN - ia : ia, lb = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return (uint64_t)(la > lb ? la - lb : lb - la);
+}
+
+/* The optimizer's tolerance. The kernels do optim.c's float arithmetic in its
+ * order without contraction (-fmad=false), sqrtf and division are correctly
+ * rounded on both sides, and Adam's corrections are the same double
+ * computation: the results should be identical. Allowed: 4 ulps of the
+ * element, or, for an element an update cancelled to near 0, 1e-6 of the
+ * array's largest magnitude (a few ulps of the operands). NaN as
+ * close_enough. */
+static void expect_ulps(const float *got, const float *want, size_t n, const char *what)
+{
+    const double floor_tol = 1e-6 * max_abs(want, n);
+    for (size_t i = 0; i < n; i++) {
+        const float a = got[i], b = want[i];
+        bool ok = same_float(a, b) || (isfinite(a) && isfinite(b) &&
+                                       (ulps_apart(a, b) <= 4 || fabs((double)a - b) <= floor_tol));
+        ck_assert_msg(ok, "%s[%zu]: GPU %a, CPU %a", what, i, (double)a, (double)b);
+    }
+}
+
+/* ---- context, memory, limits ---- */
+
+START_TEST(test_context_memory_and_copies)
+{
+    ck_assert(mlt_gpu_built());
+    ck_assert_str_ne(mlt_gpu_device_name(gpu), "");
+    ck_assert_int_gt(mlt_gpu_device_cc(gpu), 0);
+    mlt_gpu_set_tf32(gpu, true);
+    ck_assert(mlt_gpu_tf32(gpu));
+    mlt_gpu_set_tf32(gpu, false);
+    ck_assert(!mlt_gpu_tf32(gpu));
+
+    /* 0 bytes is a valid allocation; freeing NULL does nothing */
+    dnew(0);
+    mlt_gpu_free(gpu, NULL);
+    mlt_gpu_host_free(gpu, NULL);
+
+    /* host -> device -> device -> pinned host, an odd number of floats */
+    const size_t n = 1000003;
+    reseed(1);
+    float *h = frand(n, -1, 1), *pin = pinned_new(n * sizeof *pin);
+    float *d_a = dputf(h, n), *d_b = dnew(n * sizeof *d_b);
+    GPU_OK(mlt_gpu_copy(gpu, d_b, d_a, n * sizeof *d_b));
+    dget(pin, d_b, n * sizeof *pin);
+    ck_assert(memcmp(pin, h, n * sizeof *pin) == 0);
+
+    /* fill sets floats; zero sets bytes (7: a float and 3/4 of the next) */
+    GPU_OK(mlt_gpu_fill(gpu, d_b, n, -2.5f));
+    GPU_OK(mlt_gpu_zero(gpu, d_a, 7));
+    float *filled = dgetf(d_b, n), *zeroed = dgetf(d_a, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(filled[i] == -2.5f, "fill[%zu] = %g", i, (double)filled[i]);
+    memset(h, 0, 7);
+    ck_assert(memcmp(zeroed, h, n * sizeof *h) == 0);
+
+    /* zero-length copies are no-ops */
+    GPU_OK(mlt_gpu_upload(gpu, d_a, h, 0));
+    GPU_OK(mlt_gpu_download(gpu, h, d_a, 0));
+    GPU_OK(mlt_gpu_copy(gpu, d_a, d_b, 0));
+    GPU_OK(mlt_gpu_sync(gpu));
+}
+END_TEST
+
+START_TEST(test_library_limits_return_einval)
+{
+    /* sizes past the int dimensions of cuBLAS/cuDNN, and the documented
+     * -EINVALs: checked before any pointer is used */
+    const size_t big = (size_t)INT_MAX + 1;
+    ck_assert_int_eq(mlt_gpu_gemm(gpu, false, false, big, 1, 1, 1, NULL, 1, NULL, 1, 0, NULL, 1),
+                     -EINVAL);
+    ck_assert_str_ne(mlt_gpu_error(gpu), "");
+    ck_assert_int_eq(mlt_gpu_gemm(gpu, false, false, 1, 1, 1, 1, NULL, big, NULL, 1, 0, NULL, 1),
+                     -EINVAL);
+    ck_assert_int_eq(mlt_gpu_bias_grad(gpu, NULL, NULL, big, 1, false, NULL), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_softmax_xent(gpu, NULL, NULL, 1, 1025, NULL, NULL, NULL, false),
+                     -EINVAL);
+    char err[256] = "";
+    ck_assert_ptr_null(mlt_gpu_conv_new(gpu, 1, 65536, 32768, 1, 3, 1, true, err, sizeof err));
+    ck_assert_str_ne(err, "");
+
+    /* an invalid optimizer rule: -EINVAL, nothing changed */
+    const float w0[3] = {1, 2, 3}, g0[3] = {1, 1, 1};
+    float *d_w = dputf(w0, 3), *d_g = dputf(g0, 3), *d_s = dputf(g0, 3);
+    const mlt_hyper_t h = mlt_hyper_default();
+    ck_assert_int_eq(mlt_gpu_optim_apply(gpu, MLT_RULE_COUNT_, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_optim_apply(gpu, (mlt_rule_t)-1, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
+    expect_bits(dgetf(d_w, 3), w0, 3, "w after an invalid rule");
+}
+END_TEST
+
+/* ---- dense layers ---- */
+
+START_TEST(test_gemm_matches_cpu)
+{
+    /* m, n, k: scalars, odd sizes, k 1, a moderately large product */
+    static const size_t shapes[][3] = {
+        {1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {16, 37, 1}, {100, 129, 257}};
+    /* alpha, beta: plain, both scaled, beta 0 over a C full of NaN (ignored) */
+    static const float scal[][2] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int t = 0; t < 4; t++)
+            for (size_t ci = 0; ci < sizeof scal / sizeof scal[0]; ci++) {
+                const size_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                const bool ta = t & 1, tb = t & 2;
+                const float alpha = scal[ci][0], beta = scal[ci][1];
+                /* padded leading dimensions: strides honoured, padding of C untouched */
+                const size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
+                const size_t na = (ta ? k : m) * lda, nb = (tb ? n : k) * ldb, nc = m * ldc;
+                reseed(100 + si * 16 + (size_t)t * 4 + ci);
+                float *a = frand(na, -1, 1), *b = frand(nb, -1, 1);
+                float *c = beta == 0.0f ? ffill(nc, NAN) : frand(nc, -1, 1);
+                float *d_a = dputf(a, na), *d_b = dputf(b, nb), *d_c = dputf(c, nc);
+                mlt_cpu_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                GPU_OK(
+                    mlt_gpu_gemm(gpu, ta, tb, m, n, k, alpha, d_a, lda, d_b, ldb, beta, d_c, ldc));
+                char what[96];
+                snprintf(what, sizeof what, "gemm %zux%zux%zu%s%s alpha %g beta %g", m, n, k,
+                         ta ? " A^T" : "", tb ? " B^T" : "", (double)alpha, (double)beta);
+                /* k products |alpha a b| <= 2, plus |beta c| <= 1.5 */
+                expect_close(dgetf(d_c, nc), c, nc, sum_tol(k + 1, 2.0), what);
+                release_all();
+            }
+}
+END_TEST
+
+START_TEST(test_bias_relu_bit_identical)
+{
+    /* rows x cols: a scalar, odd widths, a moderately large matrix */
+    static const size_t shapes[][2] = {{1, 1}, {5, 7}, {3, 33}, {129, 100}, {1000, 37}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int relu = 0; relu < 2; relu++) {
+            const size_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
+            reseed(200 + si);
+            float *y = frand(n, -1, 1), *bias = frand(cols, -1, 1);
+            /* the ReLU's kink (y + b exactly 0), a -0, NaN in y and in the bias */
+            y[0] = -bias[0];
+            y[n - 1] = -0.0f;
+            if (n > 2)
+                y[n / 2] = NAN;
+            if (cols > 2)
+                bias[cols - 1] = NAN;
+            float *d_y = dputf(y, n), *d_b = dputf(bias, cols);
+            /* bit for bit: the same single addition and comparison per element */
+            if (relu) {
+                mlt_cpu_bias_relu(y, bias, rows, cols);
+                GPU_OK(mlt_gpu_bias_relu(gpu, d_y, d_b, rows, cols));
+            } else {
+                mlt_cpu_bias_add(y, bias, rows, cols);
+                GPU_OK(mlt_gpu_bias_add(gpu, d_y, d_b, rows, cols));
+            }
+            expect_bits(dgetf(d_y, n), y, n, relu ? "bias_relu" : "bias_add");
+            release_all();
+        }
+}
+END_TEST
+
+START_TEST(test_relu_backward_bit_identical)
+{
+    static const size_t sizes[] = {1, 7, 33, 1000, 100003};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const size_t n = sizes[si];
+        reseed(300 + si);
+        float *dy = frand(n, -1, 1), *y = frand(n, -1, 1);
+        for (size_t i = 0; i < n; i += 5)
+            y[i] = 0.0f; /* ReLU's zeros: no gradient */
+        y[n - 1] = -0.0f;
+        if (n > 2) {
+            y[1] = NAN;      /* a NaN output passes its gradient on */
+            dy[n - 2] = NAN; /* a NaN gradient stays where it passes */
+        }
+        float *d_dy = dputf(dy, n), *d_y = dputf(y, n);
+        mlt_cpu_relu_backward(dy, y, n);
+        GPU_OK(mlt_gpu_relu_backward(gpu, d_dy, d_y, n));
+        /* bit for bit: a comparison and a select */
+        expect_bits(dgetf(d_dy, n), dy, n, "relu_backward");
+        release_all();
+    }
+}
+END_TEST
+
+START_TEST(test_bias_grad_matches_cpu)
+{
+    /* rows x cols: a scalar, odd sizes, many rows (a convolution's n*h*w) */
+    static const size_t shapes[][2] = {{1, 1}, {7, 5}, {37, 33}, {1000, 65}, {12544, 8}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
+        reseed(400 + si);
+        float *dy = frand(n, -1, 1), *db = ffill(cols, NAN);
+        float *d_dy = dputf(dy, n), *d_db = dputf(db, cols), *d_ones = dnew(rows * sizeof(float));
+        GPU_OK(mlt_gpu_fill(gpu, d_ones, rows, 1.0f));
+        /* column sums of rows terms |dy| <= 1; overwriting ignores the NaN db held */
+        const double tol = sum_tol(rows, 1.0);
+        mlt_cpu_bias_grad(db, dy, rows, cols, false);
+        GPU_OK(mlt_gpu_bias_grad(gpu, d_db, d_dy, rows, cols, false, d_ones));
+        expect_close(dgetf(d_db, cols), db, cols, tol, "bias_grad");
+        /* accumulate: += the sums, onto a db that already agreed within tol */
+        mlt_cpu_bias_grad(db, dy, rows, cols, true);
+        GPU_OK(mlt_gpu_bias_grad(gpu, d_db, d_dy, rows, cols, true, d_ones));
+        expect_close(dgetf(d_db, cols), db, cols, 2 * tol, "bias_grad accumulate");
+        release_all();
+    }
+}
+END_TEST
+
+/* ---- softmax cross-entropy ---- */
+
+START_TEST(test_softmax_xent_matches_cpu)
+{
+    /* rows x classes: one row of two, odd sizes, the largest class count */
+    static const size_t shapes[][2] = {{1, 2},    {7, 3},      {37, 10},
+                                       {333, 37}, {1000, 256}, {64, 1024}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t rows = shapes[si][0], classes = shapes[si][1], n = rows * classes;
+        reseed(500 + si);
+        float *z = frand(n, -4, 4), *dz = hnew(n * sizeof *dz);
+        uint8_t *y = hnew(rows);
+        for (size_t r = 0; r < rows; r++)
+            y[r] = (uint8_t)urand(0, (double)classes);
+        /* exact ties: row 0 all equal with label 0 (right: the first maximum
+         * counts), row 1 all equal with label 1 (never right) */
+        for (size_t j = 0; j < classes; j++)
+            z[j] = 0.5f;
+        y[0] = 0;
+        if (rows > 1) {
+            for (size_t j = 0; j < classes; j++)
+                z[classes + j] = 0.5f;
+            y[1] = 1;
+        }
+        uint32_t want_right = 0;
+        const double want = mlt_cpu_softmax_xent(z, y, rows, classes, dz, &want_right) * rows;
+
+        /* outputs start as garbage: they are overwritten */
+        const double nan_sum = NAN;
+        const uint32_t junk = 0xDEADBEEFu;
+        float *d_z = dputf(z, n), *d_dz = dputf(ffill(n, NAN), n);
+        uint8_t *d_y = dput(y, rows);
+        double *d_loss = dput(&nan_sum, sizeof nan_sum);
+        uint32_t *d_right = dput(&junk, sizeof junk);
+        double got;
+        uint32_t got_right;
+        /* the loss SUM: per-row losses of a few units whose expf/logf differ
+         * in the last bits, summed in double: 1e-4 relative */
+        const double loss_tol = 1e-4 * fmax(1.0, fabs(want));
+        /* dz: probabilities from expf within a few ulps, divided by rows:
+         * 1e-4 of its largest magnitude (about 1/rows) */
+        const double dz_tol = 1e-4 * max_abs(dz, n);
+
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_z, d_y, rows, classes, d_dz, d_loss, d_right, false));
+        dget(&got, d_loss, sizeof got);
+        dget(&got_right, d_right, sizeof got_right);
+        ck_assert_msg(close_enough(got, want, loss_tol), "%zux%zu: loss sum GPU %.17g, CPU %.17g",
+                      rows, classes, got, want);
+        /* the right answers exactly: the same comparisons on the same floats */
+        ck_assert_uint_eq(got_right, want_right);
+        expect_close(dgetf(d_dz, n), dz, n, dz_tol, "softmax_xent dz");
+
+        /* in place (dz = z), and without dz */
+        float *d_zz = dputf(z, n);
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_zz, d_y, rows, classes, d_zz, d_loss, d_right, false));
+        expect_close(dgetf(d_zz, n), dz, n, dz_tol, "softmax_xent dz in place");
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_z, d_y, rows, classes, NULL, d_loss, d_right, false));
+        dget(&got, d_loss, sizeof got);
+        dget(&got_right, d_right, sizeof got_right);
+        ck_assert_msg(close_enough(got, want, loss_tol), "no dz: loss %.17g, CPU %.17g", got, want);
+        ck_assert_uint_eq(got_right, want_right);
+
+        /* accumulate: a second batch adds to both */
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_z, d_y, rows, classes, NULL, d_loss, d_right, true));
+        dget(&got, d_loss, sizeof got);
+        dget(&got_right, d_right, sizeof got_right);
+        ck_assert_msg(close_enough(got, 2 * want, 2 * loss_tol),
+                      "accumulated loss %.17g, CPU %.17g", got, 2 * want);
+        ck_assert_uint_eq(got_right, 2 * want_right);
+        release_all();
+    }
+}
+END_TEST
+
+START_TEST(test_softmax_xent_bad_label_gives_nan)
+{
+    /* a label >= classes (a precondition violation): the loss is NaN, that
+     * row's dz NaN, the other rows as the CPU's, nothing past dz written */
+    static const size_t classes_list[] = {5, 10};
+    static const uint8_t bad_label[] = {5, 255};
+    for (size_t ci = 0; ci < 2; ci++) {
+        const size_t rows = 3, classes = classes_list[ci], n = rows * classes, guard = 16;
+        reseed(600 + ci);
+        float *z = frand(n, -4, 4), *dz = hnew(n * sizeof *dz);
+        const uint8_t y[3] = {1, bad_label[ci], 3}, y_ok[3] = {1, 0, 3};
+        /* rows 0 and 2 do not depend on row 1's label */
+        mlt_cpu_softmax_xent(z, y_ok, rows, classes, dz, NULL);
+        uint32_t right0 = 0, right2 = 0;
+        mlt_cpu_softmax_xent(z, y, 1, classes, NULL, &right0);
+        mlt_cpu_softmax_xent(z + 2 * classes, y + 2, 1, classes, NULL, &right2);
+
+        float *d_z = dputf(z, n), *d_dz = dputf(ffill(n + guard, 12345.0f), n + guard);
+        uint8_t *d_y = dput(y, rows);
+        double *d_loss = dnew(sizeof(double)), got;
+        uint32_t *d_right = dnew(sizeof(uint32_t)), got_right;
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_z, d_y, rows, classes, d_dz, d_loss, d_right, false));
+        dget(&got, d_loss, sizeof got);
+        dget(&got_right, d_right, sizeof got_right);
+        ck_assert_msg(isnan(got), "label %u of %zu classes: loss %g", bad_label[ci], classes, got);
+        ck_assert_uint_eq(got_right, right0 + right2);
+        const float *g = dgetf(d_dz, n + guard);
+        /* as in test_softmax_xent_matches_cpu: 1e-4 of the largest |dz| */
+        const double tol = 1e-4 * max_abs(dz, n);
+        expect_close(g, dz, classes, tol, "dz row 0");
+        expect_close(g + 2 * classes, dz + 2 * classes, classes, tol, "dz row 2");
+        for (size_t j = 0; j < classes; j++)
+            ck_assert_msg(isnan(g[classes + j]), "dz row 1 [%zu] = %g", j, (double)g[classes + j]);
+        for (size_t j = 0; j < guard; j++)
+            ck_assert_msg(g[n + j] == 12345.0f, "written past dz: [%zu] = %g", n + j,
+                          (double)g[n + j]);
+        release_all();
+    }
+}
+END_TEST
+
+/* ---- convolution ---- */
+
+typedef struct conv_geom {
+    size_t n, h, w, c, k, oc; /* images, height, width, channels, kernel, output channels */
+} conv_geom_t;
+
+static const conv_geom_t conv_geoms[] = {
+    {1, 1, 1, 1, 1, 1},    /* tiny: one pixel, k 1 */
+    {2, 5, 3, 1, 3, 4},    /* one input channel, odd sizes */
+    {3, 7, 6, 3, 5, 8},    /* three channels, k 5 */
+    {2, 4, 4, 3, 5, 3},    /* k 5 on 4x4: most taps in the padding */
+    {2, 9, 11, 17, 3, 5},  /* channel counts no multiple of 4 */
+    {1, 6, 5, 8, 1, 16},   /* k 1 */
+    {16, 28, 28, 1, 5, 8}, /* moderately large: an MNIST first layer */
+    {8, 14, 14, 8, 3, 16}, /* and a second one */
+};
+#define N_CONV_GEOMS ((int)(sizeof conv_geoms / sizeof conv_geoms[0]))
+
+/* The CPU reference by im2col + GEMM (cpu.h): y = col W^T, dx = col2im(dy W),
+ * dw = dy^T col. */
+static void conv_ref(const conv_geom_t *G, const float *x, const float *wt, const float *dy,
+                     float *y, float *dx, float *dw)
+{
+    const size_t rows = G->n * G->h * G->w, kkc = G->k * G->k * G->c;
+    float *col = hnew(rows * kkc * sizeof *col), *dcol = hnew(rows * kkc * sizeof *dcol);
+    mlt_cpu_im2col(x, G->n, G->h, G->w, G->c, G->k, col);
+    mlt_cpu_gemm(false, true, rows, G->oc, kkc, 1.0f, col, kkc, wt, kkc, 0.0f, y, G->oc);
+    mlt_cpu_gemm(false, false, rows, kkc, G->oc, 1.0f, dy, G->oc, wt, kkc, 0.0f, dcol, kkc);
+    mlt_cpu_col2im(dcol, G->n, G->h, G->w, G->c, G->k, dx);
+    mlt_cpu_gemm(true, false, G->oc, kkc, rows, 1.0f, dy, G->oc, col, kkc, 0.0f, dw, kkc);
+}
+
+static mlt_gpu_conv_t *conv_plan(const conv_geom_t *G, bool need_dx)
+{
+    char err[256];
+    mlt_gpu_conv_t *p =
+        mlt_gpu_conv_new(gpu, G->n, G->h, G->w, G->c, G->k, G->oc, need_dx, err, sizeof err);
+    ck_assert_msg(p != NULL, "mlt_gpu_conv_new: %s", err);
+    track(R_CONV, p);
+    ck_assert_str_ne(mlt_gpu_conv_describe(p), "");
+    return p;
+}
+
+START_TEST(test_conv_matches_im2col)
+{
+    const conv_geom_t *G = &conv_geoms[_i];
+    const size_t rows = G->n * G->h * G->w, kkc = G->k * G->k * G->c;
+    const size_t nx = rows * G->c, ny = rows * G->oc, nw = G->oc * kkc;
+    reseed(700 + (uint64_t)_i);
+    float *x = frand(nx, -1, 1), *wt = frand(nw, -1, 1), *dy = frand(ny, -1, 1);
+    float *y = hnew(ny * sizeof *y), *dx = hnew(nx * sizeof *dx), *dw = hnew(nw * sizeof *dw);
+    conv_ref(G, x, wt, dy, y, dx, dw);
+
+    mlt_gpu_conv_t *p = conv_plan(G, true);
+    float *d_x = dputf(x, nx), *d_w = dputf(wt, nw), *d_dy = dputf(dy, ny);
+    /* the outputs start as NaN: overwritten, never read */
+    float *d_y = dputf(ffill(ny, NAN), ny), *d_dx = dputf(ffill(nx, NAN), nx);
+    float *d_dw = dputf(ffill(nw, NAN), nw);
+    GPU_OK(mlt_gpu_conv_forward(gpu, p, d_x, d_w, d_y));
+    GPU_OK(mlt_gpu_conv_backward_data(gpu, p, d_dy, d_w, d_dx));
+    GPU_OK(mlt_gpu_conv_backward_filter(gpu, p, d_x, d_dy, d_dw, false));
+    /* each output a sum of k*k*c (forward), k*k*oc (input gradient) or
+     * n*h*w (weight gradient) products of magnitude <= 1 */
+    expect_close(dgetf(d_y, ny), y, ny, sum_tol(kkc, 1.0), "conv forward");
+    expect_close(dgetf(d_dx, nx), dx, nx, sum_tol(G->k * G->k * G->oc, 1.0), "conv backward_data");
+    expect_close(dgetf(d_dw, nw), dw, nw, sum_tol(rows, 1.0), "conv backward_filter");
+
+    /* accumulate: dw += the gradient (twice the first, within twice the tolerance) */
+    GPU_OK(mlt_gpu_conv_backward_filter(gpu, p, d_x, d_dy, d_dw, true));
+    for (size_t i = 0; i < nw; i++)
+        dw[i] *= 2;
+    expect_close(dgetf(d_dw, nw), dw, nw, 2 * sum_tol(rows, 1.0),
+                 "conv backward_filter accumulate");
+}
+END_TEST
+
+START_TEST(test_conv_plan_without_dx)
+{
+    /* need_dx false: backward_data is -EINVAL and writes nothing; the other
+     * two directions work as with it */
+    const conv_geom_t G = {2, 5, 3, 3, 3, 4};
+    const size_t rows = G.n * G.h * G.w, kkc = G.k * G.k * G.c;
+    const size_t nx = rows * G.c, ny = rows * G.oc, nw = G.oc * kkc;
+    reseed(750);
+    float *x = frand(nx, -1, 1), *wt = frand(nw, -1, 1), *dy = frand(ny, -1, 1);
+    float *y = hnew(ny * sizeof *y), *dx = hnew(nx * sizeof *dx), *dw = hnew(nw * sizeof *dw);
+    conv_ref(&G, x, wt, dy, y, dx, dw);
+
+    mlt_gpu_conv_t *p = conv_plan(&G, false);
+    float *d_x = dputf(x, nx), *d_w = dputf(wt, nw), *d_dy = dputf(dy, ny);
+    float *d_y = dnew(ny * sizeof *d_y), *d_dx = dputf(ffill(nx, NAN), nx);
+    float *d_dw = dnew(nw * sizeof *d_dw);
+    ck_assert_int_eq(mlt_gpu_conv_backward_data(gpu, p, d_dy, d_w, d_dx), -EINVAL);
+    ck_assert_str_ne(mlt_gpu_error(gpu), "");
+    const float *after = dgetf(d_dx, nx);
+    for (size_t i = 0; i < nx; i++)
+        ck_assert_msg(isnan(after[i]), "dx[%zu] written by a refused backward_data", i);
+    GPU_OK(mlt_gpu_conv_forward(gpu, p, d_x, d_w, d_y));
+    GPU_OK(mlt_gpu_conv_backward_filter(gpu, p, d_x, d_dy, d_dw, false));
+    /* tolerances as in test_conv_matches_im2col */
+    expect_close(dgetf(d_y, ny), y, ny, sum_tol(kkc, 1.0), "conv forward (no dx)");
+    expect_close(dgetf(d_dw, nw), dw, nw, sum_tol(rows, 1.0), "conv backward_filter (no dx)");
+}
+END_TEST
+
+/* ---- pooling, layout ---- */
+
+typedef struct pool_geom {
+    size_t n, h, w, c, p; /* images, height, width, channels, window = stride */
+} pool_geom_t;
+
+static const pool_geom_t pool_geoms[] = {
+    {1, 1, 1, 1, 1},    /* tiny; p 1 is the identity */
+    {2, 5, 7, 3, 2},    /* floor: each image's last row and column dropped */
+    {3, 8, 8, 16, 2},   /* */
+    {2, 9, 9, 37, 3},   /* odd channel count, 3x3 windows */
+    {1, 6, 5, 1, 4},    /* one window, most of the image lost to the floor */
+    {16, 28, 28, 8, 2}, /* moderately large: an MNIST first layer's output */
+};
+#define N_POOL_GEOMS ((int)(sizeof pool_geoms / sizeof pool_geoms[0]))
+
+/* Pooling input full of exact ties: integers -3..3, some of the zeros -0, a
+ * NaN every 97 elements. */
+static float *pool_input(size_t n)
+{
+    float *x = hnew(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)floor(urand(-3, 4));
+        if (x[i] == 0.0f && i % 2 == 1)
+            x[i] = -0.0f;
+        if (i % 97 == 5)
+            x[i] = NAN;
+    }
+    return x;
+}
+
+/* A bias of halves (x + b ties too, and ReLU makes many exact 0), with a NaN
+ * channel where there are more than two. */
+static float *pool_bias(size_t c)
+{
+    float *b = hnew(c * sizeof *b);
+    for (size_t i = 0; i < c; i++)
+        b[i] = (float)floor(urand(-2, 3)) * 0.5f;
+    if (c > 2)
+        b[1] = NAN;
+    return b;
+}
+
+START_TEST(test_maxpool_bit_identical)
+{
+    const pool_geom_t *G = &pool_geoms[_i];
+    const size_t nx = G->n * G->h * G->w * G->c, ny = G->n * (G->h / G->p) * (G->w / G->p) * G->c;
+    reseed(800 + (uint64_t)_i);
+    float *x = pool_input(nx), *bias = pool_bias(G->c);
+    float *d_x = dputf(x, nx), *d_b = dputf(bias, G->c);
+    uint32_t *junk = hnew(ny * sizeof *junk);
+    memset(junk, 0xFF, ny * sizeof *junk);
+    for (int fused = 0; fused < 2; fused++) {
+        float *y = hnew(ny * sizeof *y);
+        uint32_t *idx = hnew(ny * sizeof *idx), *got_idx = hnew(ny * sizeof *got_idx);
+        if (fused)
+            mlt_cpu_bias_relu_maxpool(x, bias, G->n, G->h, G->w, G->c, G->p, y, idx);
+        else
+            mlt_cpu_maxpool(x, G->n, G->h, G->w, G->c, G->p, y, idx);
+        float *d_y = dputf(ffill(ny, NAN), ny);
+        uint32_t *d_idx = dput(junk, ny * sizeof *junk);
+        GPU_OK(mlt_gpu_maxpool(gpu, d_x, fused ? d_b : NULL, G->n, G->h, G->w, G->c, G->p, d_y,
+                               d_idx));
+        /* bit for bit: the same comparisons in the same window order */
+        expect_bits(dgetf(d_y, ny), y, ny, fused ? "bias_relu_maxpool y" : "maxpool y");
+        dget(got_idx, d_idx, ny * sizeof *got_idx);
+        for (size_t j = 0; j < ny; j++)
+            ck_assert_msg(got_idx[j] == idx[j], "%s idx[%zu]: GPU %u, CPU %u",
+                          fused ? "bias_relu_maxpool" : "maxpool", j, got_idx[j], idx[j]);
+    }
+}
+END_TEST
+
+START_TEST(test_maxpool_backward_bit_identical)
+{
+    const pool_geom_t *G = &pool_geoms[_i];
+    const size_t nx = G->n * G->h * G->w * G->c, ny = G->n * (G->h / G->p) * (G->w / G->p) * G->c;
+    reseed(900 + (uint64_t)_i);
+    float *x = pool_input(nx), *bias = pool_bias(G->c), *dy = frand(ny, -1, 1);
+    if (ny > 1)
+        dy[ny - 1] = NAN; /* a NaN gradient is routed like any other */
+    float *d_dy = dputf(dy, ny);
+    for (int fused = 0; fused < 2; fused++) {
+        float *y = hnew(ny * sizeof *y), *want = hnew(nx * sizeof *want);
+        uint32_t *idx = hnew(ny * sizeof *idx);
+        if (fused) {
+            /* y given: the ReLU before the pool is undone too */
+            mlt_cpu_bias_relu_maxpool(x, bias, G->n, G->h, G->w, G->c, G->p, y, idx);
+            float *dy2 = fdup(dy, ny);
+            mlt_cpu_relu_backward(dy2, y, ny);
+            mlt_cpu_maxpool_backward(dy2, idx, G->n, G->h, G->w, G->c, G->p, want);
+        } else {
+            mlt_cpu_maxpool(x, G->n, G->h, G->w, G->c, G->p, y, idx);
+            mlt_cpu_maxpool_backward(dy, idx, G->n, G->h, G->w, G->c, G->p, want);
+        }
+        float *d_y = dputf(y, ny), *d_dx = dputf(ffill(nx, NAN), nx);
+        uint32_t *d_idx = dput(idx, ny * sizeof *idx);
+        GPU_OK(mlt_gpu_maxpool_backward(gpu, d_dy, fused ? d_y : NULL, d_idx, G->n, G->h, G->w,
+                                        G->c, G->p, d_dx));
+        /* bit for bit: copies of dy and zeros, every element overwritten */
+        expect_bits(dgetf(d_dx, nx), want, nx,
+                    fused ? "maxpool_backward (relu undone)" : "maxpool_backward");
+    }
+}
+END_TEST
+
+START_TEST(test_nchw_to_nhwc_bit_identical)
+{
+    /* n, c, h, w */
+    static const size_t shapes[][4] = {
+        {1, 1, 1, 1}, {2, 3, 5, 7}, {3, 17, 4, 9}, {1, 1, 28, 28}, {64, 3, 32, 32}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t n = shapes[si][0], c = shapes[si][1], h = shapes[si][2], w = shapes[si][3];
+        const size_t total = n * c * h * w;
+        reseed(950 + si);
+        float *x = frand(total, -1, 1), *y = hnew(total * sizeof *y);
+        x[total / 2] = NAN;
+        mlt_cpu_nchw_to_nhwc(x, n, c, h, w, y);
+        float *d_x = dputf(x, total), *d_y = dputf(ffill(total, NAN), total);
+        GPU_OK(mlt_gpu_nchw_to_nhwc(gpu, d_x, n, c, h, w, d_y));
+        /* bit for bit: a permutation */
+        expect_bits(dgetf(d_y, total), y, total, "nchw_to_nhwc");
+        release_all();
+    }
+}
+END_TEST
+
+/* ---- gathers ---- */
+
+START_TEST(test_gathers_bit_identical)
+{
+    /* source rows, row width, rows gathered */
+    static const size_t shapes[][3] = {{1, 1, 1}, {5, 7, 33}, {1000, 784, 500}, {37, 1, 4096}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t rows = shapes[si][0], width = shapes[si][1], n = shapes[si][2];
+        reseed(980 + si);
+        /* random bit patterns (NaNs, signalling ones, denormals among them):
+         * a gather copies words, bit for bit */
+        uint32_t *src4 = hnew(rows * width * 4), *want4 = hnew(n * width * 4);
+        uint32_t *idx = hnew(n * sizeof *idx);
+        uint8_t *src1 = hnew(rows * width), *want1 = hnew(n * width);
+        for (size_t i = 0; i < rows * width; i++) {
+            src4[i] = (uint32_t)rnext();
+            src1[i] = (uint8_t)rnext();
+        }
+        /* repeats, and the last and the first row */
+        for (size_t k = 0; k < n; k++)
+            idx[k] = (uint32_t)urand(0, (double)rows);
+        idx[0] = (uint32_t)(rows - 1);
+        idx[n - 1] = 0;
+        for (size_t k = 0; k < n; k++) {
+            memcpy(want4 + k * width, src4 + idx[k] * width, width * 4);
+            memcpy(want1 + k * width, src1 + idx[k] * width, width);
+        }
+        uint32_t *d_idx = dput(idx, n * sizeof *idx);
+        void *d_src4 = dput(src4, rows * width * 4), *d_dst4 = dnew(n * width * 4);
+        uint8_t *d_src1 = dput(src1, rows * width), *d_dst1 = dnew(n * width);
+        GPU_OK(mlt_gpu_gather4(gpu, d_src4, width, d_idx, n, d_dst4));
+        GPU_OK(mlt_gpu_gather1(gpu, d_src1, width, d_idx, n, d_dst1));
+        uint32_t *got4 = hnew(n * width * 4);
+        uint8_t *got1 = hnew(n * width);
+        dget(got4, d_dst4, n * width * 4);
+        dget(got1, d_dst1, n * width);
+        ck_assert_msg(memcmp(got4, want4, n * width * 4) == 0, "gather4 %zu of %zux%zu", n, rows,
+                      width);
+        ck_assert_msg(memcmp(got1, want1, n * width) == 0, "gather1 %zu of %zux%zu", n, rows,
+                      width);
+        release_all();
+    }
+}
+END_TEST
+
+/* ---- matrix factorisation ---- */
+
+typedef struct mf_geom {
+    size_t rank, n_users, n_items, batch;
+} mf_geom_t;
+
+static const mf_geom_t mf_geoms[] = {
+    {1, 3, 2, 5},           /* tiny, many collisions */
+    {7, 50, 40, 333},       /* rank under a warp */
+    {33, 100, 80, 1000},    /* over a warp, no multiple of 32 */
+    {64, 2000, 1700, 4096}, /* moderately large */
+};
+#define N_MF_GEOMS ((int)(sizeof mf_geoms / sizeof mf_geoms[0]))
+
+typedef struct ratings {
+    uint32_t *users, *items;
+    float *r;
+    uint32_t *d_users, *d_items; /* the same on the device */
+    float *d_r;
+} ratings_t;
+
+static void ratings_upload(ratings_t *b, size_t n)
+{
+    b->d_users = dput(b->users, n * sizeof *b->users);
+    b->d_items = dput(b->items, n * sizeof *b->items);
+    b->d_r = dputf(b->r, n);
+}
+
+/* n random ratings of G's tables (repeated users and items: collisions). */
+static ratings_t ratings_new(const mf_geom_t *G, size_t n)
+{
+    ratings_t b = {.users = hnew(n * sizeof *b.users), .items = hnew(n * sizeof *b.items)};
+    for (size_t i = 0; i < n; i++) {
+        b.users[i] = (uint32_t)urand(0, (double)G->n_users);
+        b.items[i] = (uint32_t)urand(0, (double)G->n_items);
+    }
+    b.r = frand(n, -1, 1);
+    ratings_upload(&b, n);
+    return b;
+}
+
+START_TEST(test_mf_grad_matches_cpu)
+{
+    const mf_geom_t *G = &mf_geoms[_i];
+    const size_t nu = G->n_users * G->rank, nv = G->n_items * G->rank;
+    const float l2 = 0.05f, scale = 0.5f;
+    reseed(1000 + (uint64_t)_i);
+    float *U = frand(nu, -0.5, 0.5), *V = frand(nv, -0.5, 0.5);
+    ratings_t b = ratings_new(G, G->batch);
+    /* the tables start non-zero: the op accumulates into them */
+    float *dU = frand(nu, -0.1, 0.1), *dV = frand(nv, -0.1, 0.1);
+    float *d_U = dputf(U, nu), *d_V = dputf(V, nv), *d_dU = dputf(dU, nu), *d_dV = dputf(dV, nv);
+    const double nan_sum = NAN;
+    double *d_sse = dput(&nan_sum, sizeof nan_sum), got;
+
+    const double want =
+        mlt_cpu_mf_grad(U, V, G->rank, b.users, b.items, b.r, G->batch, l2, scale, dU, dV);
+    GPU_OK(mlt_gpu_mf_grad(gpu, d_U, d_V, G->rank, G->n_users, G->n_items, b.d_users, b.d_items,
+                           b.d_r, G->batch, l2, scale, d_dU, d_dV, d_sse));
+    dget(&got, d_sse, sizeof got);
+    /* the sse (overwritten): positive e^2 whose dot products are summed in
+     * another order (warp shuffles): 1e-4 relative */
+    ck_assert_msg(close_enough(got, want, 1e-4 * want), "mf_grad sse GPU %.17g, CPU %.17g", got,
+                  want);
+    /* each row: its start plus a rating's terms per occurrence, added in the
+     * order the atomics land: 1e-4 of the table's largest magnitude */
+    expect_close(dgetf(d_dU, nu), dU, nu, 1e-4 * max_abs(dU, nu), "mf_grad dU");
+    expect_close(dgetf(d_dV, nv), dV, nv, 1e-4 * max_abs(dV, nv), "mf_grad dV");
+
+    /* mf_sse: overwritten (the NaN is not read), or added to */
+    const double want_sse = mlt_cpu_mf_sse(U, V, G->rank, b.users, b.items, b.r, G->batch);
+    GPU_OK(mlt_gpu_upload(gpu, d_sse, &nan_sum, sizeof nan_sum));
+    GPU_OK(mlt_gpu_mf_sse(gpu, d_U, d_V, G->rank, G->n_users, G->n_items, b.d_users, b.d_items,
+                          b.d_r, G->batch, d_sse, false));
+    dget(&got, d_sse, sizeof got);
+    ck_assert_msg(close_enough(got, want_sse, 1e-4 * want_sse), "mf_sse GPU %.17g, CPU %.17g", got,
+                  want_sse);
+    GPU_OK(mlt_gpu_mf_sse(gpu, d_U, d_V, G->rank, G->n_users, G->n_items, b.d_users, b.d_items,
+                          b.d_r, G->batch, d_sse, true));
+    dget(&got, d_sse, sizeof got);
+    ck_assert_msg(close_enough(got, 2 * want_sse, 2e-4 * want_sse),
+                  "mf_sse accumulated GPU %.17g, CPU %.17g", got, 2 * want_sse);
+}
+END_TEST
+
+START_TEST(test_mf_index_out_of_range_gives_nan)
+{
+    /* an index out of range (a precondition violation): that rating is
+     * skipped, the sse is NaN; the tables are the CPU's without it */
+    const mf_geom_t G = {5, 6, 4, 9};
+    const size_t nu = G.n_users * G.rank, nv = G.n_items * G.rank, bad = 3;
+    const float l2 = 0.05f, scale = 0.25f;
+    for (int which = 0; which < 2; which++) {
+        reseed(1100 + (uint64_t)which);
+        float *U = frand(nu, -0.5, 0.5), *V = frand(nv, -0.5, 0.5);
+        ratings_t b = ratings_new(&G, G.batch);
+        ratings_t ok = {.users = hnew(G.batch * sizeof(uint32_t)),
+                        .items = hnew(G.batch * sizeof(uint32_t)),
+                        .r = hnew(G.batch * sizeof(float))};
+        for (size_t i = 0, j = 0; i < G.batch; i++)
+            if (i != bad) {
+                ok.users[j] = b.users[i];
+                ok.items[j] = b.items[i];
+                ok.r[j++] = b.r[i];
+            }
+        float *dU = ffill(nu, 0.0f), *dV = ffill(nv, 0.0f);
+        mlt_cpu_mf_grad(U, V, G.rank, ok.users, ok.items, ok.r, G.batch - 1, l2, scale, dU, dV);
+        if (which == 0)
+            b.users[bad] = (uint32_t)G.n_users;
+        else
+            b.items[bad] = (uint32_t)G.n_items + 7;
+        ratings_upload(&b, G.batch);
+        float *d_U = dputf(U, nu), *d_V = dputf(V, nv);
+        float *d_dU = dputf(ffill(nu, 0.0f), nu), *d_dV = dputf(ffill(nv, 0.0f), nv);
+        double *d_sse = dnew(sizeof(double)), got;
+        GPU_OK(mlt_gpu_mf_grad(gpu, d_U, d_V, G.rank, G.n_users, G.n_items, b.d_users, b.d_items,
+                               b.d_r, G.batch, l2, scale, d_dU, d_dV, d_sse));
+        dget(&got, d_sse, sizeof got);
+        ck_assert_msg(isnan(got), "%s out of range: sse %g", which ? "item" : "user", got);
+        /* as in test_mf_grad_matches_cpu: 1e-4 of the table's largest magnitude */
+        expect_close(dgetf(d_dU, nu), dU, nu, 1e-4 * max_abs(dU, nu), "dU without the bad rating");
+        expect_close(dgetf(d_dV, nv), dV, nv, 1e-4 * max_abs(dV, nv), "dV without the bad rating");
+        GPU_OK(mlt_gpu_mf_sse(gpu, d_U, d_V, G.rank, G.n_users, G.n_items, b.d_users, b.d_items,
+                              b.d_r, G.batch, d_sse, false));
+        dget(&got, d_sse, sizeof got);
+        ck_assert_msg(isnan(got), "%s out of range: mf_sse %g", which ? "item" : "user", got);
+        release_all();
+    }
+}
+END_TEST
+
+/* ---- optimizer ---- */
+
+START_TEST(test_optim_matches_cpu)
+{
+    const mlt_rule_t rule = (mlt_rule_t)_i;
+    static const size_t sizes[] = {1, 37, 100003};
+    static const float momenta[] = {0.0f, 0.9f}; /* 0: SGD's path without a buffer */
+    static const float decays[] = {0.0f, 1e-3f};
+    for (size_t si = 0; si < 3; si++)
+        for (size_t mi = 0; mi < 2; mi++)
+            for (size_t wi = 0; wi < 2; wi++) {
+                mlt_hyper_t h = mlt_hyper_default();
+                h.momentum = momenta[mi];
+                h.weight_decay = decays[wi];
+                if (rule == MLT_RULE_RMSPROP)
+                    h.beta2 = 0.99f;
+                if (rule == MLT_RULE_ADADELTA) {
+                    h.lr = 1.0f;
+                    h.beta2 = 0.9f;
+                    h.eps = 1e-6f;
+                }
+                const size_t n = sizes[si], ns = mlt_optim_state_floats(rule) * n;
+                reseed(1200 + (uint64_t)_i * 16 + si * 4 + mi * 2 + wi);
+                float *w = frand(n, -1, 1), *state = ffill(ns, 0.0f);
+                float *d_w = dputf(w, n), *d_s = dputf(state, ns), *d_g = dnew(n * sizeof *d_g);
+                char what[64];
+                for (uint64_t step = 1; step <= 5; step++) {
+                    float *g = frand(n, -0.1, 0.1);
+                    GPU_OK(mlt_gpu_upload(gpu, d_g, g, n * sizeof *g));
+                    GPU_OK(mlt_gpu_optim_apply(gpu, rule, &h, d_w, d_s, d_g, n, step));
+                    mlt_optim_apply(rule, &h, w, state, g, n, step);
+                    snprintf(what, sizeof what, "%s m %g wd %g n %zu step %u: w",
+                             mlt_rule_name(rule), (double)h.momentum, (double)h.weight_decay, n,
+                             (unsigned)step);
+                    expect_ulps(dgetf(d_w, n), w, n, what);
+                    snprintf(what, sizeof what, "%s m %g wd %g n %zu step %u: state",
+                             mlt_rule_name(rule), (double)h.momentum, (double)h.weight_decay, n,
+                             (unsigned)step);
+                    expect_ulps(dgetf(d_s, ns), state, ns, what);
+                }
+                release_all();
+            }
+}
+END_TEST
+
+/* ---- NaN ---- */
+
+START_TEST(test_nan_propagates_like_cpu)
+{
+    reseed(1300);
+    {
+        /* gemm: a NaN in A poisons its row of C; a NaN in C (beta != 0) its
+         * element. Tolerance as test_gemm_matches_cpu. */
+        const size_t m = 5, n = 6, k = 7;
+        float *a = frand(m * k, -1, 1), *b = frand(k * n, -1, 1), *c = frand(m * n, -1, 1);
+        a[2 * k + 3] = NAN;
+        c[1 * n + 4] = NAN;
+        float *d_a = dputf(a, m * k), *d_b = dputf(b, k * n), *d_c = dputf(c, m * n);
+        mlt_cpu_gemm(false, false, m, n, k, 1.0f, a, k, b, n, 0.5f, c, n);
+        GPU_OK(mlt_gpu_gemm(gpu, false, false, m, n, k, 1.0f, d_a, k, d_b, n, 0.5f, d_c, n));
+        ck_assert(isnan(c[2 * n]) && isnan(c[1 * n + 4]) && !isnan(c[0]));
+        expect_close(dgetf(d_c, m * n), c, m * n, sum_tol(k + 1, 1.0), "gemm with NaN");
+    }
+    {
+        /* bias_grad: a NaN in dy poisons its column's sum (tolerance as
+         * test_bias_grad_matches_cpu) */
+        const size_t rows = 9, cols = 4;
+        float *dy = frand(rows * cols, -1, 1), *db = hnew(cols * sizeof *db);
+        dy[5 * cols + 2] = NAN;
+        float *d_dy = dputf(dy, rows * cols), *d_db = dnew(cols * sizeof *d_db);
+        float *d_ones = dnew(rows * sizeof *d_ones);
+        GPU_OK(mlt_gpu_fill(gpu, d_ones, rows, 1.0f));
+        mlt_cpu_bias_grad(db, dy, rows, cols, false);
+        GPU_OK(mlt_gpu_bias_grad(gpu, d_db, d_dy, rows, cols, false, d_ones));
+        ck_assert(isnan(db[2]) && !isnan(db[1]));
+        expect_close(dgetf(d_db, cols), db, cols, sum_tol(rows, 1.0), "bias_grad with NaN");
+    }
+    {
+        /* softmax: a NaN logit makes the loss and its row's dz NaN, and that
+         * row never right (tolerances as test_softmax_xent_matches_cpu) */
+        const size_t rows = 4, classes = 5, n = rows * classes;
+        float *z = frand(n, -4, 4), *dz = hnew(n * sizeof *dz);
+        const uint8_t y[4] = {0, 1, 2, 3};
+        z[2 * classes + 2] = NAN;
+        uint32_t want_right, got_right;
+        const double want = mlt_cpu_softmax_xent(z, y, rows, classes, dz, &want_right);
+        float *d_z = dputf(z, n), *d_dz = dnew(n * sizeof *d_dz);
+        uint8_t *d_y = dput(y, rows);
+        double *d_loss = dnew(sizeof(double)), got;
+        uint32_t *d_right = dnew(sizeof(uint32_t));
+        GPU_OK(mlt_gpu_softmax_xent(gpu, d_z, d_y, rows, classes, d_dz, d_loss, d_right, false));
+        dget(&got, d_loss, sizeof got);
+        dget(&got_right, d_right, sizeof got_right);
+        ck_assert(isnan(want) && isnan(dz[2 * classes]));
+        ck_assert_msg(isnan(got), "NaN logit: loss %g", got);
+        ck_assert_uint_eq(got_right, want_right);
+        expect_close(dgetf(d_dz, n), dz, n, 1e-4 * max_abs(dz, n), "softmax dz with NaN");
+    }
+    {
+        /* a convolution: every output the CPU makes NaN is NaN on the GPU.
+         * Only this direction: an FFT or Winograd algorithm may spread a NaN
+         * over its whole tile, which hides nothing. */
+        const conv_geom_t G = {2, 6, 7, 3, 3, 4};
+        const size_t rows = G.n * G.h * G.w, kkc = G.k * G.k * G.c;
+        const size_t nx = rows * G.c, ny = rows * G.oc, nw = G.oc * kkc;
+        float *x = frand(nx, -1, 1), *wt = frand(nw, -1, 1), *dy = frand(ny, -1, 1);
+        x[(1 * G.h * G.w + 3 * G.w + 4) * G.c + 1] = NAN;
+        float *y = hnew(ny * sizeof *y), *dx = hnew(nx * sizeof *dx), *dw = hnew(nw * sizeof *dw);
+        conv_ref(&G, x, wt, dy, y, dx, dw);
+        mlt_gpu_conv_t *p = conv_plan(&G, false);
+        float *d_x = dputf(x, nx), *d_w = dputf(wt, nw), *d_y = dnew(ny * sizeof *d_y);
+        GPU_OK(mlt_gpu_conv_forward(gpu, p, d_x, d_w, d_y));
+        const float *got = dgetf(d_y, ny);
+        size_t n_nan = 0;
+        for (size_t i = 0; i < ny; i++)
+            if (isnan(y[i])) {
+                n_nan++;
+                ck_assert_msg(isnan(got[i]), "conv with NaN input: y[%zu] = %g on the GPU", i,
+                              (double)got[i]);
+            }
+        ck_assert_uint_eq(n_nan, G.k * G.k * G.oc); /* the 3x3 neighbourhood, all channels */
+    }
+    {
+        /* mf_grad: a NaN rating makes the sse and its user's and item's
+         * gradient rows NaN (tolerance as test_mf_grad_matches_cpu) */
+        const mf_geom_t G = {4, 5, 3, 6};
+        const size_t nu = G.n_users * G.rank, nv = G.n_items * G.rank;
+        float *U = frand(nu, -0.5, 0.5), *V = frand(nv, -0.5, 0.5);
+        ratings_t b = ratings_new(&G, G.batch);
+        b.r[2] = NAN;
+        ratings_upload(&b, G.batch);
+        float *dU = ffill(nu, 0.0f), *dV = ffill(nv, 0.0f);
+        float *d_U = dputf(U, nu), *d_V = dputf(V, nv), *d_dU = dputf(dU, nu),
+              *d_dV = dputf(dV, nv);
+        const double want =
+            mlt_cpu_mf_grad(U, V, G.rank, b.users, b.items, b.r, G.batch, 0.1f, 1.0f, dU, dV);
+        double *d_sse = dnew(sizeof(double)), got;
+        GPU_OK(mlt_gpu_mf_grad(gpu, d_U, d_V, G.rank, G.n_users, G.n_items, b.d_users, b.d_items,
+                               b.d_r, G.batch, 0.1f, 1.0f, d_dU, d_dV, d_sse));
+        dget(&got, d_sse, sizeof got);
+        ck_assert(isnan(want) && isnan(dU[b.users[2] * G.rank]));
+        ck_assert_msg(isnan(got), "NaN rating: sse %g", got);
+        expect_close(dgetf(d_dU, nu), dU, nu, 1e-4 * max_abs(dU, nu), "mf dU with NaN");
+        expect_close(dgetf(d_dV, nv), dV, nv, 1e-4 * max_abs(dV, nv), "mf dV with NaN");
+    }
+    /* optimizer: a NaN gradient element makes its weight NaN, every rule
+     * (tolerance as test_optim_matches_cpu) */
+    for (int rule = 0; rule < MLT_RULE_COUNT_; rule++) {
+        const size_t n = 9, ns = mlt_optim_state_floats((mlt_rule_t)rule) * n;
+        mlt_hyper_t h = mlt_hyper_default();
+        h.momentum = 0.9f;
+        float *w = frand(n, -1, 1), *state = ffill(ns, 0.0f), *g = frand(n, -0.1, 0.1);
+        g[4] = NAN;
+        float *d_w = dputf(w, n), *d_s = dputf(state, ns), *d_g = dputf(g, n);
+        mlt_optim_apply((mlt_rule_t)rule, &h, w, state, g, n, 1);
+        GPU_OK(mlt_gpu_optim_apply(gpu, (mlt_rule_t)rule, &h, d_w, d_s, d_g, n, 1));
+        ck_assert(isnan(w[4]) && !isnan(w[3]));
+        expect_ulps(dgetf(d_w, n), w, n, mlt_rule_name((mlt_rule_t)rule));
+    }
+    /* bias_add, bias_relu, relu_backward, pooling: see their bit-identical
+     * tests, whose inputs hold NaNs */
+}
+END_TEST
+
+/* ---- CUDA graphs ---- */
+
+/* x (pinned host, m x k) -> device; y = relu(x w + b); y -> pinned host. */
+static void dense_ops(float *h_x, float *h_y, float *d_x, const float *d_w, const float *d_b,
+                      float *d_y, size_t m, size_t k, size_t n)
+{
+    GPU_OK(mlt_gpu_upload(gpu, d_x, h_x, m * k * sizeof *h_x));
+    GPU_OK(mlt_gpu_gemm(gpu, false, false, m, n, k, 1.0f, d_x, k, d_w, n, 0.0f, d_y, n));
+    GPU_OK(mlt_gpu_bias_relu(gpu, d_y, d_b, m, n));
+    GPU_OK(mlt_gpu_download(gpu, h_y, d_y, m * n * sizeof *h_y));
+}
+
+START_TEST(test_graph_replays_captured_ops)
+{
+    const size_t m = 37, k = 29, n = 19;
+    reseed(1400);
+    float *w = frand(k * n, -1, 1), *bias = frand(n, -1, 1);
+    float *h_x = pinned_new(m * k * sizeof *h_x), *h_y = pinned_new(m * n * sizeof *h_y);
+    float *d_x = dnew(m * k * sizeof *d_x), *d_y = dnew(m * n * sizeof *d_y);
+    float *d_w = dputf(w, k * n), *d_b = dputf(bias, n);
+
+    /* capturing records the ops without running them */
+    for (size_t i = 0; i < m * k; i++)
+        h_x[i] = (float)urand(-1, 1);
+    for (size_t i = 0; i < m * n; i++)
+        h_y[i] = NAN;
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    ck_assert(mlt_gpu_capturing(gpu));
+    dense_ops(h_x, h_y, d_x, d_w, d_b, d_y, m, k, n);
+    mlt_gpu_graph_t *gr = NULL;
+    GPU_OK(mlt_gpu_capture_end(gpu, &gr));
+    ck_assert_ptr_nonnull(gr);
+    track(R_GRAPH, gr);
+    ck_assert(!mlt_gpu_capturing(gpu));
+    GPU_OK(mlt_gpu_sync(gpu));
+    for (size_t i = 0; i < m * n; i++)
+        ck_assert_msg(isnan(h_y[i]), "y[%zu] written by a capture", i);
+
+    for (int launch = 0; launch < 2; launch++) {
+        /* new input in the same pinned buffer: the graph reads it when it runs */
+        for (size_t i = 0; i < m * k; i++)
+            h_x[i] = (float)urand(-1, 1);
+        float *want = ffill(m * n, 0.0f);
+        mlt_cpu_gemm(false, false, m, n, k, 1.0f, h_x, k, w, n, 0.0f, want, n);
+        mlt_cpu_bias_relu(want, bias, m, n);
+        dense_ops(h_x, h_y, d_x, d_w, d_b, d_y, m, k, n);
+        GPU_OK(mlt_gpu_sync(gpu));
+        float *eager = fdup(h_y, m * n);
+        for (size_t i = 0; i < m * n; i++)
+            h_y[i] = NAN;
+        GPU_OK(mlt_gpu_graph_launch(gpu, gr));
+        GPU_OK(mlt_gpu_sync(gpu));
+        /* the replay is the eager run's kernels on the same data, and both are
+         * k products of magnitude <= 1 from the CPU's sums */
+        expect_close(h_y, eager, m * n, sum_tol(k + 1, 1.0), "graph launch vs eager");
+        expect_close(h_y, want, m * n, sum_tol(k + 1, 1.0), "graph launch vs CPU");
+    }
+}
+END_TEST
+
+START_TEST(test_graph_capture_errors)
+{
+    static char not_null;
+    mlt_gpu_graph_t *gr = (mlt_gpu_graph_t *)(void *)&not_null;
+    float *d = dnew(64 * sizeof *d);
+
+    /* end without a begin */
+    ck_assert_int_eq(mlt_gpu_capture_end(gpu, &gr), -EINVAL);
+    ck_assert_ptr_null(gr);
+
+    /* begin twice: the second is refused, the first capture goes on */
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    ck_assert_int_eq(mlt_gpu_capture_begin(gpu), -EINVAL);
+    ck_assert(mlt_gpu_capturing(gpu));
+    GPU_OK(mlt_gpu_zero(gpu, d, 64 * sizeof *d));
+    GPU_OK(mlt_gpu_capture_end(gpu, &gr));
+    ck_assert_ptr_nonnull(gr);
+    track(R_GRAPH, gr);
+
+    /* no plan while capturing (refused before any CUDA call) */
+    char err[256] = "";
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    ck_assert_ptr_null(mlt_gpu_conv_new(gpu, 1, 4, 4, 1, 3, 1, true, err, sizeof err));
+    ck_assert_str_ne(err, "");
+    GPU_OK(mlt_gpu_zero(gpu, d, 64 * sizeof *d));
+    GPU_OK(mlt_gpu_capture_end(gpu, &gr));
+    track(R_GRAPH, gr);
+
+    /* an allocation while capturing fails, and fails the capture: no graph,
+     * the reason in the error, and the stream works again */
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    ck_assert_ptr_null(mlt_gpu_malloc(gpu, 64));
+    gr = (mlt_gpu_graph_t *)(void *)&not_null;
+    ck_assert_int_lt(mlt_gpu_capture_end(gpu, &gr), 0);
+    ck_assert_ptr_null(gr);
+    ck_assert(!mlt_gpu_capturing(gpu));
+    ck_assert_str_ne(mlt_gpu_error(gpu), "");
+    const float one = 1.0f;
+    float back = 0;
+    GPU_OK(mlt_gpu_fill(gpu, d, 64, 0.0f));
+    GPU_OK(mlt_gpu_upload(gpu, d + 3, &one, sizeof one));
+    dget(&back, d + 3, sizeof back);
+    ck_assert(back == 1.0f);
+}
+END_TEST
+
+/* ---- the models ---- */
+
+enum { GM_SOFTMAX, GM_MLP, GM_CNN, GM_CNN_RGB, GM_MF, N_GMODELS };
+
+static const char *const gmodel_names[N_GMODELS] = {"softmax", "mlp", "cnn", "cnn rgb", "mf"};
+
+static const uint32_t mlp_hidden[] = {64, 32};
+
+/* on 1 x 28 x 28 */
+static const mlt_cnn_layer_t cnn_gray[] = {
+    {.op = MLT_CNN_CONV, .k = 5, .n = 8},  {.op = MLT_CNN_POOL, .k = 2},
+    {.op = MLT_CNN_CONV, .k = 3, .n = 16}, {.op = MLT_CNN_POOL, .k = 2},
+    {.op = MLT_CNN_FC, .n = 32},
+};
+
+/* on 3 x 30 x 26: the NCHW -> NHWC input, a standalone pool first (nothing
+ * below it needs a gradient), a conv with a fused pool whose input gradient
+ * is not needed, a 5x5 conv without a pool (its ReLU undone alone, its input
+ * gradient needed), an fc */
+static const mlt_cnn_layer_t cnn_rgb[] = {
+    {.op = MLT_CNN_POOL, .k = 2}, {.op = MLT_CNN_CONV, .k = 3, .n = 8},
+    {.op = MLT_CNN_POOL, .k = 2}, {.op = MLT_CNN_CONV, .k = 5, .n = 6},
+    {.op = MLT_CNN_FC, .n = 16},
+};
+
+#define GM_MAX_BATCH 64
+#define GM_BATCH     37  /* a step: odd, under max_batch */
+#define GM_EVAL_N    100 /* an evaluation: batches of 64 and 36 */
+
+static mlt_model_desc_t gmodel_desc(int which)
+{
+    mlt_model_desc_t d;
+    memset(&d, 0, sizeof d);
+    d.max_batch = GM_MAX_BATCH;
+    d.in_c = 1;
+    d.in_h = 28;
+    d.in_w = 28;
+    d.n_classes = 10;
+    switch (which) {
+    case GM_SOFTMAX: d.type = MLT_MODEL_SOFTMAX; break;
+    case GM_MLP:
+        d.type = MLT_MODEL_MLP;
+        d.hidden = mlp_hidden;
+        d.n_hidden = 2;
+        break;
+    case GM_CNN:
+        d.type = MLT_MODEL_CNN;
+        d.cnn = cnn_gray;
+        d.n_cnn = sizeof cnn_gray / sizeof cnn_gray[0];
+        break;
+    case GM_CNN_RGB:
+        d.type = MLT_MODEL_CNN;
+        d.in_c = 3;
+        d.in_h = 30;
+        d.in_w = 26;
+        d.n_classes = 7;
+        d.cnn = cnn_rgb;
+        d.n_cnn = sizeof cnn_rgb / sizeof cnn_rgb[0];
+        break;
+    case GM_MF:
+        d.type = MLT_MODEL_MF;
+        d.n_users = 50;
+        d.n_items = 40;
+        d.rank = 8;
+        d.l2 = 0.05f;
+        break;
+    default: ck_abort_msg("model %d", which);
+    }
+    return d;
+}
+
+/* A CPU model and a GPU model of one description, with the same parameters. */
+typedef struct twin {
+    mlt_model_desc_t d;
+    mlt_model_t *cpu;
+    mlt_gpu_model_t *gm;
+    uint32_t n;     /* parameter tensors */
+    float **P, **G; /* host parameters (both models use them), the CPU's gradients */
+} twin_t;
+
+/* x rounded to multiples of 2^-bits. */
+static void quantize(float *x, size_t n, int bits)
+{
+    const float s = ldexpf(1.0f, bits);
+    for (size_t i = 0; i < n; i++)
+        x[i] = nearbyintf(x[i] * s) / s;
+}
+
+/* So that both backends take the same branches (ReLU masks, pooling argmax),
+ * the parameters are mlt_model_init's rounded to multiples of 2^-7 and the
+ * pixels (mbatch_fill) multiples of 1/8 in [0, 1]. Then every sum of the
+ * convolutions and of the mlp's first layer is exact in float in any order:
+ * each partial sum is a multiple of 2^-17 under 2^24 of them (the largest,
+ * the rgb cnn's second conv: 200 taps of |x| < 5.5 times |w| <= 9/128, < 78).
+ * Only the later fc layers round, where a ReLU flip would need a
+ * pre-activation within ~1e-7 of 0 among ~1000: odds of ~1e-4. */
+static twin_t twin_new(int which, uint64_t seed)
+{
+    twin_t t = {.d = gmodel_desc(which)};
+    char err[256];
+    t.cpu = mlt_model_new(&t.d, err, sizeof err);
+    ck_assert_msg(t.cpu != NULL, "mlt_model_new: %s", err);
+    track(R_CPU_MODEL, t.cpu);
+    t.gm = mlt_gpu_model_new(gpu, &t.d, false, err, sizeof err);
+    ck_assert_msg(t.gm != NULL, "mlt_gpu_model_new: %s", err);
+    track(R_GPU_MODEL, t.gm);
+    ck_assert_ptr_eq(mlt_gpu_model_gpu(t.gm), gpu);
+
+    /* the plan: the CPU model's tensors, names and sizes */
+    const mlt_model_t *plan = mlt_gpu_model_plan(t.gm);
+    t.n = mlt_model_n_params(t.cpu);
+    ck_assert_uint_eq(mlt_model_n_params(plan), t.n);
+    t.P = hnew(t.n * sizeof *t.P);
+    t.G = hnew(t.n * sizeof *t.G);
+    for (uint32_t i = 0; i < t.n; i++) {
+        const uint64_t sz = mlt_model_param_size(t.cpu, i);
+        ck_assert_str_eq(mlt_model_param_name(plan, i), mlt_model_param_name(t.cpu, i));
+        ck_assert_uint_eq(mlt_model_param_size(plan, i), sz);
+        t.P[i] = hnew(sz * sizeof(float));
+        t.G[i] = hnew(sz * sizeof(float));
+    }
+    mlt_model_init(t.cpu, t.P, seed);
+    for (uint32_t i = 0; i < t.n; i++) {
+        const uint64_t sz = mlt_model_param_size(t.cpu, i);
+        if (t.d.type != MLT_MODEL_MF)
+            quantize(t.P[i], sz, 7);
+        GPU_OK(mlt_gpu_upload(gpu, mlt_gpu_model_params(t.gm)[i], t.P[i], sz * sizeof(float)));
+    }
+    GPU_OK(mlt_gpu_sync(gpu));
+    return t;
+}
+
+/* A batch on the host and (same contents) on the device. */
+typedef struct mbatch {
+    uint32_t n;
+    float *x;   /* n NCHW images, pixels k/8 in [0, 1] */
+    uint8_t *y; /* labels */
+    ratings_t rt;
+    float *d_x; /* on the device */
+    uint8_t *d_y;
+} mbatch_t;
+
+/* New contents for b, uploaded into its device buffers. */
+static void mbatch_fill(mbatch_t *b, const mlt_model_desc_t *d, uint64_t seed)
+{
+    reseed(seed);
+    if (d->type == MLT_MODEL_MF) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            b->rt.users[i] = (uint32_t)urand(0, d->n_users);
+            b->rt.items[i] = (uint32_t)urand(0, d->n_items);
+            b->rt.r[i] = (float)urand(-1, 1);
+        }
+        GPU_OK(mlt_gpu_upload(gpu, b->rt.d_users, b->rt.users, b->n * sizeof(uint32_t)));
+        GPU_OK(mlt_gpu_upload(gpu, b->rt.d_items, b->rt.items, b->n * sizeof(uint32_t)));
+        GPU_OK(mlt_gpu_upload(gpu, b->rt.d_r, b->rt.r, b->n * sizeof(float)));
+        return;
+    }
+    const size_t nx = (size_t)b->n * d->in_c * d->in_h * d->in_w;
+    for (size_t i = 0; i < nx; i++)
+        b->x[i] = (float)floor(urand(0, 9)) / 8;
+    for (uint32_t i = 0; i < b->n; i++)
+        b->y[i] = (uint8_t)urand(0, d->n_classes);
+    GPU_OK(mlt_gpu_upload(gpu, b->d_x, b->x, nx * sizeof(float)));
+    GPU_OK(mlt_gpu_upload(gpu, b->d_y, b->y, b->n));
+}
+
+static mbatch_t mbatch_new(const mlt_model_desc_t *d, uint32_t n, uint64_t seed)
+{
+    mbatch_t b = {.n = n};
+    if (d->type == MLT_MODEL_MF) {
+        b.rt.users = hnew(n * sizeof(uint32_t));
+        b.rt.items = hnew(n * sizeof(uint32_t));
+        b.rt.r = hnew(n * sizeof(float));
+        b.rt.d_users = dnew(n * sizeof(uint32_t));
+        b.rt.d_items = dnew(n * sizeof(uint32_t));
+        b.rt.d_r = dnew(n * sizeof(float));
+    } else {
+        const size_t nx = (size_t)n * d->in_c * d->in_h * d->in_w;
+        b.x = hnew(nx * sizeof(float));
+        b.y = hnew(n);
+        b.d_x = dnew(nx * sizeof(float));
+        b.d_y = dnew(n);
+    }
+    mbatch_fill(&b, d, seed);
+    return b;
+}
+
+/* One GPU training step of t on b (asynchronous). */
+static int gpu_step(twin_t *t, const mbatch_t *b)
+{
+    if (t->d.type == MLT_MODEL_MF)
+        return mlt_gpu_model_step_mf(t->gm, b->rt.d_users, b->rt.d_items, b->rt.d_r, b->n);
+    return mlt_gpu_model_step(t->gm, b->d_x, b->d_y, b->n);
+}
+
+/* The GPU model's gradients, downloaded. */
+static float **gpu_grads(twin_t *t)
+{
+    float **g = hnew(t->n * sizeof *g);
+    for (uint32_t i = 0; i < t->n; i++)
+        g[i] = dgetf(mlt_gpu_model_grads(t->gm)[i], mlt_model_param_size(t->cpu, i));
+    return g;
+}
+
+/* Gradients of the same batch through different summation orders: each
+ * tensor within 1e-4 of its largest magnitude (float rounding of sums over
+ * the batch and the pixels is ~1e-6 of that; a wrong or missing term is
+ * ~1e-2). */
+static void expect_grads(const twin_t *t, float *const *got, float *const *want, const char *what)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        const size_t sz = mlt_model_param_size(t->cpu, i);
+        char label[96];
+        snprintf(label, sizeof label, "%s: %s gradient", what, mlt_model_param_name(t->cpu, i));
+        expect_close(got[i], want[i], sz, 1e-4 * max_abs(want[i], sz), label);
+    }
+}
+
+/* The loss of a step or an evaluation: the same logits up to the fc layers'
+ * rounding, through expf/logf: 1e-4 relative. */
+static void expect_loss(double got, double want, const char *what)
+{
+    ck_assert_msg(close_enough(got, want, 1e-4 * fmax(1.0, fabs(want))), "%s: GPU %.9g, CPU %.9g",
+                  what, got, want);
+}
+
+START_TEST(test_model_init_matches_cpu)
+{
+    /* mlt_gpu_model_init is mlt_model_init uploaded: bit for bit */
+    const mlt_model_desc_t d = gmodel_desc(_i);
+    char err[256];
+    mlt_model_t *cpu = mlt_model_new(&d, err, sizeof err);
+    ck_assert_msg(cpu != NULL, "mlt_model_new: %s", err);
+    track(R_CPU_MODEL, cpu);
+    mlt_gpu_model_t *gm = mlt_gpu_model_new(gpu, &d, false, err, sizeof err);
+    ck_assert_msg(gm != NULL, "mlt_gpu_model_new: %s", err);
+    track(R_GPU_MODEL, gm);
+    const uint32_t n = mlt_model_n_params(cpu);
+    float **P = hnew(n * sizeof *P);
+    for (uint32_t i = 0; i < n; i++)
+        P[i] = hnew(mlt_model_param_size(cpu, i) * sizeof(float));
+    mlt_model_init(cpu, P, 77);
+    GPU_OK(mlt_gpu_model_init(gm, 77));
+    for (uint32_t i = 0; i < n; i++) {
+        const size_t sz = mlt_model_param_size(cpu, i);
+        expect_bits(dgetf(mlt_gpu_model_params(gm)[i], sz), P[i], sz, mlt_model_param_name(cpu, i));
+    }
+}
+END_TEST
+
+START_TEST(test_model_step_matches_cpu)
+{
+    const int which = _i;
+    twin_t t = twin_new(which, 42);
+    mbatch_t b = mbatch_new(&t.d, GM_BATCH, 7);
+    float cpu_loss;
+    uint32_t cpu_right = 0, gpu_right;
+    double gpu_sum;
+    GPU_OK(mlt_gpu_model_prepare(t.gm, GM_BATCH));
+    if (t.d.type == MLT_MODEL_MF) {
+        ck_assert_int_eq(
+            mlt_model_step_mf(t.cpu, t.P, t.G, b.rt.users, b.rt.items, b.rt.r, GM_BATCH, &cpu_loss),
+            0);
+    } else {
+        ck_assert_int_eq(mlt_model_step(t.cpu, t.P, t.G, b.x, b.y, GM_BATCH, &cpu_loss, &cpu_right),
+                         0);
+    }
+    GPU_OK(gpu_step(&t, &b));
+    /* the GPU's loss is a SUM over the batch, the CPU's a mean */
+    dget(&gpu_sum, mlt_gpu_model_d_loss(t.gm), sizeof gpu_sum);
+    expect_loss(gpu_sum / GM_BATCH, cpu_loss, gmodel_names[which]);
+    if (t.d.type != MLT_MODEL_MF) {
+        /* right answers exactly: the logits differ by rounding only, and a
+         * near-tie within it among 37 rows of 10 has odds of ~1e-5 */
+        dget(&gpu_right, mlt_gpu_model_d_correct(t.gm), sizeof gpu_right);
+        ck_assert_uint_eq(gpu_right, cpu_right);
+    }
+    expect_grads(&t, gpu_grads(&t), t.G, gmodel_names[which]);
+}
+END_TEST
+
+START_TEST(test_model_eval_matches_cpu)
+{
+    /* over GM_EVAL_N samples: a full batch and a short last one */
+    const int which = _i;
+    twin_t t = twin_new(which, 43);
+    mbatch_t b = mbatch_new(&t.d, GM_EVAL_N, 8);
+    if (t.d.type == MLT_MODEL_MF) {
+        double cpu_mse, gpu_mse;
+        ck_assert_int_eq(
+            mlt_model_eval_mf(t.cpu, t.P, b.rt.users, b.rt.items, b.rt.r, GM_EVAL_N, &cpu_mse), 0);
+        GPU_OK(
+            mlt_gpu_model_eval_mf(t.gm, b.rt.d_users, b.rt.d_items, b.rt.d_r, GM_EVAL_N, &gpu_mse));
+        expect_loss(gpu_mse, cpu_mse, "mf eval mse");
+        return;
+    }
+    double cpu_loss, gpu_loss;
+    uint32_t cpu_right, gpu_right;
+    ck_assert_int_eq(mlt_model_eval(t.cpu, t.P, b.x, b.y, GM_EVAL_N, &cpu_loss, &cpu_right), 0);
+    GPU_OK(mlt_gpu_model_eval(t.gm, b.d_x, b.d_y, GM_EVAL_N, &gpu_loss, &gpu_right));
+    expect_loss(gpu_loss, cpu_loss, gmodel_names[which]);
+    /* exactly, as in test_model_step_matches_cpu */
+    ck_assert_uint_eq(gpu_right, cpu_right);
+}
+END_TEST
+
+START_TEST(test_model_graph_step_matches_eager)
+{
+    /* a step captured once and replayed on new data in the same buffers
+     * gives the gradients of an uncaptured step on that data */
+    const int which = _i;
+    twin_t t = twin_new(which, 44);
+    mbatch_t b = mbatch_new(&t.d, GM_BATCH, 9);
+    GPU_OK(mlt_gpu_model_prepare(t.gm, GM_BATCH));
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    GPU_OK(gpu_step(&t, &b));
+    mlt_gpu_graph_t *gr = NULL;
+    GPU_OK(mlt_gpu_capture_end(gpu, &gr));
+    ck_assert_ptr_nonnull(gr);
+    track(R_GRAPH, gr);
+    for (int round = 0; round < 2; round++) {
+        mbatch_fill(&b, &t.d, 100 + (uint64_t)round);
+        GPU_OK(gpu_step(&t, &b));
+        float **eager = gpu_grads(&t);
+        double eager_sum, sum;
+        uint32_t eager_right = 0, right = 0;
+        dget(&eager_sum, mlt_gpu_model_d_loss(t.gm), sizeof eager_sum);
+        if (t.d.type != MLT_MODEL_MF)
+            dget(&eager_right, mlt_gpu_model_d_correct(t.gm), sizeof eager_right);
+        /* what the replay must overwrite starts as NaN */
+        for (uint32_t i = 0; i < t.n; i++)
+            GPU_OK(mlt_gpu_fill(gpu, mlt_gpu_model_grads(t.gm)[i], mlt_model_param_size(t.cpu, i),
+                                NAN));
+        GPU_OK(mlt_gpu_graph_launch(gpu, gr));
+        dget(&sum, mlt_gpu_model_d_loss(t.gm), sizeof sum);
+        /* the same kernels, but cuDNN's weight-gradient algorithms and
+         * mf_grad add with atomics, in an order that varies: the gradient
+         * tolerance of expect_grads */
+        expect_loss(sum, eager_sum, "replayed loss sum");
+        if (t.d.type != MLT_MODEL_MF) {
+            dget(&right, mlt_gpu_model_d_correct(t.gm), sizeof right);
+            ck_assert_uint_eq(right, eager_right);
+        }
+        expect_grads(&t, gpu_grads(&t), eager, "replayed");
+    }
+}
+END_TEST
+
+START_TEST(test_model_errors)
+{
+    /* every documented -EINVAL of model_gpu.h, and the NaN of a bad label */
+    twin_t t = twin_new(GM_CNN, 45);
+    twin_t mf = twin_new(GM_MF, 45);
+    mbatch_t b = mbatch_new(&t.d, 8, 10);
+    double loss;
+    uint32_t right;
+    ck_assert_int_eq(mlt_gpu_model_prepare(t.gm, 0), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_prepare(t.gm, GM_MAX_BATCH + 1), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_prepare(mf.gm, 0), -EINVAL);
+    /* a batch size not prepared (a cnn keeps convolution plans per size) */
+    ck_assert_int_eq(mlt_gpu_model_step(t.gm, b.d_x, b.d_y, 5), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_step(t.gm, b.d_x, b.d_y, 0), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_step(t.gm, b.d_x, b.d_y, GM_MAX_BATCH + 1), -EINVAL);
+    /* the wrong kind of model, an empty evaluation */
+    ck_assert_int_eq(mlt_gpu_model_step_mf(t.gm, NULL, NULL, NULL, 4), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_step(mf.gm, b.d_x, b.d_y, 4), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_eval(mf.gm, b.d_x, b.d_y, 4, &loss, &right), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_eval(t.gm, b.d_x, b.d_y, 0, &loss, &right), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_eval_mf(t.gm, NULL, NULL, NULL, 4, &loss), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_model_eval_mf(mf.gm, NULL, NULL, NULL, 0, &loss), -EINVAL);
+    GPU_OK(mlt_gpu_sync(gpu));
+
+    /* an invalid description: NULL with the CPU model's message */
+    mlt_model_desc_t bad = gmodel_desc(GM_CNN);
+    bad.n_classes = 1;
+    char err[256] = "";
+    mlt_gpu_model_t *none = mlt_gpu_model_new(gpu, &bad, false, err, sizeof err);
+    ck_assert_ptr_null(none);
+    ck_assert_str_ne(err, "");
+
+    /* a label >= n_classes: a NaN loss, and the step still succeeds */
+    b.y[3] = (uint8_t)t.d.n_classes;
+    GPU_OK(mlt_gpu_upload(gpu, b.d_y, b.y, b.n));
+    GPU_OK(mlt_gpu_model_prepare(t.gm, b.n));
+    GPU_OK(mlt_gpu_model_step(t.gm, b.d_x, b.d_y, b.n));
+    dget(&loss, mlt_gpu_model_d_loss(t.gm), sizeof loss);
+    ck_assert_msg(isnan(loss), "bad label: loss sum %g", loss);
+}
+END_TEST
+
+/* ---- the suite ---- */
+
+static TCase *add_tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, NULL, release_all);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static Suite *gpu_suite(void)
+{
+    Suite *s = suite_create("gpu");
+    TCase *tc = add_tcase(s, "context");
+    tcase_add_test(tc, test_context_memory_and_copies);
+    tcase_add_test(tc, test_library_limits_return_einval);
+
+    tc = add_tcase(s, "dense");
+    tcase_add_test(tc, test_gemm_matches_cpu);
+    tcase_add_test(tc, test_bias_relu_bit_identical);
+    tcase_add_test(tc, test_relu_backward_bit_identical);
+    tcase_add_test(tc, test_bias_grad_matches_cpu);
+
+    tc = add_tcase(s, "loss");
+    tcase_add_test(tc, test_softmax_xent_matches_cpu);
+    tcase_add_test(tc, test_softmax_xent_bad_label_gives_nan);
+
+    tc = add_tcase(s, "conv");
+    tcase_add_loop_test(tc, test_conv_matches_im2col, 0, N_CONV_GEOMS);
+    tcase_add_test(tc, test_conv_plan_without_dx);
+
+    tc = add_tcase(s, "pool");
+    tcase_add_loop_test(tc, test_maxpool_bit_identical, 0, N_POOL_GEOMS);
+    tcase_add_loop_test(tc, test_maxpool_backward_bit_identical, 0, N_POOL_GEOMS);
+    tcase_add_test(tc, test_nchw_to_nhwc_bit_identical);
+
+    tc = add_tcase(s, "data");
+    tcase_add_test(tc, test_gathers_bit_identical);
+
+    tc = add_tcase(s, "mf");
+    tcase_add_loop_test(tc, test_mf_grad_matches_cpu, 0, N_MF_GEOMS);
+    tcase_add_test(tc, test_mf_index_out_of_range_gives_nan);
+
+    tc = add_tcase(s, "optim");
+    tcase_add_loop_test(tc, test_optim_matches_cpu, 0, MLT_RULE_COUNT_);
+
+    tc = add_tcase(s, "nan");
+    tcase_add_test(tc, test_nan_propagates_like_cpu);
+
+    tc = add_tcase(s, "graph");
+    tcase_add_test(tc, test_graph_replays_captured_ops);
+    tcase_add_test(tc, test_graph_capture_errors);
+
+    tc = add_tcase(s, "model");
+    tcase_add_loop_test(tc, test_model_init_matches_cpu, 0, N_GMODELS);
+    tcase_add_loop_test(tc, test_model_step_matches_cpu, 0, N_GMODELS);
+    tcase_add_loop_test(tc, test_model_eval_matches_cpu, 0, N_GMODELS);
+    tcase_add_loop_test(tc, test_model_graph_step_matches_eager, 0, N_GMODELS);
+    tcase_add_test(tc, test_model_errors);
+    return s;
+}
+
+int main(void)
+{
+    char why[256];
+    if (mlt_gpu_probe(why, sizeof why) == 0) {
+        printf("SKIP: no GPU: %s\n", why);
+        return 77;
+    }
+    char err[256];
+    gpu = mlt_gpu_new(0, err, sizeof err);
+    if (gpu == NULL) {
+        fprintf(stderr, "check_gpu: a GPU is there but no context: %s\n", err);
+        return EXIT_FAILURE;
+    }
+    /* full FP32 convolutions for the comparisons (GEMMs never use TF32) */
+    mlt_gpu_set_tf32(gpu, false);
+    printf("check_gpu: %s, compute capability %d.%d\n", mlt_gpu_device_name(gpu),
+           mlt_gpu_device_cc(gpu) / 10, mlt_gpu_device_cc(gpu) % 10);
+
+    SRunner *sr = srunner_create(gpu_suite());
+    /* the CUDA runtime, initialised here, does not survive fork() */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_ENV);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    mlt_gpu_destroy(&gpu);
+    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
