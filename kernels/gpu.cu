@@ -233,6 +233,9 @@ void mlt_gpu_destroy(mlt_gpu_t **gp)
         cublasDestroy(g->blas);
     if (g->blas_ws != NULL)
         cudaFree(g->blas_ws);
+    for (int k = 0; k < MLT_GPU_MARKS; k++)
+        if (g->marks[k] != NULL)
+            cudaEventDestroy(g->marks[k]);
     if (g->stream != NULL)
         cudaStreamDestroy(g->stream);
     cudaGetLastError();
@@ -347,6 +350,37 @@ int mlt_gpu_zero(mlt_gpu_t *g, void *d, size_t n)
 int mlt_gpu_sync(mlt_gpu_t *g)
 {
     GPU_CUDA(g, "cudaStreamSynchronize", cudaStreamSynchronize(g->stream));
+    return 0;
+}
+
+/* ---- marks ---- */
+
+int mlt_gpu_mark(mlt_gpu_t *g, uint32_t k)
+{
+    if (k >= MLT_GPU_MARKS)
+        return mlt_gpu_fail_(g, -EINVAL, "mlt_gpu_mark: mark %u of %d", k, MLT_GPU_MARKS);
+    if (g->marks[k] == NULL) {
+        if (g->capturing) /* creating an event is not a stream operation, but keep it simple */
+            return mlt_gpu_fail_(g, -EINVAL, "mlt_gpu_mark: mark %u first recorded in a capture", k);
+        GPU_CUDA(g, "cudaEventCreateWithFlags",
+                 cudaEventCreateWithFlags(&g->marks[k], cudaEventDisableTiming));
+    }
+    /* External: inside a capture this becomes an event-record node, so every
+     * launch of the graph records the event (a plain record would only order
+     * the captured work) */
+    GPU_CUDA(g, "cudaEventRecordWithFlags",
+             cudaEventRecordWithFlags(g->marks[k], g->stream,
+                                      g->capturing ? cudaEventRecordExternal : cudaEventRecordDefault));
+    return 0;
+}
+
+int mlt_gpu_wait_mark(mlt_gpu_t *g, uint32_t k)
+{
+    if (k >= MLT_GPU_MARKS || g->marks[k] == NULL)
+        return mlt_gpu_fail_(g, -EINVAL, "mlt_gpu_wait_mark: mark %u was never recorded", k);
+    if (g->capturing)
+        return mlt_gpu_fail_(g, -EINVAL, "mlt_gpu_wait_mark: not while capturing");
+    GPU_CUDA(g, "cudaEventSynchronize", cudaEventSynchronize(g->marks[k]));
     return 0;
 }
 

@@ -133,6 +133,21 @@ bool mlt_gpu_capturing(const mlt_gpu_t *g);
 int mlt_gpu_graph_launch(mlt_gpu_t *g, const mlt_gpu_graph_t *gr);
 void mlt_gpu_graph_destroy(mlt_gpu_graph_t **grp);
 
+/* ---- marks: the host waits for a point in the stream ---- */
+
+/* Marks are numbered 0..MLT_GPU_MARKS-1 (CUDA events the context owns). */
+#define MLT_GPU_MARKS 64
+
+/* Records mark k at this point of the stream (also inside a capture: the
+ * graph then records it each time it runs, at that point). 0, -EINVAL for k
+ * out of range, or -EIO. */
+int mlt_gpu_mark(mlt_gpu_t *g, uint32_t k);
+
+/* Blocks until everything issued before mark k's last recording has run, so
+ * that a download issued before it has landed. 0, or -EIO with the first
+ * asynchronous error. Not while capturing. */
+int mlt_gpu_wait_mark(mlt_gpu_t *g, uint32_t k);
+
 /* ---- dense layers ---- */
 
 /* mlt_cpu_gemm on the device (cuBLAS, full FP32): C = alpha op(A) op(B) +

@@ -27,6 +27,7 @@ struct mlt_gpu {
     void *blas_ws;           /* MLT_GPU_BLAS_WS bytes for cuBLAS */
     bool tf32;               /* conv plans may use TF32 tensor cores */
     bool capturing;          /* between capture_begin and capture_end */
+    cudaEvent_t marks[MLT_GPU_MARKS]; /* mlt_gpu_mark; NULL until first used */
     char err[512];           /* the last error ("" when none) */
 };
 

@@ -130,6 +130,20 @@ int mlt_gpu_sync(mlt_gpu_t *g)
     return -ENOSYS;
 }
 
+int mlt_gpu_mark(mlt_gpu_t *g, uint32_t k)
+{
+    (void)g;
+    (void)k;
+    return -ENOSYS;
+}
+
+int mlt_gpu_wait_mark(mlt_gpu_t *g, uint32_t k)
+{
+    (void)g;
+    (void)k;
+    return -ENOSYS;
+}
+
 int mlt_gpu_capture_begin(mlt_gpu_t *g)
 {
     (void)g;

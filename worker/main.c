@@ -278,60 +278,62 @@ static void task_init(wk_t *w, const Mlt__Task *t)
     report_done(w, t, &r, NULL);
 }
 
-static void task_run(wk_t *w, const Mlt__Task *t)
+/* A RUN's pushes, made as each gradient is ready (mlt_trainer_on_grad), so
+ * that they travel while the earlier layers' gradients are computed. */
+typedef struct pusher {
+    mlt_client_t *client;
+    uint32_t branch;
+    float *const *grads;
+    int rc; /* the first failed push of this step */
+} pusher_t;
+
+static void push_ready(void *ctx, uint32_t table)
 {
-    Mlt__Report r;
-    mlt__report__init(&r);
-    if (!w->trainer || !t->has_branch || !t->has_clocks) {
-        report_done(w, t, &r, "TASK_RUN before the job was loaded, or without branch/clocks");
-        return;
-    }
+    pusher_t *ps = ctx;
+    if (ps->rc == 0)
+        ps->rc = mlt_push(ps->client, ps->branch, table, ps->grads[table]);
+}
+
+/* The clocks of a RUN: NULL, or why it stopped. */
+static const char *run_clocks(wk_t *w, const Mlt__Task *t, pusher_t *ps)
+{
     uint32_t batch = t->has_batch_size ? t->batch_size : 128;
-    uint32_t nt = mlt_trainer_n_tables(w->trainer);
     float *const *p = mlt_trainer_params(w->trainer);
-    float *const *g = mlt_trainer_grads(w->trainer);
     int64_t c0 = t->has_clock_start ? t->clock_start : 0;
     if (t->has_data_epoch) /* every trial of a search starts from the same data */
         mlt_trainer_seek(w->trainer, t->data_epoch);
     /* A branch whose gradients are no longer finite is diverged: the shard
      * refuses those pushes (EDOM, reported then or, with staleness > 0, one call
      * later). The worker then only keeps clocking, so that the other workers
-     * are not held up, and reports NaN losses: the tuner frees the branch. */
+     * are not held up, and reports NaN losses: the tuner frees the branch.
+     * The gradients are pushed as the step computes them (push_ready); a step
+     * whose loss turns out NaN has pushed NaN, which the shard refuses. */
     bool diverged = false;
     for (int64_t c = c0; c < c0 + t->clocks; c++) {
-        if (stop_signal) {
-            report_done(w, t, &r, "worker interrupted");
-            return;
-        }
+        if (stop_signal)
+            return "worker interrupted";
         float loss = NAN;
         uint32_t correct = 0;
         if (!diverged) {
             int rc = mlt_pull(w->client, t->branch, c, p);
-            if (rc == -EDOM) {
+            if (rc == -EDOM)
                 diverged = true;
-            } else if (rc < 0) {
-                report_done(w, t, &r, mlt_client_error(w->client));
-                return;
-            }
+            else if (rc < 0)
+                return mlt_client_error(w->client);
         }
+        ps->rc = 0;
         if (!diverged) {
-            if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0) {
-                report_done(w, t, &r, "step failed");
-                return;
-            }
+            if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0)
+                return "step failed";
             if (!isfinite(loss))
                 diverged = true;
         }
-        int rc = 0;
-        for (uint32_t i = 0; i < nt && !rc && !diverged; i++)
-            rc = mlt_push(w->client, t->branch, i, g[i]);
+        int rc = ps->rc;
         int rc2 = mlt_clock(w->client, t->branch, c + 1);
-        if (rc == -EDOM || rc2 == -EDOM) {
+        if (rc == -EDOM || rc2 == -EDOM)
             diverged = true;
-        } else if (rc || rc2) {
-            report_done(w, t, &r, mlt_client_error(w->client));
-            return;
-        }
+        else if (rc || rc2)
+            return mlt_client_error(w->client);
         if (diverged)
             loss = NAN;
         Mlt__Report pr;
@@ -346,6 +348,25 @@ static void task_run(wk_t *w, const Mlt__Task *t)
         pr.count = batch;
         pr.epoch = mlt_trainer_epoch(w->trainer);
         send_report(w, &pr);
+    }
+    return NULL;
+}
+
+static void task_run(wk_t *w, const Mlt__Task *t)
+{
+    Mlt__Report r;
+    mlt__report__init(&r);
+    if (!w->trainer || !t->has_branch || !t->has_clocks) {
+        report_done(w, t, &r, "TASK_RUN before the job was loaded, or without branch/clocks");
+        return;
+    }
+    pusher_t ps = {.client = w->client, .branch = t->branch, .grads = mlt_trainer_grads(w->trainer)};
+    mlt_trainer_on_grad(w->trainer, push_ready, &ps);
+    const char *why = run_clocks(w, t, &ps);
+    mlt_trainer_on_grad(w->trainer, NULL, NULL);
+    if (why) {
+        report_done(w, t, &r, why);
+        return;
     }
     /* Everything sent to the shards is acknowledged before the coordinator
      * hears "done" (it may free the branch next, over another connection). */

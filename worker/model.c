@@ -100,6 +100,8 @@ struct mlt_model {
     size_t n_col;  /* elements of ws_t.col */
     size_t n_wt;   /* elements of ws_t.wt */
     ws_t ws32;     /* float buffers */
+    mlt_grad_ready_fn on_grad; /* see mlt_model_on_grad */
+    void *on_grad_ctx;
     ws_t ws64;     /* double buffers, allocated on the first *_f64 step */
 };
 
@@ -524,6 +526,12 @@ void mlt_model_init(const mlt_model_t *m, float *const *params, uint64_t seed)
     }
 }
 
+void mlt_model_on_grad(mlt_model_t *m, mlt_grad_ready_fn fn, void *ctx)
+{
+    m->on_grad = fn;
+    m->on_grad_ctx = ctx;
+}
+
 uint32_t mlt_model_n_layers(const mlt_model_t *m)
 {
     return m->n_layers;
@@ -621,6 +629,10 @@ int mlt_model_step_mf(mlt_model_t *m, float *const *params, float *const *grads,
     if (is_classifier(m) || batch == 0 || !ratings_ok(m, users, items, batch))
         return -EINVAL;
     *loss = (float)step_mf_f32(m, params, grads, users, items, r, batch);
+    if (m->on_grad) {
+        m->on_grad(m->on_grad_ctx, 0);
+        m->on_grad(m->on_grad_ctx, 1);
+    }
     return 0;
 }
 
@@ -631,6 +643,10 @@ int mlt_model_step_mf_f64(mlt_model_t *m, double *const *params, double *const *
     if (is_classifier(m) || batch == 0 || !ratings_ok(m, users, items, batch))
         return -EINVAL;
     *loss = step_mf_f64(m, params, grads, users, items, r, batch);
+    if (m->on_grad) {
+        m->on_grad(m->on_grad_ctx, 0);
+        m->on_grad(m->on_grad_ctx, 1);
+    }
     return 0;
 }
 

@@ -82,6 +82,15 @@ uint64_t mlt_model_param_size(const mlt_model_t *m, uint32_t i);
  * or k*k*c_in; MF factors N(0, 0.1^2). */
 void mlt_model_init(const mlt_model_t *m, float *const *params, uint64_t seed);
 
+/* Tells the caller, during a step, as soon as the gradient of tensor i is
+ * final: fn(ctx, i) is called from inside mlt_model_step (and _step_mf, and
+ * the _f64 steps) on the calling thread, once per tensor with parameters,
+ * the last layer's first (the backward pass's order). A caller can send a
+ * gradient while the earlier layers' are still being computed. fn NULL: no
+ * calls. */
+typedef void (*mlt_grad_ready_fn)(void *ctx, uint32_t tensor);
+void mlt_model_on_grad(mlt_model_t *m, mlt_grad_ready_fn fn, void *ctx);
+
 /* One training step of a classification model on batch samples (x: batch
  * samples, y: their labels): forward, loss, backward. grads[i] gets the
  * gradient of the mean loss over the batch with respect to params[i]

@@ -49,6 +49,8 @@ struct mlt_gpu_model {
     uint32_t *idx;
     double *d_loss, *d_eval_loss; /* device scalars */
     uint64_t plan_gen;            /* bumped when a plan is freed: see mlt_gpu_model_plan_gen */
+    mlt_grad_ready_fn on_grad;    /* see mlt_gpu_model_on_grad */
+    void *on_grad_ctx;
     uint32_t *d_correct, *d_eval_correct;
 };
 
@@ -310,6 +312,12 @@ int mlt_gpu_model_prepare(mlt_gpu_model_t *m, uint32_t batch)
     return rc;
 }
 
+void mlt_gpu_model_on_grad(mlt_gpu_model_t *m, mlt_grad_ready_fn fn, void *ctx)
+{
+    m->on_grad = fn;
+    m->on_grad_ctx = ctx;
+}
+
 uint64_t mlt_gpu_model_plan_gen(const mlt_gpu_model_t *m)
 {
     return m->plan_gen;
@@ -421,6 +429,10 @@ static int backward(mlt_gpu_model_t *m, const float *x, uint32_t batch)
             break;
         default: return -EINVAL;
         }
+        if (L->w_idx >= 0 && m->on_grad) { /* this layer's gradient ops are issued */
+            m->on_grad(m->on_grad_ctx, (uint32_t)L->w_idx);
+            m->on_grad(m->on_grad_ctx, (uint32_t)L->b_idx);
+        }
         float *t = g_out;
         g_out = g_in;
         g_in = t;
@@ -447,9 +459,14 @@ int mlt_gpu_model_step_mf(mlt_gpu_model_t *m, const uint32_t *users, const uint3
     const mlt_model_desc_t *d = mlt_model_desc(m->plan);
     TRY(mlt_gpu_zero(m->g, m->grads[0], (size_t)d->n_users * d->rank * sizeof(float)));
     TRY(mlt_gpu_zero(m->g, m->grads[1], (size_t)d->n_items * d->rank * sizeof(float)));
-    return mlt_gpu_mf_grad(m->g, m->params[0], m->params[1], d->rank, d->n_users, d->n_items,
-                           users, items, r, batch, d->l2, 1.0f / (float)batch, m->grads[0],
-                           m->grads[1], m->d_loss);
+    TRY(mlt_gpu_mf_grad(m->g, m->params[0], m->params[1], d->rank, d->n_users, d->n_items,
+                        users, items, r, batch, d->l2, 1.0f / (float)batch, m->grads[0],
+                        m->grads[1], m->d_loss));
+    if (m->on_grad) {
+        m->on_grad(m->on_grad_ctx, 0);
+        m->on_grad(m->on_grad_ctx, 1);
+    }
+    return 0;
 }
 
 int mlt_gpu_model_eval(mlt_gpu_model_t *m, const float *x, const uint8_t *y, uint32_t n,

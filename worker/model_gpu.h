@@ -68,6 +68,12 @@ int mlt_gpu_model_prepare(mlt_gpu_model_t *m, uint32_t batch);
  * captured again. */
 uint64_t mlt_gpu_model_plan_gen(const mlt_gpu_model_t *m);
 
+/* Called while a step's ops are being ISSUED (not run: also while a graph
+ * is captured), right after the ops that produce tensor i's gradient, last
+ * layer first: the caller may issue its own ops there (a download of that
+ * gradient, a mark). fn NULL: no calls. */
+void mlt_gpu_model_on_grad(mlt_gpu_model_t *m, mlt_grad_ready_fn fn, void *ctx);
+
 /* One training step of a classification model on `batch` samples: x (device,
  * batch x in_c x in_h x in_w, NCHW as the data files hold them) and y (device
  * labels). The gradient of the MEAN loss goes to mlt_gpu_model_grads

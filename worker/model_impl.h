@@ -167,6 +167,10 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
             break;
         default: assert(0 && "layer kind");
         }
+        if (L->w_idx >= 0 && m->on_grad) { /* this layer's gradients are final */
+            m->on_grad(m->on_grad_ctx, (uint32_t)L->w_idx);
+            m->on_grad(m->on_grad_ctx, (uint32_t)L->b_idx);
+        }
         REAL *t = g_out;
         g_out = g_in;
         g_in = t;

@@ -39,6 +39,8 @@ struct mlt_trainer {
     float **params, **grads; /* host copies (pinned on the GPU backend) */
     uint64_t seed;
     char backend[320];    /* "cpu", "cuda: NVIDIA H100 ... (device 0)" */
+    mlt_grad_ready_fn ready; /* mlt_trainer_on_grad */
+    void *ready_ctx;
     gpu_t *gpu;           /* the CUDA backend, NULL on the CPU */
 };
 
@@ -246,6 +248,10 @@ struct gpu {
     graph_slot_t graphs[MAX_GRAPHS];
     uint32_t n_graphs;
     bool no_graphs;       /* capture failed once: steps run uncaptured */
+    uint32_t *order;      /* tables in the order their gradients are downloaded */
+    uint32_t n_order;     /* how many of the step being issued so far */
+    uint32_t n_marked;    /* order[k] for k < n_marked lands at mark k */
+    int issue_rc;         /* the first failure of gpu_on_grad while issuing */
     uint64_t plan_gen;    /* mlt_gpu_model_plan_gen when the graphs were captured */
 };
 
@@ -306,11 +312,41 @@ static void gpu_destroy(gpu_t **pp)
         dset_free(p->g, &p->all[k]);
     }
     mlt_gpu_free(p->g, p->d_idx);
+    mlt_free(p->order);
     mlt_gpu_host_free(p->g, p->h_loss);
     mlt_gpu_host_free(p->g, p->h_correct);
     mlt_gpu_destroy(&p->g);
     mlt_free(p);
     *pp = NULL;
+}
+
+/* The model's hook while a step is issued: tensor i's gradient ops are
+ * issued, so its download follows, then a mark the host waits on
+ * (gpu_step) before it hands the gradient to the caller. */
+static void gpu_on_grad(void *ctx, uint32_t i)
+{
+    mlt_trainer_t *t = ctx;
+    gpu_t *p = t->gpu;
+    const mlt_model_t *plan = mlt_gpu_model_plan(p->m);
+    int rc = mlt_gpu_download(p->g, t->grads[i], mlt_gpu_model_grads(p->m)[i],
+                              mlt_model_param_size(plan, i) * sizeof(float));
+    if (!rc && p->n_marked == p->n_order && p->n_marked < MLT_GPU_MARKS) {
+        rc = mlt_gpu_mark(p->g, p->n_marked);
+        if (!rc)
+            p->n_marked++;
+    }
+    if (p->n_order < t->n_tables)
+        p->order[p->n_order++] = i;
+    if (rc && !p->issue_rc)
+        p->issue_rc = rc;
+}
+
+/* The CPU model's hook: the gradient is in t->grads[i] already. */
+static void cpu_on_grad(void *ctx, uint32_t i)
+{
+    mlt_trainer_t *t = ctx;
+    if (t->ready)
+        t->ready(t->ready_ctx, i);
 }
 
 /* The GPU could not take the job (what: why): with backend cuda an error,
@@ -365,6 +401,8 @@ static int gpu_setup(mlt_trainer_t *t, const mlt_job_t *job, const mlt_model_des
     /* TF32 convolutions, as PyTorch's default: the job trains, it is not a test */
     if (!(p->m = mlt_gpu_model_new(p->g, d, true, e, sizeof e)))
         return gpu_give_up(t, job, dev, "the model", e, err, errlen);
+    mlt_gpu_model_on_grad(p->m, gpu_on_grad, t);
+    p->order = mlt_calloc(mlt_model_n_params(mlt_gpu_model_plan(p->m)) + 1, sizeof *p->order);
     int rc = dset_make(p->g, &p->train, &t->train, t->train.n, t->feat, t->mf);
     for (int k = 0; k < 2 && !rc; k++)
         if (!(rc = dset_make(p->g, &p->val[k], &t->val[k], t->val[k].n, t->feat, t->mf)))
@@ -388,7 +426,7 @@ static int gpu_setup(mlt_trainer_t *t, const mlt_job_t *job, const mlt_model_des
 static int gpu_issue_step(mlt_trainer_t *t, uint32_t n)
 {
     gpu_t *p = t->gpu;
-    float *const *dp = mlt_gpu_model_params(p->m), *const *dg = mlt_gpu_model_grads(p->m);
+    float *const *dp = mlt_gpu_model_params(p->m);
     const mlt_model_t *plan = mlt_gpu_model_plan(p->m);
     int rc = 0;
     for (uint32_t i = 0; i < t->n_tables && !rc; i++)
@@ -397,6 +435,8 @@ static int gpu_issue_step(mlt_trainer_t *t, uint32_t n)
         rc = mlt_gpu_upload(p->g, p->d_idx, t->idx, n * sizeof *t->idx);
     if (rc)
         return rc;
+    p->n_order = p->n_marked = 0; /* the model's hook downloads each gradient: gpu_on_grad */
+    p->issue_rc = 0;
     if (t->mf) {
         if ((rc = mlt_gpu_gather4(p->g, p->train.u, 1, p->d_idx, n, p->batch.u)) ||
             (rc = mlt_gpu_gather4(p->g, p->train.i, 1, p->d_idx, n, p->batch.i)) ||
@@ -411,8 +451,8 @@ static int gpu_issue_step(mlt_trainer_t *t, uint32_t n)
         rc = mlt_gpu_download(p->g, p->h_correct, mlt_gpu_model_d_correct(p->m),
                               sizeof *p->h_correct);
     }
-    for (uint32_t i = 0; i < t->n_tables && !rc; i++)
-        rc = mlt_gpu_download(p->g, t->grads[i], dg[i], mlt_model_param_size(plan, i) * sizeof(float));
+    if (!rc)
+        rc = p->issue_rc;
     if (!rc)
         rc = mlt_gpu_download(p->g, p->h_loss, mlt_gpu_model_d_loss(p->m), sizeof *p->h_loss);
     return rc;
@@ -466,10 +506,17 @@ static int gpu_step(mlt_trainer_t *t, uint32_t n, float *loss, uint32_t *correct
     }
     mlt_gpu_graph_t *gr = gpu_graph(t, n);
     rc = gr ? mlt_gpu_graph_launch(p->g, gr) : gpu_issue_step(t, n);
+    /* each gradient to the caller as it lands, the last layer's first, while
+     * the device still computes the earlier ones */
+    for (uint32_t k = 0; k < p->n_marked && !rc; k++)
+        if (!(rc = mlt_gpu_wait_mark(p->g, k)) && t->ready)
+            t->ready(t->ready_ctx, p->order[k]);
     if (!rc)
         rc = mlt_gpu_sync(p->g);
     if (rc)
         return rc;
+    for (uint32_t k = p->n_marked; k < p->n_order && t->ready; k++)
+        t->ready(t->ready_ctx, p->order[k]);
     *loss = (float)(*p->h_loss / n);
     *correct = t->mf ? 0 : *p->h_correct;
     return 0;
@@ -553,6 +600,8 @@ mlt_trainer_t *mlt_trainer_new(const mlt_job_t *job, uint32_t worker, uint32_t n
         goto fail;
     if (!t->gpu && !(t->model = mlt_model_new(&d, err, errlen)))
         goto fail;
+    if (t->model)
+        mlt_model_on_grad(t->model, cpu_on_grad, t);
     t->n_tables = mlt_model_n_params(plan_of(t));
     t->params = mlt_calloc(t->n_tables, sizeof *t->params);
     t->grads = mlt_calloc(t->n_tables, sizeof *t->grads);
@@ -714,6 +763,12 @@ int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out)
         return t->all[k].n ? gpu_eval(t, &t->gpu->all[k], out) : 0;
     }
     return eval_set(t, &t->all[k], out);
+}
+
+void mlt_trainer_on_grad(mlt_trainer_t *t, void (*fn)(void *ctx, uint32_t table), void *ctx)
+{
+    t->ready = fn;
+    t->ready_ctx = ctx;
 }
 
 const char *mlt_trainer_backend(const mlt_trainer_t *t)

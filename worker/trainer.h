@@ -49,6 +49,13 @@ void mlt_trainer_init_params(mlt_trainer_t *t);
  * right answers (0 for mf). 0 or -errno. */
 int mlt_trainer_step(mlt_trainer_t *t, uint32_t batch, float *loss, uint32_t *correct);
 
+/* During mlt_trainer_step, fn(ctx, table) is called on the calling thread as
+ * soon as that table's gradient is in mlt_trainer_grads(t)[table] (the last
+ * layer's first, while the earlier layers' are still being computed), once
+ * per table per step. So a worker can push each gradient as it is ready.
+ * fn NULL: no calls. */
+void mlt_trainer_on_grad(mlt_trainer_t *t, void (*fn)(void *ctx, uint32_t table), void *ctx);
+
 /* Evaluates the current parameters on this worker's share of the validation
  * (which = 0) or test (which = 1) set. */
 int mlt_trainer_eval(mlt_trainer_t *t, int which, mlt_eval_t *out);

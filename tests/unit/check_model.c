@@ -904,6 +904,68 @@ START_TEST(test_step_is_repeatable)
 }
 END_TEST
 
+/* What the gradient hook saw: the order of its calls and, at each, a copy
+ * of that tensor's gradient as it was then. */
+typedef struct hook_log {
+    const mlt_model_t *m;
+    float *const *g;
+    uint32_t n, order[64];
+    float *seen[64];
+} hook_log_t;
+
+static void hook_copy(void *ctx, uint32_t i)
+{
+    hook_log_t *h = ctx;
+    ck_assert_uint_lt(h->n, 64);
+    size_t bytes = mlt_model_param_size(h->m, i) * sizeof(float);
+    h->seen[h->n] = xcalloc(1, bytes);
+    memcpy(h->seen[h->n], h->g[i], bytes);
+    h->order[h->n++] = i;
+}
+
+START_TEST(test_grad_hook)
+{
+    /* the hook fires once per tensor, the last layer's first (the backward
+     * order: its tensors have the higher indices), and what it sees is the
+     * step's final gradient: a worker may send it at once */
+    const int which = _i;
+    const mlt_model_desc_t d = test_desc(which, 8);
+    mlt_model_t *m = new_model(&d);
+    tensors_t t = tensors_new(m);
+    tensors_init(m, &t, 3);
+    batch_t b = batch_new(&d, 8, 9);
+    hook_log_t h = {.m = m, .g = t.gf};
+    mlt_model_on_grad(m, hook_copy, &h);
+    float loss;
+    if (d.type == MLT_MODEL_MF)
+        ck_assert_int_eq(mlt_model_step_mf(m, t.f, t.gf, b.users, b.items, b.rf, 8, &loss), 0);
+    else
+        ck_assert_int_eq(mlt_model_step(m, t.f, t.gf, b.xf, b.y, 8, &loss, NULL), 0);
+    ck_assert_uint_eq(h.n, t.n);
+    for (uint32_t k = 0; k < h.n; k++) {
+        uint32_t i = h.order[k];
+        if (d.type != MLT_MODEL_MF && k + 2 < h.n) /* layer by layer, from the output */
+            ck_assert_msg(h.order[k + 2] < i, "call %u: tensor %u after %u", k + 2,
+                          h.order[k + 2], i);
+        for (uint32_t j = 0; j < k; j++)
+            ck_assert_uint_ne(h.order[j], i);
+        ck_assert_msg(memcmp(h.seen[k], t.gf[i], mlt_model_param_size(m, i) * sizeof(float)) == 0,
+                      "tensor %u changed after the hook saw it", i);
+        free(h.seen[k]);
+    }
+    /* no hook: no calls */
+    mlt_model_on_grad(m, NULL, NULL);
+    h.n = 0;
+    if (d.type != MLT_MODEL_MF) {
+        ck_assert_int_eq(mlt_model_step(m, t.f, t.gf, b.xf, b.y, 8, &loss, NULL), 0);
+        ck_assert_uint_eq(h.n, 0);
+    }
+    batch_free(&b);
+    tensors_free(&t);
+    mlt_model_destroy(&m);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -919,6 +981,7 @@ static Suite *model_suite(void)
     tcase_add_loop_test(tc, test_sgd_reduces_loss, 0, N_MODELS);
     tcase_add_loop_test(tc, test_eval_matches_step, 0, N_MODELS);
     tcase_add_loop_test(tc, test_step_is_repeatable, 0, M_MF);
+    tcase_add_loop_test(tc, test_grad_hook, 0, N_MODELS);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("init");
