@@ -188,6 +188,13 @@ int is_over(const char *phase)
            strcmp(phase, "stopped") == 0 || strcmp(phase, "idle") == 0;
 }
 
+int over_status(const char *phase, const char *message)
+{
+    if (message)
+        printf("%s: %s\n", phase, message);
+    return strcmp(phase, "done") == 0 ? 0 : 1;
+}
+
 /* Polls status until the job is over; prints a line per epoch change. */
 static int wait_job(void *sock)
 {
@@ -217,9 +224,7 @@ static int wait_job(void *sock)
             snprintf(last_phase, sizeof last_phase, "%s", ph);
         }
         if (is_over(s->phase)) {
-            int rc = strcmp(s->phase, "done") == 0 ? 0 : 1;
-            if (s->message)
-                printf("%s: %s\n", s->phase, s->message);
+            int rc = over_status(s->phase, s->message);
             mlt_wire_free(&r);
             return rc;
         }

@@ -17,6 +17,9 @@ int check_error(mlt_header_t *r);
 mlt_header_t *get_status(void *sock);
 /* The phase is final: done, failed, stopped, idle. */
 int is_over(const char *phase);
+/* For a job whose phase is final: prints "phase: message" if there is a
+ * message and returns the exit status (0 done, 1 otherwise). */
+int over_status(const char *phase, const char *message);
 
 /* `watch`: redraws the job's progress until it ends. Returns the exit status. */
 int cmd_watch(void *sock);

@@ -135,9 +135,7 @@ int cmd_watch(void *sock)
         }
         fflush(stdout);
         if (is_over(s->phase)) {
-            int rc = strcmp(s->phase, "done") == 0 ? 0 : 1;
-            if (s->message)
-                printf("%s: %s\n", s->phase, s->message);
+            int rc = over_status(s->phase, s->message);
             mlt_wire_free(&r);
             return rc;
         }

@@ -743,26 +743,26 @@ static int eval_set(mlt_trainer_t *t, const set_t *s, mlt_eval_t *out)
     return rc;
 }
 
+/* Evaluates on the host set h, or on its device copy d on the GPU. */
+static int eval_on(mlt_trainer_t *t, const set_t *h, const dset_t *d, mlt_eval_t *out)
+{
+    if (!t->gpu)
+        return eval_set(t, h, out);
+    memset(out, 0, sizeof *out);
+    out->count = h->n;
+    return h->n ? gpu_eval(t, d, out) : 0;
+}
+
 int mlt_trainer_eval(mlt_trainer_t *t, int which, mlt_eval_t *out)
 {
     const int k = which ? 1 : 0;
-    if (t->gpu) {
-        memset(out, 0, sizeof *out);
-        out->count = t->val[k].n;
-        return t->val[k].n ? gpu_eval(t, &t->gpu->val[k], out) : 0;
-    }
-    return eval_set(t, &t->val[k], out);
+    return eval_on(t, &t->val[k], t->gpu ? &t->gpu->val[k] : NULL, out);
 }
 
 int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out)
 {
     const int k = which ? 1 : 0;
-    if (t->gpu) {
-        memset(out, 0, sizeof *out);
-        out->count = t->all[k].n;
-        return t->all[k].n ? gpu_eval(t, &t->gpu->all[k], out) : 0;
-    }
-    return eval_set(t, &t->all[k], out);
+    return eval_on(t, &t->all[k], t->gpu ? &t->gpu->all[k] : NULL, out);
 }
 
 void mlt_trainer_on_grad(mlt_trainer_t *t, void (*fn)(void *ctx, uint32_t table), void *ctx)
