@@ -46,6 +46,8 @@ import statistics
 import sys
 import time
 
+import torch_peer  # bench/, beside this file: the models of the CPU peer
+
 BATCHES = (32, 128, 512)
 ROUNDS = 3
 MIN_STEPS = 200
@@ -91,18 +93,8 @@ def load_fmnist(torch, dirs):
 
 
 def build(nn, name):
-    if name == "mlp":
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 256), nn.ReLU(),
-            nn.Linear(256, 256), nn.ReLU(),
-            nn.Linear(256, 10))
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
-        nn.Linear(256, 10))
+    """The models, exactly as bench/torch_peer.py (the CPU peer) builds them."""
+    return torch_peer.build(None, nn, name)
 
 
 class Bench:
