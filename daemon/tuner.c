@@ -215,8 +215,12 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
     uint32_t n = 0;
     int rc = 0;
     double t_begin = t->ex->now(t->ex->ctx), spent0 = t->res->trial_seconds;
-    bool establishing = t->trial_time == 0, stopped = false;
-    int64_t T = establishing ? t->job->tuner.min_trial_clocks : t->trial_time;
+    /* The trial time is settled anew by every search (MLtuner decides it per
+     * tuning stage): later in training the loss falls more slowly, and a
+     * trial time that showed convergence at the start shows only noise. A
+     * re-tune starts from the last one and doubles it as the first search did. */
+    bool establishing = t->trial_time == 0 || incumbent != NULL, stopped = false;
+    int64_t T = t->trial_time == 0 ? t->job->tuner.min_trial_clocks : t->trial_time;
     *winner = -1;
     while (n < max_trials) {
         trial_t *tr = &trials[n];
@@ -778,10 +782,18 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                 trial_kill(t, &trials[i], "re-tune found nothing better");
             retunes_without_gain++;
         } else {
+            const char *reason = "the best trial of the re-tune";
+            if (trials[winner].sum.verdict != MLT_VERDICT_CONVERGING && n > 0 &&
+                trials[0].alive) {
+                /* no trial converges, not even at one epoch: nothing says another
+                 * setting is better; the current one (trial 0) goes on */
+                winner = 0;
+                reason = "no trial of the re-tune converges: the current setting goes on";
+            }
             /* the parent stops being the training branch: the winner continues it */
             logline(t, "free", parent, "\"reason\":\"replaced by the re-tune's winner\"");
             ex->free(ex->ctx, parent);
-            rc = commit(t, trials, n, winner, "the best trial of the re-tune");
+            rc = commit(t, trials, n, winner, reason);
             if (!rc)
                 rc = snapshot_take(t, res->val, res->test, "committed");
             if (memcmp(&before, &t->train_s, sizeof before) == 0)

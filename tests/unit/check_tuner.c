@@ -163,6 +163,8 @@ typedef struct script {
     br_t b[MAXB];
     /* the synthetic function */
     double noise;          /* sd of the per-clock loss noise */
+    double noise_late;     /* > 0: the sd from data position noise_from (epochs) on */
+    double noise_from;
     bool flat;             /* the setting does not matter (and nothing diverges) */
     int64_t warm;          /* > 0: the loss rises for the first warm clocks of the lineage */
     double acc_const;      /* > 0: every test gives this accuracy */
@@ -218,10 +220,11 @@ static double accuracy_of(double q)
 /* noise keyed by the data position: the same data, the same noise */
 static double noise_at(const script_t *x, double data_pos)
 {
-    if (x->noise == 0)
+    double sd = x->noise_late > 0 && data_pos >= x->noise_from ? x->noise_late : x->noise;
+    if (sd == 0)
         return 0;
     uint64_t st = mlt_rng_mix(x->seed, (uint64_t)llround(data_pos * 1e6));
-    return x->noise * mlt_rng_normal(&st);
+    return sd * mlt_rng_normal(&st);
 }
 
 static br_t *br_live(script_t *x, uint32_t id, const char *what)
@@ -1166,6 +1169,46 @@ START_TEST(test_retune_on_plateau)
     ck_assert(!r.x->b[parent].live);
     ck_assert_uint_ge(r.res.searches, 2);
     assert_one_stop_per_search(d);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_retune_settles_trial_time_again)
+{
+    /* after the first search the loss gets far noisier (as late in training,
+     * where it falls slowly): a re-tune cannot trust the first search's trial
+     * time, so it settles it again (doubling until a trial converges or one
+     * epoch); when no trial converges even at one epoch, the current setting
+     * goes on rather than the least bad trial */
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "8", NULL);
+    script_t *x = script_new(&job);
+    x->acc_const = 0.5;
+    x->noise_late = 5.0; /* far above any progress a trial can show */
+    x->noise_from = 1.2; /* after the first search, which ends by epoch 1 */
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    size_t ri = dlog_find(d, c0, "retune", UINT32_MAX);
+    ck_assert_msg(ri < d->n, "no retune");
+    size_t c1 = dlog_find(d, ri, "commit", UINT32_MAX);
+    ck_assert_msg(c1 < d->n, "no commit after the retune");
+    /* the re-tune settles its trial time itself (here at one epoch, the cap:
+     * nothing converges), where it used to reuse the first search's */
+    size_t settled = 0;
+    for (size_t i = ri; i < c1; i++)
+        settled += l_is(&d->l[i], "trial_time");
+    ck_assert_msg(settled >= 1, "the re-tune did not settle its trial time");
+    ck_assert_msg(l_reason_has(&d->l[c1], "the current setting goes on"), "%s", d->l[c1].text);
+    double before[MLT_JOB_MAX_TUNABLES], after[MLT_JOB_MAX_TUNABLES];
+    line_setting(&job, &d->l[c0], before);
+    line_setting(&job, &d->l[c1], after);
+    for (uint32_t k = 0; k < job.n_tunables; k++)
+        ck_assert_double_eq_tol(after[k], before[k], 1e-9 * fabs(before[k]) + 1e-12);
     assert_only_training_live(r.x, &r.res);
     run_free(&r);
     mlt_job_free(&job);
@@ -2310,6 +2353,7 @@ static Suite *tuner_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("retune");
     tcase_add_test(tc, test_retune_on_plateau);
+    tcase_add_test(tc, test_retune_settles_trial_time_again);
     tcase_add_test(tc, test_converges);
     tcase_add_test(tc, test_same_data_cursor);
     tcase_add_test(tc, test_diverged_training_rolls_back);
