@@ -325,7 +325,7 @@ START_TEST(test_shipped_fmnist_mlp)
     ck_assert_int_eq(job.seed, 1);
     ck_assert_double_eq(job.test_interval, 1.0);
     ck_assert_double_eq(job.stop.target_accuracy, 0.88);
-    ck_assert_double_eq(job.stop.max_epochs, 20.0);
+    ck_assert_double_eq(job.stop.max_epochs, 30.0);
     ck_assert_str_eq(job.output_dir, "out/fmnist-mlp");
     check_fmnist_tunables(&job);
     mlt_job_free(&job);
