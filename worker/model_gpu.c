@@ -180,8 +180,8 @@ mlt_gpu_model_t *mlt_gpu_model_new(mlt_gpu_t *g, const mlt_model_desc_t *d, bool
     }
     return m;
 fail:
+    errno = strstr(mlt_gpu_error(g), "cudaErrorMemoryAllocation") ? ENOMEM : EIO;
     mlt_gpu_model_destroy(&m);
-    errno = ENOMEM;
     return NULL;
 }
 

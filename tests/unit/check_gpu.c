@@ -1233,6 +1233,57 @@ START_TEST(test_graph_replays_captured_ops)
 }
 END_TEST
 
+START_TEST(test_marks)
+{
+    /* a mark tells the host that what was issued before it has run: a
+     * download issued before mark k has landed once mlt_gpu_wait_mark(k)
+     * returns, eagerly and when the mark was captured in a graph */
+    const size_t n = 4099;
+    float *h_a = pinned_new(n * sizeof *h_a), *h_b = pinned_new(n * sizeof *h_b);
+    float *d = dnew(n * sizeof *d);
+    ck_assert_int_eq(mlt_gpu_mark(gpu, MLT_GPU_MARKS), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_wait_mark(gpu, MLT_GPU_MARKS - 1), -EINVAL); /* never recorded */
+    GPU_OK(mlt_gpu_fill(gpu, d, n, 3.0f));
+    GPU_OK(mlt_gpu_download(gpu, h_a, d, n * sizeof *d));
+    GPU_OK(mlt_gpu_mark(gpu, 0));
+    GPU_OK(mlt_gpu_fill(gpu, d, n, 5.0f));
+    GPU_OK(mlt_gpu_download(gpu, h_b, d, n * sizeof *d));
+    GPU_OK(mlt_gpu_mark(gpu, 1));
+    GPU_OK(mlt_gpu_wait_mark(gpu, 0));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(h_a[i] == 3.0f, "a[%zu] = %g after its mark", i, (double)h_a[i]);
+    GPU_OK(mlt_gpu_wait_mark(gpu, 1));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(h_b[i] == 5.0f, "b[%zu] = %g after its mark", i, (double)h_b[i]);
+
+    /* captured: each launch records the marks again */
+    GPU_OK(mlt_gpu_capture_begin(gpu));
+    ck_assert_int_eq(mlt_gpu_wait_mark(gpu, 0), -EINVAL); /* not while capturing */
+    GPU_OK(mlt_gpu_download(gpu, h_a, d, n * sizeof *d));
+    GPU_OK(mlt_gpu_mark(gpu, 0));
+    GPU_OK(mlt_gpu_fill(gpu, d, n, 7.0f));
+    GPU_OK(mlt_gpu_download(gpu, h_b, d, n * sizeof *d));
+    GPU_OK(mlt_gpu_mark(gpu, 1));
+    mlt_gpu_graph_t *gr = NULL;
+    GPU_OK(mlt_gpu_capture_end(gpu, &gr));
+    track(R_GRAPH, gr);
+    GPU_OK(mlt_gpu_sync(gpu));
+    for (int launch = 0; launch < 2; launch++) {
+        float v = launch == 0 ? 5.0f : 7.0f; /* what d holds when the graph starts */
+        for (size_t i = 0; i < n; i++)
+            h_a[i] = h_b[i] = NAN;
+        GPU_OK(mlt_gpu_graph_launch(gpu, gr));
+        GPU_OK(mlt_gpu_wait_mark(gpu, 0));
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(h_a[i] == v, "launch %d: a[%zu] = %g", launch, i, (double)h_a[i]);
+        GPU_OK(mlt_gpu_wait_mark(gpu, 1));
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(h_b[i] == 7.0f, "launch %d: b[%zu] = %g", launch, i, (double)h_b[i]);
+    }
+    GPU_OK(mlt_gpu_sync(gpu));
+}
+END_TEST
+
 START_TEST(test_graph_capture_errors)
 {
     static char not_null;
@@ -1627,6 +1678,46 @@ START_TEST(test_model_graph_step_matches_eager)
 }
 END_TEST
 
+/* The model's gradient hook: the order of its calls. */
+typedef struct hook_seen {
+    uint32_t n, order[64];
+} hook_seen_t;
+
+static void hook_note(void *ctx, uint32_t i)
+{
+    hook_seen_t *h = ctx;
+    ck_assert_uint_lt(h->n, 64);
+    h->order[h->n++] = i;
+}
+
+START_TEST(test_model_grad_hook)
+{
+    /* while a step is issued the hook hears of every tensor once, the last
+     * layer's first (as the CPU model's hook does), so a caller can download
+     * and mark each gradient there */
+    const int which = _i;
+    twin_t t = twin_new(which, 46);
+    mbatch_t b = mbatch_new(&t.d, GM_BATCH, 12);
+    hook_seen_t h = {0};
+    GPU_OK(mlt_gpu_model_prepare(t.gm, GM_BATCH));
+    mlt_gpu_model_on_grad(t.gm, hook_note, &h);
+    GPU_OK(gpu_step(&t, &b));
+    GPU_OK(mlt_gpu_sync(gpu));
+    ck_assert_uint_eq(h.n, t.n);
+    for (uint32_t k = 0; k < h.n; k++) {
+        for (uint32_t j = 0; j < k; j++)
+            ck_assert_uint_ne(h.order[j], h.order[k]);
+        if (t.d.type != MLT_MODEL_MF && k + 2 < h.n)
+            ck_assert_uint_lt(h.order[k + 2], h.order[k]);
+    }
+    mlt_gpu_model_on_grad(t.gm, NULL, NULL);
+    h.n = 0;
+    GPU_OK(gpu_step(&t, &b));
+    GPU_OK(mlt_gpu_sync(gpu));
+    ck_assert_uint_eq(h.n, 0);
+}
+END_TEST
+
 START_TEST(test_model_errors)
 {
     /* every documented -EINVAL of model_gpu.h, and the NaN of a bad label */
@@ -1721,12 +1812,14 @@ static Suite *gpu_suite(void)
     tc = add_tcase(s, "graph");
     tcase_add_test(tc, test_graph_replays_captured_ops);
     tcase_add_test(tc, test_graph_capture_errors);
+    tcase_add_test(tc, test_marks);
 
     tc = add_tcase(s, "model");
     tcase_add_loop_test(tc, test_model_init_matches_cpu, 0, N_GMODELS);
     tcase_add_loop_test(tc, test_model_step_matches_cpu, 0, N_GMODELS);
     tcase_add_loop_test(tc, test_model_eval_matches_cpu, 0, N_GMODELS);
     tcase_add_loop_test(tc, test_model_graph_step_matches_eager, 0, N_GMODELS);
+    tcase_add_loop_test(tc, test_model_grad_hook, 0, N_GMODELS);
     tcase_add_test(tc, test_model_errors);
     return s;
 }
