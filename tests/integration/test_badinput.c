@@ -27,6 +27,7 @@
 #include "proto/layout.h"
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/suite_main.h"
 #include "worker/mltuner.h"
 
 #define W_SIZE 100000u /* several chunks, the last one short; one SGD branch ~800 KB */
@@ -628,10 +629,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return mlt_test_run_suite(suite());
 }

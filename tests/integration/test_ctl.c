@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/suite_main.h"
 
 static mlt_test_cluster_t cl;
 static char conf_path[600];
@@ -270,7 +271,6 @@ END_TEST
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("ctl");
     TCase *tc = tcase_create("ctl");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -280,9 +280,5 @@ int main(void)
     tcase_add_test(tc, test_no_job);
     tcase_add_test(tc, test_unreachable);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return mlt_test_run_suite(s);
 }

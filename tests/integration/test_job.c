@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/suite_main.h"
 
 #define EPOCHS 4
 #define SUBSET "16000"
@@ -267,7 +268,6 @@ END_TEST
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("job");
     TCase *tc = tcase_create("fixed");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -278,9 +278,5 @@ int main(void)
     tcase_add_test(tc, test_bad_job);
     tcase_add_test(tc, test_backend);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return mlt_test_run_suite(s);
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/suite_main.h"
 #include "worker/mltuner.h"
 
 #define N_WORKERS 3
@@ -313,10 +314,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return mlt_test_run_suite(suite());
 }
