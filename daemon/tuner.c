@@ -44,7 +44,11 @@ typedef struct tuner {
     uint32_t dim_of[MLT_JOB_MAX_TUNABLES];    /* dims[k] is job->tunables[dim_of[k]] */
     uint32_t d;
     double start_loss;
-    int64_t trial_time;       /* established trial time in clocks (0: not yet) */
+    double trial_time;        /* established trial time in seconds (0: not yet) */
+    /* seconds per clock measured so far, by batch size: how many clocks a
+     * trial of a setting needs to run for the trial time */
+    struct { double batch, seconds, clocks; } rate[16];
+    uint32_t n_rate;
     uint32_t last_trials;     /* trials of the previous search */
     double last_search_s;     /* duration of the previous search */
     double first_search_s;    /* trial seconds of the first search (not overhead) */
@@ -55,7 +59,8 @@ typedef struct tuner {
     int64_t train_clock;      /* clocks the training branch has run */
     double cursor;            /* its data cursor, in epochs */
     double epoch;             /* epochs trained on the training lineage */
-    double last_loss;         /* its latest training loss */
+    double last_loss;         /* its latest training loss: the mean of its last
+                               * clocks (tail_loss), where a search's trials start */
     /* the last good point of the training lineage: a frozen fork, taken at each
      * commit and replaced at each finite test, that a diverged training branch
      * rolls back to */
@@ -127,6 +132,57 @@ static void trial_free_mem(trial_t *tr)
     tr->loss = NULL;
 }
 
+/* ---- trial time ---------------------------------------------------------------- *
+ * MLtuner gives every trial of a search the same time, in seconds: the slope
+ * of a loss curve is steepest at its start, so a trial that ran for less time
+ * would look better than one that ran longer (a batch of 512 runs an epoch in
+ * a twelfth of the time 32 needs, so equal clocks, or an epoch cap in clocks,
+ * compare very different times). A trial runs in pieces of whole clocks until
+ * it has run the trial time. */
+
+static double setting_batch(const tuner_t *t, const mlt_setting_t *s)
+{
+    return mlt_setting_get(t->job, s, "batch_size", 0);
+}
+
+static void rate_note(tuner_t *t, const mlt_setting_t *s, int64_t clocks, double seconds)
+{
+    double b = setting_batch(t, s);
+    if (clocks <= 0 || !(seconds > 0))
+        return;
+    uint32_t i = 0;
+    while (i < t->n_rate && t->rate[i].batch != b)
+        i++;
+    if (i == t->n_rate) {
+        if (t->n_rate == sizeof t->rate / sizeof t->rate[0])
+            return;
+        t->rate[t->n_rate++].batch = b;
+    }
+    t->rate[i].seconds += seconds;
+    t->rate[i].clocks += (double)clocks;
+}
+
+/* seconds per clock of setting s: measured at its batch size (*sure), else
+ * scaled from the nearest batch size measured (0: nothing measured yet) */
+static double rate_estimate(const tuner_t *t, const mlt_setting_t *s, bool *sure)
+{
+    double b = setting_batch(t, s), best = INFINITY, r = 0;
+    *sure = false;
+    for (uint32_t i = 0; i < t->n_rate; i++) {
+        double per = t->rate[i].seconds / t->rate[i].clocks;
+        if (t->rate[i].batch == b) {
+            *sure = true;
+            return per;
+        }
+        double dist = fabs(log((b > 0 ? b : 1) / (t->rate[i].batch > 0 ? t->rate[i].batch : 1)));
+        if (dist < best) {
+            best = dist;
+            r = b > 0 && t->rate[i].batch > 0 ? per * b / t->rate[i].batch : per;
+        }
+    }
+    return r;
+}
+
 /* Runs tr until it has run `upto` clocks in all. Returns the executor's code. */
 static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_loss)
 {
@@ -138,7 +194,8 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
         tr->loss = mlt_realloc(tr->loss, tr->cap * sizeof *tr->loss);
     }
     char b[32];
-    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id, "\"clocks\":%lld,\"upto\":%lld",
+    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id,
+            "\"clocks\":%lld,\"upto\":%lld,\"timing_dependent\":[\"t\",\"clocks\",\"upto\"]",
             (long long)more, (long long)upto);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
     double secs = 0;
@@ -146,6 +203,7 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
                         tr->cursor0 + (double)tr->clocks / epc, tr->loss + tr->clocks, &secs);
     if (rc)
         return rc;
+    rate_note(t, &tr->s, more, secs);
     tr->clocks = upto;
     tr->seconds += secs;
     t->res->trial_seconds += secs;
@@ -158,8 +216,47 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
                 jnum(b, tr->sum.slope), mlt_verdict_name(tr->sum.verdict));
         for (size_t i = 0; i < tr->sum.points; i++)
             fprintf(t->log, "%s%s", i ? "," : "", jnum(b, tr->sum.y[i]));
-        fputs("],\"timing_dependent\":[\"t\",\"seconds\",\"slope\"]}\n", t->log);
+        fputs("],\"timing_dependent\":[\"t\",\"clocks\",\"seconds\",\"slope\",\"points\"]}\n", t->log);
         fflush(t->log);
+    }
+    return 0;
+}
+
+/* The cap of the trial time: one epoch at the job's default batch size,
+ * whose rate the starting-loss run measured (an epoch at a trial's own batch
+ * size would let a first trial at batch 512 cut every trial to a twelfth of
+ * the time one at 32 needs for its epoch); else one epoch of trial tr, which
+ * takes epc clocks. */
+static double epoch_seconds(const tuner_t *t, const trial_t *tr, double epc)
+{
+    mlt_setting_t def;
+    mlt_setting_defaults(t->job, &def);
+    bool sure;
+    double per = rate_estimate(t, &def, &sure);
+    if (sure && per > 0)
+        return per * t->ex->epoch_clocks(t->ex->ctx, &def);
+    return tr->clocks > 0 ? epc * tr->seconds / (double)tr->clocks : 0;
+}
+
+/* Runs tr until it has run T seconds in all (within 3%, whole clocks): the
+ * clocks for the rest come from its own rate, or, before it has run, from the
+ * rate measured at its batch size (only half of an estimate scaled from
+ * another batch size, whose per-clock overhead differs: a trial may run
+ * short by a piece, never long by much). Stops early on divergence. */
+static int trial_run_for(tuner_t *t, trial_t *tr, double T, double parent_loss)
+{
+    for (int piece = 0; piece < 8 && tr->seconds < 0.97 * T; piece++) {
+        bool sure = true;
+        double per = tr->clocks > 0 && tr->seconds > 0 ? tr->seconds / (double)tr->clocks
+                                                       : rate_estimate(t, &tr->s, &sure);
+        double want = per > 0 ? floor((T - tr->seconds) / per * (sure ? 1.0 : 0.5) + 0.5)
+                              : (double)t->job->tuner.min_trial_clocks;
+        int64_t more = want < 1 ? 1 : want > 1e9 ? (int64_t)1e9 : (int64_t)want;
+        int rc = trial_run_to(t, tr, tr->clocks + more, parent_loss);
+        if (rc)
+            return rc;
+        if (tr->sum.verdict == MLT_VERDICT_DIVERGED)
+            break;
     }
     return 0;
 }
@@ -220,7 +317,16 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
      * trial time that showed convergence at the start shows only noise. A
      * re-tune starts from the last one and doubles it as the first search did. */
     bool establishing = t->trial_time == 0 || incumbent != NULL, stopped = false;
-    int64_t T = t->trial_time == 0 ? t->job->tuner.min_trial_clocks : t->trial_time;
+    /* seconds; at first, the time min_trial_clocks take at the default
+     * setting (the starting-loss run measured it) */
+    double T = t->trial_time;
+    if (T == 0) {
+        mlt_setting_t def;
+        mlt_setting_defaults(t->job, &def);
+        bool sure;
+        double per = rate_estimate(t, &def, &sure);
+        T = sure ? per * (double)t->job->tuner.min_trial_clocks : 0;
+    }
     *winner = -1;
     while (n < max_trials) {
         trial_t *tr = &trials[n];
@@ -258,29 +364,43 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
         if ((rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s)))
             break;
         n++;
-        double cap = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
-        int64_t Tn = T < (int64_t)cap ? T : (int64_t)(cap > 1 ? cap : 1);
-        if ((rc = trial_run_to(t, tr, Tn, parent_loss)))
+        double epc = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
+        if (T > 0) {
+            rc = trial_run_for(t, tr, T, parent_loss);
+        } else {
+            int64_t c0 = t->job->tuner.min_trial_clocks;
+            rc = trial_run_to(t, tr, c0 < epc ? c0 : (int64_t)(epc > 1 ? epc : 1), parent_loss);
+            if (!rc && tr->sum.verdict != MLT_VERDICT_DIVERGED)
+                T = tr->seconds; /* a diverged trial says nothing of the time needed */
+        }
+        if (rc)
             break;
         if (tr->sum.verdict == MLT_VERDICT_DIVERGED && (rc = trial_kill(t, tr, "diverged")))
             break;
-        if (establishing) {
+        if (establishing && T > 0) {
             /* double the trial time, resuming the survivors in turn, until a
-             * trial converges or a trial takes an epoch; with no survivor (the
-             * trials so far diverged) the next trial starts at the same time */
+             * trial converges or the trial time reaches an epoch; with no
+             * survivor (the trials so far diverged) the next trial runs the
+             * same time */
+            double cap = epoch_seconds(t, tr, epc);
             bool any = false, alive = false;
             for (uint32_t i = 0; i < n; i++) {
                 any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
                 alive |= trials[i].alive;
             }
-            while (!any && alive && T < (int64_t)cap) {
-                T = 2 * T < (int64_t)cap ? 2 * T : (int64_t)cap;
-                logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"no trial converges yet: doubled\"", (long long)T);
+            /* the time doubles only when no trial of two or more converges:
+             * one bad setting (or, in a re-tune, the current one) alone
+             * would spend the search on itself */
+            bool rival = n >= 2;
+            while (!any && alive && rival && T < cap) {
+                T = 2 * T < cap ? 2 * T : cap;
+                logline(t, "trial_time", parent, "\"seconds\":%.4f,\"reason\":\"no trial converges "
+                        "yet: doubled\",\"timing_dependent\":[\"t\",\"seconds\"]", T);
                 alive = false;
                 for (uint32_t i = 0; i < n && !rc; i++) {
                     if (!trials[i].alive)
                         continue;
-                    rc = trial_run_to(t, &trials[i], T, parent_loss);
+                    rc = trial_run_for(t, &trials[i], T, parent_loss);
                     if (!rc && trials[i].sum.verdict == MLT_VERDICT_DIVERGED)
                         rc = trial_kill(t, &trials[i], "diverged");
                     any |= trials[i].sum.verdict == MLT_VERDICT_CONVERGING;
@@ -291,10 +411,11 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
             }
             if (rc)
                 break;
-            if (any || (alive && T >= (int64_t)cap)) {
+            if (any || (alive && T >= cap)) {
                 establishing = false;
                 t->trial_time = T;
-                logline(t, "trial_time", parent, "\"clocks\":%lld,\"reason\":\"%s\"", (long long)T,
+                logline(t, "trial_time", parent, "\"seconds\":%.4f,\"reason\":\"%s\","
+                        "\"timing_dependent\":[\"t\",\"seconds\"]", T,
                         any ? "a trial converges at this trial time: kept from now on"
                             : "one epoch reached: kept from now on");
             }
@@ -362,6 +483,22 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
     return rc;
 }
 
+/* The loss at the end of a run of n clocks: the mean of its last n/10 clocks
+ * (at least 10, at most all), the point a search's trials start from. One
+ * clock's loss is one mini-batch's, far noisier than a trial's block means: a
+ * trial that starts from an unlucky low one looks unstable, from a high one
+ * it gains what it never made. NaN or Inf when any of them is (diverged). */
+static double tail_loss(const double *loss, int64_t n)
+{
+    int64_t k = n / 10 < 10 ? 10 : n / 10;
+    if (k > n)
+        k = n;
+    double sum = 0;
+    for (int64_t i = n - k; i < n; i++)
+        sum += loss[i];
+    return k > 0 ? sum / (double)k : NAN;
+}
+
 /* Frees every trial but the winner; makes the winner the training branch. */
 static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const char *reason)
 {
@@ -383,11 +520,7 @@ static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const cha
     t->train_clock = w->clocks;
     t->cursor = w->cursor0 + (double)w->clocks / epc;
     t->epoch += (double)w->clocks / epc; /* the winner's trial clocks were training */
-    for (size_t i = (size_t)w->clocks; i-- > 0;)
-        if (isfinite(w->loss[i])) {
-            t->last_loss = w->loss[i];
-            break;
-        }
+    t->last_loss = tail_loss(w->loss, w->clocks);
     t->res->searches++;
     return 0;
 }
@@ -422,6 +555,63 @@ static void free_trials(trial_t *trials, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         trial_free_mem(&trials[i]);
     mlt_free(trials);
+}
+
+/* ---- re-tunes ------------------------------------------------------------------ *
+ * Late in training a trial's loss falls by less than its mini-batch noise in
+ * any affordable trial time, so slopes and verdicts (nearly all "unstable")
+ * cannot tell settings apart. But every trial of a re-tune starts from the
+ * same point and runs the same time as the current setting's own trial (trial
+ * 0): their block means pair up, same share of the time, and the same data
+ * when the batch size is the same. A trial beats the current setting when the
+ * mean of its paired differences is below zero by more than PAIRED_T of its
+ * standard errors; the one with the lowest mean wins, else the current
+ * setting goes on. */
+
+#define PAIRED_T 2.5
+
+/* mean and t statistic of b's block means minus a's (the fork point left out) */
+static bool paired(const trial_t *a, const trial_t *b, double *mean, double *tstat)
+{
+    size_t m = (a->sum.points < b->sum.points ? a->sum.points : b->sum.points);
+    if (m < 4)
+        return false;
+    double s = 0, ss = 0;
+    for (size_t i = 1; i < m; i++)
+        s += b->sum.y[i] - a->sum.y[i];
+    *mean = s / (double)(m - 1);
+    for (size_t i = 1; i < m; i++) {
+        double d = b->sum.y[i] - a->sum.y[i] - *mean;
+        ss += d * d;
+    }
+    double se = sqrt(ss / (double)(m - 2) / (double)(m - 1));
+    *tstat = se > 0 ? *mean / se : (*mean < 0 ? -INFINITY : 0);
+    return true;
+}
+
+static int retune_winner(const trial_t *trials, uint32_t n, char *reason, size_t cap)
+{
+    int w = 0;
+    double best = 0, best_t = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        const trial_t *tr = &trials[i];
+        double mean, ts;
+        if (!tr->alive || tr->sum.verdict == MLT_VERDICT_DIVERGED ||
+            !paired(&trials[0], tr, &mean, &ts))
+            continue;
+        if (ts < -PAIRED_T && mean < best) {
+            best = mean;
+            best_t = ts;
+            w = (int)i;
+        }
+    }
+    if (w)
+        snprintf(reason, cap, "lower loss than the current setting from the same point: "
+                 "%.4g per block mean, t = %.3g", best, best_t);
+    else
+        snprintf(reason, cap, "no trial of the re-tune has a lower loss than the current "
+                 "setting (paired t < -%g): the current setting goes on", PAIRED_T);
+    return w;
 }
 
 /* ---- the logic ----------------------------------------------------------------- */
@@ -482,13 +672,22 @@ static int starting_loss(tuner_t *t, uint32_t init)
             s.v[i] = 0; /* an eval branch changes nothing */
     uint32_t id = t->next_id++;
     int64_t clocks = t->job->tuner.min_trial_clocks;
-    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs;
+    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
     logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"", init);
     int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
     if (!rc && t->ex->progress) /* the first search begins with this measurement */
         t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
+    /* in two runs: the second half's time is the default setting's rate, on
+     * which the trial time is based (the first clocks of a job are slower:
+     * first pulls, threads starting) */
+    int64_t half = clocks / 2;
+    if (!rc && half > 0)
+        rc = t->ex->run(t->ex->ctx, id, &s, 0, half, 0.0, loss, &secs);
     if (!rc)
-        rc = t->ex->run(t->ex->ctx, id, &s, 0, clocks, 0.0, loss, &secs);
+        rc = t->ex->run(t->ex->ctx, id, &s, half, clocks - half,
+                        (double)half / t->ex->epoch_clocks(t->ex->ctx, &s), loss + half, &secs);
+    if (!rc)
+        rate_note(t, &s, clocks - half, secs);
     double sum = 0;
     size_t m = 0;
     for (int64_t i = 0; i < clocks; i++)
@@ -682,10 +881,11 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
             rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
                          &secs);
-            t->last_loss = loss[clocks - 1]; /* NaN/Inf: the branch diverged */
+            t->last_loss = tail_loss(loss, clocks); /* NaN/Inf: the branch diverged */
             mlt_free(loss);
             if (rc)
                 return rc < 0 ? -1 : 0;
+            rate_note(t, &t->train_s, clocks, secs);
             t->train_clock += clocks;
             t->cursor += (double)clocks / epc;
             t->epoch += (double)clocks / epc;
@@ -782,14 +982,9 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                 trial_kill(t, &trials[i], "re-tune found nothing better");
             retunes_without_gain++;
         } else {
-            const char *reason = "the best trial of the re-tune";
-            if (trials[winner].sum.verdict != MLT_VERDICT_CONVERGING && n > 0 &&
-                trials[0].alive) {
-                /* no trial converges, not even at one epoch: nothing says another
-                 * setting is better; the current one (trial 0) goes on */
-                winner = 0;
-                reason = "no trial of the re-tune converges: the current setting goes on";
-            }
+            char reason[160] = "the best trial of the re-tune";
+            if (n > 0 && trials[0].alive && trials[0].sum.verdict != MLT_VERDICT_DIVERGED)
+                winner = retune_winner(trials, n, reason, sizeof reason);
             /* the parent stops being the training branch: the winner continues it */
             logline(t, "free", parent, "\"reason\":\"replaced by the re-tune's winner\"");
             ex->free(ex->ctx, parent);

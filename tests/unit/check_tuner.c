@@ -165,6 +165,7 @@ typedef struct script {
     double noise;          /* sd of the per-clock loss noise */
     double noise_late;     /* > 0: the sd from data position noise_from (epochs) on */
     double noise_from;
+    double opt_late;       /* > 0: the best lr from data position noise_from on */
     bool flat;             /* the setting does not matter (and nothing diverges) */
     int64_t warm;          /* > 0: the loss rises for the first warm clocks of the lineage */
     double acc_const;      /* > 0: every test gives this accuracy */
@@ -195,7 +196,7 @@ static double clock_cost(const script_t *x, const mlt_setting_t *s)
     return 0.004 + 0.0001 * sget(x, s, "batch_size", 128);
 }
 
-static double rate_of(const script_t *x, const mlt_setting_t *s)
+static double rate_of(const script_t *x, const mlt_setting_t *s, double pos)
 {
     double lr = sget(x, s, "lr", 0.01);
     if (!(lr > 0))
@@ -203,7 +204,8 @@ static double rate_of(const script_t *x, const mlt_setting_t *s)
     double bs = sget(x, s, "batch_size", 128);
     if (x->flat)
         return RATE;
-    double d = log(lr / LR_OPT), m = sget(x, s, "momentum", 0);
+    double opt = x->opt_late > 0 && pos >= x->noise_from ? x->opt_late : LR_OPT;
+    double d = log(lr / opt), m = sget(x, s, "momentum", 0);
     return RATE * exp(-d * d / (2 * LR_W * LR_W)) * (1 + m) / 2 * sqrt(bs / 128);
 }
 
@@ -306,7 +308,7 @@ static double step(script_t *x, br_t *b, double epc)
         /* early training is unstable: the loss rises, nothing is learnt */
         loss = loss_of(b->q) + WARM_RISE * (double)(b->age + 1) + noise_at(x, pos);
     } else {
-        b->q += rate_of(x, &b->s);
+        b->q += rate_of(x, &b->s, pos);
         double bump = 0;
         if (x->warm > 0 && lr > 0) {
             /* then the rise falls back, to as far below, over warm / 2 clocks */
@@ -890,9 +892,9 @@ END_TEST
 
 /* the trial_time lines of the first search: doubled ones and the kept one */
 typedef struct tt {
-    int64_t doubled[16];
+    double doubled[16];
     size_t n_doubled;
-    int64_t kept;
+    double kept;
     size_t kept_at;
 } tt_t;
 
@@ -908,25 +910,37 @@ static void trial_times(const dlog_t *d, tt_t *tt)
             ck_assert_msg(tt->kept_at == d->n, "trial time doubled after it was kept: %s",
                           l->text);
             ck_assert(tt->n_doubled < 16);
-            tt->doubled[tt->n_doubled++] = (int64_t)l_num(l, "clocks");
+            tt->doubled[tt->n_doubled++] = l_num(l, "seconds");
         } else {
             ck_assert_msg(l_reason_has(l, "kept from now on"), "%s", l->text);
             ck_assert_msg(tt->kept_at == d->n, "trial time kept twice: %s", l->text);
-            tt->kept = (int64_t)l_num(l, "clocks");
+            tt->kept = l_num(l, "seconds");
             tt->kept_at = i;
         }
     }
 }
 
+/* the last summary line of branch br before line `before` (d->n: none) */
+static size_t last_summary(const dlog_t *d, uint32_t br, size_t before)
+{
+    size_t at = d->n;
+    for (size_t i = 0; i < before; i++)
+        if (l_is(&d->l[i], "summary") && d->l[i].branch == br)
+            at = i;
+    return at;
+}
+
 START_TEST(test_trial_time_doubles)
 {
     /* the loss rises for the first 25 clocks of training from the initial
-     * weights, then falls: 10- and 20-clock trials are all unstable, so the
-     * trial time doubles to 40, the trials resume in turn, and from then on
-     * every trial runs 40 clocks */
+     * weights, then falls: the first trials (the time min_trial_clocks, 10,
+     * take at the default batch size) and those at twice that time are all
+     * unstable, so the trial time doubles (in seconds: 2x, 4x), the trials resume in
+     * turn, and from then on every trial runs the kept time, whatever its
+     * batch size (the script's clock costs 0.004 + 0.0001 x batch seconds) */
     mlt_job_t job;
     job_make(&job, "tunables.lr.max", "0.2", "tuner.retune_tests", "0", "stop.max_epochs", "2",
-             NULL);
+             "tunables.batch_size.tune", "true", NULL);
     script_t *x = script_new(&job);
     x->warm = 25;
     run_t r;
@@ -936,33 +950,41 @@ START_TEST(test_trial_time_doubles)
     tt_t tt;
     trial_times(d, &tt);
     ck_assert_msg(tt.n_doubled >= 2, "the trial time doubled %zu times", tt.n_doubled);
-    ck_assert_int_eq(tt.doubled[0], 2 * job.tuner.min_trial_clocks);
+    /* the first trial time: min_trial_clocks at the default setting */
+    mlt_setting_t def;
+    mlt_setting_defaults(&job, &def);
+    double t0 = job.tuner.min_trial_clocks * clock_cost(x, &def);
+    ck_assert_double_eq_tol(tt.doubled[0], 2 * t0, 1e-3 * t0);
     for (size_t i = 1; i < tt.n_doubled; i++)
-        ck_assert_int_eq(tt.doubled[i], 2 * tt.doubled[i - 1]);
+        ck_assert_double_eq_tol(tt.doubled[i], 2 * tt.doubled[i - 1], 1e-3 * tt.doubled[i]);
     ck_assert_uint_lt(tt.kept_at, d->n);
-    ck_assert_int_eq(tt.kept, tt.doubled[tt.n_doubled - 1]);
-    ck_assert_int_eq(tt.kept, 40);
-    /* every doubling resumes the trials (none diverges here) */
+    ck_assert_double_eq(tt.kept, tt.doubled[tt.n_doubled - 1]);
+    /* every doubling resumes the trials (none diverges here); every trial
+     * ends the search having run the kept time, to within a clock */
     size_t first_commit = dlog_find(d, 0, "commit", UINT32_MAX);
     ck_assert_uint_lt(first_commit, d->n);
     size_t resumes = 0, started = 0;
+    uint32_t batches_seen = 0;
     for (size_t i = 0; i < first_commit; i++) {
         const line_t *l = &d->l[i];
-        if (l_is(l, "trial_resume")) {
+        if (l_is(l, "trial_resume") && i < tt.kept_at)
             resumes++;
-            ck_assert_msg(i < tt.kept_at, "a resume after the trial time is kept: %s", l->text);
-        }
         if (l_is(l, "trial_start")) {
             started++;
-            int64_t clocks = (int64_t)l_num(l, "clocks");
-            if (i > tt.kept_at)
-                ck_assert_msg(clocks == tt.kept, "a trial after the trial time is kept: %s",
-                              l->text);
-            else
-                ck_assert_msg(clocks < tt.kept, "%s", l->text);
+            size_t ls = last_summary(d, l->branch, first_commit);
+            ck_assert_uint_lt(ls, d->n);
+            double secs = l_num(&d->l[ls], "seconds");
+            ck_assert_msg(secs >= 0.97 * tt.kept - 1e-9 && secs <= tt.kept + 0.06,
+                          "trial %u ran %g s; the trial time is %g s: %s", l->branch, secs,
+                          tt.kept, d->l[ls].text);
+            size_t pi = dlog_find(d, 0, "propose", l->branch);
+            double b = l_sub(&d->l[pi], "tunables", "batch_size");
+            for (int k = 0; k < 5; k++)
+                if (b == 32 << k)
+                    batches_seen |= 1u << k;
         }
         /* before the trial time is kept, no summary converges */
-        if (l_is(l, "summary") && i < tt.kept_at && l_num(l, "clocks") < (double)tt.kept) {
+        if (l_is(l, "summary") && i < tt.kept_at && l_num(l, "seconds") < 0.97 * tt.kept) {
             char v[32];
             ck_assert_msg(strcmp(l_str(l, "verdict", v, sizeof v), "converging") != 0,
                           "a trial converged, yet the trial time doubled: %s", l->text);
@@ -970,6 +992,8 @@ START_TEST(test_trial_time_doubles)
     }
     ck_assert_uint_ge(resumes, tt.n_doubled);
     ck_assert_uint_ge(started, 2);
+    ck_assert_msg(__builtin_popcount(batches_seen) >= 2,
+                  "precondition: trials of at least two batch sizes (seen mask %#x)", batches_seen);
     /* the committed trial converges */
     char v[32];
     ck_assert_str_eq(l_str(&d->l[first_commit], "verdict", v, sizeof v), "converging");
@@ -1175,6 +1199,51 @@ START_TEST(test_retune_on_plateau)
 }
 END_TEST
 
+START_TEST(test_retune_paired_lower_loss)
+{
+    /* late in training the best learning rate falls to an eighth (as in real
+     * training, where a lower rate reaches a lower loss) and the loss gets
+     * noisier than any trial's progress: the re-tune's trials are unstable,
+     * and their slopes say nothing. But they run the current setting's data
+     * (the noise is keyed by the data position), so the block means pair up
+     * with the current setting's trial, and a lower rate shows a lower loss
+     * beyond doubt: the re-tune commits it. */
+    mlt_job_t job;
+    job_make(&job, "stop.max_epochs", "8", NULL);
+    script_t *x = script_new(&job);
+    x->acc_const = 0.5;
+    x->noise_late = 0.5;
+    x->noise_from = 1.2;
+    x->opt_late = LR_OPT / 8;
+    run_t r;
+    run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    size_t ri = dlog_find(d, c0, "retune", UINT32_MAX);
+    ck_assert_msg(ri < d->n, "no retune");
+    size_t c1 = dlog_find(d, ri, "commit", UINT32_MAX);
+    ck_assert_msg(c1 < d->n, "no commit after the retune");
+    char v[32];
+    size_t unstable = 0, summaries = 0;
+    for (size_t i = ri; i < c1; i++)
+        if (l_is(&d->l[i], "summary")) {
+            summaries++;
+            unstable += strcmp(l_str(&d->l[i], "verdict", v, sizeof v), "unstable") == 0;
+        }
+    ck_assert_msg(unstable == summaries && summaries >= 2,
+                  "precondition: the re-tune's trials are all unstable (%zu of %zu)", unstable,
+                  summaries);
+    ck_assert_msg(l_reason_has(&d->l[c1], "lower loss than the current setting"), "%s",
+                  d->l[c1].text);
+    double lr0 = l_sub(&d->l[c0], "tunables", "lr"), lr1 = l_sub(&d->l[c1], "tunables", "lr");
+    ck_assert_msg(lr1 < lr0, "the re-tune committed lr %g, from %g", lr1, lr0);
+    assert_only_training_live(r.x, &r.res);
+    run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
 START_TEST(test_retune_settles_trial_time_again)
 {
     /* after the first search the loss gets far noisier (as late in training,
@@ -1348,7 +1417,8 @@ START_TEST(test_diverged_training_rolls_back)
     /* the range cut, the re-tune from the snapshot, and a commit below the cut */
     size_t rg = dlog_find(d, dv, "range", UINT32_MAX);
     ck_assert_uint_lt(rg, d->n);
-    ck_assert_double_eq_tol(l_num(&d->l[rg], "max"), bad_lr / 2, 1e-6 * bad_lr);
+    /* the log prints 6 significant digits */
+    ck_assert_double_eq_tol(l_num(&d->l[rg], "max"), bad_lr / 2, 1e-5 * bad_lr);
     size_t rt = dlog_find(d, dv, "retune", snap);
     ck_assert_uint_lt(rt, d->n);
     size_t c1 = dlog_find(d, rt, "commit", UINT32_MAX);
@@ -1357,7 +1427,7 @@ START_TEST(test_diverged_training_rolls_back)
         if (is_trial_fork(&d->l[i]))
             ck_assert_uint_eq((uint32_t)l_num(&d->l[i], "parent"), snap);
     double lr1 = l_sub(&d->l[c1], "tunables", "lr");
-    ck_assert_msg(lr1 <= bad_lr / 2 * (1 + 1e-9), "re-committed lr %g above the cut %g", lr1,
+    ck_assert_msg(lr1 <= bad_lr / 2 * (1 + 1e-5), "re-committed lr %g above the cut %g", lr1,
                   bad_lr / 2);
     ck_assert_msg(lr_of(&job, &r.res.setting) < x->late_lr, "final lr %g",
                   lr_of(&job, &r.res.setting));
@@ -1406,7 +1476,7 @@ START_TEST(test_regressed_training_rolls_back)
     ck_assert_int_eq(r.x->b[snap].kind, K_SNAP);
     size_t c1 = dlog_find(d, rg, "commit", UINT32_MAX);
     ck_assert_uint_lt(c1, d->n);
-    ck_assert(l_sub(&d->l[c1], "tunables", "lr") <= bad_lr / 2 * (1 + 1e-9));
+    ck_assert(l_sub(&d->l[c1], "tunables", "lr") <= bad_lr / 2 * (1 + 1e-5)); /* 6 digits */
     ck_assert(isfinite(r.res.test) && r.res.test >= best - 0.05);
     ck_assert(r.res.epoch >= 6 - 1e-9);
     assert_only_training_live(r.x, &r.res);
@@ -1939,7 +2009,7 @@ static void metric_peak(const script_t *x, const br_t *b, double *val, double *t
         return;
     }
     double e = b->lineage;
-    *val = (e <= 2 + 1e-9 ? 0.4 + 0.1 * e : 0.55) + rate_of(x, &b->s);
+    *val = (e <= 2 + 1e-9 ? 0.4 + 0.1 * e : 0.55) + rate_of(x, &b->s, b->data_pos);
     *test = *val - 0.002;
 }
 
@@ -2354,6 +2424,7 @@ static Suite *tuner_suite(void)
     tc = tcase_create("retune");
     tcase_add_test(tc, test_retune_on_plateau);
     tcase_add_test(tc, test_retune_settles_trial_time_again);
+    tcase_add_test(tc, test_retune_paired_lower_loss);
     tcase_add_test(tc, test_converges);
     tcase_add_test(tc, test_same_data_cursor);
     tcase_add_test(tc, test_diverged_training_rolls_back);
