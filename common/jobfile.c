@@ -180,8 +180,8 @@ const jkey_t mlt_jobk_keys[] = {
              "at its default), or the baselines train-to-completion and hyperband"},
     {.path = "tuner.min_trial_clocks", .type = JK_INT, .def_i = 50, .min_i = 1,
      .max_i = 1000000, .off = OFF(tuner.min_trial_clocks),
-     .desc = "clocks of the first, shortest trial; trial time doubles until a trial "
-             "converges"},
+     .desc = "the first trial time: the seconds this many clocks take at the default "
+             "setting; it doubles until a trial converges"},
     {.path = "tuner.max_overhead", .type = JK_DOUBLE, .def_d = 0.1, .min_d = 0.001,
      .max_d = 1.0, .off = OFF(tuner.max_overhead),
      .desc = "time spent in trials, at most this fraction of the training time"},

@@ -326,6 +326,9 @@ static int search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_l
         bool sure;
         double per = rate_estimate(t, &def, &sure);
         T = sure ? per * (double)t->job->tuner.min_trial_clocks : 0;
+        double epc = t->ex->epoch_clocks(t->ex->ctx, &def);
+        if (sure && T > per * epc) /* at most an epoch, as ever */
+            T = per * epc;
     }
     *winner = -1;
     while (n < max_trials) {

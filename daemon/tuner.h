@@ -15,11 +15,16 @@
  *   summarise (summary.h) -> tell the searcher its slope (diverged = worst)
  *   until the best top_k slopes agree within slope_agree, or the trial count
  *   reaches the previous search's (re-tunes), or the overhead budget is spent.
- *   The trial time starts at min_trial_clocks and doubles, resuming the
- *   surviving trials in turn, until some trial converges (at most one epoch);
- *   later searches reuse it. Every trial of a search starts from the same data
- *   cursor. The best converging trial becomes the training branch; the others
- *   are freed.
+ *   The trial time is wall time, the same for every trial of a search
+ *   (whatever its batch size): it starts at the time min_trial_clocks take at
+ *   the default setting and doubles, resuming the surviving trials in turn,
+ *   until some trial of two or more converges (at most one epoch at the
+ *   default batch size); re-tunes start from it and settle it again. Every
+ *   trial of a search starts from the same data cursor and from the mean of
+ *   the parent's last losses. The first search commits the best converging
+ *   trial; a re-tune commits the trial whose block means are lowest and below
+ *   the current setting's own trial by a paired t < -2.5, else the current
+ *   setting goes on. The others are freed.
  *
  * Single-threaded: the coordinator thread calls it. */
 #ifndef MLT_TUNER_H
