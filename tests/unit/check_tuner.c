@@ -1199,6 +1199,16 @@ START_TEST(test_retune_on_plateau)
 }
 END_TEST
 
+/* the first search's commit c0, the first re-tune after it ri, and its commit c1 */
+static void first_retune(const dlog_t *d, size_t *c0, size_t *ri, size_t *c1)
+{
+    *c0 = dlog_find(d, 0, "commit", UINT32_MAX);
+    *ri = dlog_find(d, *c0, "retune", UINT32_MAX);
+    ck_assert_msg(*ri < d->n, "no retune");
+    *c1 = dlog_find(d, *ri, "commit", UINT32_MAX);
+    ck_assert_msg(*c1 < d->n, "no commit after the retune");
+}
+
 START_TEST(test_retune_paired_lower_loss)
 {
     /* late in training the best learning rate falls to an eighth (as in real
@@ -1219,11 +1229,8 @@ START_TEST(test_retune_paired_lower_loss)
     run_job(&job, x, &r);
     const dlog_t *d = &r.log;
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
-    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
-    size_t ri = dlog_find(d, c0, "retune", UINT32_MAX);
-    ck_assert_msg(ri < d->n, "no retune");
-    size_t c1 = dlog_find(d, ri, "commit", UINT32_MAX);
-    ck_assert_msg(c1 < d->n, "no commit after the retune");
+    size_t c0, ri, c1;
+    first_retune(d, &c0, &ri, &c1);
     char v[32];
     size_t unstable = 0, summaries = 0;
     for (size_t i = ri; i < c1; i++)
@@ -1261,11 +1268,8 @@ START_TEST(test_retune_settles_trial_time_again)
     run_job(&job, x, &r);
     const dlog_t *d = &r.log;
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
-    size_t c0 = dlog_find(d, 0, "commit", UINT32_MAX);
-    size_t ri = dlog_find(d, c0, "retune", UINT32_MAX);
-    ck_assert_msg(ri < d->n, "no retune");
-    size_t c1 = dlog_find(d, ri, "commit", UINT32_MAX);
-    ck_assert_msg(c1 < d->n, "no commit after the retune");
+    size_t c0, ri, c1;
+    first_retune(d, &c0, &ri, &c1);
     /* the re-tune settles its trial time itself (here at one epoch, the cap:
      * nothing converges), where it used to reuse the first search's */
     size_t settled = 0;
