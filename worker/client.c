@@ -60,6 +60,7 @@ typedef struct cache {
     int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
     uint32_t staleness; /* the branch's, as the shards last said */
     uint64_t used;      /* LRU stamp */
+    uint64_t gen;       /* changes whenever msgs do (0: cleared) */
     zmq_msg_t *msgs;    /* one per global chunk */
 } cache_t;
 
@@ -90,6 +91,14 @@ struct mlt_client {
     atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
     bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
     uint64_t prefetch_hits;   /* pulls served by a prefetched copy */
+    uint64_t gen_seq;         /* the last cache_t.gen given out */
+    /* mlt_client_keep_dst: the tables of the last pull hold cache held_ca's
+     * copy of generation held_gen */
+    bool keep_dst;
+    const cache_t *held_ca;
+    uint64_t held_gen;
+    float **held_dst;         /* n_tables table pointers */
+    uint64_t copies_skipped;
 };
 
 static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
@@ -283,6 +292,7 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
         }
     }
     cache_t *ca = p->cache;
+    ca->gen = ++c->gen_seq;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t k = (uint64_t)pt->first + i;
         if (p->dst != NULL)
@@ -526,6 +536,7 @@ void mlt_client_destroy(mlt_client_t **cp)
     mlt_free(c->pending);
     mlt_free(c->tables);
     mlt_free(c->parts);
+    mlt_free(c->held_dst);
     mlt_free(c);
     *cp = NULL;
 }
@@ -577,6 +588,9 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
         cache_clear(c, &c->caches[i]);
     mlt_free(c->tables);
     mlt_free(c->parts);
+    mlt_free(c->held_dst);
+    c->held_dst = NULL;
+    c->held_ca = NULL;
     c->tables = mlt_calloc(job->n_tables, sizeof *c->tables);
     c->n_tables = job->n_tables;
     uint64_t g = 0;
@@ -950,6 +964,7 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
 {
     ca->valid = ca->failed = false;
     ca->min_clock = INT64_MAX;
+    ca->gen = ++c->gen_seq;
     for (uint32_t i = 0; i < c->n_parts; i++) {
         const part_t *pt = &c->parts[i];
         mlt_header_t h;
@@ -988,6 +1003,40 @@ static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t cloc
     pf->used = ca->used;
     if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL) < 0)
         prefetch_drop(c, branch, false); /* the pull that needs it asks again */
+}
+
+/* true when dst already holds ca's copy (mlt_client_keep_dst) */
+static bool held(const mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    if (!c->keep_dst || c->held_ca != ca || c->held_gen != ca->gen || !c->held_dst)
+        return false;
+    for (uint32_t t = 0; t < c->n_tables; t++)
+        if (c->held_dst[t] != dst[t])
+            return false;
+    return true;
+}
+
+static void hold(mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    if (!c->keep_dst)
+        return;
+    if (!c->held_dst)
+        c->held_dst = mlt_calloc(c->n_tables ? c->n_tables : 1, sizeof *c->held_dst);
+    for (uint32_t t = 0; t < c->n_tables; t++)
+        c->held_dst[t] = dst[t];
+    c->held_ca = ca;
+    c->held_gen = ca->gen;
+}
+
+void mlt_client_keep_dst(mlt_client_t *c, bool keep)
+{
+    c->keep_dst = keep;
+    c->held_ca = NULL;
+}
+
+uint64_t mlt_pull_copies_skipped(const mlt_client_t *c)
+{
+    return c->copies_skipped;
 }
 
 /* Copies the cached copy ca into the caller's tables. */
@@ -1034,17 +1083,25 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
         }
     }
     if (fresh(ca, clock)) {
-        copy_out(c, ca, dst);
+        if (held(c, ca, dst)) {
+            c->copies_skipped++;
+        } else {
+            copy_out(c, ca, dst);
+            hold(c, ca, dst);
+        }
         prefetch(c, ca, branch, clock);
         return 0;
     }
+    c->held_ca = NULL; /* dst is being overwritten */
     int rc = send_pulls(c, ca, branch, clock, P_PULL, dst);
     if (rc < 0)
         return rc;
     rc = wait_for(c, P_PULL);
     ca->valid = rc == 0 && !ca->failed;
-    if (ca->valid)
+    if (ca->valid) {
+        hold(c, ca, dst);
         prefetch(c, ca, branch, clock);
+    }
     return rc;
 }
 

@@ -113,6 +113,12 @@ int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch);
  * travels while the caller computes (it is answered once every worker has
  * reached clock + 1 - s). This counts the pulls a prefetched copy served. */
 uint64_t mlt_pull_prefetched(const mlt_client_t *c);
+/* keep = true promises that the caller does not write the tables it passes
+ * to mlt_pull between pulls (a worker only reads its parameters): a pull the
+ * cache serves with the very copy those tables already hold then copies
+ * nothing. Off by default. mlt_pull_copies_skipped counts such pulls. */
+void mlt_client_keep_dst(mlt_client_t *c, bool keep);
+uint64_t mlt_pull_copies_skipped(const mlt_client_t *c);
 
 /* Sends the gradient of one table (whole table, mean over the batch). Does not
  * wait. On a branch with staleness 0 the buffer is sent zero-copy and must stay

@@ -12,7 +12,9 @@
  *      memory back.
  * Run at staleness 0 (BSP) and 2, each on its own branch; at 2 every worker
  * must also have been served by prefetched copies (mlt_pull_prefetched), which
- * (a) and (b) then check like any other pull. */
+ * (a) and (b) then check like any other pull, and (with mlt_client_keep_dst)
+ * have skipped the copy of pulls the cache served with the very copy its
+ * tables already held (mlt_pull_copies_skipped). */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -95,6 +97,10 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
         bad = 1;
         goto out;
     }
+    /* workers only read what they pull: at staleness > 0 a pull the cache
+     * serves with the copy p already holds copies nothing, and the checks
+     * below still see every pull's data */
+    mlt_client_keep_dst(c, staleness > 0);
     float **p = alloc_tables(), **g = alloc_tables();
     for (int64_t clock = 0; clock < N_CLOCKS && !bad; clock++) {
         if (mlt_pull(c, branch, clock, p) < 0) {
@@ -129,6 +135,14 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
     if (staleness > 0 && !bad && mlt_pull_prefetched(c) == 0) {
         fprintf(stderr, "worker %d: no pull at staleness %u was served by a prefetch\n", w,
                 staleness);
+        bad++;
+    }
+    if (staleness > 0 && !bad && mlt_pull_copies_skipped(c) == 0) {
+        fprintf(stderr, "worker %d: no pull at staleness %u skipped its copy\n", w, staleness);
+        bad++;
+    }
+    if (staleness == 0 && mlt_pull_copies_skipped(c) != 0) {
+        fprintf(stderr, "worker %d: a pull skipped its copy without keep_dst\n", w);
         bad++;
     }
     free_tables(p);
