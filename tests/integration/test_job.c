@@ -134,8 +134,11 @@ END_TEST
  * size and staleness are all tuned. The decision log must show the starting
  * loss, trials with summaries, a commit away from the diverging rate, and the
  * tests; the job must reach a stated accuracy. */
-/* 6 epochs over 16000 samples, the search included; measured 0.68-0.84 (the
- * search's length and its winner vary with timing: slopes are per second) */
+/* 10 epochs over 16000 samples, the search's winner included; measured
+ * 0.74-0.86 over six runs (`scripts/run-local` with these settings). The
+ * trials here are short (an epoch at batch 128 is ~55 clocks), the search's
+ * winner varies with timing, and a slow starter (lr 0.001, momentum 0.99)
+ * can win: with 6 epochs one run in five ended at 0.59. */
 #define TUNE_MIN_ACCURACY 0.60
 
 START_TEST(test_tune)
@@ -149,7 +152,7 @@ START_TEST(test_tune)
                           "--set", "workers=2",
                           "--set", "data.subset=" SUBSET,
                           "--set", "data.validation=2000",
-                          "--set", "stop.max_epochs=6",
+                          "--set", "stop.max_epochs=10",
                           "--set", "stop.target_accuracy=0",
                           "--set", "tunables.lr.default=1.0",
                           "--wait", NULL};
