@@ -183,8 +183,9 @@ static double rate_estimate(const tuner_t *t, const mlt_setting_t *s, bool *sure
     return r;
 }
 
-/* Runs tr until it has run `upto` clocks in all. Returns the executor's code. */
-static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_loss)
+/* Runs tr until it has run `upto` clocks in all and summarises it, without
+ * logging. Returns the executor's code. */
+static int trial_piece(tuner_t *t, trial_t *tr, int64_t upto, double parent_loss)
 {
     int64_t more = upto - tr->clocks;
     if (more <= 0)
@@ -193,10 +194,6 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
         tr->cap = (size_t)upto;
         tr->loss = mlt_realloc(tr->loss, tr->cap * sizeof *tr->loss);
     }
-    char b[32];
-    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id,
-            "\"clocks\":%lld,\"upto\":%lld,\"timing_dependent\":[\"t\",\"clocks\",\"upto\"]",
-            (long long)more, (long long)upto);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &tr->s);
     double secs = 0;
     int rc = t->ex->run(t->ex->ctx, tr->id, &tr->s, tr->clocks, more,
@@ -208,6 +205,13 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
     tr->seconds += secs;
     t->res->trial_seconds += secs;
     mlt_summarize(tr->loss, (size_t)tr->clocks, parent_loss, t->start_loss, tr->seconds, &tr->sum);
+    return 0;
+}
+
+/* The summary line of tr, as it stands. */
+static void trial_log_summary(tuner_t *t, const trial_t *tr)
+{
+    char b[32];
     if (t->log) {
         fprintf(t->log,
                 "{\"t\":%.3f,\"event\":\"summary\",\"branch\":%u,\"clocks\":%lld,\"seconds\":%.4f,"
@@ -219,7 +223,20 @@ static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_los
         fputs("],\"timing_dependent\":[\"t\",\"clocks\",\"seconds\",\"slope\",\"points\"]}\n", t->log);
         fflush(t->log);
     }
-    return 0;
+}
+
+/* Runs tr until it has run `upto` clocks in all: a start (or resume) line, the
+ * run, a summary line. Returns the executor's code. */
+static int trial_run_to(tuner_t *t, trial_t *tr, int64_t upto, double parent_loss)
+{
+    if (upto <= tr->clocks)
+        return 0;
+    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id,
+            "\"clocks\":%lld,\"upto\":%lld", (long long)(upto - tr->clocks), (long long)upto);
+    int rc = trial_piece(t, tr, upto, parent_loss);
+    if (!rc)
+        trial_log_summary(t, tr);
+    return rc;
 }
 
 /* The cap of the trial time: one epoch at the job's default batch size,
@@ -245,6 +262,10 @@ static double epoch_seconds(const tuner_t *t, const trial_t *tr, double epc)
  * short by a piece, never long by much). Stops early on divergence. */
 static int trial_run_for(tuner_t *t, trial_t *tr, double T, double parent_loss)
 {
+    if (tr->seconds >= 0.97 * T)
+        return 0;
+    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id,
+            "\"seconds\":%.4f,\"timing_dependent\":[\"t\",\"seconds\"]", T);
     for (int piece = 0; piece < 8 && tr->seconds < 0.97 * T; piece++) {
         bool sure = true;
         double per = tr->clocks > 0 && tr->seconds > 0 ? tr->seconds / (double)tr->clocks
@@ -252,12 +273,13 @@ static int trial_run_for(tuner_t *t, trial_t *tr, double T, double parent_loss)
         double want = per > 0 ? floor((T - tr->seconds) / per * (sure ? 1.0 : 0.5) + 0.5)
                               : (double)t->job->tuner.min_trial_clocks;
         int64_t more = want < 1 ? 1 : want > 1e9 ? (int64_t)1e9 : (int64_t)want;
-        int rc = trial_run_to(t, tr, tr->clocks + more, parent_loss);
+        int rc = trial_piece(t, tr, tr->clocks + more, parent_loss);
         if (rc)
             return rc;
         if (tr->sum.verdict == MLT_VERDICT_DIVERGED)
             break;
     }
+    trial_log_summary(t, tr);
     return 0;
 }
 
