@@ -1034,6 +1034,11 @@ void mlt_client_keep_dst(mlt_client_t *c, bool keep)
     c->held_ca = NULL;
 }
 
+void mlt_client_forget_dst(mlt_client_t *c)
+{
+    c->held_ca = NULL;
+}
+
 uint64_t mlt_pull_copies_skipped(const mlt_client_t *c)
 {
     return c->copies_skipped;

@@ -248,7 +248,7 @@ static void task_job(wk_t *w, const Mlt__Task *t)
     int rc = mlt_client_register(w->client, &jd);
     mlt_free(defs);
     /* the trainer only reads the parameters it pulls (the shards apply the
-     * updates), except mlt_trainer_init_params (task_init says so) */
+     * updates), except mlt_trainer_init_params (task_init forgets them) */
     mlt_client_keep_dst(w->client, true);
     if (rc < 0) {
         report_done(w, t, &r, mlt_client_error(w->client));
@@ -272,7 +272,7 @@ static void task_init(wk_t *w, const Mlt__Task *t)
         return;
     }
     mlt_trainer_init_params(w->trainer);
-    mlt_client_keep_dst(w->client, true); /* the tables changed: the next pull copies */
+    mlt_client_forget_dst(w->client); /* the tables changed: the next pull copies */
     float *const *p = mlt_trainer_params(w->trainer);
     for (uint32_t i = 0; i < mlt_trainer_n_tables(w->trainer); i++)
         if (mlt_write(w->client, t->branch, i, p[i]) < 0) {

@@ -118,6 +118,8 @@ uint64_t mlt_pull_prefetched(const mlt_client_t *c);
  * cache serves with the very copy those tables already hold then copies
  * nothing. Off by default. mlt_pull_copies_skipped counts such pulls. */
 void mlt_client_keep_dst(mlt_client_t *c, bool keep);
+/* The caller changed its tables after all: the next pull copies. */
+void mlt_client_forget_dst(mlt_client_t *c);
 uint64_t mlt_pull_copies_skipped(const mlt_client_t *c);
 
 /* Sends the gradient of one table (whole table, mean over the batch). Does not

@@ -137,6 +137,21 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
                 staleness);
         bad++;
     }
+    if (staleness > 0 && !bad) {
+        /* a pull the cache serves again skips its copy: a value written into
+         * the tables stays; after mlt_client_forget_dst the pull copies */
+        const int64_t last = N_CLOCKS - 1;
+        p[0][0] = -12345.0f;
+        if (mlt_pull(c, branch, last, p) < 0 || p[0][0] != -12345.0f) {
+            fprintf(stderr, "worker %d: a cache-served pull with keep_dst copied\n", w);
+            bad++;
+        }
+        mlt_client_forget_dst(c);
+        if (mlt_pull(c, branch, last, p) < 0 || p[0][0] == -12345.0f) {
+            fprintf(stderr, "worker %d: the pull after forget_dst did not copy\n", w);
+            bad++;
+        }
+    }
     if (staleness > 0 && !bad && mlt_pull_copies_skipped(c) == 0) {
         fprintf(stderr, "worker %d: no pull at staleness %u skipped its copy\n", w, staleness);
         bad++;
