@@ -27,8 +27,10 @@
 # measured here; ours (standalone and through the daemon) by the median of
 # its repeats (runs of 1-3 s: the best of several would be the luckiest
 # scheduling on this shared host, not the configuration), torch by its best
-# run (each >= 3 s, so close to its median, and the stricter peer): ours with 1 and 2 BLAS threads (OPENBLAS_NUM_THREADS and,
-# where the worker has it, --threads); torch with 1 or 2 torch threads and
+# run (each >= 3 s, so close to its median, and the stricter peer): ours with
+# 1 and 2 threads (--threads, and OPENBLAS_NUM_THREADS for a worker without
+# it; how the worker uses them, BLAS threads or batch slices, is its default
+# for the model, shown in each run's line); torch with 1 or 2 torch threads and
 # OPENBLAS_NUM_THREADS=1, eager or jit.trace; both with each OPENBLAS_CORETYPE
 # of $CORETYPES ("auto" leaves it unset: OpenBLAS 0.3.21 takes some
 # virtualised AVX-512 CPUs for a Prescott and runs SSE3 kernels, unless told;
@@ -157,6 +159,8 @@ standalone() {
         { tail -n 20 "$5" >&2 || true; die "mltuner-worker --standalone $1 failed"; }
     RESULT=$(sed -n 's/^# training time .* (\([0-9.]*\) samples\/s).*/\1/p' "$5" | tail -n 1)
     [ -n "$RESULT" ] || die "no training-time line from mltuner-worker in $5"
+    # the header's last field: how it used the threads ("2 threads (batch slices)")
+    HOW=$(sed -n 's/^# fmnist-[a-z]*: .*, \([^,]*thread[^,]*\)$/\1/p' "$5" | head -n 1)
 }
 
 declare -A OURS OURS_CFG
@@ -173,12 +177,12 @@ for model in mlp cnn; do
             for ((r = 1; r <= reps; r++)); do
                 standalone "$SRC/conf/jobs/fmnist-$model.conf" $subset $threads "$ct" \
                     "$TMP/sa-$model-$ct-$threads-$r.log" $epochs
-                echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct OPENBLAS_NUM_THREADS=$threads," \
+                echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct threads=$threads${HOW:+ ($HOW)}," \
                     "run $r: $RESULT samples/s"
                 runs+=("$RESULT")
             done
             med=$(median "${runs[@]}")
-            echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct OPENBLAS_NUM_THREADS=$threads:" \
+            echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct threads=$threads:" \
                 "median $med samples/s"
             if greater "$med" "$best"; then
                 best=$med cfg="$ct $threads"
@@ -316,9 +320,9 @@ for s in 0 3; do
 done
 echo "best configurations (coretype = OPENBLAS_CORETYPE, auto: unset):"
 set -- ${OURS_CFG[mlp]}
-echo "  ours mlp standalone: coretype=$1 OPENBLAS_NUM_THREADS=$2"
+echo "  ours mlp standalone: coretype=$1 threads=$2"
 set -- ${OURS_CFG[cnn]}
-echo "  ours cnn standalone: coretype=$1 OPENBLAS_NUM_THREADS=$2"
+echo "  ours cnn standalone: coretype=$1 threads=$2"
 echo "  torch mlp: ${PEER_CFG[mlp]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
 echo "  torch cnn: ${PEER_CFG[cnn]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
 echo "  daemon worker: coretype=$DAEMON_CORETYPE; OPENBLAS_NUM_THREADS=${DMN_CFG[0]} at" \

@@ -160,6 +160,15 @@ int mlt_model_step_mf_f64(mlt_model_t *m, double *const *params, double *const *
                           const uint32_t *users, const uint32_t *items, const double *r,
                           uint32_t batch, double *loss);
 
+/* Runs each classification step and evaluation on n threads (n - 1 of them
+ * started here), each on a slice of the samples with its own buffers, then
+ * adds the slices' gradients up (see model.c). n <= 1, and any n for an MF
+ * model, is one thread. Call it between steps, not during one. Returns 0 or
+ * -ENOMEM / -errno (then one thread). The result equals one thread's up to
+ * the order of float additions, not bit for bit. */
+int mlt_model_set_threads(mlt_model_t *m, uint32_t n);
+uint32_t mlt_model_threads(const mlt_model_t *m);
+
 /* Caps the images per convolution chunk at `images` (>= 1; it never grows), so
  * that the tests' small models also run the chunked paths (weight and bias
  * gradients summed over chunks, a short last chunk). */

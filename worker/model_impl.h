@@ -40,7 +40,7 @@
 /* Layer L's output activation for sample 0 of a batch. */
 static REAL *R(act)(const ws_t *ws, const layer_t *L)
 {
-    return (REAL *)ws->act + L->act_off;
+    return (REAL *)ws->act + ws->cap * L->act_per;
 }
 
 /* Forward pass over batch samples; x is the input as given (NCHW). Returns
@@ -86,13 +86,13 @@ static const REAL *R(forward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, co
                 if (L->p > 0)
                     BIAS_RELU_MAXPOOL(z, P[L->b_idx], nb, L->h, L->w, L->oc, L->p,
                                       out + b0 * L->out_size,
-                                      m->idx + L->idx_off + b0 * L->out_size);
+                                      ws->idx + ws->cap * L->idx_per + b0 * L->out_size);
                 else
                     BIAS_RELU(z, P[L->b_idx], rows, L->oc);
             }
             break;
         }
-        case L_POOL: MAXPOOL(in, batch, L->h, L->w, L->c, L->p, out, m->idx + L->idx_off); break;
+        case L_POOL: MAXPOOL(in, batch, L->h, L->w, L->c, L->p, out, ws->idx + ws->cap * L->idx_per); break;
         default: assert(0 && "layer kind");
         }
         in = out;
@@ -136,7 +136,7 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
                 if (L->p > 0) {
                     dz = (REAL *)ws->z;
                     MAXPOOL_BACKWARD(g_out + b0 * L->out_size,
-                                     m->idx + L->idx_off + b0 * L->out_size, nb, L->h, L->w, L->oc,
+                                     ws->idx + ws->cap * L->idx_per + b0 * L->out_size, nb, L->h, L->w, L->oc,
                                      L->p, dz);
                 } else {
                     dz = g_out + b0 * L->out_size;
@@ -163,11 +163,11 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
         }
         case L_POOL:
             if (L->need_dx)
-                MAXPOOL_BACKWARD(g_out, m->idx + L->idx_off, batch, L->h, L->w, L->c, L->p, g_in);
+                MAXPOOL_BACKWARD(g_out, ws->idx + ws->cap * L->idx_per, batch, L->h, L->w, L->c, L->p, g_in);
             break;
         default: assert(0 && "layer kind");
         }
-        if (L->w_idx >= 0 && m->on_grad) { /* this layer's gradients are final */
+        if (L->w_idx >= 0 && m->on_grad && ws->notify) { /* this layer's gradients are final */
             m->on_grad(m->on_grad_ctx, (uint32_t)L->w_idx);
             m->on_grad(m->on_grad_ctx, (uint32_t)L->b_idx);
         }
@@ -177,12 +177,20 @@ static void R(backward)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *co
     }
 }
 
-/* One classification step (see mlt_model_step); input already validated. */
+/* One classification step (see mlt_model_step); input already validated.
+ * G gets the gradient of the loss summed over these batch samples and
+ * divided by `of` (>= batch: the whole batch, of which these are a slice). */
 static void R(step)(mlt_model_t *m, const ws_t *ws, REAL *const *P, REAL *const *G, const REAL *x,
-                    const uint8_t *y, uint32_t batch, double *loss, uint32_t *correct)
+                    const uint8_t *y, uint32_t batch, uint32_t of, double *loss, uint32_t *correct)
 {
     const REAL *logits = R(forward)(m, ws, P, x, batch);
-    *loss = SOFTMAX_XENT(logits, y, batch, m->d.n_classes, (REAL *)ws->g[0], correct);
+    REAL *dz = (REAL *)ws->g[0];
+    *loss = SOFTMAX_XENT(logits, y, batch, m->d.n_classes, dz, correct);
+    if (of != batch) { /* the kernel divided by batch */
+        const REAL f = (REAL)batch / (REAL)of;
+        for (size_t i = 0; i < (size_t)batch * m->d.n_classes; i++)
+            dz[i] *= f;
+    }
     R(backward)(m, ws, P, G, x, batch);
 }
 

@@ -775,3 +775,13 @@ const char *mlt_trainer_backend(const mlt_trainer_t *t)
 {
     return t->backend;
 }
+
+int mlt_trainer_set_threads(mlt_trainer_t *t, uint32_t n)
+{
+    return t->model ? mlt_model_set_threads(t->model, n) : 0;
+}
+
+uint32_t mlt_trainer_threads(const mlt_trainer_t *t)
+{
+    return t->model ? mlt_model_threads(t->model) : 1;
+}

@@ -70,4 +70,10 @@ int mlt_trainer_eval_all(mlt_trainer_t *t, int which, mlt_eval_t *out);
  * and a step runs as a CUDA graph captured once per batch size. */
 const char *mlt_trainer_backend(const mlt_trainer_t *t);
 
+/* CPU backend: runs each step and evaluation on n threads, each on a slice of
+ * the batch (mlt_model_set_threads). No effect on cuda. 0 or -errno. */
+int mlt_trainer_set_threads(mlt_trainer_t *t, uint32_t n);
+/* The step threads: 1 unless mlt_trainer_set_threads gave the CPU more. */
+uint32_t mlt_trainer_threads(const mlt_trainer_t *t);
+
 #endif

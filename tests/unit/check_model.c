@@ -820,7 +820,7 @@ END_TEST
 START_TEST(test_oom)
 {
     const mlt_model_desc_t d = test_desc(M_CNN, 4);
-    for (long n = 0; n < 2; n++) { /* the index buffer, then the float buffers */
+    for (long n = 0; n < 1; n++) { /* the float buffers (one block) */
         char err[128] = "";
         mlt_alloc_fail_after(n);
         errno = 0;
@@ -841,6 +841,16 @@ START_TEST(test_oom)
     mlt_alloc_fail_after(-1);
     ck_assert_int_eq(rc, -ENOMEM);
     ck_assert_int_eq(mlt_model_step_f64(m, t.d, t.gd, b.xd, b.y, 4, &loss, NULL), 0);
+    /* threads whose buffers do not fit: one thread, and it still steps */
+    for (long n = 0; n < 2; n++) { /* a slice's buffers, then the slices' gradients */
+        mlt_alloc_fail_after(n);
+        rc = mlt_model_set_threads(m, 2);
+        mlt_alloc_fail_after(-1);
+        ck_assert_int_eq(rc, -ENOMEM);
+        ck_assert_uint_eq(mlt_model_threads(m), 1);
+    }
+    float fl;
+    ck_assert_int_eq(mlt_model_step(m, t.f, t.gf, b.xf, b.y, 4, &fl, NULL), 0);
     batch_free(&b);
     tensors_free(&t);
     mlt_model_destroy(&m);
@@ -904,6 +914,59 @@ START_TEST(test_step_is_repeatable)
 }
 END_TEST
 
+START_TEST(test_threads_match_one)
+{
+    /* a step on 2 or 3 threads (batch slices, mlt_model_set_threads) gives
+     * one thread's loss, count and gradients, up to the order of float sums;
+     * so does an evaluation; uneven slices, a batch smaller than the threads
+     * (one thread then) and chunked convolutions included */
+    const int which = _i;
+    const mlt_model_desc_t d = test_desc(which, 9);
+    mlt_model_t *one = new_model(&d), *many = new_model(&d);
+    mlt_model_limit_chunk(one, 2);
+    mlt_model_limit_chunk(many, 2);
+    tensors_t t = tensors_new(one), u = tensors_new(one);
+    tensors_init(one, &t, 21);
+    batch_t b = batch_new(&d, 9, 8);
+    for (uint32_t threads = 2; threads <= 3; threads++) {
+        ck_assert_int_eq(mlt_model_set_threads(many, threads), 0);
+        ck_assert_uint_eq(mlt_model_threads(many), threads);
+        const uint32_t batches[] = {9, 7, 2};
+        for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+            const uint32_t n = batches[k];
+            float l1, l2;
+            uint32_t c1 = 0, c2 = 0;
+            ck_assert_int_eq(mlt_model_step(one, t.f, t.gf, b.xf, b.y, n, &l1, &c1), 0);
+            for (uint32_t i = 0; i < u.n; i++) /* slice 0 must overwrite, not add */
+                for (uint64_t j = 0; j < mlt_model_param_size(one, i); j++)
+                    u.gf[i][j] = 1e3f;
+            ck_assert_int_eq(mlt_model_step(many, t.f, u.gf, b.xf, b.y, n, &l2, &c2), 0);
+            ck_assert_msg(fabsf(l1 - l2) <= 1e-6f * fmaxf(1, l1), "%u threads, batch %u: loss %g vs %g",
+                          threads, n, (double)l2, (double)l1);
+            ck_assert_uint_eq(c1, c2);
+            for (uint32_t i = 0; i < t.n; i++)
+                for (uint64_t j = 0; j < mlt_model_param_size(one, i); j++)
+                    ck_assert_msg(fabsf(t.gf[i][j] - u.gf[i][j]) <= 1e-5f * fmaxf(1e-2f, fabsf(t.gf[i][j])),
+                                  "%u threads, batch %u, tensor %u [%llu]: %g vs %g", threads, n, i,
+                                  (unsigned long long)j, (double)u.gf[i][j], (double)t.gf[i][j]);
+        }
+        double e1, e2;
+        uint32_t c1 = 0, c2 = 0;
+        ck_assert_int_eq(mlt_model_eval(one, t.f, b.xf, b.y, 9, &e1, &c1), 0);
+        ck_assert_int_eq(mlt_model_eval(many, t.f, b.xf, b.y, 9, &e2, &c2), 0);
+        ck_assert_msg(fabs(e1 - e2) <= 1e-6 * fmax(1, e1), "eval %g vs %g", e2, e1);
+        ck_assert_uint_eq(c1, c2);
+    }
+    ck_assert_int_eq(mlt_model_set_threads(many, 1), 0);
+    ck_assert_uint_eq(mlt_model_threads(many), 1);
+    batch_free(&b);
+    tensors_free(&t);
+    tensors_free(&u);
+    mlt_model_destroy(&one);
+    mlt_model_destroy(&many);
+}
+END_TEST
+
 /* What the gradient hook saw: the order of its calls and, at each, a copy
  * of that tensor's gradient as it was then. */
 typedef struct hook_log {
@@ -928,9 +991,10 @@ START_TEST(test_grad_hook)
     /* the hook fires once per tensor, the last layer's first (the backward
      * order: its tensors have the higher indices), and what it sees is the
      * step's final gradient: a worker may send it at once */
-    const int which = _i;
+    const int which = _i % N_MODELS;
     const mlt_model_desc_t d = test_desc(which, 8);
     mlt_model_t *m = new_model(&d);
+    ck_assert_int_eq(mlt_model_set_threads(m, _i < N_MODELS ? 1 : 2), 0); /* batch slices */
     tensors_t t = tensors_new(m);
     tensors_init(m, &t, 3);
     batch_t b = batch_new(&d, 8, 9);
@@ -981,7 +1045,8 @@ static Suite *model_suite(void)
     tcase_add_loop_test(tc, test_sgd_reduces_loss, 0, N_MODELS);
     tcase_add_loop_test(tc, test_eval_matches_step, 0, N_MODELS);
     tcase_add_loop_test(tc, test_step_is_repeatable, 0, M_MF);
-    tcase_add_loop_test(tc, test_grad_hook, 0, N_MODELS);
+    tcase_add_loop_test(tc, test_grad_hook, 0, 2 * N_MODELS); /* 1 thread, then 2 */
+    tcase_add_loop_test(tc, test_threads_match_one, 0, M_MF);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("init");
