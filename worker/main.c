@@ -88,7 +88,7 @@ static void set_threads(mlt_trainer_t *t, const mlt_job_t *job, bool standalone)
         mlt_log(MLT_LOG_WARN, "could not start %u compute threads (%s): one thread", n,
                 strerror(-rc));
     n = mlt_trainer_threads(t);
-    snprintf(threads_note, sizeof threads_note, "%u thread%s (batch slices)", n, n == 1 ? "" : "s");
+    snprintf(threads_note, sizeof threads_note, n == 1 ? "1 thread" : "%u threads (batch slices)", n);
 }
 
 /* ---- standalone ---------------------------------------------------------------- */
