@@ -8,7 +8,10 @@
  *
  * Pull replies send the chunks' own memory zero-copy: each frame holds a
  * reference on its chunk, released from ZeroMQ's I/O thread, and the store
- * copies a chunk before writing it while any such reference is out. */
+ * copies a chunk before writing it while any such reference is out. A packed
+ * pull (Header.packed) is answered with one frame, the chunks copied into it
+ * back to back: one copy here against a frame per chunk, each of which costs
+ * both sides' I/O threads a round of their own (bench/ps measures both). */
 #include "daemon/server.h"
 
 #include <errno.h>
@@ -197,11 +200,35 @@ static mlt_branch_t *find_branch(mlt_server_t *s, req_t *rq)
 
 /* ---- pull ------------------------------------------------------------------- */
 
-/* Sends the chunks zero-copy. The branch exists and the range was checked. */
+static void free_packed(void *data, void *hint)
+{
+    (void)hint;
+    mlt_free(data);
+}
+
+/* Bytes of chunks [first, first + count) of table; the range was checked. */
+static size_t range_bytes(const mlt_server_t *s, uint32_t table, uint32_t first, uint32_t count)
+{
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; i++)
+        bytes += (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
+    return bytes;
+}
+
+/* Sends the chunks zero-copy, one frame each, or packed into one frame. The
+ * branch exists, the range was checked, and a packed one fits a frame. */
 static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                             mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
-                            uint32_t count)
+                            uint32_t count, bool packed)
 {
+    char *buf = NULL;
+    if (packed) {
+        buf = mlt_try_malloc(range_bytes(s, table, first, count));
+        if (buf == NULL) {
+            send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
+            return;
+        }
+    }
     mlt_header_t r;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_PULL_REPLY);
     r.has_request_id = r.has_branch = r.has_clock = r.has_table = 1;
@@ -218,18 +245,32 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     tu.has_staleness = 1;
     tu.staleness = mlt_store_branch_tunables(b)->staleness;
     r.tunables = &tu;
+    r.has_packed = r.packed = packed;
     send_id(s, id, id_len);
     mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
     s->n_pulls++;
+    size_t off = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t k = first + i;
         mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k);
-        zmq_msg_t m;
         size_t bytes = (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float);
         s->bytes_out += bytes;
+        if (packed) {
+            memcpy(buf + off, mlt_chunk_params(c), bytes);
+            mlt_chunk_release(NULL, c);
+            off += bytes;
+            continue;
+        }
+        zmq_msg_t m;
         zmq_msg_init_data(&m, (void *)mlt_chunk_params(c), bytes, mlt_chunk_release, c);
         if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
             zmq_msg_close(&m); /* releases the chunk */
+    }
+    if (packed) {
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, buf, off, free_packed, NULL);
+        if (zmq_msg_send(&m, s->router, 0) < 0)
+            zmq_msg_close(&m);
     }
 }
 
@@ -243,7 +284,8 @@ static void on_released(void *arg, const mlt_parked_t *p)
     }
     log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
               (long long)p->clock, mlt_time_mono() - p->since);
-    send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count);
+    send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
+                    p->packed);
 }
 
 static void on_expired(void *arg, const mlt_parked_t *p)
@@ -282,10 +324,15 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
                                    sizeof err);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
+    const bool packed = h->has_packed && h->packed;
+    size_t bytes = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+    if (packed && bytes > MLT_MAX_CHUNK_BYTES)
+        return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
+                           bytes, MLT_MAX_CHUNK_BYTES);
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
-                        h->table, h->chunk_first, h->chunk_count);
+                        h->table, h->chunk_first, h->chunk_count, packed);
         return 0;
     }
     if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
@@ -300,6 +347,7 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
         .table = h->table,
         .first = h->chunk_first,
         .count = h->chunk_count,
+        .packed = packed,
         .since = mlt_time_mono(),
     };
     p.deadline = p.since + s->pull_timeout_s;
@@ -315,7 +363,7 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
 /* ---- push / write ----------------------------------------------------------- */
 
 /* Checks the payload frames match the chunk range: one frame per chunk, each of
- * the chunk's exact size. */
+ * the chunk's exact size, or packed, one frame of all of them. */
 static int check_payload(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
@@ -324,6 +372,18 @@ static int check_payload(mlt_server_t *s, req_t *rq)
                                    sizeof err);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
+    if (h->has_packed && h->packed) {
+        size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+        if (rq->n_payload != 1)
+            return reply_error(s, rq, -EINVAL, "%zu payload frames; a packed payload is one",
+                               rq->n_payload);
+        if (zmq_msg_size(&rq->payload[0]) != want)
+            return reply_error(s, rq, -EINVAL,
+                               "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
+                               zmq_msg_size(&rq->payload[0]), h->chunk_first,
+                               h->chunk_first + h->chunk_count, h->table, want);
+        return 0;
+    }
     if (rq->n_payload != h->chunk_count)
         return reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
                            h->chunk_count);
@@ -338,13 +398,19 @@ static int check_payload(mlt_server_t *s, req_t *rq)
     return 0;
 }
 
-/* The floats of payload frame i, copied to aligned scratch if misaligned. */
-static const float *payload_floats(mlt_server_t *s, req_t *rq, uint32_t i)
+/* The floats of chunk first + i of a checked payload (*n of them), copied to
+ * aligned scratch if misaligned. */
+static const float *payload_floats(mlt_server_t *s, req_t *rq, uint32_t i, size_t *n)
 {
-    const void *p = zmq_msg_data(&rq->payload[i]);
+    const mlt_header_t *h = rq->h;
+    *n = mlt_store_chunk_len(s->store, h->table, h->chunk_first + i);
+    const char *p = h->has_packed && h->packed /* every chunk before the table's last is full */
+                        ? (const char *)zmq_msg_data(&rq->payload[0]) +
+                              (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
+                        : (const char *)zmq_msg_data(&rq->payload[i]);
     if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
-        return p;
-    memcpy(s->scratch, p, zmq_msg_size(&rq->payload[i]));
+        return (const float *)p;
+    memcpy(s->scratch, p, *n * sizeof(float));
     return s->scratch;
 }
 
@@ -361,8 +427,8 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
     if (rc)
         return rc;
     for (uint32_t i = 0; i < h->chunk_count; i++) {
-        const float *g = payload_floats(s, rq, i);
-        size_t n = zmq_msg_size(&rq->payload[i]) / sizeof(float);
+        size_t n;
+        const float *g = payload_floats(s, rq, i, &n);
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
                 mlt_store_branch_set_diverged(b);
@@ -374,7 +440,8 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
         }
     }
     for (uint32_t i = 0; i < h->chunk_count; i++) {
-        const float *g = payload_floats(s, rq, i);
+        size_t n;
+        const float *g = payload_floats(s, rq, i, &n);
         rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
                       : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
         if (rc)

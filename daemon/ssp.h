@@ -29,6 +29,7 @@ typedef struct mlt_parked {
     uint32_t branch;
     int64_t clock;
     uint32_t table, first, count; /* the chunk range asked for */
+    bool packed;                  /* the reply in one frame (Header.packed) */
     double since;                 /* when it was parked (monotonic s) */
     double deadline;              /* when it times out (monotonic s) */
 } mlt_parked_t;

@@ -5,9 +5,13 @@
  * any order (a parked pull is answered after later requests). Synchronous
  * calls send, then pump replies until their requests are done.
  *
- * The pull cache keeps, per branch, the received chunk frames themselves (no
- * copy) and the min_clock they reflect, so a pull the cache can serve costs a
- * copy into the caller's buffers and no round trip. */
+ * Pushes, writes and pulls travel packed (Header.packed): a part's chunks
+ * back to back in one frame, sent zero-copy from the caller's table; a frame
+ * per chunk costs both sides' I/O threads a round each.
+ *
+ * The pull cache keeps, per branch, the received frames themselves (no copy)
+ * and the min_clock they reflect, so a pull the cache can serve costs a copy
+ * into the caller's buffers and no round trip. */
 #include "worker/mltuner.h"
 
 #include <errno.h>
@@ -61,7 +65,7 @@ typedef struct cache {
     uint32_t staleness; /* the branch's, as the shards last said */
     uint64_t used;      /* LRU stamp */
     uint64_t gen;       /* changes whenever msgs do (0: cleared) */
-    zmq_msg_t *msgs;    /* one per global chunk */
+    zmq_msg_t *msgs;    /* one per part (mlt_client.parts), packed */
 } cache_t;
 
 typedef struct table {
@@ -251,7 +255,7 @@ __attribute__((target("avx512f"))) static void copy_stream512(float *d, const fl
 }
 #endif
 
-static void copy_chunk(const mlt_client_t *c, float *dst, const void *src, size_t bytes)
+static void copy_part(const mlt_client_t *c, float *dst, const void *src, size_t bytes)
 {
 #if defined(__x86_64__)
     if (c->stream_copy && ((uintptr_t)dst & 63) == 0) {
@@ -263,46 +267,43 @@ static void copy_chunk(const mlt_client_t *c, float *dst, const void *src, size_
     memcpy(dst, src, bytes);
 }
 
-/* Copies a pull reply's frames into the caller's table and keeps them in the
- * cache. frames[0..n) are the payload frames (ownership moves to the cache). */
+/* Part pt's floats in its table: [*off, *off + return). */
+static uint64_t part_span(const mlt_client_t *c, const part_t *pt, uint64_t *off)
+{
+    const uint64_t size = c->tables[pt->table].size;
+    const uint64_t end = (uint64_t)(pt->first + pt->count) * c->chunk_floats;
+    *off = (uint64_t)pt->first * c->chunk_floats;
+    return (end < size ? end : size) - *off;
+}
+
+/* Copies a packed pull reply into the caller's table and keeps its frame in
+ * the cache. frames[0..n) are the payload frames (ownership moves to the
+ * cache). */
 static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, zmq_msg_t *frames,
                     size_t n)
 {
     const part_t *pt = &c->parts[p->part];
     if (p->cache == NULL)
         return; /* a prefetch given up on */
-    if (!h->has_chunk_count || h->chunk_count != pt->count || n != pt->count ||
-        !h->has_min_clock) {
+    uint64_t off, len = part_span(c, pt, &off);
+    if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
+        !h->has_packed || !h->packed || n != 1 || zmq_msg_size(&frames[0]) != len * sizeof(float)) {
         p->cache->failed = true;
-        record_error(c, -EPROTO, "%s: pull reply with %zu chunks, asked for %u",
-                     c->endpoints[p->shard], n, pt->count);
+        record_error(c, -EPROTO,
+                     "%s: pull reply of %zu frames (%zu bytes first), asked for %u chunks "
+                     "packed in one frame of %llu bytes",
+                     c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0, pt->count,
+                     (unsigned long long)(len * sizeof(float)));
         return;
-    }
-    const table_t *t = &c->tables[pt->table];
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t k = (uint64_t)pt->first + i;
-        uint64_t off = k * c->chunk_floats;
-        uint64_t want = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
-        if (zmq_msg_size(&frames[i]) != want * sizeof(float)) {
-            p->cache->failed = true;
-            record_error(c, -EPROTO, "%s: pull reply chunk %llu is %zu bytes, expected %llu",
-                         c->endpoints[p->shard], (unsigned long long)k, zmq_msg_size(&frames[i]),
-                         (unsigned long long)(want * sizeof(float)));
-            return;
-        }
     }
     cache_t *ca = p->cache;
     ca->gen = ++c->gen_seq;
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t k = (uint64_t)pt->first + i;
-        if (p->dst != NULL)
-            copy_chunk(c, p->dst + k * c->chunk_floats, zmq_msg_data(&frames[i]),
-                       zmq_msg_size(&frames[i]));
-        zmq_msg_t *slot = &ca->msgs[t->gfirst + k];
-        zmq_msg_close(slot);
-        zmq_msg_init(slot);
-        zmq_msg_move(slot, &frames[i]);
-    }
+    if (p->dst != NULL)
+        copy_part(c, p->dst + off, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    zmq_msg_t *slot = &ca->msgs[p->part];
+    zmq_msg_close(slot);
+    zmq_msg_init(slot);
+    zmq_msg_move(slot, &frames[0]);
     if (h->min_clock < ca->min_clock)
         ca->min_clock = h->min_clock;
     if (h->tunables && h->tunables->has_staleness)
@@ -503,7 +504,7 @@ static void prefetch_drop(mlt_client_t *c, uint32_t branch, bool all);
 static void cache_clear(mlt_client_t *c, cache_t *ca)
 {
     if (ca->msgs) {
-        for (uint64_t i = 0; i < c->n_chunks; i++)
+        for (uint32_t i = 0; i < c->n_parts; i++)
             zmq_msg_close(&ca->msgs[i]);
         mlt_free(ca->msgs);
     }
@@ -821,34 +822,32 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         mlt_header_t h;
         pending_t *p = add_pending(c, pt->shard, P_ACK);
         header_for(c, &h, type, p);
-        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
         h.branch = branch;
         h.table = table;
         h.chunk_first = pt->first;
         h.chunk_count = pt->count;
+        h.packed = 1;
         void *sock = c->socks[pt->shard];
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
         if (rc < 0) {
             set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
             break;
         }
-        for (uint32_t k = 0; k < pt->count; k++) {
-            uint64_t off = (uint64_t)(pt->first + k) * c->chunk_floats;
-            uint64_t len = t->size - off < c->chunk_floats ? t->size - off : c->chunk_floats;
-            zmq_msg_t m;
-            if (st) {
-                atomic_fetch_add(&st->refs, 1);
-                zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), stage_release, st);
-            } else {
-                atomic_fetch_add(&c->push_frames, 1);
-                zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
-            }
-            if (zmq_msg_send(&m, sock, k + 1 < pt->count ? ZMQ_SNDMORE : 0) < 0) {
-                zmq_msg_close(&m);
-                rc = set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
-                             zmq_strerror(zmq_errno()));
-                break;
-            }
+        uint64_t off, len = part_span(c, pt, &off);
+        zmq_msg_t m;
+        if (st) {
+            atomic_fetch_add(&st->refs, 1);
+            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), stage_release, st);
+        } else {
+            atomic_fetch_add(&c->push_frames, 1);
+            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
+        }
+        if (zmq_msg_send(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            rc = set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
+                         zmq_strerror(zmq_errno()));
+            break;
         }
     }
     if (st)
@@ -942,8 +941,8 @@ static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep
             }
     cache_clear(c, ca);
     ca->branch = branch;
-    ca->msgs = mlt_calloc(c->n_chunks ? c->n_chunks : 1, sizeof *ca->msgs);
-    for (uint64_t i = 0; i < c->n_chunks; i++)
+    ca->msgs = mlt_calloc(c->n_parts ? c->n_parts : 1, sizeof *ca->msgs);
+    for (uint32_t i = 0; i < c->n_parts; i++)
         zmq_msg_init(&ca->msgs[i]);
     return ca;
 }
@@ -974,6 +973,7 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
         p->cache = ca;
         header_for(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
         h.has_branch = h.has_clock = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+        h.has_packed = h.packed = 1;
         h.branch = branch;
         h.clock = clock;
         h.table = pt->table;
@@ -1047,14 +1047,12 @@ uint64_t mlt_pull_copies_skipped(const mlt_client_t *c)
 /* Copies the cached copy ca into the caller's tables. */
 static void copy_out(mlt_client_t *c, const cache_t *ca, float *const *dst)
 {
-    for (uint32_t t = 0; t < c->n_tables; t++) {
-        const table_t *tb = &c->tables[t];
-        uint64_t nch = mlt_layout_chunks(tb->size, c->chunk_floats);
-        for (uint64_t k = 0; k < nch; k++) {
-            const zmq_msg_t *m = &ca->msgs[tb->gfirst + k];
-            copy_chunk(c, dst[t] + k * c->chunk_floats, zmq_msg_data((zmq_msg_t *)m),
-                       zmq_msg_size((zmq_msg_t *)m));
-        }
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        uint64_t off;
+        part_span(c, pt, &off);
+        zmq_msg_t *m = (zmq_msg_t *)&ca->msgs[i];
+        copy_part(c, dst[pt->table] + off, zmq_msg_data(m), zmq_msg_size(m));
     }
 }
 

@@ -463,6 +463,67 @@ START_TEST(test_payload_frames)
 }
 END_TEST
 
+static frame_t *w_frames(float v, float bad, float **bufp);
+
+/* Packed payloads (Header.packed: the chunks back to back in one frame, what
+ * libmltuner sends; after_case's good round pushes and pulls that way and
+ * checks every value). */
+START_TEST(test_packed_payload)
+{
+    const size_t two = (chunk_len(0, 0) + chunk_len(0, 1)) * sizeof(float);
+    frame_t f[2] = {{ones_w, chunk_len(0, 0) * sizeof(float)},
+                    {ones_w, chunk_len(0, 1) * sizeof(float)}};
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, 2);
+    h.has_packed = h.packed = 1;
+    expect_error(&h, f, 2, EINVAL, "a packed payload is one");
+    expect_error(&h, NULL, 0, EINVAL, "a packed payload is one");
+    frame_t one = {ones_w, two - sizeof(float)};
+    expect_error(&h, &one, 1, EINVAL, "packed payload is");
+    /* the short last chunk counted at full size */
+    h = data_header(MLT__MSG_TYPE__MSG_WRITE, w_chunks() - 2, 2);
+    h.has_packed = h.packed = 1;
+    one.len = 2 * chunk_floats * sizeof(float);
+    expect_error(&h, &one, 1, EINVAL, "packed payload is");
+    /* a NaN in the last chunk: nothing of the push applied (after_case checks) */
+    uint32_t n;
+    float *buf;
+    frame_t *fw = w_frames(1.0f, NAN, &buf);
+    h = data_header(MLT__MSG_TYPE__MSG_PUSH, 0, w_chunks());
+    h.has_packed = h.packed = 1;
+    one = (frame_t){buf, W_SIZE * sizeof(float)};
+    expect_error(&h, &one, 1, EDOM, "non-finite");
+    ck_assert_msg(branch_status(1, &n).diverged, "a packed NaN push left branch 1 not diverged");
+    free(fw);
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_packed_pull)
+{
+    /* a packed pull is answered with one frame, and says so */
+    mlt_header_t h = data_header(MLT__MSG_TYPE__MSG_PULL, 1, 3);
+    h.has_packed = h.packed = 1;
+    bool decodes;
+    uint64_t rid = send_header(&h, NULL, 0, &decodes);
+    size_t n_payload;
+    mlt_header_t *r = raw_recv(&n_payload);
+    ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_PULL_REPLY, "packed pull answered with %s: %s",
+                  mlt_wire_type_name(r->type), r->error ? r->error : "");
+    ck_assert_uint_eq(r->request_id, rid);
+    ck_assert(r->has_packed && r->packed);
+    ck_assert_uint_eq(n_payload, 1);
+    mlt_wire_free(&r);
+    /* unpacked, a frame per chunk */
+    h = data_header(MLT__MSG_TYPE__MSG_PULL, 1, 3);
+    send_header(&h, NULL, 0, &decodes);
+    r = raw_recv(&n_payload);
+    ck_assert(r->type == MLT__MSG_TYPE__MSG_PULL_REPLY && !(r->has_packed && r->packed));
+    ck_assert_uint_eq(n_payload, 3);
+    mlt_wire_free(&r);
+    after_case();
+}
+END_TEST
+
 START_TEST(test_register_other_job)
 {
     Mlt__TableSpec ts;
@@ -611,6 +672,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_chunk_out_of_range);
     tcase_add_test(tc, test_payload_size);
     tcase_add_test(tc, test_payload_frames);
+    tcase_add_test(tc, test_packed_payload);
+    tcase_add_test(tc, test_packed_pull);
     tcase_add_test(tc, test_register_other_job);
     tcase_add_test(tc, test_clock_backwards);
     suite_add_tcase(s, tc);
