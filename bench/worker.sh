@@ -284,12 +284,12 @@ for s in 0 3; do
             daemon_job $s $th $r
             set -- $RESULT
             echo "# ours mlp via mltunerd, staleness $s, worker OPENBLAS_CORETYPE=$DAEMON_CORETYPE" \
-                "OPENBLAS_NUM_THREADS=$th, run $r: $1 clocks, $2 samples/s over the clock span," \
+                "threads=$th, run $r: $1 clocks, $2 samples/s over the clock span," \
                 "$3 samples/s training only"
             train+=("$3") span+=("$2")
         done
         med=$(median "${train[@]}") mspan=$(median "${span[@]}")
-        echo "# ours mlp via mltunerd, staleness $s, OPENBLAS_NUM_THREADS=$th: median $med" \
+        echo "# ours mlp via mltunerd, staleness $s, threads=$th: median $med" \
             "samples/s training only, $mspan over the clock span"
         if greater "$med" "$best"; then
             best=$med bspan=$mspan cfg="$th"
@@ -325,6 +325,6 @@ set -- ${OURS_CFG[cnn]}
 echo "  ours cnn standalone: coretype=$1 threads=$2"
 echo "  torch mlp: ${PEER_CFG[mlp]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
 echo "  torch cnn: ${PEER_CFG[cnn]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
-echo "  daemon worker: coretype=$DAEMON_CORETYPE; OPENBLAS_NUM_THREADS=${DMN_CFG[0]} at" \
+echo "  daemon worker: coretype=$DAEMON_CORETYPE; threads=${DMN_CFG[0]} at" \
     "staleness 0, ${DMN_CFG[3]} at staleness 3"
 echo "mlp_vs_torch=$MLP_R cnn_vs_torch=$CNN_R daemon_vs_standalone=$DBEST"
