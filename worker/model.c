@@ -8,13 +8,14 @@
  * full-resolution activation never leaves the per-chunk scratch buffer.
  *
  * Buffers are allocated at creation for max_batch (float) or on the first
- * double step (tests only); the steps themselves never allocate. */
+ * double step (tests only); the steps themselves never allocate. The types
+ * are in model_int.h; steps on several threads, in model_split.c. */
 #include "worker/model.h"
+#include "worker/model_int.h"
 
 #include "common/alloc.h"
 #include "common/rng.h"
 #include "kernels/cpu.h"
-#include "worker/pool.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -49,69 +50,6 @@
  * 10.5 (batch 128, on a loaded machine). */
 #define THIN_MAX_TAPS 32u
 
-/* the same values as model.h's MLT_LAYER_* */
-enum { L_FC = MLT_LAYER_FC, L_CONV = MLT_LAYER_CONV, L_POOL = MLT_LAYER_POOL };
-
-typedef struct layer {
-    int kind;            /* L_FC, L_CONV or L_POOL */
-    uint32_t h, w, c;    /* input image (fc: 1 x 1 x in features) */
-    uint32_t oh, ow, oc; /* output image (conv with pool: after pooling) */
-    uint32_t k;          /* conv: kernel size */
-    uint32_t p;          /* pool: window; conv: fused pool window, 0 = none */
-    bool relu;           /* ReLU on the output */
-    bool need_dx;        /* backward computes d(input): some earlier layer has parameters */
-    bool thin;           /* conv: direct (mlt_cpu_conv_thin), no im2col; see THIN_MAX_TAPS */
-    int w_idx, b_idx;    /* parameter tensors (-1: none) */
-    size_t in_size;      /* elements per sample in: h*w*c */
-    size_t out_size;     /* elements per sample out: oh*ow*oc */
-    size_t act_per;      /* its output activation at ws_t.act + cap * act_per (elements) */
-    size_t idx_per;      /* its argmax indices at ws_t.idx + cap * idx_per */
-    uint32_t chunk;      /* conv: images per im2col chunk */
-} layer_t;
-
-typedef struct param {
-    char name[24];   /* "fc1.w" */
-    uint64_t size;   /* elements */
-    uint64_t fan_in; /* for init; 0 = MF factor (normal) */
-} param_t;
-
-typedef struct ws {
-    uint32_t cap;  /* samples the buffers hold */
-    bool notify;   /* the backward pass calls mlt_model.on_grad (not a slice's) */
-    void *block;   /* the one allocation holding the rest */
-    void *act;     /* layer outputs, see layer_t.act_per */
-    void *in_nhwc; /* the input in NHWC (cnn with in_c > 1), else NULL */
-    void *g[2];    /* gradient buffers, each max over layers of max_batch*out_size */
-    void *z;       /* conv pre-pool chunk output / its gradient */
-    void *col;     /* im2col chunk / its gradient */
-    void *wt;      /* thin conv: its weights transposed, then its transposed gradient */
-    uint32_t *idx; /* argmax indices of all pooling layers */
-} ws_t;
-
-typedef struct split split_t; /* batch-parallel steps, see mlt_model_set_threads */
-static void split_free(split_t **spp);
-
-struct mlt_model {
-    mlt_model_desc_t d; /* the description (hidden/cnn point to NULL: not kept) */
-    layer_t *layers;    /* n_layers, input to logits */
-    uint32_t n_layers;
-    param_t *params; /* n_params */
-    uint32_t n_params;
-    bool to_nhwc;  /* the input is converted NCHW -> NHWC first */
-    /* buffer sizes: the first four per sample (times ws_t.cap) */
-    size_t n_act;  /* elements of ws_t.act */
-    size_t n_idx;  /* elements of ws_t.idx */
-    size_t n_in;   /* elements of ws_t.in_nhwc (0: none) */
-    size_t n_g;    /* elements of each ws_t.g[i] */
-    size_t n_z;    /* elements of ws_t.z */
-    size_t n_col;  /* elements of ws_t.col */
-    size_t n_wt;   /* elements of ws_t.wt */
-    ws_t ws32;     /* float buffers */
-    mlt_grad_ready_fn on_grad; /* see mlt_model_on_grad */
-    void *on_grad_ctx;
-    ws_t ws64;     /* double buffers, allocated on the first *_f64 step */
-    split_t *split; /* NULL: one thread */
-};
 
 #define REAL    float
 #define R(name) name##_f32
@@ -359,9 +297,7 @@ static void plan_buffers(mlt_model_t *m)
     m->n_wt = wt;
 }
 
-/* Allocates one precision's buffers (elem bytes per element) for cap
- * samples. 0 or -ENOMEM. */
-static int ws_alloc(const mlt_model_t *m, ws_t *ws, size_t elem, uint32_t cap)
+int mlt_model_ws_alloc(const mlt_model_t *m, ws_t *ws, size_t elem, uint32_t cap)
 {
     const size_t sizes[] = {cap * m->n_act, cap * m->n_in, cap * m->n_g, cap * m->n_g,
                             m->n_z, m->n_col, m->n_wt, cap * m->n_idx};
@@ -469,7 +405,7 @@ mlt_model_t *mlt_model_new(const mlt_model_desc_t *d, char *err, size_t errlen)
     if (rc < 0)
         goto fail;
     plan_buffers(m);
-    rc = ws_alloc(m, &m->ws32, sizeof(float), d->max_batch);
+    rc = mlt_model_ws_alloc(m, &m->ws32, sizeof(float), d->max_batch);
     if (rc < 0)
         goto fail_nomem;
     return m;
@@ -489,7 +425,7 @@ void mlt_model_destroy(mlt_model_t **mp)
     mlt_model_t *m = *mp;
     mlt_free(m->ws64.block);
     mlt_free(m->ws32.block);
-    split_free(&m->split);
+    mlt_model_split_free(&m->split);
     mlt_free(m->params);
     mlt_free(m->layers);
     mlt_free(m);
@@ -607,175 +543,15 @@ static bool ratings_ok(const mlt_model_t *m, const uint32_t *users, const uint32
     return true;
 }
 
-/* ---- batch-parallel steps ---- */
-
-/* With n threads (mlt_model_set_threads) a step cuts its batch into n slices
- * of consecutive samples, one per thread; each runs the forward and backward
- * pass of its slice on its own buffers (slice 0 into the caller's gradients,
- * the others into their own), with the loss gradient divided by the whole
- * batch, so that the slices' gradients add up to the batch's. Then each
- * thread adds them up over its own range of the parameters. The result is
- * one thread's up to the order of float additions. An evaluation cuts its
- * samples the same way. Every BLAS call then runs on one thread. */
-struct split {
-    mlt_pool_t *pool;
-    uint32_t n;
-    ws_t *ws;            /* n, cap = ceil(max_batch / n) */
-    float **g;           /* slice i >= 1: its gradients at g[(i - 1) * n_params] */
-    void *g_block;
-    uint64_t total;      /* parameter elements */
-    uint64_t *first;     /* n_params + 1: flat index of each tensor's first element */
-    /* the step or evaluation in progress */
-    const mlt_model_t *m;
-    float *const *P;
-    float *const *G;
-    const float *x;
-    const uint8_t *y;
-    uint32_t batch;
-    double *loss;        /* n: each slice's (step: mean; eval: sum) */
-    uint32_t *correct;   /* n */
-};
-
-static void split_free(split_t **spp)
+void mlt_model_step_ws(mlt_model_t *m, const ws_t *ws, float *const *P, float *const *G,
+                       const float *x, const uint8_t *y, uint32_t batch, uint32_t of, double *loss,
+                       uint32_t *correct)
 {
-    split_t *sp = *spp;
-    if (sp == NULL)
-        return;
-    mlt_pool_destroy(&sp->pool);
-    for (uint32_t i = 0; i < sp->n && sp->ws; i++)
-        mlt_free(sp->ws[i].block);
-    mlt_free(sp->ws);
-    mlt_free(sp->g);
-    mlt_free(sp->g_block);
-    mlt_free(sp->first);
-    mlt_free(sp->loss);
-    mlt_free(sp->correct);
-    mlt_free(sp);
-    *spp = NULL;
+    step_f32(m, ws, P, G, x, y, batch, of, loss, correct);
 }
 
-int mlt_model_set_threads(mlt_model_t *m, uint32_t n)
-{
-    split_free(&m->split);
-    if (n <= 1 || !is_classifier(m))
-        return 0;
-    if (n > m->d.max_batch)
-        n = m->d.max_batch;
-    split_t *sp = mlt_calloc(1, sizeof *sp);
-    m->split = sp;
-    sp->n = n;
-    sp->ws = mlt_calloc(n, sizeof *sp->ws);
-    sp->loss = mlt_calloc(n, sizeof *sp->loss);
-    sp->correct = mlt_calloc(n, sizeof *sp->correct);
-    sp->first = mlt_calloc(m->n_params + 1, sizeof *sp->first);
-    size_t per_slice = 0; /* bytes of one slice's gradients, each tensor 64-byte aligned */
-    for (uint32_t p = 0; p < m->n_params; p++) {
-        sp->first[p + 1] = sp->first[p] + m->params[p].size;
-        per_slice += (m->params[p].size * sizeof(float) + 63) / 64 * 64;
-    }
-    sp->total = sp->first[m->n_params];
-    const uint32_t cap = (m->d.max_batch + n - 1) / n;
-    for (uint32_t i = 0; i < n; i++) {
-        if (ws_alloc(m, &sp->ws[i], sizeof(float), cap) < 0)
-            goto nomem;
-        sp->ws[i].notify = false;
-    }
-    sp->g_block = mlt_try_aligned(per_slice * (n - 1));
-    if (sp->g_block == NULL)
-        goto nomem;
-    sp->g = mlt_calloc((size_t)(n - 1) * m->n_params, sizeof *sp->g);
-    char *at = sp->g_block;
-    for (size_t k = 0; k < (size_t)(n - 1) * m->n_params; k++) {
-        sp->g[k] = (float *)at;
-        at += (m->params[k % m->n_params].size * sizeof(float) + 63) / 64 * 64;
-    }
-    sp->pool = mlt_pool_new(n);
-    if (sp->pool == NULL) {
-        int rc = -errno;
-        split_free(&m->split);
-        return rc;
-    }
-    return 0;
-nomem:
-    split_free(&m->split);
-    return -ENOMEM;
-}
-
-uint32_t mlt_model_threads(const mlt_model_t *m)
-{
-    return m->split ? m->split->n : 1;
-}
-
-/* Slice i of n of `count` items: [*b0, *b0 + return). */
-static uint32_t slice_of(uint32_t count, uint32_t i, uint32_t n, uint32_t *b0)
-{
-    *b0 = (uint32_t)((uint64_t)count * i / n);
-    return (uint32_t)((uint64_t)count * (i + 1) / n) - *b0;
-}
-
-static void split_slice_step(void *ctx, uint32_t i, uint32_t n)
-{
-    split_t *sp = ctx;
-    const mlt_model_t *m = sp->m;
-    uint32_t b0, nb = slice_of(sp->batch, i, n, &b0);
-    float *const *G = i == 0 ? sp->G : sp->g + (size_t)(i - 1) * m->n_params;
-    const size_t in = (size_t)m->d.in_c * m->d.in_h * m->d.in_w;
-    step_f32((mlt_model_t *)m, &sp->ws[i], sp->P, G, sp->x + b0 * in, sp->y + b0, nb, sp->batch,
-             &sp->loss[i], &sp->correct[i]);
-}
-
-/* Adds slices 1..n-1's gradients into slice 0's (the caller's) over thread
- * i's range of the flattened parameters. */
-static void split_reduce(void *ctx, uint32_t i, uint32_t n)
-{
-    split_t *sp = ctx;
-    const mlt_model_t *m = sp->m;
-    const uint64_t lo = sp->total * i / n, hi = sp->total * (i + 1) / n;
-    for (uint32_t p = 0; p < m->n_params; p++) {
-        const uint64_t a = lo > sp->first[p] ? lo : sp->first[p];
-        const uint64_t b = hi < sp->first[p + 1] ? hi : sp->first[p + 1];
-        if (a >= b)
-            continue;
-        float *restrict dst = sp->G[p] + (a - sp->first[p]);
-        const size_t len = b - a;
-        for (uint32_t s = 1; s < sp->n; s++) {
-            const float *restrict src = sp->g[(size_t)(s - 1) * m->n_params + p] + (a - sp->first[p]);
-            for (size_t k = 0; k < len; k++)
-                dst[k] += src[k];
-        }
-    }
-}
-
-static void split_step(mlt_model_t *m, float *const *params, float *const *grads, const float *x,
-                       const uint8_t *y, uint32_t batch, double *loss, uint32_t *correct)
-{
-    split_t *sp = m->split;
-    sp->m = m;
-    sp->P = params;
-    sp->G = grads;
-    sp->x = x;
-    sp->y = y;
-    sp->batch = batch;
-    mlt_pool_run(sp->pool, split_slice_step, sp);
-    mlt_pool_run(sp->pool, split_reduce, sp);
-    double l = 0;
-    uint32_t c = 0;
-    for (uint32_t i = 0; i < sp->n; i++) {
-        uint32_t b0, nb = slice_of(batch, i, sp->n, &b0);
-        l += sp->loss[i] * nb;
-        c += sp->correct[i];
-    }
-    *loss = l / batch;
-    if (correct != NULL)
-        *correct = c;
-    if (m->on_grad) /* as the backward pass would: the last layer's first */
-        for (uint32_t p = m->n_params; p-- > 0;)
-            m->on_grad(m->on_grad_ctx, p);
-}
-
-/* Forward passes over n samples in pieces of at most ws->cap: summed loss. */
-static double eval_pieces(const mlt_model_t *m, const ws_t *ws, float *const *params,
-                          const float *x, const uint8_t *y, uint32_t n, uint32_t *correct)
+double mlt_model_eval_ws(const mlt_model_t *m, const ws_t *ws, float *const *params,
+                         const float *x, const uint8_t *y, uint32_t n, uint32_t *correct)
 {
     const size_t in = (size_t)m->d.in_c * m->d.in_h * m->d.in_w;
     double total = 0;
@@ -790,27 +566,13 @@ static double eval_pieces(const mlt_model_t *m, const ws_t *ws, float *const *pa
     return total;
 }
 
-static void split_slice_eval(void *ctx, uint32_t i, uint32_t n)
-{
-    split_t *sp = ctx;
-    const size_t in = (size_t)sp->m->d.in_c * sp->m->d.in_h * sp->m->d.in_w;
-    uint32_t b0, nb = slice_of(sp->batch, i, n, &b0);
-    sp->loss[i] = nb ? eval_pieces(sp->m, &sp->ws[i], sp->P, sp->x + b0 * in, sp->y + b0, nb,
-                                   &sp->correct[i])
-                     : 0;
-    if (nb == 0)
-        sp->correct[i] = 0;
-}
-
 int mlt_model_step(mlt_model_t *m, float *const *params, float *const *grads, const float *x,
                    const uint8_t *y, uint32_t batch, float *loss, uint32_t *correct)
 {
     if (!is_classifier(m) || batch == 0 || batch > m->d.max_batch || !labels_ok(m, y, batch))
         return -EINVAL;
     double l;
-    if (m->split && batch >= m->split->n)
-        split_step(m, params, grads, x, y, batch, &l, correct);
-    else
+    if (!mlt_model_split_step(m, params, grads, x, y, batch, &l, correct))
         step_f32(m, &m->ws32, params, grads, x, y, batch, batch, &l, correct);
     *loss = (float)l;
     return 0;
@@ -821,7 +583,7 @@ int mlt_model_step_f64(mlt_model_t *m, double *const *params, double *const *gra
 {
     if (!is_classifier(m) || batch == 0 || batch > m->d.max_batch || !labels_ok(m, y, batch))
         return -EINVAL;
-    if (m->ws64.block == NULL && ws_alloc(m, &m->ws64, sizeof(double), m->d.max_batch) < 0)
+    if (m->ws64.block == NULL && mlt_model_ws_alloc(m, &m->ws64, sizeof(double), m->d.max_batch) < 0)
         return -ENOMEM;
     step_f64(m, &m->ws64, params, grads, x, y, batch, batch, loss, correct);
     return 0;
@@ -860,23 +622,10 @@ int mlt_model_eval(mlt_model_t *m, float *const *params, const float *x, const u
 {
     if (!is_classifier(m) || n == 0 || !labels_ok(m, y, n))
         return -EINVAL;
-    double total = 0;
-    uint32_t right = 0;
-    split_t *sp = m->split;
-    if (sp && n >= sp->n) {
-        sp->m = m;
-        sp->P = params;
-        sp->x = x;
-        sp->y = y;
-        sp->batch = n;
-        mlt_pool_run(sp->pool, split_slice_eval, sp);
-        for (uint32_t i = 0; i < sp->n; i++) {
-            total += sp->loss[i];
-            right += sp->correct[i];
-        }
-    } else {
-        total = eval_pieces(m, &m->ws32, params, x, y, n, &right);
-    }
+    double total;
+    uint32_t right;
+    if (!mlt_model_split_eval(m, params, x, y, n, &total, &right))
+        total = mlt_model_eval_ws(m, &m->ws32, params, x, y, n, &right);
     *loss = total / n;
     if (correct != NULL)
         *correct = right;

@@ -6,7 +6,7 @@
  *   REAL      the scalar type
  *   R(name)   this instantiation's name for a file-local function (name_f32/_f64)
  *   K(name)   the kernel of this precision (mlt_cpu_x or mlt_cpu_x_f64)
- * and the types of model.c (mlt_model, layer_t, ws_t) before including it.
+ * and includes model_int.h (mlt_model, layer_t, ws_t) before including it.
  * No include guard: that is the point.
  *
  * Buffers (ws_t, sized for max_batch at creation): each layer's output
