@@ -35,7 +35,7 @@ struct split {
     const float *x;
     const uint8_t *y;
     uint32_t batch;
-    double *loss;        /* n: each slice's (step: mean; eval: sum) */
+    double *loss;        /* n: each slice's summed loss */
     uint32_t *correct;   /* n */
 };
 
@@ -123,8 +123,10 @@ static void split_slice_step(void *ctx, uint32_t i, uint32_t n)
     uint32_t b0, nb = slice_of(sp->batch, i, n, &b0);
     float *const *G = i == 0 ? sp->G : sp->g + (size_t)(i - 1) * m->n_params;
     const size_t in = (size_t)m->d.in_c * m->d.in_h * m->d.in_w;
-    mlt_model_step_ws((mlt_model_t *)m, &sp->ws[i], sp->P, G, sp->x + b0 * in, sp->y + b0, nb, sp->batch,
-             &sp->loss[i], &sp->correct[i]);
+    double mean;
+    mlt_model_step_ws((mlt_model_t *)m, &sp->ws[i], sp->P, G, sp->x + b0 * in, sp->y + b0, nb,
+                      sp->batch, &mean, &sp->correct[i]);
+    sp->loss[i] = mean * nb;
 }
 
 /* Adds slices 1..n-1's gradients into slice 0's (the caller's) over thread
@@ -149,6 +151,27 @@ static void split_reduce(void *ctx, uint32_t i, uint32_t n)
     }
 }
 
+/* Runs fn on every slice of `count` samples, then adds up the slices' losses
+ * (sums) and counts. */
+static void run_slices(split_t *sp, mlt_pool_fn fn, const mlt_model_t *m, float *const *params,
+                       float *const *grads, const float *x, const uint8_t *y, uint32_t count,
+                       double *total, uint32_t *right)
+{
+    sp->m = m;
+    sp->P = params;
+    sp->G = grads;
+    sp->x = x;
+    sp->y = y;
+    sp->batch = count;
+    mlt_pool_run(sp->pool, fn, sp);
+    *total = 0;
+    *right = 0;
+    for (uint32_t i = 0; i < sp->n; i++) {
+        *total += sp->loss[i];
+        *right += sp->correct[i];
+    }
+}
+
 bool mlt_model_split_step(mlt_model_t *m, float *const *params, float *const *grads,
                           const float *x, const uint8_t *y, uint32_t batch, double *loss,
                           uint32_t *correct)
@@ -156,24 +179,13 @@ bool mlt_model_split_step(mlt_model_t *m, float *const *params, float *const *gr
     split_t *sp = m->split;
     if (sp == NULL || batch < sp->n)
         return false;
-    sp->m = m;
-    sp->P = params;
-    sp->G = grads;
-    sp->x = x;
-    sp->y = y;
-    sp->batch = batch;
-    mlt_pool_run(sp->pool, split_slice_step, sp);
+    double total;
+    uint32_t right;
+    run_slices(sp, split_slice_step, m, params, grads, x, y, batch, &total, &right);
     mlt_pool_run(sp->pool, split_reduce, sp);
-    double l = 0;
-    uint32_t c = 0;
-    for (uint32_t i = 0; i < sp->n; i++) {
-        uint32_t b0, nb = slice_of(batch, i, sp->n, &b0);
-        l += sp->loss[i] * nb;
-        c += sp->correct[i];
-    }
-    *loss = l / batch;
+    *loss = total / batch;
     if (correct != NULL)
-        *correct = c;
+        *correct = right;
     if (m->on_grad) /* as the backward pass would: the last layer's first */
         for (uint32_t p = m->n_params; p-- > 0;)
             m->on_grad(m->on_grad_ctx, p);
@@ -184,12 +196,9 @@ static void split_slice_eval(void *ctx, uint32_t i, uint32_t n)
 {
     split_t *sp = ctx;
     const size_t in = (size_t)sp->m->d.in_c * sp->m->d.in_h * sp->m->d.in_w;
-    uint32_t b0, nb = slice_of(sp->batch, i, n, &b0);
-    sp->loss[i] = nb ? mlt_model_eval_ws(sp->m, &sp->ws[i], sp->P, sp->x + b0 * in, sp->y + b0, nb,
-                                   &sp->correct[i])
-                     : 0;
-    if (nb == 0)
-        sp->correct[i] = 0;
+    uint32_t b0, nb = slice_of(sp->batch, i, n, &b0); /* >= 1: count >= n */
+    sp->loss[i] = mlt_model_eval_ws(sp->m, &sp->ws[i], sp->P, sp->x + b0 * in, sp->y + b0, nb,
+                                    &sp->correct[i]);
 }
 
 bool mlt_model_split_eval(mlt_model_t *m, float *const *params, const float *x, const uint8_t *y,
@@ -198,17 +207,6 @@ bool mlt_model_split_eval(mlt_model_t *m, float *const *params, const float *x, 
     split_t *sp = m->split;
     if (sp == NULL || n < sp->n)
         return false;
-    sp->m = m;
-    sp->P = params;
-    sp->x = x;
-    sp->y = y;
-    sp->batch = n;
-    mlt_pool_run(sp->pool, split_slice_eval, sp);
-    *total = 0;
-    *right = 0;
-    for (uint32_t i = 0; i < sp->n; i++) {
-        *total += sp->loss[i];
-        *right += sp->correct[i];
-    }
+    run_slices(sp, split_slice_eval, m, params, NULL, x, y, n, total, right);
     return true;
 }
