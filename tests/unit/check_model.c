@@ -946,7 +946,7 @@ START_TEST(test_threads_match_one)
             ck_assert_uint_eq(c1, c2);
             for (uint32_t i = 0; i < t.n; i++)
                 for (uint64_t j = 0; j < mlt_model_param_size(one, i); j++)
-                    ck_assert_msg(fabsf(t.gf[i][j] - u.gf[i][j]) <= 1e-5f * fmaxf(1e-2f, fabsf(t.gf[i][j])),
+                    ck_assert_msg(fabsf(t.gf[i][j] - u.gf[i][j]) <= 1e-5f * fmaxf(0.1f, fabsf(t.gf[i][j])),
                                   "%u threads, batch %u, tensor %u [%llu]: %g vs %g", threads, n, i,
                                   (unsigned long long)j, (double)u.gf[i][j], (double)t.gf[i][j]);
         }
