@@ -206,13 +206,13 @@ static void free_packed(void *data, void *hint)
     mlt_free(data);
 }
 
-/* Bytes of chunks [first, first + count) of table; the range was checked. */
+/* Bytes of chunks [first, first + count) of table; the range was checked
+ * (count >= 1). Every chunk but a table's last is full. */
 static size_t range_bytes(const mlt_server_t *s, uint32_t table, uint32_t first, uint32_t count)
 {
-    size_t bytes = 0;
-    for (uint32_t i = 0; i < count; i++)
-        bytes += (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
-    return bytes;
+    return ((size_t)(count - 1) * mlt_store_chunk_floats(s->store) +
+            mlt_store_chunk_len(s->store, table, first + count - 1)) *
+           sizeof(float);
 }
 
 /* Sends the chunks zero-copy, one frame each, or packed into one frame. The
@@ -325,10 +325,10 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
     const bool packed = h->has_packed && h->packed;
-    size_t bytes = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
-    if (packed && bytes > MLT_MAX_CHUNK_BYTES)
+    if (packed && range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
         return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
-                           bytes, MLT_MAX_CHUNK_BYTES);
+                           range_bytes(s, h->table, h->chunk_first, h->chunk_count),
+                           MLT_MAX_CHUNK_BYTES);
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
