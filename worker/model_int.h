@@ -42,7 +42,7 @@ typedef struct ws {
     void *block;   /* the one allocation holding the rest */
     void *act;     /* layer outputs, see layer_t.act_per */
     void *in_nhwc; /* the input in NHWC (cnn with in_c > 1), else NULL */
-    void *g[2];    /* gradient buffers, each max over layers of max_batch*out_size */
+    void *g[2];    /* gradient buffers, each max over layers of cap*out_size */
     void *z;       /* conv pre-pool chunk output / its gradient */
     void *col;     /* im2col chunk / its gradient */
     void *wt;      /* thin conv: its weights transposed, then its transposed gradient */
