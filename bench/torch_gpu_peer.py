@@ -127,8 +127,12 @@ class Bench:
         loss.backward()
         self.opt.step()
         self.idx.copy_(self.perm.index_select(0, self.idx))
-        self.last_loss = loss
-        return loss
+        # detached: a loss that keeps its autograd graph alive keeps AccumulateGrad
+        # nodes of the stream it ran on, and a later capture on the side stream
+        # then fails (seen on an H200: the first configuration's capture, after one
+        # step on the default stream, was invalidated)
+        self.last_loss = loss.detach()
+        return self.last_loss
 
     def capture(self):
         torch = self.torch
@@ -237,13 +241,17 @@ def main():
             try:
                 b = Bench(torch, name, batch, x, y, perm, dev)
                 loss0 = float(b.step())
-                try:
-                    if dev == "cuda":
+                # two tries: on an H200 the process's first capture was once
+                # invalidated while every later one succeeded
+                for attempt in (1, 2) if dev == "cuda" else ():
+                    try:
                         b.capture()
-                except Exception as e:  # noqa: BLE001 - report, time eager anyway
-                    print(f"# {name} batch {batch}: graph capture failed: {e!r}", flush=True)
-                    b.graph = None
-                    failed = True
+                        break
+                    except Exception as e:  # noqa: BLE001 - report, time eager anyway
+                        print(f"# {name} batch {batch}: graph capture failed (try {attempt}): "
+                              f"{e!r}", flush=True)
+                        b.graph = None
+                        failed = failed or attempt == 2
                 n_graph = b.steps_for(True, args.seconds) if b.graph else 0
                 n_eager = b.steps_for(False, args.seconds)
                 tg, te = [], []
