@@ -11,7 +11,11 @@
  * copies a chunk before writing it while any such reference is out. A packed
  * pull (Header.packed) is answered with one frame, the chunks copied into it
  * back to back: one copy here against a frame per chunk, each of which costs
- * both sides' I/O threads a round of their own (bench/ps measures both). */
+ * both sides' I/O threads a round of their own (bench/ps measures both).
+ *
+ * A client on this host may instead name a range of its shared-memory segment
+ * (shmseg.h): its pushes are read from there into scratch, and its pull
+ * replies are written there, so the data crosses no socket. */
 #include "daemon/server.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "daemon/shmseg.h"
 #include "daemon/ssp.h"
 #include "daemon/store.h"
 #include "proto/wire.h"
@@ -35,10 +40,11 @@ struct mlt_server {
     void *router;
     mlt_store_t *store;
     mlt_ssp_t *parked;
+    mlt_shmseg_t *shm;
     uint32_t rank, n_servers;
     double pull_timeout_s;
     char endpoint[256];
-    float *scratch;   /* aligned copy of a misaligned payload frame */
+    float *scratch;   /* aligned copy of a misaligned payload frame, or of a shm payload */
     zmq_msg_t *frames; /* frames of the request being served */
     size_t n_frames;
     /* counters since start, for STATUS (and so metrics) */
@@ -163,6 +169,7 @@ static const char *need_fields(const mlt_header_t *h, const char *fields)
         case 'r': if (!h->has_chunk_first || !h->has_chunk_count) return "chunk_first/chunk_count"; break;
         case 'w': if (!h->has_worker) return "worker"; break;
         case 'j': if (!h->job) return "job"; break;
+        case 'h': if (!h->has_shm_handle || !h->has_shm_token) return "shm_handle/shm_token"; break;
         }
     }
     return NULL;
@@ -215,14 +222,58 @@ static size_t range_bytes(const mlt_server_t *s, uint32_t table, uint32_t first,
            sizeof(float);
 }
 
-/* Sends the chunks zero-copy, one frame each, or packed into one frame. The
+/* Where a pull's reply data goes in a client's segment. */
+typedef struct shm_dst {
+    uint32_t handle;
+    uint64_t token, offset;
+} shm_dst_t;
+
+/* Writes chunks [first, first + count) of table into the client's segment; 0,
+ * or -errno after an error reply. */
+static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                     mlt_branch_t *b, uint32_t table, uint32_t first, uint32_t count,
+                     const shm_dst_t *dst)
+{
+    char err[256];
+    size_t bytes = range_bytes(s, table, first, count);
+    int fd = mlt_shmseg_range(s->shm, dst->handle, dst->token, dst->offset, bytes, err, sizeof err);
+    struct iovec *iov = fd < 0 ? NULL : mlt_try_malloc(count * sizeof *iov);
+    mlt_chunk_t **held = iov ? mlt_try_malloc(count * sizeof *held) : NULL;
+    if (fd >= 0 && !held)
+        snprintf(err, sizeof err, "out of memory writing a pull reply"), fd = -ENOMEM;
+    for (uint32_t i = 0; held && i < count; i++) {
+        held[i] = mlt_store_chunk_get(s->store, b, table, first + i);
+        iov[i].iov_base = (void *)mlt_chunk_params(held[i]);
+        iov[i].iov_len = (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
+    }
+    int rc = held ? mlt_shmseg_writev(fd, iov, count, dst->offset) : fd;
+    if (held && rc < 0)
+        snprintf(err, sizeof err, "writing %zu bytes into shared memory segment %#x: %s", bytes,
+                 dst->handle, strerror(-rc));
+    for (uint32_t i = 0; held && i < count; i++)
+        mlt_chunk_release(NULL, held[i]);
+    mlt_free(held);
+    mlt_free(iov);
+    if (rc < 0) {
+        s->n_errors++;
+        send_error_to(s, id, id_len, request_id, rc, err);
+        return rc;
+    }
+    s->bytes_out += bytes;
+    return 0;
+}
+
+/* Sends the chunks zero-copy, one frame each, or packed into one frame, or
+ * writes them into the client's segment (shm) and sends the header alone. The
  * branch exists, the range was checked, and a packed one fits a frame. */
 static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                             mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
-                            uint32_t count, bool packed)
+                            uint32_t count, bool packed, const shm_dst_t *shm)
 {
+    if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
+        return;
     char *buf = NULL;
-    if (packed) {
+    if (packed && !shm) {
         buf = mlt_try_malloc(range_bytes(s, table, first, count));
         if (buf == NULL) {
             send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
@@ -245,10 +296,16 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     tu.has_staleness = 1;
     tu.staleness = mlt_store_branch_tunables(b)->staleness;
     r.tunables = &tu;
-    r.has_packed = r.packed = packed;
+    r.has_packed = r.packed = packed || shm;
+    r.has_shm_offset = shm != NULL;
+    r.shm_offset = shm ? shm->offset : 0;
     send_id(s, id, id_len);
-    mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
     s->n_pulls++;
+    if (shm) {
+        mlt_wire_send(s->router, &r, 0);
+        return;
+    }
+    mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
     size_t off = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t k = first + i;
@@ -284,8 +341,9 @@ static void on_released(void *arg, const mlt_parked_t *p)
     }
     log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
               (long long)p->clock, mlt_time_mono() - p->since);
+    shm_dst_t dst = {p->shm_handle, p->shm_token, p->shm_offset};
     send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
-                    p->packed);
+                    p->packed, p->shm ? &dst : NULL);
 }
 
 static void on_expired(void *arg, const mlt_parked_t *p)
@@ -325,14 +383,25 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
     const bool packed = h->has_packed && h->packed;
-    if (packed && range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
+    const bool shm = h->has_shm_handle;
+    const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
+    if (shm) { /* checked now for a clear error, and again when the reply is written */
+        if (!h->has_shm_token || !h->has_shm_offset)
+            return reply_error(s, rq, -EINVAL, "PULL with shm_handle lacks shm_token/shm_offset");
+        rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset,
+                              range_bytes(s, h->table, h->chunk_first, h->chunk_count), err,
+                              sizeof err);
+        if (rc < 0)
+            return reply_error(s, rq, rc, "%s", err);
+    } else if (packed &&
+               range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
         return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
                            range_bytes(s, h->table, h->chunk_first, h->chunk_count),
                            MLT_MAX_CHUNK_BYTES);
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
-                        h->table, h->chunk_first, h->chunk_count, packed);
+                        h->table, h->chunk_first, h->chunk_count, packed, shm ? &dst : NULL);
         return 0;
     }
     if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
@@ -348,6 +417,10 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
         .first = h->chunk_first,
         .count = h->chunk_count,
         .packed = packed,
+        .shm = shm,
+        .shm_handle = dst.handle,
+        .shm_token = dst.token,
+        .shm_offset = dst.offset,
         .since = mlt_time_mono(),
     };
     p.deadline = p.since + s->pull_timeout_s;
@@ -362,16 +435,52 @@ static int handle_pull(mlt_server_t *s, req_t *rq)
 
 /* ---- push / write ----------------------------------------------------------- */
 
-/* Checks the payload frames match the chunk range: one frame per chunk, each of
- * the chunk's exact size, or packed, one frame of all of them. */
-static int check_payload(mlt_server_t *s, req_t *rq)
+/* Reads a push or write's payload from the client's segment into scratch. */
+static int read_shm(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
     char err[256];
+    if (!h->has_shm_token || !h->has_shm_offset)
+        return reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
+                           mlt_wire_type_name(h->type));
+    if (rq->n_payload)
+        return reply_error(s, rq, -EINVAL, "%zu payload frames; a payload in shared memory has none",
+                           rq->n_payload);
+    size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+    if (want > MLT_MAX_CHUNK_BYTES)
+        return reply_error(s, rq, -EMSGSIZE, "payload of %zu bytes in shared memory, limit %u",
+                           want, MLT_MAX_CHUNK_BYTES);
+    int fd = mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err,
+                              sizeof err);
+    if (fd < 0)
+        return reply_error(s, rq, fd, "%s", err);
+    int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
+    if (rc < 0)
+        return reply_error(s, rq, rc,
+                           "reading %zu bytes at %llu of shared memory segment %#x failed (the "
+                           "segment shrank?)",
+                           want, (unsigned long long)h->shm_offset, h->shm_handle);
+    s->bytes_in += want;
+    return 0;
+}
+
+/* Checks the payload matches the chunk range: one frame per chunk, each of the
+ * chunk's exact size, or packed, one frame of all of them, or in the client's
+ * segment (read into scratch). *packed: the packed payload, else NULL. */
+static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    *packed = NULL;
     int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
                                    sizeof err);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
+    if (h->has_shm_handle) {
+        if ((rc = read_shm(s, rq)) == 0)
+            *packed = (const char *)s->scratch;
+        return rc;
+    }
     if (h->has_packed && h->packed) {
         size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
         if (rq->n_payload != 1)
@@ -382,6 +491,7 @@ static int check_payload(mlt_server_t *s, req_t *rq)
                                "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
                                zmq_msg_size(&rq->payload[0]), h->chunk_first,
                                h->chunk_first + h->chunk_count, h->table, want);
+        *packed = zmq_msg_data(&rq->payload[0]);
         return 0;
     }
     if (rq->n_payload != h->chunk_count)
@@ -398,15 +508,15 @@ static int check_payload(mlt_server_t *s, req_t *rq)
     return 0;
 }
 
-/* The floats of chunk first + i of a checked payload (*n of them), copied to
- * aligned scratch if misaligned. */
-static const float *payload_floats(mlt_server_t *s, req_t *rq, uint32_t i, size_t *n)
+/* The floats of chunk first + i of a checked payload (*n of them; packed as
+ * check_payload said), copied to aligned scratch if misaligned. */
+static const float *payload_floats(mlt_server_t *s, req_t *rq, const char *packed, uint32_t i,
+                                   size_t *n)
 {
     const mlt_header_t *h = rq->h;
     *n = mlt_store_chunk_len(s->store, h->table, h->chunk_first + i);
-    const char *p = h->has_packed && h->packed /* every chunk before the table's last is full */
-                        ? (const char *)zmq_msg_data(&rq->payload[0]) +
-                              (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
+    const char *p = packed /* every chunk before the table's last is full */
+                        ? packed + (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
                         : (const char *)zmq_msg_data(&rq->payload[i]);
     if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
         return (const float *)p;
@@ -423,12 +533,13 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
     if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
         return reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
                            is_write ? "writes" : "pushes");
-    int rc = check_payload(s, rq);
+    const char *packed;
+    int rc = check_payload(s, rq, &packed);
     if (rc)
         return rc;
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
-        const float *g = payload_floats(s, rq, i, &n);
+        const float *g = payload_floats(s, rq, packed, i, &n);
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
                 mlt_store_branch_set_diverged(b);
@@ -441,7 +552,7 @@ static int handle_push(mlt_server_t *s, req_t *rq, int is_write)
     }
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
-        const float *g = payload_floats(s, rq, i, &n);
+        const float *g = payload_floats(s, rq, packed, i, &n);
         rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
                       : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
         if (rc)
@@ -590,12 +701,42 @@ static int handle_status(mlt_server_t *s, req_t *rq)
     return rc;
 }
 
+static int handle_shm(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    int rc;
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_OK);
+    r.has_request_id = 1;
+    r.request_id = h->request_id;
+    if (h->type == MLT__MSG_TYPE__MSG_SHM_DETACH) {
+        if ((rc = mlt_shmseg_detach(s->shm, h->shm_handle, h->shm_token, err, sizeof err)) < 0)
+            return reply_error(s, rq, rc, "%s", err);
+    } else {
+        if (!h->shm_name || !h->has_shm_bytes)
+            return reply_error(s, rq, -EINVAL, "SHM_ATTACH lacks shm_name/shm_bytes");
+        uint32_t handle;
+        rc = mlt_shmseg_attach(s->shm, h->shm_name, h->shm_bytes, h->shm_token, &handle, err,
+                               sizeof err);
+        if (rc < 0)
+            return reply_error(s, rq, rc, "%s", err);
+        log_debug("worker %u: shared memory %s (%llu bytes) attached as %#x", h->worker,
+                  h->shm_name, (unsigned long long)h->shm_bytes, handle);
+        r.has_shm_handle = 1;
+        r.shm_handle = handle;
+    }
+    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    return mlt_wire_send(s->router, &r, 0);
+}
+
 static int handle_job_end(mlt_server_t *s, req_t *rq)
 {
     if (mlt_store_job(s->store))
         log_info("job '%s' ended", mlt_store_job(s->store));
     mlt_ssp_drop(s->parked, UINT32_MAX, on_dropped, s);
     mlt_store_end_job(s->store);
+    mlt_shmseg_clear(s->shm); /* the job's workers are done with theirs */
     return reply_ok(s, rq, 1);
 }
 
@@ -618,6 +759,8 @@ static const struct {
     [MLT__MSG_TYPE__MSG_STATUS] = {"", 0},
     [MLT__MSG_TYPE__MSG_HEARTBEAT] = {"", 0},
     [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},
+    [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
+    [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},
 };
 
 static int dispatch(mlt_server_t *s, req_t *rq)
@@ -651,6 +794,8 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     case MLT__MSG_TYPE__MSG_CLOCK: return handle_clock(s, rq);
     case MLT__MSG_TYPE__MSG_STATUS: return handle_status(s, rq);
     case MLT__MSG_TYPE__MSG_JOB_END: return handle_job_end(s, rq);
+    case MLT__MSG_TYPE__MSG_SHM_ATTACH:
+    case MLT__MSG_TYPE__MSG_SHM_DETACH: return handle_shm(s, rq);
     default: return reply_error(s, rq, -EBADMSG, "unhandled type %d", type);
     }
 }
@@ -743,6 +888,7 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
         goto fail_s;
     }
     s->parked = mlt_ssp_new(MLT_MAX_PARKED);
+    s->shm = mlt_shmseg_new();
     s->scratch = mlt_try_aligned(MLT_MAX_CHUNK_BYTES);
     s->frames = mlt_calloc(MLT_MAX_FRAMES + 2, sizeof *s->frames);
     if (!s->scratch) {
@@ -771,6 +917,7 @@ fail_store:
     mlt_free(s->frames);
     mlt_free(s->scratch);
     mlt_ssp_destroy(&s->parked);
+    mlt_shmseg_destroy(&s->shm);
     mlt_store_destroy(&s->store);
 fail_s:
     mlt_free(s);
@@ -824,6 +971,7 @@ void mlt_server_destroy(mlt_server_t **sp)
         return;
     mlt_server_t *s = *sp;
     mlt_ssp_destroy(&s->parked);
+    mlt_shmseg_destroy(&s->shm);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
     mlt_store_destroy(&s->store);

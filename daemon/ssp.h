@@ -30,6 +30,9 @@ typedef struct mlt_parked {
     int64_t clock;
     uint32_t table, first, count; /* the chunk range asked for */
     bool packed;                  /* the reply in one frame (Header.packed) */
+    bool shm;                     /* the reply's data into a client's segment (shmseg.h) */
+    uint32_t shm_handle;
+    uint64_t shm_token, shm_offset;
     double since;                 /* when it was parked (monotonic s) */
     double deadline;              /* when it times out (monotonic s) */
 } mlt_parked_t;

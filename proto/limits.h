@@ -30,5 +30,8 @@
 #define MLT_MAX_OVERRIDES 64u                /* "key=value" overrides of a job */
 #define MLT_MAX_OVERRIDE_LEN 256u            /* one override */
 #define MLT_MAX_METRICS_TEXT 60000u          /* METRICS_REPLY text (fits the header) */
+#define MLT_MAX_SHM_NAME_LEN 64u             /* a shared-memory segment's name */
+#define MLT_MAX_SHM_BYTES (1ull << 36)       /* one shared-memory segment (64 GiB) */
+#define MLT_MAX_SHM_SEGMENTS 256u            /* segments one daemon keeps open */
 
 #endif

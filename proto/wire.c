@@ -249,8 +249,15 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
     if ((rc = check_str("job_text", h->job_text, MLT_MAX_JOB_TEXT, err, errlen)) ||
         (rc = check_str("job_path", h->job_path, MLT_MAX_PATH_LEN, err, errlen)) ||
         (rc = check_str("out_dir", h->out_dir, MLT_MAX_PATH_LEN, err, errlen)) ||
-        (rc = check_str("text", h->text, MLT_MAX_METRICS_TEXT, err, errlen)))
+        (rc = check_str("text", h->text, MLT_MAX_METRICS_TEXT, err, errlen)) ||
+        (rc = check_str("shm_name", h->shm_name, MLT_MAX_SHM_NAME_LEN, err, errlen)))
         return rc;
+    if (h->has_shm_bytes && h->shm_bytes > MLT_MAX_SHM_BYTES)
+        return fail(-EINVAL, err, errlen, "shm_bytes %llu exceeds limit %llu",
+                    (unsigned long long)h->shm_bytes, (unsigned long long)MLT_MAX_SHM_BYTES);
+    if (h->has_shm_offset && h->shm_offset > MLT_MAX_SHM_BYTES)
+        return fail(-EINVAL, err, errlen, "shm_offset %llu exceeds limit %llu",
+                    (unsigned long long)h->shm_offset, (unsigned long long)MLT_MAX_SHM_BYTES);
     if (h->server && (h->server->n_servers < 1 || h->server->n_servers > MLT_MAX_SERVERS ||
                       h->server->rank >= h->server->n_servers || h->server->chunk_floats < 1 ||
                       h->server->chunk_floats > MLT_MAX_CHUNK_BYTES / 4))

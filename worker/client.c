@@ -11,7 +11,11 @@
  *
  * The pull cache keeps, per branch, the received frames themselves (no copy)
  * and the min_clock they reflect, so a pull the cache can serve costs a copy
- * into the caller's buffers and no round trip. */
+ * into the caller's buffers and no round trip.
+ *
+ * With a shard on the same host the data skips the socket: pulls are written
+ * into, and pushes read from, a shared-memory segment (client_shm.c); only
+ * the headers travel. */
 #include "worker/mltuner.h"
 
 #include <errno.h>
@@ -31,83 +35,17 @@
 #include "kernels/optim.h"
 #include "proto/layout.h"
 #include "proto/wire.h"
+#include "worker/client_int.h"
 
-#define MAX_CACHES 8
-#define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
-#define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
-#define ASYNC_MAX_PENDING 4096u        /* unacknowledged requests before mlt_clock waits */
+/* the internal names client_int.h exports, by their short names here */
+#define set_err mlt_client__err
+#define recv_one mlt_client__recv
+#define wait_for mlt_client__wait
+#define send_simple mlt_client__send
+#define add_pending mlt_client__pending
+#define header_for mlt_client__header
 
-/* P_PREFETCH: a pull sent ahead of need (see prefetch()); its reply only
- * fills a cache, and an error in it is not the caller's: the pull that needs
- * the data asks again. */
-enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS };
-
-typedef struct part {
-    uint32_t shard, table, first, count;
-} part_t;
-
-typedef struct pending {
-    uint64_t id;
-    uint32_t shard;
-    enum pend_kind kind;
-    uint32_t part;           /* P_PULL: which part */
-    float *dst;              /* P_PULL: destination table base (NULL: prefetch) */
-    struct cache *cache;     /* P_PULL, P_PREFETCH: cache to fill (NULL: given up on) */
-    mlt_server_status_t *st; /* P_STATUS: where to put it */
-} pending_t;
-
-typedef struct cache {
-    uint32_t branch;
-    bool valid;
-    bool prefetch;      /* filled by a prefetch: the branch's next copy, not yet in use */
-    bool failed;        /* prefetch: a reply was an error or malformed */
-    int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
-    uint32_t staleness; /* the branch's, as the shards last said */
-    uint64_t used;      /* LRU stamp */
-    uint64_t gen;       /* changes whenever msgs do (0: cleared) */
-    zmq_msg_t *msgs;    /* one per part (mlt_client.parts), packed */
-} cache_t;
-
-typedef struct table {
-    uint64_t size;
-    uint64_t gfirst; /* global index of its chunk 0 */
-} table_t;
-
-struct mlt_client {
-    void *ctx;
-    void **socks;
-    char **endpoints;
-    uint32_t n, worker;
-    uint32_t chunk_floats;
-    double timeout_s;
-    uint64_t next_id;
-    pending_t *pending;
-    size_t n_pending, cap_pending;
-    int first_err;            /* first error among completed requests */
-    char err[512];
-    table_t *tables;
-    uint32_t n_tables;
-    uint64_t n_chunks;        /* global chunks of all tables */
-    part_t *parts;            /* (shard, table, chunk range) pieces */
-    uint32_t n_parts;
-    cache_t caches[MAX_CACHES];
-    uint64_t stamp;
-    atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
-    bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
-    uint64_t prefetch_hits;   /* pulls served by a prefetched copy */
-    uint64_t gen_seq;         /* the last cache_t.gen given out */
-    /* mlt_client_keep_dst: the tables of the last pull hold cache held_ca's
-     * copy of generation held_gen */
-    bool keep_dst;
-    const cache_t *held_ca;
-    uint64_t held_gen;
-    float **held_dst;         /* n_tables table pointers */
-    uint64_t copies_skipped;
-};
-
-static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int set_err(mlt_client_t *c, int code, const char *fmt, ...)
+int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -134,7 +72,7 @@ void mlt_client_set_timeout(mlt_client_t *c, double seconds)
 
 /* ---- requests and replies ------------------------------------------------- */
 
-static pending_t *add_pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind)
+pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind)
 {
     if (c->n_pending == c->cap_pending) {
         c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
@@ -145,10 +83,11 @@ static pending_t *add_pending(mlt_client_t *c, uint32_t shard, enum pend_kind ki
     p->id = ++c->next_id;
     p->shard = shard;
     p->kind = kind;
+    p->stage = -1;
     return p;
 }
 
-static void header_for(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p)
+void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p)
 {
     mlt_wire_init(h, type);
     h->has_request_id = 1;
@@ -286,6 +225,29 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
     if (p->cache == NULL)
         return; /* a prefetch given up on */
     uint64_t off, len = part_span(c, pt, &off);
+    if (c->shm_ok[pt->shard]) { /* the data is in the segment already */
+        uint64_t want = shm_region_off(c, (uint32_t)(p->cache - c->caches), pt->table) +
+                        off * sizeof(float);
+        if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock || n != 0 ||
+            !h->has_shm_offset || h->shm_offset != want) {
+            p->cache->failed = true;
+            record_error(c, -EPROTO,
+                         "%s: pull reply of %zu frames, shm_offset %llu; asked for %u chunks "
+                         "written at %llu of shared memory",
+                         c->endpoints[p->shard], n, (unsigned long long)h->shm_offset, pt->count,
+                         (unsigned long long)want);
+            return;
+        }
+        cache_t *ca = p->cache;
+        ca->gen = ++c->gen_seq;
+        if (p->dst != NULL)
+            copy_part(c, p->dst + off, c->shm_base + want, len * sizeof(float));
+        if (h->min_clock < ca->min_clock)
+            ca->min_clock = h->min_clock;
+        if (h->tunables && h->tunables->has_staleness)
+            ca->staleness = h->tunables->staleness;
+        return;
+    }
     if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
         !h->has_packed || !h->packed || n != 1 || zmq_msg_size(&frames[0]) != len * sizeof(float)) {
         p->cache->failed = true;
@@ -311,7 +273,7 @@ static void on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, 
 }
 
 /* Receives and handles one message from shard s. */
-static void recv_one(mlt_client_t *c, uint32_t s)
+void mlt_client__recv(mlt_client_t *c, uint32_t s)
 {
     zmq_msg_t hdr;
     zmq_msg_init(&hdr);
@@ -348,7 +310,11 @@ static void recv_one(mlt_client_t *c, uint32_t s)
         goto out; /* a reply to a request given up on */
     pending_t p = c->pending[i];
     c->pending[i] = c->pending[--c->n_pending];
-    if (h->type == MLT__MSG_TYPE__MSG_ERROR && p.kind == P_PREFETCH) {
+    if (p.stage >= 0) /* its stage may be overwritten once every part is acknowledged */
+        c->stage_busy[(uint32_t)p.stage * c->n_tables + c->parts[p.part].table]--;
+    if (p.kind == P_SHM) {
+        mlt_client__shm_reply(c, &p, h);
+    } else if (h->type == MLT__MSG_TYPE__MSG_ERROR && p.kind == P_PREFETCH) {
         if (p.cache)
             p.cache->failed = true; /* the pull that needs it will ask again, and say why */
     } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
@@ -381,7 +347,7 @@ out:
 /* Pumps replies until no request of `kind` (or any, if kind < 0) is pending.
  * Returns the first error of the completed requests (and clears it), or
  * -ETIMEDOUT when nothing arrives for timeout_s. */
-static int wait_for(mlt_client_t *c, int kind)
+int mlt_client__wait(mlt_client_t *c, int kind)
 {
     zmq_pollitem_t items[MLT_MAX_SERVERS];
     for (uint32_t s = 0; s < c->n; s++)
@@ -431,7 +397,7 @@ int mlt_sync(mlt_client_t *c)
     return rc;
 }
 
-static int send_simple(mlt_client_t *c, uint32_t s, mlt_header_t *h)
+int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {
@@ -459,6 +425,10 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
     c->ctx = zmq_ctx_new();
     c->socks = mlt_calloc(n, sizeof *c->socks);
     c->endpoints = mlt_calloc(n, sizeof *c->endpoints);
+    c->shm_handle = mlt_calloc(n, sizeof *c->shm_handle);
+    c->shm_ok = mlt_calloc(n, sizeof *c->shm_ok);
+    const char *shm_env = getenv("MLT_SHM");
+    c->shm_off = shm_env && strcmp(shm_env, "0") == 0;
     int zero = 0;
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
     for (uint32_t s = 0; s < n; s++) {
@@ -517,13 +487,23 @@ void mlt_client_destroy(mlt_client_t **cp)
         return;
     mlt_client_t *c = *cp;
     /* requests still queued (asynchronous clocks) are delivered first: the
-     * sockets close with linger 0, which would drop them */
+     * sockets close with linger 0, which would drop them. Prefetches are not
+     * waited for: one may be parked at a shard until clocks that never come. */
+    if (c->socks)
+        prefetch_drop(c, 0, true);
+    for (size_t i = 0; i < c->n_pending;)
+        if (c->pending[i].kind == P_PREFETCH)
+            c->pending[i] = c->pending[--c->n_pending];
+        else
+            i++;
     if (c->n_pending && c->socks) {
         double saved = c->timeout_s;
         c->timeout_s = saved < 10 ? saved : 10;
         mlt_sync(c);
         c->timeout_s = saved;
     }
+    if (c->socks)
+        mlt_client__shm_teardown(c);
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
@@ -538,6 +518,8 @@ void mlt_client_destroy(mlt_client_t **cp)
     mlt_free(c->tables);
     mlt_free(c->parts);
     mlt_free(c->held_dst);
+    mlt_free(c->shm_handle);
+    mlt_free(c->shm_ok);
     mlt_free(c);
     *cp = NULL;
 }
@@ -584,6 +566,7 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     if ((rc = mlt_sync(c)) < 0)
         goto out;
     /* the layout, as every shard computes it */
+    mlt_client__shm_teardown(c);
     prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
@@ -629,6 +612,7 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
             }
         }
     }
+    mlt_client__shm_setup(c);
 out:
     mlt_free(ts);
     mlt_free(tp);
@@ -805,6 +789,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
     if (table >= c->n_tables)
         return set_err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
     const table_t *t = &c->tables[table];
+    int rc = 0, shm_stage = -1; /* the stage region of the shm parts, once copied */
     stage_t *st = NULL;
     if (stage) {
         st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
@@ -814,11 +799,18 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         memcpy(st->data, src, t->size * sizeof(float));
         src = st->data;
     }
-    int rc = 0;
     for (uint32_t i = 0; i < c->n_parts && !rc; i++) {
         const part_t *pt = &c->parts[i];
         if (pt->table != table)
             continue;
+        if (c->shm_ok[pt->shard] && shm_stage < 0) {
+            uint32_t r = mlt_client__stage_pick(c, table);
+            if ((rc = mlt_client__stage_wait(c, r, table)) < 0)
+                break;
+            memcpy(c->shm_base + shm_region_off(c, MAX_CACHES + r, table), src,
+                   t->size * sizeof(float));
+            shm_stage = (int)r;
+        }
         mlt_header_t h;
         pending_t *p = add_pending(c, pt->shard, P_ACK);
         header_for(c, &h, type, p);
@@ -828,13 +820,26 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         h.chunk_first = pt->first;
         h.chunk_count = pt->count;
         h.packed = 1;
+        uint64_t off, len = part_span(c, pt, &off);
+        if (c->shm_ok[pt->shard]) {
+            h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+            h.shm_handle = c->shm_handle[pt->shard];
+            h.shm_token = c->shm_token;
+            h.shm_offset = shm_region_off(c, MAX_CACHES + (uint32_t)shm_stage, table) +
+                           off * sizeof(float);
+            p->part = i;
+            p->stage = shm_stage;
+            if ((rc = send_simple(c, pt->shard, &h)) < 0)
+                break;
+            c->stage_busy[(uint32_t)shm_stage * c->n_tables + table]++;
+            continue;
+        }
         void *sock = c->socks[pt->shard];
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
         if (rc < 0) {
             set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
             break;
         }
-        uint64_t off, len = part_span(c, pt, &off);
         zmq_msg_t m;
         if (st) {
             atomic_fetch_add(&st->refs, 1);
@@ -979,6 +984,15 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
         h.table = pt->table;
         h.chunk_first = pt->first;
         h.chunk_count = pt->count;
+        if (c->shm_ok[pt->shard]) {
+            uint64_t off;
+            part_span(c, pt, &off);
+            h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+            h.shm_handle = c->shm_handle[pt->shard];
+            h.shm_token = c->shm_token;
+            h.shm_offset = shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
+                           off * sizeof(float);
+        }
         int rc = send_simple(c, pt->shard, &h);
         if (rc < 0)
             return rc;
@@ -1051,6 +1065,14 @@ static void copy_out(mlt_client_t *c, const cache_t *ca, float *const *dst)
         const part_t *pt = &c->parts[i];
         uint64_t off;
         part_span(c, pt, &off);
+        if (c->shm_ok[pt->shard]) {
+            uint64_t len = part_span(c, pt, &off);
+            copy_part(c, dst[pt->table] + off,
+                      c->shm_base + shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
+                          off * sizeof(float),
+                      len * sizeof(float));
+            continue;
+        }
         zmq_msg_t *m = (zmq_msg_t *)&ca->msgs[i];
         copy_part(c, dst[pt->table] + off, zmq_msg_data(m), zmq_msg_size(m));
     }

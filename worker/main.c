@@ -300,9 +300,9 @@ static void task_job(wk_t *w, const Mlt__Task *t)
         return;
     }
     log_info("job '%s' loaded in %.1f s: %u training samples in this partition, %u tables; "
-             "backend %s",
+             "backend %s; data by %s",
              w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt,
-             mlt_trainer_backend(w->trainer));
+             mlt_trainer_backend(w->trainer), mlt_client_transport(w->client));
     r.has_count = 1;
     r.count = mlt_trainer_part_size(w->trainer);
     report_done(w, t, &r, NULL);

@@ -121,6 +121,12 @@ void mlt_client_keep_dst(mlt_client_t *c, bool keep);
 /* The caller changed its tables after all: the next pull copies. */
 void mlt_client_forget_dst(mlt_client_t *c);
 uint64_t mlt_pull_copies_skipped(const mlt_client_t *c);
+/* How the data travels after mlt_client_register: "shared memory with N of M
+ * shards (...)" when shards on this host attached the client's segment (pulls
+ * written into it, pushes read from it: only headers cross the sockets), else
+ * "sockets only (...)" with the reason. MLT_SHM=0 in the environment keeps
+ * every shard on the sockets. */
+const char *mlt_client_transport(const mlt_client_t *c);
 
 /* Sends the gradient of one table (whole table, mean over the batch). Does not
  * wait. On a branch with staleness 0 the buffer is sent zero-copy and must stay

@@ -15,6 +15,7 @@
  * Teardown asserts the daemon exits 0 on SIGTERM. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -22,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "proto/layout.h"
@@ -524,6 +527,181 @@ START_TEST(test_packed_pull)
 }
 END_TEST
 
+/* ---- the same-host transport (shared memory) ----------------------------- */
+
+/* A segment of the raw peer's: SEG_BYTES, the token in its first 8 bytes. */
+#define SEG_BYTES (2u << 20)
+#define SEG_TOKEN 0x5eed5eed12345678ull
+static char seg_name[64];
+static int seg_fd = -1;
+static float *seg; /* the mapping */
+
+static void seg_make(void)
+{
+    snprintf(seg_name, sizeof seg_name, "/mltuner-test-%d", (int)getpid());
+    shm_unlink(seg_name);
+    seg_fd = shm_open(seg_name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    ck_assert_msg(seg_fd >= 0, "shm_open %s: %s", seg_name, strerror(errno));
+    ck_assert_int_eq(ftruncate(seg_fd, SEG_BYTES), 0);
+    seg = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, seg_fd, 0);
+    ck_assert(seg != MAP_FAILED);
+    const uint64_t token = SEG_TOKEN;
+    memcpy(seg, &token, sizeof token);
+}
+
+static void seg_free(void)
+{
+    munmap(seg, SEG_BYTES);
+    close(seg_fd);
+    shm_unlink(seg_name);
+}
+
+static mlt_header_t attach_header(const char *name, uint64_t bytes, uint64_t token)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_SHM_ATTACH);
+    h.shm_name = (char *)name;
+    h.has_shm_bytes = h.has_shm_token = 1;
+    h.shm_bytes = bytes;
+    h.shm_token = token;
+    return h;
+}
+
+/* Sends h, which must be answered `type` (echoing the request id); returns
+ * the reply (caller frees) and its payload frame count. */
+static mlt_header_t *expect_ok(mlt_header_t *h, Mlt__MsgType type, size_t *n_payload)
+{
+    bool decodes;
+    uint64_t rid = send_header(h, NULL, 0, &decodes);
+    mlt_header_t *r = raw_recv(n_payload);
+    ck_assert_msg(r->type == type, "%s answered with %s: %s", mlt_wire_type_name(h->type),
+                  mlt_wire_type_name(r->type), r->error ? r->error : "");
+    ck_assert_uint_eq(r->request_id, rid);
+    return r;
+}
+
+/* Attaches the test's segment; returns its handle. */
+static uint32_t seg_attach(void)
+{
+    mlt_header_t h = attach_header(seg_name, SEG_BYTES, SEG_TOKEN);
+    size_t n;
+    mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_OK, &n);
+    ck_assert(r->has_shm_handle);
+    uint32_t handle = r->shm_handle;
+    mlt_wire_free(&r);
+    return handle;
+}
+
+/* data_header of chunks [first, first + count) through segment `handle` at
+ * byte offset off. */
+static mlt_header_t shm_header(Mlt__MsgType type, uint32_t first, uint32_t count, uint32_t handle,
+                               uint64_t off)
+{
+    mlt_header_t h = data_header(type, first, count);
+    h.has_packed = h.packed = 1;
+    h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+    h.shm_handle = handle;
+    h.shm_token = SEG_TOKEN;
+    h.shm_offset = off;
+    return h;
+}
+
+START_TEST(test_shm_attach)
+{
+    /* the good client is on this host: its data went by shared memory */
+    ck_assert_msg(strstr(mlt_client_transport(good[0]), "shared memory with 1 of 1 shards"),
+                  "transport: %s", mlt_client_transport(good[0]));
+    seg_make();
+    mlt_header_t h = attach_header("/etc-passwd", SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EINVAL, "shm_name");
+    h = attach_header("/mltuner-../x", SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EINVAL, "shm_name");
+    h = attach_header("/mltuner-no-such-segment", SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, ENOENT, "cannot open");
+    h = attach_header(seg_name, SEG_BYTES + 4096, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EINVAL, "not the");
+    h = attach_header(seg_name, SEG_BYTES, SEG_TOKEN + 1);
+    expect_error(&h, NULL, 0, EPERM, "token");
+    h = attach_header(seg_name, SEG_BYTES, SEG_TOKEN);
+    h.has_shm_bytes = 0;
+    expect_error(&h, NULL, 0, EINVAL, "lacks");
+    /* detach: a good one, then the same again and a wrong token */
+    uint32_t handle = seg_attach();
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_SHM_DETACH);
+    h.has_shm_handle = h.has_shm_token = 1;
+    h.shm_handle = handle;
+    h.shm_token = SEG_TOKEN + 1;
+    expect_error(&h, NULL, 0, ENOENT, "token");
+    h.shm_token = SEG_TOKEN;
+    size_t n;
+    mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_OK, &n);
+    mlt_wire_free(&r);
+    expect_error(&h, NULL, 0, ENOENT, "no shared memory segment");
+    /* a push through the detached handle */
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    expect_error(&h, NULL, 0, ENOENT, "no shared memory segment");
+    seg_free();
+}
+END_TEST
+
+START_TEST(test_shm_data)
+{
+    seg_make();
+    uint32_t handle = seg_attach();
+    const size_t c0 = chunk_len(0, 0);
+    /* a pull written into the segment: the header alone comes back */
+    mlt_header_t h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle, 64);
+    size_t n;
+    mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_PULL_REPLY, &n);
+    ck_assert_uint_eq(n, 0);
+    ck_assert(r->has_shm_offset && r->shm_offset == 64);
+    mlt_wire_free(&r);
+    for (size_t i = 0; i < c0; i++)
+        ck_assert_msg(seg[16 + i] == expect[0][i], "pulled element %zu is %g, expected %g", i,
+                      (double)seg[16 + i], (double)expect[0][i]);
+    /* a push of ones read from it, applied to chunk 0 only (after_case checks) */
+    for (size_t i = 0; i < c0; i++)
+        seg[16 + i] = 1.0f;
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    r = expect_ok(&h, MLT__MSG_TYPE__MSG_OK, &n);
+    mlt_wire_free(&r);
+    for (size_t i = 0; i < c0; i++)
+        expect[0][i] -= LR;
+    after_case();
+    /* bad ranges, fields and payloads */
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, SEG_BYTES - 64);
+    expect_error(&h, NULL, 0, ERANGE, "do not fit");
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 66);
+    expect_error(&h, NULL, 0, ERANGE, "float-aligned");
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 0);
+    expect_error(&h, NULL, 0, ERANGE, "token");
+    h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle, SEG_BYTES);
+    expect_error(&h, NULL, 0, ERANGE, "do not fit");
+    h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle + 1, 64);
+    expect_error(&h, NULL, 0, ENOENT, "no shared memory segment");
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    h.shm_token = SEG_TOKEN ^ 1;
+    expect_error(&h, NULL, 0, ENOENT, "with that token");
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    h.has_shm_offset = 0;
+    expect_error(&h, NULL, 0, EINVAL, "lacks");
+    frame_t f = {ones_w, c0 * sizeof(float)};
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    expect_error(&h, &f, 1, EINVAL, "has none");
+    /* a NaN in shared memory: nothing applied, the branch diverged */
+    seg[16 + c0 - 1] = NAN;
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    expect_error(&h, NULL, 0, EDOM, "non-finite");
+    uint32_t nb;
+    ck_assert(branch_status(1, &nb).diverged);
+    /* the segment shrinks under the daemon: a short read, an error, no crash */
+    ck_assert_int_eq(ftruncate(seg_fd, 4096), 0);
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    expect_error(&h, NULL, 0, EIO, "shrank");
+    seg_free();
+}
+END_TEST
+
 START_TEST(test_register_other_job)
 {
     Mlt__TableSpec ts;
@@ -674,6 +852,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_payload_frames);
     tcase_add_test(tc, test_packed_payload);
     tcase_add_test(tc, test_packed_pull);
+    tcase_add_test(tc, test_shm_attach);
+    tcase_add_test(tc, test_shm_data);
     tcase_add_test(tc, test_register_other_job);
     tcase_add_test(tc, test_clock_backwards);
     suite_add_tcase(s, tc);

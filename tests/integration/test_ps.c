@@ -101,6 +101,14 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
      * serves with the copy p already holds copies nothing, and the checks
      * below still see every pull's data */
     mlt_client_keep_dst(c, staleness > 0);
+    /* every shard is on this host: shared memory, unless MLT_SHM=0 says not */
+    const char *env = getenv("MLT_SHM"), *tr = mlt_client_transport(c);
+    char want[64];
+    snprintf(want, sizeof want, "shared memory with %d of %d shards", cl.n, cl.n);
+    if (!strstr(tr, env && strcmp(env, "0") == 0 ? "off (MLT_SHM=0)" : want)) {
+        fprintf(stderr, "worker %d: transport is '%s' (MLT_SHM=%s)\n", w, tr, env ? env : "");
+        bad = 1;
+    }
     float **p = alloc_tables(), **g = alloc_tables();
     for (int64_t clock = 0; clock < N_CLOCKS && !bad; clock++) {
         if (mlt_pull(c, branch, clock, p) < 0) {

@@ -1,0 +1,230 @@
+/* shmseg.c - see shmseg.h. */
+#include "daemon/shmseg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/timeutil.h"
+#include "proto/limits.h"
+
+#define NAME_PREFIX "/mltuner-"
+#define TOKEN_BYTES 8u /* the segment's first bytes: the client's token */
+
+typedef struct seg {
+    int fd; /* -1: free slot */
+    uint16_t gen;
+    uint64_t bytes, token;
+    double used;
+} seg_t;
+
+struct mlt_shmseg {
+    seg_t s[MLT_MAX_SHM_SEGMENTS];
+    size_t n;
+};
+
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+mlt_shmseg_t *mlt_shmseg_new(void)
+{
+    mlt_shmseg_t *t = mlt_calloc(1, sizeof *t);
+    for (size_t i = 0; i < MLT_MAX_SHM_SEGMENTS; i++)
+        t->s[i].fd = -1;
+    return t;
+}
+
+static void drop(mlt_shmseg_t *t, seg_t *g)
+{
+    close(g->fd);
+    g->fd = -1;
+    g->gen++;
+    t->n--;
+}
+
+void mlt_shmseg_clear(mlt_shmseg_t *t)
+{
+    for (size_t i = 0; i < MLT_MAX_SHM_SEGMENTS; i++)
+        if (t->s[i].fd >= 0)
+            drop(t, &t->s[i]);
+}
+
+void mlt_shmseg_destroy(mlt_shmseg_t **tp)
+{
+    if (!tp || !*tp)
+        return;
+    mlt_shmseg_clear(*tp);
+    mlt_free(*tp);
+    *tp = NULL;
+}
+
+size_t mlt_shmseg_count(const mlt_shmseg_t *t)
+{
+    return t->n;
+}
+
+static bool name_ok(const char *name)
+{
+    size_t n = strlen(name), p = strlen(NAME_PREFIX);
+    if (n <= p || n > MLT_MAX_SHM_NAME_LEN || strncmp(name, NAME_PREFIX, p) != 0)
+        return false;
+    for (size_t i = p; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int mlt_shmseg_read(int fd, void *dst, size_t len, uint64_t offset)
+{
+    char *d = dst;
+    while (len) {
+        ssize_t r = pread(fd, d, len, (off_t)offset);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        d += r;
+        len -= (size_t)r;
+        offset += (uint64_t)r;
+    }
+    return 0;
+}
+
+int mlt_shmseg_writev(int fd, const struct iovec *iov, size_t n, uint64_t offset)
+{
+    struct iovec cur[64];
+    size_t i = 0, skip = 0; /* bytes of iov[i] already written */
+    while (i < n) {
+        int k = 0;
+        for (size_t j = i; j < n && k < 64; j++, k++) {
+            cur[k] = iov[j];
+            if (j == i) {
+                cur[k].iov_base = (char *)cur[k].iov_base + skip;
+                cur[k].iov_len -= skip;
+            }
+        }
+        ssize_t w = pwritev(fd, cur, k, (off_t)offset);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        offset += (uint64_t)w;
+        size_t left = (size_t)w;
+        while (i < n && left >= iov[i].iov_len - skip) { /* the buffers written whole */
+            left -= iov[i].iov_len - skip;
+            skip = 0;
+            i++;
+        }
+        skip += left;
+    }
+    return 0;
+}
+
+int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_t token,
+                      uint32_t *handle, char *err, size_t errlen)
+{
+    if (!name || !name_ok(name))
+        return fail(-EINVAL, err, errlen,
+                    "shm_name '%.64s' is not " NAME_PREFIX "<letters, digits, '.', '_', '-'> of at "
+                    "most %u bytes",
+                    name ? name : "", MLT_MAX_SHM_NAME_LEN);
+    if (bytes < TOKEN_BYTES || bytes > MLT_MAX_SHM_BYTES)
+        return fail(-EINVAL, err, errlen, "shm_bytes %llu is outside [%u, %llu]",
+                    (unsigned long long)bytes, TOKEN_BYTES, (unsigned long long)MLT_MAX_SHM_BYTES);
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return fail(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",
+                    name, strerror(errno));
+    struct stat st;
+    uint64_t got = 0;
+    int rc;
+    if (fstat(fd, &st) < 0) {
+        rc = fail(-errno, err, errlen, "fstat %s: %s", name, strerror(errno));
+    } else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        rc = fail(-EPERM, err, errlen, "shared memory %s is not a segment of the daemon's user %u",
+                  name, (unsigned)geteuid());
+    } else if ((uint64_t)st.st_size != bytes) {
+        rc = fail(-EINVAL, err, errlen, "shared memory %s is %lld bytes, not the %llu stated", name,
+                  (long long)st.st_size, (unsigned long long)bytes);
+    } else if ((rc = mlt_shmseg_read(fd, &got, sizeof got, 0)) < 0 || got != token) {
+        rc = fail(-EPERM, err, errlen, "shared memory %s does not hold the token stated", name);
+    }
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    seg_t *g = NULL;
+    for (size_t i = 0; i < MLT_MAX_SHM_SEGMENTS && !g; i++)
+        if (t->s[i].fd < 0)
+            g = &t->s[i];
+    if (!g) { /* full: the least recently used goes */
+        g = &t->s[0];
+        for (size_t i = 1; i < MLT_MAX_SHM_SEGMENTS; i++)
+            if (t->s[i].used < g->used)
+                g = &t->s[i];
+        drop(t, g);
+    }
+    g->fd = fd;
+    g->bytes = bytes;
+    g->token = token;
+    g->used = mlt_time_mono();
+    t->n++;
+    *handle = (uint32_t)g->gen << 16 | (uint32_t)(g - t->s);
+    return 0;
+}
+
+static seg_t *find(mlt_shmseg_t *t, uint32_t handle, uint64_t token)
+{
+    uint32_t i = handle & 0xffffu;
+    if (i >= MLT_MAX_SHM_SEGMENTS)
+        return NULL;
+    seg_t *g = &t->s[i];
+    return g->fd >= 0 && g->gen == handle >> 16 && g->token == token ? g : NULL;
+}
+
+int mlt_shmseg_detach(mlt_shmseg_t *t, uint32_t handle, uint64_t token, char *err, size_t errlen)
+{
+    seg_t *g = find(t, handle, token);
+    if (!g)
+        return fail(-ENOENT, err, errlen, "no shared memory segment %#x with that token", handle);
+    drop(t, g);
+    return 0;
+}
+
+int mlt_shmseg_range(mlt_shmseg_t *t, uint32_t handle, uint64_t token, uint64_t offset,
+                     uint64_t len, char *err, size_t errlen)
+{
+    seg_t *g = find(t, handle, token);
+    if (!g)
+        return fail(-ENOENT, err, errlen,
+                    "no shared memory segment %#x with that token (detached, or dropped for a "
+                    "newer one)",
+                    handle);
+    if (offset < TOKEN_BYTES || offset % sizeof(float) || offset > g->bytes ||
+        len > g->bytes - offset)
+        return fail(-ERANGE, err, errlen,
+                    "%llu bytes at offset %llu do not fit segment %#x of %llu bytes (float-aligned, "
+                    "after its %u-byte token)",
+                    (unsigned long long)len, (unsigned long long)offset, handle,
+                    (unsigned long long)g->bytes, TOKEN_BYTES);
+    g->used = mlt_time_mono();
+    return g->fd;
+}

@@ -1,0 +1,129 @@
+/* client_int.h - libmltuner's insides, shared by client.c and client_shm.c. */
+#ifndef MLT_CLIENT_INT_H
+#define MLT_CLIENT_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "proto/wire.h"
+#include "worker/mltuner.h"
+
+#define MAX_CACHES 8
+#define N_STAGES 8 /* shared-memory push stages per table */
+#define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
+#define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
+#define ASYNC_MAX_PENDING 4096u        /* unacknowledged requests before mlt_clock waits */
+
+/* P_PREFETCH: a pull sent ahead of need (see prefetch()); its reply only
+ * fills a cache, and an error in it is not the caller's: the pull that needs
+ * the data asks again. */
+enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM };
+
+typedef struct part {
+    uint32_t shard, table, first, count;
+} part_t;
+
+typedef struct pending {
+    uint64_t id;
+    uint32_t shard;
+    enum pend_kind kind;
+    uint32_t part;           /* P_PULL, P_PREFETCH, shm P_ACK: which part */
+    int stage;               /* shm P_ACK: the stage region it was pushed from, else -1 */
+    float *dst;              /* P_PULL: destination table base (NULL: prefetch) */
+    struct cache *cache;     /* P_PULL, P_PREFETCH: cache to fill (NULL: given up on) */
+    mlt_server_status_t *st; /* P_STATUS: where to put it */
+} pending_t;
+
+typedef struct cache {
+    uint32_t branch;
+    bool valid;
+    bool prefetch;      /* filled by a prefetch: the branch's next copy, not yet in use */
+    bool failed;        /* prefetch: a reply was an error or malformed */
+    int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
+    uint32_t staleness; /* the branch's, as the shards last said */
+    uint64_t used;      /* LRU stamp */
+    uint64_t gen;       /* changes whenever msgs do (0: cleared) */
+    zmq_msg_t *msgs;    /* one per part (mlt_client.parts), packed */
+} cache_t;
+
+typedef struct table {
+    uint64_t size;
+    uint64_t gfirst; /* global index of its chunk 0 */
+} table_t;
+
+struct mlt_client {
+    void *ctx;
+    void **socks;
+    char **endpoints;
+    uint32_t n, worker;
+    uint32_t chunk_floats;
+    double timeout_s;
+    uint64_t next_id;
+    pending_t *pending;
+    size_t n_pending, cap_pending;
+    int first_err;            /* first error among completed requests */
+    char err[512];
+    table_t *tables;
+    uint32_t n_tables;
+    uint64_t n_chunks;        /* global chunks of all tables */
+    part_t *parts;            /* (shard, table, chunk range) pieces */
+    uint32_t n_parts;
+    cache_t caches[MAX_CACHES];
+    uint64_t stamp;
+    atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
+    bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
+    uint64_t prefetch_hits;   /* pulls served by a prefetched copy */
+    uint64_t gen_seq;         /* the last cache_t.gen given out */
+    /* mlt_client_keep_dst: the tables of the last pull hold cache held_ca's
+     * copy of generation held_gen */
+    bool keep_dst;
+    const cache_t *held_ca;
+    uint64_t held_gen;
+    float **held_dst;         /* n_tables table pointers */
+    uint64_t copies_skipped;
+    /* the same-host transport (client_shm.c): one segment holding a region per
+     * cache slot (0..MAX_CACHES-1) and per push stage (MAX_CACHES + r), each
+     * with every table at tbl_off[t]; shards that attached it pull into and
+     * push from it instead of sending the data */
+    bool shm_off;             /* MLT_SHM=0 */
+    char *shm_base;           /* the mapping (NULL: none) */
+    size_t shm_bytes;
+    uint64_t shm_token;
+    uint64_t region_bytes;
+    uint64_t *tbl_off;        /* n_tables */
+    uint32_t *shm_handle;     /* n shards */
+    bool *shm_ok;             /* n shards: attached */
+    uint32_t *stage_busy;     /* N_STAGES x n_tables: parts not yet acknowledged */
+    uint32_t *stage_next;     /* n_tables */
+    char shm_why[640];        /* what the transport is, or why not shared memory */
+};
+
+/* Byte offset in the segment of region r's copy of table t. */
+static inline uint64_t shm_region_off(const mlt_client_t *c, uint32_t r, uint32_t t)
+{
+    return 64 + (uint64_t)r * c->region_bytes + c->tbl_off[t];
+}
+
+
+int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind);
+void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p);
+int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h);
+int mlt_client__wait(mlt_client_t *c, int kind);
+/* Handles one message from shard s. */
+void mlt_client__recv(mlt_client_t *c, uint32_t s);
+
+/* client_shm.c: the same-host transport */
+void mlt_client__shm_setup(mlt_client_t *c);
+void mlt_client__shm_teardown(mlt_client_t *c);
+void mlt_client__shm_reply(mlt_client_t *c, const pending_t *p, const mlt_header_t *h);
+/* The stage region for the next push of table t: the first free one (a
+ * region reused stays in cache and needs no new pages), else the next in turn. */
+uint32_t mlt_client__stage_pick(mlt_client_t *c, uint32_t t);
+/* Waits until the stage region `r` of table t may be overwritten. */
+int mlt_client__stage_wait(mlt_client_t *c, uint32_t r, uint32_t t);
+
+#endif

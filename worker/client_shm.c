@@ -1,0 +1,202 @@
+/* client_shm.c - libmltuner's same-host transport (see client_int.h).
+ *
+ * After a job's layout is known the client creates one POSIX shared-memory
+ * segment: 64 bytes whose first 8 are a random token, then MAX_CACHES cache
+ * regions and N_STAGES push-stage regions, each holding every table (64-byte
+ * aligned). It names the segment to every shard in SHM_ATTACH and unlinks the
+ * name once they have answered, so nothing is left in /dev/shm by a crash
+ * after that. A shard that could open it (same host, same user) from then on
+ * writes pull replies into the cache region the pull names and reads pushes
+ * from a stage region; one that could not (another host) answers ERROR and
+ * that shard's data keeps travelling in frames. MLT_SHM=0 in the environment
+ * turns the transport off.
+ *
+ * A stage region is reused only after every part pushed from it has been
+ * acknowledged (stage_busy): the shard reads it when it serves the push, which
+ * may be well after mlt_push returns on a branch with staleness > 0. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "worker/client_int.h"
+
+/* Segments larger than this are not made (the cache regions alone would be
+ * 8 copies of the model); such jobs keep the socket transport. */
+#define SHM_MAX_CLIENT_BYTES (16ull << 30)
+
+static uint64_t align64(uint64_t x)
+{
+    return (x + 63) & ~(uint64_t)63;
+}
+
+void mlt_client__shm_reply(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
+{
+    if (h->type == MLT__MSG_TYPE__MSG_OK && h->has_shm_handle) {
+        c->shm_ok[p->shard] = true;
+        c->shm_handle[p->shard] = h->shm_handle;
+    } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
+        snprintf(c->shm_why, sizeof c->shm_why, "%.100s: %.500s", c->endpoints[p->shard],
+                 h->error ? h->error : "error");
+    }
+}
+
+void mlt_client__shm_teardown(mlt_client_t *c)
+{
+    bool any = false;
+    for (uint32_t s = 0; s < c->n; s++)
+        any = any || c->shm_ok[s];
+    /* Replies still to come (a prefetch parked at a shard) may be written into
+     * the segment after it is gone from here: harmless, the shard holds its
+     * own descriptor until the detach, and their pendings are forgotten. */
+    if (any) {
+        for (uint32_t s = 0; s < c->n; s++) {
+            if (!c->shm_ok[s])
+                continue;
+            mlt_header_t h;
+            pending_t *p = mlt_client__pending(c, s, P_SHM);
+            mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_SHM_DETACH, p);
+            h.has_shm_handle = h.has_shm_token = 1;
+            h.shm_handle = c->shm_handle[s];
+            h.shm_token = c->shm_token;
+            mlt_client__send(c, s, &h);
+        }
+        double saved = c->timeout_s;
+        c->timeout_s = saved < 5 ? saved : 5; /* a shard gone away forgets it anyway */
+        mlt_client__wait(c, P_SHM);
+        c->timeout_s = saved;
+    }
+    for (size_t i = 0; i < c->n_pending; i++)
+        c->pending[i].stage = -1;
+    for (uint32_t s = 0; s < c->n; s++)
+        c->shm_ok[s] = false;
+    if (c->shm_base)
+        munmap(c->shm_base, c->shm_bytes);
+    c->shm_base = NULL;
+    mlt_free(c->tbl_off);
+    mlt_free(c->stage_busy);
+    mlt_free(c->stage_next);
+    c->tbl_off = NULL;
+    c->stage_busy = c->stage_next = NULL;
+}
+
+void mlt_client__shm_setup(mlt_client_t *c)
+{
+    if (c->shm_off) {
+        snprintf(c->shm_why, sizeof c->shm_why, "shared memory off (MLT_SHM=0)");
+        return;
+    }
+    c->tbl_off = mlt_calloc(c->n_tables, sizeof *c->tbl_off);
+    uint64_t off = 0;
+    for (uint32_t t = 0; t < c->n_tables; t++) {
+        c->tbl_off[t] = off;
+        off += align64(c->tables[t].size * sizeof(float));
+    }
+    c->region_bytes = off;
+    uint64_t total = 64 + (uint64_t)(MAX_CACHES + N_STAGES) * off;
+    if (total > SHM_MAX_CLIENT_BYTES) {
+        snprintf(c->shm_why, sizeof c->shm_why, "no shared memory: %llu bytes would be needed",
+                 (unsigned long long)total);
+        return;
+    }
+    static unsigned seq;
+    char name[64];
+    uint64_t token = 0;
+    if (getrandom(&token, sizeof token, 0) != sizeof token)
+        token = (uint64_t)getpid() << 32 ^ (uint64_t)(mlt_time_mono() * 1e9);
+    snprintf(name, sizeof name, "/mltuner-%d-%u-%08x", (int)getpid(), seq++, (unsigned)token);
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    void *base = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)total) == 0)
+        base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (base == MAP_FAILED) {
+        if (fd >= 0)
+            shm_unlink(name);
+        snprintf(c->shm_why, sizeof c->shm_why, "no shared memory: %s: %s", name, strerror(err));
+        return;
+    }
+    c->shm_base = base;
+    c->shm_bytes = total;
+    c->shm_token = token;
+    memcpy(c->shm_base, &token, sizeof token);
+    c->stage_busy = mlt_calloc((size_t)N_STAGES * c->n_tables, sizeof *c->stage_busy);
+    c->stage_next = mlt_calloc(c->n_tables, sizeof *c->stage_next);
+    c->shm_why[0] = '\0';
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = mlt_client__pending(c, s, P_SHM);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_SHM_ATTACH, p);
+        h.shm_name = name;
+        h.has_shm_bytes = h.has_shm_token = 1;
+        h.shm_bytes = total;
+        h.shm_token = token;
+        if (mlt_client__send(c, s, &h) < 0)
+            break;
+    }
+    int rc = mlt_client__wait(c, P_SHM);
+    shm_unlink(name);
+    uint32_t n_ok = 0;
+    for (uint32_t s = 0; s < c->n; s++)
+        n_ok += c->shm_ok[s];
+    if (rc < 0 && !c->shm_why[0])
+        snprintf(c->shm_why, sizeof c->shm_why, "%.500s", c->err);
+    if (n_ok == 0) {
+        char why[sizeof c->shm_why];
+        snprintf(why, sizeof why, "%s", c->shm_why);
+        mlt_client__shm_teardown(c);
+        snprintf(c->shm_why, sizeof c->shm_why, "sockets only (shared memory refused: %.500s)",
+                 why[0] ? why : "?");
+        return;
+    }
+    char why[sizeof c->shm_why];
+    snprintf(why, sizeof why, "%s", c->shm_why);
+    snprintf(c->shm_why, sizeof c->shm_why, "shared memory with %u of %u shards (%llu MiB)%s%.500s",
+             n_ok, c->n, (unsigned long long)(total >> 20), why[0] ? "; refused by " : "", why);
+}
+
+uint32_t mlt_client__stage_pick(mlt_client_t *c, uint32_t t)
+{
+    for (uint32_t r = 0; r < N_STAGES; r++)
+        if (c->stage_busy[r * c->n_tables + t] == 0)
+            return r;
+    uint32_t r = c->stage_next[t];
+    c->stage_next[t] = (r + 1) % N_STAGES;
+    return r;
+}
+
+int mlt_client__stage_wait(mlt_client_t *c, uint32_t r, uint32_t t)
+{
+    uint32_t *busy = &c->stage_busy[r * c->n_tables + t];
+    double deadline = mlt_time_mono() + c->timeout_s;
+    zmq_pollitem_t items[MLT_MAX_SERVERS];
+    for (uint32_t s = 0; s < c->n; s++)
+        items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
+    while (*busy) {
+        double wait = deadline - mlt_time_mono();
+        if (wait <= 0)
+            return mlt_client__err(c, -ETIMEDOUT,
+                                   "%u pushes from shared memory not acknowledged for %.0f s",
+                                   *busy, c->timeout_s);
+        int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
+        if (n < 0 && zmq_errno() != EINTR)
+            return mlt_client__err(c, -zmq_errno(), "poll: %s", zmq_strerror(zmq_errno()));
+        for (uint32_t s = 0; n > 0 && s < c->n; s++)
+            if (items[s].revents & ZMQ_POLLIN)
+                mlt_client__recv(c, s);
+    }
+    return 0;
+}
+
+const char *mlt_client_transport(const mlt_client_t *c)
+{
+    return c->shm_why[0] ? c->shm_why : "sockets";
+}
