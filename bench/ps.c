@@ -3,7 +3,8 @@
  * Three measurements in one run:
  *  1. ours: pull + push + clock of one table of 1, 16 and 64 MiB through a
  *     real mltunerd on loopback (one daemon, this process is the only worker,
- *     plain SGD, staleness 0). Every pull must reach the daemon: the pull at
+ *     plain SGD, staleness 0), the data through shared memory (the client is
+ *     on the daemon's host; MLT_SHM=0 keeps it on the socket). Every pull must reach the daemon: the pull at
  *     clock c must come back with min_clock c (a cache hit would still say
  *     c - 1), and its first and last values must show every earlier push.
  *  2. peer: the same bytes between two processes over tcp loopback with plain
@@ -144,12 +145,15 @@ static void ours_iteration(mlt_client_t *c, float *params, const float *grad, ui
     *clock = ck + 1;
 }
 
+static char ours_transport[640]; /* how ours moved the data (mlt_client_transport) */
+
 static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
 {
     uint64_t floats = bytes / sizeof(float);
     mlt_table_def_t table = {"w", floats};
     mlt_job_def_t job = {"bench-ps", 1, "sgd", &table, 1};
     check_client(c, mlt_client_register(c, &job), "mlt_client_register");
+    snprintf(ours_transport, sizeof ours_transport, "%s", mlt_client_transport(c));
     mlt_tunables_def_t t = mlt_tunables_unset();
     t.lr = BENCH_LR;
     t.staleness = 0;
@@ -535,6 +539,7 @@ int main(int argc, char **argv)
     printf("# pull+push: MB/s = 2 * model bytes * iterations / s (1 MB = 1e6 bytes), "
            "median of %d rounds\n",
            BENCH_ROUNDS);
+    printf("# ours: data by %s (MLT_SHM=0: over the socket)\n", ours_transport);
     printf("# peer = max(64 KiB frames, one frame), raw ZeroMQ zero-copy, tcp loopback\n");
     printf("# ratio = median over rounds of ours / peer of the same round (min..max)\n");
     printf("%-12s %-8s %10s %10s %7s %12s\n", "what", "size", "ours", "peer", "ratio", "range");
