@@ -11,7 +11,7 @@
 #include "worker/mltuner.h"
 
 #define MAX_CACHES 8
-#define N_STAGES 8 /* shared-memory push stages per table */
+#define N_STAGES 4 /* shared-memory push stages per table */
 #define PIECE_BYTES (1u << 20) /* largest pull or push message payload */
 #define STREAM_COPY_BYTES (32u << 20) /* models larger than this pull with streaming stores */
 #define ASYNC_MAX_PENDING 4096u        /* unacknowledged requests before mlt_clock waits */

@@ -3,7 +3,7 @@
  * After a job's layout is known the client creates one POSIX shared-memory
  * segment: 64 bytes whose first 8 are a random token, then MAX_CACHES cache
  * regions and N_STAGES push-stage regions, each holding every table (64-byte
- * aligned). It names the segment to every shard in SHM_ATTACH and unlinks the
+ * aligned), allocated whole at once (at most SHM_MAX_CLIENT_BYTES). It names the segment to every shard in SHM_ATTACH and unlinks the
  * name once they have answered, so nothing is left in /dev/shm by a crash
  * after that. A shard that could open it (same host, same user) from then on
  * writes pull replies into the cache region the pull names and reads pushes
@@ -27,9 +27,10 @@
 #include "common/timeutil.h"
 #include "worker/client_int.h"
 
-/* Segments larger than this are not made (the cache regions alone would be
- * 8 copies of the model); such jobs keep the socket transport. */
-#define SHM_MAX_CLIENT_BYTES (16ull << 30)
+/* Segments larger than this are not made (the cache regions alone are
+ * MAX_CACHES copies of the model, and the whole segment is allocated up
+ * front); such jobs keep the socket transport. */
+#define SHM_MAX_CLIENT_BYTES (1ull << 30)
 
 static uint64_t align64(uint64_t x)
 {
@@ -89,7 +90,7 @@ void mlt_client__shm_teardown(mlt_client_t *c)
 void mlt_client__shm_setup(mlt_client_t *c)
 {
     if (c->shm_off) {
-        snprintf(c->shm_why, sizeof c->shm_why, "shared memory off (MLT_SHM=0)");
+        snprintf(c->shm_why, sizeof c->shm_why, "sockets only (shared memory off (MLT_SHM=0))");
         return;
     }
     c->tbl_off = mlt_calloc(c->n_tables, sizeof *c->tbl_off);
@@ -101,8 +102,9 @@ void mlt_client__shm_setup(mlt_client_t *c)
     c->region_bytes = off;
     uint64_t total = 64 + (uint64_t)(MAX_CACHES + N_STAGES) * off;
     if (total > SHM_MAX_CLIENT_BYTES) {
-        snprintf(c->shm_why, sizeof c->shm_why, "no shared memory: %llu bytes would be needed",
-                 (unsigned long long)total);
+        snprintf(c->shm_why, sizeof c->shm_why,
+                 "sockets only (shared memory of %llu MiB would be over the %llu MiB cap)",
+                 (unsigned long long)(total >> 20), SHM_MAX_CLIENT_BYTES >> 20);
         return;
     }
     static unsigned seq;
@@ -112,16 +114,23 @@ void mlt_client__shm_setup(mlt_client_t *c)
         token = (uint64_t)getpid() << 32 ^ (uint64_t)(mlt_time_mono() * 1e9);
     snprintf(name, sizeof name, "/mltuner-%d-%u-%08x", (int)getpid(), seq++, (unsigned)token);
     int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    /* allocated now, not page by page as touched: a store into a page that
+     * /dev/shm has no room for would be a SIGBUS; a full /dev/shm here is an
+     * error, and the sockets */
     void *base = MAP_FAILED;
-    if (fd >= 0 && ftruncate(fd, (off_t)total) == 0)
-        base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int err = errno;
+    if (fd >= 0 && ftruncate(fd, (off_t)total) == 0 &&
+        (err = posix_fallocate(fd, 0, (off_t)total)) == 0)
+        base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED && err == 0)
+        err = errno;
     if (fd >= 0)
         close(fd);
     if (base == MAP_FAILED) {
         if (fd >= 0)
             shm_unlink(name);
-        snprintf(c->shm_why, sizeof c->shm_why, "no shared memory: %s: %s", name, strerror(err));
+        snprintf(c->shm_why, sizeof c->shm_why, "sockets only (no shared memory: %s, %llu MiB: %s)",
+                 name, (unsigned long long)(total >> 20), strerror(err));
         return;
     }
     c->shm_base = base;
