@@ -1,0 +1,568 @@
+/* coord_ctl.c - the coordinator's control endpoint: the replies to
+ * mltunerctl's requests (SUBMIT, JOB_STATUS, STATUS, METRICS, JOB_STOP), the
+ * workers' JOINs and REPORTs, the TASKs sent to them, and pump(), which
+ * serves the control socket while the job (coord.c) waits; see coord.h.
+ * Runs on the coordinator thread only. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "common/jobfile.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "daemon/coord_int.h"
+#include "daemon/metrics.h"
+#include "proto/wire.h"
+#include "worker/mltuner.h"
+
+/* the internal names coord_int.h exports, by their short names here */
+#define job_time    mlt_coord__job_time
+#define emit        mlt_coord__emit
+#define jnum        mlt_coord__jnum
+#define phase_names mlt_coord__phase_names
+#define send_task   mlt_coord__send_task
+#define stop_worker mlt_coord__stop_worker
+#define clear_job   mlt_coord__clear_job
+#define pump        mlt_coord__pump
+
+/* ---- replies on the control socket ------------------------------------------- */
+
+static void send_to(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    zmq_send(c->ctl, id, id_len, ZMQ_SNDMORE);
+    mlt_wire_send(c->ctl, h, 0);
+}
+
+static void reply_error(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid, int code,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void reply_error(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid, int code,
+                        const char *fmt, ...)
+{
+    char text[MLT_MAX_ERROR_LEN + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    r.has_error_code = 1;
+    r.error_code = -code;
+    r.error = text;
+    mlt_log_ratelimited(MLT_LOG_WARN, "ctl-error", 1.0, "control request refused: %s", text);
+    send_to(c, id, id_len, &r);
+}
+
+static void reply_ok(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_OK);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    send_to(c, id, id_len, &r);
+}
+
+static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_header_t r;
+    Mlt__JobState js;
+    Mlt__Tunables tu;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_JOB_STATUS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    mlt__job_state__init(&js);
+    mlt__tunables__init(&tu);
+    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase]);
+    if (c->phase != PH_IDLE || c->job_text) {
+        js.name = c->job.name;
+        js.has_branch = js.has_epoch = js.has_clock = js.has_loss = 1;
+        js.branch = c->train_branch;
+        js.epoch = c->epoch;
+        js.clock = c->clock;
+        js.loss = c->last_loss;
+        js.has_val_accuracy = js.has_test_accuracy = 1;
+        js.val_accuracy = c->val_acc;
+        js.test_accuracy = c->test_acc;
+        js.has_val_rmse = js.has_test_rmse = 1;
+        js.val_rmse = c->val_rmse;
+        js.test_rmse = c->test_rmse;
+        js.has_elapsed = 1;
+        js.elapsed = c->t0 > 0 ? job_time(c) : 0;
+        js.has_batch_size = 1;
+        js.batch_size = c->batch;
+        tu.has_lr = !isnan(c->tunables.lr);
+        tu.lr = c->tunables.lr;
+        tu.has_momentum = !isnan(c->tunables.momentum);
+        tu.momentum = c->tunables.momentum;
+        tu.has_staleness = c->tunables.staleness >= 0;
+        tu.staleness = (uint32_t)(c->tunables.staleness >= 0 ? c->tunables.staleness : 0);
+        js.tunables = &tu;
+        js.out_dir = c->out_dir;
+        js.has_trials = js.has_tuning_seconds = js.has_training_seconds = 1;
+        js.trials = c->trials;
+        js.tuning_seconds = c->tuning_s;
+        js.training_seconds = c->training_s;
+        js.has_max_epochs = js.has_target = 1;
+        js.max_epochs = c->job.stop.max_epochs;
+        js.target = c->job.model.type == MLT_MODEL_MF ? c->job.stop.target_rmse
+                                                      : c->job.stop.target_accuracy;
+        if (c->message[0])
+            js.message = c->message;
+    }
+    uint32_t joined = 0;
+    for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++)
+        joined += c->workers[w].joined;
+    js.has_workers_joined = js.has_workers = 1;
+    js.workers_joined = joined;
+    js.workers = c->n_workers;
+    r.job_state = &js;
+    send_to(c, id, id_len, &r);
+}
+
+/* ---- tasks --------------------------------------------------------------------- */
+
+void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t)
+{
+    wslot_t *ws = &c->workers[w];
+    t->has_task_id = 1;
+    t->task_id = ++c->next_task;
+    ws->busy = t->kind != MLT__TASK_KIND__TASK_STOP;
+    ws->task_id = t->task_id;
+    ws->task_kind = t->kind;
+    ws->error[0] = '\0';
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_TASK);
+    h.task = t;
+    send_to(c, ws->id, ws->id_len, &h);
+}
+
+void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const char *reason)
+{
+    Mlt__Task t;
+    mlt__task__init(&t);
+    t.kind = MLT__TASK_KIND__TASK_STOP;
+    t.reason = (char *)reason;
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_TASK);
+    h.task = &t;
+    send_to(c, id, id_len, &h);
+}
+
+/* Per-clock training loss: the mean over workers once all have reported it. */
+static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss)
+{
+    size_t slot = (size_t)(clock + (int64_t)branch * 7919) % LOSS_RING;
+    if (c->loss_clock[slot] != clock || c->loss_branch[slot] != branch) {
+        c->loss_clock[slot] = clock;
+        c->loss_branch[slot] = branch;
+        c->loss_sum[slot] = 0;
+        c->loss_n[slot] = 0;
+    }
+    c->loss_sum[slot] += loss;
+    if (++c->loss_n[slot] == c->n_workers) {
+        double mean = c->loss_sum[slot] / c->n_workers;
+        char b[32];
+        double ep = 0;
+        for (uint32_t w = 0; w < c->n_workers; w++)
+            ep += c->workers[w].epoch;
+        (void)ep;
+        c->last_loss = mean;
+        if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
+            c->cap_loss[clock - 1 - c->cap_start] = mean;
+        emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
+             branch, (long long)clock, jnum(b, sizeof b, mean), c->epoch);
+    }
+}
+
+static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    const Mlt__Report *r = h->report;
+    if (!r || !h->has_worker || h->worker >= c->n_workers || !c->workers[h->worker].joined) {
+        mlt_log_ratelimited(MLT_LOG_WARN, "stray-report", 5.0,
+                            "report from a worker that is not in the job ignored");
+        return;
+    }
+    wslot_t *ws = &c->workers[h->worker];
+    if (ws->id_len != id_len || memcmp(ws->id, id, id_len) != 0)
+        return; /* an old connection of a worker that rejoined */
+    ws->last_seen = mlt_time_mono();
+    if (r->has_epoch)
+        ws->epoch = r->epoch;
+    if (r->kind == MLT__TASK_KIND__TASK_RUN && !r->done && r->has_clock && r->has_loss)
+        add_loss(c, r->branch, r->clock, r->loss);
+    if (!r->done || !r->has_task_id || r->task_id != ws->task_id)
+        return;
+    ws->busy = false;
+    if (r->error)
+        snprintf(ws->error, sizeof ws->error, "%s", r->error);
+    if (r->kind == MLT__TASK_KIND__TASK_JOB)
+        ws->part_size = r->count;
+    if (r->kind == MLT__TASK_KIND__TASK_TEST) {
+        ws->val_loss = r->loss;
+        ws->val_correct = r->correct;
+        ws->val_count = r->count;
+        ws->val_sq = r->sq_error;
+        ws->test_loss = r->test_loss;
+        ws->test_correct = r->test_correct;
+        ws->test_count = r->test_count;
+        ws->test_sq = r->test_sq_error;
+    }
+}
+
+/* ---- submit ------------------------------------------------------------------- */
+
+void mlt_coord__clear_job(mlt_coord_t *c)
+{
+    if (c->job_text)
+        mlt_job_free(&c->job);
+    mlt_free(c->job_text);
+    mlt_free(c->job_path);
+    for (size_t i = 0; i < c->n_overrides; i++)
+        mlt_free(c->overrides[i]);
+    mlt_free(c->overrides);
+    c->job_text = c->job_path = NULL;
+    c->overrides = NULL;
+    c->n_overrides = 0;
+}
+
+/* Parses text (+ overrides) into *job; 0 or -EINVAL with a message. */
+static int parse_job(const char *text, const char *path, char *const *ov, size_t n_ov,
+                     mlt_job_t *job, char *err, size_t errlen)
+{
+    int rc = mlt_job_parse_string(text, path, job, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n_ov; i++) {
+        char key[256];
+        const char *eq = strchr(ov[i], '=');
+        if (!eq || (size_t)(eq - ov[i]) >= sizeof key) {
+            snprintf(err, errlen, "override '%s' is not KEY=VALUE", ov[i]);
+            mlt_job_free(job);
+            return -EINVAL;
+        }
+        memcpy(key, ov[i], (size_t)(eq - ov[i]));
+        key[eq - ov[i]] = '\0';
+        if ((rc = mlt_job_set(job, key, eq + 1, err, errlen))) {
+            mlt_job_free(job);
+            return rc;
+        }
+    }
+    if (n_ov && (rc = mlt_job_validate(job, err, errlen)))
+        mlt_job_free(job);
+    return rc;
+}
+
+static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    uint64_t rid = h->request_id;
+    if (c->have_job) {
+        reply_error(c, id, id_len, rid, -EBUSY, "job '%s' is %s; stop it first", c->job.name,
+                    phase_names[c->phase]);
+        return;
+    }
+    if (!h->job_text) {
+        reply_error(c, id, id_len, rid, -EINVAL, "SUBMIT without job_text");
+        return;
+    }
+    const char *path = h->job_path ? h->job_path : "job";
+    mlt_job_t job;
+    char err[512];
+    if (parse_job(h->job_text, path, h->overrides, h->n_overrides, &job, err, sizeof err)) {
+        reply_error(c, id, id_len, rid, -EINVAL, "%s", err);
+        return;
+    }
+    clear_job(c);
+    c->job = job;
+    c->job_text = mlt_strdup(h->job_text);
+    c->job_path = mlt_strdup(path);
+    c->n_overrides = h->n_overrides;
+    c->overrides = mlt_calloc(h->n_overrides ? h->n_overrides : 1, sizeof *c->overrides);
+    for (size_t i = 0; i < h->n_overrides; i++)
+        c->overrides[i] = mlt_strdup(h->overrides[i]);
+    const char *dir = h->out_dir && *h->out_dir ? h->out_dir : job.output_dir;
+    if (dir[0] == '/')
+        snprintf(c->out_dir, sizeof c->out_dir, "%s", dir);
+    else
+        snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", c->state_dir, dir);
+    c->have_job = true;
+    c->phase = PH_WAITING; /* not idle from the moment the submit is accepted */
+    c->stop_requested = false;
+    c->message[0] = '\0';
+    log_info("job '%s' submitted (%u workers, output in %s)", job.name, job.workers, c->out_dir);
+    reply_ok(c, id, id_len, rid);
+}
+
+static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    if (!h->has_worker) {
+        reply_error(c, id, id_len, h->request_id, -EINVAL, "JOIN without worker");
+        return;
+    }
+    if (id_len > MLT_MAX_CLIENT_ID_BYTES)
+        return;
+    uint32_t w = h->worker;
+    if (c->have_job && w >= (uint32_t)c->job.workers) {
+        char why[128];
+        snprintf(why, sizeof why, "worker %u is not in job '%s' (it has %u workers)", w,
+                 c->job.name, c->job.workers);
+        log_warn("%s", why);
+        stop_worker(c, id, id_len, why);
+        return;
+    }
+    wslot_t *ws = &c->workers[w];
+    if (ws->joined && (ws->id_len != id_len || memcmp(ws->id, id, id_len) != 0))
+        log_warn("worker %u joined again from a new connection; the old one is dropped", w);
+    else if (!ws->joined)
+        log_info("worker %u joined", w);
+    ws->joined = true;
+    ws->id_len = id_len;
+    memcpy(ws->id, id, id_len);
+    ws->last_seen = mlt_time_mono();
+}
+
+/* ---- the pump -------------------------------------------------------------------- */
+
+/* ---- branches and metrics ------------------------------------------------------ */
+
+#define SHARD_STATUS_TIMEOUT_S 5.0     /* a status request for branches or metrics */
+#define MLT_COORD_CLIENT_TIMEOUT_S 120 /* the job's client: forks, frees, long pulls */
+
+/* Every shard's status (st[i] valid where up[i]), through the job's client or,
+ * with no job, a short-lived one. Returns how many answered. */
+static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+{
+    mlt_client_t *cl = c->client, *tmp = NULL;
+    char err[256];
+    if (!cl) {
+        tmp = cl = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
+                                  sizeof err);
+        if (!cl)
+            log_warn("status of the shards: %s", err);
+    }
+    int n_up = 0;
+    for (int i = 0; i < c->n_shards; i++) {
+        memset(&st[i], 0, sizeof st[i]);
+        up[i] = false;
+        if (!cl)
+            continue;
+        mlt_client_set_timeout(cl, SHARD_STATUS_TIMEOUT_S);
+        up[i] = mlt_client_status(cl, (uint32_t)i, &st[i]) == 0;
+        n_up += up[i];
+        if (!up[i])
+            log_warn("status of shard %d: %s", i, mlt_client_error(cl));
+    }
+    if (tmp)
+        mlt_client_destroy(&tmp);
+    else if (cl)
+        mlt_client_set_timeout(cl, MLT_COORD_CLIENT_TIMEOUT_S);
+    return n_up;
+}
+
+static void shard_status_free(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+{
+    for (int i = 0; i < c->n_shards; i++)
+        if (up[i])
+            mlt_server_status_free(&st[i]);
+    mlt_free(st);
+    mlt_free(up);
+}
+
+/* STATUS on the control endpoint: every shard's branches merged, and the
+ * shards' memory totals as the server info. */
+static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
+    bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
+    if (shard_status(c, st, up) < c->n_shards) {
+        reply_error(c, id, id_len, rid, -EHOSTUNREACH,
+                    "not every shard answered its status request (see the daemon's log)");
+        shard_status_free(c, st, up);
+        return;
+    }
+    mlt_branch_status_t *b = NULL;
+    uint32_t n = 0;
+    if (mlt_branches_merge(st, up, c->n_shards, &b, &n)) {
+        reply_error(c, id, id_len, rid, -ENOMEM, "out of memory merging branch tables");
+        shard_status_free(c, st, up);
+        return;
+    }
+    if (n > MLT_MAX_BRANCHES)
+        n = MLT_MAX_BRANCHES;
+    mlt_header_t r;
+    Mlt__ServerInfo si;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    mlt__server_info__init(&si);
+    si.rank = 0;
+    si.n_servers = (uint32_t)c->n_shards;
+    si.chunk_floats = st[0].chunk_floats;
+    si.has_memory_limit = si.has_memory_potential = si.has_memory_allocated = 1;
+    for (int i = 0; i < c->n_shards; i++) {
+        si.memory_limit += st[i].memory_limit;
+        si.memory_potential += st[i].memory_potential;
+        si.memory_allocated += st[i].memory_allocated;
+    }
+    si.job = st[0].job[0] ? st[0].job : NULL;
+    r.server = &si;
+    Mlt__BranchInfo *bi = mlt_calloc(n ? n : 1, sizeof *bi);
+    Mlt__BranchInfo **bp = mlt_calloc(n ? n : 1, sizeof *bp);
+    Mlt__Tunables *tu = mlt_calloc(n ? n : 1, sizeof *tu);
+    for (uint32_t i = 0; i < n; i++) {
+        mlt__branch_info__init(&bi[i]);
+        mlt__tunables__init(&tu[i]);
+        bi[i].id = b[i].id;
+        bi[i].has_parent = b[i].parent >= 0;
+        bi[i].parent = b[i].parent >= 0 ? (uint32_t)b[i].parent : 0;
+        bi[i].kind = (Mlt__BranchKind)b[i].kind;
+        bi[i].min_clock = b[i].min_clock;
+        bi[i].owned_bytes = b[i].owned_bytes;
+        bi[i].shared_bytes = b[i].shared_bytes;
+        bi[i].diverged = b[i].diverged;
+        tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
+        tu[i].lr = b[i].tunables.lr;
+        tu[i].momentum = b[i].tunables.momentum;
+        tu[i].weight_decay = b[i].tunables.weight_decay;
+        tu[i].staleness = (uint32_t)(b[i].tunables.staleness > 0 ? b[i].tunables.staleness : 0);
+        bi[i].tunables = &tu[i];
+        bp[i] = &bi[i];
+    }
+    r.n_branches = n;
+    r.branches = bp;
+    send_to(c, id, id_len, &r);
+    mlt_free(bi);
+    mlt_free(bp);
+    mlt_free(tu);
+    mlt_free(b);
+    shard_status_free(c, st, up);
+}
+
+/* The job's numbers as metrics.c takes them (name NULL: no job). */
+static void job_numbers(const mlt_coord_t *c, mlt_metrics_job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    if (c->phase == PH_IDLE && !c->job_text)
+        return;
+    j->name = c->job.name;
+    j->phase = c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase];
+    j->epoch = c->epoch;
+    j->clock = c->clock;
+    j->loss = c->last_loss;
+    j->elapsed = c->t0 > 0 ? job_time(c) : 0;
+    j->val_accuracy = c->val_acc;
+    j->test_accuracy = c->test_acc;
+    j->val_rmse = c->val_rmse;
+    j->test_rmse = c->test_rmse;
+    j->trials = c->trials;
+    j->tuning_seconds = c->tuning_s;
+    j->training_seconds = c->training_s;
+    j->workers = c->n_workers;
+    for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++)
+        j->workers_joined += c->workers[w].joined;
+    j->batch_size = c->batch;
+    j->lr = c->tunables.lr;
+    j->momentum = c->tunables.momentum;
+    j->staleness = c->tunables.staleness;
+}
+
+static void reply_metrics(mlt_coord_t *c, const void *id, size_t id_len, uint64_t rid)
+{
+    mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
+    bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
+    shard_status(c, st, up); /* a shard that does not answer is mltuner_shard_up 0 */
+    mlt_metrics_job_t j;
+    job_numbers(c, &j);
+    char *text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);
+    mlt_metrics_text(text, MLT_MAX_METRICS_TEXT + 1, &j, st, up, c->n_shards, 0);
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_METRICS_REPLY);
+    r.has_request_id = 1;
+    r.request_id = rid;
+    r.text = text;
+    send_to(c, id, id_len, &r);
+    mlt_free(text);
+    shard_status_free(c, st, up);
+}
+
+/* Serves the control socket for up to timeout_s seconds (or until one message
+ * was handled if `once`). Returns -ECANCELED when the daemon is stopping. */
+int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
+{
+    zmq_pollitem_t items[2] = {
+        {.socket = c->ctl, .events = ZMQ_POLLIN},
+        {.socket = c->stop_rx, .events = ZMQ_POLLIN},
+    };
+    if (zmq_poll(items, 2, (long)(timeout_s * 1000)) < 0)
+        return zmq_errno() == EINTR ? 0 : -zmq_errno();
+    if (items[1].revents & ZMQ_POLLIN) {
+        c->shutdown = true;
+        return -ECANCELED;
+    }
+    if (!(items[0].revents & ZMQ_POLLIN))
+        return 0;
+    for (int n = 0; n < 64; n++) {
+        zmq_msg_t idm, hm;
+        zmq_msg_init(&idm);
+        zmq_msg_init(&hm);
+        if (zmq_msg_recv(&idm, c->ctl, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&idm);
+            zmq_msg_close(&hm);
+            break;
+        }
+        int extra = 0;
+        if (zmq_msg_more(&idm))
+            zmq_msg_recv(&hm, c->ctl, 0);
+        while (zmq_msg_more(&hm) || (extra && 0)) { /* drain unexpected payload frames */
+            zmq_msg_t x;
+            zmq_msg_init(&x);
+            zmq_msg_recv(&x, c->ctl, 0);
+            int more = zmq_msg_more(&x);
+            zmq_msg_close(&x);
+            extra++;
+            if (!more)
+                break;
+        }
+        const void *id = zmq_msg_data(&idm);
+        size_t id_len = zmq_msg_size(&idm);
+        mlt_header_t *h = NULL;
+        char err[256];
+        int rc = mlt_wire_decode(zmq_msg_data(&hm), zmq_msg_size(&hm), &h, err, sizeof err);
+        if (rc) {
+            reply_error(c, id, id_len, 0, rc, "%s", err);
+        } else if (extra) {
+            reply_error(c, id, id_len, h->request_id, -EINVAL,
+                        "control messages carry no payload frames");
+        } else {
+            switch (h->type) {
+            case MLT__MSG_TYPE__MSG_SUBMIT: on_submit(c, id, id_len, h); break;
+            case MLT__MSG_TYPE__MSG_JOB_STATUS: reply_status(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_STATUS: reply_branches(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_METRICS: reply_metrics(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_JOB_STOP:
+                if (c->have_job) {
+                    c->stop_requested = true;
+                    log_info("stop of job '%s' requested", c->job.name);
+                    reply_ok(c, id, id_len, h->request_id);
+                } else {
+                    reply_error(c, id, id_len, h->request_id, -ENOENT, "no job is running");
+                }
+                break;
+            case MLT__MSG_TYPE__MSG_JOIN: on_join(c, id, id_len, h); break;
+            case MLT__MSG_TYPE__MSG_REPORT: on_report(c, id, id_len, h); break;
+            case MLT__MSG_TYPE__MSG_HEARTBEAT: reply_ok(c, id, id_len, h->request_id); break;
+            default:
+                reply_error(c, id, id_len, h->request_id, -EBADMSG,
+                            "%s is not a control request", mlt_wire_type_name(h->type));
+            }
+        }
+        mlt_wire_free(&h);
+        zmq_msg_close(&hm);
+        zmq_msg_close(&idm);
+    }
+    return 0;
+}

@@ -1,0 +1,129 @@
+/* coord_int.h - the coordinator's insides, shared by coord.c (the job: its
+ * steps, the tuner's executor, its output files; the thread and lifecycle)
+ * and coord_ctl.c (the control endpoint: requests from mltunerctl, workers'
+ * joins and reports, the tasks sent to them). Private to daemon/coord*.c;
+ * everything here belongs to the coordinator thread (see coord.h). */
+#ifndef MLT_COORD_INT_H
+#define MLT_COORD_INT_H
+
+#include "daemon/coord.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/jobfile.h"
+#include "proto/wire.h"
+#include "worker/mltuner.h"
+
+#define LOSS_RING 4096 /* clocks of per-clock loss being summed over workers */
+
+typedef struct wslot {
+    bool joined;
+    uint8_t id[MLT_MAX_CLIENT_ID_BYTES]; /* routing id */
+    size_t id_len;
+    double last_seen;
+    bool busy;                /* a task is out */
+    uint64_t task_id;
+    Mlt__TaskKind task_kind;
+    uint64_t part_size;       /* training samples in its partition (TASK_JOB) */
+    double epoch;             /* epochs of its partition done */
+    /* TASK_TEST results */
+    double val_loss, test_loss, val_sq, test_sq;
+    uint64_t val_correct, val_count, test_correct, test_count;
+    char error[MLT_MAX_ERROR_LEN + 1];
+} wslot_t;
+
+/* The job's phase; the transitions are drawn at the top of coord.c. */
+typedef enum {
+    PH_IDLE,
+    PH_WAITING,
+    PH_LOADING,
+    PH_TRAINING,
+    PH_TESTING,
+    PH_DONE,
+    PH_STOPPED,
+    PH_FAILED,
+} phase_t;
+
+/* the names status, metrics and progress.jsonl use, by phase_t (coord.c) */
+extern const char *const mlt_coord__phase_names[];
+
+struct mlt_coord {
+    pthread_t thread;
+    bool started;
+    void *ctx;
+    void *ctl;       /* ROUTER: mltunerctl and workers */
+    void *stop_rx;   /* PAIR, coordinator side */
+    void *stop_tx;   /* PAIR, main-thread side */
+    char endpoint[256];
+    char **shards;
+    int n_shards;
+    char *state_dir;
+    double worker_timeout_s;
+    /* the job */
+    bool have_job;        /* a job was submitted and is not over */
+    bool stop_requested;
+    bool shutdown;        /* the daemon is stopping */
+    mlt_job_t job;
+    char *job_text;
+    char *job_path;
+    char **overrides;
+    size_t n_overrides;
+    char out_dir[1024];
+    phase_t phase;
+    char message[MLT_MAX_ERROR_LEN + 1];
+    wslot_t workers[MLT_MAX_WORKERS];
+    uint32_t n_workers;
+    uint64_t next_task;
+    mlt_client_t *client; /* to the shards */
+    FILE *progress;       /* progress.jsonl */
+    double t0;            /* job start (monotonic) */
+    /* progress */
+    int64_t clock;        /* clocks the training branch has finished */
+    double epoch;
+    double last_loss;
+    double val_acc, test_acc, val_rmse, test_rmse;
+    uint32_t batch;
+    mlt_tunables_def_t tunables;
+    double loss_sum[LOSS_RING];
+    uint32_t loss_n[LOSS_RING];
+    int64_t loss_clock[LOSS_RING];
+    uint32_t loss_branch[LOSS_RING];
+    /* the run in progress: per-clock mean losses go here */
+    uint32_t cap_branch;
+    int64_t cap_start, cap_n;
+    double *cap_loss;
+    /* tuner progress, for status */
+    uint32_t train_branch;
+    uint32_t trials;
+    double tuning_s, training_s;
+    const char *tphase;
+};
+
+/* ---- coord.c: output ---------------------------------------------------------- */
+
+/* Seconds since the job started (monotonic). */
+double mlt_coord__job_time(const mlt_coord_t *c);
+/* One line of progress.jsonl: {"t":<job time>,<fmt ...>}; nothing without
+ * the file. */
+void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* JSON number, with null for NaN/Inf (JSON has neither). */
+const char *mlt_coord__jnum(char *buf, size_t n, double v);
+
+/* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
+
+/* Sends task t to worker w (giving it the next task id) and marks the worker
+ * busy unless it is TASK_STOP. */
+void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t);
+/* Tells the worker at routing id `id` to stop (TASK_STOP with reason). */
+void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const char *reason);
+/* Frees the submitted job (its parsed form, text, path and overrides). */
+void mlt_coord__clear_job(mlt_coord_t *c);
+/* Serves the control socket for up to timeout_s seconds. Returns
+ * -ECANCELED when the daemon is stopping. */
+int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
+
+#endif
