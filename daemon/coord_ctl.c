@@ -325,8 +325,6 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
     ws->last_seen = mlt_time_mono();
 }
 
-/* ---- the pump -------------------------------------------------------------------- */
-
 /* ---- branches and metrics ------------------------------------------------------ */
 
 #define SHARD_STATUS_TIMEOUT_S 5.0     /* a status request for branches or metrics */
@@ -489,8 +487,10 @@ static void reply_metrics(mlt_coord_t *c, const void *id, size_t id_len, uint64_
     shard_status_free(c, st, up);
 }
 
-/* Serves the control socket for up to timeout_s seconds (or until one message
- * was handled if `once`). Returns -ECANCELED when the daemon is stopping. */
+/* ---- the pump -------------------------------------------------------------------- */
+
+/* Serves the control socket for up to timeout_s seconds (at most 64 messages
+ * once one arrives). Returns -ECANCELED when the daemon is stopping. */
 int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
 {
     zmq_pollitem_t items[2] = {
@@ -517,7 +517,7 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         int extra = 0;
         if (zmq_msg_more(&idm))
             zmq_msg_recv(&hm, c->ctl, 0);
-        while (zmq_msg_more(&hm) || (extra && 0)) { /* drain unexpected payload frames */
+        while (zmq_msg_more(&hm)) { /* drain unexpected payload frames (the loop breaks at the last) */
             zmq_msg_t x;
             zmq_msg_init(&x);
             zmq_msg_recv(&x, c->ctl, 0);
