@@ -517,7 +517,7 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         int extra = 0;
         if (zmq_msg_more(&idm))
             zmq_msg_recv(&hm, c->ctl, 0);
-        while (zmq_msg_more(&hm)) { /* drain unexpected payload frames (the loop breaks at the last) */
+        while (zmq_msg_more(&hm)) { /* drain unexpected payload frames, to the last */
             zmq_msg_t x;
             zmq_msg_init(&x);
             zmq_msg_recv(&x, c->ctl, 0);
