@@ -1,4 +1,5 @@
-/* client_int.h - libmltuner's insides, shared by client.c and client_shm.c. */
+/* client_int.h - libmltuner's insides, shared by client.c, client_data.c and
+ * client_shm.c. */
 #ifndef MLT_CLIENT_INT_H
 #define MLT_CLIENT_INT_H
 
@@ -109,12 +110,29 @@ static inline uint64_t shm_region_off(const mlt_client_t *c, uint32_t r, uint32_
 
 int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Keeps the first error among completed requests (first_err and its message). */
+void mlt_client__record_error(mlt_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind);
 void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p);
 int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h);
 int mlt_client__wait(mlt_client_t *c, int kind);
 /* Handles one message from shard s. */
 void mlt_client__recv(mlt_client_t *c, uint32_t s);
+
+/* client_data.c: pulls, the pull cache, pushes, writes and clocks */
+/* Copies a packed pull reply into the caller's table and keeps its frame in
+ * the cache. frames[0..n) are the payload frames (ownership moves to the
+ * cache). */
+void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
+                         zmq_msg_t *frames, size_t n);
+/* Frees a cache slot's frames and clears it. */
+void mlt_client__cache_clear(mlt_client_t *c, cache_t *ca);
+/* The cached (not prefetched) copy of a branch, or NULL. */
+cache_t *mlt_client__cache_find(mlt_client_t *c, uint32_t branch);
+/* Forgets the prefetches of `branch` (of every branch if all): replies still
+ * to come are dropped on arrival, the copies freed. */
+void mlt_client__prefetch_drop(mlt_client_t *c, uint32_t branch, bool all);
 
 /* client_shm.c: the same-host transport */
 void mlt_client__shm_setup(mlt_client_t *c);

@@ -1,0 +1,397 @@
+/* server_data.c - the daemon's data requests: pulls (answered at once or
+ * parked until min_clock allows), pull replies, pushes and writes; see
+ * server.h and server_int.h.
+ *
+ * Pull replies send the chunks' own memory zero-copy: each frame holds a
+ * reference on its chunk, released from ZeroMQ's I/O thread, and the store
+ * copies a chunk before writing it while any such reference is out. A packed
+ * pull (Header.packed) is answered with one frame, the chunks copied into it
+ * back to back: one copy here against a frame per chunk, each of which costs
+ * both sides' I/O threads a round of their own (bench/ps measures both).
+ *
+ * A client on this host may instead name a range of its shared-memory segment
+ * (shmseg.h): its pushes are read from there into scratch, and its pull
+ * replies are written there, so the data crosses no socket. */
+#include "daemon/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "daemon/server_int.h"
+#include "daemon/shmseg.h"
+#include "daemon/ssp.h"
+#include "daemon/store.h"
+#include "proto/wire.h"
+
+/* the internal names server_int.h exports, by their short names here */
+#define send_id mlt_server__send_id
+#define send_error_to mlt_server__send_error_to
+#define reply_error mlt_server__reply_error
+#define reply_ok mlt_server__reply_ok
+#define find_branch mlt_server__find_branch
+
+/* ---- pull ------------------------------------------------------------------- */
+
+static void free_packed(void *data, void *hint)
+{
+    (void)hint;
+    mlt_free(data);
+}
+
+/* Bytes of chunks [first, first + count) of table; the range was checked
+ * (count >= 1). Every chunk but a table's last is full. */
+static size_t range_bytes(const mlt_server_t *s, uint32_t table, uint32_t first, uint32_t count)
+{
+    return ((size_t)(count - 1) * mlt_store_chunk_floats(s->store) +
+            mlt_store_chunk_len(s->store, table, first + count - 1)) *
+           sizeof(float);
+}
+
+/* Where a pull's reply data goes in a client's segment. */
+typedef struct shm_dst {
+    uint32_t handle;
+    uint64_t token, offset;
+} shm_dst_t;
+
+/* Writes chunks [first, first + count) of table into the client's segment; 0,
+ * or -errno after an error reply. */
+static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                     mlt_branch_t *b, uint32_t table, uint32_t first, uint32_t count,
+                     const shm_dst_t *dst)
+{
+    char err[256];
+    size_t bytes = range_bytes(s, table, first, count);
+    int fd = mlt_shmseg_range(s->shm, dst->handle, dst->token, dst->offset, bytes, err, sizeof err);
+    struct iovec *iov = fd < 0 ? NULL : mlt_try_malloc(count * sizeof *iov);
+    mlt_chunk_t **held = iov ? mlt_try_malloc(count * sizeof *held) : NULL;
+    if (fd >= 0 && !held)
+        snprintf(err, sizeof err, "out of memory writing a pull reply"), fd = -ENOMEM;
+    for (uint32_t i = 0; held && i < count; i++) {
+        held[i] = mlt_store_chunk_get(s->store, b, table, first + i);
+        iov[i].iov_base = (void *)mlt_chunk_params(held[i]);
+        iov[i].iov_len = (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
+    }
+    int rc = held ? mlt_shmseg_writev(fd, iov, count, dst->offset) : fd;
+    if (held && rc < 0)
+        snprintf(err, sizeof err, "writing %zu bytes into shared memory segment %#x: %s", bytes,
+                 dst->handle, strerror(-rc));
+    for (uint32_t i = 0; held && i < count; i++)
+        mlt_chunk_release(NULL, held[i]);
+    mlt_free(held);
+    mlt_free(iov);
+    if (rc < 0) {
+        s->n_errors++;
+        send_error_to(s, id, id_len, request_id, rc, err);
+        return rc;
+    }
+    s->bytes_out += bytes;
+    return 0;
+}
+
+/* Sends the chunks zero-copy, one frame each, or packed into one frame, or
+ * writes them into the client's segment (shm) and sends the header alone. The
+ * branch exists, the range was checked, and a packed one fits a frame. */
+static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                            mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
+                            uint32_t count, bool packed, const shm_dst_t *shm)
+{
+    if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
+        return;
+    char *buf = NULL;
+    if (packed && !shm) {
+        buf = mlt_try_malloc(range_bytes(s, table, first, count));
+        if (buf == NULL) {
+            send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
+            return;
+        }
+    }
+    mlt_header_t r;
+    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_PULL_REPLY);
+    r.has_request_id = r.has_branch = r.has_clock = r.has_table = 1;
+    r.has_chunk_first = r.has_chunk_count = r.has_min_clock = 1;
+    r.request_id = request_id;
+    r.branch = mlt_store_branch_id(b);
+    r.clock = clock;
+    r.table = table;
+    r.chunk_first = first;
+    r.chunk_count = count;
+    r.min_clock = mlt_store_branch_min_clock(b);
+    Mlt__Tunables tu; /* the staleness lets the client's cache serve later clocks */
+    mlt__tunables__init(&tu);
+    tu.has_staleness = 1;
+    tu.staleness = mlt_store_branch_tunables(b)->staleness;
+    r.tunables = &tu;
+    r.has_packed = r.packed = packed || shm;
+    r.has_shm_offset = shm != NULL;
+    r.shm_offset = shm ? shm->offset : 0;
+    send_id(s, id, id_len);
+    s->n_pulls++;
+    if (shm) {
+        mlt_wire_send(s->router, &r, 0);
+        return;
+    }
+    mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
+    size_t off = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t k = first + i;
+        mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k);
+        size_t bytes = (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float);
+        s->bytes_out += bytes;
+        if (packed) {
+            memcpy(buf + off, mlt_chunk_params(c), bytes);
+            mlt_chunk_release(NULL, c);
+            off += bytes;
+            continue;
+        }
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, (void *)mlt_chunk_params(c), bytes, mlt_chunk_release, c);
+        if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&m); /* releases the chunk */
+    }
+    if (packed) {
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, buf, off, free_packed, NULL);
+        if (zmq_msg_send(&m, s->router, 0) < 0)
+            zmq_msg_close(&m);
+    }
+}
+
+void mlt_server__on_released(void *arg, const mlt_parked_t *p)
+{
+    mlt_server_t *s = arg;
+    mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
+    if (!b) {
+        send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+        return;
+    }
+    log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
+              (long long)p->clock, mlt_time_mono() - p->since);
+    shm_dst_t dst = {p->shm_handle, p->shm_token, p->shm_offset};
+    send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
+                    p->packed, p->shm ? &dst : NULL);
+}
+
+void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
+{
+    mlt_server_t *s = arg;
+    mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
+    char text[MLT_MAX_ERROR_LEN];
+    if (b) {
+        const mlt_tunables_t *t = mlt_store_branch_tunables(b);
+        snprintf(text, sizeof text,
+                 "pull of branch %u at clock %lld waited %.1f s for min_clock >= %lld "
+                 "(staleness %u); min_clock is %lld, slowest worker %u",
+                 p->branch, (long long)p->clock, mlt_time_mono() - p->since,
+                 (long long)(p->clock - t->staleness), t->staleness,
+                 (long long)mlt_store_branch_min_clock(b), mlt_store_branch_slowest(b));
+    } else {
+        snprintf(text, sizeof text, "pull of branch %u timed out", p->branch);
+    }
+    log_warn("worker %u: %s", p->worker, text);
+    send_error_to(s, p->id, p->id_len, p->request_id, -ETIMEDOUT, text);
+}
+
+void mlt_server__on_dropped(void *arg, const mlt_parked_t *p)
+{
+    send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+}
+
+int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
+                                   sizeof err);
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    const bool packed = h->has_packed && h->packed;
+    const bool shm = h->has_shm_handle;
+    const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
+    if (shm) { /* checked now for a clear error, and again when the reply is written */
+        if (!h->has_shm_token || !h->has_shm_offset)
+            return reply_error(s, rq, -EINVAL, "PULL with shm_handle lacks shm_token/shm_offset");
+        rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset,
+                              range_bytes(s, h->table, h->chunk_first, h->chunk_count), err,
+                              sizeof err);
+        if (rc < 0)
+            return reply_error(s, rq, rc, "%s", err);
+    } else if (packed &&
+               range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
+        return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
+                           range_bytes(s, h->table, h->chunk_first, h->chunk_count),
+                           MLT_MAX_CHUNK_BYTES);
+    const mlt_tunables_t *t = mlt_store_branch_tunables(b);
+    if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
+        send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
+                        h->table, h->chunk_first, h->chunk_count, packed, shm ? &dst : NULL);
+        return 0;
+    }
+    if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
+        return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
+                           MLT_MAX_CLIENT_ID_BYTES);
+    mlt_parked_t p = {
+        .id_len = zmq_msg_size(rq->id),
+        .request_id = h->request_id,
+        .worker = h->worker,
+        .branch = h->branch,
+        .clock = h->clock,
+        .table = h->table,
+        .first = h->chunk_first,
+        .count = h->chunk_count,
+        .packed = packed,
+        .shm = shm,
+        .shm_handle = dst.handle,
+        .shm_token = dst.token,
+        .shm_offset = dst.offset,
+        .since = mlt_time_mono(),
+    };
+    p.deadline = p.since + s->pull_timeout_s;
+    memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
+    if (mlt_ssp_park(s->parked, &p) < 0)
+        return reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
+    log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
+              h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
+              (long long)mlt_store_branch_min_clock(b));
+    return 0;
+}
+
+/* ---- push / write ----------------------------------------------------------- */
+
+/* Reads a push or write's payload from the client's segment into scratch. */
+static int read_shm(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    if (!h->has_shm_token || !h->has_shm_offset)
+        return reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
+                           mlt_wire_type_name(h->type));
+    if (rq->n_payload)
+        return reply_error(s, rq, -EINVAL, "%zu payload frames; a payload in shared memory has none",
+                           rq->n_payload);
+    size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+    if (want > MLT_MAX_CHUNK_BYTES)
+        return reply_error(s, rq, -EMSGSIZE, "payload of %zu bytes in shared memory, limit %u",
+                           want, MLT_MAX_CHUNK_BYTES);
+    int fd = mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err,
+                              sizeof err);
+    if (fd < 0)
+        return reply_error(s, rq, fd, "%s", err);
+    int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
+    if (rc < 0)
+        return reply_error(s, rq, rc,
+                           "reading %zu bytes at %llu of shared memory segment %#x failed (the "
+                           "segment shrank?)",
+                           want, (unsigned long long)h->shm_offset, h->shm_handle);
+    s->bytes_in += want;
+    return 0;
+}
+
+/* Checks the payload matches the chunk range: one frame per chunk, each of the
+ * chunk's exact size, or packed, one frame of all of them, or in the client's
+ * segment (read into scratch). *packed: the packed payload, else NULL. */
+static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    *packed = NULL;
+    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
+                                   sizeof err);
+    if (rc)
+        return reply_error(s, rq, rc, "%s", err);
+    if (h->has_shm_handle) {
+        if ((rc = read_shm(s, rq)) == 0)
+            *packed = (const char *)s->scratch;
+        return rc;
+    }
+    if (h->has_packed && h->packed) {
+        size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+        if (rq->n_payload != 1)
+            return reply_error(s, rq, -EINVAL, "%zu payload frames; a packed payload is one",
+                               rq->n_payload);
+        if (zmq_msg_size(&rq->payload[0]) != want)
+            return reply_error(s, rq, -EINVAL,
+                               "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
+                               zmq_msg_size(&rq->payload[0]), h->chunk_first,
+                               h->chunk_first + h->chunk_count, h->table, want);
+        *packed = zmq_msg_data(&rq->payload[0]);
+        return 0;
+    }
+    if (rq->n_payload != h->chunk_count)
+        return reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
+                           h->chunk_count);
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        size_t want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
+        size_t got = zmq_msg_size(&rq->payload[i]);
+        if (got != want)
+            return reply_error(s, rq, -EINVAL,
+                               "payload frame %u is %zu bytes; chunk %u of table %u needs %zu", i,
+                               got, h->chunk_first + i, h->table, want);
+    }
+    return 0;
+}
+
+/* The floats of chunk first + i of a checked payload (*n of them; packed as
+ * check_payload said), copied to aligned scratch if misaligned. */
+static const float *payload_floats(mlt_server_t *s, req_t *rq, const char *packed, uint32_t i,
+                                   size_t *n)
+{
+    const mlt_header_t *h = rq->h;
+    *n = mlt_store_chunk_len(s->store, h->table, h->chunk_first + i);
+    const char *p = packed /* every chunk before the table's last is full */
+                        ? packed + (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
+                        : (const char *)zmq_msg_data(&rq->payload[i]);
+    if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
+        return (const float *)p;
+    memcpy(s->scratch, p, *n * sizeof(float));
+    return s->scratch;
+}
+
+int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
+{
+    mlt_header_t *h = rq->h;
+    mlt_branch_t *b = find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
+        return reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
+                           is_write ? "writes" : "pushes");
+    const char *packed;
+    int rc = check_payload(s, rq, &packed);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        size_t n;
+        const float *g = payload_floats(s, rq, packed, i, &n);
+        if (!mlt_all_finite(g, n)) {
+            if (!is_write)
+                mlt_store_branch_set_diverged(b);
+            return reply_error(s, rq, -EDOM,
+                               "non-finite value in %s to branch %u, table %u chunk %u%s",
+                               is_write ? "write" : "gradient", h->branch, h->table,
+                               h->chunk_first + i,
+                               is_write ? "" : "; nothing applied, branch marked diverged");
+        }
+    }
+    for (uint32_t i = 0; i < h->chunk_count; i++) {
+        size_t n;
+        const float *g = payload_floats(s, rq, packed, i, &n);
+        rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
+                      : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
+        if (rc)
+            return reply_error(s, rq, rc,
+                               "out of memory copying chunk %u of table %u (chunks before it "
+                               "were applied)",
+                               h->chunk_first + i, h->table);
+    }
+    if (!is_write)
+        s->n_pushes++;
+    return reply_ok(s, rq, 0);
+}

@@ -1,0 +1,567 @@
+/* client_data.c - libmltuner's data requests: pulls through the pull cache,
+ * pushes, writes and clocks; see mltuner.h and client_int.h.
+ *
+ * Pushes, writes and pulls travel packed (Header.packed): a part's chunks
+ * back to back in one frame, sent zero-copy from the caller's table; a frame
+ * per chunk costs both sides' I/O threads a round each.
+ *
+ * The pull cache keeps, per branch, the received frames themselves (no copy)
+ * and the min_clock they reflect, so a pull the cache can serve costs a copy
+ * into the caller's buffers and no round trip.
+ *
+ * With a shard on the same host the data skips the socket: pulls are written
+ * into, and pushes read from, a shared-memory segment (client_shm.c); only
+ * the headers travel. */
+#include "worker/mltuner.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <zmq.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "common/alloc.h"
+#include "proto/wire.h"
+#include "worker/client_int.h"
+
+/* the internal names client_int.h exports, by their short names here */
+#define set_err mlt_client__err
+#define record_error mlt_client__record_error
+#define recv_one mlt_client__recv
+#define wait_for mlt_client__wait
+#define send_simple mlt_client__send
+#define add_pending mlt_client__pending
+#define header_for mlt_client__header
+#define cache_clear mlt_client__cache_clear
+#define cache_find mlt_client__cache_find
+#define prefetch_drop mlt_client__prefetch_drop
+
+/* ---- pull replies and the cache ------------------------------------------- */
+
+/* Copies a pulled chunk into the caller's table. For large models the copy
+ * bypasses the cache (non-temporal stores: a third less memory traffic, and
+ * the data would not stay cached anyway); small ones stay cached for the step
+ * that reads them next. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void copy_stream512(float *d, const float *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_stream_ps(d + i, _mm512_loadu_ps(s + i));
+    for (; i < n; i++)
+        d[i] = s[i];
+    _mm_sfence(); /* streaming stores are weakly ordered: publish them */
+}
+#endif
+
+static void copy_part(const mlt_client_t *c, float *dst, const void *src, size_t bytes)
+{
+#if defined(__x86_64__)
+    if (c->stream_copy && ((uintptr_t)dst & 63) == 0) {
+        copy_stream512(dst, src, bytes / sizeof(float));
+        return;
+    }
+#endif
+    (void)c;
+    memcpy(dst, src, bytes);
+}
+
+/* Part pt's floats in its table: [*off, *off + return). */
+static uint64_t part_span(const mlt_client_t *c, const part_t *pt, uint64_t *off)
+{
+    const uint64_t size = c->tables[pt->table].size;
+    const uint64_t end = (uint64_t)(pt->first + pt->count) * c->chunk_floats;
+    *off = (uint64_t)pt->first * c->chunk_floats;
+    return (end < size ? end : size) - *off;
+}
+
+/* Copies a packed pull reply into the caller's table and keeps its frame in
+ * the cache. frames[0..n) are the payload frames (ownership moves to the
+ * cache). */
+void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
+                         zmq_msg_t *frames, size_t n)
+{
+    const part_t *pt = &c->parts[p->part];
+    if (p->cache == NULL)
+        return; /* a prefetch given up on */
+    uint64_t off, len = part_span(c, pt, &off);
+    if (c->shm_ok[pt->shard]) { /* the data is in the segment already */
+        uint64_t want = shm_region_off(c, (uint32_t)(p->cache - c->caches), pt->table) +
+                        off * sizeof(float);
+        if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock || n != 0 ||
+            !h->has_shm_offset || h->shm_offset != want) {
+            p->cache->failed = true;
+            record_error(c, -EPROTO,
+                         "%s: pull reply of %zu frames, shm_offset %llu; asked for %u chunks "
+                         "written at %llu of shared memory",
+                         c->endpoints[p->shard], n, (unsigned long long)h->shm_offset, pt->count,
+                         (unsigned long long)want);
+            return;
+        }
+        cache_t *ca = p->cache;
+        ca->gen = ++c->gen_seq;
+        if (p->dst != NULL)
+            copy_part(c, p->dst + off, c->shm_base + want, len * sizeof(float));
+        if (h->min_clock < ca->min_clock)
+            ca->min_clock = h->min_clock;
+        if (h->tunables && h->tunables->has_staleness)
+            ca->staleness = h->tunables->staleness;
+        return;
+    }
+    if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
+        !h->has_packed || !h->packed || n != 1 || zmq_msg_size(&frames[0]) != len * sizeof(float)) {
+        p->cache->failed = true;
+        record_error(c, -EPROTO,
+                     "%s: pull reply of %zu frames (%zu bytes first), asked for %u chunks "
+                     "packed in one frame of %llu bytes",
+                     c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0, pt->count,
+                     (unsigned long long)(len * sizeof(float)));
+        return;
+    }
+    cache_t *ca = p->cache;
+    ca->gen = ++c->gen_seq;
+    if (p->dst != NULL)
+        copy_part(c, p->dst + off, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    zmq_msg_t *slot = &ca->msgs[p->part];
+    zmq_msg_close(slot);
+    zmq_msg_init(slot);
+    zmq_msg_move(slot, &frames[0]);
+    if (h->min_clock < ca->min_clock)
+        ca->min_clock = h->min_clock;
+    if (h->tunables && h->tunables->has_staleness)
+        ca->staleness = h->tunables->staleness;
+}
+
+void mlt_client__cache_clear(mlt_client_t *c, cache_t *ca)
+{
+    if (ca->msgs) {
+        for (uint32_t i = 0; i < c->n_parts; i++)
+            zmq_msg_close(&ca->msgs[i]);
+        mlt_free(ca->msgs);
+    }
+    memset(ca, 0, sizeof *ca);
+}
+
+cache_t *mlt_client__cache_find(mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && !c->caches[i].prefetch && c->caches[i].branch == branch)
+            return &c->caches[i];
+    return NULL;
+}
+
+/* The prefetched copy of a branch, if one was asked for. */
+static cache_t *prefetch_find(mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && c->caches[i].prefetch && c->caches[i].branch == branch)
+            return &c->caches[i];
+    return NULL;
+}
+
+/* Forgets the prefetches of `branch` (of every branch if all): replies still
+ * to come are dropped on arrival, the copies freed. */
+void mlt_client__prefetch_drop(mlt_client_t *c, uint32_t branch, bool all)
+{
+    for (int i = 0; i < MAX_CACHES; i++) {
+        cache_t *ca = &c->caches[i];
+        if (!ca->msgs || !ca->prefetch || (!all && ca->branch != branch))
+            continue;
+        for (size_t k = 0; k < c->n_pending; k++)
+            if (c->pending[k].cache == ca)
+                c->pending[k].cache = NULL;
+        cache_clear(c, ca);
+    }
+}
+
+/* ---- pushes, writes and clocks -------------------------------------------- */
+
+/* A copy of one pushed table, for branches with staleness > 0: the frames
+ * reference it and the last one released frees it, so the caller may reuse
+ * its gradient buffer as soon as mlt_push returns. */
+typedef struct stage {
+    atomic_long refs;
+    float data[];
+} stage_t;
+
+static void stage_release(void *data, void *hint)
+{
+    (void)data;
+    stage_t *st = hint;
+    if (atomic_fetch_sub(&st->refs, 1) == 1)
+        mlt_free(st);
+}
+
+static void push_frame_free(void *data, void *hint)
+{
+    (void)data;
+    atomic_fetch_sub(&((mlt_client_t *)hint)->push_frames, 1);
+}
+
+/* Sends the parts of `table` with a payload from src, zero-copy: from src
+ * itself (the caller keeps it unchanged until acknowledged), or from a staged
+ * copy when `stage` (the caller may reuse src at once). */
+static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint32_t table,
+                      const float *src, bool stage)
+{
+    if (table >= c->n_tables)
+        return set_err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
+    const table_t *t = &c->tables[table];
+    int rc = 0, shm_stage = -1; /* the stage region of the shm parts, once copied */
+    stage_t *st = NULL;
+    if (stage) {
+        st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
+        if (!st)
+            return set_err(c, -ENOMEM, "out of memory staging a push of table %u", table);
+        atomic_init(&st->refs, 1); /* ours, dropped at the end */
+        memcpy(st->data, src, t->size * sizeof(float));
+        src = st->data;
+    }
+    for (uint32_t i = 0; i < c->n_parts && !rc; i++) {
+        const part_t *pt = &c->parts[i];
+        if (pt->table != table)
+            continue;
+        if (c->shm_ok[pt->shard] && shm_stage < 0) {
+            uint32_t r = mlt_client__stage_pick(c, table);
+            if ((rc = mlt_client__stage_wait(c, r, table)) < 0)
+                break;
+            memcpy(c->shm_base + shm_region_off(c, MAX_CACHES + r, table), src,
+                   t->size * sizeof(float));
+            shm_stage = (int)r;
+        }
+        mlt_header_t h;
+        pending_t *p = add_pending(c, pt->shard, P_ACK);
+        header_for(c, &h, type, p);
+        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
+        h.branch = branch;
+        h.table = table;
+        h.chunk_first = pt->first;
+        h.chunk_count = pt->count;
+        h.packed = 1;
+        uint64_t off, len = part_span(c, pt, &off);
+        if (c->shm_ok[pt->shard]) {
+            h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+            h.shm_handle = c->shm_handle[pt->shard];
+            h.shm_token = c->shm_token;
+            h.shm_offset = shm_region_off(c, MAX_CACHES + (uint32_t)shm_stage, table) +
+                           off * sizeof(float);
+            p->part = i;
+            p->stage = shm_stage;
+            if ((rc = send_simple(c, pt->shard, &h)) < 0)
+                break;
+            c->stage_busy[(uint32_t)shm_stage * c->n_tables + table]++;
+            continue;
+        }
+        void *sock = c->socks[pt->shard];
+        rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
+        if (rc < 0) {
+            set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
+            break;
+        }
+        zmq_msg_t m;
+        if (st) {
+            atomic_fetch_add(&st->refs, 1);
+            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), stage_release, st);
+        } else {
+            atomic_fetch_add(&c->push_frames, 1);
+            zmq_msg_init_data(&m, (void *)(src + off), len * sizeof(float), push_frame_free, c);
+        }
+        if (zmq_msg_send(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            rc = set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
+                         zmq_strerror(zmq_errno()));
+            break;
+        }
+    }
+    if (st)
+        stage_release(NULL, st);
+    return rc;
+}
+
+int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *values)
+{
+    cache_t *ca = cache_find(c, branch);
+    if (ca)
+        ca->valid = false;
+    prefetch_drop(c, branch, false);
+    int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values, false);
+    int rc2 = mlt_sync(c);
+    return rc ? rc : rc2;
+}
+
+/* Branches whose staleness (as the shards last said) is above 0 push from a
+ * staged copy and clock without waiting: a worker allowed to read stale
+ * parameters need not wait for its own updates to be acknowledged. */
+static bool async_branch(mlt_client_t *c, uint32_t branch)
+{
+    cache_t *ca = cache_find(c, branch);
+    return ca && ca->valid && ca->staleness > 0;
+}
+
+int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+{
+    return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad, async_branch(c, branch));
+}
+
+/* Handles every reply that has already arrived, without waiting. */
+static void drain(mlt_client_t *c)
+{
+    for (uint32_t s = 0; s < c->n; s++) {
+        for (;;) {
+            int ev = 0;
+            size_t len = sizeof ev;
+            if (zmq_getsockopt(c->socks[s], ZMQ_EVENTS, &ev, &len) < 0 || !(ev & ZMQ_POLLIN))
+                break;
+            recv_one(c, s);
+        }
+    }
+}
+
+int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+{
+    bool async = async_branch(c, branch);
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, MLT__MSG_TYPE__MSG_CLOCK, p);
+        h.has_branch = h.has_clock = 1;
+        h.branch = branch;
+        h.clock = clock;
+        int rc = send_simple(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
+    if (!async)
+        return mlt_sync(c);
+    /* bounded: far behind on acknowledgements, wait for them after all */
+    drain(c);
+    if (c->n_pending > ASYNC_MAX_PENDING)
+        return mlt_sync(c);
+    int rc = c->first_err;
+    c->first_err = 0;
+    return rc;
+}
+
+/* ---- pulls ---------------------------------------------------------------- */
+
+/* A free cache slot for `branch`, or the least recently used one other than
+ * `keep` and the prefetches (whose replies may still come), cleared. */
+static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep)
+{
+    cache_t *ca = NULL;
+    for (int i = 0; i < MAX_CACHES; i++) {
+        cache_t *x = &c->caches[i];
+        if (!x->msgs) {
+            ca = x;
+            break;
+        }
+        if (x != keep && !x->prefetch && (!ca || x->used < ca->used))
+            ca = x;
+    }
+    if (!ca) /* every other slot a prefetch: forget them */
+        for (int i = 0; i < MAX_CACHES && !ca; i++)
+            if (&c->caches[i] != keep) {
+                prefetch_drop(c, c->caches[i].branch, false);
+                ca = &c->caches[i];
+            }
+    cache_clear(c, ca);
+    ca->branch = branch;
+    ca->msgs = mlt_calloc(c->n_parts ? c->n_parts : 1, sizeof *ca->msgs);
+    for (uint32_t i = 0; i < c->n_parts; i++)
+        zmq_msg_init(&ca->msgs[i]);
+    return ca;
+}
+
+static cache_t *cache_for(mlt_client_t *c, uint32_t branch)
+{
+    cache_t *ca = cache_find(c, branch);
+    if (!ca)
+        ca = cache_slot(c, branch, NULL);
+    ca->used = ++c->stamp;
+    return ca;
+}
+
+/* Sends the pull requests of every part of the job for `clock` into cache
+ * ca (kind P_PULL with the caller's tables dst, or P_PREFETCH). */
+static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
+                      enum pend_kind kind, float *const *dst)
+{
+    ca->valid = ca->failed = false;
+    ca->min_clock = INT64_MAX;
+    ca->gen = ++c->gen_seq;
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        mlt_header_t h;
+        pending_t *p = add_pending(c, pt->shard, kind);
+        p->part = i;
+        p->dst = dst ? dst[pt->table] : NULL;
+        p->cache = ca;
+        header_for(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
+        h.has_branch = h.has_clock = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
+        h.has_packed = h.packed = 1;
+        h.branch = branch;
+        h.clock = clock;
+        h.table = pt->table;
+        h.chunk_first = pt->first;
+        h.chunk_count = pt->count;
+        if (c->shm_ok[pt->shard]) {
+            uint64_t off;
+            part_span(c, pt, &off);
+            h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+            h.shm_handle = c->shm_handle[pt->shard];
+            h.shm_token = c->shm_token;
+            h.shm_offset = shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
+                           off * sizeof(float);
+        }
+        int rc = send_simple(c, pt->shard, &h);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* After a pull at `clock` served from ca: when the branch may be read stale
+ * (staleness s > 0) and the next pull, at clock + 1, would find ca too old,
+ * asks for that copy now, so that it travels while the caller computes. The
+ * shards answer it once every worker has reached clock + 1 - s: with s >= 1
+ * this worker's own clocks never hold it back. (With s = 0 a pull must see
+ * this worker's next push, which is not sent yet: nothing to prefetch.) */
+static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock)
+{
+    if (!ca->valid || ca->staleness == 0 || clock + 1 <= ca->min_clock + (int64_t)ca->staleness ||
+        prefetch_find(c, branch) != NULL)
+        return;
+    cache_t *pf = cache_slot(c, branch, ca);
+    pf->prefetch = true;
+    pf->staleness = ca->staleness;
+    pf->used = ca->used;
+    if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL) < 0)
+        prefetch_drop(c, branch, false); /* the pull that needs it asks again */
+}
+
+/* true when dst already holds ca's copy (mlt_client_keep_dst) */
+static bool held(const mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    if (!c->keep_dst || c->held_ca != ca || c->held_gen != ca->gen || !c->held_dst)
+        return false;
+    for (uint32_t t = 0; t < c->n_tables; t++)
+        if (c->held_dst[t] != dst[t])
+            return false;
+    return true;
+}
+
+static void hold(mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    if (!c->keep_dst)
+        return;
+    if (!c->held_dst)
+        c->held_dst = mlt_calloc(c->n_tables ? c->n_tables : 1, sizeof *c->held_dst);
+    for (uint32_t t = 0; t < c->n_tables; t++)
+        c->held_dst[t] = dst[t];
+    c->held_ca = ca;
+    c->held_gen = ca->gen;
+}
+
+void mlt_client_keep_dst(mlt_client_t *c, bool keep)
+{
+    c->keep_dst = keep;
+    c->held_ca = NULL;
+}
+
+void mlt_client_forget_dst(mlt_client_t *c)
+{
+    c->held_ca = NULL;
+}
+
+uint64_t mlt_pull_copies_skipped(const mlt_client_t *c)
+{
+    return c->copies_skipped;
+}
+
+/* Copies the cached copy ca into the caller's tables. */
+static void copy_out(mlt_client_t *c, const cache_t *ca, float *const *dst)
+{
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        uint64_t off;
+        part_span(c, pt, &off);
+        if (c->shm_ok[pt->shard]) {
+            uint64_t len = part_span(c, pt, &off);
+            copy_part(c, dst[pt->table] + off,
+                      c->shm_base + shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
+                          off * sizeof(float),
+                      len * sizeof(float));
+            continue;
+        }
+        zmq_msg_t *m = (zmq_msg_t *)&ca->msgs[i];
+        copy_part(c, dst[pt->table] + off, zmq_msg_data(m), zmq_msg_size(m));
+    }
+}
+
+/* ca's copy is good for a pull at `clock`. */
+static bool fresh(const cache_t *ca, int64_t clock)
+{
+    return ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness;
+}
+
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+{
+    if (!c->n_tables)
+        return set_err(c, -EINVAL, "pull before mlt_client_register");
+    cache_t *ca = cache_for(c, branch);
+    if (!fresh(ca, clock)) {
+        cache_t *pf = prefetch_find(c, branch);
+        if (pf != NULL) { /* the copy asked for ahead: wait for it, take it if good */
+            int rc = wait_for(c, P_PREFETCH);
+            if (rc < 0)
+                return rc; /* an error of an earlier asynchronous request */
+            pf->valid = !pf->failed && pf->min_clock != INT64_MAX;
+            pf->prefetch = false;
+            if (fresh(pf, clock)) {
+                c->prefetch_hits++;
+                pf->used = ca->used;
+                cache_clear(c, ca);
+                ca = pf;
+            } else {
+                cache_clear(c, pf);
+            }
+        }
+    }
+    if (fresh(ca, clock)) {
+        if (held(c, ca, dst)) {
+            c->copies_skipped++;
+        } else {
+            copy_out(c, ca, dst);
+            hold(c, ca, dst);
+        }
+        prefetch(c, ca, branch, clock);
+        return 0;
+    }
+    c->held_ca = NULL; /* dst is being overwritten */
+    int rc = send_pulls(c, ca, branch, clock, P_PULL, dst);
+    if (rc < 0)
+        return rc;
+    rc = wait_for(c, P_PULL);
+    ca->valid = rc == 0 && !ca->failed;
+    if (ca->valid) {
+        hold(c, ca, dst);
+        prefetch(c, ca, branch, clock);
+    }
+    return rc;
+}
+
+uint64_t mlt_pull_prefetched(const mlt_client_t *c)
+{
+    return c->prefetch_hits;
+}
+
+int64_t mlt_pull_min_clock(const mlt_client_t *c, uint32_t branch)
+{
+    for (int i = 0; i < MAX_CACHES; i++)
+        if (c->caches[i].msgs && !c->caches[i].prefetch && c->caches[i].branch == branch &&
+            c->caches[i].valid)
+            return c->caches[i].min_clock;
+    return -1;
+}
