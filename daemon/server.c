@@ -12,12 +12,9 @@
 #include "daemon/server.h"
 
 #include <errno.h>
-#include <math.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <zmq.h>
 
 #include "common/alloc.h"
