@@ -1,6 +1,7 @@
-/* jobfile_int.h - what jobfile.c, jobfile_check.c and jobfile_write.c share:
- * the key table, its row and value types, the parse context, and the helpers
- * that more than one of them uses. Private to common/jobfile*.c. */
+/* jobfile_int.h - what jobfile.c, jobfile_value.c, jobfile_check.c and
+ * jobfile_write.c share: the key table, its row and value types, the parse
+ * context, and the helpers that more than one of them uses. Private to
+ * common/jobfile*.c. */
 #ifndef MLT_JOBFILE_INT_H
 #define MLT_JOBFILE_INT_H
 
@@ -12,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <libconfig.h>
 
 typedef enum {
     JK_GROUP,    /* a group of keys; no field */
@@ -114,6 +117,14 @@ void mlt_jobk_fmt_names(char *buf, size_t len, const char *const *names);
 const char *mlt_jobk_enum_name(const char *const *names, long long v);
 jval_t mlt_jobk_load_value(const void *base, const jkey_t *k);
 unsigned mlt_jobk_ctx_line(const pctx_t *p, const char *path);
+const char *mlt_jobk_type_noun(const jkey_t *k, char *buf, size_t len);
+
+/* jobfile_value.c */
+void mlt_jobk_val_free(jval_t *v);
+int mlt_jobk_value_from_text(const jkey_t *k, const char *subj, const char *s, jval_t *v, char *why,
+                             size_t whylen);
+int mlt_jobk_value_from_setting(const jkey_t *k, const char *subj, const config_setting_t *s,
+                                jval_t *v, char *why, size_t whylen, unsigned *linep);
 
 /* jobfile_check.c */
 int mlt_jobk_cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_layer_t *out, char *why,
