@@ -107,7 +107,7 @@ static inline uint64_t shm_region_off(const mlt_client_t *c, uint32_t r, uint32_
     return 64 + (uint64_t)r * c->region_bytes + c->tbl_off[t];
 }
 
-
+/* client.c: requests and replies */
 int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Keeps the first error among completed requests (first_err and its message). */
