@@ -42,16 +42,6 @@
 
 #define BRANCH_INIT 1u
 
-/* the internal names coord_int.h exports, by their short names here */
-#define job_time    mlt_coord__job_time
-#define emit        mlt_coord__emit
-#define jnum        mlt_coord__jnum
-#define phase_names mlt_coord__phase_names
-#define send_task   mlt_coord__send_task
-#define stop_worker mlt_coord__stop_worker
-#define clear_job   mlt_coord__clear_job
-#define pump        mlt_coord__pump
-
 const char *const mlt_coord__phase_names[] = {
     "idle", "waiting-workers", "loading", "training", "testing", "done", "stopped", "failed"};
 

@@ -19,16 +19,6 @@
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 
-/* the internal names coord_int.h exports, by their short names here */
-#define job_time    mlt_coord__job_time
-#define emit        mlt_coord__emit
-#define jnum        mlt_coord__jnum
-#define phase_names mlt_coord__phase_names
-#define send_task   mlt_coord__send_task
-#define stop_worker mlt_coord__stop_worker
-#define clear_job   mlt_coord__clear_job
-#define pump        mlt_coord__pump
-
 /* ---- replies on the control socket ------------------------------------------- */
 
 static void send_to(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)

@@ -126,4 +126,14 @@ void mlt_coord__clear_job(mlt_coord_t *c);
  * -ECANCELED when the daemon is stopping. */
 int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
 
+/* the short names coord.c and coord_ctl.c call these by */
+#define job_time    mlt_coord__job_time
+#define emit        mlt_coord__emit
+#define jnum        mlt_coord__jnum
+#define phase_names mlt_coord__phase_names
+#define send_task   mlt_coord__send_task
+#define stop_worker mlt_coord__stop_worker
+#define clear_job   mlt_coord__clear_job
+#define pump        mlt_coord__pump
+
 #endif
