@@ -211,7 +211,10 @@ void mlt_client__recv(mlt_client_t *c, uint32_t s)
     c->pending[i] = c->pending[--c->n_pending];
     if (p.stage >= 0) /* its stage may be overwritten once every part is acknowledged */
         c->stage_busy[(uint32_t)p.stage * c->n_tables + c->parts[p.part].table]--;
-    if (p.kind == P_SHM) {
+    if (p.kind == P_ZOMBIE) {
+        if (p.cache && p.cache->zombie && --p.cache->zombie == 0) /* its region is final */
+            cache_clear(c, p.cache);
+    } else if (p.kind == P_SHM) {
         mlt_client__shm_reply(c, &p, h);
     } else if (h->type == MLT__MSG_TYPE__MSG_ERROR && p.kind == P_PREFETCH) {
         if (p.cache)
@@ -255,7 +258,7 @@ int mlt_client__wait(mlt_client_t *c, int kind)
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < c->n_pending; i++)
-            if (kind < 0 || (int)c->pending[i].kind == kind)
+            if (kind < 0 ? c->pending[i].kind != P_ZOMBIE : (int)c->pending[i].kind == kind)
                 left++;
         if (!left)
             break;
@@ -379,7 +382,7 @@ void mlt_client_destroy(mlt_client_t **cp)
     if (c->socks)
         prefetch_drop(c, 0, true);
     for (size_t i = 0; i < c->n_pending;)
-        if (c->pending[i].kind == P_PREFETCH)
+        if (c->pending[i].kind == P_PREFETCH || c->pending[i].kind == P_ZOMBIE)
             c->pending[i] = c->pending[--c->n_pending];
         else
             i++;

@@ -136,6 +136,9 @@ void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t
 
 void mlt_client__cache_clear(mlt_client_t *c, cache_t *ca)
 {
+    for (size_t k = 0; k < c->n_pending; k++) /* replies still to come fill nothing */
+        if (c->pending[k].cache == ca)
+            c->pending[k].cache = NULL;
     if (ca->msgs) {
         for (uint32_t i = 0; i < c->n_parts; i++)
             zmq_msg_close(&ca->msgs[i]);
@@ -161,18 +164,38 @@ static cache_t *prefetch_find(mlt_client_t *c, uint32_t branch)
     return NULL;
 }
 
-/* Forgets the prefetches of `branch` (of every branch if all): replies still
- * to come are dropped on arrival, the copies freed. */
+/* Forgets the prefetches of `branch` (of every branch if all): nothing waits
+ * for their replies (a prefetch may be parked at a shard for clocks that
+ * never come), which are dropped on arrival, and the copies are freed. A slot
+ * whose replies a shard will write into shared memory becomes a zombie
+ * instead, kept from reuse until they have come (a parked pull may be answered
+ * much later, and must not land in a region that holds another copy then). */
 void mlt_client__prefetch_drop(mlt_client_t *c, uint32_t branch, bool all)
 {
     for (int i = 0; i < MAX_CACHES; i++) {
         cache_t *ca = &c->caches[i];
         if (!ca->msgs || !ca->prefetch || (!all && ca->branch != branch))
             continue;
-        for (size_t k = 0; k < c->n_pending; k++)
-            if (c->pending[k].cache == ca)
-                c->pending[k].cache = NULL;
-        cache_clear(c, ca);
+        uint32_t shm_replies = 0;
+        for (size_t k = 0; k < c->n_pending;) {
+            pending_t *p = &c->pending[k];
+            if (p->cache != ca) {
+                k++;
+            } else if (c->shm_ok[p->shard]) {
+                p->kind = P_ZOMBIE;
+                shm_replies++;
+                k++;
+            } else {
+                *p = c->pending[--c->n_pending];
+            }
+        }
+        if (shm_replies == 0) {
+            cache_clear(c, ca);
+            continue;
+        }
+        ca->zombie = shm_replies;
+        ca->prefetch = ca->valid = false;
+        ca->branch = UINT32_MAX; /* no branch id: found by no lookup */
     }
 }
 
@@ -357,15 +380,25 @@ static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep
             ca = x;
             break;
         }
-        if (x != keep && !x->prefetch && (!ca || x->used < ca->used))
+        if (x != keep && !x->prefetch && !x->zombie && (!ca || x->used < ca->used))
             ca = x;
     }
-    if (!ca) /* every other slot a prefetch: forget them */
+    if (!ca) /* every other slot a prefetch (or a zombie): forget them */
         for (int i = 0; i < MAX_CACHES && !ca; i++)
-            if (&c->caches[i] != keep) {
+            if (&c->caches[i] != keep && c->caches[i].prefetch) {
                 prefetch_drop(c, c->caches[i].branch, false);
-                ca = &c->caches[i];
+                if (!c->caches[i].zombie)
+                    ca = &c->caches[i];
             }
+    while (!ca) { /* zombies all: wait for a shard's late reply to free one */
+        for (int i = 0; i < MAX_CACHES && !ca; i++)
+            if (&c->caches[i] != keep && !c->caches[i].msgs)
+                ca = &c->caches[i];
+        if (!ca && mlt_client__wait(c, P_ZOMBIE) < 0)
+            for (int i = 0; i < MAX_CACHES && !ca; i++) /* never came: the region is lost */
+                if (&c->caches[i] != keep && c->caches[i].zombie)
+                    ca = &c->caches[i];
+    }
     cache_clear(c, ca);
     ca->branch = branch;
     ca->msgs = mlt_calloc(c->n_parts ? c->n_parts : 1, sizeof *ca->msgs);

@@ -20,7 +20,9 @@
 /* P_PREFETCH: a pull sent ahead of need (see prefetch()); its reply only
  * fills a cache, and an error in it is not the caller's: the pull that needs
  * the data asks again. */
-enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM };
+/* P_ZOMBIE: a dropped prefetch whose reply a shard will still write into
+ * shared memory (see prefetch_drop); nothing waits for it but cache_slot. */
+enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM, P_ZOMBIE };
 
 typedef struct part {
     uint32_t shard, table, first, count;
@@ -42,6 +44,9 @@ typedef struct cache {
     bool valid;
     bool prefetch;      /* filled by a prefetch: the branch's next copy, not yet in use */
     bool failed;        /* prefetch: a reply was an error or malformed */
+    uint32_t zombie;    /* a dropped prefetch's shared-memory replies still to come: the
+                         * shards may yet write into this slot's region, so the slot is
+                         * reused only after they arrive (0: a live slot) */
     int64_t min_clock;  /* data reflects every worker's clocks < min_clock */
     uint32_t staleness; /* the branch's, as the shards last said */
     uint64_t used;      /* LRU stamp */

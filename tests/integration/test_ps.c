@@ -332,6 +332,70 @@ START_TEST(test_fork)
 }
 END_TEST
 
+/* A prefetch dropped while a shard still holds it parked: when the shard
+ * answers it later, the data must not land in a cache slot that holds another
+ * branch's copy by then (with shared memory the shard writes the slot's region
+ * itself). Two clients of one 2-worker job in this process: worker 1 lags, so
+ * worker 0's prefetch of branch 1 waits at the shards; a write to branch 1
+ * drops it; branch 2 is then pulled into a new slot; worker 1's clock releases
+ * the old prefetch; branch 2's cached copy must still hold branch 2. */
+START_TEST(test_dropped_prefetch)
+{
+    static const mlt_job_def_t job2 = {"test-ps-2", 2, "sgd", tables, 3};
+    char err[512];
+    mlt_client_t *w[2];
+    for (uint32_t k = 0; k < 2; k++) {
+        w[k] = mlt_client_new(cl.eps, (uint32_t)cl.n, k, err, sizeof err);
+        ck_assert_msg(w[k] != NULL, "connect: %s", err);
+        ck_assert_msg(mlt_client_register(w[k], &job2) == 0, "%s", mlt_client_error(w[k]));
+    }
+    mlt_client_t *c = w[0];
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = 1.0f;
+    t.momentum = 0.0f;
+    t.staleness = 1;
+    float **v = alloc_tables(), **got = alloc_tables();
+    for (uint32_t b = 1; b <= 2; b++) {
+        ck_assert_msg(mlt_branch_create(c, b, MLT_BRANCH_TRAIN, &t) == 0, "%s",
+                      mlt_client_error(c));
+        for (int tb = 0; tb < 3; tb++) {
+            for (uint64_t i = 0; i < tables[tb].size; i++)
+                v[tb][i] = (float)b;
+            ck_assert_int_eq(mlt_write(c, b, (uint32_t)tb, v[tb]), 0);
+        }
+    }
+    ck_assert_int_eq(mlt_pull(c, 1, 0, got), 0);
+    ck_assert_int_eq(mlt_clock(c, 1, 1), 0);
+    ck_assert_int_eq(mlt_pull(c, 1, 1, got), 0); /* from the cache; asks for clock 2 ahead */
+    for (int tb = 0; tb < 3; tb++) { /* drops that prefetch, parked for worker 1 */
+        for (uint64_t i = 0; i < tables[tb].size; i++)
+            v[tb][i] = 3.0f;
+        ck_assert_int_eq(mlt_write(c, 1, (uint32_t)tb, v[tb]), 0);
+    }
+    ck_assert_int_eq(mlt_pull(c, 2, 0, got), 0);
+    ck_assert_float_eq(got[0][0], 2.0f);
+    ck_assert_int_eq(mlt_clock(w[1], 1, 1), 0); /* the shards answer the old prefetch */
+    mlt_server_status_t st;
+    for (uint32_t s = 0; s < (uint32_t)cl.n; s++) { /* and worker 0 takes their replies */
+        ck_assert_int_eq(mlt_client_status(c, s, &st), 0);
+        mlt_server_status_free(&st);
+    }
+    for (int tb = 0; tb < 3; tb++)
+        memset(got[tb], 0, tables[tb].size * sizeof(float));
+    ck_assert_int_eq(mlt_pull(c, 2, 0, got), 0); /* served by the cache */
+    for (int tb = 0; tb < 3; tb++)
+        for (uint64_t i = 0; i < tables[tb].size; i++)
+            if (got[tb][i] != 2.0f)
+                ck_abort_msg("branch 2 table %d element %llu is %g in the cache, not 2 (%s)", tb,
+                             (unsigned long long)i, (double)got[tb][i],
+                             mlt_client_transport(c));
+    free_tables(v);
+    free_tables(got);
+    mlt_client_destroy(&w[1]);
+    mlt_client_destroy(&w[0]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ps");
@@ -345,6 +409,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_fork);
+    tcase_add_test(tc, test_dropped_prefetch);
     suite_add_tcase(s, tc);
     return s;
 }
