@@ -35,6 +35,8 @@
  *    where compute_ms is the standalone graph step; the target is <= 1.1.
  * 3. PyTorch (bench/torch_gpu_peer.py writes the JSON given by --torch):
  *    its eager and CUDA-graph ms per step next to ours.
+ * Part 2 is in gpu_step_daemon.c, the JSON reader in torch_json.c; what the
+ * files share is in gpu_step.h.
  *
  * Data: Fashion-MNIST's training set from --data DIR, else $MLT_FMNIST_DIR,
  * else /usr/share/datasets/fashion-mnist; if none has it, seeded random data
@@ -46,7 +48,6 @@
  * (torch graph ms / our graph ms at batch 128: above 1, ours is faster; nan
  * when a number is missing). Exit 0, 77 without a GPU, 1 when a part failed
  * (the tables show what ran). */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -56,6 +57,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/gpu_step.h"
+#include "bench/torch_json.h"
 #include "common/rng.h"
 #include "common/timeutil.h"
 #include "kernels/gpu.h"
@@ -65,33 +68,8 @@
 #include "worker/model.h"
 #include "worker/model_gpu.h"
 
-#define N_MODELS  2
-#define N_BATCHES 3
-#define MAX_BATCH 512
-#define ROUNDS    3 /* rows report the median round */
-
-/* step counts; a dry run may lower them at compile time */
-#ifndef MIN_STEPS
-#define MIN_STEPS       200 /* per timed round, standalone */
-#define WARMUP_STEPS    30
-#define PS_MIN_STEPS    20 /* per timed round, through the daemon */
-#define PS_WARMUP_STEPS 5
-#endif
-
-#define BW_SECONDS     0.5 /* per bandwidth round */
-#define BENCH_LR       0.01f
-#define BENCH_MOMENTUM 0.9f
-#define BENCH_SEED     1u
-#define BENCH_BRANCH   1u
-#define IMG_SIDE       28u
-#define IMG_FEAT       (IMG_SIDE * IMG_SIDE)
-#define N_CLASSES      10u
-#define RANDOM_SAMPLES 60000u
-#define DEB_FMNIST     "/usr/share/datasets/fashion-mnist"
-#define CHECK_TOL      1e-4 /* graph vs eager step: relative */
-
-static const char *const model_names[N_MODELS] = {"mlp", "cnn"};
-static const uint32_t batches[N_BATCHES] = {32, 128, 512};
+const char *const model_names[N_MODELS] = {"mlp", "cnn"};
+const uint32_t batches[N_BATCHES] = {32, 128, 512};
 
 static const uint32_t mlp_hidden[] = {256, 256};
 static const mlt_cnn_layer_t cnn_layers[] = {
@@ -104,8 +82,7 @@ static const mlt_cnn_layer_t cnn_layers[] = {
 static mlt_test_cluster_t cluster;
 static bool cluster_up;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -120,7 +97,7 @@ static void die(const char *fmt, ...)
 }
 
 /* A GPU call that must succeed. */
-static void gcheck(mlt_gpu_t *g, int rc, const char *what)
+void gcheck(mlt_gpu_t *g, int rc, const char *what)
 {
     if (rc != 0)
         die("%s: %s (%s)", what, mlt_gpu_error(g), strerror(-rc));
@@ -134,7 +111,7 @@ static void *dmalloc(mlt_gpu_t *g, size_t n, const char *what)
     return p;
 }
 
-static void *hmalloc(mlt_gpu_t *g, size_t n, const char *what)
+void *hmalloc(mlt_gpu_t *g, size_t n, const char *what)
 {
     void *p = mlt_gpu_host_malloc(g, n);
     if (p == NULL)
@@ -148,174 +125,13 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return v[n / 2];
 }
 
-/* ---- the torch results: a small JSON reader ------------------------------- */
-
-/* The leaves of a JSON document, flattened: "mlp.128.graph" -> 0.128. */
-#define MAX_LEAVES 128
-typedef struct leaf {
-    char path[96];
-    double num;    /* NaN for strings, null and non-numbers */
-    char str[128]; /* string leaves */
-} leaf_t;
-
-typedef struct jreader {
-    const char *p, *end;
-    leaf_t *leaves;
-    int n;
-    int depth;
-} jreader_t;
-
-static void jws(jreader_t *r)
-{
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\t' || *r->p == '\r'))
-        r->p++;
-}
-
-/* A string at r->p (after the quote is checked), into out (truncated). */
-static int jstring(jreader_t *r, char *out, size_t outlen)
-{
-    if (r->p >= r->end || *r->p != '"')
-        return -1;
-    r->p++;
-    size_t k = 0;
-    while (r->p < r->end && *r->p != '"') {
-        char ch = *r->p++;
-        if (ch == '\\' && r->p < r->end) {
-            ch = *r->p++;
-            if (ch == 'u') { /* \uXXXX: kept as '?' */
-                r->p += r->end - r->p >= 4 ? 4 : r->end - r->p;
-                ch = '?';
-            }
-        }
-        if (k + 1 < outlen)
-            out[k++] = ch;
-    }
-    if (r->p >= r->end)
-        return -1;
-    r->p++;
-    if (outlen)
-        out[k] = '\0';
-    return 0;
-}
-
-static void jleaf(jreader_t *r, const char *path, double num, const char *str)
-{
-    if (r->n >= MAX_LEAVES)
-        return;
-    leaf_t *l = &r->leaves[r->n++];
-    snprintf(l->path, sizeof l->path, "%s", path);
-    l->num = num;
-    snprintf(l->str, sizeof l->str, "%s", str ? str : "");
-}
-
-static int jvalue(jreader_t *r, const char *path)
-{
-    jws(r);
-    if (r->p >= r->end || ++r->depth > 16)
-        return -1;
-    char sub[96];
-    if (*r->p == '{' || *r->p == '[') {
-        bool obj = *r->p == '{';
-        char close = obj ? '}' : ']';
-        r->p++;
-        jws(r);
-        for (int i = 0; r->p < r->end && *r->p != close; i++) {
-            char key[64];
-            if (obj) {
-                if (jstring(r, key, sizeof key))
-                    return -1;
-                jws(r);
-                if (r->p >= r->end || *r->p++ != ':')
-                    return -1;
-            } else {
-                snprintf(key, sizeof key, "%d", i);
-            }
-            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
-            if (jvalue(r, sub))
-                return -1;
-            jws(r);
-            if (r->p < r->end && *r->p == ',') {
-                r->p++;
-                jws(r);
-            }
-        }
-        if (r->p >= r->end)
-            return -1;
-        r->p++;
-    } else if (*r->p == '"') {
-        char s[128];
-        if (jstring(r, s, sizeof s))
-            return -1;
-        jleaf(r, path, NAN, s);
-    } else { /* number, NaN, Infinity, null, true, false */
-        const char *s = r->p;
-        while (r->p < r->end && !strchr(",}] \n\t\r", *r->p))
-            r->p++;
-        if (r->p == s)
-            return -1; /* no value where one belongs: stop, never loop */
-        char tok[64];
-        size_t len = (size_t)(r->p - s) < sizeof tok - 1 ? (size_t)(r->p - s) : sizeof tok - 1;
-        memcpy(tok, s, len);
-        tok[len] = '\0';
-        char *e;
-        double v = strtod(tok, &e);
-        if (e == tok || *e)
-            v = NAN; /* null, true, false */
-        jleaf(r, path, v, NULL);
-    }
-    r->depth--;
-    return 0;
-}
-
-/* Reads path's leaves into leaves (MAX_LEAVES); their number, or -1 with why. */
-static int json_load(const char *path, leaf_t *leaves, char *why, size_t whylen)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(why, whylen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    jreader_t r = {buf, buf + n, leaves, 0, 0};
-    if (jvalue(&r, "") != 0) {
-        snprintf(why, whylen, "%s: not the JSON torch_gpu_peer.py writes (near byte %ld)", path,
-                 (long)(r.p - buf));
-        return -1;
-    }
-    return r.n;
-}
-
-static const leaf_t *json_get(const leaf_t *leaves, int n, const char *path)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(leaves[i].path, path) == 0)
-            return &leaves[i];
-    return NULL;
-}
-
-static double json_num(const leaf_t *leaves, int n, const char *path)
-{
-    const leaf_t *l = json_get(leaves, n, path);
-    return l ? l->num : NAN;
-}
-
 /* ---- data ------------------------------------------------------------------ */
-
-typedef struct train_set {
-    uint32_t n;
-    float *d_x;       /* device: n x 784 */
-    uint8_t *d_y;     /* device: n labels */
-    uint32_t *d_perm; /* device: a random permutation of 0..n-1 */
-    char what[768];   /* where the data came from, for the header */
-} train_set_t;
 
 static bool try_load(const char *dir, mlt_dataset_t *ds, char *why, size_t whylen)
 {
@@ -420,19 +236,7 @@ static mlt_model_desc_t model_desc(int which)
     return d;
 }
 
-/* A model with its batch buffers and optimizer state. */
-typedef struct bench_model {
-    mlt_gpu_model_t *m;
-    uint32_t np;
-    uint64_t *sizes;
-    uint64_t floats; /* parameters in all */
-    float **d_state; /* SGD momentum, one per tensor */
-    float *d_bx;     /* the gathered batch */
-    uint8_t *d_by;
-    uint32_t *d_idx, *d_idx_next; /* the batch's indices and the next ones */
-} bench_model_t;
-
-static void bench_model_new(mlt_gpu_t *g, int which, bench_model_t *b)
+void bench_model_new(mlt_gpu_t *g, int which, bench_model_t *b)
 {
     char err[512];
     mlt_model_desc_t d = model_desc(which);
@@ -460,7 +264,7 @@ static void bench_model_new(mlt_gpu_t *g, int which, bench_model_t *b)
     gcheck(g, mlt_gpu_sync(g), "setting up the model");
 }
 
-static void bench_model_destroy(mlt_gpu_t *g, bench_model_t *b)
+void bench_model_destroy(mlt_gpu_t *g, bench_model_t *b)
 {
     mlt_gpu_sync(g);
     for (uint32_t i = 0; i < b->np; i++)
@@ -729,226 +533,6 @@ static step_result_t run_standalone(mlt_gpu_t *g, const train_set_t *t, int whic
     return r;
 }
 
-/* ---- 2. through a local daemon -------------------------------------------- */
-
-typedef struct ps_result {
-    double step_ms, pull_ms, gpu_ms, push_ms; /* median round; per step */
-    double loss_first, loss_last;             /* mean batch loss */
-    long steps;
-    bool ok;
-} ps_result_t;
-
-typedef struct ps_model {
-    double bw; /* pull + push bytes per second */
-    double mb; /* model MB (1e6 bytes) */
-    int bw_iters;
-    ps_result_t r[N_BATCHES];
-    bool ok;
-} ps_model_t;
-
-static void ccheck(mlt_client_t *c, int rc, const char *what)
-{
-    if (rc < 0)
-        die("%s failed: %s (%s)", what, mlt_client_error(c), strerror(-rc));
-}
-
-/* The pinned buffers and captured graph of the worker's step. */
-typedef struct ps_worker {
-    float **h_params, **h_grads; /* pinned, one per table */
-    uint32_t *h_idx;             /* pinned */
-    double *h_loss;              /* pinned */
-    mlt_gpu_graph_t *graph;
-    uint32_t batch;
-} ps_worker_t;
-
-/* The worker's device part, captured: upload parameters and indices, gather,
- * step, download gradients and the loss. */
-static int ps_issue(mlt_gpu_t *g, const train_set_t *t, bench_model_t *b, ps_worker_t *w)
-{
-    float *const *P = mlt_gpu_model_params(b->m);
-    float *const *G = mlt_gpu_model_grads(b->m);
-    int rc = 0;
-    for (uint32_t i = 0; i < b->np && !rc; i++)
-        rc = mlt_gpu_upload(g, P[i], w->h_params[i], b->sizes[i] * sizeof(float));
-    if (rc || (rc = mlt_gpu_upload(g, b->d_idx, w->h_idx, w->batch * sizeof(uint32_t))) ||
-        (rc = mlt_gpu_gather4(g, t->d_x, IMG_FEAT, b->d_idx, w->batch, b->d_bx)) ||
-        (rc = mlt_gpu_gather1(g, t->d_y, 1, b->d_idx, w->batch, b->d_by)) ||
-        (rc = mlt_gpu_model_step(b->m, b->d_bx, b->d_by, w->batch)))
-        return rc;
-    for (uint32_t i = 0; i < b->np && !rc; i++)
-        rc = mlt_gpu_download(g, w->h_grads[i], G[i], b->sizes[i] * sizeof(float));
-    if (!rc)
-        rc = mlt_gpu_download(g, w->h_loss, mlt_gpu_model_d_loss(b->m), sizeof *w->h_loss);
-    return rc;
-}
-
-/* The next batch's indices from the host sampler (an epoch's short last batch
- * is topped up from the next epoch). */
-static void next_indices(mlt_sampler_t *s, uint32_t *idx, uint32_t batch)
-{
-    uint32_t got = 0;
-    while (got < batch)
-        got += mlt_sampler_next_batch(s, batch - got, idx + got);
-}
-
-/* One step at clock *ck. Adds the phases' seconds to ph[3]. */
-static void ps_step(mlt_client_t *c, mlt_gpu_t *g, bench_model_t *b, ps_worker_t *w,
-                    mlt_sampler_t *s, int64_t *ck, double ph[3])
-{
-    double t0 = mlt_time_mono();
-    ccheck(c, mlt_pull(c, BENCH_BRANCH, *ck, w->h_params), "mlt_pull");
-    double t1 = mlt_time_mono();
-    next_indices(s, w->h_idx, w->batch);
-    gcheck(g, mlt_gpu_graph_launch(g, w->graph), "graph launch");
-    gcheck(g, mlt_gpu_sync(g), "the worker's step");
-    double t2 = mlt_time_mono();
-    for (uint32_t i = 0; i < b->np; i++)
-        ccheck(c, mlt_push(c, BENCH_BRANCH, i, w->h_grads[i]), "mlt_push");
-    ccheck(c, mlt_clock(c, BENCH_BRANCH, *ck + 1), "mlt_clock");
-    double t3 = mlt_time_mono();
-    ph[0] += t1 - t0;
-    ph[1] += t2 - t1;
-    ph[2] += t3 - t2;
-    (*ck)++;
-}
-
-static ps_model_t run_daemon(mlt_client_t *c, mlt_gpu_t *g, const train_set_t *t, int which,
-                             double seconds)
-{
-    ps_model_t pm;
-    memset(&pm, 0, sizeof pm);
-    bench_model_t b;
-    bench_model_new(g, which, &b);
-    const mlt_model_t *plan = mlt_gpu_model_plan(b.m);
-    pm.mb = (double)b.floats * sizeof(float) / 1e6;
-
-    /* the job: the model's tables, SGD with momentum applied by the daemon */
-    mlt_table_def_t *tables = calloc(b.np, sizeof *tables);
-    ps_worker_t w = {0};
-    w.h_params = calloc(b.np, sizeof *w.h_params);
-    w.h_grads = calloc(b.np, sizeof *w.h_grads);
-    if (!tables || !w.h_params || !w.h_grads)
-        die("out of memory");
-    for (uint32_t i = 0; i < b.np; i++) {
-        tables[i] = (mlt_table_def_t){mlt_model_param_name(plan, i), b.sizes[i]};
-        w.h_params[i] = hmalloc(g, b.sizes[i] * sizeof(float), "parameters");
-        w.h_grads[i] = hmalloc(g, b.sizes[i] * sizeof(float), "gradients");
-        memset(w.h_grads[i], 0, b.sizes[i] * sizeof(float));
-    }
-    w.h_idx = hmalloc(g, MAX_BATCH * sizeof(uint32_t), "indices");
-    w.h_loss = hmalloc(g, sizeof(double), "loss");
-    char jobname[32];
-    snprintf(jobname, sizeof jobname, "bench-gpu-%s", model_names[which]);
-    mlt_job_def_t job = {jobname, 1, "sgd", tables, b.np};
-    ccheck(c, mlt_client_register(c, &job), "mlt_client_register");
-    mlt_tunables_def_t tu = mlt_tunables_unset();
-    tu.lr = BENCH_LR;
-    tu.momentum = BENCH_MOMENTUM;
-    tu.staleness = 0;
-    ccheck(c, mlt_branch_create(c, BENCH_BRANCH, MLT_BRANCH_TRAIN, &tu), "mlt_branch_create");
-    /* the initial weights, as a worker writes them */
-    float *const *P = mlt_gpu_model_params(b.m);
-    for (uint32_t i = 0; i < b.np; i++)
-        gcheck(g, mlt_gpu_download(g, w.h_params[i], P[i], b.sizes[i] * sizeof(float)), "init");
-    gcheck(g, mlt_gpu_sync(g), "init");
-    for (uint32_t i = 0; i < b.np; i++)
-        ccheck(c, mlt_write(c, BENCH_BRANCH, i, w.h_params[i]), "mlt_write");
-
-    /* the daemon's bandwidth on these tables: pull, push zeros, clock */
-    int64_t ck = 0;
-    double bw[ROUNDS];
-    for (int k = 0; k < ROUNDS; k++) {
-        int iters = 0;
-        double t0 = mlt_time_mono(), el;
-        do {
-            ccheck(c, mlt_pull(c, BENCH_BRANCH, ck, w.h_params), "mlt_pull");
-            for (uint32_t i = 0; i < b.np; i++)
-                ccheck(c, mlt_push(c, BENCH_BRANCH, i, w.h_grads[i]), "mlt_push");
-            ccheck(c, mlt_clock(c, BENCH_BRANCH, ck + 1), "mlt_clock");
-            ck++;
-            iters++;
-            el = mlt_time_mono() - t0;
-        } while (el < BW_SECONDS || iters < 5);
-        bw[k] = 2.0 * (double)b.floats * sizeof(float) * iters / el;
-        pm.bw_iters += iters;
-    }
-    pm.bw = median(bw, ROUNDS);
-
-    mlt_sampler_t *s = mlt_sampler_new(t->n, 0, 1, BENCH_SEED);
-    if (s == NULL)
-        die("mlt_sampler_new: %s", strerror(errno));
-    pm.ok = true;
-    for (int bi = 0; bi < N_BATCHES; bi++) {
-        ps_result_t *r = &pm.r[bi];
-        w.batch = batches[bi];
-        gcheck(g, mlt_gpu_model_prepare(b.m, w.batch), "mlt_gpu_model_prepare");
-        char why[512];
-        int rc = mlt_gpu_capture_begin(g);
-        if (rc == 0) {
-            int rc2 = ps_issue(g, t, &b, &w);
-            rc = mlt_gpu_capture_end(g, &w.graph);
-            if (rc2 && !rc) {
-                mlt_gpu_graph_destroy(&w.graph);
-                rc = rc2;
-            }
-        }
-        if (rc || w.graph == NULL) {
-            snprintf(why, sizeof why, "%s", mlt_gpu_error(g));
-            fprintf(stderr, "bench/gpu_step: daemon %s batch %u: capture failed: %s\n",
-                    model_names[which], w.batch, why);
-            r->step_ms = r->pull_ms = r->gpu_ms = r->push_ms = NAN;
-            pm.ok = false;
-            continue;
-        }
-        double ph[3] = {0, 0, 0};
-        for (int k = 0; k < PS_WARMUP_STEPS; k++)
-            ps_step(c, g, &b, &w, s, &ck, ph);
-        r->loss_first = *w.h_loss / w.batch;
-        double st[ROUNDS], pl[ROUNDS], gp[ROUNDS], pu[ROUNDS];
-        for (int k = 0; k < ROUNDS; k++) {
-            ph[0] = ph[1] = ph[2] = 0;
-            long n = 0;
-            double t0 = mlt_time_mono(), el;
-            do {
-                ps_step(c, g, &b, &w, s, &ck, ph);
-                n++;
-                el = mlt_time_mono() - t0;
-            } while (el < seconds || n < PS_MIN_STEPS);
-            st[k] = el * 1e3 / n;
-            pl[k] = ph[0] * 1e3 / n;
-            gp[k] = ph[1] * 1e3 / n;
-            pu[k] = ph[2] * 1e3 / n;
-            r->steps += n;
-        }
-        r->loss_last = *w.h_loss / w.batch;
-        r->step_ms = median(st, ROUNDS);
-        r->pull_ms = median(pl, ROUNDS);
-        r->gpu_ms = median(gp, ROUNDS);
-        r->push_ms = median(pu, ROUNDS);
-        r->ok = isfinite(r->loss_last);
-        if (!r->ok) {
-            fprintf(stderr, "bench/gpu_step: daemon %s batch %u: loss %g\n", model_names[which],
-                    w.batch, r->loss_last);
-            pm.ok = false;
-        }
-        mlt_gpu_graph_destroy(&w.graph);
-    }
-    mlt_sampler_destroy(&s);
-    ccheck(c, mlt_client_job_end(c), "mlt_client_job_end");
-    gcheck(g, mlt_gpu_sync(g), "sync");
-    for (uint32_t i = 0; i < b.np; i++) {
-        mlt_gpu_host_free(g, w.h_params[i]);
-        mlt_gpu_host_free(g, w.h_grads[i]);
-    }
-    mlt_gpu_host_free(g, w.h_idx);
-    mlt_gpu_host_free(g, w.h_loss);
-    free(w.h_params);
-    free(w.h_grads);
-    free(tables);
-    bench_model_destroy(g, &b);
-    return pm;
-}
-
 /* A ratio for the summary line: "1.23", or "nan" (never "-nan" or "inf"). */
 static const char *ratio_str(double v, char *buf, size_t len)
 {
@@ -997,11 +581,11 @@ int main(int argc, char **argv)
     }
 
     /* the peer's numbers, if any */
-    static leaf_t leaves[MAX_LEAVES];
+    static torch_json_leaf_t leaves[TORCH_JSON_MAX_LEAVES];
     int n_leaves = 0;
     char torch_why[512] = "no --torch file given";
     if (torch_path) {
-        n_leaves = json_load(torch_path, leaves, torch_why, sizeof torch_why);
+        n_leaves = torch_json_load(torch_path, leaves, torch_why, sizeof torch_why);
         if (n_leaves < 0) {
             fprintf(stderr, "bench/gpu_step: %s (torch columns stay nan)\n", torch_why);
             n_leaves = 0;
@@ -1022,9 +606,9 @@ int main(int argc, char **argv)
            mlt_gpu_device_cc(g) / 10, mlt_gpu_device_cc(g) % 10, n_dev);
     printf("# data: %s; on the device in %.1f s\n", t.what, t_load);
     if (n_leaves > 0) {
-        const leaf_t *tv = json_get(leaves, n_leaves, "torch");
-        const leaf_t *td = json_get(leaves, n_leaves, "device");
-        const leaf_t *tdata = json_get(leaves, n_leaves, "data");
+        const torch_json_leaf_t *tv = torch_json_get(leaves, n_leaves, "torch");
+        const torch_json_leaf_t *td = torch_json_get(leaves, n_leaves, "device");
+        const torch_json_leaf_t *tdata = torch_json_get(leaves, n_leaves, "data");
         printf("# torch: %s on %s, data %s (%s)\n", tv ? tv->str : "?", td ? td->str : "?",
                tdata ? tdata->str : "?", torch_path);
     } else {
@@ -1057,9 +641,9 @@ int main(int argc, char **argv)
             step_result_t *r = &res[mi][bi];
             char key[64];
             snprintf(key, sizeof key, "%s.%u.graph", model_names[mi], batches[bi]);
-            double tg = json_num(leaves, n_leaves, key);
+            double tg = torch_json_num(leaves, n_leaves, key);
             snprintf(key, sizeof key, "%s.%u.eager", model_names[mi], batches[bi]);
-            double te = json_num(leaves, n_leaves, key);
+            double te = torch_json_num(leaves, n_leaves, key);
             printf("%-5s %5u %11.4f %11.4f %6.2fx %11.4f %11.4f %10.2f %10.2f\n", model_names[mi],
                    batches[bi], r->graph_ms, r->eager_ms, r->eager_ms / r->graph_ms, tg, te,
                    tg / r->graph_ms, te / r->eager_ms);
