@@ -264,7 +264,7 @@ int mlt_idx_load(const char *images_path, const char *labels_path, mlt_dataset_t
     memset(out, 0, sizeof *out);
     mlt_dataset_t d = {0};
     idx_file_t im = {0}, lb = {0};
-    uint32_t dims[3], nlabels;
+    uint32_t dims[3], nlabels = 0;
 
     int rc = idx_open(&im, images_path, IDX_MAGIC_IMAGES, "images", dims, err, errlen);
     if (rc < 0)
