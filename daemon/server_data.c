@@ -274,7 +274,8 @@ static int read_shm(mlt_server_t *s, req_t *rq)
         return reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
                            mlt_wire_type_name(h->type));
     if (rq->n_payload)
-        return reply_error(s, rq, -EINVAL, "%zu payload frames; a payload in shared memory has none",
+        return reply_error(s, rq, -EINVAL,
+                           "%zu payload frames; a payload in shared memory has none",
                            rq->n_payload);
     size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
     if (want > MLT_MAX_CHUNK_BYTES)

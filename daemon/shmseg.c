@@ -221,8 +221,8 @@ int mlt_shmseg_range(mlt_shmseg_t *t, uint32_t handle, uint64_t token, uint64_t 
     if (offset < TOKEN_BYTES || offset % sizeof(float) || offset > g->bytes ||
         len > g->bytes - offset)
         return fail(-ERANGE, err, errlen,
-                    "%llu bytes at offset %llu do not fit segment %#x of %llu bytes (float-aligned, "
-                    "after its %u-byte token)",
+                    "%llu bytes at offset %llu do not fit segment %#x of %llu bytes "
+                    "(float-aligned, after its %u-byte token)",
                     (unsigned long long)len, (unsigned long long)offset, handle,
                     (unsigned long long)g->bytes, TOKEN_BYTES);
     g->used = mlt_time_mono();

@@ -3,8 +3,9 @@
  * After a job's layout is known the client creates one POSIX shared-memory
  * segment: 64 bytes whose first 8 are a random token, then MAX_CACHES cache
  * regions and N_STAGES push-stage regions, each holding every table (64-byte
- * aligned), allocated whole at once (at most SHM_MAX_CLIENT_BYTES). It names the segment to every shard in SHM_ATTACH and unlinks the
- * name once they have answered, so nothing is left in /dev/shm by a crash
+ * aligned), allocated whole at once (at most SHM_MAX_CLIENT_BYTES). It
+ * names the segment to every shard in SHM_ATTACH and unlinks the name once
+ * they have answered, so nothing is left in /dev/shm by a crash
  * after that. A shard that could open it (same host, same user) from then on
  * writes pull replies into the cache region the pull names and reads pushes
  * from a stage region; one that could not (another host) answers ERROR and
