@@ -539,7 +539,7 @@ int main(int argc, char **argv)
     printf("# pull+push: MB/s = 2 * model bytes * iterations / s (1 MB = 1e6 bytes), "
            "median of %d rounds\n",
            BENCH_ROUNDS);
-    printf("# ours: data by %s (MLT_SHM=0: over the socket)\n", ours_transport);
+    printf("# ours: data by %s\n", ours_transport);
     printf("# peer = max(64 KiB frames, one frame), raw ZeroMQ zero-copy, tcp loopback\n");
     printf("# ratio = median over rounds of ours / peer of the same round (min..max)\n");
     printf("%-12s %-8s %10s %10s %7s %12s\n", "what", "size", "ours", "peer", "ratio", "range");
