@@ -77,57 +77,61 @@ static uint64_t part_span(const mlt_client_t *c, const part_t *pt, uint64_t *off
     return (end < size ? end : size) - *off;
 }
 
-/* Copies a packed pull reply into the caller's table and keeps its frame in
- * the cache. frames[0..n) are the payload frames (ownership moves to the
- * cache). */
+/* Byte offset in the segment of part pt of cache ca (its shard uses it). */
+static uint64_t cache_shm_off(const mlt_client_t *c, const cache_t *ca, const part_t *pt)
+{
+    uint64_t off;
+    part_span(c, pt, &off);
+    return shm_off(c, (uint32_t)(ca - c->caches), pt->table, off);
+}
+
+/* Where cache ca holds part i: in its frame, or in its region of the segment. */
+static const void *part_data(const mlt_client_t *c, const cache_t *ca, uint32_t i)
+{
+    const part_t *pt = &c->parts[i];
+    if (c->shm_ok[pt->shard])
+        return c->shm_base + cache_shm_off(c, ca, pt);
+    return zmq_msg_data((zmq_msg_t *)&ca->msgs[i]);
+}
+
+/* Takes a packed pull reply into the cache (its frame, ownership moving to
+ * the cache; or, from a shard using shared memory, no frame: the data is in
+ * the cache's region already) and copies it into the caller's table.
+ * frames[0..n) are the payload frames. */
 void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
                          zmq_msg_t *frames, size_t n)
 {
     const part_t *pt = &c->parts[p->part];
-    if (p->cache == NULL)
+    cache_t *ca = p->cache;
+    if (ca == NULL)
         return; /* a prefetch given up on */
     uint64_t off, len = part_span(c, pt, &off);
-    if (c->shm_ok[pt->shard]) { /* the data is in the segment already */
-        uint64_t want = shm_region_off(c, (uint32_t)(p->cache - c->caches), pt->table) +
-                        off * sizeof(float);
-        if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock || n != 0 ||
-            !h->has_shm_offset || h->shm_offset != want) {
-            p->cache->failed = true;
-            record_error(c, -EPROTO,
-                         "%s: pull reply of %zu frames, shm_offset %llu; asked for %u chunks "
-                         "written at %llu of shared memory",
-                         c->endpoints[p->shard], n, (unsigned long long)h->shm_offset, pt->count,
-                         (unsigned long long)want);
-            return;
-        }
-        cache_t *ca = p->cache;
-        ca->gen = ++c->gen_seq;
-        if (p->dst != NULL)
-            copy_part(c, p->dst + off, c->shm_base + want, len * sizeof(float));
-        if (h->min_clock < ca->min_clock)
-            ca->min_clock = h->min_clock;
-        if (h->tunables && h->tunables->has_staleness)
-            ca->staleness = h->tunables->staleness;
-        return;
-    }
+    const bool shm = c->shm_ok[pt->shard];
+    const uint64_t at = shm ? cache_shm_off(c, ca, pt) : 0;
     if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
-        !h->has_packed || !h->packed || n != 1 || zmq_msg_size(&frames[0]) != len * sizeof(float)) {
-        p->cache->failed = true;
+        !(shm ? n == 0 && h->has_shm_offset && h->shm_offset == at
+              : h->has_packed && h->packed && n == 1 &&
+                    zmq_msg_size(&frames[0]) == len * sizeof(float))) {
+        ca->failed = true;
         record_error(c, -EPROTO,
-                     "%s: pull reply of %zu frames (%zu bytes first), asked for %u chunks "
-                     "packed in one frame of %llu bytes",
-                     c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0, pt->count,
-                     (unsigned long long)(len * sizeof(float)));
+                     "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
+                     "%u chunks of %llu bytes, %s %llu",
+                     c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
+                     (unsigned long long)h->shm_offset, pt->count,
+                     (unsigned long long)(len * sizeof(float)),
+                     shm ? "written into shared memory at" : "packed in one frame, shm_offset",
+                     (unsigned long long)at);
         return;
     }
-    cache_t *ca = p->cache;
     ca->gen = ++c->gen_seq;
+    if (!shm) {
+        zmq_msg_t *slot = &ca->msgs[p->part];
+        zmq_msg_close(slot);
+        zmq_msg_init(slot);
+        zmq_msg_move(slot, &frames[0]);
+    }
     if (p->dst != NULL)
-        copy_part(c, p->dst + off, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
-    zmq_msg_t *slot = &ca->msgs[p->part];
-    zmq_msg_close(slot);
-    zmq_msg_init(slot);
-    zmq_msg_move(slot, &frames[0]);
+        copy_part(c, p->dst + off, part_data(c, ca, p->part), len * sizeof(float));
     if (h->min_clock < ca->min_clock)
         ca->min_clock = h->min_clock;
     if (h->tunables && h->tunables->has_staleness)
@@ -250,7 +254,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             uint32_t r = mlt_client__stage_pick(c, table);
             if ((rc = mlt_client__stage_wait(c, r, table)) < 0)
                 break;
-            memcpy(c->shm_base + shm_region_off(c, MAX_CACHES + r, table), src,
+            memcpy(c->shm_base + shm_off(c, MAX_CACHES + r, table, 0), src,
                    t->size * sizeof(float));
             shm_stage = (int)r;
         }
@@ -268,8 +272,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
             h.shm_handle = c->shm_handle[pt->shard];
             h.shm_token = c->shm_token;
-            h.shm_offset = shm_region_off(c, MAX_CACHES + (uint32_t)shm_stage, table) +
-                           off * sizeof(float);
+            h.shm_offset = shm_off(c, MAX_CACHES + (uint32_t)shm_stage, table, off);
             p->part = i;
             p->stage = shm_stage;
             if ((rc = send_simple(c, pt->shard, &h)) < 0)
@@ -440,13 +443,10 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
         h.chunk_first = pt->first;
         h.chunk_count = pt->count;
         if (c->shm_ok[pt->shard]) {
-            uint64_t off;
-            part_span(c, pt, &off);
             h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
             h.shm_handle = c->shm_handle[pt->shard];
             h.shm_token = c->shm_token;
-            h.shm_offset = shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
-                           off * sizeof(float);
+            h.shm_offset = cache_shm_off(c, ca, pt);
         }
         int rc = send_simple(c, pt->shard, &h);
         if (rc < 0)
@@ -518,18 +518,8 @@ static void copy_out(mlt_client_t *c, const cache_t *ca, float *const *dst)
 {
     for (uint32_t i = 0; i < c->n_parts; i++) {
         const part_t *pt = &c->parts[i];
-        uint64_t off;
-        part_span(c, pt, &off);
-        if (c->shm_ok[pt->shard]) {
-            uint64_t len = part_span(c, pt, &off);
-            copy_part(c, dst[pt->table] + off,
-                      c->shm_base + shm_region_off(c, (uint32_t)(ca - c->caches), pt->table) +
-                          off * sizeof(float),
-                      len * sizeof(float));
-            continue;
-        }
-        zmq_msg_t *m = (zmq_msg_t *)&ca->msgs[i];
-        copy_part(c, dst[pt->table] + off, zmq_msg_data(m), zmq_msg_size(m));
+        uint64_t off, len = part_span(c, pt, &off);
+        copy_part(c, dst[pt->table] + off, part_data(c, ca, i), len * sizeof(float));
     }
 }
 

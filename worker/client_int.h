@@ -106,10 +106,10 @@ struct mlt_client {
     char shm_why[640];        /* what the transport is, or why not shared memory */
 };
 
-/* Byte offset in the segment of region r's copy of table t. */
-static inline uint64_t shm_region_off(const mlt_client_t *c, uint32_t r, uint32_t t)
+/* Byte offset in the segment of element `elem` of table t in region r. */
+static inline uint64_t shm_off(const mlt_client_t *c, uint32_t r, uint32_t t, uint64_t elem)
 {
-    return 64 + (uint64_t)r * c->region_bytes + c->tbl_off[t];
+    return 64 + (uint64_t)r * c->region_bytes + c->tbl_off[t] + elem * sizeof(float);
 }
 
 /* client.c: requests and replies */
