@@ -246,14 +246,32 @@ out:
     zmq_msg_close(&hdr);
 }
 
-/* Pumps replies until no request of `kind` (or any, if kind < 0) is pending.
- * Returns the first error of the completed requests (and clears it), or
- * -ETIMEDOUT when nothing arrives for timeout_s. */
-int mlt_client__wait(mlt_client_t *c, int kind)
+/* One round of replies; see client_int.h. */
+int mlt_client__pump(mlt_client_t *c, double *deadline)
 {
     zmq_pollitem_t items[MLT_MAX_SERVERS];
     for (uint32_t s = 0; s < c->n; s++)
         items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
+    double wait = *deadline - mlt_time_mono();
+    if (wait <= 0)
+        return -ETIMEDOUT;
+    int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
+    if (n < 0)
+        return zmq_errno() == EINTR ? 0 : set_err(c, -zmq_errno(), "poll: %s",
+                                                  zmq_strerror(zmq_errno()));
+    for (uint32_t s = 0; s < c->n; s++)
+        if (items[s].revents & ZMQ_POLLIN) {
+            recv_one(c, s);
+            *deadline = mlt_time_mono() + c->timeout_s;
+        }
+    return 0;
+}
+
+/* Pumps replies until no request of `kind` (or any but P_ZOMBIE, if kind < 0)
+ * is pending. Returns the first error of the completed requests (and clears
+ * it), or -ETIMEDOUT when nothing arrives for timeout_s. */
+int mlt_client__wait(mlt_client_t *c, int kind)
+{
     double deadline = mlt_time_mono() + c->timeout_s;
     for (;;) {
         size_t left = 0;
@@ -262,23 +280,12 @@ int mlt_client__wait(mlt_client_t *c, int kind)
                 left++;
         if (!left)
             break;
-        double wait = deadline - mlt_time_mono();
-        if (wait <= 0) {
-            const pending_t *p = &c->pending[0];
-            return set_err(c, -ETIMEDOUT, "no reply from %s for %.0f s (%zu requests pending)",
-                           c->endpoints[p->shard], c->timeout_s, c->n_pending);
-        }
-        int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
-        if (n < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            return set_err(c, -zmq_errno(), "poll: %s", zmq_strerror(zmq_errno()));
-        }
-        for (uint32_t s = 0; s < c->n; s++)
-            if (items[s].revents & ZMQ_POLLIN) {
-                recv_one(c, s);
-                deadline = mlt_time_mono() + c->timeout_s;
-            }
+        int rc = mlt_client__pump(c, &deadline);
+        if (rc == -ETIMEDOUT)
+            return set_err(c, rc, "no reply from %s for %.0f s (%zu requests pending)",
+                           c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending);
+        if (rc < 0)
+            return rc;
     }
     int rc = c->first_err;
     c->first_err = 0;

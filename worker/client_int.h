@@ -121,6 +121,11 @@ void mlt_client__record_error(mlt_client_t *c, int code, const char *fmt, ...)
 pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind);
 void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p);
 int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h);
+/* Waits for one round of replies (handling them; a reply moves *deadline on
+ * by timeout_s): 0, -ETIMEDOUT once *deadline has passed, or a poll error. */
+int mlt_client__pump(mlt_client_t *c, double *deadline);
+/* Pumps until no request of `kind` (any but P_ZOMBIE if kind < 0) is pending;
+ * returns the first error of the completed requests (and clears it). */
 int mlt_client__wait(mlt_client_t *c, int kind);
 /* Handles one message from shard s. */
 void mlt_client__recv(mlt_client_t *c, uint32_t s);

@@ -187,21 +187,14 @@ int mlt_client__stage_wait(mlt_client_t *c, uint32_t r, uint32_t t)
 {
     uint32_t *busy = &c->stage_busy[r * c->n_tables + t];
     double deadline = mlt_time_mono() + c->timeout_s;
-    zmq_pollitem_t items[MLT_MAX_SERVERS];
-    for (uint32_t s = 0; s < c->n; s++)
-        items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
     while (*busy) {
-        double wait = deadline - mlt_time_mono();
-        if (wait <= 0)
-            return mlt_client__err(c, -ETIMEDOUT,
+        int rc = mlt_client__pump(c, &deadline);
+        if (rc == -ETIMEDOUT)
+            return mlt_client__err(c, rc,
                                    "%u pushes from shared memory not acknowledged for %.0f s",
                                    *busy, c->timeout_s);
-        int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
-        if (n < 0 && zmq_errno() != EINTR)
-            return mlt_client__err(c, -zmq_errno(), "poll: %s", zmq_strerror(zmq_errno()));
-        for (uint32_t s = 0; n > 0 && s < c->n; s++)
-            if (items[s].revents & ZMQ_POLLIN)
-                mlt_client__recv(c, s);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
