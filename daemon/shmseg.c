@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/errtext.h"
 #include "common/timeutil.h"
 #include "proto/limits.h"
 
@@ -29,17 +30,6 @@ struct mlt_shmseg {
     seg_t s[MLT_MAX_SHM_SEGMENTS];
     size_t n;
 };
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 mlt_shmseg_t *mlt_shmseg_new(void)
 {
@@ -142,30 +132,33 @@ int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_
                       uint32_t *handle, char *err, size_t errlen)
 {
     if (!name || !name_ok(name))
-        return fail(-EINVAL, err, errlen,
-                    "shm_name '%.64s' is not " NAME_PREFIX "<letters, digits, '.', '_', '-'> of at "
-                    "most %u bytes",
-                    name ? name : "", MLT_MAX_SHM_NAME_LEN);
+        return mlt_errf(-EINVAL, err, errlen,
+                        "shm_name '%.64s' is not " NAME_PREFIX
+                        "<letters, digits, '.', '_', '-'> of at "
+                        "most %u bytes",
+                        name ? name : "", MLT_MAX_SHM_NAME_LEN);
     if (bytes < TOKEN_BYTES || bytes > MLT_MAX_SHM_BYTES)
-        return fail(-EINVAL, err, errlen, "shm_bytes %llu is outside [%u, %llu]",
-                    (unsigned long long)bytes, TOKEN_BYTES, (unsigned long long)MLT_MAX_SHM_BYTES);
+        return mlt_errf(-EINVAL, err, errlen, "shm_bytes %llu is outside [%u, %llu]",
+                        (unsigned long long)bytes, TOKEN_BYTES,
+                        (unsigned long long)MLT_MAX_SHM_BYTES);
     int fd = shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
-        return fail(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",
-                    name, strerror(errno));
+        return mlt_errf(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",
+                        name, strerror(errno));
     struct stat st;
     uint64_t got = 0;
     int rc;
     if (fstat(fd, &st) < 0) {
-        rc = fail(-errno, err, errlen, "fstat %s: %s", name, strerror(errno));
+        rc = mlt_errf(-errno, err, errlen, "fstat %s: %s", name, strerror(errno));
     } else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-        rc = fail(-EPERM, err, errlen, "shared memory %s is not a segment of the daemon's user %u",
-                  name, (unsigned)geteuid());
+        rc = mlt_errf(-EPERM, err, errlen,
+                      "shared memory %s is not a segment of the daemon's user %u", name,
+                      (unsigned)geteuid());
     } else if ((uint64_t)st.st_size != bytes) {
-        rc = fail(-EINVAL, err, errlen, "shared memory %s is %lld bytes, not the %llu stated", name,
-                  (long long)st.st_size, (unsigned long long)bytes);
+        rc = mlt_errf(-EINVAL, err, errlen, "shared memory %s is %lld bytes, not the %llu stated",
+                      name, (long long)st.st_size, (unsigned long long)bytes);
     } else if ((rc = mlt_shmseg_read(fd, &got, sizeof got, 0)) < 0 || got != token) {
-        rc = fail(-EPERM, err, errlen, "shared memory %s does not hold the token stated", name);
+        rc = mlt_errf(-EPERM, err, errlen, "shared memory %s does not hold the token stated", name);
     }
     if (rc < 0) {
         close(fd);
@@ -204,7 +197,8 @@ int mlt_shmseg_detach(mlt_shmseg_t *t, uint32_t handle, uint64_t token, char *er
 {
     seg_t *g = find(t, handle, token);
     if (!g)
-        return fail(-ENOENT, err, errlen, "no shared memory segment %#x with that token", handle);
+        return mlt_errf(-ENOENT, err, errlen, "no shared memory segment %#x with that token",
+                        handle);
     drop(t, g);
     return 0;
 }
@@ -214,17 +208,17 @@ int mlt_shmseg_range(mlt_shmseg_t *t, uint32_t handle, uint64_t token, uint64_t 
 {
     seg_t *g = find(t, handle, token);
     if (!g)
-        return fail(-ENOENT, err, errlen,
-                    "no shared memory segment %#x with that token (detached, or dropped for a "
-                    "newer one)",
-                    handle);
+        return mlt_errf(-ENOENT, err, errlen,
+                        "no shared memory segment %#x with that token (detached, or dropped for a "
+                        "newer one)",
+                        handle);
     if (offset < TOKEN_BYTES || offset % sizeof(float) || offset > g->bytes ||
         len > g->bytes - offset)
-        return fail(-ERANGE, err, errlen,
-                    "%llu bytes at offset %llu do not fit segment %#x of %llu bytes "
-                    "(float-aligned, after its %u-byte token)",
-                    (unsigned long long)len, (unsigned long long)offset, handle,
-                    (unsigned long long)g->bytes, TOKEN_BYTES);
+        return mlt_errf(-ERANGE, err, errlen,
+                        "%llu bytes at offset %llu do not fit segment %#x of %llu bytes "
+                        "(float-aligned, after its %u-byte token)",
+                        (unsigned long long)len, (unsigned long long)offset, handle,
+                        (unsigned long long)g->bytes, TOKEN_BYTES);
     g->used = mlt_time_mono();
     return g->fd;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/errtext.h"
 #include "proto/layout.h"
 #include "proto/limits.h"
 
@@ -76,19 +77,6 @@ struct mlt_store {
     mlt_branch_t **branches;
     uint32_t n_branches;
 };
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* ---- chunks ---------------------------------------------------------------- */
 
@@ -218,15 +206,15 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
     if (st->job) {
         if (same_job(st, name, n_workers, rule, tables, n_tables))
             return 0;
-        return fail(-EBUSY, err, errlen,
-                    "this daemon serves job '%s'; end it before registering '%s' "
-                    "(or register the same spec)",
-                    st->job, name);
+        return mlt_errf(-EBUSY, err, errlen,
+                        "this daemon serves job '%s'; end it before registering '%s' "
+                        "(or register the same spec)",
+                        st->job, name);
     }
     if (mlt_optim_state_floats(rule) == 0)
-        return fail(-EINVAL, err, errlen, "unknown update rule %d", (int)rule);
+        return mlt_errf(-EINVAL, err, errlen, "unknown update rule %d", (int)rule);
     if (n_servers == 0 || rank >= n_servers)
-        return fail(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
+        return mlt_errf(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
     st->tables = mlt_calloc(n_tables, sizeof *st->tables);
     uint64_t g = 0;
     for (uint32_t i = 0; i < n_tables; i++) {
@@ -301,20 +289,22 @@ int mlt_store_check_range(const mlt_store_t *st, uint32_t table, uint32_t first,
                           char *err, size_t errlen)
 {
     if (!st->job)
-        return fail(-ENOENT, err, errlen, "no job is registered");
+        return mlt_errf(-ENOENT, err, errlen, "no job is registered");
     if (table >= st->n_tables)
-        return fail(-ENOENT, err, errlen, "unknown table %u (job '%s' has %u)", table, st->job,
-                    st->n_tables);
+        return mlt_errf(-ENOENT, err, errlen, "unknown table %u (job '%s' has %u)", table, st->job,
+                        st->n_tables);
     const table_t *t = &st->tables[table];
     uint64_t end = (uint64_t)first + count;
     if (count == 0 || end > t->n_chunks)
-        return fail(-ERANGE, err, errlen, "chunks [%u, %llu) out of range for table '%s' (%llu chunks)",
-                    first, (unsigned long long)end, t->name, (unsigned long long)t->n_chunks);
+        return mlt_errf(-ERANGE, err, errlen,
+                        "chunks [%u, %llu) out of range for table '%s' (%llu chunks)", first,
+                        (unsigned long long)end, t->name, (unsigned long long)t->n_chunks);
     if (first < t->own_first || end > t->own_first + t->own_count)
-        return fail(-ERANGE, err, errlen,
-                    "chunks [%u, %llu) of table '%s' are not on this shard (it holds [%llu, %llu))",
-                    first, (unsigned long long)end, t->name, (unsigned long long)t->own_first,
-                    (unsigned long long)(t->own_first + t->own_count));
+        return mlt_errf(
+            -ERANGE, err, errlen,
+            "chunks [%u, %llu) of table '%s' are not on this shard (it holds [%llu, %llu))", first,
+            (unsigned long long)end, t->name, (unsigned long long)t->own_first,
+            (unsigned long long)(t->own_first + t->own_count));
     return 0;
 }
 
@@ -350,17 +340,17 @@ uint32_t mlt_store_n_branches(const mlt_store_t *st)
 static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t errlen)
 {
     if (!st->job)
-        return fail(-ENOENT, err, errlen, "no job is registered");
+        return mlt_errf(-ENOENT, err, errlen, "no job is registered");
     if (mlt_store_branch((mlt_store_t *)st, id))
-        return fail(-EEXIST, err, errlen, "branch %u already exists", id);
+        return mlt_errf(-EEXIST, err, errlen, "branch %u already exists", id);
     if (st->n_branches >= MLT_MAX_BRANCHES)
-        return fail(-ENOSPC, err, errlen, "%u branches are live, the limit", MLT_MAX_BRANCHES);
+        return mlt_errf(-ENOSPC, err, errlen, "%u branches are live, the limit", MLT_MAX_BRANCHES);
     if (st->potential + st->branch_bytes > st->limit)
-        return fail(-ENOMEM, err, errlen,
-                    "branch %u would raise branch memory to %llu bytes, limit %llu "
-                    "(memory_limit)",
-                    id, (unsigned long long)(st->potential + st->branch_bytes),
-                    (unsigned long long)st->limit);
+        return mlt_errf(-ENOMEM, err, errlen,
+                        "branch %u would raise branch memory to %llu bytes, limit %llu "
+                        "(memory_limit)",
+                        id, (unsigned long long)(st->potential + st->branch_bytes),
+                        (unsigned long long)st->limit);
     return 0;
 }
 
@@ -411,7 +401,7 @@ int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_kind_t kind, const mlt_tu
 fail_branch:
     branch_destroy(b, st->n_owned);
 fail_oom:
-    return fail(-ENOMEM, err, errlen, "out of memory creating branch %u", id);
+    return mlt_errf(-ENOMEM, err, errlen, "out of memory creating branch %u", id);
 }
 
 int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t kind,
@@ -419,13 +409,13 @@ int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t 
 {
     mlt_branch_t *p = mlt_store_branch(st, parent);
     if (!p)
-        return fail(-ENOENT, err, errlen, "unknown parent branch %u", parent);
+        return mlt_errf(-ENOENT, err, errlen, "unknown parent branch %u", parent);
     int rc = branch_admit(st, child, err, errlen);
     if (rc)
         return rc;
     mlt_branch_t *b = branch_new(st, child, parent, kind, t);
     if (!b)
-        return fail(-ENOMEM, err, errlen, "out of memory forking branch %u", child);
+        return mlt_errf(-ENOMEM, err, errlen, "out of memory forking branch %u", child);
     for (uint64_t i = 0; i < st->n_owned; i++) {
         mlt_chunk_t *c = p->chunks[i];
         c->branch_refs++;
