@@ -36,7 +36,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "daemon/coord_int.h"
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 

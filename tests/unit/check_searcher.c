@@ -1,4 +1,4 @@
-/* check_searcher.c - the searchers (daemon/searcher*.c) on known functions
+/* check_searcher.c - the searchers (tuner/searcher*.c) on known functions
  * and on the properties the tuner relies on.
  *
  * "quality": Branin (optimum 0.397887 on [-5,10]×[0,15]) and Hartmann-6
@@ -10,7 +10,7 @@
  * "space": log scale, discrete values, grid coverage, marginal moves.
  * "protocol": determinism, duplicates, diverged results, pending proposals,
  * checkpoints, and the error returns. */
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <check.h>
 #include <errno.h>

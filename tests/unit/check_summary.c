@@ -1,4 +1,4 @@
-/* check_summary.c - Check suite for daemon/summary: the progress summary of a
+/* check_summary.c - Check suite for tuner/summary: the progress summary of a
  * trial (DESIGN.md §6 step 3) on synthetic loss traces whose block means,
  * penalised slope and verdict are worked out by hand in the comments.
  *
@@ -8,7 +8,7 @@
  * and Inf anywhere, a non-finite fork loss, no divergence reference.
  * "shape": fewer points than MLT_SUMMARY_POINTS, blocks of unequal size, the
  * fork loss as the first point, n = 0 and elapsed <= 0, verdict names. */
-#include "daemon/summary.h"
+#include "tuner/summary.h"
 
 #include <check.h>
 #include <math.h>

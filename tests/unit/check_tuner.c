@@ -1,4 +1,4 @@
-/* check_tuner.c - Check suite for daemon/tuner: the REAL mlt_tuner_run driven
+/* check_tuner.c - Check suite for tuner/tuner: the REAL mlt_tuner_run driven
  * by a scripted executor (no sockets, no workers).
  *
  * The executor keeps a virtual clock and, per branch, a synthetic model: a
@@ -34,7 +34,7 @@
  * check_tuner_script.c (the job and the scripted executor, running a job),
  * check_tuner_dlog.c (the decision log read back); check_tuner.h declares
  * what they share. */
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 
 #include "check_tuner.h"
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 
 /* ================================================== the scripted executor */
 

@@ -18,7 +18,7 @@
  * TPE_CANDIDATES points drawn from l(x) are scored by log l(x) - log g(x)
  * and the best one is proposed. Diverged (+INFINITY) results rank last. */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <errno.h>
 #include <math.h>

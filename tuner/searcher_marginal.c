@@ -11,7 +11,7 @@
  * When every direction of every tunable is done, the tunable to change and
  * its new value are drawn at random (still never the center's value). */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* tuner.c - the tuning logic (mlt_tuner_run): settings, the starting loss,
  * commits, snapshots, rollbacks and the train, test and re-tune loop; one
  * search is in tuner_search.c. See tuner.h for the algorithm. */
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,62 +10,21 @@
 
 #include "common/alloc.h"
 #include "common/rng.h"
-#include "daemon/declog.h"
-#include "daemon/searcher.h"
-#include "daemon/summary.h"
-#include "daemon/tuner_base.h"
-#include "daemon/tuner_int.h"
+#include "tuner/declog.h"
+#include "tuner/searcher.h"
+#include "tuner/summary.h"
+#include "tuner/tuner_base.h"
+#include "tuner/tuner_int.h"
 
 #define MAX_TRIALS_FIRST 30 /* hard cap on the first search's trials */
 #define MAX_ROLLBACKS 3     /* diverged training branches recovered from, at most */
 
 /* ---- decision log ------------------------------------------------------------- */
 
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f)
-{
-    fputc('{', f);
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        fprintf(f, "%s\"%s\":%.6g", i ? "," : "", job->tunables[i].name, s->v[i]);
-    fputc('}', f);
-}
-
 void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch, const mlt_setting_t *s,
                             const char *extra, const char *reason)
 {
     mlt_declog_setting(t->log, t->ex->now(t->ex->ctx), event, branch, t->job, s, extra, reason);
-}
-
-/* ---- settings ------------------------------------------------------------------ */
-
-void mlt_setting_defaults(const mlt_job_t *job, mlt_setting_t *s)
-{
-    memset(s, 0, sizeof *s);
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        s->v[i] = job->tunables[i].def;
-}
-
-double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char *name,
-                       double fallback)
-{
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        if (strcmp(job->tunables[i].name, name) == 0)
-            return s->v[i];
-    return fallback;
-}
-
-/* setting = base with the tuned dims taken from x */
-void mlt_tuner__setting_from_x(const tuner_t *t, const mlt_setting_t *base, const double *x,
-                               mlt_setting_t *s)
-{
-    *s = *base;
-    for (uint32_t k = 0; k < t->d; k++)
-        s->v[t->dim_of[k]] = x[k];
-}
-
-void mlt_tuner__x_from_setting(const tuner_t *t, const mlt_setting_t *s, double *x)
-{
-    for (uint32_t k = 0; k < t->d; k++)
-        x[k] = s->v[t->dim_of[k]];
 }
 
 /* ---- the training branch ------------------------------------------------------- */
@@ -238,8 +197,8 @@ static mlt_search_t *new_searcher(tuner_t *t, int kind, const mlt_setting_t *cen
 {
     double c[MLT_JOB_MAX_TUNABLES];
     if (center)
-        mlt_tuner__x_from_setting(t, center, c);
-    return mlt_search_new(kind, t->dims, t->d, mlt_rng_mix((uint64_t)t->job->seed, tag),
+        mlt_space_from_setting(&t->sp, center, c);
+    return mlt_search_new(kind, t->sp.dims, t->sp.d, mlt_rng_mix((uint64_t)t->job->seed, tag),
                           center ? c : NULL);
 }
 
@@ -260,9 +219,9 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
     int rc = t->ex->free(t->ex->ctx, t->train);
     if (rc)
         return rc;
-    if (t->d == 0 || !t->good || (diverged && ++t->rollbacks > MAX_ROLLBACKS)) {
+    if (t->sp.d == 0 || !t->good || (diverged && ++t->rollbacks > MAX_ROLLBACKS)) {
         snprintf(res->reason, sizeof res->reason, "the training branch diverged (%s)%s", what,
-                 t->d == 0 ? "; nothing is tuned, so there is nothing to change"
+                 t->sp.d == 0 ? "; nothing is tuned, so there is nothing to change"
                  : t->rollbacks > MAX_ROLLBACKS ? ", after 3 recoveries" : "");
         return 2;
     }
@@ -276,14 +235,14 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
      * becomes half of it, and the search centres there */
     mlt_setting_t center = bad;
     bool capped = false;
-    for (uint32_t k = 0; k < t->d; k++) {
-        mlt_tunable_t *dm = &t->dims[k];
-        double lr = bad.v[t->dim_of[k]];
+    for (uint32_t k = 0; k < t->sp.d; k++) {
+        mlt_tunable_t *dm = &t->sp.dims[k];
+        double lr = bad.v[t->sp.dim_of[k]];
         if (strcmp(dm->name, "lr") == 0 && dm->kind != MLT_TUNABLE_DISCRETE && lr / 2 > dm->min) {
             dm->max = lr / 2 < dm->max ? lr / 2 : dm->max;
             if (dm->def > dm->max)
                 dm->def = dm->max;
-            center.v[t->dim_of[k]] = dm->max;
+            center.v[t->sp.dim_of[k]] = dm->max;
             capped = true;
             char b1[32], b2[32];
             logline(t, "range", t->good, "\"tunable\":\"lr\",\"max\":%s,\"reason\":\"lr %s "
@@ -294,15 +253,15 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
                                     100 + (uint64_t)(t->rollbacks + 4 * t->regressions));
     if (!capped) {
         double xb[MLT_JOB_MAX_TUNABLES];
-        mlt_tuner__x_from_setting(t, &bad, xb);
+        mlt_space_from_setting(&t->sp, &bad, xb);
         mlt_search_observe(se, xb, INFINITY); /* never propose it again */
     }
     trial_t *trials = NULL;
     uint32_t n = 0;
     int winner = -1;
-    uint32_t max_trials = t->last_trials < 4 * t->d ? t->last_trials : 4 * t->d;
-    if (max_trials < 2 * t->d)
-        max_trials = 2 * t->d;
+    uint32_t max_trials = t->last_trials < 4 * t->sp.d ? t->last_trials : 4 * t->sp.d;
+    if (max_trials < 2 * t->sp.d)
+        max_trials = 2 * t->sp.d;
     rc = mlt_tuner__search(t, se, t->good, t->good_loss, t->good_cursor, max_trials, INFINITY, NULL,
                            &trials, &n, &winner);
     mlt_search_destroy(&se);
@@ -340,18 +299,18 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;
     for (uint32_t i = 0; i < job->n_tunables; i++)
         if (job->tunables[i].tune && tuning) {
-            t->dims[t->d] = job->tunables[i];
-            t->dim_of[t->d++] = i;
+            t->sp.dims[t->sp.d] = job->tunables[i];
+            t->sp.dim_of[t->sp.d++] = i;
         }
     mlt_setting_defaults(job, &t->train_s);
     if (job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND)
         return mlt_tuner_baseline(job, ex, init_branch, log, res);
     int rc = 0;
     t->start_loss = t->last_loss = NAN;
-    if (t->d > 0 && (rc = starting_loss(t, init_branch))) /* the divergence reference */
+    if (t->sp.d > 0 && (rc = starting_loss(t, init_branch))) /* the divergence reference */
         return rc < 0 ? -1 : 0;
 
-    if (t->d == 0) {
+    if (t->sp.d == 0) {
         /* nothing to tune: train the defaults */
         uint32_t id = t->next_id++;
         logline(t, "fork", id, "\"parent\":%u,\"kind\":\"train\"", init_branch);
@@ -388,7 +347,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     /* train, test, re-tune */
     double interval = job->test_interval;
     int no_gain = 0, retunes_without_gain = 0;
-    bool converged = !tuning || t->d == 0;
+    bool converged = !tuning || t->sp.d == 0;
     double since_search = 0;
     for (;;) {
         double epc = ex->epoch_clocks(ex->ctx, &t->train_s);
@@ -436,7 +395,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         if ((rc = ex->free(ex->ctx, tid)))
             return -1;
         bool diverged = !isfinite(t->last_loss) || !isfinite(val) || blown;
-        if (diverged || (t->d > 0 && regressed(t, val) && t->regressions++ < MAX_ROLLBACKS)) {
+        if (diverged || (t->sp.d > 0 && regressed(t, val) && t->regressions++ < MAX_ROLLBACKS)) {
             /* back to the last good point, and re-tune from there */
             char what[128];
             snprintf(what, sizeof what, "training loss %s, validation %s at epoch %.4f; best %s",
@@ -462,7 +421,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         }
         if (stop_now(t, test))
             break;
-        if (t->d > 0 && (rc = snapshot_take(t, val, test, "tested")))
+        if (t->sp.d > 0 && (rc = snapshot_take(t, val, test, "tested")))
             return -1;
         /* re-tune? */
         if (converged)

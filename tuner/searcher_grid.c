@@ -9,7 +9,7 @@
  * proposed or observed; when it is used up the searcher proposes random
  * points. */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -2,7 +2,7 @@
  * unit cube, which is log-uniform on a LOG tunable and uniform over the values
  * of a discrete one. No state beyond the searcher's generator. */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <stddef.h>
 

@@ -4,7 +4,7 @@
  * fallback, and the common part of checkpoints. The kinds live in
  * searcher_<kind>.c behind mlt_search_ops_t; see searcher.h. */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <errno.h>
 #include <math.h>

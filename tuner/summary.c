@@ -1,5 +1,5 @@
 /* summary.c - see summary.h. */
-#include "daemon/summary.h"
+#include "tuner/summary.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
 #ifndef MLT_TUNER_BASE_H
 #define MLT_TUNER_BASE_H
 
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 
 /* Runs job->tuner.logic (MLT_LOGIC_TTC or MLT_LOGIC_HYPERBAND); same contract
  * as mlt_tuner_run. */

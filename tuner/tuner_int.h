@@ -1,6 +1,6 @@
 /* tuner_int.h - what tuner.c and tuner_search.c share: the tuner's state, a
  * trial, the branch kinds, the decision-log macros and the helpers that one of
- * them calls in the other (mlt_tuner__ names). Private to daemon/tuner*.c;
+ * them calls in the other (mlt_tuner__ names). Private to tuner/tuner*.c;
  * single-threaded like the tuner (tuner.h). */
 #ifndef MLT_TUNER_INT_H
 #define MLT_TUNER_INT_H
@@ -10,10 +10,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "daemon/declog.h"
-#include "daemon/searcher.h"
-#include "daemon/summary.h"
-#include "daemon/tuner.h"
+#include "tuner/declog.h"
+#include "tuner/searcher.h"
+#include "tuner/summary.h"
+#include "tuner/tuner.h"
 
 #define BRANCH_KIND_TRAIN 1
 #define BRANCH_KIND_EVAL 2
@@ -40,9 +40,7 @@ typedef struct tuner {
     FILE *log;
     mlt_tuner_result_t *res;
     uint32_t next_id;
-    mlt_tunable_t dims[MLT_JOB_MAX_TUNABLES]; /* the tuned tunables */
-    uint32_t dim_of[MLT_JOB_MAX_TUNABLES];    /* dims[k] is job->tunables[dim_of[k]] */
-    uint32_t d;
+    mlt_space_t sp;           /* the tuned tunables */
     double start_loss;
     double trial_time;        /* established trial time in seconds (0: not yet) */
     /* seconds per clock measured so far, by batch size: how many clocks a
@@ -80,9 +78,6 @@ typedef struct tuner {
 /* tuner.c */
 void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch,
                             const mlt_setting_t *s, const char *extra, const char *reason);
-void mlt_tuner__setting_from_x(const tuner_t *t, const mlt_setting_t *base, const double *x,
-                               mlt_setting_t *s);
-void mlt_tuner__x_from_setting(const tuner_t *t, const mlt_setting_t *s, double *x);
 
 /* tuner_search.c */
 void mlt_tuner__free_trials(trial_t *trials, uint32_t n);

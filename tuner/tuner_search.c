@@ -1,17 +1,17 @@
 /* tuner_search.c - one search of the tuner (mlt_tuner__search): its trials,
  * the trial time they run for, the searcher loop and its stops, and the
  * winner (the best slope; a re-tune's by the paired test); see tuner.h. */
-#include "daemon/tuner.h"
+#include "tuner/tuner.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
-#include "daemon/declog.h"
-#include "daemon/searcher.h"
-#include "daemon/summary.h"
-#include "daemon/tuner_int.h"
+#include "tuner/declog.h"
+#include "tuner/searcher.h"
+#include "tuner/summary.h"
+#include "tuner/tuner_int.h"
 
 /* ---- trials -------------------------------------------------------------------- */
 
@@ -255,19 +255,19 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
         bool dup = false;
         if (n == 0 && incumbent) {
             tr->s = *incumbent;
-            mlt_tuner__x_from_setting(t, incumbent, tr->x);
+            mlt_space_from_setting(&t->sp, incumbent, tr->x);
         } else {
             if ((rc = mlt_search_propose(se, tr->x, &dup)) < 0) {
                 snprintf(t->res->reason, sizeof t->res->reason, "searcher failed: %d", rc);
                 rc = -1;
                 break;
             }
-            mlt_tuner__setting_from_x(t, incumbent ? incumbent : &t->train_s, tr->x, &tr->s);
+            mlt_space_to_setting(&t->sp, incumbent ? incumbent : &t->train_s, tr->x, &tr->s);
         }
         if (dup) {
             /* the searcher proposed a setting it has seen: reuse that result */
             for (uint32_t i = 0; i < n; i++) {
-                if (memcmp(trials[i].x, tr->x, t->d * sizeof(double)) == 0 && trials[i].observed) {
+                if (memcmp(trials[i].x, tr->x, t->sp.d * sizeof(double)) == 0 && trials[i].observed) {
                     mlt_search_observe(se, tr->x, trial_y(&trials[i]));
                     mlt_tuner__log_setting(
                         t, "propose", trials[i].id, &tr->s, "\"dup\":true",

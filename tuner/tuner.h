@@ -35,11 +35,7 @@
 #include <stdio.h>
 
 #include "common/jobfile.h"
-
-/* A value for every tunable of the job, in job->tunables order. */
-typedef struct mlt_setting {
-    double v[MLT_JOB_MAX_TUNABLES];
-} mlt_setting_t;
+#include "tuner/setting.h"
 
 /* What the tuner needs done. Every call returns 0, 1 when a stop was
  * requested (the tuner winds down), or -1 when the job failed (the executor
@@ -86,13 +82,5 @@ typedef struct mlt_tuner_result {
  * stopped by request), or -1 (the job failed; res->reason says why). */
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
                   mlt_tuner_result_t *res);
-
-/* The job's defaults as a setting. */
-void mlt_setting_defaults(const mlt_job_t *job, mlt_setting_t *s);
-/* The value of the tunable called name in s, or fallback. */
-double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char *name,
-                       double fallback);
-/* Writes {"lr":0.03,"momentum":0.9,...} for s. */
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f);
 
 #endif

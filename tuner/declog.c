@@ -1,5 +1,5 @@
 /* declog.c - see declog.h. */
-#include "daemon/declog.h"
+#include "tuner/declog.h"
 
 #include <math.h>
 #include <stdarg.h>

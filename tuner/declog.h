@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "daemon/tuner.h"
+#include "tuner/setting.h"
 
 /* {"t":t,"event":event,"branch":branch[,fields]} where fields is a printf
  * format for the rest of the object (no braces; may be NULL). f may be NULL. */

@@ -18,10 +18,10 @@
 
 #include "common/alloc.h"
 #include "common/rng.h"
-#include "daemon/declog.h"
-#include "daemon/searcher.h"
-#include "daemon/tuner.h"
-#include "daemon/tuner_base.h"
+#include "tuner/declog.h"
+#include "tuner/searcher.h"
+#include "tuner/tuner.h"
+#include "tuner/tuner_base.h"
 
 #define TTC_MAX_SETTINGS 12
 #define HB_ETA 3.0
@@ -36,9 +36,8 @@ typedef struct base {
     uint32_t next_id;
     uint32_t init;
     bool classify;
-    mlt_tunable_t dims[MLT_JOB_MAX_TUNABLES];
-    uint32_t dim_of[MLT_JOB_MAX_TUNABLES];
-    uint32_t d;
+    mlt_space_t sp;            /* the tuned tunables */
+    mlt_setting_t defaults;    /* the job's defaults: the untuned tunables' values */
     bool target_hit; /* the stop came from the target (not from max_time_s) */
 } base_t;
 
@@ -161,13 +160,6 @@ static int run_kill(base_t *b, run_t *r, const char *why)
     return b->ex->free(b->ex->ctx, r->id);
 }
 
-static void setting_from_x(const base_t *b, const double *x, mlt_setting_t *s)
-{
-    mlt_setting_defaults(b->job, s);
-    for (uint32_t k = 0; k < b->d; k++)
-        s->v[b->dim_of[k]] = x[k];
-}
-
 static double objective(const base_t *b, double v)
 {
     if (!isfinite(v))
@@ -197,7 +189,7 @@ static int keep_or_free(base_t *b, run_t *r, run_t *best, bool force)
 
 static int ttc(base_t *b)
 {
-    mlt_search_t *se = mlt_search_new(b->job->tuner.searcher, b->dims, b->d,
+    mlt_search_t *se = mlt_search_new(b->job->tuner.searcher, b->sp.dims, b->sp.d,
                                       mlt_rng_mix((uint64_t)b->job->seed, 11), NULL);
     if (!se)
         return -1;
@@ -211,7 +203,7 @@ static int ttc(base_t *b)
         bool dup = false;
         if ((rc = mlt_search_propose(se, r.x, &dup)) < 0)
             break;
-        setting_from_x(b, r.x, &r.s);
+        mlt_space_to_setting(&b->sp, &b->defaults, r.x, &r.s);
         if ((rc = start_run(b, &r, "train-to-completion: next setting")))
             break;
         rc = train_to(b, &r, b->job->stop.max_epochs, plateau, &done);
@@ -271,7 +263,7 @@ static int hyperband(base_t *b)
     int s_max = (int)floor(log(R / b->job->test_interval) / log(HB_ETA) + 1e-9);
     if (s_max < 0)
         s_max = 0;
-    mlt_search_t *se = mlt_search_new(MLT_SEARCHER_RANDOM, b->dims, b->d,
+    mlt_search_t *se = mlt_search_new(MLT_SEARCHER_RANDOM, b->sp.dims, b->sp.d,
                                       mlt_rng_mix((uint64_t)b->job->seed, 12), NULL);
     if (!se)
         return -1;
@@ -289,7 +281,7 @@ static int hyperband(base_t *b)
             bool dup;
             if ((rc = mlt_search_propose(se, runs[i].x, &dup)) < 0)
                 break;
-            setting_from_x(b, runs[i].x, &runs[i].s);
+            mlt_space_to_setting(&b->sp, &b->defaults, runs[i].x, &runs[i].s);
             rc = start_run(b, &runs[i], "hyperband: random setting");
         }
         uint32_t alive = n;
@@ -357,12 +349,9 @@ int mlt_tuner_baseline(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init
     b.init = init_branch;
     b.next_id = init_branch + 1;
     b.classify = job->model.type != MLT_MODEL_MF;
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        if (job->tunables[i].tune) {
-            b.dims[b.d] = job->tunables[i];
-            b.dim_of[b.d++] = i;
-        }
-    if (b.d == 0) {
+    mlt_space_init(&b.sp, job, true);
+    mlt_setting_defaults(job, &b.defaults);
+    if (b.sp.d == 0) {
         snprintf(res->reason, sizeof res->reason, "no tunable is marked tune = true");
         return -1;
     }

@@ -88,7 +88,7 @@ const char *mlt_search_name(const mlt_search_t *s);
 int mlt_search_save(const mlt_search_t *s, FILE *f);
 int mlt_search_load(mlt_search_t *s, FILE *f);
 
-/* ---- internal: shared by daemon/searcher*.c only ------------------------ */
+/* ---- internal: shared by tuner/searcher*.c only ------------------------ */
 #ifdef MLT_SEARCH_INTERNAL
 
 /* One dimension of the space, copied from its tunable. */

@@ -41,7 +41,7 @@
  * skipped. Every random number comes from the searcher's generator, so the
  * proposals are a function of the seed and the observations. */
 #define MLT_SEARCH_INTERNAL
-#include "daemon/searcher.h"
+#include "tuner/searcher.h"
 
 #include <errno.h>
 #include <math.h>
