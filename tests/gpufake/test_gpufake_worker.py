@@ -9,8 +9,10 @@ graph captured per batch size, gradients downloaded behind marks) and must
 reproduce the real CPU worker. Checked, on Fashion-MNIST:
   - standalone fmnist-mlp (3000 samples, 2 epochs) and fmnist-cnn (2000
     samples, 1 epoch): the fake worker's header says "backend cuda: fake GPU"
-    and its epoch lines (loss, val_acc, test_acc) are the CPU worker's,
-    character for character;
+    and its epoch lines (loss, val_acc, test_acc) are the CPU worker's within
+    the tolerances below (the fake GPU's kernels add in another order than
+    OpenBLAS, whose kernel differs between CPUs: equal to the last bit is
+    not something two code paths promise);
   - a job through a real mltunerd with two fake-GPU workers (staleness 0,
     tuner.logic fixed, 4000 samples, 5 epochs): it reaches a test accuracy of
     0.60, each worker trained on the fake GPU (pushing each gradient as its
@@ -18,7 +20,7 @@ reproduce the real CPU worker. Checked, on Fashion-MNIST:
     mltunerctl exit 0;
   - the same job with one worker, which is deterministic, for 2 epochs on
     the fake GPU and on the CPU, at staleness 0 and 1: the same loss at every
-    clock and the same tests.
+    clock and the same tests, within the same tolerances.
 Exits 77 (skipped) without Fashion-MNIST. MLT_SOURCE_ROOT and MLT_BUILD_ROOT
 name the tree and the build.
 """
@@ -68,9 +70,40 @@ def standalone(prog, job, backend, sets):
     return p.returncode, p.stdout, time.monotonic() - t0
 
 
+# Two code paths agree within these: a loss to 1e-3 of its size (a kernel
+# that is wrong is off by far more), an accuracy to 0.01 (a validation set of
+# 200 samples moves in steps of 0.005; a wrong one lands near 0.1)
+LOSS_RTOL = 1e-3
+ACC_ATOL = 0.01
+
+
+def close(a, b, key=None):
+    """True when two numbers (or two equal-shaped lists or dicts of numbers and
+    strings) agree within the tolerances above; key says what a number is."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], k) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(close(x, y, key) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool) or not all(
+            isinstance(v, (int, float)) for v in (a, b)):
+        return a == b
+    if key is not None and "acc" in key:
+        return abs(a - b) <= ACC_ATOL
+    if key in ("epoch", "clock", "branch", "samples"):
+        return a == b
+    return abs(a - b) <= LOSS_RTOL * max(1.0, abs(a), abs(b))
+
+
 def epochs(out):
-    """The epoch lines' epoch, loss, val_acc and test_acc columns (not the times)."""
-    return [line.split()[:4] for line in out.splitlines() if re.match(r"\d+\s", line)]
+    """The epoch lines' epoch, loss, val_acc and test_acc columns (not the
+    times), as numbers keyed by what they are."""
+    rows = []
+    for line in out.splitlines():
+        if re.match(r"\d+\s", line):
+            f = line.split()
+            rows.append({"epoch": int(f[0]), "loss": float(f[1]), "val_acc": float(f[2]),
+                         "test_acc": float(f[3])})
+    return rows
 
 
 def compare(job, sets, n_epochs):
@@ -84,7 +117,9 @@ def compare(job, sets, n_epochs):
           header)
     e_f, e_c = epochs(out_f), epochs(out_c)
     check(len(e_c) == n_epochs, f"{job}: the CPU worker reports {n_epochs} epochs", out_c)
-    check(e_f == e_c, f"{job}: the fake GPU's loss, val_acc and test_acc are the CPU's",
+    check(len(e_f) == len(e_c) and close(e_f, e_c),
+          f"{job}: the fake GPU's loss, val_acc and test_acc are the CPU's (loss to "
+          f"{LOSS_RTOL:g} relative, accuracy to {ACC_ATOL:g})",
           "fake GPU:\n" + out_f + "CPU:\n" + out_c)
 
 
@@ -195,10 +230,11 @@ def jobs():
         with tempfile.TemporaryDirectory(prefix="gpufake-") as tmp:
             fake = training(run_job(os.path.join(tmp, "fake"), FAKE, 1, "cuda", 2, staleness))
             cpu = training(run_job(os.path.join(tmp, "cpu"), WORKER, 1, "cpu", 2, staleness))
-            diff = next((f"fake GPU {a}\nCPU      {b}" for a, b in zip(fake, cpu) if a != b), "")
-            check(len(cpu) > 30 and fake == cpu,
+            diff = next((f"fake GPU {a}\nCPU      {b}" for a, b in zip(fake, cpu)
+                         if not close(a, b)), "")
+            check(len(cpu) > 30 and len(fake) == len(cpu) and close(fake, cpu),
                   f"1 worker, staleness {staleness}: the fake GPU job's {len(fake)} clock losses "
-                  f"and tests are the CPU job's {len(cpu)}", diff)
+                  f"and tests are the CPU job's {len(cpu)} (within the tolerances)", diff)
 
 
 def main():
