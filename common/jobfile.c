@@ -182,28 +182,43 @@ const jkey_t mlt_jobk_keys[] = {
              "at its default), or the baselines train-to-completion and hyperband"},
     {.path = "tuner.min_trial_clocks", .type = JK_INT, .def_i = 50, .min_i = 1,
      .max_i = 1000000, .off = OFF(tuner.min_trial_clocks),
-     .desc = "the first trial time: the seconds this many clocks take at the default "
-             "setting; it doubles until a trial converges"},
+     .desc = "a search's first rung: every trial runs the seconds this many clocks take at "
+             "the default setting; the survivors of each halving run twice as long"},
+    {.path = "tuner.range_clocks", .type = JK_INT, .def_i = 64, .min_i = 0, .max_i = 1000000,
+     .off = OFF(tuner.range_clocks),
+     .desc = "clocks of the learning-rate range test that centres the first search "
+             "(0: none; the design centres on the default setting)"},
+    {.path = "tuner.first_trials", .type = JK_INT, .def_i = 4, .min_i = 1, .max_i = 64,
+     .off = OFF(tuner.first_trials),
+     .desc = "settings in the first search's design: the centre, then steps along the "
+             "tunables (learning rate first)"},
+    {.path = "tuner.max_trials", .type = JK_INT, .def_i = 8, .min_i = 1, .max_i = 256,
+     .off = OFF(tuner.max_trials),
+     .desc = "trials of one search at most: the design, then the searcher's proposals"},
+    {.path = "tuner.gain_stop", .type = JK_DOUBLE, .def_d = 0.02, .min_d = 0.0, .max_d = 1.0,
+     .off = OFF(tuner.gain_stop),
+     .desc = "the searcher proposes more trials while it expects to lower the best score "
+             "by more than this fraction of it"},
     {.path = "tuner.max_overhead", .type = JK_DOUBLE, .def_d = 0.1, .min_d = 0.001,
      .max_d = 1.0, .off = OFF(tuner.max_overhead),
-     .desc = "time spent in trials, at most this fraction of the training time"},
+     .desc = "time in trials that did not become training, the first search's included, at "
+             "most this fraction of the training time (the first search: of the longest "
+             "the job may train)"},
+    {.path = "tuner.plateau_t", .type = JK_DOUBLE, .def_d = 2.0, .min_d = 0.0, .max_d = 100.0,
+     .off = OFF(tuner.plateau_t),
+     .desc = "re-tune when the training loss of the last test interval fell by less than "
+             "this many standard errors of its trend (0: off)"},
     {.path = "tuner.retune_tests", .type = JK_INT, .def_i = 4, .min_i = 0, .max_i = 1000,
      .off = OFF(tuner.retune_tests),
      .desc = "re-tune after this many tests without improvement (0: never)"},
+    {.path = "tuner.decay", .type = JK_DOUBLE, .def_d = 0.5, .min_d = 0.01, .max_d = 0.99,
+     .off = OFF(tuner.decay),
+     .desc = "a re-tune pairs the training branch with its learning rate times this, on "
+             "the same data"},
     {.path = "tuner.converge_tests", .type = JK_INT, .def_i = 5, .min_i = 1, .max_i = 1000,
      .off = OFF(tuner.converge_tests),
-     .desc = "the model counts as converged (no more re-tuning) after this many tests "
-             "without improvement"},
-    {.path = "tuner.slope_agree", .type = JK_DOUBLE, .def_d = 0.1, .min_d = 0.0, .max_d = 1.0,
-     .off = OFF(tuner.slope_agree),
-     .desc = "a search ends when its best top_k slopes are within this fraction of each "
-             "other"},
-    {.path = "tuner.top_k", .type = JK_INT, .def_i = 5, .min_i = 1, .max_i = 100,
-     .off = OFF(tuner.top_k), .desc = "how many of the best trials slope_agree compares"},
-    {.path = "tuner.retune_time_factor", .type = JK_DOUBLE, .def_d = 10.0, .min_d = 0.0,
-     .max_d = 1000.0, .off = OFF(tuner.retune_time_factor),
-     .desc = "re-tune after training for this many times the last search's duration "
-             "(0: off)"},
+     .desc = "converged (no more re-tuning) after this many re-tunes without a better "
+             "setting"},
 
     {.path = "test_interval", .type = JK_DOUBLE, .def_d = 1.0, .min_d = 0.01, .max_d = 100.0,
      .off = OFF(test_interval), .desc = "epochs of training between two tests"},

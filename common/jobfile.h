@@ -143,13 +143,16 @@ typedef struct mlt_job {
     struct {
         mlt_searcher_t searcher;
         mlt_logic_t logic;
-        int min_trial_clocks;      /* first trial time, in clocks */
+        int min_trial_clocks;      /* rung-0 trial time: these clocks at the default setting */
+        int range_clocks;          /* clocks of the learning-rate range test (0: none) */
+        int first_trials;          /* the first search's design: this many settings */
+        int max_trials;            /* a search's trials, design and proposals, at most */
+        double gain_stop;          /* propose while the expected gain > this x best score */
         double max_overhead;       /* time in trials / training time, at most */
+        double plateau_t;          /* re-tune when the loss trend's t > -this (0: off) */
         int retune_tests;          /* re-tune after this many tests without gain (0: never) */
+        double decay;              /* a re-tune tries the learning rate times this */
         int converge_tests;        /* converged after this many re-tunes without gain */
-        double slope_agree;        /* search stops when the top_k slopes agree this well */
-        int top_k;                 /* see slope_agree */
-        double retune_time_factor; /* re-tune after training this × last search time (0: off) */
     } tuner;
 
     double test_interval; /* epochs between tests */

@@ -181,6 +181,13 @@ static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const m
     return branch_op(c, mlt_branch_fork(c->client, child, parent, kind, &t), "fork") ? -1 : 0;
 }
 
+static int ex_tune(void *ctx, uint32_t branch, const mlt_setting_t *s)
+{
+    mlt_coord_t *c = ctx;
+    mlt_tunables_def_t t = setting_tunables(c, s);
+    return branch_op(c, mlt_branch_set_tunables(c->client, branch, &t), "set tunables") ? -1 : 0;
+}
+
 static int ex_free(void *ctx, uint32_t branch)
 {
     mlt_coord_t *c = ctx;
@@ -418,7 +425,15 @@ static int run_job(mlt_coord_t *c)
     if (!dlog)
         return fail_job(c, "cannot write %s: %s", dpath, strerror(errno));
     c->phase = PH_TRAINING;
-    mlt_exec_t ex = {c, ex_fork, ex_free, ex_run, ex_test, ex_epoch_clocks, ex_now, ex_progress};
+    mlt_exec_t ex = {.ctx = c,
+                     .fork = ex_fork,
+                     .free = ex_free,
+                     .tune = ex_tune,
+                     .run = ex_run,
+                     .test = ex_test,
+                     .epoch_clocks = ex_epoch_clocks,
+                     .now = ex_now,
+                     .progress = ex_progress};
     mlt_tuner_result_t res;
     rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &res);
     fclose(dlog);

@@ -203,6 +203,7 @@ mlt_search_t *mlt_search_new(int kind, const mlt_tunable_t *dims, uint32_t d, ui
     s->ops = ops;
     s->d = d;
     s->seed = seed;
+    s->gain = NAN;
     s->rng = mlt_rng_mix(seed, 0x5ea4c4u + (uint64_t)kind);
     s->dims = mlt_calloc(d, sizeof(*s->dims));
     for (uint32_t j = 0; j < d; j++)
@@ -258,6 +259,7 @@ int mlt_search_propose(mlt_search_t *s, double *x, bool *dup)
     if (!s || !x)
         return -EINVAL;
     double u[MLT_SEARCH_MAX_DIMS];
+    s->gain = NAN;
     if (s->dup_run >= MLT_SEARCH_DUP_RUN && !s->ops->own_dups) {
         /* the kind keeps repeating itself: a new random point instead */
         for (int t = 0; t < FALLBACK_TRIES; t++) {
@@ -297,6 +299,11 @@ int mlt_search_observe(mlt_search_t *s, const double *x, double y)
     mlt_search_to_unit(s, x, s->obs_u + (size_t)s->n_obs * s->d);
     s->obs_y[s->n_obs++] = y;
     return 0;
+}
+
+double mlt_search_expected_gain(const mlt_search_t *s)
+{
+    return s ? s->gain : NAN;
 }
 
 uint32_t mlt_search_count(const mlt_search_t *s)

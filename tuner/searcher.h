@@ -67,6 +67,13 @@ int mlt_search_propose(mlt_search_t *s, double *x, bool *dup);
  * -EINVAL on NULL arguments, a non-finite x or y = -INFINITY. */
 int mlt_search_observe(mlt_search_t *s, const double *x, double y);
 
+/* What the model expects the last proposal to gain over the best observation
+ * so far (its expected improvement, in the units of the observed y): a search
+ * can stop when this is small against the noise or the best y. NaN when the
+ * last proposal did not come from a model (an initial design point, a random
+ * or grid or marginal proposal, a duplicate fallback), or before any. */
+double mlt_search_expected_gain(const mlt_search_t *s);
+
 /* Number of observations so far. */
 uint32_t mlt_search_count(const mlt_search_t *s);
 
@@ -126,6 +133,7 @@ struct mlt_search {
     double *obs_y; /* n_obs results (+INFINITY: diverged) */
     uint32_t n_obs, cap_obs;
     uint32_t dup_run; /* flagged proposals in a row */
+    double gain;      /* the last proposal's expected improvement (NaN: no model) */
     void *state;      /* the kind's own (owned through ops->fini) */
 };
 

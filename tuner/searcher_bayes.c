@@ -5,7 +5,9 @@
  *
  * Proposals:
  *  1. The first max(BO_INIT_MIN, d + 1) come from a Latin hypercube drawn from
- *     the seed at creation (one point in each of n strata per dimension).
+ *     the seed at creation (one point in each of n strata per dimension),
+ *     unless that many observations came first (a caller's own initial
+ *     design, such as the tuner's, centred on a learning-rate range test).
  *  2. After that, every proposal refits the process to all observations (at
  *     most MLT_SEARCH_GP_MAX: the best half and the most recent) and maximises
  *     expected improvement.
@@ -598,7 +600,7 @@ static int bayes_propose(mlt_search_t *s, double *u)
 {
     bayes_t *b = s->state;
     uint32_t d = s->d;
-    if (b->next < b->n_init) {
+    if (b->next < b->n_init && s->n_obs < b->n_init) {
         memcpy(u, b->init_u + (size_t)b->next++ * d, d * sizeof(double));
         return 0;
     }
@@ -698,6 +700,8 @@ static int bayes_propose(mlt_search_t *s, double *u)
     uint32_t n_near = n < EI_NEAR_BEST ? n : EI_NEAR_BEST;
     double fbest = g.y[0]; /* observed rows are best first */
     maximise_ei(s, &g, fbest, n_near, u);
+    mlt_search_snap(s, u);
+    s->gain = exp(gp_log_ei(&g, u, fbest)) * sdev; /* standardised units back to y's */
     mlt_free(mem);
     return 0;
 }

@@ -56,3 +56,57 @@ void mlt_summarize(const double *losses, size_t n, double fork_loss, double star
     out->verdict = out->max_rise > 0.1 * fabs(out->range) ? MLT_VERDICT_UNSTABLE
                                                           : MLT_VERDICT_CONVERGING;
 }
+
+double mlt_score(const double *losses, size_t n, double *se)
+{
+    *se = NAN;
+    if (n == 0)
+        return INFINITY;
+    size_t k = n / 3 < MLT_SCORE_MIN_TAIL ? MLT_SCORE_MIN_TAIL : n / 3;
+    if (k > n)
+        k = n;
+    double sum = 0;
+    for (size_t i = n - k; i < n; i++) {
+        if (!isfinite(losses[i]))
+            return INFINITY;
+        sum += losses[i];
+    }
+    double mean = sum / (double)k;
+    if (k >= 2) {
+        double ss = 0;
+        for (size_t i = n - k; i < n; i++)
+            ss += (losses[i] - mean) * (losses[i] - mean);
+        *se = sqrt(ss / (double)(k - 1) / (double)k);
+    }
+    return mean;
+}
+
+double mlt_trend_t(const double *losses, size_t n)
+{
+    double sx = 0, sy = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(losses[i])) {
+            sx += (double)i;
+            sy += losses[i];
+            m++;
+        }
+    if (m < 3)
+        return NAN;
+    double mx = sx / (double)m, my = sy / (double)m, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(losses[i])) {
+            sxx += ((double)i - mx) * ((double)i - mx);
+            sxy += ((double)i - mx) * (losses[i] - my);
+        }
+    double b = sxy / sxx, rss = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(losses[i])) {
+            double r = losses[i] - my - b * ((double)i - mx);
+            rss += r * r;
+        }
+    double se = sqrt(rss / (double)(m - 2) / sxx);
+    if (!(se > 0))
+        return b < 0 ? -INFINITY : b > 0 ? INFINITY : 0;
+    return b / se;
+}

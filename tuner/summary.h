@@ -36,6 +36,21 @@ typedef struct mlt_summary {
 void mlt_summarize(const double *losses, size_t n, double fork_loss, double start_loss,
                    double elapsed_s, mlt_summary_t *out);
 
+/* The score of a trial: its loss at the end of the time it has run, as the
+ * mean of its last losses (the last third, at least MLT_SCORE_MIN_TAIL and at
+ * most all), with the standard error of that mean (NaN with fewer than two).
+ * Lower is better. Trials of one search rung run the same wall time, so their
+ * scores compare the loss each setting reaches in that time. Returns the
+ * mean; +INFINITY when a loss in the window is not finite, or n is 0. */
+#define MLT_SCORE_MIN_TAIL 3
+double mlt_score(const double *losses, size_t n, double *se);
+
+/* The t statistic of the least-squares slope of losses[0..n) against their
+ * index: below -2 or so the loss is still falling beyond its noise; near 0 it
+ * has stalled. NaN with fewer than 3 finite losses; -INFINITY for a clean
+ * (noise-free) decrease. */
+double mlt_trend_t(const double *losses, size_t n);
+
 /* "converging", "unstable", "diverged". */
 const char *mlt_verdict_name(mlt_verdict_t v);
 

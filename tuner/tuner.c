@@ -27,6 +27,28 @@ void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch, cons
     mlt_declog_setting(t->log, t->ex->now(t->ex->ctx), event, branch, t->job, s, extra, reason);
 }
 
+/* ---- settings and the searcher's coordinates ------------------------------------ */
+
+void mlt_tuner__to_setting(const tuner_t *t, const mlt_setting_t *base, const double *x,
+                           mlt_setting_t *s)
+{
+    mlt_space_to_setting(&t->sp, base, x, s);
+    if (t->coupled) {
+        /* the searcher's lr is the effective rate lr / (1 - momentum) */
+        double m = x[t->m_dim];
+        s->v[t->sp.dim_of[t->lr_dim]] = x[t->lr_dim] * (1 - m);
+    }
+}
+
+void mlt_tuner__from_setting(const tuner_t *t, const mlt_setting_t *s, double *x)
+{
+    mlt_space_from_setting(&t->sp, s, x);
+    if (t->coupled) {
+        double m = x[t->m_dim];
+        x[t->lr_dim] = m < 1 ? x[t->lr_dim] / (1 - m) : x[t->lr_dim];
+    }
+}
+
 /* ---- the training branch ------------------------------------------------------- */
 
 /* The loss at the end of a run of n clocks: the mean of its last n/10 clocks
@@ -34,7 +56,7 @@ void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch, cons
  * clock's loss is one mini-batch's, far noisier than a trial's block means: a
  * trial that starts from an unlucky low one looks unstable, from a high one
  * it gains what it never made. NaN or Inf when any of them is (diverged). */
-static double tail_loss(const double *loss, int64_t n)
+double mlt_tuner__tail_loss(const double *loss, int64_t n)
 {
     int64_t k = n / 10 < 10 ? 10 : n / 10;
     if (k > n)
@@ -45,7 +67,16 @@ static double tail_loss(const double *loss, int64_t n)
     return k > 0 ? sum / (double)k : NAN;
 }
 
-/* Frees every trial but the winner; makes the winner the training branch. */
+/* Seconds of trials the job may still spend: every trial that did not become
+ * training counts, the first search's too, against max_overhead x the
+ * training time so far. */
+double mlt_tuner__budget(const tuner_t *t)
+{
+    return t->job->tuner.max_overhead * t->res->train_seconds - t->res->trial_seconds;
+}
+
+/* Frees every trial but the winner; makes the winner the training branch (its
+ * trial time was training of the lineage). */
 static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const char *reason)
 {
     int rc = 0;
@@ -55,18 +86,19 @@ static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const cha
     if (rc)
         return rc;
     trial_t *w = &trials[winner];
-    char extra[96];
-    char b[32];
-    snprintf(extra, sizeof extra, "\"slope\":%s,\"verdict\":\"%s\"", jnum(b, w->sum.slope),
-             mlt_verdict_name(w->sum.verdict));
+    char extra[128];
+    char b[32], b2[32];
+    snprintf(extra, sizeof extra, "\"score\":%s,\"se\":%s,\"verdict\":\"%s\"",
+             jnum(b, w->score), jnum(b2, w->se), mlt_verdict_name(w->sum.verdict));
     mlt_tuner__log_setting(t, "commit", w->id, &w->s, extra, reason);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &w->s);
+    mlt_tuner__trial_kept(t, w);
     t->train = w->id;
     t->train_s = w->s;
     t->train_clock = w->clocks;
     t->cursor = w->cursor0 + (double)w->clocks / epc;
     t->epoch += (double)w->clocks / epc; /* the winner's trial clocks were training */
-    t->last_loss = tail_loss(w->loss, w->clocks);
+    t->last_loss = mlt_tuner__tail_loss(w->loss, w->clocks);
     t->res->searches++;
     return 0;
 }
@@ -145,70 +177,103 @@ static bool stop_now(tuner_t *t, double test)
     return false;
 }
 
-static int starting_loss(tuner_t *t, uint32_t init)
-{
-    mlt_setting_t s;
-    mlt_setting_defaults(t->job, &s);
-    for (uint32_t i = 0; i < t->job->n_tunables; i++)
-        if (strcmp(t->job->tunables[i].name, "lr") == 0)
-            s.v[i] = 0; /* an eval branch changes nothing */
-    uint32_t id = t->next_id++;
-    int64_t clocks = t->job->tuner.min_trial_clocks;
-    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
-    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"", init);
-    int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
-    if (!rc && t->ex->progress) /* the first search begins with this measurement */
-        t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
-    /* in two runs: the second half's time is the default setting's rate, on
-     * which the trial time is based (the first clocks of a job are slower:
-     * first pulls, threads starting) */
-    int64_t half = clocks / 2;
-    if (!rc && half > 0)
-        rc = t->ex->run(t->ex->ctx, id, &s, 0, half, 0.0, loss, &secs);
-    if (!rc)
-        rc = t->ex->run(t->ex->ctx, id, &s, half, clocks - half,
-                        (double)half / t->ex->epoch_clocks(t->ex->ctx, &s), loss + half, &secs);
-    if (!rc)
-        mlt_tuner__rate_note(t, &s, clocks - half, secs);
-    double sum = 0;
-    size_t m = 0;
-    for (int64_t i = 0; i < clocks; i++)
-        if (isfinite(loss[i])) {
-            sum += loss[i];
-            m++;
-        }
-    mlt_free(loss);
-    if (rc)
-        return rc;
-    t->start_loss = m ? sum / (double)m : NAN;
-    char b[32];
-    logline(t, "start", id, "\"loss\":%s,\"clocks\":%lld", jnum(b, t->start_loss), (long long)clocks);
-    logline(t, "free", id, "\"reason\":\"starting loss measured\"");
-    rc = t->ex->free(t->ex->ctx, id);
-    if (!rc && !isfinite(t->start_loss)) {
-        snprintf(t->res->reason, sizeof t->res->reason,
-                 "the starting loss is not finite: the initial model or data is broken");
-        return -1;
-    }
-    return rc;
-}
-
+/* A searcher over the tuned tunables, with the discrete ones (batch size,
+ * staleness) pinned to their value in center: a trial of a search lasts a
+ * fraction of an epoch, over which more, noisier steps always look better,
+ * so a search cannot judge a batch size; the re-tunes do, on the same data
+ * (tuner_probe.c). */
 static mlt_search_t *new_searcher(tuner_t *t, int kind, const mlt_setting_t *center, uint64_t tag)
 {
     double c[MLT_JOB_MAX_TUNABLES];
-    if (center)
-        mlt_space_from_setting(&t->sp, center, c);
-    return mlt_search_new(kind, t->sp.dims, t->sp.d, mlt_rng_mix((uint64_t)t->job->seed, tag),
+    mlt_tuner__from_setting(t, center, c);
+    mlt_tunable_t dims[MLT_JOB_MAX_TUNABLES];
+    memcpy(dims, t->sp.dims, t->sp.d * sizeof *dims);
+    for (uint32_t k = 0; k < t->sp.d; k++)
+        if (dims[k].kind == MLT_TUNABLE_DISCRETE) {
+            dims[k].values = &c[k];
+            dims[k].n_values = 1;
+            dims[k].min = dims[k].max = dims[k].def = c[k];
+        }
+    return mlt_search_new(kind, dims, t->sp.d, mlt_rng_mix((uint64_t)t->job->seed, tag),
                           center ? c : NULL);
+}
+
+/* The trial time of every search's first rung: the time min_trial_clocks take
+ * at the default setting (measured at the start), at most an epoch. */
+static void set_trial_time(tuner_t *t)
+{
+    mlt_setting_t def;
+    mlt_setting_defaults(t->job, &def);
+    bool sure;
+    double per = mlt_tuner__rate(t, &def, &sure);
+    double epc = t->ex->epoch_clocks(t->ex->ctx, &def);
+    double clocks = (double)t->job->tuner.min_trial_clocks;
+    t->trial_time = per * (clocks < epc ? clocks : epc);
+    char b[32];
+    logline(t, "trial_time", t->train, "\"seconds\":%s,\"clocks\":%d,\"reason\":\"%s\","
+            "\"timing_dependent\":[\"t\",\"seconds\"]", jnum(b, t->trial_time),
+            t->job->tuner.min_trial_clocks, "tuner.min_trial_clocks at the default setting's speed");
+}
+
+/* The first search's budget: max_overhead of the longest the job may train
+ * (max_epochs at the default setting's speed, or max_time_s if sooner). */
+static double first_budget(const tuner_t *t)
+{
+    const mlt_job_t *j = t->job;
+    mlt_setting_t def;
+    mlt_setting_defaults(j, &def);
+    bool sure;
+    double per = mlt_tuner__rate(t, &def, &sure);
+    double longest = j->stop.max_epochs * per * t->ex->epoch_clocks(t->ex->ctx, &def);
+    if (j->stop.max_time_s > 0 && j->stop.max_time_s < longest)
+        longest = j->stop.max_time_s;
+    return isfinite(longest) && longest > 0 ? j->tuner.max_overhead * longest : INFINITY;
+}
+
+/* The first search: the range test, then a design centred on its rate, the
+ * searcher's proposals after it, successive halving; commits the winner. */
+static int first_search(tuner_t *t, uint32_t init)
+{
+    const mlt_job_t *j = t->job;
+    double lr_star = NAN;
+    int rc = mlt_tuner__range_test(t, init, &lr_star);
+    if (rc)
+        return rc;
+    set_trial_time(t);
+    mlt_setting_t center;
+    mlt_setting_defaults(j, &center);
+    if (isfinite(lr_star)) {
+        mlt_setting_set(j, &center, "lr", lr_star);
+        mlt_tuner__log_setting(t, "centre", init, &center, NULL,
+                               "the default setting at the range test's learning rate");
+    }
+    mlt_setting_t design[MLT_JOB_MAX_TUNABLES * 2 + 1];
+    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)j->tuner.first_trials);
+    mlt_search_t *se = new_searcher(t, j->tuner.searcher, &center, 1);
+    trial_t *trials = NULL;
+    uint32_t n = 0;
+    int winner = -1;
+    rc = mlt_tuner__search(t, se, init, t->start_loss, 0.0, design, nd,
+                           (uint32_t)j->tuner.max_trials, first_budget(t), &trials, &n, &winner);
+    mlt_search_destroy(&se);
+    if (!rc && winner < 0) {
+        snprintf(t->res->reason, sizeof t->res->reason, "every one of %u trials diverged", n);
+        rc = -1;
+    }
+    if (!rc)
+        rc = commit(t, trials, n, winner, "the best score of the first search");
+    if (!rc)
+        rc = snapshot_take(t, NAN, NAN, "committed");
+    mlt_tuner__free_trials(trials, n);
+    return rc;
 }
 
 /* The training branch diverged (a non-finite or exploding loss, a non-finite
  * validation result) or regressed (its validation metric fell well below the
- * best): frees it and re-tunes from the good snapshot, with the learning
- * rate's range cut to half the rate that failed (or, without a tuned lr, the
- * failed setting known to the searcher as the worst). Returns 0 with a new
- * training branch, 1 when a stop was requested, 2 when it cannot recover
- * (res->reason says why), -1 on an executor error. */
+ * best): frees it and searches again from the good snapshot, with the learning
+ * rate's range cut to half the rate that failed, the design centred there.
+ * Returns 0 with a new training branch, 1 when a stop was requested, 2 when
+ * it cannot recover (res->reason says why), -1 on an executor error. */
 static int rollback(tuner_t *t, bool diverged, const char *what)
 {
     mlt_tuner_result_t *res = t->res;
@@ -219,6 +284,7 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
     int rc = t->ex->free(t->ex->ctx, t->train);
     if (rc)
         return rc;
+    bool lr_tuned = t->lr_dim >= 0 && t->sp.dims[t->lr_dim].kind != MLT_TUNABLE_DISCRETE;
     if (t->sp.d == 0 || !t->good || (diverged && ++t->rollbacks > MAX_ROLLBACKS)) {
         snprintf(res->reason, sizeof res->reason, "the training branch diverged (%s)%s", what,
                  t->sp.d == 0 ? "; nothing is tuned, so there is nothing to change"
@@ -232,39 +298,32 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
     logline(t, "retune", t->good, "\"reason\":\"the training branch %s: re-tuning from the "
             "snapshot\"", ev);
     /* a learning rate that failed is too high from here on: the range's top
-     * becomes half of it, and the search centres there */
+     * becomes half of it, and the design centres there */
     mlt_setting_t center = bad;
-    bool capped = false;
-    for (uint32_t k = 0; k < t->sp.d; k++) {
-        mlt_tunable_t *dm = &t->sp.dims[k];
-        double lr = bad.v[t->sp.dim_of[k]];
-        if (strcmp(dm->name, "lr") == 0 && dm->kind != MLT_TUNABLE_DISCRETE && lr / 2 > dm->min) {
+    if (lr_tuned) {
+        mlt_tunable_t *dm = &t->sp.dims[t->lr_dim];
+        double lr = mlt_setting_get(t->job, &bad, "lr", NAN);
+        if (lr / 2 > dm->min) {
             dm->max = lr / 2 < dm->max ? lr / 2 : dm->max;
             if (dm->def > dm->max)
                 dm->def = dm->max;
-            center.v[t->sp.dim_of[k]] = dm->max;
-            capped = true;
             char b1[32], b2[32];
             logline(t, "range", t->good, "\"tunable\":\"lr\",\"max\":%s,\"reason\":\"lr %s "
                     "%s\"", jnum(b1, dm->max), jnum(b2, lr), ev);
         }
+        mlt_setting_set(t->job, &center, "lr", dm->max < lr / 2 ? dm->max : lr / 2);
     }
-    mlt_search_t *se = new_searcher(t, MLT_SEARCHER_MARGINAL, &center,
-                                    100 + (uint64_t)(t->rollbacks + 4 * t->regressions));
-    if (!capped) {
-        double xb[MLT_JOB_MAX_TUNABLES];
-        mlt_space_from_setting(&t->sp, &bad, xb);
-        mlt_search_observe(se, xb, INFINITY); /* never propose it again */
-    }
+    mlt_setting_t design[MLT_JOB_MAX_TUNABLES * 2 + 1];
+    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)t->job->tuner.first_trials);
+    if (!lr_tuned) /* the failed setting is the centre: leave it out */
+        for (uint32_t i = 1; i < nd; i++)
+            design[i - 1] = design[i];
+    nd -= !lr_tuned && nd > 0;
     trial_t *trials = NULL;
     uint32_t n = 0;
     int winner = -1;
-    uint32_t max_trials = t->last_trials < 4 * t->sp.d ? t->last_trials : 4 * t->sp.d;
-    if (max_trials < 2 * t->sp.d)
-        max_trials = 2 * t->sp.d;
-    rc = mlt_tuner__search(t, se, t->good, t->good_loss, t->good_cursor, max_trials, INFINITY, NULL,
-                           &trials, &n, &winner);
-    mlt_search_destroy(&se);
+    rc = mlt_tuner__search(t, NULL, t->good, t->good_loss, t->good_cursor, design, nd, nd,
+                           INFINITY, &trials, &n, &winner);
     if (!rc && winner < 0) {
         snprintf(res->reason, sizeof res->reason,
                  "the training branch %s (%s) and every one of %u trials from the snapshot "
@@ -275,11 +334,46 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
         rc = commit(t, trials, n, winner,
                     diverged ? "the best trial from the snapshot before the divergence"
                              : "the best trial from the snapshot before the regression");
-    t->last_trials = n;
     mlt_tuner__free_trials(trials, n);
     if (!rc)
         rc = snapshot_take(t, t->good_val, t->good_test, "committed");
     return rc;
+}
+
+/* Runs one test interval of the training branch (or what is left before
+ * max_epochs); its trend t statistic to *trend. */
+static int train_interval(tuner_t *t, double *trend)
+{
+    const mlt_job_t *job = t->job;
+    const mlt_exec_t *ex = t->ex;
+    mlt_tuner_result_t *res = t->res;
+    double epc = ex->epoch_clocks(ex->ctx, &t->train_s);
+    int64_t clocks = (int64_t)ceil(job->test_interval * epc);
+    *trend = NAN;
+    if (job->stop.max_epochs > 0) {
+        int64_t left = (int64_t)ceil((job->stop.max_epochs - t->epoch) * epc - 1e-9);
+        if (left < clocks)
+            clocks = left;
+    }
+    if (clocks <= 0)
+        return 0;
+    if (ex->progress) /* the status shows the training branch from its first clock */
+        ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
+                     res->trials);
+    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
+    int rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
+                     &secs);
+    t->last_loss = mlt_tuner__tail_loss(loss, clocks); /* NaN/Inf: the branch diverged */
+    *trend = mlt_trend_t(loss, (size_t)clocks);
+    mlt_free(loss);
+    if (rc)
+        return rc;
+    mlt_tuner__rate_note(t, &t->train_s, clocks, secs);
+    t->train_clock += clocks;
+    t->cursor += (double)clocks / epc;
+    t->epoch += (double)clocks / epc;
+    res->train_seconds += secs;
+    return 0;
 }
 
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
@@ -297,19 +391,19 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     t->classify = job->model.type != MLT_MODEL_MF;
     res->val = res->test = res->best_val = NAN;
     bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        if (job->tunables[i].tune && tuning) {
-            t->sp.dims[t->sp.d] = job->tunables[i];
-            t->sp.dim_of[t->sp.d++] = i;
-        }
+    mlt_space_init(&t->sp, job, tuning);
+    t->lr_dim = mlt_space_dim(&t->sp, "lr");
+    t->m_dim = mlt_space_dim(&t->sp, "momentum");
+    const char *rule = mlt_job_enum_name("update.rule", job->update.rule);
+    t->coupled_rule = rule && (strcmp(rule, "sgd") == 0 || strcmp(rule, "nesterov") == 0);
+    t->coupled = t->coupled_rule && t->lr_dim >= 0 && t->m_dim >= 0 &&
+                 t->sp.dims[t->lr_dim].kind != MLT_TUNABLE_DISCRETE &&
+                 t->sp.dims[t->m_dim].kind != MLT_TUNABLE_DISCRETE && t->sp.dims[t->m_dim].max < 1;
     mlt_setting_defaults(job, &t->train_s);
     if (job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND)
         return mlt_tuner_baseline(job, ex, init_branch, log, res);
     int rc = 0;
     t->start_loss = t->last_loss = NAN;
-    if (t->sp.d > 0 && (rc = starting_loss(t, init_branch))) /* the divergence reference */
-        return rc < 0 ? -1 : 0;
-
     if (t->sp.d == 0) {
         /* nothing to tune: train the defaults */
         uint32_t id = t->next_id++;
@@ -321,60 +415,17 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                                       : "fixed tunables (tuner.logic = fixed)");
         t->train = id;
         res->searches = 0;
-    } else {
-        mlt_search_t *se = new_searcher(t, job->tuner.searcher, NULL, 1);
-        trial_t *trials = NULL;
-        uint32_t n = 0;
-        int winner = -1;
-        rc = mlt_tuner__search(t, se, init_branch, t->start_loss, 0.0, MAX_TRIALS_FIRST, INFINITY,
-                               NULL, &trials, &n, &winner);
-        mlt_search_destroy(&se);
-        if (!rc && winner < 0) {
-            snprintf(res->reason, sizeof res->reason, "every one of %u trials diverged", n);
-            rc = -1;
-        }
-        if (!rc)
-            rc = commit(t, trials, n, winner, "the best converging trial of the first search");
-        if (!rc)
-            rc = snapshot_take(t, NAN, NAN, "committed");
-        t->last_trials = n;
-        t->first_search_s = res->trial_seconds;
-        mlt_tuner__free_trials(trials, n);
-        if (rc)
-            return rc < 0 ? -1 : 0;
+    } else if ((rc = first_search(t, init_branch))) {
+        return rc < 0 ? -1 : 0;
     }
 
     /* train, test, re-tune */
-    double interval = job->test_interval;
     int no_gain = 0, retunes_without_gain = 0;
     bool converged = !tuning || t->sp.d == 0;
-    double since_search = 0;
     for (;;) {
-        double epc = ex->epoch_clocks(ex->ctx, &t->train_s);
-        int64_t clocks = (int64_t)ceil(interval * epc);
-        if (job->stop.max_epochs > 0) {
-            int64_t left = (int64_t)ceil((job->stop.max_epochs - t->epoch) * epc - 1e-9);
-            if (left < clocks)
-                clocks = left;
-        }
-        if (clocks > 0) {
-            if (ex->progress) /* the status shows the training branch from its first clock */
-                ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val,
-                             res->test, res->trials);
-            double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
-            rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
-                         &secs);
-            t->last_loss = tail_loss(loss, clocks); /* NaN/Inf: the branch diverged */
-            mlt_free(loss);
-            if (rc)
-                return rc < 0 ? -1 : 0;
-            mlt_tuner__rate_note(t, &t->train_s, clocks, secs);
-            t->train_clock += clocks;
-            t->cursor += (double)clocks / epc;
-            t->epoch += (double)clocks / epc;
-            res->train_seconds += secs;
-            since_search += secs;
-        }
+        double trend = NAN;
+        if ((rc = train_interval(t, &trend)))
+            return rc < 0 ? -1 : 0;
         /* test */
         if (ex->progress)
             ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
@@ -385,10 +436,11 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         if ((rc = ex->fork(ex->ctx, tid, t->train, BRANCH_KIND_TEST, &t->train_s)) ||
             (rc = ex->test(ex->ctx, tid, &val, &test)))
             return rc < 0 ? -1 : 0;
-        char b1[32], b2[32], b3[32];
-        logline(t, "test", t->train, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s",
-                t->classify ? "accuracy" : "rmse", jnum(b1, val), t->classify ? "accuracy" : "rmse",
-                jnum(b2, test), t->epoch, jnum(b3, t->last_loss));
+        char b1[32], b2[32], b3[32], b4[32];
+        logline(t, "test", t->train, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s,"
+                "\"trend_t\":%s", t->classify ? "accuracy" : "rmse", jnum(b1, val),
+                t->classify ? "accuracy" : "rmse", jnum(b2, test), t->epoch,
+                jnum(b3, t->last_loss), jnum(b4, trend));
         bool blown = isfinite(t->start_loss) && t->start_loss > 0 &&
                      t->last_loss > MLT_SUMMARY_DIVERGE_FACTOR * t->start_loss;
         logline(t, "free", tid, "\"reason\":\"tested\"");
@@ -405,15 +457,13 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             res->val = t->good_val;
             res->test = t->good_test;
             no_gain = 0;
-            since_search = 0;
             continue;
         }
         res->val = val;
         res->test = test;
         if (ex->progress)
             ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, val, test, res->trials);
-        bool gain = better(t, val, res->best_val);
-        if (gain) {
+        if (better(t, val, res->best_val)) {
             res->best_val = val;
             no_gain = 0;
         } else {
@@ -423,69 +473,36 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             break;
         if (t->sp.d > 0 && (rc = snapshot_take(t, val, test, "tested")))
             return -1;
-        /* re-tune? */
+        /* re-tune? the learning rate first, by a paired probe, when the
+         * training loss stalled beyond its noise or the validation metric has
+         * not improved for retune_tests tests */
         if (converged)
             continue;
-        const char *why = NULL;
-        if (job->tuner.retune_tests > 0 && no_gain >= job->tuner.retune_tests)
-            why = "validation metric has not improved";
-        else if (job->tuner.retune_time_factor > 0 &&
-                 since_search >= job->tuner.retune_time_factor * t->last_search_s)
-            why = "trained retune_time_factor x the last search time";
-        if (!why)
+        char why[160];
+        if (job->tuner.plateau_t > 0 && isfinite(trend) && trend > -job->tuner.plateau_t)
+            snprintf(why, sizeof why, "the training loss stalled over the last interval "
+                     "(trend t = %.3g > -%g)", trend, job->tuner.plateau_t);
+        else if (job->tuner.retune_tests > 0 && no_gain >= job->tuner.retune_tests)
+            snprintf(why, sizeof why, "the validation metric has not improved for %d tests",
+                     no_gain);
+        else
             continue;
-        /* the first search is unavoidable (nothing trains before it); re-tunes
-         * must keep their trials under max_overhead x training time */
-        double budget = job->tuner.max_overhead * res->train_seconds -
-                        (res->trial_seconds - t->first_search_s);
-        if (budget <= 0) {
-            logline(t, "retune_skipped", t->train,
-                    "\"reason\":\"%s, but the tuning overhead budget is spent\"", why);
-            since_search = 0;
+        double budget = mlt_tuner__budget(t);
+        if (budget < t->trial_time) {
+            logline(t, "retune_skipped", t->train, "\"reason\":\"%s, but the tuning overhead "
+                    "budget is spent\",\"budget\":%s", why, jnum(b1, budget));
             continue;
         }
-        logline(t, "retune", t->train, "\"reason\":\"%s\"", why);
-        mlt_search_t *se = new_searcher(t, MLT_SEARCHER_MARGINAL, &t->train_s, 2 + res->searches);
-        trial_t *trials = NULL;
-        uint32_t n = 0;
-        int winner = -1;
-        uint32_t parent = t->train;
-        mlt_setting_t before = t->train_s;
-        rc = mlt_tuner__search(t, se, parent, t->last_loss, t->cursor,
-                               t->last_trials > 2 ? t->last_trials : 2, budget, &t->train_s,
-                               &trials, &n, &winner);
-        mlt_search_destroy(&se);
-        if (rc) {
-            mlt_tuner__free_trials(trials, n);
+        bool changed = false;
+        if ((rc = mlt_tuner__retune(t, why, &changed)))
             return rc < 0 ? -1 : 0;
-        }
-        if (winner < 0) {
-            /* every trial diverged: keep training the parent */
-            for (uint32_t i = 0; i < n; i++)
-                mlt_tuner__trial_kill(t, &trials[i], "re-tune found nothing better");
-            retunes_without_gain++;
-        } else {
-            char reason[160] = "the best trial of the re-tune";
-            if (n > 0 && trials[0].alive && trials[0].sum.verdict != MLT_VERDICT_DIVERGED)
-                winner = mlt_tuner__retune_winner(trials, n, reason, sizeof reason);
-            /* the parent stops being the training branch: the winner continues it */
-            logline(t, "free", parent, "\"reason\":\"replaced by the re-tune's winner\"");
-            ex->free(ex->ctx, parent);
-            rc = commit(t, trials, n, winner, reason);
-            if (!rc)
-                rc = snapshot_take(t, res->val, res->test, "committed");
-            if (memcmp(&before, &t->train_s, sizeof before) == 0)
-                retunes_without_gain++;
-            else
-                retunes_without_gain = 0;
-        }
-        t->last_trials = n;
-        mlt_tuner__free_trials(trials, n);
-        if (rc)
-            return rc < 0 ? -1 : 0;
-        no_gain = 0;
-        since_search = 0;
-        if (retunes_without_gain >= job->tuner.converge_tests) {
+        res->searches++;
+        if (changed) {
+            retunes_without_gain = 0;
+            no_gain = 0;
+            if ((rc = snapshot_take(t, res->val, res->test, "committed")))
+                return -1;
+        } else if (++retunes_without_gain >= job->tuner.converge_tests) {
             converged = true;
             logline(t, "converged", t->train, "\"reason\":\"%d re-tunes without a better setting\"",
                     retunes_without_gain);

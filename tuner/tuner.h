@@ -45,6 +45,9 @@ typedef struct mlt_exec {
     /* fork child from parent with the setting's server-side tunables */
     int (*fork)(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s);
     int (*free)(void *ctx, uint32_t branch);
+    /* sets live branch's server-side tunables to the setting's (its next runs
+     * use the setting's batch size); may be NULL (no range test then) */
+    int (*tune)(void *ctx, uint32_t branch, const mlt_setting_t *s);
     /* run clocks [clock_start, clock_start + clocks) of branch on every worker
      * with the setting's batch size, the data cursor first set to data_epoch
      * epochs; loss[i] = mean training loss of clock clock_start + i over the
@@ -69,8 +72,11 @@ typedef struct mlt_tuner_result {
     double epoch;          /* epochs trained on the training lineage */
     double val, test;      /* the last test's metrics */
     double best_val;       /* best validation metric seen */
-    double trial_seconds;  /* time in trials (searching) */
-    double train_seconds;  /* time training the chosen branches */
+    double trial_seconds;  /* time in trials that did not become training: the range
+                            * test, the trials a search dropped, the losing half of a
+                            * paired re-tune (the overhead) */
+    double train_seconds;  /* time training the chosen lineage, a search's winner's
+                            * trial time included */
     uint32_t trials;       /* trials run, all searches */
     uint32_t searches;     /* searches done (1 + re-tunes) */
     char reason[256];      /* why it stopped */

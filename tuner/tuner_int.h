@@ -1,7 +1,15 @@
-/* tuner_int.h - what tuner.c and tuner_search.c share: the tuner's state, a
- * trial, the branch kinds, the decision-log macros and the helpers that one of
- * them calls in the other (mlt_tuner__ names). Private to tuner/tuner*.c;
- * single-threaded like the tuner (tuner.h). */
+/* tuner_int.h - what the tuner's files share: the tuner's state, a trial,
+ * the branch kinds, the decision-log macros and the helpers that one of them
+ * calls in another (mlt_tuner__ names). Private to tuner/tuner*.c;
+ * single-threaded like the tuner (tuner.h).
+ *
+ * tuner.c         the logic: the start, commits, snapshots, rollbacks, the
+ *                 train / test / re-tune loop
+ * tuner_search.c  one search: trials, their pieces, scores, the cut on
+ *                 divergence, successive halving, the searcher's extras
+ * tuner_probe.c   the learning-rate range test that centres the first search,
+ *                 the first design, and the paired re-tunes (learning rate,
+ *                 batch size) */
 #ifndef MLT_TUNER_INT_H
 #define MLT_TUNER_INT_H
 
@@ -20,6 +28,12 @@
 #define BRANCH_KIND_TEST 3
 #define BRANCH_KIND_SNAPSHOT 4
 
+/* A trial is cut as diverged once the mean of its last CUT_WINDOW losses is
+ * above CUT_RISE x its fork loss and above the fork loss plus half the way
+ * back to the starting loss (or a loss is not finite). */
+#define CUT_WINDOW 5
+#define CUT_RISE 1.5
+
 typedef struct trial {
     uint32_t id;
     mlt_setting_t s;
@@ -29,9 +43,11 @@ typedef struct trial {
     double *loss;                   /* per-clock losses since the fork */
     size_t cap;
     double seconds;                 /* time run */
-    mlt_summary_t sum;
+    mlt_summary_t sum;              /* for the decision log and its verdict */
+    double score, se;               /* mlt_score of the losses so far (+INF: cut) */
+    bool cut;                       /* cut as diverged */
     bool alive;                     /* not freed */
-    bool observed;
+    bool observed;                  /* the searcher has heard its rung-0 score */
 } trial_t;
 
 typedef struct tuner {
@@ -41,15 +57,18 @@ typedef struct tuner {
     mlt_tuner_result_t *res;
     uint32_t next_id;
     mlt_space_t sp;           /* the tuned tunables */
+    /* the searcher's lr coordinate is the effective rate lr / (1 - momentum)
+     * (sgd and nesterov with both tuned): most of what momentum does is scale
+     * the step, so searching (lr, momentum) raw makes the two fight */
+    bool coupled;
+    bool coupled_rule;        /* the job's rule is sgd or nesterov (momentum scales the step) */
+    int lr_dim, m_dim;        /* sp indices of lr and momentum (-1: not tuned) */
     double start_loss;
-    double trial_time;        /* established trial time in seconds (0: not yet) */
+    double trial_time;        /* rung-0 trial time of a search, seconds (0: not yet) */
     /* seconds per clock measured so far, by batch size: how many clocks a
      * trial of a setting needs to run for the trial time */
     struct { double batch, seconds, clocks; } rate[16];
     uint32_t n_rate;
-    uint32_t last_trials;     /* trials of the previous search */
-    double last_search_s;     /* duration of the previous search */
-    double first_search_s;    /* trial seconds of the first search (not overhead) */
     bool classify;            /* accuracy (higher is better) vs RMSE */
     /* the training branch */
     uint32_t train;
@@ -78,15 +97,33 @@ typedef struct tuner {
 /* tuner.c */
 void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch,
                             const mlt_setting_t *s, const char *extra, const char *reason);
+/* setting <-> the searcher's coordinates, with the effective-rate coupling */
+void mlt_tuner__to_setting(const tuner_t *t, const mlt_setting_t *base, const double *x,
+                           mlt_setting_t *s);
+void mlt_tuner__from_setting(const tuner_t *t, const mlt_setting_t *s, double *x);
+double mlt_tuner__tail_loss(const double *loss, int64_t n);
+/* the trial time budget of the tuning overhead left now (seconds) */
+double mlt_tuner__budget(const tuner_t *t);
 
 /* tuner_search.c */
 void mlt_tuner__free_trials(trial_t *trials, uint32_t n);
 void mlt_tuner__rate_note(tuner_t *t, const mlt_setting_t *s, int64_t clocks, double seconds);
+double mlt_tuner__rate(const tuner_t *t, const mlt_setting_t *s, bool *sure);
 int mlt_tuner__trial_kill(tuner_t *t, trial_t *tr, const char *reason);
+int mlt_tuner__trial_fork(tuner_t *t, trial_t *tr, const mlt_setting_t *s, uint32_t parent,
+                          double cursor, const char *why);
+int mlt_tuner__trial_run_for(tuner_t *t, trial_t *tr, double T, double fork_loss);
+int mlt_tuner__trial_run_clocks(tuner_t *t, trial_t *tr, int64_t clocks, double fork_loss);
+void mlt_tuner__trial_kept(tuner_t *t, const trial_t *tr);
 int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double parent_loss,
-                      double cursor, uint32_t max_trials, double budget_s,
-                      const mlt_setting_t *incumbent, trial_t **trials_out, uint32_t *n_out,
-                      int *winner);
-int mlt_tuner__retune_winner(const trial_t *trials, uint32_t n, char *reason, size_t cap);
+                      double cursor, const mlt_setting_t *design, uint32_t n_design,
+                      uint32_t max_trials, double budget_s, trial_t **trials_out,
+                      uint32_t *n_out, int *winner);
+
+/* tuner_probe.c */
+int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star);
+uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_setting_t *design,
+                           uint32_t max);
+int mlt_tuner__retune(tuner_t *t, const char *why, bool *changed);
 
 #endif

@@ -205,7 +205,7 @@ START_TEST(test_live_job)
 
     /* decisions: the log so far, one readable line per decision */
     ck_assert_int_eq(ctl(out, sizeof out, "decisions", NULL, NULL), 0);
-    ck_assert_msg(strstr(out, " start ") && strstr(out, " commit ") && strstr(out, " test "),
+    ck_assert_msg(strstr(out, " range_test ") && strstr(out, " commit ") && strstr(out, " test "),
                   "%s", out);
     ck_assert_int_eq(ctl(out, sizeof out, "decisions", "--json", NULL), 0);
     ck_assert_msg(strncmp(out, "{\"t\":", 5) == 0, "%s", out);

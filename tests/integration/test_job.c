@@ -172,7 +172,7 @@ START_TEST(test_tune)
         ck_assert_msg(strstr(line, "{\"t\":") == line && strstr(line, "\"event\":") &&
                           strstr(line, "\"branch\":"),
                       "a decision line without t/event/branch: %s", line);
-        if (strstr(line, "\"event\":\"start\""))
+        if (strstr(line, "\"event\":\"range_test\"") || strstr(line, "\"event\":\"start\""))
             starts++;
         else if (strstr(line, "\"event\":\"trial_start\""))
             trials++;

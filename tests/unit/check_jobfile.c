@@ -146,9 +146,12 @@ void jf_assert_job_eq(const mlt_job_t *a, const mlt_job_t *b)
     ck_assert_double_eq(a->tuner.max_overhead, b->tuner.max_overhead);
     ck_assert_int_eq(a->tuner.retune_tests, b->tuner.retune_tests);
     ck_assert_int_eq(a->tuner.converge_tests, b->tuner.converge_tests);
-    ck_assert_double_eq(a->tuner.slope_agree, b->tuner.slope_agree);
-    ck_assert_int_eq(a->tuner.top_k, b->tuner.top_k);
-    ck_assert_double_eq(a->tuner.retune_time_factor, b->tuner.retune_time_factor);
+    ck_assert_int_eq(a->tuner.range_clocks, b->tuner.range_clocks);
+    ck_assert_int_eq(a->tuner.first_trials, b->tuner.first_trials);
+    ck_assert_int_eq(a->tuner.max_trials, b->tuner.max_trials);
+    ck_assert_double_eq(a->tuner.gain_stop, b->tuner.gain_stop);
+    ck_assert_double_eq(a->tuner.plateau_t, b->tuner.plateau_t);
+    ck_assert_double_eq(a->tuner.decay, b->tuner.decay);
     ck_assert_double_eq(a->test_interval, b->test_interval);
     ck_assert_double_eq(a->stop.target_accuracy, b->stop.target_accuracy);
     ck_assert_double_eq(a->stop.target_rmse, b->stop.target_rmse);

@@ -88,8 +88,10 @@ START_TEST(test_err_bounds_more)
     jf_expect_error(JF_BASE "tuner = { logic = \"manual\"; };\n", 3,
                     "tuner.logic must be one of \"mltuner\", \"fixed\", \"train-to-completion\", "
                     "\"hyperband\" (got \"manual\")");
-    jf_expect_error(JF_BASE "tuner = { top_k = 101; };\n", 3,
-                    "tuner.top_k must be between 1 and 100 (got 101)");
+    jf_expect_error(JF_BASE "tuner = { first_trials = 65; };\n", 3,
+                    "tuner.first_trials must be between 1 and 64 (got 65)");
+    jf_expect_error(JF_BASE "tuner = { decay = 1.0; };\n", 3,
+                    "tuner.decay must be between 0.01 and 0.99 (got 1)");
 }
 END_TEST
 

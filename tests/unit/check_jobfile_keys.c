@@ -53,9 +53,12 @@ static const char all_keys_text[] =
     "  max_overhead = 0.5;\n"
     "  retune_tests = 0;\n"
     "  converge_tests = 9;\n"
-    "  slope_agree = 0.2;\n"
-    "  top_k = 3;\n"
-    "  retune_time_factor = 0;\n"
+    "  range_clocks = 0;\n"
+    "  first_trials = 3;\n"
+    "  max_trials = 12;\n"
+    "  gain_stop = 0.05;\n"
+    "  plateau_t = 0;\n"
+    "  decay = 0.3;\n"
     "};\n"
     "test_interval = 0.5;\n"
     "stop = { target_accuracy = 0.99; target_rmse = 0.0; max_epochs = 2.5; max_time_s = 3600;\n"
@@ -80,8 +83,8 @@ static const char *const all_keys[] = {
     "tunables", "tunables.*.default", "tunables.*.min", "tunables.*.max", "tunables.*.scale",
     "tunables.*.values", "tunables.*.tune",
     "tuner", "tuner.searcher", "tuner.logic", "tuner.min_trial_clocks", "tuner.max_overhead",
-    "tuner.retune_tests", "tuner.converge_tests", "tuner.slope_agree", "tuner.top_k",
-    "tuner.retune_time_factor",
+    "tuner.retune_tests", "tuner.converge_tests", "tuner.range_clocks", "tuner.first_trials",
+    "tuner.max_trials", "tuner.gain_stop", "tuner.plateau_t", "tuner.decay",
     "test_interval",
     "stop", "stop.target_accuracy", "stop.target_rmse", "stop.max_epochs", "stop.max_time_s",
     "stop.plateau_tests",
@@ -171,9 +174,12 @@ START_TEST(test_keys_every_key)
     ck_assert_double_eq(job.tuner.max_overhead, 0.5);
     ck_assert_int_eq(job.tuner.retune_tests, 0);
     ck_assert_int_eq(job.tuner.converge_tests, 9);
-    ck_assert_double_eq(job.tuner.slope_agree, 0.2);
-    ck_assert_int_eq(job.tuner.top_k, 3);
-    ck_assert_double_eq(job.tuner.retune_time_factor, 0.0);
+    ck_assert_int_eq(job.tuner.range_clocks, 0);
+    ck_assert_int_eq(job.tuner.first_trials, 3);
+    ck_assert_int_eq(job.tuner.max_trials, 12);
+    ck_assert_double_eq(job.tuner.gain_stop, 0.05);
+    ck_assert_double_eq(job.tuner.plateau_t, 0.0);
+    ck_assert_double_eq(job.tuner.decay, 0.3);
     ck_assert_double_eq(job.test_interval, 0.5);
     ck_assert_double_eq(job.stop.target_accuracy, 0.99);
     ck_assert_double_eq(job.stop.max_epochs, 2.5);
@@ -259,9 +265,12 @@ START_TEST(test_keys_defaults)
     ck_assert_double_eq(job.tuner.max_overhead, 0.1);
     ck_assert_int_eq(job.tuner.retune_tests, 4);
     ck_assert_int_eq(job.tuner.converge_tests, 5);
-    ck_assert_double_eq(job.tuner.slope_agree, 0.1);
-    ck_assert_int_eq(job.tuner.top_k, 5);
-    ck_assert_double_eq(job.tuner.retune_time_factor, 10.0);
+    ck_assert_int_eq(job.tuner.range_clocks, 64);
+    ck_assert_int_eq(job.tuner.first_trials, 4);
+    ck_assert_int_eq(job.tuner.max_trials, 8);
+    ck_assert_double_eq(job.tuner.gain_stop, 0.02);
+    ck_assert_double_eq(job.tuner.plateau_t, 2.0);
+    ck_assert_double_eq(job.tuner.decay, 0.5);
     ck_assert_double_eq(job.test_interval, 1.0);
     ck_assert_double_eq(job.stop.target_accuracy, 0.0);
     ck_assert_double_eq(job.stop.target_rmse, 0.0);

@@ -45,17 +45,28 @@
 
 /* ================================================================= search */
 
+/* the last summary line of branch br before line `before` (d->n: none) */
+static size_t last_summary(const dlog_t *d, uint32_t br, size_t before)
+{
+    size_t at = d->n;
+    for (size_t i = 0; i < before; i++)
+        if (ct_l_is(&d->l[i], "summary") && d->l[i].branch == br)
+            at = i;
+    return at;
+}
+
 START_TEST(test_picks_best)
 {
     /* for a few seeds: one search, then training; the committed lr is
-     * within a factor of 3 of the optimum, it had the best converging slope
-     * the searcher heard of, and every other trial of the search was freed
-     * before the commit */
+     * within a factor of 3 of the optimum; it had the lowest score of the
+     * trials that ran as long as it did (the last rung); every rung-0 score
+     * was told to the searcher; every other trial was freed before the
+     * commit, once */
     static const char *const seeds[] = {"1", "2", "3"};
     for (size_t si = 0; si < 3; si++) {
         mlt_job_t job;
-        ct_job_make(&job, "seed", seeds[si], "tuner.retune_tests", "0", "stop.max_epochs", "2",
-                    NULL);
+        ct_job_make(&job, "seed", seeds[si], "tuner.retune_tests", "0", "tuner.plateau_t", "0",
+                    "stop.max_epochs", "2", NULL);
         run_t r;
         ct_run_job(&job, ct_script_new(&job), &r);
         const dlog_t *d = &r.log;
@@ -71,28 +82,20 @@ START_TEST(test_picks_best)
         ck_assert_msg(lr >= LR_OPT / 3 && lr <= LR_OPT * 3,
                       "seed %s: committed lr %g, the optimum is %g", seeds[si], lr, LR_OPT);
         ck_assert_double_eq_tol(lr, ct_lr_of(&job, &r.res.setting), 1e-5 * lr);
-        char v[32];
-        ck_assert_str_eq(ct_l_str(c, "verdict", v, sizeof v), "converging");
-        /* the best converging slope the searcher was told */
-        double best = INFINITY;
-        size_t observed = 0;
-        for (size_t i = 0; i < ci; i++)
-            if (ct_l_is(&d->l[i], "observe")) {
-                observed++;
-                if (strcmp(ct_l_str(&d->l[i], "verdict", v, sizeof v), "converging") == 0 &&
-                    ct_l_num(&d->l[i], "slope") < best)
-                    best = ct_l_num(&d->l[i], "slope");
-            }
-        ck_assert_uint_eq(observed, r.res.trials);
-        ck_assert_double_eq_tol(ct_l_num(c, "slope"), best, 1e-9 + 1e-5 * fabs(best));
-        /* every other trial was freed before the commit, once */
-        size_t trials = 0;
+        /* the winner's score is the lowest of the trials that ran its time */
+        size_t ws = last_summary(d, c->branch, ci);
+        ck_assert_uint_lt(ws, d->n);
+        double w_score = ct_l_num(&d->l[ws], "score"), w_secs = ct_l_num(&d->l[ws], "seconds");
+        ck_assert_double_eq_tol(ct_l_num(c, "score"), w_score, 1e-9 + 1e-5 * fabs(w_score));
+        size_t observed = 0, trials = 0, rivals = 0;
         for (size_t i = 0; i < ci; i++) {
-            if (!ct_is_trial_fork(&d->l[i]))
+            const line_t *l = &d->l[i];
+            observed += ct_l_is(l, "observe");
+            if (!ct_is_trial_fork(l))
                 continue;
             trials++;
-            uint32_t id = d->l[i].branch;
-            ck_assert_uint_eq((uint32_t)ct_l_num(&d->l[i], "parent"), INIT);
+            uint32_t id = l->branch;
+            ck_assert_uint_eq((uint32_t)ct_l_num(l, "parent"), INIT);
             size_t fi = ct_dlog_find(d, i, "free", id);
             if (id == c->branch) {
                 ck_assert_msg(fi > ci, "the winner %u was freed before its commit", id);
@@ -101,10 +104,20 @@ START_TEST(test_picks_best)
             ck_assert_msg(fi < ci, "trial %u was not freed before the commit", id);
             ck_assert_msg(ct_dlog_find(d, fi + 1, "free", id) == d->n, "trial %u freed twice", id);
             ck_assert(!r.x->b[id].live);
+            size_t ls = last_summary(d, id, ci);
+            if (ls < d->n && fabs(ct_l_num(&d->l[ls], "seconds") - w_secs) < 0.05 * w_secs) {
+                rivals++;
+                ck_assert_msg(!(ct_l_num(&d->l[ls], "score") < w_score),
+                              "trial %u scored %g at the winner's time; the winner %g", id,
+                              ct_l_num(&d->l[ls], "score"), w_score);
+            }
         }
+        ck_assert_uint_ge(rivals, 1);
+        ck_assert_uint_eq(observed, r.res.trials);
         ck_assert_uint_eq(trials, r.res.trials);
-        ck_assert_uint_eq(r.x->forks[K_TRAIN], r.res.trials);
-        ck_assert_int_eq(r.x->forks[K_EVAL], 1);
+        /* the trials, and the range test's branch */
+        ck_assert_uint_eq(r.x->forks[K_TRAIN], r.res.trials + 1);
+        ck_assert_int_eq(r.x->forks[K_EVAL], 0);
         ck_assert_uint_eq(r.res.branch, c->branch);
         ct_assert_one_stop_per_search(d);
         ct_assert_only_training_live(r.x, &r.res);
@@ -114,113 +127,133 @@ START_TEST(test_picks_best)
 }
 END_TEST
 
-/* the trial_time lines of the first search: doubled ones and the kept one */
-typedef struct tt {
-    double doubled[16];
-    size_t n_doubled;
-    double kept;
-    size_t kept_at;
-} tt_t;
-
-static void trial_times(const dlog_t *d, tt_t *tt)
+START_TEST(test_range_test)
 {
-    memset(tt, 0, sizeof *tt);
-    tt->kept_at = d->n;
-    for (size_t i = 0; i < d->n; i++) {
-        const line_t *l = &d->l[i];
-        if (!ct_l_is(l, "trial_time"))
-            continue;
-        if (ct_l_reason_has(l, "doubled")) {
-            ck_assert_msg(tt->kept_at == d->n, "trial time doubled after it was kept: %s",
-                          l->text);
-            ck_assert(tt->n_doubled < 16);
-            tt->doubled[tt->n_doubled++] = ct_l_num(l, "seconds");
-        } else {
-            ck_assert_msg(ct_l_reason_has(l, "kept from now on"), "%s", l->text);
-            ck_assert_msg(tt->kept_at == d->n, "trial time kept twice: %s", l->text);
-            tt->kept = ct_l_num(l, "seconds");
-            tt->kept_at = i;
-        }
-    }
-}
-
-/* the last summary line of branch br before line `before` (d->n: none) */
-static size_t last_summary(const dlog_t *d, uint32_t br, size_t before)
-{
-    size_t at = d->n;
-    for (size_t i = 0; i < before; i++)
-        if (ct_l_is(&d->l[i], "summary") && d->l[i].branch == br)
-            at = i;
-    return at;
-}
-
-START_TEST(test_trial_time_doubles)
-{
-    /* the loss rises for the first 25 clocks of training from the initial
-     * weights, then falls: the first trials (the time min_trial_clocks, 10,
-     * take at the default batch size) and those at twice that time are all
-     * unstable, so the trial time doubles (in seconds: 2x, 4x), the trials resume in
-     * turn, and from then on every trial runs the kept time, whatever its
-     * batch size (the script's clock costs 0.004 + 0.0001 x batch seconds) */
+    /* before any trial: one branch from the initial weights at the default
+     * setting, its learning rate raised geometrically from the range's min,
+     * a step every few clocks, until the loss blows up (the script's lr >=
+     * LR_BOOM); its first step is the starting loss; the rate it reports is
+     * at most half the rate of its lowest loss, below the blow-up, within a
+     * factor of 3 of the optimum here; the first design's centre is the
+     * default setting at that rate, and the range test's branch is freed
+     * before the first trial */
     mlt_job_t job;
-    ct_job_make(&job, "tunables.lr.max", "0.2", "tuner.retune_tests", "0", "stop.max_epochs", "2",
-                "tunables.batch_size.tune", "true", NULL);
-    script_t *x = ct_script_new(&job);
-    x->warm = 25;
+    ct_job_make(&job, "tuner.retune_tests", "0", "tuner.plateau_t", "0", "stop.max_epochs", "2",
+                NULL);
     run_t r;
-    ct_run_job(&job, x, &r);
+    ct_run_job(&job, ct_script_new(&job), &r);
     const dlog_t *d = &r.log;
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
-    tt_t tt;
-    trial_times(d, &tt);
-    ck_assert_msg(tt.n_doubled >= 2, "the trial time doubled %zu times", tt.n_doubled);
-    /* the first trial time: min_trial_clocks at the default setting */
-    mlt_setting_t def;
-    mlt_setting_defaults(&job, &def);
-    double t0 = job.tuner.min_trial_clocks * ct_clock_cost(x, &def);
-    ck_assert_double_eq_tol(tt.doubled[0], 2 * t0, 1e-3 * t0);
-    for (size_t i = 1; i < tt.n_doubled; i++)
-        ck_assert_double_eq_tol(tt.doubled[i], 2 * tt.doubled[i - 1], 1e-3 * tt.doubled[i]);
-    ck_assert_uint_lt(tt.kept_at, d->n);
-    ck_assert_double_eq(tt.kept, tt.doubled[tt.n_doubled - 1]);
-    /* every doubling resumes the trials (none diverges here); every trial
-     * ends the search having run the kept time, to within a clock */
-    size_t first_commit = ct_dlog_find(d, 0, "commit", UINT32_MAX);
-    ck_assert_uint_lt(first_commit, d->n);
-    size_t resumes = 0, started = 0;
-    uint32_t batches_seen = 0;
-    for (size_t i = 0; i < first_commit; i++) {
+    size_t fk = ct_dlog_find(d, 0, "fork", UINT32_MAX);
+    ck_assert_uint_lt(fk, d->n);
+    char k[32];
+    ck_assert_str_eq(ct_l_str(&d->l[fk], "kind", k, sizeof k), "range_test");
+    uint32_t rt = d->l[fk].branch;
+    ck_assert_uint_eq((uint32_t)ct_l_num(&d->l[fk], "parent"), INIT);
+    size_t li = ct_dlog_find(d, fk, "range_test", rt);
+    ck_assert_uint_lt(li, d->n);
+    const line_t *l = &d->l[li];
+    size_t p0 = ct_dlog_find(d, 0, "propose", UINT32_MAX);
+    ck_assert_uint_lt(li, p0);
+    ck_assert_uint_lt(ct_dlog_find(d, li, "free", rt), p0);
+    ck_assert(!r.x->b[rt].live);
+    /* the curve: [lr, mean loss] pairs, the rates a constant ratio apart */
+    const char *cv = strstr(l->text, "\"curve\":[[");
+    ck_assert_ptr_nonnull(cv);
+    cv += strlen("\"curve\":[");
+    double lrs[128], losses[128];
+    int n = 0;
+    while (*cv == '[' && n < 128) {
+        char *e;
+        lrs[n] = strtod(cv + 1, &e);
+        ck_assert(*e == ',');
+        losses[n] = strtod(e + 1, &e);
+        ck_assert(*e == ']');
+        n++;
+        cv = e + 1;
+        if (*cv == ',')
+            cv++;
+    }
+    ck_assert_int_ge(n, 4);
+    ck_assert_double_eq_tol(lrs[0], job.tunables[0].min, 1e-6 * lrs[0]);
+    for (int i = 2; i < n; i++)
+        ck_assert_double_eq_tol(lrs[i] / lrs[i - 1], lrs[1] / lrs[0], 1e-4 * lrs[1] / lrs[0]);
+    ck_assert_double_eq_tol(ct_l_num(l, "start_loss"), losses[0], 1e-5);
+    ck_assert_msg(lrs[n - 1] >= LR_BOOM, "the range test stopped at lr %g, before the blow-up",
+                  lrs[n - 1]);
+    ck_assert_msg(r.x->tunes >= n - 1, "%d tunes for %d steps", r.x->tunes, n);
+    double lr_star = ct_l_num(l, "lr"), lowest = ct_l_num(l, "lowest_at");
+    ck_assert(lr_star <= lowest / 2 * (1 + 1e-5));
+    ck_assert_msg(lr_star >= LR_OPT / 3 && lr_star <= LR_OPT * 3, "the range test says lr %g",
+                  lr_star);
+    /* the design's centre */
+    ck_assert_msg(ct_l_reason_has(&d->l[p0], "centre"), "%s", d->l[p0].text);
+    ck_assert_double_eq_tol(ct_l_sub(&d->l[p0], "tunables", "lr"), lr_star, 1e-5 * lr_star);
+    ck_assert_double_eq_tol(ct_l_sub(&d->l[p0], "tunables", "momentum"), 0.9, 1e-9);
+    ct_run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_halving)
+{
+    /* a design of 4 and no proposals: rung 0 runs the four the same time;
+     * the better half by score runs twice as long (a "rung" line); the other
+     * half is freed as "halved", each with a score no better than the last
+     * one kept; then the better of the two is committed. Discrete tunables
+     * (batch size) stay at the centre's value in every trial. */
+    mlt_job_t job;
+    ct_job_make(&job, "tuner.first_trials", "4", "tuner.max_trials", "4", "tuner.retune_tests",
+                "0", "tuner.plateau_t", "0", "tunables.batch_size.tune", "true",
+                "stop.max_epochs", "2", NULL);
+    run_t r;
+    ct_run_job(&job, ct_script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_uint_eq(r.res.trials, 4);
+    size_t ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
+    size_t rung = ct_dlog_find(d, 0, "rung", UINT32_MAX);
+    ck_assert_uint_lt(rung, ci);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, ci, "rung"), 1);
+    ck_assert_int_eq((int)ct_l_num(&d->l[rung], "trials"), 2);
+    size_t t0 = ct_dlog_find(d, 0, "trial_start", UINT32_MAX);
+    double T = ct_l_num(&d->l[t0], "seconds");
+    ck_assert_double_eq_tol(ct_l_num(&d->l[rung], "seconds"), 2 * T, 1e-3 * T);
+    /* the halved: two, before the rung line, scores not below the kept */
+    double kept_worst = -INFINITY, halved_best = INFINITY;
+    size_t halved = 0;
+    bool kept[MAXB] = {false};
+    for (size_t i = 0; i < rung; i++) {
         const line_t *l = &d->l[i];
-        if (ct_l_is(l, "trial_resume") && i < tt.kept_at)
-            resumes++;
-        if (ct_l_is(l, "trial_start")) {
-            started++;
-            size_t ls = last_summary(d, l->branch, first_commit);
-            ck_assert_uint_lt(ls, d->n);
-            double secs = ct_l_num(&d->l[ls], "seconds");
-            ck_assert_msg(secs >= 0.97 * tt.kept - 1e-9 && secs <= tt.kept + 0.06,
-                          "trial %u ran %g s; the trial time is %g s: %s", l->branch, secs,
-                          tt.kept, d->l[ls].text);
-            size_t pi = ct_dlog_find(d, 0, "propose", l->branch);
-            double b = ct_l_sub(&d->l[pi], "tunables", "batch_size");
-            for (int k = 0; k < 5; k++)
-                if (b == 32 << k)
-                    batches_seen |= 1u << k;
-        }
-        /* before the trial time is kept, no summary converges */
-        if (ct_l_is(l, "summary") && i < tt.kept_at && ct_l_num(l, "seconds") < 0.97 * tt.kept) {
-            char v[32];
-            ck_assert_msg(strcmp(ct_l_str(l, "verdict", v, sizeof v), "converging") != 0,
-                          "a trial converged, yet the trial time doubled: %s", l->text);
+        if (ct_l_is(l, "free") && ct_l_reason_has(l, "halved")) {
+            halved++;
+            size_t ls = last_summary(d, l->branch, i);
+            double sc = ct_l_num(&d->l[ls], "score");
+            halved_best = sc < halved_best ? sc : halved_best;
         }
     }
-    ck_assert_uint_ge(resumes, tt.n_doubled);
-    ck_assert_uint_ge(started, 2);
-    ck_assert_msg(__builtin_popcount(batches_seen) >= 2,
-                  "precondition: trials of at least two batch sizes (seen mask %#x)", batches_seen);
-    /* the committed trial converges */
-    char v[32];
-    ck_assert_str_eq(ct_l_str(&d->l[first_commit], "verdict", v, sizeof v), "converging");
+    ck_assert_uint_eq(halved, 2);
+    for (size_t i = rung; i < ci; i++)
+        if (ct_l_is(&d->l[i], "trial_resume"))
+            kept[d->l[i].branch] = true;
+    size_t n_kept = 0;
+    for (uint32_t id = 0; id < MAXB; id++)
+        if (kept[id]) {
+            n_kept++;
+            size_t ls = last_summary(d, id, rung);
+            double sc = ct_l_num(&d->l[ls], "score");
+            kept_worst = sc > kept_worst ? sc : kept_worst;
+        }
+    ck_assert_uint_eq(n_kept, 2);
+    ck_assert_msg(kept_worst <= halved_best, "kept a score %g, halved one of %g", kept_worst,
+                  halved_best);
+    ck_assert_msg(kept[d->l[ci].branch], "the winner was not among the kept");
+    /* the second rung's loser freed before the commit */
+    ck_assert_uint_eq(ct_dlog_count(d, rung, ci, "free"), 1);
+    /* every trial at the default batch size */
+    for (size_t i = 0; i < ci; i++)
+        if (ct_l_is(&d->l[i], "propose"))
+            ck_assert_double_eq(ct_l_sub(&d->l[i], "tunables", "batch_size"), 128);
     ct_assert_only_training_live(r.x, &r.res);
     ct_run_free(&r);
     mlt_job_free(&job);
@@ -229,57 +262,58 @@ END_TEST
 
 START_TEST(test_diverging_trials)
 {
-    /* lr in [0.01, 3]: settings at lr >= 0.3 explode to +Inf, at lr >= 0.6
-     * turn NaN. Those trials are diverged, freed, the searcher hears +inf
-     * (null in the log), and the job commits a converging one and trains. */
+    /* lr in [0.01, 10] and random proposals: settings at lr >= 0.3 explode to
+     * +Inf, at lr >= 1 turn NaN. Such a trial is cut the moment it diverges:
+     * within its first piece (a quarter of the trial time), freed before the
+     * next proposal, and the searcher hears the worst (null in the log); the
+     * job commits a converging one and trains. */
     mlt_job_t job;
     ct_job_make(&job, "tunables.lr.min", "0.01", "tunables.lr.max", "10", "tunables.lr.default",
-                "0.03", "tuner.searcher", "random", "tuner.retune_tests", "0", "stop.max_epochs",
-                "2", "seed", "1", NULL);
+                "0.03", "tuner.searcher", "random", "tuner.retune_tests", "0", "tuner.plateau_t",
+                "0", "tuner.gain_stop", "0", "tuner.max_trials", "12", "stop.max_epochs", "2",
+                "seed", "1", NULL);
+    script_t *x = ct_script_new(&job);
     run_t r;
-    ct_run_job(&job, ct_script_new(&job), &r);
+    ct_run_job(&job, x, &r);
     const dlog_t *d = &r.log;
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
     size_t ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
     ck_assert_uint_lt(ci, d->n);
+    size_t t0 = ct_dlog_find(d, 0, "trial_start", UINT32_MAX);
+    double T = ct_l_num(&d->l[t0], "seconds");
     int n_inf = 0, n_nan = 0;
     for (uint32_t id = INIT + 1; id < MAXB; id++) {
         const br_t *b = &r.x->b[id];
-        if (!b->exists || b->kind != K_TRAIN || b->bad == BAD_NONE)
+        size_t fork = ct_dlog_find(d, 0, "fork", id);
+        if (!b->exists || b->kind != K_TRAIN || b->bad == BAD_NONE || fork == d->n ||
+            !ct_is_trial_fork(&d->l[fork]))
             continue;
         n_inf += b->bad == BAD_INF;
         n_nan += b->bad == BAD_NAN;
         ck_assert(ct_lr_of(&job, &b->s) >= LR_BOOM);
         ck_assert_msg(!b->live, "diverged trial %u is live", id);
-        /* its summaries: diverged, slope null */
+        /* cut within the first piece: a quarter of the trial time */
+        double limit = 0.25 * T / ct_clock_cost(x, &b->s) + 1;
+        ck_assert_msg((double)b->clocks <= limit, "diverged trial %u ran %lld clocks (a quarter "
+                      "of the trial time is %.1f)", id, (long long)b->clocks, limit - 1);
         size_t si = ct_dlog_find(d, 0, "summary", id);
         ck_assert_uint_lt(si, d->n);
         char v[32];
-        for (; si < d->n; si = ct_dlog_find(d, si + 1, "summary", id)) {
-            ck_assert_str_eq(ct_l_str(&d->l[si], "verdict", v, sizeof v), "diverged");
-            ck_assert(isnan(ct_l_num(&d->l[si], "slope")));
-        }
-        /* freed as diverged, at once: before the next proposal */
+        ck_assert_str_eq(ct_l_str(&d->l[si], "verdict", v, sizeof v), "diverged");
+        ck_assert(isnan(ct_l_num(&d->l[si], "score")));
         size_t fi = ct_dlog_find(d, 0, "free", id);
         ck_assert_uint_lt(fi, ci);
-        ck_assert_uint_lt(fi,
-                          ct_dlog_find(d, ct_dlog_find(d, 0, "fork", id), "propose", UINT32_MAX));
+        ck_assert_uint_lt(fi, ct_dlog_find(d, fork, "propose", UINT32_MAX));
         ck_assert_msg(ct_l_reason_has(&d->l[fi], "diverged"), "%s", d->l[fi].text);
-        /* the searcher was told: the worst */
         size_t oi = ct_dlog_find(d, 0, "observe", id);
         ck_assert_uint_lt(oi, ci);
-        ck_assert(isnan(ct_l_num(&d->l[oi], "slope")));
+        ck_assert(isnan(ct_l_num(&d->l[oi], "score")));
         ck_assert_str_eq(ct_l_str(&d->l[oi], "verdict", v, sizeof v), "diverged");
     }
     fprintf(stderr, "diverging_trials: %d +Inf and %d NaN trials of %u\n", n_inf, n_nan,
             r.res.trials);
-    ck_assert_msg(n_inf >= 1, "precondition: no trial exploded to +Inf");
-    ck_assert_msg(n_nan >= 1, "precondition: no trial went NaN");
-    /* a converging setting below the divergence edge was committed */
-    char v[32];
-    ck_assert_str_eq(ct_l_str(&d->l[ci], "verdict", v, sizeof v), "converging");
+    ck_assert_msg(n_inf + n_nan >= 2, "precondition: trials that diverge");
     ck_assert(ct_l_sub(&d->l[ci], "tunables", "lr") < LR_BOOM);
-    /* and trained: tests after the commit with finite accuracy, rising */
     size_t tests = 0;
     double prev = -1;
     for (size_t i = ct_dlog_find(d, ci, "test", UINT32_MAX); i < d->n;
@@ -297,50 +331,45 @@ START_TEST(test_diverging_trials)
 }
 END_TEST
 
-START_TEST(test_diverged_first_trial)
+START_TEST(test_budget_counts_first_search)
 {
-    /* lr in [0.2, 3]: most settings diverge, and so does the first proposal.
-     * A diverged trial has nothing to resume, and divergence shows at any
-     * trial time, so it must not make the trial time grow: the trial time
-     * doubles only while some surviving trial has not converged yet, and the
-     * next trial runs the same trial time. */
+    /* the time in trials that did not become training: the range test and
+     * the dropped trials, the first search's included; the winner's trial
+     * time is training. A re-tune is due at every test (the loss is flat:
+     * retune_tests 1) but runs only once max_overhead x the training time
+     * covers what the trials cost so far plus a trial time; until then it is
+     * skipped, saying so with the budget */
     mlt_job_t job;
-    ct_job_make(&job, "tunables.lr.min", "0.2", "tunables.lr.max", "3", "tunables.lr.default",
-                "0.25", "tuner.retune_tests", "0", "stop.max_epochs", "3", "seed", "2", NULL);
+    ct_job_make(&job, "tuner.retune_tests", "1", "tuner.plateau_t", "0", "tuner.max_overhead",
+                "0.2", "tuner.converge_tests", "100", "stop.max_epochs", "12", NULL);
+    script_t *x = ct_script_new(&job);
+    x->acc_const = 0.5;
     run_t r;
-    ct_run_job(&job, ct_script_new(&job), &r);
+    ct_run_job(&job, x, &r);
     const dlog_t *d = &r.log;
-    size_t s0 = ct_dlog_find(d, 0, "summary", UINT32_MAX);
-    ck_assert_uint_lt(s0, d->n);
-    char v[32];
-    ck_assert_msg(strcmp(ct_l_str(&d->l[s0], "verdict", v, sizeof v), "diverged") == 0,
-                  "precondition: the first trial diverges: %s", d->l[s0].text);
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
-    /* at each doubling, some trial of the search is alive to be resumed */
-    bool alive[MAXB] = {false};
-    size_t n_alive = 0, ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
-    for (size_t i = 0; i < ci; i++) {
-        const line_t *l = &d->l[i];
-        if (ct_is_trial_fork(l)) {
-            alive[l->branch] = true;
-            n_alive++;
-        } else if (ct_l_is(l, "free") && alive[l->branch]) {
-            alive[l->branch] = false;
-            n_alive--;
-        } else if (ct_l_is(l, "trial_time") && ct_l_reason_has(l, "doubled")) {
-            ck_assert_msg(n_alive > 0,
-                          "the trial time doubled to %g clocks with no surviving trial to "
-                          "resume (only diverged trials so far): %s",
-                          ct_l_num(l, "clocks"), l->text);
-        }
-    }
-    /* the second trial starts at the first trial time */
-    size_t t0 = ct_dlog_find(d, 0, "trial_start", UINT32_MAX);
-    size_t t1 = ct_dlog_find(d, t0 + 1, "trial_start", UINT32_MAX);
-    ck_assert_uint_lt(t1, d->n);
-    ck_assert_msg(ct_l_num(&d->l[t1], "seconds") == ct_l_num(&d->l[t0], "seconds"),
-                  "after a diverged first trial the next runs %g s, not the first's %g s",
-                  ct_l_num(&d->l[t1], "seconds"), ct_l_num(&d->l[t0], "seconds"));
+    size_t ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
+    /* the first search's lost time: the range test and every trial but the winner */
+    double lost = ct_l_num(&d->l[ct_dlog_find(d, 0, "range_test", UINT32_MAX)], "seconds");
+    for (size_t i = 0; i < ci; i++)
+        if (ct_is_trial_fork(&d->l[i]) && d->l[i].branch != d->l[ci].branch)
+            lost += ct_l_num(&d->l[last_summary(d, d->l[i].branch, ci)], "seconds");
+    ck_assert(lost > 0);
+    size_t sk = ct_dlog_find(d, ci, "retune_skipped", UINT32_MAX);
+    ck_assert_msg(sk < d->n, "no re-tune was skipped: the first search was free");
+    double T = ct_l_num(&d->l[ct_dlog_find(d, 0, "trial_time", UINT32_MAX)], "seconds");
+    ck_assert(ct_l_num(&d->l[sk], "budget") < T);
+    /* the first skip happens before any re-tune, and the first re-tune after the
+     * training time has grown past (lost + T) / max_overhead */
+    size_t rt = ct_dlog_find(d, ci, "retune", UINT32_MAX);
+    ck_assert_uint_lt(sk, rt);
+    if (rt < d->n)
+        ck_assert(ct_l_num(&d->l[rt], "budget") >= T);
+    ck_assert_double_eq_tol(r.res.trial_seconds + r.res.train_seconds,
+                            r.x->now - 0.1 * r.x->tests, 1e-6);
+    fprintf(stderr, "budget: first search lost %.3f s, trial_seconds %.3f, train %.3f\n", lost,
+            r.res.trial_seconds, r.res.train_seconds);
+    ck_assert(r.res.trial_seconds >= lost - 1e-9);
     ct_assert_only_training_live(r.x, &r.res);
     ct_run_free(&r);
     mlt_job_free(&job);
@@ -387,8 +416,7 @@ START_TEST(test_max_epochs)
     /* 2.5 epochs with a test every 0.7: the last interval is cut short so
      * that the training lineage has trained exactly 2.5 epochs */
     mlt_job_t job;
-    ct_job_make(&job, "stop.max_epochs", "2.5", "test_interval", "0.7", "tuner.retune_time_factor",
-                "10", NULL);
+    ct_job_make(&job, "stop.max_epochs", "2.5", "test_interval", "0.7", NULL);
     run_t r;
     ct_run_job(&job, ct_script_new(&job), &r);
     const dlog_t *d = &r.log;
@@ -466,7 +494,7 @@ START_TEST(test_deterministic)
      * makes even "t" and the slopes deterministic), and the same result */
     mlt_job_t job;
     ct_job_make(&job, "tunables.batch_size.tune", "true", "tunables.staleness.tune", "true",
-                "tuner.retune_time_factor", "5", "stop.max_epochs", "8", NULL);
+                "tuner.retune_tests", "1", "stop.max_epochs", "8", NULL);
     run_t a, b;
     ct_run_replay(&job, &a, false);
     ct_run_replay(&job, &b, true);
@@ -488,7 +516,7 @@ START_TEST(test_deterministic)
     /* another job seed gives other proposals: the comparison can fail */
     mlt_job_t job2;
     ct_job_make(&job2, "tunables.batch_size.tune", "true", "tunables.staleness.tune", "true",
-                "tuner.retune_time_factor", "5", "stop.max_epochs", "8", "seed", "99", NULL);
+                "tuner.retune_tests", "1", "stop.max_epochs", "8", "seed", "99", NULL);
     run_t c;
     ct_run_replay(&job2, &c, false);
     ck_assert_msg(strcmp(a.log.raw, c.log.raw) != 0, "the seed does not change the decisions");
@@ -505,9 +533,10 @@ static Suite *tuner_suite(void)
     Suite *s = suite_create("tuner");
     TCase *tc = tcase_create("search");
     tcase_add_test(tc, test_picks_best);
-    tcase_add_test(tc, test_trial_time_doubles);
+    tcase_add_test(tc, test_range_test);
+    tcase_add_test(tc, test_halving);
     tcase_add_test(tc, test_diverging_trials);
-    tcase_add_test(tc, test_diverged_first_trial);
+    tcase_add_test(tc, test_budget_counts_first_search);
     suite_add_tcase(s, tc);
     ct_retune_tcases(s);
     tc = tcase_create("stop");

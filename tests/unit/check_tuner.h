@@ -68,11 +68,12 @@ typedef struct script {
     double late_lr;        /* > 0: at lr >= late_lr, a branch that has run late_age */
     int64_t late_age;      /* clocks turns NaN (a divergence no shorter trial sees) */
     bool late_regress;     /* instead of NaN, it unlearns: q falls by 2 RATE a clock */
+    double batch_power;    /* progress a clock grows as batch^this (0: 0.5) */
     /* non-NULL: the metrics of test branch b (after acc_const) */
     void (*metric)(const struct script *x, const br_t *b, double *val, double *test);
     /* what happened */
     int forks[5];          /* by kind */
-    int frees, runs, tests, progress;
+    int frees, runs, tests, tunes, progress;
     int calls, last_run_call, last_test_call;
 } script_t;
 

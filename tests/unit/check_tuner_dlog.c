@@ -315,28 +315,17 @@ bool ct_is_trial_fork(const line_t *l)
     return ct_l_is(l, "fork") && strcmp(ct_l_str(l, "kind", k, sizeof k), "trial") == 0;
 }
 
-/* Each search (the first one, and each re-tune up to its commit) says once
- * why it stopped: exactly one search_stop line. */
+/* Each search (a "search" line, up to the commit or the next search) says
+ * once why its proposals stopped: exactly one search_stop line. */
 void ct_assert_one_stop_per_search(const dlog_t *d)
 {
-    size_t from = ct_dlog_find(d, 0, "propose", UINT32_MAX);
-    while (from < d->n) {
+    for (size_t from = ct_dlog_find(d, 0, "search", UINT32_MAX); from < d->n;) {
+        size_t next = ct_dlog_find(d, from + 1, "search", UINT32_MAX);
         size_t c = ct_dlog_find(d, from, "commit", UINT32_MAX);
-        size_t n = ct_dlog_count(d, from, c, "search_stop");
-        if (n != 1) {
-            char why[1024] = "";
-            for (size_t i = from; i < c; i++)
-                if (ct_l_is(&d->l[i], "search_stop")) {
-                    char r[256];
-                    strncat(why, ct_l_str(&d->l[i], "reason", r, sizeof r),
-                            sizeof why - strlen(why) - 4);
-                    strcat(why, "; ");
-                }
-            ck_abort_msg("the search that commits at log line %zu logged %zu search_stop lines "
-                         "(%s)",
-                         c + 1, n, why);
-        }
-        size_t r = ct_dlog_find(d, c, "retune", UINT32_MAX);
-        from = r < d->n ? ct_dlog_find(d, r, "propose", UINT32_MAX) : d->n;
+        size_t end = c < next ? c : next;
+        size_t n = ct_dlog_count(d, from, end, "search_stop");
+        ck_assert_msg(n == 1, "the search at log line %zu logged %zu search_stop lines", from + 1,
+                      n);
+        from = next;
     }
 }

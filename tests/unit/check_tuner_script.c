@@ -48,9 +48,12 @@ static const char JOB_TEXT[] =
     "  max_overhead = 0.1;\n"
     "  retune_tests = 4;\n"
     "  converge_tests = 5;\n"
-    "  slope_agree = 0.1;\n"
-    "  top_k = 5;\n"
-    "  retune_time_factor = 10.0;\n"
+    "  range_clocks = 64;\n"
+    "  first_trials = 4;\n"
+    "  max_trials = 8;\n"
+    "  gain_stop = 0.02;\n"
+    "  plateau_t = 2.0;\n"
+    "  decay = 0.5;\n"
     "};\n"
     "test_interval = 1.0;\n"
     "stop = { target_accuracy = 0.885; target_rmse = 0.0; max_epochs = 10.0; max_time_s = 0.0;\n"
@@ -58,9 +61,9 @@ static const char JOB_TEXT[] =
     "checkpoint_interval_s = 0.0;\n";
 
 /* The small, fast job every test starts from: lr and momentum tuned (batch
- * size and staleness fixed at their defaults), 10-clock first trials, top 3,
- * a test every epoch, 6 epochs, no target, no time-triggered re-tune; then
- * the (key, value) pairs given, NULL-terminated. */
+ * size and staleness fixed at their defaults), 10-clock first trials, a
+ * test every epoch, 6 epochs, no target; then the (key, value) pairs given,
+ * NULL-terminated. */
 void ct_job_make(mlt_job_t *job, ...)
 {
     char err[512] = "";
@@ -68,8 +71,7 @@ void ct_job_make(mlt_job_t *job, ...)
     ck_assert_msg(rc == 0, "job: %s", err);
     static const char *const base[] = {
         "tunables.batch_size.tune", "false", "tunables.staleness.tune", "false",
-        "tuner.min_trial_clocks", "10", "tuner.top_k", "3",
-        "tuner.retune_time_factor", "0", "tuner.max_overhead", "0.5",
+        "tuner.min_trial_clocks", "10", "tuner.max_overhead", "0.5",
         "test_interval", "1", "stop.max_epochs", "6",
         "stop.target_accuracy", "0", NULL};
     for (size_t i = 0; base[i]; i += 2) {
@@ -116,7 +118,8 @@ double ct_rate_of(const script_t *x, const mlt_setting_t *s, double pos)
         return RATE;
     double opt = x->opt_late > 0 && pos >= x->noise_from ? x->opt_late : LR_OPT;
     double d = log(lr / opt), m = sget(x, s, "momentum", 0);
-    return RATE * exp(-d * d / (2 * LR_W * LR_W)) * (1 + m) / 2 * sqrt(bs / 128);
+    return RATE * exp(-d * d / (2 * LR_W * LR_W)) * (1 + m) / 2 *
+           pow(bs / 128, x->batch_power > 0 ? x->batch_power : 0.5);
 }
 
 static double loss_of(double q)
@@ -320,9 +323,27 @@ script_t *ct_script_new(const mlt_job_t *job)
     return x;
 }
 
+static int sx_tune(void *ctx, uint32_t id, const mlt_setting_t *s)
+{
+    script_t *x = ctx;
+    x->calls++;
+    x->tunes++;
+    br_t *b = br_live(x, id, "tune");
+    ck_assert_msg(b->kind == K_TRAIN, "tune of branch %u of kind %d", id, b->kind);
+    b->s = *s;
+    return 0;
+}
+
 static mlt_exec_t script_exec(script_t *x)
 {
-    mlt_exec_t ex = {x, sx_fork, sx_free, sx_run, sx_test, ct_sx_epoch_clocks, sx_now, NULL};
+    mlt_exec_t ex = {.ctx = x,
+                     .fork = sx_fork,
+                     .free = sx_free,
+                     .tune = sx_tune,
+                     .run = sx_run,
+                     .test = sx_test,
+                     .epoch_clocks = ct_sx_epoch_clocks,
+                     .now = sx_now};
     return ex;
 }
 

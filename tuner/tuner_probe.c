@@ -1,0 +1,462 @@
+/* tuner_probe.c - the tuner's cheap measurements around a search: the
+ * learning-rate range test that centres the first search (and measures the
+ * starting loss and the default setting's speed), the first search's design
+ * around its result, and the paired learning-rate re-tune of the training
+ * branch. See tuner.h for where each fits in the logic. */
+#include "tuner/tuner.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "tuner/declog.h"
+#include "tuner/summary.h"
+#include "tuner/tuner_int.h"
+
+/* ---- the learning-rate range test --------------------------------------------- *
+ * One branch from the initial weights at the default setting, its learning
+ * rate raised geometrically from the range's min to its max, RANGE_PER_DECADE
+ * steps a decade, a few clocks each (Smith 2017, "Cyclical learning rates").
+ * The loss stays flat while the rate is too small to matter, falls, and
+ * blows up once the rate is past stability. The test stops at the blow-up.
+ * Its first step (the smallest rate, which changes nearly nothing) is the
+ * starting loss. The rate it reports is where the loss fell fastest (over
+ * the steps before the one that stopped the test), at most half the rate
+ * of the lowest loss: a rate that close to the blow-up is too close for a
+ * whole run. */
+
+#define RANGE_PER_DECADE 4
+#define RANGE_MIN_STEPS 8
+#define RANGE_MAX_STEPS 64
+#define RANGE_STOP_RISE 1.5 /* stop once a step's loss is above this x the start */
+
+/* The starting loss without a range test: an eval branch at lr 0, whose
+ * second half also measures the default setting's speed. */
+static int starting_loss_eval(tuner_t *t, uint32_t init)
+{
+    mlt_setting_t s;
+    mlt_setting_defaults(t->job, &s);
+    mlt_setting_set(t->job, &s, "lr", 0); /* an eval branch changes nothing */
+    uint32_t id = t->next_id++;
+    int64_t clocks = t->job->tuner.min_trial_clocks < 20 ? t->job->tuner.min_trial_clocks : 20;
+    if (clocks < 2)
+        clocks = 2;
+    double loss[20], secs = 0;
+    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"",
+            init);
+    int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
+    int64_t half = clocks / 2;
+    if (!rc)
+        rc = t->ex->run(t->ex->ctx, id, &s, 0, half, 0.0, loss, &secs);
+    if (!rc)
+        rc = t->ex->run(t->ex->ctx, id, &s, half, clocks - half,
+                        (double)half / t->ex->epoch_clocks(t->ex->ctx, &s), loss + half, &secs);
+    if (!rc)
+        mlt_tuner__rate_note(t, &s, clocks - half, secs);
+    if (rc)
+        return rc;
+    t->res->trial_seconds += secs;
+    t->start_loss = mlt_tuner__tail_loss(loss, clocks);
+    char b[32];
+    logline(t, "start", id, "\"loss\":%s,\"clocks\":%lld", jnum(b, t->start_loss),
+            (long long)clocks);
+    logline(t, "free", id, "\"reason\":\"starting loss measured\"");
+    return t->ex->free(t->ex->ctx, id);
+}
+
+#define STOP_TOP "the range's top reached"
+
+/* true when the range test stopped at a step past the blow-up */
+static bool stopped_past_blowup(const char *why)
+{
+    return strcmp(why, STOP_TOP) != 0;
+}
+
+int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
+{
+    *lr_star = NAN;
+    int k = t->lr_dim;
+    const mlt_job_t *j = t->job;
+    if (k < 0 || t->sp.dims[k].kind == MLT_TUNABLE_DISCRETE || j->tuner.range_clocks <= 0 ||
+        !t->ex->tune)
+        return starting_loss_eval(t, parent);
+    const mlt_tunable_t *dm = &t->sp.dims[k];
+    double lo = dm->min, hi = dm->max;
+    if (!(lo > 0) || !(hi > lo))
+        return starting_loss_eval(t, parent);
+    double decades = log10(hi / lo);
+    int steps = (int)ceil(RANGE_PER_DECADE * decades) + 1;
+    steps = steps < RANGE_MIN_STEPS ? RANGE_MIN_STEPS : steps > RANGE_MAX_STEPS ? RANGE_MAX_STEPS
+                                                                                 : steps;
+    int64_t per = j->tuner.range_clocks / steps;
+    if (per < 2)
+        per = 2;
+    mlt_setting_t s;
+    mlt_setting_defaults(j, &s);
+    double lrs[RANGE_MAX_STEPS], L[RANGE_MAX_STEPS];
+    double *loss = mlt_calloc((size_t)per, sizeof *loss);
+    uint32_t id = t->next_id++;
+    mlt_setting_set(j, &s, "lr", lo);
+    char b1[32], b2[32], b3[32], b4[32];
+    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"range_test\",\"lr_min\":%s,\"lr_max\":%s,"
+            "\"steps\":%d,\"clocks\":%lld", parent, jnum(b1, lo), jnum(b2, hi), steps,
+            (long long)per);
+    int rc = t->ex->fork(t->ex->ctx, id, parent, BRANCH_KIND_TRAIN, &s);
+    if (!rc && t->ex->progress) /* the first search begins with it */
+        t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
+    double epc = t->ex->epoch_clocks(t->ex->ctx, &s);
+    int n = 0;
+    double lmin = INFINITY, spent = 0;
+    const char *why = STOP_TOP;
+    for (int i = 0; i < steps && !rc; i++) {
+        lrs[i] = lo * pow(hi / lo, (double)i / (double)(steps - 1));
+        if (i > 0) {
+            mlt_setting_set(j, &s, "lr", lrs[i]);
+            if ((rc = t->ex->tune(t->ex->ctx, id, &s)))
+                break;
+        }
+        double secs = 0;
+        rc = t->ex->run(t->ex->ctx, id, &s, (int64_t)i * per, per, (double)i * (double)per / epc,
+                        loss, &secs);
+        if (rc)
+            break;
+        t->res->trial_seconds += secs;
+        spent += secs;
+        if (i > 0) /* the first clocks of a job are slower: first pulls, threads starting */
+            mlt_tuner__rate_note(t, &s, per, secs);
+        double sum = 0;
+        for (int64_t c = 0; c < per; c++)
+            sum += loss[c];
+        L[i] = sum / (double)per;
+        n = i + 1;
+        if (!isfinite(L[i])) {
+            why = "the loss is not finite";
+            break;
+        }
+        if (i == 0)
+            t->start_loss = L[0];
+        lmin = L[i] < lmin ? L[i] : lmin;
+        if (L[i] > RANGE_STOP_RISE * t->start_loss) {
+            why = "the loss blew up";
+            break;
+        }
+        if (lmin < 0.8 * t->start_loss && L[i] > lmin + 0.5 * (t->start_loss - lmin)) {
+            why = "the loss rose half the way back to the start";
+            break;
+        }
+    }
+    mlt_free(loss);
+    if (rc)
+        return rc;
+    /* the step that stopped the test is past the blow-up: left out; the rest
+     * smoothed over three steps, then the steepest fall between neighbours */
+    int m = n > 1 && stopped_past_blowup(why) ? n - 1 : n;
+    int best = -1, lowest = -1;
+    double steepest = 0, S[RANGE_MAX_STEPS];
+    for (int i = 0; i < m; i++) {
+        double a = 0;
+        int c = 0;
+        for (int d = -1; d <= 1; d++)
+            if (i + d >= 0 && i + d < m) {
+                a += L[i + d];
+                c++;
+            }
+        S[i] = a / c;
+        if (lowest < 0 || S[i] < S[lowest])
+            lowest = i;
+    }
+    for (int i = 1; i + 1 < m; i++) {
+        double fall = S[i + 1] - S[i - 1];
+        if (fall < steepest) {
+            steepest = fall;
+            best = i;
+        }
+    }
+    if (best >= 0 && S[lowest] < t->start_loss) {
+        *lr_star = lrs[best];
+        if (*lr_star > lrs[lowest] / 2)
+            *lr_star = lrs[lowest] / 2;
+        if (*lr_star < lo)
+            *lr_star = lo;
+    }
+    if (t->log) {
+        fprintf(t->log, "{\"t\":%.3f,\"event\":\"range_test\",\"branch\":%u,\"start_loss\":%s,"
+                        "\"lr\":%s,\"steepest_at\":%s,\"lowest_at\":%s,\"stop\":\"%s\","
+                        "\"seconds\":%.4f,\"curve\":[",
+                t->ex->now(t->ex->ctx), id, jnum(b1, t->start_loss), jnum(b2, *lr_star),
+                best >= 0 ? jnum(b3, lrs[best]) : "null",
+                lowest >= 0 ? jnum(b4, lrs[lowest]) : "null", why, spent);
+        for (int i = 0; i < n; i++)
+            fprintf(t->log, "%s[%s,%s]", i ? "," : "", jnum(b1, lrs[i]), jnum(b2, L[i]));
+        fputs("],\"timing_dependent\":[\"t\",\"seconds\",\"curve\"]}\n", t->log);
+        fflush(t->log);
+    }
+    logline(t, "free", id, "\"reason\":\"range test done\"");
+    rc = t->ex->free(t->ex->ctx, id);
+    if (!rc && !isfinite(t->start_loss)) {
+        snprintf(t->res->reason, sizeof t->res->reason,
+                 "the starting loss is not finite: the initial model or data is broken");
+        return -1;
+    }
+    return rc;
+}
+
+/* ---- the first design ---------------------------------------------------------- *
+ * The centre, then one step along each tuned continuous tunable in the order
+ * they tend to matter: the learning rate up and down by DESIGN_LR_STEP,
+ * momentum down and up (the effective rate kept, when coupled), then the
+ * others. Discrete tunables (batch size, staleness) stay at the centre's
+ * value: a search's short trials cannot judge them (see new_searcher in
+ * tuner.c); the re-tunes do. */
+
+#define DESIGN_LR_STEP 3.0
+
+static bool design_add(const tuner_t *t, mlt_setting_t *design, uint32_t *n, uint32_t max,
+                       const mlt_setting_t *s)
+{
+    if (*n >= max)
+        return false;
+    for (uint32_t i = 0; i < *n; i++)
+        if (memcmp(&design[i], s, sizeof *s) == 0)
+            return true;
+    (void)t;
+    design[(*n)++] = *s;
+    return true;
+}
+
+static double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* the neighbour of discrete value v in dim, one index up (dir 1) or down (-1); NAN if none */
+static double discrete_step(const mlt_tunable_t *dm, double v, int dir)
+{
+    for (uint32_t i = 0; i < dm->n_values; i++)
+        if (dm->values[i] == v) {
+            int64_t k = (int64_t)i + dir;
+            return k >= 0 && k < (int64_t)dm->n_values ? dm->values[k] : NAN;
+        }
+    return NAN;
+}
+
+uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_setting_t *design,
+                           uint32_t max)
+{
+    uint32_t n = 0;
+    const mlt_job_t *j = t->job;
+    design_add(t, design, &n, max, center);
+    const mlt_tunable_t *lr = t->lr_dim >= 0 ? &t->sp.dims[t->lr_dim] : NULL;
+    double lr0 = mlt_setting_get(j, center, "lr", NAN);
+    if (lr && lr->kind != MLT_TUNABLE_DISCRETE) {
+        for (int dir = 1; dir >= -1; dir -= 2) {
+            mlt_setting_t s = *center;
+            mlt_setting_set(j, &s, "lr",
+                            clampd(dir > 0 ? lr0 * DESIGN_LR_STEP : lr0 / DESIGN_LR_STEP,
+                                   lr->min, lr->max));
+            design_add(t, design, &n, max, &s);
+        }
+    }
+    /* the rest: each other tuned continuous tunable one step down and up */
+    for (uint32_t k = 0; k < t->sp.d; k++) {
+        const mlt_tunable_t *dm = &t->sp.dims[k];
+        if ((int)k == t->lr_dim || dm->kind == MLT_TUNABLE_DISCRETE)
+            continue;
+        double v0 = center->v[t->sp.dim_of[k]];
+        for (int dir = -1; dir <= 1; dir += 2) {
+            double v;
+            if (dm->kind == MLT_TUNABLE_LOG)
+                v = clampd(v0 * pow(dm->max / dm->min, 0.15 * dir), dm->min, dm->max);
+            else
+                v = clampd(v0 + 0.15 * dir * (dm->max - dm->min), dm->min, dm->max);
+            if (!isfinite(v) || v == v0)
+                continue;
+            mlt_setting_t s = *center;
+            s.v[t->sp.dim_of[k]] = v;
+            if ((int)k == t->m_dim && t->coupled && lr && v < 1 && v0 < 1)
+                mlt_setting_set(j, &s, "lr", clampd(lr0 * (1 - v) / (1 - v0), lr->min, lr->max));
+            design_add(t, design, &n, max, &s);
+        }
+    }
+    return n;
+}
+
+/* ---- the paired re-tunes ------------------------------------------------------- *
+ * A re-tune pairs the training branch A with a fork B that changes one thing,
+ * run over the same samples from the same data cursor, so that most of the
+ * mini-batch noise cancels:
+ *  - lr: B's learning rate is A's times tuner.decay. A runs a probe's clocks
+ *    (training, as ever), then B the same clocks on the same batches; each
+ *    clock pairs with the other's.
+ *  - batch: B's batch size is the next larger value, r times A's (whole r
+ *    only), its learning rate unchanged: a larger batch lowers the gradient
+ *    noise as a decay does (Smith et al. 2017, "Don't decay the learning rate,
+ *    increase the batch size"), and on these machines it is faster per
+ *    sample. B runs 1/r of A's clocks over the same samples; B's clock i
+ *    pairs with the mean of A's clocks r i .. r i + r - 1.
+ * B replaces A when the mean of the paired differences (B - A) is below zero
+ * by more than PAIRED_T standard errors, or (batch) when B is faster per
+ * sample by FASTER and not worse by more than one standard error: it then
+ * reaches any loss sooner. Otherwise B is freed. Either way, one of the two
+ * runs is the overhead. */
+
+#define PAIRED_T 2.5
+#define FASTER 0.9 /* B's seconds over A's, at most, for the batch rule */
+
+typedef enum { PROBE_LR = 0, PROBE_BATCH = 1, PROBE_COUNT_ } probe_t;
+static const char *const probe_names[] = {"lr", "batch_size"};
+
+/* mean and t of b[i] - mean(a[r i .. r i + r - 1]), i < n */
+static double paired_t(const double *a, const double *b, int64_t n, int64_t r, double *mean)
+{
+    double s = 0, ss = 0;
+    *mean = NAN;
+    if (n < 3)
+        return NAN;
+    for (int64_t i = 0; i < n; i++) {
+        double ai = 0;
+        for (int64_t k = 0; k < r; k++)
+            ai += a[r * i + k];
+        s += b[i] - ai / (double)r;
+    }
+    *mean = s / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double ai = 0;
+        for (int64_t k = 0; k < r; k++)
+            ai += a[r * i + k];
+        double d = b[i] - ai / (double)r - *mean;
+        ss += d * d;
+    }
+    double se = sqrt(ss / (double)(n - 1) / (double)n);
+    if (!isfinite(*mean))
+        return NAN;
+    return se > 0 ? *mean / se : (*mean < 0 ? -INFINITY : *mean > 0 ? INFINITY : 0);
+}
+
+/* B's setting for probe p, or false when p cannot change anything; *r: how
+ * many of A's clocks one of B's covers */
+static bool probe_setting(const tuner_t *t, probe_t p, mlt_setting_t *s, int64_t *r)
+{
+    const mlt_job_t *j = t->job;
+    *s = t->train_s;
+    *r = 1;
+    if (p == PROBE_LR) {
+        if (t->lr_dim < 0 || t->sp.dims[t->lr_dim].kind == MLT_TUNABLE_DISCRETE)
+            return false;
+        double lr1 = mlt_setting_get(j, s, "lr", NAN) * j->tuner.decay;
+        if (!(lr1 >= t->sp.dims[t->lr_dim].min))
+            return false;
+        mlt_setting_set(j, s, "lr", lr1);
+        return true;
+    }
+    int bd = mlt_space_dim(&t->sp, "batch_size");
+    if (bd < 0 || t->sp.dims[bd].kind != MLT_TUNABLE_DISCRETE)
+        return false;
+    double b0 = mlt_setting_get(j, s, "batch_size", NAN);
+    double b1 = discrete_step(&t->sp.dims[bd], b0, 1);
+    if (!isfinite(b1) || !(b0 > 0) || fmod(b1, b0) != 0)
+        return false;
+    mlt_setting_set(j, s, "batch_size", b1);
+    *r = (int64_t)(b1 / b0);
+    return true;
+}
+
+/* One probe p of the training branch; *changed when B replaced it. */
+static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
+{
+    const mlt_job_t *j = t->job;
+    mlt_setting_t s;
+    int64_t r;
+    *changed = false;
+    if (!probe_setting(t, p, &s, &r))
+        return 0;
+    bool sure;
+    double per = mlt_tuner__rate(t, &t->train_s, &sure);
+    double epc = t->ex->epoch_clocks(t->ex->ctx, &t->train_s);
+    int64_t clocks = per > 0 ? (int64_t)ceil(t->trial_time / per) : j->tuner.min_trial_clocks;
+    if (clocks < j->tuner.min_trial_clocks)
+        clocks = j->tuner.min_trial_clocks;
+    if (clocks > epc)
+        clocks = (int64_t)epc;
+    clocks = (clocks + r - 1) / r * r; /* whole clocks of B */
+    int64_t clocks_b = clocks / r;
+    char b1[32], b2[32];
+    logline(t, "retune", t->train, "\"reason\":\"%s\",\"probe\":\"%s\",\"clocks\":%lld,"
+            "\"budget\":%s,\"timing_dependent\":[\"t\",\"budget\"]", why, probe_names[p],
+            (long long)clocks, jnum(b1, mlt_tuner__budget(t)));
+    trial_t b = {0};
+    int rc = mlt_tuner__trial_fork(t, &b, &s, t->train, t->cursor,
+                                   p == PROBE_LR ? "the learning rate decayed, paired with the "
+                                                   "training branch on the same data"
+                                                 : "the next larger batch size, paired with "
+                                                   "the training branch on the same samples");
+    double *la = mlt_calloc((size_t)clocks, sizeof *la), secs_a = 0;
+    if (!rc)
+        rc = t->ex->run(t->ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, la,
+                        &secs_a);
+    if (!rc) {
+        mlt_tuner__rate_note(t, &t->train_s, clocks, secs_a);
+        t->train_clock += clocks;
+        t->cursor += (double)clocks / epc;
+        t->epoch += (double)clocks / epc;
+        t->res->train_seconds += secs_a;
+        t->last_loss = mlt_tuner__tail_loss(la, clocks);
+    }
+    if (!rc)
+        rc = mlt_tuner__trial_run_clocks(t, &b, clocks_b, t->last_loss);
+    if (rc) {
+        mlt_free(la);
+        mlt_free(b.loss);
+        return rc;
+    }
+    double mean = NAN;
+    double ts = b.cut ? INFINITY : paired_t(la, b.loss, clocks_b, r, &mean);
+    bool win = ts < -PAIRED_T ||
+               (p == PROBE_BATCH && b.seconds < FASTER * secs_a && ts < 1.0);
+    logline(t, "paired", b.id, "\"probe\":\"%s\",\"against\":%u,\"mean\":%s,\"t_stat\":%s,"
+            "\"seconds\":%.4f,\"against_seconds\":%.4f,\"verdict\":\"%s\","
+            "\"timing_dependent\":[\"t\",\"seconds\",\"against_seconds\"]",
+            probe_names[p], t->train, jnum(b1, b.cut ? NAN : mean), jnum(b2, ts), b.seconds,
+            secs_a, win ? "better" : "not better");
+    if (win) {
+        /* B continues the lineage over the samples A's probe clocks covered:
+         * A's time becomes the overhead, B's the training */
+        logline(t, "free", t->train, "\"reason\":\"replaced by the re-tune's %s\"",
+                probe_names[p]);
+        rc = t->ex->free(t->ex->ctx, t->train);
+        t->res->train_seconds -= secs_a;
+        t->res->trial_seconds += secs_a;
+        mlt_tuner__trial_kept(t, &b);
+        char extra[64];
+        snprintf(extra, sizeof extra, "\"t_stat\":%s", jnum(b2, ts));
+        mlt_tuner__log_setting(t, "commit", b.id, &b.s, extra,
+                               p == PROBE_LR ? "the decayed learning rate has the lower loss "
+                                               "on the same data"
+                                             : "the larger batch does as well or better on "
+                                               "the same samples, sooner");
+        double epc_b = t->ex->epoch_clocks(t->ex->ctx, &b.s);
+        t->train = b.id;
+        t->train_s = b.s;
+        t->train_clock = b.clocks;
+        t->cursor = b.cursor0 + (double)b.clocks / epc_b;
+        t->last_loss = mlt_tuner__tail_loss(b.loss, b.clocks);
+        *changed = true;
+    } else {
+        rc = mlt_tuner__trial_kill(t, &b, "the re-tune's change is not better");
+    }
+    mlt_free(la);
+    mlt_free(b.loss);
+    return rc;
+}
+
+int mlt_tuner__retune(tuner_t *t, const char *why, bool *changed)
+{
+    *changed = false;
+    int rc = 0;
+    for (int p = 0; p < PROBE_COUNT_ && !rc && !*changed; p++) {
+        if (p > 0 && mlt_tuner__budget(t) < t->trial_time)
+            break;
+        rc = probe(t, (probe_t)p, why, changed);
+    }
+    return rc;
+}
