@@ -219,6 +219,11 @@ const jkey_t mlt_jobk_keys[] = {
      .off = OFF(tuner.converge_tests),
      .desc = "converged (no more re-tuning) after this many re-tunes without a better "
              "setting"},
+    {.path = "tuner.warm_start", .type = JK_STRING, .def_s = "auto",
+     .check = mlt_jobk_check_path_opt, .off = OFF(tuner.warm_start),
+     .desc = "start the first search from the winner of the last job of the same model: "
+             "\"auto\" (the one the daemon keeps), a previous job's output directory, or "
+             "\"\" (none: a range test from scratch)"},
 
     {.path = "test_interval", .type = JK_DOUBLE, .def_d = 1.0, .min_d = 0.01, .max_d = 100.0,
      .off = OFF(test_interval), .desc = "epochs of training between two tests"},

@@ -153,6 +153,7 @@ typedef struct mlt_job {
         int retune_tests;          /* re-tune after this many tests without gain (0: never) */
         double decay;              /* a re-tune tries the learning rate times this */
         int converge_tests;        /* converged after this many re-tunes without gain */
+        char *warm_start;          /* "auto", "" (none) or a path: where a warm start is (owned) */
     } tuner;
 
     double test_interval; /* epochs between tests */

@@ -36,8 +36,10 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "daemon/coord_int.h"
-#include "tuner/tuner.h"
 #include "proto/wire.h"
+#include "tuner/declog.h"
+#include "tuner/tuner.h"
+#include "tuner/warm.h"
 #include "worker/mltuner.h"
 
 #define BRANCH_INIT 1u
@@ -90,6 +92,64 @@ static int mkdir_p(const char *path)
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return -errno;
     return 0;
+}
+
+/* ---- warm start ---------------------------------------------------------------- *
+ * After a tuned job, its first search's winner goes to <output>/warm-start.conf
+ * and to <state_dir>/warm-start/<job name>.conf; a job with tuner.warm_start
+ * "auto" reads the latter, one with a path reads that. What was used, or why
+ * not, is the decision log's first line. */
+
+static void warm_auto_path(const mlt_coord_t *c, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/warm-start/%s.conf", c->state_dir, c->job.name);
+}
+
+static void warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
+{
+    const char *ws = c->job.tuner.warm_start;
+    char path[1100], err[600] = "";
+    memset(w, 0, sizeof *w);
+    if (c->job.tuner.logic != MLT_LOGIC_MLTUNER || !ws || !*ws)
+        return;
+    if (strcmp(ws, "auto") == 0)
+        warm_auto_path(c, path, sizeof path);
+    else if (ws[0] == '/')
+        snprintf(path, sizeof path, "%s", ws);
+    else
+        snprintf(path, sizeof path, "%s/%s", c->state_dir, ws);
+    int rc = mlt_warm_read(path, &c->job, w, err, sizeof err);
+    if (rc == -ENOENT && strcmp(ws, "auto") == 0)
+        return; /* the first job of this model here */
+    if (rc) {
+        log_warn("job '%s': no warm start: %s", c->job.name, err);
+        char js[1300];
+        mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":false,\"reason\":\"%s\"",
+                   mlt_declog_str(js, sizeof js, err));
+        return;
+    }
+    log_info("job '%s': warm start from %s", c->job.name, path);
+    char js[2300];
+    mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":true,\"from\":\"%s\"",
+               mlt_declog_str(js, sizeof js, path));
+}
+
+static void warm_save(mlt_coord_t *c, const mlt_warm_t *w)
+{
+    char path[1100], err[600];
+    if (!w->have)
+        return;
+    snprintf(path, sizeof path, "%s/%s", c->out_dir, MLT_WARM_FILE);
+    if (mlt_warm_write(path, &c->job, w, err, sizeof err))
+        log_warn("job '%s': %s", c->job.name, err);
+    snprintf(path, sizeof path, "%s/warm-start", c->state_dir);
+    if (mkdir_p(path) < 0) {
+        log_warn("job '%s': cannot create %s: %s", c->job.name, path, strerror(errno));
+        return;
+    }
+    warm_auto_path(c, path, sizeof path);
+    if (mlt_warm_write(path, &c->job, w, err, sizeof err))
+        log_warn("job '%s': %s", c->job.name, err);
 }
 
 /* ---- the job ------------------------------------------------------------------- */
@@ -435,8 +495,12 @@ static int run_job(mlt_coord_t *c)
                      .now = ex_now,
                      .progress = ex_progress};
     mlt_tuner_result_t res;
-    rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &res);
+    mlt_warm_t warm;
+    warm_load(c, dlog, &warm);
+    rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
     fclose(dlog);
+    if (rc == 0)
+        warm_save(c, &res.learned);
     c->trials = res.trials;
     c->tuning_s = res.trial_seconds;
     c->training_s = res.train_seconds;

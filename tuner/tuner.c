@@ -16,7 +16,7 @@
 #include "tuner/tuner_base.h"
 #include "tuner/tuner_int.h"
 
-#define MAX_TRIALS_FIRST 30 /* hard cap on the first search's trials */
+#define WARM_LR_STEP 2.0 /* a warm design's learning-rate step: the centre is trusted more */
 #define MAX_ROLLBACKS 3     /* diverged training branches recovered from, at most */
 
 /* ---- decision log ------------------------------------------------------------- */
@@ -230,25 +230,38 @@ static double first_budget(const tuner_t *t)
     return isfinite(longest) && longest > 0 ? j->tuner.max_overhead * longest : INFINITY;
 }
 
-/* The first search: the range test, then a design centred on its rate, the
- * searcher's proposals after it, successive halving; commits the winner. */
+/* The first search: the range test (or, warm, the last job's winner), then
+ * a design centred on its rate, the searcher's proposals after it,
+ * successive halving; commits the winner. */
 static int first_search(tuner_t *t, uint32_t init)
 {
     const mlt_job_t *j = t->job;
     double lr_star = NAN;
-    int rc = mlt_tuner__range_test(t, init, &lr_star);
+    mlt_setting_t center;
+    mlt_setting_defaults(j, &center);
+    int rc;
+    if (t->warm) {
+        center = t->warm->setting;
+        lr_star = t->warm->lr_star;
+        rc = mlt_tuner__starting_loss(t, init);
+        if (!rc)
+            mlt_tuner__log_setting(t, "centre", init, &center, "\"warm\":true",
+                                   "warm start: the first search's winner of the last job of "
+                                   "this model");
+    } else {
+        rc = mlt_tuner__range_test(t, init, &lr_star);
+        if (!rc && isfinite(lr_star)) {
+            mlt_setting_set(j, &center, "lr", lr_star);
+            mlt_tuner__log_setting(t, "centre", init, &center, NULL,
+                                   "the default setting at the range test's learning rate");
+        }
+    }
     if (rc)
         return rc;
     set_trial_time(t);
-    mlt_setting_t center;
-    mlt_setting_defaults(j, &center);
-    if (isfinite(lr_star)) {
-        mlt_setting_set(j, &center, "lr", lr_star);
-        mlt_tuner__log_setting(t, "centre", init, &center, NULL,
-                               "the default setting at the range test's learning rate");
-    }
     mlt_setting_t design[MLT_JOB_MAX_TUNABLES * 2 + 1];
-    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)j->tuner.first_trials);
+    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)j->tuner.first_trials,
+                                    t->warm ? WARM_LR_STEP : 0);
     mlt_search_t *se = new_searcher(t, j->tuner.searcher, &center, 1);
     trial_t *trials = NULL;
     uint32_t n = 0;
@@ -262,8 +275,12 @@ static int first_search(tuner_t *t, uint32_t init)
     }
     if (!rc)
         rc = commit(t, trials, n, winner, "the best score of the first search");
-    if (!rc)
+    if (!rc) {
+        t->res->learned.have = true;
+        t->res->learned.setting = t->train_s;
+        t->res->learned.lr_star = lr_star;
         rc = snapshot_take(t, NAN, NAN, "committed");
+    }
     mlt_tuner__free_trials(trials, n);
     return rc;
 }
@@ -314,7 +331,7 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
         mlt_setting_set(t->job, &center, "lr", dm->max < lr / 2 ? dm->max : lr / 2);
     }
     mlt_setting_t design[MLT_JOB_MAX_TUNABLES * 2 + 1];
-    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)t->job->tuner.first_trials);
+    uint32_t nd = mlt_tuner__design(t, &center, design, (uint32_t)t->job->tuner.first_trials, 0);
     if (!lr_tuned) /* the failed setting is the centre: leave it out */
         for (uint32_t i = 1; i < nd; i++)
             design[i - 1] = design[i];
@@ -377,7 +394,7 @@ static int train_interval(tuner_t *t, double *trend)
 }
 
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
-                  mlt_tuner_result_t *res)
+                  const mlt_warm_t *warm, mlt_tuner_result_t *res)
 {
     tuner_t tu;
     memset(&tu, 0, sizeof tu);
@@ -385,11 +402,13 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     tuner_t *t = &tu;
     t->job = job;
     t->ex = ex;
+    t->warm = warm && warm->have ? warm : NULL;
     t->log = log;
     t->res = res;
     t->next_id = init_branch + 1;
     t->classify = job->model.type != MLT_MODEL_MF;
     res->val = res->test = res->best_val = NAN;
+    res->learned.lr_star = NAN;
     bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;
     mlt_space_init(&t->sp, job, tuning);
     t->lr_dim = mlt_space_dim(&t->sp, "lr");

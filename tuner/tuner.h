@@ -36,6 +36,7 @@
 
 #include "common/jobfile.h"
 #include "tuner/setting.h"
+#include "tuner/warm.h"
 
 /* What the tuner needs done. Every call returns 0, 1 when a stop was
  * requested (the tuner winds down), or -1 when the job failed (the executor
@@ -79,14 +80,17 @@ typedef struct mlt_tuner_result {
                             * trial time included */
     uint32_t trials;       /* trials run, all searches */
     uint32_t searches;     /* searches done (1 + re-tunes) */
+    mlt_warm_t learned;    /* the first search's winner, for the next job (warm.h) */
     char reason[256];      /* why it stopped */
 } mlt_tuner_result_t;
 
 /* Runs the job's tuning logic from init_branch (which holds the initial
  * weights) to a stop condition. Decision log lines go to `log` (may be NULL);
- * branch ids above init_branch are the tuner's. Returns 0 (finished or
- * stopped by request), or -1 (the job failed; res->reason says why). */
+ * branch ids above init_branch are the tuner's. warm: what an earlier job of
+ * the same model learnt (NULL or !have: a cold start, with a range test).
+ * Returns 0 (finished or stopped by request), or -1 (the job failed;
+ * res->reason says why). */
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
-                  mlt_tuner_result_t *res);
+                  const mlt_warm_t *warm, mlt_tuner_result_t *res);
 
 #endif

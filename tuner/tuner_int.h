@@ -22,6 +22,7 @@
 #include "tuner/searcher.h"
 #include "tuner/summary.h"
 #include "tuner/tuner.h"
+#include "tuner/warm.h"
 
 #define BRANCH_KIND_TRAIN 1
 #define BRANCH_KIND_EVAL 2
@@ -53,6 +54,7 @@ typedef struct trial {
 typedef struct tuner {
     const mlt_job_t *job;
     const mlt_exec_t *ex;
+    const mlt_warm_t *warm;   /* a warm start (NULL: cold) */
     FILE *log;
     mlt_tuner_result_t *res;
     uint32_t next_id;
@@ -121,9 +123,10 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
                       uint32_t *n_out, int *winner);
 
 /* tuner_probe.c */
+int mlt_tuner__starting_loss(tuner_t *t, uint32_t init);
 int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star);
 uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_setting_t *design,
-                           uint32_t max);
+                           uint32_t max, double lr_step);
 int mlt_tuner__retune(tuner_t *t, const char *why, bool *changed);
 
 #endif

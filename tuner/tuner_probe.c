@@ -32,7 +32,7 @@
 
 /* The starting loss without a range test: an eval branch at lr 0, whose
  * second half also measures the default setting's speed. */
-static int starting_loss_eval(tuner_t *t, uint32_t init)
+int mlt_tuner__starting_loss(tuner_t *t, uint32_t init)
 {
     mlt_setting_t s;
     mlt_setting_defaults(t->job, &s);
@@ -79,11 +79,11 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
     const mlt_job_t *j = t->job;
     if (k < 0 || t->sp.dims[k].kind == MLT_TUNABLE_DISCRETE || j->tuner.range_clocks <= 0 ||
         !t->ex->tune)
-        return starting_loss_eval(t, parent);
+        return mlt_tuner__starting_loss(t, parent);
     const mlt_tunable_t *dm = &t->sp.dims[k];
     double lo = dm->min, hi = dm->max;
     if (!(lo > 0) || !(hi > lo))
-        return starting_loss_eval(t, parent);
+        return mlt_tuner__starting_loss(t, parent);
     double decades = log10(hi / lo);
     int steps = (int)ceil(RANGE_PER_DECADE * decades) + 1;
     steps = steps < RANGE_MIN_STEPS ? RANGE_MIN_STEPS : steps > RANGE_MAX_STEPS ? RANGE_MAX_STEPS
@@ -203,7 +203,8 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
 
 /* ---- the first design ---------------------------------------------------------- *
  * The centre, then one step along each tuned continuous tunable in the order
- * they tend to matter: the learning rate up and down by DESIGN_LR_STEP,
+ * they tend to matter: the learning rate up and down by DESIGN_LR_STEP (or
+ * the caller's step),
  * momentum down and up (the effective rate kept, when coupled), then the
  * others. Discrete tunables (batch size, staleness) stay at the centre's
  * value: a search's short trials cannot judge them (see new_searcher in
@@ -241,8 +242,10 @@ static double discrete_step(const mlt_tunable_t *dm, double v, int dir)
 }
 
 uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_setting_t *design,
-                           uint32_t max)
+                           uint32_t max, double lr_step)
 {
+    if (!(lr_step > 1))
+        lr_step = DESIGN_LR_STEP;
     uint32_t n = 0;
     const mlt_job_t *j = t->job;
     design_add(t, design, &n, max, center);
@@ -252,7 +255,7 @@ uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_se
         for (int dir = 1; dir >= -1; dir -= 2) {
             mlt_setting_t s = *center;
             mlt_setting_set(j, &s, "lr",
-                            clampd(dir > 0 ? lr0 * DESIGN_LR_STEP : lr0 / DESIGN_LR_STEP,
+                            clampd(dir > 0 ? lr0 * lr_step : lr0 / lr_step,
                                    lr->min, lr->max));
             design_add(t, design, &n, max, &s);
         }

@@ -206,6 +206,39 @@ START_TEST(test_tune)
                   "decisions:\n%s", acc, TUNE_MIN_ACCURACY, last);
     fprintf(stderr, "tuned from lr 1.0: committed lr %g, test accuracy %.4f, %d trials, %d "
             "rollbacks\n", lr, acc, trials, rollbacks);
+
+    /* warm start: the job left its first search's winner with its outputs
+     * (and with the daemon); the next job of the model starts from it, with
+     * no range test, and says so first in its decision log */
+    snprintf(path, sizeof path, "%s/warm-start.conf", out);
+    ck_assert_msg(access(path, R_OK) == 0, "no %s", path);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    snprintf(out, sizeof out, "%s/out-warm", cl.dir);
+    const char *again[] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
+                           "--out", out,
+                           "--set", "workers=2",
+                           "--set", "data.subset=" SUBSET,
+                           "--set", "data.validation=2000",
+                           "--set", "stop.max_epochs=2",
+                           "--set", "stop.target_accuracy=0",
+                           "--set", "tunables.lr.default=1.0",
+                           "--wait", NULL};
+    rc = mlt_test_run(again, log, sizeof log);
+    ck_assert_msg(rc == 0, "mltunerctl submit --wait exited %d:\n%s", rc, log);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    snprintf(path, sizeof path, "%s/decisions.jsonl", out);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    ck_assert(fgets(line, sizeof line, f) != NULL);
+    ck_assert_msg(strstr(line, "\"event\":\"warm_start\"") && strstr(line, "\"used\":true"),
+                  "the second job did not start warm: %s", line);
+    bool range = false, centre = false;
+    while (fgets(line, sizeof line, f)) {
+        range |= strstr(line, "\"event\":\"range_test\"") != NULL;
+        centre |= strstr(line, "\"event\":\"centre\"") && strstr(line, "\"warm\":true");
+    }
+    fclose(f);
+    ck_assert_msg(!range && centre, "warm job: range test %d, warm centre %d", range, centre);
 }
 END_TEST
 

@@ -152,6 +152,7 @@ void jf_assert_job_eq(const mlt_job_t *a, const mlt_job_t *b)
     ck_assert_double_eq(a->tuner.gain_stop, b->tuner.gain_stop);
     ck_assert_double_eq(a->tuner.plateau_t, b->tuner.plateau_t);
     ck_assert_double_eq(a->tuner.decay, b->tuner.decay);
+    ck_assert_str_eq(a->tuner.warm_start, b->tuner.warm_start);
     ck_assert_double_eq(a->test_interval, b->test_interval);
     ck_assert_double_eq(a->stop.target_accuracy, b->stop.target_accuracy);
     ck_assert_double_eq(a->stop.target_rmse, b->stop.target_rmse);

@@ -59,6 +59,7 @@ static const char all_keys_text[] =
     "  gain_stop = 0.05;\n"
     "  plateau_t = 0;\n"
     "  decay = 0.3;\n"
+    "  warm_start = \"\";\n"
     "};\n"
     "test_interval = 0.5;\n"
     "stop = { target_accuracy = 0.99; target_rmse = 0.0; max_epochs = 2.5; max_time_s = 3600;\n"
@@ -84,7 +85,7 @@ static const char *const all_keys[] = {
     "tunables.*.values", "tunables.*.tune",
     "tuner", "tuner.searcher", "tuner.logic", "tuner.min_trial_clocks", "tuner.max_overhead",
     "tuner.retune_tests", "tuner.converge_tests", "tuner.range_clocks", "tuner.first_trials",
-    "tuner.max_trials", "tuner.gain_stop", "tuner.plateau_t", "tuner.decay",
+    "tuner.max_trials", "tuner.gain_stop", "tuner.plateau_t", "tuner.decay", "tuner.warm_start",
     "test_interval",
     "stop", "stop.target_accuracy", "stop.target_rmse", "stop.max_epochs", "stop.max_time_s",
     "stop.plateau_tests",
@@ -180,6 +181,7 @@ START_TEST(test_keys_every_key)
     ck_assert_double_eq(job.tuner.gain_stop, 0.05);
     ck_assert_double_eq(job.tuner.plateau_t, 0.0);
     ck_assert_double_eq(job.tuner.decay, 0.3);
+    ck_assert_str_eq(job.tuner.warm_start, "");
     ck_assert_double_eq(job.test_interval, 0.5);
     ck_assert_double_eq(job.stop.target_accuracy, 0.99);
     ck_assert_double_eq(job.stop.max_epochs, 2.5);
@@ -271,6 +273,7 @@ START_TEST(test_keys_defaults)
     ck_assert_double_eq(job.tuner.gain_stop, 0.02);
     ck_assert_double_eq(job.tuner.plateau_t, 2.0);
     ck_assert_double_eq(job.tuner.decay, 0.5);
+    ck_assert_str_eq(job.tuner.warm_start, "auto");
     ck_assert_double_eq(job.test_interval, 1.0);
     ck_assert_double_eq(job.stop.target_accuracy, 0.0);
     ck_assert_double_eq(job.stop.target_rmse, 0.0);

@@ -376,6 +376,54 @@ START_TEST(test_budget_counts_first_search)
 }
 END_TEST
 
+START_TEST(test_warm_start)
+{
+    /* a cold job learns its first search's winner (res.learned: the first
+     * commit's setting and the range test's rate); a second job given it
+     * runs no range test (the starting loss from a short eval branch at lr
+     * 0), centres its design on it ("warm": true), steps the rate by 2, not 3,
+     * and commits a rate near the first job's */
+    mlt_job_t job;
+    ct_job_make(&job, "tuner.retune_tests", "0", "tuner.plateau_t", "0", "stop.max_epochs", "2",
+                NULL);
+    run_t cold, warm;
+    ct_run_job(&job, ct_script_new(&job), &cold);
+    ck_assert_msg(cold.rc == 0, "%s", cold.res.reason);
+    const mlt_warm_t *w = &cold.res.learned;
+    ck_assert(w->have);
+    size_t c0 = ct_dlog_find(&cold.log, 0, "commit", UINT32_MAX);
+    ck_assert_double_eq_tol(ct_lr_of(&job, &w->setting),
+                            ct_l_sub(&cold.log.l[c0], "tunables", "lr"), 1e-5);
+    size_t rt = ct_dlog_find(&cold.log, 0, "range_test", UINT32_MAX);
+    ck_assert_double_eq_tol(w->lr_star, ct_l_num(&cold.log.l[rt], "lr"), 1e-6 * w->lr_star);
+
+    ct_run_job_warm(&job, ct_script_new(&job), w, &warm);
+    const dlog_t *d = &warm.log;
+    ck_assert_msg(warm.rc == 0, "%s", warm.res.reason);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, d->n, "range_test"), 0);
+    ck_assert_int_eq(warm.x->forks[K_EVAL], 1);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, d->n, "start"), 1);
+    size_t ce = ct_dlog_find(d, 0, "centre", UINT32_MAX);
+    ck_assert_uint_lt(ce, d->n);
+    ck_assert_ptr_nonnull(strstr(d->l[ce].text, "\"warm\":true"));
+    double lr_w = ct_lr_of(&job, &w->setting);
+    ck_assert_double_eq_tol(ct_l_sub(&d->l[ce], "tunables", "lr"), lr_w, 1e-5 * lr_w);
+    size_t p1 = ct_dlog_find(d, ct_dlog_find(d, 0, "propose", UINT32_MAX) + 1, "propose",
+                             UINT32_MAX);
+    ck_assert_double_eq_tol(ct_l_sub(&d->l[p1], "tunables", "lr"), 2 * lr_w, 1e-5 * lr_w);
+    size_t c1 = ct_dlog_find(d, 0, "commit", UINT32_MAX);
+    double lr1 = ct_l_sub(&d->l[c1], "tunables", "lr");
+    ck_assert_msg(lr1 >= lr_w / 2 - 1e-9 && lr1 <= 2 * lr_w + 1e-9, "warm job committed lr %g",
+                  lr1);
+    /* it cost less than the cold job's first search */
+    ck_assert(warm.res.trial_seconds < cold.res.trial_seconds);
+    ct_assert_only_training_live(warm.x, &warm.res);
+    ct_run_free(&cold);
+    ct_run_free(&warm);
+    mlt_job_free(&job);
+}
+END_TEST
+
 /* =================================================================== stop */
 
 START_TEST(test_target_accuracy)
@@ -537,6 +585,7 @@ static Suite *tuner_suite(void)
     tcase_add_test(tc, test_halving);
     tcase_add_test(tc, test_diverging_trials);
     tcase_add_test(tc, test_budget_counts_first_search);
+    tcase_add_test(tc, test_warm_start);
     suite_add_tcase(s, tc);
     ct_retune_tcases(s);
     tc = tcase_create("stop");

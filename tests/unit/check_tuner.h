@@ -128,6 +128,8 @@ void ct_assert_only_training_live(const script_t *x, const mlt_tuner_result_t *r
 /* the tuner on x with the decision log read back into r (ct_run_replay: a new
  * executor, with the progress callback or not); ct_run_free frees both */
 void ct_run_job(const mlt_job_t *job, script_t *x, run_t *r);
+/* the same with a warm start (NULL: cold) */
+void ct_run_job_warm(const mlt_job_t *job, script_t *x, const mlt_warm_t *warm, run_t *r);
 void ct_run_replay(const mlt_job_t *job, run_t *r, bool with_progress);
 void ct_run_free(run_t *r);
 double ct_lr_of(const mlt_job_t *job, const mlt_setting_t *s);

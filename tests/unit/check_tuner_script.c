@@ -365,12 +365,17 @@ void ct_assert_only_training_live(const script_t *x, const mlt_tuner_result_t *r
 
 void ct_run_job(const mlt_job_t *job, script_t *x, run_t *r)
 {
+    ct_run_job_warm(job, x, NULL, r);
+}
+
+void ct_run_job_warm(const mlt_job_t *job, script_t *x, const mlt_warm_t *warm, run_t *r)
+{
     memset(r, 0, sizeof *r);
     r->x = x;
     FILE *f = tmpfile();
     ck_assert(f != NULL);
     mlt_exec_t ex = script_exec(x);
-    r->rc = mlt_tuner_run(job, &ex, INIT, f, &r->res);
+    r->rc = mlt_tuner_run(job, &ex, INIT, f, warm, &r->res);
     ct_dlog_load(f, job, &r->log);
     fclose(f);
     if (getenv("CHECK_TUNER_DUMP")) /* for debugging a test: its decision log */
@@ -399,7 +404,7 @@ void ct_run_replay(const mlt_job_t *job, run_t *r, bool with_progress)
     mlt_exec_t ex = script_exec(x);
     if (with_progress)
         ex.progress = sx_progress;
-    r->rc = mlt_tuner_run(job, &ex, INIT, f, &r->res);
+    r->rc = mlt_tuner_run(job, &ex, INIT, f, NULL, &r->res);
     ct_dlog_load(f, job, &r->log);
     fclose(f);
 }
