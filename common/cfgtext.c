@@ -126,3 +126,18 @@ fail_open:
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
     return rc;
 }
+
+void mlt_cfgtext_write_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}

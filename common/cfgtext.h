@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Scans text (already accepted by libconfig) for an integer literal without
  * an L suffix beyond 32 bits, which libconfig 1.5 silently wraps (4296015872
@@ -23,5 +24,9 @@ int mlt_cfgtext_check(const char *text, const char *path, bool allow_include, co
  * (-ENOENT, -EISDIR, -EIO ...) with "path: cannot open: why" in err. */
 int mlt_cfgtext_read(const char *path, size_t max, char **textp, size_t *lenp, char *err,
                      size_t errlen);
+
+/* Writes s to f as a libconfig string literal: quoted, with quotes and
+ * backslashes escaped and control bytes as \xNN. */
+void mlt_cfgtext_write_string(FILE *f, const char *s);
 
 #endif

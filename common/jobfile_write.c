@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/cfgtext.h"
 
 /* the shortest decimal that reads back as d, written so that libconfig reads a
  * float: "0.01", "60.0", "1e-08" */
@@ -53,22 +54,6 @@ static const char *type_word(const jkey_t *k)
 
 /* ---- writing ---- */
 
-/* a libconfig string literal */
-static void write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\x%02x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void write_value(FILE *f, const jkey_t *k, const jval_t *v)
 {
     char buf[64];
@@ -81,11 +66,11 @@ static void write_value(FILE *f, const jkey_t *k, const jval_t *v)
         fmt_double(buf, sizeof buf, v->d);
         fputs(buf, f);
         break;
-    case JK_STRING: write_string(f, v->s ? v->s : ""); break;
+    case JK_STRING: mlt_cfgtext_write_string(f, v->s ? v->s : ""); break;
     case JK_BOOL: fputs(v->b ? "true" : "false", f); break;
     case JK_ENUM: {
         const char *nm = mlt_jobk_enum_name(k->names, v->i);
-        write_string(f, nm ? nm : "?");
+        mlt_cfgtext_write_string(f, nm ? nm : "?");
         break;
     }
     case JK_INTLIST:
@@ -111,7 +96,7 @@ static void write_value(FILE *f, const jkey_t *k, const jval_t *v)
                 }
             } else {
                 mlt_jobk_cnn_spec(&((const mlt_cnn_layer_t *)v->list)[i], buf, sizeof buf);
-                write_string(f, buf);
+                mlt_cfgtext_write_string(f, buf);
             }
         }
         fputc(']', f);

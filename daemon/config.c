@@ -790,18 +790,6 @@ int mlt_dconf_finish(mlt_dconf_t *c, char *err, size_t errlen)
     return mlt_dconf_validate(c, err, errlen);
 }
 
-/* a libconfig string literal */
-static void write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 void mlt_dconf_write_defaults(FILE *f)
 {
     fputs(file_header, f);
@@ -847,7 +835,7 @@ void mlt_dconf_write_defaults(FILE *f)
             fputs(a, f);
             break;
         case DK_STRING:
-            write_string(f, k->def_s);
+            mlt_cfgtext_write_string(f, k->def_s);
             break;
         case DK_BOOL:
             fputs(k->def_i ? "true" : "false", f);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cfgtext.h"
 #include "common/errtext.h"
 
 /* appends printf text to key[*at..cap) */
@@ -60,18 +61,6 @@ void mlt_warm_key(const mlt_job_t *job, char *key, size_t cap)
     kput(key, cap, &at, " %s", mlt_job_enum_name("update.rule", job->update.rule));
 }
 
-/* a libconfig string literal of s into out (quotes and backslashes escaped) */
-static void quoted(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 int mlt_warm_write(const char *path, const mlt_job_t *job, const mlt_warm_t *w, char *err,
                    size_t errlen)
 {
@@ -86,9 +75,9 @@ int mlt_warm_write(const char *path, const mlt_job_t *job, const mlt_warm_t *w, 
           "# same model (tuner.warm_start); written by mltunerd\n",
           f);
     fputs("key = ", f);
-    quoted(f, key);
+    mlt_cfgtext_write_string(f, key);
     fputs(";\njob = ", f);
-    quoted(f, job->name);
+    mlt_cfgtext_write_string(f, job->name);
     fprintf(f, ";\nlr_star = %.9g;\ntunables = {\n", isfinite(w->lr_star) ? w->lr_star : 0.0);
     for (uint32_t i = 0; i < job->n_tunables; i++)
         fprintf(f, "  %s = %.9g;\n", job->tunables[i].name, w->setting.v[i]);
