@@ -32,6 +32,12 @@
 #define FIRST_PIECE 0.25 /* the first piece of a trial: this share of its time */
 #define MAX_PIECES 6     /* pieces per run_for, at most */
 #define MAX_DUPS 3       /* duplicate proposals in a row end the searcher's extras */
+#define SEPARATE 2.0     /* halving ends when the best leads by this many standard errors */
+
+static double sq(double x)
+{
+    return x * x;
+}
 
 /* ---- trials -------------------------------------------------------------------- */
 
@@ -302,8 +308,9 @@ static int cmp_score(const void *a, const void *b)
 
 /* Successive halving over the live trials: keep the better half by score,
  * double the trial time (at most an epoch), resume the survivors, until one
- * is left or the next rung would overrun the budget (spent: the search's
- * lost time so far). */
+ * is left, the best leads the second by more than SEPARATE standard errors
+ * of their difference, or the next rung would overrun the budget (spent: the
+ * search's lost time so far). */
 static int halve(tuner_t *t, trial_t *trials, uint32_t n, double T, double parent_loss,
                  double budget_s, double spent0)
 {
@@ -319,11 +326,19 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, double T, double paren
             break;
         qsort(live, m, sizeof *live, cmp_score);
         uint32_t keep = (m + 1) / 2;
+        /* the best ahead of the second beyond SEPARATE standard errors: the
+         * longer rungs would only confirm it */
+        double gap = live[1]->score - live[0]->score;
+        double noise = sqrt(sq(live[0]->se) + sq(live[1]->se));
+        bool clear = isfinite(noise) && gap > SEPARATE * noise;
+        if (clear)
+            keep = 1;
         char b1[32], b2[32];
         for (uint32_t i = keep; i < m && !rc; i++) {
             char why[160];
-            snprintf(why, sizeof why, "halved: score %s, rank %u of %u after %.3f s (the last "
-                     "kept: %s)", jnum(b1, live[i]->score), i + 1, m, live[i]->seconds,
+            snprintf(why, sizeof why, "%s: score %s, rank %u of %u after %.3f s (the last "
+                     "kept: %s)", clear ? "behind the best beyond noise" : "halved",
+                     jnum(b1, live[i]->score), i + 1, m, live[i]->seconds,
                      jnum(b2, live[keep - 1]->score));
             rc = mlt_tuner__trial_kill(t, live[i], why);
         }

@@ -197,17 +197,20 @@ END_TEST
 
 START_TEST(test_halving)
 {
-    /* a design of 4 and no proposals: rung 0 runs the four the same time;
-     * the better half by score runs twice as long (a "rung" line); the other
-     * half is freed as "halved", each with a score no better than the last
-     * one kept; then the better of the two is committed. Discrete tunables
-     * (batch size) stay at the centre's value in every trial. */
+    /* a design of 4 and no proposals, the loss noisy enough that rung 0
+     * cannot tell the best two apart: the better half by score runs twice as
+     * long (a "rung" line); the other half is freed as "halved", each with a
+     * score no better than the last one kept; then the better of the two is
+     * committed. Discrete tunables (batch size) stay at the centre's value in
+     * every trial. */
     mlt_job_t job;
     ct_job_make(&job, "tuner.first_trials", "4", "tuner.max_trials", "4", "tuner.retune_tests",
                 "0", "tuner.plateau_t", "0", "tunables.batch_size.tune", "true",
                 "stop.max_epochs", "2", NULL);
+    script_t *x = ct_script_new(&job);
+    x->noise = 0.3;
     run_t r;
-    ct_run_job(&job, ct_script_new(&job), &r);
+    ct_run_job(&job, x, &r);
     const dlog_t *d = &r.log;
     ck_assert_msg(r.rc == 0, "%s", r.res.reason);
     ck_assert_uint_eq(r.res.trials, 4);
@@ -254,6 +257,50 @@ START_TEST(test_halving)
     for (size_t i = 0; i < ci; i++)
         if (ct_l_is(&d->l[i], "propose"))
             ck_assert_double_eq(ct_l_sub(&d->l[i], "tunables", "batch_size"), 128);
+    ct_assert_only_training_live(r.x, &r.res);
+    ct_run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
+START_TEST(test_halving_clear_leader)
+{
+    /* the same search with a clean loss: rung 0 already shows the best
+     * ahead of the second by more than two standard errors of their
+     * difference, so no longer rung runs: the others are freed as behind
+     * the best beyond noise, and the best is committed after rung 0 */
+    mlt_job_t job;
+    ct_job_make(&job, "tuner.first_trials", "4", "tuner.max_trials", "4", "tuner.retune_tests",
+                "0", "tuner.plateau_t", "0", "stop.max_epochs", "2", NULL);
+    run_t r;
+    ct_run_job(&job, ct_script_new(&job), &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, ci, "rung"), 0);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, ci, "trial_resume"), 0);
+    size_t behind = 0;
+    for (size_t i = 0; i < ci; i++)
+        behind += ct_l_is(&d->l[i], "free") && ct_l_reason_has(&d->l[i], "beyond noise");
+    ck_assert_uint_eq(behind, 3);
+    /* the winner's score is the lowest; the gap to the second is beyond 2 se */
+    double best = INFINITY, second = INFINITY, se_b = NAN, se_s = NAN;
+    for (size_t i = 0; i < ci; i++) {
+        if (!ct_l_is(&d->l[i], "summary"))
+            continue;
+        double sc = ct_l_num(&d->l[i], "score"), se = ct_l_num(&d->l[i], "se");
+        if (sc < best) {
+            second = best;
+            se_s = se_b;
+            best = sc;
+            se_b = se;
+        } else if (sc < second) {
+            second = sc;
+            se_s = se;
+        }
+    }
+    ck_assert_double_eq_tol(ct_l_num(&d->l[ci], "score"), best, 1e-9 + 1e-5 * best);
+    ck_assert(second - best > 2 * sqrt(se_b * se_b + se_s * se_s));
     ct_assert_only_training_live(r.x, &r.res);
     ct_run_free(&r);
     mlt_job_free(&job);
@@ -583,6 +630,7 @@ static Suite *tuner_suite(void)
     tcase_add_test(tc, test_picks_best);
     tcase_add_test(tc, test_range_test);
     tcase_add_test(tc, test_halving);
+    tcase_add_test(tc, test_halving_clear_leader);
     tcase_add_test(tc, test_diverging_trials);
     tcase_add_test(tc, test_budget_counts_first_search);
     tcase_add_test(tc, test_warm_start);

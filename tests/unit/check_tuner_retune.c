@@ -159,7 +159,8 @@ START_TEST(test_batch_retune)
     /* B ran half the clocks of A's probe, from A's cursor before it */
     uint32_t b = d->l[c1].branch;
     ck_assert_double_eq_tol(r.x->b[b].first_epoch, r.x->b[b].fork_pos, 1e-9);
-    ck_assert_double_eq_tol(r.res.epoch, 8.0, 1e-9);
+    /* max_epochs to within one clock of the larger batch (50 clocks an epoch) */
+    ck_assert(r.res.epoch >= 8.0 - 1e-9 && r.res.epoch <= 8.0 + 1.0 / 50 + 1e-9);
     ct_assert_only_training_live(r.x, &r.res);
     ct_run_free(&r);
     mlt_job_free(&job);
