@@ -211,7 +211,7 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
                         "(or register the same spec)",
                         st->job, name);
     }
-    if (mlt_optim_state_floats(rule) == 0)
+    if (mlt_optim_state_floats(rule, false) == 0)
         return mlt_errf(-EINVAL, err, errlen, "unknown update rule %d", (int)rule);
     if (n_servers == 0 || rank >= n_servers)
         return mlt_errf(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
@@ -226,7 +226,7 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
     }
     uint64_t lo, hi;
     mlt_layout_shard_range(g, n_servers, rank, &lo, &hi);
-    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule);
+    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule, false);
     st->n_owned = 0;
     st->branch_bytes = 0;
     for (uint32_t i = 0; i < n_tables; i++) {

@@ -142,7 +142,7 @@ static int run_standalone(const char *path, char **sets, int n_sets)
     uint32_t nt = mlt_trainer_n_tables(t);
     float **state = mlt_calloc(nt, sizeof *state);
     for (uint32_t i = 0; i < nt; i++)
-        state[i] = mlt_calloc(mlt_trainer_table_size(t, i) * mlt_optim_state_floats(rule),
+        state[i] = mlt_calloc(mlt_trainer_table_size(t, i) * mlt_optim_state_floats(rule, false),
                               sizeof(float));
     bool mf = job.model.type == MLT_MODEL_MF;
     uint64_t steps_per_epoch = (mlt_trainer_part_size(t) + batch - 1) / batch;
