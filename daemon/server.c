@@ -192,13 +192,22 @@ static int handle_register(mlt_server_t *s, req_t *rq)
         tables[i].size = job->tables[i]->size;
     }
     char err[256];
-    int rc = mlt_store_set_job(s->store, job->name, job->n_workers, (mlt_rule_t)job->rule, tables,
-                               (uint32_t)job->n_tables, s->rank, s->n_servers, err, sizeof err);
+    const mlt_store_job_t spec = {
+        .name = job->name,
+        .n_workers = job->n_workers,
+        .rule = (mlt_rule_t)job->rule,
+        .average = job->has_average && job->average,
+        .tables = tables,
+        .n_tables = (uint32_t)job->n_tables,
+        .rank = s->rank,
+        .n_servers = s->n_servers,
+    };
+    int rc = mlt_store_set_job_spec(s->store, &spec, err, sizeof err);
     mlt_free(tables);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
-    log_info("job '%s' registered: %zu tables, %u workers, rule %s", job->name, job->n_tables,
-             job->n_workers, mlt_rule_name((mlt_rule_t)job->rule));
+    log_info("job '%s' registered: %zu tables, %u workers, rule %s%s", job->name, job->n_tables,
+             job->n_workers, mlt_rule_name(spec.rule), spec.average ? " with average" : "");
     return reply_ok(s, rq, 1);
 }
 

@@ -436,6 +436,8 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     js.name = (char *)job->name;
     js.n_workers = job->n_workers;
     js.rule = (Mlt__Rule)rule;
+    js.has_average = job->average;
+    js.average = job->average;
     Mlt__TableSpec *ts = mlt_calloc(job->n_tables, sizeof *ts);
     Mlt__TableSpec **tp = mlt_calloc(job->n_tables, sizeof *tp);
     for (uint32_t i = 0; i < job->n_tables; i++) {

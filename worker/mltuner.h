@@ -29,9 +29,12 @@ typedef struct mlt_table_def {
 typedef struct mlt_job_def {
     const char *name;             /* job name */
     uint32_t n_workers;           /* workers whose clocks count for staleness */
-    const char *rule;             /* "sgd", "nesterov", "adam", "rmsprop", "adagrad", "adadelta" */
+    const char *rule;             /* "sgd", "nesterov", "adam", "rmsprop", "adagrad", "adadelta",
+                                     "sf-sgd", "sf-adamw" */
     const mlt_table_def_t *tables;
     uint32_t n_tables;
+    bool average; /* sgd/nesterov keep the weight average x (update.average); test and eval
+                     branches of them, and of the sf- rules, pull x */
 } mlt_job_def_t;
 
 /* Branch kinds. */

@@ -39,7 +39,7 @@ static const mlt_table_def_t tables[] = {
     {"b", B_SIZE},
     {"count", N_WORKERS},
 };
-static const mlt_job_def_t job = {"test-ps", N_WORKERS, "sgd", tables, 3};
+static const mlt_job_def_t job = {"test-ps", N_WORKERS, "sgd", tables, 3, false};
 
 static mlt_test_cluster_t cl;
 
@@ -341,7 +341,7 @@ END_TEST
  * the old prefetch; branch 2's cached copy must still hold branch 2. */
 START_TEST(test_dropped_prefetch)
 {
-    static const mlt_job_def_t job2 = {"test-ps-2", 2, "sgd", tables, 3};
+    static const mlt_job_def_t job2 = {"test-ps-2", 2, "sgd", tables, 3, false};
     char err[512];
     mlt_client_t *w[2];
     for (uint32_t k = 0; k < 2; k++) {

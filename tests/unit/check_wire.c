@@ -111,7 +111,8 @@ static void job_init(job_fixture_t *f)
     mlt__job_spec__init(&f->job);
     f->job.name = (char *)"job";
     f->job.n_workers = 4;
-    f->job.rule = MLT__RULE__RULE_ADAM;
+    f->job.rule = MLT__RULE__RULE_SF_ADAMW;
+    f->job.has_average = 1, f->job.average = 1;
     for (int i = 0; i < 2; i++) {
         mlt__table_spec__init(&f->t[i]);
         f->tp[i] = &f->t[i];
@@ -308,6 +309,8 @@ static void cmp_job(const Mlt__JobSpec *a, const Mlt__JobSpec *b)
     cmp_str("job.name", a->name, b->name);
     ck_assert_uint_eq(a->n_workers, b->n_workers);
     ck_assert_int_eq(a->rule, b->rule);
+    ck_assert_int_eq(a->has_average, b->has_average);
+    ck_assert_int_eq(a->average, b->average);
     ck_assert_uint_eq(a->n_tables, b->n_tables);
     for (size_t i = 0; i < a->n_tables; i++) {
         const Mlt__TableSpec *x = a->tables[i], *y = b->tables[i];
@@ -961,11 +964,11 @@ START_TEST(test_job_rule)
 {
     job_fixture_t f;
     job_init(&f);
-    for (int r = MLT__RULE__RULE_SGD; r <= MLT__RULE__RULE_ADADELTA; r++) {
+    for (int r = MLT__RULE__RULE_SGD; r <= MLT__RULE__RULE_SF_ADAMW; r++) {
         f.job.rule = (Mlt__Rule)r;
         ACCEPT_JOB(&f);
     }
-    f.job.rule = (Mlt__Rule)(MLT__RULE__RULE_ADADELTA + 1);
+    f.job.rule = (Mlt__Rule)(MLT__RULE__RULE_SF_ADAMW + 1);
     REJECT_JOB(&f, "rule");
     f.job.rule = (Mlt__Rule)-1;
     REJECT_JOB(&f, "rule");
