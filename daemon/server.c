@@ -163,6 +163,7 @@ static mlt_tunables_t merge_tunables(const mlt_tunables_t *base, const Mlt__Tuna
     if (t->has_beta1) r.h.beta1 = t->beta1;
     if (t->has_beta2) r.h.beta2 = t->beta2;
     if (t->has_eps) r.h.eps = t->eps;
+    if (t->has_warmup) r.h.warmup = t->warmup;
     if (t->has_staleness) r.staleness = t->staleness;
     return r;
 }
@@ -304,13 +305,14 @@ static int handle_status(mlt_server_t *s, req_t *rq)
         bi[i].shared_bytes = info.shared_bytes;
         bi[i].diverged = info.diverged;
         tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
-        tu[i].has_beta1 = tu[i].has_beta2 = tu[i].has_eps = 1;
+        tu[i].has_beta1 = tu[i].has_beta2 = tu[i].has_eps = tu[i].has_warmup = 1;
         tu[i].lr = info.tunables.h.lr;
         tu[i].momentum = info.tunables.h.momentum;
         tu[i].weight_decay = info.tunables.h.weight_decay;
         tu[i].beta1 = info.tunables.h.beta1;
         tu[i].beta2 = info.tunables.h.beta2;
         tu[i].eps = info.tunables.h.eps;
+        tu[i].warmup = info.tunables.h.warmup;
         tu[i].staleness = info.tunables.staleness;
         bi[i].tunables = &tu[i];
         bp[i] = &bi[i];

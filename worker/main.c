@@ -289,7 +289,7 @@ static void task_job(wk_t *w, const Mlt__Task *t)
         defs[i].size = mlt_trainer_table_size(w->trainer, i);
     }
     mlt_job_def_t jd = {w->job.name, n_workers, mlt_rule_name((mlt_rule_t)w->job.update.rule),
-                        defs, nt, false};
+                        defs, nt, w->job.update.average};
     int rc = mlt_client_register(w->client, &jd);
     mlt_free(defs);
     /* the trainer only reads the parameters it pulls (the shards apply the

@@ -46,12 +46,13 @@ enum {
     MLT_BRANCH_SNAPSHOT = 4, /* frozen: pushes and writes get EROFS */
 };
 
-/* Tunables of a branch. A float field set to NAN, or staleness < 0, is left
- * as it is (a fork inherits it from the parent; a new root gets the default).
- * Start from mlt_tunables_unset(). */
+/* Tunables of a branch. A float field set to NAN, or staleness or warmup < 0,
+ * is left as it is (a fork inherits it from the parent; a new root gets the
+ * default). Start from mlt_tunables_unset(). */
 typedef struct mlt_tunables_def {
     float lr, momentum, weight_decay, beta1, beta2, eps;
     int32_t staleness;
+    int32_t warmup; /* updates over which lr ramps up linearly (0: none) */
 } mlt_tunables_def_t;
 
 mlt_tunables_def_t mlt_tunables_unset(void);

@@ -169,6 +169,7 @@ static void fill_tunables(Mlt__Tunables *t, float lr)
     t->has_beta1 = 1, t->beta1 = 0.9f;
     t->has_beta2 = 1, t->beta2 = 0.999f;
     t->has_eps = 1, t->eps = 1e-8f;
+    t->has_warmup = 1, t->warmup = 500;
 }
 
 /* Fills f->h as a `type` message with the fields its flow carries
@@ -299,6 +300,7 @@ static void cmp_tunables(const char *what, const Mlt__Tunables *a, const Mlt__Tu
     CMP_OPT(what, a, b, beta1);
     CMP_OPT(what, a, b, beta2);
     CMP_OPT(what, a, b, eps);
+    CMP_OPT(what, a, b, warmup);
 }
 
 static void cmp_job(const Mlt__JobSpec *a, const Mlt__JobSpec *b)
@@ -882,7 +884,7 @@ START_TEST(test_tunables_betas_eps)
 }
 END_TEST
 
-START_TEST(test_tunables_staleness)
+START_TEST(test_tunables_staleness_warmup)
 {
     Mlt__Tunables t;
     mlt__tunables__init(&t);
@@ -896,6 +898,14 @@ START_TEST(test_tunables_staleness)
     REJECT(&h, -EINVAL, "tunables.staleness");
     t.staleness = UINT32_MAX;
     REJECT(&h, -EINVAL, "tunables.staleness");
+    t.staleness = 0;
+    t.has_warmup = 1;
+    t.warmup = MLT_MAX_WARMUP;
+    ACCEPT(&h);
+    t.warmup = MLT_MAX_WARMUP + 1;
+    REJECT(&h, -EINVAL, "tunables.warmup");
+    t.warmup = UINT32_MAX;
+    REJECT(&h, -EINVAL, "tunables.warmup");
     /* all fields present and in range */
     fill_tunables(&t, 1e6f);
     ACCEPT(&h);
@@ -1224,7 +1234,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_tunables_momentum);
     tcase_add_test(tc, test_tunables_weight_decay);
     tcase_add_test(tc, test_tunables_betas_eps);
-    tcase_add_test(tc, test_tunables_staleness);
+    tcase_add_test(tc, test_tunables_staleness_warmup);
     tcase_add_test(tc, test_job_name);
     tcase_add_test(tc, test_job_workers);
     tcase_add_test(tc, test_job_rule);
