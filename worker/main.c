@@ -19,6 +19,7 @@
 #include <cblas.h>
 
 #include "common/alloc.h"
+#include "common/fpmode.h"
 #include "common/jobfile.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -627,6 +628,7 @@ static void fix_blas_core(char **argv)
 
 int main(int argc, char **argv)
 {
+    mlt_fpmode_flush_denormals(); /* before any thread: they inherit it */
     fix_blas_core(argv);
     const char *coordinator = NULL, *standalone = NULL;
     long rank = -1;
