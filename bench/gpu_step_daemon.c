@@ -108,7 +108,8 @@ ps_model_t run_daemon(mlt_client_t *c, mlt_gpu_t *g, const train_set_t *t, int w
     w.h_loss = hmalloc(g, sizeof(double), "loss");
     char jobname[32];
     snprintf(jobname, sizeof jobname, "bench-gpu-%s", model_names[which]);
-    mlt_job_def_t job = {jobname, 1, "sgd", tables, b.np};
+    mlt_job_def_t job = {.name = jobname, .n_workers = 1, .rule = "sgd", .tables = tables,
+                         .n_tables = b.np};
     ccheck(c, mlt_client_register(c, &job), "mlt_client_register");
     mlt_tunables_def_t tu = mlt_tunables_unset();
     tu.lr = BENCH_LR;

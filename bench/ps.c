@@ -151,7 +151,8 @@ static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
 {
     uint64_t floats = bytes / sizeof(float);
     mlt_table_def_t table = {"w", floats};
-    mlt_job_def_t job = {"bench-ps", 1, "sgd", &table, 1};
+    mlt_job_def_t job = {.name = "bench-ps", .n_workers = 1, .rule = "sgd", .tables = &table,
+                         .n_tables = 1};
     check_client(c, mlt_client_register(c, &job), "mlt_client_register");
     snprintf(ours_transport, sizeof ours_transport, "%s", mlt_client_transport(c));
     mlt_tunables_def_t t = mlt_tunables_unset();

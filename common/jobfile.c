@@ -46,8 +46,8 @@ static const char *const backend_names[] = {"cpu", "cuda", "auto", NULL};
 const char *const mlt_jobk_model_names[] = {"mlp", "cnn", "softmax", "mf", NULL};
 const char *const mlt_jobk_format_names[] = {"idx", "ratings", "synthetic", NULL};
 /* the order of mlt_rule_t in kernels/optim.h (the unit test checks) */
-static const char *const rule_names[] = {"sgd",     "nesterov", "adam", "rmsprop",
-                                         "adagrad", "adadelta", NULL};
+static const char *const rule_names[] = {"sgd",      "nesterov", "adam",     "rmsprop", "adagrad",
+                                         "adadelta", "sf-sgd",   "sf-adamw", NULL};
 static const char *const searcher_names[] = {"bayes", "tpe", "random", "grid", "marginal", NULL};
 static const char *const logic_names[] = {"mltuner", "fixed", "train-to-completion", "hyperband",
                                           NULL};
@@ -139,19 +139,26 @@ const jkey_t mlt_jobk_keys[] = {
     {.path = "update", .type = JK_GROUP, .desc = "the update rule the servers apply to each push"},
     {.path = "update.rule", .type = JK_ENUM, .def_i = 0, .names = rule_names,
      .off = OFF(update.rule),
-     .desc = "sgd (with momentum), nesterov, adam, rmsprop, adagrad or adadelta"},
+     .desc = "sgd (with momentum), nesterov, adam, rmsprop, adagrad, adadelta, or the "
+             "schedule-free sf-sgd (interpolation: momentum) and sf-adamw (interpolation: "
+             "beta1), whose tests read the average"},
     {.path = "update.beta1", .type = JK_DOUBLE, .def_d = 0.9, .min_d = 0.0, .max_d = 1.0,
-     .max_open = true, .off = OFF(update.beta1), .desc = "adam: first-moment decay"},
+     .max_open = true, .off = OFF(update.beta1),
+     .desc = "adam: first-moment decay; sf-adamw: the interpolation between z and x"},
     {.path = "update.beta2", .type = JK_DOUBLE, .def_d = 0.999, .min_d = 0.0, .max_d = 1.0,
      .max_open = true, .off = OFF(update.beta2),
-     .desc = "adam: second-moment decay; the rho of rmsprop and adadelta"},
+     .desc = "adam, sf-adamw: second-moment decay; the rho of rmsprop and adadelta"},
     {.path = "update.eps", .type = JK_DOUBLE, .def_d = 1e-8, .min_d = 1e-20, .max_d = 1.0,
-     .off = OFF(update.eps), .desc = "denominator guard of adam, rmsprop, adagrad, adadelta"},
+     .off = OFF(update.eps),
+     .desc = "denominator guard of adam, rmsprop, adagrad, adadelta, sf-adamw"},
+    {.path = "update.average", .type = JK_BOOL, .def_i = 0, .off = OFF(update.average),
+     .desc = "sgd, nesterov: also keep the lr_max^2-weighted average of the weights, which "
+             "tests read (the sf rules always do; other rules refuse it)"},
 
     {.path = "tunables", .type = JK_TUNABLES, .max_n = MLT_JOB_MAX_TUNABLES,
      .desc = "the training tunables, each a group named as the workers know it (lr, "
-             "momentum, batch_size, staleness, weight_decay, or any other): continuous "
-             "(min, max, scale) or discrete (values), with a default"},
+             "momentum, batch_size, staleness, weight_decay, warmup, or any other): "
+             "continuous (min, max, scale) or discrete (values), with a default"},
     {.path = "tunables.*.default", .type = JK_DOUBLE, .in_tunable = true,
      .doc_def = "(required)", .min_d = -DBL_MAX, .max_d = DBL_MAX, .off = TOFF(def),
      .desc = "the value before tuning, and always when tune = false; within [min, max] or "

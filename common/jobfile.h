@@ -135,6 +135,7 @@ typedef struct mlt_job {
         int rule;            /* mlt_rule_t of kernels/optim.h (same order) */
         double beta1, beta2; /* Adam moments; beta2 is rho of RMSProp/AdaDelta */
         double eps;          /* denominator guard */
+        bool average;        /* sgd/nesterov: keep the weight average x; tests read it */
     } update;
 
     mlt_tunable_t *tunables; /* in file order (owned) */

@@ -31,6 +31,8 @@ static const struct {
     {"staleness", 0.0, 1000.0, false, false, true, "an integer in 0..1000",
      "a staleness bound in clocks"},
     {"weight_decay", 0.0, DBL_MAX, false, false, false, ">= 0", "a weight decay"},
+    {"warmup", 0.0, 10000000.0, false, false, true, "an integer in 0..10000000",
+     "a warm-up length in updates"}, /* MLT_MAX_WARMUP of proto/limits.h */
 };
 
 /* ---- string checks ---- */
@@ -438,6 +440,17 @@ int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t e
                 (long long)job->data.synthetic.ratings, cells);
             return report(p, err, errlen, why, "data.synthetic.ratings", "data.synthetic", NULL);
         }
+    }
+    /* update.average: the rules that can keep one (kernels/optim.h's
+     * mlt_optim_state_floats; common/ does not reach up to kernels/) */
+    const char *rule = mlt_job_enum_name("update.rule", job->update.rule);
+    if (job->update.average && rule && strcmp(rule, "sgd") != 0 && strcmp(rule, "nesterov") != 0 &&
+        strcmp(rule, "sf-sgd") != 0 && strcmp(rule, "sf-adamw") != 0) {
+        fmt(why, sizeof why,
+            "update.average keeps a weight average for update.rule \"sgd\" or \"nesterov\" "
+            "(the sf- rules always do); \"%s\" cannot keep one",
+            rule);
+        return report(p, err, errlen, why, "update.average", "update.rule", NULL);
     }
     if (job->model.type == MLT_MODEL_MF && job->stop.target_accuracy > 0) {
         fmt(why, sizeof why,

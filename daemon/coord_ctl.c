@@ -91,6 +91,8 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
         tu.momentum = c->tunables.momentum;
         tu.has_staleness = c->tunables.staleness >= 0;
         tu.staleness = (uint32_t)(c->tunables.staleness >= 0 ? c->tunables.staleness : 0);
+        tu.has_warmup = c->tunables.warmup >= 0;
+        tu.warmup = (uint32_t)(c->tunables.warmup >= 0 ? c->tunables.warmup : 0);
         js.tunables = &tu;
         js.out_dir = c->out_dir;
         js.has_trials = js.has_tuning_seconds = js.has_training_seconds = 1;
@@ -413,6 +415,8 @@ static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64
         bi[i].shared_bytes = b[i].shared_bytes;
         bi[i].diverged = b[i].diverged;
         tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
+        tu[i].has_warmup = b[i].tunables.warmup >= 0;
+        tu[i].warmup = (uint32_t)(b[i].tunables.warmup > 0 ? b[i].tunables.warmup : 0);
         tu[i].lr = b[i].tunables.lr;
         tu[i].momentum = b[i].tunables.momentum;
         tu[i].weight_decay = b[i].tunables.weight_decay;

@@ -138,9 +138,10 @@ static void print_status(const Mlt__JobState *s, int json)
         if (isfinite(s->test_rmse))
             printf(",\"test_rmse\":%.6g", s->test_rmse);
         if (s->tunables)
-            printf(",\"tunables\":{\"lr\":%g,\"momentum\":%g,\"batch_size\":%u,\"staleness\":%u}",
+            printf(",\"tunables\":{\"lr\":%g,\"momentum\":%g,\"batch_size\":%u,\"staleness\":%u,"
+                   "\"warmup\":%u}",
                    (double)s->tunables->lr, (double)s->tunables->momentum, s->batch_size,
-                   s->tunables->staleness);
+                   s->tunables->staleness, s->tunables->warmup);
         printf(",\"branch\":%u,\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
                s->branch, s->trials, s->tuning_seconds, s->training_seconds);
         if (s->out_dir)
@@ -273,11 +274,11 @@ static int cmd_branches(void *sock, int json)
             else
                 printf("null");
             printf(",\"kind\":\"%s\",\"training\":%s,\"lr\":%g,\"momentum\":%g,"
-                   "\"staleness\":%u,\"min_clock\":%lld,\"owned_bytes\":%llu,"
+                   "\"staleness\":%u,\"warmup\":%u,\"min_clock\":%lld,\"owned_bytes\":%llu,"
                    "\"shared_bytes\":%llu,\"diverged\":%s}",
                    mlt_branch_kind_name((int)b->kind), b->id == training ? "true" : "false",
                    t ? (double)t->lr : 0.0, t ? (double)t->momentum : 0.0, t ? t->staleness : 0,
-                   (long long)b->min_clock, (unsigned long long)b->owned_bytes,
+                   t ? t->warmup : 0, (long long)b->min_clock, (unsigned long long)b->owned_bytes,
                    (unsigned long long)b->shared_bytes, b->diverged ? "true" : "false");
         }
         printf("]}\n");

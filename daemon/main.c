@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "common/fpmode.h"
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/coord.h"
@@ -64,6 +65,7 @@ static int write_endpoint(const char *path, const char *ep)
 
 int main(int argc, char **argv)
 {
+    mlt_fpmode_flush_denormals(); /* before any thread: they inherit it */
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},   {"set", required_argument, 0, 's'},
         {"rank", required_argument, 0, 'r'},     {"bind", required_argument, 0, 'b'},

@@ -163,6 +163,7 @@ static mlt_tunables_t merge_tunables(const mlt_tunables_t *base, const Mlt__Tuna
     if (t->has_beta1) r.h.beta1 = t->beta1;
     if (t->has_beta2) r.h.beta2 = t->beta2;
     if (t->has_eps) r.h.eps = t->eps;
+    if (t->has_warmup) r.h.warmup = t->warmup;
     if (t->has_staleness) r.staleness = t->staleness;
     return r;
 }
@@ -192,13 +193,22 @@ static int handle_register(mlt_server_t *s, req_t *rq)
         tables[i].size = job->tables[i]->size;
     }
     char err[256];
-    int rc = mlt_store_set_job(s->store, job->name, job->n_workers, (mlt_rule_t)job->rule, tables,
-                               (uint32_t)job->n_tables, s->rank, s->n_servers, err, sizeof err);
+    const mlt_store_job_t spec = {
+        .name = job->name,
+        .n_workers = job->n_workers,
+        .rule = (mlt_rule_t)job->rule,
+        .average = job->has_average && job->average,
+        .tables = tables,
+        .n_tables = (uint32_t)job->n_tables,
+        .rank = s->rank,
+        .n_servers = s->n_servers,
+    };
+    int rc = mlt_store_set_job_spec(s->store, &spec, err, sizeof err);
     mlt_free(tables);
     if (rc)
         return reply_error(s, rq, rc, "%s", err);
-    log_info("job '%s' registered: %zu tables, %u workers, rule %s", job->name, job->n_tables,
-             job->n_workers, mlt_rule_name((mlt_rule_t)job->rule));
+    log_info("job '%s' registered: %zu tables, %u workers, rule %s%s", job->name, job->n_tables,
+             job->n_workers, mlt_rule_name(spec.rule), spec.average ? " with average" : "");
     return reply_ok(s, rq, 1);
 }
 
@@ -295,13 +305,14 @@ static int handle_status(mlt_server_t *s, req_t *rq)
         bi[i].shared_bytes = info.shared_bytes;
         bi[i].diverged = info.diverged;
         tu[i].has_lr = tu[i].has_momentum = tu[i].has_weight_decay = tu[i].has_staleness = 1;
-        tu[i].has_beta1 = tu[i].has_beta2 = tu[i].has_eps = 1;
+        tu[i].has_beta1 = tu[i].has_beta2 = tu[i].has_eps = tu[i].has_warmup = 1;
         tu[i].lr = info.tunables.h.lr;
         tu[i].momentum = info.tunables.h.momentum;
         tu[i].weight_decay = info.tunables.h.weight_decay;
         tu[i].beta1 = info.tunables.h.beta1;
         tu[i].beta2 = info.tunables.h.beta2;
         tu[i].eps = info.tunables.h.eps;
+        tu[i].warmup = info.tunables.h.warmup;
         tu[i].staleness = info.tunables.staleness;
         bi[i].tunables = &tu[i];
         bp[i] = &bi[i];

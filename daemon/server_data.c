@@ -2,6 +2,10 @@
  * parked until min_clock allows), pull replies, pushes and writes; see
  * server.h and server_int.h.
  *
+ * A pull reads what mlt_store_chunk_get() says a branch reads (the
+ * parameters, or the average x for a test or eval branch under a rule that
+ * keeps one), whichever way the reply travels.
+ *
  * Pull replies send the chunks' own memory zero-copy: each frame holds a
  * reference on its chunk, released from ZeroMQ's I/O thread, and the store
  * copies a chunk before writing it while any such reference is out. A packed
@@ -72,8 +76,9 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
     if (fd >= 0 && !held)
         snprintf(err, sizeof err, "out of memory writing a pull reply"), fd = -ENOMEM;
     for (uint32_t i = 0; held && i < count; i++) {
-        held[i] = mlt_store_chunk_get(s->store, b, table, first + i);
-        iov[i].iov_base = (void *)mlt_chunk_params(held[i]);
+        const float *data;
+        held[i] = mlt_store_chunk_get(s->store, b, table, first + i, &data);
+        iov[i].iov_base = (void *)data;
         iov[i].iov_len = (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
     }
     int rc = held ? mlt_shmseg_writev(fd, iov, count, dst->offset) : fd;
@@ -139,17 +144,18 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     size_t off = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t k = first + i;
-        mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k);
+        const float *data;
+        mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, k, &data);
         size_t bytes = (size_t)mlt_store_chunk_len(s->store, table, k) * sizeof(float);
         s->bytes_out += bytes;
         if (packed) {
-            memcpy(buf + off, mlt_chunk_params(c), bytes);
+            memcpy(buf + off, data, bytes);
             mlt_chunk_release(NULL, c);
             off += bytes;
             continue;
         }
         zmq_msg_t m;
-        zmq_msg_init_data(&m, (void *)mlt_chunk_params(c), bytes, mlt_chunk_release, c);
+        zmq_msg_init_data(&m, (void *)data, bytes, mlt_chunk_release, c);
         if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
             zmq_msg_close(&m); /* releases the chunk */
     }

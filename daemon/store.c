@@ -20,7 +20,7 @@ struct mlt_chunk {
     uint32_t branch_refs;       /* branches only (main thread), for accounting */
     uint32_t n;                 /* parameter floats */
     uint32_t state_arrays;      /* optimizer state arrays of n floats after them */
-    uint64_t step;              /* updates applied (Adam's t) */
+    mlt_optim_scalars_t sc;     /* the rule's scalars: updates applied, lr_max, weight_sum */
     uint64_t bytes;             /* size of the allocation */
     struct acct *acct;          /* the store's counter, decremented at free */
 };
@@ -69,6 +69,8 @@ struct mlt_store {
     char *job;                  /* NULL: no job */
     uint32_t n_workers;
     mlt_rule_t rule;
+    bool average; /* update.average (sgd/nesterov) */
+    int x_array;  /* the state array a test reads (the average x); -1: none */
     uint32_t state_arrays;
     table_t *tables;
     uint32_t n_tables;
@@ -83,11 +85,6 @@ struct mlt_store {
 static float *chunk_data(mlt_chunk_t *c)
 {
     return (float *)((char *)c + CHUNK_HDR);
-}
-
-const float *mlt_chunk_params(const mlt_chunk_t *c)
-{
-    return (const float *)((const char *)c + CHUNK_HDR);
 }
 
 uint64_t mlt_store_chunk_bytes(const mlt_store_t *st, uint32_t floats)
@@ -187,14 +184,14 @@ void mlt_store_destroy(mlt_store_t **sp)
     *sp = NULL;
 }
 
-static bool same_job(const mlt_store_t *st, const char *name, uint32_t n_workers, mlt_rule_t rule,
-                     const mlt_table_spec_t *tables, uint32_t n_tables)
+static bool same_job(const mlt_store_t *st, const mlt_store_job_t *job)
 {
-    if (strcmp(st->job, name) != 0 || st->n_workers != n_workers || st->rule != rule ||
-        st->n_tables != n_tables)
+    if (strcmp(st->job, job->name) != 0 || st->n_workers != job->n_workers ||
+        st->rule != job->rule || st->average != job->average || st->n_tables != job->n_tables)
         return false;
-    for (uint32_t i = 0; i < n_tables; i++)
-        if (strcmp(st->tables[i].name, tables[i].name) != 0 || st->tables[i].size != tables[i].size)
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        if (strcmp(st->tables[i].name, job->tables[i].name) != 0 ||
+            st->tables[i].size != job->tables[i].size)
             return false;
     return true;
 }
@@ -203,16 +200,31 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
                       const mlt_table_spec_t *tables, uint32_t n_tables, uint32_t rank,
                       uint32_t n_servers, char *err, size_t errlen)
 {
+    const mlt_store_job_t job = {name, n_workers, rule, false, tables, n_tables, rank, n_servers};
+    return mlt_store_set_job_spec(st, &job, err, errlen);
+}
+
+int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *err, size_t errlen)
+{
+    const char *name = job->name;
+    const mlt_rule_t rule = job->rule;
+    const mlt_table_spec_t *tables = job->tables;
+    const uint32_t n_tables = job->n_tables, rank = job->rank, n_servers = job->n_servers;
     if (st->job) {
-        if (same_job(st, name, n_workers, rule, tables, n_tables))
+        if (same_job(st, job))
             return 0;
         return mlt_errf(-EBUSY, err, errlen,
                         "this daemon serves job '%s'; end it before registering '%s' "
                         "(or register the same spec)",
                         st->job, name);
     }
-    if (mlt_optim_state_floats(rule) == 0)
+    if (!mlt_rule_name(rule))
         return mlt_errf(-EINVAL, err, errlen, "unknown update rule %d", (int)rule);
+    if (mlt_optim_state_floats(rule, job->average) == 0)
+        return mlt_errf(-EINVAL, err, errlen,
+                        "update rule %s cannot keep a weight average (update.average: sgd and "
+                        "nesterov only; the schedule-free rules always do)",
+                        mlt_rule_name(rule));
     if (n_servers == 0 || rank >= n_servers)
         return mlt_errf(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
     st->tables = mlt_calloc(n_tables, sizeof *st->tables);
@@ -226,7 +238,7 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
     }
     uint64_t lo, hi;
     mlt_layout_shard_range(g, n_servers, rank, &lo, &hi);
-    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule);
+    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule, job->average);
     st->n_owned = 0;
     st->branch_bytes = 0;
     for (uint32_t i = 0; i < n_tables; i++) {
@@ -238,8 +250,10 @@ int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt
             st->branch_bytes += mlt_store_chunk_bytes(st, mlt_store_chunk_len(st, i, (uint32_t)k));
     }
     st->job = mlt_strdup(name);
-    st->n_workers = n_workers;
+    st->n_workers = job->n_workers;
     st->rule = rule;
+    st->average = job->average;
+    st->x_array = mlt_optim_average_array(rule, job->average);
     st->n_tables = n_tables;
     return 0;
 }
@@ -533,8 +547,7 @@ int mlt_store_apply(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k
         return -ENOMEM;
     mlt_chunk_t *c = *slot;
     float *w = chunk_data(c);
-    c->step++;
-    mlt_optim_apply(st->rule, &b->t.h, w, w + c->n, g, c->n, c->step);
+    mlt_optim_update(st->rule, st->average, &b->t.h, w, w + c->n, g, c->n, &c->sc);
     if (!mlt_all_finite(w, c->n))
         b->diverged = true; /* finite gradients, but the step overflowed */
     return 0;
@@ -545,14 +558,30 @@ int mlt_store_write(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k
     mlt_chunk_t **slot = slot_of(st, b, table, k);
     if (chunk_make_private(st, slot))
         return -ENOMEM;
-    memcpy(chunk_data(*slot), v, (size_t)(*slot)->n * sizeof(float));
+    mlt_chunk_t *c = *slot;
+    float *w = chunk_data(c);
+    memcpy(w, v, (size_t)c->n * sizeof(float));
+    mlt_optim_restart(st->rule, st->average, w, w + c->n, c->n, &c->sc);
     return 0;
 }
 
-mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k)
+/* The one place that decides what a pull of b reads from c (store.h): the
+ * average x for a TEST or EVAL branch under a rule that keeps one, else the
+ * parameters y. */
+static const float *chunk_read(const mlt_store_t *st, const mlt_branch_t *b, mlt_chunk_t *c)
+{
+    const float *params = chunk_data(c);
+    if (st->x_array >= 0 && (b->kind == MLT_KIND_TEST || b->kind == MLT_KIND_EVAL))
+        return params + (size_t)(1 + st->x_array) * c->n; /* state array x_array */
+    return params;
+}
+
+mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k,
+                                 const float **data)
 {
     mlt_chunk_t *c = *slot_of(st, b, table, k);
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    *data = chunk_read(st, b, c);
     return c;
 }
 

@@ -2,12 +2,18 @@
  * the live branches, each a table of references to chunks.
  *
  * Invariants:
- *  - A chunk holds its parameters and the optimizer state after them, so a
- *    fork forks both. A chunk referenced by more than one holder (branches or
+ *  - A chunk holds its parameters and the optimizer state after them, and the
+ *    update rule's scalars (mlt_optim_scalars_t) in its header, so a fork
+ *    forks all three. A chunk referenced by more than one holder (branches or
  *    in-flight pull replies) is never written: the writer copies it first
  *    (copy-on-write at chunk granularity).
  *  - fork(parent) copies the parent's reference table and takes a reference
  *    on each chunk: O(chunks), no parameter bytes copied.
+ *  - Under a rule that keeps a weight average (sf-sgd, sf-adamw; sgd and
+ *    nesterov with update.average) the parameters are the point y where
+ *    gradients are taken and one state array is the average x. A pull of a
+ *    TEST or EVAL branch reads x, of any other kind y: mlt_store_chunk_get()
+ *    makes that choice, for every reply path.
  *  - memory_potential = the sum over live branches of their full size, i.e.
  *    what they would use if every chunk were written. A create or fork that
  *    would raise it above memory_limit is refused (-ENOMEM), so copy-on-write
@@ -73,8 +79,24 @@ mlt_store_t *mlt_store_new(uint32_t chunk_floats, uint64_t memory_limit);
  * those are released. Accepts NULL, clears *sp. */
 void mlt_store_destroy(mlt_store_t **sp);
 
+/* A job as the store takes it (borrowed for the call). */
+typedef struct mlt_store_job {
+    const char *name;
+    uint32_t n_workers;
+    mlt_rule_t rule;
+    bool average; /* update.average: sgd/nesterov also keep the average x */
+    const mlt_table_spec_t *tables;
+    uint32_t n_tables;
+    uint32_t rank;      /* this shard */
+    uint32_t n_servers; /* shards of the job */
+} mlt_store_job_t;
+
 /* Sets the job: tables, workers, rule, and which shard this is. The same job
- * again is accepted (0); a different one while a job is set is -EBUSY. */
+ * again is accepted (0); a different one while a job is set is -EBUSY;
+ * -EINVAL for an unknown rule, average with a rule that cannot keep one, or a
+ * rank outside n_servers. */
+int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *err, size_t errlen);
+/* mlt_store_set_job_spec without update.average. */
 int mlt_store_set_job(mlt_store_t *st, const char *name, uint32_t n_workers, mlt_rule_t rule,
                       const mlt_table_spec_t *tables, uint32_t n_tables, uint32_t rank,
                       uint32_t n_servers, char *err, size_t errlen);
@@ -126,17 +148,22 @@ void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_bra
 mlt_branch_t *mlt_store_branch_at(mlt_store_t *st, uint32_t i);
 
 /* Applies gradient g (len floats, the whole chunk) to chunk k of table on b
- * with b's rule and tunables, copying the chunk first if it is shared.
- * 0 or -ENOMEM (the chunk is left unchanged). */
+ * with the job's rule and b's tunables (mlt_optim_update), copying the chunk
+ * first if it is shared. 0 or -ENOMEM (the chunk is left unchanged). */
 int mlt_store_apply(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k, const float *g);
-/* Overwrites the parameters of chunk k (its optimizer state is kept).
- * 0 or -ENOMEM. */
+/* Overwrites the parameters of chunk k. Under a rule that keeps an average
+ * the sequences restart at the written values (y = z = x, v = 0) and the
+ * rule's scalars at 0 (mlt_optim_restart); otherwise the optimizer state is
+ * kept. 0 or -ENOMEM. */
 int mlt_store_write(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k,
                     const float *v);
-/* Takes a reference on chunk k of table on b for an outgoing message; the
- * parameters are at mlt_chunk_params(). The holder calls mlt_chunk_release(). */
-mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k);
-const float *mlt_chunk_params(const mlt_chunk_t *c);
+/* Takes a reference on chunk k of table on b for an outgoing pull reply and
+ * sets *data to the floats (mlt_store_chunk_len of them) the pull returns:
+ * the average x for a TEST or EVAL branch under a rule that keeps one, else
+ * the parameters. They stay valid while the reference is held; the holder
+ * calls mlt_chunk_release(). */
+mlt_chunk_t *mlt_store_chunk_get(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k,
+                                 const float **data);
 /* Drops a reference; signature of zmq_free_fn (data unused, hint = chunk).
  * Thread-safe. */
 void mlt_chunk_release(void *data, void *hint);

@@ -253,9 +253,10 @@ int mlt_gpu_mf_sse(mlt_gpu_t *g, const float *U, const float *V, size_t rank, si
 /* ---- optimizer ---- */
 
 /* mlt_optim_apply on the device, same rules, formulas and state layout
- * (mlt_optim_state_floats(rule) arrays of n floats in `state`). The
+ * (mlt_optim_state_floats(rule, false) arrays of n floats in `state`). The
  * hyperparameters and step are passed by value: a captured graph keeps the
- * ones of its capture. -EINVAL for an invalid rule. */
+ * ones of its capture. -EINVAL for an invalid rule and for the schedule-free
+ * rules, whose per-array scalars (mlt_optim_update) live on the host. */
 int mlt_gpu_optim_apply(mlt_gpu_t *g, mlt_rule_t rule, const mlt_hyper_t *h, float *w,
                         float *state, const float *grad, size_t n, uint64_t step);
 

@@ -481,6 +481,11 @@ int mlt_gpu_optim_apply(mlt_gpu_t *g, mlt_rule_t rule, const mlt_hyper_t *h, flo
 {
     if ((unsigned)rule >= (unsigned)MLT_RULE_COUNT_)
         return mlt_gpu_fail_(g, -EINVAL, "mlt_gpu_optim_apply: invalid rule %d", (int)rule);
+    if (mlt_rule_schedule_free(rule))
+        return mlt_gpu_fail_(g, -EINVAL,
+                             "mlt_gpu_optim_apply: %s keeps per-array scalars (mlt_optim_update); "
+                             "the device has the step rules only",
+                             mlt_rule_name(rule));
     if (n == 0)
         return 0;
     coef k;

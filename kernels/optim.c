@@ -4,9 +4,10 @@
  * run by a simple loop over restrict-qualified pointers, written so that GCC
  * -O2 vectorises it (see VEC_FLOATS). Weight decay is folded into the same pass
  * (g' = g + wd*w) rather than materialised, because g is borrowed and const.
- * Arithmetic is in float; only Adam's bias corrections are computed, once per
- * call, in double. No allocation, no global state, no logging: every function
- * is thread-safe on disjoint arrays. */
+ * Arithmetic is in float; only the per-call scalars (Adam's bias corrections,
+ * the schedule and averaging weight of the averaging rules) are computed, once
+ * per call, in double. No allocation, no global state, no logging: every
+ * function is thread-safe on disjoint arrays. */
 #include "kernels/optim.h"
 
 #include <assert.h>
@@ -18,13 +19,20 @@ static const char *const rule_names[MLT_RULE_COUNT_] = {
     [MLT_RULE_SGD] = "sgd",         [MLT_RULE_NESTEROV] = "nesterov",
     [MLT_RULE_ADAM] = "adam",       [MLT_RULE_RMSPROP] = "rmsprop",
     [MLT_RULE_ADAGRAD] = "adagrad", [MLT_RULE_ADADELTA] = "adadelta",
+    [MLT_RULE_SF_SGD] = "sf-sgd",   [MLT_RULE_SF_ADAMW] = "sf-adamw",
 };
 
-/* Indexed by mlt_rule_t: state arrays of n floats each. */
+/* Indexed by mlt_rule_t: state arrays of n floats each, without average. */
 static const size_t rule_state[MLT_RULE_COUNT_] = {
     [MLT_RULE_SGD] = 1,     [MLT_RULE_NESTEROV] = 1, [MLT_RULE_ADAM] = 2,
     [MLT_RULE_RMSPROP] = 1, [MLT_RULE_ADAGRAD] = 1,  [MLT_RULE_ADADELTA] = 2,
+    [MLT_RULE_SF_SGD] = 2,  [MLT_RULE_SF_ADAMW] = 3,
 };
+
+/* Where the averaging rules keep their arrays: z (schedule-free) or h
+ * (sgd/nesterov) first, the average x second, v (sf-adamw) third. */
+#define ARRAY_X 1
+#define ARRAY_V 2
 
 mlt_hyper_t mlt_hyper_default(void)
 {
@@ -35,6 +43,7 @@ mlt_hyper_t mlt_hyper_default(void)
         .beta1 = 0.9f,
         .beta2 = 0.999f,
         .eps = 1e-8f,
+        .warmup = 0,
     };
 }
 
@@ -56,11 +65,26 @@ int mlt_rule_parse(const char *name)
     return -1;
 }
 
-size_t mlt_optim_state_floats(mlt_rule_t rule)
+bool mlt_rule_schedule_free(mlt_rule_t rule)
+{
+    return rule == MLT_RULE_SF_SGD || rule == MLT_RULE_SF_ADAMW;
+}
+
+size_t mlt_optim_state_floats(mlt_rule_t rule, bool average)
 {
     if ((unsigned)rule >= (unsigned)MLT_RULE_COUNT_)
         return 0;
-    return rule_state[rule];
+    if (!average || mlt_rule_schedule_free(rule))
+        return rule_state[rule];
+    /* sgd and nesterov keep x after h; the adaptive rules cannot average */
+    return rule == MLT_RULE_SGD || rule == MLT_RULE_NESTEROV ? rule_state[rule] + 1 : 0;
+}
+
+int mlt_optim_average_array(mlt_rule_t rule, bool average)
+{
+    if (mlt_optim_state_floats(rule, average) == 0)
+        return -1;
+    return mlt_rule_schedule_free(rule) || average ? ARRAY_X : -1;
 }
 
 /* GCC 12 at -O2 uses -fvect-cost-model=very-cheap, which vectorises a loop
@@ -70,9 +94,10 @@ size_t mlt_optim_state_floats(mlt_rule_t rule)
  * and then over the few floats left. The element steps are static inline
  * functions so both loops share one statement of each formula.
  *
- * The loops that call sqrtf() (adam, rmsprop, adagrad, adadelta) vectorise only
- * under -fno-math-errno: otherwise GCC keeps a scalar errno path for negative
- * input, which cannot occur here (every operand is a sum of squares, plus eps).
+ * The loops that call sqrtf() (adam, rmsprop, adagrad, adadelta, sf-adamw)
+ * vectorise only under -fno-math-errno: otherwise GCC keeps a scalar errno
+ * path for negative input, which cannot occur here (every operand is a sum of
+ * squares, plus eps).
  * Neither the pragma nor the optimize attribute changes that, so the flag has
  * to come from the build (kernels_lib c_args); nothing here reads errno. */
 #define VEC_FLOATS ((size_t)16)
@@ -102,7 +127,11 @@ typedef struct coef {
     float b2, c2;    /* beta2 (rho) and 1 - beta2 */
     float eps;       /* denominator guard */
     float adam_step; /* Adam: lr / (1 - beta1^t) */
-    float adam_isb2; /* Adam: 1 / sqrt(1 - beta2^t) */
+    float adam_isb2; /* Adam, sf-adamw: 1 / sqrt(1 - beta2^t) */
+    float avg_c;     /* averaging: the new point's weight c */
+    float avg_keep;  /* averaging: 1 - c */
+    float y_x;       /* schedule-free: beta, the weight of x in y */
+    float y_z;       /* schedule-free: 1 - beta */
 } coef_t;
 
 /* SGD with momentum: h = m*h + g'; w -= lr*h. */
@@ -242,6 +271,68 @@ static NOINLINE void apply_adadelta(coef_t k, float *restrict w, float *restrict
         adadelta_one(k, &w[i], &v[i], &u[i], g[i]);
 }
 
+/* Schedule-free SGD: g' = g + wd*y; z -= lr*g'; x = (1-c)*x + c*z;
+ * y = (1-beta)*z + beta*x. */
+static inline void sfsgd_one(coef_t k, float *y, float *z, float *x, float g)
+{
+    float gp = g + k.wd * *y;
+    float zi = *z - k.lr * gp;
+    float xi = k.avg_keep * *x + k.avg_c * zi;
+    *z = zi;
+    *x = xi;
+    *y = k.y_z * zi + k.y_x * xi;
+}
+
+static NOINLINE void apply_sfsgd(coef_t k, float *restrict y, float *restrict z, float *restrict x,
+                                 const float *restrict g, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        sfsgd_one(k, &y[i], &z[i], &x[i], g[i]);
+    for (; i < n; i++)
+        sfsgd_one(k, &y[i], &z[i], &x[i], g[i]);
+}
+
+/* Schedule-free AdamW: v = b2*v + (1-b2)*g^2; g' = g/(sqrt(v/bc2)+eps) + wd*y,
+ * with 1/sqrt(bc2) a per-call scalar as in adam_one; then as sfsgd_one. */
+static inline void sfadamw_one(coef_t k, float *y, float *z, float *x, float *v, float g)
+{
+    float vi = k.b2 * *v + k.c2 * (g * g);
+    float gp = g / (sqrtf(vi) * k.adam_isb2 + k.eps) + k.wd * *y;
+    float zi = *z - k.lr * gp;
+    float xi = k.avg_keep * *x + k.avg_c * zi;
+    *v = vi;
+    *z = zi;
+    *x = xi;
+    *y = k.y_z * zi + k.y_x * xi;
+}
+
+static NOINLINE void apply_sfadamw(coef_t k, float *restrict y, float *restrict z,
+                                   float *restrict x, float *restrict v, const float *restrict g,
+                                   size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        sfadamw_one(k, &y[i], &z[i], &x[i], &v[i], g[i]);
+    for (; i < n; i++)
+        sfadamw_one(k, &y[i], &z[i], &x[i], &v[i], g[i]);
+}
+
+/* The weight average of sgd/nesterov: x = (1-c)*x + c*w. */
+static inline void average_one(coef_t k, const float *w, float *x)
+{
+    *x = k.avg_keep * *x + k.avg_c * *w;
+}
+
+static NOINLINE void apply_average(coef_t k, const float *restrict w, float *restrict x, size_t n)
+{
+    size_t i = 0;
+    for (const size_t nv = vec_floor(n); i < nv; i++)
+        average_one(k, &w[i], &x[i]);
+    for (; i < n; i++)
+        average_one(k, &w[i], &x[i]);
+}
+
 /* Adam's bias corrections 1 - beta^t, computed once per call in double (beta^t
  * for large t underflows gracefully to 0, giving a correction of 1). */
 static void adam_coefs(coef_t *k, const mlt_hyper_t *h, uint64_t step)
@@ -253,15 +344,10 @@ static void adam_coefs(coef_t *k, const mlt_hyper_t *h, uint64_t step)
     k->adam_isb2 = (float)(1.0 / sqrt(bc2));
 }
 
-void mlt_optim_apply(mlt_rule_t rule, const mlt_hyper_t *h, float *w, float *state,
-                     const float *g, size_t n, uint64_t step)
+/* Per-call coefficients from the hyperparameters. */
+static coef_t coefs(const mlt_hyper_t *h)
 {
-    assert(h != NULL);
-    if (n == 0)
-        return;
-    assert(w != NULL && state != NULL && g != NULL);
-
-    coef_t k = {
+    return (coef_t){
         .lr = h->lr,
         .m = h->momentum,
         .wd = h->weight_decay,
@@ -271,6 +357,18 @@ void mlt_optim_apply(mlt_rule_t rule, const mlt_hyper_t *h, float *w, float *sta
         .c2 = 1.0f - h->beta2,
         .eps = h->eps,
     };
+}
+
+void mlt_optim_apply(mlt_rule_t rule, const mlt_hyper_t *h, float *w, float *state,
+                     const float *g, size_t n, uint64_t step)
+{
+    assert(h != NULL);
+    if (n == 0)
+        return;
+    assert(w != NULL && state != NULL && g != NULL);
+    assert(!mlt_rule_schedule_free(rule)); /* their scalars: mlt_optim_update */
+
+    coef_t k = coefs(h);
     switch (rule) {
     case MLT_RULE_SGD:
         if (k.m == 0.0f)
@@ -297,6 +395,93 @@ void mlt_optim_apply(mlt_rule_t rule, const mlt_hyper_t *h, float *w, float *sta
     default: /* invalid rule: documented no-op */
         break;
     }
+}
+
+/* ---- the averaging rules ---------------------------------------------------- */
+
+/* lr_k: the learning rate of the update after k, warm-up applied. */
+static double scheduled_lr(const mlt_hyper_t *h, uint64_t k)
+{
+    if (h->warmup > 0 && k < h->warmup)
+        return (double)h->lr * (double)(k + 1) / (double)h->warmup;
+    return (double)h->lr;
+}
+
+/* Advances lr_max and weight_sum for an update at lr_k and sets the
+ * averaging weight c (and 1 - c) in *k. */
+static void average_coefs(coef_t *k, mlt_optim_scalars_t *s, double lr_k)
+{
+    s->lr_max = fmax(s->lr_max, lr_k);
+    const double weight = s->lr_max * s->lr_max;
+    s->weight_sum += weight;
+    const double c = s->weight_sum > 0 ? weight / s->weight_sum : 0.0;
+    k->avg_c = (float)c;
+    k->avg_keep = (float)(1.0 - c);
+}
+
+/* The sequences' common start: z = x = w, v = 0 (the arrays a rule has). */
+static void restart_arrays(mlt_rule_t rule, const float *w, float *state, size_t n)
+{
+    if (mlt_rule_schedule_free(rule))
+        memcpy(state, w, n * sizeof *w); /* z */
+    memcpy(state + ARRAY_X * n, w, n * sizeof *w);
+    if (rule == MLT_RULE_SF_ADAMW)
+        memset(state + ARRAY_V * n, 0, n * sizeof *state);
+}
+
+void mlt_optim_restart(mlt_rule_t rule, bool average, const float *w, float *state, size_t n,
+                       mlt_optim_scalars_t *s)
+{
+    assert(s != NULL);
+    if (mlt_optim_average_array(rule, average) < 0)
+        return;
+    *s = (mlt_optim_scalars_t){0};
+    if (n > 0)
+        restart_arrays(rule, w, state, n);
+}
+
+void mlt_optim_update(mlt_rule_t rule, bool average, const mlt_hyper_t *h, float *w, float *state,
+                      const float *g, size_t n, mlt_optim_scalars_t *s)
+{
+    assert(h != NULL && s != NULL);
+    if (n == 0 || mlt_optim_state_floats(rule, average) == 0)
+        return;
+    assert(w != NULL && state != NULL && g != NULL);
+    const bool averaging = mlt_optim_average_array(rule, average) >= 0;
+    if (averaging && s->step == 0)
+        restart_arrays(rule, w, state, n);
+    const double lr_k = scheduled_lr(h, s->step);
+    float *x = averaging ? state + ARRAY_X * n : NULL;
+
+    if (!mlt_rule_schedule_free(rule)) {
+        mlt_hyper_t hk = *h;
+        hk.lr = (float)lr_k;
+        s->step++;
+        mlt_optim_apply(rule, &hk, w, state, g, n, s->step);
+        if (averaging && lr_k != 0.0) {
+            coef_t k = coefs(h);
+            average_coefs(&k, s, lr_k);
+            apply_average(k, w, x, n);
+        }
+        return;
+    }
+    if (lr_k == 0.0) /* lr 0: nothing changes (optim.h) */
+        return;
+    coef_t k = coefs(h);
+    k.lr = (float)lr_k;
+    average_coefs(&k, s, lr_k);
+    const float beta = rule == MLT_RULE_SF_SGD ? h->momentum : h->beta1;
+    k.y_x = beta;
+    k.y_z = 1.0f - beta;
+    if (rule == MLT_RULE_SF_SGD) {
+        apply_sfsgd(k, w, state, x, g, n);
+    } else {
+        /* v's bias correction 1 - beta2^(k+1), as adam_coefs */
+        const double bc2 = 1.0 - pow((double)h->beta2, (double)(s->step + 1));
+        k.adam_isb2 = (float)(1.0 / sqrt(bc2));
+        apply_sfadamw(k, w, state, x, state + ARRAY_V * n, g, n);
+    }
+    s->step++;
 }
 
 /* Floats checked per block before the early exit: large enough that the

@@ -19,6 +19,7 @@
 #define MLT_MAX_BRANCHES 4096u               /* live branches */
 #define MLT_MAX_BRANCH_ID 0x7fffffffu        /* branch ids are 0..this */
 #define MLT_MAX_STALENESS 1000u              /* staleness bound */
+#define MLT_MAX_WARMUP 10000000u             /* warm-up length in updates */
 #define MLT_MAX_CLOCK (1ll << 40)            /* clocks a branch may count */
 #define MLT_MAX_ERROR_LEN 512u               /* error text in a reply */
 #define MLT_MAX_PARKED 65536u                /* parked pulls per daemon */

@@ -66,6 +66,9 @@ int mlt_wire_check_tunables(const Mlt__Tunables *t, char *err, size_t errlen)
     if (t->has_staleness && t->staleness > MLT_MAX_STALENESS)
         return mlt_errf(-EINVAL, err, errlen, "tunables.staleness = %u exceeds limit %u",
                         t->staleness, MLT_MAX_STALENESS);
+    if (t->has_warmup && t->warmup > MLT_MAX_WARMUP)
+        return mlt_errf(-EINVAL, err, errlen, "tunables.warmup = %u exceeds limit %u", t->warmup,
+                        MLT_MAX_WARMUP);
     return 0;
 }
 

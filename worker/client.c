@@ -51,7 +51,7 @@ int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
 
 mlt_tunables_def_t mlt_tunables_unset(void)
 {
-    mlt_tunables_def_t t = {NAN, NAN, NAN, NAN, NAN, NAN, -1};
+    mlt_tunables_def_t t = {NAN, NAN, NAN, NAN, NAN, NAN, -1, -1};
     return t;
 }
 
@@ -114,6 +114,7 @@ static void fill_tunables(mlt_tunables_def_t *d, const Mlt__Tunables *t)
     if (t->has_beta2) d->beta2 = t->beta2;
     if (t->has_eps) d->eps = t->eps;
     if (t->has_staleness) d->staleness = (int32_t)t->staleness;
+    if (t->has_warmup) d->warmup = (int32_t)t->warmup;
 }
 
 static void on_hello(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
@@ -436,6 +437,8 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     js.name = (char *)job->name;
     js.n_workers = job->n_workers;
     js.rule = (Mlt__Rule)rule;
+    js.has_average = job->average;
+    js.average = job->average;
     Mlt__TableSpec *ts = mlt_calloc(job->n_tables, sizeof *ts);
     Mlt__TableSpec **tp = mlt_calloc(job->n_tables, sizeof *tp);
     for (uint32_t i = 0; i < job->n_tables; i++) {
@@ -545,6 +548,8 @@ static Mlt__Tunables *to_wire(const mlt_tunables_def_t *t, Mlt__Tunables *w)
     w->eps = t->eps;
     w->has_staleness = t->staleness >= 0;
     w->staleness = t->staleness >= 0 ? (uint32_t)t->staleness : 0;
+    w->has_warmup = t->warmup >= 0;
+    w->warmup = t->warmup >= 0 ? (uint32_t)t->warmup : 0;
     return w;
 }
 

@@ -19,6 +19,7 @@
 #include <cblas.h>
 
 #include "common/alloc.h"
+#include "common/fpmode.h"
 #include "common/jobfile.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -93,6 +94,78 @@ static void set_threads(mlt_trainer_t *t, const mlt_job_t *job, bool standalone)
 
 /* ---- standalone ---------------------------------------------------------------- */
 
+/* The standalone loop's optimizer: per table, the state arrays and scalars a
+ * shard keeps per chunk, and the same rule applied to the whole table. The
+ * trainer's parameters are the point gradients are taken at (y); under a rule
+ * that keeps an average, evaluation reads x, as a test branch does. */
+typedef struct local_opt {
+    mlt_rule_t rule;
+    bool average;            /* update.average */
+    int x_array;             /* state array holding x; -1: none */
+    uint32_t nt;             /* tables */
+    float **state;           /* per table: the rule's state arrays */
+    mlt_optim_scalars_t *sc; /* per table */
+    float **saved;           /* per table, x_array >= 0: y while x is evaluated */
+} local_opt_t;
+
+/* State for the trainer's tables, the sequences started at its current
+ * parameters (as a shard's write starts them). */
+static void local_opt_init(local_opt_t *o, mlt_trainer_t *t, const mlt_job_t *job)
+{
+    o->rule = (mlt_rule_t)job->update.rule;
+    o->average = job->update.average;
+    o->x_array = mlt_optim_average_array(o->rule, o->average);
+    o->nt = mlt_trainer_n_tables(t);
+    o->state = mlt_calloc(o->nt, sizeof *o->state);
+    o->sc = mlt_calloc(o->nt, sizeof *o->sc);
+    o->saved = mlt_calloc(o->nt, sizeof *o->saved);
+    float *const *p = mlt_trainer_params(t);
+    for (uint32_t i = 0; i < o->nt; i++) {
+        uint64_t n = mlt_trainer_table_size(t, i);
+        o->state[i] = mlt_calloc(n * mlt_optim_state_floats(o->rule, o->average), sizeof(float));
+        if (o->x_array >= 0)
+            o->saved[i] = mlt_calloc(n, sizeof(float));
+        mlt_optim_restart(o->rule, o->average, p[i], o->state[i], n, &o->sc[i]);
+    }
+}
+
+static void local_opt_free(local_opt_t *o)
+{
+    for (uint32_t i = 0; i < o->nt; i++) {
+        mlt_free(o->state[i]);
+        mlt_free(o->saved[i]);
+    }
+    mlt_free(o->state);
+    mlt_free(o->sc);
+    mlt_free(o->saved);
+}
+
+/* One update of every table with the gradients of the last step. */
+static void local_opt_step(local_opt_t *o, mlt_trainer_t *t, const mlt_hyper_t *h)
+{
+    float *const *p = mlt_trainer_params(t);
+    float *const *g = mlt_trainer_grads(t);
+    for (uint32_t i = 0; i < o->nt; i++)
+        mlt_optim_update(o->rule, o->average, h, p[i], o->state[i], g[i],
+                         mlt_trainer_table_size(t, i), &o->sc[i]);
+}
+
+/* Validation (v) and test (te) on what a test reads: x where the rule keeps
+ * an average (y is put back after), else the parameters. */
+static void local_opt_eval(local_opt_t *o, mlt_trainer_t *t, mlt_eval_t *v, mlt_eval_t *te)
+{
+    float *const *p = mlt_trainer_params(t);
+    for (uint32_t i = 0; o->x_array >= 0 && i < o->nt; i++) {
+        size_t bytes = mlt_trainer_table_size(t, i) * sizeof(float);
+        memcpy(o->saved[i], p[i], bytes);
+        memcpy(p[i], o->state[i] + (size_t)o->x_array * mlt_trainer_table_size(t, i), bytes);
+    }
+    mlt_trainer_eval_all(t, 0, v);
+    mlt_trainer_eval_all(t, 1, te);
+    for (uint32_t i = 0; o->x_array >= 0 && i < o->nt; i++)
+        memcpy(p[i], o->saved[i], mlt_trainer_table_size(t, i) * sizeof(float));
+}
+
 static int run_standalone(const char *path, char **sets, int n_sets)
 {
     mlt_job_t job;
@@ -131,6 +204,8 @@ static int run_standalone(const char *path, char **sets, int n_sets)
     set_threads(t, &job, true);
     mlt_trainer_init_params(t);
     mlt_rule_t rule = (mlt_rule_t)job.update.rule;
+    local_opt_t opt;
+    local_opt_init(&opt, t, &job);
     mlt_hyper_t h = mlt_hyper_default();
     h.lr = (float)mlt_job_default(&job, "lr", 0.01);
     h.momentum = (float)mlt_job_default(&job, "momentum", 0.0);
@@ -138,19 +213,16 @@ static int run_standalone(const char *path, char **sets, int n_sets)
     h.beta1 = (float)job.update.beta1;
     h.beta2 = (float)job.update.beta2;
     h.eps = (float)job.update.eps;
+    h.warmup = (uint32_t)mlt_job_default(&job, "warmup", 0);
     uint32_t batch = (uint32_t)mlt_job_default(&job, "batch_size", 128);
-    uint32_t nt = mlt_trainer_n_tables(t);
-    float **state = mlt_calloc(nt, sizeof *state);
-    for (uint32_t i = 0; i < nt; i++)
-        state[i] = mlt_calloc(mlt_trainer_table_size(t, i) * mlt_optim_state_floats(rule),
-                              sizeof(float));
     bool mf = job.model.type == MLT_MODEL_MF;
     uint64_t steps_per_epoch = (mlt_trainer_part_size(t) + batch - 1) / batch;
-    printf("# %s: %s model, %u training samples, batch %u, lr %g, momentum %g, rule %s "
-           "(loaded in %.1f s), backend %s, %s\n",
+    printf("# %s: %s model, %u training samples, batch %u, lr %g, momentum %g, warmup %u, "
+           "rule %s%s (loaded in %.1f s), backend %s, %s\n",
            job.name, mlt_job_enum_name("model.type", job.model.type), mlt_trainer_part_size(t),
-           batch, (double)h.lr, (double)h.momentum, mlt_rule_name(rule), t_load,
-           mlt_trainer_backend(t), threads_note);
+           batch, (double)h.lr, (double)h.momentum, h.warmup, mlt_rule_name(rule),
+           opt.x_array >= 0 ? " (tests on the average)" : "", t_load, mlt_trainer_backend(t),
+           threads_note);
     printf("%-6s %-10s %-10s %-10s %-10s %s\n", "epoch", "loss", mf ? "val_rmse" : "val_acc",
            mf ? "test_rmse" : "test_acc", "time_s", "samples/s");
     int status = 1;
@@ -166,20 +238,14 @@ static int run_standalone(const char *path, char **sets, int n_sets)
             if (mlt_trainer_step(t, batch, &loss, &correct) < 0)
                 goto out;
             step++;
-            float *const *p = mlt_trainer_params(t);
-            float *const *g = mlt_trainer_grads(t);
-            for (uint32_t i = 0; i < nt; i++) {
-                uint64_t n = mlt_trainer_table_size(t, i);
-                mlt_optim_apply(rule, &h, p[i], state[i], g[i], n, step);
-            }
+            local_opt_step(&opt, t, &h);
             loss_sum += loss;
             samples += batch;
         }
         double dt = mlt_time_mono() - e0;
         train_time += dt;
         mlt_eval_t v, te;
-        mlt_trainer_eval_all(t, 0, &v);
-        mlt_trainer_eval_all(t, 1, &te);
+        local_opt_eval(&opt, t, &v, &te);
         double vm = mf ? sqrt(v.sq_error / (double)(v.count ? v.count : 1))
                        : (double)v.correct / (double)(v.count ? v.count : 1);
         double tm = mf ? sqrt(te.sq_error / (double)(te.count ? te.count : 1))
@@ -202,9 +268,7 @@ static int run_standalone(const char *path, char **sets, int n_sets)
            (double)step * batch / (train_time > 0 ? train_time : 1), mlt_time_mono() - t0);
     status = 0;
 out:
-    for (uint32_t i = 0; i < nt; i++)
-        mlt_free(state[i]);
-    mlt_free(state);
+    local_opt_free(&opt);
     mlt_trainer_destroy(&t);
     mlt_job_free(&job);
     return status;
@@ -289,7 +353,7 @@ static void task_job(wk_t *w, const Mlt__Task *t)
         defs[i].size = mlt_trainer_table_size(w->trainer, i);
     }
     mlt_job_def_t jd = {w->job.name, n_workers, mlt_rule_name((mlt_rule_t)w->job.update.rule),
-                        defs, nt};
+                        defs, nt, w->job.update.average};
     int rc = mlt_client_register(w->client, &jd);
     mlt_free(defs);
     /* the trainer only reads the parameters it pulls (the shards apply the
@@ -564,6 +628,7 @@ static void fix_blas_core(char **argv)
 
 int main(int argc, char **argv)
 {
+    mlt_fpmode_flush_denormals(); /* before any thread: they inherit it */
     fix_blas_core(argv);
     const char *coordinator = NULL, *standalone = NULL;
     long rank = -1;

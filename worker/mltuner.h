@@ -29,9 +29,12 @@ typedef struct mlt_table_def {
 typedef struct mlt_job_def {
     const char *name;             /* job name */
     uint32_t n_workers;           /* workers whose clocks count for staleness */
-    const char *rule;             /* "sgd", "nesterov", "adam", "rmsprop", "adagrad", "adadelta" */
+    const char *rule;             /* "sgd", "nesterov", "adam", "rmsprop", "adagrad", "adadelta",
+                                     "sf-sgd", "sf-adamw" */
     const mlt_table_def_t *tables;
     uint32_t n_tables;
+    bool average; /* sgd/nesterov keep the weight average x (update.average); test and eval
+                     branches of them, and of the sf- rules, pull x */
 } mlt_job_def_t;
 
 /* Branch kinds. */
@@ -43,12 +46,13 @@ enum {
     MLT_BRANCH_SNAPSHOT = 4, /* frozen: pushes and writes get EROFS */
 };
 
-/* Tunables of a branch. A float field set to NAN, or staleness < 0, is left
- * as it is (a fork inherits it from the parent; a new root gets the default).
- * Start from mlt_tunables_unset(). */
+/* Tunables of a branch. A float field set to NAN, or staleness or warmup < 0,
+ * is left as it is (a fork inherits it from the parent; a new root gets the
+ * default). Start from mlt_tunables_unset(). */
 typedef struct mlt_tunables_def {
     float lr, momentum, weight_decay, beta1, beta2, eps;
     int32_t staleness;
+    int32_t warmup; /* updates over which lr ramps up linearly (0: none) */
 } mlt_tunables_def_t;
 
 mlt_tunables_def_t mlt_tunables_unset(void);

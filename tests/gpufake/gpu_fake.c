@@ -921,6 +921,9 @@ int mlt_gpu_optim_apply(mlt_gpu_t *g, mlt_rule_t rule, const mlt_hyper_t *h, flo
 {
     if ((unsigned)rule >= (unsigned)MLT_RULE_COUNT_)
         return fail(g, -EINVAL, "mlt_gpu_optim_apply: invalid rule %d", (int)rule);
+    if (mlt_rule_schedule_free(rule))
+        return fail(g, -EINVAL, "mlt_gpu_optim_apply: %s keeps per-array scalars",
+                    mlt_rule_name(rule));
     if (n == 0)
         return 0;
     return submit(g, &(op_t){.kind = OP_OPTIM, .optim = {rule, *h, w, state, grad, n, step}});

@@ -77,7 +77,7 @@ static void start(const char *const *extra, uint32_t n_workers)
     n_good = n_workers;
     clk = 0;
     char err[512];
-    const mlt_job_def_t job = {"badinput", n_workers, "sgd", tables, 2};
+    const mlt_job_def_t job = {"badinput", n_workers, "sgd", tables, 2, false};
     for (uint32_t w = 0; w < n_good; w++) {
         good[w] = mlt_client_new(cl.eps, 1, w, err, sizeof err);
         ck_assert_msg(good[w] != NULL, "connect worker %u: %s", w, err);

@@ -14,7 +14,12 @@
  * must also have been served by prefetched copies (mlt_pull_prefetched), which
  * (a) and (b) then check like any other pull, and (with mlt_client_keep_dst)
  * have skipped the copy of pulls the cache served with the very copy its
- * tables already held (mlt_pull_copies_skipped). */
+ * tables already held (mlt_pull_copies_skipped).
+ *
+ *  (d) averaging rules: under sf-sgd a TRAIN branch pulls y and a TEST or EVAL
+ *      fork of it pulls the average x, each matching the formula of
+ *      kernels/optim.h computed here, through the client (shared memory, or
+ *      packed frames under MLT_SHM=0) and a raw frame-per-chunk pull. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -24,7 +29,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
+#include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
 #include "worker/mltuner.h"
@@ -39,7 +46,7 @@ static const mlt_table_def_t tables[] = {
     {"b", B_SIZE},
     {"count", N_WORKERS},
 };
-static const mlt_job_def_t job = {"test-ps", N_WORKERS, "sgd", tables, 3};
+static const mlt_job_def_t job = {"test-ps", N_WORKERS, "sgd", tables, 3, false};
 
 static mlt_test_cluster_t cl;
 
@@ -341,7 +348,7 @@ END_TEST
  * the old prefetch; branch 2's cached copy must still hold branch 2. */
 START_TEST(test_dropped_prefetch)
 {
-    static const mlt_job_def_t job2 = {"test-ps-2", 2, "sgd", tables, 3};
+    static const mlt_job_def_t job2 = {"test-ps-2", 2, "sgd", tables, 3, false};
     char err[512];
     mlt_client_t *w[2];
     for (uint32_t k = 0; k < 2; k++) {
@@ -396,6 +403,168 @@ START_TEST(test_dropped_prefetch)
 }
 END_TEST
 
+/* ---- (d) averaging rules ---------------------------------------------------- */
+
+#define SF_LR    0.5
+#define SF_BETA  0.9
+#define SF_STEPS 5
+
+/* y, z and x of one element after SF_STEPS sf-sgd updates from y0 with
+ * gradients grad_at(0, k, t, i), straight from optim.h (wd 0, no warm-up:
+ * every lr_k is SF_LR, so weight_sum after k+1 updates is (k+1)*lr^2 and
+ * c = 1/(k+1)). */
+static void sf_ref(int t, uint64_t i, double *y, double *x)
+{
+    double yy = init_at(t, i), z = yy, xx = yy;
+    for (int k = 0; k < SF_STEPS; k++) {
+        double c = 1.0 / (k + 1);
+        z -= SF_LR * grad_at(0, k, t, i);
+        xx = (1 - c) * xx + c * z;
+        yy = (1 - SF_BETA) * z + SF_BETA * xx;
+    }
+    *y = yy;
+    *x = xx;
+}
+
+/* got[0..n) of table t from element `from` on matches the reference y (want_x
+ * false) or x; the values are O(10): a relative 1e-5 with a floor of 1e-5. */
+static void expect_sf(const char *what, int t, uint64_t from, const float *got, uint64_t n,
+                      bool want_x)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        double y, x;
+        sf_ref(t, from + i, &y, &x);
+        double want = want_x ? x : y;
+        if (fabs((double)got[i] - want) > 1e-5 * fmax(1.0, fabs(want)))
+            ck_abort_msg("%s: table %d element %llu is %.9g, want %s %.9g", what, t,
+                         (unsigned long long)(from + i), (double)got[i], want_x ? "x" : "y", want);
+    }
+}
+
+/* A raw pull of chunks [0, count) of table 0 of branch from shard 0, not
+ * packed: the reply is a frame per chunk, the daemon's zero-copy path.
+ * Returns the floats received into out (cap floats at most). */
+static uint64_t raw_pull(uint32_t branch, uint32_t count, float *out, uint64_t cap)
+{
+    void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(sock, cl.eps[0]), 0);
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_PULL);
+    h.has_request_id = h.has_worker = h.has_branch = h.has_clock = h.has_table = 1;
+    h.has_chunk_first = h.has_chunk_count = 1;
+    h.request_id = 77;
+    h.branch = branch;
+    h.chunk_count = count;
+    ck_assert_int_eq(mlt_wire_send(sock, &h, 0), 0);
+    zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+    ck_assert_msg(zmq_poll(&it, 1, 5000) == 1, "no reply to a raw pull within 5 s");
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, sock, 0), 0);
+    mlt_header_t *r = NULL;
+    char err[256];
+    ck_assert_msg(mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err) == 0,
+                  "%s", err);
+    int more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_PULL_REPLY && !(r->has_packed && r->packed),
+                  "raw pull answered with %s: %s", mlt_wire_type_name(r->type),
+                  r->error ? r->error : "");
+    mlt_wire_free(&r);
+    uint64_t n = 0, frames = 0;
+    while (more) {
+        zmq_msg_init(&m);
+        ck_assert_int_ge(zmq_msg_recv(&m, sock, 0), 0);
+        more = zmq_msg_more(&m);
+        size_t len = zmq_msg_size(&m) / sizeof(float);
+        ck_assert_uint_le(n + len, cap);
+        memcpy(out + n, zmq_msg_data(&m), len * sizeof(float));
+        n += len;
+        frames++;
+        zmq_msg_close(&m);
+    }
+    ck_assert_uint_eq(frames, count);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return n;
+}
+
+START_TEST(test_average_pulls)
+{
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cl.eps, (uint32_t)cl.n, 0, err, sizeof err);
+    ck_assert_msg(c != NULL, "connect: %s", err);
+    /* update.average where the rule cannot keep one: refused by every shard */
+    const mlt_job_def_t bad = {"test-ps-adam-avg", 1, "adam", tables, 3, true};
+    ck_assert_int_eq(mlt_client_register(c, &bad), -EINVAL);
+    ck_assert_msg(strstr(mlt_client_error(c), "adam cannot keep a weight average"), "%s",
+                  mlt_client_error(c));
+    const mlt_job_def_t sf = {"test-ps-sf", 1, "sf-sgd", tables, 3, false};
+    ck_assert_msg(mlt_client_register(c, &sf) == 0, "%s", mlt_client_error(c));
+
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = (float)SF_LR;
+    t.momentum = (float)SF_BETA;
+    t.warmup = 0;
+    ck_assert_msg(mlt_branch_create(c, 20, MLT_BRANCH_TRAIN, &t) == 0, "%s", mlt_client_error(c));
+    float **v = alloc_tables(), **p = alloc_tables();
+    for (int tb = 0; tb < 3; tb++) {
+        for (uint64_t i = 0; i < tables[tb].size; i++)
+            v[tb][i] = init_at(tb, i);
+        ck_assert_int_eq(mlt_write(c, 20, (uint32_t)tb, v[tb]), 0);
+    }
+    /* a test fork of the freshly written branch reads the written values */
+    ck_assert_int_eq(mlt_branch_fork(c, 21, 20, MLT_BRANCH_TEST, NULL), 0);
+    ck_assert_int_eq(mlt_pull(c, 21, 0, p), 0);
+    for (int tb = 0; tb < 3; tb++)
+        ck_assert(memcmp(p[tb], v[tb], tables[tb].size * sizeof(float)) == 0);
+    ck_assert_int_eq(mlt_branch_free(c, 21), 0);
+
+    for (int64_t k = 0; k < SF_STEPS; k++) {
+        ck_assert_int_eq(mlt_pull(c, 20, k, p), 0);
+        for (int tb = 0; tb < 3; tb++)
+            for (uint64_t i = 0; i < tables[tb].size; i++)
+                v[tb][i] = grad_at(0, k, tb, i); /* every table, "count" too */
+        for (uint32_t tb = 0; tb < 3; tb++)
+            ck_assert_int_eq(mlt_push(c, 20, tb, v[tb]), 0);
+        ck_assert_msg(mlt_clock(c, 20, k + 1) == 0, "%s", mlt_client_error(c));
+    }
+    ck_assert_int_eq(mlt_sync(c), 0);
+    ck_assert_int_eq(mlt_branch_fork(c, 21, 20, MLT_BRANCH_TEST, NULL), 0);
+    ck_assert_int_eq(mlt_branch_fork(c, 22, 20, MLT_BRANCH_EVAL, NULL), 0);
+    const char *how = mlt_client_transport(c);
+    ck_assert_int_eq(mlt_pull(c, 20, SF_STEPS, p), 0);
+    for (int tb = 0; tb < 3; tb++)
+        expect_sf("train pull", tb, 0, p[tb], tables[tb].size, false);
+    /* y and x really differ: a test reading y would fail the next check */
+    double y, x;
+    sf_ref(0, 0, &y, &x);
+    ck_assert_msg(fabs(y - x) > 0.1, "y %g and x %g too close to tell apart", y, x);
+    for (uint32_t b = 21; b <= 22; b++) {
+        ck_assert_msg(mlt_pull(c, b, 0, p) == 0, "%s", mlt_client_error(c));
+        for (int tb = 0; tb < 3; tb++)
+            expect_sf(b == 21 ? "test pull" : "eval pull", tb, 0, p[tb], tables[tb].size, true);
+    }
+    /* the frame-per-chunk reply of a test branch carries x as well */
+    mlt_server_status_t st;
+    ck_assert_int_eq(mlt_client_status(c, 0, &st), 0);
+    const uint32_t cf = st.chunk_floats;
+    mlt_server_status_free(&st);
+    ck_assert_uint_gt(W_SIZE, 2 * cf);
+    uint64_t n = raw_pull(21, 2, p[0], W_SIZE);
+    ck_assert_uint_eq(n, 2 * (uint64_t)cf);
+    expect_sf("raw test pull", 0, 0, p[0], n, true);
+    n = raw_pull(20, 2, p[0], W_SIZE);
+    expect_sf("raw train pull", 0, 0, p[0], n, false);
+    fprintf(stderr, "test_average_pulls: client pulls by %s\n", how);
+    free_tables(v);
+    free_tables(p);
+    mlt_client_destroy(&c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ps");
@@ -410,6 +579,11 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_fork);
     tcase_add_test(tc, test_dropped_prefetch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("average");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_average_pulls);
     suite_add_tcase(s, tc);
     return s;
 }

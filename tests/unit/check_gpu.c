@@ -101,6 +101,9 @@ START_TEST(test_library_limits_return_einval)
     const mlt_hyper_t h = mlt_hyper_default();
     ck_assert_int_eq(mlt_gpu_optim_apply(gpu, MLT_RULE_COUNT_, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
     ck_assert_int_eq(mlt_gpu_optim_apply(gpu, (mlt_rule_t)-1, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
+    /* the schedule-free rules keep host scalars: refused, nothing changed */
+    ck_assert_int_eq(mlt_gpu_optim_apply(gpu, MLT_RULE_SF_SGD, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
+    ck_assert_int_eq(mlt_gpu_optim_apply(gpu, MLT_RULE_SF_ADAMW, &h, d_w, d_s, d_g, 3, 1), -EINVAL);
     expect_bits(dgetf(d_w, 3), w0, 3, "w after an invalid rule");
 }
 END_TEST
@@ -740,6 +743,8 @@ END_TEST
 START_TEST(test_optim_matches_cpu)
 {
     const mlt_rule_t rule = (mlt_rule_t)_i;
+    if (mlt_rule_schedule_free(rule))
+        return; /* refused on the device (test_library_limits_return_einval) */
     static const size_t sizes[] = {1, 37, 100003};
     static const float momenta[] = {0.0f, 0.9f}; /* 0: SGD's path without a buffer */
     static const float decays[] = {0.0f, 1e-3f};
@@ -756,7 +761,7 @@ START_TEST(test_optim_matches_cpu)
                     h.beta2 = 0.9f;
                     h.eps = 1e-6f;
                 }
-                const size_t n = sizes[si], ns = mlt_optim_state_floats(rule) * n;
+                const size_t n = sizes[si], ns = mlt_optim_state_floats(rule, false) * n;
                 reseed(1200 + (uint64_t)_i * 16 + si * 4 + mi * 2 + wi);
                 float *w = frand(n, -1, 1), *state = ffill(ns, 0.0f);
                 float *d_w = dputf(w, n), *d_s = dputf(state, ns), *d_g = dnew(n * sizeof *d_g);
@@ -883,7 +888,9 @@ START_TEST(test_nan_propagates_like_cpu)
     /* optimizer: a NaN gradient element makes its weight NaN, every rule
      * (tolerance as test_optim_matches_cpu) */
     for (int rule = 0; rule < MLT_RULE_COUNT_; rule++) {
-        const size_t n = 9, ns = mlt_optim_state_floats((mlt_rule_t)rule) * n;
+        if (mlt_rule_schedule_free((mlt_rule_t)rule))
+            continue; /* refused on the device */
+        const size_t n = 9, ns = mlt_optim_state_floats((mlt_rule_t)rule, false) * n;
         mlt_hyper_t h = mlt_hyper_default();
         h.momentum = 0.9f;
         float *w = frand(n, -1, 1), *state = ffill(ns, 0.0f), *g = frand(n, -0.1, 0.1);

@@ -167,6 +167,13 @@ START_TEST(test_err_cross)
         4,
         "stop.target_accuracy is for classifiers; model.type \"mf\" stops at "
         "stop.target_rmse");
+    /* update.average: sgd, nesterov and the schedule-free rules only */
+    jf_expect_error(JF_BASE "update = { rule = \"adam\";\n average = true; };\n", 4,
+                    "update.average keeps a weight average for update.rule \"sgd\" or "
+                    "\"nesterov\" (the sf- rules always do); \"adam\" cannot keep one");
+    jf_expect_error(JF_BASE "update = {\n average = true;\n rule = \"rmsprop\"; };\n", 4,
+                    "update.average keeps a weight average for update.rule \"sgd\" or "
+                    "\"nesterov\" (the sf- rules always do); \"rmsprop\" cannot keep one");
     /* a valid softmax job: no layers needed */
     mlt_job_t job;
     jf_load_ok("name = \"s\";\nmodel = { type = \"softmax\"; };\n", &job);
@@ -233,6 +240,14 @@ START_TEST(test_err_tunables)
                     "tunables = {\n weight_decay = { default = 0.0;\n min = -1.0; max = 1.0; "
                     "};\n};\n",
                     5, "tunables.weight_decay.min must be >= 0, as a weight decay (got -1)");
+    jf_expect_error(
+        JF_BASE "tunables = {\n warmup = { default = 10.0;\n values = [2.5, 10.0]; };\n};\n", 5,
+        "tunables.warmup.values[0] must be an integer in 0..10000000, as a warm-up length in "
+        "updates (got 2.5)");
+    jf_expect_error(
+        JF_BASE "tunables = {\n warmup = { default = 0; min = -1;\n max = 100; };\n};\n", 4,
+        "tunables.warmup.min must be an integer in 0..10000000, as a warm-up length in updates "
+        "(got -1)");
     jf_expect_error(JF_BASE "tunables = {\n a*b = { default = 1; values = [1]; };\n};\n", 4,
                     "tunable name 'a*b' must be 1..63 of A-Z a-z 0-9 _ -");
 }

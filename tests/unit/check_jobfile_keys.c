@@ -39,7 +39,8 @@ static const char all_keys_text[] =
     "  test_fraction = 0.25;\n"
     "  subset = 123;\n"
     "};\n"
-    "update = { rule = \"adadelta\"; beta1 = 0.0; beta2 = 0.5; eps = 1e-6; };\n"
+    "update = { rule = \"sf-adamw\"; beta1 = 0.0; beta2 = 0.5; eps = 1e-6;\n"
+    "  average = true; };\n"
     "tunables = {\n"
     "  lr = { default = 0.1; min = 0.001; max = 0.5; scale = \"log\"; tune = false; };\n"
     "  dropout = { default = -1.5; min = -2; max = 3.5; };\n"
@@ -80,7 +81,7 @@ static const char *const all_keys[] = {
     "data.test_labels", "data.ratings", "data.synthetic", "data.synthetic.users",
     "data.synthetic.items", "data.synthetic.rank", "data.synthetic.ratings",
     "data.synthetic.noise", "data.validation", "data.test_fraction", "data.subset",
-    "update", "update.rule", "update.beta1", "update.beta2", "update.eps",
+    "update", "update.rule", "update.beta1", "update.beta2", "update.eps", "update.average",
     "tunables", "tunables.*.default", "tunables.*.min", "tunables.*.max", "tunables.*.scale",
     "tunables.*.values", "tunables.*.tune",
     "tuner", "tuner.searcher", "tuner.logic", "tuner.min_trial_clocks", "tuner.max_overhead",
@@ -137,10 +138,11 @@ START_TEST(test_keys_every_key)
     ck_assert_int_eq(job.data.validation, 0);
     ck_assert_double_eq(job.data.test_fraction, 0.25);
     ck_assert_int_eq(job.data.subset, 123);
-    ck_assert_int_eq(job.update.rule, MLT_RULE_ADADELTA);
+    ck_assert_int_eq(job.update.rule, MLT_RULE_SF_ADAMW);
     ck_assert_double_eq(job.update.beta1, 0.0);
     ck_assert_double_eq(job.update.beta2, 0.5);
     ck_assert_double_eq(job.update.eps, 1e-6);
+    ck_assert(job.update.average);
 
     ck_assert_uint_eq(job.n_tunables, 4);
     const mlt_tunable_t *t = &job.tunables[0];
@@ -259,6 +261,7 @@ START_TEST(test_keys_defaults)
     ck_assert_double_eq(job.update.beta1, 0.9);
     ck_assert_double_eq(job.update.beta2, 0.999);
     ck_assert_double_eq(job.update.eps, 1e-8);
+    ck_assert(!job.update.average);
     ck_assert_uint_eq(job.n_tunables, 0);
     ck_assert_ptr_null(job.tunables);
     ck_assert_int_eq(job.tuner.searcher, MLT_SEARCHER_BAYES);
@@ -309,6 +312,8 @@ START_TEST(test_keys_lookup_and_enums)
     ck_assert_str_eq(mlt_job_enum_name("update.rule", MLT_RULE_RMSPROP), "rmsprop");
     ck_assert_str_eq(mlt_job_enum_name("update.rule", MLT_RULE_ADAGRAD), "adagrad");
     ck_assert_str_eq(mlt_job_enum_name("update.rule", MLT_RULE_ADADELTA), "adadelta");
+    ck_assert_str_eq(mlt_job_enum_name("update.rule", MLT_RULE_SF_SGD), "sf-sgd");
+    ck_assert_str_eq(mlt_job_enum_name("update.rule", MLT_RULE_SF_ADAMW), "sf-adamw");
     ck_assert_ptr_null(mlt_job_enum_name("update.rule", MLT_RULE_COUNT_));
     ck_assert_str_eq(mlt_job_enum_name("backend", MLT_BACKEND_CUDA), "cuda");
     ck_assert_str_eq(mlt_job_enum_name("model.type", MLT_MODEL_SOFTMAX), "softmax");

@@ -4,8 +4,10 @@
  * every state array, against a double-precision reference written here from the
  * formulas in optim.h. A few hand-computed steps pin the reference itself to
  * the documented formulas. Lengths 1, 37 and 1000 cover the vectorised body,
- * the scalar tail, and a tail-only call. */
+ * the scalar tail, and a tail-only call. The averaging rules (schedule-free,
+ * update.average) are in check_optim_avg.c. */
 #include "kernels/optim.h"
+#include "tests/unit/check_optim.h"
 
 #include <check.h>
 #include <float.h>
@@ -14,35 +16,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Relative tolerance. Values smaller than SCALE_FLOOR times the largest
- * magnitude their array has held so far (over all elements and steps) are
- * compared against that floor instead: where float cancellation brings a value
- * near zero (momentum, first moments), its error is set by the size of the
- * terms that cancelled, so a pure relative test would be meaningless. */
-#define RTOL 1e-5
-#define SCALE_FLOOR 1e-1
+const size_t co_lengths[CO_N_LENGTHS] = {1, 37, 1000};
 
-static const size_t lengths[] = {1, 37, 1000};
-#define N_LENGTHS (sizeof lengths / sizeof lengths[0])
-
-/* Deterministic uniform floats in [lo, hi). */
-static float rnd(uint32_t *seed, float lo, float hi)
+float co_rnd(uint32_t *seed, float lo, float hi)
 {
     *seed = *seed * 1664525u + 1013904223u;
     return lo + (hi - lo) * (float)(*seed >> 8) / (float)(1u << 24);
 }
 
-static void *xcalloc(size_t n, size_t size)
+void *co_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n, size);
     ck_assert_ptr_nonnull(p);
     return p;
 }
 
-/* One step of `rule` in double, straight from the formulas in optim.h.
- * s holds the state arrays (s[0..n) and, for adam/adadelta, s[n..2n)). */
-static void ref_step(mlt_rule_t rule, const mlt_hyper_t *hp, double *w, double *s,
-                     const float *g, size_t n, uint64_t t)
+void co_ref_step(mlt_rule_t rule, const mlt_hyper_t *hp, double *w, double *s, const float *g,
+                 size_t n, uint64_t t)
 {
     const double lr = hp->lr, m = hp->momentum, wd = hp->weight_decay;
     const double b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
@@ -89,15 +79,13 @@ static void ref_step(mlt_rule_t rule, const mlt_hyper_t *hp, double *w, double *
     }
 }
 
-/* Asserts got[i] ~ want[i] for i < n (see RTOL). *scale carries the largest
- * |want| seen so far for this array; start it at 0. */
-static void assert_close(const char *what, const float *got, const double *want, size_t n,
-                         int step, double *scale)
+void co_assert_close(const char *what, const float *got, const double *want, size_t n, int step,
+                     double *scale)
 {
     for (size_t i = 0; i < n; i++)
         *scale = fmax(*scale, fabs(want[i]));
     for (size_t i = 0; i < n; i++) {
-        double tol = RTOL * fmax(fabs(want[i]), SCALE_FLOOR * *scale);
+        double tol = CO_RTOL * fmax(fabs(want[i]), CO_SCALE_FLOOR * *scale);
         ck_assert_msg(fabs((double)got[i] - want[i]) <= tol,
                       "%s[%zu] after step %d: got %.9g, want %.9g (n %zu)", what, i, step,
                       (double)got[i], want[i], n);
@@ -109,34 +97,34 @@ static void assert_close(const char *what, const float *got, const double *want,
  * Also checks that g is left untouched. */
 static void compare_rule(mlt_rule_t rule, const mlt_hyper_t *hp, int steps)
 {
-    const size_t ns = mlt_optim_state_floats(rule);
+    const size_t ns = mlt_optim_state_floats(rule, false);
     ck_assert_uint_ge(ns, 1);
-    for (size_t li = 0; li < N_LENGTHS; li++) {
-        const size_t n = lengths[li];
+    for (size_t li = 0; li < CO_N_LENGTHS; li++) {
+        const size_t n = co_lengths[li];
         uint32_t seed = 12345u + (uint32_t)n;
-        float *w = xcalloc(n, sizeof *w);
-        float *state = xcalloc(ns * n, sizeof *state);
-        float *g = xcalloc(n, sizeof *g);
-        float *g_copy = xcalloc(n, sizeof *g_copy);
-        double *rw = xcalloc(n, sizeof *rw);
-        double *rs = xcalloc(2 * n, sizeof *rs);
+        float *w = co_xcalloc(n, sizeof *w);
+        float *state = co_xcalloc(ns * n, sizeof *state);
+        float *g = co_xcalloc(n, sizeof *g);
+        float *g_copy = co_xcalloc(n, sizeof *g_copy);
+        double *rw = co_xcalloc(n, sizeof *rw);
+        double *rs = co_xcalloc(2 * n, sizeof *rs);
 
         double scale[3] = {0, 0, 0}; /* w, state0, state1 */
         for (size_t i = 0; i < n; i++) {
-            w[i] = rnd(&seed, -1.0f, 1.0f);
+            w[i] = co_rnd(&seed, -1.0f, 1.0f);
             rw[i] = w[i];
         }
         for (int t = 1; t <= steps; t++) {
             for (size_t i = 0; i < n; i++)
-                g[i] = rnd(&seed, -1.0f, 1.0f);
+                g[i] = co_rnd(&seed, -1.0f, 1.0f);
             memcpy(g_copy, g, n * sizeof *g);
             mlt_optim_apply(rule, hp, w, state, g, n, (uint64_t)t);
-            ref_step(rule, hp, rw, rs, g, n, (uint64_t)t);
+            co_ref_step(rule, hp, rw, rs, g, n, (uint64_t)t);
             ck_assert_msg(memcmp(g, g_copy, n * sizeof *g) == 0, "g modified");
-            assert_close("w", w, rw, n, t, &scale[0]);
-            assert_close("state0", state, rs, n, t, &scale[1]);
+            co_assert_close("w", w, rw, n, t, &scale[0]);
+            co_assert_close("state0", state, rs, n, t, &scale[1]);
             if (ns == 2)
-                assert_close("state1", state + n, rs + n, n, t, &scale[2]);
+                co_assert_close("state1", state + n, rs + n, n, t, &scale[2]);
         }
         free(w);
         free(state);
@@ -147,7 +135,7 @@ static void compare_rule(mlt_rule_t rule, const mlt_hyper_t *hp, int steps)
     }
 }
 
-static mlt_hyper_t hyper(float lr, float momentum, float wd)
+mlt_hyper_t co_hyper(float lr, float momentum, float wd)
 {
     mlt_hyper_t h = mlt_hyper_default();
     h.lr = lr;
@@ -160,21 +148,21 @@ static mlt_hyper_t hyper(float lr, float momentum, float wd)
 
 START_TEST(test_sgd_plain)
 {
-    mlt_hyper_t h = hyper(0.1f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.1f, 0.0f, 0.0f);
     compare_rule(MLT_RULE_SGD, &h, 6);
 }
 END_TEST
 
 START_TEST(test_sgd_momentum)
 {
-    mlt_hyper_t h = hyper(0.05f, 0.9f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.05f, 0.9f, 0.0f);
     compare_rule(MLT_RULE_SGD, &h, 8);
 }
 END_TEST
 
 START_TEST(test_sgd_weight_decay)
 {
-    mlt_hyper_t h = hyper(0.05f, 0.0f, 0.1f);
+    mlt_hyper_t h = co_hyper(0.05f, 0.0f, 0.1f);
     compare_rule(MLT_RULE_SGD, &h, 6);
     h.momentum = 0.9f;
     compare_rule(MLT_RULE_SGD, &h, 8);
@@ -186,7 +174,7 @@ END_TEST
  * t2: g' = 0.594, h = 0.54 + 0.594 = 1.134, w = 0.94 - 0.1134 = 0.8266. */
 START_TEST(test_sgd_by_hand)
 {
-    mlt_hyper_t h = hyper(0.1f, 0.9f, 0.1f);
+    mlt_hyper_t h = co_hyper(0.1f, 0.9f, 0.1f);
     float w = 1.0f, st = 0.0f, g = 0.5f;
     mlt_optim_apply(MLT_RULE_SGD, &h, &w, &st, &g, 1, 1);
     ck_assert_float_eq_tol(st, 0.6f, 1e-6f);
@@ -201,7 +189,7 @@ END_TEST
 
 START_TEST(test_nesterov_compare)
 {
-    mlt_hyper_t h = hyper(0.05f, 0.9f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.05f, 0.9f, 0.0f);
     compare_rule(MLT_RULE_NESTEROV, &h, 8);
     h.weight_decay = 0.01f;
     compare_rule(MLT_RULE_NESTEROV, &h, 8);
@@ -213,7 +201,7 @@ END_TEST
  * t2: h = 0.45 + 0.5 = 0.95, w = 0.905 - 0.1*(0.5 + 0.855) = 0.7695. */
 START_TEST(test_nesterov_by_hand)
 {
-    mlt_hyper_t h = hyper(0.1f, 0.9f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.1f, 0.9f, 0.0f);
     float w = 1.0f, st = 0.0f, g = 0.5f;
     mlt_optim_apply(MLT_RULE_NESTEROV, &h, &w, &st, &g, 1, 1);
     ck_assert_float_eq_tol(st, 0.5f, 1e-6f);
@@ -228,7 +216,7 @@ END_TEST
 
 START_TEST(test_adam_bias_correction)
 {
-    mlt_hyper_t h = hyper(0.01f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.01f, 0.0f, 0.0f);
     compare_rule(MLT_RULE_ADAM, &h, 5);
     h.weight_decay = 0.01f;
     compare_rule(MLT_RULE_ADAM, &h, 5);
@@ -241,12 +229,12 @@ END_TEST
 START_TEST(test_adam_first_step)
 {
     enum { N = 37 };
-    mlt_hyper_t h = hyper(0.01f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.01f, 0.0f, 0.0f);
     float w[N], st[2 * N] = {0}, g[N];
     uint32_t seed = 7;
     for (int i = 0; i < N; i++) {
         w[i] = 0.5f;
-        g[i] = rnd(&seed, 0.01f, 10.0f) * (i % 2 ? -1.0f : 1.0f);
+        g[i] = co_rnd(&seed, 0.01f, 10.0f) * (i % 2 ? -1.0f : 1.0f);
     }
     mlt_optim_apply(MLT_RULE_ADAM, &h, w, st, g, N, 1);
     for (int i = 0; i < N; i++)
@@ -257,7 +245,7 @@ END_TEST
 /* step 0 is documented to act as step 1 (t = 0 would divide by zero). */
 START_TEST(test_adam_step_zero)
 {
-    mlt_hyper_t h = hyper(0.01f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.01f, 0.0f, 0.0f);
     float w0 = 0.3f, s0[2] = {0}, w1 = 0.3f, s1[2] = {0}, g = -0.2f;
     mlt_optim_apply(MLT_RULE_ADAM, &h, &w0, s0, &g, 1, 0);
     mlt_optim_apply(MLT_RULE_ADAM, &h, &w1, s1, &g, 1, 1);
@@ -272,7 +260,7 @@ END_TEST
 
 START_TEST(test_rmsprop_compare)
 {
-    mlt_hyper_t h = hyper(0.01f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.01f, 0.0f, 0.0f);
     h.beta2 = 0.99f;
     compare_rule(MLT_RULE_RMSPROP, &h, 6);
     h.weight_decay = 0.01f;
@@ -282,7 +270,7 @@ END_TEST
 
 START_TEST(test_adagrad_compare)
 {
-    mlt_hyper_t h = hyper(0.1f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.1f, 0.0f, 0.0f);
     compare_rule(MLT_RULE_ADAGRAD, &h, 6);
     h.weight_decay = 0.01f;
     compare_rule(MLT_RULE_ADAGRAD, &h, 6);
@@ -293,7 +281,7 @@ END_TEST
  * w = 0.9 + 0.15/sqrt(2.5). */
 START_TEST(test_adagrad_by_hand)
 {
-    mlt_hyper_t h = hyper(0.1f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(0.1f, 0.0f, 0.0f);
     float w = 1.0f, st = 0.0f, g = 0.5f;
     mlt_optim_apply(MLT_RULE_ADAGRAD, &h, &w, &st, &g, 1, 1);
     ck_assert_float_eq_tol(st, 0.25f, 1e-7f);
@@ -307,7 +295,7 @@ END_TEST
 
 START_TEST(test_adadelta_compare)
 {
-    mlt_hyper_t h = hyper(1.0f, 0.0f, 0.0f);
+    mlt_hyper_t h = co_hyper(1.0f, 0.0f, 0.0f);
     h.beta2 = 0.9f;
     h.eps = 1e-6f;
     compare_rule(MLT_RULE_ADADELTA, &h, 8);
@@ -337,7 +325,7 @@ START_TEST(test_finite_detects)
                           FLT_TRUE_MIN, -FLT_TRUE_MIN, from_bits(0x007fffffu)};
     for (size_t li = 0; li < sizeof finite_lengths / sizeof finite_lengths[0]; li++) {
         const size_t n = finite_lengths[li];
-        float *x = xcalloc(n, sizeof *x);
+        float *x = co_xcalloc(n, sizeof *x);
         for (size_t i = 0; i < n; i++)
             x[i] = good[i % (sizeof good / sizeof good[0])];
         ck_assert_msg(mlt_all_finite(x, n), "finite array of %zu reported non-finite", n);
@@ -378,8 +366,8 @@ END_TEST
 
 START_TEST(test_names_round_trip)
 {
-    static const char *const want[MLT_RULE_COUNT_] = {"sgd",     "nesterov", "adam",
-                                                       "rmsprop", "adagrad",  "adadelta"};
+    static const char *const want[MLT_RULE_COUNT_] = {"sgd",     "nesterov", "adam",   "rmsprop",
+                                                      "adagrad", "adadelta", "sf-sgd", "sf-adamw"};
     for (int r = 0; r < MLT_RULE_COUNT_; r++) {
         const char *name = mlt_rule_name((mlt_rule_t)r);
         ck_assert_ptr_nonnull(name);
@@ -405,14 +393,40 @@ END_TEST
 
 START_TEST(test_names_state_floats)
 {
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SGD), 1);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_NESTEROV), 1);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAM), 2);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_RMSPROP), 1);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAGRAD), 1);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADADELTA), 2);
-    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_COUNT_), 0);
-    ck_assert_uint_eq(mlt_optim_state_floats((mlt_rule_t)-1), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SGD, false), 1);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_NESTEROV, false), 1);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAM, false), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_RMSPROP, false), 1);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAGRAD, false), 1);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADADELTA, false), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_COUNT_, false), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats((mlt_rule_t)-1, false), 0);
+    /* the schedule-free rules: z, x (and v); average changes nothing */
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SF_SGD, false), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SF_SGD, true), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SF_ADAMW, false), 3);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SF_ADAMW, true), 3);
+    /* average: x after h for sgd/nesterov; the adaptive rules cannot */
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_SGD, true), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_NESTEROV, true), 2);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAM, true), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_RMSPROP, true), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADAGRAD, true), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_ADADELTA, true), 0);
+    ck_assert_uint_eq(mlt_optim_state_floats(MLT_RULE_COUNT_, true), 0);
+    /* where x is */
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_SF_SGD, false), 1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_SF_ADAMW, false), 1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_SGD, true), 1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_NESTEROV, true), 1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_SGD, false), -1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_ADAM, false), -1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_ADAM, true), -1);
+    ck_assert_int_eq(mlt_optim_average_array(MLT_RULE_COUNT_, true), -1);
+    ck_assert(mlt_rule_schedule_free(MLT_RULE_SF_SGD));
+    ck_assert(mlt_rule_schedule_free(MLT_RULE_SF_ADAMW));
+    for (int r = 0; r < MLT_RULE_SF_SGD; r++)
+        ck_assert(!mlt_rule_schedule_free((mlt_rule_t)r));
 }
 END_TEST
 
@@ -425,6 +439,7 @@ START_TEST(test_names_defaults)
     ck_assert_float_eq(h.beta1, 0.9f);
     ck_assert_float_eq(h.beta2, 0.999f);
     ck_assert_float_eq(h.eps, 1e-8f);
+    ck_assert_uint_eq(h.warmup, 0);
 }
 END_TEST
 
@@ -438,8 +453,21 @@ START_TEST(test_names_apply_invalid)
     ck_assert_float_eq(w, 1.0f);
     ck_assert_float_eq(st[0], 0.25f);
     ck_assert_float_eq(st[1], 0.5f);
-    for (int r = 0; r < MLT_RULE_COUNT_; r++)
+    for (int r = 0; r < MLT_RULE_SF_SGD; r++)
         mlt_optim_apply((mlt_rule_t)r, &h, NULL, NULL, NULL, 0, 1);
+    /* mlt_optim_update: an invalid rule, average where the rule cannot keep
+     * one, and n = 0 change nothing, the scalars included */
+    mlt_optim_scalars_t sc = {.step = 3, .lr_max = 0.5, .weight_sum = 1.0};
+    mlt_optim_update(MLT_RULE_COUNT_, false, &h, &w, st, &g, 1, &sc);
+    mlt_optim_update(MLT_RULE_ADAM, true, &h, &w, st, &g, 1, &sc);
+    for (int r = 0; r < MLT_RULE_COUNT_; r++)
+        mlt_optim_update((mlt_rule_t)r, true, &h, NULL, NULL, NULL, 0, &sc);
+    ck_assert_float_eq(w, 1.0f);
+    ck_assert_float_eq(st[0], 0.25f);
+    ck_assert_float_eq(st[1], 0.5f);
+    ck_assert_uint_eq(sc.step, 3);
+    ck_assert_double_eq(sc.lr_max, 0.5);
+    ck_assert_double_eq(sc.weight_sum, 1.0);
 }
 END_TEST
 
@@ -490,6 +518,8 @@ static Suite *optim_suite(void)
     tcase_add_test(tc, test_names_defaults);
     tcase_add_test(tc, test_names_apply_invalid);
     suite_add_tcase(s, tc);
+
+    co_avg_tcases(s);
 
     return s;
 }

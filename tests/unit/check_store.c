@@ -2,10 +2,12 @@
  *
  * Tables are small (chunks of 4 floats, tables whose sizes are not multiples
  * of 4) so every chunk can be named in a test and the last chunk of a table is
- * short. Values are read back through mlt_store_chunk_get/mlt_chunk_params/
- * mlt_chunk_release, the path a pull reply takes. Update results are compared
- * against the formulas of kernels/optim.h evaluated here in double. */
+ * short. Values are read back through mlt_store_chunk_get/mlt_chunk_release,
+ * the path a pull reply takes. Update results are compared
+ * against the formulas of kernels/optim.h evaluated here in double. The
+ * averaging rules (schedule-free, update.average) are in check_store_avg.c. */
 #include "daemon/store.h"
+#include "tests/unit/check_store.h"
 
 #include <check.h>
 #include <errno.h>
@@ -17,14 +19,10 @@
 #include "common/alloc.h"
 #include "proto/limits.h"
 
-#define CF 4u               /* floats per chunk in every test */
-#define NO_LIMIT (1ull << 40) /* a memory_limit no test reaches */
-#define TOL 1e-5
-
 /* One table of 10 floats: chunks of 4, 4 and 2 floats. */
 static const mlt_table_spec_t T10[] = {{"w", 10}};
 
-static mlt_tunables_t tun(float lr, float momentum)
+mlt_tunables_t cs_tun(float lr, float momentum)
 {
     mlt_tunables_t t;
     memset(&t, 0, sizeof t);
@@ -35,9 +33,8 @@ static mlt_tunables_t tun(float lr, float momentum)
     return t;
 }
 
-/* New store with job "job" (rank 0 of 1). */
-static mlt_store_t *store_with(uint64_t limit, mlt_rule_t rule, const mlt_table_spec_t *tabs,
-                               uint32_t n_tabs, uint32_t n_workers)
+mlt_store_t *cs_store_with(uint64_t limit, mlt_rule_t rule, const mlt_table_spec_t *tabs,
+                           uint32_t n_tabs, uint32_t n_workers)
 {
     mlt_store_t *st = mlt_store_new(CF, limit);
     ck_assert_ptr_nonnull(st);
@@ -47,45 +44,46 @@ static mlt_store_t *store_with(uint64_t limit, mlt_rule_t rule, const mlt_table_
     return st;
 }
 
-static void create_ok(mlt_store_t *st, uint32_t id, float lr, float momentum)
+void cs_create(mlt_store_t *st, uint32_t id, float lr, float momentum)
 {
-    mlt_tunables_t t = tun(lr, momentum);
+    mlt_tunables_t t = cs_tun(lr, momentum);
     char err[256] = "";
     int rc = mlt_store_create(st, id, MLT_KIND_TRAIN, &t, err, sizeof err);
     ck_assert_msg(rc == 0, "create %u: %d %s", id, rc, err);
 }
 
-static void fork_ok(mlt_store_t *st, uint32_t child, uint32_t parent, float lr, float momentum)
+void cs_fork(mlt_store_t *st, uint32_t child, uint32_t parent, float lr, float momentum)
 {
-    mlt_tunables_t t = tun(lr, momentum);
+    mlt_tunables_t t = cs_tun(lr, momentum);
     char err[256] = "";
     int rc = mlt_store_fork(st, child, parent, MLT_KIND_TRAIN, &t, err, sizeof err);
     ck_assert_msg(rc == 0, "fork %u<-%u: %d %s", child, parent, rc, err);
 }
 
-static mlt_branch_t *br(mlt_store_t *st, uint32_t id)
+mlt_branch_t *cs_br(mlt_store_t *st, uint32_t id)
 {
     mlt_branch_t *b = mlt_store_branch(st, id);
     ck_assert_msg(b != NULL, "branch %u missing", id);
     return b;
 }
 
-static void write_ok(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, const float *v)
+void cs_write(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, const float *v)
 {
-    ck_assert_int_eq(mlt_store_write(st, br(st, id), table, k, v), 0);
+    ck_assert_int_eq(mlt_store_write(st, cs_br(st, id), table, k, v), 0);
 }
 
-static void apply_ok(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, const float *g)
+void cs_apply(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, const float *g)
 {
-    ck_assert_int_eq(mlt_store_apply(st, br(st, id), table, k, g), 0);
+    ck_assert_int_eq(mlt_store_apply(st, cs_br(st, id), table, k, g), 0);
 }
 
-/* Copies the parameters of chunk k into out (chunk_len floats). */
-static void read_chunk(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, float *out)
+void cs_read_chunk(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, float *out)
 {
-    mlt_chunk_t *c = mlt_store_chunk_get(st, br(st, id), table, k);
+    const float *data = NULL;
+    mlt_chunk_t *c = mlt_store_chunk_get(st, cs_br(st, id), table, k, &data);
     ck_assert_ptr_nonnull(c);
-    memcpy(out, mlt_chunk_params(c), mlt_store_chunk_len(st, table, k) * sizeof(float));
+    ck_assert_ptr_nonnull(data);
+    memcpy(out, data, mlt_store_chunk_len(st, table, k) * sizeof(float));
     mlt_chunk_release(NULL, c);
 }
 
@@ -95,13 +93,13 @@ static void expect_chunk(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t 
 {
     float got[CF];
     ck_assert_uint_eq(mlt_store_chunk_len(st, table, k), n);
-    read_chunk(st, id, table, k, got);
+    cs_read_chunk(st, id, table, k, got);
     for (uint32_t i = 0; i < n; i++)
         ck_assert_msg(got[i] == want[i], "branch %u table %u chunk %u [%u]: got %g want %g", id,
                       table, k, i, (double)got[i], (double)want[i]);
 }
 
-static void expect_near(const float *got, const double *want, uint32_t n, const char *what)
+void cs_expect_near(const float *got, const double *want, uint32_t n, const char *what)
 {
     for (uint32_t i = 0; i < n; i++)
         ck_assert_msg(fabs((double)got[i] - want[i]) <= TOL * (1 + fabs(want[i])),
@@ -150,7 +148,7 @@ START_TEST(test_job_same_spec)
     ck_assert_str_eq(mlt_store_job(st), "jobA");
     ck_assert_uint_eq(mlt_store_n_workers(st), 3);
     ck_assert_uint_eq(mlt_store_n_tables(st), 2);
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
     uint64_t alloc = mlt_store_allocated(st);
     ck_assert_uint_gt(alloc, 0);
 
@@ -172,7 +170,7 @@ START_TEST(test_job_busy)
     char err[256] = "";
     mlt_store_t *st = mlt_store_new(CF, NO_LIMIT);
     ck_assert_int_eq(mlt_store_set_job(st, "jobA", 3, MLT_RULE_SGD, s1, 2, 0, 1, err, sizeof err), 0);
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
 
     err[0] = 0;
     ck_assert_int_eq(mlt_store_set_job(st, "jobB", 3, MLT_RULE_SGD, s1, 2, 0, 1, err, sizeof err),
@@ -206,8 +204,8 @@ START_TEST(test_job_end_then_new)
     char err[256] = "";
     mlt_store_t *st = mlt_store_new(CF, NO_LIMIT);
     ck_assert_int_eq(mlt_store_set_job(st, "jobA", 2, MLT_RULE_SGD, s1, 1, 0, 1, err, sizeof err), 0);
-    create_ok(st, 1, 0.1f, 0);
-    fork_ok(st, 2, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
     ck_assert_uint_gt(mlt_store_allocated(st), 0);
 
     mlt_store_end_job(st);
@@ -223,7 +221,7 @@ START_TEST(test_job_end_then_new)
     ck_assert_str_eq(mlt_store_job(st), "jobB");
     ck_assert_uint_eq(mlt_store_n_workers(st), 5);
     ck_assert_uint_eq(mlt_store_n_tables(st), 2);
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
     /* chunks are sized by the new job: x = 3, y = 4+4+1, adam keeps 2 state arrays */
     uint64_t want = mlt_store_chunk_bytes(st, 3) + 2 * mlt_store_chunk_bytes(st, 4) +
                     mlt_store_chunk_bytes(st, 1);
@@ -254,7 +252,7 @@ END_TEST
 START_TEST(test_chunk_layout)
 {
     mlt_table_spec_t s[] = {{"a", 10}, {"b", 8}, {"c", 3}};
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, s, 3, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, s, 3, 1);
     ck_assert_uint_eq(mlt_store_chunk_len(st, 0, 0), 4);
     ck_assert_uint_eq(mlt_store_chunk_len(st, 0, 1), 4);
     ck_assert_uint_eq(mlt_store_chunk_len(st, 0, 2), 2); /* short last chunk */
@@ -283,7 +281,7 @@ START_TEST(test_chunk_layout)
     ck_assert_int_eq(mlt_store_check_range(st, UINT32_MAX, 0, 1, err, sizeof err), -ENOENT);
 
     /* a branch holds exactly the chunks above, each sized by its length */
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
     uint64_t want = 4 * mlt_store_chunk_bytes(st, 4) + mlt_store_chunk_bytes(st, 2) +
                     mlt_store_chunk_bytes(st, 3);
     ck_assert_uint_eq(mlt_store_allocated(st), want);
@@ -327,7 +325,7 @@ START_TEST(test_sharding)
         st[r] = mlt_store_new(CF, NO_LIMIT);
         ck_assert_int_eq(
             mlt_store_set_job(st[r], "shard", 2, MLT_RULE_SGD, s, 4, r, 3, err, sizeof err), 0);
-        create_ok(st[r], 7, 0.1f, 0);
+        cs_create(st[r], 7, 0.1f, 0);
     }
     uint64_t total = 0;
     for (uint32_t t = 0; t < 4; t++) {
@@ -380,7 +378,7 @@ START_TEST(test_sharding)
                 for (uint32_t i = 0; i < CF; i++)
                     v[i] = (float)(100 * t + 10 * k + i);
                 if (pass == 0)
-                    write_ok(o, 7, t, k, v);
+                    cs_write(o, 7, t, k, v);
                 else
                     expect_chunk(o, 7, t, k, v, lens[t][k]);
             }
@@ -396,38 +394,38 @@ END_TEST
 START_TEST(test_fork_isolation)
 {
     mlt_table_spec_t s[] = {{"w", 8}};
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, s, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, s, 1, 1);
     const float a0[] = {1, 2, 3, 4}, a1[] = {5, 6, 7, 8};
     const float c0[] = {10, 20, 30, 40}, p1[] = {50, 60, 70, 80};
-    create_ok(st, 1, 0.1f, 0);
-    write_ok(st, 1, 0, 0, a0);
-    write_ok(st, 1, 0, 1, a1);
-    mlt_tunables_t t = tun(0.25f, 0.5f);
+    cs_create(st, 1, 0.1f, 0);
+    cs_write(st, 1, 0, 0, a0);
+    cs_write(st, 1, 0, 1, a1);
+    mlt_tunables_t t = cs_tun(0.25f, 0.5f);
     t.staleness = 3;
     char err[256] = "";
     ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_EVAL, &t, err, sizeof err), 0);
     expect_chunk(st, 2, 0, 0, a0, 4); /* inherited */
     expect_chunk(st, 2, 0, 1, a1, 4);
 
-    write_ok(st, 2, 0, 0, c0); /* child write: parent unchanged */
+    cs_write(st, 2, 0, 0, c0); /* child write: parent unchanged */
     expect_chunk(st, 2, 0, 0, c0, 4);
     expect_chunk(st, 1, 0, 0, a0, 4);
 
-    write_ok(st, 1, 0, 1, p1); /* parent write: child unchanged */
+    cs_write(st, 1, 0, 1, p1); /* parent write: child unchanged */
     expect_chunk(st, 1, 0, 1, p1, 4);
     expect_chunk(st, 2, 0, 1, a1, 4);
     expect_chunk(st, 1, 0, 0, a0, 4);
     expect_chunk(st, 2, 0, 0, c0, 4);
 
     mlt_branch_info_t info;
-    mlt_store_branch_info(st, br(st, 2), &info);
+    mlt_store_branch_info(st, cs_br(st, 2), &info);
     ck_assert_uint_eq(info.id, 2);
     ck_assert_int_eq(info.parent, 1);
     ck_assert_int_eq(info.kind, MLT_KIND_EVAL);
     ck_assert_uint_eq(info.tunables.staleness, 3);
     ck_assert_float_eq(info.tunables.h.lr, 0.25f);
-    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 2))->h.momentum, 0.5f);
-    mlt_store_branch_info(st, br(st, 1), &info);
+    ck_assert_float_eq(mlt_store_branch_tunables(cs_br(st, 2))->h.momentum, 0.5f);
+    mlt_store_branch_info(st, cs_br(st, 1), &info);
     ck_assert_int_eq(info.parent, -1);
     ck_assert_int_eq(info.kind, MLT_KIND_TRAIN);
     mlt_store_destroy(&st);
@@ -439,20 +437,20 @@ END_TEST
 START_TEST(test_fork_optimizer_state)
 {
     const float lr = 0.1f, m = 0.9f;
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float w0[] = {1, 1, 1, 1};
     const float g1[] = {1, 2, 3, 4};
     const float g2[] = {0.5f, -1, 2, 0};
-    create_ok(st, 1, lr, m);
-    write_ok(st, 1, 0, 0, w0);
-    apply_ok(st, 1, 0, 0, g1);
-    fork_ok(st, 2, 1, lr, m);
-    apply_ok(st, 1, 0, 0, g2);
-    apply_ok(st, 2, 0, 0, g2);
+    cs_create(st, 1, lr, m);
+    cs_write(st, 1, 0, 0, w0);
+    cs_apply(st, 1, 0, 0, g1);
+    cs_fork(st, 2, 1, lr, m);
+    cs_apply(st, 1, 0, 0, g2);
+    cs_apply(st, 2, 0, 0, g2);
 
     float wp[CF], wc[CF];
-    read_chunk(st, 1, 0, 0, wp);
-    read_chunk(st, 2, 0, 0, wc);
+    cs_read_chunk(st, 1, 0, 0, wp);
+    cs_read_chunk(st, 2, 0, 0, wc);
     ck_assert_msg(memcmp(wp, wc, sizeof wp) == 0, "parent and child differ");
     double want[CF], no_momentum[CF];
     for (int i = 0; i < 4; i++) {
@@ -461,8 +459,8 @@ START_TEST(test_fork_optimizer_state)
         want[i] = w1 - (double)lr * h2;
         no_momentum[i] = w1 - (double)lr * g2[i];
     }
-    expect_near(wc, want, 4, "child");
-    expect_near(wp, want, 4, "parent");
+    cs_expect_near(wc, want, 4, "child");
+    cs_expect_near(wp, want, 4, "parent");
     /* the check above tells the two apart: a lost momentum buffer is far off */
     for (int i = 0; i < 4; i++)
         ck_assert(fabs(want[i] - no_momentum[i]) > 0.05);
@@ -473,14 +471,14 @@ END_TEST
 START_TEST(test_fork_errors)
 {
     char err[256] = "";
-    mlt_tunables_t t = tun(0.1f, 0);
+    mlt_tunables_t t = cs_tun(0.1f, 0);
     mlt_store_t *st = mlt_store_new(CF, NO_LIMIT);
     /* no job */
     ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_INIT, &t, err, sizeof err), -ENOENT);
     ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOENT);
     ck_assert_int_eq(mlt_store_set_job(st, "j", 1, MLT_RULE_SGD, T10, 1, 0, 1, err, sizeof err),
                      0);
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
     uint64_t alloc = mlt_store_allocated(st), pot = mlt_store_potential(st);
 
     err[0] = 0;
@@ -490,7 +488,7 @@ START_TEST(test_fork_errors)
     ck_assert_int_eq(mlt_store_fork(st, 1, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
     ck_assert_msg(strstr(err, "1") != NULL, "message: '%s'", err);
     ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
-    fork_ok(st, 2, 1, 0.1f, 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
     ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
     ck_assert_uint_eq(mlt_store_n_branches(st), 2);
     ck_assert_uint_eq(mlt_store_allocated(st), alloc);
@@ -500,32 +498,32 @@ START_TEST(test_fork_errors)
     ck_assert_int_eq(mlt_store_free(st, 2), -ENOENT);
     ck_assert_ptr_null(mlt_store_branch(st, 2));
     /* a freed id may be used again */
-    fork_ok(st, 2, 1, 0.1f, 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
     mlt_store_destroy(&st);
 }
 END_TEST
 
 START_TEST(test_fork_no_copy)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
-    create_ok(st, 1, 0.1f, 0.9f);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    cs_create(st, 1, 0.1f, 0.9f);
     uint64_t a0 = mlt_store_allocated(st);
     ck_assert_uint_eq(a0, t10_bytes(st));
-    fork_ok(st, 2, 1, 0.1f, 0.9f);
-    fork_ok(st, 3, 2, 0.1f, 0.9f); /* fork of a fork */
+    cs_fork(st, 2, 1, 0.1f, 0.9f);
+    cs_fork(st, 3, 2, 0.1f, 0.9f); /* fork of a fork */
     ck_assert_uint_eq(mlt_store_allocated(st), a0);
     ck_assert_uint_eq(mlt_store_potential(st), 3 * a0);
 
     const float v[] = {1, 2, 3, 4}, g[] = {1, 1, 1, 1};
-    write_ok(st, 2, 0, 2, v); /* short chunk: 2 floats */
+    cs_write(st, 2, 0, 2, v); /* short chunk: 2 floats */
     ck_assert_uint_eq(mlt_store_allocated(st), a0 + mlt_store_chunk_bytes(st, 2));
-    write_ok(st, 2, 0, 2, v);
-    apply_ok(st, 2, 0, 2, g);
+    cs_write(st, 2, 0, 2, v);
+    cs_apply(st, 2, 0, 2, g);
     ck_assert_uint_eq(mlt_store_allocated(st), a0 + mlt_store_chunk_bytes(st, 2));
-    apply_ok(st, 3, 0, 0, g); /* apply copies too */
+    cs_apply(st, 3, 0, 0, g); /* apply copies too */
     ck_assert_uint_eq(mlt_store_allocated(st),
                       a0 + mlt_store_chunk_bytes(st, 2) + mlt_store_chunk_bytes(st, 4));
-    apply_ok(st, 3, 0, 0, g);
+    cs_apply(st, 3, 0, 0, g);
     ck_assert_uint_eq(mlt_store_allocated(st),
                       a0 + mlt_store_chunk_bytes(st, 2) + mlt_store_chunk_bytes(st, 4));
     ck_assert_uint_eq(mlt_store_potential(st), 3 * a0);
@@ -535,18 +533,18 @@ END_TEST
 
 START_TEST(test_fork_diverged_and_iteration)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
-    create_ok(st, 1, 0.1f, 0);
-    ck_assert(!mlt_store_branch_diverged(br(st, 1)));
-    fork_ok(st, 2, 1, 0.1f, 0);
-    mlt_store_branch_set_diverged(br(st, 1));
-    ck_assert(mlt_store_branch_diverged(br(st, 1)));
-    ck_assert(!mlt_store_branch_diverged(br(st, 2)));
-    fork_ok(st, 3, 1, 0.1f, 0); /* inherits the parent's verdict */
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    cs_create(st, 1, 0.1f, 0);
+    ck_assert(!mlt_store_branch_diverged(cs_br(st, 1)));
+    cs_fork(st, 2, 1, 0.1f, 0);
+    mlt_store_branch_set_diverged(cs_br(st, 1));
+    ck_assert(mlt_store_branch_diverged(cs_br(st, 1)));
+    ck_assert(!mlt_store_branch_diverged(cs_br(st, 2)));
+    cs_fork(st, 3, 1, 0.1f, 0); /* inherits the parent's verdict */
     mlt_branch_info_t info;
-    mlt_store_branch_info(st, br(st, 3), &info);
+    mlt_store_branch_info(st, cs_br(st, 3), &info);
     ck_assert(info.diverged);
-    ck_assert_uint_eq(mlt_store_branch_id(br(st, 3)), 3);
+    ck_assert_uint_eq(mlt_store_branch_id(cs_br(st, 3)), 3);
 
     ck_assert_int_eq(mlt_store_free(st, 1), 0);
     unsigned seen = 0, n = 0;
@@ -563,39 +561,40 @@ END_TEST
 
 START_TEST(test_refcount_info)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const uint64_t total = t10_bytes(st), c4 = mlt_store_chunk_bytes(st, 4);
     mlt_branch_info_t i1, i2;
-    create_ok(st, 1, 0.1f, 0);
-    mlt_store_branch_info(st, br(st, 1), &i1);
+    cs_create(st, 1, 0.1f, 0);
+    mlt_store_branch_info(st, cs_br(st, 1), &i1);
     ck_assert_uint_eq(i1.owned_bytes, total);
     ck_assert_uint_eq(i1.shared_bytes, 0);
 
-    fork_ok(st, 2, 1, 0.1f, 0);
-    mlt_store_branch_info(st, br(st, 1), &i1);
-    mlt_store_branch_info(st, br(st, 2), &i2);
+    cs_fork(st, 2, 1, 0.1f, 0);
+    mlt_store_branch_info(st, cs_br(st, 1), &i1);
+    mlt_store_branch_info(st, cs_br(st, 2), &i2);
     ck_assert_uint_eq(i1.owned_bytes, 0);
     ck_assert_uint_eq(i1.shared_bytes, total);
     ck_assert_uint_eq(i2.owned_bytes, 0);
     ck_assert_uint_eq(i2.shared_bytes, total);
 
     const float v[] = {1, 2, 3, 4};
-    write_ok(st, 2, 0, 1, v);
-    mlt_store_branch_info(st, br(st, 1), &i1);
-    mlt_store_branch_info(st, br(st, 2), &i2);
+    cs_write(st, 2, 0, 1, v);
+    mlt_store_branch_info(st, cs_br(st, 1), &i1);
+    mlt_store_branch_info(st, cs_br(st, 2), &i2);
     ck_assert_uint_eq(i2.owned_bytes, c4);
     ck_assert_uint_eq(i2.shared_bytes, total - c4);
     ck_assert_uint_eq(i1.owned_bytes, c4); /* the original is the parent's alone now */
     ck_assert_uint_eq(i1.shared_bytes, total - c4);
 
     /* an in-flight reference is not a branch: still owned */
-    mlt_chunk_t *held = mlt_store_chunk_get(st, br(st, 2), 0, 1);
-    mlt_store_branch_info(st, br(st, 2), &i2);
+    const float *data;
+    mlt_chunk_t *held = mlt_store_chunk_get(st, cs_br(st, 2), 0, 1, &data);
+    mlt_store_branch_info(st, cs_br(st, 2), &i2);
     ck_assert_uint_eq(i2.owned_bytes, c4);
     mlt_chunk_release(NULL, held);
 
     ck_assert_int_eq(mlt_store_free(st, 1), 0);
-    mlt_store_branch_info(st, br(st, 2), &i2);
+    mlt_store_branch_info(st, cs_br(st, 2), &i2);
     ck_assert_uint_eq(i2.owned_bytes, total);
     ck_assert_uint_eq(i2.shared_bytes, 0);
     ck_assert_uint_eq(mlt_store_allocated(st), total);
@@ -606,13 +605,13 @@ END_TEST
 
 START_TEST(test_refcount_free_releases)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
-    create_ok(st, 1, 0.1f, 0);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    cs_create(st, 1, 0.1f, 0);
     const uint64_t a1 = mlt_store_allocated(st), p1 = mlt_store_potential(st);
-    fork_ok(st, 2, 1, 0.1f, 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
     const float v[] = {1, 2, 3, 4};
-    write_ok(st, 2, 0, 0, v);
-    write_ok(st, 2, 0, 2, v);
+    cs_write(st, 2, 0, 0, v);
+    cs_write(st, 2, 0, 2, v);
     ck_assert_uint_gt(mlt_store_allocated(st), a1);
     ck_assert_int_eq(mlt_store_free(st, 2), 0);
     ck_assert_uint_eq(mlt_store_allocated(st), a1);
@@ -628,17 +627,18 @@ END_TEST
 
 START_TEST(test_refcount_get_survives_free)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float v[] = {1, 2, 3, 4};
-    create_ok(st, 1, 0.1f, 0);
-    write_ok(st, 1, 0, 0, v);
-    fork_ok(st, 2, 1, 0.1f, 0);
-    mlt_chunk_t *c = mlt_store_chunk_get(st, br(st, 1), 0, 0);
+    cs_create(st, 1, 0.1f, 0);
+    cs_write(st, 1, 0, 0, v);
+    cs_fork(st, 2, 1, 0.1f, 0);
+    const float *data;
+    mlt_chunk_t *c = mlt_store_chunk_get(st, cs_br(st, 1), 0, 0, &data);
     ck_assert_int_eq(mlt_store_free(st, 1), 0);
     ck_assert_int_eq(mlt_store_free(st, 2), 0);
     ck_assert_uint_eq(mlt_store_allocated(st), mlt_store_chunk_bytes(st, 4));
     ck_assert_uint_eq(mlt_store_potential(st), 0);
-    ck_assert(memcmp(mlt_chunk_params(c), v, sizeof v) == 0);
+    ck_assert(memcmp(data, v, sizeof v) == 0);
     mlt_chunk_release(NULL, c);
     ck_assert_uint_eq(mlt_store_allocated(st), 0);
     mlt_store_destroy(&st);
@@ -647,29 +647,29 @@ END_TEST
 
 START_TEST(test_refcount_write_while_held)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float v[] = {1, 2, 3, 4}, w[] = {9, 8, 7, 6}, g[] = {1, 1, 1, 1};
-    create_ok(st, 1, 0.5f, 0);
-    write_ok(st, 1, 0, 0, v);
+    cs_create(st, 1, 0.5f, 0);
+    cs_write(st, 1, 0, 0, v);
     const uint64_t a = mlt_store_allocated(st);
-    mlt_chunk_t *c = mlt_store_chunk_get(st, br(st, 1), 0, 0);
-    const float *held = mlt_chunk_params(c);
+    const float *held;
+    mlt_chunk_t *c = mlt_store_chunk_get(st, cs_br(st, 1), 0, 0, &held);
 
-    write_ok(st, 1, 0, 0, w); /* copied: the reply in flight keeps v */
+    cs_write(st, 1, 0, 0, w); /* copied: the reply in flight keeps v */
     ck_assert_uint_eq(mlt_store_allocated(st), a + mlt_store_chunk_bytes(st, 4));
     ck_assert(memcmp(held, v, sizeof v) == 0);
     expect_chunk(st, 1, 0, 0, w, 4);
     mlt_branch_info_t info;
-    mlt_store_branch_info(st, br(st, 1), &info);
+    mlt_store_branch_info(st, cs_br(st, 1), &info);
     ck_assert_uint_eq(info.owned_bytes, t10_bytes(st));
 
     mlt_chunk_release(NULL, c);
     ck_assert_uint_eq(mlt_store_allocated(st), a);
 
     /* apply copies as well */
-    c = mlt_store_chunk_get(st, br(st, 1), 0, 0);
-    apply_ok(st, 1, 0, 0, g);
-    ck_assert(memcmp(mlt_chunk_params(c), w, sizeof w) == 0);
+    c = mlt_store_chunk_get(st, cs_br(st, 1), 0, 0, &held);
+    cs_apply(st, 1, 0, 0, g);
+    ck_assert(memcmp(held, w, sizeof w) == 0);
     const float after[] = {8.5f, 7.5f, 6.5f, 5.5f};
     expect_chunk(st, 1, 0, 0, after, 4);
     ck_assert_uint_eq(mlt_store_allocated(st), a + mlt_store_chunk_bytes(st, 4));
@@ -684,14 +684,15 @@ END_TEST
  * the release touches the destroyed store. */
 START_TEST(test_refcount_held_past_destroy)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float v[] = {1, 2, 3, 4};
-    create_ok(st, 1, 0.1f, 0);
-    write_ok(st, 1, 0, 0, v);
-    mlt_chunk_t *c = mlt_store_chunk_get(st, br(st, 1), 0, 0);
+    cs_create(st, 1, 0.1f, 0);
+    cs_write(st, 1, 0, 0, v);
+    const float *data;
+    mlt_chunk_t *c = mlt_store_chunk_get(st, cs_br(st, 1), 0, 0, &data);
     mlt_store_destroy(&st);
     ck_assert_ptr_null(st);
-    ck_assert(memcmp(mlt_chunk_params(c), v, sizeof v) == 0);
+    ck_assert(memcmp(data, v, sizeof v) == 0);
     mlt_chunk_release(NULL, c);
 }
 END_TEST
@@ -700,16 +701,16 @@ END_TEST
 
 START_TEST(test_bound_refuse)
 {
-    mlt_store_t *probe = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *probe = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const uint64_t B = t10_bytes(probe);
     mlt_store_destroy(&probe);
 
     /* room for exactly two branches: the limit itself is allowed */
-    mlt_store_t *st = store_with(2 * B, MLT_RULE_SGD, T10, 1, 1);
-    mlt_tunables_t t = tun(0.1f, 0);
+    mlt_store_t *st = cs_store_with(2 * B, MLT_RULE_SGD, T10, 1, 1);
+    mlt_tunables_t t = cs_tun(0.1f, 0);
     char err[256] = "";
-    create_ok(st, 1, 0.1f, 0);
-    fork_ok(st, 2, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
     ck_assert_uint_eq(mlt_store_potential(st), 2 * B);
     const uint64_t alloc = mlt_store_allocated(st);
 
@@ -727,23 +728,23 @@ START_TEST(test_bound_refuse)
     /* copy-on-write never needs the limit: both branches can become private */
     const float v[] = {1, 2, 3, 4};
     for (uint32_t k = 0; k < 3; k++)
-        write_ok(st, 2, 0, k, v);
+        cs_write(st, 2, 0, k, v);
     ck_assert_uint_eq(mlt_store_allocated(st), 2 * B);
 
     ck_assert_int_eq(mlt_store_free(st, 2), 0);
-    fork_ok(st, 3, 1, 0.1f, 0);
+    cs_fork(st, 3, 1, 0.1f, 0);
     ck_assert_uint_eq(mlt_store_potential(st), 2 * B);
     mlt_store_destroy(&st);
 
     /* one byte less: the second branch is refused */
-    st = store_with(2 * B - 1, MLT_RULE_SGD, T10, 1, 1);
-    create_ok(st, 1, 0.1f, 0);
+    st = cs_store_with(2 * B - 1, MLT_RULE_SGD, T10, 1, 1);
+    cs_create(st, 1, 0.1f, 0);
     ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
     ck_assert_uint_eq(mlt_store_potential(st), B);
     mlt_store_destroy(&st);
 
     /* below one branch: even the root is refused, nothing allocated */
-    st = store_with(B - 1, MLT_RULE_SGD, T10, 1, 1);
+    st = cs_store_with(B - 1, MLT_RULE_SGD, T10, 1, 1);
     ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
     ck_assert_uint_eq(mlt_store_allocated(st), 0);
     ck_assert_uint_eq(mlt_store_potential(st), 0);
@@ -754,10 +755,10 @@ END_TEST
 START_TEST(test_bound_branch_count)
 {
     mlt_table_spec_t s[] = {{"w", 1}};
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, s, 1, 1);
-    mlt_tunables_t t = tun(0.1f, 0);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, s, 1, 1);
+    mlt_tunables_t t = cs_tun(0.1f, 0);
     char err[256] = "";
-    create_ok(st, 0, 0.1f, 0);
+    cs_create(st, 0, 0.1f, 0);
     for (uint32_t id = 1; id < MLT_MAX_BRANCHES; id++)
         ck_assert_int_eq(mlt_store_fork(st, id, 0, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
     ck_assert_uint_eq(mlt_store_n_branches(st), MLT_MAX_BRANCHES);
@@ -776,9 +777,9 @@ END_TEST
 
 START_TEST(test_clock_min)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 3);
-    create_ok(st, 1, 0.1f, 0);
-    mlt_branch_t *b = br(st, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 3);
+    cs_create(st, 1, 0.1f, 0);
+    mlt_branch_t *b = cs_br(st, 1);
     int64_t mc = -1;
     ck_assert_int_eq(mlt_store_branch_min_clock(b), 0);
     ck_assert_int_eq(mlt_store_branch_clock(b, 0, 1, &mc), 0);
@@ -807,9 +808,9 @@ END_TEST
 
 START_TEST(test_clock_errors)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 3);
-    create_ok(st, 1, 0.1f, 0);
-    mlt_branch_t *b = br(st, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 3);
+    cs_create(st, 1, 0.1f, 0);
+    mlt_branch_t *b = cs_br(st, 1);
     int64_t mc = -1;
     for (uint32_t w = 0; w < 3; w++)
         ck_assert_int_eq(mlt_store_branch_clock(b, w, 4, &mc), 0);
@@ -828,21 +829,21 @@ END_TEST
 
 START_TEST(test_clock_fork_starts_at_zero)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 2);
-    create_ok(st, 1, 0.1f, 0);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 2);
+    cs_create(st, 1, 0.1f, 0);
     int64_t mc;
-    ck_assert_int_eq(mlt_store_branch_clock(br(st, 1), 0, 7, &mc), 0);
-    ck_assert_int_eq(mlt_store_branch_clock(br(st, 1), 1, 9, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(cs_br(st, 1), 0, 7, &mc), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(cs_br(st, 1), 1, 9, &mc), 0);
     ck_assert_int_eq(mc, 7);
-    fork_ok(st, 2, 1, 0.1f, 0);
-    ck_assert_int_eq(mlt_store_branch_min_clock(br(st, 2)), 0);
-    ck_assert_int_eq(mlt_store_branch_clock(br(st, 2), 0, 0, &mc), 0); /* 0 is not backwards */
-    ck_assert_int_eq(mlt_store_branch_clock(br(st, 2), 1, 1, &mc), 0);
+    cs_fork(st, 2, 1, 0.1f, 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(cs_br(st, 2)), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(cs_br(st, 2), 0, 0, &mc), 0); /* 0 is not backwards */
+    ck_assert_int_eq(mlt_store_branch_clock(cs_br(st, 2), 1, 1, &mc), 0);
     ck_assert_int_eq(mc, 0);
-    ck_assert_uint_eq(mlt_store_branch_slowest(br(st, 2)), 0);
+    ck_assert_uint_eq(mlt_store_branch_slowest(cs_br(st, 2)), 0);
     /* clocks are per branch */
-    ck_assert_int_eq(mlt_store_branch_min_clock(br(st, 1)), 7);
-    ck_assert_uint_eq(mlt_store_branch_slowest(br(st, 1)), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(cs_br(st, 1)), 7);
+    ck_assert_uint_eq(mlt_store_branch_slowest(cs_br(st, 1)), 0);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -851,32 +852,32 @@ END_TEST
 
 START_TEST(test_update_branch_tunables)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float w0[] = {1, 1, 1, 1}, g[] = {1, 2, 3, 4};
-    create_ok(st, 1, 0.1f, 0);
-    write_ok(st, 1, 0, 0, w0);
-    fork_ok(st, 2, 1, 0.5f, 0);
-    apply_ok(st, 1, 0, 0, g);
-    apply_ok(st, 2, 0, 0, g);
+    cs_create(st, 1, 0.1f, 0);
+    cs_write(st, 1, 0, 0, w0);
+    cs_fork(st, 2, 1, 0.5f, 0);
+    cs_apply(st, 1, 0, 0, g);
+    cs_apply(st, 2, 0, 0, g);
     float p[CF], c[CF];
     double wp[CF], wc[CF];
-    read_chunk(st, 1, 0, 0, p);
-    read_chunk(st, 2, 0, 0, c);
+    cs_read_chunk(st, 1, 0, 0, p);
+    cs_read_chunk(st, 2, 0, 0, c);
     for (int i = 0; i < 4; i++) {
         wp[i] = 1.0 - (double)0.1f * g[i];
         wc[i] = 1.0 - 0.5 * g[i];
     }
-    expect_near(p, wp, 4, "lr 0.1");
-    expect_near(c, wc, 4, "lr 0.5");
+    cs_expect_near(p, wp, 4, "lr 0.1");
+    cs_expect_near(c, wc, 4, "lr 0.5");
 
     /* new tunables apply from the next update on */
-    mlt_tunables_t t = tun(0, 0);
+    mlt_tunables_t t = cs_tun(0, 0);
     t.staleness = 7;
-    mlt_store_branch_set_tunables(br(st, 2), &t);
-    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 2))->h.lr, 0);
-    ck_assert_uint_eq(mlt_store_branch_tunables(br(st, 2))->staleness, 7);
-    ck_assert_float_eq(mlt_store_branch_tunables(br(st, 1))->h.lr, 0.1f);
-    apply_ok(st, 2, 0, 0, g);
+    mlt_store_branch_set_tunables(cs_br(st, 2), &t);
+    ck_assert_float_eq(mlt_store_branch_tunables(cs_br(st, 2))->h.lr, 0);
+    ck_assert_uint_eq(mlt_store_branch_tunables(cs_br(st, 2))->staleness, 7);
+    ck_assert_float_eq(mlt_store_branch_tunables(cs_br(st, 1))->h.lr, 0.1f);
+    cs_apply(st, 2, 0, 0, g);
     expect_chunk(st, 2, 0, 0, c, 4);
     mlt_store_destroy(&st);
 }
@@ -886,19 +887,19 @@ END_TEST
 START_TEST(test_update_write_keeps_state)
 {
     const float lr = 0.1f, m = 0.9f;
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float g1[] = {1, 2, 3, 4}, g2[] = {1, 0, -1, 2}, w[] = {5, 5, 5, 5};
-    create_ok(st, 1, lr, m);
-    apply_ok(st, 1, 0, 0, g1);
-    write_ok(st, 1, 0, 0, w);
+    cs_create(st, 1, lr, m);
+    cs_apply(st, 1, 0, 0, g1);
+    cs_write(st, 1, 0, 0, w);
     expect_chunk(st, 1, 0, 0, w, 4);
-    apply_ok(st, 1, 0, 0, g2);
+    cs_apply(st, 1, 0, 0, g2);
     float got[CF];
     double want[CF];
-    read_chunk(st, 1, 0, 0, got);
+    cs_read_chunk(st, 1, 0, 0, got);
     for (int i = 0; i < 4; i++)
         want[i] = 5.0 - (double)lr * ((double)m * g1[i] + g2[i]);
-    expect_near(got, want, 4, "after write");
+    cs_expect_near(got, want, 4, "after write");
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -918,28 +919,28 @@ static void adam_ref(const mlt_hyper_t *h, double *w, double *a, double *v, cons
 
 START_TEST(test_update_adam_step)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_ADAM, T10, 1, 1);
-    create_ok(st, 1, 0.1f, 0);
-    const mlt_hyper_t *h = &mlt_store_branch_tunables(br(st, 1))->h;
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_ADAM, T10, 1, 1);
+    cs_create(st, 1, 0.1f, 0);
+    const mlt_hyper_t *h = &mlt_store_branch_tunables(cs_br(st, 1))->h;
     const float w0[] = {1, -2, 0.5f, 3};
     const float g1[] = {0.1f, -0.2f, 0.3f, 1};
     const float g2[] = {-0.3f, 0.1f, 0.3f, -2};
-    write_ok(st, 1, 0, 0, w0);
-    write_ok(st, 1, 0, 1, w0);
+    cs_write(st, 1, 0, 0, w0);
+    cs_write(st, 1, 0, 1, w0);
     double w[CF], a[CF] = {0}, v[CF] = {0};
     for (int i = 0; i < 4; i++)
         w[i] = w0[i];
     float got[CF];
 
-    apply_ok(st, 1, 0, 0, g1);
+    cs_apply(st, 1, 0, 0, g1);
     adam_ref(h, w, a, v, g1, 4, 1);
-    read_chunk(st, 1, 0, 0, got);
-    expect_near(got, w, 4, "adam t=1");
+    cs_read_chunk(st, 1, 0, 0, got);
+    cs_expect_near(got, w, 4, "adam t=1");
 
-    apply_ok(st, 1, 0, 0, g2);
+    cs_apply(st, 1, 0, 0, g2);
     adam_ref(h, w, a, v, g2, 4, 2);
-    read_chunk(st, 1, 0, 0, got);
-    expect_near(got, w, 4, "adam t=2");
+    cs_read_chunk(st, 1, 0, 0, got);
+    cs_expect_near(got, w, 4, "adam t=2");
     /* had the step stayed at 1, the result would be visibly different */
     {
         double w1[CF], a1[CF] = {0}, v1[CF] = {0}, wx[CF], ax[CF], vx[CF];
@@ -960,23 +961,23 @@ START_TEST(test_update_adam_step)
     double w_1[CF], a_1[CF] = {0}, v_1[CF] = {0};
     for (int i = 0; i < 4; i++)
         w_1[i] = w0[i];
-    apply_ok(st, 1, 0, 1, g2);
+    cs_apply(st, 1, 0, 1, g2);
     adam_ref(h, w_1, a_1, v_1, g2, 4, 1);
-    read_chunk(st, 1, 0, 1, got);
-    expect_near(got, w_1, 4, "adam chunk 1 t=1");
+    cs_read_chunk(st, 1, 0, 1, got);
+    cs_expect_near(got, w_1, 4, "adam chunk 1 t=1");
 
     /* and travels with a fork and its copy: the child's next update is t=3 */
-    fork_ok(st, 2, 1, 0.1f, 0);
-    apply_ok(st, 2, 0, 0, g1);
+    cs_fork(st, 2, 1, 0.1f, 0);
+    cs_apply(st, 2, 0, 0, g1);
     double wc[CF], ac[CF], vc[CF];
     memcpy(wc, w, sizeof wc);
     memcpy(ac, a, sizeof ac);
     memcpy(vc, v, sizeof vc);
     adam_ref(h, wc, ac, vc, g1, 4, 3);
-    read_chunk(st, 2, 0, 0, got);
-    expect_near(got, wc, 4, "adam child t=3");
-    read_chunk(st, 1, 0, 0, got);
-    expect_near(got, w, 4, "adam parent after child update");
+    cs_read_chunk(st, 2, 0, 0, got);
+    cs_expect_near(got, wc, 4, "adam child t=3");
+    cs_read_chunk(st, 1, 0, 0, got);
+    cs_expect_near(got, w, 4, "adam parent after child update");
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -986,26 +987,26 @@ END_TEST
 START_TEST(test_oom_cow)
 {
     const float lr = 0.1f, m = 0.9f;
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
     const float v[] = {1, 2, 3, 4}, g[] = {1, 1, 2, 2}, w[] = {7, 7, 7, 7};
-    create_ok(st, 1, lr, m);
-    write_ok(st, 1, 0, 0, v);
-    fork_ok(st, 2, 1, lr, m);
+    cs_create(st, 1, lr, m);
+    cs_write(st, 1, 0, 0, v);
+    cs_fork(st, 2, 1, lr, m);
     const uint64_t a = mlt_store_allocated(st);
 
     mlt_alloc_fail_after(0);
-    int rc = mlt_store_apply(st, br(st, 2), 0, 0, g);
+    int rc = mlt_store_apply(st, cs_br(st, 2), 0, 0, g);
     mlt_alloc_fail_after(-1);
     ck_assert_int_eq(rc, -ENOMEM);
     expect_chunk(st, 1, 0, 0, v, 4);
     expect_chunk(st, 2, 0, 0, v, 4);
     ck_assert_uint_eq(mlt_store_allocated(st), a);
     mlt_branch_info_t info;
-    mlt_store_branch_info(st, br(st, 2), &info);
+    mlt_store_branch_info(st, cs_br(st, 2), &info);
     ck_assert_uint_eq(info.owned_bytes, 0);
 
     mlt_alloc_fail_after(0);
-    rc = mlt_store_write(st, br(st, 1), 0, 0, w);
+    rc = mlt_store_write(st, cs_br(st, 1), 0, 0, w);
     mlt_alloc_fail_after(-1);
     ck_assert_int_eq(rc, -ENOMEM);
     expect_chunk(st, 1, 0, 0, v, 4);
@@ -1013,13 +1014,13 @@ START_TEST(test_oom_cow)
     ck_assert_uint_eq(mlt_store_allocated(st), a);
 
     /* the failed apply left the momentum buffer alone: h = g, not m*g + g */
-    apply_ok(st, 2, 0, 0, g);
+    cs_apply(st, 2, 0, 0, g);
     float got[CF];
     double want[CF];
-    read_chunk(st, 2, 0, 0, got);
+    cs_read_chunk(st, 2, 0, 0, got);
     for (int i = 0; i < 4; i++)
         want[i] = (double)v[i] - (double)lr * g[i];
-    expect_near(got, want, 4, "after failed apply");
+    cs_expect_near(got, want, 4, "after failed apply");
     expect_chunk(st, 1, 0, 0, v, 4);
     mlt_store_destroy(&st);
 }
@@ -1027,10 +1028,10 @@ END_TEST
 
 START_TEST(test_oom_create)
 {
-    mlt_store_t *st = store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
-    mlt_tunables_t t = tun(0.1f, 0);
+    mlt_store_t *st = cs_store_with(NO_LIMIT, MLT_RULE_SGD, T10, 1, 1);
+    mlt_tunables_t t = cs_tun(0.1f, 0);
     char err[256];
-    create_ok(st, 1, 0.1f, 0);
+    cs_create(st, 1, 0.1f, 0);
     const uint64_t a = mlt_store_allocated(st), p = mlt_store_potential(st);
     /* fail the reference table, then each of the three chunks in turn */
     for (long n = 0; n <= 3; n++) {
@@ -1053,8 +1054,8 @@ START_TEST(test_oom_create)
     ck_assert_uint_eq(mlt_store_potential(st), p);
     ck_assert_ptr_null(mlt_store_branch(st, 3));
     /* with injection off, both succeed */
-    create_ok(st, 2, 0.1f, 0);
-    fork_ok(st, 3, 1, 0.1f, 0);
+    cs_create(st, 2, 0.1f, 0);
+    cs_fork(st, 3, 1, 0.1f, 0);
     ck_assert_uint_eq(mlt_store_allocated(st), 2 * a);
     mlt_store_destroy(&st);
 }
@@ -1112,6 +1113,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_oom_cow);
     tcase_add_test(tc, test_oom_create);
     suite_add_tcase(s, tc);
+
+    cs_avg_tcases(s);
 
     return s;
 }

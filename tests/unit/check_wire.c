@@ -111,7 +111,8 @@ static void job_init(job_fixture_t *f)
     mlt__job_spec__init(&f->job);
     f->job.name = (char *)"job";
     f->job.n_workers = 4;
-    f->job.rule = MLT__RULE__RULE_ADAM;
+    f->job.rule = MLT__RULE__RULE_SF_ADAMW;
+    f->job.has_average = 1, f->job.average = 1;
     for (int i = 0; i < 2; i++) {
         mlt__table_spec__init(&f->t[i]);
         f->tp[i] = &f->t[i];
@@ -168,6 +169,7 @@ static void fill_tunables(Mlt__Tunables *t, float lr)
     t->has_beta1 = 1, t->beta1 = 0.9f;
     t->has_beta2 = 1, t->beta2 = 0.999f;
     t->has_eps = 1, t->eps = 1e-8f;
+    t->has_warmup = 1, t->warmup = 500;
 }
 
 /* Fills f->h as a `type` message with the fields its flow carries
@@ -298,6 +300,7 @@ static void cmp_tunables(const char *what, const Mlt__Tunables *a, const Mlt__Tu
     CMP_OPT(what, a, b, beta1);
     CMP_OPT(what, a, b, beta2);
     CMP_OPT(what, a, b, eps);
+    CMP_OPT(what, a, b, warmup);
 }
 
 static void cmp_job(const Mlt__JobSpec *a, const Mlt__JobSpec *b)
@@ -308,6 +311,8 @@ static void cmp_job(const Mlt__JobSpec *a, const Mlt__JobSpec *b)
     cmp_str("job.name", a->name, b->name);
     ck_assert_uint_eq(a->n_workers, b->n_workers);
     ck_assert_int_eq(a->rule, b->rule);
+    ck_assert_int_eq(a->has_average, b->has_average);
+    ck_assert_int_eq(a->average, b->average);
     ck_assert_uint_eq(a->n_tables, b->n_tables);
     for (size_t i = 0; i < a->n_tables; i++) {
         const Mlt__TableSpec *x = a->tables[i], *y = b->tables[i];
@@ -879,7 +884,7 @@ START_TEST(test_tunables_betas_eps)
 }
 END_TEST
 
-START_TEST(test_tunables_staleness)
+START_TEST(test_tunables_staleness_warmup)
 {
     Mlt__Tunables t;
     mlt__tunables__init(&t);
@@ -893,6 +898,14 @@ START_TEST(test_tunables_staleness)
     REJECT(&h, -EINVAL, "tunables.staleness");
     t.staleness = UINT32_MAX;
     REJECT(&h, -EINVAL, "tunables.staleness");
+    t.staleness = 0;
+    t.has_warmup = 1;
+    t.warmup = MLT_MAX_WARMUP;
+    ACCEPT(&h);
+    t.warmup = MLT_MAX_WARMUP + 1;
+    REJECT(&h, -EINVAL, "tunables.warmup");
+    t.warmup = UINT32_MAX;
+    REJECT(&h, -EINVAL, "tunables.warmup");
     /* all fields present and in range */
     fill_tunables(&t, 1e6f);
     ACCEPT(&h);
@@ -961,11 +974,11 @@ START_TEST(test_job_rule)
 {
     job_fixture_t f;
     job_init(&f);
-    for (int r = MLT__RULE__RULE_SGD; r <= MLT__RULE__RULE_ADADELTA; r++) {
+    for (int r = MLT__RULE__RULE_SGD; r <= MLT__RULE__RULE_SF_ADAMW; r++) {
         f.job.rule = (Mlt__Rule)r;
         ACCEPT_JOB(&f);
     }
-    f.job.rule = (Mlt__Rule)(MLT__RULE__RULE_ADADELTA + 1);
+    f.job.rule = (Mlt__Rule)(MLT__RULE__RULE_SF_ADAMW + 1);
     REJECT_JOB(&f, "rule");
     f.job.rule = (Mlt__Rule)-1;
     REJECT_JOB(&f, "rule");
@@ -1221,7 +1234,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_tunables_momentum);
     tcase_add_test(tc, test_tunables_weight_decay);
     tcase_add_test(tc, test_tunables_betas_eps);
-    tcase_add_test(tc, test_tunables_staleness);
+    tcase_add_test(tc, test_tunables_staleness_warmup);
     tcase_add_test(tc, test_job_name);
     tcase_add_test(tc, test_job_workers);
     tcase_add_test(tc, test_job_rule);
