@@ -415,6 +415,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     t->m_dim = mlt_space_dim(&t->sp, "momentum");
     const char *rule = mlt_job_enum_name("update.rule", job->update.rule);
     t->coupled_rule = rule && (strcmp(rule, "sgd") == 0 || strcmp(rule, "nesterov") == 0);
+    t->sgd_like = t->coupled_rule || (rule && strcmp(rule, "sf-sgd") == 0);
     t->coupled = t->coupled_rule && t->lr_dim >= 0 && t->m_dim >= 0 &&
                  t->sp.dims[t->lr_dim].kind != MLT_TUNABLE_DISCRETE &&
                  t->sp.dims[t->m_dim].kind != MLT_TUNABLE_DISCRETE && t->sp.dims[t->m_dim].max < 1;

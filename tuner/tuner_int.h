@@ -64,6 +64,7 @@ typedef struct tuner {
      * the step, so searching (lr, momentum) raw makes the two fight */
     bool coupled;
     bool coupled_rule;        /* the job's rule is sgd or nesterov (momentum scales the step) */
+    bool sgd_like;            /* sgd, nesterov or sf-sgd: a step is lr x the gradient */
     int lr_dim, m_dim;        /* sp indices of lr and momentum (-1: not tuned) */
     double start_loss;
     double trial_time;        /* rung-0 trial time of a search, seconds (0: not yet) */

@@ -23,12 +23,16 @@
  * starting loss. The rate it reports is where the loss fell fastest (over
  * the steps before the one that stopped the test), at most half the rate
  * of the lowest loss: a rate that close to the blow-up is too close for a
- * whole run. */
+ * whole run. A loss that never fell beyond RANGE_FALL_SD times the noise of
+ * a step (a model whose loss moves only after epochs, such as matrix
+ * factorisation from small factors) gives no rate, and the design centres on
+ * the default. */
 
 #define RANGE_PER_DECADE 4
 #define RANGE_MIN_STEPS 8
 #define RANGE_MAX_STEPS 64
 #define RANGE_STOP_RISE 1.5 /* stop once a step's loss is above this x the start */
+#define RANGE_FALL_SD 4.0   /* no rate unless the loss fell by this many step noises */
 
 /* The starting loss without a range test: an eval branch at lr 0, whose
  * second half also measures the default setting's speed. */
@@ -172,7 +176,16 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
             best = i;
         }
     }
-    if (best >= 0 && S[lowest] < t->start_loss) {
+    /* the noise of a step's mean: their spread over the first quarter of the
+     * steps, where the rate is too small to matter */
+    int q = m / 4 < 3 ? 3 : m / 4;
+    double mean0 = 0, var0 = 0;
+    for (int i = 0; i < q && i < m; i++)
+        mean0 += L[i] / q;
+    for (int i = 0; i < q && i < m; i++)
+        var0 += (L[i] - mean0) * (L[i] - mean0) / (q - 1);
+    double fall = t->start_loss - (lowest >= 0 ? S[lowest] : NAN);
+    if (best >= 0 && m >= q && fall > RANGE_FALL_SD * sqrt(var0)) {
         *lr_star = lrs[best];
         if (*lr_star > lrs[lowest] / 2)
             *lr_star = lrs[lowest] / 2;
@@ -292,11 +305,13 @@ uint32_t mlt_tuner__design(const tuner_t *t, const mlt_setting_t *center, mlt_se
  *    (training, as ever), then B the same clocks on the same batches; each
  *    clock pairs with the other's.
  *  - batch: B's batch size is the next larger value, r times A's (whole r
- *    only), its learning rate unchanged: a larger batch lowers the gradient
- *    noise as a decay does (Smith et al. 2017, "Don't decay the learning rate,
- *    increase the batch size"), and on these machines it is faster per
- *    sample. B runs 1/r of A's clocks over the same samples; B's clock i
- *    pairs with the mean of A's clocks r i .. r i + r - 1.
+ *    only), its learning rate scaled to keep the progress per sample: times r
+ *    for the SGD-like rules (sgd, nesterov, sf-sgd; Goyal et al. 2017), times
+ *    sqrt(r) for the adaptive ones. A larger batch is faster per sample on
+ *    these machines (and for matrix factorisation, whose loss is a mean over
+ *    the batch, only lr / batch matters). B runs 1/r of A's clocks over the
+ *    same samples; B's clock i pairs with the mean of A's clocks r i .. r i +
+ *    r - 1.
  * B replaces A when the mean of the paired differences (B - A) is below zero
  * by more than PAIRED_T standard errors, or (batch) when B is faster per
  * sample by FASTER and not worse by more than one standard error: it then
@@ -361,6 +376,12 @@ static bool probe_setting(const tuner_t *t, probe_t p, mlt_setting_t *s, int64_t
         return false;
     mlt_setting_set(j, s, "batch_size", b1);
     *r = (int64_t)(b1 / b0);
+    if (t->lr_dim >= 0 && t->sp.dims[t->lr_dim].kind != MLT_TUNABLE_DISCRETE) {
+        const mlt_tunable_t *lr = &t->sp.dims[t->lr_dim];
+        double scale = t->sgd_like ? (double)*r : sqrt((double)*r);
+        double v = mlt_setting_get(j, s, "lr", NAN) * scale;
+        mlt_setting_set(j, s, "lr", v > lr->max ? lr->max : v);
+    }
     return true;
 }
 
@@ -391,8 +412,9 @@ static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
     int rc = mlt_tuner__trial_fork(t, &b, &s, t->train, t->cursor,
                                    p == PROBE_LR ? "the learning rate decayed, paired with the "
                                                    "training branch on the same data"
-                                                 : "the next larger batch size, paired with "
-                                                   "the training branch on the same samples");
+                                                     : "the next larger batch size (its rate "
+                                                   "scaled), paired with the training branch "
+                                                   "on the same samples");
     double *la = mlt_calloc((size_t)clocks, sizeof *la), secs_a = 0;
     if (!rc)
         rc = t->ex->run(t->ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, la,
