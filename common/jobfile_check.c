@@ -33,6 +33,8 @@ static const struct {
     {"weight_decay", 0.0, DBL_MAX, false, false, false, ">= 0", "a weight decay"},
     {"warmup", 0.0, 10000000.0, false, false, true, "an integer in 0..10000000",
      "a warm-up length in updates"}, /* MLT_MAX_WARMUP of proto/limits.h */
+    {"beta1", 0.0, 1.0, false, true, false, ">= 0 and < 1",
+     "adam's first-moment decay or sf-adamw's interpolation (update.beta1 as a tunable)"},
 };
 
 /* ---- string checks ---- */

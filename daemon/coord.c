@@ -230,7 +230,7 @@ static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *
     t.staleness = st >= 0 ? (int32_t)st : -1;
     double wu = mlt_setting_get(j, s, "warmup", -1);
     t.warmup = wu >= 0 ? (int32_t)wu : -1;
-    t.beta1 = (float)j->update.beta1;
+    t.beta1 = (float)mlt_setting_get(j, s, "beta1", j->update.beta1);
     t.beta2 = (float)j->update.beta2;
     t.eps = (float)j->update.eps;
     return t;
@@ -399,7 +399,7 @@ static int run_job(mlt_coord_t *c)
     c->tunables.weight_decay = (float)mlt_job_default(j, "weight_decay", 0.0);
     c->tunables.staleness = (int32_t)mlt_job_default(j, "staleness", 0);
     c->tunables.warmup = (int32_t)mlt_job_default(j, "warmup", 0);
-    c->tunables.beta1 = (float)j->update.beta1;
+    c->tunables.beta1 = (float)mlt_job_default(j, "beta1", j->update.beta1);
     c->tunables.beta2 = (float)j->update.beta2;
     c->tunables.eps = (float)j->update.eps;
     for (size_t i = 0; i < LOSS_RING; i++)

@@ -20,10 +20,11 @@
  * The loss stays flat while the rate is too small to matter, falls, and
  * blows up once the rate is past stability. The test stops at the blow-up.
  * Its first step (the smallest rate, which changes nearly nothing) is the
- * starting loss. The rate it reports is where the loss fell fastest (over
- * the steps before the one that stopped the test), at most half the rate
- * of the lowest loss: a rate that close to the blow-up is too close for a
- * whole run. A loss that never fell beyond RANGE_FALL_SD times the noise of
+ * starting loss. The rate it reports lies between where the loss fell
+ * fastest and where it was lowest (over the steps before the one that
+ * stopped the test), at their geometric mean: the steepest fall is a rate a
+ * step behind the best one (the loss lags the rate), the lowest a rate close
+ * to the blow-up. A loss that never fell beyond RANGE_FALL_SD times the noise of
  * a step (a model whose loss moves only after epochs, such as matrix
  * factorisation from small factors) gives no rate, and the design centres on
  * the default. */
@@ -186,9 +187,7 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
         var0 += (L[i] - mean0) * (L[i] - mean0) / (q - 1);
     double fall = t->start_loss - (lowest >= 0 ? S[lowest] : NAN);
     if (best >= 0 && m >= q && fall > RANGE_FALL_SD * sqrt(var0)) {
-        *lr_star = lrs[best];
-        if (*lr_star > lrs[lowest] / 2)
-            *lr_star = lrs[lowest] / 2;
+        *lr_star = sqrt(lrs[best] * lrs[lowest]);
         if (*lr_star < lo)
             *lr_star = lo;
     }

@@ -210,7 +210,7 @@ static int run_standalone(const char *path, char **sets, int n_sets)
     h.lr = (float)mlt_job_default(&job, "lr", 0.01);
     h.momentum = (float)mlt_job_default(&job, "momentum", 0.0);
     h.weight_decay = (float)mlt_job_default(&job, "weight_decay", 0.0);
-    h.beta1 = (float)job.update.beta1;
+    h.beta1 = (float)mlt_job_default(&job, "beta1", job.update.beta1);
     h.beta2 = (float)job.update.beta2;
     h.eps = (float)job.update.eps;
     h.warmup = (uint32_t)mlt_job_default(&job, "warmup", 0);

@@ -291,16 +291,18 @@ START_TEST(test_shipped_all_parse)
 }
 END_TEST
 
-/* the four tunables of the fmnist workloads */
-static void check_fmnist_tunables(const mlt_job_t *job)
+/* the tunables the fmnist workloads share: the learning rate (log scale,
+ * default lr_def), the batch size and the staleness, all tuned, and sgd's
+ * momentum */
+static void check_fmnist_tunables(const mlt_job_t *job, double lr_def)
 {
-    ck_assert_uint_eq(job->n_tunables, 4);
     const mlt_tunable_t *lr = mlt_job_tunable(job, "lr");
     ck_assert_ptr_nonnull(lr);
     ck_assert_int_eq(lr->kind, MLT_TUNABLE_LOG);
-    ck_assert_double_eq(lr->def, 0.01);
+    ck_assert_double_eq(lr->def, lr_def);
     ck_assert(lr->tune);
     const mlt_tunable_t *m = mlt_job_tunable(job, "momentum");
+    ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(m->kind, MLT_TUNABLE_LINEAR);
     ck_assert_double_eq(m->max, 0.99);
     const mlt_tunable_t *b = mlt_job_tunable(job, "batch_size");
@@ -309,11 +311,11 @@ static void check_fmnist_tunables(const mlt_job_t *job)
     ck_assert_double_eq(b->min, 32);
     ck_assert_double_eq(b->max, 512);
     ck_assert_double_eq(b->def, 128);
+    ck_assert(b->tune);
     const mlt_tunable_t *s = mlt_job_tunable(job, "staleness");
     ck_assert_uint_eq(s->n_values, 4);
     ck_assert_double_eq(s->def, 0);
-    for (uint32_t i = 0; i < job->n_tunables; i++)
-        ck_assert(job->tunables[i].tune);
+    ck_assert(s->tune);
 }
 
 START_TEST(test_shipped_fmnist_mlp)
@@ -332,7 +334,15 @@ START_TEST(test_shipped_fmnist_mlp)
     ck_assert_double_eq(job.stop.target_accuracy, 0.88);
     ck_assert_double_eq(job.stop.max_epochs, 30.0);
     ck_assert_str_eq(job.output_dir, "out/fmnist-mlp");
-    check_fmnist_tunables(&job);
+    /* schedule-free AdamW: its interpolation beta1 tuned, momentum unused */
+    ck_assert_str_eq(mlt_job_enum_name("update.rule", job.update.rule), "sf-adamw");
+    check_fmnist_tunables(&job, 0.0025);
+    ck_assert_uint_eq(job.n_tunables, 5);
+    const mlt_tunable_t *b1 = mlt_job_tunable(&job, "beta1");
+    ck_assert_ptr_nonnull(b1);
+    ck_assert(b1->tune);
+    ck_assert_double_eq(b1->def, 0.9);
+    ck_assert(!mlt_job_tunable(&job, "momentum")->tune);
     mlt_job_free(&job);
 }
 END_TEST
@@ -356,7 +366,9 @@ START_TEST(test_shipped_fmnist_cnn)
     }
     ck_assert_double_eq(job.stop.target_accuracy, 0.905);
     ck_assert_double_eq(job.stop.max_epochs, 6.0);
-    check_fmnist_tunables(&job);
+    check_fmnist_tunables(&job, 0.01);
+    ck_assert_uint_eq(job.n_tunables, 4);
+    ck_assert(mlt_job_tunable(&job, "momentum")->tune);
     mlt_job_free(&job);
 }
 END_TEST

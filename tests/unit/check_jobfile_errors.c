@@ -240,6 +240,9 @@ START_TEST(test_err_tunables)
                     "tunables = {\n weight_decay = { default = 0.0;\n min = -1.0; max = 1.0; "
                     "};\n};\n",
                     5, "tunables.weight_decay.min must be >= 0, as a weight decay (got -1)");
+    jf_expect_error(JF_BASE "tunables = {\n beta1 = { default = 0.9;\n min = 0.5; max = 1.0; };\n};\n",
+                    5, "tunables.beta1.max must be >= 0 and < 1, as adam's first-moment decay or "
+                       "sf-adamw's interpolation (update.beta1 as a tunable) (got 1)");
     jf_expect_error(
         JF_BASE "tunables = {\n warmup = { default = 10.0;\n values = [2.5, 10.0]; };\n};\n", 5,
         "tunables.warmup.values[0] must be an integer in 0..10000000, as a warm-up length in "

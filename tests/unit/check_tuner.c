@@ -133,8 +133,9 @@ START_TEST(test_range_test)
      * setting, its learning rate raised geometrically from the range's min,
      * a step every few clocks, until the loss blows up (the script's lr >=
      * LR_BOOM); its first step is the starting loss; the rate it reports is
-     * at most half the rate of its lowest loss, below the blow-up, within a
-     * factor of 3 of the optimum here; the first design's centre is the
+     * the geometric mean of the steepest fall's and the lowest loss's, below
+     * the blow-up, within a factor of 3 of the optimum here; the first
+     * design's centre is the
      * default setting at that rate, and the range test's branch is freed
      * before the first trial */
     mlt_job_t job;
@@ -183,7 +184,9 @@ START_TEST(test_range_test)
                   lrs[n - 1]);
     ck_assert_msg(r.x->tunes >= n - 1, "%d tunes for %d steps", r.x->tunes, n);
     double lr_star = ct_l_num(l, "lr"), lowest = ct_l_num(l, "lowest_at");
-    ck_assert(lr_star <= lowest / 2 * (1 + 1e-5));
+    double steepest = ct_l_num(l, "steepest_at");
+    ck_assert_double_eq_tol(lr_star, sqrt(steepest * lowest), 1e-5 * lr_star);
+    ck_assert(lr_star < LR_BOOM);
     ck_assert_msg(lr_star >= LR_OPT / 3 && lr_star <= LR_OPT * 3, "the range test says lr %g",
                   lr_star);
     /* the design's centre */
