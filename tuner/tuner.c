@@ -494,14 +494,18 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         if (t->sp.d > 0 && (rc = snapshot_take(t, val, test, "tested")))
             return -1;
         /* re-tune? the learning rate first, by a paired probe, when the
-         * training loss stalled beyond its noise or the validation metric has
-         * not improved for retune_tests tests */
+         * training loss stalled beyond its noise and this test was no new
+         * best (a training loss can stall, or rise, while the held-out metric
+         * still improves: matrix factorisation's does), or the validation
+         * metric has not improved for retune_tests tests */
         if (converged)
             continue;
         char why[160];
-        if (job->tuner.plateau_t > 0 && isfinite(trend) && trend > -job->tuner.plateau_t)
+        if (job->tuner.plateau_t > 0 && isfinite(trend) && trend > -job->tuner.plateau_t &&
+            no_gain > 0)
             snprintf(why, sizeof why, "the training loss stalled over the last interval "
-                     "(trend t = %.3g > -%g)", trend, job->tuner.plateau_t);
+                     "(trend t = %.3g > -%g) and the validation metric did not improve", trend,
+                     job->tuner.plateau_t);
         else if (job->tuner.retune_tests > 0 && no_gain >= job->tuner.retune_tests)
             snprintf(why, sizeof why, "the validation metric has not improved for %d tests",
                      no_gain);

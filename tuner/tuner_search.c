@@ -311,8 +311,8 @@ static int cmp_score(const void *a, const void *b)
  * is left, the best leads the second by more than SEPARATE standard errors
  * of their difference, or the next rung would overrun the budget (spent: the
  * search's lost time so far). */
-static int halve(tuner_t *t, trial_t *trials, uint32_t n, double T, double parent_loss,
-                 double budget_s, double spent0)
+static int halve(tuner_t *t, trial_t *trials, uint32_t n, uint32_t parent, double T,
+                 double parent_loss, double budget_s, double spent0)
 {
     trial_t **live = mlt_calloc(n ? n : 1, sizeof *live);
     int rc = 0;
@@ -347,13 +347,13 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, double T, double paren
         double T2 = 2 * T < cap ? 2 * T : cap;
         double spent = t->res->trial_seconds - spent0;
         if (T2 <= T || spent + (double)keep * (T2 - T) > budget_s) {
-            logline(t, "halving_stop", trials[0].id, "\"rung\":%d,\"kept\":%u,\"reason\":\"%s\"",
+            logline(t, "halving_stop", parent, "\"rung\":%d,\"kept\":%u,\"reason\":\"%s\"",
                     rung, keep, T2 <= T ? "the trial time is at its cap (an epoch)"
                                         : "the next rung would overrun the search's budget");
             break;
         }
         T = T2;
-        logline(t, "rung", trials[0].id, "\"rung\":%d,\"trials\":%u,\"seconds\":%.4f,"
+        logline(t, "rung", parent, "\"rung\":%d,\"trials\":%u,\"seconds\":%.4f,"
                 "\"timing_dependent\":[\"t\",\"seconds\"]", rung, keep, T);
         for (uint32_t i = 0; i < keep && !rc; i++) {
             rc = mlt_tuner__trial_run_for(t, live[i], T, parent_loss);
@@ -382,7 +382,7 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
     trial_t *trials = mlt_calloc(max_trials + 1, sizeof *trials);
     uint32_t n = 0, dups = 0;
     int rc = 0;
-    double t_begin = t->ex->now(t->ex->ctx), spent0 = t->res->trial_seconds;
+    double spent0 = t->res->trial_seconds;
     double T = t->trial_time;
     *winner = -1;
     char bb[32];
@@ -436,10 +436,9 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
         logline(t, "search_stop", parent, "\"trials\":%u,\"reason\":\"%s\"", n,
                 stop ? stop : "design done");
     if (!rc)
-        rc = halve(t, trials, n, T, parent_loss, budget_s, spent0);
+        rc = halve(t, trials, n, parent, T, parent_loss, budget_s, spent0);
     if (!rc)
         *winner = best_trial(trials, n);
-    (void)t_begin;
     *trials_out = trials;
     *n_out = n;
     return rc;
