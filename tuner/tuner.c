@@ -1,11 +1,10 @@
-/* tuner.c - the tuning logic (mlt_tuner_run): settings, the starting loss,
- * commits, snapshots, rollbacks and the train, test and re-tune loop; one
- * search is in tuner_search.c. See tuner.h for the algorithm. */
+/* tuner.c - the tuning logic (mlt_tuner_run): the first search, commits,
+ * snapshots, rollbacks and the train, test and re-tune loop; a search is in
+ * tuner_search.c, the range test and re-tune probes in tuner_probe.c. See
+ * tuner.h for the algorithm. */
 #include "tuner/tuner.h"
 
 #include <math.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"

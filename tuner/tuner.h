@@ -5,26 +5,30 @@
  * executor (synthetic loss curves, a virtual clock).
  *
  * Logics (job tuner.logic): "fixed" trains with every tunable at its default;
- * "mltuner" searches from the init branch with the job's searcher, trains the
- * winner, tests every test interval, re-tunes with the marginal searcher on a
- * validation plateau or after retune_time_factor x the last search time, and
- * stops re-tuning once converged (converge_tests re-tunes without a gain).
+ * "train-to-completion" and "hyperband" are the baselines (tuner_base.c);
+ * "mltuner":
  *
- * Search (one call of search()):
- *   propose -> fork trial from the parent -> run it for the trial time ->
- *   summarise (summary.h) -> tell the searcher its slope (diverged = worst)
- *   until the best top_k slopes agree within slope_agree, or the trial count
- *   reaches the previous search's (re-tunes), or the overhead budget is spent.
- *   The trial time is wall time, the same for every trial of a search
- *   (whatever its batch size): it starts at the time min_trial_clocks take at
- *   the default setting and doubles, resuming the surviving trials in turn,
- *   until some trial of two or more converges (at most one epoch at the
- *   default batch size); re-tunes start from it and settle it again. Every
- *   trial of a search starts from the same data cursor and from the mean of
- *   the parent's last losses. The first search commits the best converging
- *   trial; a re-tune commits the trial whose block means are lowest and below
- *   the current setting's own trial by a paired t < -2.5, else the current
- *   setting goes on. The others are freed.
+ *   START --range test (or a warm start)--> FIRST SEARCH --commit--> TRAIN
+ *   TRAIN --test: stalled or no gain, budget left--> PROBE --better--> TRAIN
+ *                                                    PROBE --not better--> TRAIN
+ *   TRAIN --test: diverged or regressed--> ROLLBACK (a search from the last
+ *                                          good snapshot) --commit--> TRAIN
+ *   TRAIN --test: target, max_epochs, max_time_s--> DONE
+ *
+ *   range test   mlt_tuner__range_test (tuner_probe.c): the starting loss,
+ *                the default's speed, a learning rate to centre on
+ *   search       mlt_tuner__search (tuner_search.c): a design, then the
+ *                searcher's proposals while it expects a gain, every trial
+ *                the same wall time from the same point and data, scored by
+ *                the loss it reaches, cut when it diverges; successive
+ *                halving to one winner
+ *   probe        mlt_tuner__retune (tuner_probe.c): the training branch
+ *                paired on the same data with its learning rate decayed,
+ *                then with a larger batch size; the fork replaces it when
+ *                its loss is lower beyond noise
+ *
+ * Every trial that does not become training counts against max_overhead,
+ * the first search's too (tuner_int.h: mlt_tuner__budget).
  *
  * Single-threaded: the coordinator thread calls it. */
 #ifndef MLT_TUNER_H

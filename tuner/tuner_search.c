@@ -280,6 +280,21 @@ static int best_trial(const trial_t *trials, uint32_t n)
     return w;
 }
 
+/* true when some live trial's score is below the fork's loss by more than
+ * SEPARATE standard errors: a search whose trials all stay within their
+ * noise of where they started (matrix factorisation's loss sits flat for
+ * epochs from small factors) has learnt nothing about its settings */
+static bool any_moved(const trial_t *trials, uint32_t n, double fork_loss)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const trial_t *tr = &trials[i];
+        if (tr->alive && !tr->cut && isfinite(tr->se) &&
+            fork_loss - tr->score > SEPARATE * tr->se)
+            return true;
+    }
+    return false;
+}
+
 /* one trial of the search: forks it, runs it the rung-0 time, cuts or observes */
 static int search_trial(tuner_t *t, mlt_search_t *se, trial_t *tr, const mlt_setting_t *s,
                         uint32_t parent, double parent_loss, double cursor, double T,
@@ -435,8 +450,16 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
     if (!rc)
         logline(t, "search_stop", parent, "\"trials\":%u,\"reason\":\"%s\"", n,
                 stop ? stop : "design done");
-    if (!rc)
+    if (!rc && !any_moved(trials, n, parent_loss) && n > 0 && trials[0].alive &&
+        !trials[0].cut) {
+        /* no evidence either way: the design's centre (the range test's rate,
+         * or the default) goes on rather than the luckiest draw of the noise */
+        for (uint32_t i = 1; i < n && !rc; i++)
+            rc = mlt_tuner__trial_kill(t, &trials[i], "no trial moved the loss beyond its noise: "
+                                                      "the design's centre goes on");
+    } else if (!rc) {
         rc = halve(t, trials, n, parent, T, parent_loss, budget_s, spent0);
+    }
     if (!rc)
         *winner = best_trial(trials, n);
     *trials_out = trials;

@@ -211,7 +211,7 @@ START_TEST(test_halving)
                 "0", "tuner.plateau_t", "0", "tunables.batch_size.tune", "true",
                 "stop.max_epochs", "2", NULL);
     script_t *x = ct_script_new(&job);
-    x->noise = 0.3;
+    x->noise = 0.05;
     run_t r;
     ct_run_job(&job, x, &r);
     const dlog_t *d = &r.log;
@@ -474,6 +474,38 @@ START_TEST(test_warm_start)
 }
 END_TEST
 
+START_TEST(test_nothing_moved)
+{
+    /* no setting moves the loss within a trial (as matrix factorisation from
+     * small factors): every trial's score is within its noise of the start,
+     * so the search has learnt nothing, and the design's centre goes on (not
+     * the luckiest draw of the noise); no halving rung runs */
+    mlt_job_t job;
+    ct_job_make(&job, "tuner.range_clocks", "0", "tuner.first_trials", "3", "tuner.max_trials",
+                "3", "tuner.retune_tests", "0", "tuner.plateau_t", "0", "stop.max_epochs", "2",
+                NULL);
+    script_t *x = ct_script_new(&job);
+    x->frozen = true;
+    x->noise = 0.05;
+    run_t r;
+    ct_run_job(&job, x, &r);
+    const dlog_t *d = &r.log;
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    size_t ci = ct_dlog_find(d, 0, "commit", UINT32_MAX);
+    size_t p0 = ct_dlog_find(d, 0, "propose", UINT32_MAX);
+    ck_assert_uint_eq(d->l[ci].branch, d->l[p0].branch);
+    ck_assert_double_eq_tol(ct_l_sub(&d->l[ci], "tunables", "lr"), 0.01, 1e-9);
+    ck_assert_uint_eq(ct_dlog_count(d, 0, ci, "rung"), 0);
+    size_t nothing = 0;
+    for (size_t i = 0; i < ci; i++)
+        nothing += ct_l_is(&d->l[i], "free") && ct_l_reason_has(&d->l[i], "beyond its noise");
+    ck_assert_uint_eq(nothing, 2);
+    ct_assert_only_training_live(r.x, &r.res);
+    ct_run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
 /* =================================================================== stop */
 
 START_TEST(test_target_accuracy)
@@ -634,6 +666,7 @@ static Suite *tuner_suite(void)
     tcase_add_test(tc, test_range_test);
     tcase_add_test(tc, test_halving);
     tcase_add_test(tc, test_halving_clear_leader);
+    tcase_add_test(tc, test_nothing_moved);
     tcase_add_test(tc, test_diverging_trials);
     tcase_add_test(tc, test_budget_counts_first_search);
     tcase_add_test(tc, test_warm_start);

@@ -69,6 +69,7 @@ typedef struct script {
     int64_t late_age;      /* clocks turns NaN (a divergence no shorter trial sees) */
     bool late_regress;     /* instead of NaN, it unlearns: q falls by 2 RATE a clock */
     double batch_power;    /* progress a clock grows as batch^this (0: 0.5) */
+    bool frozen;           /* no setting makes any progress (the loss is noise) */
     /* non-NULL: the metrics of test branch b (after acc_const) */
     void (*metric)(const struct script *x, const br_t *b, double *val, double *test);
     /* what happened */

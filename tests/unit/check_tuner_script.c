@@ -114,6 +114,8 @@ double ct_rate_of(const script_t *x, const mlt_setting_t *s, double pos)
     if (!(lr > 0))
         return 0; /* an eval branch */
     double bs = sget(x, s, "batch_size", 128);
+    if (x->frozen)
+        return 0;
     if (x->flat)
         return RATE;
     double opt = x->opt_late > 0 && pos >= x->noise_from ? x->opt_late : LR_OPT;
