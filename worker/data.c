@@ -28,6 +28,7 @@
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned bytes, 1 dimension */
 #define IDX_CHUNK        16384u      /* pixels converted per read (stack buffer) */
 #define GZ_BUFFER        (1u << 17)  /* zlib's input buffer */
+#define MIN_ITEMS_PER_CLASS 100u     /* items per used class above which an empty class is corrupt */
 
 /* ---- shared helpers ----------------------------------------------------- */
 
@@ -326,10 +327,32 @@ int mlt_idx_load(const char *images_path, const char *labels_path, mlt_dataset_t
     if (rc < 0)
         goto fail;
 
-    uint32_t max = 0;
-    for (uint32_t i = 0; i < d.n; i++)
+    uint32_t max = 0, count[256] = {0};
+    for (uint32_t i = 0; i < d.n; i++) {
         max = d.y[i] > max ? d.y[i] : max;
+        count[d.y[i]]++;
+    }
     d.n_classes = max + 1; /* <= 256: labels are bytes */
+    /* a class below the largest label with no item at all, in a file with
+     * many items for each class that has some (a 255 in a 10-class file
+     * would make a 256-class model): a corrupt labels file, not a data set */
+    uint32_t used = 0;
+    for (uint32_t c = 0; c <= max; c++)
+        used += count[c] > 0;
+    if (d.n >= MIN_ITEMS_PER_CLASS * used) {
+        for (uint32_t c = 0; c < max; c++) {
+            if (count[c] > 0)
+                continue;
+            uint32_t at = 0;
+            while (at < d.n && d.y[at] <= c)
+                at++;
+            rc = mlt_data_fail(err, errlen, -EINVAL,
+                               "%s: item %u has label %u, but no item has label %u: a model of "
+                               "%u classes would have empty ones (a corrupt labels file?)",
+                               labels_path, at, d.y[at], c, d.n_classes);
+            goto fail;
+        }
+    }
 
     idx_close(&lb);
     idx_close(&im);

@@ -397,6 +397,33 @@ START_TEST(test_err_count_mismatch)
 }
 END_TEST
 
+START_TEST(test_err_label_gap)
+{
+    /* 1000 items of 3 classes (i % 3), one of them relabelled 255: classes
+     * 3..254 would be empty, so the labels file is refused, naming the item;
+     * the same gap in a file of 10 items (too few to tell) is a 256-class
+     * data set */
+    char ip[PATH_MAX], lp[PATH_MAX], bad[PATH_MAX], err[ERRLEN];
+    write_pair(1000, 0, 0, ip, lp);
+    buf_t b = idx_labels(1000, 3);
+    b.p[8 + 700] = 255;
+    write_file("lab255", b.p, b.n, 0, bad);
+    EXPECT_ERR(load_fail(ip, bad, err), -EINVAL, err, bad, "item 700 has label 255",
+               "no item has label 3", "corrupt labels file");
+    mlt_free(b.p);
+    char ip10[PATH_MAX], lp10[PATH_MAX];
+    write_pair(10, 0, 0, ip10, lp10);
+    b = idx_labels(10, 3);
+    b.p[8 + 7] = 255;
+    write_file("lab255s", b.p, b.n, 0, bad);
+    mlt_dataset_t d;
+    ck_assert_int_eq(mlt_idx_load(ip10, bad, &d, err, ERRLEN), 0);
+    ck_assert_uint_eq(d.n_classes, 256);
+    mlt_dataset_free(&d);
+    mlt_free(b.p);
+}
+END_TEST
+
 START_TEST(test_err_dims)
 {
     char ip[PATH_MAX], lp[PATH_MAX], bad[PATH_MAX], err[ERRLEN];
@@ -1049,6 +1076,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_err_gzip_stream);
     tcase_add_test(tc, test_err_trailing);
     tcase_add_test(tc, test_err_count_mismatch);
+    tcase_add_test(tc, test_err_label_gap);
     tcase_add_test(tc, test_err_dims);
     tcase_add_test(tc, test_err_null_buffer);
     suite_add_tcase(s, tc);
