@@ -60,7 +60,7 @@ static int parse_rating(const char *s, double *out)
 typedef struct ratings_reader {
     const char *path; /* for messages (borrowed) */
     unsigned long ln; /* current line, from 1 */
-    char sep;         /* field separator, 0 until detected */
+    const char *sep;  /* field separator: "\t", "," or "::"; NULL until detected */
     mlt_rating_t *v;  /* ratings with file ids */
     uint64_t n, cap;  /* used and allocated entries of v */
     char *err;        /* message buffer */
@@ -72,11 +72,12 @@ static int ratings_parse_line(ratings_reader_t *r, char *line, mlt_rating_t *out
 {
     char *field[4];
     int nf = 0;
-    for (char *p = line;; p++) {
+    size_t seplen = strlen(r->sep);
+    for (char *p = line;; p += seplen) {
         if (nf < 4)
             field[nf] = p;
         nf++;
-        p = strchr(p, r->sep);
+        p = strstr(p, r->sep);
         if (!p)
             break;
         *p = '\0';
@@ -86,7 +87,8 @@ static int ratings_parse_line(ratings_reader_t *r, char *line, mlt_rating_t *out
             r->err, r->errlen, -EINVAL,
             "%s:%lu: expected 4 %s-separated fields (user, item, rating, timestamp), "
             "got %d",
-            r->path, r->ln, r->sep == '\t' ? "tab" : "comma", nf);
+            r->path, r->ln,
+            strcmp(r->sep, "\t") == 0 ? "tab" : strcmp(r->sep, ",") == 0 ? "comma" : "'::'", nf);
     uint64_t id[2], ts;
     for (int i = 0; i < 2; i++) {
         int rc = parse_uint(field[i], UINT32_MAX, &id[i]);
@@ -120,11 +122,13 @@ static int ratings_line(ratings_reader_t *r, char *line)
 {
     if (*line == '\0')
         return 0;
-    if (r->sep == 0) {
+    if (!r->sep) {
         if (strchr(line, '\t')) {
-            r->sep = '\t';
+            r->sep = "\t";
+        } else if (strstr(line, "::")) { /* MovieLens 1M and 10M ratings.dat */
+            r->sep = "::";
         } else if (strchr(line, ',')) {
-            r->sep = ',';
+            r->sep = ",";
             if (!(*line >= '0' && *line <= '9')) { /* a header */
                 if (strcmp(line, CSV_HEADER) != 0)
                     return mlt_data_fail(r->err, r->errlen, -EINVAL,
@@ -135,8 +139,8 @@ static int ratings_line(ratings_reader_t *r, char *line)
         } else {
             return mlt_data_fail(
                 r->err, r->errlen, -EINVAL,
-                "%s:%lu: unrecognised format: expected tab-separated u.data fields or "
-                "the ratings.csv header '%s'",
+                "%s:%lu: unrecognised format: expected tab-separated u.data fields, "
+                "'::'-separated ratings.dat fields or the ratings.csv header '%s'",
                 r->path, r->ln, CSV_HEADER);
         }
     }

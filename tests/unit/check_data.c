@@ -868,6 +868,28 @@ static void ratings_bad_(const char *text, int line, const char *what, int src_l
     ck_assert_msg(strchr(err, '\n') == NULL, "multi-line message: %s", err);
 }
 
+START_TEST(test_ratings_dat)
+{
+    /* MovieLens 1M and 10M ratings.dat: UserID::MovieID::Rating::Timestamp */
+    char path[PATH_MAX], err[ERRLEN];
+    mlt_ratings_t r;
+    const char *text = "1::1193::5::978300760\n"
+                       "1::661::3::978302109\n"
+                       "2::1193::4.5::978298413\n";
+    ck_assert_msg(load_ratings_text("ratings.dat", text, 0, &r, path, err) == 0, "%s", err);
+    ck_assert_uint_eq(r.n, 3);
+    ck_assert_uint_eq(r.n_users, 2);
+    ck_assert_uint_eq(r.n_items, 2);
+    ck_assert_uint_eq(r.user_id[1], 2);
+    ck_assert_uint_eq(r.item_id[1], 1193);
+    ck_assert(r.v[0].user == 0 && r.v[0].item == 1 && r.v[0].r == 5.0f);
+    ck_assert(r.v[2].user == 1 && r.v[2].item == 1 && r.v[2].r == 4.5f);
+    mlt_ratings_free(&r);
+    /* a line with three fields names the separator */
+    RATINGS_BAD("1::2::3::4\n1::2::3\n", 2, "4 '::'-separated fields");
+}
+END_TEST
+
 START_TEST(test_ratings_errors)
 {
     const char *ok = "1\t2\t3\t4\n";
@@ -1098,6 +1120,7 @@ static Suite *data_suite(void)
     tc = tcase_create("ratings");
     tcase_add_test(tc, test_ratings_udata);
     tcase_add_test(tc, test_ratings_csv);
+    tcase_add_test(tc, test_ratings_dat);
     tcase_add_test(tc, test_ratings_errors);
     suite_add_tcase(s, tc);
 
