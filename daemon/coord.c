@@ -33,6 +33,7 @@
 
 #include "common/alloc.h"
 #include "common/jobfile.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "daemon/coord_int.h"
@@ -125,13 +126,13 @@ static void warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
         log_warn("job '%s': no warm start: %s", c->job.name, err);
         char js[1300];
         mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":false,\"reason\":\"%s\"",
-                   mlt_declog_str(js, sizeof js, err));
+                   mlt_json_str(js, sizeof js, err));
         return;
     }
     log_info("job '%s': warm start from %s", c->job.name, path);
     char js[2300];
     mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":true,\"from\":\"%s\"",
-               mlt_declog_str(js, sizeof js, path));
+               mlt_json_str(js, sizeof js, path));
 }
 
 static void warm_save(mlt_coord_t *c, const mlt_warm_t *w)
@@ -536,11 +537,11 @@ static void end_job(mlt_coord_t *c)
 {
     char b1[32], b2[32];
     if (c->progress) {
-        char b3[32], b4[32];
+        char b3[32], b4[32], msg[2 * sizeof c->message];
         emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
                 "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
                 "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-             phase_names[c->phase], c->message, c->epoch, jnum(b1, 32, c->val_acc),
+             phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message), c->epoch, jnum(b1, 32, c->val_acc),
              jnum(b2, 32, c->test_acc), jnum(b3, 32, c->val_rmse), jnum(b4, 32, c->test_rmse),
              c->trials, c->tuning_s, c->training_s);
         fclose(c->progress);

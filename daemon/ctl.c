@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "common/alloc.h"
+#include "common/json.h"
 #include "daemon/ctl.h"
 #include "daemon/metrics.h"
 #include "proto/wire.h"
@@ -123,9 +124,10 @@ static void print_status(const Mlt__JobState *s, int json)
 {
     const char *name = s->name ? s->name : "";
     if (json) {
+        char jn[512];
         printf("{\"job\":\"%s\",\"phase\":\"%s\",\"epoch\":%.4f,\"clock\":%lld,\"elapsed\":%.3f,"
                "\"workers\":%u,\"workers_joined\":%u",
-               name, s->phase, s->epoch, (long long)s->clock, s->elapsed, s->workers,
+               mlt_json_str(jn, sizeof jn, name), s->phase, s->epoch, (long long)s->clock, s->elapsed, s->workers,
                s->workers_joined);
         if (isfinite(s->loss))
             printf(",\"loss\":%.6g", s->loss);
@@ -144,10 +146,11 @@ static void print_status(const Mlt__JobState *s, int json)
                    s->tunables->staleness, s->tunables->warmup);
         printf(",\"branch\":%u,\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
                s->branch, s->trials, s->tuning_seconds, s->training_seconds);
+        char js[8192];
         if (s->out_dir)
-            printf(",\"out_dir\":\"%s\"", s->out_dir);
+            printf(",\"out_dir\":\"%s\"", mlt_json_str(js, sizeof js, s->out_dir));
         if (s->message)
-            printf(",\"message\":\"%s\"", s->message);
+            printf(",\"message\":\"%s\"", mlt_json_str(js, sizeof js, s->message));
         printf("}\n");
         return;
     }

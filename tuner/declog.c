@@ -36,25 +36,6 @@ void mlt_declog_setting(FILE *f, double t, const char *event, uint32_t branch,
     fflush(f);
 }
 
-const char *mlt_declog_str(char *b, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            b[n++] = '\\';
-            b[n++] = (char)ch;
-        } else if (ch < 0x20) {
-            n += (size_t)snprintf(b + n, cap - n, "\\u%04x", ch);
-        } else {
-            b[n++] = (char)ch;
-        }
-    }
-    if (cap)
-        b[n < cap ? n : cap - 1] = '\0';
-    return b;
-}
-
 const char *mlt_declog_num(char *b, double v)
 {
     if (isfinite(v))

@@ -19,8 +19,5 @@ void mlt_declog_setting(FILE *f, double t, const char *event, uint32_t branch,
                         const char *reason);
 /* A JSON number, or null for NaN/Inf; b has room for 32 bytes. */
 const char *mlt_declog_num(char *b, double v);
-/* s as the inside of a JSON string (quotes, backslashes and control bytes
- * escaped) in b[0..cap), cut short to fit; returns b. */
-const char *mlt_declog_str(char *b, size_t cap, const char *s);
 
 #endif
