@@ -518,6 +518,12 @@ static int run_job(mlt_coord_t *c)
         }
         c->epoch = res.epoch;
     }
+    if (rc < 0 && c->shutdown && c->phase != PH_FAILED) {
+        /* SIGTERM or SIGINT: the job did not fail, it was stopped */
+        c->phase = PH_STOPPED;
+        snprintf(c->message, sizeof c->message, "stopped: the daemon is shutting down");
+        return 0;
+    }
     if (rc < 0) {
         if (c->phase != PH_FAILED)
             fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
@@ -222,6 +223,32 @@ START_TEST(test_live_job)
 }
 END_TEST
 
+/* SIGTERM to the coordinator's daemon mid-job: it exits 0, and the job's
+ * progress log ends as stopped, saying why (not as failed) */
+START_TEST(test_sigterm)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    submit("out-term", "100");
+    wait_training();
+    pid_t coord = cl.pids[0];
+    ck_assert_int_eq(kill(coord, SIGTERM), 0);
+    int st = 0;
+    ck_assert_int_eq(waitpid(coord, &st, 0), coord);
+    cl.pids[0] = 0; /* the teardown stops the other shard */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mltunerd ended with status %d", st);
+    char path[600], line[4096], last[4096] = "";
+    snprintf(path, sizeof path, "%s/out-term/progress.jsonl", cl.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    while (fgets(line, sizeof line, f))
+        snprintf(last, sizeof last, "%s", line);
+    fclose(f);
+    ck_assert_msg(strstr(last, "\"event\":\"end\"") && strstr(last, "\"phase\":\"stopped\"") &&
+                      strstr(last, "the daemon is shutting down"),
+                  "%s", last);
+}
+END_TEST
+
 START_TEST(test_stop)
 {
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
@@ -295,6 +322,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_live_job);
     tcase_add_test(tc, test_stop);
+    tcase_add_test(tc, test_sigterm);
     tcase_add_test(tc, test_no_job);
     tcase_add_test(tc, test_unreachable);
     suite_add_tcase(s, tc);
