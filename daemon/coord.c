@@ -36,6 +36,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "daemon/coord_ckpt.h"
 #include "daemon/coord_int.h"
 #include "proto/wire.h"
 #include "tuner/declog.h"
@@ -380,6 +381,63 @@ static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt
     (void)test;
 }
 
+/* A fresh start's outputs: progress.jsonl and job.conf. */
+static int open_outputs(mlt_coord_t *c)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/progress.jsonl", c->out_dir);
+    c->progress = fopen(path, "w");
+    if (!c->progress)
+        return fail_job(c, "cannot write %s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/job.conf", c->out_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(c->job.text, f);
+        fclose(f);
+    }
+    emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
+         c->job.workers);
+    return 0;
+}
+
+/* Opens an output for appending after cutting it to pos (what a checkpoint
+ * recorded), or NULL. */
+static FILE *reopen_at(const char *path, uint64_t pos)
+{
+    if (truncate(path, (off_t)pos) < 0)
+        return NULL;
+    return fopen(path, "a");
+}
+
+/* Loads the newest complete checkpoint into the shards and the coordinator
+ * and reopens the outputs at its positions. 0 with *state (the tuner's) and
+ * *dlog; 1 when there is none (the job starts again); -1 when none loads. */
+static int resume_job(mlt_coord_t *c, void **state, size_t *len, FILE **dlog)
+{
+    uint64_t dpos = 0, ppos = 0;
+    char path[1100];
+    int rc = mlt_coord__ckpt_load(c, state, len, &dpos, &ppos);
+    if (rc == -ENOENT) {
+        mlt_coord__ckpt_clear(c);
+        c->t0 = mlt_time_mono();
+        return open_outputs(c) ? -1 : 1;
+    }
+    snprintf(path, sizeof path, "%s/progress.jsonl", c->out_dir);
+    c->progress = rc ? fopen(path, "a") : reopen_at(path, ppos);
+    if (rc)
+        return fail_job(c, "%s", c->message);
+    if (!c->progress)
+        return fail_job(c, "cannot reopen %s at byte %llu: %s", path, (unsigned long long)ppos,
+                        strerror(errno));
+    snprintf(path, sizeof path, "%s/decisions.jsonl", c->out_dir);
+    if (!(*dlog = reopen_at(path, dpos)))
+        return fail_job(c, "cannot reopen %s at byte %llu: %s", path, (unsigned long long)dpos,
+                        strerror(errno));
+    emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"clock\":%lld,\"epoch\":%.4f",
+         (unsigned long long)c->ckpt_seq, (long long)c->clock, c->epoch);
+    return 0;
+}
+
 static int run_job(mlt_coord_t *c)
 {
     mlt_job_t *j = &c->job;
@@ -414,19 +472,17 @@ static int run_job(mlt_coord_t *c)
     int rc = mkdir_p(c->out_dir);
     if (rc < 0)
         return fail_job(c, "cannot create output directory %s: %s", c->out_dir, strerror(-rc));
-    char path[1100];
-    snprintf(path, sizeof path, "%s/progress.jsonl", c->out_dir);
-    c->progress = fopen(path, "w");
-    if (!c->progress)
-        return fail_job(c, "cannot write %s: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/job.conf", c->out_dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(c->job.text, f);
-        fclose(f);
-    }
+    /* a job from a resume record opens its outputs once its checkpoint is
+     * loaded (they are cut back to the checkpoint's positions) */
+    bool resume = c->resuming;
+    c->resuming = false;
     c->t0 = mlt_time_mono();
-    emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
+    if (!resume) {
+        mlt_coord__ckpt_clear(c);
+        mlt_coord__resume_record(c);
+    }
+    if (!resume && (rc = open_outputs(c)) != 0)
+        return rc;
 
     /* every worker joins */
     double next_note = 0;
@@ -471,22 +527,29 @@ static int run_job(mlt_coord_t *c)
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
 
+    void *state = NULL;
+    size_t state_len = 0;
+    FILE *dlog = NULL;
+    if (resume && (rc = resume_job(c, &state, &state_len, &dlog)) < 0)
+        return -1;
+    resume = resume && rc == 0;
     /* init branch: worker 0 writes the seeded weights; the training branch forks from it */
-    if (branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
+    if (!resume && branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
                   "create of the init branch"))
         return -1;
     mlt__task__init(&t);
     t.kind = MLT__TASK_KIND__TASK_INIT;
     t.has_branch = 1;
     t.branch = BRANCH_INIT;
-    send_task(c, 0, &t);
-    if ((rc = wait_workers(c, "initialisation")) != 0)
-        return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+    if (!resume) {
+        send_task(c, 0, &t);
+        if ((rc = wait_workers(c, "initialisation")) != 0)
+            return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+    }
     /* the tuning logic takes it from here */
     char dpath[1100];
     snprintf(dpath, sizeof dpath, "%s/decisions.jsonl", c->out_dir);
-    FILE *dlog = fopen(dpath, "w");
-    if (!dlog)
+    if (!dlog && !(dlog = fopen(dpath, "w")))
         return fail_job(c, "cannot write %s: %s", dpath, strerror(errno));
     c->phase = PH_TRAINING;
     mlt_exec_t ex = {.ctx = c,
@@ -497,11 +560,19 @@ static int run_job(mlt_coord_t *c)
                      .test = ex_test,
                      .epoch_clocks = ex_epoch_clocks,
                      .now = ex_now,
-                     .progress = ex_progress};
+                     .progress = ex_progress,
+                     .checkpoint = mlt_coord__ckpt_maybe};
     mlt_tuner_result_t res;
     mlt_warm_t warm;
-    warm_load(c, dlog, &warm);
-    rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
+    c->dlog = dlog;
+    if (resume) {
+        rc = mlt_tuner_resume(j, &ex, BRANCH_INIT, state, state_len, dlog, &res);
+        mlt_free(state);
+    } else {
+        warm_load(c, dlog, &warm);
+        rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
+    }
+    c->dlog = NULL;
     fclose(dlog);
     if (rc == 0)
         warm_save(c, &res.learned);
@@ -564,6 +635,10 @@ static void end_job(mlt_coord_t *c)
             mlt_client_job_end(c->client); /* frees every branch on the shards */
         mlt_client_destroy(&c->client);
     }
+    if (!c->shutdown) { /* over: not resumed (at shutdown it resumes at the next start) */
+        mlt_coord__resume_forget(c);
+        mlt_coord__ckpt_clear(c);
+    }
     log_info("job '%s' %s: %s", c->job.name, phase_names[c->phase], c->message);
     c->have_job = false;
 }
@@ -618,6 +693,8 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, i
     c->state_dir = mlt_strdup(conf->state_dir);
     c->worker_timeout_s = conf->worker_timeout_s;
     c->phase = PH_IDLE;
+    /* task ids differ from a previous run's, whose workers may still report */
+    c->next_task = (uint64_t)(mlt_time_wall() * 1000.0) << 16;
     return c;
 }
 
@@ -628,6 +705,7 @@ const char *mlt_coord_endpoint(const mlt_coord_t *c)
 
 int mlt_coord_start(mlt_coord_t *c)
 {
+    mlt_coord__resume_find(c); /* a job the daemon was running when it died */
     int rc = pthread_create(&c->thread, NULL, coord_main, c);
     if (rc)
         return -rc;

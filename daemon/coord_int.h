@@ -101,6 +101,11 @@ struct mlt_coord {
     uint32_t trials;
     double tuning_s, training_s;
     const char *tphase;
+    /* checkpoints (coord_ckpt.c) */
+    FILE *dlog;           /* decisions.jsonl, while the tuner runs */
+    bool resuming;        /* the job came from a resume record, not a submit */
+    uint64_t ckpt_seq;    /* the last complete checkpoint (0: none) */
+    double ckpt_last;     /* job time of the last checkpoint */
 };
 
 /* ---- coord.c: output ---------------------------------------------------------- */

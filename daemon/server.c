@@ -358,8 +358,10 @@ static int handle_shm(mlt_server_t *s, req_t *rq)
 
 static int handle_job_end(mlt_server_t *s, req_t *rq)
 {
-    if (mlt_store_job(s->store))
+    if (mlt_store_job(s->store)) {
         log_info("job '%s' ended", mlt_store_job(s->store));
+        mlt_server__ckpt_drop(s, mlt_store_job(s->store));
+    }
     mlt_ssp_drop(s->parked, UINT32_MAX, on_dropped, s);
     mlt_store_end_job(s->store);
     mlt_shmseg_clear(s->shm); /* the job's workers are done with theirs */
@@ -387,6 +389,8 @@ static const struct {
     [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},
     [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
     [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},
+    [MLT__MSG_TYPE__MSG_CKPT_SAVE] = {"", 1},
+    [MLT__MSG_TYPE__MSG_CKPT_LOAD] = {"", 0},
 };
 
 static int dispatch(mlt_server_t *s, req_t *rq)
@@ -422,6 +426,8 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     case MLT__MSG_TYPE__MSG_JOB_END: return handle_job_end(s, rq);
     case MLT__MSG_TYPE__MSG_SHM_ATTACH:
     case MLT__MSG_TYPE__MSG_SHM_DETACH: return handle_shm(s, rq);
+    case MLT__MSG_TYPE__MSG_CKPT_SAVE:
+    case MLT__MSG_TYPE__MSG_CKPT_LOAD: return mlt_server__handle_ckpt(s, rq);
     default: return reply_error(s, rq, -EBADMSG, "unhandled type %d", type);
     }
 }
@@ -508,6 +514,7 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     s->rank = (uint32_t)conf->rank;
     s->n_servers = (uint32_t)conf->n_servers;
     s->pull_timeout_s = conf->pull_timeout_s;
+    s->state_dir = mlt_strdup(conf->state_dir ? conf->state_dir : "");
     s->store = mlt_store_new((uint32_t)(conf->chunk_size / sizeof(float)), conf->memory_limit);
     if (!s->store) {
         snprintf(err, errlen, "chunk_size %zu is invalid", conf->chunk_size);
@@ -546,6 +553,7 @@ fail_store:
     mlt_shmseg_destroy(&s->shm);
     mlt_store_destroy(&s->store);
 fail_s:
+    mlt_free(s->state_dir);
     mlt_free(s);
     return NULL;
 }
@@ -603,6 +611,7 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_store_destroy(&s->store);
     mlt_free(s->frames);
     mlt_free(s->scratch);
+    mlt_free(s->state_dir);
     mlt_free(s);
     *sp = NULL;
 }

@@ -22,6 +22,7 @@ struct mlt_server {
     mlt_shmseg_t *shm;
     uint32_t rank, n_servers;
     double pull_timeout_s;
+    char *state_dir;  /* where CKPT_SAVE writes (server_ckpt.c) */
     char endpoint[256];
     float *scratch;   /* aligned copy of a misaligned payload frame, or of a shm payload */
     zmq_msg_t *frames; /* frames of the request being served */
@@ -62,5 +63,14 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write);
 void mlt_server__on_released(void *arg, const mlt_parked_t *p);
 void mlt_server__on_expired(void *arg, const mlt_parked_t *p);
 void mlt_server__on_dropped(void *arg, const mlt_parked_t *p);
+
+/* server_ckpt.c: checkpoints (#12) */
+/* CKPT_SAVE and CKPT_LOAD. */
+int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq);
+/* Removes this shard's checkpoint files of job (JOB_END: the job is over). */
+void mlt_server__ckpt_drop(mlt_server_t *s, const char *job);
+/* <state_dir>/checkpoints/<job>/<seq> into out. */
+void mlt_server__ckpt_dir(const mlt_server_t *s, const char *job, uint64_t seq, char *out,
+                          size_t cap);
 
 #endif

@@ -4,7 +4,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,72 +12,13 @@
 #include "proto/layout.h"
 #include "proto/limits.h"
 
-#define CHUNK_HDR 64 /* parameters start 64 bytes into the allocation */
-
-struct mlt_chunk {
-    atomic_uint refs;           /* holders: branches + in-flight messages */
-    uint32_t branch_refs;       /* branches only (main thread), for accounting */
-    uint32_t n;                 /* parameter floats */
-    uint32_t state_arrays;      /* optimizer state arrays of n floats after them */
-    mlt_optim_scalars_t sc;     /* the rule's scalars: updates applied, lr_max, weight_sum */
-    uint64_t bytes;             /* size of the allocation */
-    struct acct *acct;          /* the store's counter, decremented at free */
-};
-
-/* Allocated-bytes counter. Chunks held by in-flight messages may outlive the
- * store, so the counter is its own object, kept alive by the store and by every
- * live chunk. */
-typedef struct acct {
-    _Atomic uint64_t allocated; /* bytes of live chunk allocations */
-    atomic_ulong holders;       /* the store + live chunks */
-} acct_t;
+#include "daemon/store_int.h"
 
 static void acct_put(acct_t *a)
 {
     if (atomic_fetch_sub_explicit(&a->holders, 1, memory_order_acq_rel) == 1)
         mlt_free(a);
 }
-_Static_assert(sizeof(struct mlt_chunk) <= CHUNK_HDR, "chunk header exceeds 64 bytes");
-
-typedef struct table {
-    char *name;
-    uint64_t size;      /* floats */
-    uint64_t n_chunks;  /* chunks in the whole table */
-    uint64_t gfirst;    /* global index of its chunk 0 */
-    uint64_t own_first; /* first table-local chunk on this shard */
-    uint64_t own_count; /* chunks on this shard */
-    uint64_t slot0;     /* index of own_first in a branch's chunk array */
-} table_t;
-
-struct mlt_branch {
-    uint32_t id;
-    int64_t parent; /* -1: root */
-    mlt_kind_t kind;
-    mlt_tunables_t t;
-    bool diverged;
-    uint32_t n_workers;   /* the job's, fixed while the branch lives */
-    int64_t *clocks;      /* finished clocks per worker */
-    mlt_chunk_t **chunks; /* n_owned references */
-};
-
-struct mlt_store {
-    uint32_t chunk_floats;
-    uint64_t limit;
-    acct_t *acct;               /* bytes of live chunk allocations */
-    uint64_t potential;         /* sum of branch_bytes over live branches */
-    char *job;                  /* NULL: no job */
-    uint32_t n_workers;
-    mlt_rule_t rule;
-    bool average; /* update.average (sgd/nesterov) */
-    int x_array;  /* the state array a test reads (the average x); -1: none */
-    uint32_t state_arrays;
-    table_t *tables;
-    uint32_t n_tables;
-    uint64_t n_owned;      /* chunks on this shard, all tables */
-    uint64_t branch_bytes; /* bytes one fully private branch takes */
-    mlt_branch_t **branches;
-    uint32_t n_branches;
-};
 
 /* ---- chunks ---------------------------------------------------------------- */
 
@@ -93,7 +33,7 @@ uint64_t mlt_store_chunk_bytes(const mlt_store_t *st, uint32_t floats)
 }
 
 /* New zeroed chunk with one reference, or NULL. */
-static mlt_chunk_t *chunk_new(mlt_store_t *st, uint32_t n)
+mlt_chunk_t *mlt_store__chunk_new(mlt_store_t *st, uint32_t n)
 {
     uint64_t bytes = mlt_store_chunk_bytes(st, n);
     mlt_chunk_t *c = mlt_try_aligned(bytes);
@@ -128,7 +68,7 @@ void mlt_chunk_release(void *data, void *hint)
 }
 
 /* Drops a branch's reference. */
-static void chunk_drop(mlt_chunk_t *c)
+void mlt_store__chunk_drop(mlt_chunk_t *c)
 {
     assert(c->branch_refs > 0);
     c->branch_refs--;
@@ -151,7 +91,7 @@ static int chunk_make_private(mlt_store_t *st, mlt_chunk_t **slot)
     atomic_fetch_add(&st->acct->holders, 1);
     atomic_fetch_add(&st->acct->allocated, copy->bytes);
     *slot = copy;
-    chunk_drop(c);
+    mlt_store__chunk_drop(c);
     return 0;
 }
 
@@ -258,11 +198,11 @@ int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *er
     return 0;
 }
 
-static void branch_destroy(mlt_branch_t *b, uint64_t n_owned)
+void mlt_store__branch_destroy(mlt_branch_t *b, uint64_t n_owned)
 {
     for (uint64_t i = 0; i < n_owned; i++)
         if (b->chunks[i])
-            chunk_drop(b->chunks[i]);
+            mlt_store__chunk_drop(b->chunks[i]);
     mlt_free(b->chunks);
     mlt_free(b->clocks);
     mlt_free(b);
@@ -271,7 +211,7 @@ static void branch_destroy(mlt_branch_t *b, uint64_t n_owned)
 void mlt_store_end_job(mlt_store_t *st)
 {
     for (uint32_t i = 0; i < st->n_branches; i++)
-        branch_destroy(st->branches[i], st->n_owned);
+        mlt_store__branch_destroy(st->branches[i], st->n_owned);
     st->n_branches = 0;
     st->potential = 0;
     for (uint32_t i = 0; i < st->n_tables; i++)
@@ -368,7 +308,7 @@ static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t er
     return 0;
 }
 
-static mlt_branch_t *branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
+mlt_branch_t *mlt_store__branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
                                 mlt_kind_t kind, const mlt_tunables_t *t)
 {
     mlt_branch_t *b = mlt_calloc(1, sizeof *b);
@@ -387,7 +327,7 @@ static mlt_branch_t *branch_new(const mlt_store_t *st, uint32_t id, int64_t pare
     return b;
 }
 
-static void branch_add(mlt_store_t *st, mlt_branch_t *b)
+void mlt_store__branch_add(mlt_store_t *st, mlt_branch_t *b)
 {
     st->branches[st->n_branches++] = b;
     st->potential += st->branch_bytes;
@@ -399,21 +339,21 @@ int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_kind_t kind, const mlt_tu
     int rc = branch_admit(st, id, err, errlen);
     if (rc)
         return rc;
-    mlt_branch_t *b = branch_new(st, id, -1, kind, t);
+    mlt_branch_t *b = mlt_store__branch_new(st, id, -1, kind, t);
     if (!b)
         goto fail_oom;
     for (uint32_t ti = 0; ti < st->n_tables; ti++) {
         const table_t *tb = &st->tables[ti];
         for (uint64_t k = 0; k < tb->own_count; k++) {
             uint32_t len = mlt_store_chunk_len(st, ti, (uint32_t)(tb->own_first + k));
-            if (!(b->chunks[tb->slot0 + k] = chunk_new(st, len)))
+            if (!(b->chunks[tb->slot0 + k] = mlt_store__chunk_new(st, len)))
                 goto fail_branch;
         }
     }
-    branch_add(st, b);
+    mlt_store__branch_add(st, b);
     return 0;
 fail_branch:
-    branch_destroy(b, st->n_owned);
+    mlt_store__branch_destroy(b, st->n_owned);
 fail_oom:
     return mlt_errf(-ENOMEM, err, errlen, "out of memory creating branch %u", id);
 }
@@ -427,7 +367,7 @@ int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t 
     int rc = branch_admit(st, child, err, errlen);
     if (rc)
         return rc;
-    mlt_branch_t *b = branch_new(st, child, parent, kind, t);
+    mlt_branch_t *b = mlt_store__branch_new(st, child, parent, kind, t);
     if (!b)
         return mlt_errf(-ENOMEM, err, errlen, "out of memory forking branch %u", child);
     for (uint64_t i = 0; i < st->n_owned; i++) {
@@ -437,7 +377,7 @@ int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t 
         b->chunks[i] = c;
     }
     b->diverged = p->diverged;
-    branch_add(st, b);
+    mlt_store__branch_add(st, b);
     return 0;
 }
 
@@ -451,7 +391,7 @@ int mlt_store_free(mlt_store_t *st, uint32_t id)
     for (uint32_t i = 0; i < st->n_branches; i++) {
         if (st->branches[i]->id != id)
             continue;
-        branch_destroy(st->branches[i], st->n_owned);
+        mlt_store__branch_destroy(st->branches[i], st->n_owned);
         st->branches[i] = st->branches[--st->n_branches];
         st->potential -= st->branch_bytes;
         return 0;

@@ -173,6 +173,19 @@ uint64_t mlt_store_potential(const mlt_store_t *st); /* bytes if all were privat
 uint64_t mlt_store_limit(const mlt_store_t *st);
 uint32_t mlt_store_chunk_floats(const mlt_store_t *st);
 uint32_t mlt_store_n_branches(const mlt_store_t *st);
+/* ---- checkpoints (store_ckpt.c) ---- */
+typedef struct mlt_ckw mlt_ckw_t;
+typedef struct mlt_ckr mlt_ckr_t;
+/* Writes the job's spec and every live branch with its chunks (a shared chunk
+ * once) to w. 0, or -ENOENT with no job. */
+int mlt_store_save(const mlt_store_t *st, mlt_ckw_t *w, uint32_t rank, uint32_t n_servers);
+/* Replaces the store's job and branches by those of a verified checkpoint
+ * (mlt_ckr_open). Everything is bounded before use; on failure the store is
+ * left with no job. 0, -EPROTO (bad or cut), -EINVAL (another shard's or
+ * another chunk size's), -ENOMEM, with a message. */
+int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_servers, char *err,
+                   size_t errlen);
+
 /* Bytes of one chunk holding `floats` parameters under the job's rule. */
 uint64_t mlt_store_chunk_bytes(const mlt_store_t *st, uint32_t floats);
 

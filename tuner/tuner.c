@@ -392,13 +392,13 @@ static int train_interval(tuner_t *t, double *trend)
     return 0;
 }
 
-int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
-                  const mlt_warm_t *warm, mlt_tuner_result_t *res)
+/* The tuner's fixed part, from the job: the searched space, the coupling. */
+static void tuner_setup(tuner_t *t, const mlt_job_t *job, const mlt_exec_t *ex,
+                        uint32_t init_branch, FILE *log, const mlt_warm_t *warm,
+                        mlt_tuner_result_t *res)
 {
-    tuner_t tu;
-    memset(&tu, 0, sizeof tu);
+    memset(t, 0, sizeof *t);
     memset(res, 0, sizeof *res);
-    tuner_t *t = &tu;
     t->job = job;
     t->ex = ex;
     t->warm = warm && warm->have ? warm : NULL;
@@ -419,10 +419,21 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                  t->sp.dims[t->lr_dim].kind != MLT_TUNABLE_DISCRETE &&
                  t->sp.dims[t->m_dim].kind != MLT_TUNABLE_DISCRETE && t->sp.dims[t->m_dim].max < 1;
     mlt_setting_defaults(job, &t->train_s);
+    t->start_loss = t->last_loss = NAN;
+}
+
+static int train_loop(tuner_t *t);
+
+int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
+                  const mlt_warm_t *warm, mlt_tuner_result_t *res)
+{
+    tuner_t tu;
+    tuner_t *t = &tu;
+    tuner_setup(t, job, ex, init_branch, log, warm, res);
     if (job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND)
         return mlt_tuner_baseline(job, ex, init_branch, log, res);
+    bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;
     int rc = 0;
-    t->start_loss = t->last_loss = NAN;
     if (t->sp.d == 0) {
         /* nothing to tune: train the defaults */
         uint32_t id = t->next_id++;
@@ -438,10 +449,49 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         return rc < 0 ? -1 : 0;
     }
 
-    /* train, test, re-tune */
-    int no_gain = 0, retunes_without_gain = 0;
-    bool converged = !tuning || t->sp.d == 0;
+    t->converged = !tuning || t->sp.d == 0;
+    return train_loop(t);
+}
+
+int mlt_tuner_resume(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch,
+                     const void *state, size_t len, FILE *log, mlt_tuner_result_t *res)
+{
+    tuner_t tu;
+    tuner_t *t = &tu;
+    tuner_setup(t, job, ex, init_branch, log, NULL, res);
+    char why[160];
+    if (job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND ||
+        mlt_tuner__state_load(t, state, len, why, sizeof why)) {
+        snprintf(res->reason, sizeof res->reason, "the checkpoint's tuner state: %s",
+                 job->tuner.logic == MLT_LOGIC_TTC || job->tuner.logic == MLT_LOGIC_HYPERBAND
+                     ? "this tuning logic is not checkpointed" : why);
+        return -1;
+    }
+    char b[32];
+    logline(t, "resume", t->train, "\"epoch\":%.4f,\"clock\":%lld,\"snapshot\":%u,\"loss\":%s,"
+            "\"reason\":\"the daemon restarted: the job goes on from its last checkpoint\"",
+            t->epoch, (long long)t->train_clock, t->good, jnum(b, t->last_loss));
+    return train_loop(t);
+}
+
+/* train, test, re-tune: from a commit, or a checkpoint of one of its rounds */
+static int train_loop(tuner_t *t)
+{
+    const mlt_job_t *job = t->job;
+    const mlt_exec_t *ex = t->ex;
+    mlt_tuner_result_t *res = t->res;
+    int rc;
     for (;;) {
+        /* a consistent point: no task out, every push applied, the training
+         * branch and the good snapshot all that lives */
+        if (ex->checkpoint) {
+            size_t n = 0;
+            void *st = mlt_tuner__state_save(t, &n);
+            rc = ex->checkpoint(ex->ctx, st, n);
+            mlt_free(st);
+            if (rc)
+                return rc < 0 ? -1 : 0;
+        }
         double trend = NAN;
         if ((rc = train_interval(t, &trend)))
             return rc < 0 ? -1 : 0;
@@ -475,7 +525,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
                 return rc == 1 ? 0 : -1;
             res->val = t->good_val;
             res->test = t->good_test;
-            no_gain = 0;
+            t->no_gain = 0;
             continue;
         }
         res->val = val;
@@ -484,9 +534,9 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, val, test, res->trials);
         if (better(t, val, res->best_val)) {
             res->best_val = val;
-            no_gain = 0;
+            t->no_gain = 0;
         } else {
-            no_gain++;
+            t->no_gain++;
         }
         if (stop_now(t, test))
             break;
@@ -497,17 +547,17 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
          * best (a training loss can stall, or rise, while the held-out metric
          * still improves: matrix factorisation's does), or the validation
          * metric has not improved for retune_tests tests */
-        if (converged)
+        if (t->converged)
             continue;
         char why[160];
         if (job->tuner.plateau_t > 0 && isfinite(trend) && trend > -job->tuner.plateau_t &&
-            no_gain > 0)
+            t->no_gain > 0)
             snprintf(why, sizeof why, "the training loss stalled over the last interval "
                      "(trend t = %.3g > -%g) and the validation metric did not improve", trend,
                      job->tuner.plateau_t);
-        else if (job->tuner.retune_tests > 0 && no_gain >= job->tuner.retune_tests)
+        else if (job->tuner.retune_tests > 0 && t->no_gain >= job->tuner.retune_tests)
             snprintf(why, sizeof why, "the validation metric has not improved for %d tests",
-                     no_gain);
+                     t->no_gain);
         else
             continue;
         double budget = mlt_tuner__budget(t);
@@ -521,14 +571,14 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
             return rc < 0 ? -1 : 0;
         res->searches++;
         if (changed) {
-            retunes_without_gain = 0;
-            no_gain = 0;
+            t->retunes_without_gain = 0;
+            t->no_gain = 0;
             if ((rc = snapshot_take(t, res->val, res->test, "committed")))
                 return -1;
-        } else if (++retunes_without_gain >= job->tuner.converge_tests) {
-            converged = true;
+        } else if (++t->retunes_without_gain >= job->tuner.converge_tests) {
+            t->converged = true;
             logline(t, "converged", t->train, "\"reason\":\"%d re-tunes without a better setting\"",
-                    retunes_without_gain);
+                    t->retunes_without_gain);
         }
     }
     if (t->good) {

@@ -69,6 +69,11 @@ typedef struct mlt_exec {
     /* progress for status displays (may be NULL) */
     void (*progress)(void *ctx, const char *phase, uint32_t branch, const mlt_setting_t *s,
                      double epoch, double val, double test, uint32_t trials);
+    /* a consistent point of the training lineage (right after a commit, and
+     * before each test interval): no task is out, every push is applied; the
+     * tuner's state (len bytes) is what mlt_tuner_resume takes back. The
+     * executor checkpoints when one is due. May be NULL. */
+    int (*checkpoint)(void *ctx, const void *state, size_t len);
 } mlt_exec_t;
 
 typedef struct mlt_tuner_result {
@@ -96,5 +101,12 @@ typedef struct mlt_tuner_result {
  * res->reason says why). */
 int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch, FILE *log,
                   const mlt_warm_t *warm, mlt_tuner_result_t *res);
+
+/* Goes on with a job from a checkpoint's tuner state (exec.checkpoint's),
+ * its branches restored on the shards: logs a "resume" decision and
+ * re-enters the train / test / re-tune loop. Returns as mlt_tuner_run; -1
+ * with res->reason when the state is not this job's or is damaged. */
+int mlt_tuner_resume(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch,
+                     const void *state, size_t len, FILE *log, mlt_tuner_result_t *res);
 
 #endif

@@ -89,6 +89,10 @@ typedef struct tuner {
     double good_val, good_test;
     int rollbacks;            /* divergences recovered from */
     int regressions;          /* regressions rolled back */
+    /* the train / test / re-tune loop's counters */
+    int no_gain;              /* tests since the validation metric improved */
+    int retunes_without_gain; /* re-tunes in a row that changed nothing */
+    bool converged;           /* no more re-tunes */
 } tuner_t;
 
 /* ---- decision log ------------------------------------------------------------- */
@@ -122,6 +126,14 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
                       double cursor, const mlt_setting_t *design, uint32_t n_design,
                       uint32_t max_trials, double budget_s, trial_t **trials_out,
                       uint32_t *n_out, int *winner);
+
+/* tuner_ckpt.c: the tuner's state in a checkpoint (between rounds of the
+ * training loop: no trial and no searcher alive) */
+/* A new buffer (caller frees with mlt_free) of *len bytes. */
+void *mlt_tuner__state_save(const tuner_t *t, size_t *len);
+/* Restores what mlt_tuner__state_save wrote over a tuner set up for the same
+ * job; 0, or -EINVAL with why (bounded: a bad state is refused whole). */
+int mlt_tuner__state_load(tuner_t *t, const void *buf, size_t len, char *why, size_t whylen);
 
 /* tuner_probe.c */
 int mlt_tuner__starting_loss(tuner_t *t, uint32_t init);

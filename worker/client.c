@@ -230,6 +230,11 @@ void mlt_client__recv(mlt_client_t *c, uint32_t s)
         on_pull(c, &p, h, frames, nf);
     } else if (p.kind == P_STATUS && h->type == MLT__MSG_TYPE__MSG_STATUS_REPLY) {
         on_status(c, &p, h);
+    } else if (p.kind == P_CKPT && h->type == MLT__MSG_TYPE__MSG_OK) {
+        if (p.ck_size && h->has_ckpt_size)
+            *p.ck_size = h->ckpt_size;
+        if (p.ck_crc && h->has_ckpt_crc)
+            *p.ck_crc = h->ckpt_crc;
     } else if (h->type == MLT__MSG_TYPE__MSG_OK) {
         if (p.kind == P_HELLO)
             on_hello(c, &p, h);
@@ -248,15 +253,51 @@ out:
 }
 
 /* One round of replies; see client_int.h. */
+/* A disconnect event of shard s's socket (its monitor said so): the
+ * requests pending there will never be answered (a restarted daemon does
+ * not know them), so they fail now rather than after timeout_s. Returns
+ * -ECONNRESET when some were pending, else 0. */
+static int on_monitor(mlt_client_t *c, uint32_t s)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    int got = zmq_msg_recv(&m, c->mons[s], ZMQ_DONTWAIT);
+    uint16_t event = 0;
+    if (got >= 2)
+        memcpy(&event, zmq_msg_data(&m), sizeof event);
+    while (got >= 0 && zmq_msg_more(&m)) { /* the endpoint frame */
+        zmq_msg_close(&m);
+        zmq_msg_init(&m);
+        got = zmq_msg_recv(&m, c->mons[s], ZMQ_DONTWAIT);
+    }
+    zmq_msg_close(&m);
+    if (event != ZMQ_EVENT_DISCONNECTED)
+        return 0;
+    size_t pending = 0;
+    for (size_t i = 0; i < c->n_pending; i++)
+        pending += c->pending[i].shard == s && c->pending[i].kind != P_ZOMBIE;
+    if (!pending)
+        return 0;
+    c->broken = true;
+    return set_err(c, -ECONNRESET, "%s closed the connection with %zu requests pending (its "
+                   "daemon died or restarted)", c->endpoints[s], pending);
+}
+
 int mlt_client__pump(mlt_client_t *c, double *deadline)
 {
-    zmq_pollitem_t items[MLT_MAX_SERVERS];
+    zmq_pollitem_t items[2 * MLT_MAX_SERVERS];
+    if (c->broken)
+        return set_err(c, -ECONNRESET, "a shard closed the connection with requests pending");
+    uint32_t ni = c->n;
     for (uint32_t s = 0; s < c->n; s++)
         items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
+    for (uint32_t s = 0; c->mons && s < c->n; s++)
+        if (c->mons[s])
+            items[ni++] = (zmq_pollitem_t){.socket = c->mons[s], .events = ZMQ_POLLIN};
     double wait = *deadline - mlt_time_mono();
     if (wait <= 0)
         return -ETIMEDOUT;
-    int n = zmq_poll(items, (int)c->n, (long)(wait * 1000) + 1);
+    int n = zmq_poll(items, (int)ni, (long)(wait * 1000) + 1);
     if (n < 0)
         return zmq_errno() == EINTR ? 0 : set_err(c, -zmq_errno(), "poll: %s",
                                                   zmq_strerror(zmq_errno()));
@@ -264,6 +305,12 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
         if (items[s].revents & ZMQ_POLLIN) {
             recv_one(c, s);
             *deadline = mlt_time_mono() + c->timeout_s;
+        }
+    for (uint32_t s = 0, k = c->n; c->mons && s < c->n; s++)
+        if (c->mons[s] && (items[k++].revents & ZMQ_POLLIN)) {
+            int rc = on_monitor(c, s);
+            if (rc < 0)
+                return rc;
         }
     return 0;
 }
@@ -334,6 +381,7 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
     c->timeout_s = 120;
     c->ctx = zmq_ctx_new();
     c->socks = mlt_calloc(n, sizeof *c->socks);
+    c->mons = mlt_calloc(n, sizeof *c->mons);
     c->endpoints = mlt_calloc(n, sizeof *c->endpoints);
     c->shm_handle = mlt_calloc(n, sizeof *c->shm_handle);
     c->shm_ok = mlt_calloc(n, sizeof *c->shm_ok);
@@ -348,6 +396,16 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
         zmq_setsockopt(c->socks[s], ZMQ_SNDHWM, &zero, sizeof zero);
         zmq_setsockopt(c->socks[s], ZMQ_RCVHWM, &zero, sizeof zero);
         zmq_setsockopt(c->socks[s], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        char mon[96];
+        snprintf(mon, sizeof mon, "inproc://mlt-client-mon-%p-%u", (void *)c, s);
+        if (zmq_socket_monitor(c->socks[s], mon, ZMQ_EVENT_DISCONNECTED) == 0) {
+            c->mons[s] = zmq_socket(c->ctx, ZMQ_PAIR);
+            zmq_setsockopt(c->mons[s], ZMQ_LINGER, &zero, sizeof zero);
+            if (zmq_connect(c->mons[s], mon) < 0) {
+                zmq_close(c->mons[s]);
+                c->mons[s] = NULL;
+            }
+        }
         if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
             set_err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
                     zmq_strerror(zmq_errno()));
@@ -405,11 +463,16 @@ void mlt_client_destroy(mlt_client_t **cp)
     for (int i = 0; i < MAX_CACHES; i++)
         cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
-        if (c->socks[s])
+        if (c->socks[s]) {
+            zmq_socket_monitor(c->socks[s], NULL, 0);
             zmq_close(c->socks[s]);
+        }
+        if (c->mons && c->mons[s])
+            zmq_close(c->mons[s]);
         mlt_free(c->endpoints[s]);
     }
     zmq_ctx_term(c->ctx);
+    mlt_free(c->mons);
     mlt_free(c->socks);
     mlt_free(c->endpoints);
     mlt_free(c->pending);

@@ -22,7 +22,7 @@
  * the data asks again. */
 /* P_ZOMBIE: a dropped prefetch whose reply a shard will still write into
  * shared memory (see prefetch_drop); nothing waits for it but cache_slot. */
-enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM, P_ZOMBIE };
+enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM, P_ZOMBIE, P_CKPT };
 
 typedef struct part {
     uint32_t shard, table, first, count;
@@ -37,6 +37,8 @@ typedef struct pending {
     float *dst;              /* P_PULL: destination table base (NULL: prefetch) */
     struct cache *cache;     /* P_PULL, P_PREFETCH: cache to fill (NULL: given up on) */
     mlt_server_status_t *st; /* P_STATUS: where to put it */
+    uint64_t *ck_size;       /* P_CKPT: the shard file's size and CRC (may be NULL) */
+    uint32_t *ck_crc;
 } pending_t;
 
 typedef struct cache {
@@ -62,6 +64,8 @@ typedef struct table {
 struct mlt_client {
     void *ctx;
     void **socks;
+    void **mons;              /* per shard: PAIR receiving its socket's disconnect events */
+    bool broken;              /* a shard dropped the connection with requests pending */
     char **endpoints;
     uint32_t n, worker;
     uint32_t chunk_floats;

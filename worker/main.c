@@ -542,18 +542,49 @@ static int run_worker(const char *endpoint, uint32_t rank)
     zmq_setsockopt(w.sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     int status = 1;
+    void *mon = NULL; /* #12: the control socket's connect events */
     if (zmq_connect(w.sock, endpoint) < 0) {
         log_error("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         goto out;
     }
+    /* #12: a restarted daemon (the same endpoint) is joined again as soon as
+     * the connection comes back, not at the next 10 s heartbeat */
+    char monep[64];
+    snprintf(monep, sizeof monep, "inproc://worker-mon-%u", rank);
+    if (zmq_socket_monitor(w.sock, monep, ZMQ_EVENT_CONNECTED) == 0) {
+        mon = zmq_socket(w.ctx, ZMQ_PAIR);
+        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_connect(mon, monep) < 0) {
+            zmq_close(mon);
+            mon = NULL;
+        }
+    }
     send_join(&w);
     log_info("worker %u joined %s; waiting for a job", rank, endpoint);
     double last_join = mlt_time_mono();
+    int connects = 0;
     while (!stop_signal) {
-        zmq_pollitem_t it = {.socket = w.sock, .events = ZMQ_POLLIN};
-        int n = zmq_poll(&it, 1, 1000);
+        zmq_pollitem_t it[2] = {{.socket = w.sock, .events = ZMQ_POLLIN},
+                                {.socket = mon, .events = ZMQ_POLLIN}};
+        int n = zmq_poll(it, mon ? 2 : 1, 1000);
         if (n < 0 && zmq_errno() != EINTR)
             break;
+        if (n > 0 && mon && (it[1].revents & ZMQ_POLLIN)) {
+            zmq_msg_t ev;
+            zmq_msg_init(&ev);
+            while (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev)) {
+                zmq_msg_close(&ev);
+                zmq_msg_init(&ev);
+            }
+            zmq_msg_close(&ev);
+            if (connects++ > 0) { /* a reconnection: perhaps a new coordinator */
+                log_info("connection to %s re-established; joining again", endpoint);
+                send_join(&w);
+                last_join = mlt_time_mono();
+            }
+            if (!(it[0].revents & ZMQ_POLLIN))
+                continue;
+        }
         if (n <= 0) {
             if (mlt_time_mono() - last_join > 10) { /* also a heartbeat */
                 send_join(&w);
@@ -606,6 +637,10 @@ static int run_worker(const char *endpoint, uint32_t rank)
     }
 out:
     drop_job(&w);
+    if (mon) {
+        zmq_socket_monitor(w.sock, NULL, 0);
+        zmq_close(mon);
+    }
     zmq_close(w.sock);
     zmq_ctx_term(w.ctx);
     return status;

@@ -154,6 +154,17 @@ void mlt_server_status_free(mlt_server_status_t *s);
 /* Drops the job on every shard (all branches freed). */
 int mlt_client_job_end(mlt_client_t *c);
 
+/* Checkpoints (#12), for the coordinator at a consistent point (no push or
+ * pull in flight). Shard `server` writes its branches of `job` as checkpoint
+ * seq in its own state_dir and removes its checkpoints numbered below keep;
+ * *size and *crc: the file's, for the manifest. */
+int mlt_client_ckpt_save(mlt_client_t *c, uint32_t server, const char *job, uint64_t seq,
+                         uint64_t keep, uint64_t *size, uint32_t *crc);
+/* Shard `server` replaces its store by its file of checkpoint seq, once the
+ * file matches size and crc. The error names the shard and the file. */
+int mlt_client_ckpt_load(mlt_client_t *c, uint32_t server, const char *job, uint64_t seq,
+                         uint64_t size, uint32_t crc);
+
 #ifdef __cplusplus
 }
 #endif

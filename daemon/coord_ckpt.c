@@ -1,0 +1,511 @@
+/* coord_ckpt.c - see coord_ckpt.h. */
+#include "daemon/coord_ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/ckfile.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "proto/limits.h"
+#include "worker/mltuner.h"
+
+#define RESUME_MAGIC "MLTRESUM"
+#define COORD_MAGIC "MLTCOORD"
+#define MANIFEST_MAGIC "MLTMANIF"
+#define CKPT_VERSION 1u
+#define MAX_STATE_BYTES (1u << 20) /* a tuner state is a few KiB */
+#define MAX_CANDIDATES 64          /* checkpoint directories looked at on resume */
+
+/* ---- paths --------------------------------------------------------------------- */
+
+static void top_dir(const mlt_coord_t *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/checkpoints", c->state_dir);
+}
+
+static void job_dir(const mlt_coord_t *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/checkpoints/%s", c->state_dir, c->job.name);
+}
+
+static void seq_dir(const mlt_coord_t *c, uint64_t seq, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/checkpoints/%s/%" PRIu64, c->state_dir, c->job.name, seq);
+}
+
+/* The numbered checkpoint directories of the job, newest first (at most
+ * MAX_CANDIDATES); returns how many. */
+static int list_seqs(const mlt_coord_t *c, uint64_t *seqs)
+{
+    char dir[1200];
+    job_dir(c, dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        uint64_t s = strtoull(e->d_name, &end, 10);
+        if (*end || s == 0)
+            continue;
+        if (n < MAX_CANDIDATES) {
+            seqs[n++] = s;
+        } else { /* keep the newest */
+            int lo = 0;
+            for (int i = 1; i < n; i++)
+                if (seqs[i] < seqs[lo])
+                    lo = i;
+            if (s > seqs[lo])
+                seqs[lo] = s;
+        }
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) /* newest first */
+        for (int j = i; j > 0 && seqs[j] > seqs[j - 1]; j--) {
+            uint64_t t = seqs[j];
+            seqs[j] = seqs[j - 1];
+            seqs[j - 1] = t;
+        }
+    return n;
+}
+
+/* ---- the resume record ------------------------------------------------------------ */
+
+int mlt_coord__resume_record(mlt_coord_t *c)
+{
+    char dir[1100], err[600];
+    top_dir(c, dir, sizeof dir);
+    int rc = mlt_ckfile_mkdirs(dir);
+    mlt_ckw_t *w = rc ? NULL : mlt_ckw_open(dir, "job.resume", err, sizeof err);
+    if (!w) {
+        log_warn("job '%s': no resume record (it will not survive a daemon crash): %s",
+                 c->job.name, rc ? strerror(-rc) : err);
+        return rc ? rc : -EIO;
+    }
+    mlt_ckw_put(w, RESUME_MAGIC, 8);
+    mlt_ckw_u32(w, CKPT_VERSION);
+    mlt_ckw_str(w, c->job_path);
+    mlt_ckw_str(w, c->job_text);
+    mlt_ckw_u32(w, (uint32_t)c->n_overrides);
+    for (size_t i = 0; i < c->n_overrides; i++)
+        mlt_ckw_str(w, c->overrides[i]);
+    mlt_ckw_str(w, c->out_dir);
+    if ((rc = mlt_ckw_close(&w, NULL, NULL, err, sizeof err)) < 0)
+        log_warn("job '%s': no resume record: %s", c->job.name, err);
+    return rc;
+}
+
+void mlt_coord__resume_forget(mlt_coord_t *c)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/checkpoints/job.resume", c->state_dir);
+    if (unlink(path) == 0) {
+        top_dir(c, path, sizeof path);
+        mlt_ckfile_sync_dir(path);
+    }
+}
+
+/* Parses job text and overrides as a submit does (coord_ctl.c). */
+static int parse_resumed(mlt_coord_t *c, char *err, size_t errlen)
+{
+    int rc = mlt_job_parse_string(c->job_text, c->job_path, &c->job, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < c->n_overrides; i++) {
+        char key[256];
+        const char *eq = strchr(c->overrides[i], '=');
+        if (!eq || (size_t)(eq - c->overrides[i]) >= sizeof key) {
+            snprintf(err, errlen, "override '%s' is not KEY=VALUE", c->overrides[i]);
+            rc = -EINVAL;
+            break;
+        }
+        memcpy(key, c->overrides[i], (size_t)(eq - c->overrides[i]));
+        key[eq - c->overrides[i]] = '\0';
+        if ((rc = mlt_job_set(&c->job, key, eq + 1, err, errlen)))
+            break;
+    }
+    if (!rc && c->n_overrides)
+        rc = mlt_job_validate(&c->job, err, errlen);
+    if (rc)
+        mlt_job_free(&c->job);
+    return rc;
+}
+
+void mlt_coord__resume_find(mlt_coord_t *c)
+{
+    char path[1200], err[1600];
+    snprintf(path, sizeof path, "%s/checkpoints/job.resume", c->state_dir);
+    if (access(path, F_OK) != 0)
+        return;
+    mlt_ckr_t *r = mlt_ckr_open(path, 0, 0, err, sizeof err);
+    if (!r) {
+        log_warn("no job to resume: %s", err);
+        return;
+    }
+    char magic[8], *path_s = NULL, *text = NULL, *out = NULL;
+    uint32_t version = 0, n_ov = 0;
+    char **ov = NULL;
+    int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, RESUME_MAGIC, 8) != 0 ||
+             mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
+             mlt_ckr_str(r, MLT_MAX_PATH_LEN, &path_s) ||
+             mlt_ckr_str(r, MLT_MAX_JOB_TEXT, &text) || mlt_ckr_u32(r, &n_ov) ||
+             n_ov > MLT_MAX_OVERRIDES;
+    if (!rc) {
+        ov = mlt_calloc(n_ov ? n_ov : 1, sizeof *ov);
+        for (uint32_t i = 0; i < n_ov && !rc; i++)
+            rc = mlt_ckr_str(r, MLT_MAX_OVERRIDE_LEN, &ov[i]);
+        rc = rc || mlt_ckr_str(r, sizeof c->out_dir - 1, &out) || mlt_ckr_left(r) != 0;
+    }
+    mlt_ckr_close(&r);
+    if (rc) {
+        log_warn("no job to resume: %s is not a resume record of this version", path);
+        goto out;
+    }
+    c->job_text = text;
+    c->job_path = path_s;
+    c->overrides = ov;
+    c->n_overrides = n_ov;
+    text = path_s = NULL;
+    ov = NULL;
+    if (parse_resumed(c, err, sizeof err)) {
+        log_warn("no job to resume: the job in %s does not parse: %s", path, err);
+        mlt_free(c->job_path);
+        for (size_t i = 0; i < c->n_overrides; i++)
+            mlt_free(c->overrides[i]);
+        mlt_free(c->overrides);
+        mlt_free(c->job_text);
+        c->job_text = NULL; /* clear_job must not free a job that did not parse */
+        c->job_path = NULL;
+        c->overrides = NULL;
+        c->n_overrides = 0;
+        goto out;
+    }
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", out);
+    c->have_job = true;
+    c->resuming = true;
+    c->phase = PH_WAITING;
+    c->stop_requested = false;
+    c->message[0] = '\0';
+    log_info("job '%s' found in %s: it resumes from its newest complete checkpoint once its %d "
+             "workers join (output in %s)", c->job.name, path, c->job.workers, c->out_dir);
+out:
+    mlt_free(text);
+    mlt_free(path_s);
+    mlt_free(out);
+    if (ov)
+        for (uint32_t i = 0; i < n_ov; i++)
+            mlt_free(ov[i]);
+    mlt_free(ov);
+}
+
+void mlt_coord__ckpt_clear(mlt_coord_t *c)
+{
+    uint64_t seqs[MAX_CANDIDATES];
+    int n = list_seqs(c, seqs);
+    char dir[1200];
+    for (int i = 0; i < n; i++) {
+        seq_dir(c, seqs[i], dir, sizeof dir);
+        mlt_ckfile_rmdir(dir);
+    }
+    c->ckpt_seq = 0;
+    c->ckpt_last = 0;
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+static void put_tunables(mlt_ckw_t *w, const mlt_tunables_def_t *t)
+{
+    mlt_ckw_f64(w, t->lr);
+    mlt_ckw_f64(w, t->momentum);
+    mlt_ckw_f64(w, t->weight_decay);
+    mlt_ckw_f64(w, t->beta1);
+    mlt_ckw_f64(w, t->beta2);
+    mlt_ckw_f64(w, t->eps);
+    mlt_ckw_i64(w, t->staleness);
+    mlt_ckw_i64(w, t->warmup);
+}
+
+static int get_tunables(mlt_ckr_t *r, mlt_tunables_def_t *t)
+{
+    double v[6];
+    int64_t st, wu;
+    for (int i = 0; i < 6; i++)
+        if (mlt_ckr_f64(r, &v[i]))
+            return -EPROTO;
+    if (mlt_ckr_i64(r, &st) || mlt_ckr_i64(r, &wu) || st < -1 || st > MLT_MAX_STALENESS ||
+        wu < -1 || wu > MLT_MAX_WARMUP)
+        return -EPROTO;
+    t->lr = (float)v[0];
+    t->momentum = (float)v[1];
+    t->weight_decay = (float)v[2];
+    t->beta1 = (float)v[3];
+    t->beta2 = (float)v[4];
+    t->eps = (float)v[5];
+    t->staleness = (int32_t)st;
+    t->warmup = (int32_t)wu;
+    return 0;
+}
+
+/* Byte position of a stream after flushing it (0 without one). */
+static uint64_t flushed_pos(FILE *f)
+{
+    if (!f)
+        return 0;
+    fflush(f);
+    off_t o = ftello(f);
+    return o > 0 ? (uint64_t)o : 0;
+}
+
+int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
+{
+    mlt_coord_t *c = ctx;
+    double every = c->job.checkpoint_interval_s;
+    double now = job_time(c);
+    if (!(every > 0) || now < c->ckpt_last + every || !c->client || len > MAX_STATE_BYTES)
+        return 0;
+    double t_start = mlt_time_mono();
+    uint64_t seq = c->ckpt_seq + 1;
+    uint64_t *sizes = mlt_calloc((size_t)c->n_shards, sizeof *sizes);
+    uint32_t *crcs = mlt_calloc((size_t)c->n_shards, sizeof *crcs);
+    char dir[1200], err[1600];
+    int rc = 0;
+    for (int i = 0; i < c->n_shards && !rc; i++)
+        if ((rc = mlt_client_ckpt_save(c->client, (uint32_t)i, c->job.name, seq, c->ckpt_seq,
+                                       &sizes[i], &crcs[i])) < 0)
+            snprintf(err, sizeof err, "shard %d: %s", i, mlt_client_error(c->client));
+    seq_dir(c, seq, dir, sizeof dir);
+    if (!rc && (rc = mlt_ckfile_mkdirs(dir)) < 0)
+        snprintf(err, sizeof err, "cannot create %s: %s", dir, strerror(-rc));
+    uint64_t csize = 0;
+    uint32_t ccrc = 0;
+    if (!rc) {
+        mlt_ckw_t *w = mlt_ckw_open(dir, "coord.ckpt", err, sizeof err);
+        rc = w ? 0 : -EIO;
+        if (w) {
+            mlt_ckw_put(w, COORD_MAGIC, 8);
+            mlt_ckw_u32(w, CKPT_VERSION);
+            mlt_ckw_str(w, c->job.name);
+            mlt_ckw_u64(w, seq);
+            mlt_ckw_f64(w, now);
+            mlt_ckw_i64(w, c->clock);
+            mlt_ckw_f64(w, c->epoch);
+            mlt_ckw_f64(w, c->last_loss);
+            mlt_ckw_f64(w, c->val_acc);
+            mlt_ckw_f64(w, c->test_acc);
+            mlt_ckw_f64(w, c->val_rmse);
+            mlt_ckw_f64(w, c->test_rmse);
+            mlt_ckw_u32(w, c->batch);
+            mlt_ckw_u32(w, c->train_branch);
+            mlt_ckw_u32(w, c->trials);
+            mlt_ckw_f64(w, c->tuning_s);
+            mlt_ckw_f64(w, c->training_s);
+            put_tunables(w, &c->tunables);
+            mlt_ckw_u64(w, flushed_pos(c->dlog));
+            mlt_ckw_u64(w, flushed_pos(c->progress));
+            mlt_ckw_u32(w, (uint32_t)len);
+            mlt_ckw_put(w, state, len);
+            rc = mlt_ckw_close(&w, &csize, &ccrc, err, sizeof err);
+        }
+    }
+    if (!rc) {
+        mlt_ckw_t *w = mlt_ckw_open(dir, "MANIFEST", err, sizeof err);
+        rc = w ? 0 : -EIO;
+        if (w) {
+            mlt_ckw_put(w, MANIFEST_MAGIC, 8);
+            mlt_ckw_u32(w, CKPT_VERSION);
+            mlt_ckw_str(w, c->job.name);
+            mlt_ckw_u64(w, seq);
+            mlt_ckw_u64(w, csize);
+            mlt_ckw_u32(w, ccrc);
+            mlt_ckw_u32(w, (uint32_t)c->n_shards);
+            for (int i = 0; i < c->n_shards; i++) {
+                mlt_ckw_u64(w, sizes[i]);
+                mlt_ckw_u32(w, crcs[i]);
+            }
+            rc = mlt_ckw_close(&w, NULL, NULL, err, sizeof err);
+        }
+    }
+    mlt_free(sizes);
+    mlt_free(crcs);
+    c->ckpt_last = now;
+    if (rc) {
+        log_warn("job '%s': checkpoint %" PRIu64 " not written (the job goes on; checkpoint %"
+                 PRIu64 " stays the newest): %s", c->job.name, seq, c->ckpt_seq, err);
+        return 0;
+    }
+    /* at most two: this one and the one before */
+    uint64_t seqs[MAX_CANDIDATES];
+    int n = list_seqs(c, seqs);
+    for (int i = 0; i < n; i++)
+        if (seqs[i] + 1 < seq) {
+            char old[1200];
+            seq_dir(c, seqs[i], old, sizeof old);
+            mlt_ckfile_rmdir(old);
+        }
+    c->ckpt_seq = seq;
+    log_info("job '%s': checkpoint %" PRIu64 " written at clock %lld, epoch %.4f (%.3f s)",
+             c->job.name, seq, (long long)c->clock, c->epoch, mlt_time_mono() - t_start);
+    return 0;
+}
+
+/* ---- loading -------------------------------------------------------------------- */
+
+typedef struct manifest {
+    uint64_t csize;
+    uint32_t ccrc;
+    uint64_t *sizes;
+    uint32_t *crcs;
+} manifest_t;
+
+static int read_manifest(mlt_coord_t *c, uint64_t seq, manifest_t *m, char *err, size_t errlen)
+{
+    char dir[1200], path[1300];
+    seq_dir(c, seq, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    mlt_ckr_t *r = mlt_ckr_open(path, 0, 0, err, errlen);
+    if (!r)
+        return -EPROTO;
+    char magic[8], *name = NULL;
+    uint32_t version, n;
+    uint64_t s;
+    int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, MANIFEST_MAGIC, 8) != 0 ||
+             mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
+             mlt_ckr_str(r, MLT_MAX_NAME_LEN, &name) || strcmp(name, c->job.name) != 0 ||
+             mlt_ckr_u64(r, &s) || s != seq || mlt_ckr_u64(r, &m->csize) ||
+             mlt_ckr_u32(r, &m->ccrc) || mlt_ckr_u32(r, &n);
+    if (!rc && n != (uint32_t)c->n_shards) {
+        snprintf(err, errlen, "%s: it has %u shards, this daemon %d", path, n, c->n_shards);
+        rc = -EINVAL;
+    } else if (rc) {
+        snprintf(err, errlen, "%s: not a manifest of this job and number", path);
+        rc = -EPROTO;
+    }
+    if (!rc) {
+        m->sizes = mlt_calloc(n, sizeof *m->sizes);
+        m->crcs = mlt_calloc(n, sizeof *m->crcs);
+        for (uint32_t i = 0; i < n && !rc; i++)
+            rc = mlt_ckr_u64(r, &m->sizes[i]) || mlt_ckr_u32(r, &m->crcs[i]);
+        if (rc || mlt_ckr_left(r)) {
+            snprintf(err, errlen, "%s: its shard list is bad", path);
+            rc = -EPROTO;
+        }
+    }
+    mlt_free(name);
+    mlt_ckr_close(&r);
+    return rc;
+}
+
+/* The coordinator's file of checkpoint seq into c's numbers; the tuner's
+ * state into *state. */
+static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **state,
+                      size_t *len, double *jt, uint64_t *dpos, uint64_t *ppos, char *err,
+                      size_t errlen)
+{
+    char dir[1200], path[1300];
+    seq_dir(c, seq, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/coord.ckpt", dir);
+    mlt_ckr_t *r = mlt_ckr_open(path, m->csize, m->ccrc, err, errlen);
+    if (!r)
+        return -EPROTO;
+    char magic[8], *name = NULL;
+    uint32_t version, n = 0;
+    uint64_t s;
+    mlt_coord_t k = *c; /* the numbers land here first: all or nothing */
+    int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, COORD_MAGIC, 8) != 0 ||
+             mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
+             mlt_ckr_str(r, MLT_MAX_NAME_LEN, &name) || strcmp(name, c->job.name) != 0 ||
+             mlt_ckr_u64(r, &s) || s != seq || mlt_ckr_f64(r, jt) || mlt_ckr_i64(r, &k.clock) ||
+             mlt_ckr_f64(r, &k.epoch) || mlt_ckr_f64(r, &k.last_loss) ||
+             mlt_ckr_f64(r, &k.val_acc) || mlt_ckr_f64(r, &k.test_acc) ||
+             mlt_ckr_f64(r, &k.val_rmse) || mlt_ckr_f64(r, &k.test_rmse) ||
+             mlt_ckr_u32(r, &k.batch) || mlt_ckr_u32(r, &k.train_branch) ||
+             mlt_ckr_u32(r, &k.trials) || mlt_ckr_f64(r, &k.tuning_s) ||
+             mlt_ckr_f64(r, &k.training_s) || get_tunables(r, &k.tunables) ||
+             mlt_ckr_u64(r, dpos) || mlt_ckr_u64(r, ppos) || mlt_ckr_u32(r, &n) ||
+             n > MAX_STATE_BYTES || n != mlt_ckr_left(r) || !(*jt >= 0 && *jt < 1e9) ||
+             k.clock < 0 || k.batch > MLT_MAX_BATCH;
+    mlt_free(name);
+    if (rc) {
+        mlt_ckr_close(&r);
+        snprintf(err, errlen, "%s: not this job's coordinator state, or out of range", path);
+        return -EPROTO;
+    }
+    *state = mlt_malloc(n ? n : 1);
+    *len = n;
+    mlt_ckr_get(r, *state, n);
+    mlt_ckr_close(&r);
+    c->clock = k.clock;
+    c->epoch = k.epoch;
+    c->last_loss = k.last_loss;
+    c->val_acc = k.val_acc;
+    c->test_acc = k.test_acc;
+    c->val_rmse = k.val_rmse;
+    c->test_rmse = k.test_rmse;
+    c->batch = k.batch;
+    c->train_branch = k.train_branch;
+    c->trials = k.trials;
+    c->tuning_s = k.tuning_s;
+    c->training_s = k.training_s;
+    c->tunables = k.tunables;
+    return 0;
+}
+
+int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos,
+                         uint64_t *ppos)
+{
+    uint64_t seqs[MAX_CANDIDATES];
+    int n = list_seqs(c, seqs);
+    char err[1600];
+    int last_rc = -ENOENT;
+    for (int i = 0; i < n; i++) {
+        manifest_t m = {0};
+        double jt = 0;
+        int rc = read_manifest(c, seqs[i], &m, err, sizeof err);
+        if (!rc)
+            rc = read_coord(c, seqs[i], &m, state, len, &jt, dpos, ppos, err, sizeof err);
+        for (int s = 0; s < c->n_shards && !rc; s++)
+            if ((rc = mlt_client_ckpt_load(c->client, (uint32_t)s, c->job.name, seqs[i],
+                                           m.sizes[s], m.crcs[s])) < 0) {
+                snprintf(err, sizeof err, "%s", mlt_client_error(c->client));
+                snprintf(c->message, sizeof c->message, "cannot resume from checkpoint %" PRIu64
+                         ": %.400s", seqs[i], err);
+                last_rc = rc;
+                mlt_free(*state);
+                *state = NULL;
+            }
+        mlt_free(m.sizes);
+        mlt_free(m.crcs);
+        if (rc) {
+            log_warn("job '%s': checkpoint %" PRIu64 " skipped: %s", c->job.name, seqs[i], err);
+            continue;
+        }
+        /* newer, incomplete ones go: the next checkpoint takes their number */
+        for (int j = 0; j < i; j++) {
+            char dir[1200];
+            seq_dir(c, seqs[j], dir, sizeof dir);
+            mlt_ckfile_rmdir(dir);
+        }
+        c->ckpt_seq = seqs[i];
+        c->t0 = mlt_time_mono() - jt;
+        c->ckpt_last = jt;
+        log_info("job '%s': resuming from checkpoint %" PRIu64 " (job time %.3f s, clock %lld, "
+                 "epoch %.4f, training branch %u)", c->job.name, seqs[i], jt, (long long)c->clock,
+                 c->epoch, c->train_branch);
+        return 0;
+    }
+    if (last_rc == -ENOENT)
+        log_info("job '%s': no complete checkpoint (%d looked at): the job starts again",
+                 c->job.name, n);
+    return last_rc;
+}
