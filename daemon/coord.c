@@ -433,8 +433,9 @@ static int resume_job(mlt_coord_t *c, void **state, size_t *len, FILE **dlog)
     if (!(*dlog = reopen_at(path, dpos)))
         return fail_job(c, "cannot reopen %s at byte %llu: %s", path, (unsigned long long)dpos,
                         strerror(errno));
-    emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"clock\":%lld,\"epoch\":%.4f",
-         (unsigned long long)c->ckpt_seq, (long long)c->clock, c->epoch);
+    emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
+         "\"epoch\":%.4f", (unsigned long long)c->ckpt_seq, c->train_branch,
+         (long long)c->clock, c->epoch);
     return 0;
 }
 
@@ -483,6 +484,21 @@ static int run_job(mlt_coord_t *c)
     }
     if (!resume && (rc = open_outputs(c)) != 0)
         return rc;
+    char err[512];
+    FILE *dlog = NULL;
+    if (resume) {
+        /* the shards get their branches back before the workers come: the
+         * checkpoint holds the job's tables, which the workers' register
+         * then matches */
+        c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
+                                   sizeof err);
+        if (!c->client)
+            return fail_job(c, "cannot reach the shards: %s", err);
+        if ((rc = resume_job(c, &c->resume_state, &c->resume_len, &c->dlog)) < 0)
+            return -1;
+        dlog = c->dlog;
+        resume = rc == 0;
+    }
 
     /* every worker joins */
     double next_note = 0;
@@ -521,18 +537,12 @@ static int run_job(mlt_coord_t *c)
     if (part_size(c) == 0)
         return fail_job(c, "the workers have no training samples");
 
-    char err[512];
-    c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                               sizeof err);
+    if (!c->client)
+        c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
+                                   sizeof err);
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
 
-    void *state = NULL;
-    size_t state_len = 0;
-    FILE *dlog = NULL;
-    if (resume && (rc = resume_job(c, &state, &state_len, &dlog)) < 0)
-        return -1;
-    resume = resume && rc == 0;
     /* init branch: worker 0 writes the seeded weights; the training branch forks from it */
     if (!resume && branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
                   "create of the init branch"))
@@ -566,8 +576,7 @@ static int run_job(mlt_coord_t *c)
     mlt_warm_t warm;
     c->dlog = dlog;
     if (resume) {
-        rc = mlt_tuner_resume(j, &ex, BRANCH_INIT, state, state_len, dlog, &res);
-        mlt_free(state);
+        rc = mlt_tuner_resume(j, &ex, BRANCH_INIT, c->resume_state, c->resume_len, dlog, &res);
     } else {
         warm_load(c, dlog, &warm);
         rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
@@ -635,6 +644,12 @@ static void end_job(mlt_coord_t *c)
             mlt_client_job_end(c->client); /* frees every branch on the shards */
         mlt_client_destroy(&c->client);
     }
+    if (c->dlog) { /* the job ended before the tuner took it over */
+        fclose(c->dlog);
+        c->dlog = NULL;
+    }
+    mlt_free(c->resume_state);
+    c->resume_state = NULL;
     if (!c->shutdown) { /* over: not resumed (at shutdown it resumes at the next start) */
         mlt_coord__resume_forget(c);
         mlt_coord__ckpt_clear(c);

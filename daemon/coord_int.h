@@ -106,6 +106,8 @@ struct mlt_coord {
     bool resuming;        /* the job came from a resume record, not a submit */
     uint64_t ckpt_seq;    /* the last complete checkpoint (0: none) */
     double ckpt_last;     /* job time of the last checkpoint */
+    void *resume_state;   /* the loaded checkpoint's tuner state (until the tuner takes it) */
+    size_t resume_len;
 };
 
 /* ---- coord.c: output ---------------------------------------------------------- */

@@ -410,6 +410,12 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     if (type != MLT__MSG_TYPE__MSG_WRITE && type != MLT__MSG_TYPE__MSG_PUSH && rq->n_payload)
         return reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
                            mlt_wire_type_name(type), rq->n_payload);
+    if (type == MLT__MSG_TYPE__MSG_HELLO)
+        mlt_server__hello(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    else if (type != MLT__MSG_TYPE__MSG_STATUS && type != MLT__MSG_TYPE__MSG_HEARTBEAT &&
+             mlt_server__stale(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id)))
+        return reply_error(s, rq, -ESTALE, "this daemon restored a checkpoint after the "
+                           "connection began: a new client must say HELLO first");
     switch (type) {
     case MLT__MSG_TYPE__MSG_HELLO:
     case MLT__MSG_TYPE__MSG_HEARTBEAT: return reply_ok(s, rq, 1);
@@ -612,6 +618,7 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_free(s->frames);
     mlt_free(s->scratch);
     mlt_free(s->state_dir);
+    mlt_free(s->hellos);
     mlt_free(s);
     *sp = NULL;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/ckfile.h"
 #include "common/log.h"
 #include "daemon/server_int.h"
@@ -68,6 +69,41 @@ static void prune(mlt_server_t *s, const char *job, uint64_t keep)
     closedir(d);
 }
 
+#define MAX_HELLOS 4096u /* connections remembered */
+
+static uint64_t id_hash(const void *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)id)[i]) * 1099511628211ull;
+    return h;
+}
+
+void mlt_server__hello(mlt_server_t *s, const void *id, size_t len)
+{
+    if (!s->hellos)
+        s->hellos = mlt_calloc(MAX_HELLOS, sizeof *s->hellos);
+    uint64_t h = id_hash(id, len);
+    for (uint32_t i = 0; i < s->n_hellos; i++)
+        if (s->hellos[i] == h)
+            return;
+    s->hellos[s->next_hello] = h;
+    s->next_hello = (s->next_hello + 1) % MAX_HELLOS;
+    if (s->n_hellos < MAX_HELLOS)
+        s->n_hellos++;
+}
+
+bool mlt_server__stale(const mlt_server_t *s, const void *id, size_t len)
+{
+    if (!s->restored)
+        return false;
+    uint64_t h = id_hash(id, len);
+    for (uint32_t i = 0; i < s->n_hellos; i++)
+        if (s->hellos[i] == h)
+            return false;
+    return true;
+}
+
 int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
 {
     const mlt_header_t *h = rq->h;
@@ -95,6 +131,7 @@ int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
         mlt_ckr_close(&r);
         if (rc)
             return mlt_server__reply_error(s, rq, rc, "shard %u: %s: %s", s->rank, path, err);
+        s->restored = true;
         log_info("job '%s': loaded checkpoint %s (%u branches)", h->ckpt_job, path,
                  mlt_store_n_branches(s->store));
         return mlt_server__reply_ok(s, rq, 0);

@@ -486,6 +486,9 @@ static int train_loop(tuner_t *t)
          * branch and the good snapshot all that lives */
         if (ex->checkpoint) {
             size_t n = 0;
+            if (ex->progress) /* the executor's view of the lineage, as checkpointed */
+                ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val,
+                             res->test, res->trials);
             void *st = mlt_tuner__state_save(t, &n);
             rc = ex->checkpoint(ex->ctx, st, n);
             mlt_free(st);

@@ -273,12 +273,15 @@ static int on_monitor(mlt_client_t *c, uint32_t s)
     zmq_msg_close(&m);
     if (event != ZMQ_EVENT_DISCONNECTED)
         return 0;
+    /* broken even with nothing pending: a request sent from here on would
+     * reach whatever listens there now (a restarted daemon that restored a
+     * checkpoint), on behalf of work that daemon knows nothing of */
+    c->broken = true;
     size_t pending = 0;
     for (size_t i = 0; i < c->n_pending; i++)
         pending += c->pending[i].shard == s && c->pending[i].kind != P_ZOMBIE;
     if (!pending)
         return 0;
-    c->broken = true;
     return set_err(c, -ECONNRESET, "%s closed the connection with %zu requests pending (its "
                    "daemon died or restarted)", c->endpoints[s], pending);
 }
@@ -354,8 +357,27 @@ int mlt_sync(mlt_client_t *c)
     return rc;
 }
 
+/* Reads the disconnect events waiting (without blocking); true when the
+ * client is broken. */
+bool mlt_client__broken(mlt_client_t *c)
+{
+    for (uint32_t s = 0; !c->broken && c->mons && s < c->n; s++) {
+        int ev = 0;
+        size_t evlen = sizeof ev;
+        while (c->mons[s] && !c->broken &&
+               zmq_getsockopt(c->mons[s], ZMQ_EVENTS, &ev, &evlen) == 0 && (ev & ZMQ_POLLIN))
+            on_monitor(c, s);
+    }
+    return c->broken;
+}
+
 int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
+    if (mlt_client__broken(c)) {
+        c->n_pending--; /* it was the last one added */
+        return set_err(c, -ECONNRESET, "%s: a shard closed the connection (its daemon died or "
+                       "restarted); this client's requests stop here", c->endpoints[s]);
+    }
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {
         c->n_pending--; /* it was the last one added */

@@ -281,6 +281,12 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             continue;
         }
         void *sock = c->socks[pt->shard];
+        if (mlt_client__broken(c)) {
+            c->n_pending--; /* p, the last one added */
+            rc = set_err(c, -ECONNRESET, "%s: a shard closed the connection (its daemon died or "
+                         "restarted)", c->endpoints[pt->shard]);
+            break;
+        }
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
         if (rc < 0) {
             set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));

@@ -125,6 +125,9 @@ void mlt_client__record_error(mlt_client_t *c, int code, const char *fmt, ...)
 pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind);
 void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, const pending_t *p);
 int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h);
+/* Reads the shards' disconnect events waiting (no blocking): true once a
+ * shard dropped the connection; the client then sends nothing more (#12). */
+bool mlt_client__broken(mlt_client_t *c);
 /* Waits for one round of replies (handling them; a reply moves *deadline on
  * by timeout_s): 0, -ETIMEDOUT once *deadline has passed, or a poll error. */
 int mlt_client__pump(mlt_client_t *c, double *deadline);

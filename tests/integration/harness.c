@@ -52,6 +52,64 @@ int mlt_test_start_listed(mlt_test_cluster_t *c, int n, const char *const *extra
     return start_daemons(c, n, extra, true);
 }
 
+/* Forks daemon i of n (its log DIR/daemonI.log, appended to when again). */
+static pid_t spawn_daemon(mlt_test_cluster_t *c, const char *bin, int i, int n, const char *bind,
+                          const char *control_bind, const char *servers, const char *metrics,
+                          const char *const *extra, bool again)
+{
+    char rank[32], epf[320], log[320], sdir[300], ctlf[360], nserv[32], cb[160];
+    snprintf(nserv, sizeof nserv, "n_servers=%d", n);
+    snprintf(rank, sizeof rank, "%d", i);
+    snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
+    snprintf(log, sizeof log, "%s/daemon%d.log", c->dir, i);
+    snprintf(sdir, sizeof sdir, "state_dir=%s", c->dir);
+    snprintf(ctlf, sizeof ctlf, "control_endpoint_file=%s/control%d", c->dir, i);
+    snprintf(cb, sizeof cb, "control_bind=%s", control_bind);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("harness: fork");
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | (again ? O_APPEND : O_TRUNC), 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        const char *argv[64];
+        int a = 0;
+        argv[a++] = bin;
+        argv[a++] = "--rank";
+        argv[a++] = rank;
+        argv[a++] = "--set";
+        argv[a++] = nserv;
+        argv[a++] = "--bind";
+        argv[a++] = bind;
+        if (metrics) {
+            argv[a++] = "--set";
+            argv[a++] = servers;
+            argv[a++] = "--set";
+            argv[a++] = metrics;
+        }
+        argv[a++] = "--endpoint-file";
+        argv[a++] = epf;
+        argv[a++] = "--set";
+        argv[a++] = sdir;
+        argv[a++] = "--set";
+        argv[a++] = cb;
+        argv[a++] = "--set";
+        argv[a++] = ctlf;
+        for (int k = 0; extra && extra[k] && a < 60; k++) {
+            argv[a++] = "--set";
+            argv[a++] = extra[k];
+        }
+        argv[a] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* listed: every daemon gets the servers list (fixed ports picked here), so
  * the coordinator knows all n shards; else each binds port 0 alone. */
 static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra, bool listed)
@@ -69,9 +127,8 @@ static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra,
         perror("harness: mkdtemp");
         return -1;
     }
-    char nserv[32], servers[MLT_TEST_MAX_DAEMONS * 32 + 16] = "servers=";
+    char servers[MLT_TEST_MAX_DAEMONS * 32 + 16] = "servers=";
     char binds[MLT_TEST_MAX_DAEMONS][32], metrics[MLT_TEST_MAX_DAEMONS][64];
-    snprintf(nserv, sizeof nserv, "n_servers=%d", n);
     for (int i = 0; i < n; i++) {
         snprintf(binds[i], sizeof binds[i], "tcp://127.0.0.1:0");
         if (!listed)
@@ -87,55 +144,13 @@ static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra,
         snprintf(servers + strlen(servers), sizeof servers - strlen(servers), "%s%s",
                  i ? "," : "", binds[i]);
     }
+    c->listed = listed;
+    c->extra = extra;
     for (int i = 0; i < n; i++) {
-        char rank[32], epf[320], log[320], sdir[300], ctlf[360];
-        snprintf(rank, sizeof rank, "%d", i);
-        snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
-        snprintf(log, sizeof log, "%s/daemon%d.log", c->dir, i);
-        snprintf(sdir, sizeof sdir, "state_dir=%s", c->dir);
-        snprintf(ctlf, sizeof ctlf, "control_endpoint_file=%s/control%d", c->dir, i);
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("harness: fork");
+        pid_t pid = spawn_daemon(c, bin, i, n, binds[i], "tcp://127.0.0.1:0", servers,
+                                 listed ? metrics[i] : NULL, extra, false);
+        if (pid < 0)
             return -1;
-        }
-        if (pid == 0) {
-            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) {
-                dup2(fd, 2);
-                close(fd);
-            }
-            const char *argv[64];
-            int a = 0;
-            argv[a++] = bin;
-            argv[a++] = "--rank";
-            argv[a++] = rank;
-            argv[a++] = "--set";
-            argv[a++] = nserv;
-            argv[a++] = "--bind";
-            argv[a++] = binds[i];
-            if (listed) {
-                argv[a++] = "--set";
-                argv[a++] = servers;
-                argv[a++] = "--set";
-                argv[a++] = metrics[i];
-            }
-            argv[a++] = "--endpoint-file";
-            argv[a++] = epf;
-            argv[a++] = "--set";
-            argv[a++] = sdir;
-            argv[a++] = "--set";
-            argv[a++] = "control_bind=tcp://127.0.0.1:0";
-            argv[a++] = "--set";
-            argv[a++] = ctlf;
-            for (int k = 0; extra && extra[k] && a < 60; k++) {
-                argv[a++] = "--set";
-                argv[a++] = extra[k];
-            }
-            argv[a] = NULL;
-            execv(bin, (char *const *)argv);
-            _exit(127);
-        }
         c->pids[i] = pid;
         c->n = i + 1;
     }
@@ -335,4 +350,55 @@ int mlt_test_stop(mlt_test_cluster_t *c)
     if (!bad && c->dir[0] && !getenv("MLT_TEST_KEEP"))
         nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return bad;
+}
+
+/* ---- daemon faults (#12, test_checkpoint) ------------------------------------- */
+
+int mlt_test_kill9(mlt_test_cluster_t *c, int i)
+{
+    if (i < 0 || i >= c->n || c->pids[i] <= 0)
+        return -1;
+    kill(c->pids[i], SIGKILL);
+    waitpid(c->pids[i], NULL, 0);
+    c->pids[i] = 0;
+    return 0;
+}
+
+int mlt_test_restart(mlt_test_cluster_t *c, int i)
+{
+    char bin[512], epf[320], servers[MLT_TEST_MAX_DAEMONS * 160 + 16] = "servers=";
+    char metrics[64];
+    snprintf(bin, sizeof bin, "%s/daemon/mltunerd", build_root());
+    snprintf(epf, sizeof epf, "%s/endpoint%d", c->dir, i);
+    if (i < 0 || i >= c->n || c->pids[i] > 0)
+        return -1;
+    for (int k = 0; k < c->n; k++)
+        snprintf(servers + strlen(servers), sizeof servers - strlen(servers), "%s%s", k ? "," : "",
+                 c->endpoints[k]);
+    snprintf(metrics, sizeof metrics, "metrics_listen=127.0.0.1:%d", c->metrics_port[i]);
+    unlink(epf);
+    /* the ports it had: the workers and the other daemons reconnect to them */
+    for (int tries = 0; tries < 50; tries++) {
+        pid_t pid = spawn_daemon(c, bin, i, c->n, c->endpoints[i],
+                                 i == 0 && c->control[0] ? c->control : "tcp://127.0.0.1:0",
+                                 servers, c->listed ? metrics : NULL, c->extra, true);
+        if (pid < 0)
+            return -1;
+        c->pids[i] = pid;
+        for (int t = 0; t < 1000; t++) {
+            if (access(epf, R_OK) == 0)
+                return 0;
+            if (!mlt_test_alive(c, i))
+                break;
+            sleep_ms(10);
+        }
+        if (mlt_test_alive(c, i)) {
+            fprintf(stderr, "harness: restarted daemon %d wrote no endpoint within 10 s\n", i);
+            return -1;
+        }
+        c->pids[i] = 0;
+        sleep_ms(100); /* the port may be held a moment longer */
+    }
+    fprintf(stderr, "harness: daemon %d did not restart (see %s/daemon%d.log)\n", i, c->dir, i);
+    return -1;
 }

@@ -21,6 +21,8 @@ typedef struct mlt_test_cluster {
     pid_t workers[MLT_TEST_MAX_WORKERS];   /* mltuner-worker processes */
     int n_workers;
     int metrics_port[MLT_TEST_MAX_DAEMONS]; /* HTTP /metrics port (listed clusters), or 0 */
+    int listed;                             /* started by mlt_test_start_listed */
+    const char *const *extra;               /* the start's extra settings (kept for restarts) */
 } mlt_test_cluster_t;
 
 /* Starts n daemons (ranks 0..n-1 of n). extra: further "--set" values such
@@ -47,5 +49,11 @@ int mlt_test_run(const char *const *argv, char *out, size_t outlen);
 
 /* true while daemon i is running. */
 int mlt_test_alive(mlt_test_cluster_t *c, int i);
+
+/* Daemon faults (#12): kill -9 daemon i and reap it; restart it on the same
+ * ports and state directory with the same settings (its log appended to).
+ * 0 or -1. */
+int mlt_test_kill9(mlt_test_cluster_t *c, int i);
+int mlt_test_restart(mlt_test_cluster_t *c, int i);
 
 #endif

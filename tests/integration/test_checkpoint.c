@@ -1,0 +1,478 @@
+/* test_checkpoint.c - checkpoints and resume (#12), with the real processes:
+ * mltunerd (shards + coordinator), 2 mltuner-worker processes, the job
+ * submitted with mltunerctl, a small mf-synth job.
+ *
+ *  resume:   the daemon is killed (-9) mid-training and restarted on the same
+ *            state directory and ports: before any worker is back, the
+ *            restored training branch and good snapshot hold exactly the
+ *            bytes pulled from the snapshot before the kill (the checkpoint
+ *            was taken right after it), with the same tunables; the decision
+ *            log says "resume" from the training loop; the workers rejoin on
+ *            their own and the job reaches its target RMSE.
+ *  kills:    50 kill -9s of the daemon while it checkpoints every round:
+ *            every restart resumes from a complete checkpoint (or, before the
+ *            first one, says there is none and starts again), the checkpoint
+ *            numbers never go back, no complete checkpoint is ever refused,
+ *            and the outputs are whole lines after all of it.
+ *  corrupt:  2 shards; a flipped byte in shard 1's newest file and then a cut
+ *            coordinator file: each newest checkpoint is skipped, naming the
+ *            file, in favour of the one before. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+#include "tests/integration/suite_main.h"
+#include "worker/mltuner.h"
+
+#define STR_(x) #x
+#define MLT_STR(x) STR_(x)
+#define USERS 3000
+#define ITEMS 1500
+#define RANK 20
+
+static mlt_test_cluster_t cl;
+static char conf_path[600], out_dir[400], dlog_path[500], plog_path[500];
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void daemon_log(int i, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/daemon%d.log", cl.dir, i);
+}
+
+/* Lines of path containing needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Waits up to timeout_s until daemon 0's log has at least n lines with needle. */
+static bool wait_log(const char *needle, int n, double timeout_s)
+{
+    char path[400];
+    daemon_log(0, path, sizeof path);
+    for (double end = now_s() + timeout_s; now_s() < end; sleep_s(0.01))
+        if (count_lines(path, needle) >= n)
+            return true;
+    return false;
+}
+
+/* The last line of path containing both a and b (b may be NULL), or false. */
+static bool last_line(const char *path, const char *a, const char *b, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, a) && (!b || strstr(line, b))) {
+            snprintf(out, cap, "%s", line);
+            found = true;
+        }
+    fclose(f);
+    return found;
+}
+
+static long jint(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+static void setup_n(int shards)
+{
+    static const char *const extra[] = {NULL};
+    if (shards == 1)
+        ck_assert_int_eq(mlt_test_start(&cl, 1, extra), 0);
+    else
+        ck_assert_int_eq(mlt_test_start_listed(&cl, shards, extra), 0);
+    ck_assert_msg(cl.control[0], "the daemon wrote no control endpoint");
+    const char *src = getenv("MLT_SOURCE_ROOT");
+    snprintf(conf_path, sizeof conf_path, "%s/conf/jobs/mf-synth.conf", src ? src : ".");
+    snprintf(out_dir, sizeof out_dir, "%s/out", cl.dir);
+    snprintf(dlog_path, sizeof dlog_path, "%s/decisions.jsonl", out_dir);
+    snprintf(plog_path, sizeof plog_path, "%s/progress.jsonl", out_dir);
+}
+
+static void setup1(void) { setup_n(1); }
+static void setup2(void) { setup_n(2); }
+
+static void teardown(void)
+{
+    for (int i = 0; i < cl.n_workers; i++) /* a SIGSTOPped worker must die too */
+        kill(cl.workers[i], SIGCONT);
+    ck_assert_int_eq(mlt_test_stop(&cl), 0);
+}
+
+/* Submits the small mf-synth job (no --wait); more: further "--set" values. */
+static void submit(const char *const *more)
+{
+    const char *argv[64] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
+                            "--out", out_dir,
+                            "--set", "data.synthetic.users=" MLT_STR(USERS),
+                            "--set", "data.synthetic.items=" MLT_STR(ITEMS),
+                            "--set", "data.synthetic.ratings=300k",
+                            "--set", "data.validation=3000",
+                            "--set", "tuner.warm_start=",
+                            "--set", "test_interval=0.25",
+                            "--set", "checkpoint_interval_s=0.001"};
+    int a = 0;
+    while (argv[a])
+        a++;
+    for (int k = 0; more && more[k] && a < 60; k++) {
+        argv[a++] = "--set";
+        argv[a++] = more[k];
+    }
+    argv[a] = NULL;
+    char log[4096];
+    int rc = mlt_test_run(argv, log, sizeof log);
+    ck_assert_msg(rc == 0, "mltunerctl submit exited %d:\n%s", rc, log);
+}
+
+static void workers_signal(int sig)
+{
+    for (int i = 0; i < cl.n_workers; i++)
+        kill(cl.workers[i], sig);
+}
+
+/* A client of the shards that pulls the job's tables. */
+static const mlt_table_def_t mf_tables[] = {{"mf.user", (uint64_t)USERS * RANK},
+                                            {"mf.item", (uint64_t)ITEMS * RANK}};
+static const mlt_job_def_t mf_job = {"mf-synth", 2, "sgd", mf_tables, 2, false};
+
+static mlt_client_t *shard_client(void)
+{
+    char err[256];
+    mlt_client_t *c = mlt_client_new(cl.eps, (uint32_t)cl.n, 0, err, sizeof err);
+    ck_assert_msg(c != NULL, "client: %s", err);
+    mlt_client_set_timeout(c, 20);
+    ck_assert_msg(mlt_client_register(c, &mf_job) == 0, "register: %s", mlt_client_error(c));
+    return c;
+}
+
+static float **pull_branch(mlt_client_t *c, uint32_t branch)
+{
+    float **p = calloc(2, sizeof *p);
+    for (int t = 0; t < 2; t++)
+        p[t] = calloc(mf_tables[t].size, sizeof(float));
+    int rc = mlt_pull(c, branch, 0, p);
+    ck_assert_msg(rc == 0, "pull of branch %u: %s", branch, mlt_client_error(c));
+    return p;
+}
+
+static void free_params(float **p)
+{
+    for (int t = 0; t < 2; t++)
+        free(p[t]);
+    free(p);
+}
+
+/* The tunables of branch id on shard 0. */
+static mlt_tunables_def_t branch_tunables(mlt_client_t *c, uint32_t id)
+{
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(c, 0, &st) == 0, "%s", mlt_client_error(c));
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    bool found = false;
+    for (uint32_t i = 0; i < st.n_branches; i++)
+        if (st.branches[i].id == id) {
+            t = st.branches[i].tunables;
+            found = true;
+        }
+    mlt_server_status_free(&st);
+    ck_assert_msg(found, "branch %u is not on shard 0", id);
+    return t;
+}
+
+/* The one live snapshot branch on shard 0 (0: none). */
+static uint32_t snapshot_of(mlt_client_t *c)
+{
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(c, 0, &st) == 0, "%s", mlt_client_error(c));
+    uint32_t id = 0;
+    for (uint32_t i = 0; i < st.n_branches; i++)
+        if (st.branches[i].kind == 4) /* MLT_KIND_SNAPSHOT */
+            id = st.branches[i].id;
+    mlt_server_status_free(&st);
+    return id;
+}
+
+/* Waits for the job to end; returns its progress.jsonl end line in out. */
+static void wait_end(char *out, size_t cap, double timeout_s)
+{
+    for (double end = now_s() + timeout_s; now_s() < end; sleep_s(0.05))
+        if (last_line(plog_path, "\"event\":\"end\"", NULL, out, cap))
+            return;
+    ck_abort_msg("the job did not end within %.0f s (logs in %s)", timeout_s, cl.dir);
+}
+
+/* Every line of path is one whole JSON object line. */
+static int check_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        ck_assert_msg(len > 2 && line[0] == '{' && line[len - 1] == '\n' && line[len - 2] == '}',
+                      "%s: line %d is not whole: %s", path, n + 1, line);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_resume)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *const more[] = {"tuner.retune_tests=0", "tuner.plateau_t=0",
+                                "stop.target_rmse=0.9", "stop.max_epochs=400", NULL};
+    submit(more);
+    /* training has begun: a checkpoint after the first search's commit */
+    ck_assert_msg(wait_log("checkpoint 1 written", 1, 30), "no checkpoint (logs in %s)", cl.dir);
+    workers_signal(SIGSTOP); /* training halts at the next run; the coordinator checkpoints
+                              * every round, so the newest one holds the live snapshot */
+    sleep_s(0.5);
+    char line[4096];
+    ck_assert_msg(!last_line(plog_path, "\"event\":\"end\"", NULL, line, sizeof line),
+                  "the job ended before the kill: %s", line);
+    ck_assert(last_line(dlog_path, "\"event\":\"fork\"", "\"kind\":\"snapshot\"", line,
+                        sizeof line));
+    uint32_t snap = (uint32_t)jint(line, "branch");
+    ck_assert(last_line(dlog_path, "\"event\":\"commit\"", NULL, line, sizeof line));
+    mlt_client_t *c = shard_client();
+    float **before = pull_branch(c, snap);
+    mlt_tunables_def_t tu_before = branch_tunables(c, snap);
+    mlt_client_destroy(&c);
+
+    char dlog[400];
+    daemon_log(0, dlog, sizeof dlog);
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_msg(wait_log("resuming from checkpoint", 1, 20), "no resume (log %s)", dlog);
+    ck_assert(last_line(plog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
+    uint32_t train = (uint32_t)jint(line, "branch");
+    /* the workers are still stopped: nothing has touched the restored branches */
+    c = shard_client();
+    ck_assert_msg(snapshot_of(c) == snap, "resumed with snapshot %u, the live one was %u",
+                  snapshot_of(c), snap);
+    float **snap_after = pull_branch(c, snap), **train_after = pull_branch(c, train);
+    for (int t = 0; t < 2; t++) {
+        ck_assert_msg(memcmp(before[t], snap_after[t], mf_tables[t].size * sizeof(float)) == 0,
+                      "snapshot %u's table %d differs after the restore", snap, t);
+        ck_assert_msg(memcmp(before[t], train_after[t], mf_tables[t].size * sizeof(float)) == 0,
+                      "training branch %u's table %d differs from the checkpoint", train, t);
+    }
+    mlt_tunables_def_t tu_after = branch_tunables(c, train);
+    ck_assert_msg(tu_after.lr == tu_before.lr && tu_after.momentum == tu_before.momentum &&
+                      tu_after.staleness == tu_before.staleness,
+                  "tunables differ: lr %g -> %g", tu_before.lr, tu_after.lr);
+    mlt_client_destroy(&c);
+    free_params(before);
+    free_params(snap_after);
+    free_params(train_after);
+    /* the same workers, let go: they rejoin on their own and the job ends */
+    workers_signal(SIGCONT);
+    wait_end(line, sizeof line, 60);
+    ck_assert_msg(strstr(line, "\"phase\":\"done\"") && strstr(line, "reached the target"),
+                  "the resumed job did not reach its target: %s", line);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    ck_assert_int_eq(count_lines(plog_path, "\"event\":\"resume\""), 1);
+    ck_assert(last_line(dlog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
+    ck_assert_msg(jint(line, "branch") == (long)train && jint(line, "snapshot") == (long)snap,
+                  "the tuner resumed elsewhere: %s", line);
+    check_lines(dlog_path);
+    check_lines(plog_path);
+    /* a job that is over is not resumed */
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    sleep_s(0.3);
+    ck_assert_int_eq(count_lines(dlog, "found in"), 1);
+}
+END_TEST
+
+START_TEST(test_kills)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *const more[] = {"stop.target_rmse=0", "stop.max_epochs=100000", NULL};
+    submit(more);
+    char dlog[400];
+    daemon_log(0, dlog, sizeof dlog);
+    unsigned seed = 12345;
+    int resumed = 0, fresh = 0;
+    long last_seq = 0;
+    double t0 = now_s();
+    for (int k = 0; k < 50; k++) {
+        seed = seed * 1103515245u + 12345u;
+        sleep_s(0.05 + (double)((seed >> 8) % 400) / 1000.0);
+        bool written = count_lines(dlog, "written at clock") > 0;
+        ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+        ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+        int want = resumed + fresh + 1;
+        double end = now_s() + 20;
+        while (now_s() < end && count_lines(dlog, "resuming from checkpoint") +
+                                        count_lines(dlog, "no complete checkpoint") <
+                                    want)
+            sleep_s(0.01);
+        char line[4096];
+        int r = count_lines(dlog, "resuming from checkpoint");
+        int f = count_lines(dlog, "no complete checkpoint");
+        ck_assert_msg(r + f == want, "restart %d found no checkpoint and said nothing (log %s)",
+                      k + 1, dlog);
+        if (f > fresh) {
+            ck_assert_msg(!written, "restart %d: no complete checkpoint although one was "
+                          "written (log %s)", k + 1, dlog);
+            fresh = f;
+        } else {
+            resumed = r;
+            ck_assert(last_line(dlog, "resuming from checkpoint", NULL, line, sizeof line));
+            long seq = strtol(strstr(line, "checkpoint ") + 11, NULL, 10);
+            ck_assert_msg(seq >= last_seq, "restart %d resumed from %ld after %ld", k + 1, seq,
+                          last_seq);
+            last_seq = seq;
+        }
+        ck_assert_msg(count_lines(dlog, "cannot resume") == 0 &&
+                          count_lines(dlog, "' failed: ") == 0,
+                      "a resume failed (log %s)", dlog);
+    }
+    /* a checkpoint skipped is one cut short by the kill (no MANIFEST yet),
+     * never one whose checksums were written and do not hold */
+    ck_assert_int_eq(count_lines(dlog, "CRC32 mismatch"), 0);
+    ck_assert_int_eq(count_lines(dlog, "differs from the manifest"), 0);
+    ck_assert_msg(resumed >= 25, "only %d of 50 restarts resumed from a checkpoint", resumed);
+    fprintf(stderr, "50 kills in %.1f s: %d resumed (last checkpoint %ld), %d started again\n",
+            now_s() - t0, resumed, last_seq, fresh);
+    /* the job still runs (the workers are back: a new checkpoint) and stops
+     * on request; its outputs are whole */
+    ck_assert_msg(wait_log("written at clock", count_lines(dlog, "written at clock") + 1, 30),
+                  "no checkpoint after the last restart (log %s)", dlog);
+    const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
+    char out[4096];
+    ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
+    char line[4096];
+    wait_end(line, sizeof line, 60);
+    ck_assert_msg(strstr(line, "\"phase\":\"stopped\""), "%s", line);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    check_lines(dlog_path);
+    check_lines(plog_path);
+}
+END_TEST
+
+/* Kills the daemon with the workers stopped once at least 2 complete
+ * checkpoints exist; returns the newest one's number. */
+static long kill_with_two(int resumes_before)
+{
+    char dlog[400], line[4096];
+    daemon_log(0, dlog, sizeof dlog);
+    int base = count_lines(dlog, "written at clock");
+    ck_assert_msg(wait_log("written at clock", base + 2, 30), "no checkpoints (log %s)", dlog);
+    workers_signal(SIGSTOP);
+    sleep_s(0.3);
+    ck_assert(last_line(dlog, "written at clock", NULL, line, sizeof line));
+    long seq = strtol(strstr(line, "checkpoint ") + 11, NULL, 10);
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    (void)resumes_before;
+    return seq;
+}
+
+START_TEST(test_corrupt)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *const more[] = {"stop.target_rmse=0", "stop.max_epochs=100000", NULL};
+    submit(more);
+    char dlog[400], path[600], line[4096];
+    daemon_log(0, dlog, sizeof dlog);
+
+    /* a flipped byte in the middle of shard 1's newest file */
+    long seq = kill_with_two(0);
+    snprintf(path, sizeof path, "%s/checkpoints/mf-synth/%ld/shard-1.ckpt", cl.dir, seq);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_msg(f != NULL, "no %s", path);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    fseek(f, sb.st_size / 2, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, sb.st_size / 2, SEEK_SET);
+    fputc(ch ^ 0x10, f);
+    fclose(f);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_msg(wait_log("resuming from checkpoint", 1, 20), "no resume (log %s)", dlog);
+    ck_assert(last_line(dlog, "resuming from checkpoint", NULL, line, sizeof line));
+    ck_assert_msg(strtol(strstr(line, "checkpoint ") + 11, NULL, 10) == seq - 1,
+                  "resumed from %s, not from %ld", line, seq - 1);
+    ck_assert_msg(last_line(dlog, "skipped", "shard-1.ckpt", line, sizeof line) &&
+                      strstr(line, "shard 1") && strstr(line, "CRC32 mismatch"),
+                  "the corrupt shard file is not named (log %s)", dlog);
+    workers_signal(SIGCONT);
+
+    /* the newest coordinator file cut short */
+    seq = kill_with_two(1);
+    snprintf(path, sizeof path, "%s/checkpoints/mf-synth/%ld/coord.ckpt", cl.dir, seq);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(truncate(path, sb.st_size - 7), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_msg(wait_log("resuming from checkpoint", 2, 20), "no resume (log %s)", dlog);
+    ck_assert(last_line(dlog, "resuming from checkpoint", NULL, line, sizeof line));
+    ck_assert_msg(strtol(strstr(line, "checkpoint ") + 11, NULL, 10) == seq - 1,
+                  "resumed from %s, not from %ld", line, seq - 1);
+    ck_assert_msg(last_line(dlog, "skipped", "coord.ckpt", line, sizeof line),
+                  "the cut coordinator file is not named (log %s)", dlog);
+    workers_signal(SIGCONT);
+    /* and the job goes on: a new checkpoint, then a stop */
+    int base = count_lines(dlog, "written at clock");
+    ck_assert_msg(wait_log("written at clock", base + 1, 30), "no checkpoint after the resume");
+    const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
+    char out[4096];
+    ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
+    wait_end(line, sizeof line, 60);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("one-shard");
+    tcase_add_checked_fixture(tc, setup1, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_resume);
+    tcase_add_test(tc, test_kills);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("two-shards");
+    tcase_add_checked_fixture(tc, setup2, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_corrupt);
+    suite_add_tcase(s, tc);
+    return mlt_test_run_suite(s);
+}
