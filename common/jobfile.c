@@ -250,9 +250,9 @@ const jkey_t mlt_jobk_keys[] = {
      .off = OFF(stop.plateau_tests),
      .desc = "stop after this many tests without improvement (0: off)"},
 
-    {.path = "checkpoint_interval_s", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0,
+    {.path = "checkpoint_interval_s", .type = JK_DOUBLE, .def_d = 60.0, .min_d = 0.0,
      .max_d = 1e7, .off = OFF(checkpoint_interval_s),
-     .desc = "seconds between checkpoints (0: none)"},
+     .desc = "seconds of job time between checkpoints, taken in training (0: none)"},
 };
 
 // clang-format on

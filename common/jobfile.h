@@ -167,7 +167,7 @@ typedef struct mlt_job {
         int plateau_tests;      /* stop after this many tests without gain (0: off) */
     } stop;
 
-    double checkpoint_interval_s; /* seconds between checkpoints (0: none) */
+    double checkpoint_interval_s; /* seconds of job time between checkpoints (0: none) */
 
     char *text; /* the job as libconfig text: the file or string parsed, or after
                    mlt_job_set the job re-written with every key; parses back

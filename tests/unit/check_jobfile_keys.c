@@ -283,7 +283,7 @@ START_TEST(test_keys_defaults)
     ck_assert_double_eq(job.stop.max_epochs, 10.0);
     ck_assert_double_eq(job.stop.max_time_s, 0.0);
     ck_assert_int_eq(job.stop.plateau_tests, 0);
-    ck_assert_double_eq(job.checkpoint_interval_s, 0.0);
+    ck_assert_double_eq(job.checkpoint_interval_s, 60.0);
     /* no tunables: the caller's fallback */
     ck_assert_double_eq(mlt_job_default(&job, "lr", 0.03), 0.03);
     ck_assert_ptr_null(mlt_job_tunable(&job, "lr"));
