@@ -44,29 +44,40 @@ void mlt_server__ckpt_dir(const mlt_server_t *s, const char *job, uint64_t seq, 
     snprintf(out, cap, "%s/checkpoints/%s/%" PRIu64, s->state_dir, job, seq);
 }
 
-/* Removes this shard's checkpoint directories of job numbered below keep. */
-static void prune(mlt_server_t *s, const char *job, uint64_t keep)
+/* Removes this shard's files of job's checkpoints other than `newest` and the
+ * newest one below it, and those numbered below keep: at most two stay,
+ * whatever a client asks (a CKPT_SAVE per number must not fill the disk). */
+static void prune(mlt_server_t *s, const char *job, uint64_t newest, uint64_t keep)
 {
-    char dir[1200], sub[1500];
+    char dir[1200], sub[1500], f[1600];
     snprintf(dir, sizeof dir, "%s/checkpoints/%s", s->state_dir, job);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end;
-        unsigned long long seq = strtoull(e->d_name, &end, 10);
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || seq >= keep)
-            continue;
-        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-        /* the coordinator's files live here too when this is rank 0: only
-         * this shard's file goes; an empty directory after it */
-        char f[1600];
-        snprintf(f, sizeof f, "%s/shard-%u.ckpt", sub, s->rank);
-        unlink(f);
-        rmdir(sub);
+    uint64_t second = 0; /* the newest below `newest` */
+    for (int pass = 0; pass < 2; pass++) {
+        DIR *d = opendir(dir);
+        if (!d)
+            return;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char *end;
+            unsigned long long seq = strtoull(e->d_name, &end, 10);
+            if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end)
+                continue;
+            if (pass == 0) {
+                if (seq < newest && seq > second)
+                    second = seq;
+                continue;
+            }
+            if (seq == newest || (seq == second && seq >= keep))
+                continue;
+            /* the coordinator's files live here too when this is rank 0:
+             * only this shard's file goes, and the directory if empty */
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            snprintf(f, sizeof f, "%s/shard-%u.ckpt", sub, s->rank);
+            unlink(f);
+            rmdir(sub);
+        }
+        closedir(d);
     }
-    closedir(d);
 }
 
 #define MAX_HELLOS 4096u /* connections remembered */
@@ -151,8 +162,7 @@ int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
     uint32_t crc = 0;
     if ((rc = mlt_ckw_close(&w, &size, &crc, err, sizeof err)) < 0)
         return mlt_server__reply_error(s, rq, rc, "shard %u: %s", s->rank, err);
-    if (h->has_ckpt_keep)
-        prune(s, h->ckpt_job, h->ckpt_keep);
+    prune(s, h->ckpt_job, h->ckpt_seq, h->has_ckpt_keep ? h->ckpt_keep : 0);
     log_debug("job '%s': checkpoint %s (%" PRIu64 " bytes)", h->ckpt_job, path, size);
     mlt_header_t r;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_OK);
@@ -168,5 +178,5 @@ int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
 void mlt_server__ckpt_drop(mlt_server_t *s, const char *job)
 {
     if (s->state_dir && *s->state_dir && safe_name(job))
-        prune(s, job, UINT64_MAX);
+        prune(s, job, UINT64_MAX, UINT64_MAX);
 }

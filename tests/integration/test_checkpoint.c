@@ -271,6 +271,8 @@ START_TEST(test_resume)
                         sizeof line));
     uint32_t snap = (uint32_t)jint(line, "branch");
     ck_assert(last_line(dlog_path, "\"event\":\"commit\"", NULL, line, sizeof line));
+    int trials = count_lines(dlog_path, "\"event\":\"trial_start\"");
+    ck_assert_int_ge(trials, 1);
     mlt_client_t *c = shard_client();
     float **before = pull_branch(c, snap);
     mlt_tunables_def_t tu_before = branch_tunables(c, snap);
@@ -307,6 +309,9 @@ START_TEST(test_resume)
     wait_end(line, sizeof line, 60);
     ck_assert_msg(strstr(line, "\"phase\":\"done\"") && strstr(line, "reached the target"),
                   "the resumed job did not reach its target: %s", line);
+    /* the tuner's accounts came back with it (no search ran after the resume) */
+    ck_assert_msg(jint(line, "trials") == trials, "%d trials before the kill, the end says %s",
+                  trials, line);
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
     ck_assert_int_eq(count_lines(plog_path, "\"event\":\"resume\""), 1);
     ck_assert(last_line(dlog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
@@ -389,6 +394,31 @@ START_TEST(test_kills)
 }
 END_TEST
 
+START_TEST(test_refusals)
+{
+    /* the checkpoint requests, bounded: no job, a name that climbs out, a
+     * file that is not there (named, with the shard) */
+    char err[256];
+    mlt_client_t *c = mlt_client_new(cl.eps, 1, 0, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    uint64_t size;
+    uint32_t crc;
+    ck_assert_int_eq(mlt_client_ckpt_save(c, 0, "mf-synth", 1, 0, &size, &crc), -ENOENT);
+    ck_assert_int_eq(mlt_client_ckpt_load(c, 0, "..", 1, 100, 5), -EINVAL);
+    ck_assert_int_eq(mlt_client_ckpt_load(c, 0, "a/../../etc", 1, 100, 5), -EINVAL);
+    ck_assert_int_eq(mlt_client_ckpt_load(c, 0, "mf-synth", 3, 100, 5), -EPROTO);
+    ck_assert_msg(strstr(mlt_client_error(c), "shard 0") &&
+                      strstr(mlt_client_error(c), "checkpoints/mf-synth/3/shard-0.ckpt"),
+                  "%s", mlt_client_error(c));
+    ck_assert_int_eq(mlt_client_ckpt_save(c, 5, "mf-synth", 1, 0, &size, &crc), -EINVAL);
+    mlt_client_destroy(&c);
+    /* and the daemon still serves */
+    ck_assert(mlt_test_alive(&cl, 0));
+    c = shard_client();
+    mlt_client_destroy(&c);
+}
+END_TEST
+
 /* Kills the daemon with the workers stopped once at least 2 complete
  * checkpoints exist; returns the newest one's number. */
 static long kill_with_two(int resumes_before)
@@ -468,6 +498,7 @@ int main(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_resume);
     tcase_add_test(tc, test_kills);
+    tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
     tc = tcase_create("two-shards");
     tcase_add_checked_fixture(tc, setup2, teardown);
