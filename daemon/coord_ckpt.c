@@ -21,7 +21,8 @@
 #define COORD_MAGIC "MLTCOORD"
 #define MANIFEST_MAGIC "MLTMANIF"
 #define CKPT_VERSION 1u
-#define MAX_STATE_BYTES (1u << 20) /* a tuner state is a few KiB */
+#define MAX_STATE_BYTES (64u << 20) /* a tuner state: a few KiB, and 8 bytes per clock of
+                                     * a test interval in progress */
 #define MAX_CANDIDATES 64          /* checkpoint directories looked at on resume */
 
 /* ---- paths --------------------------------------------------------------------- */

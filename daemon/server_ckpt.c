@@ -142,7 +142,13 @@ int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
         mlt_ckr_close(&r);
         if (rc)
             return mlt_server__reply_error(s, rq, rc, "shard %u: %s: %s", s->rank, path, err);
+        /* from here on only connections that say HELLO are served (and this
+         * one, the coordinator's): on a shard that was not restarted itself,
+         * the old connections of a worker's task from before the coordinator
+         * died are still open, and must not write onto what was restored */
         s->restored = true;
+        s->n_hellos = s->next_hello = 0;
+        mlt_server__hello(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
         log_info("job '%s': loaded checkpoint %s (%u branches)", h->ckpt_job, path,
                  mlt_store_n_branches(s->store));
         return mlt_server__reply_ok(s, rq, 0);

@@ -24,7 +24,7 @@ struct mlt_server {
     double pull_timeout_s;
     char *state_dir;  /* where CKPT_SAVE writes (server_ckpt.c) */
     bool restored;    /* a checkpoint was loaded: only connections that said HELLO
-                       * to this process are served (server_ckpt.c) */
+                       * since (and the loader's) are served (server_ckpt.c) */
     uint64_t *hellos; /* hashes of the routing ids that said HELLO (a ring) */
     uint32_t n_hellos, next_hello;
     char endpoint[256];
@@ -73,9 +73,9 @@ void mlt_server__on_dropped(void *arg, const mlt_parked_t *p);
 int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq);
 /* Notes that routing id `id` said HELLO to this process. */
 void mlt_server__hello(mlt_server_t *s, const void *id, size_t len);
-/* true when a checkpoint was restored and `id` never said HELLO to this
- * process: a connection of a client from before the restart (its requests
- * would land on the restored branches). */
+/* true when a checkpoint was restored and `id` has not said HELLO since (nor
+ * loaded it): a connection of a client from before the restore, whose
+ * requests would land on the restored branches. */
 bool mlt_server__stale(const mlt_server_t *s, const void *id, size_t len);
 /* Removes this shard's checkpoint files of job (JOB_END: the job is over). */
 void mlt_server__ckpt_drop(mlt_server_t *s, const char *job);

@@ -356,40 +356,96 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
     return rc;
 }
 
+/* Hands the executor the tuner's state at a consistent point (exec.checkpoint,
+ * which writes a checkpoint when one is due). 0, 1 (stop requested) or -1. */
+static int checkpoint(tuner_t *t)
+{
+    const mlt_exec_t *ex = t->ex;
+    const mlt_tuner_result_t *res = t->res;
+    if (!ex->checkpoint)
+        return 0;
+    if (ex->progress) /* the executor's view of the lineage, as checkpointed */
+        ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
+                     res->trials);
+    size_t n = 0;
+    void *st = mlt_tuner__state_save(t, &n);
+    int rc = ex->checkpoint(ex->ctx, st, n);
+    mlt_free(st);
+    return rc < 0 ? -1 : rc;
+}
+
+/* Clocks of one piece of a test interval of `clocks`: about
+ * checkpoint_interval_s (at least MIN_PIECE_S) at the training setting's
+ * measured speed, at least an eighth of the interval; the whole interval
+ * without checkpoints. */
+#define MIN_PIECE_S 0.5 /* a piece's work, against the checkpoint after it */
+static int64_t piece_clocks(const tuner_t *t, int64_t clocks)
+{
+    double every = t->job->checkpoint_interval_s;
+    if (!t->ex->checkpoint || !(every > 0) || clocks > MLT_TUNER_MAX_IV_CLOCKS)
+        return clocks;
+    if (every < MIN_PIECE_S)
+        every = MIN_PIECE_S;
+    bool sure;
+    double per = mlt_tuner__rate(t, &t->train_s, &sure);
+    int64_t cap = per > 0 && isfinite(per) && every / per < (double)clocks ? (int64_t)(every / per)
+                                                                         : clocks;
+    int64_t eighth = (clocks + 7) / 8;
+    return cap < eighth ? eighth : cap;
+}
+
 /* Runs one test interval of the training branch (or what is left before
- * max_epochs); its trend t statistic to *trend. */
+ * max_epochs), or the rest of the one a checkpoint was taken in, in pieces
+ * with a checkpoint between them; its trend t statistic to *trend. */
 static int train_interval(tuner_t *t, double *trend)
 {
     const mlt_job_t *job = t->job;
     const mlt_exec_t *ex = t->ex;
     mlt_tuner_result_t *res = t->res;
     double epc = ex->epoch_clocks(ex->ctx, &t->train_s);
-    int64_t clocks = (int64_t)ceil(job->test_interval * epc);
     *trend = NAN;
-    if (job->stop.max_epochs > 0) {
-        int64_t left = (int64_t)ceil((job->stop.max_epochs - t->epoch) * epc - 1e-9);
-        if (left < clocks)
-            clocks = left;
+    if (!t->iv_loss) {
+        int64_t clocks = (int64_t)ceil(job->test_interval * epc);
+        if (job->stop.max_epochs > 0) {
+            int64_t left = (int64_t)ceil((job->stop.max_epochs - t->epoch) * epc - 1e-9);
+            if (left < clocks)
+                clocks = left;
+        }
+        if (clocks <= 0)
+            return 0;
+        t->iv_loss = mlt_calloc((size_t)clocks, sizeof *t->iv_loss);
+        t->iv_clocks = clocks;
+        t->iv_done = 0;
     }
-    if (clocks <= 0)
-        return 0;
     if (ex->progress) /* the status shows the training branch from its first clock */
         ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
                      res->trials);
-    double *loss = mlt_calloc((size_t)clocks, sizeof *loss), secs = 0;
-    int rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, clocks, t->cursor, loss,
-                     &secs);
-    t->last_loss = mlt_tuner__tail_loss(loss, clocks); /* NaN/Inf: the branch diverged */
-    *trend = mlt_trend_t(loss, (size_t)clocks);
-    mlt_free(loss);
-    if (rc)
-        return rc;
-    mlt_tuner__rate_note(t, &t->train_s, clocks, secs);
-    t->train_clock += clocks;
-    t->cursor += (double)clocks / epc;
-    t->epoch += (double)clocks / epc;
-    res->train_seconds += secs;
-    return 0;
+    int64_t clocks = t->iv_clocks, per_piece = piece_clocks(t, clocks);
+    int rc = 0;
+    while (t->iv_done < clocks) {
+        int64_t n = clocks - t->iv_done < per_piece ? clocks - t->iv_done : per_piece;
+        double secs = 0;
+        rc = ex->run(ex->ctx, t->train, &t->train_s, t->train_clock, n, t->cursor,
+                     t->iv_loss + t->iv_done, &secs);
+        if (rc)
+            break;
+        mlt_tuner__rate_note(t, &t->train_s, n, secs);
+        t->train_clock += n;
+        t->cursor += (double)n / epc;
+        t->epoch += (double)n / epc;
+        res->train_seconds += secs;
+        t->iv_done += n;
+        if (t->iv_done < clocks && (rc = checkpoint(t)))
+            break;
+    }
+    if (!rc) {
+        t->last_loss = mlt_tuner__tail_loss(t->iv_loss, clocks); /* NaN/Inf: it diverged */
+        *trend = mlt_trend_t(t->iv_loss, (size_t)clocks);
+    }
+    mlt_free(t->iv_loss);
+    t->iv_loss = NULL;
+    t->iv_clocks = t->iv_done = 0;
+    return rc;
 }
 
 /* The tuner's fixed part, from the job: the searched space, the coupling. */
@@ -450,7 +506,9 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     }
 
     t->converged = !tuning || t->sp.d == 0;
-    return train_loop(t);
+    rc = train_loop(t);
+    mlt_free(t->iv_loss);
+    return rc;
 }
 
 int mlt_tuner_resume(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_branch,
@@ -471,7 +529,9 @@ int mlt_tuner_resume(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_b
     logline(t, "resume", t->train, "\"epoch\":%.4f,\"clock\":%lld,\"snapshot\":%u,\"loss\":%s,"
             "\"reason\":\"the daemon restarted: the job goes on from its last checkpoint\"",
             t->epoch, (long long)t->train_clock, t->good, jnum(b, t->last_loss));
-    return train_loop(t);
+    int rc = train_loop(t);
+    mlt_free(t->iv_loss);
+    return rc;
 }
 
 /* train, test, re-tune: from a commit, or a checkpoint of one of its rounds */
@@ -483,18 +543,10 @@ static int train_loop(tuner_t *t)
     int rc;
     for (;;) {
         /* a consistent point: no task out, every push applied, the training
-         * branch and the good snapshot all that lives */
-        if (ex->checkpoint) {
-            size_t n = 0;
-            if (ex->progress) /* the executor's view of the lineage, as checkpointed */
-                ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val,
-                             res->test, res->trials);
-            void *st = mlt_tuner__state_save(t, &n);
-            rc = ex->checkpoint(ex->ctx, st, n);
-            mlt_free(st);
-            if (rc)
-                return rc < 0 ? -1 : 0;
-        }
+         * branch and the good snapshot all that lives (and between the pieces
+         * of a test interval: train_interval) */
+        if ((rc = checkpoint(t)))
+            return rc < 0 ? -1 : 0;
         double trend = NAN;
         if ((rc = train_interval(t, &trend)))
             return rc < 0 ? -1 : 0;

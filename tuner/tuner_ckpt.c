@@ -15,7 +15,7 @@
 #include "tuner/tuner_int.h"
 
 #define STATE_MAGIC 0x4d4c5453u /* "MLTS" */
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 
 typedef struct obuf {
     unsigned char *p;
@@ -105,6 +105,11 @@ void *mlt_tuner__state_save(const tuner_t *t, size_t *len)
     put_u32(&o, (uint32_t)t->no_gain);
     put_u32(&o, (uint32_t)t->retunes_without_gain);
     put_u32(&o, t->converged);
+    /* a test interval in progress: its clocks, and the losses of those run */
+    put_i64(&o, t->iv_loss ? t->iv_clocks : 0);
+    put_i64(&o, t->iv_loss ? t->iv_done : 0);
+    for (int64_t i = 0; t->iv_loss && i < t->iv_done; i++)
+        put_f64(&o, t->iv_loss[i]);
     /* the result so far: the overhead accounts, the searches, the best */
     put_f64(&o, r->val);
     put_f64(&o, r->test);
@@ -172,6 +177,14 @@ int mlt_tuner__state_load(tuner_t *t, const void *buf, size_t len, char *why, si
     t->good_test = get_f64(&in);
     uint32_t rb = get_u32(&in), rg = get_u32(&in), ng = get_u32(&in), rw = get_u32(&in);
     uint32_t cv = get_u32(&in);
+    int64_t ivc = get_i64(&in), ivd = get_i64(&in);
+    if (in.bad || ivc < 0 || ivc > MLT_TUNER_MAX_IV_CLOCKS || ivd < 0 || ivd > ivc ||
+        (size_t)ivd > (in.n - in.pos) / sizeof(double))
+        return mlt_errf(-EINVAL, why, whylen, "its test interval in progress (%lld of %lld "
+                        "clocks) is out of range", (long long)ivd, (long long)ivc);
+    double *ivl = ivc ? mlt_calloc((size_t)ivc, sizeof *ivl) : NULL;
+    for (int64_t i = 0; i < ivd; i++)
+        ivl[i] = get_f64(&in);
     r->val = get_f64(&in);
     r->test = get_f64(&in);
     r->best_val = get_f64(&in);
@@ -182,17 +195,24 @@ int mlt_tuner__state_load(tuner_t *t, const void *buf, size_t len, char *why, si
     uint32_t have = get_u32(&in);
     get_setting(&in, &r->learned.setting);
     r->learned.lr_star = get_f64(&in);
-    if (in.bad || in.pos != in.n)
+    if (in.bad || in.pos != in.n) {
+        mlt_free(ivl);
         return mlt_errf(-EINVAL, why, whylen, "%zu bytes where %zu were read", len, in.pos);
+    }
     if (t->train == 0 || t->train >= t->next_id || t->good >= t->next_id ||
         t->next_id > 0x7fffffffu || t->train_clock < 0 || !isfinite(t->cursor) ||
         !isfinite(t->epoch) || t->epoch < 0 || !counter_ok(rb) || !counter_ok(rg) ||
         !counter_ok(ng) || !counter_ok(rw) || cv > 1 || have > 1 ||
         !counter_ok(r->trials) || !counter_ok(r->searches) || !(r->trial_seconds >= 0) ||
-        !(r->train_seconds >= 0))
+        !(r->train_seconds >= 0)) {
+        mlt_free(ivl);
         return mlt_errf(-EINVAL, why, whylen, "a value is out of range (branch %u of %u, clock "
                         "%lld, epoch %g)", t->train, t->next_id, (long long)t->train_clock,
                         t->epoch);
+    }
+    t->iv_loss = ivl;
+    t->iv_clocks = ivc;
+    t->iv_done = ivd;
     t->rollbacks = (int)rb;
     t->regressions = (int)rg;
     t->no_gain = (int)ng;

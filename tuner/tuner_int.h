@@ -93,7 +93,16 @@ typedef struct tuner {
     int no_gain;              /* tests since the validation metric improved */
     int retunes_without_gain; /* re-tunes in a row that changed nothing */
     bool converged;           /* no more re-tunes */
+    /* the test interval in progress (tuner.c: train_interval), run in pieces
+     * with a checkpoint between them: kept in the tuner so that a checkpoint
+     * between pieces holds it */
+    double *iv_loss;          /* per-clock losses so far (NULL: no interval in progress) */
+    int64_t iv_clocks;        /* the interval's clocks */
+    int64_t iv_done;          /* clocks of it run */
 } tuner_t;
+
+/* an interval longer than this is run whole, without a checkpoint inside */
+#define MLT_TUNER_MAX_IV_CLOCKS (1ll << 22)
 
 /* ---- decision log ------------------------------------------------------------- */
 

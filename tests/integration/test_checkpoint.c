@@ -101,6 +101,14 @@ static bool last_line(const char *path, const char *a, const char *b, char *out,
     return found;
 }
 
+static double jdbl(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
 static long jint(const char *line, const char *key)
 {
     char pat[64];
@@ -394,6 +402,44 @@ START_TEST(test_kills)
 }
 END_TEST
 
+START_TEST(test_mid_interval)
+{
+    /* a test interval of 100 epochs runs in pieces, a checkpoint between them:
+     * killed inside it, the job goes on with the rest of the same interval,
+     * whose test then comes 100 epochs after its start */
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *const more[] = {"test_interval=100", "tuner.retune_tests=0", "tuner.plateau_t=0",
+                                "stop.target_rmse=0", "stop.max_epochs=100000", NULL};
+    submit(more);
+    char dlog[400], line[4096];
+    daemon_log(0, dlog, sizeof dlog);
+    ck_assert_msg(wait_log("written at clock", 3, 60), "no checkpoints (log %s)", dlog);
+    ck_assert_int_eq(count_lines(dlog_path, "\"event\":\"test\""), 0); /* still inside */
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_msg(wait_log("resuming from checkpoint", 1, 20), "no resume (log %s)", dlog);
+    double end = now_s() + 60;
+    while (now_s() < end && !last_line(dlog_path, "\"event\":\"test\"", NULL, line, sizeof line))
+        sleep_s(0.05);
+    ck_assert_msg(now_s() < end, "no test after the resume (log %s)", dlog);
+    double e_test = jdbl(line, "epoch");
+    ck_assert(last_line(dlog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
+    double e_resume = jdbl(line, "epoch");
+    ck_assert(last_line(dlog_path, "\"kind\":\"snapshot\"", "committed", line, sizeof line));
+    double e_start = jdbl(line, "epoch");
+    ck_assert_msg(e_resume > e_start + 0.1, "resumed at epoch %g, the interval began at %g",
+                  e_resume, e_start);
+    ck_assert_msg(e_test > e_start + 99.9 && e_test < e_start + 100.1,
+                  "the interval from epoch %g (resumed at %g) was tested at %g", e_start,
+                  e_resume, e_test);
+    const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
+    char out[4096];
+    ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
+    wait_end(line, sizeof line, 60);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     /* the checkpoint requests, bounded: no job, a name that climbs out, a
@@ -498,6 +544,7 @@ int main(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_resume);
     tcase_add_test(tc, test_kills);
+    tcase_add_test(tc, test_mid_interval);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
     tc = tcase_create("two-shards");
