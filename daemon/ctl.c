@@ -24,7 +24,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mltunerctl [-c ENDPOINT] [--timeout S] COMMAND [ARGS]\n"
             "  submit JOB.conf [--set KEY=VALUE]... [--out DIR] [--wait]\n"
-            "                      send a job to the coordinator (--wait: until it ends)\n"
+            "                      send a job to the coordinator (--wait: until it ends);\n"
+            "                      --out: its output directory, relative to the daemon's\n"
+            "                      state_dir (an absolute path only inside state_dir)\n"
             "  status [--json]     the job's phase, branch, epoch, loss, accuracy, tunables,\n"
             "                      and the time spent tuning vs training\n"
             "  watch               a live progress display until the job ends\n"
@@ -394,14 +396,7 @@ int main(int argc, char **argv)
         mlt_wire_init(&h, MLT__MSG_TYPE__MSG_SUBMIT);
         h.job_text = text;
         h.job_path = (char *)path;
-        char outabs[4096];
-        if (out) {
-            if (out[0] != '/' && realpath(".", outabs))
-                snprintf(outabs + strlen(outabs), sizeof outabs - strlen(outabs), "/%s", out);
-            else
-                snprintf(outabs, sizeof outabs, "%s", out);
-            h.out_dir = outabs;
-        }
+        h.out_dir = (char *)out; /* inside the daemon's state_dir; it checks */
         h.n_overrides = n_ov;
         h.overrides = ov;
         mlt_header_t *r = request(sock, &h);
