@@ -266,7 +266,6 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     mlt_job_t job;
     char err[512];
     if (parse_job(h->job_text, path, h->overrides, h->n_overrides, &job, err, sizeof err)) {
-        mlt_log_ratelimited(MLT_LOG_WARN, "submit refused", 1.0, "submit refused: %s", err);
         reply_error(c, id, id_len, rid, -EINVAL, "%s", err);
         return;
     }
@@ -275,7 +274,6 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     char rel[MLT_SAFEPATH_MAX + 1], why[MLT_SAFEPATH_MAX + 400];
     if (mlt_safepath_rel(by_ctl ? "--out" : "output_dir", by_ctl ? h->out_dir : job.output_dir,
                          c->state_dir, rel, sizeof rel, why, sizeof why)) {
-        mlt_log_ratelimited(MLT_LOG_WARN, "submit refused", 1.0, "submit refused: %s", why);
         reply_error(c, id, id_len, rid, -EINVAL, "%s", why);
         mlt_job_free(&job);
         return;
