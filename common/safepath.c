@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/json.h"
+
 static int refuse(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int refuse(char *why, size_t whylen, const char *fmt, ...)
@@ -77,10 +79,13 @@ int mlt_safepath_rel(const char *key, const char *path, const char *base, char *
                       MLT_SAFEPATH_MAX);
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)path[i];
-        if (ch < 0x20 || ch == 0x7f)
+        if (ch < 0x20 || ch == 0x7f) {
+            char js[160];
             return refuse(why, whylen,
-                          "%s must not contain control characters (byte 0x%02x at offset %zu)",
-                          key, ch, i);
+                          "%s \"%s\" must not contain control characters (byte 0x%02x at offset "
+                          "%zu)",
+                          key, mlt_json_str(js, sizeof js, path), ch, i);
+        }
     }
     for (const char *p = path; *p;) {
         const char *e = strchr(p, '/');
