@@ -126,10 +126,10 @@ static void print_status(const Mlt__JobState *s, int json)
 {
     const char *name = s->name ? s->name : "";
     if (json) {
-        char jn[512];
+        char jn[512], jp[64];
         printf("{\"job\":\"%s\",\"phase\":\"%s\",\"epoch\":%.4f,\"clock\":%lld,\"elapsed\":%.3f,"
                "\"workers\":%u,\"workers_joined\":%u",
-               mlt_json_str(jn, sizeof jn, name), s->phase, s->epoch, (long long)s->clock, s->elapsed, s->workers,
+               mlt_json_str(jn, sizeof jn, name), mlt_json_str(jp, sizeof jp, s->phase), s->epoch, (long long)s->clock, s->elapsed, s->workers,
                s->workers_joined);
         if (isfinite(s->loss))
             printf(",\"loss\":%.6g", s->loss);
