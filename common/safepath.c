@@ -91,11 +91,13 @@ int mlt_safepath_rel(const char *key, const char *path, const char *base, char *
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         if (n == 2 && p[0] == '.' && p[1] == '.')
-            return refuse(why, whylen, "%s \"%s\" must not contain '..': name a directory "
-                          "inside state_dir", key, path);
+            return refuse(why, whylen,
+                          "%s \"%s\" must not contain '..': name a directory "
+                          "inside state_dir",
+                          key, path);
         if (n > NAME_MAX)
-            return refuse(why, whylen, "%s \"%.80s...\" has a component longer than %d bytes",
-                          key, path, NAME_MAX);
+            return refuse(why, whylen, "%s \"%.80s...\" has a component longer than %d bytes", key,
+                          path, NAME_MAX);
         p += n + (e != NULL);
     }
     char norm[MLT_SAFEPATH_MAX + 2];
@@ -200,17 +202,12 @@ int mlt_safepath_create(int dirfd, const char *name)
 const char *mlt_safepath_strerror(int rc)
 {
     switch (rc) {
-    case -ELOOP:
-        return "a symbolic link, refused";
+    case -ELOOP: return "a symbolic link, refused";
     case -EINVAL:
-    case -ENXIO:  /* a FIFO with no reader */
-    case -EISDIR:
-        return "not a plain file, refused";
-    case -EMLINK:
-        return "a file with another hard link, refused";
-    case -ENOTDIR:
-        return "a path component is not a directory";
-    default:
-        return strerror(-rc);
+    case -ENXIO: /* a FIFO with no reader */
+    case -EISDIR: return "not a plain file, refused";
+    case -EMLINK: return "a file with another hard link, refused";
+    case -ENOTDIR: return "a path component is not a directory";
+    default: return strerror(-rc);
     }
 }

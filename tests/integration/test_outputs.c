@@ -8,8 +8,8 @@
  * progress.jsonl, as decisions.jsonl or as a directory on the way fails the
  * job naming the file, and the link's target is untouched. "log": a job
  * file whose path holds a newline (and whose job name holds one) leaves one
- * escaped line in the daemon's log, no forged one. "full": a daemon whose files may not grow past 16 KiB (RLIMIT_FSIZE,
- * SIGXFSZ ignored: writes fail with EFBIG, as on a full disk) runs a small
+ * escaped line in the daemon's log, no forged one. "full": a daemon whose files may not grow past
+ * 16 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG, as on a full disk) runs a small
  * job: it ends failed with "cannot write .../progress.jsonl: File too
  * large", and progress.jsonl ends at a whole line. */
 #include <check.h>
@@ -48,8 +48,8 @@ static void teardown(void)
 static int submit(char *out, size_t len, const char *job, const char *a1, const char *a2,
                   const char *a3, const char *a4, int wait)
 {
-    const char *argv[16] = {"daemon/mltunerctl", "-c", cl.control, "submit", job,
-                            "--set", "workers=1"};
+    const char *argv[16] = {"daemon/mltunerctl", "-c", cl.control, "submit", job, "--set",
+                            "workers=1"};
     int n = 7;
     const char *const more[] = {a1, a2, a3, a4};
     for (int i = 0; i < 4 && more[i]; i++)
@@ -242,18 +242,33 @@ START_TEST(test_full)
 {
     ck_assert_int_eq(mlt_test_start_workers(&cl, 1), 0);
     char out[4096];
-    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "submit", mf_path,
-                          "--out", "out-full",
-                          "--set", "workers=1",
-                          "--set", "tuner.logic=fixed",
-                          "--set", "data.synthetic.users=200",
-                          "--set", "data.synthetic.items=100",
-                          "--set", "data.synthetic.ratings=20000",
-                          "--set", "data.validation=500",
-                          "--set", "tunables.batch_size.default=128",
-                          "--set", "tunables.lr.default=1",
-                          "--set", "stop.max_epochs=40",
-                          "--wait", NULL};
+    const char *argv[] = {"daemon/mltunerctl",
+                          "-c",
+                          cl.control,
+                          "submit",
+                          mf_path,
+                          "--out",
+                          "out-full",
+                          "--set",
+                          "workers=1",
+                          "--set",
+                          "tuner.logic=fixed",
+                          "--set",
+                          "data.synthetic.users=200",
+                          "--set",
+                          "data.synthetic.items=100",
+                          "--set",
+                          "data.synthetic.ratings=20000",
+                          "--set",
+                          "data.validation=500",
+                          "--set",
+                          "tunables.batch_size.default=128",
+                          "--set",
+                          "tunables.lr.default=1",
+                          "--set",
+                          "stop.max_epochs=40",
+                          "--wait",
+                          NULL};
     int rc = mlt_test_run(argv, out, sizeof out);
     char path[400];
     snprintf(path, sizeof path, "%s/out-full/progress.jsonl", cl.dir);

@@ -109,8 +109,9 @@ START_TEST(test_rel)
     rel_bad("out/../../etc", "/var/lib/mltuner", "'..'");
     rel_bad("/var/lib/mltuner/../../etc", "/var/lib/mltuner", "'..'");
     rel_bad("out/..", "/var/lib/mltuner", "'..'");
-    rel_bad("a\nb", "/s", "\"a\\u000ab\" must not contain control characters (byte 0x0a at "
-                         "offset 1)");
+    rel_bad("a\nb", "/s",
+            "\"a\\u000ab\" must not contain control characters (byte 0x0a at "
+            "offset 1)");
     rel_bad("a\x1b[2Jb", "/s", "byte 0x1b");
     rel_bad("a\x7f", "/s", "control characters");
     char longp[MLT_SAFEPATH_MAX + 10];
