@@ -612,6 +612,8 @@ static int run_job(mlt_coord_t *c)
 static void end_job(mlt_coord_t *c)
 {
     char b1[32], b2[32];
+    if (c->phase == PH_STOPPED && !c->message[0]) /* stopped while loading or initialising */
+        snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
         char b3[32], b4[32], msg[2 * sizeof c->message];
         check_outputs(c); /* a cut decision log fails the job before its end is written */
