@@ -11,7 +11,9 @@
  * escaped line in the daemon's log, no forged one. "full": a daemon whose files may not grow past
  * 16 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG, as on a full disk) runs a small
  * job: it ends failed with "cannot write .../progress.jsonl: File too
- * large", and progress.jsonl ends at a whole line. */
+ * large", and progress.jsonl ends at a whole line. "full-conf": the same
+ * with 1 KiB, less than the job's job.conf: the job fails at once, naming
+ * job.conf. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +28,8 @@
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
 
-#define FSIZE_LIMIT 16384
+#define FSIZE_LIMIT 16384 /* "full": more than job.conf (~2 KiB), less than the job's progress */
+#define FSIZE_SMALL 1024  /* "full-conf": less than job.conf */
 
 static mlt_test_cluster_t cl;
 static char job_path[600], mf_path[600];
@@ -221,12 +224,14 @@ END_TEST
 /* A daemon whose files may not grow past FSIZE_LIMIT bytes: the limit and
  * the ignored SIGXFSZ are inherited across fork and exec; the test process
  * takes its own back before it starts anything else. */
+static rlim_t fsize_limit = FSIZE_LIMIT;
+
 static void setup_full(void)
 {
     struct rlimit old, rl;
     ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
     rl = old;
-    rl.rlim_cur = FSIZE_LIMIT;
+    rl.rlim_cur = fsize_limit;
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     setenv("MLT_SHM", "0", 1); /* no shared-memory segments to size in that daemon */
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
@@ -235,6 +240,7 @@ static void setup_full(void)
     signal(SIGXFSZ, prev);
     ck_assert_int_eq(rc, 0);
     const char *src = getenv("MLT_SOURCE_ROOT");
+    snprintf(job_path, sizeof job_path, "%s/conf/jobs/fmnist-mlp.conf", src ? src : ".");
     snprintf(mf_path, sizeof mf_path, "%s/conf/jobs/mf-synth.conf", src ? src : ".");
 }
 
@@ -291,6 +297,25 @@ START_TEST(test_full)
 }
 END_TEST
 
+/* The job.conf copy does not fit: the job fails at once, naming it. */
+START_TEST(test_full_conf)
+{
+    char out[4096];
+    int rc = submit(out, sizeof out, job_path, "--out", "out-conf", NULL, NULL, 1);
+    ck_assert_msg(rc != 0, "the job with a full disk did not fail: %s", out);
+    ck_assert_msg(strstr(out, "failed") && strstr(out, "out-conf/job.conf: File too large"),
+                  "not a write error naming job.conf: %s", out);
+    assert_idle();
+}
+END_TEST
+
+static void setup_full_small(void)
+{
+    fsize_limit = FSIZE_SMALL;
+    setup_full();
+    fsize_limit = FSIZE_LIMIT;
+}
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("outputs");
@@ -304,6 +329,12 @@ static Suite *suite(void)
     tc = tcase_create("full");
     tcase_add_checked_fixture(tc, setup_full, teardown);
     tcase_add_test(tc, test_full);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("full-conf");
+    tcase_add_checked_fixture(tc, setup_full_small, teardown);
+    tcase_add_test(tc, test_full_conf);
+    tcase_set_timeout(tc, 30);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
