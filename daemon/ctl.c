@@ -12,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "daemon/ctl.h"
 #include "daemon/metrics.h"
 #include "proto/wire.h"
@@ -182,10 +183,15 @@ static void print_status(const Mlt__JobState *s, int json)
     if (s->tunables)
         printf("tunables:  lr %g, momentum %g, batch %u, staleness %u\n", (double)s->tunables->lr,
                (double)s->tunables->momentum, s->batch_size, s->tunables->staleness);
-    if (s->out_dir)
-        printf("output:    %s\n", s->out_dir);
-    if (s->message)
-        printf("message:   %s\n", s->message);
+    char esc[4 * MLT_MAX_PATH_LEN + 8];
+    if (s->out_dir) {
+        mlt_log_escape(esc, sizeof esc, s->out_dir);
+        printf("output:    %s\n", esc);
+    }
+    if (s->message) { /* a worker's text: no control bytes to the terminal */
+        mlt_log_escape(esc, sizeof esc, s->message);
+        printf("message:   %s\n", esc);
+    }
 }
 
 int is_over(const char *phase)
@@ -196,8 +202,11 @@ int is_over(const char *phase)
 
 int over_status(const char *phase, const char *message)
 {
-    if (message)
-        printf("%s: %s\n", phase, message);
+    char esc[4 * MLT_MAX_ERROR_LEN + 8];
+    if (message) { /* a worker's text: no control bytes to the terminal */
+        mlt_log_escape(esc, sizeof esc, message);
+        printf("%s: %s\n", phase, esc);
+    }
     return strcmp(phase, "done") == 0 ? 0 : 1;
 }
 
