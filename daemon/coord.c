@@ -417,7 +417,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
              c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
              jnum(b2, 32, *test), vloss, tloss);
     }
-    return check_outputs(c);
+    return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
 static uint64_t part_size(const mlt_coord_t *c)
