@@ -22,12 +22,12 @@
 #include "daemon/coord.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -80,9 +80,10 @@ const char *mlt_coord__jnum(char *buf, size_t n, double v)
     return buf;
 }
 
+static int mkdir_p(const char *path);
+
 /* state_dir, made when missing (it is the administrator's path: links in it
  * are followed); an O_DIRECTORY descriptor or -errno. */
-static int mkdir_p(const char *path);
 static int open_state_dir(const mlt_coord_t *c)
 {
     int rc = mkdir_p(c->state_dir);
@@ -159,8 +160,10 @@ static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
     char name[300], err[600];
     if (!w->have)
         return 0;
-    if (mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err))
-        return fail_job(c, "%s/%s", c->out_dir, err);
+    int rc = mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err);
+    if (rc)
+        return fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
+                        mlt_safepath_strerror(rc));
     int sfd = open_state_dir(c);
     int wfd = sfd < 0 ? sfd : mlt_safepath_mkdirs(sfd, "warm-start");
     if (sfd >= 0)
@@ -169,10 +172,11 @@ static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
         return fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
                         mlt_safepath_strerror(wfd));
     snprintf(name, sizeof name, "%s.conf", c->job.name);
-    int rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
+    rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
     close(wfd);
     if (rc)
-        return fail_job(c, "%s/warm-start/%s", c->state_dir, err);
+        return fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
+                        mlt_safepath_strerror(rc));
     return 0;
 }
 
@@ -228,17 +232,14 @@ static int open_outputs(mlt_coord_t *c)
     size_t i;
     for (i = 0; i < 3 && !rc; i++)
         o[i] = mlt_outfile_open(c->out_fd, names[i], &rc);
-    if (!rc) {
-        fputs(c->job.text, mlt_outfile_stream(o[2]));
-        rc = mlt_outfile_close(&o[2]);
-    }
     c->progress = o[0];
     c->dlog = o[1];
-    if (rc) {
-        mlt_outfile_close(&o[2]);
+    if (rc) /* a link, another kind of file, or no permission */
         return fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
                         mlt_safepath_strerror(rc));
-    }
+    fputs(c->job.text, mlt_outfile_stream(o[2]));
+    if ((rc = mlt_outfile_close(&o[2])))
+        return fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
     return 0;
 }
 
