@@ -28,12 +28,35 @@ int mlt_log_level_parse(const char *s)
     return -1;
 }
 
+void mlt_log_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    if (!cap)
+        return;
+    for (; *s && n + 5 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            out[n++] = '\\';
+            out[n++] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+        } else if (ch < 0x20 || ch == 0x7f) {
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* One line, whatever the message holds: a newline or an escape sequence in a
+ * logged string (a job path, a peer's message) is written escaped, so that it
+ * can neither forge a line nor drive the terminal. */
 static void log_vwrite(mlt_log_level_t level, const char *fmt, va_list ap)
 {
-    char msg[1024];
+    char msg[1024], esc[4 * sizeof msg];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    mlt_log_escape(esc, sizeof esc, msg);
     fprintf(stderr, "%.3f %s[%d] %s: %s\n", mlt_time_wall(), log_prog, (int)level,
-            level_names[level], msg);
+            level_names[level], esc);
 }
 
 void mlt_log_write(mlt_log_level_t level, const char *file, int line, const char *fmt, ...)

@@ -4,11 +4,13 @@
  *
  * The macros test the level before evaluating their arguments, so a debug line
  * on a hot path costs one compare when debug is off. Thread-safe: each line is
- * written with one fprintf call. */
+ * written with one fprintf call. A line is always one line: control bytes in
+ * the message are escaped (mlt_log_escape). */
 #ifndef MLT_LOG_H
 #define MLT_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     MLT_LOG_ERROR = 0,
@@ -29,6 +31,11 @@ void mlt_log_write(mlt_log_level_t level, const char *file, int line, const char
  * (for lines a remote peer can trigger). */
 void mlt_log_ratelimited(mlt_log_level_t level, const char *key, double interval_s,
                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* s with control bytes escaped (\\n \\r \\t, the others \\xNN) in out[0..cap),
+ * cut short to fit, never mid-escape. Every log line passes its message
+ * through it, so a logged string cannot break a line. */
+void mlt_log_escape(char *out, size_t cap, const char *s);
 
 #define mlt_log(lvl, ...)                                                   \
     do {                                                                    \

@@ -22,6 +22,7 @@
 #include "daemon/coord.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,14 +59,15 @@ double mlt_coord__job_time(const mlt_coord_t *c)
 
 void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...)
 {
-    if (!c->progress)
-        return;
+    if (!c->progress || mlt_outfile_error(c->progress))
+        return; /* after a failed write the file ends there; check_outputs fails the job */
+    FILE *f = mlt_outfile_stream(c->progress);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(c->progress, "{\"t\":%.3f,", job_time(c));
-    vfprintf(c->progress, fmt, ap);
-    fputs("}\n", c->progress);
-    fflush(c->progress);
+    fprintf(f, "{\"t\":%.3f,", job_time(c));
+    vfprintf(f, fmt, ap);
+    fputs("}\n", f);
+    mlt_outfile_flush(c->progress);
     va_end(ap);
 }
 
@@ -77,6 +79,19 @@ const char *mlt_coord__jnum(char *buf, size_t n, double v)
     else
         snprintf(buf, n, "null");
     return buf;
+}
+
+static int mkdir_p(const char *path);
+
+/* state_dir, made when missing (it is the administrator's path: links in it
+ * are followed); an O_DIRECTORY descriptor or -errno. */
+static int open_state_dir(const mlt_coord_t *c)
+{
+    int rc = mkdir_p(c->state_dir);
+    if (rc < 0)
+        return rc;
+    int fd = open(c->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 static int mkdir_p(const char *path)
@@ -136,27 +151,38 @@ static void warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
                mlt_json_str(js, sizeof js, path));
 }
 
-static void warm_save(mlt_coord_t *c, const mlt_warm_t *w)
+static int fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes the warm start to the job's output directory and to
+ * state_dir/warm-start/<name>.conf, neither through a symbolic link. Returns
+ * 0, or -1 when a write failed (the job has failed). */
+static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
 {
-    char path[1100], err[600];
+    char name[300], err[600];
     if (!w->have)
-        return;
-    snprintf(path, sizeof path, "%s/%s", c->out_dir, MLT_WARM_FILE);
-    if (mlt_warm_write(path, &c->job, w, err, sizeof err))
-        log_warn("job '%s': %s", c->job.name, err);
-    snprintf(path, sizeof path, "%s/warm-start", c->state_dir);
-    if (mkdir_p(path) < 0) {
-        log_warn("job '%s': cannot create %s: %s", c->job.name, path, strerror(errno));
-        return;
-    }
-    warm_auto_path(c, path, sizeof path);
-    if (mlt_warm_write(path, &c->job, w, err, sizeof err))
-        log_warn("job '%s': %s", c->job.name, err);
+        return 0;
+    int rc = mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err);
+    if (rc)
+        return fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
+                        mlt_safepath_strerror(rc));
+    int sfd = open_state_dir(c);
+    int wfd = sfd < 0 ? sfd : mlt_safepath_mkdirs(sfd, "warm-start");
+    if (sfd >= 0)
+        close(sfd);
+    if (wfd < 0)
+        return fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
+                        mlt_safepath_strerror(wfd));
+    snprintf(name, sizeof name, "%s.conf", c->job.name);
+    rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
+    close(wfd);
+    if (rc)
+        return fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
+                        mlt_safepath_strerror(rc));
+    return 0;
 }
 
 /* ---- the job ------------------------------------------------------------------- */
 
-static int fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail_job(mlt_coord_t *c, const char *fmt, ...)
 {
     va_list ap;
@@ -166,6 +192,59 @@ static int fail_job(mlt_coord_t *c, const char *fmt, ...)
     c->phase = PH_FAILED;
     log_error("job '%s' failed: %s", c->job.name, c->message);
     return -1;
+}
+
+/* Fails the job (returns -1) when a write to one of its output files failed;
+ * 0 when they are whole so far. The first failure names the job's end. */
+static int check_outputs(mlt_coord_t *c)
+{
+    mlt_outfile_t *const outs[] = {c->progress, c->dlog};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        int rc = outs[i] ? mlt_outfile_error(outs[i]) : 0;
+        if (rc && c->phase == PH_FAILED)
+            return -1;
+        if (rc)
+            return fail_job(c, "cannot write %s/%s: %s", c->out_dir, mlt_outfile_name(outs[i]),
+                            strerror(-rc));
+    }
+    return 0;
+}
+
+/* Makes the job's output directory under state_dir (c->out_rel, checked at
+ * submit) and creates its files there: progress.jsonl, decisions.jsonl and
+ * job.conf (written whole), none through a symbolic link or into another
+ * kind of file. ppos, dpos: the bytes of progress.jsonl and decisions.jsonl
+ * that stay (0 for a new job; a checkpoint's positions for a resumed one;
+ * UINT64_MAX: all). Returns 0, or -1 (the job has failed, naming the file). */
+static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
+{
+    int sfd = open_state_dir(c);
+    if (sfd < 0)
+        return fail_job(c, "cannot open state_dir %s: %s", c->state_dir, strerror(-sfd));
+    c->out_fd = mlt_safepath_mkdirs(sfd, c->out_rel);
+    close(sfd);
+    if (c->out_fd < 0) {
+        int rc = c->out_fd;
+        c->out_fd = -1;
+        return fail_job(c, "cannot create output directory %s: %s", c->out_dir,
+                        mlt_safepath_strerror(rc));
+    }
+    static const char *const names[] = {"progress.jsonl", "decisions.jsonl", "job.conf"};
+    mlt_outfile_t *o[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    size_t i;
+    const uint64_t keep[] = {ppos, dpos, 0};
+    for (i = 0; i < 3 && !rc; i++)
+        o[i] = mlt_outfile_reopen(c->out_fd, names[i], keep[i], &rc);
+    c->progress = o[0];
+    c->dlog = o[1];
+    if (rc) /* a link, another kind of file, or no permission */
+        return fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
+                        mlt_safepath_strerror(rc));
+    fputs(c->job.text, mlt_outfile_stream(o[2]));
+    if ((rc = mlt_outfile_close(&o[2])))
+        return fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
+    return 0;
 }
 
 /* Waits until no worker of the job is busy. Returns 0, 1 when a stop was
@@ -280,6 +359,8 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     double t0 = mlt_time_mono();
     task_all(c, &t);
     int rc = wait_workers(c, "a run");
+    if (rc == 0 && check_outputs(c))
+        rc = -1;
     *seconds = mlt_time_mono() - t0;
     c->cap_loss = NULL;
     c->cap_n = 0;
@@ -341,7 +422,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
              c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
              jnum(b2, 32, *test), vloss, tloss);
     }
-    return rc;
+    return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
 static uint64_t part_size(const mlt_coord_t *c)
@@ -381,62 +462,34 @@ static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt
     (void)test;
 }
 
-/* A fresh start's outputs: progress.jsonl and job.conf. */
-static int open_outputs(mlt_coord_t *c)
-{
-    char path[1100];
-    snprintf(path, sizeof path, "%s/progress.jsonl", c->out_dir);
-    c->progress = fopen(path, "w");
-    if (!c->progress)
-        return fail_job(c, "cannot write %s: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/job.conf", c->out_dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(c->job.text, f);
-        fclose(f);
-    }
-    emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
-         c->job.workers);
-    return 0;
-}
-
-/* Opens an output for appending after cutting it to pos (what a checkpoint
- * recorded), or NULL. */
-static FILE *reopen_at(const char *path, uint64_t pos)
-{
-    if (truncate(path, (off_t)pos) < 0)
-        return NULL;
-    return fopen(path, "a");
-}
-
 /* Loads the newest complete checkpoint into the shards and the coordinator
- * and reopens the outputs at its positions. 0 with *state (the tuner's) and
- * *dlog; 1 when there is none (the job starts again); -1 when none loads. */
-static int resume_job(mlt_coord_t *c, void **state, size_t *len, FILE **dlog)
+ * and opens the outputs cut back to its positions. 0 (c->resume_state holds
+ * the tuner's state); 1 when there is none (the job starts again, its
+ * outputs new); -1 when none loads (the job has failed). */
+static int resume_job(mlt_coord_t *c)
 {
     uint64_t dpos = 0, ppos = 0;
-    char path[1100];
-    int rc = mlt_coord__ckpt_load(c, state, len, &dpos, &ppos);
+    int rc = mlt_coord__ckpt_load(c, &c->resume_state, &c->resume_len, &dpos, &ppos);
     if (rc == -ENOENT) {
         mlt_coord__ckpt_clear(c);
         c->t0 = mlt_time_mono();
-        return open_outputs(c) ? -1 : 1;
+        if (open_outputs(c, 0, 0))
+            return -1;
+        emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
+             c->job.workers);
+        return check_outputs(c) ? -1 : 1;
     }
-    snprintf(path, sizeof path, "%s/progress.jsonl", c->out_dir);
-    c->progress = rc ? fopen(path, "a") : reopen_at(path, ppos);
-    if (rc)
-        return fail_job(c, "%s", c->message);
-    if (!c->progress)
-        return fail_job(c, "cannot reopen %s at byte %llu: %s", path, (unsigned long long)ppos,
-                        strerror(errno));
-    snprintf(path, sizeof path, "%s/decisions.jsonl", c->out_dir);
-    if (!(*dlog = reopen_at(path, dpos)))
-        return fail_job(c, "cannot reopen %s at byte %llu: %s", path, (unsigned long long)dpos,
-                        strerror(errno));
+    if (rc) { /* the end goes after what the outputs hold */
+        if (open_outputs(c, UINT64_MAX, UINT64_MAX) == 0)
+            fail_job(c, "%s", c->message);
+        return -1;
+    }
+    if (open_outputs(c, ppos, dpos))
+        return -1;
     emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
          "\"epoch\":%.4f", (unsigned long long)c->ckpt_seq, c->train_branch,
          (long long)c->clock, c->epoch);
-    return 0;
+    return check_outputs(c) ? -1 : 0;
 }
 
 static int run_job(mlt_coord_t *c)
@@ -470,9 +523,7 @@ static int run_job(mlt_coord_t *c)
             c->workers[w].joined = false;
         }
 
-    int rc = mkdir_p(c->out_dir);
-    if (rc < 0)
-        return fail_job(c, "cannot create output directory %s: %s", c->out_dir, strerror(-rc));
+    int rc;
     /* a job from a resume record opens its outputs once its checkpoint is
      * loaded (they are cut back to the checkpoint's positions) */
     bool resume = c->resuming;
@@ -481,11 +532,13 @@ static int run_job(mlt_coord_t *c)
     if (!resume) {
         mlt_coord__ckpt_clear(c);
         mlt_coord__resume_record(c);
+        if (open_outputs(c, 0, 0))
+            return -1;
+        emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
+        if (check_outputs(c))
+            return -1;
     }
-    if (!resume && (rc = open_outputs(c)) != 0)
-        return rc;
     char err[512];
-    FILE *dlog = NULL;
     if (resume) {
         /* the shards get their branches back before the workers come: the
          * checkpoint holds the job's tables, which the workers' register
@@ -494,9 +547,8 @@ static int run_job(mlt_coord_t *c)
                                    sizeof err);
         if (!c->client)
             return fail_job(c, "cannot reach the shards: %s", err);
-        if ((rc = resume_job(c, &c->resume_state, &c->resume_len, &c->dlog)) < 0)
+        if ((rc = resume_job(c)) < 0)
             return -1;
-        dlog = c->dlog;
         resume = rc == 0;
     }
 
@@ -557,10 +609,7 @@ static int run_job(mlt_coord_t *c)
             return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
     }
     /* the tuning logic takes it from here */
-    char dpath[1100];
-    snprintf(dpath, sizeof dpath, "%s/decisions.jsonl", c->out_dir);
-    if (!dlog && !(dlog = fopen(dpath, "w")))
-        return fail_job(c, "cannot write %s: %s", dpath, strerror(errno));
+    FILE *dlog = mlt_outfile_stream(c->dlog);
     c->phase = PH_TRAINING;
     mlt_exec_t ex = {.ctx = c,
                      .fork = ex_fork,
@@ -574,17 +623,21 @@ static int run_job(mlt_coord_t *c)
                      .checkpoint = mlt_coord__ckpt_maybe};
     mlt_tuner_result_t res;
     mlt_warm_t warm;
-    c->dlog = dlog;
     if (resume) {
         rc = mlt_tuner_resume(j, &ex, BRANCH_INIT, c->resume_state, c->resume_len, dlog, &res);
     } else {
         warm_load(c, dlog, &warm);
         rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
     }
-    c->dlog = NULL;
-    fclose(dlog);
-    if (rc == 0)
-        warm_save(c, &res.learned);
+    if (rc == 0 && check_outputs(c))
+        rc = -1;
+    if (rc == 0) {
+        int wrc = mlt_outfile_close(&c->dlog); /* flushed and fsync'd */
+        if (wrc)
+            rc = fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir, strerror(-wrc));
+    }
+    if (rc == 0 && warm_save(c, &res.learned))
+        rc = -1;
     c->trials = res.trials;
     c->tuning_s = res.trial_seconds;
     c->training_s = res.train_seconds;
@@ -622,17 +675,25 @@ static int run_job(mlt_coord_t *c)
 static void end_job(mlt_coord_t *c)
 {
     char b1[32], b2[32];
+    if (c->phase == PH_STOPPED && !c->message[0]) /* stopped while loading or initialising */
+        snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
         char b3[32], b4[32], msg[2 * sizeof c->message];
+        check_outputs(c); /* a cut decision log fails the job before its end is written */
         emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
                 "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
                 "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
              phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message), c->epoch, jnum(b1, 32, c->val_acc),
              jnum(b2, 32, c->test_acc), jnum(b3, 32, c->val_rmse), jnum(b4, 32, c->test_rmse),
              c->trials, c->tuning_s, c->training_s);
-        fclose(c->progress);
-        c->progress = NULL;
+        int rc = mlt_outfile_close(&c->progress);
+        if (rc && c->phase != PH_FAILED)
+            fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));
     }
+    mlt_outfile_close(&c->dlog); /* a job that ended before the tuner closed it */
+    if (c->out_fd >= 0)
+        close(c->out_fd);
+    c->out_fd = -1;
     for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
         wslot_t *ws = &c->workers[w];
         if (ws->joined)
@@ -643,10 +704,6 @@ static void end_job(mlt_coord_t *c)
         if (!c->shutdown)
             mlt_client_job_end(c->client); /* frees every branch on the shards */
         mlt_client_destroy(&c->client);
-    }
-    if (c->dlog) { /* the job ended before the tuner took it over */
-        fclose(c->dlog);
-        c->dlog = NULL;
     }
     mlt_free(c->resume_state);
     c->resume_state = NULL;
@@ -706,6 +763,7 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, i
     for (int i = 0; i < n_shards; i++)
         c->shards[i] = mlt_strdup(shards[i]);
     c->state_dir = mlt_strdup(conf->state_dir);
+    c->out_fd = -1;
     c->worker_timeout_s = conf->worker_timeout_s;
     c->phase = PH_IDLE;
     /* task ids differ from a previous run's, whose workers may still report */

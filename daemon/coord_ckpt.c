@@ -102,6 +102,7 @@ int mlt_coord__resume_record(mlt_coord_t *c)
     for (size_t i = 0; i < c->n_overrides; i++)
         mlt_ckw_str(w, c->overrides[i]);
     mlt_ckw_str(w, c->out_dir);
+    mlt_ckw_str(w, c->out_rel);
     if ((rc = mlt_ckw_close(&w, NULL, NULL, err, sizeof err)) < 0)
         log_warn("job '%s': no resume record: %s", c->job.name, err);
     return rc;
@@ -154,7 +155,7 @@ void mlt_coord__resume_find(mlt_coord_t *c)
         log_warn("no job to resume: %s", err);
         return;
     }
-    char magic[8], *path_s = NULL, *text = NULL, *out = NULL;
+    char magic[8], *path_s = NULL, *text = NULL, *out = NULL, *rel = NULL;
     uint32_t version = 0, n_ov = 0;
     char **ov = NULL;
     int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, RESUME_MAGIC, 8) != 0 ||
@@ -166,7 +167,8 @@ void mlt_coord__resume_find(mlt_coord_t *c)
         ov = mlt_calloc(n_ov ? n_ov : 1, sizeof *ov);
         for (uint32_t i = 0; i < n_ov && !rc; i++)
             rc = mlt_ckr_str(r, MLT_MAX_OVERRIDE_LEN, &ov[i]);
-        rc = rc || mlt_ckr_str(r, sizeof c->out_dir - 1, &out) || mlt_ckr_left(r) != 0;
+        rc = rc || mlt_ckr_str(r, sizeof c->out_dir - 1, &out) ||
+             mlt_ckr_str(r, sizeof c->out_rel - 1, &rel) || mlt_ckr_left(r) != 0;
     }
     mlt_ckr_close(&r);
     if (rc) {
@@ -192,6 +194,15 @@ void mlt_coord__resume_find(mlt_coord_t *c)
         c->n_overrides = 0;
         goto out;
     }
+    /* the output directory as the submit checked it (safepath: relative to
+     * state_dir, no ".."); checked again, since the record is a file */
+    char why[256], chk[sizeof c->out_rel];
+    if (mlt_safepath_rel("output_dir", rel, c->state_dir, chk, sizeof chk, why, sizeof why) < 0) {
+        log_warn("no job to resume: %s: %s", path, why);
+        mlt_job_free(&c->job);
+        goto out_free;
+    }
+    snprintf(c->out_rel, sizeof c->out_rel, "%s", chk);
     snprintf(c->out_dir, sizeof c->out_dir, "%s", out);
     c->have_job = true;
     c->resuming = true;
@@ -200,10 +211,21 @@ void mlt_coord__resume_find(mlt_coord_t *c)
     c->message[0] = '\0';
     log_info("job '%s' found in %s: it resumes from its newest complete checkpoint once its %d "
              "workers join (output in %s)", c->job.name, path, c->job.workers, c->out_dir);
+    goto out;
+out_free:
+    text = (char *)c->job_text; /* nothing of it stays */
+    mlt_free(c->job_path);
+    for (size_t i = 0; i < c->n_overrides; i++)
+        mlt_free(c->overrides[i]);
+    mlt_free(c->overrides);
+    c->job_text = c->job_path = NULL;
+    c->overrides = NULL;
+    c->n_overrides = 0;
 out:
     mlt_free(text);
     mlt_free(path_s);
     mlt_free(out);
+    mlt_free(rel);
     if (ov)
         for (uint32_t i = 0; i < n_ov; i++)
             mlt_free(ov[i]);
@@ -258,14 +280,11 @@ static int get_tunables(mlt_ckr_t *r, mlt_tunables_def_t *t)
     return 0;
 }
 
-/* Byte position of a stream after flushing it (0 without one). */
-static uint64_t flushed_pos(FILE *f)
+/* Byte position of an output after flushing it (0 without one). */
+static uint64_t flushed_pos(mlt_outfile_t *f)
 {
-    if (!f)
-        return 0;
-    fflush(f);
-    off_t o = ftello(f);
-    return o > 0 ? (uint64_t)o : 0;
+    int64_t pos = f ? mlt_outfile_tell(f) : 0;
+    return pos > 0 ? (uint64_t)pos : 0;
 }
 
 int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
@@ -275,6 +294,8 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
     double now = job_time(c);
     if (!(every > 0) || now < c->ckpt_last + every || !c->client || len > MAX_STATE_BYTES)
         return 0;
+    if ((c->progress && mlt_outfile_error(c->progress)) || (c->dlog && mlt_outfile_error(c->dlog)))
+        return 0; /* an output that failed: the job fails at its next check */
     double t_start = mlt_time_mono();
     uint64_t seq = c->ckpt_seq + 1;
     uint64_t *sizes = mlt_calloc((size_t)c->n_shards, sizeof *sizes);

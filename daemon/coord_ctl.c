@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -268,6 +269,26 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         reply_error(c, id, id_len, rid, -EINVAL, "%s", err);
         return;
     }
+    /* outputs only inside state_dir (common/safepath.h) */
+    bool by_ctl = h->out_dir && *h->out_dir;
+    char rel[MLT_SAFEPATH_MAX + 1], why[MLT_SAFEPATH_MAX + 400];
+    if (mlt_safepath_rel(by_ctl ? "--out" : "output_dir", by_ctl ? h->out_dir : job.output_dir,
+                         c->state_dir, rel, sizeof rel, why, sizeof why)) {
+        reply_error(c, id, id_len, rid, -EINVAL, "%s", why);
+        mlt_job_free(&job);
+        return;
+    }
+    char *real = realpath(c->state_dir, NULL); /* for status: a path a client can open */
+    char shown[sizeof c->out_dir + 1];
+    int n = snprintf(shown, sizeof shown, "%s%s%s", real ? real : c->state_dir, *rel ? "/" : "",
+                     rel);
+    free(real);
+    if (n < 0 || (size_t)n >= sizeof c->out_dir) {
+        reply_error(c, id, id_len, rid, -ENAMETOOLONG, "the output directory %.200s... is longer "
+                    "than %zu bytes", shown, sizeof c->out_dir - 1);
+        mlt_job_free(&job);
+        return;
+    }
     clear_job(c);
     c->job = job;
     c->job_text = mlt_strdup(h->job_text);
@@ -276,11 +297,8 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     c->overrides = mlt_calloc(h->n_overrides ? h->n_overrides : 1, sizeof *c->overrides);
     for (size_t i = 0; i < h->n_overrides; i++)
         c->overrides[i] = mlt_strdup(h->overrides[i]);
-    const char *dir = h->out_dir && *h->out_dir ? h->out_dir : job.output_dir;
-    if (dir[0] == '/')
-        snprintf(c->out_dir, sizeof c->out_dir, "%s", dir);
-    else
-        snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", c->state_dir, dir);
+    memcpy(c->out_rel, rel, sizeof c->out_rel);
+    memcpy(c->out_dir, shown, sizeof c->out_dir);
     c->have_job = true;
     c->phase = PH_WAITING; /* not idle from the moment the submit is accepted */
     c->stop_requested = false;

@@ -15,6 +15,8 @@
 #include <stdio.h>
 
 #include "common/jobfile.h"
+#include "common/outfile.h"
+#include "common/safepath.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 
@@ -72,14 +74,17 @@ struct mlt_coord {
     char *job_path;
     char **overrides;
     size_t n_overrides;
-    char out_dir[1024];
+    char out_dir[1024];   /* the job's output directory, for status and logs */
+    char out_rel[MLT_SAFEPATH_MAX + 1]; /* the same, relative to state_dir (safepath) */
+    int out_fd;           /* the output directory (O_DIRECTORY), or -1 */
     phase_t phase;
     char message[MLT_MAX_ERROR_LEN + 1];
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;
     mlt_client_t *client; /* to the shards */
-    FILE *progress;       /* progress.jsonl */
+    mlt_outfile_t *progress; /* progress.jsonl */
+    mlt_outfile_t *dlog;  /* decisions.jsonl */
     double t0;            /* job start (monotonic) */
     /* progress */
     int64_t clock;        /* clocks the training branch has finished */
@@ -102,7 +107,6 @@ struct mlt_coord {
     double tuning_s, training_s;
     const char *tphase;
     /* checkpoints (coord_ckpt.c) */
-    FILE *dlog;           /* decisions.jsonl, while the tuner runs */
     bool resuming;        /* the job came from a resume record, not a submit */
     uint64_t ckpt_seq;    /* the last complete checkpoint (0: none) */
     double ckpt_last;     /* job time of the last checkpoint */

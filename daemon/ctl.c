@@ -12,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "daemon/ctl.h"
 #include "daemon/metrics.h"
 #include "proto/wire.h"
@@ -24,7 +25,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mltunerctl [-c ENDPOINT] [--timeout S] COMMAND [ARGS]\n"
             "  submit JOB.conf [--set KEY=VALUE]... [--out DIR] [--wait]\n"
-            "                      send a job to the coordinator (--wait: until it ends)\n"
+            "                      send a job to the coordinator (--wait: until it ends);\n"
+            "                      --out: its output directory, relative to the daemon's\n"
+            "                      state_dir (an absolute path only inside state_dir)\n"
             "  status [--json]     the job's phase, branch, epoch, loss, accuracy, tunables,\n"
             "                      and the time spent tuning vs training\n"
             "  watch               a live progress display until the job ends\n"
@@ -124,10 +127,10 @@ static void print_status(const Mlt__JobState *s, int json)
 {
     const char *name = s->name ? s->name : "";
     if (json) {
-        char jn[512];
+        char jn[512], jp[64];
         printf("{\"job\":\"%s\",\"phase\":\"%s\",\"epoch\":%.4f,\"clock\":%lld,\"elapsed\":%.3f,"
                "\"workers\":%u,\"workers_joined\":%u",
-               mlt_json_str(jn, sizeof jn, name), s->phase, s->epoch, (long long)s->clock, s->elapsed, s->workers,
+               mlt_json_str(jn, sizeof jn, name), mlt_json_str(jp, sizeof jp, s->phase), s->epoch, (long long)s->clock, s->elapsed, s->workers,
                s->workers_joined);
         if (isfinite(s->loss))
             printf(",\"loss\":%.6g", s->loss);
@@ -180,10 +183,15 @@ static void print_status(const Mlt__JobState *s, int json)
     if (s->tunables)
         printf("tunables:  lr %g, momentum %g, batch %u, staleness %u\n", (double)s->tunables->lr,
                (double)s->tunables->momentum, s->batch_size, s->tunables->staleness);
-    if (s->out_dir)
-        printf("output:    %s\n", s->out_dir);
-    if (s->message)
-        printf("message:   %s\n", s->message);
+    char esc[4 * MLT_MAX_PATH_LEN + 8];
+    if (s->out_dir) {
+        mlt_log_escape(esc, sizeof esc, s->out_dir);
+        printf("output:    %s\n", esc);
+    }
+    if (s->message) { /* a worker's text: no control bytes to the terminal */
+        mlt_log_escape(esc, sizeof esc, s->message);
+        printf("message:   %s\n", esc);
+    }
 }
 
 int is_over(const char *phase)
@@ -194,8 +202,11 @@ int is_over(const char *phase)
 
 int over_status(const char *phase, const char *message)
 {
-    if (message)
-        printf("%s: %s\n", phase, message);
+    char esc[4 * MLT_MAX_ERROR_LEN + 8];
+    if (message) { /* a worker's text: no control bytes to the terminal */
+        mlt_log_escape(esc, sizeof esc, message);
+        printf("%s: %s\n", phase, esc);
+    }
     return strcmp(phase, "done") == 0 ? 0 : 1;
 }
 
@@ -394,14 +405,7 @@ int main(int argc, char **argv)
         mlt_wire_init(&h, MLT__MSG_TYPE__MSG_SUBMIT);
         h.job_text = text;
         h.job_path = (char *)path;
-        char outabs[4096];
-        if (out) {
-            if (out[0] != '/' && realpath(".", outabs))
-                snprintf(outabs + strlen(outabs), sizeof outabs - strlen(outabs), "/%s", out);
-            else
-                snprintf(outabs, sizeof outabs, "%s", out);
-            h.out_dir = outabs;
-        }
+        h.out_dir = (char *)out; /* inside the daemon's state_dir; it checks */
         h.n_overrides = n_ov;
         h.overrides = ov;
         mlt_header_t *r = request(sock, &h);

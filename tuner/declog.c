@@ -1,8 +1,12 @@
-/* declog.c - see declog.h. */
+/* declog.c - see declog.h. A write that fails is not reported here: the
+ * stream is the daemon's outfile (common/outfile.h), which keeps the first
+ * error for the coordinator to fail the job with. */
 #include "tuner/declog.h"
 
 #include <math.h>
 #include <stdarg.h>
+
+#include "common/json.h"
 
 void mlt_declog(FILE *f, double t, const char *event, uint32_t branch, const char *fields, ...)
 {
@@ -30,8 +34,10 @@ void mlt_declog_setting(FILE *f, double t, const char *event, uint32_t branch,
     mlt_setting_json(job, s, f);
     if (extra && *extra)
         fprintf(f, ",%s", extra);
-    if (reason)
-        fprintf(f, ",\"reason\":\"%s\"", reason);
+    if (reason) {
+        char js[1024];
+        fprintf(f, ",\"reason\":\"%s\"", mlt_json_str(js, sizeof js, reason));
+    }
     fputs("}\n", f);
     fflush(f);
 }

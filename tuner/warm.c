@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 
 #include "common/cfgtext.h"
 #include "common/errtext.h"
+#include "common/outfile.h"
+#include "common/safepath.h"
 
 /* appends printf text to key[*at..cap) */
 static void kput(char *key, size_t cap, size_t *at, const char *fmt, ...)
@@ -61,15 +64,19 @@ void mlt_warm_key(const mlt_job_t *job, char *key, size_t cap)
     kput(key, cap, &at, " %s", mlt_job_enum_name("update.rule", job->update.rule));
 }
 
-int mlt_warm_write(const char *path, const mlt_job_t *job, const mlt_warm_t *w, char *err,
-                   size_t errlen)
+int mlt_warm_write(int dirfd, const char *name, const mlt_job_t *job, const mlt_warm_t *w,
+                   char *err, size_t errlen)
 {
-    char tmp[4200], key[MLT_WARM_KEY_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return mlt_errf(-ENAMETOOLONG, err, errlen, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    char tmp[NAME_MAX + 1], key[MLT_WARM_KEY_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", name) >= (int)sizeof tmp)
+        return mlt_errf(-ENAMETOOLONG, err, errlen, "%s: name too long", name);
+    if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) /* a link planted there goes, unfollowed */
         return mlt_errf(-errno, err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+    int rc;
+    mlt_outfile_t *o = mlt_outfile_open(dirfd, tmp, &rc);
+    if (!o)
+        return mlt_errf(rc, err, errlen, "cannot write %s: %s", tmp, mlt_safepath_strerror(rc));
+    FILE *f = mlt_outfile_stream(o);
     mlt_warm_key(job, key, sizeof key);
     fputs("# warm-start.conf - the first search's winner of this job, for the next job of the\n"
           "# same model (tuner.warm_start); written by mltunerd\n",
@@ -82,14 +89,14 @@ int mlt_warm_write(const char *path, const mlt_job_t *job, const mlt_warm_t *w, 
     for (uint32_t i = 0; i < job->n_tunables; i++)
         fprintf(f, "  %s = %.9g;\n", job->tunables[i].name, w->setting.v[i]);
     fputs("};\n", f);
-    int rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
-    if (fclose(f) != 0 && rc == 0)
+    rc = mlt_outfile_close(&o); /* flushed, fsync'd: every write checked */
+    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0)
         rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
+    if (rc == 0 && fsync(dirfd) != 0 && errno != EINVAL)
         rc = -errno;
     if (rc) {
-        unlink(tmp);
-        return mlt_errf(rc, err, errlen, "cannot write %s: %s", path, strerror(-rc));
+        unlinkat(dirfd, tmp, 0);
+        return mlt_errf(rc, err, errlen, "cannot write %s: %s", name, strerror(-rc));
     }
     return 0;
 }

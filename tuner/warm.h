@@ -32,10 +32,13 @@ typedef struct mlt_warm {
 /* The model key of job: what a warm start must match. */
 void mlt_warm_key(const mlt_job_t *job, char *key, size_t cap);
 
-/* Writes w for job to path (a temporary name, fsync'd, then renamed).
- * Returns 0 or -errno, with a message in err. */
-int mlt_warm_write(const char *path, const mlt_job_t *job, const mlt_warm_t *w, char *err,
-                   size_t errlen);
+/* Writes w for job to name in the directory dirfd: to name.tmp (created
+ * without following a symbolic link, every write checked, fsync'd), then
+ * renamed over name (a symbolic link there is replaced, never followed) and
+ * the directory fsync'd. Returns 0 or -errno, with "cannot write NAME: why"
+ * in err. */
+int mlt_warm_write(int dirfd, const char *name, const mlt_job_t *job, const mlt_warm_t *w,
+                   char *err, size_t errlen);
 
 /* Reads a warm start for job from path (a file, or a directory holding
  * MLT_WARM_FILE). Each of the job's tunables found in it is taken, clamped

@@ -149,7 +149,7 @@ def run_job(tmp, prog, n_workers, backend, n_epochs, staleness=0):
                                    os.path.join(logs, "endpoint"),
                                    "--set", "control_bind=tcp://127.0.0.1:0",
                                    "--set", "control_endpoint_file=" + control,
-                                   "--set", "state_dir=" + logs], stdout=log, stderr=log)
+                                   "--set", "state_dir=" + tmp], stdout=log, stderr=log)
     try:
         for _ in range(200):
             if os.path.exists(control) and os.path.getsize(control) > 0:

@@ -87,7 +87,7 @@ def node_values(rank, servers, bind, out, control_bind, allow):
         "bind": f'"{bind}"', "endpoint_file": f'"{out}/slurm/rank{rank}.endpoint"',
         "control_bind": f'"{control_bind if rank == 0 else ""}"',
         "control_endpoint_file": f'"{out}/slurm/control.endpoint"' if rank == 0 else '""',
-        "state_dir": f'"{out}/logs"', "allow_insecure": allow,
+        "state_dir": f'"{out}"', "allow_insecure": allow,
     }
 
 

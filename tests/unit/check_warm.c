@@ -3,13 +3,15 @@
  *
  * "file": write then read back (a file and its directory), values clamped
  * into the job's ranges and snapped to discrete values, tunables missing from
- * the file at their defaults, no temporary left behind. "errors": no file
+ * the file at their defaults, no temporary left behind, a symbolic link
+ * planted as the file or its temporary replaced, its target untouched. "errors": no file
  * (-ENOENT), another model (-ESTALE, for a changed layer, data file or rule),
  * text that does not parse or a value that is not a number (-EINVAL, with the
  * file and line). */
 #include "tuner/warm.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +73,10 @@ START_TEST(test_round_trip)
     w.setting.v[2] = 256;
     char path[128], err[512] = "";
     snprintf(path, sizeof path, "%s/%s", dir, MLT_WARM_FILE);
-    ck_assert_msg(mlt_warm_write(path, &job, &w, err, sizeof err) == 0, "%s", err);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(dfd, 0);
+    ck_assert_msg(mlt_warm_write(dfd, MLT_WARM_FILE, &job, &w, err, sizeof err) == 0, "%s", err);
+    close(dfd);
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     ck_assert_int_ne(access(tmp, F_OK), 0);
@@ -122,7 +127,10 @@ START_TEST(test_errors)
         mlt_job_t o;
         make_job(&o, other[i][0], other[i][1]);
         snprintf(path, sizeof path, "%s/o%zu.conf", dir, i);
-        ck_assert_int_eq(mlt_warm_write(path, &o, &w, err, sizeof err), 0);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        ck_assert_int_ge(dfd, 0);
+        ck_assert_int_eq(mlt_warm_write(dfd, path + strlen(dir) + 1, &o, &w, err, sizeof err), 0);
+        close(dfd);
         ck_assert_int_eq(mlt_warm_read(path, &job, &r, err, sizeof err), -ESTALE);
         ck_assert_msg(strstr(err, "another model"), "%s", err);
         mlt_job_free(&o);
@@ -142,6 +150,34 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* A symbolic link planted as the file or as its temporary is replaced, never
+ * followed: the link's target keeps its text. */
+START_TEST(test_symlink_not_followed)
+{
+    mlt_warm_t w = {.have = true, .lr_star = 0.01};
+    mlt_setting_defaults(&job, &w.setting);
+    char target[128], link[128], tlink[160], err[512] = "", buf[16] = "";
+    snprintf(target, sizeof target, "%s/target", dir);
+    write_text(target, "precious\n");
+    snprintf(link, sizeof link, "%s/%s", dir, MLT_WARM_FILE);
+    snprintf(tlink, sizeof tlink, "%s.tmp", link);
+    ck_assert_int_eq(symlink(target, link), 0);
+    ck_assert_int_eq(symlink(target, tlink), 0);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(dfd, 0);
+    ck_assert_msg(mlt_warm_write(dfd, MLT_WARM_FILE, &job, &w, err, sizeof err) == 0, "%s", err);
+    close(dfd);
+    FILE *f = fopen(target, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_eq(buf, "precious\n");
+    mlt_warm_t r;
+    ck_assert_msg(mlt_warm_read(link, &job, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert(r.have);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("warm");
@@ -149,6 +185,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_clamped_and_defaults);
+    tcase_add_test(tc, test_symlink_not_followed);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_checked_fixture(tc, setup, teardown);
