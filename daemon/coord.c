@@ -480,8 +480,10 @@ static int resume_job(mlt_coord_t *c)
         return check_outputs(c) ? -1 : 1;
     }
     if (rc) { /* the end goes after what the outputs hold */
+        char why[sizeof c->message];
+        memcpy(why, c->message, sizeof why);
         if (open_outputs(c, UINT64_MAX, UINT64_MAX) == 0)
-            fail_job(c, "%s", c->message);
+            fail_job(c, "%s", why);
         return -1;
     }
     if (open_outputs(c, ppos, dpos))

@@ -291,6 +291,10 @@ START_TEST(test_resume)
     ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
     ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
     ck_assert_msg(wait_log("resuming from checkpoint", 1, 20), "no resume (log %s)", dlog);
+    /* the log says so as the load ends; the outputs follow */
+    for (double end = now_s() + 10;
+         now_s() < end && !last_line(plog_path, "\"event\":\"resume\"", NULL, line, sizeof line);)
+        sleep_s(0.01);
     ck_assert(last_line(plog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
     uint32_t train = (uint32_t)jint(line, "branch");
     /* the workers are still stopped: nothing has touched the restored branches */
@@ -525,14 +529,33 @@ START_TEST(test_corrupt)
     ck_assert_msg(last_line(dlog, "skipped", "coord.ckpt", line, sizeof line),
                   "the cut coordinator file is not named (log %s)", dlog);
     workers_signal(SIGCONT);
-    /* and the job goes on: a new checkpoint, then a stop */
+    /* and the job goes on: a new checkpoint */
     int base = count_lines(dlog, "written at clock");
     ck_assert_msg(wait_log("written at clock", base + 1, 30), "no checkpoint after the resume");
-    const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
-    char out[4096];
-    ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
-    wait_end(line, sizeof line, 60);
-    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+
+    /* every shard-1 file damaged: nothing loads, and the job fails saying
+     * which shard and file (it is not resumed again) */
+    seq = kill_with_two(2);
+    int damaged = 0;
+    for (long k = seq; k > 0 && k > seq - 4; k--) {
+        snprintf(path, sizeof path, "%s/checkpoints/mf-synth/%ld/shard-1.ckpt", cl.dir, k);
+        if (stat(path, &sb) == 0 && truncate(path, sb.st_size / 2) == 0)
+            damaged++;
+    }
+    ck_assert_int_ge(damaged, 2);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_msg(wait_log("' failed: cannot resume", 1, 20), "no failure (log %s)", dlog);
+    ck_assert(last_line(dlog, "' failed: cannot resume", NULL, line, sizeof line));
+    ck_assert_msg(strstr(line, "shard 1") && strstr(line, "shard-1.ckpt"), "%s", line);
+    workers_signal(SIGCONT);
+    wait_end(line, sizeof line, 30);
+    ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard-1.ckpt"), "%s",
+                  line);
+    snprintf(path, sizeof path, "%s/checkpoints/job.resume", cl.dir);
+    for (double end = now_s() + 10; now_s() < end && access(path, F_OK) == 0;)
+        sleep_s(0.02); /* the record goes once the job's end is written */
+    ck_assert_msg(access(path, F_OK) != 0, "a failed job is still to be resumed");
+    /* (the workers rejoin a daemon with no job; teardown ends them) */
 }
 END_TEST
 
