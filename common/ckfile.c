@@ -20,9 +20,9 @@ static const char END[4] = {'E', 'N', 'D', '!'};
 struct mlt_ckw {
     FILE *f;
     char *dir, *path, *tmp;
-    uint64_t len;  /* payload bytes */
+    uint64_t len; /* payload bytes */
     uint32_t crc;
-    int err;       /* first write error (-errno) */
+    int err; /* first write error (-errno) */
 };
 
 struct mlt_ckr {
@@ -79,11 +79,26 @@ void mlt_ckw_put(mlt_ckw_t *w, const void *p, size_t len)
     w->len += len;
 }
 
-void mlt_ckw_u8(mlt_ckw_t *w, uint8_t v) { mlt_ckw_put(w, &v, sizeof v); }
-void mlt_ckw_u32(mlt_ckw_t *w, uint32_t v) { mlt_ckw_put(w, &v, sizeof v); }
-void mlt_ckw_u64(mlt_ckw_t *w, uint64_t v) { mlt_ckw_put(w, &v, sizeof v); }
-void mlt_ckw_i64(mlt_ckw_t *w, int64_t v) { mlt_ckw_put(w, &v, sizeof v); }
-void mlt_ckw_f64(mlt_ckw_t *w, double v) { mlt_ckw_put(w, &v, sizeof v); }
+void mlt_ckw_u8(mlt_ckw_t *w, uint8_t v)
+{
+    mlt_ckw_put(w, &v, sizeof v);
+}
+void mlt_ckw_u32(mlt_ckw_t *w, uint32_t v)
+{
+    mlt_ckw_put(w, &v, sizeof v);
+}
+void mlt_ckw_u64(mlt_ckw_t *w, uint64_t v)
+{
+    mlt_ckw_put(w, &v, sizeof v);
+}
+void mlt_ckw_i64(mlt_ckw_t *w, int64_t v)
+{
+    mlt_ckw_put(w, &v, sizeof v);
+}
+void mlt_ckw_f64(mlt_ckw_t *w, double v)
+{
+    mlt_ckw_put(w, &v, sizeof v);
+}
 
 void mlt_ckw_str(mlt_ckw_t *w, const char *s)
 {
@@ -223,11 +238,26 @@ int mlt_ckr_get(mlt_ckr_t *r, void *p, size_t len)
     return 0;
 }
 
-int mlt_ckr_u8(mlt_ckr_t *r, uint8_t *v) { return mlt_ckr_get(r, v, sizeof *v); }
-int mlt_ckr_u32(mlt_ckr_t *r, uint32_t *v) { return mlt_ckr_get(r, v, sizeof *v); }
-int mlt_ckr_u64(mlt_ckr_t *r, uint64_t *v) { return mlt_ckr_get(r, v, sizeof *v); }
-int mlt_ckr_i64(mlt_ckr_t *r, int64_t *v) { return mlt_ckr_get(r, v, sizeof *v); }
-int mlt_ckr_f64(mlt_ckr_t *r, double *v) { return mlt_ckr_get(r, v, sizeof *v); }
+int mlt_ckr_u8(mlt_ckr_t *r, uint8_t *v)
+{
+    return mlt_ckr_get(r, v, sizeof *v);
+}
+int mlt_ckr_u32(mlt_ckr_t *r, uint32_t *v)
+{
+    return mlt_ckr_get(r, v, sizeof *v);
+}
+int mlt_ckr_u64(mlt_ckr_t *r, uint64_t *v)
+{
+    return mlt_ckr_get(r, v, sizeof *v);
+}
+int mlt_ckr_i64(mlt_ckr_t *r, int64_t *v)
+{
+    return mlt_ckr_get(r, v, sizeof *v);
+}
+int mlt_ckr_f64(mlt_ckr_t *r, double *v)
+{
+    return mlt_ckr_get(r, v, sizeof *v);
+}
 
 int mlt_ckr_str(mlt_ckr_t *r, size_t max, char **s)
 {
@@ -252,9 +282,18 @@ int mlt_ckr_str(mlt_ckr_t *r, size_t max, char **s)
     return 0;
 }
 
-uint64_t mlt_ckr_left(const mlt_ckr_t *r) { return r->len - r->pos; }
-uint64_t mlt_ckr_size(const mlt_ckr_t *r) { return r->size; }
-uint32_t mlt_ckr_crc(const mlt_ckr_t *r) { return r->crc; }
+uint64_t mlt_ckr_left(const mlt_ckr_t *r)
+{
+    return r->len - r->pos;
+}
+uint64_t mlt_ckr_size(const mlt_ckr_t *r)
+{
+    return r->size;
+}
+uint32_t mlt_ckr_crc(const mlt_ckr_t *r)
+{
+    return r->crc;
+}
 
 void mlt_ckr_close(mlt_ckr_t **rp)
 {

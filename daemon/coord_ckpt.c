@@ -17,13 +17,14 @@
 #include "proto/limits.h"
 #include "worker/mltuner.h"
 
-#define RESUME_MAGIC "MLTRESUM"
-#define COORD_MAGIC "MLTCOORD"
+#define RESUME_MAGIC   "MLTRESUM"
+#define COORD_MAGIC    "MLTCOORD"
 #define MANIFEST_MAGIC "MLTMANIF"
-#define CKPT_VERSION 1u
-#define MAX_STATE_BYTES (64u << 20) /* a tuner state: a few KiB, and 8 bytes per clock of
-                                     * a test interval in progress */
-#define MAX_CANDIDATES 64          /* checkpoint directories looked at on resume */
+#define CKPT_VERSION   1u
+#define MAX_STATE_BYTES                                                                            \
+    (64u << 20)           /* a tuner state: a few KiB, and 8 bytes per clock of                    \
+                           * a test interval in progress */
+#define MAX_CANDIDATES 64 /* checkpoint directories looked at on resume */
 
 /* ---- paths --------------------------------------------------------------------- */
 
@@ -90,8 +91,8 @@ int mlt_coord__resume_record(mlt_coord_t *c)
     int rc = mlt_ckfile_mkdirs(dir);
     mlt_ckw_t *w = rc ? NULL : mlt_ckw_open(dir, "job.resume", err, sizeof err);
     if (!w) {
-        log_warn("job '%s': no resume record (it will not survive a daemon crash): %s",
-                 c->job.name, rc ? strerror(-rc) : err);
+        log_warn("job '%s': no resume record (it will not survive a daemon crash): %s", c->job.name,
+                 rc ? strerror(-rc) : err);
         return rc ? rc : -EIO;
     }
     mlt_ckw_put(w, RESUME_MAGIC, 8);
@@ -160,9 +161,8 @@ void mlt_coord__resume_find(mlt_coord_t *c)
     char **ov = NULL;
     int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, RESUME_MAGIC, 8) != 0 ||
              mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
-             mlt_ckr_str(r, MLT_MAX_PATH_LEN, &path_s) ||
-             mlt_ckr_str(r, MLT_MAX_JOB_TEXT, &text) || mlt_ckr_u32(r, &n_ov) ||
-             n_ov > MLT_MAX_OVERRIDES;
+             mlt_ckr_str(r, MLT_MAX_PATH_LEN, &path_s) || mlt_ckr_str(r, MLT_MAX_JOB_TEXT, &text) ||
+             mlt_ckr_u32(r, &n_ov) || n_ov > MLT_MAX_OVERRIDES;
     if (!rc) {
         ov = mlt_calloc(n_ov ? n_ov : 1, sizeof *ov);
         for (uint32_t i = 0; i < n_ov && !rc; i++)
@@ -210,7 +210,8 @@ void mlt_coord__resume_find(mlt_coord_t *c)
     c->stop_requested = false;
     c->message[0] = '\0';
     log_info("job '%s' found in %s: it resumes from its newest complete checkpoint once its %d "
-             "workers join (output in %s)", c->job.name, path, c->job.workers, c->out_dir);
+             "workers join (output in %s)",
+             c->job.name, path, c->job.workers, c->out_dir);
     goto out;
 out_free:
     text = (char *)c->job_text; /* nothing of it stays */
@@ -362,8 +363,9 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
     mlt_free(crcs);
     c->ckpt_last = now;
     if (rc) {
-        log_warn("job '%s': checkpoint %" PRIu64 " not written (the job goes on; checkpoint %"
-                 PRIu64 " stays the newest): %s", c->job.name, seq, c->ckpt_seq, err);
+        log_warn("job '%s': checkpoint %" PRIu64
+                 " not written (the job goes on; checkpoint %" PRIu64 " stays the newest): %s",
+                 c->job.name, seq, c->ckpt_seq, err);
         return 0;
     }
     /* at most two: this one and the one before */
@@ -430,9 +432,8 @@ static int read_manifest(mlt_coord_t *c, uint64_t seq, manifest_t *m, char *err,
 
 /* The coordinator's file of checkpoint seq into c's numbers; the tuner's
  * state into *state. */
-static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **state,
-                      size_t *len, double *jt, uint64_t *dpos, uint64_t *ppos, char *err,
-                      size_t errlen)
+static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **state, size_t *len,
+                      double *jt, uint64_t *dpos, uint64_t *ppos, char *err, size_t errlen)
 {
     char dir[1200], path[1300];
     seq_dir(c, seq, dir, sizeof dir);
@@ -483,8 +484,7 @@ static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **
     return 0;
 }
 
-int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos,
-                         uint64_t *ppos)
+int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos, uint64_t *ppos)
 {
     uint64_t seqs[MAX_CANDIDATES];
     int n = list_seqs(c, seqs);
@@ -497,11 +497,11 @@ int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dp
         if (!rc)
             rc = read_coord(c, seqs[i], &m, state, len, &jt, dpos, ppos, err, sizeof err);
         for (int s = 0; s < c->n_shards && !rc; s++)
-            if ((rc = mlt_client_ckpt_load(c->client, (uint32_t)s, c->job.name, seqs[i],
-                                           m.sizes[s], m.crcs[s])) < 0) {
+            if ((rc = mlt_client_ckpt_load(c->client, (uint32_t)s, c->job.name, seqs[i], m.sizes[s],
+                                           m.crcs[s])) < 0) {
                 snprintf(err, sizeof err, "%s", mlt_client_error(c->client));
-                snprintf(c->message, sizeof c->message, "cannot resume from checkpoint %" PRIu64
-                         ": %.400s", seqs[i], err);
+                snprintf(c->message, sizeof c->message,
+                         "cannot resume from checkpoint %" PRIu64 ": %.400s", seqs[i], err);
                 last_rc = rc;
                 mlt_free(*state);
                 *state = NULL;
@@ -522,8 +522,8 @@ int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dp
         c->t0 = mlt_time_mono() - jt;
         c->ckpt_last = jt;
         log_info("job '%s': resuming from checkpoint %" PRIu64 " (job time %.3f s, clock %lld, "
-                 "epoch %.4f, training branch %u)", c->job.name, seqs[i], jt, (long long)c->clock,
-                 c->epoch, c->train_branch);
+                 "epoch %.4f, training branch %u)",
+                 c->job.name, seqs[i], jt, (long long)c->clock, c->epoch, c->train_branch);
         return 0;
     }
     if (last_rc == -ENOENT)

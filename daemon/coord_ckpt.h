@@ -45,7 +45,6 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len);
  * Returns 0, -ENOENT when there is no complete checkpoint (the job starts
  * again), or another -errno when none loads on every shard (c->message says
  * which shard and file). */
-int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos,
-                         uint64_t *ppos);
+int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos, uint64_t *ppos);
 
 #endif

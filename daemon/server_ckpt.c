@@ -122,8 +122,8 @@ int mlt_server__handle_ckpt(mlt_server_t *s, req_t *rq)
         return mlt_server__reply_error(s, rq, -EINVAL, "%s lacks ckpt_job/ckpt_seq",
                                        mlt_wire_type_name(h->type));
     if (!safe_name(h->ckpt_job))
-        return mlt_server__reply_error(s, rq, -EINVAL,
-                                       "ckpt_job must be 1..128 of A-Z a-z 0-9 . _ - (not . or ..)");
+        return mlt_server__reply_error(
+            s, rq, -EINVAL, "ckpt_job must be 1..128 of A-Z a-z 0-9 . _ - (not . or ..)");
     if (!s->state_dir || !*s->state_dir)
         return mlt_server__reply_error(s, rq, -ENOENT, "this daemon has no state_dir");
     char dir[1200], name[64], path[1300], err[600];

@@ -24,7 +24,7 @@
 #include "daemon/store_int.h"
 #include "proto/limits.h"
 
-#define SHARD_MAGIC "MLTSHARD"
+#define SHARD_MAGIC   "MLTSHARD"
 #define SHARD_VERSION 1u
 
 static void put_tunables(mlt_ckw_t *w, const mlt_tunables_t *t)
@@ -132,8 +132,7 @@ static int read_spec(mlt_ckr_t *r, spec_t *s, char *err, size_t errlen)
     char magic[8];
     uint32_t version;
     memset(s, 0, sizeof *s);
-    if (mlt_ckr_get(r, magic, 8) || memcmp(magic, SHARD_MAGIC, 8) != 0 ||
-        mlt_ckr_u32(r, &version))
+    if (mlt_ckr_get(r, magic, 8) || memcmp(magic, SHARD_MAGIC, 8) != 0 || mlt_ckr_u32(r, &version))
         return mlt_errf(-EPROTO, err, errlen, "not a shard checkpoint");
     if (version != SHARD_VERSION)
         return mlt_errf(-EPROTO, err, errlen, "shard checkpoint version %u, this daemon reads %u",
@@ -147,7 +146,8 @@ static int read_spec(mlt_ckr_t *r, spec_t *s, char *err, size_t errlen)
         s->n_tables > MLT_MAX_TABLES || s->n_servers < 1 || s->n_servers > MLT_MAX_SERVERS)
         return mlt_errf(-EPROTO, err, errlen,
                         "shard checkpoint: job spec out of range (%u workers, %u tables, %u "
-                        "servers)", s->n_workers, s->n_tables, s->n_servers);
+                        "servers)",
+                        s->n_workers, s->n_tables, s->n_servers);
     s->tables = mlt_calloc(s->n_tables ? s->n_tables : 1, sizeof *s->tables);
     for (uint32_t i = 0; i < s->n_tables; i++) {
         char *name;
@@ -203,15 +203,19 @@ int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_serv
     if (sp.rank != rank || sp.n_servers != n_servers || sp.chunk_floats != st->chunk_floats) {
         rc = mlt_errf(-EINVAL, err, errlen,
                       "the checkpoint is of shard %u of %u with %u-float chunks; this daemon is "
-                      "shard %u of %u with %u-float chunks", sp.rank, sp.n_servers,
-                      sp.chunk_floats, rank, n_servers, st->chunk_floats);
+                      "shard %u of %u with %u-float chunks",
+                      sp.rank, sp.n_servers, sp.chunk_floats, rank, n_servers, st->chunk_floats);
         goto out;
     }
     mlt_store_end_job(st);
-    const mlt_store_job_t job = {.name = sp.name, .n_workers = sp.n_workers,
-                                 .rule = (mlt_rule_t)sp.rule, .average = sp.average,
-                                 .tables = sp.tables, .n_tables = sp.n_tables,
-                                 .rank = rank, .n_servers = n_servers};
+    const mlt_store_job_t job = {.name = sp.name,
+                                 .n_workers = sp.n_workers,
+                                 .rule = (mlt_rule_t)sp.rule,
+                                 .average = sp.average,
+                                 .tables = sp.tables,
+                                 .n_tables = sp.n_tables,
+                                 .rank = rank,
+                                 .n_servers = n_servers};
     if ((rc = mlt_store_set_job_spec(st, &job, err, errlen)))
         goto out;
     uint32_t nb;
@@ -228,8 +232,10 @@ int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_serv
             get_tunables(r, &t) || mlt_ckr_u8(r, &div) || id > MLT_MAX_BRANCH_ID ||
             kind > MLT_KIND_SNAPSHOT || mlt_store_branch(st, id) ||
             st->potential + st->branch_bytes > st->limit) {
-            rc = mlt_errf(-EPROTO, err, errlen, "shard checkpoint: branch %u of %u is bad or cut "
-                          "(or over memory_limit)", bi, nb);
+            rc = mlt_errf(-EPROTO, err, errlen,
+                          "shard checkpoint: branch %u of %u is bad or cut "
+                          "(or over memory_limit)",
+                          bi, nb);
             goto fail;
         }
         mlt_branch_t *b = mlt_store__branch_new(st, id, parent, (mlt_kind_t)kind, &t);

@@ -13,13 +13,13 @@
 #define CHUNK_HDR 64 /* parameters start 64 bytes into the allocation */
 
 struct mlt_chunk {
-    atomic_uint refs;           /* holders: branches + in-flight messages */
-    uint32_t branch_refs;       /* branches only (main thread), for accounting */
-    uint32_t n;                 /* parameter floats */
-    uint32_t state_arrays;      /* optimizer state arrays of n floats after them */
-    mlt_optim_scalars_t sc;     /* the rule's scalars: updates applied, lr_max, weight_sum */
-    uint64_t bytes;             /* size of the allocation */
-    struct acct *acct;          /* the store's counter, decremented at free */
+    atomic_uint refs;       /* holders: branches + in-flight messages */
+    uint32_t branch_refs;   /* branches only (main thread), for accounting */
+    uint32_t n;             /* parameter floats */
+    uint32_t state_arrays;  /* optimizer state arrays of n floats after them */
+    mlt_optim_scalars_t sc; /* the rule's scalars: updates applied, lr_max, weight_sum */
+    uint64_t bytes;         /* size of the allocation */
+    struct acct *acct;      /* the store's counter, decremented at free */
 };
 
 /* Allocated-bytes counter. Chunks held by in-flight messages may outlive the
@@ -56,9 +56,9 @@ struct mlt_branch {
 struct mlt_store {
     uint32_t chunk_floats;
     uint64_t limit;
-    acct_t *acct;               /* bytes of live chunk allocations */
-    uint64_t potential;         /* sum of branch_bytes over live branches */
-    char *job;                  /* NULL: no job */
+    acct_t *acct;       /* bytes of live chunk allocations */
+    uint64_t potential; /* sum of branch_bytes over live branches */
+    char *job;          /* NULL: no job */
     uint32_t n_workers;
     mlt_rule_t rule;
     bool average; /* update.average (sgd/nesterov) */
@@ -71,7 +71,6 @@ struct mlt_store {
     mlt_branch_t **branches;
     uint32_t n_branches;
 };
-
 
 /* New zeroed chunk of n floats with one (branch) reference, or NULL. */
 mlt_chunk_t *mlt_store__chunk_new(mlt_store_t *st, uint32_t n);

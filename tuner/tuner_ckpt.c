@@ -14,7 +14,7 @@
 #include "common/errtext.h"
 #include "tuner/tuner_int.h"
 
-#define STATE_MAGIC 0x4d4c5453u /* "MLTS" */
+#define STATE_MAGIC   0x4d4c5453u /* "MLTS" */
 #define STATE_VERSION 2u
 
 typedef struct obuf {
@@ -31,9 +31,18 @@ static void put(obuf_t *o, const void *v, size_t len)
     memcpy(o->p + o->n, v, len);
     o->n += len;
 }
-static void put_u32(obuf_t *o, uint32_t v) { put(o, &v, sizeof v); }
-static void put_i64(obuf_t *o, int64_t v) { put(o, &v, sizeof v); }
-static void put_f64(obuf_t *o, double v) { put(o, &v, sizeof v); }
+static void put_u32(obuf_t *o, uint32_t v)
+{
+    put(o, &v, sizeof v);
+}
+static void put_i64(obuf_t *o, int64_t v)
+{
+    put(o, &v, sizeof v);
+}
+static void put_f64(obuf_t *o, double v)
+{
+    put(o, &v, sizeof v);
+}
 
 typedef struct ibuf {
     const unsigned char *p;
@@ -51,9 +60,24 @@ static void get(ibuf_t *in, void *v, size_t len)
     memcpy(v, in->p + in->pos, len);
     in->pos += len;
 }
-static uint32_t get_u32(ibuf_t *in) { uint32_t v; get(in, &v, sizeof v); return v; }
-static int64_t get_i64(ibuf_t *in) { int64_t v; get(in, &v, sizeof v); return v; }
-static double get_f64(ibuf_t *in) { double v; get(in, &v, sizeof v); return v; }
+static uint32_t get_u32(ibuf_t *in)
+{
+    uint32_t v;
+    get(in, &v, sizeof v);
+    return v;
+}
+static int64_t get_i64(ibuf_t *in)
+{
+    int64_t v;
+    get(in, &v, sizeof v);
+    return v;
+}
+static double get_f64(ibuf_t *in)
+{
+    double v;
+    get(in, &v, sizeof v);
+    return v;
+}
 
 static void put_setting(obuf_t *o, const mlt_setting_t *s)
 {
@@ -180,8 +204,10 @@ int mlt_tuner__state_load(tuner_t *t, const void *buf, size_t len, char *why, si
     int64_t ivc = get_i64(&in), ivd = get_i64(&in);
     if (in.bad || ivc < 0 || ivc > MLT_TUNER_MAX_IV_CLOCKS || ivd < 0 || ivd > ivc ||
         (size_t)ivd > (in.n - in.pos) / sizeof(double))
-        return mlt_errf(-EINVAL, why, whylen, "its test interval in progress (%lld of %lld "
-                        "clocks) is out of range", (long long)ivd, (long long)ivc);
+        return mlt_errf(-EINVAL, why, whylen,
+                        "its test interval in progress (%lld of %lld "
+                        "clocks) is out of range",
+                        (long long)ivd, (long long)ivc);
     double *ivl = ivc ? mlt_calloc((size_t)ivc, sizeof *ivl) : NULL;
     for (int64_t i = 0; i < ivd; i++)
         ivl[i] = get_f64(&in);
@@ -202,13 +228,13 @@ int mlt_tuner__state_load(tuner_t *t, const void *buf, size_t len, char *why, si
     if (t->train == 0 || t->train >= t->next_id || t->good >= t->next_id ||
         t->next_id > 0x7fffffffu || t->train_clock < 0 || !isfinite(t->cursor) ||
         !isfinite(t->epoch) || t->epoch < 0 || !counter_ok(rb) || !counter_ok(rg) ||
-        !counter_ok(ng) || !counter_ok(rw) || cv > 1 || have > 1 ||
-        !counter_ok(r->trials) || !counter_ok(r->searches) || !(r->trial_seconds >= 0) ||
-        !(r->train_seconds >= 0)) {
+        !counter_ok(ng) || !counter_ok(rw) || cv > 1 || have > 1 || !counter_ok(r->trials) ||
+        !counter_ok(r->searches) || !(r->trial_seconds >= 0) || !(r->train_seconds >= 0)) {
         mlt_free(ivl);
-        return mlt_errf(-EINVAL, why, whylen, "a value is out of range (branch %u of %u, clock "
-                        "%lld, epoch %g)", t->train, t->next_id, (long long)t->train_clock,
-                        t->epoch);
+        return mlt_errf(-EINVAL, why, whylen,
+                        "a value is out of range (branch %u of %u, clock "
+                        "%lld, epoch %g)",
+                        t->train, t->next_id, (long long)t->train_clock, t->epoch);
     }
     t->iv_loss = ivl;
     t->iv_clocks = ivc;

@@ -32,11 +32,11 @@
 #include "tests/integration/suite_main.h"
 #include "worker/mltuner.h"
 
-#define STR_(x) #x
+#define STR_(x)    #x
 #define MLT_STR(x) STR_(x)
-#define USERS 3000
-#define ITEMS 1500
-#define RANK 20
+#define USERS      3000
+#define ITEMS      1500
+#define RANK       20
 
 static mlt_test_cluster_t cl;
 static char conf_path[600], out_dir[400], dlog_path[500], plog_path[500];
@@ -132,8 +132,14 @@ static void setup_n(int shards)
     snprintf(plog_path, sizeof plog_path, "%s/progress.jsonl", out_dir);
 }
 
-static void setup1(void) { setup_n(1); }
-static void setup2(void) { setup_n(2); }
+static void setup1(void)
+{
+    setup_n(1);
+}
+static void setup2(void)
+{
+    setup_n(2);
+}
 
 static void teardown(void)
 {
@@ -145,15 +151,27 @@ static void teardown(void)
 /* Submits the small mf-synth job (no --wait); more: further "--set" values. */
 static void submit(const char *const *more)
 {
-    const char *argv[64] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
-                            "--out", out_dir,
-                            "--set", "data.synthetic.users=" MLT_STR(USERS),
-                            "--set", "data.synthetic.items=" MLT_STR(ITEMS),
-                            "--set", "data.synthetic.ratings=300k",
-                            "--set", "data.validation=3000",
-                            "--set", "tuner.warm_start=",
-                            "--set", "test_interval=0.25",
-                            "--set", "checkpoint_interval_s=0.001"};
+    const char *argv[64] = {"daemon/mltunerctl",
+                            "-c",
+                            cl.control,
+                            "submit",
+                            conf_path,
+                            "--out",
+                            out_dir,
+                            "--set",
+                            "data.synthetic.users=" MLT_STR(USERS),
+                            "--set",
+                            "data.synthetic.items=" MLT_STR(ITEMS),
+                            "--set",
+                            "data.synthetic.ratings=300k",
+                            "--set",
+                            "data.validation=3000",
+                            "--set",
+                            "tuner.warm_start=",
+                            "--set",
+                            "test_interval=0.25",
+                            "--set",
+                            "checkpoint_interval_s=0.001"};
     int a = 0;
     while (argv[a])
         a++;
@@ -174,8 +192,8 @@ static void workers_signal(int sig)
 }
 
 /* A client of the shards that pulls the job's tables. */
-static const mlt_table_def_t mf_tables[] = {{"mf.user", (uint64_t)USERS * RANK},
-                                            {"mf.item", (uint64_t)ITEMS * RANK}};
+static const mlt_table_def_t mf_tables[] = {{"mf.user", (uint64_t)USERS *RANK},
+                                            {"mf.item", (uint64_t)ITEMS *RANK}};
 static const mlt_job_def_t mf_job = {"mf-synth", 2, "sgd", mf_tables, 2, false};
 
 static mlt_client_t *shard_client(void)
@@ -264,8 +282,8 @@ static int check_lines(const char *path)
 START_TEST(test_resume)
 {
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
-    const char *const more[] = {"tuner.retune_tests=0", "tuner.plateau_t=0",
-                                "stop.target_rmse=0.9", "stop.max_epochs=400", NULL};
+    const char *const more[] = {"tuner.retune_tests=0", "tuner.plateau_t=0", "stop.target_rmse=0.9",
+                                "stop.max_epochs=400", NULL};
     submit(more);
     /* training has begun: a checkpoint after the first search's commit */
     ck_assert_msg(wait_log("checkpoint 1 written", 1, 30), "no checkpoint (logs in %s)", cl.dir);
@@ -275,8 +293,8 @@ START_TEST(test_resume)
     char line[4096];
     ck_assert_msg(!last_line(plog_path, "\"event\":\"end\"", NULL, line, sizeof line),
                   "the job ended before the kill: %s", line);
-    ck_assert(last_line(dlog_path, "\"event\":\"fork\"", "\"kind\":\"snapshot\"", line,
-                        sizeof line));
+    ck_assert(
+        last_line(dlog_path, "\"event\":\"fork\"", "\"kind\":\"snapshot\"", line, sizeof line));
     uint32_t snap = (uint32_t)jint(line, "branch");
     ck_assert(last_line(dlog_path, "\"event\":\"commit\"", NULL, line, sizeof line));
     int trials = count_lines(dlog_path, "\"event\":\"trial_start\"");
@@ -368,8 +386,10 @@ START_TEST(test_kills)
         ck_assert_msg(r + f == want, "restart %d found no checkpoint and said nothing (log %s)",
                       k + 1, dlog);
         if (f > fresh) {
-            ck_assert_msg(!written, "restart %d: no complete checkpoint although one was "
-                          "written (log %s)", k + 1, dlog);
+            ck_assert_msg(!written,
+                          "restart %d: no complete checkpoint although one was "
+                          "written (log %s)",
+                          k + 1, dlog);
             fresh = f;
         } else {
             resumed = r;
@@ -412,7 +432,7 @@ START_TEST(test_mid_interval)
      * killed inside it, the job goes on with the rest of the same interval,
      * whose test then comes 100 epochs after its start */
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
-    const char *const more[] = {"test_interval=100", "tuner.retune_tests=0", "tuner.plateau_t=0",
+    const char *const more[] = {"test_interval=100",  "tuner.retune_tests=0",   "tuner.plateau_t=0",
                                 "stop.target_rmse=0", "stop.max_epochs=100000", NULL};
     submit(more);
     char dlog[400], line[4096];
@@ -434,8 +454,8 @@ START_TEST(test_mid_interval)
     ck_assert_msg(e_resume > e_start + 0.1, "resumed at epoch %g, the interval began at %g",
                   e_resume, e_start);
     ck_assert_msg(e_test > e_start + 99.9 && e_test < e_start + 100.1,
-                  "the interval from epoch %g (resumed at %g) was tested at %g", e_start,
-                  e_resume, e_test);
+                  "the interval from epoch %g (resumed at %g) was tested at %g", e_start, e_resume,
+                  e_test);
     const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
     char out[4096];
     ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
@@ -549,8 +569,7 @@ START_TEST(test_corrupt)
     ck_assert_msg(strstr(line, "shard 1") && strstr(line, "shard-1.ckpt"), "%s", line);
     workers_signal(SIGCONT);
     wait_end(line, sizeof line, 30);
-    ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard-1.ckpt"), "%s",
-                  line);
+    ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard-1.ckpt"), "%s", line);
     snprintf(path, sizeof path, "%s/checkpoints/job.resume", cl.dir);
     for (double end = now_s() + 10; now_s() < end && access(path, F_OK) == 0;)
         sleep_s(0.02); /* the record goes once the job's end is written */

@@ -198,8 +198,8 @@ static mlt_store_t *store_new(uint32_t rank, uint32_t n_servers)
 {
     mlt_store_t *st = mlt_store_new(CF, 1u << 20);
     char err[256];
-    ck_assert_int_eq(mlt_store_set_job(st, "j", 2, MLT_RULE_SGD, TABS, 2, rank, n_servers, err,
-                                       sizeof err), 0);
+    ck_assert_int_eq(
+        mlt_store_set_job(st, "j", 2, MLT_RULE_SGD, TABS, 2, rank, n_servers, err, sizeof err), 0);
     return st;
 }
 
