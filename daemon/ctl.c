@@ -60,8 +60,12 @@ mlt_header_t *request(void *sock, mlt_header_t *h)
         if (zmq_poll(&it, 1, (long)(timeout_s * 1000)) <= 0) {
             fprintf(stderr,
                     "mltunerctl: no answer from %s within %.0f s: is mltunerd (rank 0) running "
-                    "there? (its control_bind key)\n",
-                    endpoint, timeout_s);
+                    "there? (its control_bind key)%s\n",
+                    endpoint, timeout_s,
+                    ctl_have_keys() ? "; does its curve_authorized_keys hold our key, and is "
+                                      "--server-key its public key?"
+                                    : "; a daemon with curve_key set answers only clients "
+                                      "with a key (--key)");
             return NULL;
         }
         zmq_msg_t m;
