@@ -283,7 +283,7 @@ END_TEST
 START_TEST(test_bad_key_files)
 {
     make_keys();
-    char key[128], allow[128], path[128];
+    char key[160], allow[160], path[128];
     snprintf(path, sizeof path, "%s/server.key", keydir);
     ck_assert_int_eq(chmod(path, 0644), 0);
     snprintf(key, sizeof key, "curve_key=%s", path);
