@@ -162,8 +162,8 @@ static int read_one_key(const char *path, int secret, char *out, char *err, size
             break;
         }
         if (found) {
-            rc = fail(-EINVAL, err, errlen, "%s:%d: a key file holds one key; this is a second line",
-                      path, lineno);
+            rc = fail(-EINVAL, err, errlen,
+                      "%s:%d: a key file holds one key; this is a second line", path, lineno);
             break;
         }
         if (!decode_key(line, NULL)) {

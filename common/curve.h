@@ -20,10 +20,10 @@
 
 #include <stddef.h>
 
-#define MLT_CURVE_Z85 40           /* characters of a Z85-encoded 32-byte key */
-#define MLT_CURVE_MAX_NAME 64      /* bytes of a name in authorized_keys */
-#define MLT_CURVE_MAX_KEYS 4096    /* entries in authorized_keys */
-#define MLT_CURVE_MAX_LINE 256     /* bytes of one line of any key file */
+#define MLT_CURVE_Z85      40        /* characters of a Z85-encoded 32-byte key */
+#define MLT_CURVE_MAX_NAME 64        /* bytes of a name in authorized_keys */
+#define MLT_CURVE_MAX_KEYS 4096      /* entries in authorized_keys */
+#define MLT_CURVE_MAX_LINE 256       /* bytes of one line of any key file */
 #define MLT_CURVE_MAX_FILE (1 << 20) /* bytes of any key file */
 
 /* A key pair, each Z85 text with its NUL. */

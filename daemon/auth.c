@@ -22,20 +22,23 @@ int mlt_dkeys_load(mlt_dkeys_t *k, const mlt_dconf_t *conf, char *err, size_t er
     const char *key = conf->curve_key, *allow = conf->curve_authorized_keys;
     if (!key || !*key) {
         if (allow && *allow) {
-            snprintf(err, errlen, "curve_authorized_keys is set but curve_key is not: set both "
-                                  "(or neither)");
+            snprintf(err, errlen,
+                     "curve_authorized_keys is set but curve_key is not: set both "
+                     "(or neither)");
             return -EINVAL;
         }
         return 0;
     }
     if (!mlt_curve_available()) {
-        snprintf(err, errlen, "curve_key is set but this libzmq has no CURVE (built without "
-                              "libsodium)");
+        snprintf(err, errlen,
+                 "curve_key is set but this libzmq has no CURVE (built without "
+                 "libsodium)");
         return -ENOTSUP;
     }
     if (!allow || !*allow) {
-        snprintf(err, errlen, "curve_key is set but curve_authorized_keys is not: name the file "
-                              "of client public keys (e.g. /etc/mltuner/authorized_keys)");
+        snprintf(err, errlen,
+                 "curve_key is set but curve_authorized_keys is not: name the file "
+                 "of client public keys (e.g. /etc/mltuner/authorized_keys)");
         return -EINVAL;
     }
     char why[512];

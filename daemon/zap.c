@@ -20,20 +20,20 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 
-#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
-#define ZAP_MAX_FRAMES 8      /* frames of a request read; more are drained */
-#define ZAP_MAX_FRAME 256     /* bytes of a frame kept */
-#define SEEN_SLOTS 256        /* refusals remembered for rate limiting */
+#define ZAP_ENDPOINT   "inproc://zeromq.zap.01"
+#define ZAP_MAX_FRAMES 8   /* frames of a request read; more are drained */
+#define ZAP_MAX_FRAME  256 /* bytes of a frame kept */
+#define SEEN_SLOTS     256 /* refusals remembered for rate limiting */
 
 typedef struct {
-    char who[128];  /* key (Z85) or "no CURVE", and the address */
-    double logged;  /* monotonic time of the last line */
+    char who[128]; /* key (Z85) or "no CURVE", and the address */
+    double logged; /* monotonic time of the last line */
 } seen_t;
 
 struct mlt_zap {
-    void *rep;                       /* ZAP requests */
-    void *mon;                       /* PAIR: handshake events of the watched socket */
-    const mlt_curve_allow_t *allow;  /* borrowed */
+    void *rep;                      /* ZAP requests */
+    void *mon;                      /* PAIR: handshake events of the watched socket */
+    const mlt_curve_allow_t *allow; /* borrowed */
     char what[32];
     pthread_t thread;
     atomic_bool stop;
@@ -198,8 +198,8 @@ static void *zap_main(void *arg)
     return NULL;
 }
 
-mlt_zap_t *mlt_zap_start(void *ctx, const mlt_curve_allow_t *allow, void *watch,
-                         const char *what, char *err, size_t errlen)
+mlt_zap_t *mlt_zap_start(void *ctx, const mlt_curve_allow_t *allow, void *watch, const char *what,
+                         char *err, size_t errlen)
 {
     mlt_zap_t *z = mlt_calloc(1, sizeof *z);
     z->allow = allow;

@@ -25,10 +25,10 @@
 #include "common/curve.h"
 
 #define MLT_ZAP_DOMAIN_LOCAL "mltuner-local"
-#define MLT_ZAP_USER_LOCAL "local"
+#define MLT_ZAP_USER_LOCAL   "local"
 /* the domain of a daemon's plain TCP control endpoint (no keys): accepted,
  * without a name (libzmq cannot clear a socket's domain once set) */
-#define MLT_ZAP_DOMAIN_PLAIN "mltuner-plain"
+#define MLT_ZAP_DOMAIN_PLAIN   "mltuner-plain"
 #define MLT_ZAP_LOG_INTERVAL_S 60.0
 
 typedef struct mlt_zap mlt_zap_t;
@@ -38,8 +38,8 @@ typedef struct mlt_zap mlt_zap_t;
  * be NULL; not yet bound) is a socket whose failed handshakes are logged:
  * peers without CURVE, or with the wrong server key. what names the sockets in
  * log lines ("shard", "control"). NULL with err on failure. */
-mlt_zap_t *mlt_zap_start(void *ctx, const mlt_curve_allow_t *allow, void *watch,
-                         const char *what, char *err, size_t errlen);
+mlt_zap_t *mlt_zap_start(void *ctx, const mlt_curve_allow_t *allow, void *watch, const char *what,
+                         char *err, size_t errlen);
 
 /* Stops the thread and closes its sockets. Accepts NULL, clears *zp. */
 void mlt_zap_stop(mlt_zap_t **zp);

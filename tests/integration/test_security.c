@@ -141,7 +141,8 @@ static int ask(const char *ep, const char *pair, Mlt__MsgType type, int *code, c
         zmq_msg_recv(&m, s, 0);
         mlt_header_t *r = NULL;
         char err[256];
-        ck_assert_int_eq(mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err), 0);
+        ck_assert_int_eq(mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err),
+                         0);
         *code = r->type == MLT__MSG_TYPE__MSG_ERROR ? r->error_code : 0;
         if (local)
             snprintf(local, local_len, "%s", r->local_control ? r->local_control : "");
@@ -171,7 +172,8 @@ START_TEST(test_curve_daemon)
     /* no key at all: nothing comes back, from the shard or the control endpoint */
     ck_assert_int_eq(ask(cl.endpoints[0], NULL, MLT__MSG_TYPE__MSG_HELLO, NULL, NULL, 0), 0);
     ck_assert_int_eq(ask(cl.control, NULL, MLT__MSG_TYPE__MSG_JOB_STATUS, NULL, NULL, 0), 0);
-    ck_assert_msg(log_has(logp, "shard: refused a peer on"), "no log line for a keyless shard peer");
+    ck_assert_msg(log_has(logp, "shard: refused a peer on"),
+                  "no log line for a keyless shard peer");
     ck_assert_msg(log_has(logp, "control: refused a peer on"),
                   "no log line for a keyless control peer");
 
@@ -210,16 +212,16 @@ START_TEST(test_curve_daemon)
     snprintf(kf, sizeof kf, "%s/client.key", keydir);
     snprintf(sf, sizeof sf, "%s/server.pub", keydir);
     const char *st_argv[] = {"daemon/mltunerctl", "-c", cl.control, "--key", kf,
-                             "--server-key", sf, "status", NULL};
+                             "--server-key",      sf,   "status",   NULL};
     ck_assert_msg(mlt_test_run(st_argv, out, sizeof out) == 0, "status: %s", out);
     ck_assert_ptr_nonnull(strstr(out, "idle"));
     const char *stop_argv[] = {"daemon/mltunerctl", "-c", cl.control, "--key", kf,
-                               "--server-key", sf, "stop", NULL};
+                               "--server-key",      sf,   "stop",     NULL};
     mlt_test_run(stop_argv, out, sizeof out);
     ck_assert_msg(strstr(out, "no job is running"), "stop with an authorised key: %s", out);
     /* mltunerctl without a key gets no answer */
-    const char *nokey_argv[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "1", "status",
-                                NULL};
+    const char *nokey_argv[] = {
+        "daemon/mltunerctl", "-c", cl.control, "--timeout", "1", "status", NULL};
     ck_assert_int_ne(mlt_test_run(nokey_argv, out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, "no answer"));
     ck_assert_int_eq(mlt_test_alive(&cl, 0), 1);
@@ -313,7 +315,8 @@ START_TEST(test_local_control)
     /* over plain TCP, stop is refused with the local socket named */
     int code = 0;
     char local[300];
-    ck_assert_int_eq(ask(cl.control, NULL, MLT__MSG_TYPE__MSG_JOB_STOP, &code, local, sizeof local), 1);
+    ck_assert_int_eq(ask(cl.control, NULL, MLT__MSG_TYPE__MSG_JOB_STOP, &code, local, sizeof local),
+                     1);
     ck_assert_int_eq(code, EACCES);
     char want[320];
     snprintf(want, sizeof want, "ipc://%s/control.sock", cl.dir);
