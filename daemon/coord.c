@@ -535,8 +535,9 @@ static int run_job(mlt_coord_t *c)
         return fail_job(c, "the workers have no training samples");
 
     char err[512];
-    c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                               sizeof err);
+    c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                    c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
+                                    sizeof err);
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
 
@@ -664,19 +665,19 @@ static void *coord_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, int n_shards,
-                           char *err, size_t errlen)
+mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
+                           const char *const *shards, int n_shards, char *err, size_t errlen)
 {
     mlt_coord_t *c = mlt_calloc(1, sizeof *c);
+    c->keys = keys;
     c->ctx = zmq_ctx_new();
     c->ctl = zmq_socket(c->ctx, ZMQ_ROUTER);
     int zero = 0;
     int64_t maxmsg = MLT_MAX_HEADER_BYTES;
     zmq_setsockopt(c->ctl, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->ctl, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_bind(c->ctl, conf->control_bind) < 0) {
-        snprintf(err, errlen, "cannot bind control endpoint %s: %s", conf->control_bind,
-                 zmq_strerror(zmq_errno()));
+    if (mlt_coord__bind_control(c, conf, err, errlen) < 0) {
+        mlt_coord__unbind_control(c);
         zmq_close(c->ctl);
         zmq_ctx_term(c->ctx);
         mlt_free(c);
@@ -731,6 +732,7 @@ void mlt_coord_destroy(mlt_coord_t **cp)
         end_job(c);
     }
     clear_job(c);
+    mlt_coord__unbind_control(c);
     zmq_close(c->ctl);
     zmq_close(c->stop_rx);
     zmq_close(c->stop_tx);

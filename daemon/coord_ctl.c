@@ -347,8 +347,9 @@ static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
     mlt_client_t *cl = c->client, *tmp = NULL;
     char err[256];
     if (!cl) {
-        tmp = cl = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                                  sizeof err);
+        tmp = cl = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                       c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
+                                       sizeof err);
         if (!cl)
             log_warn("status of the shards: %s", err);
     }
@@ -549,6 +550,22 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         } else if (extra) {
             reply_error(c, id, id_len, h->request_id, -EINVAL,
                         "control messages carry no payload frames");
+        } else if ((h->type == MLT__MSG_TYPE__MSG_SUBMIT || h->type == MLT__MSG_TYPE__MSG_JOB_STOP) &&
+                   !mlt_coord__may_change(c, &hm)) {
+            /* coord_sec.c: only an authorised key or the local socket changes the job */
+            mlt_header_t r;
+            mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
+            r.has_request_id = r.has_error_code = 1;
+            r.request_id = h->request_id;
+            r.error_code = EACCES;
+            r.error = c->local[0] ? "submit and stop need an authorised CurveZMQ key or the "
+                                    "local control socket (local_control)"
+                                  : "submit and stop need an authorised CurveZMQ key";
+            r.local_control = c->local[0] ? c->local : NULL;
+            mlt_log_ratelimited(MLT_LOG_WARN, "ctl-eacces", 10.0,
+                                "%s refused: the peer has no authorised key",
+                                mlt_wire_type_name(h->type));
+            send_to(c, id, id_len, &r);
         } else {
             switch (h->type) {
             case MLT__MSG_TYPE__MSG_SUBMIT: on_submit(c, id, id_len, h); break;

@@ -106,6 +106,10 @@ struct mlt_coord {
     uint32_t trials;
     double tuning_s, training_s;
     const char *tphase;
+    /* who may talk (coord_sec.c) */
+    const mlt_dkeys_t *keys;   /* borrowed; keys->on: the control socket is a CURVE server */
+    struct mlt_zap *zap;       /* the ZAP handler of ctx (keys, and the local socket) */
+    char local[256];           /* the local control socket (ipc://), "" if none */
 };
 
 /* ---- coord.c: output ---------------------------------------------------------- */
@@ -117,6 +121,17 @@ double mlt_coord__job_time(const mlt_coord_t *c);
 void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* JSON number, with null for NaN/Inf (JSON has neither). */
 const char *mlt_coord__jnum(char *buf, size_t n, double v);
+
+/* ---- coord_sec.c: who may talk ---------------------------------------------------- */
+
+/* Makes c->ctl a CURVE server when keys are on and binds it to control_bind,
+ * after binding the local control socket (c->local). 0 or -errno with err. */
+int mlt_coord__bind_control(mlt_coord_t *c, const mlt_dconf_t *conf, char *err, size_t errlen);
+/* Stops the ZAP handler (before the context ends). */
+void mlt_coord__unbind_control(mlt_coord_t *c);
+/* 1 when the sender of msg (a frame read from c->ctl) may change the job
+ * (SUBMIT, JOB_STOP): an authorised CurveZMQ key, or the local socket. */
+int mlt_coord__may_change(const mlt_coord_t *c, void *msg);
 
 /* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
 

@@ -25,6 +25,8 @@ struct mlt_http {
     void *ctx; /* the thread's own ZeroMQ context */
     char control[256], shard[256];
     uint32_t rank;
+    bool curve;               /* ask as a CurveZMQ client with keys */
+    mlt_curve_client_t keys;
 };
 
 /* One request/reply with the daemon over a fresh DEALER socket; the decoded
@@ -38,6 +40,8 @@ static mlt_header_t *ask(mlt_http_t *h, const char *ep, Mlt__MsgType type, char 
     }
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (h->curve)
+        mlt_curve_client_socket(s, &h->keys);
     mlt_header_t *r = NULL;
     mlt_header_t q;
     mlt_wire_init(&q, type);
@@ -152,7 +156,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *shard,
-                           uint32_t rank, char *err, size_t errlen)
+                           uint32_t rank, const mlt_curve_client_t *keys, char *err,
+                           size_t errlen)
 {
     char host[64];
     int port;
@@ -164,6 +169,10 @@ mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *
     snprintf(h->control, sizeof h->control, "%s", control ? control : "");
     snprintf(h->shard, sizeof h->shard, "%s", shard ? shard : "");
     h->rank = rank;
+    if (keys) {
+        h->curve = true;
+        h->keys = *keys;
+    }
     h->ctx = zmq_ctx_new();
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &addr.sin_addr);

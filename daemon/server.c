@@ -24,6 +24,7 @@
 #include "daemon/shmseg.h"
 #include "daemon/ssp.h"
 #include "daemon/store.h"
+#include "daemon/zap.h"
 #include "proto/wire.h"
 
 /* the internal names server_int.h exports, by their short names here */
@@ -485,25 +486,9 @@ static int serve_one(mlt_server_t *s)
     return 0;
 }
 
-static int is_loopback(const char *ep)
+mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys, char *err,
+                             size_t errlen)
 {
-    static const char *const ok[] = {"tcp://127.", "tcp://localhost:", "tcp://[::1]:",
-                                     "ipc://", "inproc://"};
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strncmp(ep, ok[i], strlen(ok[i])) == 0)
-            return 1;
-    return 0;
-}
-
-mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
-{
-    if (!is_loopback(conf->bind) && !conf->allow_insecure) {
-        snprintf(err, errlen,
-                 "refusing to bind %s without CurveZMQ keys: set allow_insecure = true to "
-                 "serve plain TCP beyond loopback",
-                 conf->bind);
-        return NULL;
-    }
     mlt_server_t *s = mlt_calloc(1, sizeof *s);
     s->rank = (uint32_t)conf->rank;
     s->n_servers = (uint32_t)conf->n_servers;
@@ -529,6 +514,17 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     zmq_setsockopt(s->router, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(s->router, ZMQ_RCVHWM, &zero, sizeof zero);
     zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
+    if (keys && keys->on) {
+        /* CURVE with a ZAP handler: only allow-listed keys get a reply */
+        s->zap = mlt_zap_start(s->ctx, keys->allow, s->router, "shard", err, errlen);
+        if (!s->zap)
+            goto fail_sock;
+        if (mlt_curve_server_socket(s->router, &keys->client.me) < 0) {
+            snprintf(err, errlen, "cannot make %s a CurveZMQ server: %s", conf->bind,
+                     zmq_strerror(zmq_errno()));
+            goto fail_sock;
+        }
+    }
     if (zmq_bind(s->router, conf->bind) < 0) {
         snprintf(err, errlen, "cannot bind %s: %s", conf->bind, zmq_strerror(zmq_errno()));
         goto fail_sock;
@@ -537,6 +533,7 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &len);
     return s;
 fail_sock:
+    mlt_zap_stop(&s->zap);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx);
 fail_store:
@@ -598,6 +595,7 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_server_t *s = *sp;
     mlt_ssp_destroy(&s->parked);
     mlt_shmseg_destroy(&s->shm);
+    mlt_zap_stop(&s->zap);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
     mlt_store_destroy(&s->store);

@@ -17,6 +17,7 @@
 struct mlt_server {
     void *ctx;
     void *router;
+    struct mlt_zap *zap; /* the ZAP handler of ctx when CurveZMQ is on, else NULL */
     mlt_store_t *store;
     mlt_ssp_t *parked;
     mlt_shmseg_t *shm;

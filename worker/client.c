@@ -322,6 +322,12 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t worker, char *err,
                              size_t errlen)
 {
+    return mlt_client_new_keys(endpoints, n, worker, NULL, err, errlen);
+}
+
+mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint32_t worker,
+                                  const mlt_client_keys_t *keys, char *err, size_t errlen)
+{
     if (n == 0 || n > MLT_MAX_SERVERS || worker >= MLT_MAX_WORKERS) {
         if (err)
             snprintf(err, errlen, "bad arguments: %u servers, worker %u", n, worker);
@@ -348,6 +354,13 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
         zmq_setsockopt(c->socks[s], ZMQ_SNDHWM, &zero, sizeof zero);
         zmq_setsockopt(c->socks[s], ZMQ_RCVHWM, &zero, sizeof zero);
         zmq_setsockopt(c->socks[s], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        if (keys && (zmq_setsockopt(c->socks[s], ZMQ_CURVE_SERVERKEY, keys->server_key, 41) < 0 ||
+                     zmq_setsockopt(c->socks[s], ZMQ_CURVE_PUBLICKEY, keys->public_key, 41) < 0 ||
+                     zmq_setsockopt(c->socks[s], ZMQ_CURVE_SECRETKEY, keys->secret_key, 41) < 0)) {
+            set_err(c, -zmq_errno(), "CurveZMQ keys refused for %s: %s", endpoints[s],
+                    zmq_strerror(zmq_errno()));
+            goto fail;
+        }
         if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
             set_err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
                     zmq_strerror(zmq_errno()));
@@ -366,8 +379,10 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
     c->timeout_s = 120;
     if (rc < 0) {
         if (rc == -ETIMEDOUT)
-            set_err(c, rc, "no answer from %s within 10 s: is mltunerd running there?",
-                    c->endpoints[c->pending[0].shard]);
+            set_err(c, rc, "no answer from %s within 10 s: is mltunerd running there%s?",
+                    c->endpoints[c->pending[0].shard],
+                    keys ? ", and does it know our CurveZMQ key (and we its)"
+                         : " (a daemon with curve_key set answers CurveZMQ clients only)");
         goto fail;
     }
     return c;
