@@ -16,6 +16,7 @@
 #include "common/timeutil.h"
 #include "daemon/coord_int.h"
 #include "daemon/metrics.h"
+#include "daemon/shardask.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 
@@ -319,37 +320,28 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 
 /* ---- branches and metrics ------------------------------------------------------ */
 
-#define SHARD_STATUS_TIMEOUT_S 5.0     /* a status request for branches or metrics */
-#define MLT_COORD_CLIENT_TIMEOUT_S 120 /* the job's client: forks, frees, long pulls */
-
-/* Every shard's status (st[i] valid where up[i]), through the job's client or,
- * with no job, a short-lived one. Returns how many answered. */
-static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+/* Every shard's status (st[i] valid where up[i]), asked of all shards at once
+ * over sockets of its own (never the job's client, whose requests a status
+ * must not wait behind), within MLT_SHARD_STATUS_TIMEOUT_S in all: a dead or
+ * stopped shard is reported as not answering, naming it. Returns how many
+ * answered; `first_down` (may be NULL) gets why the first one did not. */
+static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up, char *first_down,
+                        size_t len)
 {
-    mlt_client_t *cl = c->client, *tmp = NULL;
-    char err[256];
-    if (!cl) {
-        tmp = cl = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                                  sizeof err);
-        if (!cl)
-            log_warn("status of the shards: %s", err);
-    }
-    int n_up = 0;
+    char (*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
+    int n_up = mlt_shardask_status(c->ctx, (const char *const *)c->shards, c->n_shards,
+                                   MLT_SHARD_STATUS_TIMEOUT_S, st, up, why);
+    if (first_down)
+        first_down[0] = 0;
     for (int i = 0; i < c->n_shards; i++) {
-        memset(&st[i], 0, sizeof st[i]);
-        up[i] = false;
-        if (!cl)
+        if (up[i])
             continue;
-        mlt_client_set_timeout(cl, SHARD_STATUS_TIMEOUT_S);
-        up[i] = mlt_client_status(cl, (uint32_t)i, &st[i]) == 0;
-        n_up += up[i];
-        if (!up[i])
-            log_warn("status of shard %d: %s", i, mlt_client_error(cl));
+        mlt_log_ratelimited(MLT_LOG_WARN, "shard-status", 10.0, "status of shard %d: %s", i,
+                            why[i]);
+        if (first_down && !first_down[0])
+            snprintf(first_down, len, "shard %d (%s)", i, why[i]);
     }
-    if (tmp)
-        mlt_client_destroy(&tmp);
-    else if (cl)
-        mlt_client_set_timeout(cl, MLT_COORD_CLIENT_TIMEOUT_S);
+    mlt_free(why);
     return n_up;
 }
 
@@ -368,9 +360,11 @@ static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64
 {
     mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
     bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
-    if (shard_status(c, st, up) < c->n_shards) {
-        reply_error(c, id, id_len, rid, -EHOSTUNREACH,
-                    "not every shard answered its status request (see the daemon's log)");
+    char down[MLT_SHARDASK_WHY_LEN + 32];
+    int n_up = shard_status(c, st, up, down, sizeof down);
+    if (n_up < c->n_shards) {
+        reply_error(c, id, id_len, rid, -EHOSTUNREACH, "%d of %d shards did not answer: %s",
+                    c->n_shards - n_up, c->n_shards, down);
         shard_status_free(c, st, up);
         return;
     }
@@ -466,7 +460,7 @@ static void reply_metrics(mlt_coord_t *c, const void *id, size_t id_len, uint64_
 {
     mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
     bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
-    shard_status(c, st, up); /* a shard that does not answer is mltuner_shard_up 0 */
+    shard_status(c, st, up, NULL, 0); /* a shard that does not answer is mltuner_shard_up 0 */
     mlt_metrics_job_t j;
     job_numbers(c, &j);
     char *text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);

@@ -55,9 +55,23 @@ static uint64_t peek_request_id(const zmq_msg_t *m)
 
 /* ---- replies ----------------------------------------------------------------- */
 
-void mlt_server__send_id(mlt_server_t *s, const void *id, size_t len)
+/* The router is ZMQ_ROUTER_MANDATORY with a ZMQ_SNDHWM: a reply to a client
+ * whose queue is full fails here at once (never blocks the shard, never
+ * grows the queue); one to a client that has gone fails too. */
+int mlt_server__send_id(mlt_server_t *s, const void *id, size_t len)
 {
-    zmq_send(s->router, id, len, ZMQ_SNDMORE);
+    if (zmq_send(s->router, id, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        return 0;
+    int e = zmq_errno();
+    s->n_dropped++;
+    if (e == EAGAIN)
+        mlt_log_ratelimited(MLT_LOG_WARN, "reply-dropped", 10.0,
+                            "reply dropped: a client has %d replies unread (ZMQ_SNDHWM); "
+                            "%llu replies dropped so far",
+                            MLT_MAX_QUEUED_MSGS, (unsigned long long)s->n_dropped);
+    else
+        log_debug("reply dropped: the client is gone (%s)", zmq_strerror(e));
+    return -e;
 }
 
 static void fill_server_info(mlt_server_t *s, Mlt__ServerInfo *si)
@@ -95,8 +109,8 @@ void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, u
     char buf[MLT_MAX_ERROR_LEN + 1];
     snprintf(buf, sizeof buf, "%s", text);
     r.error = buf;
-    send_id(s, id, id_len);
-    mlt_wire_send(s->router, &r, 0);
+    if (send_id(s, id, id_len) == 0)
+        mlt_wire_send(s->router, &r, 0);
 }
 
 /* Replies ERROR to the current request and logs it (rate limited: a peer can
@@ -128,8 +142,8 @@ int mlt_server__reply_ok(mlt_server_t *s, req_t *rq, int with_info)
         fill_server_info(s, &si);
         r.server = &si;
     }
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
-    return mlt_wire_send(s->router, &r, 0);
+    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    return rc ? rc : mlt_wire_send(s->router, &r, 0);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -319,8 +333,9 @@ static int handle_status(mlt_server_t *s, req_t *rq)
     }
     r.n_branches = n;
     r.branches = bp;
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
-    int rc = mlt_wire_send(s->router, &r, 0);
+    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if (rc == 0)
+        rc = mlt_wire_send(s->router, &r, 0);
     mlt_free(bi);
     mlt_free(bp);
     mlt_free(tu);
@@ -352,7 +367,8 @@ static int handle_shm(mlt_server_t *s, req_t *rq)
         r.has_shm_handle = 1;
         r.shm_handle = handle;
     }
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if ((rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id))) < 0)
+        return rc;
     return mlt_wire_send(s->router, &r, 0);
 }
 
@@ -514,6 +530,7 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
         goto fail_s;
     }
     s->parked = mlt_ssp_new(MLT_MAX_PARKED);
+    s->clients = mlt_clientq_new();
     s->shm = mlt_shmseg_new();
     s->scratch = mlt_try_aligned(MLT_MAX_CHUNK_BYTES);
     s->frames = mlt_calloc(MLT_MAX_FRAMES + 2, sizeof *s->frames);
@@ -524,10 +541,14 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     s->ctx = zmq_ctx_new();
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
-    int zero = 0;
+    int zero = 0, one = 1, hwm = MLT_MAX_QUEUED_MSGS;
     zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(s->router, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(s->router, ZMQ_RCVHWM, &zero, sizeof zero);
+    /* per peer: at most hwm replies queued (beyond it send_id drops the reply,
+     * ROUTER_MANDATORY makes that visible) and hwm requests read ahead (beyond
+     * it ZeroMQ stops reading that peer's connection: back-pressure, no loss) */
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind(s->router, conf->bind) < 0) {
         snprintf(err, errlen, "cannot bind %s: %s", conf->bind, zmq_strerror(zmq_errno()));
@@ -543,6 +564,7 @@ fail_store:
     mlt_free(s->frames);
     mlt_free(s->scratch);
     mlt_ssp_destroy(&s->parked);
+    mlt_clientq_destroy(&s->clients);
     mlt_shmseg_destroy(&s->shm);
     mlt_store_destroy(&s->store);
 fail_s:
@@ -600,6 +622,7 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_shmseg_destroy(&s->shm);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
+    mlt_clientq_destroy(&s->clients); /* after the frames that count into it */
     mlt_store_destroy(&s->store);
     mlt_free(s->frames);
     mlt_free(s->scratch);

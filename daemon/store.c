@@ -619,6 +619,11 @@ uint64_t mlt_store_potential(const mlt_store_t *st)
     return st->potential;
 }
 
+uint64_t mlt_store_branch_bytes(const mlt_store_t *st)
+{
+    return st->job ? st->branch_bytes : 0;
+}
+
 uint64_t mlt_store_limit(const mlt_store_t *st)
 {
     return st->limit;
