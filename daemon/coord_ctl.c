@@ -286,6 +286,7 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     c->phase = PH_WAITING; /* not idle from the moment the submit is accepted */
     c->stop_requested = false;
     c->message[0] = '\0';
+    c->mem_err[0] = '\0';
     log_info("job '%s' submitted (%u workers, output in %s)", job.name, job.workers, c->out_dir);
     reply_ok(c, id, id_len, rid);
 }

@@ -75,6 +75,7 @@ struct mlt_coord {
     char out_dir[1024];
     phase_t phase;
     char message[MLT_MAX_ERROR_LEN + 1];
+    char mem_err[MLT_MAX_ERROR_LEN + 1]; /* the last fork the shards refused for memory */
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;

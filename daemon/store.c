@@ -385,10 +385,12 @@ static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t er
         return mlt_errf(-ENOSPC, err, errlen, "%u branches are live, the limit", MLT_MAX_BRANCHES);
     if (st->potential + st->branch_bytes > st->limit)
         return mlt_errf(-ENOMEM, err, errlen,
-                        "branch %u would raise branch memory to %llu bytes, limit %llu "
-                        "(memory_limit)",
+                        "branch %u would raise branch memory to %llu bytes: memory_limit %llu "
+                        "holds %llu branches of this job's %llu bytes on this shard; %u are live",
                         id, (unsigned long long)(st->potential + st->branch_bytes),
-                        (unsigned long long)st->limit);
+                        (unsigned long long)st->limit,
+                        (unsigned long long)(st->limit / st->branch_bytes),
+                        (unsigned long long)st->branch_bytes, st->n_branches);
     return 0;
 }
 

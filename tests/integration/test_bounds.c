@@ -12,7 +12,10 @@
  *  - a stopped (SIGSTOP) shard: `mltunerctl branches` fails naming it,
  *    `mltunerctl metrics` and the HTTP scrape report it down, each within a
  *    few seconds, and SIGTERM of the coordinator's daemon still exits 0 soon;
- *  - SIGHUP leaves the daemon running and serving, and says so in its log.
+ *  - SIGHUP leaves the daemon running and serving, and says so in its log;
+ *  - a memory_limit too small for a search: the job's trials run fewer at
+ *    once (the worst live one freed to make room), and where training itself
+ *    does not fit, the job fails saying how many branches memory_limit holds.
  * The time bounds are generous "does not hang" checks, not measurements. */
 #include <check.h>
 #include <errno.h>
@@ -358,7 +361,8 @@ START_TEST(test_stopped_shard)
     ck_assert_int_eq(mlt_test_start_listed(&cl, 2, NULL), 0);
     ck_assert_int_eq(kill(cl.pids[1], SIGSTOP), 0);
     static char out[1 << 17];
-    const char *branches[] = {"daemon/mltunerctl", "-c", cl.control, "branches", NULL};
+    const char *branches[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30",
+                              "branches", NULL};
     double t0 = mlt_time_mono();
     int rc = mlt_test_run(branches, out, sizeof out);
     double waited = mlt_time_mono() - t0;
@@ -367,7 +371,8 @@ START_TEST(test_stopped_shard)
                   rc, out);
     ck_assert_msg(waited < HANG_S, "branches took %.1f s", waited);
 
-    const char *metrics[] = {"daemon/mltunerctl", "-c", cl.control, "metrics", NULL};
+    const char *metrics[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30",
+                             "metrics", NULL};
     t0 = mlt_time_mono();
     rc = mlt_test_run(metrics, out, sizeof out);
     waited = mlt_time_mono() - t0;
@@ -425,6 +430,74 @@ START_TEST(test_sighup)
 }
 END_TEST
 
+
+/* ---- a memory_limit too small for the search ------------------------------- */
+
+/* Starts one daemon with memory_limit=limit and one worker, submits the
+ * synthetic matrix-factorisation job (a search of 3 design trials and up to
+ * 8, its branches ~2.4 MB), waits for it; mltunerctl's output in out, the
+ * decision log in dlog. Returns mltunerctl's exit status. */
+static int small_memory_job(const char *limit, char *out, size_t len, char *dlog, size_t dlen)
+{
+    char lim[64], outdir[400];
+    snprintf(lim, sizeof lim, "memory_limit=%s", limit);
+    const char *extra[] = {lim, NULL};
+    ck_assert_int_eq(mlt_test_start(&cl, 1, extra), 0);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 1), 0);
+    const char *src = getenv("MLT_SOURCE_ROOT");
+    char conf[600];
+    snprintf(conf, sizeof conf, "%s/conf/jobs/mf-synth.conf", src ? src : ".");
+    snprintf(outdir, sizeof outdir, "%s/out", cl.dir);
+    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30", "submit", conf,
+                          "--out", outdir, "--set", "workers=1",
+                          "--set", "data.synthetic.ratings=50000",
+                          "--set", "stop.max_epochs=4", "--set", "stop.target_rmse=0",
+                          "--set", "tuner.max_trials=8", "--set", "tuner.max_overhead=1",
+                          "--set", "tuner.gain_stop=0", "--wait", NULL};
+    int rc = mlt_test_run(argv, out, len);
+    mlt_test_wait_workers(&cl, 30);
+    char path[500];
+    snprintf(path, sizeof path, "%s/decisions.jsonl", outdir);
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(dlog, 1, dlen - 1, f) : 0;
+    dlog[got] = 0;
+    if (f)
+        fclose(f);
+    ck_assert_int_eq(mlt_test_stop(&cl), 0);
+    memset(&cl, 0, sizeof cl);
+    return rc;
+}
+
+START_TEST(test_small_memory_limit)
+{
+    static char out[1 << 14], dlog[1 << 20];
+    /* below one branch: refused at registration, saying how much a branch needs */
+    int rc = small_memory_job("1M", out, sizeof out, dlog, sizeof dlog);
+    const char *p = strstr(out, "needs ");
+    ck_assert_msg(rc != 0 && p && strstr(out, "not one branch would fit"), "exit %d: %s", rc, out);
+    unsigned long long branch = strtoull(p + strlen("needs "), NULL, 10);
+    ck_assert_msg(branch > (1u << 20), "%s", out);
+
+    /* three branches: the search runs two trials at once (its design is three:
+     * the third frees the worst), then training, which needs four (the
+     * initial branch, the training branch, its snapshot and a test), fails
+     * saying so */
+    char lim[32];
+    snprintf(lim, sizeof lim, "%llu", 3 * branch);
+    rc = small_memory_job(lim, out, sizeof out, dlog, sizeof dlog);
+    fprintf(stderr, "memory_limit 3 branches: exit %d: %s", rc, out);
+    ck_assert_msg(strstr(dlog, "memory_limit: room for trial"), "no trial made room: %s", dlog);
+    ck_assert_msg(rc != 0 && strstr(out, "refused") && strstr(out, "holds 3 branches"),
+                  "exit %d: %s", rc, out);
+
+    /* four: training fits, the search runs at most three trials at once, the job ends */
+    snprintf(lim, sizeof lim, "%llu", 4 * branch);
+    rc = small_memory_job(lim, out, sizeof out, dlog, sizeof dlog);
+    fprintf(stderr, "memory_limit 4 branches: exit %d: %s", rc, out);
+    ck_assert_msg(rc == 0 && strstr(out, "done"), "exit %d: %s", rc, out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bounds");
@@ -436,6 +509,7 @@ int main(void)
     tcase_add_test(tc, test_slow_http);
     tcase_add_test(tc, test_stopped_shard);
     tcase_add_test(tc, test_sighup);
+    tcase_add_test(tc, test_small_memory_limit);
     suite_add_tcase(s, tc);
     return mlt_test_run_suite(s);
 }
