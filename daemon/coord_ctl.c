@@ -321,6 +321,9 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 
 /* ---- branches and metrics ------------------------------------------------------ */
 
+#define SHARD_DOWN_MEMO_S 10.0    /* how long a shard found down shortens later rounds */
+#define SHARD_DOWN_TIMEOUT_S 0.25 /* a round's wait meanwhile */
+
 /* Every shard's status (st[i] valid where up[i]), asked of all shards at once
  * over sockets of its own (never the job's client, whose requests a status
  * must not wait behind), within MLT_SHARD_STATUS_TIMEOUT_S in all: a dead or
@@ -329,9 +332,17 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up, char *first_down,
                         size_t len)
 {
+    /* while a shard has been found down lately, a round waits less: a live
+     * shard answers in milliseconds, and a burst of status requests queued
+     * behind a dead one must not cost the full wait each */
+    const double now = mlt_time_mono();
+    const bool recent = c->shard_down_at > 0 && now - c->shard_down_at < SHARD_DOWN_MEMO_S;
     char (*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
     int n_up = mlt_shardask_status(c->ctx, (const char *const *)c->shards, c->n_shards,
-                                   MLT_SHARD_STATUS_TIMEOUT_S, st, up, why);
+                                   recent ? SHARD_DOWN_TIMEOUT_S : MLT_SHARD_STATUS_TIMEOUT_S, st,
+                                   up, why);
+    if (n_up < c->n_shards)
+        c->shard_down_at = mlt_time_mono();
     if (first_down)
         first_down[0] = 0;
     for (int i = 0; i < c->n_shards; i++) {
@@ -495,6 +506,12 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
     if (!(items[0].revents & ZMQ_POLLIN))
         return 0;
     for (int n = 0; n < 64; n++) {
+        /* a stop is seen between requests too, not only after the batch */
+        zmq_pollitem_t stop = {.socket = c->stop_rx, .events = ZMQ_POLLIN};
+        if (n > 0 && zmq_poll(&stop, 1, 0) > 0) {
+            c->shutdown = true;
+            return -ECANCELED;
+        }
         zmq_msg_t idm, hm;
         zmq_msg_init(&idm);
         zmq_msg_init(&hm);

@@ -61,6 +61,7 @@ struct mlt_coord {
     char endpoint[256];
     char **shards;
     int n_shards;
+    double shard_down_at; /* when a status round last found a shard not answering (0: never) */
     char *state_dir;
     double worker_timeout_s;
     /* the job */

@@ -107,7 +107,7 @@ int mlt_shardask_status(void *ctx, const char *const *eps, int n, double timeout
     for (int i = 0; i < n; i++) {
         memset(&st[i], 0, sizeof st[i]);
         up[i] = false;
-        snprintf(why[i], MLT_SHARDASK_WHY_LEN, "%s: no answer within %.0f s", eps[i], timeout_s);
+        snprintf(why[i], MLT_SHARDASK_WHY_LEN, "%s: no answer within %g s", eps[i], timeout_s);
         socks[i] = zmq_socket(ctx, ZMQ_DEALER);
         if (!socks[i]) {
             snprintf(why[i], MLT_SHARDASK_WHY_LEN, "zmq_socket: %s", zmq_strerror(zmq_errno()));
