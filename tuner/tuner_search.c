@@ -326,7 +326,8 @@ static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *
         }
         char reason[200];
         snprintf(reason, sizeof reason,
-                 "memory_limit: room for trial %u (%u trial branches fit at once)", tr->id, live);
+                 "memory_limit: room for trial %u (%u trial branch%s fit%s at once)", tr->id,
+                 live, live == 1 ? "" : "es", live == 1 ? "s" : "");
         if ((rc = mlt_tuner__trial_kill(t, &trials[worst], reason)))
             return rc;
         rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
