@@ -292,8 +292,47 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
     return 0;
 }
 
+static void free_reply(void *data, void *hint)
+{
+    (void)hint;
+    mlt_free(data);
+}
+
+/* Sends reply r to the current request's client, its bytes counted as the
+ * client's unsent bytes (clientq.h) until ZeroMQ has written them: for the
+ * replies that can be large (a STATUS lists every branch, up to 64 KB). */
+static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq,
+                        const mlt_header_t *r)
+{
+    const size_t len = mlt__header__get_packed_size(r);
+    uint8_t *buf = mlt_try_malloc(len);
+    if (!buf)
+        return reply_error(s, rq, -ENOMEM, "out of memory packing a %s reply",
+                           mlt_wire_type_name(r->type));
+    mlt__header__pack(r, buf);
+    void *held = cq ? mlt_clientq_hold(cq, len, free_reply, NULL) : NULL;
+    zmq_msg_t m;
+    zmq_msg_init_data(&m, buf, len, held ? mlt_clientq_sent : free_reply, held);
+    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if (rc == 0 && zmq_msg_send(&m, s->router, 0) < 0)
+        rc = -zmq_errno();
+    if (rc < 0)
+        zmq_msg_close(&m); /* un-counts it */
+    return rc;
+}
+
 static int handle_status(mlt_server_t *s, req_t *rq)
 {
+    /* a client that does not read its replies gets no more large ones */
+    mlt_clientq_entry_t *cq = mlt_clientq_get(s->clients, zmq_msg_data(rq->id),
+                                              zmq_msg_size(rq->id));
+    const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
+    if (cq && mlt_clientq_unsent(cq) > limit)
+        return reply_error(s, rq, -ENOBUFS,
+                           "%llu bytes of earlier replies to this client are not yet sent (it "
+                           "is not reading them), limit %llu; read them before asking more",
+                           (unsigned long long)mlt_clientq_unsent(cq),
+                           (unsigned long long)limit);
     mlt_header_t r;
     Mlt__ServerInfo si;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
@@ -333,9 +372,7 @@ static int handle_status(mlt_server_t *s, req_t *rq)
     }
     r.n_branches = n;
     r.branches = bp;
-    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
-    if (rc == 0)
-        rc = mlt_wire_send(s->router, &r, 0);
+    int rc = send_counted(s, rq, cq, &r);
     mlt_free(bi);
     mlt_free(bp);
     mlt_free(tu);

@@ -45,6 +45,7 @@
 #define N_UNREAD 3000     /* pulls the greedy client sends and does not read */
 #define RSS_BOUND_MIB 300 /* unbounded, those replies took ~600 MiB */
 #define HANG_S 10.0       /* "does not hang" */
+#define MLT_MAX_PARKED_PER_CLIENT_TEST 4096u /* daemon/clientq.h's MLT_MAX_PARKED_PER_CLIENT */
 
 static mlt_test_cluster_t cl;
 
@@ -132,6 +133,7 @@ START_TEST(test_unread_pulls)
     const uint32_t n_chunks = (uint32_t)mlt_layout_chunks(W_SIZE, st.chunk_floats);
     mlt_server_status_free(&st);
     const long rss0 = rss_mib(cl.pids[0]);
+    const uint64_t base = st.requests;
 
     /* the greedy client: a receive queue of one message and a tiny kernel
      * buffer, so the replies back up into the daemon */
@@ -156,13 +158,13 @@ START_TEST(test_unread_pulls)
     }
     /* the daemon has served them all once its request counter says so */
     uint64_t served = 0;
-    for (int i = 0; i < 300 && served < N_UNREAD; i++) {
+    for (int i = 0; i < 300 && served < base + N_UNREAD; i++) {
         ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
         served = st.requests;
         mlt_server_status_free(&st);
         nap_ms(50);
     }
-    ck_assert_msg(served >= N_UNREAD, "the daemon served %llu requests",
+    ck_assert_msg(served >= base + N_UNREAD, "the daemon served %llu requests",
                   (unsigned long long)served);
     const long rss1 = rss_mib(cl.pids[0]);
     fprintf(stderr, "unread pulls: daemon VmRSS %ld MiB before, %ld MiB after %d unread pulls\n",
@@ -199,6 +201,149 @@ START_TEST(test_unread_pulls)
     mlt_client_destroy(&good);
     free(w);
     free(got);
+}
+END_TEST
+
+/* ---- per-peer reply queue and parked pulls ---------------------------------- */
+
+/* A raw DEALER to shard 0 that reads nothing unless asked (receive queue of
+ * one message, tiny kernel buffer). */
+static void *greedy_socket(void *ctx)
+{
+    void *raw = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, one = 1, small = 4096;
+    zmq_setsockopt(raw, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(raw, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt(raw, ZMQ_RCVBUF, &small, sizeof small);
+    ck_assert_int_eq(zmq_connect(raw, cl.eps[0]), 0);
+    return raw;
+}
+
+START_TEST(test_queue_caps)
+{
+    ck_assert_int_eq(mlt_test_start(&cl, 1, NULL), 0);
+    char err[512];
+    mlt_client_t *good = mlt_client_new(cl.eps, 1, 0, err, sizeof err);
+    ck_assert_msg(good != NULL, "%s", err);
+    const mlt_table_def_t tables[] = {{"w", 1000}};
+    const mlt_job_def_t job = {"caps", 1, "sgd", tables, 1, false};
+    ck_assert_msg(mlt_client_register(good, &job) == 0, "%s", mlt_client_error(good));
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    ck_assert_msg(mlt_branch_create(good, 1, MLT_BRANCH_TRAIN, &t) == 0, "%s",
+                  mlt_client_error(good));
+    void *ctx = zmq_ctx_new();
+
+    /* 100000 requests whose replies are never read: past the per-peer queue
+     * (ZMQ_SNDHWM) the replies are dropped and the log says so */
+    enum { N_FLOOD = 100000 };
+    mlt_server_status_t st;
+    ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+    const uint64_t base = st.requests;
+    mlt_server_status_free(&st);
+    void *flood = greedy_socket(ctx);
+    for (int i = 0; i < N_FLOOD; i++) {
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_HEARTBEAT);
+        h.has_request_id = 1;
+        h.request_id = (uint64_t)i + 1;
+        raw_send(flood, &h);
+    }
+    uint64_t served = 0;
+    for (int i = 0; i < 400 && served < base + N_FLOOD; i++) {
+        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+        served = st.requests;
+        mlt_server_status_free(&st);
+        nap_ms(50);
+    }
+    ck_assert_msg(served >= base + N_FLOOD, "the daemon served %llu requests",
+                  (unsigned long long)served);
+    char path[400], line[512];
+    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    bool said = false;
+    while (!said && fgets(line, sizeof line, f))
+        said = strstr(line, "reply dropped") && strstr(line, "unread");
+    fclose(f);
+    ck_assert_msg(said, "the log does not say replies were dropped");
+
+    /* pulls that must wait (clock 1000, nobody clocks): the per-client cap
+     * of parked pulls, then EAGAIN for each one more, saying why */
+    enum { EXTRA = 10 };
+    void *parker = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(parker, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(parker, cl.eps[0]), 0);
+    for (uint32_t i = 0; i < MLT_MAX_PARKED_PER_CLIENT_TEST + EXTRA; i++) {
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_PULL);
+        h.has_request_id = h.has_branch = h.has_clock = h.has_table = 1;
+        h.has_chunk_first = h.has_chunk_count = 1;
+        h.request_id = i + 1;
+        h.branch = 1;
+        h.clock = 1000;
+        h.table = 0;
+        h.chunk_first = 0;
+        h.chunk_count = 1;
+        raw_send(parker, &h);
+    }
+    for (int i = 0; i < EXTRA; i++) {
+        mlt_header_t *r = raw_recv(parker, 5000);
+        ck_assert_msg(r != NULL, "refusal %d of %d did not come", i + 1, EXTRA);
+        ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_ERROR && r->error_code == EAGAIN &&
+                          r->error && strstr(r->error, "per client"),
+                      "%s (%d): %s", mlt_wire_type_name(r->type), (int)r->error_code,
+                      r->error ? r->error : "");
+        ck_assert_uint_gt(r->request_id, MLT_MAX_PARKED_PER_CLIENT_TEST);
+        mlt_wire_free(&r);
+    }
+    ck_assert_ptr_null(raw_recv(parker, 200)); /* the parked ones wait on */
+    ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+    ck_assert_uint_eq(st.parked, MLT_MAX_PARKED_PER_CLIENT_TEST);
+    mlt_server_status_free(&st);
+
+    /* STATUS replies list every branch (here 200: ~10 KB each): a client
+     * asking for 12000 (~120 MB) and reading none gets ENOBUFS once its
+     * unsent bytes pass the limit, and the daemon stays small */
+    for (uint32_t b = 2; b < 200; b++)
+        ck_assert_msg(mlt_branch_fork(good, b, 1, MLT_BRANCH_TRAIN, &t) == 0, "%s",
+                      mlt_client_error(good));
+    enum { N_STATUS = 12000 };
+    ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+    const uint64_t before = st.requests, errors0 = st.errors;
+    uint64_t errors = errors0;
+    mlt_server_status_free(&st);
+    void *asker = greedy_socket(ctx);
+    for (int i = 0; i < N_STATUS; i++) {
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_STATUS);
+        h.has_request_id = 1;
+        h.request_id = (uint64_t)i + 1;
+        raw_send(asker, &h);
+    }
+    for (int i = 0; i < 400 && served < before + N_STATUS; i++) {
+        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+        served = st.requests;
+        errors = st.errors;
+        mlt_server_status_free(&st);
+        nap_ms(50);
+    }
+    const long rss = rss_mib(cl.pids[0]);
+    fprintf(stderr, "status flood: daemon VmRSS %ld MiB after %d unread STATUS replies\n", rss,
+            N_STATUS);
+    ck_assert_msg(rss > 0 && rss < RSS_BOUND_MIB, "the daemon holds %ld MiB", rss);
+    fprintf(stderr, "status flood: %llu refused\n", (unsigned long long)(errors - errors0));
+    ck_assert_uint_gt(errors - errors0, 0); /* the refusals (reading them would take long) */
+
+    /* the well-behaved client is served meanwhile */
+    float *got = malloc(1000 * sizeof *got);
+    ck_assert_msg(mlt_pull(good, 1, 0, (float *const[]){got}) == 0, "%s", mlt_client_error(good));
+    free(got);
+    zmq_close(flood);
+    zmq_close(parker);
+    zmq_close(asker);
+    zmq_ctx_term(ctx);
+    mlt_client_destroy(&good);
 }
 END_TEST
 
@@ -505,6 +650,7 @@ int main(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_unread_pulls);
+    tcase_add_test(tc, test_queue_caps);
     tcase_add_test(tc, test_register_limits);
     tcase_add_test(tc, test_slow_http);
     tcase_add_test(tc, test_stopped_shard);
