@@ -25,10 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MLT_MAX_CLIENTS 4096u            /* clients with replies or pulls outstanding */
-#define MLT_MAX_PARKED_PER_CLIENT 4096u  /* parked pulls of one client */
-#define MLT_CLIENT_UNSENT_FLOOR (64u << 20) /* unsent reply bytes a client may always have */
-#define MLT_MAX_QUEUED_MSGS 16384        /* ZMQ_SNDHWM and ZMQ_RCVHWM of a shard, per peer */
+#define MLT_MAX_CLIENTS           4096u       /* clients with replies or pulls outstanding */
+#define MLT_MAX_PARKED_PER_CLIENT 4096u       /* parked pulls of one client */
+#define MLT_CLIENT_UNSENT_FLOOR   (64u << 20) /* unsent reply bytes a client may always have */
+#define MLT_MAX_QUEUED_MSGS       16384       /* ZMQ_SNDHWM and ZMQ_RCVHWM of a shard, per peer */
 
 typedef struct mlt_clientq mlt_clientq_t;
 typedef struct mlt_clientq_entry mlt_clientq_entry_t;

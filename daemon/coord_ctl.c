@@ -321,7 +321,7 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 
 /* ---- branches and metrics ------------------------------------------------------ */
 
-#define SHARD_DOWN_MEMO_S 10.0    /* how long a shard found down shortens later rounds */
+#define SHARD_DOWN_MEMO_S    10.0 /* how long a shard found down shortens later rounds */
 #define SHARD_DOWN_TIMEOUT_S 0.25 /* a round's wait meanwhile */
 
 /* Every shard's status (st[i] valid where up[i]), asked of all shards at once
@@ -337,7 +337,7 @@ static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up, char 
      * behind a dead one must not cost the full wait each */
     const double now = mlt_time_mono();
     const bool recent = c->shard_down_at > 0 && now - c->shard_down_at < SHARD_DOWN_MEMO_S;
-    char (*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
+    char(*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
     int n_up = mlt_shardask_status(c->ctx, (const char *const *)c->shards, c->n_shards,
                                    recent ? SHARD_DOWN_TIMEOUT_S : MLT_SHARD_STATUS_TIMEOUT_S, st,
                                    up, why);

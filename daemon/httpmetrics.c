@@ -24,10 +24,10 @@
  * CONNECTION_TIMEOUT_S at most, one address at most PER_IP_CONNECTIONS of
  * MAX_CONNECTIONS, and THREADS scrapes run at once: slow or idle clients from
  * one address cannot keep a scraper elsewhere out. */
-#define MAX_CONNECTIONS 64u
-#define PER_IP_CONNECTIONS 8u
+#define MAX_CONNECTIONS      64u
+#define PER_IP_CONNECTIONS   8u
 #define CONNECTION_TIMEOUT_S 5u
-#define THREADS 4u
+#define THREADS              4u
 
 struct mlt_http {
     struct MHD_Daemon *mhd;
@@ -162,12 +162,11 @@ mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *
     h->ctx = zmq_ctx_new();
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
-    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
-                              NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, THREADS,
-                              MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, PER_IP_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot serve metrics on %s:%d (metrics_listen): %s", host, port,
                  errno ? strerror(errno) : "libmicrohttpd refused to start");

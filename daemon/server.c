@@ -301,8 +301,7 @@ static void free_reply(void *data, void *hint)
 /* Sends reply r to the current request's client, its bytes counted as the
  * client's unsent bytes (clientq.h) until ZeroMQ has written them: for the
  * replies that can be large (a STATUS lists every branch, up to 64 KB). */
-static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq,
-                        const mlt_header_t *r)
+static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq, const mlt_header_t *r)
 {
     const size_t len = mlt__header__get_packed_size(r);
     uint8_t *buf = mlt_try_malloc(len);
@@ -324,15 +323,14 @@ static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq,
 static int handle_status(mlt_server_t *s, req_t *rq)
 {
     /* a client that does not read its replies gets no more large ones */
-    mlt_clientq_entry_t *cq = mlt_clientq_get(s->clients, zmq_msg_data(rq->id),
-                                              zmq_msg_size(rq->id));
+    mlt_clientq_entry_t *cq =
+        mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
     if (cq && mlt_clientq_unsent(cq) > limit)
         return reply_error(s, rq, -ENOBUFS,
                            "%llu bytes of earlier replies to this client are not yet sent (it "
                            "is not reading them), limit %llu; read them before asking more",
-                           (unsigned long long)mlt_clientq_unsent(cq),
-                           (unsigned long long)limit);
+                           (unsigned long long)mlt_clientq_unsent(cq), (unsigned long long)limit);
     mlt_header_t r;
     Mlt__ServerInfo si;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);

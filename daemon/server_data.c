@@ -272,8 +272,8 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
                            MLT_MAX_CLIENT_ID_BYTES);
     /* a client that does not read its replies gets no more of them queued */
-    mlt_clientq_entry_t *cq = mlt_clientq_get(s->clients, zmq_msg_data(rq->id),
-                                              zmq_msg_size(rq->id));
+    mlt_clientq_entry_t *cq =
+        mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     if (!cq)
         return reply_error(s, rq, -EBUSY,
                            "%u clients have replies or pulls outstanding, the limit; try again",

@@ -51,20 +51,27 @@ static void to_status(const mlt_header_t *h, mlt_server_status_t *o)
         d->tunables = mlt_tunables_unset();
         if (!t)
             continue;
-        if (t->has_lr) d->tunables.lr = t->lr;
-        if (t->has_momentum) d->tunables.momentum = t->momentum;
-        if (t->has_weight_decay) d->tunables.weight_decay = t->weight_decay;
-        if (t->has_beta1) d->tunables.beta1 = t->beta1;
-        if (t->has_beta2) d->tunables.beta2 = t->beta2;
-        if (t->has_eps) d->tunables.eps = t->eps;
-        if (t->has_staleness) d->tunables.staleness = (int32_t)t->staleness;
-        if (t->has_warmup) d->tunables.warmup = (int32_t)t->warmup;
+        if (t->has_lr)
+            d->tunables.lr = t->lr;
+        if (t->has_momentum)
+            d->tunables.momentum = t->momentum;
+        if (t->has_weight_decay)
+            d->tunables.weight_decay = t->weight_decay;
+        if (t->has_beta1)
+            d->tunables.beta1 = t->beta1;
+        if (t->has_beta2)
+            d->tunables.beta2 = t->beta2;
+        if (t->has_eps)
+            d->tunables.eps = t->eps;
+        if (t->has_staleness)
+            d->tunables.staleness = (int32_t)t->staleness;
+        if (t->has_warmup)
+            d->tunables.warmup = (int32_t)t->warmup;
     }
 }
 
 /* Reads one whole message from shard i's socket and takes its status. */
-static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool *up,
-                       char *why)
+static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool *up, char *why)
 {
     zmq_msg_t m;
     zmq_msg_init(&m);
@@ -81,8 +88,7 @@ static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool
     else if (h->type == MLT__MSG_TYPE__MSG_ERROR)
         snprintf(why, MLT_SHARDASK_WHY_LEN, "%s answered: %s", ep, h->error ? h->error : "error");
     else if (h->type != MLT__MSG_TYPE__MSG_STATUS_REPLY)
-        snprintf(why, MLT_SHARDASK_WHY_LEN, "%s answered with %s", ep,
-                 mlt_wire_type_name(h->type));
+        snprintf(why, MLT_SHARDASK_WHY_LEN, "%s answered with %s", ep, mlt_wire_type_name(h->type));
     else {
         to_status(h, st);
         *up = true;

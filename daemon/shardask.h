@@ -14,7 +14,7 @@
 #include "worker/mltuner.h"
 
 #define MLT_SHARD_STATUS_TIMEOUT_S 2.0 /* a status round over every shard */
-#define MLT_SHARDASK_WHY_LEN 512
+#define MLT_SHARDASK_WHY_LEN       512
 
 /* Asks shards eps[0..n) for STATUS and waits at most timeout_s for all of
  * them. up[i]: shard i answered; then st[i] holds its status (free with

@@ -252,8 +252,8 @@ int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *er
         return mlt_errf(-ENOMEM, err, errlen,
                         "job '%s' needs %llu bytes per branch on shard %u (%llu chunks of its "
                         "%u tables), more than memory_limit %llu: not one branch would fit",
-                        name, (unsigned long long)branch_bytes, rank,
-                        (unsigned long long)n_owned, n_tables, (unsigned long long)st->limit);
+                        name, (unsigned long long)branch_bytes, rank, (unsigned long long)n_owned,
+                        n_tables, (unsigned long long)st->limit);
     st->tables = mlt_calloc(n_tables, sizeof *st->tables);
     g = 0;
     for (uint32_t i = 0; i < n_tables; i++) {

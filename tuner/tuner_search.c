@@ -326,8 +326,8 @@ static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *
         }
         char reason[200];
         snprintf(reason, sizeof reason,
-                 "memory_limit: room for trial %u (%u trial branch%s fit%s at once)", tr->id,
-                 live, live == 1 ? "" : "es", live == 1 ? "s" : "");
+                 "memory_limit: room for trial %u (%u trial branch%s fit%s at once)", tr->id, live,
+                 live == 1 ? "" : "es", live == 1 ? "s" : "");
         if ((rc = mlt_tuner__trial_kill(t, &trials[worst], reason)))
             return rc;
         rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
@@ -339,8 +339,8 @@ static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *
 /* one trial of the search (trials[0, n) before it): forks it, runs it the
  * rung-0 time, cuts or observes */
 static int search_trial(tuner_t *t, mlt_search_t *se, trial_t *trials, uint32_t n, trial_t *tr,
-                        const mlt_setting_t *s, uint32_t parent, double parent_loss,
-                        double cursor, double T, const char *why)
+                        const mlt_setting_t *s, uint32_t parent, double parent_loss, double cursor,
+                        double T, const char *why)
 {
     int rc = fork_within_memory(t, trials, n, tr, s, parent, cursor, why);
     if (!rc)
@@ -449,8 +449,8 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
     const char *stop = NULL;
     /* the design always runs; the budget bounds the proposals and the rungs */
     for (uint32_t i = 0; i < n_design && !rc; i++) {
-        rc = search_trial(t, se, trials, n, &trials[n], &design[i], parent, parent_loss, cursor,
-                          T, i == 0 ? "the design's centre" : "the design");
+        rc = search_trial(t, se, trials, n, &trials[n], &design[i], parent, parent_loss, cursor, T,
+                          i == 0 ? "the design's centre" : "the design");
         n++;
     }
     while (!rc && !stop && se && n < max_trials) {

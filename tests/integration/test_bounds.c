@@ -41,11 +41,11 @@
 #include "tests/integration/suite_main.h"
 #include "worker/mltuner.h"
 
-#define W_SIZE 50000u     /* 200 KB of parameters: one packed pull reply */
-#define N_UNREAD 3000     /* pulls the greedy client sends and does not read */
-#define RSS_BOUND_MIB 300 /* unbounded, those replies took ~600 MiB */
-#define HANG_S 10.0       /* "does not hang" */
-#define MLT_MAX_PARKED_PER_CLIENT_TEST 4096u /* daemon/clientq.h's MLT_MAX_PARKED_PER_CLIENT */
+#define W_SIZE                         50000u /* 200 KB of parameters: one packed pull reply */
+#define N_UNREAD                       3000   /* pulls the greedy client sends and does not read */
+#define RSS_BOUND_MIB                  300    /* unbounded, those replies took ~600 MiB */
+#define HANG_S                         10.0   /* "does not hang" */
+#define MLT_MAX_PARKED_PER_CLIENT_TEST 4096u  /* daemon/clientq.h's MLT_MAX_PARKED_PER_CLIENT */
 
 static mlt_test_cluster_t cl;
 
@@ -290,8 +290,8 @@ START_TEST(test_queue_caps)
     for (int i = 0; i < EXTRA; i++) {
         mlt_header_t *r = raw_recv(parker, 5000);
         ck_assert_msg(r != NULL, "refusal %d of %d did not come", i + 1, EXTRA);
-        ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_ERROR && r->error_code == EAGAIN &&
-                          r->error && strstr(r->error, "per client"),
+        ck_assert_msg(r->type == MLT__MSG_TYPE__MSG_ERROR && r->error_code == EAGAIN && r->error &&
+                          strstr(r->error, "per client"),
                       "%s (%d): %s", mlt_wire_type_name(r->type), (int)r->error_code,
                       r->error ? r->error : "");
         ck_assert_uint_gt(r->request_id, MLT_MAX_PARKED_PER_CLIENT_TEST);
@@ -422,7 +422,8 @@ static int tcp_from(const char *from, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in src = {.sin_family = AF_INET};
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in dst = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     inet_pton(AF_INET, from, &src.sin_addr);
     struct timeval tv = {HANG_S, 0};
@@ -507,17 +508,17 @@ START_TEST(test_stopped_shard)
     ck_assert_int_eq(kill(cl.pids[1], SIGSTOP), 0);
     static char out[1 << 17];
     const char *branches[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30",
-                              "branches", NULL};
+                              "branches",          NULL};
     double t0 = mlt_time_mono();
     int rc = mlt_test_run(branches, out, sizeof out);
     double waited = mlt_time_mono() - t0;
     fprintf(stderr, "stopped shard: branches exited %d after %.3f s: %s", rc, waited, out);
-    ck_assert_msg(rc != 0 && strstr(out, "shard 1") && strstr(out, "no answer"), "exit %d: %s",
-                  rc, out);
+    ck_assert_msg(rc != 0 && strstr(out, "shard 1") && strstr(out, "no answer"), "exit %d: %s", rc,
+                  out);
     ck_assert_msg(waited < HANG_S, "branches took %.1f s", waited);
 
     const char *metrics[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30",
-                             "metrics", NULL};
+                             "metrics",           NULL};
     t0 = mlt_time_mono();
     rc = mlt_test_run(metrics, out, sizeof out);
     waited = mlt_time_mono() - t0;
@@ -575,7 +576,6 @@ START_TEST(test_sighup)
 }
 END_TEST
 
-
 /* ---- a memory_limit too small for the search ------------------------------- */
 
 /* Starts one daemon with memory_limit=limit and one worker, submits the
@@ -593,12 +593,31 @@ static int small_memory_job(const char *limit, char *out, size_t len, char *dlog
     char conf[600];
     snprintf(conf, sizeof conf, "%s/conf/jobs/mf-synth.conf", src ? src : ".");
     snprintf(outdir, sizeof outdir, "%s/out", cl.dir);
-    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "--timeout", "30", "submit", conf,
-                          "--out", outdir, "--set", "workers=1",
-                          "--set", "data.synthetic.ratings=50000",
-                          "--set", "stop.max_epochs=4", "--set", "stop.target_rmse=0",
-                          "--set", "tuner.max_trials=8", "--set", "tuner.max_overhead=1",
-                          "--set", "tuner.gain_stop=0", "--wait", NULL};
+    const char *argv[] = {"daemon/mltunerctl",
+                          "-c",
+                          cl.control,
+                          "--timeout",
+                          "30",
+                          "submit",
+                          conf,
+                          "--out",
+                          outdir,
+                          "--set",
+                          "workers=1",
+                          "--set",
+                          "data.synthetic.ratings=50000",
+                          "--set",
+                          "stop.max_epochs=4",
+                          "--set",
+                          "stop.target_rmse=0",
+                          "--set",
+                          "tuner.max_trials=8",
+                          "--set",
+                          "tuner.max_overhead=1",
+                          "--set",
+                          "tuner.gain_stop=0",
+                          "--wait",
+                          NULL};
     int rc = mlt_test_run(argv, out, len);
     mlt_test_wait_workers(&cl, 30);
     char path[500];

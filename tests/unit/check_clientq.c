@@ -32,7 +32,7 @@ START_TEST(test_entries)
     ck_assert_ptr_ne(a, b);
     ck_assert_ptr_eq(mlt_clientq_get(q, "\0AAAA", 5), a);
     ck_assert_ptr_eq(mlt_clientq_get(q, "\0BBBB", 5), b);
-    ck_assert_ptr_eq(mlt_clientq_get(q, "\0BBBB", 5), b); /* the remembered one */
+    ck_assert_ptr_eq(mlt_clientq_get(q, "\0BBBB", 5), b);    /* the remembered one */
     mlt_clientq_entry_t *p = mlt_clientq_get(q, "\0AAA", 4); /* a prefix is another client */
     ck_assert_ptr_ne(p, a);
     ck_assert_ptr_ne(p, b);

@@ -767,9 +767,9 @@ START_TEST(test_bound_register_limits)
         big[i] = (mlt_table_spec_t){"t", MLT_MAX_TABLE_FLOATS};
     mlt_store_t *st = mlt_store_new(CF, 1ull << 40);
     char err[256] = "";
-    ck_assert_int_eq(mlt_store_set_job(st, "huge", 1, MLT_RULE_SGD, big, MLT_MAX_TABLES, 3, 8,
-                                       err, sizeof err),
-                     -ENOMEM);
+    ck_assert_int_eq(
+        mlt_store_set_job(st, "huge", 1, MLT_RULE_SGD, big, MLT_MAX_TABLES, 3, 8, err, sizeof err),
+        -ENOMEM);
     ck_assert_msg(strstr(err, "memory_limit") && strstr(err, "shard 3"), "'%s'", err);
     ck_assert_ptr_null(mlt_store_job(st));
     mlt_store_destroy(&st);
