@@ -90,7 +90,7 @@ static char *scrape(mlt_http_t *h, char *err, size_t len)
     bool up;
     char why[1][MLT_SHARDASK_WHY_LEN];
     const char *eps[1] = {h->shard};
-    mlt_shardask_status(h->ctx, eps, 1, MLT_SHARD_STATUS_TIMEOUT_S, &st, &up, why);
+    mlt_shardask_status(h->ctx, eps, 1, MLT_SHARD_STATUS_TIMEOUT_S, NULL, NULL, &st, &up, why);
     if (!up)
         mlt_log_ratelimited(MLT_LOG_WARN, "metrics-shard", 10.0, "metrics: %s", why[0]);
     text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);

@@ -103,6 +103,7 @@ static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool
 }
 
 int mlt_shardask_status(void *ctx, const char *const *eps, int n, double timeout_s,
+                        mlt_shardask_setup_fn setup, const void *setup_arg,
                         mlt_server_status_t *st, bool *up, char (*why)[MLT_SHARDASK_WHY_LEN])
 {
     void **socks = mlt_calloc(n ? (size_t)n : 1, sizeof *socks);
@@ -121,6 +122,8 @@ int mlt_shardask_status(void *ctx, const char *const *eps, int n, double timeout
         }
         zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        if (setup)
+            setup(socks[i], setup_arg);
         mlt_header_t q;
         mlt_wire_init(&q, MLT__MSG_TYPE__MSG_STATUS);
         q.has_request_id = 1;
