@@ -339,8 +339,8 @@ static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up, char 
     const bool recent = c->shard_down_at > 0 && now - c->shard_down_at < SHARD_DOWN_MEMO_S;
     char(*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
     int n_up = mlt_shardask_status(c->ctx, (const char *const *)c->shards, c->n_shards,
-                                   recent ? SHARD_DOWN_TIMEOUT_S : MLT_SHARD_STATUS_TIMEOUT_S,
-                                   NULL, NULL, st, up, why); /* NULL: no transport options yet */
+                                   recent ? SHARD_DOWN_TIMEOUT_S : MLT_SHARD_STATUS_TIMEOUT_S, NULL,
+                                   NULL, st, up, why); /* NULL: no transport options yet */
     if (n_up < c->n_shards)
         c->shard_down_at = mlt_time_mono();
     if (first_down)

@@ -103,8 +103,8 @@ static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool
 }
 
 int mlt_shardask_status(void *ctx, const char *const *eps, int n, double timeout_s,
-                        mlt_shardask_setup_fn setup, const void *setup_arg,
-                        mlt_server_status_t *st, bool *up, char (*why)[MLT_SHARDASK_WHY_LEN])
+                        mlt_shardask_setup_fn setup, const void *setup_arg, mlt_server_status_t *st,
+                        bool *up, char (*why)[MLT_SHARDASK_WHY_LEN])
 {
     void **socks = mlt_calloc(n ? (size_t)n : 1, sizeof *socks);
     zmq_pollitem_t *items = mlt_calloc(n ? (size_t)n : 1, sizeof *items);

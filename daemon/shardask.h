@@ -26,7 +26,7 @@ typedef void (*mlt_shardask_setup_fn)(void *sock, const void *arg);
  * its error). ctx: the caller's ZeroMQ context; setup(sock, setup_arg) runs
  * on each socket first (NULL: none). Returns how many answered. */
 int mlt_shardask_status(void *ctx, const char *const *eps, int n, double timeout_s,
-                        mlt_shardask_setup_fn setup, const void *setup_arg,
-                        mlt_server_status_t *st, bool *up, char (*why)[MLT_SHARDASK_WHY_LEN]);
+                        mlt_shardask_setup_fn setup, const void *setup_arg, mlt_server_status_t *st,
+                        bool *up, char (*why)[MLT_SHARDASK_WHY_LEN]);
 
 #endif
