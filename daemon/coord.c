@@ -313,11 +313,22 @@ static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *
     return t;
 }
 
+/* A fork the shards refuse for memory (memory_limit) is not the job's end:
+ * the part made on shards that took it is freed and -ENOMEM goes back to the
+ * tuner, which runs fewer trials at once or fails saying why (mem_err). */
 static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
 {
     mlt_coord_t *c = ctx;
     mlt_tunables_def_t t = setting_tunables(c, s);
-    return branch_op(c, mlt_branch_fork(c->client, child, parent, kind, &t), "fork") ? -1 : 0;
+    int rc = mlt_branch_fork(c->client, child, parent, kind, &t);
+    if (rc == -ENOMEM) {
+        snprintf(c->mem_err, sizeof c->mem_err, "fork of branch %u refused: %s", child,
+                 mlt_client_error(c->client));
+        log_warn("%s", c->mem_err);
+        mlt_branch_free(c->client, child); /* where it was made; elsewhere ENOENT, ignored */
+        return -ENOMEM;
+    }
+    return branch_op(c, rc, "fork") ? -1 : 0;
 }
 
 static int ex_tune(void *ctx, uint32_t branch, const mlt_setting_t *s)
@@ -597,7 +608,10 @@ static int run_job(mlt_coord_t *c)
         return 0;
     }
     if (rc < 0) {
-        if (c->phase != PH_FAILED)
+        if (c->phase != PH_FAILED && c->mem_err[0])
+            fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "", res.reason[0] ? ": " : "",
+                     c->mem_err);
+        else if (c->phase != PH_FAILED)
             fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
         return -1;
     }

@@ -63,6 +63,7 @@ struct mlt_coord {
     char endpoint[256];
     char **shards;
     int n_shards;
+    double shard_down_at; /* when a status round last found a shard not answering (0: never) */
     char *state_dir;
     double worker_timeout_s;
     /* the job */
@@ -79,6 +80,7 @@ struct mlt_coord {
     int out_fd;           /* the output directory (O_DIRECTORY), or -1 */
     phase_t phase;
     char message[MLT_MAX_ERROR_LEN + 1];
+    char mem_err[MLT_MAX_ERROR_LEN + 1]; /* the last fork the shards refused for memory */
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;

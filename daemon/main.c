@@ -31,6 +31,22 @@ static void on_stop_signal(int sig)
     errno = saved;
 }
 
+/* SIGHUP: the daemon logs to stderr (journald under systemd) and keeps no
+ * log file to reopen, and its configuration is read once at start; so a
+ * SIGHUP (a logrotate postrotate, a closed terminal) is ignored, with one
+ * line on stderr (write(2): the only output a handler may do). */
+static void on_hangup_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    static const char msg[] = "mltunerd: SIGHUP ignored (logs go to stderr; nothing to reopen; "
+                              "restart the daemon to read a changed configuration)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nowhere to say it */
+    }
+    errno = saved;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -163,6 +179,8 @@ int main(int argc, char **argv)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hangup_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = stop_pipe[0];
 
