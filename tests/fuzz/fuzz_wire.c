@@ -17,16 +17,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_assert(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static int known(const ProtobufCEnumDescriptor *d, int v)
 {
@@ -125,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_assert(rc2 == rc);
     mlt_wire_free(&h2);
 
+    fuzz_verdict(rc == 0);
     if (rc != 0) {
         check_rejected(rc, h, err, sizeof err);
         return 0;
