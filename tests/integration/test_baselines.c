@@ -2,6 +2,8 @@
  * reach, each through the real mltunerd and a real mltuner-worker, the job
  * submitted with mltunerctl --wait, small enough to take seconds:
  *
+ *   grid and tpe under the mltuner logic, mf: after the design, the
+ *     searcher's proposals (grid: grid points; tpe: not all on the grid).
  *   grid + train-to-completion, mf on synthetic ratings: every setting the
  *     baseline trains is a grid point (lr on the 64-point log grid of its
  *     range), no point twice, each trained, tested and observed; a commit.
@@ -214,6 +216,74 @@ START_TEST(test_tpe_ttc)
 }
 END_TEST
 
+/* ---- mf, the mltuner logic's searcher proposals ---------------------------------- */
+
+/* After the design (2 trials), the searcher proposes up to max_trials; a
+ * budget of max_overhead 1 of 20 epochs is many times the 6 short trials,
+ * whatever the machine's speed (both scale with it). No warm start. */
+static const char *const mltuner_sets[] = {
+    "tuner.logic=mltuner", "tuner.max_overhead=1", "tuner.gain_stop=0",
+    "tuner.first_trials=2", "tuner.max_trials=6", "tuner.min_trial_clocks=5",
+    "tuner.range_clocks=0", "tuner.warm_start=", "stop.max_epochs=20", NULL};
+
+/* The lrs of the searcher's proposals (reason "searcher proposal ..."). */
+static int searcher_proposals(const joblog_t *j, double *lrs, int max)
+{
+    int n = 0;
+    for (int i = 0; i < j->n; i++)
+        if (is_event(j->lines[i], "propose") && strstr(j->lines[i], "searcher proposal")) {
+            ck_assert_int_lt(n, max);
+            lrs[n] = jget(j->lines[i], "lr");
+            ck_assert_msg(lrs[n] >= LR_MIN * (1 - 1e-6) && lrs[n] <= LR_MAX * (1 + 1e-6), "%s",
+                          j->lines[i]);
+            n++;
+        }
+    ck_assert_msg(n >= 1, "the searcher proposed nothing");
+    return n;
+}
+
+static void run_mltuner(const char *name, const char *searcher, joblog_t *j)
+{
+    char set[64];
+    snprintf(set, sizeof set, "tuner.searcher=%s", searcher);
+    const char *sets[16] = {set};
+    for (int i = 0; mltuner_sets[i]; i++)
+        sets[i + 1] = mltuner_sets[i];
+    run_job(name, mf_job, sets, j);
+}
+
+START_TEST(test_grid_mltuner)
+{
+    joblog_t j;
+    run_mltuner("grid-mltuner", "grid", &j);
+    double lrs[8];
+    int n = searcher_proposals(&j, lrs, 8);
+    for (int i = 0; i < n; i++) {
+        double u = log(lrs[i] / LR_MIN) / log(LR_MAX / LR_MIN) * GRID_POINTS;
+        ck_assert_msg(fabs(u - round(u)) < 1e-3, "proposal %d: lr %g is not a grid point (%.4f/63)",
+                      i, lrs[i], u);
+    }
+    fprintf(stderr, "grid under mltuner: %d searcher proposals\n", n);
+    joblog_free(&j);
+}
+END_TEST
+
+START_TEST(test_tpe_mltuner)
+{
+    joblog_t j;
+    run_mltuner("tpe-mltuner", "tpe", &j);
+    double lrs[8];
+    int n = searcher_proposals(&j, lrs, 8), on_grid = 0;
+    for (int i = 0; i < n; i++) {
+        double u = log(lrs[i] / LR_MIN) / log(LR_MAX / LR_MIN) * GRID_POINTS;
+        on_grid += fabs(u - round(u)) < 1e-3;
+    }
+    ck_assert_msg(on_grid < n, "every tpe proposal is a grid point: the grid searcher ran");
+    fprintf(stderr, "tpe under mltuner: %d searcher proposals\n", n);
+    joblog_free(&j);
+}
+END_TEST
+
 /* ---- cnn, hyperband ---------------------------------------------------------- */
 
 #define IMG 8         /* rows = cols */
@@ -323,6 +393,8 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_grid_ttc);
     tcase_add_test(tc, test_tpe_ttc);
+    tcase_add_test(tc, test_grid_mltuner);
+    tcase_add_test(tc, test_tpe_mltuner);
     tcase_add_test(tc, test_hyperband_cnn);
     suite_add_tcase(s, tc);
     return mlt_test_run_suite(s);
