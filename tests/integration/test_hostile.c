@@ -15,7 +15,8 @@
  *   malformed: garbage, an empty header, a truncated reply, the wrong request
  *   id, the wrong message type, an ERROR with a negative or INT32_MIN code,
  *   an oversized frame, thousands of payload frames, an endless stream of
- *   junk. The client must return a negative errno with a one-line message,
+ *   junk; and PULLs with replies of the wrong size or shape (4 bytes short or
+ *   long, two frames, another chunk count, no payload). The client must return a negative errno with a one-line message,
  *   within a bounded time (timeout 1 s), never crash, and the next proper
  *   reply must work again. This tests our client against a hostile server;
  *   it does not stand in for our daemon. */
@@ -246,7 +247,15 @@ typedef enum {
     B_MANY_FRAMES,   /* a proper reply followed by 5000 payload frames */
     B_STREAM,        /* junk every 50 ms for 20 s, never the answer */
     B_SILENT,        /* nothing */
+    B_PULL_GOOD,     /* PULLs answered properly (everything else: OK) */
+    B_PULL_SHORT,    /* a PULL_REPLY whose payload is 4 bytes short */
+    B_PULL_LONG,     /* ... 4 bytes long */
+    B_PULL_FRAMES,   /* ... split in two frames */
+    B_PULL_COUNT,    /* ... announcing another chunk count */
+    B_PULL_NONE,     /* ... with no payload frame */
 } behaviour_t;
+
+#define PULL_TABLE_FLOATS 2048u /* two chunks of 1024 */
 
 typedef struct fake {
     void *ctx;
@@ -272,9 +281,46 @@ static void send_header(void *s, const zmq_msg_t *id, const mlt_header_t *h, siz
     mlt_free(buf);
 }
 
+/* The pull cases: OK to everything but PULL, whose reply is as b says. */
+static void pull_reply(void *s, const zmq_msg_t *id, const mlt_header_t *req, behaviour_t b)
+{
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_OK);
+    h.has_request_id = 1;
+    h.request_id = req->request_id;
+    if (req->type != MLT__MSG_TYPE__MSG_PULL) {
+        send_header(s, id, &h, 0, 0);
+        return;
+    }
+    h.type = MLT__MSG_TYPE__MSG_PULL_REPLY;
+    h.has_min_clock = 1, h.min_clock = 0;
+    h.has_chunk_first = 1, h.chunk_first = req->chunk_first;
+    h.has_chunk_count = 1, h.chunk_count = req->chunk_count + (b == B_PULL_COUNT);
+    h.has_packed = 1, h.packed = 1;
+    size_t len = (size_t)req->chunk_count * 1024 * sizeof(float);
+    len = b == B_PULL_SHORT ? len - 4 : b == B_PULL_LONG ? len + 4 : len;
+    float *p = mlt_calloc(1, len + 4);
+    if (b == B_PULL_NONE) {
+        send_header(s, id, &h, 0, 0);
+    } else if (b == B_PULL_FRAMES) {
+        send_header(s, id, &h, 0, 1);
+        zmq_send(s, p, len / 2, ZMQ_SNDMORE);
+        zmq_send(s, (char *)p + len / 2, len - len / 2, 0);
+    } else {
+        send_header(s, id, &h, 0, 1);
+        zmq_send(s, p, len, 0);
+    }
+    mlt_free(p);
+}
+
 /* The reply to one non-HELLO request, as the current behaviour says. */
 static void misbehave(void *s, const zmq_msg_t *id, const mlt_header_t *req)
 {
+    behaviour_t pb = (behaviour_t)atomic_load(&fk.behaviour);
+    if (pb >= B_PULL_GOOD) {
+        pull_reply(s, id, req, pb);
+        return;
+    }
     Mlt__ServerInfo si;
     mlt__server_info__init(&si);
     si.rank = 0, si.n_servers = 1, si.chunk_floats = 1024;
@@ -332,6 +378,12 @@ static void misbehave(void *s, const zmq_msg_t *id, const mlt_header_t *req)
         }
         break;
     case B_SILENT: break;
+    case B_PULL_GOOD:
+    case B_PULL_SHORT:
+    case B_PULL_LONG:
+    case B_PULL_FRAMES:
+    case B_PULL_COUNT:
+    case B_PULL_NONE: break; /* pull_reply's */
     }
 }
 
@@ -482,6 +534,65 @@ START_TEST(test_client_many_frames)
 }
 END_TEST
 
+/* pull replies of the wrong size or shape: a clean -EPROTO naming what was
+ * asked and what came, and a proper pull works afterwards */
+static void pull_case(behaviour_t b, const char *what)
+{
+    setenv("MLT_SHM", "0", 1); /* frames, not shared memory, on this host too */
+    mlt_client_t *c = connect_client();
+    atomic_store(&fk.behaviour, B_PULL_GOOD);
+    const mlt_table_def_t tab = {"w", PULL_TABLE_FLOATS};
+    const mlt_job_def_t job = {.name = "hostile", .n_workers = 1, .rule = "sgd", .tables = &tab,
+                               .n_tables = 1};
+    ck_assert_msg(mlt_client_register(c, &job) == 0, "register: %s", mlt_client_error(c));
+    float *w = mlt_calloc(PULL_TABLE_FLOATS, sizeof *w);
+    float *const dst[] = {w};
+    ck_assert_msg(mlt_pull(c, 0, 0, dst) == 0, "a proper pull: %s", mlt_client_error(c));
+    atomic_store(&fk.behaviour, b);
+    double t0 = mono();
+    int rc = mlt_pull(c, 0, 1, dst);
+    double took = mono() - t0;
+    fprintf(stderr, "%s: rc %d in %.1f s: %s\n", what, rc, took, mlt_client_error(c));
+    ck_assert_msg(rc < 0 && rc > -4096, "%s: pull returned %d", what, rc);
+    ck_assert_msg(strchr(mlt_client_error(c), '\n') == NULL, "%s: not one line", what);
+    ck_assert_msg(took < 10.0, "%s: %.1f s", what, took);
+    atomic_store(&fk.behaviour, B_PULL_GOOD);
+    ck_assert_msg(mlt_pull(c, 0, 2, dst) == 0, "after %s: a proper pull: %s", what,
+                  mlt_client_error(c));
+    mlt_free(w);
+    mlt_client_destroy(&c);
+}
+
+START_TEST(test_pull_short)
+{
+    pull_case(B_PULL_SHORT, "a pull reply 4 bytes short");
+}
+END_TEST
+
+START_TEST(test_pull_long)
+{
+    pull_case(B_PULL_LONG, "a pull reply 4 bytes long");
+}
+END_TEST
+
+START_TEST(test_pull_frames)
+{
+    pull_case(B_PULL_FRAMES, "a pull reply in two frames");
+}
+END_TEST
+
+START_TEST(test_pull_count)
+{
+    pull_case(B_PULL_COUNT, "a pull reply of another chunk count");
+}
+END_TEST
+
+START_TEST(test_pull_none)
+{
+    pull_case(B_PULL_NONE, "a pull reply without payload");
+}
+END_TEST
+
 /* a frame over ZMQ_MAXMSGSIZE drops the connection: refused; no proper
  * answer is promised afterwards on that connection (ZeroMQ reconnects) */
 START_TEST(test_client_oversized)
@@ -561,6 +672,11 @@ int main(void)
     tcase_add_test(tc, test_client_stream);
     tcase_add_test(tc, test_client_silent);
     tcase_add_test(tc, test_client_oversized);
+    tcase_add_test(tc, test_pull_short);
+    tcase_add_test(tc, test_pull_long);
+    tcase_add_test(tc, test_pull_frames);
+    tcase_add_test(tc, test_pull_count);
+    tcase_add_test(tc, test_pull_none);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hello");
