@@ -227,9 +227,8 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
             p.cache->valid = false;
         /* an errno value from the wire: anything else (0, negative, huge) is
          * the server's protocol error, never a positive or odd return */
-        int code = h->has_error_code && h->error_code > 0 && h->error_code < 4096
-                       ? -h->error_code
-                       : -EPROTO;
+        int code = h->has_error_code && h->error_code > 0 && h->error_code < 4096 ? -h->error_code
+                                                                                  : -EPROTO;
         record_error(c, code, "%s: %s", c->endpoints[s], h->error ? h->error : "error");
     } else if ((p.kind == P_PULL || p.kind == P_PREFETCH) &&
                h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {

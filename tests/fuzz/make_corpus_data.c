@@ -310,9 +310,10 @@ static void ratings_seeds(void)
     ratings_str("ok_csv_no_header", "1,2,3.5,4\n5,6,0,7\n", 0);
     ratings_str("ok_udata_no_final_newline", "1\t1\t5\t874965758\n1\t2\t3\t876893171", 0);
     ratings_str("ok_udata_blank_lines", "\n\n1\t1\t5\t1\n\r\n\n2\t1\t0.25\t2\n\n", 0);
-    ratings_str("ok_udata_big_ids", "4294967295\t0\t1e1\t18446744073709551615\n0\t4294967295\t.5\t0\n",
+    ratings_str("ok_udata_big_ids",
+                "4294967295\t0\t1e1\t18446744073709551615\n0\t4294967295\t.5\t0\n", 0);
+    ratings_str("ok_udata_number_forms", "1\t1\t+5\t1\n1\t2\t-0\t1\n1\t3\t0x1p3\t1\n1\t4\t7.\t1\n",
                 0);
-    ratings_str("ok_udata_number_forms", "1\t1\t+5\t1\n1\t2\t-0\t1\n1\t3\t0x1p3\t1\n1\t4\t7.\t1\n", 0);
     char line[MLT_RATINGS_MAX_LINE + 2];
     int n = snprintf(line, sizeof line, "1\t1\t5\t");
     memset(line + n, '0', MLT_RATINGS_MAX_LINE - 1 - (size_t)n); /* 1023 bytes and the newline */
@@ -405,7 +406,7 @@ static void job_seeds(int n_conf, char **conf)
             "  ratings = \"1K\"; noise = 0; }; test_fraction = 0.5; };\n"
             "stop = { target_rmse = 0.25; };\n");
     job_str("ok_mf_ratings.conf", "name = \"r\"; model = { type = \"mf\"; };\n"
-                               "data = { format = \"ratings\"; ratings = \"u.data\"; };\n");
+                                  "data = { format = \"ratings\"; ratings = \"u.data\"; };\n");
     job_str("ok_tunables.conf",
             SOFTMAX "update = { rule = \"adam\"; beta1 = 0; beta2 = 0.5; eps = 1e-20; };\n"
                     "tunables = {\n"
@@ -416,9 +417,9 @@ static void job_seeds(int n_conf, char **conf)
                     "};\n"
                     "tuner = { searcher = \"grid\"; logic = \"hyperband\"; max_trials = 256; };\n");
     job_str("ok_comments.conf", "# a comment with @include \"x\"\n"
-                             "/* a block\n@include \"y\" */ name = \"c\"; // 4294967296\n"
-                             "model = { type = \"cnn\"; cnn = [\"conv1x1x1\", \"pool8\", "
-                             "\"conv11x11x1024\", \"fc65536\", \"fc1\"]; };\n");
+                                "/* a block\n@include \"y\" */ name = \"c\"; // 4294967296\n"
+                                "model = { type = \"cnn\"; cnn = [\"conv1x1x1\", \"pool8\", "
+                                "\"conv11x11x1024\", \"fc65536\", \"fc1\"]; };\n");
 
     job_str("bad_empty", "");
     static const char nul[] = "name = \"x\";\0"

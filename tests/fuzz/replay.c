@@ -70,7 +70,8 @@ static int replay_file(const char *path, off_t size)
         fprintf(stderr, "FAIL %s: the target reported no verdict\n", path);
         n_wrong++;
     } else if (want < 0) {
-        fprintf(stderr, "FAIL %s: the name states no verdict (ok_... or bad_...); the decoder %s it\n",
+        fprintf(stderr,
+                "FAIL %s: the name states no verdict (ok_... or bad_...); the decoder %s it\n",
                 path, got ? "accepted" : "refused");
         n_wrong++;
     } else if (got != want) {

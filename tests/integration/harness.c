@@ -302,8 +302,7 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
             if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i]) {
                 live_remove(c->workers[i]);
                 done = 1;
-            }
-            else
+            } else
                 sleep_ms(10);
         }
         if (!done) {
@@ -400,8 +399,7 @@ int mlt_test_stop(mlt_test_cluster_t *c)
             if (r == c->pids[i]) {
                 live_remove(r);
                 done = 1;
-            }
-            else
+            } else
                 sleep_ms(10);
         }
         if (!done) {

@@ -63,7 +63,7 @@ static int is_event(const char *line, const char *event)
 typedef struct joblog {
     char *lines[MAX_LINES]; /* decisions.jsonl */
     int n;
-    char end[4096];         /* progress.jsonl's end line */
+    char end[4096]; /* progress.jsonl's end line */
 } joblog_t;
 
 static void joblog_free(joblog_t *j)
@@ -85,8 +85,8 @@ static void run_job(const char *name, const char *text, const char *const *sets,
     ck_assert_int_eq(fclose(f), 0);
     snprintf(out, sizeof out, "output_dir=out-%s", name); /* relative: under state_dir */
     ck_assert_int_eq(mlt_test_start_workers(&cl, 1), 0);
-    const char *argv[32] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf,
-                            "--set", out, "--wait"};
+    const char *argv[32] = {
+        "daemon/mltunerctl", "-c", cl.control, "submit", conf, "--set", out, "--wait"};
     int a = 8;
     for (int i = 0; sets && sets[i] && a < 30; i++) {
         argv[a++] = "--set";
@@ -130,10 +130,10 @@ static int count(const joblog_t *j, const char *event, const char *also)
 
 /* ---- mf, train-to-completion ----------------------------------------------- */
 
-#define LR_MIN 1.0
-#define LR_MAX 30.0
-#define GRID_POINTS 63.0 /* one continuous tunable: 64 points, ends included */
-#define TTC_SETTINGS 12  /* TTC_MAX_SETTINGS in tuner/tuner_base.c */
+#define LR_MIN       1.0
+#define LR_MAX       30.0
+#define GRID_POINTS  63.0 /* one continuous tunable: 64 points, ends included */
+#define TTC_SETTINGS 12   /* TTC_MAX_SETTINGS in tuner/tuner_base.c */
 
 static const char mf_job[] =
     "name = \"mf-small\";\n"
@@ -221,10 +221,11 @@ END_TEST
 /* After the design (2 trials), the searcher proposes up to max_trials; a
  * budget of max_overhead 1 of 20 epochs is many times the 6 short trials,
  * whatever the machine's speed (both scale with it). No warm start. */
-static const char *const mltuner_sets[] = {
-    "tuner.logic=mltuner", "tuner.max_overhead=1", "tuner.gain_stop=0",
-    "tuner.first_trials=2", "tuner.max_trials=6", "tuner.min_trial_clocks=5",
-    "tuner.range_clocks=0", "tuner.warm_start=", "stop.max_epochs=20", NULL};
+static const char *const mltuner_sets[] = {"tuner.logic=mltuner",  "tuner.max_overhead=1",
+                                           "tuner.gain_stop=0",    "tuner.first_trials=2",
+                                           "tuner.max_trials=6",   "tuner.min_trial_clocks=5",
+                                           "tuner.range_clocks=0", "tuner.warm_start=",
+                                           "stop.max_epochs=20",   NULL};
 
 /* The lrs of the searcher's proposals (reason "searcher proposal ..."). */
 static int searcher_proposals(const joblog_t *j, double *lrs, int max)
@@ -286,10 +287,10 @@ END_TEST
 
 /* ---- cnn, hyperband ---------------------------------------------------------- */
 
-#define IMG 8         /* rows = cols */
+#define IMG     8 /* rows = cols */
 #define CLASSES 4
 #define N_TRAIN 1200
-#define N_TEST 400
+#define N_TEST  400
 
 static void be32(FILE *f, uint32_t v)
 {

@@ -68,9 +68,20 @@ static void run_daemon(const char *conf, const char *endpoint_file, int *exited,
             dup2(fd, 1);
             close(fd);
         }
-        const char *argv[] = {bin, "-c", conf, "--bind", "tcp://127.0.0.1:0", "--set",
-                              "control_bind=tcp://127.0.0.1:0", "--set", ctlf, "--set", sdir,
-                              endpoint_file ? "--endpoint-file" : NULL, epf, NULL};
+        const char *argv[] = {bin,
+                              "-c",
+                              conf,
+                              "--bind",
+                              "tcp://127.0.0.1:0",
+                              "--set",
+                              "control_bind=tcp://127.0.0.1:0",
+                              "--set",
+                              ctlf,
+                              "--set",
+                              sdir,
+                              endpoint_file ? "--endpoint-file" : NULL,
+                              epf,
+                              NULL};
         execv(bin, (char *const *)argv);
         _exit(127);
     }

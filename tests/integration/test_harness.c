@@ -54,7 +54,8 @@ static unsigned long long proc_start(pid_t pid, char *state)
     unsigned long long start = 0;
     char st = '?';
     /* after ") ": state(3) then fields 4..21, then starttime(22) */
-    if (sscanf(p + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
+    if (sscanf(p + 2,
+               "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
                &st, &start) != 2)
         return 0;
     if (state)
@@ -173,8 +174,8 @@ typedef struct inner_case {
     const char *name;
     enum fork_status mode;
     const TTest *test;
-    int timeout_s;     /* the tcase's timeout, 0: Check's default */
-    int want_signal;   /* the runner must die of this signal; 0: exit non-zero */
+    int timeout_s;   /* the tcase's timeout, 0: Check's default */
+    int want_signal; /* the runner must die of this signal; 0: exit non-zero */
 } inner_case_t;
 
 /* In a runner process: runs one inner test, exits 1 if it failed. */

@@ -16,8 +16,8 @@
  *   id, the wrong message type, an ERROR with a negative or INT32_MIN code,
  *   an oversized frame, thousands of payload frames, an endless stream of
  *   junk; and PULLs with replies of the wrong size or shape (4 bytes short or
- *   long, two frames, another chunk count, no payload). The client must return a negative errno with a one-line message,
- *   within a bounded time (timeout 1 s), never crash, and the next proper
+ *   long, two frames, another chunk count, no payload). The client must return a negative errno
+ * with a one-line message, within a bounded time (timeout 1 s), never crash, and the next proper
  *   reply must work again. This tests our client against a hostile server;
  *   it does not stand in for our daemon. */
 #include <check.h>
@@ -109,8 +109,7 @@ static void expect_error(void *s, const char *what, uint64_t rid, const char *wa
                   mlt_wire_type_name(h->type));
     ck_assert_msg(h->error && h->error[0] && !strchr(h->error, '\n'), "%s: no one-line reason",
                   what);
-    ck_assert_msg(h->has_error_code && h->error_code > 0, "%s: error code %d", what,
-                  h->error_code);
+    ck_assert_msg(h->has_error_code && h->error_code > 0, "%s: error code %d", what, h->error_code);
     if (rid)
         ck_assert_msg(h->request_id == rid, "%s: request id %llu, sent %llu", what,
                       (unsigned long long)h->request_id, (unsigned long long)rid);
@@ -124,8 +123,8 @@ static void ctl_status_works(void)
     char out[8192];
     const char *st[] = {"daemon/mltunerctl", "-c", cl.control, "status", "--json", NULL};
     int rc = mlt_test_run(st, out, sizeof out);
-    ck_assert_msg(rc == 0 && strstr(out, "\"phase\":\"idle\""), "status after bad input: %d %s",
-                  rc, out);
+    ck_assert_msg(rc == 0 && strstr(out, "\"phase\":\"idle\""), "status after bad input: %d %s", rc,
+                  out);
     ck_assert(mlt_test_alive(&cl, 0));
 }
 
@@ -170,7 +169,8 @@ START_TEST(test_control_malformed)
     expect_error(s, "JOB_STATUS with a payload", 200, "no payload");
     for (int i = 0; i < 10000; i++)
         ck_assert_int_ge(zmq_send(s, i == 0 ? (const void *)buf : "", i == 0 ? n : 0,
-                                  i + 1 < 10000 ? ZMQ_SNDMORE : 0), 0);
+                                  i + 1 < 10000 ? ZMQ_SNDMORE : 0),
+                         0);
     mlt_free(buf);
     expect_error(s, "10000 frames", 200, "no payload");
 
@@ -234,25 +234,25 @@ END_TEST
 /* ---- client: libmltuner against a hostile server ----------------------------- */
 
 typedef enum {
-    B_GOOD,          /* a proper STATUS_REPLY */
-    B_GARBAGE,       /* bytes that are no header */
-    B_EMPTY,         /* an empty header frame */
-    B_TRUNCATED,     /* a STATUS_REPLY cut in half */
-    B_WRONG_ID,      /* a proper reply to another request id */
-    B_WRONG_TYPE,    /* PULL_REPLY for a STATUS */
-    B_ERR_NEGATIVE,  /* ERROR with error_code -22 */
-    B_ERR_MIN,       /* ERROR with error_code INT32_MIN */
-    B_ERR_ZERO,      /* ERROR with error_code 0 and no text */
-    B_OVERSIZED,     /* a frame over the client's ZMQ_MAXMSGSIZE */
-    B_MANY_FRAMES,   /* a proper reply followed by 5000 payload frames */
-    B_STREAM,        /* junk every 50 ms for 20 s, never the answer */
-    B_SILENT,        /* nothing */
-    B_PULL_GOOD,     /* PULLs answered properly (everything else: OK) */
-    B_PULL_SHORT,    /* a PULL_REPLY whose payload is 4 bytes short */
-    B_PULL_LONG,     /* ... 4 bytes long */
-    B_PULL_FRAMES,   /* ... split in two frames */
-    B_PULL_COUNT,    /* ... announcing another chunk count */
-    B_PULL_NONE,     /* ... with no payload frame */
+    B_GOOD,         /* a proper STATUS_REPLY */
+    B_GARBAGE,      /* bytes that are no header */
+    B_EMPTY,        /* an empty header frame */
+    B_TRUNCATED,    /* a STATUS_REPLY cut in half */
+    B_WRONG_ID,     /* a proper reply to another request id */
+    B_WRONG_TYPE,   /* PULL_REPLY for a STATUS */
+    B_ERR_NEGATIVE, /* ERROR with error_code -22 */
+    B_ERR_MIN,      /* ERROR with error_code INT32_MIN */
+    B_ERR_ZERO,     /* ERROR with error_code 0 and no text */
+    B_OVERSIZED,    /* a frame over the client's ZMQ_MAXMSGSIZE */
+    B_MANY_FRAMES,  /* a proper reply followed by 5000 payload frames */
+    B_STREAM,       /* junk every 50 ms for 20 s, never the answer */
+    B_SILENT,       /* nothing */
+    B_PULL_GOOD,    /* PULLs answered properly (everything else: OK) */
+    B_PULL_SHORT,   /* a PULL_REPLY whose payload is 4 bytes short */
+    B_PULL_LONG,    /* ... 4 bytes long */
+    B_PULL_FRAMES,  /* ... split in two frames */
+    B_PULL_COUNT,   /* ... announcing another chunk count */
+    B_PULL_NONE,    /* ... with no payload frame */
 } behaviour_t;
 
 #define PULL_TABLE_FLOATS 2048u /* two chunks of 1024 */
@@ -369,8 +369,7 @@ static void misbehave(void *s, const zmq_msg_t *id, const mlt_header_t *req)
             zmq_send(s, "x", 1, i + 1 < 5000 ? ZMQ_SNDMORE : 0);
         break;
     case B_STREAM:
-        for (int i = 0; i < 400 && !atomic_load(&fk.stop) &&
-                        atomic_load(&fk.behaviour) == B_STREAM;
+        for (int i = 0; i < 400 && !atomic_load(&fk.stop) && atomic_load(&fk.behaviour) == B_STREAM;
              i++) {
             h.request_id = req->request_id + 1000 + (uint64_t)i; /* never the one asked */
             send_header(s, id, &h, 0, 0);
@@ -493,16 +492,16 @@ static void status_works(mlt_client_t *c, const char *after)
     mlt_server_status_free(&st);
 }
 
-#define HOSTILE_CASE(fn, b, name)                                                                 \
-    START_TEST(fn)                                                                                \
-    {                                                                                             \
-        mlt_client_t *c = connect_client();                                                       \
-        status_works(c, "hello");                                                                 \
-        status_refused(c, b, name);                                                               \
-        status_works(c, name);                                                                    \
-        mlt_client_destroy(&c);                                                                   \
-        ck_assert_ptr_null(c);                                                                    \
-    }                                                                                             \
+#define HOSTILE_CASE(fn, b, name)                                                                  \
+    START_TEST(fn)                                                                                 \
+    {                                                                                              \
+        mlt_client_t *c = connect_client();                                                        \
+        status_works(c, "hello");                                                                  \
+        status_refused(c, b, name);                                                                \
+        status_works(c, name);                                                                     \
+        mlt_client_destroy(&c);                                                                    \
+        ck_assert_ptr_null(c);                                                                     \
+    }                                                                                              \
     END_TEST
 
 HOSTILE_CASE(test_client_garbage, B_GARBAGE, "garbage")
@@ -542,8 +541,8 @@ static void pull_case(behaviour_t b, const char *what)
     mlt_client_t *c = connect_client();
     atomic_store(&fk.behaviour, B_PULL_GOOD);
     const mlt_table_def_t tab = {"w", PULL_TABLE_FLOATS};
-    const mlt_job_def_t job = {.name = "hostile", .n_workers = 1, .rule = "sgd", .tables = &tab,
-                               .n_tables = 1};
+    const mlt_job_def_t job = {
+        .name = "hostile", .n_workers = 1, .rule = "sgd", .tables = &tab, .n_tables = 1};
     ck_assert_msg(mlt_client_register(c, &job) == 0, "register: %s", mlt_client_error(c));
     float *w = mlt_calloc(PULL_TABLE_FLOATS, sizeof *w);
     float *const dst[] = {w};
@@ -624,8 +623,8 @@ START_TEST(test_client_hello_garbage)
         double t0 = mono();
         mlt_client_t *c = mlt_client_new(eps, 1, 0, err, sizeof err);
         double took = mono() - t0;
-        fprintf(stderr, "hello answered with garbage: %s in %.1f s: %s\n", c ? "accepted" : "refused",
-                took, err);
+        fprintf(stderr, "hello answered with garbage: %s in %.1f s: %s\n",
+                c ? "accepted" : "refused", took, err);
         _exit(c == NULL && strstr(err, "bad reply") && !strchr(err, '\n') && took < 15 ? 0 : 1);
     }
     zmq_msg_t id, hdr;
@@ -639,8 +638,10 @@ START_TEST(test_client_hello_garbage)
     zmq_send(s, "\x08\x01\x10\x0e\x18", 5, 0); /* OK, cut inside a field */
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client accepted a garbage hello, "
-                  "crashed or hung (status 0x%x)", st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "the client accepted a garbage hello, "
+                  "crashed or hung (status 0x%x)",
+                  st);
     zmq_msg_close(&id);
     zmq_msg_close(&hdr);
     zmq_close(s);
