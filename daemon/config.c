@@ -128,6 +128,15 @@ static const dkey_t keys[] = {
     {.name = "metrics_listen", .type = DK_STRING, .def_s = "", .off = OFF(metrics_listen),
      .desc = "HOST:PORT for Prometheus metrics over HTTP at /metrics, e.g. \"127.0.0.1:9108\"; "
              "\"\" = off"},
+    /* CurveZMQ (daemon/auth.c, daemon/zap.c) */
+    {.name = "curve_key", .type = DK_STRING, .def_s = "", .off = OFF(curve_key),
+     .desc = "the daemon's CurveZMQ secret key file (mltunerctl keygen), e.g. "
+             "\"/etc/mltuner/server.key\"; set: shards and control accept only CURVE peers; "
+             "\"\" = off"},
+    {.name = "curve_authorized_keys", .type = DK_STRING, .def_s = "",
+     .off = OFF(curve_authorized_keys),
+     .desc = "with curve_key: file of the public keys allowed in, one a line with an optional "
+             "name, e.g. \"/etc/mltuner/authorized_keys\""},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

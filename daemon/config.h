@@ -34,6 +34,8 @@ typedef struct mlt_dconf {
     double worker_timeout_s;/* heartbeat silence after which a worker is considered gone */
     bool allow_insecure;    /* permit a non-loopback bind without CurveZMQ keys */
     char *metrics_listen;   /* HOST:PORT of the HTTP metrics endpoint ("" = off) */
+    char *curve_key;        /* the daemon's CurveZMQ secret key file ("" = no CURVE) */
+    char *curve_authorized_keys; /* allow-list of client public keys (with curve_key) */
 } mlt_dconf_t;
 
 /* Splits a metrics_listen value "HOST:PORT" (HOST an IPv4 address, "localhost"

@@ -317,11 +317,22 @@ static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *
     return t;
 }
 
+/* A fork the shards refuse for memory (memory_limit) is not the job's end:
+ * the part made on shards that took it is freed and -ENOMEM goes back to the
+ * tuner, which runs fewer trials at once or fails saying why (mem_err). */
 static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
 {
     mlt_coord_t *c = ctx;
     mlt_tunables_def_t t = setting_tunables(c, s);
-    return branch_op(c, mlt_branch_fork(c->client, child, parent, kind, &t), "fork") ? -1 : 0;
+    int rc = mlt_branch_fork(c->client, child, parent, kind, &t);
+    if (rc == -ENOMEM) {
+        snprintf(c->mem_err, sizeof c->mem_err, "fork of branch %u refused: %s", child,
+                 mlt_client_error(c->client));
+        log_warn("%s", c->mem_err);
+        mlt_branch_free(c->client, child); /* where it was made; elsewhere ENOENT, ignored */
+        return -ENOMEM;
+    }
+    return branch_op(c, rc, "fork") ? -1 : 0;
 }
 
 static int ex_tune(void *ctx, uint32_t branch, const mlt_setting_t *s)
@@ -545,8 +556,9 @@ static int run_job(mlt_coord_t *c)
         /* the shards get their branches back before the workers come: the
          * checkpoint holds the job's tables, which the workers' register
          * then matches */
-        c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                                   sizeof err);
+        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards,
+                                        0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
+                                        sizeof err);
         if (!c->client)
             return fail_job(c, "cannot reach the shards: %s", err);
         if ((rc = resume_job(c)) < 0)
@@ -592,8 +604,9 @@ static int run_job(mlt_coord_t *c)
         return fail_job(c, "the workers have no training samples");
 
     if (!c->client)
-        c->client = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                                   sizeof err);
+        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                        c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
+                                        sizeof err);
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
 
@@ -660,7 +673,10 @@ static int run_job(mlt_coord_t *c)
         return 0;
     }
     if (rc < 0) {
-        if (c->phase != PH_FAILED)
+        if (c->phase != PH_FAILED && c->mem_err[0])
+            fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "", res.reason[0] ? ": " : "",
+                     c->mem_err);
+        else if (c->phase != PH_FAILED)
             fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
         return -1;
     }
@@ -734,19 +750,19 @@ static void *coord_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, int n_shards,
-                           char *err, size_t errlen)
+mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
+                           const char *const *shards, int n_shards, char *err, size_t errlen)
 {
     mlt_coord_t *c = mlt_calloc(1, sizeof *c);
+    c->keys = keys;
     c->ctx = zmq_ctx_new();
     c->ctl = zmq_socket(c->ctx, ZMQ_ROUTER);
     int zero = 0;
     int64_t maxmsg = MLT_MAX_HEADER_BYTES;
     zmq_setsockopt(c->ctl, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->ctl, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_bind(c->ctl, conf->control_bind) < 0) {
-        snprintf(err, errlen, "cannot bind control endpoint %s: %s", conf->control_bind,
-                 zmq_strerror(zmq_errno()));
+    if (mlt_coord__bind_control(c, conf, err, errlen) < 0) {
+        mlt_coord__unbind_control(c);
         zmq_close(c->ctl);
         zmq_ctx_term(c->ctx);
         mlt_free(c);
@@ -804,6 +820,7 @@ void mlt_coord_destroy(mlt_coord_t **cp)
         end_job(c);
     }
     clear_job(c);
+    mlt_coord__unbind_control(c);
     zmq_close(c->ctl);
     zmq_close(c->stop_rx);
     zmq_close(c->stop_tx);

@@ -9,15 +9,19 @@
 
 #include <stddef.h>
 
+#include "daemon/auth.h"
 #include "daemon/config.h"
 
 typedef struct mlt_coord mlt_coord_t;
 
-/* Binds conf->control_bind. shards: the shard endpoints workers and the
- * coordinator use (conf->servers, or this daemon's own endpoint when there is
- * no list). NULL with the reason in err on failure. */
-mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, int n_shards,
-                           char *err, size_t errlen);
+/* Binds conf->control_bind (a CurveZMQ server when keys->on) and the local
+ * control socket in state_dir (coord_sec.c). shards: the shard endpoints
+ * workers and the coordinator use (conf->servers, or this daemon's own
+ * endpoint when there is no list). keys (borrowed, must outlive the
+ * coordinator; may be NULL) are also what the coordinator connects to the
+ * shards with. NULL with the reason in err on failure. */
+mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
+                           const char *const *shards, int n_shards, char *err, size_t errlen);
 const char *mlt_coord_endpoint(const mlt_coord_t *c);
 /* Starts the thread. 0 or -errno. */
 int mlt_coord_start(mlt_coord_t *c);

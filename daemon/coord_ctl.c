@@ -17,6 +17,7 @@
 #include "common/timeutil.h"
 #include "daemon/coord_int.h"
 #include "daemon/metrics.h"
+#include "daemon/shardask.h"
 #include "proto/wire.h"
 #include "worker/mltuner.h"
 
@@ -303,6 +304,7 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     c->phase = PH_WAITING; /* not idle from the moment the submit is accepted */
     c->stop_requested = false;
     c->message[0] = '\0';
+    c->mem_err[0] = '\0';
     log_info("job '%s' submitted (%u workers, output in %s)", job.name, job.workers, c->out_dir);
     reply_ok(c, id, id_len, rid);
 }
@@ -337,37 +339,46 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
 
 /* ---- branches and metrics ------------------------------------------------------ */
 
-#define SHARD_STATUS_TIMEOUT_S 5.0     /* a status request for branches or metrics */
-#define MLT_COORD_CLIENT_TIMEOUT_S 120 /* the job's client: forks, frees, long pulls */
+#define SHARD_DOWN_MEMO_S    10.0 /* how long a shard found down shortens later rounds */
+#define SHARD_DOWN_TIMEOUT_S 0.25 /* a round's wait meanwhile */
 
-/* Every shard's status (st[i] valid where up[i]), through the job's client or,
- * with no job, a short-lived one. Returns how many answered. */
-static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up)
+/* shardask's socket setup: a CURVE client with the daemon's keys */
+static void curve_setup(void *sock, const void *keys)
 {
-    mlt_client_t *cl = c->client, *tmp = NULL;
-    char err[256];
-    if (!cl) {
-        tmp = cl = mlt_client_new((const char *const *)c->shards, (uint32_t)c->n_shards, 0, err,
-                                  sizeof err);
-        if (!cl)
-            log_warn("status of the shards: %s", err);
-    }
-    int n_up = 0;
+    mlt_curve_client_socket(sock, keys);
+}
+
+/* Every shard's status (st[i] valid where up[i]), asked of all shards at once
+ * over sockets of its own (never the job's client, whose requests a status
+ * must not wait behind), within MLT_SHARD_STATUS_TIMEOUT_S in all: a dead or
+ * stopped shard is reported as not answering, naming it. Returns how many
+ * answered; `first_down` (may be NULL) gets why the first one did not. */
+static int shard_status(mlt_coord_t *c, mlt_server_status_t *st, bool *up, char *first_down,
+                        size_t len)
+{
+    /* while a shard has been found down lately, a round waits less: a live
+     * shard answers in milliseconds, and a burst of status requests queued
+     * behind a dead one must not cost the full wait each */
+    const double now = mlt_time_mono();
+    const bool recent = c->shard_down_at > 0 && now - c->shard_down_at < SHARD_DOWN_MEMO_S;
+    char(*why)[MLT_SHARDASK_WHY_LEN] = mlt_calloc((size_t)c->n_shards, sizeof *why);
+    int n_up = mlt_shardask_status(c->ctx, (const char *const *)c->shards, c->n_shards,
+                                   recent ? SHARD_DOWN_TIMEOUT_S : MLT_SHARD_STATUS_TIMEOUT_S,
+                                   c->keys && c->keys->on ? curve_setup : NULL,
+                                   c->keys && c->keys->on ? &c->keys->client : NULL, st, up, why);
+    if (n_up < c->n_shards)
+        c->shard_down_at = mlt_time_mono();
+    if (first_down)
+        first_down[0] = 0;
     for (int i = 0; i < c->n_shards; i++) {
-        memset(&st[i], 0, sizeof st[i]);
-        up[i] = false;
-        if (!cl)
+        if (up[i])
             continue;
-        mlt_client_set_timeout(cl, SHARD_STATUS_TIMEOUT_S);
-        up[i] = mlt_client_status(cl, (uint32_t)i, &st[i]) == 0;
-        n_up += up[i];
-        if (!up[i])
-            log_warn("status of shard %d: %s", i, mlt_client_error(cl));
+        mlt_log_ratelimited(MLT_LOG_WARN, "shard-status", 10.0, "status of shard %d: %s", i,
+                            why[i]);
+        if (first_down && !first_down[0])
+            snprintf(first_down, len, "shard %d (%s)", i, why[i]);
     }
-    if (tmp)
-        mlt_client_destroy(&tmp);
-    else if (cl)
-        mlt_client_set_timeout(cl, MLT_COORD_CLIENT_TIMEOUT_S);
+    mlt_free(why);
     return n_up;
 }
 
@@ -386,9 +397,11 @@ static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64
 {
     mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
     bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
-    if (shard_status(c, st, up) < c->n_shards) {
-        reply_error(c, id, id_len, rid, -EHOSTUNREACH,
-                    "not every shard answered its status request (see the daemon's log)");
+    char down[MLT_SHARDASK_WHY_LEN + 32];
+    int n_up = shard_status(c, st, up, down, sizeof down);
+    if (n_up < c->n_shards) {
+        reply_error(c, id, id_len, rid, -EHOSTUNREACH, "%d of %d shards did not answer: %s",
+                    c->n_shards - n_up, c->n_shards, down);
         shard_status_free(c, st, up);
         return;
     }
@@ -484,7 +497,7 @@ static void reply_metrics(mlt_coord_t *c, const void *id, size_t id_len, uint64_
 {
     mlt_server_status_t *st = mlt_calloc((size_t)c->n_shards, sizeof *st);
     bool *up = mlt_calloc((size_t)c->n_shards, sizeof *up);
-    shard_status(c, st, up); /* a shard that does not answer is mltuner_shard_up 0 */
+    shard_status(c, st, up, NULL, 0); /* a shard that does not answer is mltuner_shard_up 0 */
     mlt_metrics_job_t j;
     job_numbers(c, &j);
     char *text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);
@@ -518,6 +531,12 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
     if (!(items[0].revents & ZMQ_POLLIN))
         return 0;
     for (int n = 0; n < 64; n++) {
+        /* a stop is seen between requests too, not only after the batch */
+        zmq_pollitem_t stop = {.socket = c->stop_rx, .events = ZMQ_POLLIN};
+        if (n > 0 && zmq_poll(&stop, 1, 0) > 0) {
+            c->shutdown = true;
+            return -ECANCELED;
+        }
         zmq_msg_t idm, hm;
         zmq_msg_init(&idm);
         zmq_msg_init(&hm);
@@ -549,6 +568,22 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         } else if (extra) {
             reply_error(c, id, id_len, h->request_id, -EINVAL,
                         "control messages carry no payload frames");
+        } else if ((h->type == MLT__MSG_TYPE__MSG_SUBMIT || h->type == MLT__MSG_TYPE__MSG_JOB_STOP) &&
+                   !mlt_coord__may_change(c, &hm)) {
+            /* coord_sec.c: only an authorised key or the local socket changes the job */
+            mlt_header_t r;
+            mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
+            r.has_request_id = r.has_error_code = 1;
+            r.request_id = h->request_id;
+            r.error_code = EACCES;
+            r.error = c->local[0] ? "submit and stop need an authorised CurveZMQ key or the "
+                                    "local control socket (local_control)"
+                                  : "submit and stop need an authorised CurveZMQ key";
+            r.local_control = c->local[0] ? c->local : NULL;
+            mlt_log_ratelimited(MLT_LOG_WARN, "ctl-eacces", 10.0,
+                                "%s refused: the peer has no authorised key",
+                                mlt_wire_type_name(h->type));
+            send_to(c, id, id_len, &r);
         } else {
             switch (h->type) {
             case MLT__MSG_TYPE__MSG_SUBMIT: on_submit(c, id, id_len, h); break;

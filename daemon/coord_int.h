@@ -63,6 +63,7 @@ struct mlt_coord {
     char endpoint[256];
     char **shards;
     int n_shards;
+    double shard_down_at; /* when a status round last found a shard not answering (0: never) */
     char *state_dir;
     double worker_timeout_s;
     /* the job */
@@ -79,6 +80,7 @@ struct mlt_coord {
     int out_fd;           /* the output directory (O_DIRECTORY), or -1 */
     phase_t phase;
     char message[MLT_MAX_ERROR_LEN + 1];
+    char mem_err[MLT_MAX_ERROR_LEN + 1]; /* the last fork the shards refused for memory */
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;
@@ -106,6 +108,10 @@ struct mlt_coord {
     uint32_t trials;
     double tuning_s, training_s;
     const char *tphase;
+    /* who may talk (coord_sec.c) */
+    const mlt_dkeys_t *keys;   /* borrowed; keys->on: the control socket is a CURVE server */
+    struct mlt_zap *zap;       /* the ZAP handler of ctx (keys, and the local socket) */
+    char local[256];           /* the local control socket (ipc://), "" if none */
     /* checkpoints (coord_ckpt.c) */
     bool resuming;        /* the job came from a resume record, not a submit */
     uint64_t ckpt_seq;    /* the last complete checkpoint (0: none) */
@@ -123,6 +129,17 @@ double mlt_coord__job_time(const mlt_coord_t *c);
 void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* JSON number, with null for NaN/Inf (JSON has neither). */
 const char *mlt_coord__jnum(char *buf, size_t n, double v);
+
+/* ---- coord_sec.c: who may talk ---------------------------------------------------- */
+
+/* Makes c->ctl a CURVE server when keys are on and binds it to control_bind,
+ * after binding the local control socket (c->local). 0 or -errno with err. */
+int mlt_coord__bind_control(mlt_coord_t *c, const mlt_dconf_t *conf, char *err, size_t errlen);
+/* Stops the ZAP handler (before the context ends). */
+void mlt_coord__unbind_control(mlt_coord_t *c);
+/* 1 when the sender of msg (a frame read from c->ctl) may change the job
+ * (SUBMIT, JOB_STOP): an authorised CurveZMQ key, or the local socket. */
+int mlt_coord__may_change(const mlt_coord_t *c, void *msg);
 
 /* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
 

@@ -23,7 +23,8 @@ double timeout_s = 5;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mltunerctl [-c ENDPOINT] [--timeout S] COMMAND [ARGS]\n"
+            "usage: mltunerctl [-c ENDPOINT] [--timeout S] [--key FILE] [--server-key FILE]\n"
+            "                  COMMAND [ARGS]\n"
             "  submit JOB.conf [--set KEY=VALUE]... [--out DIR] [--wait]\n"
             "                      send a job to the coordinator (--wait: until it ends);\n"
             "                      --out: its output directory, relative to the daemon's\n"
@@ -37,7 +38,14 @@ static void usage(FILE *f)
             "  metrics             the Prometheus metrics of the job and the shards\n"
             "  stop                stop the running job\n"
             "  wait                wait until the job ends; exit 0 if it finished, 1 if not\n"
-            "ENDPOINT defaults to $MLTUNER_CONTROL, else tcp://127.0.0.1:7099.\n");
+            "  keygen NAME [--dir DIR]\n"
+            "                      write a CurveZMQ key pair: DIR/NAME.key (secret, 0600) and\n"
+            "                      DIR/NAME.pub (for the daemon's curve_authorized_keys)\n"
+            "ENDPOINT defaults to $MLTUNER_CONTROL, else tcp://127.0.0.1:7099.\n"
+            "--key (else $MLTUNER_KEY): this client's secret key; --server-key (else\n"
+            "$MLTUNER_SERVER_KEY, else /etc/mltuner/server.pub): the daemon's public key.\n"
+            "Without a key, submit and stop move to the daemon's local control socket\n"
+            "(ipc://STATE_DIR/control.sock), which the daemon names when it refuses them.\n");
 }
 
 mlt_header_t *request(void *sock, mlt_header_t *h)
@@ -55,8 +63,12 @@ mlt_header_t *request(void *sock, mlt_header_t *h)
         if (zmq_poll(&it, 1, (long)(timeout_s * 1000)) <= 0) {
             fprintf(stderr,
                     "mltunerctl: no answer from %s within %.0f s: is mltunerd (rank 0) running "
-                    "there? (its control_bind key)\n",
-                    endpoint, timeout_s);
+                    "there? (its control_bind key)%s\n",
+                    endpoint, timeout_s,
+                    ctl_have_keys() ? "; does its curve_authorized_keys hold our key, and is "
+                                      "--server-key its public key?"
+                                    : "; a daemon with curve_key set answers only clients "
+                                      "with a key (--key)");
             return NULL;
         }
         zmq_msg_t m;
@@ -343,11 +355,16 @@ static int cmd_metrics(void *sock)
 int main(int argc, char **argv)
 {
     int i = 1;
+    const char *key = NULL, *server_key = NULL;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--connect") == 0) && i + 1 < argc)
             endpoint = argv[++i];
         else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
             timeout_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key = argv[++i];
+        else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < argc)
+            server_key = argv[++i];
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -365,16 +382,15 @@ int main(int argc, char **argv)
     if (!endpoint || !*endpoint)
         endpoint = "tcp://127.0.0.1:7099";
     const char *cmd = argv[i++];
+    if (strcmp(cmd, "keygen") == 0)
+        return ctl_keygen(argc - i, argv + i);
+    if (ctl_keys_init(key, server_key) < 0)
+        return 2;
     void *ctx = zmq_ctx_new();
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
     int status = 2;
-    if (zmq_connect(sock, endpoint) < 0) {
-        fprintf(stderr, "mltunerctl: cannot connect to %s: %s\n", endpoint,
-                zmq_strerror(zmq_errno()));
+    void *sock = ctl_connect(ctx, endpoint);
+    if (!sock)
         goto out;
-    }
     if (strcmp(cmd, "submit") == 0) {
         const char *path = NULL, *out = NULL;
         int wait = 0;
@@ -408,7 +424,7 @@ int main(int argc, char **argv)
         h.out_dir = (char *)out; /* inside the daemon's state_dir; it checks */
         h.n_overrides = n_ov;
         h.overrides = ov;
-        mlt_header_t *r = request(sock, &h);
+        mlt_header_t *r = ctl_request_change(ctx, &sock, &h);
         mlt_free(text);
         if (!r)
             goto out;
@@ -431,7 +447,7 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "stop") == 0) {
         mlt_header_t h;
         mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOB_STOP);
-        mlt_header_t *r = request(sock, &h);
+        mlt_header_t *r = ctl_request_change(ctx, &sock, &h);
         if (r) {
             status = check_error(r) < 0 ? 1 : 0;
             if (!status)
@@ -453,7 +469,8 @@ int main(int argc, char **argv)
         usage(stderr);
     }
 out:
-    zmq_close(sock);
+    if (sock)
+        zmq_close(sock);
     zmq_ctx_term(ctx);
     return status;
 }

@@ -14,17 +14,28 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "daemon/shardask.h"
 #include "proto/wire.h"
 
-#define ASK_TIMEOUT_MS 10000 /* the daemon's answer to one scrape */
-#define MAX_CONNECTIONS 16u
-#define CONNECTION_TIMEOUT_S 10u
+/* The coordinator answers a scrape within MLT_SHARD_STATUS_TIMEOUT_S plus
+ * what it is doing; Prometheus's default scrape timeout is 10 s. */
+#define ASK_TIMEOUT_MS 5000
+/* A client that connects and sends nothing (or trickles) holds a connection
+ * CONNECTION_TIMEOUT_S at most, one address at most PER_IP_CONNECTIONS of
+ * MAX_CONNECTIONS, and THREADS scrapes run at once: slow or idle clients from
+ * one address cannot keep a scraper elsewhere out. */
+#define MAX_CONNECTIONS      64u
+#define PER_IP_CONNECTIONS   8u
+#define CONNECTION_TIMEOUT_S 5u
+#define THREADS              4u
 
 struct mlt_http {
     struct MHD_Daemon *mhd;
     void *ctx; /* the thread's own ZeroMQ context */
     char control[256], shard[256];
     uint32_t rank;
+    bool curve;               /* ask as a CurveZMQ client with keys */
+    mlt_curve_client_t keys;
 };
 
 /* One request/reply with the daemon over a fresh DEALER socket; the decoded
@@ -38,6 +49,8 @@ static mlt_header_t *ask(mlt_http_t *h, const char *ep, Mlt__MsgType type, char 
     }
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (h->curve)
+        mlt_curve_client_socket(s, &h->keys);
     mlt_header_t *r = NULL;
     mlt_header_t q;
     mlt_wire_init(&q, type);
@@ -64,6 +77,12 @@ static mlt_header_t *ask(mlt_http_t *h, const char *ep, Mlt__MsgType type, char 
     return r;
 }
 
+/* shardask's socket setup: a CURVE client with the daemon's keys */
+static void curve_setup(void *sock, const void *keys)
+{
+    mlt_curve_client_socket(sock, keys);
+}
+
 /* The exposition text (caller frees), or NULL with why in err. */
 static char *scrape(mlt_http_t *h, char *err, size_t len)
 {
@@ -77,31 +96,18 @@ static char *scrape(mlt_http_t *h, char *err, size_t len)
         mlt_wire_free(&r);
         return text;
     }
-    mlt_header_t *r = ask(h, h->shard, MLT__MSG_TYPE__MSG_STATUS, err, len);
-    if (!r)
-        return NULL;
     mlt_server_status_t st;
-    memset(&st, 0, sizeof st);
-    bool up = r->server != NULL;
-    if (up) {
-        const Mlt__ServerInfo *si = r->server;
-        st.rank = si->rank;
-        st.n_servers = si->n_servers;
-        st.memory_limit = si->memory_limit;
-        st.memory_potential = si->memory_potential;
-        st.memory_allocated = si->memory_allocated;
-        st.requests = si->requests;
-        st.errors = si->errors;
-        st.pulls = si->pulls;
-        st.pushes = si->pushes;
-        st.bytes_in = si->bytes_in;
-        st.bytes_out = si->bytes_out;
-        st.parked = si->parked;
-        st.n_branches = si->n_branches;
-    }
+    bool up;
+    char why[1][MLT_SHARDASK_WHY_LEN];
+    const char *eps[1] = {h->shard};
+    mlt_shardask_status(h->ctx, eps, 1, MLT_SHARD_STATUS_TIMEOUT_S, h->curve ? curve_setup : NULL,
+                        &h->keys, &st, &up, why);
+    if (!up)
+        mlt_log_ratelimited(MLT_LOG_WARN, "metrics-shard", 10.0, "metrics: %s", why[0]);
     text = mlt_malloc(MLT_MAX_METRICS_TEXT + 1);
     mlt_metrics_text(text, MLT_MAX_METRICS_TEXT + 1, NULL, &st, &up, 1, h->rank);
-    mlt_wire_free(&r);
+    if (up)
+        mlt_server_status_free(&st);
     return text;
 }
 
@@ -152,7 +158,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *shard,
-                           uint32_t rank, char *err, size_t errlen)
+                           uint32_t rank, const mlt_curve_client_t *keys, char *err,
+                           size_t errlen)
 {
     char host[64];
     int port;
@@ -164,13 +171,18 @@ mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *
     snprintf(h->control, sizeof h->control, "%s", control ? control : "");
     snprintf(h->shard, sizeof h->shard, "%s", shard ? shard : "");
     h->rank = rank;
+    if (keys) {
+        h->curve = true;
+        h->keys = *keys;
+    }
     h->ctx = zmq_ctx_new();
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
-    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
-                              on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                              MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot serve metrics on %s:%d (metrics_listen): %s", host, port,
                  errno ? strerror(errno) : "libmicrohttpd refused to start");

@@ -11,14 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/curve.h"
+
 typedef struct mlt_http mlt_http_t;
 
 /* Starts serving on listen ("HOST:PORT", see mlt_dconf_parse_listen).
  * control: rank 0's control endpoint (NULL on other ranks); shard: this
- * daemon's own endpoint, connectable (not a wildcard); rank: its rank.
+ * daemon's own endpoint, connectable (not a wildcard); rank: its rank; keys:
+ * the daemon's CurveZMQ keys to ask both with (copied; NULL: plain).
  * Returns the server, or NULL with the reason in err. */
 mlt_http_t *mlt_http_start(const char *listen, const char *control, const char *shard,
-                           uint32_t rank, char *err, size_t errlen);
+                           uint32_t rank, const mlt_curve_client_t *keys, char *err,
+                           size_t errlen);
 
 /* Stops the server and frees it. Accepts NULL; sets *hp = NULL. */
 void mlt_http_stop(mlt_http_t **hp);

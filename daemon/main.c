@@ -12,6 +12,7 @@
 
 #include "common/fpmode.h"
 #include "common/log.h"
+#include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/coord.h"
 #include "daemon/httpmetrics.h"
@@ -26,6 +27,22 @@ static void on_stop_signal(int sig)
     unsigned char b = (unsigned char)sig;
     if (write(stop_pipe[1], &b, 1) < 0) {
         /* the pipe is full: a stop is already pending */
+    }
+    errno = saved;
+}
+
+/* SIGHUP: the daemon logs to stderr (journald under systemd) and keeps no
+ * log file to reopen, and its configuration is read once at start; so a
+ * SIGHUP (a logrotate postrotate, a closed terminal) is ignored, with one
+ * line on stderr (write(2): the only output a handler may do). */
+static void on_hangup_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    static const char msg[] = "mltunerd: SIGHUP ignored (logs go to stderr; nothing to reopen; "
+                              "restart the daemon to read a changed configuration)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nowhere to say it */
     }
     errno = saved;
 }
@@ -133,12 +150,25 @@ int main(int argc, char **argv)
         return 2;
     }
     mlt_log_init("mltunerd", (mlt_log_level_t)conf.log_level);
+    /* who may talk: the keys, and nothing beyond loopback without them */
+    mlt_dkeys_t keys;
+    if (mlt_dkeys_load(&keys, &conf, err, sizeof err) < 0 ||
+        mlt_auth_check_binds(&conf, &keys, err, sizeof err) < 0) {
+        log_error("%s", err);
+        mlt_dkeys_free(&keys);
+        mlt_dconf_free(&conf);
+        return 2;
+    }
+    if (keys.on)
+        log_info("CurveZMQ on: public key %s, %zu keys allowed (%s)", keys.client.me.pub,
+                 mlt_curve_allow_count(keys.allow), conf.curve_authorized_keys);
 
     /* SIGTERM/SIGINT write a byte to a pipe the serving loop polls. A handler
      * (not a blocked signal read with signalfd) because libraries start threads
      * before main runs (OpenBLAS does), and any thread may take the signal. */
     if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         fprintf(stderr, "mltunerd: pipe: %s\n", strerror(errno));
+        mlt_dkeys_free(&keys);
         mlt_dconf_free(&conf);
         return 1;
     }
@@ -149,6 +179,8 @@ int main(int argc, char **argv)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hangup_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = stop_pipe[0];
 
@@ -156,7 +188,7 @@ int main(int argc, char **argv)
     int rc;
     mlt_coord_t *coord = NULL;
     mlt_http_t *http = NULL;
-    mlt_server_t *srv = mlt_server_new(&conf, err, sizeof err);
+    mlt_server_t *srv = mlt_server_new(&conf, &keys, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out_fd;
@@ -168,7 +200,7 @@ int main(int argc, char **argv)
     if (conf.rank == 0 && conf.control_bind && *conf.control_bind) {
         const char *own[1] = {mlt_server_endpoint(srv)};
         const char *const *shards = conf.servers ? (const char *const *)conf.servers : own;
-        coord = mlt_coord_new(&conf, shards, conf.servers ? conf.n_servers : 1, err, sizeof err);
+        coord = mlt_coord_new(&conf, &keys, shards, conf.servers ? conf.n_servers : 1, err, sizeof err);
         if (!coord) {
             log_error("%s", err);
             goto out_srv;
@@ -186,7 +218,8 @@ int main(int argc, char **argv)
     }
     if (conf.metrics_listen && *conf.metrics_listen) {
         http = mlt_http_start(conf.metrics_listen, coord ? mlt_coord_endpoint(coord) : NULL,
-                              mlt_server_endpoint(srv), (uint32_t)conf.rank, err, sizeof err);
+                              mlt_server_endpoint(srv), (uint32_t)conf.rank,
+                              keys.on ? &keys.client : NULL, err, sizeof err);
         if (!http) {
             log_error("%s", err);
             goto out_coord;
@@ -221,6 +254,7 @@ out_srv:
 out_fd:
     close(stop_pipe[0]);
     close(stop_pipe[1]);
+    mlt_dkeys_free(&keys);
     mlt_dconf_free(&conf);
     return status;
 }

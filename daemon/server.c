@@ -24,6 +24,7 @@
 #include "daemon/shmseg.h"
 #include "daemon/ssp.h"
 #include "daemon/store.h"
+#include "daemon/zap.h"
 #include "proto/wire.h"
 
 /* the internal names server_int.h exports, by their short names here */
@@ -55,9 +56,23 @@ static uint64_t peek_request_id(const zmq_msg_t *m)
 
 /* ---- replies ----------------------------------------------------------------- */
 
-void mlt_server__send_id(mlt_server_t *s, const void *id, size_t len)
+/* The router is ZMQ_ROUTER_MANDATORY with a ZMQ_SNDHWM: a reply to a client
+ * whose queue is full fails here at once (never blocks the shard, never
+ * grows the queue); one to a client that has gone fails too. */
+int mlt_server__send_id(mlt_server_t *s, const void *id, size_t len)
 {
-    zmq_send(s->router, id, len, ZMQ_SNDMORE);
+    if (zmq_send(s->router, id, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        return 0;
+    int e = zmq_errno();
+    s->n_dropped++;
+    if (e == EAGAIN)
+        mlt_log_ratelimited(MLT_LOG_WARN, "reply-dropped", 10.0,
+                            "reply dropped: a client has %d replies unread (ZMQ_SNDHWM); "
+                            "%llu replies dropped so far",
+                            MLT_MAX_QUEUED_MSGS, (unsigned long long)s->n_dropped);
+    else
+        log_debug("reply dropped: the client is gone (%s)", zmq_strerror(e));
+    return -e;
 }
 
 static void fill_server_info(mlt_server_t *s, Mlt__ServerInfo *si)
@@ -95,8 +110,8 @@ void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, u
     char buf[MLT_MAX_ERROR_LEN + 1];
     snprintf(buf, sizeof buf, "%s", text);
     r.error = buf;
-    send_id(s, id, id_len);
-    mlt_wire_send(s->router, &r, 0);
+    if (send_id(s, id, id_len) == 0)
+        mlt_wire_send(s->router, &r, 0);
 }
 
 /* Replies ERROR to the current request and logs it (rate limited: a peer can
@@ -128,8 +143,8 @@ int mlt_server__reply_ok(mlt_server_t *s, req_t *rq, int with_info)
         fill_server_info(s, &si);
         r.server = &si;
     }
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
-    return mlt_wire_send(s->router, &r, 0);
+    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    return rc ? rc : mlt_wire_send(s->router, &r, 0);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -278,8 +293,45 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
     return 0;
 }
 
+static void free_reply(void *data, void *hint)
+{
+    (void)hint;
+    mlt_free(data);
+}
+
+/* Sends reply r to the current request's client, its bytes counted as the
+ * client's unsent bytes (clientq.h) until ZeroMQ has written them: for the
+ * replies that can be large (a STATUS lists every branch, up to 64 KB). */
+static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq, const mlt_header_t *r)
+{
+    const size_t len = mlt__header__get_packed_size(r);
+    uint8_t *buf = mlt_try_malloc(len);
+    if (!buf)
+        return reply_error(s, rq, -ENOMEM, "out of memory packing a %s reply",
+                           mlt_wire_type_name(r->type));
+    mlt__header__pack(r, buf);
+    void *held = cq ? mlt_clientq_hold(cq, len, free_reply, NULL) : NULL;
+    zmq_msg_t m;
+    zmq_msg_init_data(&m, buf, len, held ? mlt_clientq_sent : free_reply, held);
+    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if (rc == 0 && zmq_msg_send(&m, s->router, 0) < 0)
+        rc = -zmq_errno();
+    if (rc < 0)
+        zmq_msg_close(&m); /* un-counts it */
+    return rc;
+}
+
 static int handle_status(mlt_server_t *s, req_t *rq)
 {
+    /* a client that does not read its replies gets no more large ones */
+    mlt_clientq_entry_t *cq =
+        mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
+    if (cq && mlt_clientq_unsent(cq) > limit)
+        return reply_error(s, rq, -ENOBUFS,
+                           "%llu bytes of earlier replies to this client are not yet sent (it "
+                           "is not reading them), limit %llu; read them before asking more",
+                           (unsigned long long)mlt_clientq_unsent(cq), (unsigned long long)limit);
     mlt_header_t r;
     Mlt__ServerInfo si;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
@@ -319,8 +371,7 @@ static int handle_status(mlt_server_t *s, req_t *rq)
     }
     r.n_branches = n;
     r.branches = bp;
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
-    int rc = mlt_wire_send(s->router, &r, 0);
+    int rc = send_counted(s, rq, cq, &r);
     mlt_free(bi);
     mlt_free(bp);
     mlt_free(tu);
@@ -352,7 +403,8 @@ static int handle_shm(mlt_server_t *s, req_t *rq)
         r.has_shm_handle = 1;
         r.shm_handle = handle;
     }
-    send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if ((rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id))) < 0)
+        return rc;
     return mlt_wire_send(s->router, &r, 0);
 }
 
@@ -497,25 +549,9 @@ static int serve_one(mlt_server_t *s)
     return 0;
 }
 
-static int is_loopback(const char *ep)
+mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys, char *err,
+                             size_t errlen)
 {
-    static const char *const ok[] = {"tcp://127.", "tcp://localhost:", "tcp://[::1]:",
-                                     "ipc://", "inproc://"};
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strncmp(ep, ok[i], strlen(ok[i])) == 0)
-            return 1;
-    return 0;
-}
-
-mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
-{
-    if (!is_loopback(conf->bind) && !conf->allow_insecure) {
-        snprintf(err, errlen,
-                 "refusing to bind %s without CurveZMQ keys: set allow_insecure = true to "
-                 "serve plain TCP beyond loopback",
-                 conf->bind);
-        return NULL;
-    }
     mlt_server_t *s = mlt_calloc(1, sizeof *s);
     s->rank = (uint32_t)conf->rank;
     s->n_servers = (uint32_t)conf->n_servers;
@@ -527,6 +563,7 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
         goto fail_s;
     }
     s->parked = mlt_ssp_new(MLT_MAX_PARKED);
+    s->clients = mlt_clientq_new();
     s->shm = mlt_shmseg_new();
     s->scratch = mlt_try_aligned(MLT_MAX_CHUNK_BYTES);
     s->frames = mlt_calloc(MLT_MAX_FRAMES + 2, sizeof *s->frames);
@@ -537,11 +574,26 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     s->ctx = zmq_ctx_new();
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
-    int zero = 0;
+    int zero = 0, one = 1, hwm = MLT_MAX_QUEUED_MSGS;
     zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(s->router, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(s->router, ZMQ_RCVHWM, &zero, sizeof zero);
+    /* per peer: at most hwm replies queued (beyond it send_id drops the reply,
+     * ROUTER_MANDATORY makes that visible) and hwm requests read ahead (beyond
+     * it ZeroMQ stops reading that peer's connection: back-pressure, no loss) */
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
+    if (keys && keys->on) {
+        /* CURVE with a ZAP handler: only allow-listed keys get a reply */
+        s->zap = mlt_zap_start(s->ctx, keys->allow, s->router, "shard", err, errlen);
+        if (!s->zap)
+            goto fail_sock;
+        if (mlt_curve_server_socket(s->router, &keys->client.me) < 0) {
+            snprintf(err, errlen, "cannot make %s a CurveZMQ server: %s", conf->bind,
+                     zmq_strerror(zmq_errno()));
+            goto fail_sock;
+        }
+    }
     if (zmq_bind(s->router, conf->bind) < 0) {
         snprintf(err, errlen, "cannot bind %s: %s", conf->bind, zmq_strerror(zmq_errno()));
         goto fail_sock;
@@ -550,12 +602,14 @@ mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen)
     zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &len);
     return s;
 fail_sock:
+    mlt_zap_stop(&s->zap);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx);
 fail_store:
     mlt_free(s->frames);
     mlt_free(s->scratch);
     mlt_ssp_destroy(&s->parked);
+    mlt_clientq_destroy(&s->clients);
     mlt_shmseg_destroy(&s->shm);
     mlt_store_destroy(&s->store);
 fail_s:
@@ -612,8 +666,10 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_server_t *s = *sp;
     mlt_ssp_destroy(&s->parked);
     mlt_shmseg_destroy(&s->shm);
+    mlt_zap_stop(&s->zap);
     zmq_close(s->router);
     zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
+    mlt_clientq_destroy(&s->clients); /* after the frames that count into it */
     mlt_store_destroy(&s->store);
     mlt_free(s->frames);
     mlt_free(s->scratch);

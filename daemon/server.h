@@ -8,13 +8,17 @@
 
 #include <stddef.h>
 
+#include "daemon/auth.h"
 #include "daemon/config.h"
 
 typedef struct mlt_server mlt_server_t;
 
-/* Creates the store and binds conf->bind. NULL on failure with the reason in
- * err (a bad endpoint, a port in use, an insecure non-loopback bind). */
-mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, char *err, size_t errlen);
+/* Creates the store and binds conf->bind; with keys->on (keys borrowed, may be
+ * NULL) as a CurveZMQ server that accepts only keys->allow. Whether the bind
+ * may be insecure is main's check (mlt_auth_check_binds). NULL on failure
+ * with the reason in err (a bad endpoint, a port in use). */
+mlt_server_t *mlt_server_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys, char *err,
+                             size_t errlen);
 
 /* The endpoint actually bound (with the port the kernel chose for port 0). */
 const char *mlt_server_endpoint(const mlt_server_t *s);

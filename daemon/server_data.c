@@ -100,13 +100,22 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
 
 /* Sends the chunks zero-copy, one frame each, or packed into one frame, or
  * writes them into the client's segment (shm) and sends the header alone. The
- * branch exists, the range was checked, and a packed one fits a frame. */
+ * branch exists, the range was checked, and a packed one fits a frame. The
+ * bytes sent through the socket count as the client's unsent bytes
+ * (clientq.h) until its last frame is written. */
 static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                             mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
                             uint32_t count, bool packed, const shm_dst_t *shm)
 {
     if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
         return;
+    mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
+    if (!shm && !cq) {
+        s->n_errors++;
+        send_error_to(s, id, id_len, request_id, -EBUSY,
+                      "the shard has replies outstanding to too many clients; try again");
+        return;
+    }
     char *buf = NULL;
     if (packed && !shm) {
         buf = mlt_try_malloc(range_bytes(s, table, first, count));
@@ -134,13 +143,17 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_packed = r.packed = packed || shm;
     r.has_shm_offset = shm != NULL;
     r.shm_offset = shm ? shm->offset : 0;
-    send_id(s, id, id_len);
+    if (send_id(s, id, id_len) < 0) {
+        mlt_free(buf);
+        return;
+    }
     s->n_pulls++;
     if (shm) {
         mlt_wire_send(s->router, &r, 0);
         return;
     }
     mlt_wire_send(s->router, &r, ZMQ_SNDMORE);
+    const size_t total = range_bytes(s, table, first, count);
     size_t off = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t k = first + i;
@@ -154,22 +167,41 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
             off += bytes;
             continue;
         }
+        /* the last frame carries the count of the whole reply: frames are
+         * written in order, so when it is released every one before it is */
+        void *held = i + 1 == count ? mlt_clientq_hold(cq, total, mlt_chunk_release, c) : NULL;
         zmq_msg_t m;
-        zmq_msg_init_data(&m, (void *)data, bytes, mlt_chunk_release, c);
+        if (held)
+            zmq_msg_init_data(&m, (void *)data, bytes, mlt_clientq_sent, held);
+        else
+            zmq_msg_init_data(&m, (void *)data, bytes, mlt_chunk_release, c);
         if (zmq_msg_send(&m, s->router, i + 1 < count ? ZMQ_SNDMORE : 0) < 0)
             zmq_msg_close(&m); /* releases the chunk */
     }
     if (packed) {
+        void *held = mlt_clientq_hold(cq, off, free_packed, NULL);
         zmq_msg_t m;
-        zmq_msg_init_data(&m, buf, off, free_packed, NULL);
+        if (held)
+            zmq_msg_init_data(&m, buf, off, mlt_clientq_sent, held);
+        else
+            zmq_msg_init_data(&m, buf, off, free_packed, NULL);
         if (zmq_msg_send(&m, s->router, 0) < 0)
             zmq_msg_close(&m);
     }
 }
 
+/* The client of a parked pull has one pull fewer waiting. */
+static void unpark(mlt_server_t *s, const mlt_parked_t *p)
+{
+    mlt_clientq_entry_t *cq = mlt_clientq_get(s->clients, p->id, p->id_len);
+    if (cq)
+        mlt_clientq_park(cq, -1);
+}
+
 void mlt_server__on_released(void *arg, const mlt_parked_t *p)
 {
     mlt_server_t *s = arg;
+    unpark(s, p);
     mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
     if (!b) {
         send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
@@ -185,6 +217,7 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
 void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
 {
     mlt_server_t *s = arg;
+    unpark(s, p);
     mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
     char text[MLT_MAX_ERROR_LEN];
     if (b) {
@@ -204,6 +237,7 @@ void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
 
 void mlt_server__on_dropped(void *arg, const mlt_parked_t *p)
 {
+    unpark(arg, p);
     send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
 }
 
@@ -234,15 +268,34 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
                            range_bytes(s, h->table, h->chunk_first, h->chunk_count),
                            MLT_MAX_CHUNK_BYTES);
+    if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
+        return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
+                           MLT_MAX_CLIENT_ID_BYTES);
+    /* a client that does not read its replies gets no more of them queued */
+    mlt_clientq_entry_t *cq =
+        mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    if (!cq)
+        return reply_error(s, rq, -EBUSY,
+                           "%u clients have replies or pulls outstanding, the limit; try again",
+                           MLT_MAX_CLIENTS);
+    const uint64_t unsent = mlt_clientq_unsent(cq);
+    const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
+    if (!shm && unsent > limit)
+        return reply_error(s, rq, -ENOBUFS,
+                           "%llu bytes of earlier pull replies to this client are not yet sent "
+                           "(it is not reading them), limit %llu; read them before pulling more",
+                           (unsigned long long)unsent, (unsigned long long)limit);
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
                         h->table, h->chunk_first, h->chunk_count, packed, shm ? &dst : NULL);
         return 0;
     }
-    if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
-        return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
-                           MLT_MAX_CLIENT_ID_BYTES);
+    if (mlt_clientq_parked(cq) >= MLT_MAX_PARKED_PER_CLIENT)
+        return reply_error(s, rq, -EAGAIN,
+                           "%u pulls of this client already wait for min_clock, the limit per "
+                           "client; wait for their replies",
+                           MLT_MAX_PARKED_PER_CLIENT);
     mlt_parked_t p = {
         .id_len = zmq_msg_size(rq->id),
         .request_id = h->request_id,
@@ -263,6 +316,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
     if (mlt_ssp_park(s->parked, &p) < 0)
         return reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
+    mlt_clientq_park(cq, +1);
     log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
               h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
               (long long)mlt_store_branch_min_clock(b));

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "daemon/clientq.h"
 #include "daemon/server.h"
 #include "daemon/shmseg.h"
 #include "daemon/ssp.h"
@@ -17,9 +18,11 @@
 struct mlt_server {
     void *ctx;
     void *router;
+    struct mlt_zap *zap; /* the ZAP handler of ctx when CurveZMQ is on, else NULL */
     mlt_store_t *store;
     mlt_ssp_t *parked;
     mlt_shmseg_t *shm;
+    mlt_clientq_t *clients; /* per client: unsent reply bytes, parked pulls (clientq.h) */
     uint32_t rank, n_servers;
     double pull_timeout_s;
     char *state_dir;  /* where CKPT_SAVE writes (server_ckpt.c) */
@@ -33,6 +36,7 @@ struct mlt_server {
     size_t n_frames;
     /* counters since start, for STATUS (and so metrics) */
     uint64_t n_requests, n_errors, n_pulls, n_pushes, bytes_in, bytes_out;
+    uint64_t n_dropped; /* replies not sent: the client's queue was full, or it was gone */
 };
 
 /* The request being served. */
@@ -45,8 +49,11 @@ typedef struct req {
 } req_t;
 
 /* server.c: replies */
-/* Sends the routing id frame of a reply. */
-void mlt_server__send_id(mlt_server_t *s, const void *id, size_t len);
+/* Sends the routing id frame of a reply: 0, or -EAGAIN when the client has
+ * MLT_MAX_QUEUED_MSGS replies unread (ZMQ_SNDHWM), -EHOSTUNREACH when it is
+ * gone; then the reply is dropped (counted, logged) and the caller sends
+ * none of its other frames. */
+int mlt_server__send_id(mlt_server_t *s, const void *id, size_t len);
 /* Replies ERROR (code, text) to the request `request_id` from routing id `id`. */
 void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                                int code, const char *text);

@@ -167,8 +167,35 @@ int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *er
                         mlt_rule_name(rule));
     if (n_servers == 0 || rank >= n_servers)
         return mlt_errf(-EINVAL, err, errlen, "rank %u of %u servers", rank, n_servers);
-    st->tables = mlt_calloc(n_tables, sizeof *st->tables);
+    /* Everything the job costs on this shard is known from the table sizes in
+     * closed form: O(tables), never O(chunks), so a REGISTER at the limits
+     * (4096 tables of 2^34 floats) is answered at once, and one whose single
+     * branch cannot fit memory_limit is refused before anything is allocated. */
+    const uint32_t state_arrays = (uint32_t)mlt_optim_state_floats(rule, job->average);
     uint64_t g = 0;
+    for (uint32_t i = 0; i < n_tables; i++)
+        g += mlt_layout_chunks(tables[i].size, st->chunk_floats);
+    uint64_t lo, hi, n_owned = 0, owned_floats = 0, tfirst = 0;
+    mlt_layout_shard_range(g, n_servers, rank, &lo, &hi);
+    for (uint32_t i = 0; i < n_tables; i++) {
+        uint64_t n_chunks = mlt_layout_chunks(tables[i].size, st->chunk_floats), first, count;
+        mlt_layout_table_part(tfirst, n_chunks, lo, hi, &first, &count);
+        n_owned += count;
+        owned_floats += count * st->chunk_floats;
+        if (count && first + count == n_chunks) /* the table's last chunk may be short */
+            owned_floats -= n_chunks * st->chunk_floats - tables[i].size;
+        tfirst += n_chunks;
+    }
+    const uint64_t branch_bytes =
+        n_owned * CHUNK_HDR + owned_floats * sizeof(float) * (1 + (uint64_t)state_arrays);
+    if (branch_bytes > st->limit)
+        return mlt_errf(-ENOMEM, err, errlen,
+                        "job '%s' needs %llu bytes per branch on shard %u (%llu chunks of its "
+                        "%u tables), more than memory_limit %llu: not one branch would fit",
+                        name, (unsigned long long)branch_bytes, rank, (unsigned long long)n_owned,
+                        n_tables, (unsigned long long)st->limit);
+    st->tables = mlt_calloc(n_tables, sizeof *st->tables);
+    g = 0;
     for (uint32_t i = 0; i < n_tables; i++) {
         st->tables[i].name = mlt_strdup(tables[i].name);
         st->tables[i].size = tables[i].size;
@@ -176,19 +203,16 @@ int mlt_store_set_job_spec(mlt_store_t *st, const mlt_store_job_t *job, char *er
         st->tables[i].gfirst = g;
         g += st->tables[i].n_chunks;
     }
-    uint64_t lo, hi;
-    mlt_layout_shard_range(g, n_servers, rank, &lo, &hi);
-    st->state_arrays = (uint32_t)mlt_optim_state_floats(rule, job->average);
+    st->state_arrays = state_arrays;
     st->n_owned = 0;
-    st->branch_bytes = 0;
     for (uint32_t i = 0; i < n_tables; i++) {
         table_t *t = &st->tables[i];
         mlt_layout_table_part(t->gfirst, t->n_chunks, lo, hi, &t->own_first, &t->own_count);
         t->slot0 = st->n_owned;
         st->n_owned += t->own_count;
-        for (uint64_t k = t->own_first; k < t->own_first + t->own_count; k++)
-            st->branch_bytes += mlt_store_chunk_bytes(st, mlt_store_chunk_len(st, i, (uint32_t)k));
     }
+    assert(st->n_owned == n_owned);
+    st->branch_bytes = branch_bytes;
     st->job = mlt_strdup(name);
     st->n_workers = job->n_workers;
     st->rule = rule;
@@ -301,10 +325,12 @@ static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t er
         return mlt_errf(-ENOSPC, err, errlen, "%u branches are live, the limit", MLT_MAX_BRANCHES);
     if (st->potential + st->branch_bytes > st->limit)
         return mlt_errf(-ENOMEM, err, errlen,
-                        "branch %u would raise branch memory to %llu bytes, limit %llu "
-                        "(memory_limit)",
+                        "branch %u would raise branch memory to %llu bytes: memory_limit %llu "
+                        "holds %llu branches of this job's %llu bytes on this shard; %u are live",
                         id, (unsigned long long)(st->potential + st->branch_bytes),
-                        (unsigned long long)st->limit);
+                        (unsigned long long)st->limit,
+                        (unsigned long long)(st->limit / st->branch_bytes),
+                        (unsigned long long)st->branch_bytes, st->n_branches);
     return 0;
 }
 
@@ -533,6 +559,11 @@ uint64_t mlt_store_allocated(const mlt_store_t *st)
 uint64_t mlt_store_potential(const mlt_store_t *st)
 {
     return st->potential;
+}
+
+uint64_t mlt_store_branch_bytes(const mlt_store_t *st)
+{
+    return st->job ? st->branch_bytes : 0;
 }
 
 uint64_t mlt_store_limit(const mlt_store_t *st)

@@ -171,6 +171,8 @@ void mlt_chunk_release(void *data, void *hint);
 uint64_t mlt_store_allocated(const mlt_store_t *st); /* bytes of chunks alive now */
 uint64_t mlt_store_potential(const mlt_store_t *st); /* bytes if all were private */
 uint64_t mlt_store_limit(const mlt_store_t *st);
+/* Bytes one fully private branch of the job takes on this shard (0: no job). */
+uint64_t mlt_store_branch_bytes(const mlt_store_t *st);
 uint32_t mlt_store_chunk_floats(const mlt_store_t *st);
 uint32_t mlt_store_n_branches(const mlt_store_t *st);
 /* ---- checkpoints (store_ckpt.c) ---- */

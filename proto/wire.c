@@ -243,6 +243,7 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
         (rc = check_str("out_dir", h->out_dir, MLT_MAX_PATH_LEN, err, errlen)) ||
         (rc = check_str("text", h->text, MLT_MAX_METRICS_TEXT, err, errlen)) ||
         (rc = check_str("shm_name", h->shm_name, MLT_MAX_SHM_NAME_LEN, err, errlen)) ||
+        (rc = check_str("local_control", h->local_control, MLT_MAX_ENDPOINT_LEN, err, errlen)) ||
         (rc = check_str("ckpt_job", h->ckpt_job, MLT_MAX_NAME_LEN, err, errlen)))
         return rc;
     if (h->has_shm_bytes && h->shm_bytes > MLT_MAX_SHM_BYTES)

@@ -1,6 +1,6 @@
 # scripts/deps.sh - sourced by scripts/test and scripts/demo: installs the
 # Debian 12 packages the build needs, only those missing, quietly.
-MLT_PKGS=(gcc libc6-dev python3 libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev libjemalloc-dev check
+MLT_PKGS=(gcc libc6-dev clang libclang-rt-14-dev python3 libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev libjemalloc-dev check
           meson ninja-build pkg-config libopenblas-dev zlib1g-dev dataset-fashion-mnist
           libsystemd-dev systemd libmicrohttpd-dev python3-matplotlib)
 

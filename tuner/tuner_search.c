@@ -19,7 +19,9 @@
  * quarter of T, and is cut the moment it diverges (CUT_RISE). */
 #include "tuner/tuner.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,12 +297,52 @@ static bool any_moved(const trial_t *trials, uint32_t n, double fork_loss)
     return false;
 }
 
-/* one trial of the search: forks it, runs it the rung-0 time, cuts or observes */
-static int search_trial(tuner_t *t, mlt_search_t *se, trial_t *tr, const mlt_setting_t *s,
-                        uint32_t parent, double parent_loss, double cursor, double T,
-                        const char *why)
+/* Forks trial tr; when the shards refuse it for memory (-ENOMEM: memory_limit
+ * holds fewer trial branches than the search has run), frees the live trial
+ * of trials[0, n) with the worst score (its score is known and observed; it
+ * only leaves the later rungs) and forks again, so a small memory_limit runs
+ * fewer trials at once instead of failing the job. With no live trial left to
+ * free it fails (-1), saying why in the result. */
+static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *tr,
+                              const mlt_setting_t *s, uint32_t parent, double cursor,
+                              const char *why)
 {
     int rc = mlt_tuner__trial_fork(t, tr, s, parent, cursor, why);
+    while (rc == -ENOMEM) {
+        int worst = -1;
+        uint32_t live = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (trials[i].alive && &trials[i] != tr) {
+                live++;
+                if (worst < 0 || trials[i].score >= trials[worst].score)
+                    worst = (int)i;
+            }
+        if (worst < 0) {
+            snprintf(t->res->reason, sizeof t->res->reason,
+                     "memory_limit leaves no room for one trial branch beside the job's other "
+                     "branches (trial %u could not be forked); raise memory_limit",
+                     tr->id);
+            return -1;
+        }
+        char reason[200];
+        snprintf(reason, sizeof reason,
+                 "memory_limit: room for trial %u (%u trial branch%s fit%s at once)", tr->id, live,
+                 live == 1 ? "" : "es", live == 1 ? "s" : "");
+        if ((rc = mlt_tuner__trial_kill(t, &trials[worst], reason)))
+            return rc;
+        rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
+        tr->alive = rc == 0;
+    }
+    return rc;
+}
+
+/* one trial of the search (trials[0, n) before it): forks it, runs it the
+ * rung-0 time, cuts or observes */
+static int search_trial(tuner_t *t, mlt_search_t *se, trial_t *trials, uint32_t n, trial_t *tr,
+                        const mlt_setting_t *s, uint32_t parent, double parent_loss, double cursor,
+                        double T, const char *why)
+{
+    int rc = fork_within_memory(t, trials, n, tr, s, parent, cursor, why);
     if (!rc)
         t->res->trials++;
     if (!rc && t->ex->progress)
@@ -406,9 +448,11 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
             n_design, max_trials, T, jnum(bb, budget_s));
     const char *stop = NULL;
     /* the design always runs; the budget bounds the proposals and the rungs */
-    for (uint32_t i = 0; i < n_design && !rc; i++)
-        rc = search_trial(t, se, &trials[n++], &design[i], parent, parent_loss, cursor, T,
+    for (uint32_t i = 0; i < n_design && !rc; i++) {
+        rc = search_trial(t, se, trials, n, &trials[n], &design[i], parent, parent_loss, cursor, T,
                           i == 0 ? "the design's centre" : "the design");
+        n++;
+    }
     while (!rc && !stop && se && n < max_trials) {
         if (t->res->trial_seconds - spent0 + T > budget_s) {
             stop = "the search's budget is spent";
@@ -442,7 +486,7 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
         char why[96];
         char b[32];
         snprintf(why, sizeof why, "searcher proposal (expected gain %s)", jnum(b, gain));
-        rc = search_trial(t, se, tr, &s, parent, parent_loss, cursor, T, why);
+        rc = search_trial(t, se, trials, n, tr, &s, parent, parent_loss, cursor, T, why);
         n++;
     }
     if (!rc && !stop && n >= max_trials)

@@ -173,13 +173,14 @@ static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h
 }
 
 /* Receives and handles one message from shard s. */
-void mlt_client__recv(mlt_client_t *c, uint32_t s)
+int mlt_client__recv(mlt_client_t *c, uint32_t s)
 {
+    int answered = 0;
     zmq_msg_t hdr;
     zmq_msg_init(&hdr);
     if (zmq_msg_recv(&hdr, c->socks[s], 0) < 0) {
         zmq_msg_close(&hdr);
-        return;
+        return 0;
     }
     size_t nf = 0, cap = 0;
     zmq_msg_t *frames = NULL;
@@ -208,6 +209,7 @@ void mlt_client__recv(mlt_client_t *c, uint32_t s)
             break;
     if (i == c->n_pending)
         goto out; /* a reply to a request given up on */
+    answered = 1;
     pending_t p = c->pending[i];
     c->pending[i] = c->pending[--c->n_pending];
     if (p.stage >= 0) /* its stage may be overwritten once every part is acknowledged */
@@ -223,8 +225,11 @@ void mlt_client__recv(mlt_client_t *c, uint32_t s)
     } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
         if (p.kind == P_PULL)
             p.cache->valid = false;
-        record_error(c, h->has_error_code && h->error_code ? -h->error_code : -EPROTO, "%s: %s",
-                     c->endpoints[s], h->error ? h->error : "error");
+        /* an errno value from the wire: anything else (0, negative, huge) is
+         * the server's protocol error, never a positive or odd return */
+        int code = h->has_error_code && h->error_code > 0 && h->error_code < 4096 ? -h->error_code
+                                                                                  : -EPROTO;
+        record_error(c, code, "%s: %s", c->endpoints[s], h->error ? h->error : "error");
     } else if ((p.kind == P_PULL || p.kind == P_PREFETCH) &&
                h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {
         on_pull(c, &p, h, frames, nf);
@@ -250,6 +255,7 @@ out:
         zmq_msg_close(&frames[nf]);
     mlt_free(frames);
     zmq_msg_close(&hdr);
+    return answered;
 }
 
 /* One round of replies; see client_int.h. */
@@ -305,10 +311,8 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
         return zmq_errno() == EINTR ? 0 : set_err(c, -zmq_errno(), "poll: %s",
                                                   zmq_strerror(zmq_errno()));
     for (uint32_t s = 0; s < c->n; s++)
-        if (items[s].revents & ZMQ_POLLIN) {
-            recv_one(c, s);
-            *deadline = mlt_time_mono() + c->timeout_s;
-        }
+        if ((items[s].revents & ZMQ_POLLIN) && recv_one(c, s))
+            *deadline = mlt_time_mono() + c->timeout_s; /* progress: junk does not count */
     for (uint32_t s = 0, k = c->n; c->mons && s < c->n; s++)
         if (c->mons[s] && (items[k++].revents & ZMQ_POLLIN)) {
             int rc = on_monitor(c, s);
@@ -332,9 +336,22 @@ int mlt_client__wait(mlt_client_t *c, int kind)
         if (!left)
             break;
         int rc = mlt_client__pump(c, &deadline);
-        if (rc == -ETIMEDOUT)
-            return set_err(c, rc, "no reply from %s for %.0f s (%zu requests pending)",
-                           c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending);
+        if (rc == -ETIMEDOUT) {
+            char seen[420] = "";
+            if (c->first_err) /* a bad reply came instead: say so */
+                snprintf(seen, sizeof seen, "; instead: %.400s", c->err);
+            c->first_err = 0;
+            set_err(c, rc, "no reply from %s for %.0f s (%zu requests pending)%.300s",
+                    c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending, seen);
+            /* given up: a late reply must not write to the caller's status */
+            for (size_t i = 0; i < c->n_pending;)
+                if ((kind < 0 || (int)c->pending[i].kind == kind) &&
+                    (c->pending[i].kind == P_HELLO || c->pending[i].kind == P_STATUS))
+                    c->pending[i] = c->pending[--c->n_pending];
+                else
+                    i++;
+            return rc;
+        }
         if (rc < 0)
             return rc;
     }
@@ -391,6 +408,12 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t worker, char *err,
                              size_t errlen)
 {
+    return mlt_client_new_keys(endpoints, n, worker, NULL, err, errlen);
+}
+
+mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint32_t worker,
+                                  const mlt_client_keys_t *keys, char *err, size_t errlen)
+{
     if (n == 0 || n > MLT_MAX_SERVERS || worker >= MLT_MAX_WORKERS) {
         if (err)
             snprintf(err, errlen, "bad arguments: %u servers, worker %u", n, worker);
@@ -428,6 +451,13 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
                 c->mons[s] = NULL;
             }
         }
+        if (keys && (zmq_setsockopt(c->socks[s], ZMQ_CURVE_SERVERKEY, keys->server_key, 41) < 0 ||
+                     zmq_setsockopt(c->socks[s], ZMQ_CURVE_PUBLICKEY, keys->public_key, 41) < 0 ||
+                     zmq_setsockopt(c->socks[s], ZMQ_CURVE_SECRETKEY, keys->secret_key, 41) < 0)) {
+            set_err(c, -zmq_errno(), "CurveZMQ keys refused for %s: %s", endpoints[s],
+                    zmq_strerror(zmq_errno()));
+            goto fail;
+        }
         if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
             set_err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
                     zmq_strerror(zmq_errno()));
@@ -445,9 +475,13 @@ mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t 
     int rc = mlt_sync(c);
     c->timeout_s = 120;
     if (rc < 0) {
-        if (rc == -ETIMEDOUT)
-            set_err(c, rc, "no answer from %s within 10 s: is mltunerd running there?",
-                    c->endpoints[c->pending[0].shard]);
+        if (rc == -ETIMEDOUT) {
+            char why[sizeof c->err];
+            snprintf(why, sizeof why, "%s", c->err);
+            set_err(c, rc, "%.400s: is mltunerd running there%s?", why,
+                    keys ? ", and does it know our CurveZMQ key (and we its)"
+                         : " (a daemon with curve_key set answers CurveZMQ clients only)");
+        }
         goto fail;
     }
     return c;

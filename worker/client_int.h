@@ -128,14 +128,20 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h);
 /* Reads the shards' disconnect events waiting (no blocking): true once a
  * shard dropped the connection; the client then sends nothing more (#12). */
 bool mlt_client__broken(mlt_client_t *c);
-/* Waits for one round of replies (handling them; a reply moves *deadline on
- * by timeout_s): 0, -ETIMEDOUT once *deadline has passed, or a poll error. */
+/* Waits for one round of replies (handling them; a reply that answers a
+ * pending request moves *deadline on by timeout_s; junk, or replies to
+ * requests given up on, do not): 0, -ETIMEDOUT once *deadline has passed, or
+ * a poll error. */
 int mlt_client__pump(mlt_client_t *c, double *deadline);
 /* Pumps until no request of `kind` (any but P_ZOMBIE if kind < 0) is pending;
- * returns the first error of the completed requests (and clears it). */
+ * returns the first error of the completed requests (and clears it). On
+ * -ETIMEDOUT the HELLO and STATUS requests waited for are given up (a late
+ * reply is ignored, never written to the caller's gone status), and the
+ * message says what a shard sent instead, if anything. */
 int mlt_client__wait(mlt_client_t *c, int kind);
-/* Handles one message from shard s. */
-void mlt_client__recv(mlt_client_t *c, uint32_t s);
+/* Handles one message from shard s. Returns 1 when it answered a pending
+ * request, 0 otherwise (junk, a reply to a request given up on). */
+int mlt_client__recv(mlt_client_t *c, uint32_t s);
 
 /* client_data.c: pulls, the pull cache, pushes, writes and clocks */
 /* Copies a packed pull reply into the caller's table and keeps its frame in

@@ -1,7 +1,8 @@
 /* client_shm.c - libmltuner's same-host transport (see client_int.h).
  *
  * After a job's layout is known the client creates one POSIX shared-memory
- * segment: 64 bytes whose first 8 are a random token, then MAX_CACHES cache
+ * segment, named /mltuner-<128 random bits in hex>, mode 0600: 64 bytes
+ * whose first 8 are a random token (64 bits, not in the name), then MAX_CACHES cache
  * regions and N_STAGES push-stage regions, each holding every table (64-byte
  * aligned), allocated whole at once (at most SHM_MAX_CLIENT_BYTES). It
  * names the segment to every shard in SHM_ATTACH and unlinks the name once
@@ -108,12 +109,20 @@ void mlt_client__shm_setup(mlt_client_t *c)
                  (unsigned long long)(total >> 20), SHM_MAX_CLIENT_BYTES >> 20);
         return;
     }
-    static unsigned seq;
+    /* The name is 128 random bits, unrelated to the token: a listing of
+     * /dev/shm tells nothing about the token, nor which process made it. The
+     * token is 64 random bits; without getrandom there is no segment. */
     char name[64];
     uint64_t token = 0;
-    if (getrandom(&token, sizeof token, 0) != sizeof token)
-        token = (uint64_t)getpid() << 32 ^ (uint64_t)(mlt_time_mono() * 1e9);
-    snprintf(name, sizeof name, "/mltuner-%d-%u-%08x", (int)getpid(), seq++, (unsigned)token);
+    unsigned char rnd[16];
+    if (getrandom(&token, sizeof token, 0) != sizeof token ||
+        getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+        snprintf(c->shm_why, sizeof c->shm_why, "sockets only (getrandom: %s)", strerror(errno));
+        return;
+    }
+    int pos = snprintf(name, sizeof name, "/mltuner-");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        pos += snprintf(name + pos, sizeof name - (size_t)pos, "%02x", rnd[i]);
     int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     /* allocated now, not page by page as touched: a store into a page that
      * /dev/shm has no room for would be a SIGBUS; a full /dev/shm here is an

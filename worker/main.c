@@ -21,6 +21,7 @@
 #include "common/alloc.h"
 #include "common/fpmode.h"
 #include "common/jobfile.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "kernels/cpu.h"
@@ -49,7 +50,38 @@ static void usage(FILE *f)
                "                    worker, since a machine usually runs one worker per core or GPU)\n"
                "  --parallel HOW    how the CPU backend uses them: batch (each thread a slice of\n"
                "                    every batch, BLAS on one thread), blas (BLAS threads), or auto\n"
-               "                    (default: batch for a cnn, blas otherwise)\n");
+               "                    (default: batch for a cnn, blas otherwise)\n"
+               "  --key FILE        this worker's CurveZMQ secret key (else $MLTUNER_KEY), for a\n"
+               "                    daemon with curve_key set\n"
+               "  --server-key FILE the daemon's public key (else $MLTUNER_SERVER_KEY, else\n"
+               "                    /etc/mltuner/server.pub)\n");
+}
+
+/* CurveZMQ (--key, --server-key): NULL until load_keys finds a key. */
+static mlt_client_keys_t opt_keys_buf, *opt_keys;
+
+/* Loads the keys the worker connects with. 0, or -1 after printing why. */
+static int load_keys(const char *key, const char *server_key)
+{
+    if (!key || !*key)
+        key = getenv("MLTUNER_KEY");
+    if (!server_key || !*server_key)
+        server_key = getenv("MLTUNER_SERVER_KEY");
+    if (!key || !*key)
+        return 0;
+    if (!server_key || !*server_key)
+        server_key = "/etc/mltuner/server.pub";
+    mlt_curve_pair_t me;
+    char err[512];
+    if (mlt_curve_load_secret(key, &me, err, sizeof err) < 0 ||
+        mlt_curve_load_public(server_key, opt_keys_buf.server_key, err, sizeof err) < 0) {
+        fprintf(stderr, "mltuner-worker: %s\n", err);
+        return -1;
+    }
+    memcpy(opt_keys_buf.public_key, me.pub, sizeof me.pub);
+    memcpy(opt_keys_buf.secret_key, me.sec, sizeof me.sec);
+    opt_keys = &opt_keys_buf;
+    return 0;
 }
 
 /* Compute threads (--threads, 0: the default) and how the CPU backend uses
@@ -340,8 +372,8 @@ static void task_job(wk_t *w, const Mlt__Task *t)
         return;
     }
     set_threads(w->trainer, &w->job, false);
-    w->client = mlt_client_new((const char *const *)t->servers, (uint32_t)t->n_servers, w->rank,
-                               err, sizeof err);
+    w->client = mlt_client_new_keys((const char *const *)t->servers, (uint32_t)t->n_servers,
+                                    w->rank, opt_keys, err, sizeof err);
     if (!w->client) {
         report_done(w, t, &r, err);
         return;
@@ -543,6 +575,12 @@ static int run_worker(const char *endpoint, uint32_t rank)
     zmq_setsockopt(w.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     int status = 1;
     void *mon = NULL; /* #12: the control socket's connect events */
+    if (opt_keys && (zmq_setsockopt(w.sock, ZMQ_CURVE_SERVERKEY, opt_keys->server_key, 41) < 0 ||
+                     zmq_setsockopt(w.sock, ZMQ_CURVE_PUBLICKEY, opt_keys->public_key, 41) < 0 ||
+                     zmq_setsockopt(w.sock, ZMQ_CURVE_SECRETKEY, opt_keys->secret_key, 41) < 0)) {
+        log_error("CurveZMQ keys refused: %s", zmq_strerror(zmq_errno()));
+        goto out;
+    }
     if (zmq_connect(w.sock, endpoint) < 0) {
         log_error("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         goto out;
@@ -666,6 +704,7 @@ int main(int argc, char **argv)
     mlt_fpmode_flush_denormals(); /* before any thread: they inherit it */
     fix_blas_core(argv);
     const char *coordinator = NULL, *standalone = NULL;
+    const char *key = NULL, *server_key = NULL;
     long rank = -1;
     char *sets[64];
     int n_sets = 0;
@@ -675,6 +714,10 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--coordinator") == 0 && v)
             coordinator = argv[++i];
+        else if (strcmp(a, "--key") == 0 && v)
+            key = argv[++i];
+        else if (strcmp(a, "--server-key") == 0 && v)
+            server_key = argv[++i];
         else if (strcmp(a, "--rank") == 0 && v) {
             char *end;
             rank = strtol(argv[++i], &end, 10);
@@ -735,6 +778,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (load_keys(key, server_key) < 0)
+        return 2;
     char prog[48];
     snprintf(prog, sizeof prog, "mltuner-worker.%ld", rank);
     mlt_log_init(prog, (mlt_log_level_t)level);

@@ -84,6 +84,19 @@ typedef struct mlt_server_status {
  * reason. */
 mlt_client_t *mlt_client_new(const char *const *endpoints, uint32_t n, uint32_t worker,
                              char *err, size_t errlen);
+/* CurveZMQ keys, Z85 text (40 characters and a NUL each), for a daemon that
+ * has curve_key set: the client's own pair, which the daemon's allow-list
+ * must hold, and the daemon's public key. */
+typedef struct mlt_client_keys {
+    char public_key[41];
+    char secret_key[41];
+    char server_key[41];
+} mlt_client_keys_t;
+/* mlt_client_new, connecting as a CurveZMQ client with keys (copied; NULL:
+ * plain TCP). A daemon that refuses the key never answers: the hello times
+ * out and err says so. */
+mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint32_t worker,
+                                  const mlt_client_keys_t *keys, char *err, size_t errlen);
 void mlt_client_destroy(mlt_client_t **cp);
 /* The last error in words ("" if none). Valid until the next call. */
 const char *mlt_client_error(const mlt_client_t *c);

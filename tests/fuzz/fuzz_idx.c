@@ -135,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mlt_dataset_t d;
     memset(&d, 0xa5, sizeof d); /* must be overwritten */
     int rc = mlt_idx_load(images, labels, &d, err, sizeof err);
+    fuzz_verdict(rc == 0);
 
     /* the same verdict with a tiny buffer and with none */
     char tiny[8];

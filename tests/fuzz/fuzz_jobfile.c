@@ -181,7 +181,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char err[512];
     mlt_job_t job;
-    if (parse(text, NAME, &job, err, sizeof err) != 0) {
+    int accepted = parse(text, NAME, &job, err, sizeof err) == 0;
+    fuzz_verdict(accepted);
+    if (!accepted) {
         free(text);
         return 0;
     }

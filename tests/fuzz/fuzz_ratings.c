@@ -181,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mlt_ratings_t r;
     memset(&r, 0xa5, sizeof r); /* must be overwritten */
     int rc = mlt_ratings_load(path, &r, err, sizeof err);
+    fuzz_verdict(rc == 0);
 
     /* the same verdict with a tiny buffer and with none */
     char tiny[8];

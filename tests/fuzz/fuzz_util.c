@@ -94,3 +94,17 @@ void fuzz_check_message(const char *err, size_t errlen, const char *prefix)
         abort();
     }
 }
+
+static int verdict = -1;
+
+void fuzz_verdict(int accepted)
+{
+    verdict = accepted ? 1 : 0;
+}
+
+int fuzz_take_verdict(void)
+{
+    int v = verdict;
+    verdict = -1;
+    return v;
+}

@@ -50,4 +50,14 @@ int fuzz_gunzip_exact(const uint8_t *data, size_t size, size_t max, uint8_t **ou
  * (the loaders name the file first). Aborts, printing the message, otherwise. */
 void fuzz_check_message(const char *err, size_t errlen, const char *prefix);
 
+/* The decoder's verdict on the current input, for tests/fuzz/replay.c, which
+ * compares it with the verdict a seed's name states (ok_... accepted,
+ * bad_... refused). A target calls fuzz_verdict(1) when the decoder accepted
+ * the input, fuzz_verdict(0) when it refused it, once per input. */
+void fuzz_verdict(int accepted);
+
+/* The verdict set since the last call, then forgotten: 1, 0, or -1 when the
+ * target set none. */
+int fuzz_take_verdict(void);
+
 #endif

@@ -17,16 +17,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_assert(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static int known(const ProtobufCEnumDescriptor *d, int v)
 {
@@ -72,28 +65,36 @@ static void check_accepted(const mlt_header_t *h)
     }
 }
 
-/* true if m carries an unknown field numbered 0. libprotobuf-c (1.4.1) rejects
- * tag 0 only in its one-byte form: a padded varint tag of field 0 (0x80 0x00)
- * is kept as an unknown field and re-encoded as 0x00, which it then rejects.
- * Such headers are exempt from the re-encoding check below. */
-static int tag0(const ProtobufCMessage *m)
+/* true if m, or any message inside it, carries an unknown field numbered 0.
+ * libprotobuf-c (1.4.1) rejects tag 0 only in its one-byte form: a padded
+ * varint tag of field 0 (0x80 0x00) is kept as an unknown field and
+ * re-encoded as 0x00, which it then rejects. Such headers are exempt from the
+ * re-encoding check below. The walk follows the descriptors, so a message
+ * type added to the header later is covered too. */
+static int has_tag0(const ProtobufCMessage *m)
 {
-    for (unsigned i = 0; m && i < m->n_unknown_fields; i++)
+    if (!m)
+        return 0;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
         if (m->unknown_fields[i].tag == 0)
             return 1;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (has_tag0(v[k]))
+                    return 1;
+        } else if (has_tag0(*(ProtobufCMessage *const *)(base + f->offset))) {
+            return 1;
+        }
+    }
     return 0;
-}
-
-static int has_tag0(const mlt_header_t *h)
-{
-    int t = tag0(&h->base) || (h->tunables && tag0(&h->tunables->base)) ||
-            (h->job && tag0(&h->job->base)) || (h->server && tag0(&h->server->base));
-    for (size_t i = 0; h->job && i < h->job->n_tables; i++)
-        t |= tag0(&h->job->tables[i]->base);
-    for (size_t i = 0; i < h->n_branches; i++)
-        t |= tag0(&h->branches[i]->base) ||
-             (h->branches[i]->tunables && tag0(&h->branches[i]->tunables->base));
-    return t;
 }
 
 static void check_rejected(int rc, const mlt_header_t *out, const char *err, size_t errlen)
@@ -125,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_assert(rc2 == rc);
     mlt_wire_free(&h2);
 
+    fuzz_verdict(rc == 0);
     if (rc != 0) {
         check_rejected(rc, h, err, sizeof err);
         return 0;
@@ -134,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* re-encode; unless it grew past the frame limit (packed repeated fields
      * are re-encoded unpacked) it must decode again, to the same encoding */
-    if (has_tag0(h)) {
+    if (has_tag0(&h->base)) {
         mlt_wire_free(&h);
         return 0;
     }

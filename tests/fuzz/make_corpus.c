@@ -5,8 +5,9 @@
  * fields, tunables, job spec, server info) and malformed frames (empty,
  * garbage, truncated). Not built by default; regenerate with
  *   ninja -C build tests/fuzz/make_corpus && build/tests/fuzz/make_corpus tests/fuzz/corpus/wire
- * Output is deterministic; each seed is checked to be accepted, or rejected
- * when its name starts with bad_ or ends in _truncated. */
+ * Output is deterministic; each seed is checked to be accepted when its name
+ * starts with ok_, rejected when it starts with bad_ (replay.c checks the
+ * same on every test run). */
 #include "proto/wire.h"
 
 #include <errno.h>
@@ -20,15 +21,19 @@
 static const char *dir;
 static int failures;
 
-/* Seeds named bad_* or *_truncated must be rejected, all others accepted. */
+/* Seeds named bad_* must be rejected, those named ok_* accepted (the names
+ * tests/fuzz/replay.c checks); any other name is a mistake here. */
 static void verify(const char *name, const void *buf, size_t len)
 {
     char err[256] = "";
     mlt_header_t *h = NULL;
     int rc = mlt_wire_decode(buf, len, &h, err, sizeof err);
     mlt_wire_free(&h);
-    int want_bad = strncmp(name, "bad_", 4) == 0 || strstr(name, "_truncated") != NULL;
-    if ((rc != 0) != want_bad) {
+    int want_bad = strncmp(name, "bad_", 4) == 0;
+    if (!want_bad && strncmp(name, "ok_", 3) != 0) {
+        fprintf(stderr, "%s: a seed's name starts with ok_ or bad_\n", name);
+        failures++;
+    } else if ((rc != 0) != want_bad) {
         fprintf(stderr, "%s: decode returned %d (%s)\n", name, rc, err);
         failures++;
     }
@@ -93,9 +98,9 @@ int main(int argc, char **argv)
         Mlt__MsgType type;
         const char *name;
     } plain[] = {
-        {MLT__MSG_TYPE__MSG_STATUS, "status"},
-        {MLT__MSG_TYPE__MSG_OK, "ok"},
-        {MLT__MSG_TYPE__MSG_JOB_END, "job_end"},
+        {MLT__MSG_TYPE__MSG_STATUS, "ok_status"},
+        {MLT__MSG_TYPE__MSG_OK, "ok_ok"},
+        {MLT__MSG_TYPE__MSG_JOB_END, "ok_job_end"},
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         mlt_wire_init(&h, plain[i].type);
@@ -105,9 +110,9 @@ int main(int argc, char **argv)
 
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_HELLO);
     h.has_worker = 1, h.worker = 3;
-    emit("hello", &h);
+    emit("ok_hello", &h);
     h.type = MLT__MSG_TYPE__MSG_HEARTBEAT;
-    emit("heartbeat", &h);
+    emit("ok_heartbeat", &h);
     h.worker = MLT_MAX_WORKERS;
     emit("bad_worker", &h);
 
@@ -127,8 +132,8 @@ int main(int argc, char **argv)
     job.tables = tp;
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_REGISTER);
     h.job = &job;
-    emit("register", &h);
-    emit_cut("register_truncated", &h, 20);
+    emit("ok_register", &h);
+    emit_cut("bad_register_truncated", &h, 20);
     t[1].name = (char *)"conv1.w";
     emit("bad_job_duplicate_table", &h);
     t[1].name = (char *)"conv1.b";
@@ -137,7 +142,7 @@ int main(int argc, char **argv)
     t[0].size = 6, t[0].n_shape = MLT_MAX_SHAPE_DIMS + 1;
     emit("bad_job_shape_dims", &h);
     t[0].n_shape = 2;
-    job.rule = (Mlt__Rule)6;
+    job.rule = (Mlt__Rule)99; /* no such rule */
     emit("bad_job_rule", &h);
     job.rule = MLT__RULE__RULE_ADAM, job.name = (char *)"";
     emit("bad_job_name", &h);
@@ -147,13 +152,13 @@ int main(int argc, char **argv)
     h.has_branch = 1, h.branch = 0;
     h.has_kind = 1, h.kind = MLT__BRANCH_KIND__KIND_TRAIN;
     h.tunables = &tun;
-    emit("branch_create", &h);
-    h.kind = (Mlt__BranchKind)4;
+    emit("ok_branch_create", &h);
+    h.kind = (Mlt__BranchKind)99; /* no such kind */
     emit("bad_kind", &h);
     h.kind = MLT__BRANCH_KIND__KIND_TRAIN;
     h.type = MLT__MSG_TYPE__MSG_SET_TUNABLES;
     h.has_kind = 0;
-    emit("set_tunables", &h);
+    emit("ok_set_tunables", &h);
     tun.lr = NAN;
     emit("bad_tunables_lr_nan", &h);
     tun.lr = 0.01f, tun.staleness = MLT_MAX_STALENESS + 1;
@@ -163,11 +168,11 @@ int main(int argc, char **argv)
     h.has_branch = 1, h.branch = 5;
     h.has_parent = 1, h.parent = 1;
     h.has_kind = 1, h.kind = MLT__BRANCH_KIND__KIND_EVAL;
-    emit("fork", &h);
+    emit("ok_fork", &h);
 
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_FREE);
     h.has_branch = 1, h.branch = 5;
-    emit("free", &h);
+    emit("ok_free", &h);
 
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_WRITE);
     h.has_worker = 1, h.worker = 0;
@@ -175,15 +180,15 @@ int main(int argc, char **argv)
     h.has_table = 1, h.table = 1;
     h.has_chunk_first = 1, h.chunk_first = 0;
     h.has_chunk_count = 1, h.chunk_count = 4;
-    emit("write", &h);
+    emit("ok_write", &h);
     h.type = MLT__MSG_TYPE__MSG_PUSH;
-    emit("push", &h);
+    emit("ok_push", &h);
     h.chunk_count = 0;
     emit("bad_chunk_count", &h);
     h.chunk_count = 4;
     h.type = MLT__MSG_TYPE__MSG_PULL;
     h.has_clock = 1, h.clock = 12;
-    emit("pull", &h);
+    emit("ok_pull", &h);
     h.clock = -1;
     emit("bad_clock", &h);
 
@@ -191,13 +196,13 @@ int main(int argc, char **argv)
     h.has_min_clock = 1, h.min_clock = 11;
     h.has_chunk_first = 1, h.chunk_first = 0;
     h.has_chunk_count = 1, h.chunk_count = 4;
-    emit("pull_reply", &h);
+    emit("ok_pull_reply", &h);
 
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_CLOCK);
     h.has_worker = 1, h.worker = 1;
     h.has_branch = 1, h.branch = 1;
     h.has_clock = 1, h.clock = 13;
-    emit("clock", &h);
+    emit("ok_clock", &h);
     h.version = 2;
     emit("bad_version", &h);
     h.version = MLT_PROTO_VERSION, h.type = (Mlt__MsgType)99;
@@ -228,8 +233,8 @@ int main(int argc, char **argv)
     h.server = &srv;
     h.n_branches = 2;
     h.branches = bip;
-    emit("status_reply", &h);
-    emit_cut("status_reply_truncated", &h, 40);
+    emit("ok_status_reply", &h);
+    emit_cut("bad_status_reply_truncated", &h, 40);
     srv.rank = 2;
     emit("bad_server_rank", &h);
 
@@ -238,7 +243,7 @@ int main(int argc, char **argv)
     h.has_request_id = 1, h.request_id = 7;
     h.has_error_code = 1, h.error_code = ENOENT;
     h.error = (char *)"branch 9 does not exist";
-    emit("error", &h);
+    emit("ok_error", &h);
     memset(text, 'e', sizeof text - 1);
     text[sizeof text - 1] = '\0';
     h.error = text;
@@ -250,7 +255,7 @@ int main(int argc, char **argv)
     write_file("bad_wire_type", "\x08\x01\x10\x08\x0f", 5);
     write_file("bad_length_past_end", "\x08\x01\x10\x08\x82\x01\x05" "ab", 9);
     /* valid PULL followed by an unknown field 1000 */
-    write_file("unknown_field", "\x08\x01\x10\x08\xc2\x3e\x03xyz", 10);
+    write_file("ok_unknown_field", "\x08\x01\x10\x08\xc2\x3e\x03xyz", 10);
 
     return failures ? 1 : 0;
 }

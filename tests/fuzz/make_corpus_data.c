@@ -105,7 +105,10 @@ static void emit(const char *sub, const char *name, const void *p, size_t n)
 static void verdict(const char *sub, const char *name, int rc, const char *err)
 {
     int want_bad = strncmp(name, "bad_", 4) == 0;
-    if ((rc != 0) != want_bad) {
+    if (!want_bad && strncmp(name, "ok_", 3) != 0) {
+        fprintf(stderr, "%s/%s: a seed's name starts with ok_ or bad_\n", sub, name);
+        failures++;
+    } else if ((rc != 0) != want_bad) {
         fprintf(stderr, "%s/%s: loader returned %d (%s)\n", sub, name, rc, rc ? err : "accepted");
         failures++;
     }
@@ -177,8 +180,8 @@ static buf_t labels(uint32_t magic, uint32_t n, size_t count)
 static void idx_seeds(void)
 {
     buf_t b = images(0x803, 3, 2, 2, 12);
-    idx_seed("images_3x2x2", 0, &b, 0);
-    idx_seed("images_3x2x2_gz", 0, &b, 1);
+    idx_seed("ok_images_3x2x2", 0, &b, 0);
+    idx_seed("ok_images_3x2x2_gz", 0, &b, 1);
     b.n -= 5;
     idx_seed("bad_images_truncated", 0, &b, 0);
     idx_seed("bad_images_truncated_gz", 0, &b, 1);
@@ -189,10 +192,10 @@ static void idx_seeds(void)
     mlt_free(b.p);
 
     b = images(0x803, 3, 28, 28, 3 * 28 * 28);
-    idx_seed("images_3x28x28_gz", 0, &b, 1);
+    idx_seed("ok_images_3x28x28_gz", 0, &b, 1);
     mlt_free(b.p);
     b = images(0x803, 3, 1, 5, 15);
-    idx_seed("images_3x1x5", 0, &b, 0);
+    idx_seed("ok_images_3x1x5", 0, &b, 0);
     mlt_free(b.p);
 
     b = images(0x803, 3, 2, 2, 12);
@@ -238,8 +241,8 @@ static void idx_seeds(void)
     mlt_free(b.p);
 
     b = labels(0x801, 3, 3);
-    idx_seed("labels_3", 1, &b, 0);
-    idx_seed("labels_3_gz", 1, &b, 1);
+    idx_seed("ok_labels_3", 1, &b, 0);
+    idx_seed("ok_labels_3_gz", 1, &b, 1);
     b.n--;
     idx_seed("bad_labels_truncated", 1, &b, 0);
     b.n++;
@@ -299,23 +302,24 @@ static void ratings_seeds(void)
                               "1,1,4.0,964982703\n"
                               "1,3,4.5,964981247\n"
                               "2,1,0.5,964982224\n";
-    ratings_str("udata", udata, 0);
-    ratings_str("udata_gz", udata, 1);
-    ratings_str("csv", csv, 0);
-    ratings_str("csv_gz", csv, 1);
-    ratings_str("csv_crlf", "userId,movieId,rating,timestamp\r\n1,2,3.5,4\r\n2,2,10,5\r\n", 0);
-    ratings_str("csv_no_header", "1,2,3.5,4\n5,6,0,7\n", 0);
-    ratings_str("udata_no_final_newline", "1\t1\t5\t874965758\n1\t2\t3\t876893171", 0);
-    ratings_str("udata_blank_lines", "\n\n1\t1\t5\t1\n\r\n\n2\t1\t0.25\t2\n\n", 0);
-    ratings_str("udata_big_ids", "4294967295\t0\t1e1\t18446744073709551615\n0\t4294967295\t.5\t0\n",
+    ratings_str("ok_udata", udata, 0);
+    ratings_str("ok_udata_gz", udata, 1);
+    ratings_str("ok_csv", csv, 0);
+    ratings_str("ok_csv_gz", csv, 1);
+    ratings_str("ok_csv_crlf", "userId,movieId,rating,timestamp\r\n1,2,3.5,4\r\n2,2,10,5\r\n", 0);
+    ratings_str("ok_csv_no_header", "1,2,3.5,4\n5,6,0,7\n", 0);
+    ratings_str("ok_udata_no_final_newline", "1\t1\t5\t874965758\n1\t2\t3\t876893171", 0);
+    ratings_str("ok_udata_blank_lines", "\n\n1\t1\t5\t1\n\r\n\n2\t1\t0.25\t2\n\n", 0);
+    ratings_str("ok_udata_big_ids",
+                "4294967295\t0\t1e1\t18446744073709551615\n0\t4294967295\t.5\t0\n", 0);
+    ratings_str("ok_udata_number_forms", "1\t1\t+5\t1\n1\t2\t-0\t1\n1\t3\t0x1p3\t1\n1\t4\t7.\t1\n",
                 0);
-    ratings_str("udata_number_forms", "1\t1\t+5\t1\n1\t2\t-0\t1\n1\t3\t0x1p3\t1\n1\t4\t7.\t1\n", 0);
     char line[MLT_RATINGS_MAX_LINE + 2];
     int n = snprintf(line, sizeof line, "1\t1\t5\t");
     memset(line + n, '0', MLT_RATINGS_MAX_LINE - 1 - (size_t)n); /* 1023 bytes and the newline */
     line[MLT_RATINGS_MAX_LINE - 1] = '\n';
     line[MLT_RATINGS_MAX_LINE] = '\0';
-    ratings_str("udata_longest_line", line, 0);
+    ratings_str("ok_udata_longest_line", line, 0);
     line[MLT_RATINGS_MAX_LINE - 1] = '0'; /* 1024 bytes and the newline */
     line[MLT_RATINGS_MAX_LINE] = '\n';
     line[MLT_RATINGS_MAX_LINE + 1] = '\0';
@@ -383,25 +387,27 @@ static void job_seeds(int n_conf, char **conf)
             failures++;
         } else {
             const char *base = strrchr(conf[i], '/');
-            job_seed(base ? base + 1 : conf[i], text, n);
+            char name[256];
+            snprintf(name, sizeof name, "ok_%s", base ? base + 1 : conf[i]);
+            job_seed(name, text, n);
         }
         if (f)
             fclose(f);
         mlt_free(text);
     }
 
-    job_str("min_softmax.conf", SOFTMAX);
-    job_str("min_mlp.conf", "name = \"m\"; model = { type = \"mlp\"; layers = [8]; };");
-    job_str("mf_synthetic.conf",
+    job_str("ok_min_softmax.conf", SOFTMAX);
+    job_str("ok_min_mlp.conf", "name = \"m\"; model = { type = \"mlp\"; layers = [8]; };");
+    job_str("ok_mf_synthetic.conf",
             "name = \"mf-1.x_y\"; seed = 4294967296L; workers = 1024; backend = \"cpu\";\n"
-            "output_dir = \"/tmp/out\";\n"
+            "output_dir = \"out\";\n"
             "model = { type = \"mf\"; rank = 3; l2 = 0.5; };\n"
             "data = { format = \"synthetic\"; synthetic = { users = 100; items = 20; rank = 2;\n"
             "  ratings = \"1K\"; noise = 0; }; test_fraction = 0.5; };\n"
             "stop = { target_rmse = 0.25; };\n");
-    job_str("mf_ratings.conf", "name = \"r\"; model = { type = \"mf\"; };\n"
-                               "data = { format = \"ratings\"; ratings = \"u.data\"; };\n");
-    job_str("tunables.conf",
+    job_str("ok_mf_ratings.conf", "name = \"r\"; model = { type = \"mf\"; };\n"
+                                  "data = { format = \"ratings\"; ratings = \"u.data\"; };\n");
+    job_str("ok_tunables.conf",
             SOFTMAX "update = { rule = \"adam\"; beta1 = 0; beta2 = 0.5; eps = 1e-20; };\n"
                     "tunables = {\n"
                     "  lr = { default = 0.5; min = 1e-300; max = 1.7e308; scale = \"log\"; };\n"
@@ -409,11 +415,11 @@ static void job_seeds(int n_conf, char **conf)
                     "  batch_size = { default = 64; values = [1, 64, 65536]; };\n"
                     "  momentum = { default = 0; min = 0; max = 0.999; };\n"
                     "};\n"
-                    "tuner = { searcher = \"grid\"; logic = \"hyperband\"; top_k = 100; };\n");
-    job_str("comments.conf", "# a comment with @include \"x\"\n"
-                             "/* a block\n@include \"y\" */ name = \"c\"; // 4294967296\n"
-                             "model = { type = \"cnn\"; cnn = [\"conv1x1x1\", \"pool8\", "
-                             "\"conv11x11x1024\", \"fc65536\", \"fc1\"]; };\n");
+                    "tuner = { searcher = \"grid\"; logic = \"hyperband\"; max_trials = 256; };\n");
+    job_str("ok_comments.conf", "# a comment with @include \"x\"\n"
+                                "/* a block\n@include \"y\" */ name = \"c\"; // 4294967296\n"
+                                "model = { type = \"cnn\"; cnn = [\"conv1x1x1\", \"pool8\", "
+                                "\"conv11x11x1024\", \"fc65536\", \"fc1\"]; };\n");
 
     job_str("bad_empty", "");
     static const char nul[] = "name = \"x\";\0"

@@ -3,9 +3,16 @@
  * Linked with a fuzz target (LLVMFuzzerTestOneInput) into an ordinary program:
  * every file named on the command line, and every regular file under every
  * directory named there (recursively, in sorted order), is read and passed to
- * the target once. The target aborts on a violated invariant. Prints
- * "replayed N inputs"; exits 1 if an argument can't be read or no input was
- * found, so an empty or misplaced corpus fails the test. */
+ * the target once. The target aborts on a violated invariant.
+ *
+ * Each seed states the verdict it must get in its file name: "ok_..." must
+ * be accepted by the decoder, "bad_..." refused; the target reports the
+ * decoder's verdict through fuzz_verdict() (fuzz_util.h). A seed whose
+ * verdict differs, a name with neither prefix, or a target that reported no
+ * verdict fails the run, naming the seed. Prints "replayed N inputs
+ * (A accepted, R refused)"; exits 1 if an argument can't be read, a verdict
+ * is wrong or no input was found, so an empty or misplaced corpus fails the
+ * test. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,9 +20,23 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fuzz_util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static size_t replayed;
+static size_t replayed, n_accepted, n_refused, n_wrong;
+
+/* The verdict the seed's file name states: 1 accept, 0 refuse, -1 none. */
+static int named_verdict(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (strncmp(name, "ok_", 3) == 0)
+        return 1;
+    if (strncmp(name, "bad_", 4) == 0)
+        return 0;
+    return -1;
+}
 
 static int replay_file(const char *path, off_t size)
 {
@@ -39,9 +60,29 @@ static int replay_file(const char *path, off_t size)
         free(buf);
         return -1;
     }
+    int want = named_verdict(path);
+    fuzz_take_verdict(); /* forget any stale one */
     LLVMFuzzerTestOneInput(buf, n);
     free(buf);
     replayed++;
+    int got = fuzz_take_verdict();
+    if (got < 0) {
+        fprintf(stderr, "FAIL %s: the target reported no verdict\n", path);
+        n_wrong++;
+    } else if (want < 0) {
+        fprintf(stderr,
+                "FAIL %s: the name states no verdict (ok_... or bad_...); the decoder %s it\n",
+                path, got ? "accepted" : "refused");
+        n_wrong++;
+    } else if (got != want) {
+        fprintf(stderr, "FAIL %s: expected %s, the decoder %s it\n", path,
+                want ? "accepted" : "refused", got ? "accepted" : "refused");
+        n_wrong++;
+    }
+    if (got == 1)
+        n_accepted++;
+    else if (got == 0)
+        n_refused++;
     return 0;
 }
 
@@ -97,9 +138,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (replay_path(argv[i]) != 0)
             return 1;
-    printf("replayed %zu inputs\n", replayed);
+    printf("replayed %zu inputs (%zu accepted, %zu refused)\n", replayed, n_accepted, n_refused);
     if (replayed == 0) {
         fprintf(stderr, "no inputs found\n");
+        return 1;
+    }
+    if (n_wrong > 0) {
+        fprintf(stderr, "%zu inputs got a verdict other than their name states\n", n_wrong);
         return 1;
     }
     return 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +41,80 @@ static int free_port(void)
     return port;
 }
 
+/* ---- process lifetime ----------------------------------------------------
+ * Every process the harness starts dies with the process that started it,
+ * whatever ends that one: a failed Check assertion (the forked test exits), an
+ * abort, a Check timeout's SIGKILL or a normal exit without mlt_test_stop.
+ * Two mechanisms: the child asks the kernel for SIGKILL when its parent
+ * thread ends (PR_SET_PDEATHSIG; so start processes from the thread that
+ * lives as long as the test, as every test here does), and an atexit handler
+ * SIGKILLs and reaps whatever is still listed. tests/integration/
+ * test_harness.c proves it. */
+
+#define MAX_LIVE (MLT_TEST_MAX_DAEMONS * 4 + MLT_TEST_MAX_WORKERS * 4)
+
+static pid_t live[MAX_LIVE]; /* started and not yet reaped; 0 = free slot */
+static pid_t live_owner;     /* the process that started them */
+
+static void kill_live(void)
+{
+    if (getpid() != live_owner) /* a forked copy of the test: not its children */
+        return;
+    for (int i = 0; i < MAX_LIVE; i++) {
+        /* 0: still running; anything else: reaped now, or already reaped by
+         * the test itself (then the pid may be someone else's: no kill) */
+        if (live[i] > 0 && waitpid(live[i], NULL, WNOHANG) == 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+        }
+        live[i] = 0;
+    }
+}
+
+static void live_add(pid_t pid)
+{
+    if (live_owner != getpid()) {
+        if (live_owner == 0)
+            atexit(kill_live);
+        memset(live, 0, sizeof live); /* a forked copy's list is not its own */
+        live_owner = getpid();
+    }
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == 0) {
+            live[i] = pid;
+            return;
+        }
+    /* full: PR_SET_PDEATHSIG still covers it */
+}
+
+/* after waitpid reaped pid */
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == pid)
+            live[i] = 0;
+}
+
+/* In a child just forked from parent: die when the parent does. If the
+ * parent is already gone (it died before prctl), exit at once. */
+static void die_with_parent(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
+}
+
+/* fork() for the harness: the child dies with the caller, the parent lists it. */
+static pid_t fork_child(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        die_with_parent(parent);
+    else if (pid > 0)
+        live_add(pid);
+    return pid;
+}
+
 static int start_daemons(mlt_test_cluster_t *c, int n, const char *const *extra, bool listed);
 
 int mlt_test_start(mlt_test_cluster_t *c, int n, const char *const *extra)
@@ -65,7 +140,7 @@ static pid_t spawn_daemon(mlt_test_cluster_t *c, const char *bin, int i, int n, 
     snprintf(sdir, sizeof sdir, "state_dir=%s", c->dir);
     snprintf(ctlf, sizeof ctlf, "control_endpoint_file=%s/control%d", c->dir, i);
     snprintf(cb, sizeof cb, "control_bind=%s", control_bind);
-    pid_t pid = fork();
+    pid_t pid = fork_child();
     if (pid < 0) {
         perror("harness: fork");
         return -1;
@@ -214,7 +289,7 @@ int mlt_test_start_workers(mlt_test_cluster_t *c, int n)
         char rank[16], log[320];
         snprintf(rank, sizeof rank, "%d", i);
         snprintf(log, sizeof log, "%s/worker%d.log", c->dir, i);
-        pid_t pid = fork();
+        pid_t pid = fork_child();
         if (pid < 0)
             return -1;
         if (pid == 0) {
@@ -239,9 +314,10 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
     for (int i = 0; i < c->n_workers; i++) {
         int st = 0, done = 0;
         for (long t = 0; t < polls && !done; t++) {
-            if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i])
+            if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i]) {
+                live_remove(c->workers[i]);
                 done = 1;
-            else
+            } else
                 sleep_ms(10);
         }
         if (!done) {
@@ -249,6 +325,7 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
                     i, c->dir, i);
             kill(c->workers[i], SIGKILL);
             waitpid(c->workers[i], &st, 0);
+            live_remove(c->workers[i]);
             bad++;
         } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "harness: worker %d ended with status %d (log %s/worker%d.log)\n", i,
@@ -268,7 +345,7 @@ int mlt_test_run(const char *const *argv, char *out, size_t outlen)
     int pfd[2];
     if (pipe(pfd) < 0)
         return -1;
-    pid_t pid = fork();
+    pid_t pid = fork_child();
     if (pid < 0)
         return -1;
     if (pid == 0) {
@@ -293,13 +370,19 @@ int mlt_test_run(const char *const *argv, char *out, size_t outlen)
     int st;
     if (waitpid(pid, &st, 0) != pid)
         return -1;
+    live_remove(pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int mlt_test_alive(mlt_test_cluster_t *c, int i)
 {
     int st;
-    return c->pids[i] > 0 && waitpid(c->pids[i], &st, WNOHANG) == 0;
+    if (c->pids[i] <= 0)
+        return 0;
+    pid_t r = waitpid(c->pids[i], &st, WNOHANG);
+    if (r == c->pids[i])
+        live_remove(r);
+    return r == 0;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -316,6 +399,7 @@ int mlt_test_stop(mlt_test_cluster_t *c)
     for (int i = 0; i < c->n_workers; i++) { /* workers left over by a failed test */
         kill(c->workers[i], SIGKILL);
         waitpid(c->workers[i], NULL, 0);
+        live_remove(c->workers[i]);
     }
     c->n_workers = 0;
     for (int i = 0; i < c->n; i++)
@@ -327,15 +411,17 @@ int mlt_test_stop(mlt_test_cluster_t *c)
         int st = 0, done = 0;
         for (int t = 0; t < 2000 && !done; t++) {
             pid_t r = waitpid(c->pids[i], &st, WNOHANG);
-            if (r == c->pids[i])
+            if (r == c->pids[i]) {
+                live_remove(r);
                 done = 1;
-            else
+            } else
                 sleep_ms(10);
         }
         if (!done) {
             fprintf(stderr, "harness: daemon %d ignored SIGTERM for 20 s; killing it\n", i);
             kill(c->pids[i], SIGKILL);
             waitpid(c->pids[i], &st, 0);
+            live_remove(c->pids[i]);
             bad++;
         } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "harness: daemon %d ended with %s %d; log: %s/daemon%d.log\n", i,
@@ -360,6 +446,7 @@ int mlt_test_kill9(mlt_test_cluster_t *c, int i)
         return -1;
     kill(c->pids[i], SIGKILL);
     waitpid(c->pids[i], NULL, 0);
+    live_remove(c->pids[i]);
     c->pids[i] = 0;
     return 0;
 }
@@ -396,6 +483,8 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i)
             fprintf(stderr, "harness: restarted daemon %d wrote no endpoint within 10 s\n", i);
             return -1;
         }
+        waitpid(pid, NULL, 0);
+        live_remove(pid);
         c->pids[i] = 0;
         sleep_ms(100); /* the port may be held a moment longer */
     }

@@ -6,15 +6,19 @@ fake srun runs each task here with the SLURM_* variables a real step sets, and
 logs its arguments and tasks. Checked:
   - --dry-run prints exactly the generated per-node configs (conf/mltunerd.conf
     with rank, n_servers, servers, bind, endpoint_file, control_bind,
-    control_endpoint_file, state_dir, allow_insecure filled in; each one parses
-    with mltunerd) and the srun and mltunerctl command lines; it writes nothing;
+    control_endpoint_file, state_dir, allow_insecure, curve_key,
+    curve_authorized_keys filled in; each one parses with mltunerd) and the
+    keygen, srun and mltunerctl command lines; it writes nothing;
   - the worker count and srun options follow SLURM_GPUS_ON_NODE,
     SLURM_NTASKS_PER_NODE, SLURM_NTASKS and SLURM_CPUS_PER_TASK;
-  - non-loopback nodes need --allow-insecure, and then bind the wildcard;
+  - non-loopback nodes bind the wildcard with the job's CurveZMQ keys and
+    allow_insecure false; with --allow-insecure, no keys and allow_insecure true;
   - bad arguments or no allocation: exit 2 with one line;
   - a real job through the fake srun on 127.0.0.1 and 127.0.0.2 (2 nodes, 2
-    shards, 2 workers): exit 0, each daemon on its node's address and port, the
-    second shard serving the job, the workers joined, every process gone after;
+    shards, 2 workers), CurveZMQ on: exit 0, each daemon on its node's address
+    and port, the second shard serving the job, the workers joined, every
+    process gone after; the job's keys in DIR/slurm/keys (0700, secret keys
+    0600), the workers' key allowed;
   - a job the coordinator refuses: exit 1, every process gone after.
 MLT_SOURCE_ROOT and MLT_BUILD_ROOT name the tree and the build.
 """
@@ -80,8 +84,10 @@ def expected_conf(rank, n, values):
     return "\n".join(lines)
 
 
-def node_values(rank, servers, bind, out, control_bind, allow):
+def node_values(rank, servers, bind, out, control_bind, allow, keys=True):
     return {
+        "curve_key": f'"{out}/slurm/keys/server.key"' if keys else '""',
+        "curve_authorized_keys": f'"{out}/slurm/keys/authorized_keys"' if keys else '""',
         "rank": str(rank), "n_servers": str(len(servers)),
         "servers": "( " + ", ".join(f'"{s}"' for s in servers) + " )",
         "bind": f'"{bind}"', "endpoint_file": f'"{out}/slurm/rank{rank}.endpoint"',
@@ -107,6 +113,9 @@ DAEMON_SRUN = ("srun --nodes={n} --ntasks={n} --ntasks-per-node=1 --overlap --gr
                "--kill-on-bad-exit=1 bash -c 'exec \"$1\" -c \"$2/mltunerd-rank$SLURM_NODEID.conf\" "
                "2>\"$3/mltunerd-rank$SLURM_NODEID.log\"' mltunerd {build}/daemon/mltunerd "
                "{out}/slurm {out}/logs &")
+KEYGEN = ("{build}/daemon/mltunerctl keygen server --dir {out}/slurm/keys; "
+          "{build}/daemon/mltunerctl keygen workers --dir {out}/slurm/keys")
+KEYS = "--key {out}/slurm/keys/workers.key --server-key {out}/slurm/keys/server.pub"
 WORKER_SCRIPT = ("'exec \"$1\" --coordinator \"$2\" --rank \"$SLURM_PROCID\" \"${{@:4}}\" "
                  "2>\"$3/worker$SLURM_PROCID.log\"'")
 
@@ -126,12 +135,13 @@ def test_dry_run(tmp):
         f"# ---- {out}/slurm/mltunerd-rank1.conf",
         expected_conf(1, 2, node_values(1, servers, servers[1], out, "", "false")),
         "# ---- commands",
+        KEYGEN.format(build=BUILD, out=out),
         DAEMON_SRUN.format(n=2, build=BUILD, out=out),
         f"# once {out}/slurm/rank0..1.endpoint exist:",
         "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --gpus-per-task=1 --cpus-per-task=4 bash -c "
         f"{WORKER_SCRIPT.format()} mltuner-worker {BUILD}/worker/mltuner-worker "
-        f"tcp://127.0.0.1:7099 {out}/logs --threads 4 &",
-        f"{BUILD}/daemon/mltunerctl -c tcp://127.0.0.1:7099 submit {JOB} --out {out} "
+        f"tcp://127.0.0.1:7099 {out}/logs --threads 4 {KEYS.format(out=out)} &",
+        f"{BUILD}/daemon/mltunerctl -c tcp://127.0.0.1:7099 {KEYS.format(out=out)} submit {JOB} --out {out} "
         "--set workers=4 --set data.subset=2000 --wait",
     ]) + "\n"
     if not check(text == want, "dry run prints the two generated configs and the commands exactly"):
@@ -164,7 +174,8 @@ def test_dry_run(tmp):
           f"node, 6 workers; outputs in {out}", f"SLURM_NTASKS=6 on 3 nodes: 2 workers a node "
           f"({lines[0] if lines else err.strip()})")
     want_w = (f"srun --nodes=3 --ntasks=6 --ntasks-per-node=2 bash -c {WORKER_SCRIPT.format()} "
-              f"mltuner-worker {BUILD}/worker/mltuner-worker tcp://127.0.0.1:8999 {out}/logs &")
+              f"mltuner-worker {BUILD}/worker/mltuner-worker tcp://127.0.0.1:8999 {out}/logs "
+              f"{KEYS.format(out=out)} &")
     check(want_w in lines, "  its worker step: 6 tasks, 2 a node, no GPU or CPU options, "
           "control on port-1", "\n".join(l for l in lines if "mltuner-worker" in l))
     check(DAEMON_SRUN.format(n=3, build=BUILD, out=out) in lines,
@@ -183,18 +194,26 @@ def test_dry_run(tmp):
 def test_network(tmp):
     out = os.path.join(tmp, "net")
     env = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "10.0.0.1,10.0.0.2", "SLURM_NNODES": "2"}
-    rc, text, err = launch([JOB, "--out", out, "--dry-run"], env)
-    check(rc == 2 and "--allow-insecure" in err and not text,
-          f"non-loopback nodes without --allow-insecure: exit 2 ({rc}, {err.strip()!r})")
-    rc, text, err = launch([JOB, "--out", out, "--dry-run", "--allow-insecure"], env)
-    confs = sections(text)
     servers = ["tcp://10.0.0.1:7100", "tcp://10.0.0.2:7101"]
+    rc, text, err = launch([JOB, "--out", out, "--dry-run"], env)
+    confs = sections(text)
     for r in (0, 1):
         want = expected_conf(r, 2, node_values(r, servers, f"tcp://*:{7100 + r}", out,
-                                               "tcp://*:7099", "true"))
+                                               "tcp://*:7099", "false"))
+        check(rc == 0 and confs.get(f"{out}/slurm/mltunerd-rank{r}.conf") == want,
+              f"non-loopback nodes need no --allow-insecure: rank {r} binds the wildcard with "
+              f"the job's keys ({rc}, {err.strip()!r})")
+    check(f"-c tcp://10.0.0.1:7099 {KEYS.format(out=out)} submit {JOB}" in text,
+          "the job goes to node 0's control port, with the workers' key")
+    rc, text, err = launch([JOB, "--out", out, "--dry-run", "--allow-insecure"], env)
+    confs = sections(text)
+    for r in (0, 1):
+        want = expected_conf(r, 2, node_values(r, servers, f"tcp://*:{7100 + r}", out,
+                                               "tcp://*:7099", "true", keys=False))
         check(confs.get(f"{out}/slurm/mltunerd-rank{r}.conf") == want,
-              f"with --allow-insecure, rank {r} binds the wildcard and lists the nodes by name")
-    check(f"-c tcp://10.0.0.1:7099 submit {JOB}" in text, "the job goes to node 0's control port")
+              f"with --allow-insecure, rank {r} binds the wildcard without keys")
+    check(f"-c tcp://10.0.0.1:7099 submit {JOB}" in text and "keygen server --dir" not in text,
+          "  and nothing is keyed")
 
 
 def test_refusals(tmp):
@@ -307,8 +326,8 @@ def test_real_run(tmp):
         check([t[:4] for t in dtasks] == [(0, 0, 0, "127.0.0.1"), (1, 1, 0, "127.0.0.2")],
               "  one mltunerd on each node", str(dtasks))
         check(wargv[:3] == ["--nodes=2", "--ntasks=2", "--ntasks-per-node=1"] and
-              wargv[-4:] == ["mltuner-worker", f"{BUILD}/worker/mltuner-worker",
-                             f"tcp://127.0.0.1:{port - 1}", logs],
+              wargv[-8:] == ["mltuner-worker", f"{BUILD}/worker/mltuner-worker",
+                             f"tcp://127.0.0.1:{port - 1}", logs] + KEYS.format(out=out).split(),
               "  the workers' step: one a node, to the coordinator's control port", " ".join(wargv))
         check([t[:4] for t in wtasks] == [(0, 0, 0, "127.0.0.1"), (1, 1, 0, "127.0.0.2")],
               "  one worker on each node", str(wtasks))
@@ -322,6 +341,16 @@ def test_real_run(tmp):
           "rank 1 listens on node 1's address, --port + 1", r1[:400])
     check("job 'fmnist-mlp' registered" in r1, "the second shard served the job")
     check("shutting down" in r0 and "shutting down" in r1, "both daemons were stopped cleanly")
+    check("CurveZMQ on" in r0 and "CurveZMQ on" in r1, "both daemons ran with CurveZMQ")
+    kdir = os.path.join(out, "slurm", "keys")
+    modes = {f: os.stat(os.path.join(kdir, f)).st_mode & 0o777 for f in os.listdir(kdir)} \
+        if os.path.isdir(kdir) else {}
+    check(os.path.isdir(kdir) and os.stat(kdir).st_mode & 0o777 == 0o700 and
+          modes.get("server.key") == 0o600 and modes.get("workers.key") == 0o600 and
+          "authorized_keys" in modes, "the job's keys: a 0700 folder, secret keys 0600", str(modes))
+    allowed = read(os.path.join(kdir, "authorized_keys"))
+    wpub = [l for l in read(os.path.join(kdir, "workers.pub")).splitlines() if not l.startswith("#")]
+    check(bool(wpub) and f"{wpub[0]} workers" in allowed, "authorized_keys allows the workers' key")
     for w in (0, 1):
         check(f"worker {w} joined tcp://127.0.0.1:{port - 1}" in read(os.path.join(logs, f"worker{w}.log")),
               f"worker {w} joined the coordinator")

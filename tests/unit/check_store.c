@@ -743,11 +743,49 @@ START_TEST(test_bound_refuse)
     ck_assert_uint_eq(mlt_store_potential(st), B);
     mlt_store_destroy(&st);
 
-    /* below one branch: even the root is refused, nothing allocated */
-    st = cs_store_with(B - 1, MLT_RULE_SGD, T10, 1, 1);
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
+    /* below one branch: the job itself is refused, naming the sizes, nothing allocated */
+    st = mlt_store_new(CF, B - 1);
+    err[0] = 0;
+    ck_assert_int_eq(mlt_store_set_job(st, "job", 1, MLT_RULE_SGD, T10, 1, 0, 1, err, sizeof err),
+                     -ENOMEM);
+    ck_assert_msg(strstr(err, "memory_limit") && strstr(err, "not one branch"), "'%s'", err);
+    ck_assert_ptr_null(mlt_store_job(st));
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOENT);
     ck_assert_uint_eq(mlt_store_allocated(st), 0);
     ck_assert_uint_eq(mlt_store_potential(st), 0);
+    mlt_store_destroy(&st);
+}
+END_TEST
+
+/* A job at the wire's limits (4096 tables of 2^34 floats) is sized in closed
+ * form: refused against memory_limit at once, never walked chunk by chunk
+ * (which took seconds and stalled every client of the shard). */
+START_TEST(test_bound_register_limits)
+{
+    static mlt_table_spec_t big[MLT_MAX_TABLES];
+    for (uint32_t i = 0; i < MLT_MAX_TABLES; i++)
+        big[i] = (mlt_table_spec_t){"t", MLT_MAX_TABLE_FLOATS};
+    mlt_store_t *st = mlt_store_new(CF, 1ull << 40);
+    char err[256] = "";
+    ck_assert_int_eq(
+        mlt_store_set_job(st, "huge", 1, MLT_RULE_SGD, big, MLT_MAX_TABLES, 3, 8, err, sizeof err),
+        -ENOMEM);
+    ck_assert_msg(strstr(err, "memory_limit") && strstr(err, "shard 3"), "'%s'", err);
+    ck_assert_ptr_null(mlt_store_job(st));
+    mlt_store_destroy(&st);
+    /* the closed form agrees with the chunks: a job that fits exactly is taken */
+    mlt_table_spec_t odd[] = {{"a", 3 * CF + 1}, {"b", 1}, {"c", 2 * CF}};
+    mlt_store_t *probe = cs_store_with(NO_LIMIT, MLT_RULE_ADAM, odd, 3, 1);
+    cs_create(probe, 1, 0.1f, 0);
+    const uint64_t per_branch = mlt_store_potential(probe);
+    ck_assert_uint_eq(mlt_store_allocated(probe), per_branch);
+    mlt_store_destroy(&probe);
+    st = cs_store_with(per_branch, MLT_RULE_ADAM, odd, 3, 1);
+    cs_create(st, 1, 0.1f, 0);
+    mlt_store_destroy(&st);
+    st = mlt_store_new(CF, per_branch - 1);
+    ck_assert_int_eq(mlt_store_set_job(st, "job", 1, MLT_RULE_ADAM, odd, 3, 0, 1, err, sizeof err),
+                     -ENOMEM);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -1094,6 +1132,7 @@ static Suite *store_suite(void)
 
     tc = tcase_create("bound");
     tcase_add_test(tc, test_bound_refuse);
+    tcase_add_test(tc, test_bound_register_limits);
     tcase_add_test(tc, test_bound_branch_count);
     suite_add_tcase(s, tc);
 

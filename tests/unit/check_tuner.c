@@ -658,6 +658,48 @@ START_TEST(test_deterministic)
 }
 END_TEST
 
+/* memory_limit (the executor refuses a fork while max_live branches live):
+ * a search whose trials do not all fit runs fewer at once, freeing the worst
+ * live trial for the next, and the job goes on; where training itself does
+ * not fit, the job fails (the daemon adds the shard's words). */
+START_TEST(test_memory_limit)
+{
+    mlt_job_t job;
+    ct_job_make(&job, "tuner.max_trials", "6", "tuner.retune_tests", "0", "tuner.plateau_t", "0",
+                "stop.max_epochs", "2", NULL);
+    run_t r;
+    script_t *x = ct_script_new(&job);
+    x->max_live = 4; /* init + 3: the snapshot, test and training branch fit */
+    ct_run_job(&job, x, &r);
+    ck_assert_msg(r.rc == 0, "%s", r.res.reason);
+    ck_assert_int_gt(r.x->refused, 0);
+    ck_assert_uint_gt(r.res.trials, 3);
+    size_t made_room = 0;
+    for (size_t i = 0; i < r.log.n; i++)
+        made_room += ct_l_is(&r.log.l[i], "free") &&
+                     strstr(r.log.l[i].text, "memory_limit: room for trial") != NULL;
+    ck_assert_uint_ge(made_room, 1);
+    ct_assert_only_training_live(r.x, &r.res);
+    ct_run_free(&r);
+    mlt_job_free(&job);
+
+    /* init + 1: the search runs its trials one at a time; the commit's
+     * snapshot does not fit, and the job fails there */
+    ct_job_make(&job, "stop.max_epochs", "2", NULL);
+    x = ct_script_new(&job);
+    x->max_live = 2;
+    ct_run_job(&job, x, &r);
+    ck_assert_int_ne(r.rc, 0);
+    made_room = 0;
+    for (size_t i = 0; i < r.log.n; i++)
+        made_room += ct_l_is(&r.log.l[i], "free") &&
+                     strstr(r.log.l[i].text, "(1 trial branch fits at once)") != NULL;
+    ck_assert_uint_ge(made_room, 1);
+    ct_run_free(&r);
+    mlt_job_free(&job);
+}
+END_TEST
+
 static Suite *tuner_suite(void)
 {
     Suite *s = suite_create("tuner");
@@ -670,6 +712,7 @@ static Suite *tuner_suite(void)
     tcase_add_test(tc, test_diverging_trials);
     tcase_add_test(tc, test_budget_counts_first_search);
     tcase_add_test(tc, test_warm_start);
+    tcase_add_test(tc, test_memory_limit);
     suite_add_tcase(s, tc);
     ct_retune_tcases(s);
     tc = tcase_create("stop");

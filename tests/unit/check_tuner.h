@@ -72,7 +72,9 @@ typedef struct script {
     bool frozen;           /* no setting makes any progress (the loss is noise) */
     /* non-NULL: the metrics of test branch b (after acc_const) */
     void (*metric)(const struct script *x, const br_t *b, double *val, double *test);
+    int max_live;          /* > 0: a fork while this many branches live is refused (-ENOMEM) */
     /* what happened */
+    int refused;           /* forks refused for max_live */
     int forks[5];          /* by kind */
     int frees, runs, tests, tunes, progress;
     int calls, last_run_call, last_test_call;

@@ -4,6 +4,7 @@
  * check_tuner. */
 #include "check_tuner.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -164,6 +165,13 @@ static int sx_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const m
                   p->kind == K_TEST ? "test" : "eval", parent);
     ck_assert_msg(child > INIT && child < MAXB, "fork of child id %u", child);
     ck_assert_msg(!x->b[child].exists, "fork reuses branch id %u", child);
+    int live = 0;
+    for (uint32_t i = 0; i < MAXB; i++)
+        live += x->b[i].live;
+    if (x->max_live > 0 && live >= x->max_live) { /* as the shards refuse over memory_limit */
+        x->refused++;
+        return -ENOMEM;
+    }
     br_t *c = &x->b[child];
     *c = *p; /* the parent's synthetic state */
     c->exists = c->live = true;
