@@ -387,6 +387,8 @@ static const struct {
     [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},
     [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
     [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},
+    [MLT__MSG_TYPE__MSG_WORKER_GONE] = {"w", 1},
+    [MLT__MSG_TYPE__MSG_WORKER_BACK] = {"w", 1},
 };
 
 static int dispatch(mlt_server_t *s, req_t *rq)
@@ -406,7 +408,20 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     if (type != MLT__MSG_TYPE__MSG_WRITE && type != MLT__MSG_TYPE__MSG_PUSH && rq->n_payload)
         return reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
                            mlt_wire_type_name(type), rq->n_payload);
+    if ((type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PUSH ||
+         type == MLT__MSG_TYPE__MSG_CLOCK) &&
+        h->has_worker && mlt_store_worker_gone(s->store, h->worker))
+        return reply_error(s, rq, -ESTALE,
+                           "worker %u was dropped from the job by the coordinator; it must join "
+                           "again", h->worker);
+    if (type == MLT__MSG_TYPE__MSG_PULL && h->has_worker) { /* a worker back re-enters here */
+        mlt_branch_t *b = mlt_store_branch(s->store, h->branch);
+        if (b)
+            mlt_store_branch_enter(b, h->worker, h->clock);
+    }
     switch (type) {
+    case MLT__MSG_TYPE__MSG_WORKER_GONE:
+    case MLT__MSG_TYPE__MSG_WORKER_BACK: return mlt_server__handle_worker(s, rq);
     case MLT__MSG_TYPE__MSG_HELLO:
     case MLT__MSG_TYPE__MSG_HEARTBEAT: return reply_ok(s, rq, 1);
     case MLT__MSG_TYPE__MSG_REGISTER: return handle_register(s, rq);
