@@ -167,40 +167,152 @@ static int fail_job(mlt_coord_t *c, const char *fmt, ...)
     return -1;
 }
 
-/* Waits until no worker of the job is busy. Returns 0, 1 when a stop was
- * requested meanwhile (the wait still ends only when workers are idle), or -1
- * on shutdown or a worker error (the job has failed). */
+#define STOP_GRACE_S 5.0 /* after a stop request, steps wait this long for workers */
+#define NOTE_EVERY_S 10.0  /* how often a wait says what it waits for */
+
+/* After a stop request: true (and a log line) once the grace period is over. */
+static bool stop_due(mlt_coord_t *c, const char *what)
+{
+    if (!c->stop_requested)
+        return false;
+    double now = mlt_time_mono();
+    if (c->stop_at <= 0)
+        c->stop_at = now + STOP_GRACE_S;
+    if (now < c->stop_at)
+        return false;
+    log_info("job '%s': stop requested; not waiting any longer for %s", c->job.name, what);
+    return true;
+}
+
+/* A worker's error fails the job; so does a lost worker under
+ * on_worker_loss = "fail". -1 then, else 0. */
+static int check_failed(mlt_coord_t *c)
+{
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        if (c->workers[w].error[0])
+            return fail_job(c, "worker %u: %s", w, c->workers[w].error);
+    if (c->n_lost && c->job.on_worker_loss == MLT_ON_LOSS_FAIL)
+        return fail_job(c, "%s (on_worker_loss = \"fail\")", c->lost_msg);
+    return 0;
+}
+
+/* Waits until no worker of the current step is busy (a worker dropped
+ * meanwhile is not waited for; pump() drops the silent ones). Returns 0, 1
+ * when a stop was requested meanwhile (waiting STOP_GRACE_S at most for the
+ * step's end), or -1 on shutdown or failure (the job has failed). */
 static int wait_workers(mlt_coord_t *c, const char *what)
 {
-    double next_note = mlt_time_mono() + 30;
+    double next_note = mlt_time_mono() + NOTE_EVERY_S;
     for (;;) {
+        if (check_failed(c))
+            return -1;
         uint32_t busy = 0, first = 0;
         for (uint32_t w = 0; w < c->n_workers; w++)
-            if (c->workers[w].busy && !busy++)
+            if (c->workers[w].busy && c->workers[w].in_step && !busy++)
                 first = w;
-        for (uint32_t w = 0; w < c->n_workers; w++)
-            if (c->workers[w].error[0])
-                return fail_job(c, "worker %u: %s", w, c->workers[w].error);
         if (!busy)
             return c->stop_requested ? 1 : 0;
+        if (stop_due(c, what))
+            return 1;
         if (pump(c, 0.5) == -ECANCELED)
             return -1;
+        admit(c);
         double now = mlt_time_mono();
         if (now > next_note) {
-            log_info("waiting for %u workers to finish %s (worker %u among them)", busy, what,
-                     first);
-            next_note = now + 30;
+            log_info("job '%s': waiting for %u worker(s) to finish %s (worker %u among them, "
+                     "heard from %.1f s ago; dropped after worker_timeout_s = %g s of silence)",
+                     c->job.name, busy, what, first, now - c->workers[first].last_seen,
+                     c->worker_timeout_s);
+            next_note = now + NOTE_EVERY_S;
         }
-        if (now - c->workers[first].last_seen > c->worker_timeout_s * 20)
-            return fail_job(c, "worker %u sent nothing for %.0f s during %s", first,
-                            now - c->workers[first].last_seen, what);
     }
 }
 
-static void task_all(mlt_coord_t *c, Mlt__Task *t)
+/* Waits until some worker takes tasks (with none left, for a replacement to
+ * join and load the job), at most worker_wait_s. 0, 1 on a stop request, -1
+ * on shutdown or failure. */
+static int wait_active(mlt_coord_t *c, const char *what)
 {
+    double t0 = mlt_time_mono(), next_note = t0;
+    for (;;) {
+        if (check_failed(c))
+            return -1;
+        if (n_loaded(c))
+            return 0;
+        if (c->stop_requested)
+            return 1;
+        double now = mlt_time_mono();
+        if (now - t0 > c->job.worker_wait_s)
+            return fail_job(c, "no worker left for %s (%s), and no replacement joined within "
+                               "worker_wait_s = %g s",
+                            what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
+                            c->job.worker_wait_s);
+        if (now >= next_note) {
+            log_warn("job '%s': no worker left for %s (%s); waiting up to %.0f s more for a "
+                     "replacement (worker_wait_s)",
+                     c->job.name, what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
+                     c->job.worker_wait_s - (now - t0));
+            next_note = now + NOTE_EVERY_S;
+        }
+        if (pump(c, 0.5) == -ECANCELED)
+            return -1;
+        admit(c);
+    }
+}
+
+/* Sends t to every worker that takes tasks (after telling the shards who is
+ * back), waiting for one if none does. The number it went to, or 0 on a
+ * stop request, -1 on failure. */
+static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
+{
+    admit(c);
+    int rc = wait_active(c, what);
+    if (rc)
+        return rc < 0 ? -1 : 0;
+    sync_shards(c);
+    int n = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
+        c->workers[w].in_step = c->workers[w].task_ok = false;
+        if (c->workers[w].joined && c->workers[w].loaded) {
+            send_task(c, w, t);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Workers that finished the current step's task. */
+static uint32_t n_ok(const mlt_coord_t *c)
+{
+    uint32_t n = 0;
     for (uint32_t w = 0; w < c->n_workers; w++)
-        send_task(c, w, t);
+        n += c->workers[w].in_step && c->workers[w].task_ok;
+    return n;
+}
+
+/* A step's task to every worker, until one of them finishes it (when every
+ * worker it went to is lost, it is handed out again). 0, 1 on a stop
+ * request, -1 on failure. resend (may be NULL) adjusts the task before it is
+ * handed out again. */
+static int step(mlt_coord_t *c, Mlt__Task *t, const char *what,
+                void (*resend)(mlt_coord_t *c, Mlt__Task *t))
+{
+    for (int round = 0;; round++) {
+        if (round) {
+            if (resend)
+                resend(c, t);
+            log_warn("job '%s': every worker of %s was lost; handing it out again", c->job.name,
+                     what);
+        }
+        int n = task_all(c, t, what);
+        if (n <= 0)
+            return n < 0 ? -1 : 1;
+        int rc = wait_workers(c, what);
+        if (rc)
+            return rc;
+        if (n_ok(c))
+            return 0;
+    }
 }
 
 static int branch_op(mlt_coord_t *c, int rc, const char *what)
@@ -257,6 +369,43 @@ static int ex_free(void *ctx, uint32_t branch)
     return branch_op(c, mlt_branch_free(c->client, branch), "free") ? -1 : 0;
 }
 
+/* The clocks of the run that no worker reported: a run handed out again
+ * starts at the first of them. */
+static void run_resend(mlt_coord_t *c, Mlt__Task *t)
+{
+    int64_t end = t->clock_start + t->clocks, k = t->clock_start;
+    while (k < end && !isnan(c->cap_loss[k - c->cap_start]))
+        k++;
+    for (int64_t j = k; j < end; j++) { /* a clock some worker reported counts as run */
+        size_t slot = (size_t)(j + 1 + (int64_t)t->branch * 7919) % LOSS_RING;
+        if (c->loss_clock[slot] == j + 1 && c->loss_branch[slot] == t->branch &&
+            c->loss_n[slot])
+            k = j + 1;
+        else
+            break;
+    }
+    t->clocks = end - k; /* 0 when every clock was reported: the task only syncs */
+    t->clock_start = k;
+}
+
+/* Clocks whose loss a lost worker never completed: the mean of what came. */
+static void run_fill(mlt_coord_t *c)
+{
+    for (int64_t i = 0; i < c->cap_n; i++) {
+        if (!isnan(c->cap_loss[i]))
+            continue;
+        int64_t clock = c->cap_start + i + 1;
+        size_t slot = (size_t)(clock + (int64_t)c->cap_branch * 7919) % LOSS_RING;
+        if (c->loss_clock[slot] == clock && c->loss_branch[slot] == c->cap_branch &&
+            c->loss_n[slot]) {
+            char b[32];
+            c->cap_loss[i] = c->loss_sum[slot] / c->loss_n[slot];
+            emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
+                 c->cap_branch, (long long)clock, jnum(b, sizeof b, c->cap_loss[i]), c->epoch);
+        }
+    }
+}
+
 static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
                   int64_t clocks, double data_epoch, double *loss, double *seconds)
 {
@@ -277,8 +426,9 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
     double t0 = mlt_time_mono();
-    task_all(c, &t);
-    int rc = wait_workers(c, "a run");
+    int rc = step(c, &t, "a run", run_resend);
+    if (c->n_lost)
+        run_fill(c);
     *seconds = mlt_time_mono() - t0;
     c->cap_loss = NULL;
     c->cap_n = 0;
@@ -302,15 +452,16 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     t.kind = MLT__TASK_KIND__TASK_TEST;
     t.has_branch = 1;
     t.branch = branch;
-    task_all(c, &t);
-    int rc = wait_workers(c, "a test");
+    int rc = step(c, &t, "a test", NULL);
     c->phase = PH_TRAINING;
-    if (rc < 0)
+    if (rc)
         return rc;
     double vl = 0, tl = 0, vs = 0, ts = 0;
     uint64_t vc = 0, vn = 0, tc = 0, tn = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
         const wslot_t *ws = &c->workers[w];
+        if (!ws->in_step || !ws->task_ok)
+            continue; /* a lost worker's share of the test sets is left out */
         vl += ws->val_loss;
         tl += ws->test_loss;
         vs += ws->val_sq;
@@ -385,6 +536,9 @@ static int run_job(mlt_coord_t *c)
     mlt_job_t *j = &c->job;
     c->n_workers = (uint32_t)j->workers;
     c->phase = PH_WAITING;
+    c->n_lost = 0;
+    c->lost_msg[0] = '\0';
+    c->stop_at = 0;
     c->clock = 0;
     c->epoch = 0;
     c->last_loss = NAN;
@@ -428,12 +582,15 @@ static int run_job(mlt_coord_t *c)
     c->t0 = mlt_time_mono();
     emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
 
-    /* every worker joins */
-    double next_note = 0;
+    /* every worker joins (at most worker_wait_s) */
+    double next_note = 0, t_join = mlt_time_mono();
     for (;;) {
-        uint32_t joined = 0;
-        for (uint32_t w = 0; w < c->n_workers; w++)
+        uint32_t joined = 0, missing = 0; /* the first missing rank */
+        for (uint32_t w = c->n_workers; w-- > 0;) {
             joined += c->workers[w].joined;
+            if (!c->workers[w].joined)
+                missing = w;
+        }
         if (joined == c->n_workers)
             break;
         if (c->stop_requested) {
@@ -441,15 +598,23 @@ static int run_job(mlt_coord_t *c)
             snprintf(c->message, sizeof c->message, "stopped while waiting for workers");
             return 0;
         }
-        if (mlt_time_mono() > next_note) {
-            log_info("job '%s': %u of %u workers joined; waiting", j->name, joined, c->n_workers);
-            next_note = mlt_time_mono() + 30;
+        double now = mlt_time_mono();
+        if (now - t_join > j->worker_wait_s)
+            return fail_job(c, "%u of %u workers joined within worker_wait_s = %g s (worker %u "
+                               "did not)",
+                            joined, c->n_workers, j->worker_wait_s, missing);
+        if (now > next_note) {
+            log_info("job '%s': %u of %u workers joined (not worker %u); waiting up to %.0f s "
+                     "more (worker_wait_s)",
+                     j->name, joined, c->n_workers, missing, j->worker_wait_s - (now - t_join));
+            next_note = now + NOTE_EVERY_S;
         }
         if (pump(c, 0.5) == -ECANCELED)
             return -1;
     }
 
-    /* load: data and model on every worker; they register the tables */
+    /* load: data and model on every worker; they register the tables. A worker
+     * lost meanwhile is replaced later (admit) or, with none left, waited for. */
     c->phase = PH_LOADING;
     Mlt__Task t;
     mlt__task__init(&t);
@@ -459,8 +624,9 @@ static int run_job(mlt_coord_t *c)
     t.servers = c->shards;
     t.has_n_workers = 1;
     t.n_workers = c->n_workers;
-    task_all(c, &t);
-    if ((rc = wait_workers(c, "loading")) != 0)
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        send_task(c, w, &t);
+    if ((rc = wait_workers(c, "loading")) != 0 || (rc = wait_active(c, "loading")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
     if (part_size(c) == 0)
         return fail_job(c, "the workers have no training samples");
@@ -470,18 +636,32 @@ static int run_job(mlt_coord_t *c)
                                sizeof err);
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
+    sync_shards(c); /* a worker lost while loading is out of the SSP minimum */
 
-    /* init branch: worker 0 writes the seeded weights; the training branch forks from it */
+    /* init branch: one worker writes the seeded weights (the same on any); the
+     * training branch forks from it */
     if (branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
                   "create of the init branch"))
         return -1;
-    mlt__task__init(&t);
-    t.kind = MLT__TASK_KIND__TASK_INIT;
-    t.has_branch = 1;
-    t.branch = BRANCH_INIT;
-    send_task(c, 0, &t);
-    if ((rc = wait_workers(c, "initialisation")) != 0)
-        return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+    for (;;) {
+        if ((rc = wait_active(c, "initialisation")) != 0)
+            return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+        sync_shards(c);
+        uint32_t w = 0;
+        while (!(c->workers[w].joined && c->workers[w].loaded))
+            w++;
+        for (uint32_t k = 0; k < c->n_workers; k++)
+            c->workers[k].in_step = false;
+        mlt__task__init(&t);
+        t.kind = MLT__TASK_KIND__TASK_INIT;
+        t.has_branch = 1;
+        t.branch = BRANCH_INIT;
+        send_task(c, w, &t);
+        if ((rc = wait_workers(c, "initialisation")) != 0)
+            return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+        if (c->workers[w].task_ok)
+            break;
+    }
     /* the tuning logic takes it from here */
     char dpath[1100];
     snprintf(dpath, sizeof dpath, "%s/decisions.jsonl", c->out_dir);

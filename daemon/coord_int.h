@@ -34,6 +34,11 @@ typedef struct wslot {
     double val_loss, test_loss, val_sq, test_sq;
     uint64_t val_correct, val_count, test_correct, test_count;
     char error[MLT_MAX_ERROR_LEN + 1];
+    /* failure handling (coord_ctl.c, "workers") */
+    bool loaded;    /* this connection loaded the job (TASK_JOB done): it takes tasks */
+    bool in_step;   /* the current step's task went to it: the step waits for it */
+    bool task_ok;   /* it finished the current step's task without error */
+    bool shard_out; /* the shards were told it is gone (MSG_WORKER_GONE) */
 } wslot_t;
 
 /* The job's phase; the transitions are drawn at the top of coord.c. */
@@ -78,6 +83,9 @@ struct mlt_coord {
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;
+    uint32_t n_lost;      /* workers dropped during this job */
+    char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
+    double stop_at;       /* a stop was requested: steps stop waiting for workers then */
     mlt_client_t *client; /* to the shards */
     FILE *progress;       /* progress.jsonl */
     double t0;            /* job start (monotonic) */
@@ -122,9 +130,29 @@ void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t);
 void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const char *reason);
 /* Frees the submitted job (its parsed form, text, path and overrides). */
 void mlt_coord__clear_job(mlt_coord_t *c);
-/* Serves the control socket for up to timeout_s seconds. Returns
- * -ECANCELED when the daemon is stopping. */
+/* Serves the control socket for up to timeout_s seconds, then drops the
+ * workers silent for worker_timeout_s. Returns -ECANCELED when the daemon is
+ * stopping. */
 int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
+
+/* ---- coord_ctl.c: worker failure -------------------------------------------------- *
+ * A worker is dropped when its connection is replaced (a new JOIN for its rank:
+ * a restarted worker, or a stray one) or it is silent for worker_timeout_s. The
+ * task it owed is not waited for: the step goes on with the others, or, when
+ * no worker finished it, is handed out again (coord.c). The shards are told
+ * (MSG_WORKER_GONE), so the SSP minimum no longer waits for it. A worker that
+ * (re)joins loads the job (TASK_JOB) while the others work and takes tasks
+ * from the next step on (after MSG_WORKER_BACK). */
+
+/* Drops worker w (printf-style reason). */
+void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sends TASK_JOB to joined workers that have not loaded the job. */
+void mlt_coord__admit(mlt_coord_t *c);
+/* Tells the shards which workers are gone or back, as the slots say. */
+void mlt_coord__sync_shards(mlt_coord_t *c);
+/* Workers that take tasks now (loaded). */
+uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
 
 /* the short names coord.c and coord_ctl.c call these by */
 #define job_time    mlt_coord__job_time
@@ -135,5 +163,9 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
 #define stop_worker mlt_coord__stop_worker
 #define clear_job   mlt_coord__clear_job
 #define pump        mlt_coord__pump
+#define drop_worker mlt_coord__drop_worker
+#define admit       mlt_coord__admit
+#define sync_shards mlt_coord__sync_shards
+#define n_loaded    mlt_coord__n_loaded
 
 #endif
