@@ -190,6 +190,11 @@ static bool holds(const wslot_t *ws, const void *id, size_t id_len)
 static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
 {
     const Mlt__Report *r = h->report;
+    if (r && h->has_worker && !c->have_job && h->worker < MLT_MAX_WORKERS &&
+        !holds(&c->workers[h->worker], id, id_len)) {
+        tell_stale(c, id, id_len, h->worker); /* dropped during a job that ended since */
+        return;
+    }
     if (!r || !h->has_worker || !c->have_job || h->worker >= c->n_workers) {
         mlt_log_ratelimited(MLT_LOG_WARN, "stray-report", 5.0,
                             "report from a worker that is not in the job ignored");

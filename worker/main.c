@@ -622,7 +622,7 @@ static int run_worker(const char *endpoint, uint32_t rank)
     hb = pthread_create(&w.hb, NULL, heartbeat_main, &w) == 0;
     if (!hb)
         log_warn("no heartbeat thread: the coordinator may take this worker for silent");
-    double last_join = mlt_time_mono();
+    double last_join = mlt_time_mono(), last_rejoin = 0;
     while (!stop_signal) {
         mlt_header_t *h;
         int n = recv_header(&w, 200, &h);
@@ -639,11 +639,13 @@ static int run_worker(const char *endpoint, uint32_t rank)
             h->error_code == ESTALE) {
             /* dropped (silent too long, or a new connection took this rank):
              * join again; the coordinator hands the job out anew */
-            log_warn("the coordinator dropped this worker (%s); joining again",
-                     h->error ? h->error : "stale connection");
-            drop_job(&w);
-            send_join(&w);
-            last_join = mlt_time_mono();
+            if (mlt_time_mono() - last_rejoin > 1.0) { /* one for a burst of them */
+                log_warn("the coordinator dropped this worker (%s); joining again",
+                         h->error ? h->error : "stale connection");
+                drop_job(&w);
+                send_join(&w);
+                last_join = last_rejoin = mlt_time_mono();
+            }
         } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
             log_error("coordinator: %s", h->error ? h->error : "error");
         } else if (h->type == MLT__MSG_TYPE__MSG_TASK && h->task) {

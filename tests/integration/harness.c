@@ -223,6 +223,8 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
     long polls = (long)(timeout_s * 100);
     for (int i = 0; i < c->n_workers; i++) {
         int st = 0, done = 0;
+        if (c->workers[i] <= 0) /* killed by mlt_test_signal_worker */
+            continue;
         for (long t = 0; t < polls && !done; t++) {
             if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i])
                 done = 1;
@@ -299,6 +301,9 @@ int mlt_test_stop(mlt_test_cluster_t *c)
 {
     int bad = 0;
     for (int i = 0; i < c->n_workers; i++) { /* workers left over by a failed test */
+        if (c->workers[i] <= 0)
+            continue;
+        kill(c->workers[i], SIGCONT); /* one a test stopped */
         kill(c->workers[i], SIGKILL);
         waitpid(c->workers[i], NULL, 0);
     }
@@ -335,4 +340,43 @@ int mlt_test_stop(mlt_test_cluster_t *c)
     if (!bad && c->dir[0] && !getenv("MLT_TEST_KEEP"))
         nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return bad;
+}
+
+/* ---- faults ---- */
+
+int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank)
+{
+    char bin[512], rs[16], log[320];
+    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
+    if (!c->control[0] || c->n_workers >= MLT_TEST_MAX_WORKERS)
+        return -1;
+    int i = c->n_workers;
+    snprintf(rs, sizeof rs, "%d", rank);
+    snprintf(log, sizeof log, "%s/worker%d.log", c->dir, i);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, bin, "--coordinator", c->control, "--rank", rs, (char *)NULL);
+        _exit(127);
+    }
+    c->workers[c->n_workers++] = pid;
+    return i;
+}
+
+int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig)
+{
+    if (i < 0 || i >= c->n_workers || c->workers[i] <= 0 || kill(c->workers[i], sig) < 0)
+        return -1;
+    if (sig == SIGKILL) {
+        waitpid(c->workers[i], NULL, 0);
+        c->workers[i] = 0;
+    }
+    return 0;
 }
