@@ -797,6 +797,10 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, i
         c->shards[i] = mlt_strdup(shards[i]);
     c->state_dir = mlt_strdup(conf->state_dir);
     c->worker_timeout_s = conf->worker_timeout_s;
+    if (conf->worker_timeout_s >= conf->pull_timeout_s)
+        log_warn("worker_timeout_s (%g s) is not below pull_timeout_s (%g s): the pulls of the "
+                 "others time out, and the job fails, before a dead worker is dropped",
+                 conf->worker_timeout_s, conf->pull_timeout_s);
     c->phase = PH_IDLE;
     return c;
 }

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +283,7 @@ typedef struct wk {
     void *ctx, *sock;   /* DEALER to the coordinator */
     pthread_mutex_t lock; /* sock is shared with the heartbeat thread */
     pthread_t hb;
-    volatile int hb_stop;
+    atomic_int hb_stop;
     uint32_t rank;
     mlt_job_t job;
     bool have_job;
