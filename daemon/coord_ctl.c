@@ -296,8 +296,8 @@ void mlt_coord__admit(mlt_coord_t *c)
         return;
     for (uint32_t w = 0; w < c->n_workers; w++) {
         wslot_t *ws = &c->workers[w];
-        if (!ws->joined || ws->loaded || ws->busy)
-            continue;
+        if (!ws->joined || ws->loaded || ws->busy || ws->error[0])
+            continue; /* an error is the job's (coord.c fails it), not retried */
         log_info("job '%s': worker %u (re)joined; it loads the job", c->job.name, w);
         Mlt__Task t;
         mlt__task__init(&t);

@@ -620,7 +620,13 @@ static int run_worker(const char *endpoint, uint32_t rank)
     }
     send_join(&w);
     log_info("worker %u joined %s; waiting for a job", rank, endpoint);
+    sigset_t sigs, old; /* signals go to the main thread, as before the heartbeat thread */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
     hb = pthread_create(&w.hb, NULL, heartbeat_main, &w) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!hb)
         log_warn("no heartbeat thread: the coordinator may take this worker for silent");
     double last_join = mlt_time_mono(), last_rejoin = 0;

@@ -108,6 +108,7 @@ static int status(char *phase, size_t pn, char *msg, size_t mn)
 static void wait_over(double bound_s, char *phase, char *msg, size_t mn)
 {
     double t0 = mlt_time_mono();
+    phase[0] = msg[0] = '\0';
     while (mlt_time_mono() - t0 < bound_s) {
         if (status(phase, 64, msg, mn) == 0 &&
             (strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0 ||
@@ -223,7 +224,7 @@ START_TEST(test_kill_mid_trial)
 {
     start(quick);
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
-    const char *more[] = {"stop.max_epochs=3", "tuner.min_trial_clocks=50",
+    const char *more[] = {"stop.max_epochs=10", "tuner.min_trial_clocks=50",
                           "tuner.first_trials=2", "tuner.max_trials=2", NULL};
     submit(2, "mltuner", more);
     wait_clocks(5);
@@ -339,7 +340,7 @@ START_TEST(test_sigstop_dropped_rejoins)
     const char *const fast[] = {"worker_timeout_s=1", "pull_timeout_s=40", NULL};
     start(fast);
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
-    const char *more[] = {"stop.max_epochs=25", NULL};
+    const char *more[] = {"stop.max_epochs=60", NULL};
     submit(2, "fixed", more);
     wait_clocks(20);
     ck_assert_int_eq(mlt_test_signal_worker(&cl, 1, SIGSTOP), 0);
