@@ -14,8 +14,18 @@
  *   loading --every worker loaded data and model (TASK_JOB done)--> training
  *   training --RUN of one test interval done on all workers--> testing
  *   testing --test branch evaluated and freed--> training | done
- *   any --JOB_STOP--> stopped;  any --worker error, divergence--> failed
+ *   any --JOB_STOP--> stopped (a step waits STOP_GRACE_S at most for its workers)
+ *   any --worker error, divergence--> failed
+ *   loading..testing --worker lost, on_worker_loss "fail"--> failed
+ *   loading..testing --no worker left for worker_wait_s--> failed
  *   done | stopped | failed --workers told TASK_STOP--> idle
+ *
+ * Each worker slot, beside (coord_ctl.c, "worker failure"):
+ *
+ *   free --JOIN (on_join)--> joined --TASK_JOB done (on_report)--> loaded
+ *   joined | loaded --silent worker_timeout_s (check_silence)--> free   (dropped)
+ *   joined | loaded --JOIN from a new connection (on_join)--> joined   (old one dropped)
+ *   loaded: takes the next step's task (task_all, after WORKER_BACK to the shards)
  *
  * Branch 1 is the init branch (worker 0 writes the seeded weights); the tuner
  * (tuner.c) numbers every branch after it: eval, trials, training, tests. */

@@ -2,7 +2,8 @@
  * real mltunerd, real mltuner-worker processes and mltunerctl, a small
  * synthetic mf job (mf-synth at a few thousand ratings, so each case takes
  * seconds). A worker killed with SIGKILL mid-training or mid-trial (the job
- * goes on, or fails naming the worker under on_worker_loss = "fail"); its
+ * goes on, or fails naming the worker under on_worker_loss = "fail", or, with
+ * no worker left and none coming back, after worker_wait_s); its
  * replacement rejoins and gets work; a worker that died idle before the
  * submit; a stray JOIN for a rank in use; a worker stopped (SIGSTOP) for
  * longer than a clock, under a worker_timeout_s longer and shorter than the
@@ -259,6 +260,26 @@ START_TEST(test_kill_fail_policy)
 }
 END_TEST
 
+/* The only worker killed and no replacement under "continue": the job waits
+ * worker_wait_s for one, then fails saying so. */
+START_TEST(test_kill_no_replacement)
+{
+    start(quick);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 1), 0);
+    const char *more[] = {"stop.max_epochs=20", "worker_wait_s=2", NULL};
+    submit(1, "fixed", more);
+    wait_clocks(20);
+    ck_assert_int_eq(mlt_test_signal_worker(&cl, 0, SIGKILL), 0);
+    char phase[64], msg[512];
+    wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
+    ck_assert_msg(strcmp(phase, "failed") == 0, "phase %s: %s", phase, msg);
+    ck_assert_msg(strstr(msg, "no worker left") && strstr(msg, "worker 0 lost") &&
+                      strstr(msg, "worker_wait_s = 2"),
+                  "message: %s", msg);
+    note("kill -9 of the only worker, no replacement", "failed after worker_wait_s");
+}
+END_TEST
+
 /* A worker that dies while idle, then a submit, then its replacement. */
 START_TEST(test_idle_death_then_submit)
 {
@@ -393,6 +414,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_kill_restart_single);
     tcase_add_test(tc, test_kill_mid_trial);
     tcase_add_test(tc, test_kill_fail_policy);
+    tcase_add_test(tc, test_kill_no_replacement);
     tcase_add_test(tc, test_idle_death_then_submit);
     tcase_add_test(tc, test_stray_join);
     tcase_add_test(tc, test_sigstop_straggler);
