@@ -811,6 +811,10 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const char *const *shards, i
         log_warn("worker_timeout_s (%g s) is not below pull_timeout_s (%g s): the pulls of the "
                  "others time out, and the job fails, before a dead worker is dropped",
                  conf->worker_timeout_s, conf->pull_timeout_s);
+    if (conf->worker_timeout_s < 2.0) /* workers heartbeat every 0.5 s (worker/main.c) */
+        log_warn("worker_timeout_s = %g s is short: workers heartbeat every 0.5 s, and a busy "
+                 "machine can make a healthy one look silent",
+                 conf->worker_timeout_s);
     c->phase = PH_IDLE;
     return c;
 }
