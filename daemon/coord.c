@@ -206,6 +206,30 @@ static int check_failed(mlt_coord_t *c)
     return 0;
 }
 
+/* A worker back (loaded, idle, outside the step) during a run joins it at
+ * the highest clock reported so far: it rejoins at a clock boundary, not only
+ * at the next step. */
+static void join_run(mlt_coord_t *c)
+{
+    const Mlt__Task *rt = c->run_task;
+    if (!rt)
+        return;
+    int64_t end = rt->clock_start + rt->clocks;
+    int64_t from = c->run_hi > rt->clock_start ? c->run_hi : rt->clock_start;
+    for (uint32_t w = 0; w < c->n_workers && from < end; w++) {
+        wslot_t *ws = &c->workers[w];
+        if (!ws->joined || !ws->loaded || ws->busy || ws->in_step)
+            continue;
+        sync_shards(c); /* WORKER_BACK: it enters the SSP minimum at its first pull */
+        Mlt__Task t = *rt;
+        t.clock_start = from;
+        t.clocks = end - from;
+        log_info("job '%s': worker %u joins the run on branch %u at clock %lld", c->job.name, w,
+                 t.branch, (long long)from);
+        send_task(c, w, &t);
+    }
+}
+
 /* Waits until no worker of the current step is busy (a worker dropped
  * meanwhile is not waited for; pump() drops the silent ones). Returns 0, 1
  * when a stop was requested meanwhile (waiting STOP_GRACE_S at most for the
@@ -227,6 +251,7 @@ static int wait_workers(mlt_coord_t *c, const char *what)
         if (pump(c, 0.5) == -ECANCELED)
             return -1;
         admit(c);
+        join_run(c);
         double now = mlt_time_mono();
         if (now > next_note) {
             log_info("job '%s': waiting for %u worker(s) to finish %s (worker %u among them, "
@@ -398,7 +423,8 @@ static void run_resend(mlt_coord_t *c, Mlt__Task *t)
     t->clock_start = k;
 }
 
-/* Clocks whose loss a lost worker never completed: the mean of what came. */
+/* Clocks whose loss a lost worker never completed: the mean of what came,
+ * for the tuner (progress.jsonl, whose clocks go up, has no line for them). */
 static void run_fill(mlt_coord_t *c)
 {
     for (int64_t i = 0; i < c->cap_n; i++) {
@@ -407,12 +433,8 @@ static void run_fill(mlt_coord_t *c)
         int64_t clock = c->cap_start + i + 1;
         size_t slot = (size_t)(clock + (int64_t)c->cap_branch * 7919) % LOSS_RING;
         if (c->loss_clock[slot] == clock && c->loss_branch[slot] == c->cap_branch &&
-            c->loss_n[slot]) {
-            char b[32];
+            c->loss_n[slot])
             c->cap_loss[i] = c->loss_sum[slot] / c->loss_n[slot];
-            emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
-                 c->cap_branch, (long long)clock, jnum(b, sizeof b, c->cap_loss[i]), c->epoch);
-        }
     }
 }
 
@@ -436,7 +458,10 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
     double t0 = mlt_time_mono();
+    c->run_task = &t;
+    c->run_hi = clock_start;
     int rc = step(c, &t, "a run", run_resend);
+    c->run_task = NULL;
     if (c->n_lost)
         run_fill(c);
     *seconds = mlt_time_mono() - t0;

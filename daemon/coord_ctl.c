@@ -126,6 +126,7 @@ void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t)
     ws->busy = t->kind != MLT__TASK_KIND__TASK_STOP;
     ws->in_step = ws->busy;
     ws->task_ok = false;
+    ws->run_from = t->has_clock_start ? t->clock_start : 0;
     ws->task_id = t->task_id;
     ws->task_kind = t->kind;
     ws->error[0] = '\0';
@@ -158,9 +159,11 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         c->loss_n[slot] = 0;
     }
     c->loss_sum[slot] += loss;
-    uint32_t n = 0; /* the workers of this run that are still in it */
+    if (c->run_task && branch == c->run_task->branch && clock > c->run_hi)
+        c->run_hi = clock;
+    uint32_t n = 0; /* the workers of this run that are still in it, from this clock */
     for (uint32_t w = 0; w < c->n_workers; w++)
-        n += c->workers[w].in_step;
+        n += c->workers[w].in_step && c->workers[w].run_from < clock;
     if (++c->loss_n[slot] == n) {
         double mean = c->loss_sum[slot] / n;
         char b[32];
@@ -221,7 +224,7 @@ static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         ws->part_size = r->count;
         ws->loaded = true;
         if (!ws->in_step)
-            log_info("worker %u loaded the job; it takes tasks from the next step", h->worker);
+            log_info("worker %u loaded the job; it takes work from the next clock boundary", h->worker);
     }
     if (r->kind == MLT__TASK_KIND__TASK_TEST) {
         ws->val_loss = r->loss;

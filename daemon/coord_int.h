@@ -39,6 +39,7 @@ typedef struct wslot {
     bool in_step;   /* the current step's task went to it: the step waits for it */
     bool task_ok;   /* it finished the current step's task without error */
     bool shard_out; /* the shards were told it is gone (MSG_WORKER_GONE) */
+    int64_t run_from; /* TASK_RUN: the clock its task started at */
 } wslot_t;
 
 /* The job's phase; the transitions are drawn at the top of coord.c. */
@@ -86,6 +87,8 @@ struct mlt_coord {
     uint32_t n_lost;      /* workers dropped during this job */
     char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
     double stop_at;       /* a stop was requested: steps stop waiting for workers then */
+    Mlt__Task *run_task;  /* the run in progress (ex_run), which a worker back joins */
+    int64_t run_hi;       /* the highest clock reported in it */
     mlt_client_t *client; /* to the shards */
     FILE *progress;       /* progress.jsonl */
     double t0;            /* job start (monotonic) */
@@ -141,8 +144,9 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
  * task it owed is not waited for: the step goes on with the others, or, when
  * no worker finished it, is handed out again (coord.c). The shards are told
  * (MSG_WORKER_GONE), so the SSP minimum no longer waits for it. A worker that
- * (re)joins loads the job (TASK_JOB) while the others work and takes tasks
- * from the next step on (after MSG_WORKER_BACK). */
+ * (re)joins loads the job (TASK_JOB) while the others work, then (after
+ * MSG_WORKER_BACK) joins the run in progress at its highest reported clock
+ * (coord.c, join_run) or takes the next step's task. */
 
 /* Drops worker w (printf-style reason). */
 void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)

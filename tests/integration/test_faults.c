@@ -136,6 +136,31 @@ static int count_events(const char *what)
     return n;
 }
 
+/* true when the clock events of each branch in progress.jsonl go up. */
+static bool clocks_ordered(void)
+{
+    char path[500], line[2048];
+    snprintf(path, sizeof path, "%s/progress.jsonl", out_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    long last_branch = -1, last = -1;
+    bool ok = true;
+    while (ok && fgets(line, sizeof line, f)) {
+        const char *b = strstr(line, "\"event\":\"clock\",\"branch\":");
+        if (!b)
+            continue;
+        long branch = strtol(b + 25, NULL, 10);
+        const char *k = strstr(line, "\"clock\":");
+        long clock = k ? strtol(k + 8, NULL, 10) : -1;
+        ok = branch != last_branch || clock > last;
+        last_branch = branch;
+        last = clock;
+    }
+    fclose(f);
+    return ok;
+}
+
 /* Waits (bounded) for n clock events: the job is training. */
 static void wait_clocks(int n)
 {
@@ -372,6 +397,7 @@ START_TEST(test_sigstop_dropped_rejoins)
     ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
     ck_assert_int_ge(count_events("\"event\":\"worker_lost\",\"worker\":1"), 1);
     ck_assert(daemon_logged("the shards were told worker 1 is back")); /* it rejoined */
+    ck_assert_msg(clocks_ordered(), "progress.jsonl: clocks out of order (logs in %s)", cl.dir);
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
     note("SIGSTOP 2 s > worker_timeout_s 1", "done; dropped, rejoined");
 }
