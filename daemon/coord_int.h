@@ -124,6 +124,30 @@ void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format
 /* JSON number, with null for NaN/Inf (JSON has neither). */
 const char *mlt_coord__jnum(char *buf, size_t n, double v);
 
+/* Fails the job: phase failed, the message (printf-style) logged. Returns -1. */
+int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define NOTE_EVERY_S 10.0 /* how often a wait says in the log what it waits for */
+
+/* ---- coord_steps.c: waiting for the workers --------------------------------------- */
+
+/* Waits until no worker of the current step is busy (a dropped one is not
+ * waited for). 0, 1 on a stop request (after STOP_GRACE_S at most), -1 on
+ * shutdown or failure (the job has failed). */
+int mlt_coord__wait_workers(mlt_coord_t *c, const char *what);
+/* Waits until some worker takes tasks, at most worker_wait_s (then the job
+ * fails). 0, 1 on a stop request, -1 on shutdown or failure. */
+int mlt_coord__wait_active(mlt_coord_t *c, const char *what);
+/* Hands t to every worker that takes tasks and waits until one finished it
+ * (again, through resend when every worker of it was lost). 0, 1 on a stop
+ * request, -1 on failure. resend may be NULL. */
+int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
+                    void (*resend)(mlt_coord_t *c, Mlt__Task *t));
+/* A run handed out again: from its first clock no worker reported. */
+void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t);
+/* The run's clocks a lost worker left incomplete: the mean of what came. */
+void mlt_coord__run_fill(mlt_coord_t *c);
+
 /* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
 
 /* Sends task t to worker w (giving it the next task id) and marks the worker
@@ -171,5 +195,11 @@ uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
 #define admit       mlt_coord__admit
 #define sync_shards mlt_coord__sync_shards
 #define n_loaded    mlt_coord__n_loaded
+#define fail_job     mlt_coord__fail_job
+#define wait_workers mlt_coord__wait_workers
+#define wait_active  mlt_coord__wait_active
+#define step         mlt_coord__step
+#define run_resend   mlt_coord__run_resend
+#define run_fill     mlt_coord__run_fill
 
 #endif
