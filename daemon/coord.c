@@ -4,9 +4,10 @@
  * (run_job); every wait inside it goes through pump() (coord_ctl.c), which
  * serves whatever arrives on the control socket meanwhile (status requests,
  * submissions that must be refused, worker reports) and notices shutdown.
- * This file holds the job's steps (their waits are in coord_steps.c), the executor that carries out the tuner's
- * decisions, the job's output files and the thread's lifecycle; the
- * coordinator's state is in coord_int.h.
+ * This file holds the job's steps (their waits for the workers are in
+ * coord_steps.c), the executor that carries out the tuner's decisions, the
+ * job's output files and the thread's lifecycle; the coordinator's state is
+ * in coord_int.h.
  *
  * Job phases:
  *
