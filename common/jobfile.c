@@ -51,6 +51,7 @@ static const char *const rule_names[] = {"sgd",      "nesterov", "adam",     "rm
 static const char *const searcher_names[] = {"bayes", "tpe", "random", "grid", "marginal", NULL};
 static const char *const logic_names[] = {"mltuner", "fixed", "train-to-completion", "hyperband",
                                           NULL};
+static const char *const loss_names[] = {"continue", "fail", NULL}; /* = MLT_ON_LOSS_* */
 static const char *const scale_names[] = {"log", "linear", NULL}; /* = MLT_TUNABLE_LOG, LINEAR */
 
 /* The keys, in the order mlt_job_format writes them: a group's members follow
@@ -71,6 +72,15 @@ const jkey_t mlt_jobk_keys[] = {
     {.path = "output_dir", .type = JK_STRING, .def_s = "", .doc_def = "\"out/<name>\"",
      .check = mlt_jobk_check_path_opt, .off = OFF(output_dir),
      .desc = "directory for the decision log, progress and checkpoints; \"\": out/<name>"},
+    /* worker failure (issue #12) */
+    {.path = "on_worker_loss", .type = JK_ENUM, .def_i = MLT_ON_LOSS_CONTINUE, .names = loss_names,
+     .off = OFF(on_worker_loss),
+     .desc = "a worker dead or silent for worker_timeout_s: continue with the others (its "
+             "partition waits for its replacement), or fail the job"},
+    {.path = "worker_wait_s", .type = JK_DOUBLE, .def_d = 600.0, .min_d = 0.1, .max_d = 86400.0,
+     .off = OFF(worker_wait_s),
+     .desc = "seconds the job waits for a worker that has not joined, or, with no worker left, "
+             "for a replacement, before it fails"},
 
     {.path = "model", .type = JK_GROUP, .desc = "the model to train"},
     {.path = "model.type", .type = JK_ENUM, .required = true, .names = mlt_jobk_model_names,

@@ -39,6 +39,9 @@ typedef enum {
     MLT_BACKEND_AUTO = 2, /* CUDA where a GPU is found, else CPU */
 } mlt_backend_t;
 
+/* on_worker_loss: what a job does when a worker is lost */
+enum { MLT_ON_LOSS_CONTINUE = 0, MLT_ON_LOSS_FAIL = 1 };
+
 typedef enum {
     MLT_MODEL_MLP = 0,     /* fully connected, ReLU, sizes from model.layers */
     MLT_MODEL_CNN = 1,     /* conv/pool/fc stack from model.cnn */
@@ -102,6 +105,8 @@ typedef struct mlt_job {
     mlt_backend_t backend; /* compute backend of the workers */
     char *output_dir;      /* where results go; "out/<name>" unless given */
     bool output_dir_given; /* false: output_dir follows name */
+    int on_worker_loss;    /* MLT_ON_LOSS_CONTINUE or MLT_ON_LOSS_FAIL */
+    double worker_wait_s;  /* wait for a missing worker or a replacement, then fail */
 
     struct {
         mlt_model_type_t type; /* which model */

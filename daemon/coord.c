@@ -4,9 +4,10 @@
  * (run_job); every wait inside it goes through pump() (coord_ctl.c), which
  * serves whatever arrives on the control socket meanwhile (status requests,
  * submissions that must be refused, worker reports) and notices shutdown.
- * This file holds the job's steps, the executor that carries out the tuner's
- * decisions, the job's output files and the thread's lifecycle; the
- * coordinator's state is in coord_int.h.
+ * This file holds the job's steps (their waits for the workers are in
+ * coord_steps.c), the executor that carries out the tuner's decisions, the
+ * job's output files and the thread's lifecycle; the coordinator's state is
+ * in coord_int.h.
  *
  * Job phases:
  *
@@ -14,8 +15,18 @@
  *   loading --every worker loaded data and model (TASK_JOB done)--> training
  *   training --RUN of one test interval done on all workers--> testing
  *   testing --test branch evaluated and freed--> training | done
- *   any --JOB_STOP--> stopped;  any --worker error, divergence--> failed
+ *   any --JOB_STOP--> stopped (a step waits STOP_GRACE_S at most for its workers)
+ *   any --worker error, divergence--> failed
+ *   loading..testing --worker lost, on_worker_loss "fail"--> failed
+ *   loading..testing --no worker left for worker_wait_s--> failed
  *   done | stopped | failed --workers told TASK_STOP--> idle
+ *
+ * Each worker slot, beside (coord_ctl.c, "worker failure"):
+ *
+ *   free --JOIN (on_join)--> joined --TASK_JOB done (on_report)--> loaded
+ *   joined | loaded --silent worker_timeout_s (check_silence)--> free   (dropped)
+ *   joined | loaded --JOIN from a new connection (on_join)--> joined   (old one dropped)
+ *   loaded: takes the next step's task (task_all, after WORKER_BACK to the shards)
  *
  * Branch 1 is the init branch (worker 0 writes the seeded weights); the tuner
  * (tuner.c) numbers every branch after it: eval, trials, training, tests. */
@@ -151,8 +162,6 @@ static void warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
                mlt_json_str(js, sizeof js, path));
 }
 
-static int fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Writes the warm start to the job's output directory and to
  * state_dir/warm-start/<name>.conf, neither through a symbolic link. Returns
  * 0, or -1 when a write failed (the job has failed). */
@@ -183,7 +192,7 @@ static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
 
 /* ---- the job ------------------------------------------------------------------- */
 
-static int fail_job(mlt_coord_t *c, const char *fmt, ...)
+int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -245,42 +254,6 @@ static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
     if ((rc = mlt_outfile_close(&o[2])))
         return fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
     return 0;
-}
-
-/* Waits until no worker of the job is busy. Returns 0, 1 when a stop was
- * requested meanwhile (the wait still ends only when workers are idle), or -1
- * on shutdown or a worker error (the job has failed). */
-static int wait_workers(mlt_coord_t *c, const char *what)
-{
-    double next_note = mlt_time_mono() + 30;
-    for (;;) {
-        uint32_t busy = 0, first = 0;
-        for (uint32_t w = 0; w < c->n_workers; w++)
-            if (c->workers[w].busy && !busy++)
-                first = w;
-        for (uint32_t w = 0; w < c->n_workers; w++)
-            if (c->workers[w].error[0])
-                return fail_job(c, "worker %u: %s", w, c->workers[w].error);
-        if (!busy)
-            return c->stop_requested ? 1 : 0;
-        if (pump(c, 0.5) == -ECANCELED)
-            return -1;
-        double now = mlt_time_mono();
-        if (now > next_note) {
-            log_info("waiting for %u workers to finish %s (worker %u among them)", busy, what,
-                     first);
-            next_note = now + 30;
-        }
-        if (now - c->workers[first].last_seen > c->worker_timeout_s * 20)
-            return fail_job(c, "worker %u sent nothing for %.0f s during %s", first,
-                            now - c->workers[first].last_seen, what);
-    }
-}
-
-static void task_all(mlt_coord_t *c, Mlt__Task *t)
-{
-    for (uint32_t w = 0; w < c->n_workers; w++)
-        send_task(c, w, t);
 }
 
 static int branch_op(mlt_coord_t *c, int rc, const char *what)
@@ -368,8 +341,12 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
     double t0 = mlt_time_mono();
-    task_all(c, &t);
-    int rc = wait_workers(c, "a run");
+    c->run_task = &t;
+    c->run_hi = clock_start;
+    int rc = step(c, &t, "a run", run_resend);
+    c->run_task = NULL;
+    if (c->n_lost)
+        run_fill(c);
     if (rc == 0 && check_outputs(c))
         rc = -1;
     *seconds = mlt_time_mono() - t0;
@@ -395,15 +372,16 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     t.kind = MLT__TASK_KIND__TASK_TEST;
     t.has_branch = 1;
     t.branch = branch;
-    task_all(c, &t);
-    int rc = wait_workers(c, "a test");
+    int rc = step(c, &t, "a test", NULL);
     c->phase = PH_TRAINING;
-    if (rc < 0)
+    if (rc)
         return rc;
     double vl = 0, tl = 0, vs = 0, ts = 0;
     uint64_t vc = 0, vn = 0, tc = 0, tn = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
         const wslot_t *ws = &c->workers[w];
+        if (!ws->in_step || !ws->task_ok)
+            continue; /* a lost worker's share of the test sets is left out */
         vl += ws->val_loss;
         tl += ws->test_loss;
         vs += ws->val_sq;
@@ -510,6 +488,9 @@ static int run_job(mlt_coord_t *c)
     mlt_job_t *j = &c->job;
     c->n_workers = (uint32_t)j->workers;
     c->phase = PH_WAITING;
+    c->n_lost = 0;
+    c->lost_msg[0] = '\0';
+    c->stop_at = 0;
     c->clock = 0;
     c->epoch = 0;
     c->last_loss = NAN;
@@ -566,12 +547,15 @@ static int run_job(mlt_coord_t *c)
         resume = rc == 0;
     }
 
-    /* every worker joins */
-    double next_note = 0;
+    /* every worker joins (at most worker_wait_s) */
+    double next_note = 0, t_join = mlt_time_mono();
     for (;;) {
-        uint32_t joined = 0;
-        for (uint32_t w = 0; w < c->n_workers; w++)
+        uint32_t joined = 0, missing = 0; /* the first missing rank */
+        for (uint32_t w = c->n_workers; w-- > 0;) {
             joined += c->workers[w].joined;
+            if (!c->workers[w].joined)
+                missing = w;
+        }
         if (joined == c->n_workers)
             break;
         if (c->stop_requested) {
@@ -579,15 +563,23 @@ static int run_job(mlt_coord_t *c)
             snprintf(c->message, sizeof c->message, "stopped while waiting for workers");
             return 0;
         }
-        if (mlt_time_mono() > next_note) {
-            log_info("job '%s': %u of %u workers joined; waiting", j->name, joined, c->n_workers);
-            next_note = mlt_time_mono() + 30;
+        double now = mlt_time_mono();
+        if (now - t_join > j->worker_wait_s)
+            return fail_job(c, "%u of %u workers joined within worker_wait_s = %g s (worker %u "
+                               "did not)",
+                            joined, c->n_workers, j->worker_wait_s, missing);
+        if (now > next_note) {
+            log_info("job '%s': %u of %u workers joined (not worker %u); waiting up to %.0f s "
+                     "more (worker_wait_s)",
+                     j->name, joined, c->n_workers, missing, j->worker_wait_s - (now - t_join));
+            next_note = now + NOTE_EVERY_S;
         }
         if (pump(c, 0.5) == -ECANCELED)
             return -1;
     }
 
-    /* load: data and model on every worker; they register the tables */
+    /* load: data and model on every worker; they register the tables. A worker
+     * lost meanwhile is replaced later (admit) or, with none left, waited for. */
     c->phase = PH_LOADING;
     Mlt__Task t;
     mlt__task__init(&t);
@@ -597,8 +589,9 @@ static int run_job(mlt_coord_t *c)
     t.servers = c->shards;
     t.has_n_workers = 1;
     t.n_workers = c->n_workers;
-    task_all(c, &t);
-    if ((rc = wait_workers(c, "loading")) != 0)
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        send_task(c, w, &t);
+    if ((rc = wait_workers(c, "loading")) != 0 || (rc = wait_active(c, "loading")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
     if (part_size(c) == 0)
         return fail_job(c, "the workers have no training samples");
@@ -609,19 +602,31 @@ static int run_job(mlt_coord_t *c)
                                         sizeof err);
     if (!c->client)
         return fail_job(c, "cannot reach the shards: %s", err);
+    sync_shards(c); /* a worker lost while loading is out of the SSP minimum */
 
-    /* init branch: worker 0 writes the seeded weights; the training branch forks from it */
+    /* init branch: one worker writes the seeded weights (the same on any); the
+     * training branch forks from it. A resumed job has its branches already. */
     if (!resume && branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
                   "create of the init branch"))
         return -1;
-    mlt__task__init(&t);
-    t.kind = MLT__TASK_KIND__TASK_INIT;
-    t.has_branch = 1;
-    t.branch = BRANCH_INIT;
-    if (!resume) {
-        send_task(c, 0, &t);
+    while (!resume) {
+        if ((rc = wait_active(c, "initialisation")) != 0)
+            return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+        sync_shards(c);
+        uint32_t w = 0;
+        while (!(c->workers[w].joined && c->workers[w].loaded))
+            w++;
+        for (uint32_t k = 0; k < c->n_workers; k++)
+            c->workers[k].in_step = false;
+        mlt__task__init(&t);
+        t.kind = MLT__TASK_KIND__TASK_INIT;
+        t.has_branch = 1;
+        t.branch = BRANCH_INIT;
+        send_task(c, w, &t);
         if ((rc = wait_workers(c, "initialisation")) != 0)
             return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
+        if (c->workers[w].task_ok)
+            break;
     }
     /* the tuning logic takes it from here */
     FILE *dlog = mlt_outfile_stream(c->dlog);
@@ -783,6 +788,14 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
     c->state_dir = mlt_strdup(conf->state_dir);
     c->out_fd = -1;
     c->worker_timeout_s = conf->worker_timeout_s;
+    if (conf->worker_timeout_s >= conf->pull_timeout_s)
+        log_warn("worker_timeout_s (%g s) is not below pull_timeout_s (%g s): the pulls of the "
+                 "others time out, and the job fails, before a dead worker is dropped",
+                 conf->worker_timeout_s, conf->pull_timeout_s);
+    if (conf->worker_timeout_s < 2.0) /* workers heartbeat every 0.5 s (worker/main.c) */
+        log_warn("worker_timeout_s = %g s is short: workers heartbeat every 0.5 s, and a busy "
+                 "machine can make a healthy one look silent",
+                 conf->worker_timeout_s);
     c->phase = PH_IDLE;
     /* task ids differ from a previous run's, whose workers may still report */
     c->next_task = (uint64_t)(mlt_time_wall() * 1000.0) << 16;

@@ -126,6 +126,9 @@ void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t)
     t->has_task_id = 1;
     t->task_id = ++c->next_task;
     ws->busy = t->kind != MLT__TASK_KIND__TASK_STOP;
+    ws->in_step = ws->busy;
+    ws->task_ok = false;
+    ws->run_from = t->has_clock_start ? t->clock_start : 0;
     ws->task_id = t->task_id;
     ws->task_kind = t->kind;
     ws->error[0] = '\0';
@@ -158,13 +161,14 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         c->loss_n[slot] = 0;
     }
     c->loss_sum[slot] += loss;
-    if (++c->loss_n[slot] == c->n_workers) {
-        double mean = c->loss_sum[slot] / c->n_workers;
+    if (c->run_task && branch == c->run_task->branch && clock > c->run_hi)
+        c->run_hi = clock;
+    uint32_t n = 0; /* the workers of this run that are still in it, from this clock */
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        n += c->workers[w].in_step && c->workers[w].run_from < clock;
+    if (++c->loss_n[slot] == n) {
+        double mean = c->loss_sum[slot] / n;
         char b[32];
-        double ep = 0;
-        for (uint32_t w = 0; w < c->n_workers; w++)
-            ep += c->workers[w].epoch;
-        (void)ep;
         c->last_loss = mean;
         if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
             c->cap_loss[clock - 1 - c->cap_start] = mean;
@@ -173,29 +177,57 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
     }
 }
 
+/* A message from a connection that is not (or no longer) worker w's: it was
+ * dropped or replaced. It is told so (ESTALE), and joins again (worker/main.c). */
+static void tell_stale(mlt_coord_t *c, const void *id, size_t id_len, uint32_t w)
+{
+    mlt_log_ratelimited(MLT_LOG_INFO, "stale-worker", 5.0,
+                        "a message from an old connection of worker %u: told to join again", w);
+    reply_error(c, id, id_len, 0, -ESTALE,
+                "this connection is no longer worker %u's (dropped or replaced); join again", w);
+}
+
+static bool holds(const wslot_t *ws, const void *id, size_t id_len)
+{
+    return ws->joined && ws->id_len == id_len && memcmp(ws->id, id, id_len) == 0;
+}
+
 static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
 {
     const Mlt__Report *r = h->report;
-    if (!r || !h->has_worker || h->worker >= c->n_workers || !c->workers[h->worker].joined) {
+    if (r && h->has_worker && !c->have_job && h->worker < MLT_MAX_WORKERS &&
+        !holds(&c->workers[h->worker], id, id_len)) {
+        tell_stale(c, id, id_len, h->worker); /* dropped during a job that ended since */
+        return;
+    }
+    if (!r || !h->has_worker || !c->have_job || h->worker >= c->n_workers) {
         mlt_log_ratelimited(MLT_LOG_WARN, "stray-report", 5.0,
                             "report from a worker that is not in the job ignored");
         return;
     }
     wslot_t *ws = &c->workers[h->worker];
-    if (ws->id_len != id_len || memcmp(ws->id, id, id_len) != 0)
-        return; /* an old connection of a worker that rejoined */
+    if (!holds(ws, id, id_len)) {
+        tell_stale(c, id, id_len, h->worker);
+        return;
+    }
     ws->last_seen = mlt_time_mono();
     if (r->has_epoch)
         ws->epoch = r->epoch;
-    if (r->kind == MLT__TASK_KIND__TASK_RUN && !r->done && r->has_clock && r->has_loss)
+    if (r->kind == MLT__TASK_KIND__TASK_RUN && !r->done && r->has_clock && r->has_loss &&
+        ws->in_step)
         add_loss(c, r->branch, r->clock, r->loss);
     if (!r->done || !r->has_task_id || r->task_id != ws->task_id)
         return;
     ws->busy = false;
+    ws->task_ok = !r->error;
     if (r->error)
         snprintf(ws->error, sizeof ws->error, "%s", r->error);
-    if (r->kind == MLT__TASK_KIND__TASK_JOB)
+    if (r->kind == MLT__TASK_KIND__TASK_JOB && !r->error) {
         ws->part_size = r->count;
+        ws->loaded = true;
+        if (!ws->in_step)
+            log_info("worker %u loaded the job; it takes work from the next clock boundary", h->worker);
+    }
     if (r->kind == MLT__TASK_KIND__TASK_TEST) {
         ws->val_loss = r->loss;
         ws->val_correct = r->correct;
@@ -205,6 +237,99 @@ static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         ws->test_correct = r->test_correct;
         ws->test_count = r->test_count;
         ws->test_sq = r->test_sq_error;
+    }
+}
+
+/* ---- worker failure ------------------------------------------------------------ */
+
+void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    wslot_t *ws = &c->workers[w];
+    bool in_job = c->have_job && w < c->n_workers && c->phase >= PH_LOADING &&
+                  c->phase <= PH_TESTING;
+    if (in_job) {
+        log_warn("job '%s': worker %u lost: %s%s", c->job.name, w, why,
+                 ws->busy ? "; its task is not waited for" : "");
+        if (!c->n_lost++)
+            snprintf(c->lost_msg, sizeof c->lost_msg, "worker %u lost: %s", w, why);
+        emit(c, "\"event\":\"worker_lost\",\"worker\":%u", w);
+    } else {
+        log_warn("worker %u dropped: %s", w, why);
+    }
+    ws->busy = ws->in_step = ws->task_ok = ws->loaded = false;
+    ws->error[0] = '\0';
+    if (in_job)
+        sync_shards(c);
+}
+
+uint32_t mlt_coord__n_loaded(const mlt_coord_t *c)
+{
+    uint32_t n = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        n += c->workers[w].joined && c->workers[w].loaded;
+    return n;
+}
+
+void mlt_coord__sync_shards(mlt_coord_t *c)
+{
+    if (!c->client)
+        return;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
+        wslot_t *ws = &c->workers[w];
+        bool out = !(ws->joined && ws->loaded);
+        if (out == ws->shard_out)
+            continue;
+        if (mlt_client_worker_state(c->client, w, out) < 0) {
+            log_warn("could not tell the shards that worker %u is %s: %s", w,
+                     out ? "gone" : "back", mlt_client_error(c->client));
+            continue;
+        }
+        ws->shard_out = out;
+        log_info("job '%s': the shards were told worker %u is %s", c->job.name, w,
+                 out ? "gone (the others no longer wait for it)" : "back");
+    }
+}
+
+void mlt_coord__admit(mlt_coord_t *c)
+{
+    if (!c->have_job || c->phase < PH_LOADING || c->phase > PH_TESTING)
+        return;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
+        wslot_t *ws = &c->workers[w];
+        if (!ws->joined || ws->loaded || ws->busy || ws->error[0])
+            continue; /* an error is the job's (coord.c fails it), not retried */
+        log_info("job '%s': worker %u (re)joined; it loads the job", c->job.name, w);
+        Mlt__Task t;
+        mlt__task__init(&t);
+        t.kind = MLT__TASK_KIND__TASK_JOB;
+        t.job_text = c->job.text;
+        t.n_servers = (size_t)c->n_shards;
+        t.servers = c->shards;
+        t.has_n_workers = 1;
+        t.n_workers = c->n_workers;
+        send_task(c, w, &t);
+        ws->in_step = false; /* no step waits for it */
+    }
+}
+
+/* Workers silent for worker_timeout_s are dropped (their connection is
+ * taken for dead; a later message from it is told to join again). */
+static void check_silence(mlt_coord_t *c)
+{
+    double now = mlt_time_mono();
+    for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
+        wslot_t *ws = &c->workers[w];
+        if (!ws->joined || now - ws->last_seen <= c->worker_timeout_s)
+            continue;
+        double quiet = now - ws->last_seen;
+        ws->joined = false;
+        drop_worker(c, w, "sent nothing for %.1f s (worker_timeout_s = %g)", quiet,
+                    c->worker_timeout_s);
     }
 }
 
@@ -311,8 +436,9 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
 
 static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
 {
-    if (!h->has_worker) {
-        reply_error(c, id, id_len, h->request_id, -EINVAL, "JOIN without worker");
+    if (!h->has_worker || h->worker >= MLT_MAX_WORKERS) {
+        reply_error(c, id, id_len, h->request_id, -EINVAL, "JOIN without a worker rank below %u",
+                    MLT_MAX_WORKERS);
         return;
     }
     if (id_len > MLT_MAX_CLIENT_ID_BYTES)
@@ -327,14 +453,38 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
         return;
     }
     wslot_t *ws = &c->workers[w];
-    if (ws->joined && (ws->id_len != id_len || memcmp(ws->id, id, id_len) != 0))
-        log_warn("worker %u joined again from a new connection; the old one is dropped", w);
-    else if (!ws->joined)
-        log_info("worker %u joined", w);
+    if (holds(ws, id, id_len)) { /* a worker's periodic JOIN: a heartbeat */
+        ws->last_seen = mlt_time_mono();
+        return;
+    }
+    if (ws->joined) {
+        /* a restarted worker, or a stray JOIN: the new connection wins, and the
+         * task the old one owed is not waited for */
+        drop_worker(c, w, "a new connection joined as worker %u (a restarted worker, or a stray "
+                          "JOIN)", w);
+    }
+    log_info("worker %u joined", w);
     ws->joined = true;
+    ws->loaded = ws->busy = ws->in_step = ws->task_ok = false;
+    ws->error[0] = '\0';
     ws->id_len = id_len;
     memcpy(ws->id, id, id_len);
     ws->last_seen = mlt_time_mono();
+}
+
+static void on_heartbeat(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    if (!h->has_worker) { /* anyone else's: a liveness probe */
+        reply_ok(c, id, id_len, h->request_id);
+        return;
+    }
+    if (h->worker >= MLT_MAX_WORKERS)
+        return;
+    wslot_t *ws = &c->workers[h->worker];
+    if (holds(ws, id, id_len))
+        ws->last_seen = mlt_time_mono();
+    else if (c->have_job && h->worker < c->n_workers)
+        tell_stale(c, id, id_len, h->worker);
 }
 
 /* ---- branches and metrics ------------------------------------------------------ */
@@ -528,8 +678,10 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         c->shutdown = true;
         return -ECANCELED;
     }
-    if (!(items[0].revents & ZMQ_POLLIN))
+    if (!(items[0].revents & ZMQ_POLLIN)) {
+        check_silence(c);
         return 0;
+    }
     for (int n = 0; n < 64; n++) {
         /* a stop is seen between requests too, not only after the batch */
         zmq_pollitem_t stop = {.socket = c->stop_rx, .events = ZMQ_POLLIN};
@@ -601,7 +753,7 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
                 break;
             case MLT__MSG_TYPE__MSG_JOIN: on_join(c, id, id_len, h); break;
             case MLT__MSG_TYPE__MSG_REPORT: on_report(c, id, id_len, h); break;
-            case MLT__MSG_TYPE__MSG_HEARTBEAT: reply_ok(c, id, id_len, h->request_id); break;
+            case MLT__MSG_TYPE__MSG_HEARTBEAT: on_heartbeat(c, id, id_len, h); break;
             default:
                 reply_error(c, id, id_len, h->request_id, -EBADMSG,
                             "%s is not a control request", mlt_wire_type_name(h->type));
@@ -611,5 +763,6 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         zmq_msg_close(&hm);
         zmq_msg_close(&idm);
     }
+    check_silence(c);
     return 0;
 }

@@ -36,6 +36,12 @@ typedef struct wslot {
     double val_loss, test_loss, val_sq, test_sq;
     uint64_t val_correct, val_count, test_correct, test_count;
     char error[MLT_MAX_ERROR_LEN + 1];
+    /* failure handling (coord_ctl.c, "workers") */
+    bool loaded;    /* this connection loaded the job (TASK_JOB done): it takes tasks */
+    bool in_step;   /* the current step's task went to it: the step waits for it */
+    bool task_ok;   /* it finished the current step's task without error */
+    bool shard_out; /* the shards were told it is gone (MSG_WORKER_GONE) */
+    int64_t run_from; /* TASK_RUN: the clock its task started at */
 } wslot_t;
 
 /* The job's phase; the transitions are drawn at the top of coord.c. */
@@ -84,6 +90,11 @@ struct mlt_coord {
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;
+    uint32_t n_lost;      /* workers dropped during this job */
+    char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
+    double stop_at;       /* a stop was requested: steps stop waiting for workers then */
+    Mlt__Task *run_task;  /* the run in progress (ex_run), which a worker back joins */
+    int64_t run_hi;       /* the highest clock reported in it */
     mlt_client_t *client; /* to the shards */
     mlt_outfile_t *progress; /* progress.jsonl */
     mlt_outfile_t *dlog;  /* decisions.jsonl */
@@ -140,6 +151,29 @@ void mlt_coord__unbind_control(mlt_coord_t *c);
 /* 1 when the sender of msg (a frame read from c->ctl) may change the job
  * (SUBMIT, JOB_STOP): an authorised CurveZMQ key, or the local socket. */
 int mlt_coord__may_change(const mlt_coord_t *c, void *msg);
+/* Fails the job: phase failed, the message (printf-style) logged. Returns -1. */
+int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define NOTE_EVERY_S 10.0 /* how often a wait says in the log what it waits for */
+
+/* ---- coord_steps.c: waiting for the workers --------------------------------------- */
+
+/* Waits until no worker of the current step is busy (a dropped one is not
+ * waited for). 0, 1 on a stop request (after STOP_GRACE_S at most), -1 on
+ * shutdown or failure (the job has failed). */
+int mlt_coord__wait_workers(mlt_coord_t *c, const char *what);
+/* Waits until some worker takes tasks, at most worker_wait_s (then the job
+ * fails). 0, 1 on a stop request, -1 on shutdown or failure. */
+int mlt_coord__wait_active(mlt_coord_t *c, const char *what);
+/* Hands t to every worker that takes tasks and waits until one finished it
+ * (again, through resend when every worker of it was lost). 0, 1 on a stop
+ * request, -1 on failure. resend may be NULL. */
+int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
+                    void (*resend)(mlt_coord_t *c, Mlt__Task *t));
+/* A run handed out again: from its first clock no worker reported. */
+void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t);
+/* The run's clocks a lost worker left incomplete: the mean of what came. */
+void mlt_coord__run_fill(mlt_coord_t *c);
 
 /* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
 
@@ -150,9 +184,30 @@ void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t);
 void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const char *reason);
 /* Frees the submitted job (its parsed form, text, path and overrides). */
 void mlt_coord__clear_job(mlt_coord_t *c);
-/* Serves the control socket for up to timeout_s seconds. Returns
- * -ECANCELED when the daemon is stopping. */
+/* Serves the control socket for up to timeout_s seconds, then drops the
+ * workers silent for worker_timeout_s. Returns -ECANCELED when the daemon is
+ * stopping. */
 int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
+
+/* ---- coord_ctl.c: worker failure -------------------------------------------------- *
+ * A worker is dropped when its connection is replaced (a new JOIN for its rank:
+ * a restarted worker, or a stray one) or it is silent for worker_timeout_s. The
+ * task it owed is not waited for: the step goes on with the others, or, when
+ * no worker finished it, is handed out again (coord.c). The shards are told
+ * (MSG_WORKER_GONE), so the SSP minimum no longer waits for it. A worker that
+ * (re)joins loads the job (TASK_JOB) while the others work, then (after
+ * MSG_WORKER_BACK) joins the run in progress at its highest reported clock
+ * (coord.c, join_run) or takes the next step's task. */
+
+/* Drops worker w (printf-style reason). */
+void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sends TASK_JOB to joined workers that have not loaded the job. */
+void mlt_coord__admit(mlt_coord_t *c);
+/* Tells the shards which workers are gone or back, as the slots say. */
+void mlt_coord__sync_shards(mlt_coord_t *c);
+/* Workers that take tasks now (loaded). */
+uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
 
 /* the short names coord.c and coord_ctl.c call these by */
 #define job_time    mlt_coord__job_time
@@ -163,5 +218,15 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s);
 #define stop_worker mlt_coord__stop_worker
 #define clear_job   mlt_coord__clear_job
 #define pump        mlt_coord__pump
+#define drop_worker mlt_coord__drop_worker
+#define admit       mlt_coord__admit
+#define sync_shards mlt_coord__sync_shards
+#define n_loaded    mlt_coord__n_loaded
+#define fail_job     mlt_coord__fail_job
+#define wait_workers mlt_coord__wait_workers
+#define wait_active  mlt_coord__wait_active
+#define step         mlt_coord__step
+#define run_resend   mlt_coord__run_resend
+#define run_fill     mlt_coord__run_fill
 
 #endif

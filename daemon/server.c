@@ -443,6 +443,8 @@ static const struct {
     [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},
     [MLT__MSG_TYPE__MSG_CKPT_SAVE] = {"", 1},
     [MLT__MSG_TYPE__MSG_CKPT_LOAD] = {"", 0},
+    [MLT__MSG_TYPE__MSG_WORKER_GONE] = {"w", 1},
+    [MLT__MSG_TYPE__MSG_WORKER_BACK] = {"w", 1},
 };
 
 static int dispatch(mlt_server_t *s, req_t *rq)
@@ -468,7 +470,20 @@ static int dispatch(mlt_server_t *s, req_t *rq)
              mlt_server__stale(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id)))
         return reply_error(s, rq, -ESTALE, "this daemon restored a checkpoint after the "
                            "connection began: a new client must say HELLO first");
+    if ((type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PUSH ||
+         type == MLT__MSG_TYPE__MSG_CLOCK) &&
+        h->has_worker && mlt_store_worker_gone(s->store, h->worker))
+        return reply_error(s, rq, -ESTALE,
+                           "worker %u was dropped from the job by the coordinator; it must join "
+                           "again", h->worker);
+    if (type == MLT__MSG_TYPE__MSG_PULL && h->has_worker) { /* a worker back re-enters here */
+        mlt_branch_t *b = mlt_store_branch(s->store, h->branch);
+        if (b)
+            mlt_store_branch_enter(b, h->worker, h->clock);
+    }
     switch (type) {
+    case MLT__MSG_TYPE__MSG_WORKER_GONE:
+    case MLT__MSG_TYPE__MSG_WORKER_BACK: return mlt_server__handle_worker(s, rq);
     case MLT__MSG_TYPE__MSG_HELLO:
     case MLT__MSG_TYPE__MSG_HEARTBEAT: return reply_ok(s, rq, 1);
     case MLT__MSG_TYPE__MSG_REGISTER: return handle_register(s, rq);

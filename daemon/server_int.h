@@ -72,6 +72,8 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write);
 /* The parked-pull queue's callbacks (arg: the server): a pull released gets
  * its reply, one expired or whose branch was freed an ERROR. */
 void mlt_server__on_released(void *arg, const mlt_parked_t *p);
+/* server_workers.c: MSG_WORKER_GONE / MSG_WORKER_BACK from the coordinator. */
+int mlt_server__handle_worker(mlt_server_t *s, req_t *rq);
 void mlt_server__on_expired(void *arg, const mlt_parked_t *p);
 void mlt_server__on_dropped(void *arg, const mlt_parked_t *p);
 

@@ -105,6 +105,16 @@ size_t mlt_ssp_drop(mlt_ssp_t *q, uint32_t branch, mlt_ssp_fn fn, void *arg)
     return take(q, pick_branch, &branch, fn, arg);
 }
 
+static bool pick_worker(const mlt_parked_t *p, const void *ctx)
+{
+    return p->worker == *(const uint32_t *)ctx;
+}
+
+size_t mlt_ssp_drop_worker(mlt_ssp_t *q, uint32_t worker, mlt_ssp_fn fn, void *arg)
+{
+    return take(q, pick_worker, &worker, fn, arg);
+}
+
 double mlt_ssp_next_deadline(const mlt_ssp_t *q)
 {
     double d = -1;

@@ -56,6 +56,8 @@ size_t mlt_ssp_release(mlt_ssp_t *q, uint32_t branch, int64_t min_clock, uint32_
 size_t mlt_ssp_expire(mlt_ssp_t *q, double now, mlt_ssp_fn fn, void *arg);
 /* Removes every pull of `branch` (all branches if branch is UINT32_MAX). */
 size_t mlt_ssp_drop(mlt_ssp_t *q, uint32_t branch, mlt_ssp_fn fn, void *arg);
+/* Removes every pull of `worker` (one the coordinator dropped). */
+size_t mlt_ssp_drop_worker(mlt_ssp_t *q, uint32_t worker, mlt_ssp_fn fn, void *arg);
 /* Earliest deadline, or a negative value when the queue is empty. */
 double mlt_ssp_next_deadline(const mlt_ssp_t *q);
 size_t mlt_ssp_count(const mlt_ssp_t *q);

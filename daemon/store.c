@@ -229,6 +229,7 @@ void mlt_store__branch_destroy(mlt_branch_t *b, uint64_t n_owned)
             mlt_store__chunk_drop(b->chunks[i]);
     mlt_free(b->chunks);
     mlt_free(b->clocks);
+    mlt_free(b->out);
     mlt_free(b);
 }
 
@@ -246,6 +247,7 @@ void mlt_store_end_job(mlt_store_t *st)
     st->n_owned = 0;
     mlt_free(st->job);
     st->job = NULL;
+    memset(st->gone, 0, sizeof st->gone);
 }
 
 const char *mlt_store_job(const mlt_store_t *st)
@@ -344,8 +346,12 @@ mlt_branch_t *mlt_store__branch_new(const mlt_store_t *st, uint32_t id, int64_t 
     b->t = *t;
     b->n_workers = st->n_workers;
     b->clocks = mlt_calloc(st->n_workers, sizeof *b->clocks);
+    b->out = mlt_calloc(st->n_workers ? st->n_workers : 1, 1);
+    for (uint32_t w = 0; w < st->n_workers; w++)
+        b->out[w] = mlt_store_worker_gone(st, w);
     b->chunks = mlt_try_calloc(st->n_owned ? st->n_owned : 1, sizeof *b->chunks);
     if (!b->chunks) {
+        mlt_free(b->out);
         mlt_free(b->clocks);
         mlt_free(b);
         return NULL;
@@ -452,18 +458,24 @@ void mlt_store_branch_set_diverged(mlt_branch_t *b)
 
 int64_t mlt_store_branch_min_clock(const mlt_branch_t *b)
 {
-    int64_t m = INT64_MAX;
-    for (uint32_t w = 0; w < b->n_workers; w++)
-        if (b->clocks[w] < m)
+    int64_t m = INT64_MAX, any = INT64_MIN;
+    for (uint32_t w = 0; w < b->n_workers; w++) {
+        if (b->clocks[w] > any)
+            any = b->clocks[w];
+        if (!b->out[w] && b->clocks[w] < m)
             m = b->clocks[w];
-    return m == INT64_MAX ? 0 : m;
+    }
+    /* every worker out: nobody to wait for (and nobody pulling) */
+    if (m == INT64_MAX)
+        return any == INT64_MIN ? 0 : any;
+    return m;
 }
 
 uint32_t mlt_store_branch_slowest(const mlt_branch_t *b)
 {
     uint32_t s = 0;
-    for (uint32_t w = 1; w < b->n_workers; w++)
-        if (b->clocks[w] < b->clocks[s])
+    for (uint32_t w = 0; w < b->n_workers; w++)
+        if (!b->out[w] && (b->out[s] || b->clocks[w] < b->clocks[s]))
             s = w;
     return s;
 }
@@ -472,10 +484,39 @@ int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int6
 {
     if (worker >= b->n_workers)
         return -ERANGE;
-    if (clock < b->clocks[worker])
+    if (clock < b->clocks[worker] && !b->out[worker])
         return -EINVAL;
     b->clocks[worker] = clock;
+    b->out[worker] = 0;
     *min_clock = mlt_store_branch_min_clock(b);
+    return 0;
+}
+
+void mlt_store_branch_enter(mlt_branch_t *b, uint32_t worker, int64_t clock)
+{
+    if (worker >= b->n_workers || !b->out[worker])
+        return;
+    b->out[worker] = 0;
+    if (clock > b->clocks[worker])
+        b->clocks[worker] = clock;
+}
+
+bool mlt_store_worker_gone(const mlt_store_t *st, uint32_t worker)
+{
+    return worker < MLT_MAX_WORKERS && (st->gone[worker / 8] >> (worker % 8) & 1);
+}
+
+int mlt_store_set_worker_gone(mlt_store_t *st, uint32_t worker, bool gone)
+{
+    if (!st->job || worker >= st->n_workers)
+        return -ERANGE;
+    if (gone) {
+        st->gone[worker / 8] |= (uint8_t)(1u << (worker % 8));
+        for (uint32_t i = 0; i < st->n_branches; i++)
+            st->branches[i]->out[worker] = 1;
+    } else {
+        st->gone[worker / 8] &= (uint8_t)~(1u << (worker % 8));
+    }
     return 0;
 }
 

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "kernels/optim.h"
+#include "proto/limits.h"
 
 typedef struct mlt_store mlt_store_t;
 typedef struct mlt_branch mlt_branch_t;
@@ -139,6 +140,18 @@ int64_t mlt_store_branch_min_clock(const mlt_branch_t *b);
 int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int64_t *min_clock);
 /* The slowest worker's index (for wait messages). */
 uint32_t mlt_store_branch_slowest(const mlt_branch_t *b);
+
+/* Workers the coordinator dropped (MSG_WORKER_GONE): a dropped worker is out
+ * of every branch's min_clock, so the others' pulls do not wait for it, and
+ * its pulls, pushes and clocks are refused until MSG_WORKER_BACK. A worker
+ * that is back re-enters a branch's min_clock at its first pull or clock
+ * there (mlt_store_branch_enter, mlt_store_branch_clock), at that clock: a
+ * worker that rejoins at clock C never holds the others back below C nor
+ * waits for its own old clock. -ERANGE: no job or a worker outside it. */
+int mlt_store_set_worker_gone(mlt_store_t *st, uint32_t worker, bool gone);
+bool mlt_store_worker_gone(const mlt_store_t *st, uint32_t worker);
+/* A pull of `worker` at `clock` on b: a worker out of b re-enters it there. */
+void mlt_store_branch_enter(mlt_branch_t *b, uint32_t worker, int64_t clock);
 /* The kind the branch was created or forked as. */
 mlt_kind_t mlt_store_branch_kind(const mlt_branch_t *b);
 

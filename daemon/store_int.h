@@ -50,6 +50,7 @@ struct mlt_branch {
     bool diverged;
     uint32_t n_workers;   /* the job's, fixed while the branch lives */
     int64_t *clocks;      /* finished clocks per worker */
+    uint8_t *out;         /* per worker: not in min_clock (dropped, not back on b yet) */
     mlt_chunk_t **chunks; /* n_owned references */
 };
 
@@ -70,6 +71,7 @@ struct mlt_store {
     uint64_t branch_bytes; /* bytes one fully private branch takes */
     mlt_branch_t **branches;
     uint32_t n_branches;
+    uint8_t gone[MLT_MAX_WORKERS / 8]; /* workers the coordinator dropped (bit per worker) */
 };
 
 /* New zeroed chunk of n floats with one (branch) reference, or NULL. */

@@ -745,6 +745,21 @@ int mlt_client_job_end(mlt_client_t *c)
     return mlt_sync(c);
 }
 
+int mlt_client_worker_state(mlt_client_t *c, uint32_t worker, bool gone)
+{
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = add_pending(c, s, P_ACK);
+        header_for(c, &h, gone ? MLT__MSG_TYPE__MSG_WORKER_GONE : MLT__MSG_TYPE__MSG_WORKER_BACK,
+                   p);
+        h.worker = worker;
+        int rc = send_simple(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
+    return mlt_sync(c);
+}
+
 /* ---- status --------------------------------------------------------------- */
 
 int mlt_client_status(mlt_client_t *c, uint32_t server, mlt_server_status_t *out)

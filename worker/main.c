@@ -10,10 +10,13 @@
  * a branch (TASK_TEST), exit (TASK_STOP). */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include <cblas.h>
@@ -310,6 +313,9 @@ out:
 
 typedef struct wk {
     void *ctx, *sock;   /* DEALER to the coordinator */
+    pthread_mutex_t lock; /* sock is shared with the heartbeat thread */
+    pthread_t hb;
+    atomic_int hb_stop;
     uint32_t rank;
     mlt_job_t job;
     bool have_job;
@@ -324,7 +330,9 @@ static void send_report(wk_t *w, Mlt__Report *r)
     h.has_worker = 1;
     h.worker = w->rank;
     h.report = r;
+    pthread_mutex_lock(&w->lock);
     mlt_wire_send(w->sock, &h, 0);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void report_done(wk_t *w, const Mlt__Task *t, Mlt__Report *r, const char *error)
@@ -559,7 +567,86 @@ static void send_join(wk_t *w)
     mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOIN);
     h.has_worker = 1;
     h.worker = w->rank;
-    mlt_wire_send(w->sock, &h, 0);
+    pthread_mutex_lock(&w->lock);
+    mlt_wire_send(w->sock, &h, ZMQ_DONTWAIT);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Heartbeats: the coordinator drops a worker silent for its
+ * worker_timeout_s, so this thread says "alive" every HEARTBEAT_S, whatever
+ * the task (a long load or test sends nothing else). A stopped or hung
+ * process (SIGSTOP, a deadlock in this thread's process) goes silent. */
+#define HEARTBEAT_S 0.5
+
+static void *heartbeat_main(void *arg)
+{
+    wk_t *w = arg;
+    while (!w->hb_stop && !stop_signal) {
+        mlt_header_t h;
+        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_HEARTBEAT);
+        h.has_worker = 1;
+        h.worker = w->rank;
+        pthread_mutex_lock(&w->lock);
+        mlt_wire_send(w->sock, &h, ZMQ_DONTWAIT); /* none while the coordinator is away */
+        pthread_mutex_unlock(&w->lock);
+        for (int i = 0; i < 5 && !w->hb_stop; i++)
+            nanosleep(&(struct timespec){0, (long)(HEARTBEAT_S / 5 * 1e9)}, NULL);
+    }
+    return NULL;
+}
+
+/* The next message from the coordinator within timeout_ms: 1 with *hp set,
+ * 0 on none, -1 when the socket failed. The lock is held only while polling
+ * briefly, so the heartbeat thread and tasks can send meanwhile. */
+static int recv_header(wk_t *w, long timeout_ms, mlt_header_t **hp)
+{
+    *hp = NULL;
+    zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};
+    pthread_mutex_lock(&w->lock);
+    int n = zmq_poll(&it, 1, timeout_ms);
+    if (n <= 0) {
+        int e = zmq_errno();
+        pthread_mutex_unlock(&w->lock);
+        return n < 0 && e != EINTR ? -1 : 0;
+    }
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, w->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+    }
+    while (zmq_msg_more(&m)) { /* tasks have no payload frames: drop any */
+        zmq_msg_close(&m);
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, w->sock, 0);
+    }
+    pthread_mutex_unlock(&w->lock);
+    char err[256];
+    int rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), hp, err, sizeof err);
+    zmq_msg_close(&m);
+    if (rc) {
+        log_warn("bad message from the coordinator: %s", err);
+        return 0;
+    }
+    return 1;
+}
+
+/* true when the control socket's monitor reports a connection after the
+ * first one (*connects counts them): a restarted daemon is joined at once */
+static bool reconnected(void *mon, int *connects)
+{
+    bool again = false;
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    while (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) >= 0) {
+        if (!zmq_msg_more(&ev) && (*connects)++ > 0) /* an event's last frame */
+            again = true;
+        zmq_msg_close(&ev);
+        zmq_msg_init(&ev);
+    }
+    zmq_msg_close(&ev);
+    return again;
 }
 
 static int run_worker(const char *endpoint, uint32_t rank)
@@ -567,6 +654,7 @@ static int run_worker(const char *endpoint, uint32_t rank)
     wk_t w;
     memset(&w, 0, sizeof w);
     w.rank = rank;
+    pthread_mutex_init(&w.lock, NULL);
     w.ctx = zmq_ctx_new();
     w.sock = zmq_socket(w.ctx, ZMQ_DEALER);
     int zero = 0;
@@ -574,6 +662,7 @@ static int run_worker(const char *endpoint, uint32_t rank)
     zmq_setsockopt(w.sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     int status = 1;
+    bool hb = false;
     void *mon = NULL; /* #12: the control socket's connect events */
     if (opt_keys && (zmq_setsockopt(w.sock, ZMQ_CURVE_SERVERKEY, opt_keys->server_key, 41) < 0 ||
                      zmq_setsockopt(w.sock, ZMQ_CURVE_PUBLICKEY, opt_keys->public_key, 41) < 0 ||
@@ -599,57 +688,47 @@ static int run_worker(const char *endpoint, uint32_t rank)
     }
     send_join(&w);
     log_info("worker %u joined %s; waiting for a job", rank, endpoint);
-    double last_join = mlt_time_mono();
+    sigset_t sigs, old; /* signals go to the main thread, as before the heartbeat thread */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    hb = pthread_create(&w.hb, NULL, heartbeat_main, &w) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!hb)
+        log_warn("no heartbeat thread: the coordinator may take this worker for silent");
+    double last_join = mlt_time_mono(), last_rejoin = 0;
     int connects = 0;
     while (!stop_signal) {
-        zmq_pollitem_t it[2] = {{.socket = w.sock, .events = ZMQ_POLLIN},
-                                {.socket = mon, .events = ZMQ_POLLIN}};
-        int n = zmq_poll(it, mon ? 2 : 1, 1000);
-        if (n < 0 && zmq_errno() != EINTR)
+        mlt_header_t *h;
+        int n = recv_header(&w, 200, &h);
+        if (n < 0)
             break;
-        if (n > 0 && mon && (it[1].revents & ZMQ_POLLIN)) {
-            zmq_msg_t ev;
-            zmq_msg_init(&ev);
-            while (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev)) {
-                zmq_msg_close(&ev);
-                zmq_msg_init(&ev);
-            }
-            zmq_msg_close(&ev);
-            if (connects++ > 0) { /* a reconnection: perhaps a new coordinator */
+        if (n == 0) {
+            if (mon && reconnected(mon, &connects)) { /* perhaps a new coordinator */
                 log_info("connection to %s re-established; joining again", endpoint);
                 send_join(&w);
                 last_join = mlt_time_mono();
-            }
-            if (!(it[0].revents & ZMQ_POLLIN))
                 continue;
-        }
-        if (n <= 0) {
-            if (mlt_time_mono() - last_join > 10) { /* also a heartbeat */
+            }
+            if (mlt_time_mono() - last_join > 10) { /* joins again after a daemon restart */
                 send_join(&w);
                 last_join = mlt_time_mono();
             }
             continue;
         }
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, w.sock, 0) < 0) {
-            zmq_msg_close(&m);
-            continue;
-        }
-        while (zmq_msg_more(&m)) { /* tasks have no payload frames: drop any */
-            zmq_msg_close(&m);
-            zmq_msg_init(&m);
-            zmq_msg_recv(&m, w.sock, 0);
-        }
-        mlt_header_t *h = NULL;
-        char err[256];
-        int rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &h, err, sizeof err);
-        zmq_msg_close(&m);
-        if (rc) {
-            log_warn("bad message from the coordinator: %s", err);
-            continue;
-        }
-        if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
+        if (h->type == MLT__MSG_TYPE__MSG_ERROR && h->has_error_code &&
+            h->error_code == ESTALE) {
+            /* dropped (silent too long, or a new connection took this rank):
+             * join again; the coordinator hands the job out anew */
+            if (mlt_time_mono() - last_rejoin > 1.0) { /* one for a burst of them */
+                log_warn("the coordinator dropped this worker (%s); joining again",
+                         h->error ? h->error : "stale connection");
+                drop_job(&w);
+                send_join(&w);
+                last_join = last_rejoin = mlt_time_mono();
+            }
+        } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
             log_error("coordinator: %s", h->error ? h->error : "error");
         } else if (h->type == MLT__MSG_TYPE__MSG_TASK && h->task) {
             const Mlt__Task *t = h->task;
@@ -665,15 +744,19 @@ static int run_worker(const char *endpoint, uint32_t rank)
                 goto out;
             default: log_warn("unknown task kind %d ignored", (int)t->kind);
             }
+            last_join = mlt_time_mono();
         }
         mlt_wire_free(&h);
-        last_join = mlt_time_mono();
     }
     if (stop_signal) {
         log_info("signal %d: leaving", (int)stop_signal);
         status = 0;
     }
 out:
+    if (hb) {
+        w.hb_stop = 1;
+        pthread_join(w.hb, NULL);
+    }
     drop_job(&w);
     if (mon) {
         zmq_socket_monitor(w.sock, NULL, 0);
@@ -681,6 +764,7 @@ out:
     }
     zmq_close(w.sock);
     zmq_ctx_term(w.ctx);
+    pthread_mutex_destroy(&w.lock);
     return status;
 }
 

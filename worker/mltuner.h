@@ -166,6 +166,10 @@ int mlt_client_status(mlt_client_t *c, uint32_t server, mlt_server_status_t *out
 void mlt_server_status_free(mlt_server_status_t *s);
 /* Drops the job on every shard (all branches freed). */
 int mlt_client_job_end(mlt_client_t *c);
+/* The coordinator's word to every shard that `worker` was dropped from the
+ * job (gone: out of the SSP minimum, its data requests refused) or is back.
+ * 0 or -errno. */
+int mlt_client_worker_state(mlt_client_t *c, uint32_t worker, bool gone);
 
 /* Checkpoints (#12), for the coordinator at a consistent point (no push or
  * pull in flight). Shard `server` writes its branches of `job` as checkpoint

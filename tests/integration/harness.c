@@ -279,31 +279,13 @@ static const char *build_root(void)
 
 int mlt_test_start_workers(mlt_test_cluster_t *c, int n)
 {
-    char bin[512];
-    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
-    if (!c->control[0] || n > MLT_TEST_MAX_WORKERS) {
+    if (!c->control[0] || c->n_workers + n > MLT_TEST_MAX_WORKERS) {
         fprintf(stderr, "harness: no control endpoint, or too many workers\n");
         return -1;
     }
-    for (int i = 0; i < n; i++) {
-        char rank[16], log[320];
-        snprintf(rank, sizeof rank, "%d", i);
-        snprintf(log, sizeof log, "%s/worker%d.log", c->dir, i);
-        pid_t pid = fork_child();
-        if (pid < 0)
+    for (int i = 0; i < n; i++)
+        if (mlt_test_start_worker_rank(c, i) < 0)
             return -1;
-        if (pid == 0) {
-            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) {
-                dup2(fd, 1);
-                dup2(fd, 2);
-                close(fd);
-            }
-            execl(bin, bin, "--coordinator", c->control, "--rank", rank, (char *)NULL);
-            _exit(127);
-        }
-        c->workers[c->n_workers++] = pid;
-    }
     return 0;
 }
 
@@ -313,6 +295,8 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
     long polls = (long)(timeout_s * 100);
     for (int i = 0; i < c->n_workers; i++) {
         int st = 0, done = 0;
+        if (c->workers[i] <= 0) /* killed by mlt_test_signal_worker */
+            continue;
         for (long t = 0; t < polls && !done; t++) {
             if (waitpid(c->workers[i], &st, WNOHANG) == c->workers[i]) {
                 live_remove(c->workers[i]);
@@ -397,6 +381,9 @@ int mlt_test_stop(mlt_test_cluster_t *c)
 {
     int bad = 0;
     for (int i = 0; i < c->n_workers; i++) { /* workers left over by a failed test */
+        if (c->workers[i] <= 0)
+            continue;
+        kill(c->workers[i], SIGCONT); /* one a test stopped */
         kill(c->workers[i], SIGKILL);
         waitpid(c->workers[i], NULL, 0);
         live_remove(c->workers[i]);
@@ -490,4 +477,43 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i)
     }
     fprintf(stderr, "harness: daemon %d did not restart (see %s/daemon%d.log)\n", i, c->dir, i);
     return -1;
+}
+/* ---- faults ---- */
+
+int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank)
+{
+    char bin[512], rs[16], log[320];
+    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
+    if (!c->control[0] || c->n_workers >= MLT_TEST_MAX_WORKERS)
+        return -1;
+    int i = c->n_workers;
+    snprintf(rs, sizeof rs, "%d", rank);
+    snprintf(log, sizeof log, "%s/worker%d.log", c->dir, i);
+    pid_t pid = fork_child();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, bin, "--coordinator", c->control, "--rank", rs, (char *)NULL);
+        _exit(127);
+    }
+    c->workers[c->n_workers++] = pid;
+    return i;
+}
+
+int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig)
+{
+    if (i < 0 || i >= c->n_workers || c->workers[i] <= 0 || kill(c->workers[i], sig) < 0)
+        return -1;
+    if (sig == SIGKILL) {
+        waitpid(c->workers[i], NULL, 0);
+        live_remove(c->workers[i]);
+        c->workers[i] = 0;
+    }
+    return 0;
 }

@@ -55,5 +55,12 @@ int mlt_test_alive(mlt_test_cluster_t *c, int i);
  * 0 or -1. */
 int mlt_test_kill9(mlt_test_cluster_t *c, int i);
 int mlt_test_restart(mlt_test_cluster_t *c, int i);
+/* ---- faults (test_faults.c) ---- */
+/* Starts one more worker with the given rank (a replacement for a killed
+ * one); returns its index in workers[] (log DIR/worker<index>.log) or -1. */
+int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank);
+/* Sends sig to worker index i; SIGKILL also reaps it, and workers[i] becomes
+ * 0, which mlt_test_wait_workers and mlt_test_stop skip. 0 or -1. */
+int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
 
 #endif

@@ -20,6 +20,8 @@ static const char all_keys_text[] =
     "workers = 7;\n"
     "backend = \"cuda\";\n"
     "output_dir = \"/srv/out\";\n"
+    "on_worker_loss = \"fail\";\n"
+    "worker_wait_s = 12.5;\n"
     "model = {\n"
     "  type = \"cnn\";\n"
     "  layers = [100, 50, 3];\n"
@@ -76,6 +78,7 @@ static const char all_keys_mf[] = "name = \"mf\";\n"
 // clang-format off
 static const char *const all_keys[] = {
     "name", "seed", "workers", "backend", "output_dir",
+    "on_worker_loss", "worker_wait_s",
     "model", "model.type", "model.layers", "model.cnn", "model.rank", "model.l2",
     "data", "data.format", "data.train_images", "data.train_labels", "data.test_images",
     "data.test_labels", "data.ratings", "data.synthetic", "data.synthetic.users",
@@ -107,6 +110,8 @@ START_TEST(test_keys_every_key)
     ck_assert_int_eq(job.backend, MLT_BACKEND_CUDA);
     ck_assert_str_eq(job.output_dir, "/srv/out");
     ck_assert(job.output_dir_given);
+    ck_assert_int_eq(job.on_worker_loss, MLT_ON_LOSS_FAIL);
+    ck_assert_double_eq(job.worker_wait_s, 12.5);
     ck_assert_int_eq(job.model.type, MLT_MODEL_CNN);
     ck_assert_uint_eq(job.model.n_layers, 3);
     ck_assert_uint_eq(job.model.layers[0], 100);

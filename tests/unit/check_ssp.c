@@ -5,10 +5,13 @@
 #include "daemon/ssp.h"
 
 #include <check.h>
+#include <math.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "daemon/store.h"
 
 /* ======================================================================= rule */
 
@@ -340,6 +343,110 @@ START_TEST(test_queue_park_in_callback)
 }
 END_TEST
 
+/* ============================================================ dropped workers */
+
+/* A 3-worker store with branch 1 at clocks {5, 3, 7}. */
+static mlt_store_t *gone_store(void)
+{
+    mlt_store_t *st = mlt_store_new(16, UINT64_MAX);
+    ck_assert_ptr_nonnull(st);
+    const mlt_table_spec_t tab = {"w", 40};
+    char err[256] = "";
+    ck_assert_int_eq(mlt_store_set_job(st, "job", 3, MLT_RULE_SGD, &tab, 1, 0, 1, err, sizeof err),
+                     0);
+    mlt_tunables_t t;
+    memset(&t, 0, sizeof t);
+    t.h.lr = 0.1f;
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+    mlt_branch_t *b = mlt_store_branch(st, 1);
+    int64_t m;
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 5, &m), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 3, &m), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 2, 7, &m), 0);
+    ck_assert_int_eq(m, 3);
+    return st;
+}
+
+START_TEST(test_gone_leaves_min_clock)
+{
+    mlt_store_t *st = gone_store();
+    mlt_branch_t *b = mlt_store_branch(st, 1);
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 1);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 1, true), 0);
+    ck_assert(mlt_store_worker_gone(st, 1));
+    ck_assert(!mlt_store_worker_gone(st, 0));
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 5); /* the others: nobody waits for 1 */
+    ck_assert_uint_eq(mlt_store_branch_slowest(b), 0);
+    /* a branch made while 1 is gone leaves it out too */
+    char err[256];
+    mlt_tunables_t t = *mlt_store_branch_tunables(b);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+    mlt_branch_t *b2 = mlt_store_branch(st, 2);
+    int64_t m;
+    ck_assert_int_eq(mlt_store_branch_clock(mlt_store_branch(st, 2), 0, 2, &m), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(mlt_store_branch(st, 2), 2, 4, &m), 0);
+    ck_assert_int_eq(m, 2);
+    /* every worker gone: nobody to wait for */
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 0, true), 0);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 2, true), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 7);
+    (void)b2;
+    /* outside the job */
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 3, true), -ERANGE);
+    mlt_store_destroy(&st);
+}
+END_TEST
+
+START_TEST(test_back_reenters_at_its_clock)
+{
+    mlt_store_t *st = gone_store();
+    mlt_branch_t *b = mlt_store_branch(st, 1);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 1, true), 0);
+    int64_t m;
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 9, &m), 0);
+    ck_assert_int_eq(m, 7);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 1, false), 0);
+    ck_assert(!mlt_store_worker_gone(st, 1));
+    /* back, but out of b until its first pull there: its old clock 3 holds nobody */
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 7);
+    /* its first pull at 7 (the step's start): in again at 7, not at 3, so its
+     * own pull is ready and the others' wait only for it to catch up */
+    mlt_store_branch_enter(b, 1, 7);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 7);
+    ck_assert(mlt_ssp_ready(mlt_store_branch_min_clock(b), 7, 0));
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 8, &m), 0);
+    ck_assert_int_eq(m, 7);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 6, &m), -EINVAL); /* in again: no going back */
+    /* a clock (no pull: a diverged branch) also brings a worker back in */
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 0, true), 0);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 0, false), 0);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 7);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 0, 10, &m), 0);
+    ck_assert_int_eq(m, 7);
+    /* a new job forgets who was gone */
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 2, true), 0);
+    mlt_store_end_job(st);
+    ck_assert(!mlt_store_worker_gone(st, 2));
+    mlt_store_destroy(&st);
+}
+END_TEST
+
+START_TEST(test_queue_drop_worker)
+{
+    mlt_ssp_t *q = mlt_ssp_new(16);
+    rec_t r = {0};
+    for (uint64_t id = 1; id <= 8; id++) /* pull() gives worker id % 7 */
+        park_ok(q, id, 1, 5, 10);
+    ck_assert_uint_eq(mlt_ssp_drop_worker(q, 1, record, &r), 2); /* ids 1 and 8 */
+    const uint64_t want[] = {1, 8};
+    expect_ids(&r, want, 2);
+    ck_assert_uint_eq(mlt_ssp_count(q), 6);
+    ck_assert_uint_eq(mlt_ssp_drop_worker(q, 6, record, &r), 1);
+    ck_assert_uint_eq(mlt_ssp_drop_worker(q, 99, record, &r), 0);
+    mlt_ssp_destroy(&q);
+}
+END_TEST
+
 static Suite *ssp_suite(void)
 {
     Suite *s = suite_create("ssp");
@@ -357,6 +464,12 @@ static Suite *ssp_suite(void)
     tcase_add_test(tc, test_queue_capacity);
     tcase_add_test(tc, test_queue_many);
     tcase_add_test(tc, test_queue_park_in_callback);
+    tcase_add_test(tc, test_queue_drop_worker);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("dropped workers");
+    tcase_add_test(tc, test_gone_leaves_min_clock);
+    tcase_add_test(tc, test_back_reenters_at_its_clock);
     suite_add_tcase(s, tc);
 
     return s;

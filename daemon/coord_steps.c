@@ -1,0 +1,223 @@
+/* coord_steps.c - how the coordinator's job (coord.c) waits for its workers:
+ * a step hands one task (a run of clocks, a test) to every worker that takes
+ * tasks and waits until they are done, not waiting for a worker that is
+ * dropped meanwhile (coord_ctl.c, "worker failure"), handing the task out
+ * again when no worker finished it, letting a worker that is back join a run
+ * in progress, and waiting for a replacement when none is left, at most
+ * worker_wait_s. Every wait serves the control socket (pump) and says in the
+ * log what it waits for. Runs on the coordinator thread only. */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "daemon/coord_int.h"
+#include "proto/wire.h"
+
+#define STOP_GRACE_S 5.0 /* after a stop request, steps wait this long for workers */
+
+/* After a stop request: true (and a log line) once the grace period is over. */
+static bool stop_due(mlt_coord_t *c, const char *what)
+{
+    if (!c->stop_requested)
+        return false;
+    double now = mlt_time_mono();
+    if (c->stop_at <= 0)
+        c->stop_at = now + STOP_GRACE_S;
+    if (now < c->stop_at)
+        return false;
+    log_info("job '%s': stop requested; not waiting any longer for %s", c->job.name, what);
+    return true;
+}
+
+/* A worker's error fails the job; so does a lost worker under
+ * on_worker_loss = "fail". -1 then, else 0. */
+static int check_failed(mlt_coord_t *c)
+{
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        if (c->workers[w].error[0])
+            return fail_job(c, "worker %u: %s", w, c->workers[w].error);
+    if (c->n_lost && c->job.on_worker_loss == MLT_ON_LOSS_FAIL)
+        return fail_job(c, "%s (on_worker_loss = \"fail\")", c->lost_msg);
+    return 0;
+}
+
+/* A worker back (loaded, idle, outside the step) during a run joins it at
+ * the highest clock reported so far: it rejoins at a clock boundary, not only
+ * at the next step. */
+static void join_run(mlt_coord_t *c)
+{
+    const Mlt__Task *rt = c->run_task;
+    if (!rt)
+        return;
+    int64_t end = rt->clock_start + rt->clocks;
+    int64_t from = c->run_hi > rt->clock_start ? c->run_hi : rt->clock_start;
+    for (uint32_t w = 0; w < c->n_workers && from < end; w++) {
+        wslot_t *ws = &c->workers[w];
+        if (!ws->joined || !ws->loaded || ws->busy || ws->in_step)
+            continue;
+        sync_shards(c); /* WORKER_BACK: it enters the SSP minimum at its first pull */
+        Mlt__Task t = *rt;
+        t.clock_start = from;
+        t.clocks = end - from;
+        log_info("job '%s': worker %u joins the run on branch %u at clock %lld", c->job.name, w,
+                 t.branch, (long long)from);
+        send_task(c, w, &t);
+    }
+}
+
+/* Waits until no worker of the current step is busy (a worker dropped
+ * meanwhile is not waited for; pump() drops the silent ones). Returns 0, 1
+ * when a stop was requested meanwhile (waiting STOP_GRACE_S at most for the
+ * step's end), or -1 on shutdown or failure (the job has failed). */
+int mlt_coord__wait_workers(mlt_coord_t *c, const char *what)
+{
+    double next_note = mlt_time_mono() + NOTE_EVERY_S;
+    for (;;) {
+        if (check_failed(c))
+            return -1;
+        uint32_t busy = 0, first = 0;
+        for (uint32_t w = 0; w < c->n_workers; w++)
+            if (c->workers[w].busy && c->workers[w].in_step && !busy++)
+                first = w;
+        if (!busy)
+            return c->stop_requested ? 1 : 0;
+        if (stop_due(c, what))
+            return 1;
+        if (pump(c, 0.5) == -ECANCELED)
+            return -1;
+        admit(c);
+        join_run(c);
+        double now = mlt_time_mono();
+        if (now > next_note) {
+            log_info("job '%s': waiting for %u worker(s) to finish %s (worker %u among them, "
+                     "heard from %.1f s ago; dropped after worker_timeout_s = %g s of silence)",
+                     c->job.name, busy, what, first, now - c->workers[first].last_seen,
+                     c->worker_timeout_s);
+            next_note = now + NOTE_EVERY_S;
+        }
+    }
+}
+
+/* Waits until some worker takes tasks (with none left, for a replacement to
+ * join and load the job), at most worker_wait_s. 0, 1 on a stop request, -1
+ * on shutdown or failure. */
+int mlt_coord__wait_active(mlt_coord_t *c, const char *what)
+{
+    double t0 = mlt_time_mono(), next_note = t0;
+    for (;;) {
+        if (check_failed(c))
+            return -1;
+        if (n_loaded(c))
+            return 0;
+        if (c->stop_requested)
+            return 1;
+        double now = mlt_time_mono();
+        if (now - t0 > c->job.worker_wait_s)
+            return fail_job(c, "no worker left for %s (%s), and no replacement joined within "
+                               "worker_wait_s = %g s",
+                            what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
+                            c->job.worker_wait_s);
+        if (now >= next_note) {
+            log_warn("job '%s': no worker left for %s (%s); waiting up to %.0f s more for a "
+                     "replacement (worker_wait_s)",
+                     c->job.name, what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
+                     c->job.worker_wait_s - (now - t0));
+            next_note = now + NOTE_EVERY_S;
+        }
+        if (pump(c, 0.5) == -ECANCELED)
+            return -1;
+        admit(c);
+    }
+}
+
+/* Sends t to every worker that takes tasks (after telling the shards who is
+ * back), waiting for one if none does. The number it went to, or 0 on a
+ * stop request, -1 on failure. */
+static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
+{
+    admit(c);
+    int rc = wait_active(c, what);
+    if (rc)
+        return rc < 0 ? -1 : 0;
+    sync_shards(c);
+    int n = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
+        c->workers[w].in_step = c->workers[w].task_ok = false;
+        if (c->workers[w].joined && c->workers[w].loaded) {
+            send_task(c, w, t);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Workers that finished the current step's task. */
+static uint32_t n_ok(const mlt_coord_t *c)
+{
+    uint32_t n = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        n += c->workers[w].in_step && c->workers[w].task_ok;
+    return n;
+}
+
+/* A step's task to every worker, until one of them finishes it (when every
+ * worker it went to is lost, it is handed out again). 0, 1 on a stop
+ * request, -1 on failure. resend (may be NULL) adjusts the task before it is
+ * handed out again. */
+int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
+                    void (*resend)(mlt_coord_t *c, Mlt__Task *t))
+{
+    for (int round = 0;; round++) {
+        if (round) {
+            if (resend)
+                resend(c, t);
+            log_warn("job '%s': every worker of %s was lost; handing it out again", c->job.name,
+                     what);
+        }
+        int n = task_all(c, t, what);
+        if (n <= 0)
+            return n < 0 ? -1 : 1;
+        int rc = wait_workers(c, what);
+        if (rc)
+            return rc;
+        if (n_ok(c))
+            return 0;
+    }
+}
+
+/* The clocks of the run that no worker reported: a run handed out again
+ * starts at the first of them. */
+void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t)
+{
+    int64_t end = t->clock_start + t->clocks, k = t->clock_start;
+    while (k < end && !isnan(c->cap_loss[k - c->cap_start]))
+        k++;
+    for (int64_t j = k; j < end; j++) { /* a clock some worker reported counts as run */
+        size_t slot = (size_t)(j + 1 + (int64_t)t->branch * 7919) % LOSS_RING;
+        if (c->loss_clock[slot] == j + 1 && c->loss_branch[slot] == t->branch &&
+            c->loss_n[slot])
+            k = j + 1;
+        else
+            break;
+    }
+    t->clocks = end - k; /* 0 when every clock was reported: the task only syncs */
+    t->clock_start = k;
+}
+
+/* Clocks whose loss a lost worker never completed: the mean of what came,
+ * for the tuner (progress.jsonl, whose clocks go up, has no line for them). */
+void mlt_coord__run_fill(mlt_coord_t *c)
+{
+    for (int64_t i = 0; i < c->cap_n; i++) {
+        if (!isnan(c->cap_loss[i]))
+            continue;
+        int64_t clock = c->cap_start + i + 1;
+        size_t slot = (size_t)(clock + (int64_t)c->cap_branch * 7919) % LOSS_RING;
+        if (c->loss_clock[slot] == clock && c->loss_branch[slot] == c->cap_branch &&
+            c->loss_n[slot])
+            c->cap_loss[i] = c->loss_sum[slot] / c->loss_n[slot];
+    }
+}
