@@ -19,6 +19,9 @@
  *   any --worker error, divergence--> failed
  *   loading..testing --worker lost, on_worker_loss "fail"--> failed
  *   loading..testing --no worker left for worker_wait_s--> failed
+ *   loading..testing --shard >= 1 lost, a checkpoint exists (fail_job: shard_loss)-->
+ *       (waits for it: shard_resume) --back within worker_wait_s--> waiting-workers, resumed
+ *       from the checkpoint (run_job again) | --not back--> failed
  *   done | stopped | failed --workers told TASK_STOP--> idle
  *
  * Each worker slot, beside (coord_ctl.c, "worker failure"):
@@ -198,6 +201,8 @@ int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->message, sizeof c->message, fmt, ap);
     va_end(ap);
+    if (mlt_coord__shard_loss(c))
+        return -1; /* a lost shard: the job resumes once it is back (coord_main) */
     c->phase = PH_FAILED;
     log_error("job '%s' failed: %s", c->job.name, c->message);
     return -1;
@@ -458,7 +463,15 @@ static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt
 static int resume_job(mlt_coord_t *c)
 {
     uint64_t dpos = 0, ppos = 0;
+    const int back = c->shard_back; /* a lost shard came back (coord_main) */
+    c->shard_back = -1;
     int rc = mlt_coord__ckpt_load(c, &c->resume_state, &c->resume_len, &dpos, &ppos);
+    if (rc == -ENOENT && back > 0) { /* its other shards hold the job: no fresh start */
+        snprintf(c->message, sizeof c->message,
+                 "shard %d (%s) came back, but no complete checkpoint of the job is left to "
+                 "resume from", back, c->shards[back]);
+        rc = -EIO;
+    }
     if (rc == -ENOENT) {
         mlt_coord__ckpt_clear(c);
         c->t0 = mlt_time_mono();
@@ -477,9 +490,18 @@ static int resume_job(mlt_coord_t *c)
     }
     if (open_outputs(c, ppos, dpos))
         return -1;
+    char shard[32] = "";
+    if (back > 0)
+        snprintf(shard, sizeof shard, ",\"shard\":%d", back);
     emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
-         "\"epoch\":%.4f", (unsigned long long)c->ckpt_seq, c->train_branch,
-         (long long)c->clock, c->epoch);
+         "\"epoch\":%.4f%s", (unsigned long long)c->ckpt_seq, c->train_branch,
+         (long long)c->clock, c->epoch, shard);
+    if (back > 0) /* before the tuner's own "resume" line: why it resumes */
+        mlt_declog(mlt_outfile_stream(c->dlog), job_time(c), "shard_lost", c->train_branch,
+                   "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
+                   "back: the job goes on from checkpoint %llu\"",
+                   back, (unsigned long long)c->ckpt_seq, back,
+                   (unsigned long long)c->ckpt_seq);
     return check_outputs(c) ? -1 : 0;
 }
 
@@ -581,6 +603,7 @@ static int run_job(mlt_coord_t *c)
     /* load: data and model on every worker; they register the tables. A worker
      * lost meanwhile is replaced later (admit) or, with none left, waited for. */
     c->phase = PH_LOADING;
+    c->resumable = true; /* from here to the tuner's end a lost shard is resumed from */
     Mlt__Task t;
     mlt__task__init(&t);
     t.kind = MLT__TASK_KIND__TASK_JOB;
@@ -649,6 +672,9 @@ static int run_job(mlt_coord_t *c)
         warm_load(c, dlog, &warm);
         rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
     }
+    c->resumable = false;
+    if (rc < 0 && c->shard_lost > 0)
+        return -1; /* coord_main resumes the job once the shard is back */
     if (rc == 0 && check_outputs(c))
         rc = -1;
     if (rc == 0) {
@@ -738,6 +764,57 @@ static void end_job(mlt_coord_t *c)
     c->have_job = false;
 }
 
+/* A shard of rank >= 1 was lost mid-job (mlt_coord__shard_loss took the
+ * failure for it; see coord_ckpt.h): the job lets go of the shards' client
+ * and of every task out (each worker keeps its connection and slot: a late
+ * report of its old task is ignored), waits for the shard to answer again
+ * and, once it does, closes its outputs where they are and is set to resume
+ * from its newest complete checkpoint, as after a daemon restart (run_job,
+ * resume_job: the outputs cut back, the workers sent the job again). 0: run
+ * it again; -1: it failed or stopped while waiting (its outputs still open
+ * for the end). */
+static int shard_resume(mlt_coord_t *c)
+{
+    int s = c->shard_lost;
+    c->shard_lost = -1;
+    c->shard_resumes++;
+    mlt_client_destroy(&c->client); /* broken: it sends nothing more */
+    mlt_free(c->resume_state);
+    c->resume_state = NULL;
+    c->run_task = NULL;
+    c->cap_loss = NULL;
+    c->cap_n = 0;
+    for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
+        wslot_t *ws = &c->workers[w];
+        wslot_t keep = *ws;
+        memset(ws, 0, sizeof *ws);
+        ws->joined = keep.joined;
+        memcpy(ws->id, keep.id, sizeof ws->id);
+        ws->id_len = keep.id_len;
+        ws->last_seen = keep.last_seen;
+    }
+    int rc = mlt_coord__shard_wait(c, s);
+    if (rc == -1 && c->shutdown && c->phase != PH_FAILED) {
+        c->phase = PH_STOPPED; /* resumed at the next start, as run_job says */
+        snprintf(c->message, sizeof c->message, "stopped: the daemon is shutting down");
+    }
+    if (rc)
+        return -1;
+    int wrc = mlt_outfile_close(&c->progress);
+    int drc = mlt_outfile_close(&c->dlog);
+    if (c->out_fd >= 0)
+        close(c->out_fd);
+    c->out_fd = -1;
+    if (wrc || drc) /* the end goes after what they hold */
+        return open_outputs(c, UINT64_MAX, UINT64_MAX) == 0
+                   ? fail_job(c, "cannot write %s/%s: %s", c->out_dir,
+                              wrc ? "progress.jsonl" : "decisions.jsonl", strerror(wrc ? -wrc : -drc))
+                   : -1;
+    c->resuming = true;
+    c->shard_back = s;
+    return 0;
+}
+
 static void *coord_main(void *arg)
 {
     mlt_coord_t *c = arg;
@@ -747,7 +824,13 @@ static void *coord_main(void *arg)
                 break;
             continue;
         }
+        c->shard_resumes = 0;
         run_job(c);
+        c->resumable = false;
+        while (c->shard_lost > 0 && shard_resume(c) == 0) {
+            run_job(c);
+            c->resumable = false;
+        }
         end_job(c);
     }
     return NULL;
@@ -797,6 +880,7 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
                  "machine can make a healthy one look silent",
                  conf->worker_timeout_s);
     c->phase = PH_IDLE;
+    c->shard_lost = c->shard_back = -1;
     /* task ids differ from a previous run's, whose workers may still report */
     c->next_task = (uint64_t)(mlt_time_wall() * 1000.0) << 16;
     return c;

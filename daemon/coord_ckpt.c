@@ -12,8 +12,11 @@
 
 #include "common/alloc.h"
 #include "common/ckfile.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "daemon/auth.h"
+#include "daemon/shardask.h"
 #include "proto/limits.h"
 #include "worker/mltuner.h"
 
@@ -378,6 +381,7 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
             mlt_ckfile_rmdir(old);
         }
     c->ckpt_seq = seq;
+    c->shard_resumes = 0; /* a resume after a lost shard got this far */
     log_info("job '%s': checkpoint %" PRIu64 " written at clock %lld, epoch %.4f (%.3f s)",
              c->job.name, seq, (long long)c->clock, c->epoch, mlt_time_mono() - t_start);
     return 0;
@@ -530,4 +534,95 @@ int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dp
         log_info("job '%s': no complete checkpoint (%d looked at): the job starts again",
                  c->job.name, n);
     return last_rc;
+}
+
+/* ---- a lost shard ---------------------------------------------------------------- */
+
+int mlt_coord__shard_loss(mlt_coord_t *c)
+{
+    if (!c->resumable || !c->client || c->n_shards < 2 || c->shutdown)
+        return 0;
+    /* a worker's ECONNRESET may come before the coordinator's own news */
+    int s = mlt_client_lost_shard(c->client, MLT_SHARD_NEWS_S);
+    if (s < 1) /* shard 0 is this daemon */
+        return 0;
+    char what[sizeof c->message];
+    memcpy(what, c->message, sizeof what);
+    if (c->ckpt_seq == 0) {
+        snprintf(c->message, sizeof c->message,
+                 "shard %d (%s) was lost (its connection closed: its daemon died or restarted) "
+                 "before the job's first checkpoint, so there is nothing to resume from; what "
+                 "failed: %.300s",
+                 s, c->shards[s], what);
+        return 0;
+    }
+    if (c->shard_resumes >= MLT_SHARD_RESUMES_MAX) {
+        snprintf(c->message, sizeof c->message,
+                 "shard %d (%s) was lost again: %u resumes from checkpoint %" PRIu64
+                 " in a row and no new checkpoint between them; what failed: %.300s",
+                 s, c->shards[s], c->shard_resumes, c->ckpt_seq, what);
+        return 0;
+    }
+    c->shard_lost = s;
+    c->message[0] = '\0';
+    log_warn("job '%s': shard %d (%s) lost: its connection closed (its daemon died or "
+             "restarted); the job waits up to %g s (worker_wait_s) for it to answer again, then "
+             "resumes from its newest complete checkpoint (%" PRIu64 "); what failed: %s",
+             c->job.name, s, c->shards[s], c->job.worker_wait_s, c->ckpt_seq, what);
+    return 1;
+}
+
+/* shardask's socket setup: a CURVE client with the daemon's keys */
+static void curve_setup(void *sock, const void *keys)
+{
+    mlt_curve_client_socket(sock, keys);
+}
+
+#define SHARD_ASK_S 0.5 /* one status request to the lost shard */
+
+int mlt_coord__shard_wait(mlt_coord_t *c, int s)
+{
+    const bool curve = c->keys && c->keys->on;
+    const char *const ep[1] = {c->shards[s]};
+    const double t0 = mlt_time_mono();
+    double next_note = t0 + NOTE_EVERY_S;
+    for (;;) {
+        if (c->stop_requested) {
+            c->phase = PH_STOPPED;
+            snprintf(c->message, sizeof c->message, "stopped while waiting for shard %d (%s)", s,
+                     c->shards[s]);
+            return 1;
+        }
+        mlt_server_status_t st;
+        bool up = false;
+        char why[1][MLT_SHARDASK_WHY_LEN];
+        mlt_shardask_status(c->ctx, ep, 1, SHARD_ASK_S, curve ? curve_setup : NULL,
+                            curve ? &c->keys->client : NULL, &st, &up, why);
+        if (up) {
+            bool same = st.rank == (uint32_t)s && st.n_servers == (uint32_t)c->n_shards;
+            mlt_server_status_free(&st);
+            if (same) {
+                log_info("job '%s': shard %d (%s) answers again after %.1f s; the job resumes "
+                         "from its newest complete checkpoint",
+                         c->job.name, s, c->shards[s], mlt_time_mono() - t0);
+                return 0;
+            }
+            snprintf(why[0], sizeof why[0], "it says it is shard %u of %u", st.rank, st.n_servers);
+        }
+        double now = mlt_time_mono();
+        if (now - t0 > c->job.worker_wait_s)
+            return fail_job(c,
+                            "shard %d (%s) was lost (its connection closed: its daemon died or "
+                            "restarted) and did not answer again within worker_wait_s = %g s "
+                            "(last: %.200s)",
+                            s, c->shards[s], c->job.worker_wait_s, why[0]);
+        if (now >= next_note) {
+            log_info("job '%s': waiting up to %.0f s more (worker_wait_s) for shard %d (%s) to "
+                     "answer again (%.200s)",
+                     c->job.name, c->job.worker_wait_s - (now - t0), s, c->shards[s], why[0]);
+            next_note = now + NOTE_EVERY_S;
+        }
+        if (pump(c, 0.25) == -ECANCELED)
+            return -1;
+    }
 }

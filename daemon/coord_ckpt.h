@@ -47,4 +47,36 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len);
  * which shard and file). */
 int mlt_coord__ckpt_load(mlt_coord_t *c, void **state, size_t *len, uint64_t *dpos, uint64_t *ppos);
 
+/* ---- a lost shard -------------------------------------------------------------- *
+ * A shard of rank >= 1 that dies mid-job (kill -9, a crash; systemd or a
+ * person restarts it on the same state_dir and port) breaks the connections
+ * of the coordinator's and the workers' clients to it: the step in progress
+ * fails (a worker's ECONNRESET, or the coordinator's own request). Every
+ * failure goes through fail_job, which asks mlt_coord__shard_loss first:
+ * while the job is loading or tuning and has a checkpoint, a failure that
+ * comes with a shard's connection closed is that shard's loss, not the
+ * job's end. The job then lets go (coord.c, shard_resume: outputs closed, the
+ * client dropped, no task out), waits for the shard to answer again
+ * (mlt_coord__shard_wait, at most the job's worker_wait_s) and resumes from
+ * its newest complete checkpoint as a restarted daemon does: CKPT_LOAD to
+ * every shard, outputs cut back to the checkpoint's positions, a "resume"
+ * event, the workers sent the job again (their clients are broken: TASK_JOB
+ * makes new ones), the tuner resumed in-process. The job fails, naming the
+ * shard, when it has no checkpoint yet, when the shard does not come back in
+ * time, or after MLT_SHARD_RESUMES_MAX resumes with no new checkpoint
+ * between them (a shard that dies on every resume). */
+#define MLT_SHARD_RESUMES_MAX 3
+#define MLT_SHARD_NEWS_S      0.5 /* a failure waits this long for a shard's disconnect news */
+
+/* From fail_job, c->message holding the failure: 1 when it is taken for the
+ * loss of shard c->shard_lost (logged; the message cleared; the phase left
+ * as it is), 0 when the job fails (when a shard was lost, c->message then
+ * says so, naming it). */
+int mlt_coord__shard_loss(mlt_coord_t *c);
+/* Waits, serving the control socket, until shard s answers a status request
+ * again, at most the job's worker_wait_s. 0 when it does; 1 on a stop
+ * request (the job stopped); -1 when it did not come back (the job failed,
+ * naming it and the wait) or the daemon is shutting down. */
+int mlt_coord__shard_wait(mlt_coord_t *c, int s);
+
 #endif

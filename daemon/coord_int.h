@@ -129,6 +129,11 @@ struct mlt_coord {
     double ckpt_last;     /* job time of the last checkpoint */
     void *resume_state;   /* the loaded checkpoint's tuner state (until the tuner takes it) */
     size_t resume_len;
+    /* a lost shard (coord_ckpt.c, "a lost shard") */
+    bool resumable;       /* loading or tuning: a lost shard's failure is mended by a resume */
+    int shard_lost;       /* the shard (rank >= 1) whose loss failed the job's last step (-1) */
+    int shard_back;       /* the job resumes because this shard came back (-1: not so) */
+    uint32_t shard_resumes; /* such resumes since the last checkpoint written */
 };
 
 /* ---- coord.c: output ---------------------------------------------------------- */

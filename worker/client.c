@@ -283,6 +283,8 @@ static int on_monitor(mlt_client_t *c, uint32_t s)
      * reach whatever listens there now (a restarted daemon that restored a
      * checkpoint), on behalf of work that daemon knows nothing of */
     c->broken = true;
+    if (c->lost < 0)
+        c->lost = (int)s;
     size_t pending = 0;
     for (size_t i = 0; i < c->n_pending; i++)
         pending += c->pending[i].shard == s && c->pending[i].kind != P_ZOMBIE;
@@ -388,6 +390,24 @@ bool mlt_client__broken(mlt_client_t *c)
     return c->broken;
 }
 
+int mlt_client_lost_shard(mlt_client_t *c, double wait_s)
+{
+    double end = mlt_time_mono() + wait_s;
+    while (!mlt_client__broken(c) && c->mons) {
+        zmq_pollitem_t items[MLT_MAX_SERVERS];
+        int ni = 0;
+        for (uint32_t s = 0; s < c->n; s++)
+            if (c->mons[s])
+                items[ni++] = (zmq_pollitem_t){.socket = c->mons[s], .events = ZMQ_POLLIN};
+        double left = end - mlt_time_mono();
+        if (!ni || left <= 0)
+            break;
+        if (zmq_poll(items, ni, (long)(left * 1000) + 1) < 0 && zmq_errno() != EINTR)
+            break;
+    }
+    return c->lost;
+}
+
 int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
     if (mlt_client__broken(c)) {
@@ -423,6 +443,7 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     mlt_client_t *c = mlt_calloc(1, sizeof *c);
     c->n = n;
     c->worker = worker;
+    c->lost = -1;
     c->timeout_s = 120;
     c->ctx = zmq_ctx_new();
     c->socks = mlt_calloc(n, sizeof *c->socks);

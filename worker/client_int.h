@@ -66,6 +66,7 @@ struct mlt_client {
     void **socks;
     void **mons;              /* per shard: PAIR receiving its socket's disconnect events */
     bool broken;              /* a shard dropped the connection with requests pending */
+    int lost;                 /* the first shard that dropped it (-1: none) */
     char **endpoints;
     uint32_t n, worker;
     uint32_t chunk_floats;

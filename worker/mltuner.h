@@ -181,6 +181,10 @@ int mlt_client_ckpt_save(mlt_client_t *c, uint32_t server, const char *job, uint
  * file matches size and crc. The error names the shard and the file. */
 int mlt_client_ckpt_load(mlt_client_t *c, uint32_t server, const char *job, uint64_t seq,
                          uint64_t size, uint32_t crc);
+/* The first shard whose connection closed (its daemon died or restarted;
+ * the client sends nothing more from then on), or -1 while none has. When
+ * none has yet, waits up to wait_s for the news (0: only looks). (#12) */
+int mlt_client_lost_shard(mlt_client_t *c, double wait_s);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,17 @@
  *            and the outputs are whole lines after all of it.
  *  corrupt:  2 shards; a flipped byte in shard 1's newest file and then a cut
  *            coordinator file: each newest checkpoint is skipped, naming the
- *            file, in favour of the one before. */
+ *            file, in favour of the one before.
+ *  shard back: 2 shards; shard 1 (not the coordinator's daemon) is killed
+ *            (-9) mid-training and restarted on the same state directory and
+ *            port: daemon 0 says shard 1 was lost, that it answers again and
+ *            then which checkpoint it resumed from (in that order); the
+ *            outputs say "resume" (progress.jsonl naming the shard,
+ *            decisions.jsonl "shard_lost" then the tuner's "resume"); the
+ *            job reaches its target RMSE and is "done".
+ *  shard gone: the same kill, shard 1 not restarted: the job fails within
+ *            its worker_wait_s (4 s) and a generous bound, its end naming
+ *            shard 1 and the wait. */
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
@@ -578,6 +588,95 @@ START_TEST(test_corrupt)
 }
 END_TEST
 
+/* Line number (1-based) in path of the first line with a and b (b may be
+ * NULL) at or after line `from`, or 0. */
+static int line_no(const char *path, const char *a, const char *b, int from)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0, found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        if (++n >= from && strstr(line, a) && (!b || strstr(line, b)))
+            found = n;
+    fclose(f);
+    return found;
+}
+
+/* Submits the job and waits until it has trained past two checkpoints. */
+static void shard_job(const char *const *more)
+{
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    submit(more);
+    char dlog[400];
+    daemon_log(0, dlog, sizeof dlog);
+    ck_assert_msg(wait_log("checkpoint 2 written", 1, 30), "no checkpoints (log %s)", dlog);
+}
+
+START_TEST(test_shard_back)
+{
+    const char *const more[] = {"tuner.retune_tests=0", "tuner.plateau_t=0", "stop.target_rmse=0.9",
+                                "stop.max_epochs=400", "worker_wait_s=20", NULL};
+    shard_job(more);
+    char dlog[400], line[4096];
+    daemon_log(0, dlog, sizeof dlog);
+    char line0[4096];
+    ck_assert_msg(!last_line(plog_path, "\"event\":\"end\"", NULL, line0, sizeof line0),
+                  "the job ended before the kill: %s", line0);
+    double t0 = now_s();
+    ck_assert_int_eq(mlt_test_kill9(&cl, 1), 0);
+    sleep_s(0.3);
+    ck_assert_int_eq(mlt_test_restart(&cl, 1), 0);
+    ck_assert_msg(wait_log("resuming from checkpoint", 1, 30), "no resume (log %s)", dlog);
+    int lost = line_no(dlog, "shard 1 (", "lost", 1);
+    ck_assert_msg(lost > 0, "daemon 0 did not say shard 1 was lost (log %s)", dlog);
+    int back = line_no(dlog, "shard 1 (", "answers again", lost);
+    ck_assert_msg(back > lost, "daemon 0 did not say shard 1 answers again (log %s)", dlog);
+    int resumed = line_no(dlog, "resuming from checkpoint", NULL, back);
+    ck_assert_msg(resumed > back, "no resume after shard 1 came back (log %s)", dlog);
+    ck_assert(last_line(dlog, "resuming from checkpoint", NULL, line, sizeof line));
+    long seq = strtol(strstr(line, "checkpoint ") + 11, NULL, 10);
+    ck_assert_msg(seq >= 2, "resumed from checkpoint %ld: %s", seq, line);
+    wait_end(line, sizeof line, 60);
+    ck_assert_msg(strstr(line, "\"phase\":\"done\"") && strstr(line, "reached the target"),
+                  "the job did not reach its target after shard 1 came back: %s (log %s)", line,
+                  dlog);
+    fprintf(stderr, "shard 1 killed and back: resumed from checkpoint %ld, done %.1f s later\n",
+            seq, now_s() - t0);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    ck_assert(last_line(plog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
+    ck_assert_msg(jint(line, "shard") == 1 && jint(line, "checkpoint") == seq, "%s", line);
+    int lost_at = line_no(dlog_path, "\"event\":\"shard_lost\"", NULL, 1);
+    ck_assert_msg(lost_at > 0, "decisions.jsonl has no shard_lost line");
+    ck_assert_msg(line_no(dlog_path, "\"event\":\"resume\"", NULL, lost_at) == lost_at + 1,
+                  "the tuner's resume does not follow the shard_lost line");
+    check_lines(dlog_path);
+    check_lines(plog_path);
+}
+END_TEST
+
+START_TEST(test_shard_gone)
+{
+    const char *const more[] = {"stop.target_rmse=0", "stop.max_epochs=100000", "worker_wait_s=4",
+                                NULL};
+    shard_job(more);
+    char dlog[400], line[4096];
+    daemon_log(0, dlog, sizeof dlog);
+    double t0 = now_s();
+    ck_assert_int_eq(mlt_test_kill9(&cl, 1), 0);
+    wait_end(line, sizeof line, 30); /* does not hang: 4 s of worker_wait_s, and the rest */
+    double took = now_s() - t0;
+    ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard 1") &&
+                      strstr(line, "worker_wait_s = 4"),
+                  "%s (log %s)", line, dlog);
+    ck_assert_msg(took >= 4.0, "failed after %.1f s, before worker_wait_s", took);
+    ck_assert_msg(last_line(dlog, "' failed: shard 1", NULL, line, sizeof line), "log %s", dlog);
+    fprintf(stderr, "shard 1 killed, not back: the job failed %.1f s later\n", took);
+    check_lines(plog_path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -593,6 +692,12 @@ int main(void)
     tcase_add_checked_fixture(tc, setup2, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_corrupt);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("shard-loss");
+    tcase_add_checked_fixture(tc, setup2, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_shard_back);
+    tcase_add_test(tc, test_shard_gone);
     suite_add_tcase(s, tc);
     return mlt_test_run_suite(s);
 }
