@@ -645,8 +645,11 @@ START_TEST(test_shard_back)
     fprintf(stderr, "shard 1 killed and back: resumed from checkpoint %ld, done %.1f s later\n",
             seq, now_s() - t0);
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    double e_end = jdbl(line, "epoch");
     ck_assert(last_line(plog_path, "\"event\":\"resume\"", NULL, line, sizeof line));
     ck_assert_msg(jint(line, "shard") == 1 && jint(line, "checkpoint") == seq, "%s", line);
+    ck_assert_msg(e_end > jdbl(line, "epoch"), "no training after the resume at %s (end epoch %g)",
+                  line, e_end);
     int lost_at = line_no(dlog_path, "\"event\":\"shard_lost\"", NULL, 1);
     ck_assert_msg(lost_at > 0, "decisions.jsonl has no shard_lost line");
     ck_assert_msg(line_no(dlog_path, "\"event\":\"resume\"", NULL, lost_at) == lost_at + 1,
@@ -677,6 +680,27 @@ START_TEST(test_shard_gone)
 }
 END_TEST
 
+START_TEST(test_shard_early)
+{
+    /* no checkpoint (checkpoint_interval_s = 0): nothing to resume from */
+    const char *const more[] = {"stop.target_rmse=0", "stop.max_epochs=100000",
+                                "checkpoint_interval_s=0", NULL};
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    submit(more);
+    char line[4096];
+    for (double end = now_s() + 30;
+         now_s() < end && !last_line(plog_path, "\"event\":\"clock\"", NULL, line, sizeof line);)
+        sleep_s(0.01);
+    ck_assert_msg(last_line(plog_path, "\"event\":\"clock\"", NULL, line, sizeof line),
+                  "the job did not start training");
+    ck_assert_int_eq(mlt_test_kill9(&cl, 1), 0);
+    wait_end(line, sizeof line, 30);
+    ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard 1") &&
+                      strstr(line, "before the job's first checkpoint"),
+                  "%s", line);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -698,6 +722,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_shard_back);
     tcase_add_test(tc, test_shard_gone);
+    tcase_add_test(tc, test_shard_early);
     suite_add_tcase(s, tc);
     return mlt_test_run_suite(s);
 }
