@@ -469,7 +469,8 @@ static int resume_job(mlt_coord_t *c)
     if (rc == -ENOENT && back > 0) { /* its other shards hold the job: no fresh start */
         snprintf(c->message, sizeof c->message,
                  "shard %d (%s) came back, but no complete checkpoint of the job is left to "
-                 "resume from", back, c->shards[back]);
+                 "resume from",
+                 back, c->shards[back]);
         rc = -EIO;
     }
     if (rc == -ENOENT) {
@@ -493,15 +494,15 @@ static int resume_job(mlt_coord_t *c)
     char shard[32] = "";
     if (back > 0)
         snprintf(shard, sizeof shard, ",\"shard\":%d", back);
-    emit(c, "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
-         "\"epoch\":%.4f%s", (unsigned long long)c->ckpt_seq, c->train_branch,
-         (long long)c->clock, c->epoch, shard);
+    emit(c,
+         "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
+         "\"epoch\":%.4f%s",
+         (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch, shard);
     if (back > 0) /* before the tuner's own "resume" line: why it resumes */
         mlt_declog(mlt_outfile_stream(c->dlog), job_time(c), "shard_lost", c->train_branch,
                    "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
                    "back: the job goes on from checkpoint %llu\"",
-                   back, (unsigned long long)c->ckpt_seq, back,
-                   (unsigned long long)c->ckpt_seq);
+                   back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
     return check_outputs(c) ? -1 : 0;
 }
 

@@ -542,6 +542,10 @@ int mlt_coord__shard_loss(mlt_coord_t *c)
 {
     if (!c->resumable || !c->client || c->n_shards < 2 || c->shutdown)
         return 0;
+    if (c->shard_lost > 0) { /* the same loss, as the tuner's calls unwind */
+        c->message[0] = '\0';
+        return 1;
+    }
     /* a worker's ECONNRESET may come before the coordinator's own news */
     int s = mlt_client_lost_shard(c->client, MLT_SHARD_NEWS_S);
     if (s < 1) /* shard 0 is this daemon */

@@ -298,7 +298,8 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
 {
     zmq_pollitem_t items[2 * MLT_MAX_SERVERS];
     if (c->broken)
-        return set_err(c, -ECONNRESET, "a shard closed the connection with requests pending");
+        return set_err(c, -ECONNRESET, "shard %d (%s) closed the connection with requests pending "
+                       "(its daemon died or restarted)", c->lost, c->endpoints[c->lost]);
     uint32_t ni = c->n;
     for (uint32_t s = 0; s < c->n; s++)
         items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
@@ -412,8 +413,9 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
     if (mlt_client__broken(c)) {
         c->n_pending--; /* it was the last one added */
-        return set_err(c, -ECONNRESET, "%s: a shard closed the connection (its daemon died or "
-                       "restarted); this client's requests stop here", c->endpoints[s]);
+        return set_err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died or "
+                       "restarted); this client's requests stop here", c->lost,
+                       c->endpoints[c->lost]);
     }
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {

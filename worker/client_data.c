@@ -283,8 +283,8 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         void *sock = c->socks[pt->shard];
         if (mlt_client__broken(c)) {
             c->n_pending--; /* p, the last one added */
-            rc = set_err(c, -ECONNRESET, "%s: a shard closed the connection (its daemon died or "
-                         "restarted)", c->endpoints[pt->shard]);
+            rc = set_err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died "
+                         "or restarted)", c->lost, c->endpoints[c->lost]);
             break;
         }
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
