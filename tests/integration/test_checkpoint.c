@@ -604,14 +604,20 @@ static int line_no(const char *path, const char *a, const char *b, int from)
     return found;
 }
 
-/* Submits the job and waits until it has trained past two checkpoints. */
+/* Submits the job and, once training has begun (a checkpoint after the
+ * first search's commit), stops the workers (SIGSTOP) so that it cannot end
+ * before the test kills shard 1. */
 static void shard_job(const char *const *more)
 {
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
     submit(more);
-    char dlog[400];
+    char dlog[400], line[4096];
     daemon_log(0, dlog, sizeof dlog);
-    ck_assert_msg(wait_log("checkpoint 2 written", 1, 30), "no checkpoints (log %s)", dlog);
+    ck_assert_msg(wait_log("checkpoint 1 written", 1, 30), "no checkpoint (log %s)", dlog);
+    workers_signal(SIGSTOP);
+    sleep_s(0.2);
+    ck_assert_msg(!last_line(plog_path, "\"event\":\"end\"", NULL, line, sizeof line),
+                  "the job ended before the kill: %s", line);
 }
 
 START_TEST(test_shard_back)
@@ -621,13 +627,11 @@ START_TEST(test_shard_back)
     shard_job(more);
     char dlog[400], line[4096];
     daemon_log(0, dlog, sizeof dlog);
-    char line0[4096];
-    ck_assert_msg(!last_line(plog_path, "\"event\":\"end\"", NULL, line0, sizeof line0),
-                  "the job ended before the kill: %s", line0);
     double t0 = now_s();
     ck_assert_int_eq(mlt_test_kill9(&cl, 1), 0);
     sleep_s(0.3);
     ck_assert_int_eq(mlt_test_restart(&cl, 1), 0);
+    workers_signal(SIGCONT); /* their clients find shard 1's connection closed */
     ck_assert_msg(wait_log("resuming from checkpoint", 1, 30), "no resume (log %s)", dlog);
     int lost = line_no(dlog, "shard 1 (", "lost", 1);
     ck_assert_msg(lost > 0, "daemon 0 did not say shard 1 was lost (log %s)", dlog);
@@ -637,7 +641,7 @@ START_TEST(test_shard_back)
     ck_assert_msg(resumed > back, "no resume after shard 1 came back (log %s)", dlog);
     ck_assert(last_line(dlog, "resuming from checkpoint", NULL, line, sizeof line));
     long seq = strtol(strstr(line, "checkpoint ") + 11, NULL, 10);
-    ck_assert_msg(seq >= 2, "resumed from checkpoint %ld: %s", seq, line);
+    ck_assert_msg(seq >= 1, "resumed from checkpoint %ld: %s", seq, line);
     wait_end(line, sizeof line, 60);
     ck_assert_msg(strstr(line, "\"phase\":\"done\"") && strstr(line, "reached the target"),
                   "the job did not reach its target after shard 1 came back: %s (log %s)", line,
@@ -668,6 +672,7 @@ START_TEST(test_shard_gone)
     daemon_log(0, dlog, sizeof dlog);
     double t0 = now_s();
     ck_assert_int_eq(mlt_test_kill9(&cl, 1), 0);
+    workers_signal(SIGCONT);
     wait_end(line, sizeof line, 30); /* does not hang: 4 s of worker_wait_s, and the rest */
     double took = now_s() - t0;
     ck_assert_msg(strstr(line, "\"phase\":\"failed\"") && strstr(line, "shard 1") &&
