@@ -556,6 +556,17 @@ static int run_job(mlt_coord_t *c)
             return -1;
     }
     char err[512];
+    if (!resume) {
+        /* the shards start clean: a job that failed after a shard was lost
+         * could not end there, and left its branches on the others */
+        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards,
+                                        0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
+                                        sizeof err);
+        if (!c->client)
+            return fail_job(c, "cannot reach the shards: %s", err);
+        if (mlt_client_job_end(c->client) < 0)
+            return fail_job(c, "cannot clear the shards: %s", mlt_client_error(c->client));
+    }
     if (resume) {
         /* the shards get their branches back before the workers come: the
          * checkpoint holds the job's tables, which the workers' register

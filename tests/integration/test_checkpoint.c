@@ -682,6 +682,23 @@ START_TEST(test_shard_gone)
     ck_assert_msg(last_line(dlog, "' failed: shard 1", NULL, line, sizeof line), "log %s", dlog);
     fprintf(stderr, "shard 1 killed, not back: the job failed %.1f s later\n", took);
     check_lines(plog_path);
+    /* the job's branches stayed on shard 0; shard 1 back, the same job again
+     * starts clean and trains (no "branch 1 exists", no EBUSY) */
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 1), 0);
+    int base = count_lines(dlog, "checkpoint 1 written");
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    submit(more);
+    ck_assert_msg(wait_log("checkpoint 1 written", base + 1, 30), "the next job did not train (log %s)",
+                  dlog);
+    const char *stop[] = {"daemon/mltunerctl", "-c", cl.control, "stop", NULL};
+    char out[4096];
+    ck_assert_msg(mlt_test_run(stop, out, sizeof out) == 0, "stop: %s", out);
+    for (double end = now_s() + 30; now_s() < end; sleep_s(0.05))
+        if (last_line(plog_path, "\"event\":\"end\"", NULL, line, sizeof line) &&
+            !strstr(line, "\"phase\":\"failed\""))
+            break;
+    ck_assert_msg(strstr(line, "\"phase\":\"stopped\""), "%s", line);
 }
 END_TEST
 
