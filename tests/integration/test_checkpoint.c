@@ -26,7 +26,10 @@
  *            job reaches its target RMSE and is "done".
  *  shard gone: the same kill, shard 1 not restarted: the job fails within
  *            its worker_wait_s (4 s) and a generous bound, its end naming
- *            shard 1 and the wait. */
+ *            shard 1 and the wait; with shard 1 back, the same job again
+ *            starts clean (the failed one's branches left on shard 0 go).
+ *  shard early: shard 1 killed with no checkpoint (checkpoint_interval_s = 0):
+ *            the job fails at once, naming shard 1 and why it cannot resume. */
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
