@@ -414,12 +414,21 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
+/* Training samples per worker in an epoch: the largest partition, or, while
+ * the workers left share the data out (coord_steps.c), the whole set over
+ * their count. An epoch stays one pass over the whole training set. */
 static uint64_t part_size(const mlt_coord_t *c)
 {
-    uint64_t part = 0;
-    for (uint32_t w = 0; w < c->n_workers; w++)
+    uint64_t part = 0, total = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
         if (c->workers[w].part_size > part)
             part = c->workers[w].part_size;
+        if (c->workers[w].train_total > total)
+            total = c->workers[w].train_total;
+    }
+    uint32_t n = mlt_coord__share_count(c);
+    if (n < c->n_workers && total)
+        part = (total + n - 1) / n;
     return part;
 }
 

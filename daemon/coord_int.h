@@ -31,6 +31,7 @@ typedef struct wslot {
     uint64_t task_id;
     Mlt__TaskKind task_kind;
     uint64_t part_size;       /* training samples in its partition (TASK_JOB) */
+    uint64_t train_total;     /* training samples in the whole set (TASK_JOB) */
     double epoch;             /* epochs of its partition done */
     /* TASK_TEST results */
     double val_loss, test_loss, val_sq, test_sq;
@@ -208,6 +209,11 @@ void mlt_coord__admit(mlt_coord_t *c);
 void mlt_coord__sync_shards(mlt_coord_t *c);
 /* Workers that take tasks now (loaded). */
 uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
+
+/* coord_steps.c: the data shares. While a worker is lost, the workers that
+ * take tasks share the data out among them: the count of shares of the next
+ * step (n_loaded), or n_workers when every worker takes tasks (or none). */
+uint32_t mlt_coord__share_count(const mlt_coord_t *c);
 
 /* the short names coord.c and coord_ctl.c call these by */
 #define job_time    mlt_coord__job_time
