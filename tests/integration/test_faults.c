@@ -544,6 +544,58 @@ START_TEST(test_share_back_after_rejoin)
 }
 END_TEST
 
+/* Lines of the daemon's log holding `what`. */
+static int daemon_count(const char *what)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A checkpoint taken while the survivor had the whole data set, the daemon
+ * killed and restarted, a replacement for the lost worker: the job resumes
+ * with both workers on their own shares and finishes; every test, before,
+ * during and after, covers the whole sets. */
+START_TEST(test_resume_after_loss)
+{
+    start(quick);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *more[] = {"stop.max_epochs=5", "checkpoint_interval_s=0.001", NULL};
+    submit(2, "fixed", more);
+    while (count_events("\"event\":\"test\"") < 1) {
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no test within 60 s (logs in %s)", cl.dir);
+        sleep_s(0.05);
+    }
+    ck_assert_int_eq(mlt_test_signal_worker(&cl, 1, SIGKILL), 0);
+    wait_worker_logged(0, "data share 0 of 1: ");
+    int ckpts = daemon_count("written at clock");
+    while (daemon_count("written at clock") < ckpts + 1) {
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no checkpoint after the loss (logs in %s)",
+                      cl.dir);
+        sleep_s(0.05);
+    }
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_int_ge(mlt_test_start_worker_rank(&cl, 1), 0);
+    char phase[64], msg[512];
+    wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
+    ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
+    ck_assert_msg(count_events("\"event\":\"resume\"") == 1, "no resume (logs in %s)", cl.dir);
+    long lo, hi;
+    ck_assert_int_ge(test_counts(&lo, &hi), 3);
+    ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
+                  cl.dir);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    note("loss, checkpoint, daemon kill -9, replacement", "resumed on 2 shares; done");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("faults");
@@ -552,6 +604,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill_mid_training);
     tcase_add_test(tc, test_share_back_after_rejoin);
+    tcase_add_test(tc, test_resume_after_loss);
     tcase_add_test(tc, test_kill_restart_single);
     tcase_add_test(tc, test_kill_mid_trial);
     tcase_add_test(tc, test_kill_fail_policy);
