@@ -501,6 +501,7 @@ static int run_job(mlt_coord_t *c)
     c->phase = PH_WAITING;
     c->n_lost = 0;
     c->lost_msg[0] = '\0';
+    c->shares = 0;
     c->stop_at = 0;
     c->clock = 0;
     c->epoch = 0;

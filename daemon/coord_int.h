@@ -93,6 +93,7 @@ struct mlt_coord {
     uint64_t next_task;
     uint32_t n_lost;      /* workers dropped during this job */
     char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
+    uint32_t shares;      /* data shares of the last step (coord_steps.c); 0: none yet */
     double stop_at;       /* a stop was requested: steps stop waiting for workers then */
     Mlt__Task *run_task;  /* the run in progress (ex_run), which a worker back joins */
     int64_t run_hi;       /* the highest clock reported in it */

@@ -70,6 +70,24 @@ static void set_share(const mlt_coord_t *c, uint32_t w, Mlt__Task *t)
     t->share_count = t->has_share ? n : 0;
 }
 
+/* Says in the log when the data is shared out another way than before. */
+static void note_shares(mlt_coord_t *c)
+{
+    uint32_t n = mlt_coord__share_count(c);
+    if (n == c->shares)
+        return;
+    uint64_t total = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        if (c->workers[w].train_total > total)
+            total = c->workers[w].train_total;
+    if (c->shares || n < c->n_workers)
+        log_info("job '%s': the data is shared out %u way(s) from this step (%u of %u workers "
+                 "take tasks): about %llu training samples each per epoch",
+                 c->job.name, n, n_loaded(c), c->n_workers,
+                 (unsigned long long)(total + n - 1) / n);
+    c->shares = n;
+}
+
 /* A worker back (loaded, idle, outside the step) during a run joins it at
  * the highest clock reported so far: it rejoins at a clock boundary, not only
  * at the next step. */
@@ -170,6 +188,7 @@ static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
     if (rc)
         return rc < 0 ? -1 : 0;
     sync_shards(c);
+    note_shares(c);
     int n = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
         c->workers[w].in_step = c->workers[w].task_ok = false;

@@ -293,6 +293,7 @@ START_TEST(test_kill_mid_training)
     /* the survivor took the whole data set: its runs share 0 of 1, and every
      * test after the loss covers the whole validation and test sets again */
     check_whole_share();
+    ck_assert(daemon_logged("the data is shared out 1 way(s) from this step (1 of 2 workers"));
     long lo, hi;
     ck_assert_int_ge(test_counts(&lo, &hi), 3);
     ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
@@ -533,6 +534,7 @@ START_TEST(test_share_back_after_rejoin)
     ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
     check_whole_share();
     ck_assert(daemon_logged("the shards were told worker 1 is back"));
+    ck_assert(daemon_logged("the data is shared out 2 way(s) from this step (2 of 2 workers"));
     ck_assert_msg(worker_logged(0, "data share 0 of 2: ", NULL, 0),
                   "worker 0 never went back to share 0 of 2 (logs in %s)", cl.dir);
     long lo, hi;
