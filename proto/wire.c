@@ -152,8 +152,8 @@ static int check_task(const Mlt__Task *t, char *err, size_t errlen)
     if (t->has_data_epoch && !(t->data_epoch >= 0 && t->data_epoch < 1e9))
         return mlt_errf(-EINVAL, err, errlen, "task.data_epoch %g is out of range", t->data_epoch);
     if (t->has_share != t->has_share_count ||
-        (t->has_share_count && (t->share_count < 1 || t->share_count > MLT_MAX_WORKERS ||
-                                t->share >= t->share_count)))
+        (t->has_share_count &&
+         (t->share_count < 1 || t->share_count > MLT_MAX_WORKERS || t->share >= t->share_count)))
         return mlt_errf(-EINVAL, err, errlen,
                         "task.share %u of task.share_count %u: both or neither, share < "
                         "share_count <= %u",
