@@ -3,7 +3,8 @@
  * tasks and waits until they are done, not waiting for a worker that is
  * dropped meanwhile (coord_ctl.c, "worker failure"), handing the task out
  * again when no worker finished it, letting a worker that is back join a run
- * in progress, and waiting for a replacement when none is left, at most
+ * in progress, sharing the data out among the workers left while one is
+ * lost, and waiting for a replacement when none is left, at most
  * worker_wait_s. Every wait serves the control socket (pump) and says in the
  * log what it waits for. Runs on the coordinator thread only. */
 #include <errno.h>
