@@ -542,7 +542,7 @@ START_TEST(test_share_back_after_rejoin)
     ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
                   cl.dir);
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
-    note("kill -9 of 1 of 2, replacement later", "shares 1 of 1, then 2 again");
+    note("kill -9 of 1 of 2, replacement later", "share 0 of 1, then 0 of 2 again");
 }
 END_TEST
 
