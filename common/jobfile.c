@@ -71,7 +71,7 @@ const jkey_t mlt_jobk_keys[] = {
      .desc = "compute backend of the workers; auto: cuda where a GPU is found, else cpu"},
     {.path = "output_dir", .type = JK_STRING, .def_s = "", .doc_def = "\"out/<name>\"",
      .check = mlt_jobk_check_path_opt, .off = OFF(output_dir),
-     .desc = "directory for the decision log, progress and checkpoints; \"\": out/<name>"},
+     .desc = "directory for the decision log and progress, relative to the daemon's state_dir; \"\": out/<name>"},
     /* worker failure (issue #12) */
     {.path = "on_worker_loss", .type = JK_ENUM, .def_i = MLT_ON_LOSS_CONTINUE, .names = loss_names,
      .off = OFF(on_worker_loss),

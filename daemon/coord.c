@@ -386,7 +386,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     for (uint32_t w = 0; w < c->n_workers; w++) {
         const wslot_t *ws = &c->workers[w];
         if (!ws->in_step || !ws->task_ok)
-            continue; /* a lost worker's share of the test sets is left out */
+            continue; /* a worker lost during the test: its share is left out */
         vl += ws->val_loss;
         tl += ws->test_loss;
         vs += ws->val_sq;
@@ -404,27 +404,38 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
         emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-             "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s",
+             "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
+             "\"val_count\":%llu,\"test_count\":%llu",
              c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
-             jnum(b2, 32, *test), vloss, tloss);
+             jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
     } else {
         *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
         *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
         emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-             "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s",
+             "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
+             "\"val_count\":%llu,\"test_count\":%llu",
              c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
-             jnum(b2, 32, *test), vloss, tloss);
+             jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
     }
     return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
+/* Training samples per worker in an epoch: the largest partition, or, while
+ * the workers left share the data out (coord_steps.c), the whole set over
+ * their count. An epoch stays one pass over the whole training set. */
 static uint64_t part_size(const mlt_coord_t *c)
 {
-    uint64_t part = 0;
-    for (uint32_t w = 0; w < c->n_workers; w++)
+    uint64_t part = 0, total = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++) {
         if (c->workers[w].part_size > part)
             part = c->workers[w].part_size;
+        if (c->workers[w].train_total > total)
+            total = c->workers[w].train_total;
+    }
+    uint32_t n = mlt_coord__share_count(c);
+    if (n < c->n_workers && total)
+        part = (total + n - 1) / n;
     return part;
 }
 
@@ -513,6 +524,7 @@ static int run_job(mlt_coord_t *c)
     c->phase = PH_WAITING;
     c->n_lost = 0;
     c->lost_msg[0] = '\0';
+    c->shares = 0;
     c->stop_at = 0;
     c->clock = 0;
     c->epoch = 0;

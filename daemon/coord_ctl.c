@@ -224,6 +224,7 @@ static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         snprintf(ws->error, sizeof ws->error, "%s", r->error);
     if (r->kind == MLT__TASK_KIND__TASK_JOB && !r->error) {
         ws->part_size = r->count;
+        ws->train_total = r->has_train_total ? r->train_total : 0;
         ws->loaded = true;
         if (!ws->in_step)
             log_info("worker %u loaded the job; it takes work from the next clock boundary", h->worker);

@@ -31,6 +31,7 @@ typedef struct wslot {
     uint64_t task_id;
     Mlt__TaskKind task_kind;
     uint64_t part_size;       /* training samples in its partition (TASK_JOB) */
+    uint64_t train_total;     /* training samples in the whole set (TASK_JOB) */
     double epoch;             /* epochs of its partition done */
     /* TASK_TEST results */
     double val_loss, test_loss, val_sq, test_sq;
@@ -92,6 +93,7 @@ struct mlt_coord {
     uint64_t next_task;
     uint32_t n_lost;      /* workers dropped during this job */
     char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
+    uint32_t shares;      /* data shares of the last step (coord_steps.c); 0: none yet */
     double stop_at;       /* a stop was requested: steps stop waiting for workers then */
     Mlt__Task *run_task;  /* the run in progress (ex_run), which a worker back joins */
     int64_t run_hi;       /* the highest clock reported in it */
@@ -213,6 +215,11 @@ void mlt_coord__admit(mlt_coord_t *c);
 void mlt_coord__sync_shards(mlt_coord_t *c);
 /* Workers that take tasks now (loaded). */
 uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
+
+/* coord_steps.c: the data shares. While a worker is lost, the workers that
+ * take tasks share the data out among them: the count of shares of the next
+ * step (n_loaded), or n_workers when every worker takes tasks (or none). */
+uint32_t mlt_coord__share_count(const mlt_coord_t *c);
 
 /* the short names coord.c and coord_ctl.c call these by */
 #define job_time    mlt_coord__job_time

@@ -3,7 +3,8 @@
  * tasks and waits until they are done, not waiting for a worker that is
  * dropped meanwhile (coord_ctl.c, "worker failure"), handing the task out
  * again when no worker finished it, letting a worker that is back join a run
- * in progress, and waiting for a replacement when none is left, at most
+ * in progress, sharing the data out among the workers left while one is
+ * lost, and waiting for a replacement when none is left, at most
  * worker_wait_s. Every wait serves the control socket (pump) and says in the
  * log what it waits for. Runs on the coordinator thread only. */
 #include <errno.h>
@@ -44,6 +45,50 @@ static int check_failed(mlt_coord_t *c)
     return 0;
 }
 
+/* ---- data shares ---------------------------------------------------------- *
+ * Every worker loads the whole data set and samples its share of it (rank of
+ * n_workers). While a worker is lost, each step's TASK_RUN and TASK_TEST name
+ * the share each worker takes among the workers that take tasks (share i of
+ * L, by rank), so the training set, and the validation and test sets, are
+ * covered whole; once every worker takes tasks again the fields are left out
+ * (own rank of n_workers). A worker back during a run joins it on its own
+ * share (the survivors' shares overlap it until the next step). */
+
+uint32_t mlt_coord__share_count(const mlt_coord_t *c)
+{
+    uint32_t n = n_loaded(c);
+    return n ? n : c->n_workers;
+}
+
+/* The share of worker w in task t, for the step about to be handed out. */
+static void set_share(const mlt_coord_t *c, uint32_t w, Mlt__Task *t)
+{
+    uint32_t n = mlt_coord__share_count(c), i = 0;
+    t->has_share = t->has_share_count = n < c->n_workers;
+    for (uint32_t k = 0; k < w; k++)
+        i += c->workers[k].joined && c->workers[k].loaded;
+    t->share = t->has_share ? i : 0;
+    t->share_count = t->has_share ? n : 0;
+}
+
+/* Says in the log when the data is shared out another way than before. */
+static void note_shares(mlt_coord_t *c)
+{
+    uint32_t n = mlt_coord__share_count(c);
+    if (n == c->shares)
+        return;
+    uint64_t total = 0;
+    for (uint32_t w = 0; w < c->n_workers; w++)
+        if (c->workers[w].train_total > total)
+            total = c->workers[w].train_total;
+    if (c->shares || n < c->n_workers)
+        log_info("job '%s': the data is shared out %u way(s) from this step (%u of %u workers "
+                 "take tasks): about %llu training samples each per epoch",
+                 c->job.name, n, n_loaded(c), c->n_workers,
+                 (unsigned long long)(total + n - 1) / n);
+    c->shares = n;
+}
+
 /* A worker back (loaded, idle, outside the step) during a run joins it at
  * the highest clock reported so far: it rejoins at a clock boundary, not only
  * at the next step. */
@@ -60,6 +105,7 @@ static void join_run(mlt_coord_t *c)
             continue;
         sync_shards(c); /* WORKER_BACK: it enters the SSP minimum at its first pull */
         Mlt__Task t = *rt;
+        t.has_share = t.has_share_count = 0; /* its own share */
         t.clock_start = from;
         t.clocks = end - from;
         log_info("job '%s': worker %u joins the run on branch %u at clock %lld", c->job.name, w,
@@ -143,10 +189,13 @@ static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
     if (rc)
         return rc < 0 ? -1 : 0;
     sync_shards(c);
+    note_shares(c);
     int n = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
         c->workers[w].in_step = c->workers[w].task_ok = false;
         if (c->workers[w].joined && c->workers[w].loaded) {
+            if (t->kind == MLT__TASK_KIND__TASK_RUN || t->kind == MLT__TASK_KIND__TASK_TEST)
+                set_share(c, w, t);
             send_task(c, w, t);
             n++;
         }

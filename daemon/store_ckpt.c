@@ -248,6 +248,14 @@ int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_serv
         for (uint32_t k = 0; k < b->n_workers && !rc; k++)
             if (mlt_ckr_i64(r, &b->clocks[k]) || b->clocks[k] < 0 || b->clocks[k] > MLT_MAX_CLOCK)
                 rc = -EPROTO;
+        /* a checkpoint is taken with no task out: the workers in the job agree
+         * on the branch's clock, and one lost before it (behind) comes back at
+         * that clock, or its old clock would hold every pull back */
+        int64_t top = 0;
+        for (uint32_t k = 0; k < b->n_workers && !rc; k++)
+            top = b->clocks[k] > top ? b->clocks[k] : top;
+        for (uint32_t k = 0; k < b->n_workers && !rc; k++)
+            b->clocks[k] = top;
         for (uint32_t ti = 0; ti < st->n_tables && !rc; ti++) {
             const table_t *tb = &st->tables[ti];
             for (uint64_t k = 0; k < tb->own_count && !rc; k++)

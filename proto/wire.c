@@ -151,6 +151,13 @@ static int check_task(const Mlt__Task *t, char *err, size_t errlen)
                         MLT_MAX_WORKERS);
     if (t->has_data_epoch && !(t->data_epoch >= 0 && t->data_epoch < 1e9))
         return mlt_errf(-EINVAL, err, errlen, "task.data_epoch %g is out of range", t->data_epoch);
+    if (t->has_share != t->has_share_count ||
+        (t->has_share_count &&
+         (t->share_count < 1 || t->share_count > MLT_MAX_WORKERS || t->share >= t->share_count)))
+        return mlt_errf(-EINVAL, err, errlen,
+                        "task.share %u of task.share_count %u: both or neither, share < "
+                        "share_count <= %u",
+                        t->share, t->share_count, MLT_MAX_WORKERS);
     if (t->n_servers > MLT_MAX_SERVERS)
         return mlt_errf(-EINVAL, err, errlen, "task.servers lists %zu, limit %u", t->n_servers,
                         MLT_MAX_SERVERS);
@@ -179,6 +186,9 @@ static int check_report(const Mlt__Report *r, char *err, size_t errlen)
         return mlt_errf(-EINVAL, err, errlen, "report.correct exceeds report.count");
     if (r->has_epoch && !(r->epoch >= 0 && r->epoch < 1e9))
         return mlt_errf(-EINVAL, err, errlen, "report.epoch %g is out of range", r->epoch);
+    if (r->has_train_total && r->train_total > UINT32_MAX)
+        return mlt_errf(-EINVAL, err, errlen, "report.train_total %llu exceeds %u",
+                        (unsigned long long)r->train_total, UINT32_MAX);
     return check_str("report.error", r->error, MLT_MAX_ERROR_LEN, err, errlen);
 }
 

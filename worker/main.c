@@ -321,6 +321,7 @@ typedef struct wk {
     bool have_job;
     mlt_trainer_t *trainer;
     mlt_client_t *client;
+    uint32_t n_workers; /* the job's (TASK_JOB): its own share is rank of n_workers */
 } wk_t;
 
 static void send_report(wk_t *w, Mlt__Report *r)
@@ -373,6 +374,7 @@ static void task_job(wk_t *w, const Mlt__Task *t)
     }
     w->have_job = true;
     uint32_t n_workers = t->has_n_workers ? t->n_workers : (uint32_t)w->job.workers;
+    w->n_workers = n_workers;
     double t0 = mlt_time_mono();
     w->trainer = mlt_trainer_new(&w->job, w->rank, n_workers, err, sizeof err);
     if (!w->trainer) {
@@ -407,8 +409,9 @@ static void task_job(wk_t *w, const Mlt__Task *t)
              "backend %s; data by %s",
              w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt,
              mlt_trainer_backend(w->trainer), mlt_client_transport(w->client));
-    r.has_count = 1;
+    r.has_count = r.has_train_total = 1;
     r.count = mlt_trainer_part_size(w->trainer);
+    r.train_total = mlt_trainer_train_total(w->trainer);
     report_done(w, t, &r, NULL);
 }
 
@@ -429,6 +432,21 @@ static void task_init(wk_t *w, const Mlt__Task *t)
             return;
         }
     report_done(w, t, &r, NULL);
+}
+
+/* The data share a RUN or TEST names (while a worker is lost the workers
+ * left share the data out among them), else this worker's rank of
+ * n_workers: the trainer's sampler and evaluation shares follow it. 0 or -1
+ * with the reason in err. */
+static int take_share(wk_t *w, const Mlt__Task *t, char *err, size_t errlen)
+{
+    uint32_t share = t->has_share_count ? t->share : w->rank;
+    uint32_t n = t->has_share_count ? t->share_count : w->n_workers;
+    int rc = mlt_trainer_set_share(w->trainer, share, n, err, errlen);
+    if (rc > 0)
+        log_info("data share %u of %u: %u training samples", share, n,
+                 mlt_trainer_part_size(w->trainer));
+    return rc < 0 ? -1 : 0;
 }
 
 /* A RUN's pushes, made as each gradient is ready (mlt_trainer_on_grad), so
@@ -513,6 +531,11 @@ static void task_run(wk_t *w, const Mlt__Task *t)
         report_done(w, t, &r, "TASK_RUN before the job was loaded, or without branch/clocks");
         return;
     }
+    char err[256];
+    if (take_share(w, t, err, sizeof err)) {
+        report_done(w, t, &r, err);
+        return;
+    }
     pusher_t ps = {.client = w->client, .branch = t->branch, .grads = mlt_trainer_grads(w->trainer)};
     mlt_trainer_on_grad(w->trainer, push_ready, &ps);
     const char *why = run_clocks(w, t, &ps);
@@ -539,6 +562,11 @@ static void task_test(wk_t *w, const Mlt__Task *t)
     mlt__report__init(&r);
     if (!w->trainer || !t->has_branch) {
         report_done(w, t, &r, "TASK_TEST before the job was loaded, or without branch");
+        return;
+    }
+    char err[256];
+    if (take_share(w, t, err, sizeof err)) {
+        report_done(w, t, &r, err);
         return;
     }
     if (mlt_pull(w->client, t->branch, 0, mlt_trainer_params(w->trainer)) < 0) {

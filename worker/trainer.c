@@ -32,6 +32,7 @@ struct mlt_trainer {
     set_t val[2];         /* [0] validation, [1] test: this worker's share */
     set_t all[2];         /* the whole validation and test sets */
     mlt_sampler_t *sampler;
+    uint32_t share, n_shares; /* the sampler's and val[]'s share of the sets */
     uint32_t *idx;        /* batch indices */
     set_t batch;          /* gathered batch */
     mlt_model_t *model;   /* the CPU backend's model, NULL on the GPU */
@@ -613,6 +614,8 @@ mlt_trainer_t *mlt_trainer_new(const mlt_job_t *job, uint32_t worker, uint32_t n
         memset(t->grads[i], 0, n);
     }
     t->sampler = mlt_sampler_new(t->train.n, worker, n_workers, t->seed);
+    t->share = worker;
+    t->n_shares = n_workers;
     t->idx = host_alloc(t, t->max_batch * sizeof *t->idx); /* pinned: the step uploads it */
     if (!t->sampler || !t->idx || set_alloc(&t->batch, t->max_batch, t->feat, t->mf))
         goto fail_oom;
@@ -680,6 +683,64 @@ float *const *mlt_trainer_grads(mlt_trainer_t *t)
 uint32_t mlt_trainer_part_size(const mlt_trainer_t *t)
 {
     return mlt_sampler_size(t->sampler);
+}
+
+uint32_t mlt_trainer_train_total(const mlt_trainer_t *t)
+{
+    return t->train.n;
+}
+
+void mlt_trainer_share(const mlt_trainer_t *t, uint32_t *share, uint32_t *n_shares)
+{
+    *share = t->share;
+    *n_shares = t->n_shares;
+}
+
+int mlt_trainer_set_share(mlt_trainer_t *t, uint32_t share, uint32_t n_shares, char *err,
+                          size_t errlen)
+{
+    if (share == t->share && n_shares == t->n_shares)
+        return 0;
+    if (n_shares == 0 || share >= n_shares || n_shares > t->train.n) {
+        snprintf(err, errlen, "data share %u of %u: not a share of %u training samples", share,
+                 n_shares, t->train.n);
+        return -EINVAL;
+    }
+    /* everything new is made before anything old is freed */
+    set_t val[2] = {{0}, {0}};
+    dset_t dval[2] = {{0}, {0}};
+    mlt_sampler_t *smp = mlt_sampler_new(t->train.n, share, n_shares, t->seed);
+    int rc = smp ? 0 : -ENOMEM;
+    for (int k = 0; k < 2 && !rc; k++)
+        rc = set_share(&val[k], &t->all[k], share, n_shares, t->feat, t->mf);
+    for (int k = 0; k < 2 && !rc && t->gpu; k++)
+        rc = dset_make(t->gpu->g, &dval[k], &val[k], val[k].n, t->feat, t->mf);
+    if (rc) {
+        for (int k = 0; k < 2; k++) {
+            set_free(&val[k]);
+            if (t->gpu)
+                dset_free(t->gpu->g, &dval[k]);
+        }
+        mlt_sampler_destroy(&smp);
+        snprintf(err, errlen, "data share %u of %u: %s", share, n_shares,
+                 rc == -ENOMEM ? "out of memory" : "cannot upload it to the GPU");
+        return rc;
+    }
+    double epochs = mlt_trainer_epoch(t);
+    mlt_sampler_destroy(&t->sampler);
+    t->sampler = smp;
+    for (int k = 0; k < 2; k++) {
+        set_free(&t->val[k]);
+        t->val[k] = val[k];
+        if (t->gpu) {
+            dset_free(t->gpu->g, &t->gpu->val[k]);
+            t->gpu->val[k] = dval[k];
+        }
+    }
+    t->share = share;
+    t->n_shares = n_shares;
+    mlt_trainer_seek(t, epochs);
+    return 1;
 }
 
 double mlt_trainer_epoch(const mlt_trainer_t *t)

@@ -35,6 +35,18 @@ float *const *mlt_trainer_params(mlt_trainer_t *t);
 float *const *mlt_trainer_grads(mlt_trainer_t *t);
 /* Training samples in this worker's partition. */
 uint32_t mlt_trainer_part_size(const mlt_trainer_t *t);
+/* Training samples in the whole training set (all partitions). */
+uint32_t mlt_trainer_train_total(const mlt_trainer_t *t);
+/* Makes this worker take share `share` of n_shares of the training set and of
+ * the validation and test sets (mlt_trainer_new starts with share `worker`
+ * of n_workers): the coordinator shares the data out again among the
+ * workers left while one is lost. The data cursor keeps its epochs done
+ * (fraction of the new partition). 0 when nothing changed, 1 when it did,
+ * or -errno with the reason in err (the old share stays). */
+int mlt_trainer_set_share(mlt_trainer_t *t, uint32_t share, uint32_t n_shares, char *err,
+                          size_t errlen);
+/* The share taken now, of how many. */
+void mlt_trainer_share(const mlt_trainer_t *t, uint32_t *share, uint32_t *n_shares);
 /* Epochs of the partition done (fractional). */
 double mlt_trainer_epoch(const mlt_trainer_t *t);
 /* Restores the data cursor to `epochs` epochs done (for a RUN that starts at a

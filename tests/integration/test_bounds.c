@@ -43,7 +43,11 @@
 
 #define W_SIZE                         50000u /* 200 KB of parameters: one packed pull reply */
 #define N_UNREAD                       3000   /* pulls the greedy client sends and does not read */
+#if defined(__SANITIZE_ADDRESS__) /* ASan's quarantine and shadow memory hold far more */
+#define RSS_BOUND_MIB                  900
+#else
 #define RSS_BOUND_MIB                  300    /* unbounded, those replies took ~600 MiB */
+#endif
 #define HANG_S                         10.0   /* "does not hang" */
 #define MLT_MAX_PARKED_PER_CLIENT_TEST 4096u  /* daemon/clientq.h's MLT_MAX_PARKED_PER_CLIENT */
 

@@ -196,6 +196,77 @@ static void wait_logged(const char *what)
     }
 }
 
+/* The first line of worker log `index` (DIR/worker<index>.log) holding
+ * `what`, into line; false when there is none. */
+static bool worker_logged(int index, const char *what, char *line, size_t n)
+{
+    char path[400], buf[4096];
+    snprintf(path, sizeof path, "%s/worker%d.log", cl.dir, index);
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f && !found && fgets(buf, sizeof buf, f))
+        if ((found = strstr(buf, what) != NULL) && line)
+            snprintf(line, n, "%s", buf);
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* The number after `key` in line (-1 when absent). */
+static long number_after(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+/* The test events of progress.jsonl: how many, and the smallest and largest
+ * val_count + test_count (samples evaluated by the workers together). */
+static int test_counts(long *lo, long *hi)
+{
+    char path[500], line[2048];
+    snprintf(path, sizeof path, "%s/progress.jsonl", out_dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    *lo = *hi = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strstr(line, "\"event\":\"test\""))
+            continue;
+        long v = number_after(line, "\"val_count\":"), t = number_after(line, "\"test_count\":");
+        long sum = v < 0 || t < 0 ? -1 : v + t;
+        *lo = n == 0 || sum < *lo ? sum : *lo;
+        *hi = n == 0 || sum > *hi ? sum : *hi;
+        n++;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The survivor took the whole training set: "data share 0 of 1: N training
+ * samples" in its log, N the sum of both partitions (each about half). */
+static void check_whole_share(void)
+{
+    char line[4096], load[4096];
+    ck_assert_msg(worker_logged(0, "data share 0 of 1: ", line, sizeof line),
+                  "worker 0 never took share 0 of 1 (logs in %s)", cl.dir);
+    ck_assert(worker_logged(0, "training samples in this partition", load, sizeof load));
+    long all = number_after(line, "data share 0 of 1: ");
+    long part = number_after(load, " s: "); /* "loaded in T s: P training samples" */
+    ck_assert_msg(part > 0 && (all == 2 * part || all == 2 * part - 1),
+                  "share 0 of 1 has %ld samples, the partition of 2 had %ld", all, part);
+}
+
+/* Waits (bounded) until worker log `index` has `what`. */
+static void wait_worker_logged(int index, const char *what)
+{
+    double t0 = mlt_time_mono();
+    while (!worker_logged(index, what, NULL, 0)) {
+        ck_assert_msg(mlt_time_mono() - t0 < 30, "worker %d did not log '%s' within 30 s", index,
+                      what);
+        sleep_s(0.1);
+    }
+}
+
 static const char *const quick[] = {"worker_timeout_s=2", "pull_timeout_s=40", NULL};
 
 /* kill -9 of one of 2 workers mid-training, no replacement: the job goes on
@@ -204,9 +275,13 @@ START_TEST(test_kill_mid_training)
 {
     start(quick);
     ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
-    const char *more[] = {"stop.max_epochs=5", NULL};
+    const char *more[] = {"stop.max_epochs=4", NULL};
     submit(2, "fixed", more);
     wait_clocks(20);
+    while (count_events("\"event\":\"test\"") < 1) { /* one test with both workers */
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no test within 60 s (logs in %s)", cl.dir);
+        sleep_s(0.05);
+    }
     ck_assert_int_eq(mlt_test_signal_worker(&cl, 1, SIGKILL), 0);
     int before = count_events("\"event\":\"clock\"");
     char phase[64], msg[512];
@@ -215,8 +290,16 @@ START_TEST(test_kill_mid_training)
     ck_assert_int_ge(count_events("\"event\":\"worker_lost\",\"worker\":1"), 1);
     ck_assert(daemon_logged("the shards were told worker 1 is gone"));
     ck_assert_int_gt(count_events("\"event\":\"clock\""), before + 100);
+    /* the survivor took the whole data set: its runs share 0 of 1, and every
+     * test after the loss covers the whole validation and test sets again */
+    check_whole_share();
+    ck_assert(daemon_logged("the data is shared out 1 way(s) from this step (1 of 2 workers"));
+    long lo, hi;
+    ck_assert_int_ge(test_counts(&lo, &hi), 3);
+    ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
+                  cl.dir);
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
-    note("kill -9 of 1 of 2 workers mid-training", "done with the other");
+    note("kill -9 of 1 of 2 workers mid-training", "done; survivor took all data");
 }
 END_TEST
 
@@ -430,6 +513,91 @@ START_TEST(test_stop_with_stopped_worker)
 }
 END_TEST
 
+/* kill -9 of one of 2 workers, then its replacement: the survivor takes the
+ * whole data set while it is alone, and its own half again once the
+ * replacement takes tasks; every test covers the whole sets. */
+START_TEST(test_share_back_after_rejoin)
+{
+    start(quick);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *more[] = {"stop.max_epochs=5", NULL};
+    submit(2, "fixed", more);
+    while (count_events("\"event\":\"test\"") < 1) {
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no test within 60 s (logs in %s)", cl.dir);
+        sleep_s(0.05);
+    }
+    ck_assert_int_eq(mlt_test_signal_worker(&cl, 1, SIGKILL), 0);
+    wait_worker_logged(0, "data share 0 of 1: ");
+    ck_assert_int_ge(mlt_test_start_worker_rank(&cl, 1), 0);
+    char phase[64], msg[512];
+    wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
+    ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
+    check_whole_share();
+    ck_assert(daemon_logged("the shards were told worker 1 is back"));
+    ck_assert(daemon_logged("the data is shared out 2 way(s) from this step (2 of 2 workers"));
+    ck_assert_msg(worker_logged(0, "data share 0 of 2: ", NULL, 0),
+                  "worker 0 never went back to share 0 of 2 (logs in %s)", cl.dir);
+    long lo, hi;
+    ck_assert_int_ge(test_counts(&lo, &hi), 3);
+    ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
+                  cl.dir);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    note("kill -9 of 1 of 2, replacement later", "share 0 of 1, then 0 of 2 again");
+}
+END_TEST
+
+/* Lines of the daemon's log holding `what`. */
+static int daemon_count(const char *what)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A checkpoint taken while the survivor had the whole data set, the daemon
+ * killed and restarted, a replacement for the lost worker: the job resumes
+ * with both workers on their own shares and finishes; every test, before,
+ * during and after, covers the whole sets. */
+START_TEST(test_resume_after_loss)
+{
+    start(quick);
+    ck_assert_int_eq(mlt_test_start_workers(&cl, 2), 0);
+    const char *more[] = {"stop.max_epochs=5", "checkpoint_interval_s=0.001", NULL};
+    submit(2, "fixed", more);
+    while (count_events("\"event\":\"test\"") < 1) {
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no test within 60 s (logs in %s)", cl.dir);
+        sleep_s(0.05);
+    }
+    ck_assert_int_eq(mlt_test_signal_worker(&cl, 1, SIGKILL), 0);
+    wait_worker_logged(0, "data share 0 of 1: ");
+    int ckpts = daemon_count("written at clock");
+    while (daemon_count("written at clock") < ckpts + 1) {
+        ck_assert_msg(mlt_time_mono() - t_case < 60, "no checkpoint after the loss (logs in %s)",
+                      cl.dir);
+        sleep_s(0.05);
+    }
+    ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
+    ck_assert_int_eq(mlt_test_restart(&cl, 0), 0);
+    ck_assert_int_ge(mlt_test_start_worker_rank(&cl, 1), 0);
+    char phase[64], msg[512];
+    wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
+    ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
+    ck_assert_msg(count_events("\"event\":\"resume\"") == 1, "no resume (logs in %s)", cl.dir);
+    long lo, hi;
+    ck_assert_int_ge(test_counts(&lo, &hi), 3);
+    ck_assert_msg(lo > 0 && lo == hi, "tests covered %ld..%ld samples (logs in %s)", lo, hi,
+                  cl.dir);
+    ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
+    note("loss, checkpoint, daemon kill -9, replacement", "resumed on 2 shares; done");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("faults");
@@ -437,6 +605,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill_mid_training);
+    tcase_add_test(tc, test_share_back_after_rejoin);
+    tcase_add_test(tc, test_resume_after_loss);
     tcase_add_test(tc, test_kill_restart_single);
     tcase_add_test(tc, test_kill_mid_trial);
     tcase_add_test(tc, test_kill_fail_policy);

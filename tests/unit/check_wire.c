@@ -643,6 +643,41 @@ START_TEST(test_type)
 }
 END_TEST
 
+/* TASK_RUN/TASK_TEST data shares (#12): both fields or neither, share below
+ * share_count, share_count in [1, MLT_MAX_WORKERS]. */
+START_TEST(test_task_share)
+{
+    Mlt__Task t;
+    mlt__task__init(&t);
+    t.kind = MLT__TASK_KIND__TASK_RUN;
+    mlt_header_t h;
+    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_TASK);
+    h.task = &t;
+    ACCEPT(&h); /* neither: the worker's own rank of n_workers */
+    t.has_share = t.has_share_count = 1;
+    t.share = 0;
+    t.share_count = 1;
+    ACCEPT(&h);
+    t.share = MLT_MAX_WORKERS - 1;
+    t.share_count = MLT_MAX_WORKERS;
+    ACCEPT(&h);
+    t.share_count = MLT_MAX_WORKERS + 1;
+    REJECT(&h, -EINVAL, "task.share");
+    t.share = 2;
+    t.share_count = 2;
+    REJECT(&h, -EINVAL, "task.share");
+    t.share = 0;
+    t.share_count = 0;
+    REJECT(&h, -EINVAL, "task.share");
+    t.share_count = 1;
+    t.has_share_count = 0; /* one without the other */
+    REJECT(&h, -EINVAL, "task.share");
+    t.has_share = 0;
+    t.has_share_count = 1;
+    REJECT(&h, -EINVAL, "task.share");
+}
+END_TEST
+
 /* ---- limits: header fields ---------------------------------------------- */
 
 START_TEST(test_worker)
@@ -1225,6 +1260,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_branch);
     tcase_add_test(tc, test_parent);
     tcase_add_test(tc, test_clock);
+    tcase_add_test(tc, test_task_share);
     tcase_add_test(tc, test_table);
     tcase_add_test(tc, test_chunk_count);
     tcase_add_test(tc, test_kind);
