@@ -9,7 +9,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,26 +17,13 @@
 #include <zmq.h>
 
 #include "common/alloc.h"
+#include "common/errtext.h"
 
 struct mlt_curve_allow {
     size_t n;
     unsigned char (*key)[32];
     char (*name)[MLT_CURVE_MAX_NAME + 1];
 };
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 int mlt_curve_available(void)
 {
@@ -64,20 +50,20 @@ static int slurp(const char *path, int secret, char **out, char *err, size_t err
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(-errno, err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return mlt_errf(-errno, err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0)
-        rc = fail(-errno, err, errlen, "%s: fstat: %s", path, strerror(errno));
+        rc = mlt_errf(-errno, err, errlen, "%s: fstat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        rc = fail(-EINVAL, err, errlen, "%s: not a regular file", path);
+        rc = mlt_errf(-EINVAL, err, errlen, "%s: not a regular file", path);
     else if (secret && (st.st_mode & 077))
-        rc = fail(-EPERM, err, errlen,
+        rc = mlt_errf(-EPERM, err, errlen,
                   "%s: a secret key must be readable by its owner only (mode %04o): chmod 600 "
                   "it",
                   path, (unsigned)(st.st_mode & 07777));
     else if (st.st_size > MLT_CURVE_MAX_FILE)
-        rc = fail(-EFBIG, err, errlen, "%s: larger than %d bytes", path, MLT_CURVE_MAX_FILE);
+        rc = mlt_errf(-EFBIG, err, errlen, "%s: larger than %d bytes", path, MLT_CURVE_MAX_FILE);
     if (rc) {
         close(fd);
         return rc;
@@ -89,14 +75,14 @@ static int slurp(const char *path, int secret, char **out, char *err, size_t err
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
-            rc = fail(-errno, err, errlen, "%s: read: %s", path, strerror(errno));
+            rc = mlt_errf(-errno, err, errlen, "%s: read: %s", path, strerror(errno));
             break;
         }
         if (got == 0)
             break;
         n += (size_t)got;
         if (n > MLT_CURVE_MAX_FILE) {
-            rc = fail(-EFBIG, err, errlen, "%s: larger than %d bytes", path, MLT_CURVE_MAX_FILE);
+            rc = mlt_errf(-EFBIG, err, errlen, "%s: larger than %d bytes", path, MLT_CURVE_MAX_FILE);
             break;
         }
     }
@@ -108,7 +94,7 @@ static int slurp(const char *path, int secret, char **out, char *err, size_t err
     buf[n] = '\0';
     if (memchr(buf, '\0', n)) {
         mlt_free(buf);
-        return fail(-EINVAL, err, errlen, "%s: holds a NUL byte: not a key file", path);
+        return mlt_errf(-EINVAL, err, errlen, "%s: holds a NUL byte: not a key file", path);
     }
     *out = buf;
     return 0;
@@ -157,17 +143,17 @@ static int read_one_key(const char *path, int secret, char *out, char *err, size
     char *line;
     while ((line = next_line(&pos, &lineno, &too_long))) {
         if (too_long) {
-            rc = fail(-EINVAL, err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+            rc = mlt_errf(-EINVAL, err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
                       MLT_CURVE_MAX_LINE);
             break;
         }
         if (found) {
-            rc = fail(-EINVAL, err, errlen,
+            rc = mlt_errf(-EINVAL, err, errlen,
                       "%s:%d: a key file holds one key; this is a second line", path, lineno);
             break;
         }
         if (!decode_key(line, NULL)) {
-            rc = fail(-EINVAL, err, errlen,
+            rc = mlt_errf(-EINVAL, err, errlen,
                       "%s:%d: not a CurveZMQ key (%d Z85 characters, as mltunerctl keygen writes)",
                       path, lineno, MLT_CURVE_Z85);
             break;
@@ -176,7 +162,7 @@ static int read_one_key(const char *path, int secret, char *out, char *err, size
         found = 1;
     }
     if (!rc && !found)
-        rc = fail(-EINVAL, err, errlen, "%s: holds no key", path);
+        rc = mlt_errf(-EINVAL, err, errlen, "%s: holds no key", path);
     /* the secret must not linger in freed memory */
     memset(text, 0, total);
     mlt_free(text);
@@ -190,7 +176,7 @@ int mlt_curve_load_secret(const char *path, mlt_curve_pair_t *out, char *err, si
     if (rc)
         return rc;
     if (zmq_curve_public(p.pub, p.sec) < 0)
-        return fail(-zmq_errno(), err, errlen, "%s: cannot derive the public key: %s", path,
+        return mlt_errf(-zmq_errno(), err, errlen, "%s: cannot derive the public key: %s", path,
                     zmq_strerror(zmq_errno()));
     *out = p;
     memset(&p, 0, sizeof p);
@@ -239,7 +225,7 @@ int mlt_curve_allow_load(const char *path, mlt_curve_allow_t **out, char *err, s
     int lineno = 0, too_long = 0;
     while (!rc && (line = next_line(&pos, &lineno, &too_long))) {
         if (too_long) {
-            rc = fail(-EINVAL, err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+            rc = mlt_errf(-EINVAL, err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
                       MLT_CURVE_MAX_LINE);
             break;
         }
@@ -252,16 +238,16 @@ int mlt_curve_allow_load(const char *path, mlt_curve_allow_t **out, char *err, s
                 name++;
         }
         if (!decode_key(line, NULL))
-            rc = fail(-EINVAL, err, errlen,
+            rc = mlt_errf(-EINVAL, err, errlen,
                       "%s:%d: '%.48s' is not a CurveZMQ public key (%d Z85 characters)", path,
                       lineno, line, MLT_CURVE_Z85);
         else if (*name && !name_ok(name))
-            rc = fail(-EINVAL, err, errlen,
+            rc = mlt_errf(-EINVAL, err, errlen,
                       "%s:%d: the name after the key must be 1..%d of letters, digits and "
                       "\"._@-\"",
                       path, lineno, MLT_CURVE_MAX_NAME);
         else if (mlt_curve_allow_add(a, line, name) == -E2BIG)
-            rc = fail(-E2BIG, err, errlen, "%s:%d: more than %d keys", path, lineno,
+            rc = mlt_errf(-E2BIG, err, errlen, "%s:%d: more than %d keys", path, lineno,
                       MLT_CURVE_MAX_KEYS);
     }
     mlt_free(text);
@@ -301,14 +287,14 @@ static int write_new(const char *path, const char *text, mode_t mode, char *err,
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
-        return fail(-errno, err, errlen, "%s: cannot create: %s%s", path, strerror(errno),
+        return mlt_errf(-errno, err, errlen, "%s: cannot create: %s%s", path, strerror(errno),
                     errno == EEXIST ? " (remove it first: keys are never overwritten)" : "");
     int rc = 0;
     size_t len = strlen(text);
     if (fchmod(fd, mode) < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
-        rc = fail(-errno, err, errlen, "%s: write: %s", path, strerror(errno));
+        rc = mlt_errf(-errno, err, errlen, "%s: write: %s", path, strerror(errno));
     if (close(fd) < 0 && !rc)
-        rc = fail(-errno, err, errlen, "%s: close: %s", path, strerror(errno));
+        rc = mlt_errf(-errno, err, errlen, "%s: close: %s", path, strerror(errno));
     if (rc)
         unlink(path);
     return rc;
@@ -317,19 +303,19 @@ static int write_new(const char *path, const char *text, mode_t mode, char *err,
 int mlt_curve_keygen(const char *dir, const char *name, char *err, size_t errlen)
 {
     if (!name_ok(name) || strchr(name, '@') || name[0] == '.')
-        return fail(-EINVAL, err, errlen,
+        return mlt_errf(-EINVAL, err, errlen,
                     "key name '%.80s' must be 1..%d of letters, digits and \"._-\", not starting "
                     "with '.'",
                     name, MLT_CURVE_MAX_NAME);
     if (!mlt_curve_available())
-        return fail(-ENOTSUP, err, errlen, "this libzmq was built without CURVE (libsodium)");
+        return mlt_errf(-ENOTSUP, err, errlen, "this libzmq was built without CURVE (libsodium)");
     mlt_curve_pair_t p;
     if (zmq_curve_keypair(p.pub, p.sec) < 0)
-        return fail(-zmq_errno(), err, errlen, "zmq_curve_keypair: %s", zmq_strerror(zmq_errno()));
+        return mlt_errf(-zmq_errno(), err, errlen, "zmq_curve_keypair: %s", zmq_strerror(zmq_errno()));
     char kpath[4096], ppath[4096], text[256];
     if ((size_t)snprintf(kpath, sizeof kpath, "%s/%s.key", dir, name) >= sizeof kpath ||
         (size_t)snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= sizeof ppath)
-        return fail(-ENAMETOOLONG, err, errlen, "%s: directory name too long", dir);
+        return mlt_errf(-ENAMETOOLONG, err, errlen, "%s: directory name too long", dir);
     snprintf(text, sizeof text,
              "# mltuner CurveZMQ secret key '%s': keep it private (mode 0600)\n%s\n", name, p.sec);
     int rc = write_new(kpath, text, 0600, err, errlen);

@@ -10,65 +10,7 @@
 #include "common/timeutil.h"
 #include "proto/limits.h"
 #include "proto/wire.h"
-
-/* The status a STATUS_REPLY carries, as libmltuner's mlt_client_status()
- * gives it (branches allocated; free with mlt_server_status_free). */
-static void to_status(const mlt_header_t *h, mlt_server_status_t *o)
-{
-    memset(o, 0, sizeof *o);
-    const Mlt__ServerInfo *si = h->server;
-    if (si) {
-        o->rank = si->rank;
-        o->n_servers = si->n_servers;
-        o->chunk_floats = si->chunk_floats;
-        o->memory_limit = si->memory_limit;
-        o->memory_potential = si->memory_potential;
-        o->memory_allocated = si->memory_allocated;
-        o->requests = si->requests;
-        o->errors = si->errors;
-        o->pulls = si->pulls;
-        o->pushes = si->pushes;
-        o->bytes_in = si->bytes_in;
-        o->bytes_out = si->bytes_out;
-        o->parked = si->parked;
-        if (si->job)
-            snprintf(o->job, sizeof o->job, "%s", si->job);
-    }
-    size_t n = h->n_branches < MLT_MAX_BRANCHES ? h->n_branches : MLT_MAX_BRANCHES;
-    o->n_branches = (uint32_t)n;
-    o->branches = mlt_calloc(n ? n : 1, sizeof *o->branches);
-    for (size_t i = 0; i < n; i++) {
-        const Mlt__BranchInfo *b = h->branches[i];
-        mlt_branch_status_t *d = &o->branches[i];
-        const Mlt__Tunables *t = b->tunables;
-        d->id = b->id;
-        d->parent = b->has_parent ? (int64_t)b->parent : -1;
-        d->kind = (int)b->kind;
-        d->min_clock = b->min_clock;
-        d->owned_bytes = b->owned_bytes;
-        d->shared_bytes = b->shared_bytes;
-        d->diverged = b->diverged;
-        d->tunables = mlt_tunables_unset();
-        if (!t)
-            continue;
-        if (t->has_lr)
-            d->tunables.lr = t->lr;
-        if (t->has_momentum)
-            d->tunables.momentum = t->momentum;
-        if (t->has_weight_decay)
-            d->tunables.weight_decay = t->weight_decay;
-        if (t->has_beta1)
-            d->tunables.beta1 = t->beta1;
-        if (t->has_beta2)
-            d->tunables.beta2 = t->beta2;
-        if (t->has_eps)
-            d->tunables.eps = t->eps;
-        if (t->has_staleness)
-            d->tunables.staleness = (int32_t)t->staleness;
-        if (t->has_warmup)
-            d->tunables.warmup = (int32_t)t->warmup;
-    }
-}
+#include "worker/client_int.h"
 
 /* Reads one whole message from shard i's socket and takes its status. */
 static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool *up, char *why)
@@ -90,7 +32,7 @@ static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool
     else if (h->type != MLT__MSG_TYPE__MSG_STATUS_REPLY)
         snprintf(why, MLT_SHARDASK_WHY_LEN, "%s answered with %s", ep, mlt_wire_type_name(h->type));
     else {
-        to_status(h, st);
+        mlt_client__status_from_reply(h, st);
         *up = true;
     }
     mlt_wire_free(&h);

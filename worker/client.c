@@ -134,9 +134,8 @@ static void on_hello(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
         c->chunk_floats = si->chunk_floats;
 }
 
-static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
+void mlt_client__status_from_reply(const mlt_header_t *h, mlt_server_status_t *o)
 {
-    mlt_server_status_t *o = p->st;
     memset(o, 0, sizeof *o);
     if (h->server) {
         o->rank = h->server->rank;
@@ -155,9 +154,10 @@ static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h
         if (h->server->job)
             snprintf(o->job, sizeof o->job, "%s", h->server->job);
     }
-    o->n_branches = (uint32_t)h->n_branches;
-    o->branches = mlt_calloc(h->n_branches ? h->n_branches : 1, sizeof *o->branches);
-    for (size_t i = 0; i < h->n_branches; i++) {
+    size_t n = h->n_branches < MLT_MAX_BRANCHES ? h->n_branches : MLT_MAX_BRANCHES;
+    o->n_branches = (uint32_t)n;
+    o->branches = mlt_calloc(n ? n : 1, sizeof *o->branches);
+    for (size_t i = 0; i < n; i++) {
         const Mlt__BranchInfo *b = h->branches[i];
         mlt_branch_status_t *d = &o->branches[i];
         d->id = b->id;
@@ -169,7 +169,12 @@ static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h
         d->diverged = b->diverged;
         fill_tunables(&d->tunables, b->tunables);
     }
+}
+
+static void on_status(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
+{
     (void)c;
+    mlt_client__status_from_reply(h, p->st);
 }
 
 /* Receives and handles one message from shard s. */

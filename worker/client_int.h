@@ -144,6 +144,11 @@ int mlt_client__wait(mlt_client_t *c, int kind);
  * request, 0 otherwise (junk, a reply to a request given up on). */
 int mlt_client__recv(mlt_client_t *c, uint32_t s);
 
+/* The status a STATUS_REPLY carries, as mlt_client_status() gives it (at
+ * most MLT_MAX_BRANCHES branches, allocated: free with
+ * mlt_server_status_free). Also the daemon's status round (shardask.c). */
+void mlt_client__status_from_reply(const mlt_header_t *h, mlt_server_status_t *o);
+
 /* client_data.c: pulls, the pull cache, pushes, writes and clocks */
 /* Copies a packed pull reply into the caller's table and keeps its frame in
  * the cache. frames[0..n) are the payload frames (ownership moves to the

@@ -63,4 +63,8 @@ int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank);
  * 0, which mlt_test_wait_workers and mlt_test_stop skip. 0 or -1. */
 int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
 
+/* A plain HTTP/1.0 request to 127.0.0.1:port (a read waits 10 s at most); the
+ * body in out. Returns the status code, or -1. */
+int mlt_test_http(int port, const char *method, const char *path, char *out, size_t len);
+
 #endif

@@ -441,34 +441,6 @@ static int tcp_from(const char *from, int port)
     return fd;
 }
 
-/* GET path from 127.0.0.1 (at most HANG_S per read); the body in out, the
- * status code returned, or -1. */
-static int http_get(int port, const char *path, char *out, size_t len)
-{
-    int fd = tcp_from("127.0.0.1", port);
-    if (fd < 0)
-        return -1;
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    static char resp[1 << 17];
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < sizeof resp && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
-        got += (size_t)r;
-    close(fd);
-    resp[got] = 0;
-    int code = -1;
-    if (sscanf(resp, "HTTP/1.%*d %d", &code) != 1)
-        return -1;
-    const char *body = strstr(resp, "\r\n\r\n");
-    snprintf(out, len, "%s", body ? body + 4 : "");
-    return code;
-}
-
 /* The value of the sample line `series v` in metrics text, or -1. */
 static double sample(const char *text, const char *series)
 {
@@ -491,7 +463,7 @@ START_TEST(test_slow_http)
     nap_ms(200); /* let the daemon accept (or refuse) them all */
     static char out[1 << 17];
     const double t0 = mlt_time_mono();
-    int code = http_get(cl.metrics_port[0], "/metrics", out, sizeof out);
+    int code = mlt_test_http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out);
     const double waited = mlt_time_mono() - t0;
     fprintf(stderr, "slow http: %d idle connections, a scrape answered %d after %.3f s\n", opened,
             code, waited);
@@ -533,7 +505,7 @@ START_TEST(test_stopped_shard)
     ck_assert_msg(waited < HANG_S, "metrics took %.1f s", waited);
 
     t0 = mlt_time_mono();
-    int code = http_get(cl.metrics_port[0], "/metrics", out, sizeof out);
+    int code = mlt_test_http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out);
     waited = mlt_time_mono() - t0;
     fprintf(stderr, "stopped shard: scrape answered %d after %.3f s\n", code, waited);
     ck_assert_int_eq(code, 200);

@@ -52,39 +52,6 @@ static double sample(const char *text, const char *series)
     return -1;
 }
 
-/* A plain HTTP/1.0 request to 127.0.0.1:port; the body in out. Returns the
- * status code, or -1. */
-static int http(int port, const char *method, const char *path, char *out, size_t len)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    static char resp[1 << 17];
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < sizeof resp && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
-        got += (size_t)r;
-    close(fd);
-    resp[got] = 0;
-    int code = -1;
-    if (sscanf(resp, "HTTP/1.%*d %d", &code) != 1)
-        return -1;
-    const char *body = strstr(resp, "\r\n\r\n");
-    snprintf(out, len, "%s", body ? body + 4 : "");
-    return code;
-}
-
 static void nap_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -199,7 +166,7 @@ START_TEST(test_live_job)
     ck_assert_msg(sample(out, "mltuner_job_tuning_seconds_total{job=\"fmnist-mlp\"}") > 0, "%s",
                   out);
     /* the same over HTTP from rank 0 */
-    ck_assert_int_eq(http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out), 200);
+    ck_assert_int_eq(mlt_test_http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out), 200);
     ck_assert_msg(strstr(out, "mltuner_job_info{job=\"fmnist-mlp\",phase=\"") &&
                       sample(out, "mltuner_shard_up{shard=\"1\"}") == 1,
                   "%s", out);
@@ -281,15 +248,15 @@ START_TEST(test_no_job)
     ck_assert_int_eq(ctl(out, sizeof out, "decisions", NULL, NULL), 1);
     ck_assert_msg(strstr(out, "no job has been submitted"), "%s", out);
     /* HTTP: rank 0 has every shard; rank 1 only itself; other paths and methods are refused */
-    ck_assert_int_eq(http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out), 200);
+    ck_assert_int_eq(mlt_test_http(cl.metrics_port[0], "GET", "/metrics", out, sizeof out), 200);
     ck_assert_double_eq(sample(out, "mltuner_shard_up{shard=\"0\"}"), 1);
     ck_assert_double_eq(sample(out, "mltuner_shard_up{shard=\"1\"}"), 1);
-    ck_assert_int_eq(http(cl.metrics_port[1], "GET", "/metrics", out, sizeof out), 200);
+    ck_assert_int_eq(mlt_test_http(cl.metrics_port[1], "GET", "/metrics", out, sizeof out), 200);
     ck_assert_double_eq(sample(out, "mltuner_shard_up{shard=\"1\"}"), 1);
     ck_assert_msg(sample(out, "mltuner_shard_requests_total{shard=\"1\"}") >= 1, "%s", out);
     ck_assert_msg(!strstr(out, "shard=\"0\""), "%s", out);
-    ck_assert_int_eq(http(cl.metrics_port[1], "GET", "/nothing", out, sizeof out), 404);
-    ck_assert_int_eq(http(cl.metrics_port[0], "POST", "/metrics", out, sizeof out), 405);
+    ck_assert_int_eq(mlt_test_http(cl.metrics_port[1], "GET", "/nothing", out, sizeof out), 404);
+    ck_assert_int_eq(mlt_test_http(cl.metrics_port[0], "POST", "/metrics", out, sizeof out), 405);
     ck_assert_int_eq(ctl(out, sizeof out, "frobnicate", NULL, NULL), 2);
     ck_assert_msg(strstr(out, "unknown command 'frobnicate'"), "%s", out);
 }
