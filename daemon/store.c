@@ -484,10 +484,17 @@ int mlt_store_branch_clock(mlt_branch_t *b, uint32_t worker, int64_t clock, int6
 {
     if (worker >= b->n_workers)
         return -ERANGE;
-    if (clock < b->clocks[worker] && !b->out[worker])
-        return -EINVAL;
-    b->clocks[worker] = clock;
-    b->out[worker] = 0;
+    if (clock < b->clocks[worker]) {
+        if (!b->out[worker])
+            return -EINVAL;
+        /* back below the clock its lost connection reached (a replacement
+         * resumes from the last clock the coordinator heard of): it catches
+         * up out of min_clock, whose value never goes back */
+        b->out[worker] = OUT_CATCHING_UP;
+    } else {
+        b->clocks[worker] = clock;
+        b->out[worker] = 0;
+    }
     *min_clock = mlt_store_branch_min_clock(b);
     return 0;
 }
@@ -496,9 +503,12 @@ void mlt_store_branch_enter(mlt_branch_t *b, uint32_t worker, int64_t clock)
 {
     if (worker >= b->n_workers || !b->out[worker])
         return;
-    b->out[worker] = 0;
-    if (clock > b->clocks[worker])
+    if (clock >= b->clocks[worker]) {
         b->clocks[worker] = clock;
+        b->out[worker] = 0;
+    } else {
+        b->out[worker] = OUT_CATCHING_UP; /* see mlt_store_branch_clock */
+    }
 }
 
 bool mlt_store_worker_gone(const mlt_store_t *st, uint32_t worker)

@@ -42,6 +42,8 @@ typedef struct table {
     uint64_t slot0;     /* index of own_first in a branch's chunk array */
 } table_t;
 
+#define OUT_CATCHING_UP 2
+
 struct mlt_branch {
     uint32_t id;
     int64_t parent; /* -1: root */
@@ -50,7 +52,8 @@ struct mlt_branch {
     bool diverged;
     uint32_t n_workers;   /* the job's, fixed while the branch lives */
     int64_t *clocks;      /* finished clocks per worker */
-    uint8_t *out;         /* per worker: not in min_clock (dropped, not back on b yet) */
+    uint8_t *out;         /* per worker: not in min_clock: 1 dropped, not back on b yet;
+                             OUT_CATCHING_UP back below the clock it had reached */
     mlt_chunk_t **chunks; /* n_owned references */
 };
 

@@ -417,6 +417,19 @@ START_TEST(test_back_reenters_at_its_clock)
     ck_assert_int_eq(mlt_store_branch_clock(b, 1, 8, &m), 0);
     ck_assert_int_eq(m, 7);
     ck_assert_int_eq(mlt_store_branch_clock(b, 1, 6, &m), -EINVAL); /* in again: no going back */
+    /* a replacement resuming below the clock its lost connection reached
+     * (the coordinator had not heard of the last ones): it catches up out of
+     * min_clock, which does not go back, and is in again once past it */
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 1, true), 0);
+    ck_assert_int_eq(mlt_store_set_worker_gone(st, 1, false), 0);
+    mlt_store_branch_enter(b, 1, 5);
+    ck_assert_int_eq(mlt_store_branch_min_clock(b), 7); /* worker 2's: not 5 */
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 6, &m), 0);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 7, &m), 0);
+    ck_assert_int_eq(m, 7);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 8, &m), 0); /* at 8 again: in */
+    ck_assert_int_eq(m, 7);
+    ck_assert_int_eq(mlt_store_branch_clock(b, 1, 7, &m), -EINVAL);
     /* a clock (no pull: a diverged branch) also brings a worker back in */
     ck_assert_int_eq(mlt_store_set_worker_gone(st, 0, true), 0);
     ck_assert_int_eq(mlt_store_set_worker_gone(st, 0, false), 0);
