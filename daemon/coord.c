@@ -78,7 +78,7 @@ void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...)
     FILE *f = mlt_outfile_stream(c->progress);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(f, "{\"t\":%.3f,", job_time(c));
+    fprintf(f, "{\"t\":%.3f,", mlt_coord__job_time(c));
     vfprintf(f, fmt, ap);
     fputs("}\n", f);
     mlt_outfile_flush(c->progress);
@@ -175,20 +175,20 @@ static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
         return 0;
     int rc = mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err);
     if (rc)
-        return fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
+        return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
                         mlt_safepath_strerror(rc));
     int sfd = open_state_dir(c);
     int wfd = sfd < 0 ? sfd : mlt_safepath_mkdirs(sfd, "warm-start");
     if (sfd >= 0)
         close(sfd);
     if (wfd < 0)
-        return fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
+        return mlt_coord__fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
                         mlt_safepath_strerror(wfd));
     snprintf(name, sizeof name, "%s.conf", c->job.name);
     rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
     close(wfd);
     if (rc)
-        return fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
+        return mlt_coord__fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
                         mlt_safepath_strerror(rc));
     return 0;
 }
@@ -218,7 +218,7 @@ static int check_outputs(mlt_coord_t *c)
         if (rc && c->phase == PH_FAILED)
             return -1;
         if (rc)
-            return fail_job(c, "cannot write %s/%s: %s", c->out_dir, mlt_outfile_name(outs[i]),
+            return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, mlt_outfile_name(outs[i]),
                             strerror(-rc));
     }
     return 0;
@@ -234,13 +234,13 @@ static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
 {
     int sfd = open_state_dir(c);
     if (sfd < 0)
-        return fail_job(c, "cannot open state_dir %s: %s", c->state_dir, strerror(-sfd));
+        return mlt_coord__fail_job(c, "cannot open state_dir %s: %s", c->state_dir, strerror(-sfd));
     c->out_fd = mlt_safepath_mkdirs(sfd, c->out_rel);
     close(sfd);
     if (c->out_fd < 0) {
         int rc = c->out_fd;
         c->out_fd = -1;
-        return fail_job(c, "cannot create output directory %s: %s", c->out_dir,
+        return mlt_coord__fail_job(c, "cannot create output directory %s: %s", c->out_dir,
                         mlt_safepath_strerror(rc));
     }
     static const char *const names[] = {"progress.jsonl", "decisions.jsonl", "job.conf"};
@@ -253,18 +253,18 @@ static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
     c->progress = o[0];
     c->dlog = o[1];
     if (rc) /* a link, another kind of file, or no permission */
-        return fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
+        return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
                         mlt_safepath_strerror(rc));
     fputs(c->job.text, mlt_outfile_stream(o[2]));
     if ((rc = mlt_outfile_close(&o[2])))
-        return fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
+        return mlt_coord__fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
     return 0;
 }
 
 static int branch_op(mlt_coord_t *c, int rc, const char *what)
 {
     if (rc < 0)
-        return fail_job(c, "%s: %s", what, mlt_client_error(c->client));
+        return mlt_coord__fail_job(c, "%s: %s", what, mlt_client_error(c->client));
     return 0;
 }
 
@@ -348,10 +348,10 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     double t0 = mlt_time_mono();
     c->run_task = &t;
     c->run_hi = clock_start;
-    int rc = step(c, &t, "a run", run_resend);
+    int rc = mlt_coord__step(c, &t, "a run", mlt_coord__run_resend);
     c->run_task = NULL;
     if (c->n_lost)
-        run_fill(c);
+        mlt_coord__run_fill(c);
     if (rc == 0 && check_outputs(c))
         rc = -1;
     *seconds = mlt_time_mono() - t0;
@@ -377,7 +377,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     t.kind = MLT__TASK_KIND__TASK_TEST;
     t.has_branch = 1;
     t.branch = branch;
-    int rc = step(c, &t, "a test", NULL);
+    int rc = mlt_coord__step(c, &t, "a test", NULL);
     c->phase = PH_TRAINING;
     if (rc)
         return rc;
@@ -397,26 +397,26 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
         tn += ws->test_count;
     }
     char b1[32], b2[32], b3[32], b4[32];
-    const char *vloss = jnum(b3, 32, vn ? vl / (double)vn : NAN);
-    const char *tloss = jnum(b4, 32, tn ? tl / (double)tn : NAN);
+    const char *vloss = mlt_coord__jnum(b3, 32, vn ? vl / (double)vn : NAN);
+    const char *tloss = mlt_coord__jnum(b4, 32, tn ? tl / (double)tn : NAN);
     if (c->job.model.type == MLT_MODEL_MF) {
         *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
-        emit(c,
+        mlt_coord__emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
              "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
              "\"val_count\":%llu,\"test_count\":%llu",
-             c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
-             jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
+             c->train_branch, (long long)c->clock, c->epoch, mlt_coord__jnum(b1, 32, *val),
+             mlt_coord__jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
     } else {
         *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
         *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
-        emit(c,
+        mlt_coord__emit(c,
              "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
              "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
              "\"val_count\":%llu,\"test_count\":%llu",
-             c->train_branch, (long long)c->clock, c->epoch, jnum(b1, 32, *val),
-             jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
+             c->train_branch, (long long)c->clock, c->epoch, mlt_coord__jnum(b1, 32, *val),
+             mlt_coord__jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
     }
     return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
@@ -448,7 +448,7 @@ static double ex_epoch_clocks(void *ctx, const mlt_setting_t *s)
 
 static double ex_now(void *ctx)
 {
-    return job_time(ctx);
+    return mlt_coord__job_time(ctx);
 }
 
 static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt_setting_t *s,
@@ -489,7 +489,7 @@ static int resume_job(mlt_coord_t *c)
         c->t0 = mlt_time_mono();
         if (open_outputs(c, 0, 0))
             return -1;
-        emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
+        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
              c->job.workers);
         return check_outputs(c) ? -1 : 1;
     }
@@ -497,7 +497,7 @@ static int resume_job(mlt_coord_t *c)
         char why[sizeof c->message];
         memcpy(why, c->message, sizeof why);
         if (open_outputs(c, UINT64_MAX, UINT64_MAX) == 0)
-            fail_job(c, "%s", why);
+            mlt_coord__fail_job(c, "%s", why);
         return -1;
     }
     if (open_outputs(c, ppos, dpos))
@@ -505,12 +505,12 @@ static int resume_job(mlt_coord_t *c)
     char shard[32] = "";
     if (back > 0)
         snprintf(shard, sizeof shard, ",\"shard\":%d", back);
-    emit(c,
+    mlt_coord__emit(c,
          "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
          "\"epoch\":%.4f%s",
          (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch, shard);
     if (back > 0) /* before the tuner's own "resume" line: why it resumes */
-        mlt_declog(mlt_outfile_stream(c->dlog), job_time(c), "shard_lost", c->train_branch,
+        mlt_declog(mlt_outfile_stream(c->dlog), mlt_coord__job_time(c), "shard_lost", c->train_branch,
                    "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
                    "back: the job goes on from checkpoint %llu\"",
                    back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
@@ -548,7 +548,7 @@ static int run_job(mlt_coord_t *c)
         c->loss_clock[i] = -1;
     for (uint32_t w = (uint32_t)j->workers; w < MLT_MAX_WORKERS; w++)
         if (c->workers[w].joined) {
-            stop_worker(c, c->workers[w].id, c->workers[w].id_len, "not in this job");
+            mlt_coord__stop_worker(c, c->workers[w].id, c->workers[w].id_len, "not in this job");
             c->workers[w].joined = false;
         }
 
@@ -563,7 +563,7 @@ static int run_job(mlt_coord_t *c)
         mlt_coord__resume_record(c);
         if (open_outputs(c, 0, 0))
             return -1;
-        emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
+        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
         if (check_outputs(c))
             return -1;
     }
@@ -575,9 +575,9 @@ static int run_job(mlt_coord_t *c)
                                         0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
                                         sizeof err);
         if (!c->client)
-            return fail_job(c, "cannot reach the shards: %s", err);
+            return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
         if (mlt_client_job_end(c->client) < 0)
-            return fail_job(c, "cannot clear the shards: %s", mlt_client_error(c->client));
+            return mlt_coord__fail_job(c, "cannot clear the shards: %s", mlt_client_error(c->client));
     }
     if (resume) {
         /* the shards get their branches back before the workers come: the
@@ -587,7 +587,7 @@ static int run_job(mlt_coord_t *c)
                                         0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
                                         sizeof err);
         if (!c->client)
-            return fail_job(c, "cannot reach the shards: %s", err);
+            return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
         if ((rc = resume_job(c)) < 0)
             return -1;
         resume = rc == 0;
@@ -611,7 +611,7 @@ static int run_job(mlt_coord_t *c)
         }
         double now = mlt_time_mono();
         if (now - t_join > j->worker_wait_s)
-            return fail_job(c, "%u of %u workers joined within worker_wait_s = %g s (worker %u "
+            return mlt_coord__fail_job(c, "%u of %u workers joined within worker_wait_s = %g s (worker %u "
                                "did not)",
                             joined, c->n_workers, j->worker_wait_s, missing);
         if (now > next_note) {
@@ -620,7 +620,7 @@ static int run_job(mlt_coord_t *c)
                      j->name, joined, c->n_workers, missing, j->worker_wait_s - (now - t_join));
             next_note = now + NOTE_EVERY_S;
         }
-        if (pump(c, 0.5) == -ECANCELED)
+        if (mlt_coord__pump(c, 0.5) == -ECANCELED)
             return -1;
     }
 
@@ -637,19 +637,19 @@ static int run_job(mlt_coord_t *c)
     t.has_n_workers = 1;
     t.n_workers = c->n_workers;
     for (uint32_t w = 0; w < c->n_workers; w++)
-        send_task(c, w, &t);
-    if ((rc = wait_workers(c, "loading")) != 0 || (rc = wait_active(c, "loading")) != 0)
+        mlt_coord__send_task(c, w, &t);
+    if ((rc = mlt_coord__wait_workers(c, "loading")) != 0 || (rc = mlt_coord__wait_active(c, "loading")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
     if (part_size(c) == 0)
-        return fail_job(c, "the workers have no training samples");
+        return mlt_coord__fail_job(c, "the workers have no training samples");
 
     if (!c->client)
         c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
                                         c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
                                         sizeof err);
     if (!c->client)
-        return fail_job(c, "cannot reach the shards: %s", err);
-    sync_shards(c); /* a worker lost while loading is out of the SSP minimum */
+        return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
+    mlt_coord__sync_shards(c); /* a worker lost while loading is out of the SSP minimum */
 
     /* init branch: one worker writes the seeded weights (the same on any); the
      * training branch forks from it. A resumed job has its branches already. */
@@ -657,9 +657,9 @@ static int run_job(mlt_coord_t *c)
                   "create of the init branch"))
         return -1;
     while (!resume) {
-        if ((rc = wait_active(c, "initialisation")) != 0)
+        if ((rc = mlt_coord__wait_active(c, "initialisation")) != 0)
             return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
-        sync_shards(c);
+        mlt_coord__sync_shards(c);
         uint32_t w = 0;
         while (!(c->workers[w].joined && c->workers[w].loaded))
             w++;
@@ -669,8 +669,8 @@ static int run_job(mlt_coord_t *c)
         t.kind = MLT__TASK_KIND__TASK_INIT;
         t.has_branch = 1;
         t.branch = BRANCH_INIT;
-        send_task(c, w, &t);
-        if ((rc = wait_workers(c, "initialisation")) != 0)
+        mlt_coord__send_task(c, w, &t);
+        if ((rc = mlt_coord__wait_workers(c, "initialisation")) != 0)
             return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
         if (c->workers[w].task_ok)
             break;
@@ -704,7 +704,7 @@ static int run_job(mlt_coord_t *c)
     if (rc == 0) {
         int wrc = mlt_outfile_close(&c->dlog); /* flushed and fsync'd */
         if (wrc)
-            rc = fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir, strerror(-wrc));
+            rc = mlt_coord__fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir, strerror(-wrc));
     }
     if (rc == 0 && warm_save(c, &res.learned))
         rc = -1;
@@ -729,10 +729,10 @@ static int run_job(mlt_coord_t *c)
     }
     if (rc < 0) {
         if (c->phase != PH_FAILED && c->mem_err[0])
-            fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "", res.reason[0] ? ": " : "",
+            mlt_coord__fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "", res.reason[0] ? ": " : "",
                      c->mem_err);
         else if (c->phase != PH_FAILED)
-            fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
+            mlt_coord__fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
         return -1;
     }
     if (!c->message[0])
@@ -753,15 +753,15 @@ static void end_job(mlt_coord_t *c)
     if (c->progress) {
         char b3[32], b4[32], msg[2 * sizeof c->message];
         check_outputs(c); /* a cut decision log fails the job before its end is written */
-        emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
+        mlt_coord__emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
                 "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
                 "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-             phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message), c->epoch, jnum(b1, 32, c->val_acc),
-             jnum(b2, 32, c->test_acc), jnum(b3, 32, c->val_rmse), jnum(b4, 32, c->test_rmse),
+             mlt_coord__phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message), c->epoch, mlt_coord__jnum(b1, 32, c->val_acc),
+             mlt_coord__jnum(b2, 32, c->test_acc), mlt_coord__jnum(b3, 32, c->val_rmse), mlt_coord__jnum(b4, 32, c->test_rmse),
              c->trials, c->tuning_s, c->training_s);
         int rc = mlt_outfile_close(&c->progress);
         if (rc && c->phase != PH_FAILED)
-            fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));
+            mlt_coord__fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));
     }
     mlt_outfile_close(&c->dlog); /* a job that ended before the tuner closed it */
     if (c->out_fd >= 0)
@@ -770,7 +770,7 @@ static void end_job(mlt_coord_t *c)
     for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
         wslot_t *ws = &c->workers[w];
         if (ws->joined)
-            stop_worker(c, ws->id, ws->id_len, c->message[0] ? c->message : "job over");
+            mlt_coord__stop_worker(c, ws->id, ws->id_len, c->message[0] ? c->message : "job over");
         memset(ws, 0, sizeof *ws);
     }
     if (c->client) {
@@ -784,7 +784,7 @@ static void end_job(mlt_coord_t *c)
         mlt_coord__resume_forget(c);
         mlt_coord__ckpt_clear(c);
     }
-    log_info("job '%s' %s: %s", c->job.name, phase_names[c->phase], c->message);
+    log_info("job '%s' %s: %s", c->job.name, mlt_coord__phase_names[c->phase], c->message);
     c->have_job = false;
 }
 
@@ -831,7 +831,7 @@ static int shard_resume(mlt_coord_t *c)
     c->out_fd = -1;
     if (wrc || drc) /* the end goes after what they hold */
         return open_outputs(c, UINT64_MAX, UINT64_MAX) == 0
-                   ? fail_job(c, "cannot write %s/%s: %s", c->out_dir,
+                   ? mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir,
                               wrc ? "progress.jsonl" : "decisions.jsonl", strerror(wrc ? -wrc : -drc))
                    : -1;
     c->resuming = true;
@@ -844,7 +844,7 @@ static void *coord_main(void *arg)
     mlt_coord_t *c = arg;
     while (!c->shutdown) {
         if (!c->have_job) {
-            if (pump(c, 1.0) == -ECANCELED)
+            if (mlt_coord__pump(c, 1.0) == -ECANCELED)
                 break;
             continue;
         }
@@ -940,7 +940,7 @@ void mlt_coord_destroy(mlt_coord_t **cp)
         c->phase = PH_STOPPED;
         end_job(c);
     }
-    clear_job(c);
+    mlt_coord__clear_job(c);
     mlt_coord__unbind_control(c);
     zmq_close(c->ctl);
     zmq_close(c->stop_rx);

@@ -295,7 +295,7 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
 {
     mlt_coord_t *c = ctx;
     double every = c->job.checkpoint_interval_s;
-    double now = job_time(c);
+    double now = mlt_coord__job_time(c);
     if (!(every > 0) || now < c->ckpt_last + every || !c->client || len > MAX_STATE_BYTES)
         return 0;
     if ((c->progress && mlt_outfile_error(c->progress)) || (c->dlog && mlt_outfile_error(c->dlog)))
@@ -615,7 +615,7 @@ int mlt_coord__shard_wait(mlt_coord_t *c, int s)
         }
         double now = mlt_time_mono();
         if (now - t0 > c->job.worker_wait_s)
-            return fail_job(c,
+            return mlt_coord__fail_job(c,
                             "shard %d (%s) was lost (its connection closed: its daemon died or "
                             "restarted) and did not answer again within worker_wait_s = %g s "
                             "(last: %.200s)",
@@ -626,7 +626,7 @@ int mlt_coord__shard_wait(mlt_coord_t *c, int s)
                      c->job.name, c->job.worker_wait_s - (now - t0), s, c->shards[s], why[0]);
             next_note = now + NOTE_EVERY_S;
         }
-        if (pump(c, 0.25) == -ECANCELED)
+        if (mlt_coord__pump(c, 0.25) == -ECANCELED)
             return -1;
     }
 }

@@ -69,7 +69,7 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
     r.request_id = rid;
     mlt__job_state__init(&js);
     mlt__tunables__init(&tu);
-    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase]);
+    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase : mlt_coord__phase_names[c->phase]);
     if (c->phase != PH_IDLE || c->job_text) {
         js.name = c->job.name;
         js.has_branch = js.has_epoch = js.has_clock = js.has_loss = 1;
@@ -84,7 +84,7 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
         js.val_rmse = c->val_rmse;
         js.test_rmse = c->test_rmse;
         js.has_elapsed = 1;
-        js.elapsed = c->t0 > 0 ? job_time(c) : 0;
+        js.elapsed = c->t0 > 0 ? mlt_coord__job_time(c) : 0;
         js.has_batch_size = 1;
         js.batch_size = c->batch;
         tu.has_lr = !isnan(c->tunables.lr);
@@ -172,8 +172,8 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         c->last_loss = mean;
         if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
             c->cap_loss[clock - 1 - c->cap_start] = mean;
-        emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
-             branch, (long long)clock, jnum(b, sizeof b, mean), c->epoch);
+        mlt_coord__emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
+             branch, (long long)clock, mlt_coord__jnum(b, sizeof b, mean), c->epoch);
     }
 }
 
@@ -258,14 +258,14 @@ void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
                  ws->busy ? "; its task is not waited for" : "");
         if (!c->n_lost++)
             snprintf(c->lost_msg, sizeof c->lost_msg, "worker %u lost: %s", w, why);
-        emit(c, "\"event\":\"worker_lost\",\"worker\":%u", w);
+        mlt_coord__emit(c, "\"event\":\"worker_lost\",\"worker\":%u", w);
     } else {
         log_warn("worker %u dropped: %s", w, why);
     }
     ws->busy = ws->in_step = ws->task_ok = ws->loaded = false;
     ws->error[0] = '\0';
     if (in_job)
-        sync_shards(c);
+        mlt_coord__sync_shards(c);
 }
 
 uint32_t mlt_coord__n_loaded(const mlt_coord_t *c)
@@ -313,7 +313,7 @@ void mlt_coord__admit(mlt_coord_t *c)
         t.servers = c->shards;
         t.has_n_workers = 1;
         t.n_workers = c->n_workers;
-        send_task(c, w, &t);
+        mlt_coord__send_task(c, w, &t);
         ws->in_step = false; /* no step waits for it */
     }
 }
@@ -329,7 +329,7 @@ static void check_silence(mlt_coord_t *c)
             continue;
         double quiet = now - ws->last_seen;
         ws->joined = false;
-        drop_worker(c, w, "sent nothing for %.1f s (worker_timeout_s = %g)", quiet,
+        mlt_coord__drop_worker(c, w, "sent nothing for %.1f s (worker_timeout_s = %g)", quiet,
                     c->worker_timeout_s);
     }
 }
@@ -382,7 +382,7 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     uint64_t rid = h->request_id;
     if (c->have_job) {
         reply_error(c, id, id_len, rid, -EBUSY, "job '%s' is %s; stop it first", c->job.name,
-                    phase_names[c->phase]);
+                    mlt_coord__phase_names[c->phase]);
         return;
     }
     if (!h->job_text) {
@@ -416,7 +416,7 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         mlt_job_free(&job);
         return;
     }
-    clear_job(c);
+    mlt_coord__clear_job(c);
     c->job = job;
     c->job_text = mlt_strdup(h->job_text);
     c->job_path = mlt_strdup(path);
@@ -450,7 +450,7 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
         snprintf(why, sizeof why, "worker %u is not in job '%s' (it has %u workers)", w,
                  c->job.name, c->job.workers);
         log_warn("%s", why);
-        stop_worker(c, id, id_len, why);
+        mlt_coord__stop_worker(c, id, id_len, why);
         return;
     }
     wslot_t *ws = &c->workers[w];
@@ -461,7 +461,7 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
     if (ws->joined) {
         /* a restarted worker, or a stray JOIN: the new connection wins, and the
          * task the old one owed is not waited for */
-        drop_worker(c, w, "a new connection joined as worker %u (a restarted worker, or a stray "
+        mlt_coord__drop_worker(c, w, "a new connection joined as worker %u (a restarted worker, or a stray "
                           "JOIN)", w);
     }
     log_info("worker %u joined", w);
@@ -623,11 +623,11 @@ static void job_numbers(const mlt_coord_t *c, mlt_metrics_job_t *j)
     if (c->phase == PH_IDLE && !c->job_text)
         return;
     j->name = c->job.name;
-    j->phase = c->phase == PH_TRAINING && c->tphase ? c->tphase : phase_names[c->phase];
+    j->phase = c->phase == PH_TRAINING && c->tphase ? c->tphase : mlt_coord__phase_names[c->phase];
     j->epoch = c->epoch;
     j->clock = c->clock;
     j->loss = c->last_loss;
-    j->elapsed = c->t0 > 0 ? job_time(c) : 0;
+    j->elapsed = c->t0 > 0 ? mlt_coord__job_time(c) : 0;
     j->val_accuracy = c->val_acc;
     j->test_accuracy = c->test_acc;
     j->val_rmse = c->val_rmse;

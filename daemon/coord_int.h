@@ -221,24 +221,4 @@ uint32_t mlt_coord__n_loaded(const mlt_coord_t *c);
  * step (n_loaded), or n_workers when every worker takes tasks (or none). */
 uint32_t mlt_coord__share_count(const mlt_coord_t *c);
 
-/* the short names coord.c and coord_ctl.c call these by */
-#define job_time    mlt_coord__job_time
-#define emit        mlt_coord__emit
-#define jnum        mlt_coord__jnum
-#define phase_names mlt_coord__phase_names
-#define send_task   mlt_coord__send_task
-#define stop_worker mlt_coord__stop_worker
-#define clear_job   mlt_coord__clear_job
-#define pump        mlt_coord__pump
-#define drop_worker mlt_coord__drop_worker
-#define admit       mlt_coord__admit
-#define sync_shards mlt_coord__sync_shards
-#define n_loaded    mlt_coord__n_loaded
-#define fail_job     mlt_coord__fail_job
-#define wait_workers mlt_coord__wait_workers
-#define wait_active  mlt_coord__wait_active
-#define step         mlt_coord__step
-#define run_resend   mlt_coord__run_resend
-#define run_fill     mlt_coord__run_fill
-
 #endif

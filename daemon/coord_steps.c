@@ -39,9 +39,9 @@ static int check_failed(mlt_coord_t *c)
 {
     for (uint32_t w = 0; w < c->n_workers; w++)
         if (c->workers[w].error[0])
-            return fail_job(c, "worker %u: %s", w, c->workers[w].error);
+            return mlt_coord__fail_job(c, "worker %u: %s", w, c->workers[w].error);
     if (c->n_lost && c->job.on_worker_loss == MLT_ON_LOSS_FAIL)
-        return fail_job(c, "%s (on_worker_loss = \"fail\")", c->lost_msg);
+        return mlt_coord__fail_job(c, "%s (on_worker_loss = \"fail\")", c->lost_msg);
     return 0;
 }
 
@@ -56,7 +56,7 @@ static int check_failed(mlt_coord_t *c)
 
 uint32_t mlt_coord__share_count(const mlt_coord_t *c)
 {
-    uint32_t n = n_loaded(c);
+    uint32_t n = mlt_coord__n_loaded(c);
     return n ? n : c->n_workers;
 }
 
@@ -84,7 +84,7 @@ static void note_shares(mlt_coord_t *c)
     if (c->shares || n < c->n_workers)
         log_info("job '%s': the data is shared out %u way(s) from this step (%u of %u workers "
                  "take tasks): about %llu training samples each per epoch",
-                 c->job.name, n, n_loaded(c), c->n_workers,
+                 c->job.name, n, mlt_coord__n_loaded(c), c->n_workers,
                  (unsigned long long)(total + n - 1) / n);
     c->shares = n;
 }
@@ -103,14 +103,14 @@ static void join_run(mlt_coord_t *c)
         wslot_t *ws = &c->workers[w];
         if (!ws->joined || !ws->loaded || ws->busy || ws->in_step)
             continue;
-        sync_shards(c); /* WORKER_BACK: it enters the SSP minimum at its first pull */
+        mlt_coord__sync_shards(c); /* WORKER_BACK: it enters the SSP minimum at its first pull */
         Mlt__Task t = *rt;
         t.has_share = t.has_share_count = 0; /* its own share */
         t.clock_start = from;
         t.clocks = end - from;
         log_info("job '%s': worker %u joins the run on branch %u at clock %lld", c->job.name, w,
                  t.branch, (long long)from);
-        send_task(c, w, &t);
+        mlt_coord__send_task(c, w, &t);
     }
 }
 
@@ -132,9 +132,9 @@ int mlt_coord__wait_workers(mlt_coord_t *c, const char *what)
             return c->stop_requested ? 1 : 0;
         if (stop_due(c, what))
             return 1;
-        if (pump(c, 0.5) == -ECANCELED)
+        if (mlt_coord__pump(c, 0.5) == -ECANCELED)
             return -1;
-        admit(c);
+        mlt_coord__admit(c);
         join_run(c);
         double now = mlt_time_mono();
         if (now > next_note) {
@@ -156,13 +156,13 @@ int mlt_coord__wait_active(mlt_coord_t *c, const char *what)
     for (;;) {
         if (check_failed(c))
             return -1;
-        if (n_loaded(c))
+        if (mlt_coord__n_loaded(c))
             return 0;
         if (c->stop_requested)
             return 1;
         double now = mlt_time_mono();
         if (now - t0 > c->job.worker_wait_s)
-            return fail_job(c, "no worker left for %s (%s), and no replacement joined within "
+            return mlt_coord__fail_job(c, "no worker left for %s (%s), and no replacement joined within "
                                "worker_wait_s = %g s",
                             what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
                             c->job.worker_wait_s);
@@ -173,9 +173,9 @@ int mlt_coord__wait_active(mlt_coord_t *c, const char *what)
                      c->job.worker_wait_s - (now - t0));
             next_note = now + NOTE_EVERY_S;
         }
-        if (pump(c, 0.5) == -ECANCELED)
+        if (mlt_coord__pump(c, 0.5) == -ECANCELED)
             return -1;
-        admit(c);
+        mlt_coord__admit(c);
     }
 }
 
@@ -184,11 +184,11 @@ int mlt_coord__wait_active(mlt_coord_t *c, const char *what)
  * stop request, -1 on failure. */
 static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
 {
-    admit(c);
-    int rc = wait_active(c, what);
+    mlt_coord__admit(c);
+    int rc = mlt_coord__wait_active(c, what);
     if (rc)
         return rc < 0 ? -1 : 0;
-    sync_shards(c);
+    mlt_coord__sync_shards(c);
     note_shares(c);
     int n = 0;
     for (uint32_t w = 0; w < c->n_workers; w++) {
@@ -196,7 +196,7 @@ static int task_all(mlt_coord_t *c, Mlt__Task *t, const char *what)
         if (c->workers[w].joined && c->workers[w].loaded) {
             if (t->kind == MLT__TASK_KIND__TASK_RUN || t->kind == MLT__TASK_KIND__TASK_TEST)
                 set_share(c, w, t);
-            send_task(c, w, t);
+            mlt_coord__send_task(c, w, t);
             n++;
         }
     }
@@ -229,7 +229,7 @@ int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
         int n = task_all(c, t, what);
         if (n <= 0)
             return n < 0 ? -1 : 1;
-        int rc = wait_workers(c, what);
+        int rc = mlt_coord__wait_workers(c, what);
         if (rc)
             return rc;
         if (n_ok(c))

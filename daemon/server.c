@@ -27,18 +27,6 @@
 #include "daemon/zap.h"
 #include "proto/wire.h"
 
-/* the internal names server_int.h exports, by their short names here */
-#define send_id mlt_server__send_id
-#define send_error_to mlt_server__send_error_to
-#define reply_error mlt_server__reply_error
-#define reply_ok mlt_server__reply_ok
-#define find_branch mlt_server__find_branch
-#define handle_pull mlt_server__handle_pull
-#define handle_push mlt_server__handle_push
-#define on_released mlt_server__on_released
-#define on_expired mlt_server__on_expired
-#define on_dropped mlt_server__on_dropped
-
 /* The request id of a header mlt_wire_decode refused, if it parses at all, so
  * the error reply can still be matched by the client. 0 if not. */
 static uint64_t peek_request_id(const zmq_msg_t *m)
@@ -110,7 +98,7 @@ void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, u
     char buf[MLT_MAX_ERROR_LEN + 1];
     snprintf(buf, sizeof buf, "%s", text);
     r.error = buf;
-    if (send_id(s, id, id_len) == 0)
+    if (mlt_server__send_id(s, id, id_len) == 0)
         mlt_wire_send(s->router, &r, 0);
 }
 
@@ -127,7 +115,7 @@ int mlt_server__reply_error(mlt_server_t *s, req_t *rq, int code, const char *fm
     s->n_errors++;
     mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type,
                         text, strerror(-code));
-    send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
+    mlt_server__send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
                   rq->h && rq->h->has_request_id ? rq->h->request_id : rq->peeked_id, code, text);
     return code;
 }
@@ -143,7 +131,7 @@ int mlt_server__reply_ok(mlt_server_t *s, req_t *rq, int with_info)
         fill_server_info(s, &si);
         r.server = &si;
     }
-    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    int rc = mlt_server__send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     return rc ? rc : mlt_wire_send(s->router, &r, 0);
 }
 
@@ -193,7 +181,7 @@ mlt_branch_t *mlt_server__find_branch(mlt_server_t *s, req_t *rq)
 {
     mlt_branch_t *b = mlt_store_branch(s->store, rq->h->branch);
     if (!b)
-        reply_error(s, rq, -ENOENT, "unknown branch %u", rq->h->branch);
+        mlt_server__reply_error(s, rq, -ENOENT, "unknown branch %u", rq->h->branch);
     return b;
 }
 
@@ -221,10 +209,10 @@ static int handle_register(mlt_server_t *s, req_t *rq)
     int rc = mlt_store_set_job_spec(s->store, &spec, err, sizeof err);
     mlt_free(tables);
     if (rc)
-        return reply_error(s, rq, rc, "%s", err);
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
     log_info("job '%s' registered: %zu tables, %u workers, rule %s%s", job->name, job->n_tables,
              job->n_workers, mlt_rule_name(spec.rule), spec.average ? " with average" : "");
-    return reply_ok(s, rq, 1);
+    return mlt_server__reply_ok(s, rq, 1);
 }
 
 static int handle_branch(mlt_server_t *s, req_t *rq)
@@ -240,56 +228,56 @@ static int handle_branch(mlt_server_t *s, req_t *rq)
     } else {
         mlt_branch_t *p = mlt_store_branch(s->store, h->parent);
         if (!p)
-            return reply_error(s, rq, -ENOENT, "unknown parent branch %u", h->parent);
+            return mlt_server__reply_error(s, rq, -ENOENT, "unknown parent branch %u", h->parent);
         mlt_tunables_t t = merge_tunables(mlt_store_branch_tunables(p), h->tunables);
         rc = mlt_store_fork(s->store, h->branch, h->parent, kind, &t, err, sizeof err);
     }
     if (rc)
-        return reply_error(s, rq, rc, "%s", err);
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
     log_debug("branch %u %s", h->branch,
               h->type == MLT__MSG_TYPE__MSG_FORK ? "forked" : "created");
-    return reply_ok(s, rq, 0);
+    return mlt_server__reply_ok(s, rq, 0);
 }
 
 static int handle_free(mlt_server_t *s, req_t *rq)
 {
     uint32_t id = rq->h->branch;
     if (mlt_store_free(s->store, id) < 0)
-        return reply_error(s, rq, -ENOENT, "unknown branch %u", id);
-    mlt_ssp_drop(s->parked, id, on_dropped, s);
-    return reply_ok(s, rq, 0);
+        return mlt_server__reply_error(s, rq, -ENOENT, "unknown branch %u", id);
+    mlt_ssp_drop(s->parked, id, mlt_server__on_dropped, s);
+    return mlt_server__reply_ok(s, rq, 0);
 }
 
 static int handle_set_tunables(mlt_server_t *s, req_t *rq)
 {
-    mlt_branch_t *b = find_branch(s, rq);
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
     mlt_tunables_t t = merge_tunables(mlt_store_branch_tunables(b), rq->h->tunables);
     mlt_store_branch_set_tunables(b, &t);
     /* a larger staleness may let parked pulls through */
-    mlt_ssp_release(s->parked, rq->h->branch, mlt_store_branch_min_clock(b), t.staleness, on_released, s);
-    return reply_ok(s, rq, 0);
+    mlt_ssp_release(s->parked, rq->h->branch, mlt_store_branch_min_clock(b), t.staleness, mlt_server__on_released, s);
+    return mlt_server__reply_ok(s, rq, 0);
 }
 
 static int handle_clock(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
-    mlt_branch_t *b = find_branch(s, rq);
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
     int64_t before = mlt_store_branch_min_clock(b), after;
     int rc = mlt_store_branch_clock(b, h->worker, h->clock, &after);
     if (rc == -ERANGE)
-        return reply_error(s, rq, rc, "worker %u is outside the job's %u workers", h->worker,
+        return mlt_server__reply_error(s, rq, rc, "worker %u is outside the job's %u workers", h->worker,
                            mlt_store_n_workers(s->store));
     if (rc)
-        return reply_error(s, rq, rc, "clock of worker %u on branch %u went backwards to %lld",
+        return mlt_server__reply_error(s, rq, rc, "clock of worker %u on branch %u went backwards to %lld",
                            h->worker, h->branch, (long long)h->clock);
-    reply_ok(s, rq, 0);
+    mlt_server__reply_ok(s, rq, 0);
     if (after > before)
         mlt_ssp_release(s->parked, h->branch, after, mlt_store_branch_tunables(b)->staleness,
-                        on_released, s);
+                        mlt_server__on_released, s);
     return 0;
 }
 
@@ -307,13 +295,13 @@ static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq, con
     const size_t len = mlt__header__get_packed_size(r);
     uint8_t *buf = mlt_try_malloc(len);
     if (!buf)
-        return reply_error(s, rq, -ENOMEM, "out of memory packing a %s reply",
+        return mlt_server__reply_error(s, rq, -ENOMEM, "out of memory packing a %s reply",
                            mlt_wire_type_name(r->type));
     mlt__header__pack(r, buf);
     void *held = cq ? mlt_clientq_hold(cq, len, free_reply, NULL) : NULL;
     zmq_msg_t m;
     zmq_msg_init_data(&m, buf, len, held ? mlt_clientq_sent : free_reply, held);
-    int rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
+    int rc = mlt_server__send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     if (rc == 0 && zmq_msg_send(&m, s->router, 0) < 0)
         rc = -zmq_errno();
     if (rc < 0)
@@ -328,7 +316,7 @@ static int handle_status(mlt_server_t *s, req_t *rq)
         mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
     if (cq && mlt_clientq_unsent(cq) > limit)
-        return reply_error(s, rq, -ENOBUFS,
+        return mlt_server__reply_error(s, rq, -ENOBUFS,
                            "%llu bytes of earlier replies to this client are not yet sent (it "
                            "is not reading them), limit %llu; read them before asking more",
                            (unsigned long long)mlt_clientq_unsent(cq), (unsigned long long)limit);
@@ -389,21 +377,21 @@ static int handle_shm(mlt_server_t *s, req_t *rq)
     r.request_id = h->request_id;
     if (h->type == MLT__MSG_TYPE__MSG_SHM_DETACH) {
         if ((rc = mlt_shmseg_detach(s->shm, h->shm_handle, h->shm_token, err, sizeof err)) < 0)
-            return reply_error(s, rq, rc, "%s", err);
+            return mlt_server__reply_error(s, rq, rc, "%s", err);
     } else {
         if (!h->shm_name || !h->has_shm_bytes)
-            return reply_error(s, rq, -EINVAL, "SHM_ATTACH lacks shm_name/shm_bytes");
+            return mlt_server__reply_error(s, rq, -EINVAL, "SHM_ATTACH lacks shm_name/shm_bytes");
         uint32_t handle;
         rc = mlt_shmseg_attach(s->shm, h->shm_name, h->shm_bytes, h->shm_token, &handle, err,
                                sizeof err);
         if (rc < 0)
-            return reply_error(s, rq, rc, "%s", err);
+            return mlt_server__reply_error(s, rq, rc, "%s", err);
         log_debug("worker %u: shared memory %s (%llu bytes) attached as %#x", h->worker,
                   h->shm_name, (unsigned long long)h->shm_bytes, handle);
         r.has_shm_handle = 1;
         r.shm_handle = handle;
     }
-    if ((rc = send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id))) < 0)
+    if ((rc = mlt_server__send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id))) < 0)
         return rc;
     return mlt_wire_send(s->router, &r, 0);
 }
@@ -414,10 +402,10 @@ static int handle_job_end(mlt_server_t *s, req_t *rq)
         log_info("job '%s' ended", mlt_store_job(s->store));
         mlt_server__ckpt_drop(s, mlt_store_job(s->store));
     }
-    mlt_ssp_drop(s->parked, UINT32_MAX, on_dropped, s);
+    mlt_ssp_drop(s->parked, UINT32_MAX, mlt_server__on_dropped, s);
     mlt_store_end_job(s->store);
     mlt_shmseg_clear(s->shm); /* the job's workers are done with theirs */
-    return reply_ok(s, rq, 1);
+    return mlt_server__reply_ok(s, rq, 1);
 }
 
 /* Message types a client may send, the header fields each needs, and whether it
@@ -453,27 +441,27 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     int type = h->type;
     if (type <= 0 || (size_t)type >= sizeof req_rules / sizeof req_rules[0] ||
         !req_rules[type].fields)
-        return reply_error(s, rq, -EBADMSG, "message type %s is not a request",
+        return mlt_server__reply_error(s, rq, -EBADMSG, "message type %s is not a request",
                            mlt_wire_type_name(type));
     const char *missing = need_fields(h, req_rules[type].fields);
     if (missing)
-        return reply_error(s, rq, -EINVAL, "%s request lacks field %s", mlt_wire_type_name(type),
+        return mlt_server__reply_error(s, rq, -EINVAL, "%s request lacks field %s", mlt_wire_type_name(type),
                            missing);
     if (req_rules[type].needs_job && !mlt_store_job(s->store))
-        return reply_error(s, rq, -ENOENT, "no job is registered");
+        return mlt_server__reply_error(s, rq, -ENOENT, "no job is registered");
     if (type != MLT__MSG_TYPE__MSG_WRITE && type != MLT__MSG_TYPE__MSG_PUSH && rq->n_payload)
-        return reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
+        return mlt_server__reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
                            mlt_wire_type_name(type), rq->n_payload);
     if (type == MLT__MSG_TYPE__MSG_HELLO)
         mlt_server__hello(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     else if (type != MLT__MSG_TYPE__MSG_STATUS && type != MLT__MSG_TYPE__MSG_HEARTBEAT &&
              mlt_server__stale(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id)))
-        return reply_error(s, rq, -ESTALE, "this daemon restored a checkpoint after the "
+        return mlt_server__reply_error(s, rq, -ESTALE, "this daemon restored a checkpoint after the "
                            "connection began: a new client must say HELLO first");
     if ((type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PUSH ||
          type == MLT__MSG_TYPE__MSG_CLOCK) &&
         h->has_worker && mlt_store_worker_gone(s->store, h->worker))
-        return reply_error(s, rq, -ESTALE,
+        return mlt_server__reply_error(s, rq, -ESTALE,
                            "worker %u was dropped from the job by the coordinator; it must join "
                            "again", h->worker);
     if (type == MLT__MSG_TYPE__MSG_PULL && h->has_worker) { /* a worker back re-enters here */
@@ -485,15 +473,15 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     case MLT__MSG_TYPE__MSG_WORKER_GONE:
     case MLT__MSG_TYPE__MSG_WORKER_BACK: return mlt_server__handle_worker(s, rq);
     case MLT__MSG_TYPE__MSG_HELLO:
-    case MLT__MSG_TYPE__MSG_HEARTBEAT: return reply_ok(s, rq, 1);
+    case MLT__MSG_TYPE__MSG_HEARTBEAT: return mlt_server__reply_ok(s, rq, 1);
     case MLT__MSG_TYPE__MSG_REGISTER: return handle_register(s, rq);
     case MLT__MSG_TYPE__MSG_BRANCH_CREATE:
     case MLT__MSG_TYPE__MSG_FORK: return handle_branch(s, rq);
     case MLT__MSG_TYPE__MSG_FREE: return handle_free(s, rq);
     case MLT__MSG_TYPE__MSG_SET_TUNABLES: return handle_set_tunables(s, rq);
-    case MLT__MSG_TYPE__MSG_WRITE: return handle_push(s, rq, 1);
-    case MLT__MSG_TYPE__MSG_PUSH: return handle_push(s, rq, 0);
-    case MLT__MSG_TYPE__MSG_PULL: return handle_pull(s, rq);
+    case MLT__MSG_TYPE__MSG_WRITE: return mlt_server__handle_push(s, rq, 1);
+    case MLT__MSG_TYPE__MSG_PUSH: return mlt_server__handle_push(s, rq, 0);
+    case MLT__MSG_TYPE__MSG_PULL: return mlt_server__handle_pull(s, rq);
     case MLT__MSG_TYPE__MSG_CLOCK: return handle_clock(s, rq);
     case MLT__MSG_TYPE__MSG_STATUS: return handle_status(s, rq);
     case MLT__MSG_TYPE__MSG_JOB_END: return handle_job_end(s, rq);
@@ -501,7 +489,7 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     case MLT__MSG_TYPE__MSG_SHM_DETACH: return handle_shm(s, rq);
     case MLT__MSG_TYPE__MSG_CKPT_SAVE:
     case MLT__MSG_TYPE__MSG_CKPT_LOAD: return mlt_server__handle_ckpt(s, rq);
-    default: return reply_error(s, rq, -EBADMSG, "unhandled type %d", type);
+    default: return mlt_server__reply_error(s, rq, -EBADMSG, "unhandled type %d", type);
     }
 }
 
@@ -551,9 +539,9 @@ static int serve_one(mlt_server_t *s)
                              sizeof err);
     if (rc) {
         rq.peeked_id = peek_request_id(&s->frames[1]);
-        reply_error(s, &rq, rc, "%s", err);
+        mlt_server__reply_error(s, &rq, rc, "%s", err);
     } else if (too_many) {
-        reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total, MLT_MAX_FRAMES);
+        mlt_server__reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total, MLT_MAX_FRAMES);
     } else {
         rq.payload = &s->frames[2];
         rq.n_payload = s->n_frames - 2;
@@ -670,7 +658,7 @@ int mlt_server_run(mlt_server_t *s, int stop_fd)
             if (rc < 0)
                 return rc;
         }
-        mlt_ssp_expire(s->parked, mlt_time_mono(), on_expired, s);
+        mlt_ssp_expire(s->parked, mlt_time_mono(), mlt_server__on_expired, s);
     }
 }
 

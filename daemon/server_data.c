@@ -32,13 +32,6 @@
 #include "daemon/store.h"
 #include "proto/wire.h"
 
-/* the internal names server_int.h exports, by their short names here */
-#define send_id mlt_server__send_id
-#define send_error_to mlt_server__send_error_to
-#define reply_error mlt_server__reply_error
-#define reply_ok mlt_server__reply_ok
-#define find_branch mlt_server__find_branch
-
 /* ---- pull ------------------------------------------------------------------- */
 
 static void free_packed(void *data, void *hint)
@@ -91,7 +84,7 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
     mlt_free(iov);
     if (rc < 0) {
         s->n_errors++;
-        send_error_to(s, id, id_len, request_id, rc, err);
+        mlt_server__send_error_to(s, id, id_len, request_id, rc, err);
         return rc;
     }
     s->bytes_out += bytes;
@@ -112,7 +105,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
     if (!shm && !cq) {
         s->n_errors++;
-        send_error_to(s, id, id_len, request_id, -EBUSY,
+        mlt_server__send_error_to(s, id, id_len, request_id, -EBUSY,
                       "the shard has replies outstanding to too many clients; try again");
         return;
     }
@@ -120,7 +113,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     if (packed && !shm) {
         buf = mlt_try_malloc(range_bytes(s, table, first, count));
         if (buf == NULL) {
-            send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
+            mlt_server__send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
             return;
         }
     }
@@ -143,7 +136,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_packed = r.packed = packed || shm;
     r.has_shm_offset = shm != NULL;
     r.shm_offset = shm ? shm->offset : 0;
-    if (send_id(s, id, id_len) < 0) {
+    if (mlt_server__send_id(s, id, id_len) < 0) {
         mlt_free(buf);
         return;
     }
@@ -204,7 +197,7 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
     unpark(s, p);
     mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
     if (!b) {
-        send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+        mlt_server__send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
         return;
     }
     log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
@@ -232,56 +225,56 @@ void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
         snprintf(text, sizeof text, "pull of branch %u timed out", p->branch);
     }
     log_warn("worker %u: %s", p->worker, text);
-    send_error_to(s, p->id, p->id_len, p->request_id, -ETIMEDOUT, text);
+    mlt_server__send_error_to(s, p->id, p->id_len, p->request_id, -ETIMEDOUT, text);
 }
 
 void mlt_server__on_dropped(void *arg, const mlt_parked_t *p)
 {
     unpark(arg, p);
-    send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+    mlt_server__send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
 }
 
 int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
     char err[256];
-    mlt_branch_t *b = find_branch(s, rq);
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
     int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
                                    sizeof err);
     if (rc)
-        return reply_error(s, rq, rc, "%s", err);
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
     const bool packed = h->has_packed && h->packed;
     const bool shm = h->has_shm_handle;
     const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
     if (shm) { /* checked now for a clear error, and again when the reply is written */
         if (!h->has_shm_token || !h->has_shm_offset)
-            return reply_error(s, rq, -EINVAL, "PULL with shm_handle lacks shm_token/shm_offset");
+            return mlt_server__reply_error(s, rq, -EINVAL, "PULL with shm_handle lacks shm_token/shm_offset");
         rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset,
                               range_bytes(s, h->table, h->chunk_first, h->chunk_count), err,
                               sizeof err);
         if (rc < 0)
-            return reply_error(s, rq, rc, "%s", err);
+            return mlt_server__reply_error(s, rq, rc, "%s", err);
     } else if (packed &&
                range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
-        return reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
+        return mlt_server__reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
                            range_bytes(s, h->table, h->chunk_first, h->chunk_count),
                            MLT_MAX_CHUNK_BYTES);
     if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
-        return reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
+        return mlt_server__reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
                            MLT_MAX_CLIENT_ID_BYTES);
     /* a client that does not read its replies gets no more of them queued */
     mlt_clientq_entry_t *cq =
         mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     if (!cq)
-        return reply_error(s, rq, -EBUSY,
+        return mlt_server__reply_error(s, rq, -EBUSY,
                            "%u clients have replies or pulls outstanding, the limit; try again",
                            MLT_MAX_CLIENTS);
     const uint64_t unsent = mlt_clientq_unsent(cq);
     const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
     if (!shm && unsent > limit)
-        return reply_error(s, rq, -ENOBUFS,
+        return mlt_server__reply_error(s, rq, -ENOBUFS,
                            "%llu bytes of earlier pull replies to this client are not yet sent "
                            "(it is not reading them), limit %llu; read them before pulling more",
                            (unsigned long long)unsent, (unsigned long long)limit);
@@ -292,7 +285,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         return 0;
     }
     if (mlt_clientq_parked(cq) >= MLT_MAX_PARKED_PER_CLIENT)
-        return reply_error(s, rq, -EAGAIN,
+        return mlt_server__reply_error(s, rq, -EAGAIN,
                            "%u pulls of this client already wait for min_clock, the limit per "
                            "client; wait for their replies",
                            MLT_MAX_PARKED_PER_CLIENT);
@@ -315,7 +308,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     p.deadline = p.since + s->pull_timeout_s;
     memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
     if (mlt_ssp_park(s->parked, &p) < 0)
-        return reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
+        return mlt_server__reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
     mlt_clientq_park(cq, +1);
     log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
               h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
@@ -331,23 +324,23 @@ static int read_shm(mlt_server_t *s, req_t *rq)
     mlt_header_t *h = rq->h;
     char err[256];
     if (!h->has_shm_token || !h->has_shm_offset)
-        return reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
+        return mlt_server__reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
                            mlt_wire_type_name(h->type));
     if (rq->n_payload)
-        return reply_error(s, rq, -EINVAL,
+        return mlt_server__reply_error(s, rq, -EINVAL,
                            "%zu payload frames; a payload in shared memory has none",
                            rq->n_payload);
     size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
     if (want > MLT_MAX_CHUNK_BYTES)
-        return reply_error(s, rq, -EMSGSIZE, "payload of %zu bytes in shared memory, limit %u",
+        return mlt_server__reply_error(s, rq, -EMSGSIZE, "payload of %zu bytes in shared memory, limit %u",
                            want, MLT_MAX_CHUNK_BYTES);
     int fd = mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err,
                               sizeof err);
     if (fd < 0)
-        return reply_error(s, rq, fd, "%s", err);
+        return mlt_server__reply_error(s, rq, fd, "%s", err);
     int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
     if (rc < 0)
-        return reply_error(s, rq, rc,
+        return mlt_server__reply_error(s, rq, rc,
                            "reading %zu bytes at %llu of shared memory segment %#x failed (the "
                            "segment shrank?)",
                            want, (unsigned long long)h->shm_offset, h->shm_handle);
@@ -366,7 +359,7 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
     int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
                                    sizeof err);
     if (rc)
-        return reply_error(s, rq, rc, "%s", err);
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
     if (h->has_shm_handle) {
         if ((rc = read_shm(s, rq)) == 0)
             *packed = (const char *)s->scratch;
@@ -375,10 +368,10 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
     if (h->has_packed && h->packed) {
         size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
         if (rq->n_payload != 1)
-            return reply_error(s, rq, -EINVAL, "%zu payload frames; a packed payload is one",
+            return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames; a packed payload is one",
                                rq->n_payload);
         if (zmq_msg_size(&rq->payload[0]) != want)
-            return reply_error(s, rq, -EINVAL,
+            return mlt_server__reply_error(s, rq, -EINVAL,
                                "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
                                zmq_msg_size(&rq->payload[0]), h->chunk_first,
                                h->chunk_first + h->chunk_count, h->table, want);
@@ -386,13 +379,13 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
         return 0;
     }
     if (rq->n_payload != h->chunk_count)
-        return reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
+        return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
                            h->chunk_count);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
         size_t got = zmq_msg_size(&rq->payload[i]);
         if (got != want)
-            return reply_error(s, rq, -EINVAL,
+            return mlt_server__reply_error(s, rq, -EINVAL,
                                "payload frame %u is %zu bytes; chunk %u of table %u needs %zu", i,
                                got, h->chunk_first + i, h->table, want);
     }
@@ -418,11 +411,11 @@ static const float *payload_floats(mlt_server_t *s, req_t *rq, const char *packe
 int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
 {
     mlt_header_t *h = rq->h;
-    mlt_branch_t *b = find_branch(s, rq);
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
     if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
-        return reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
+        return mlt_server__reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
                            is_write ? "writes" : "pushes");
     const char *packed;
     int rc = check_payload(s, rq, &packed);
@@ -434,7 +427,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
                 mlt_store_branch_set_diverged(b);
-            return reply_error(s, rq, -EDOM,
+            return mlt_server__reply_error(s, rq, -EDOM,
                                "non-finite value in %s to branch %u, table %u chunk %u%s",
                                is_write ? "write" : "gradient", h->branch, h->table,
                                h->chunk_first + i,
@@ -447,12 +440,12 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
         rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
                       : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
         if (rc)
-            return reply_error(s, rq, rc,
+            return mlt_server__reply_error(s, rq, rc,
                                "out of memory copying chunk %u of table %u (chunks before it "
                                "were applied)",
                                h->chunk_first + i, h->table);
     }
     if (!is_write)
         s->n_pushes++;
-    return reply_ok(s, rq, 0);
+    return mlt_server__reply_ok(s, rq, 0);
 }

@@ -27,19 +27,6 @@
 #include "proto/wire.h"
 #include "worker/client_int.h"
 
-/* the internal names client_int.h exports, by their short names here */
-#define set_err mlt_client__err
-#define recv_one mlt_client__recv
-#define wait_for mlt_client__wait
-#define send_simple mlt_client__send
-#define add_pending mlt_client__pending
-#define header_for mlt_client__header
-#define record_error mlt_client__record_error
-#define on_pull mlt_client__on_pull
-#define cache_clear mlt_client__cache_clear
-#define cache_find mlt_client__cache_find
-#define prefetch_drop mlt_client__prefetch_drop
-
 int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -121,14 +108,14 @@ static void on_hello(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
 {
     const Mlt__ServerInfo *si = h->server;
     if (!si) {
-        record_error(c, -EPROTO, "%s: hello reply without server info", c->endpoints[p->shard]);
+        mlt_client__record_error(c, -EPROTO, "%s: hello reply without server info", c->endpoints[p->shard]);
         return;
     }
     if (si->rank != p->shard || si->n_servers != c->n)
-        record_error(c, -EINVAL, "%s says it is shard %u of %u; expected shard %u of %u",
+        mlt_client__record_error(c, -EINVAL, "%s says it is shard %u of %u; expected shard %u of %u",
                      c->endpoints[p->shard], si->rank, si->n_servers, p->shard, c->n);
     else if (c->chunk_floats && si->chunk_floats != c->chunk_floats)
-        record_error(c, -EINVAL, "%s uses chunks of %u floats, shard 0 of %u: chunk_size differs",
+        mlt_client__record_error(c, -EINVAL, "%s uses chunks of %u floats, shard 0 of %u: chunk_size differs",
                      c->endpoints[p->shard], si->chunk_floats, c->chunk_floats);
     else
         c->chunk_floats = si->chunk_floats;
@@ -205,7 +192,7 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
     mlt_header_t *h = NULL;
     int rc = mlt_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &h, err, sizeof err);
     if (rc) {
-        record_error(c, rc, "%s sent a bad reply: %s", c->endpoints[s], err);
+        mlt_client__record_error(c, rc, "%s sent a bad reply: %s", c->endpoints[s], err);
         goto out;
     }
     size_t i;
@@ -221,7 +208,7 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
         c->stage_busy[(uint32_t)p.stage * c->n_tables + c->parts[p.part].table]--;
     if (p.kind == P_ZOMBIE) {
         if (p.cache && p.cache->zombie && --p.cache->zombie == 0) /* its region is final */
-            cache_clear(c, p.cache);
+            mlt_client__cache_clear(c, p.cache);
     } else if (p.kind == P_SHM) {
         mlt_client__shm_reply(c, &p, h);
     } else if (h->type == MLT__MSG_TYPE__MSG_ERROR && p.kind == P_PREFETCH) {
@@ -234,10 +221,10 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
          * the server's protocol error, never a positive or odd return */
         int code = h->has_error_code && h->error_code > 0 && h->error_code < 4096 ? -h->error_code
                                                                                   : -EPROTO;
-        record_error(c, code, "%s: %s", c->endpoints[s], h->error ? h->error : "error");
+        mlt_client__record_error(c, code, "%s: %s", c->endpoints[s], h->error ? h->error : "error");
     } else if ((p.kind == P_PULL || p.kind == P_PREFETCH) &&
                h->type == MLT__MSG_TYPE__MSG_PULL_REPLY) {
-        on_pull(c, &p, h, frames, nf);
+        mlt_client__on_pull(c, &p, h, frames, nf);
     } else if (p.kind == P_STATUS && h->type == MLT__MSG_TYPE__MSG_STATUS_REPLY) {
         on_status(c, &p, h);
     } else if (p.kind == P_CKPT && h->type == MLT__MSG_TYPE__MSG_OK) {
@@ -249,7 +236,7 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
         if (p.kind == P_HELLO)
             on_hello(c, &p, h);
     } else {
-        record_error(c, -EPROTO, "%s answered with %s", c->endpoints[s],
+        mlt_client__record_error(c, -EPROTO, "%s answered with %s", c->endpoints[s],
                      mlt_wire_type_name(h->type));
     }
 out:
@@ -295,7 +282,7 @@ static int on_monitor(mlt_client_t *c, uint32_t s)
         pending += c->pending[i].shard == s && c->pending[i].kind != P_ZOMBIE;
     if (!pending)
         return 0;
-    return set_err(c, -ECONNRESET, "%s closed the connection with %zu requests pending (its "
+    return mlt_client__err(c, -ECONNRESET, "%s closed the connection with %zu requests pending (its "
                    "daemon died or restarted)", c->endpoints[s], pending);
 }
 
@@ -303,7 +290,7 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
 {
     zmq_pollitem_t items[2 * MLT_MAX_SERVERS];
     if (c->broken)
-        return set_err(c, -ECONNRESET, "shard %d (%s) closed the connection with requests pending "
+        return mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection with requests pending "
                        "(its daemon died or restarted)", c->lost, c->endpoints[c->lost]);
     uint32_t ni = c->n;
     for (uint32_t s = 0; s < c->n; s++)
@@ -316,10 +303,10 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
         return -ETIMEDOUT;
     int n = zmq_poll(items, (int)ni, (long)(wait * 1000) + 1);
     if (n < 0)
-        return zmq_errno() == EINTR ? 0 : set_err(c, -zmq_errno(), "poll: %s",
+        return zmq_errno() == EINTR ? 0 : mlt_client__err(c, -zmq_errno(), "poll: %s",
                                                   zmq_strerror(zmq_errno()));
     for (uint32_t s = 0; s < c->n; s++)
-        if ((items[s].revents & ZMQ_POLLIN) && recv_one(c, s))
+        if ((items[s].revents & ZMQ_POLLIN) && mlt_client__recv(c, s))
             *deadline = mlt_time_mono() + c->timeout_s; /* progress: junk does not count */
     for (uint32_t s = 0, k = c->n; c->mons && s < c->n; s++)
         if (c->mons[s] && (items[k++].revents & ZMQ_POLLIN)) {
@@ -349,7 +336,7 @@ int mlt_client__wait(mlt_client_t *c, int kind)
             if (c->first_err) /* a bad reply came instead: say so */
                 snprintf(seen, sizeof seen, "; instead: %.400s", c->err);
             c->first_err = 0;
-            set_err(c, rc, "no reply from %s for %.0f s (%zu requests pending)%.300s",
+            mlt_client__err(c, rc, "no reply from %s for %.0f s (%zu requests pending)%.300s",
                     c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending, seen);
             /* given up: a late reply must not write to the caller's status */
             for (size_t i = 0; i < c->n_pending;)
@@ -370,13 +357,13 @@ int mlt_client__wait(mlt_client_t *c, int kind)
 
 int mlt_sync(mlt_client_t *c)
 {
-    int rc = wait_for(c, -1);
+    int rc = mlt_client__wait(c, -1);
     /* acknowledged pushes were received whole; ZeroMQ lets go of the frames right after */
     for (int spin = 0; atomic_load(&c->push_frames) > 0; spin++) {
         struct timespec ts = {0, spin < 100 ? 10000 : 1000000};
         nanosleep(&ts, NULL);
         if (spin > 100 + (int)(c->timeout_s * 1000))
-            return set_err(c, -ETIMEDOUT, "push buffers still held by the socket after %.0f s",
+            return mlt_client__err(c, -ETIMEDOUT, "push buffers still held by the socket after %.0f s",
                            c->timeout_s);
     }
     return rc;
@@ -418,14 +405,14 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
     if (mlt_client__broken(c)) {
         c->n_pending--; /* it was the last one added */
-        return set_err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died or "
+        return mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died or "
                        "restarted); this client's requests stop here", c->lost,
                        c->endpoints[c->lost]);
     }
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {
         c->n_pending--; /* it was the last one added */
-        return set_err(c, rc, "%s: send: %s", c->endpoints[s], zmq_strerror(-rc));
+        return mlt_client__err(c, rc, "%s: send: %s", c->endpoints[s], zmq_strerror(-rc));
     }
     return 0;
 }
@@ -482,12 +469,12 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
         if (keys && (zmq_setsockopt(c->socks[s], ZMQ_CURVE_SERVERKEY, keys->server_key, 41) < 0 ||
                      zmq_setsockopt(c->socks[s], ZMQ_CURVE_PUBLICKEY, keys->public_key, 41) < 0 ||
                      zmq_setsockopt(c->socks[s], ZMQ_CURVE_SECRETKEY, keys->secret_key, 41) < 0)) {
-            set_err(c, -zmq_errno(), "CurveZMQ keys refused for %s: %s", endpoints[s],
+            mlt_client__err(c, -zmq_errno(), "CurveZMQ keys refused for %s: %s", endpoints[s],
                     zmq_strerror(zmq_errno()));
             goto fail;
         }
         if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
-            set_err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
+            mlt_client__err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
                     zmq_strerror(zmq_errno()));
             goto fail;
         }
@@ -495,9 +482,9 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->timeout_s = 10; /* a daemon that does not answer hello is not there */
     for (uint32_t s = 0; s < n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_HELLO);
-        header_for(c, &h, MLT__MSG_TYPE__MSG_HELLO, p);
-        if (send_simple(c, s, &h) < 0)
+        pending_t *p = mlt_client__pending(c, s, P_HELLO);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_HELLO, p);
+        if (mlt_client__send(c, s, &h) < 0)
             goto fail;
     }
     int rc = mlt_sync(c);
@@ -506,7 +493,7 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
         if (rc == -ETIMEDOUT) {
             char why[sizeof c->err];
             snprintf(why, sizeof why, "%s", c->err);
-            set_err(c, rc, "%.400s: is mltunerd running there%s?", why,
+            mlt_client__err(c, rc, "%.400s: is mltunerd running there%s?", why,
                     keys ? ", and does it know our CurveZMQ key (and we its)"
                          : " (a daemon with curve_key set answers CurveZMQ clients only)");
         }
@@ -530,7 +517,7 @@ void mlt_client_destroy(mlt_client_t **cp)
      * sockets close with linger 0, which would drop them. Prefetches are not
      * waited for: one may be parked at a shard until clocks that never come. */
     if (c->socks)
-        prefetch_drop(c, 0, true);
+        mlt_client__prefetch_drop(c, 0, true);
     for (size_t i = 0; i < c->n_pending;)
         if (c->pending[i].kind == P_PREFETCH || c->pending[i].kind == P_ZOMBIE)
             c->pending[i] = c->pending[--c->n_pending];
@@ -545,7 +532,7 @@ void mlt_client_destroy(mlt_client_t **cp)
     if (c->socks)
         mlt_client__shm_teardown(c);
     for (int i = 0; i < MAX_CACHES; i++)
-        cache_clear(c, &c->caches[i]);
+        mlt_client__cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
         if (c->socks[s]) {
             zmq_socket_monitor(c->socks[s], NULL, 0);
@@ -575,9 +562,9 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
 {
     int rule = mlt_rule_parse(job->rule ? job->rule : "sgd");
     if (rule < 0)
-        return set_err(c, -EINVAL, "unknown update rule '%s'", job->rule);
+        return mlt_client__err(c, -EINVAL, "unknown update rule '%s'", job->rule);
     if (job->n_tables == 0 || job->n_tables > MLT_MAX_TABLES)
-        return set_err(c, -EINVAL, "a job needs 1..%u tables, got %u", MLT_MAX_TABLES,
+        return mlt_client__err(c, -EINVAL, "a job needs 1..%u tables, got %u", MLT_MAX_TABLES,
                        job->n_tables);
     Mlt__JobSpec js;
     mlt__job_spec__init(&js);
@@ -599,24 +586,24 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     char err[256];
     int rc = mlt_wire_check_job(&js, err, sizeof err);
     if (rc) {
-        set_err(c, rc, "%s", err);
+        mlt_client__err(c, rc, "%s", err);
         goto out;
     }
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_ACK);
-        header_for(c, &h, MLT__MSG_TYPE__MSG_REGISTER, p);
+        pending_t *p = mlt_client__pending(c, s, P_ACK);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_REGISTER, p);
         h.job = &js;
-        if ((rc = send_simple(c, s, &h)) < 0)
+        if ((rc = mlt_client__send(c, s, &h)) < 0)
             goto out;
     }
     if ((rc = mlt_sync(c)) < 0)
         goto out;
     /* the layout, as every shard computes it */
     mlt_client__shm_teardown(c);
-    prefetch_drop(c, 0, true);
+    mlt_client__prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
-        cache_clear(c, &c->caches[i]);
+        mlt_client__cache_clear(c, &c->caches[i]);
     mlt_free(c->tables);
     mlt_free(c->parts);
     mlt_free(c->held_dst);
@@ -708,11 +695,11 @@ static int control_all(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, int6
     Mlt__Tunables *tw = to_wire(t, &wt);
     char err[256];
     if (tw && mlt_wire_check_tunables(tw, err, sizeof err) < 0)
-        return set_err(c, -EINVAL, "%s", err);
+        return mlt_client__err(c, -EINVAL, "%s", err);
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_ACK);
-        header_for(c, &h, type, p);
+        pending_t *p = mlt_client__pending(c, s, P_ACK);
+        mlt_client__header(c, &h, type, p);
         h.has_branch = 1;
         h.branch = branch;
         h.has_parent = parent >= 0;
@@ -720,7 +707,7 @@ static int control_all(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, int6
         h.has_kind = kind >= 0;
         h.kind = kind >= 0 ? (Mlt__BranchKind)kind : 0;
         h.tunables = tw;
-        int rc = send_simple(c, s, &h);
+        int rc = mlt_client__send(c, s, &h);
         if (rc < 0)
             return rc;
     }
@@ -740,33 +727,33 @@ int mlt_branch_fork(mlt_client_t *c, uint32_t child, uint32_t parent, int kind,
 
 int mlt_branch_free(mlt_client_t *c, uint32_t id)
 {
-    prefetch_drop(c, id, false);
-    cache_t *ca = cache_find(c, id);
+    mlt_client__prefetch_drop(c, id, false);
+    cache_t *ca = mlt_client__cache_find(c, id);
     if (ca)
-        cache_clear(c, ca);
+        mlt_client__cache_clear(c, ca);
     return control_all(c, MLT__MSG_TYPE__MSG_FREE, id, -1, -1, NULL);
 }
 
 int mlt_branch_set_tunables(mlt_client_t *c, uint32_t id, const mlt_tunables_def_t *t)
 {
-    cache_t *ca = cache_find(c, id);
+    cache_t *ca = mlt_client__cache_find(c, id);
     if (ca && t && t->staleness >= 0) {
         ca->valid = false; /* cached staleness is stale */
-        prefetch_drop(c, id, false);
+        mlt_client__prefetch_drop(c, id, false);
     }
     return control_all(c, MLT__MSG_TYPE__MSG_SET_TUNABLES, id, -1, -1, t);
 }
 
 int mlt_client_job_end(mlt_client_t *c)
 {
-    prefetch_drop(c, 0, true);
+    mlt_client__prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
-        cache_clear(c, &c->caches[i]);
+        mlt_client__cache_clear(c, &c->caches[i]);
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_ACK);
-        header_for(c, &h, MLT__MSG_TYPE__MSG_JOB_END, p);
-        int rc = send_simple(c, s, &h);
+        pending_t *p = mlt_client__pending(c, s, P_ACK);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_JOB_END, p);
+        int rc = mlt_client__send(c, s, &h);
         if (rc < 0)
             return rc;
     }
@@ -777,11 +764,11 @@ int mlt_client_worker_state(mlt_client_t *c, uint32_t worker, bool gone)
 {
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_ACK);
-        header_for(c, &h, gone ? MLT__MSG_TYPE__MSG_WORKER_GONE : MLT__MSG_TYPE__MSG_WORKER_BACK,
+        pending_t *p = mlt_client__pending(c, s, P_ACK);
+        mlt_client__header(c, &h, gone ? MLT__MSG_TYPE__MSG_WORKER_GONE : MLT__MSG_TYPE__MSG_WORKER_BACK,
                    p);
         h.worker = worker;
-        int rc = send_simple(c, s, &h);
+        int rc = mlt_client__send(c, s, &h);
         if (rc < 0)
             return rc;
     }
@@ -793,13 +780,13 @@ int mlt_client_worker_state(mlt_client_t *c, uint32_t worker, bool gone)
 int mlt_client_status(mlt_client_t *c, uint32_t server, mlt_server_status_t *out)
 {
     if (server >= c->n)
-        return set_err(c, -EINVAL, "server %u: the client knows %u", server, c->n);
+        return mlt_client__err(c, -EINVAL, "server %u: the client knows %u", server, c->n);
     memset(out, 0, sizeof *out);
     mlt_header_t h;
-    pending_t *p = add_pending(c, server, P_STATUS);
+    pending_t *p = mlt_client__pending(c, server, P_STATUS);
     p->st = out;
-    header_for(c, &h, MLT__MSG_TYPE__MSG_STATUS, p);
-    int rc = send_simple(c, server, &h);
+    mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_STATUS, p);
+    int rc = mlt_client__send(c, server, &h);
     if (rc < 0)
         return rc;
     return mlt_sync(c);

@@ -26,18 +26,6 @@
 #include "proto/wire.h"
 #include "worker/client_int.h"
 
-/* the internal names client_int.h exports, by their short names here */
-#define set_err mlt_client__err
-#define record_error mlt_client__record_error
-#define recv_one mlt_client__recv
-#define wait_for mlt_client__wait
-#define send_simple mlt_client__send
-#define add_pending mlt_client__pending
-#define header_for mlt_client__header
-#define cache_clear mlt_client__cache_clear
-#define cache_find mlt_client__cache_find
-#define prefetch_drop mlt_client__prefetch_drop
-
 /* ---- pull replies and the cache ------------------------------------------- */
 
 /* Copies a pulled chunk into the caller's table. For large models the copy
@@ -113,7 +101,7 @@ void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t
               : h->has_packed && h->packed && n == 1 &&
                     zmq_msg_size(&frames[0]) == len * sizeof(float))) {
         ca->failed = true;
-        record_error(c, -EPROTO,
+        mlt_client__record_error(c, -EPROTO,
                      "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
                      "%u chunks of %llu bytes, %s %llu",
                      c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
@@ -194,7 +182,7 @@ void mlt_client__prefetch_drop(mlt_client_t *c, uint32_t branch, bool all)
             }
         }
         if (shm_replies == 0) {
-            cache_clear(c, ca);
+            mlt_client__cache_clear(c, ca);
             continue;
         }
         ca->zombie = shm_replies;
@@ -234,14 +222,14 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
                       const float *src, bool stage)
 {
     if (table >= c->n_tables)
-        return set_err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
+        return mlt_client__err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
     const table_t *t = &c->tables[table];
     int rc = 0, shm_stage = -1; /* the stage region of the shm parts, once copied */
     stage_t *st = NULL;
     if (stage) {
         st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
         if (!st)
-            return set_err(c, -ENOMEM, "out of memory staging a push of table %u", table);
+            return mlt_client__err(c, -ENOMEM, "out of memory staging a push of table %u", table);
         atomic_init(&st->refs, 1); /* ours, dropped at the end */
         memcpy(st->data, src, t->size * sizeof(float));
         src = st->data;
@@ -259,8 +247,8 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             shm_stage = (int)r;
         }
         mlt_header_t h;
-        pending_t *p = add_pending(c, pt->shard, P_ACK);
-        header_for(c, &h, type, p);
+        pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
+        mlt_client__header(c, &h, type, p);
         h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
         h.branch = branch;
         h.table = table;
@@ -275,7 +263,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             h.shm_offset = shm_off(c, MAX_CACHES + (uint32_t)shm_stage, table, off);
             p->part = i;
             p->stage = shm_stage;
-            if ((rc = send_simple(c, pt->shard, &h)) < 0)
+            if ((rc = mlt_client__send(c, pt->shard, &h)) < 0)
                 break;
             c->stage_busy[(uint32_t)shm_stage * c->n_tables + table]++;
             continue;
@@ -283,13 +271,13 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         void *sock = c->socks[pt->shard];
         if (mlt_client__broken(c)) {
             c->n_pending--; /* p, the last one added */
-            rc = set_err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died "
+            rc = mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died "
                          "or restarted)", c->lost, c->endpoints[c->lost]);
             break;
         }
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
         if (rc < 0) {
-            set_err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
+            mlt_client__err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
             break;
         }
         zmq_msg_t m;
@@ -302,7 +290,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         }
         if (zmq_msg_send(&m, sock, 0) < 0) {
             zmq_msg_close(&m);
-            rc = set_err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
+            rc = mlt_client__err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
                          zmq_strerror(zmq_errno()));
             break;
         }
@@ -314,10 +302,10 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
 
 int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *values)
 {
-    cache_t *ca = cache_find(c, branch);
+    cache_t *ca = mlt_client__cache_find(c, branch);
     if (ca)
         ca->valid = false;
-    prefetch_drop(c, branch, false);
+    mlt_client__prefetch_drop(c, branch, false);
     int rc = send_table(c, MLT__MSG_TYPE__MSG_WRITE, branch, table, values, false);
     int rc2 = mlt_sync(c);
     return rc ? rc : rc2;
@@ -328,7 +316,7 @@ int mlt_write(mlt_client_t *c, uint32_t branch, uint32_t table, const float *val
  * parameters need not wait for its own updates to be acknowledged. */
 static bool async_branch(mlt_client_t *c, uint32_t branch)
 {
-    cache_t *ca = cache_find(c, branch);
+    cache_t *ca = mlt_client__cache_find(c, branch);
     return ca && ca->valid && ca->staleness > 0;
 }
 
@@ -346,7 +334,7 @@ static void drain(mlt_client_t *c)
             size_t len = sizeof ev;
             if (zmq_getsockopt(c->socks[s], ZMQ_EVENTS, &ev, &len) < 0 || !(ev & ZMQ_POLLIN))
                 break;
-            recv_one(c, s);
+            mlt_client__recv(c, s);
         }
     }
 }
@@ -356,12 +344,12 @@ int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
     bool async = async_branch(c, branch);
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
-        pending_t *p = add_pending(c, s, P_ACK);
-        header_for(c, &h, MLT__MSG_TYPE__MSG_CLOCK, p);
+        pending_t *p = mlt_client__pending(c, s, P_ACK);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_CLOCK, p);
         h.has_branch = h.has_clock = 1;
         h.branch = branch;
         h.clock = clock;
-        int rc = send_simple(c, s, &h);
+        int rc = mlt_client__send(c, s, &h);
         if (rc < 0)
             return rc;
     }
@@ -395,7 +383,7 @@ static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep
     if (!ca) /* every other slot a prefetch (or a zombie): forget them */
         for (int i = 0; i < MAX_CACHES && !ca; i++)
             if (&c->caches[i] != keep && c->caches[i].prefetch) {
-                prefetch_drop(c, c->caches[i].branch, false);
+                mlt_client__prefetch_drop(c, c->caches[i].branch, false);
                 if (!c->caches[i].zombie)
                     ca = &c->caches[i];
             }
@@ -408,7 +396,7 @@ static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep
                 if (&c->caches[i] != keep && c->caches[i].zombie)
                     ca = &c->caches[i];
     }
-    cache_clear(c, ca);
+    mlt_client__cache_clear(c, ca);
     ca->branch = branch;
     ca->msgs = mlt_calloc(c->n_parts ? c->n_parts : 1, sizeof *ca->msgs);
     for (uint32_t i = 0; i < c->n_parts; i++)
@@ -418,7 +406,7 @@ static cache_t *cache_slot(mlt_client_t *c, uint32_t branch, const cache_t *keep
 
 static cache_t *cache_for(mlt_client_t *c, uint32_t branch)
 {
-    cache_t *ca = cache_find(c, branch);
+    cache_t *ca = mlt_client__cache_find(c, branch);
     if (!ca)
         ca = cache_slot(c, branch, NULL);
     ca->used = ++c->stamp;
@@ -436,11 +424,11 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
     for (uint32_t i = 0; i < c->n_parts; i++) {
         const part_t *pt = &c->parts[i];
         mlt_header_t h;
-        pending_t *p = add_pending(c, pt->shard, kind);
+        pending_t *p = mlt_client__pending(c, pt->shard, kind);
         p->part = i;
         p->dst = dst ? dst[pt->table] : NULL;
         p->cache = ca;
-        header_for(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_PULL, p);
         h.has_branch = h.has_clock = h.has_table = h.has_chunk_first = h.has_chunk_count = 1;
         h.has_packed = h.packed = 1;
         h.branch = branch;
@@ -454,7 +442,7 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
             h.shm_token = c->shm_token;
             h.shm_offset = cache_shm_off(c, ca, pt);
         }
-        int rc = send_simple(c, pt->shard, &h);
+        int rc = mlt_client__send(c, pt->shard, &h);
         if (rc < 0)
             return rc;
     }
@@ -477,7 +465,7 @@ static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t cloc
     pf->staleness = ca->staleness;
     pf->used = ca->used;
     if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL) < 0)
-        prefetch_drop(c, branch, false); /* the pull that needs it asks again */
+        mlt_client__prefetch_drop(c, branch, false); /* the pull that needs it asks again */
 }
 
 /* true when dst already holds ca's copy (mlt_client_keep_dst) */
@@ -538,12 +526,12 @@ static bool fresh(const cache_t *ca, int64_t clock)
 int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
 {
     if (!c->n_tables)
-        return set_err(c, -EINVAL, "pull before mlt_client_register");
+        return mlt_client__err(c, -EINVAL, "pull before mlt_client_register");
     cache_t *ca = cache_for(c, branch);
     if (!fresh(ca, clock)) {
         cache_t *pf = prefetch_find(c, branch);
         if (pf != NULL) { /* the copy asked for ahead: wait for it, take it if good */
-            int rc = wait_for(c, P_PREFETCH);
+            int rc = mlt_client__wait(c, P_PREFETCH);
             if (rc < 0)
                 return rc; /* an error of an earlier asynchronous request */
             pf->valid = !pf->failed && pf->min_clock != INT64_MAX;
@@ -551,10 +539,10 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
             if (fresh(pf, clock)) {
                 c->prefetch_hits++;
                 pf->used = ca->used;
-                cache_clear(c, ca);
+                mlt_client__cache_clear(c, ca);
                 ca = pf;
             } else {
-                cache_clear(c, pf);
+                mlt_client__cache_clear(c, pf);
             }
         }
     }
@@ -572,7 +560,7 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
     int rc = send_pulls(c, ca, branch, clock, P_PULL, dst);
     if (rc < 0)
         return rc;
-    rc = wait_for(c, P_PULL);
+    rc = mlt_client__wait(c, P_PULL);
     ca->valid = rc == 0 && !ca->failed;
     if (ca->valid) {
         hold(c, ca, dst);
