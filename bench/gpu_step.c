@@ -64,7 +64,7 @@
 #include "kernels/gpu.h"
 #include "tests/integration/harness.h"
 #include "worker/data.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 #include "worker/model.h"
 #include "worker/model_gpu.h"
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "kernels/gpu.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 #include "worker/model_gpu.h"
 
 #define N_MODELS  2

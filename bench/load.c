@@ -22,7 +22,7 @@
 
 #include "common/timeutil.h"
 #include "tests/integration/harness.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define MAX_CLIENTS 16
 #define DATA_SIZE 4096

@@ -39,7 +39,7 @@
 
 #include "common/timeutil.h"
 #include "tests/integration/harness.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 #include "daemon/store.h"
 
 #define MIB               (1024ull * 1024ull)

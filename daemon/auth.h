@@ -12,7 +12,7 @@
 
 #include "common/curve.h"
 #include "daemon/config.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 typedef struct mlt_dkeys {
     bool on;                   /* curve_key is set: every accepting socket is a CURVE server */

@@ -57,7 +57,7 @@
 #include "tuner/declog.h"
 #include "tuner/tuner.h"
 #include "tuner/warm.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define BRANCH_INIT 1u
 

@@ -18,7 +18,7 @@
 #include "daemon/auth.h"
 #include "daemon/shardask.h"
 #include "proto/limits.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define RESUME_MAGIC   "MLTRESUM"
 #define COORD_MAGIC    "MLTCOORD"

@@ -19,7 +19,7 @@
 #include "daemon/metrics.h"
 #include "daemon/shardask.h"
 #include "proto/wire.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 /* ---- replies on the control socket ------------------------------------------- */
 

@@ -18,7 +18,7 @@
 #include "common/outfile.h"
 #include "common/safepath.h"
 #include "proto/wire.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define LOSS_RING 4096 /* clocks of per-clock loss being summed over workers */
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 /* The job as the coordinator sees it (name NULL: no job). NaN: not known. */
 typedef struct mlt_metrics_job {

@@ -10,7 +10,7 @@
 #include "common/timeutil.h"
 #include "proto/limits.h"
 #include "proto/wire.h"
-#include "worker/client_int.h"
+#include "client/client_int.h"
 
 /* Reads one whole message from shard i's socket and takes its status. */
 static void take_reply(void *sock, const char *ep, mlt_server_status_t *st, bool *up, char *why)

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define MLT_SHARD_STATUS_TIMEOUT_S 2.0 /* a status round over every shard */
 #define MLT_SHARDASK_WHY_LEN       512

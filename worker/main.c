@@ -30,7 +30,7 @@
 #include "kernels/cpu.h"
 #include "kernels/optim.h"
 #include "proto/wire.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 #include "worker/trainer.h"
 
 static volatile sig_atomic_t stop_signal;

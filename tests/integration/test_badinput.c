@@ -31,7 +31,7 @@
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define W_SIZE 100000u /* several chunks, the last one short; one SGD branch ~800 KB */
 #define B_SIZE 10u

@@ -39,7 +39,7 @@
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define W_SIZE                         50000u /* 200 KB of parameters: one packed pull reply */
 #define N_UNREAD                       3000   /* pulls the greedy client sends and does not read */

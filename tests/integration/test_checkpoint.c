@@ -43,7 +43,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define STR_(x)    #x
 #define MLT_STR(x) STR_(x)

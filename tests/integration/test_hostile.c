@@ -10,7 +10,7 @@
  *   daemon still serves (mltunerctl status works), logged the refusals, and
  *   every process exits 0.
  *
- * "client": libmltuner (worker/mltuner.h) against a ZeroMQ ROUTER made here,
+ * "client": libmltuner (client/mltuner.h) against a ZeroMQ ROUTER made here,
  *   which answers HELLO properly and then answers STATUS with something
  *   malformed: garbage, an empty header, a truncated reply, the wrong request
  *   id, the wrong message type, an ERROR with a negative or INT32_MIN code,
@@ -38,7 +38,7 @@
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 static double mono(void)
 {

@@ -34,7 +34,7 @@
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define N_WORKERS 3
 #define N_CLOCKS 40

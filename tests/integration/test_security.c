@@ -28,7 +28,7 @@
 #include "proto/wire.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/suite_main.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 static char keydir[64];
 

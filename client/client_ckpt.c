@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "worker/client_int.h"
-#include "worker/mltuner.h"
+#include "client/client_int.h"
+#include "client/mltuner.h"
 
 static int ckpt_request(mlt_client_t *c, uint32_t server, Mlt__MsgType type, const char *job,
                         uint64_t seq, uint64_t keep, uint64_t *size, uint32_t *crc)

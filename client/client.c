@@ -8,7 +8,7 @@
  * This file holds the requests and replies, connecting, the job, branches
  * and status; the data requests (pulls through the pull cache, pushes, writes,
  * clocks) are in client_data.c, the same-host transport in client_shm.c. */
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,7 +25,7 @@
 #include "kernels/optim.h"
 #include "proto/layout.h"
 #include "proto/wire.h"
-#include "worker/client_int.h"
+#include "client/client_int.h"
 
 int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
 {

@@ -12,7 +12,7 @@
  * With a shard on the same host the data skips the socket: pulls are written
  * into, and pushes read from, a shared-memory segment (client_shm.c); only
  * the headers travel. */
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -24,7 +24,7 @@
 
 #include "common/alloc.h"
 #include "proto/wire.h"
-#include "worker/client_int.h"
+#include "client/client_int.h"
 
 /* ---- pull replies and the cache ------------------------------------------- */
 

@@ -27,7 +27,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/timeutil.h"
-#include "worker/client_int.h"
+#include "client/client_int.h"
 
 /* Segments larger than this are not made (the cache regions alone are
  * MAX_CACHES copies of the model, and the whole segment is allocated up

@@ -9,7 +9,7 @@
 #include <zmq.h>
 
 #include "proto/wire.h"
-#include "worker/mltuner.h"
+#include "client/mltuner.h"
 
 #define MAX_CACHES 8
 #define N_STAGES 4 /* shared-memory push stages per table */
