@@ -503,3 +503,13 @@ fail_prop:
     mlt_free(prop);
     return rc;
 }
+
+int mlt_search_cmp_ranked(const void *a, const void *b)
+{
+    const mlt_search_ranked_t *p = a, *q = b;
+    if (p->y < q->y)
+        return -1;
+    if (p->y > q->y)
+        return 1;
+    return p->i < q->i ? -1 : p->i > q->i;
+}

@@ -160,6 +160,15 @@ bool mlt_search_seen(const mlt_search_t *s, const double *u);
 /* True when two snapped unit points are the same point. */
 bool mlt_search_same(const mlt_search_t *s, const double *a, const double *b);
 
+/* An observation by its result, for sorting: y, then i (the observation's
+ * index, its time), a total order so that every sort is deterministic. */
+typedef struct mlt_search_ranked {
+    double y;
+    uint32_t i;
+} mlt_search_ranked_t;
+/* qsort comparator of mlt_search_ranked_t: ascending y, then i. */
+int mlt_search_cmp_ranked(const void *a, const void *b);
+
 #endif /* MLT_SEARCH_INTERNAL */
 
 #endif

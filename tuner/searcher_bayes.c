@@ -476,21 +476,6 @@ static void maximise_ei(mlt_search_t *s, gp_t *g, double fbest, uint32_t n_near,
 
 /* ---- the searcher -------------------------------------------------------- */
 
-typedef struct ranked {
-    double y;
-    uint32_t i;
-} ranked_t;
-
-static int cmp_rank(const void *a, const void *b)
-{
-    const ranked_t *p = a, *q = b;
-    if (p->y < q->y)
-        return -1;
-    if (p->y > q->y)
-        return 1;
-    return p->i < q->i ? -1 : p->i > q->i;
-}
-
 static int bayes_init(mlt_search_t *s, const double *center_u)
 {
     (void)center_u;
@@ -528,14 +513,14 @@ static void bayes_fini(mlt_search_t *s)
 
 /* Picks the observations the process fits (all, or the best half and the most
  * recent others) into sel; returns how many. */
-static uint32_t select_obs(const mlt_search_t *s, ranked_t *order, uint32_t *sel)
+static uint32_t select_obs(const mlt_search_t *s, mlt_search_ranked_t *order, uint32_t *sel)
 {
     uint32_t n = s->n_obs;
     for (uint32_t i = 0; i < n; i++) {
         order[i].y = s->obs_y[i];
         order[i].i = i;
     }
-    qsort(order, n, sizeof(*order), cmp_rank);
+    qsort(order, n, sizeof(*order), mlt_search_cmp_ranked);
     if (n <= MLT_SEARCH_GP_MAX) {
         for (uint32_t i = 0; i < n; i++)
             sel[i] = order[i].i;
@@ -556,7 +541,7 @@ static uint32_t select_obs(const mlt_search_t *s, ranked_t *order, uint32_t *sel
         order[i].y = s->obs_y[sel[i]];
         order[i].i = sel[i];
     }
-    qsort(order, m, sizeof(*order), cmp_rank);
+    qsort(order, m, sizeof(*order), mlt_search_cmp_ranked);
     for (uint32_t i = 0; i < m; i++)
         sel[i] = order[i].i;
     return m;
@@ -616,8 +601,8 @@ static int bayes_propose(mlt_search_t *s, double *u)
     uint32_t nmax = (n_all < MLT_SEARCH_GP_MAX ? n_all : MLT_SEARCH_GP_MAX) + m;
     size_t pairs = (size_t)nmax * (nmax - 1) / 2;
     size_t doubles = (size_t)nmax * d + nmax + pairs * d + (size_t)nmax * nmax + 2 * (size_t)nmax;
-    size_t bytes = doubles * sizeof(double) + n_all * sizeof(ranked_t) +   /* order */
-                   (MLT_SEARCH_GP_MAX + n_all) * sizeof(uint32_t) + n_all; /* sel, taken */
+    size_t bytes = doubles * sizeof(double) + n_all * sizeof(mlt_search_ranked_t) + /* order */
+                   (MLT_SEARCH_GP_MAX + n_all) * sizeof(uint32_t) + n_all;          /* sel, taken */
     char *mem = mlt_try_malloc(bytes);
     if (!mem)
         return -ENOMEM;
@@ -635,7 +620,7 @@ static int bayes_propose(mlt_search_t *s, double *u)
     dp += nmax;
     g.work = dp;
     dp += nmax;
-    ranked_t *order = (ranked_t *)dp;
+    mlt_search_ranked_t *order = (mlt_search_ranked_t *)dp;
     uint32_t *sel = (uint32_t *)(order + n_all);
 
     uint32_t n = select_obs(s, order, sel);

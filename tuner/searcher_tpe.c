@@ -204,22 +204,6 @@ static void tpe_fini(mlt_search_t *s)
     (void)s;
 }
 
-typedef struct ranked {
-    double y;
-    uint32_t i;
-} ranked_t;
-
-/* By result, then by time: a total order, so the split is deterministic. */
-static int cmp_rank(const void *a, const void *b)
-{
-    const ranked_t *p = a, *q = b;
-    if (p->y < q->y)
-        return -1;
-    if (p->y > q->y)
-        return 1;
-    return p->i < q->i ? -1 : p->i > q->i;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -234,7 +218,7 @@ static int tpe_propose(mlt_search_t *s, double *u)
         return 0;
     }
     size_t stride = DENSITY_DOUBLES(n);
-    ranked_t *order = mlt_try_malloc(n * sizeof(*order));
+    mlt_search_ranked_t *order = mlt_try_malloc(n * sizeof(*order));
     uint32_t *rank = mlt_try_malloc(n * sizeof(uint32_t));
     double *buf = mlt_try_malloc(2 * (size_t)d * stride * sizeof(double));
     if (!order || !rank || !buf) {
@@ -247,7 +231,7 @@ static int tpe_propose(mlt_search_t *s, double *u)
         order[i].y = s->obs_y[i];
         order[i].i = i;
     }
-    qsort(order, n, sizeof(*order), cmp_rank);
+    qsort(order, n, sizeof(*order), mlt_search_cmp_ranked);
     for (uint32_t i = 0; i < n; i++)
         rank[i] = order[i].i;
     mlt_free(order);
