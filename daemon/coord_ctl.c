@@ -40,12 +40,7 @@ static void reply_error(mlt_coord_t *c, const void *id, size_t id_len, uint64_t 
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     mlt_header_t r;
-    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
-    r.has_request_id = 1;
-    r.request_id = rid;
-    r.has_error_code = 1;
-    r.error_code = -code;
-    r.error = text;
+    mlt_wire_init_error(&r, rid, code, text);
     mlt_log_ratelimited(MLT_LOG_WARN, "ctl-error", 1.0, "control request refused: %s", text);
     send_to(c, id, id_len, &r);
 }
@@ -725,13 +720,10 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
                    !mlt_coord__may_change(c, &hm)) {
             /* coord_sec.c: only an authorised key or the local socket changes the job */
             mlt_header_t r;
-            mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
-            r.has_request_id = r.has_error_code = 1;
-            r.request_id = h->request_id;
-            r.error_code = EACCES;
-            r.error = c->local[0] ? "submit and stop need an authorised CurveZMQ key or the "
-                                    "local control socket (local_control)"
-                                  : "submit and stop need an authorised CurveZMQ key";
+            mlt_wire_init_error(&r, h->request_id, -EACCES,
+                                c->local[0] ? "submit and stop need an authorised CurveZMQ key "
+                                              "or the local control socket (local_control)"
+                                            : "submit and stop need an authorised CurveZMQ key");
             r.local_control = c->local[0] ? c->local : NULL;
             mlt_log_ratelimited(MLT_LOG_WARN, "ctl-eacces", 10.0,
                                 "%s refused: the peer has no authorised key",

@@ -90,14 +90,9 @@ void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, u
                                int code, const char *text)
 {
     mlt_header_t r;
-    mlt_wire_init(&r, MLT__MSG_TYPE__MSG_ERROR);
-    r.has_request_id = 1;
-    r.request_id = request_id;
-    r.has_error_code = 1;
-    r.error_code = -code;
     char buf[MLT_MAX_ERROR_LEN + 1];
     snprintf(buf, sizeof buf, "%s", text);
-    r.error = buf;
+    mlt_wire_init_error(&r, request_id, code, buf);
     if (mlt_server__send_id(s, id, id_len) == 0)
         mlt_wire_send(s->router, &r, 0);
 }

@@ -18,6 +18,15 @@ void mlt_wire_init(mlt_header_t *h, Mlt__MsgType type)
     h->type = type;
 }
 
+void mlt_wire_init_error(mlt_header_t *h, uint64_t request_id, int code, char *text)
+{
+    mlt_wire_init(h, MLT__MSG_TYPE__MSG_ERROR);
+    h->has_request_id = h->has_error_code = 1;
+    h->request_id = request_id;
+    h->error_code = -code;
+    h->error = text;
+}
+
 const char *mlt_wire_type_name(int type)
 {
     const ProtobufCEnumValue *v =

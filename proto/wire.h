@@ -22,6 +22,11 @@ typedef Mlt__Header mlt_header_t;
 
 /* Initialises *h as an empty header of `type` with the current version. */
 void mlt_wire_init(mlt_header_t *h, Mlt__MsgType type);
+/* Initialises h as the ERROR reply to request_id: code is -errno (the wire
+ * carries errno), text is borrowed (at most MLT_MAX_ERROR_LEN bytes are sent
+ * by the callers, which format it). The daemon's shards and its control
+ * endpoint both answer this way. */
+void mlt_wire_init_error(mlt_header_t *h, uint64_t request_id, int code, char *text);
 
 /* Name of a message type for messages and logs ("PULL"), "?" if unknown. */
 const char *mlt_wire_type_name(int type);
