@@ -94,29 +94,40 @@ static void fill_tunables(mlt_tunables_def_t *d, const Mlt__Tunables *t)
     *d = mlt_tunables_unset();
     if (!t)
         return;
-    if (t->has_lr) d->lr = t->lr;
-    if (t->has_momentum) d->momentum = t->momentum;
-    if (t->has_weight_decay) d->weight_decay = t->weight_decay;
-    if (t->has_beta1) d->beta1 = t->beta1;
-    if (t->has_beta2) d->beta2 = t->beta2;
-    if (t->has_eps) d->eps = t->eps;
-    if (t->has_staleness) d->staleness = (int32_t)t->staleness;
-    if (t->has_warmup) d->warmup = (int32_t)t->warmup;
+    if (t->has_lr)
+        d->lr = t->lr;
+    if (t->has_momentum)
+        d->momentum = t->momentum;
+    if (t->has_weight_decay)
+        d->weight_decay = t->weight_decay;
+    if (t->has_beta1)
+        d->beta1 = t->beta1;
+    if (t->has_beta2)
+        d->beta2 = t->beta2;
+    if (t->has_eps)
+        d->eps = t->eps;
+    if (t->has_staleness)
+        d->staleness = (int32_t)t->staleness;
+    if (t->has_warmup)
+        d->warmup = (int32_t)t->warmup;
 }
 
 static void on_hello(mlt_client_t *c, const pending_t *p, const mlt_header_t *h)
 {
     const Mlt__ServerInfo *si = h->server;
     if (!si) {
-        mlt_client__record_error(c, -EPROTO, "%s: hello reply without server info", c->endpoints[p->shard]);
+        mlt_client__record_error(c, -EPROTO, "%s: hello reply without server info",
+                                 c->endpoints[p->shard]);
         return;
     }
     if (si->rank != p->shard || si->n_servers != c->n)
-        mlt_client__record_error(c, -EINVAL, "%s says it is shard %u of %u; expected shard %u of %u",
-                     c->endpoints[p->shard], si->rank, si->n_servers, p->shard, c->n);
+        mlt_client__record_error(c, -EINVAL,
+                                 "%s says it is shard %u of %u; expected shard %u of %u",
+                                 c->endpoints[p->shard], si->rank, si->n_servers, p->shard, c->n);
     else if (c->chunk_floats && si->chunk_floats != c->chunk_floats)
-        mlt_client__record_error(c, -EINVAL, "%s uses chunks of %u floats, shard 0 of %u: chunk_size differs",
-                     c->endpoints[p->shard], si->chunk_floats, c->chunk_floats);
+        mlt_client__record_error(c, -EINVAL,
+                                 "%s uses chunks of %u floats, shard 0 of %u: chunk_size differs",
+                                 c->endpoints[p->shard], si->chunk_floats, c->chunk_floats);
     else
         c->chunk_floats = si->chunk_floats;
 }
@@ -237,7 +248,7 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
             on_hello(c, &p, h);
     } else {
         mlt_client__record_error(c, -EPROTO, "%s answered with %s", c->endpoints[s],
-                     mlt_wire_type_name(h->type));
+                                 mlt_wire_type_name(h->type));
     }
 out:
     mlt_wire_free(&h);
@@ -282,16 +293,20 @@ static int on_monitor(mlt_client_t *c, uint32_t s)
         pending += c->pending[i].shard == s && c->pending[i].kind != P_ZOMBIE;
     if (!pending)
         return 0;
-    return mlt_client__err(c, -ECONNRESET, "%s closed the connection with %zu requests pending (its "
-                   "daemon died or restarted)", c->endpoints[s], pending);
+    return mlt_client__err(c, -ECONNRESET,
+                           "%s closed the connection with %zu requests pending (its "
+                           "daemon died or restarted)",
+                           c->endpoints[s], pending);
 }
 
 int mlt_client__pump(mlt_client_t *c, double *deadline)
 {
     zmq_pollitem_t items[2 * MLT_MAX_SERVERS];
     if (c->broken)
-        return mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection with requests pending "
-                       "(its daemon died or restarted)", c->lost, c->endpoints[c->lost]);
+        return mlt_client__err(c, -ECONNRESET,
+                               "shard %d (%s) closed the connection with requests pending "
+                               "(its daemon died or restarted)",
+                               c->lost, c->endpoints[c->lost]);
     uint32_t ni = c->n;
     for (uint32_t s = 0; s < c->n; s++)
         items[s] = (zmq_pollitem_t){.socket = c->socks[s], .events = ZMQ_POLLIN};
@@ -303,8 +318,9 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
         return -ETIMEDOUT;
     int n = zmq_poll(items, (int)ni, (long)(wait * 1000) + 1);
     if (n < 0)
-        return zmq_errno() == EINTR ? 0 : mlt_client__err(c, -zmq_errno(), "poll: %s",
-                                                  zmq_strerror(zmq_errno()));
+        return zmq_errno() == EINTR
+                   ? 0
+                   : mlt_client__err(c, -zmq_errno(), "poll: %s", zmq_strerror(zmq_errno()));
     for (uint32_t s = 0; s < c->n; s++)
         if ((items[s].revents & ZMQ_POLLIN) && mlt_client__recv(c, s))
             *deadline = mlt_time_mono() + c->timeout_s; /* progress: junk does not count */
@@ -337,7 +353,7 @@ int mlt_client__wait(mlt_client_t *c, int kind)
                 snprintf(seen, sizeof seen, "; instead: %.400s", c->err);
             c->first_err = 0;
             mlt_client__err(c, rc, "no reply from %s for %.0f s (%zu requests pending)%.300s",
-                    c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending, seen);
+                            c->endpoints[c->pending[0].shard], c->timeout_s, c->n_pending, seen);
             /* given up: a late reply must not write to the caller's status */
             for (size_t i = 0; i < c->n_pending;)
                 if ((kind < 0 || (int)c->pending[i].kind == kind) &&
@@ -363,8 +379,8 @@ int mlt_sync(mlt_client_t *c)
         struct timespec ts = {0, spin < 100 ? 10000 : 1000000};
         nanosleep(&ts, NULL);
         if (spin > 100 + (int)(c->timeout_s * 1000))
-            return mlt_client__err(c, -ETIMEDOUT, "push buffers still held by the socket after %.0f s",
-                           c->timeout_s);
+            return mlt_client__err(
+                c, -ETIMEDOUT, "push buffers still held by the socket after %.0f s", c->timeout_s);
     }
     return rc;
 }
@@ -405,9 +421,10 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
 {
     if (mlt_client__broken(c)) {
         c->n_pending--; /* it was the last one added */
-        return mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died or "
-                       "restarted); this client's requests stop here", c->lost,
-                       c->endpoints[c->lost]);
+        return mlt_client__err(c, -ECONNRESET,
+                               "shard %d (%s) closed the connection (its daemon died or "
+                               "restarted); this client's requests stop here",
+                               c->lost, c->endpoints[c->lost]);
     }
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {
@@ -470,12 +487,12 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
                      zmq_setsockopt(c->socks[s], ZMQ_CURVE_PUBLICKEY, keys->public_key, 41) < 0 ||
                      zmq_setsockopt(c->socks[s], ZMQ_CURVE_SECRETKEY, keys->secret_key, 41) < 0)) {
             mlt_client__err(c, -zmq_errno(), "CurveZMQ keys refused for %s: %s", endpoints[s],
-                    zmq_strerror(zmq_errno()));
+                            zmq_strerror(zmq_errno()));
             goto fail;
         }
         if (zmq_connect(c->socks[s], endpoints[s]) < 0) {
             mlt_client__err(c, -zmq_errno(), "cannot connect to %s: %s", endpoints[s],
-                    zmq_strerror(zmq_errno()));
+                            zmq_strerror(zmq_errno()));
             goto fail;
         }
     }
@@ -494,8 +511,8 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
             char why[sizeof c->err];
             snprintf(why, sizeof why, "%s", c->err);
             mlt_client__err(c, rc, "%.400s: is mltunerd running there%s?", why,
-                    keys ? ", and does it know our CurveZMQ key (and we its)"
-                         : " (a daemon with curve_key set answers CurveZMQ clients only)");
+                            keys ? ", and does it know our CurveZMQ key (and we its)"
+                                 : " (a daemon with curve_key set answers CurveZMQ clients only)");
         }
         goto fail;
     }
@@ -565,7 +582,7 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
         return mlt_client__err(c, -EINVAL, "unknown update rule '%s'", job->rule);
     if (job->n_tables == 0 || job->n_tables > MLT_MAX_TABLES)
         return mlt_client__err(c, -EINVAL, "a job needs 1..%u tables, got %u", MLT_MAX_TABLES,
-                       job->n_tables);
+                               job->n_tables);
     Mlt__JobSpec js;
     mlt__job_spec__init(&js);
     js.name = (char *)job->name;
@@ -765,8 +782,8 @@ int mlt_client_worker_state(mlt_client_t *c, uint32_t worker, bool gone)
     for (uint32_t s = 0; s < c->n; s++) {
         mlt_header_t h;
         pending_t *p = mlt_client__pending(c, s, P_ACK);
-        mlt_client__header(c, &h, gone ? MLT__MSG_TYPE__MSG_WORKER_GONE : MLT__MSG_TYPE__MSG_WORKER_BACK,
-                   p);
+        mlt_client__header(
+            c, &h, gone ? MLT__MSG_TYPE__MSG_WORKER_GONE : MLT__MSG_TYPE__MSG_WORKER_BACK, p);
         h.worker = worker;
         int rc = mlt_client__send(c, s, &h);
         if (rc < 0)

@@ -101,14 +101,14 @@ void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t
               : h->has_packed && h->packed && n == 1 &&
                     zmq_msg_size(&frames[0]) == len * sizeof(float))) {
         ca->failed = true;
-        mlt_client__record_error(c, -EPROTO,
-                     "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
-                     "%u chunks of %llu bytes, %s %llu",
-                     c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
-                     (unsigned long long)h->shm_offset, pt->count,
-                     (unsigned long long)(len * sizeof(float)),
-                     shm ? "written into shared memory at" : "packed in one frame, shm_offset",
-                     (unsigned long long)at);
+        mlt_client__record_error(
+            c, -EPROTO,
+            "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
+            "%u chunks of %llu bytes, %s %llu",
+            c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
+            (unsigned long long)h->shm_offset, pt->count, (unsigned long long)(len * sizeof(float)),
+            shm ? "written into shared memory at" : "packed in one frame, shm_offset",
+            (unsigned long long)at);
         return;
     }
     ca->gen = ++c->gen_seq;
@@ -271,8 +271,10 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         void *sock = c->socks[pt->shard];
         if (mlt_client__broken(c)) {
             c->n_pending--; /* p, the last one added */
-            rc = mlt_client__err(c, -ECONNRESET, "shard %d (%s) closed the connection (its daemon died "
-                         "or restarted)", c->lost, c->endpoints[c->lost]);
+            rc = mlt_client__err(c, -ECONNRESET,
+                                 "shard %d (%s) closed the connection (its daemon died "
+                                 "or restarted)",
+                                 c->lost, c->endpoints[c->lost]);
             break;
         }
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
@@ -291,7 +293,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         if (zmq_msg_send(&m, sock, 0) < 0) {
             zmq_msg_close(&m);
             rc = mlt_client__err(c, -zmq_errno(), "%s: send: %s", c->endpoints[pt->shard],
-                         zmq_strerror(zmq_errno()));
+                                 zmq_strerror(zmq_errno()));
             break;
         }
     }

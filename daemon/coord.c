@@ -176,20 +176,20 @@ static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
     int rc = mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err);
     if (rc)
         return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
-                        mlt_safepath_strerror(rc));
+                                   mlt_safepath_strerror(rc));
     int sfd = open_state_dir(c);
     int wfd = sfd < 0 ? sfd : mlt_safepath_mkdirs(sfd, "warm-start");
     if (sfd >= 0)
         close(sfd);
     if (wfd < 0)
         return mlt_coord__fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
-                        mlt_safepath_strerror(wfd));
+                                   mlt_safepath_strerror(wfd));
     snprintf(name, sizeof name, "%s.conf", c->job.name);
     rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
     close(wfd);
     if (rc)
         return mlt_coord__fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
-                        mlt_safepath_strerror(rc));
+                                   mlt_safepath_strerror(rc));
     return 0;
 }
 
@@ -218,8 +218,8 @@ static int check_outputs(mlt_coord_t *c)
         if (rc && c->phase == PH_FAILED)
             return -1;
         if (rc)
-            return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, mlt_outfile_name(outs[i]),
-                            strerror(-rc));
+            return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir,
+                                       mlt_outfile_name(outs[i]), strerror(-rc));
     }
     return 0;
 }
@@ -241,7 +241,7 @@ static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
         int rc = c->out_fd;
         c->out_fd = -1;
         return mlt_coord__fail_job(c, "cannot create output directory %s: %s", c->out_dir,
-                        mlt_safepath_strerror(rc));
+                                   mlt_safepath_strerror(rc));
     }
     static const char *const names[] = {"progress.jsonl", "decisions.jsonl", "job.conf"};
     mlt_outfile_t *o[3] = {NULL, NULL, NULL};
@@ -254,7 +254,7 @@ static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
     c->dlog = o[1];
     if (rc) /* a link, another kind of file, or no permission */
         return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
-                        mlt_safepath_strerror(rc));
+                                   mlt_safepath_strerror(rc));
     fputs(c->job.text, mlt_outfile_stream(o[2]));
     if ((rc = mlt_outfile_close(&o[2])))
         return mlt_coord__fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
@@ -403,20 +403,22 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
         *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
         mlt_coord__emit(c,
-             "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-             "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-             "\"val_count\":%llu,\"test_count\":%llu",
-             c->train_branch, (long long)c->clock, c->epoch, mlt_coord__jnum(b1, 32, *val),
-             mlt_coord__jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
+                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
+                        "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
+                        "\"val_count\":%llu,\"test_count\":%llu",
+                        c->train_branch, (long long)c->clock, c->epoch,
+                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
+                        (unsigned long long)vn, (unsigned long long)tn);
     } else {
         *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
         *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
         mlt_coord__emit(c,
-             "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-             "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-             "\"val_count\":%llu,\"test_count\":%llu",
-             c->train_branch, (long long)c->clock, c->epoch, mlt_coord__jnum(b1, 32, *val),
-             mlt_coord__jnum(b2, 32, *test), vloss, tloss, (unsigned long long)vn, (unsigned long long)tn);
+                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
+                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
+                        "\"val_count\":%llu,\"test_count\":%llu",
+                        c->train_branch, (long long)c->clock, c->epoch,
+                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
+                        (unsigned long long)vn, (unsigned long long)tn);
     }
     return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
@@ -490,7 +492,7 @@ static int resume_job(mlt_coord_t *c)
         if (open_outputs(c, 0, 0))
             return -1;
         mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
-             c->job.workers);
+                        c->job.workers);
         return check_outputs(c) ? -1 : 1;
     }
     if (rc) { /* the end goes after what the outputs hold */
@@ -506,11 +508,13 @@ static int resume_job(mlt_coord_t *c)
     if (back > 0)
         snprintf(shard, sizeof shard, ",\"shard\":%d", back);
     mlt_coord__emit(c,
-         "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
-         "\"epoch\":%.4f%s",
-         (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch, shard);
+                    "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
+                    "\"epoch\":%.4f%s",
+                    (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch,
+                    shard);
     if (back > 0) /* before the tuner's own "resume" line: why it resumes */
-        mlt_declog(mlt_outfile_stream(c->dlog), mlt_coord__job_time(c), "shard_lost", c->train_branch,
+        mlt_declog(mlt_outfile_stream(c->dlog), mlt_coord__job_time(c), "shard_lost",
+                   c->train_branch,
                    "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
                    "back: the job goes on from checkpoint %llu\"",
                    back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
@@ -563,7 +567,8 @@ static int run_job(mlt_coord_t *c)
         mlt_coord__resume_record(c);
         if (open_outputs(c, 0, 0))
             return -1;
-        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name, j->workers);
+        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name,
+                        j->workers);
         if (check_outputs(c))
             return -1;
     }
@@ -571,21 +576,22 @@ static int run_job(mlt_coord_t *c)
     if (!resume) {
         /* the shards start clean: a job that failed after a shard was lost
          * could not end there, and left its branches on the others */
-        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards,
-                                        0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
-                                        sizeof err);
+        c->client =
+            mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                c->keys && c->keys->on ? &c->keys->ckeys : NULL, err, sizeof err);
         if (!c->client)
             return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
         if (mlt_client_job_end(c->client) < 0)
-            return mlt_coord__fail_job(c, "cannot clear the shards: %s", mlt_client_error(c->client));
+            return mlt_coord__fail_job(c, "cannot clear the shards: %s",
+                                       mlt_client_error(c->client));
     }
     if (resume) {
         /* the shards get their branches back before the workers come: the
          * checkpoint holds the job's tables, which the workers' register
          * then matches */
-        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards,
-                                        0, c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
-                                        sizeof err);
+        c->client =
+            mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                c->keys && c->keys->on ? &c->keys->ckeys : NULL, err, sizeof err);
         if (!c->client)
             return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
         if ((rc = resume_job(c)) < 0)
@@ -611,9 +617,11 @@ static int run_job(mlt_coord_t *c)
         }
         double now = mlt_time_mono();
         if (now - t_join > j->worker_wait_s)
-            return mlt_coord__fail_job(c, "%u of %u workers joined within worker_wait_s = %g s (worker %u "
-                               "did not)",
-                            joined, c->n_workers, j->worker_wait_s, missing);
+            return mlt_coord__fail_job(
+                c,
+                "%u of %u workers joined within worker_wait_s = %g s (worker %u "
+                "did not)",
+                joined, c->n_workers, j->worker_wait_s, missing);
         if (now > next_note) {
             log_info("job '%s': %u of %u workers joined (not worker %u); waiting up to %.0f s "
                      "more (worker_wait_s)",
@@ -638,22 +646,24 @@ static int run_job(mlt_coord_t *c)
     t.n_workers = c->n_workers;
     for (uint32_t w = 0; w < c->n_workers; w++)
         mlt_coord__send_task(c, w, &t);
-    if ((rc = mlt_coord__wait_workers(c, "loading")) != 0 || (rc = mlt_coord__wait_active(c, "loading")) != 0)
+    if ((rc = mlt_coord__wait_workers(c, "loading")) != 0 ||
+        (rc = mlt_coord__wait_active(c, "loading")) != 0)
         return rc < 0 ? -1 : (c->phase = PH_STOPPED, 0);
     if (part_size(c) == 0)
         return mlt_coord__fail_job(c, "the workers have no training samples");
 
     if (!c->client)
-        c->client = mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
-                                        c->keys && c->keys->on ? &c->keys->ckeys : NULL, err,
-                                        sizeof err);
+        c->client =
+            mlt_client_new_keys((const char *const *)c->shards, (uint32_t)c->n_shards, 0,
+                                c->keys && c->keys->on ? &c->keys->ckeys : NULL, err, sizeof err);
     if (!c->client)
         return mlt_coord__fail_job(c, "cannot reach the shards: %s", err);
     mlt_coord__sync_shards(c); /* a worker lost while loading is out of the SSP minimum */
 
     /* init branch: one worker writes the seeded weights (the same on any); the
      * training branch forks from it. A resumed job has its branches already. */
-    if (!resume && branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
+    if (!resume &&
+        branch_op(c, mlt_branch_create(c->client, BRANCH_INIT, MLT_BRANCH_INIT, &c->tunables),
                   "create of the init branch"))
         return -1;
     while (!resume) {
@@ -704,7 +714,8 @@ static int run_job(mlt_coord_t *c)
     if (rc == 0) {
         int wrc = mlt_outfile_close(&c->dlog); /* flushed and fsync'd */
         if (wrc)
-            rc = mlt_coord__fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir, strerror(-wrc));
+            rc = mlt_coord__fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir,
+                                     strerror(-wrc));
     }
     if (rc == 0 && warm_save(c, &res.learned))
         rc = -1;
@@ -729,8 +740,8 @@ static int run_job(mlt_coord_t *c)
     }
     if (rc < 0) {
         if (c->phase != PH_FAILED && c->mem_err[0])
-            mlt_coord__fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "", res.reason[0] ? ": " : "",
-                     c->mem_err);
+            mlt_coord__fail_job(c, "%s%s%s", res.reason[0] ? res.reason : "",
+                                res.reason[0] ? ": " : "", c->mem_err);
         else if (c->phase != PH_FAILED)
             mlt_coord__fail_job(c, "%s", res.reason[0] ? res.reason : "tuning failed");
         return -1;
@@ -753,12 +764,15 @@ static void end_job(mlt_coord_t *c)
     if (c->progress) {
         char b3[32], b4[32], msg[2 * sizeof c->message];
         check_outputs(c); /* a cut decision log fails the job before its end is written */
-        mlt_coord__emit(c, "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
-                "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
-                "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-             mlt_coord__phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message), c->epoch, mlt_coord__jnum(b1, 32, c->val_acc),
-             mlt_coord__jnum(b2, 32, c->test_acc), mlt_coord__jnum(b3, 32, c->val_rmse), mlt_coord__jnum(b4, 32, c->test_rmse),
-             c->trials, c->tuning_s, c->training_s);
+        mlt_coord__emit(c,
+                        "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
+                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
+                        "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
+                        mlt_coord__phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message),
+                        c->epoch, mlt_coord__jnum(b1, 32, c->val_acc),
+                        mlt_coord__jnum(b2, 32, c->test_acc), mlt_coord__jnum(b3, 32, c->val_rmse),
+                        mlt_coord__jnum(b4, 32, c->test_rmse), c->trials, c->tuning_s,
+                        c->training_s);
         int rc = mlt_outfile_close(&c->progress);
         if (rc && c->phase != PH_FAILED)
             mlt_coord__fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));
@@ -832,7 +846,8 @@ static int shard_resume(mlt_coord_t *c)
     if (wrc || drc) /* the end goes after what they hold */
         return open_outputs(c, UINT64_MAX, UINT64_MAX) == 0
                    ? mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir,
-                              wrc ? "progress.jsonl" : "decisions.jsonl", strerror(wrc ? -wrc : -drc))
+                                         wrc ? "progress.jsonl" : "decisions.jsonl",
+                                         strerror(wrc ? -wrc : -drc))
                    : -1;
     c->resuming = true;
     c->shard_back = s;
@@ -899,7 +914,7 @@ mlt_coord_t *mlt_coord_new(const mlt_dconf_t *conf, const mlt_dkeys_t *keys,
         log_warn("worker_timeout_s (%g s) is not below pull_timeout_s (%g s): the pulls of the "
                  "others time out, and the job fails, before a dead worker is dropped",
                  conf->worker_timeout_s, conf->pull_timeout_s);
-    if (conf->worker_timeout_s < 2.0) /* workers heartbeat every 0.5 s (worker/main.c) */
+    if (conf->worker_timeout_s < 2.0) /* workers heartbeat every 0.5 s (mltuner-worker) */
         log_warn("worker_timeout_s = %g s is short: workers heartbeat every 0.5 s, and a busy "
                  "machine can make a healthy one look silent",
                  conf->worker_timeout_s);

@@ -615,11 +615,12 @@ int mlt_coord__shard_wait(mlt_coord_t *c, int s)
         }
         double now = mlt_time_mono();
         if (now - t0 > c->job.worker_wait_s)
-            return mlt_coord__fail_job(c,
-                            "shard %d (%s) was lost (its connection closed: its daemon died or "
-                            "restarted) and did not answer again within worker_wait_s = %g s "
-                            "(last: %.200s)",
-                            s, c->shards[s], c->job.worker_wait_s, why[0]);
+            return mlt_coord__fail_job(
+                c,
+                "shard %d (%s) was lost (its connection closed: its daemon died or "
+                "restarted) and did not answer again within worker_wait_s = %g s "
+                "(last: %.200s)",
+                s, c->shards[s], c->job.worker_wait_s, why[0]);
         if (now >= next_note) {
             log_info("job '%s': waiting up to %.0f s more (worker_wait_s) for shard %d (%s) to "
                      "answer again (%.200s)",

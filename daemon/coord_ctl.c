@@ -64,7 +64,8 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
     r.request_id = rid;
     mlt__job_state__init(&js);
     mlt__tunables__init(&tu);
-    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase : mlt_coord__phase_names[c->phase]);
+    js.phase = (char *)(c->phase == PH_TRAINING && c->tphase ? c->tphase
+                                                             : mlt_coord__phase_names[c->phase]);
     if (c->phase != PH_IDLE || c->job_text) {
         js.name = c->job.name;
         js.has_branch = js.has_epoch = js.has_clock = js.has_loss = 1;
@@ -167,13 +168,14 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         c->last_loss = mean;
         if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
             c->cap_loss[clock - 1 - c->cap_start] = mean;
-        mlt_coord__emit(c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
-             branch, (long long)clock, mlt_coord__jnum(b, sizeof b, mean), c->epoch);
+        mlt_coord__emit(
+            c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
+            branch, (long long)clock, mlt_coord__jnum(b, sizeof b, mean), c->epoch);
     }
 }
 
 /* A message from a connection that is not (or no longer) worker w's: it was
- * dropped or replaced. It is told so (ESTALE), and joins again (worker/main.c). */
+ * dropped or replaced. It is told so (ESTALE), and joins again (as mltuner-worker does). */
 static void tell_stale(mlt_coord_t *c, const void *id, size_t id_len, uint32_t w)
 {
     mlt_log_ratelimited(MLT_LOG_INFO, "stale-worker", 5.0,
@@ -222,7 +224,8 @@ static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
         ws->train_total = r->has_train_total ? r->train_total : 0;
         ws->loaded = true;
         if (!ws->in_step)
-            log_info("worker %u loaded the job; it takes work from the next clock boundary", h->worker);
+            log_info("worker %u loaded the job; it takes work from the next clock boundary",
+                     h->worker);
     }
     if (r->kind == MLT__TASK_KIND__TASK_TEST) {
         ws->val_loss = r->loss;
@@ -246,8 +249,8 @@ void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     wslot_t *ws = &c->workers[w];
-    bool in_job = c->have_job && w < c->n_workers && c->phase >= PH_LOADING &&
-                  c->phase <= PH_TESTING;
+    bool in_job =
+        c->have_job && w < c->n_workers && c->phase >= PH_LOADING && c->phase <= PH_TESTING;
     if (in_job) {
         log_warn("job '%s': worker %u lost: %s%s", c->job.name, w, why,
                  ws->busy ? "; its task is not waited for" : "");
@@ -281,8 +284,8 @@ void mlt_coord__sync_shards(mlt_coord_t *c)
         if (out == ws->shard_out)
             continue;
         if (mlt_client_worker_state(c->client, w, out) < 0) {
-            log_warn("could not tell the shards that worker %u is %s: %s", w,
-                     out ? "gone" : "back", mlt_client_error(c->client));
+            log_warn("could not tell the shards that worker %u is %s: %s", w, out ? "gone" : "back",
+                     mlt_client_error(c->client));
             continue;
         }
         ws->shard_out = out;
@@ -325,7 +328,7 @@ static void check_silence(mlt_coord_t *c)
         double quiet = now - ws->last_seen;
         ws->joined = false;
         mlt_coord__drop_worker(c, w, "sent nothing for %.1f s (worker_timeout_s = %g)", quiet,
-                    c->worker_timeout_s);
+                               c->worker_timeout_s);
     }
 }
 
@@ -402,12 +405,14 @@ static void on_submit(mlt_coord_t *c, const void *id, size_t id_len, const mlt_h
     }
     char *real = realpath(c->state_dir, NULL); /* for status: a path a client can open */
     char shown[sizeof c->out_dir + 1];
-    int n = snprintf(shown, sizeof shown, "%s%s%s", real ? real : c->state_dir, *rel ? "/" : "",
-                     rel);
+    int n =
+        snprintf(shown, sizeof shown, "%s%s%s", real ? real : c->state_dir, *rel ? "/" : "", rel);
     free(real);
     if (n < 0 || (size_t)n >= sizeof c->out_dir) {
-        reply_error(c, id, id_len, rid, -ENAMETOOLONG, "the output directory %.200s... is longer "
-                    "than %zu bytes", shown, sizeof c->out_dir - 1);
+        reply_error(c, id, id_len, rid, -ENAMETOOLONG,
+                    "the output directory %.200s... is longer "
+                    "than %zu bytes",
+                    shown, sizeof c->out_dir - 1);
         mlt_job_free(&job);
         return;
     }
@@ -456,8 +461,11 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
     if (ws->joined) {
         /* a restarted worker, or a stray JOIN: the new connection wins, and the
          * task the old one owed is not waited for */
-        mlt_coord__drop_worker(c, w, "a new connection joined as worker %u (a restarted worker, or a stray "
-                          "JOIN)", w);
+        mlt_coord__drop_worker(
+            c, w,
+            "a new connection joined as worker %u (a restarted worker, or a stray "
+            "JOIN)",
+            w);
     }
     log_info("worker %u joined", w);
     ws->joined = true;
@@ -716,7 +724,8 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
         } else if (extra) {
             reply_error(c, id, id_len, h->request_id, -EINVAL,
                         "control messages carry no payload frames");
-        } else if ((h->type == MLT__MSG_TYPE__MSG_SUBMIT || h->type == MLT__MSG_TYPE__MSG_JOB_STOP) &&
+        } else if ((h->type == MLT__MSG_TYPE__MSG_SUBMIT ||
+                    h->type == MLT__MSG_TYPE__MSG_JOB_STOP) &&
                    !mlt_coord__may_change(c, &hm)) {
             /* coord_sec.c: only an authorised key or the local socket changes the job */
             mlt_header_t r;
@@ -748,8 +757,8 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
             case MLT__MSG_TYPE__MSG_REPORT: on_report(c, id, id_len, h); break;
             case MLT__MSG_TYPE__MSG_HEARTBEAT: on_heartbeat(c, id, id_len, h); break;
             default:
-                reply_error(c, id, id_len, h->request_id, -EBADMSG,
-                            "%s is not a control request", mlt_wire_type_name(h->type));
+                reply_error(c, id, id_len, h->request_id, -EBADMSG, "%s is not a control request",
+                            mlt_wire_type_name(h->type));
             }
         }
         mlt_wire_free(&h);

@@ -27,21 +27,21 @@ typedef struct wslot {
     uint8_t id[MLT_MAX_CLIENT_ID_BYTES]; /* routing id */
     size_t id_len;
     double last_seen;
-    bool busy;                /* a task is out */
+    bool busy; /* a task is out */
     uint64_t task_id;
     Mlt__TaskKind task_kind;
-    uint64_t part_size;       /* training samples in its partition (TASK_JOB) */
-    uint64_t train_total;     /* training samples in the whole set (TASK_JOB) */
-    double epoch;             /* epochs of its partition done */
+    uint64_t part_size;   /* training samples in its partition (TASK_JOB) */
+    uint64_t train_total; /* training samples in the whole set (TASK_JOB) */
+    double epoch;         /* epochs of its partition done */
     /* TASK_TEST results */
     double val_loss, test_loss, val_sq, test_sq;
     uint64_t val_correct, val_count, test_correct, test_count;
     char error[MLT_MAX_ERROR_LEN + 1];
     /* failure handling (coord_ctl.c, "workers") */
-    bool loaded;    /* this connection loaded the job (TASK_JOB done): it takes tasks */
-    bool in_step;   /* the current step's task went to it: the step waits for it */
-    bool task_ok;   /* it finished the current step's task without error */
-    bool shard_out; /* the shards were told it is gone (MSG_WORKER_GONE) */
+    bool loaded;      /* this connection loaded the job (TASK_JOB done): it takes tasks */
+    bool in_step;     /* the current step's task went to it: the step waits for it */
+    bool task_ok;     /* it finished the current step's task without error */
+    bool shard_out;   /* the shards were told it is gone (MSG_WORKER_GONE) */
     int64_t run_from; /* TASK_RUN: the clock its task started at */
 } wslot_t;
 
@@ -64,9 +64,9 @@ struct mlt_coord {
     pthread_t thread;
     bool started;
     void *ctx;
-    void *ctl;       /* ROUTER: mltunerctl and workers */
-    void *stop_rx;   /* PAIR, coordinator side */
-    void *stop_tx;   /* PAIR, main-thread side */
+    void *ctl;     /* ROUTER: mltunerctl and workers */
+    void *stop_rx; /* PAIR, coordinator side */
+    void *stop_tx; /* PAIR, main-thread side */
     char endpoint[256];
     char **shards;
     int n_shards;
@@ -74,35 +74,35 @@ struct mlt_coord {
     char *state_dir;
     double worker_timeout_s;
     /* the job */
-    bool have_job;        /* a job was submitted and is not over */
+    bool have_job; /* a job was submitted and is not over */
     bool stop_requested;
-    bool shutdown;        /* the daemon is stopping */
+    bool shutdown; /* the daemon is stopping */
     mlt_job_t job;
     char *job_text;
     char *job_path;
     char **overrides;
     size_t n_overrides;
-    char out_dir[1024];   /* the job's output directory, for status and logs */
+    char out_dir[1024];                 /* the job's output directory, for status and logs */
     char out_rel[MLT_SAFEPATH_MAX + 1]; /* the same, relative to state_dir (safepath) */
-    int out_fd;           /* the output directory (O_DIRECTORY), or -1 */
+    int out_fd;                         /* the output directory (O_DIRECTORY), or -1 */
     phase_t phase;
     char message[MLT_MAX_ERROR_LEN + 1];
     char mem_err[MLT_MAX_ERROR_LEN + 1]; /* the last fork the shards refused for memory */
     wslot_t workers[MLT_MAX_WORKERS];
     uint32_t n_workers;
     uint64_t next_task;
-    uint32_t n_lost;      /* workers dropped during this job */
+    uint32_t n_lost;                      /* workers dropped during this job */
     char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
-    uint32_t shares;      /* data shares of the last step (coord_steps.c); 0: none yet */
-    double stop_at;       /* a stop was requested: steps stop waiting for workers then */
-    Mlt__Task *run_task;  /* the run in progress (ex_run), which a worker back joins */
-    int64_t run_hi;       /* the highest clock reported in it */
-    mlt_client_t *client; /* to the shards */
+    uint32_t shares;         /* data shares of the last step (coord_steps.c); 0: none yet */
+    double stop_at;          /* a stop was requested: steps stop waiting for workers then */
+    Mlt__Task *run_task;     /* the run in progress (ex_run), which a worker back joins */
+    int64_t run_hi;          /* the highest clock reported in it */
+    mlt_client_t *client;    /* to the shards */
     mlt_outfile_t *progress; /* progress.jsonl */
-    mlt_outfile_t *dlog;  /* decisions.jsonl */
-    double t0;            /* job start (monotonic) */
+    mlt_outfile_t *dlog;     /* decisions.jsonl */
+    double t0;               /* job start (monotonic) */
     /* progress */
-    int64_t clock;        /* clocks the training branch has finished */
+    int64_t clock; /* clocks the training branch has finished */
     double epoch;
     double last_loss;
     double val_acc, test_acc, val_rmse, test_rmse;
@@ -122,19 +122,19 @@ struct mlt_coord {
     double tuning_s, training_s;
     const char *tphase;
     /* who may talk (coord_sec.c) */
-    const mlt_dkeys_t *keys;   /* borrowed; keys->on: the control socket is a CURVE server */
-    struct mlt_zap *zap;       /* the ZAP handler of ctx (keys, and the local socket) */
-    char local[256];           /* the local control socket (ipc://), "" if none */
+    const mlt_dkeys_t *keys; /* borrowed; keys->on: the control socket is a CURVE server */
+    struct mlt_zap *zap;     /* the ZAP handler of ctx (keys, and the local socket) */
+    char local[256];         /* the local control socket (ipc://), "" if none */
     /* checkpoints (coord_ckpt.c) */
-    bool resuming;        /* the job came from a resume record, not a submit */
-    uint64_t ckpt_seq;    /* the last complete checkpoint (0: none) */
-    double ckpt_last;     /* job time of the last checkpoint */
-    void *resume_state;   /* the loaded checkpoint's tuner state (until the tuner takes it) */
+    bool resuming;      /* the job came from a resume record, not a submit */
+    uint64_t ckpt_seq;  /* the last complete checkpoint (0: none) */
+    double ckpt_last;   /* job time of the last checkpoint */
+    void *resume_state; /* the loaded checkpoint's tuner state (until the tuner takes it) */
     size_t resume_len;
     /* a lost shard (coord_ckpt.c, "a lost shard") */
-    bool resumable;       /* loading or tuning: a lost shard's failure is mended by a resume */
-    int shard_lost;       /* the shard (rank >= 1) whose loss failed the job's last step (-1) */
-    int shard_back;       /* the job resumes because this shard came back (-1: not so) */
+    bool resumable;         /* loading or tuning: a lost shard's failure is mended by a resume */
+    int shard_lost;         /* the shard (rank >= 1) whose loss failed the job's last step (-1) */
+    int shard_back;         /* the job resumes because this shard came back (-1: not so) */
     uint32_t shard_resumes; /* such resumes since the last checkpoint written */
 };
 

@@ -162,10 +162,11 @@ int mlt_coord__wait_active(mlt_coord_t *c, const char *what)
             return 1;
         double now = mlt_time_mono();
         if (now - t0 > c->job.worker_wait_s)
-            return mlt_coord__fail_job(c, "no worker left for %s (%s), and no replacement joined within "
-                               "worker_wait_s = %g s",
-                            what, c->lost_msg[0] ? c->lost_msg : "none loaded the job",
-                            c->job.worker_wait_s);
+            return mlt_coord__fail_job(
+                c,
+                "no worker left for %s (%s), and no replacement joined within "
+                "worker_wait_s = %g s",
+                what, c->lost_msg[0] ? c->lost_msg : "none loaded the job", c->job.worker_wait_s);
         if (now >= next_note) {
             log_warn("job '%s': no worker left for %s (%s); waiting up to %.0f s more for a "
                      "replacement (worker_wait_s)",
@@ -246,8 +247,7 @@ void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t)
         k++;
     for (int64_t j = k; j < end; j++) { /* a clock some worker reported counts as run */
         size_t slot = (size_t)(j + 1 + (int64_t)t->branch * 7919) % LOSS_RING;
-        if (c->loss_clock[slot] == j + 1 && c->loss_branch[slot] == t->branch &&
-            c->loss_n[slot])
+        if (c->loss_clock[slot] == j + 1 && c->loss_branch[slot] == t->branch && c->loss_n[slot])
             k = j + 1;
         else
             break;

@@ -108,10 +108,11 @@ int mlt_server__reply_error(mlt_server_t *s, req_t *rq, int code, const char *fm
     va_end(ap);
     const char *type = rq->h ? mlt_wire_type_name(rq->h->type) : "(undecoded)";
     s->n_errors++;
-    mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type,
-                        text, strerror(-code));
+    mlt_log_ratelimited(MLT_LOG_WARN, "bad-request", 1.0, "%s request refused: %s (%s)", type, text,
+                        strerror(-code));
     mlt_server__send_error_to(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id),
-                  rq->h && rq->h->has_request_id ? rq->h->request_id : rq->peeked_id, code, text);
+                              rq->h && rq->h->has_request_id ? rq->h->request_id : rq->peeked_id,
+                              code, text);
     return code;
 }
 
@@ -136,14 +137,38 @@ static const char *need_fields(const mlt_header_t *h, const char *fields)
 {
     for (const char *f = fields; *f; f++) {
         switch (*f) {
-        case 'b': if (!h->has_branch) return "branch"; break;
-        case 'p': if (!h->has_parent) return "parent"; break;
-        case 'c': if (!h->has_clock) return "clock"; break;
-        case 't': if (!h->has_table) return "table"; break;
-        case 'r': if (!h->has_chunk_first || !h->has_chunk_count) return "chunk_first/chunk_count"; break;
-        case 'w': if (!h->has_worker) return "worker"; break;
-        case 'j': if (!h->job) return "job"; break;
-        case 'h': if (!h->has_shm_handle || !h->has_shm_token) return "shm_handle/shm_token"; break;
+        case 'b':
+            if (!h->has_branch)
+                return "branch";
+            break;
+        case 'p':
+            if (!h->has_parent)
+                return "parent";
+            break;
+        case 'c':
+            if (!h->has_clock)
+                return "clock";
+            break;
+        case 't':
+            if (!h->has_table)
+                return "table";
+            break;
+        case 'r':
+            if (!h->has_chunk_first || !h->has_chunk_count)
+                return "chunk_first/chunk_count";
+            break;
+        case 'w':
+            if (!h->has_worker)
+                return "worker";
+            break;
+        case 'j':
+            if (!h->job)
+                return "job";
+            break;
+        case 'h':
+            if (!h->has_shm_handle || !h->has_shm_token)
+                return "shm_handle/shm_token";
+            break;
         }
     }
     return NULL;
@@ -155,14 +180,22 @@ static mlt_tunables_t merge_tunables(const mlt_tunables_t *base, const Mlt__Tuna
     mlt_tunables_t r = *base;
     if (!t)
         return r;
-    if (t->has_lr) r.h.lr = t->lr;
-    if (t->has_momentum) r.h.momentum = t->momentum;
-    if (t->has_weight_decay) r.h.weight_decay = t->weight_decay;
-    if (t->has_beta1) r.h.beta1 = t->beta1;
-    if (t->has_beta2) r.h.beta2 = t->beta2;
-    if (t->has_eps) r.h.eps = t->eps;
-    if (t->has_warmup) r.h.warmup = t->warmup;
-    if (t->has_staleness) r.staleness = t->staleness;
+    if (t->has_lr)
+        r.h.lr = t->lr;
+    if (t->has_momentum)
+        r.h.momentum = t->momentum;
+    if (t->has_weight_decay)
+        r.h.weight_decay = t->weight_decay;
+    if (t->has_beta1)
+        r.h.beta1 = t->beta1;
+    if (t->has_beta2)
+        r.h.beta2 = t->beta2;
+    if (t->has_eps)
+        r.h.eps = t->eps;
+    if (t->has_warmup)
+        r.h.warmup = t->warmup;
+    if (t->has_staleness)
+        r.staleness = t->staleness;
     return r;
 }
 
@@ -229,8 +262,7 @@ static int handle_branch(mlt_server_t *s, req_t *rq)
     }
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
-    log_debug("branch %u %s", h->branch,
-              h->type == MLT__MSG_TYPE__MSG_FORK ? "forked" : "created");
+    log_debug("branch %u %s", h->branch, h->type == MLT__MSG_TYPE__MSG_FORK ? "forked" : "created");
     return mlt_server__reply_ok(s, rq, 0);
 }
 
@@ -251,7 +283,8 @@ static int handle_set_tunables(mlt_server_t *s, req_t *rq)
     mlt_tunables_t t = merge_tunables(mlt_store_branch_tunables(b), rq->h->tunables);
     mlt_store_branch_set_tunables(b, &t);
     /* a larger staleness may let parked pulls through */
-    mlt_ssp_release(s->parked, rq->h->branch, mlt_store_branch_min_clock(b), t.staleness, mlt_server__on_released, s);
+    mlt_ssp_release(s->parked, rq->h->branch, mlt_store_branch_min_clock(b), t.staleness,
+                    mlt_server__on_released, s);
     return mlt_server__reply_ok(s, rq, 0);
 }
 
@@ -264,11 +297,12 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
     int64_t before = mlt_store_branch_min_clock(b), after;
     int rc = mlt_store_branch_clock(b, h->worker, h->clock, &after);
     if (rc == -ERANGE)
-        return mlt_server__reply_error(s, rq, rc, "worker %u is outside the job's %u workers", h->worker,
-                           mlt_store_n_workers(s->store));
+        return mlt_server__reply_error(s, rq, rc, "worker %u is outside the job's %u workers",
+                                       h->worker, mlt_store_n_workers(s->store));
     if (rc)
-        return mlt_server__reply_error(s, rq, rc, "clock of worker %u on branch %u went backwards to %lld",
-                           h->worker, h->branch, (long long)h->clock);
+        return mlt_server__reply_error(s, rq, rc,
+                                       "clock of worker %u on branch %u went backwards to %lld",
+                                       h->worker, h->branch, (long long)h->clock);
     mlt_server__reply_ok(s, rq, 0);
     if (after > before)
         mlt_ssp_release(s->parked, h->branch, after, mlt_store_branch_tunables(b)->staleness,
@@ -291,7 +325,7 @@ static int send_counted(mlt_server_t *s, req_t *rq, mlt_clientq_entry_t *cq, con
     uint8_t *buf = mlt_try_malloc(len);
     if (!buf)
         return mlt_server__reply_error(s, rq, -ENOMEM, "out of memory packing a %s reply",
-                           mlt_wire_type_name(r->type));
+                                       mlt_wire_type_name(r->type));
     mlt__header__pack(r, buf);
     void *held = cq ? mlt_clientq_hold(cq, len, free_reply, NULL) : NULL;
     zmq_msg_t m;
@@ -311,10 +345,11 @@ static int handle_status(mlt_server_t *s, req_t *rq)
         mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
     if (cq && mlt_clientq_unsent(cq) > limit)
-        return mlt_server__reply_error(s, rq, -ENOBUFS,
-                           "%llu bytes of earlier replies to this client are not yet sent (it "
-                           "is not reading them), limit %llu; read them before asking more",
-                           (unsigned long long)mlt_clientq_unsent(cq), (unsigned long long)limit);
+        return mlt_server__reply_error(
+            s, rq, -ENOBUFS,
+            "%llu bytes of earlier replies to this client are not yet sent (it "
+            "is not reading them), limit %llu; read them before asking more",
+            (unsigned long long)mlt_clientq_unsent(cq), (unsigned long long)limit);
     mlt_header_t r;
     Mlt__ServerInfo si;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_STATUS_REPLY);
@@ -409,24 +444,15 @@ static const struct {
     const char *fields;
     int needs_job;
 } req_rules[] = {
-    [MLT__MSG_TYPE__MSG_HELLO] = {"", 0},
-    [MLT__MSG_TYPE__MSG_REGISTER] = {"j", 0},
-    [MLT__MSG_TYPE__MSG_BRANCH_CREATE] = {"b", 1},
-    [MLT__MSG_TYPE__MSG_FORK] = {"bp", 1},
-    [MLT__MSG_TYPE__MSG_FREE] = {"b", 1},
-    [MLT__MSG_TYPE__MSG_SET_TUNABLES] = {"b", 1},
-    [MLT__MSG_TYPE__MSG_WRITE] = {"btr", 1},
-    [MLT__MSG_TYPE__MSG_PULL] = {"bctr", 1},
-    [MLT__MSG_TYPE__MSG_PUSH] = {"btr", 1},
-    [MLT__MSG_TYPE__MSG_CLOCK] = {"bcw", 1},
-    [MLT__MSG_TYPE__MSG_STATUS] = {"", 0},
-    [MLT__MSG_TYPE__MSG_HEARTBEAT] = {"", 0},
-    [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},
-    [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
-    [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},
-    [MLT__MSG_TYPE__MSG_CKPT_SAVE] = {"", 1},
-    [MLT__MSG_TYPE__MSG_CKPT_LOAD] = {"", 0},
-    [MLT__MSG_TYPE__MSG_WORKER_GONE] = {"w", 1},
+    [MLT__MSG_TYPE__MSG_HELLO] = {"", 0},          [MLT__MSG_TYPE__MSG_REGISTER] = {"j", 0},
+    [MLT__MSG_TYPE__MSG_BRANCH_CREATE] = {"b", 1}, [MLT__MSG_TYPE__MSG_FORK] = {"bp", 1},
+    [MLT__MSG_TYPE__MSG_FREE] = {"b", 1},          [MLT__MSG_TYPE__MSG_SET_TUNABLES] = {"b", 1},
+    [MLT__MSG_TYPE__MSG_WRITE] = {"btr", 1},       [MLT__MSG_TYPE__MSG_PULL] = {"bctr", 1},
+    [MLT__MSG_TYPE__MSG_PUSH] = {"btr", 1},        [MLT__MSG_TYPE__MSG_CLOCK] = {"bcw", 1},
+    [MLT__MSG_TYPE__MSG_STATUS] = {"", 0},         [MLT__MSG_TYPE__MSG_HEARTBEAT] = {"", 0},
+    [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},        [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
+    [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},    [MLT__MSG_TYPE__MSG_CKPT_SAVE] = {"", 1},
+    [MLT__MSG_TYPE__MSG_CKPT_LOAD] = {"", 0},      [MLT__MSG_TYPE__MSG_WORKER_GONE] = {"w", 1},
     [MLT__MSG_TYPE__MSG_WORKER_BACK] = {"w", 1},
 };
 
@@ -437,28 +463,31 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     if (type <= 0 || (size_t)type >= sizeof req_rules / sizeof req_rules[0] ||
         !req_rules[type].fields)
         return mlt_server__reply_error(s, rq, -EBADMSG, "message type %s is not a request",
-                           mlt_wire_type_name(type));
+                                       mlt_wire_type_name(type));
     const char *missing = need_fields(h, req_rules[type].fields);
     if (missing)
-        return mlt_server__reply_error(s, rq, -EINVAL, "%s request lacks field %s", mlt_wire_type_name(type),
-                           missing);
+        return mlt_server__reply_error(s, rq, -EINVAL, "%s request lacks field %s",
+                                       mlt_wire_type_name(type), missing);
     if (req_rules[type].needs_job && !mlt_store_job(s->store))
         return mlt_server__reply_error(s, rq, -ENOENT, "no job is registered");
     if (type != MLT__MSG_TYPE__MSG_WRITE && type != MLT__MSG_TYPE__MSG_PUSH && rq->n_payload)
         return mlt_server__reply_error(s, rq, -EINVAL, "%s carries %zu unexpected payload frames",
-                           mlt_wire_type_name(type), rq->n_payload);
+                                       mlt_wire_type_name(type), rq->n_payload);
     if (type == MLT__MSG_TYPE__MSG_HELLO)
         mlt_server__hello(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     else if (type != MLT__MSG_TYPE__MSG_STATUS && type != MLT__MSG_TYPE__MSG_HEARTBEAT &&
              mlt_server__stale(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id)))
-        return mlt_server__reply_error(s, rq, -ESTALE, "this daemon restored a checkpoint after the "
-                           "connection began: a new client must say HELLO first");
+        return mlt_server__reply_error(s, rq, -ESTALE,
+                                       "this daemon restored a checkpoint after the "
+                                       "connection began: a new client must say HELLO first");
     if ((type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PUSH ||
          type == MLT__MSG_TYPE__MSG_CLOCK) &&
         h->has_worker && mlt_store_worker_gone(s->store, h->worker))
-        return mlt_server__reply_error(s, rq, -ESTALE,
-                           "worker %u was dropped from the job by the coordinator; it must join "
-                           "again", h->worker);
+        return mlt_server__reply_error(
+            s, rq, -ESTALE,
+            "worker %u was dropped from the job by the coordinator; it must join "
+            "again",
+            h->worker);
     if (type == MLT__MSG_TYPE__MSG_PULL && h->has_worker) { /* a worker back re-enters here */
         mlt_branch_t *b = mlt_store_branch(s->store, h->branch);
         if (b)
@@ -536,7 +565,8 @@ static int serve_one(mlt_server_t *s)
         rq.peeked_id = peek_request_id(&s->frames[1]);
         mlt_server__reply_error(s, &rq, rc, "%s", err);
     } else if (too_many) {
-        mlt_server__reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total, MLT_MAX_FRAMES);
+        mlt_server__reply_error(s, &rq, -EMSGSIZE, "message has %zu frames, limit %u", total,
+                                MLT_MAX_FRAMES);
     } else {
         rq.payload = &s->frames[2];
         rq.n_payload = s->n_frames - 2;
@@ -666,7 +696,7 @@ void mlt_server_destroy(mlt_server_t **sp)
     mlt_shmseg_destroy(&s->shm);
     mlt_zap_stop(&s->zap);
     zmq_close(s->router);
-    zmq_ctx_term(s->ctx); /* linger 0: unsent pull replies release their chunks here */
+    zmq_ctx_term(s->ctx);             /* linger 0: unsent pull replies release their chunks here */
     mlt_clientq_destroy(&s->clients); /* after the frames that count into it */
     mlt_store_destroy(&s->store);
     mlt_free(s->frames);

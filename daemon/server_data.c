@@ -105,15 +105,17 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
     if (!shm && !cq) {
         s->n_errors++;
-        mlt_server__send_error_to(s, id, id_len, request_id, -EBUSY,
-                      "the shard has replies outstanding to too many clients; try again");
+        mlt_server__send_error_to(
+            s, id, id_len, request_id, -EBUSY,
+            "the shard has replies outstanding to too many clients; try again");
         return;
     }
     char *buf = NULL;
     if (packed && !shm) {
         buf = mlt_try_malloc(range_bytes(s, table, first, count));
         if (buf == NULL) {
-            mlt_server__send_error_to(s, id, id_len, request_id, -ENOMEM, "out of memory packing a pull reply");
+            mlt_server__send_error_to(s, id, id_len, request_id, -ENOMEM,
+                                      "out of memory packing a pull reply");
             return;
         }
     }
@@ -197,11 +199,12 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
     unpark(s, p);
     mlt_branch_t *b = mlt_store_branch(s->store, p->branch);
     if (!b) {
-        mlt_server__send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+        mlt_server__send_error_to(s, p->id, p->id_len, p->request_id, -ENOENT,
+                                  "branch freed while pull waited");
         return;
     }
-    log_debug("pull of branch %u clock %lld released after %.3f s", p->branch,
-              (long long)p->clock, mlt_time_mono() - p->since);
+    log_debug("pull of branch %u clock %lld released after %.3f s", p->branch, (long long)p->clock,
+              mlt_time_mono() - p->since);
     shm_dst_t dst = {p->shm_handle, p->shm_token, p->shm_offset};
     send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
                     p->packed, p->shm ? &dst : NULL);
@@ -231,7 +234,8 @@ void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
 void mlt_server__on_dropped(void *arg, const mlt_parked_t *p)
 {
     unpark(arg, p);
-    mlt_server__send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT, "branch freed while pull waited");
+    mlt_server__send_error_to(arg, p->id, p->id_len, p->request_id, -ENOENT,
+                              "branch freed while pull waited");
 }
 
 int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
@@ -241,8 +245,8 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
-                                   sizeof err);
+    int rc =
+        mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err, sizeof err);
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
     const bool packed = h->has_packed && h->packed;
@@ -250,7 +254,8 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
     if (shm) { /* checked now for a clear error, and again when the reply is written */
         if (!h->has_shm_token || !h->has_shm_offset)
-            return mlt_server__reply_error(s, rq, -EINVAL, "PULL with shm_handle lacks shm_token/shm_offset");
+            return mlt_server__reply_error(s, rq, -EINVAL,
+                                           "PULL with shm_handle lacks shm_token/shm_offset");
         rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset,
                               range_bytes(s, h->table, h->chunk_first, h->chunk_count), err,
                               sizeof err);
@@ -258,26 +263,27 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
             return mlt_server__reply_error(s, rq, rc, "%s", err);
     } else if (packed &&
                range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
-        return mlt_server__reply_error(s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
-                           range_bytes(s, h->table, h->chunk_first, h->chunk_count),
-                           MLT_MAX_CHUNK_BYTES);
+        return mlt_server__reply_error(
+            s, rq, -EMSGSIZE, "packed pull of %zu bytes, limit %u (one frame)",
+            range_bytes(s, h->table, h->chunk_first, h->chunk_count), MLT_MAX_CHUNK_BYTES);
     if (zmq_msg_size(rq->id) > MLT_MAX_CLIENT_ID_BYTES)
         return mlt_server__reply_error(s, rq, -EINVAL, "routing id longer than %u bytes",
-                           MLT_MAX_CLIENT_ID_BYTES);
+                                       MLT_MAX_CLIENT_ID_BYTES);
     /* a client that does not read its replies gets no more of them queued */
     mlt_clientq_entry_t *cq =
         mlt_clientq_get(s->clients, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     if (!cq)
-        return mlt_server__reply_error(s, rq, -EBUSY,
-                           "%u clients have replies or pulls outstanding, the limit; try again",
-                           MLT_MAX_CLIENTS);
+        return mlt_server__reply_error(
+            s, rq, -EBUSY, "%u clients have replies or pulls outstanding, the limit; try again",
+            MLT_MAX_CLIENTS);
     const uint64_t unsent = mlt_clientq_unsent(cq);
     const uint64_t limit = mlt_clientq_limit(mlt_store_branch_bytes(s->store));
     if (!shm && unsent > limit)
-        return mlt_server__reply_error(s, rq, -ENOBUFS,
-                           "%llu bytes of earlier pull replies to this client are not yet sent "
-                           "(it is not reading them), limit %llu; read them before pulling more",
-                           (unsigned long long)unsent, (unsigned long long)limit);
+        return mlt_server__reply_error(
+            s, rq, -ENOBUFS,
+            "%llu bytes of earlier pull replies to this client are not yet sent "
+            "(it is not reading them), limit %llu; read them before pulling more",
+            (unsigned long long)unsent, (unsigned long long)limit);
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
@@ -285,10 +291,11 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         return 0;
     }
     if (mlt_clientq_parked(cq) >= MLT_MAX_PARKED_PER_CLIENT)
-        return mlt_server__reply_error(s, rq, -EAGAIN,
-                           "%u pulls of this client already wait for min_clock, the limit per "
-                           "client; wait for their replies",
-                           MLT_MAX_PARKED_PER_CLIENT);
+        return mlt_server__reply_error(
+            s, rq, -EAGAIN,
+            "%u pulls of this client already wait for min_clock, the limit per "
+            "client; wait for their replies",
+            MLT_MAX_PARKED_PER_CLIENT);
     mlt_parked_t p = {
         .id_len = zmq_msg_size(rq->id),
         .request_id = h->request_id,
@@ -308,10 +315,11 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     p.deadline = p.since + s->pull_timeout_s;
     memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
     if (mlt_ssp_park(s->parked, &p) < 0)
-        return mlt_server__reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again", MLT_MAX_PARKED);
+        return mlt_server__reply_error(s, rq, -EAGAIN, "%u pulls already wait; try again",
+                                       MLT_MAX_PARKED);
     mlt_clientq_park(cq, +1);
-    log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld",
-              h->branch, (long long)h->clock, (long long)(h->clock - t->staleness),
+    log_debug("pull of branch %u clock %lld parked: needs min_clock >= %lld, now %lld", h->branch,
+              (long long)h->clock, (long long)(h->clock - t->staleness),
               (long long)mlt_store_branch_min_clock(b));
     return 0;
 }
@@ -324,26 +332,29 @@ static int read_shm(mlt_server_t *s, req_t *rq)
     mlt_header_t *h = rq->h;
     char err[256];
     if (!h->has_shm_token || !h->has_shm_offset)
-        return mlt_server__reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_token/shm_offset",
-                           mlt_wire_type_name(h->type));
+        return mlt_server__reply_error(s, rq, -EINVAL,
+                                       "%s with shm_handle lacks shm_token/shm_offset",
+                                       mlt_wire_type_name(h->type));
     if (rq->n_payload)
         return mlt_server__reply_error(s, rq, -EINVAL,
-                           "%zu payload frames; a payload in shared memory has none",
-                           rq->n_payload);
+                                       "%zu payload frames; a payload in shared memory has none",
+                                       rq->n_payload);
     size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
     if (want > MLT_MAX_CHUNK_BYTES)
-        return mlt_server__reply_error(s, rq, -EMSGSIZE, "payload of %zu bytes in shared memory, limit %u",
-                           want, MLT_MAX_CHUNK_BYTES);
-    int fd = mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err,
-                              sizeof err);
+        return mlt_server__reply_error(s, rq, -EMSGSIZE,
+                                       "payload of %zu bytes in shared memory, limit %u", want,
+                                       MLT_MAX_CHUNK_BYTES);
+    int fd =
+        mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err, sizeof err);
     if (fd < 0)
         return mlt_server__reply_error(s, rq, fd, "%s", err);
     int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
     if (rc < 0)
-        return mlt_server__reply_error(s, rq, rc,
-                           "reading %zu bytes at %llu of shared memory segment %#x failed (the "
-                           "segment shrank?)",
-                           want, (unsigned long long)h->shm_offset, h->shm_handle);
+        return mlt_server__reply_error(
+            s, rq, rc,
+            "reading %zu bytes at %llu of shared memory segment %#x failed (the "
+            "segment shrank?)",
+            want, (unsigned long long)h->shm_offset, h->shm_handle);
     s->bytes_in += want;
     return 0;
 }
@@ -356,8 +367,8 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
     mlt_header_t *h = rq->h;
     char err[256];
     *packed = NULL;
-    int rc = mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
-                                   sizeof err);
+    int rc =
+        mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err, sizeof err);
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
     if (h->has_shm_handle) {
@@ -368,26 +379,26 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
     if (h->has_packed && h->packed) {
         size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
         if (rq->n_payload != 1)
-            return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames; a packed payload is one",
-                               rq->n_payload);
+            return mlt_server__reply_error(
+                s, rq, -EINVAL, "%zu payload frames; a packed payload is one", rq->n_payload);
         if (zmq_msg_size(&rq->payload[0]) != want)
-            return mlt_server__reply_error(s, rq, -EINVAL,
-                               "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
-                               zmq_msg_size(&rq->payload[0]), h->chunk_first,
-                               h->chunk_first + h->chunk_count, h->table, want);
+            return mlt_server__reply_error(
+                s, rq, -EINVAL, "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
+                zmq_msg_size(&rq->payload[0]), h->chunk_first, h->chunk_first + h->chunk_count,
+                h->table, want);
         *packed = zmq_msg_data(&rq->payload[0]);
         return 0;
     }
     if (rq->n_payload != h->chunk_count)
-        return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks", rq->n_payload,
-                           h->chunk_count);
+        return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks",
+                                       rq->n_payload, h->chunk_count);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
         size_t got = zmq_msg_size(&rq->payload[i]);
         if (got != want)
-            return mlt_server__reply_error(s, rq, -EINVAL,
-                               "payload frame %u is %zu bytes; chunk %u of table %u needs %zu", i,
-                               got, h->chunk_first + i, h->table, want);
+            return mlt_server__reply_error(
+                s, rq, -EINVAL, "payload frame %u is %zu bytes; chunk %u of table %u needs %zu", i,
+                got, h->chunk_first + i, h->table, want);
     }
     return 0;
 }
@@ -415,8 +426,8 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
     if (!b)
         return -ENOENT;
     if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
-        return mlt_server__reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s", h->branch,
-                           is_write ? "writes" : "pushes");
+        return mlt_server__reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s",
+                                       h->branch, is_write ? "writes" : "pushes");
     const char *packed;
     int rc = check_payload(s, rq, &packed);
     if (rc)
@@ -427,11 +438,10 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
                 mlt_store_branch_set_diverged(b);
-            return mlt_server__reply_error(s, rq, -EDOM,
-                               "non-finite value in %s to branch %u, table %u chunk %u%s",
-                               is_write ? "write" : "gradient", h->branch, h->table,
-                               h->chunk_first + i,
-                               is_write ? "" : "; nothing applied, branch marked diverged");
+            return mlt_server__reply_error(
+                s, rq, -EDOM, "non-finite value in %s to branch %u, table %u chunk %u%s",
+                is_write ? "write" : "gradient", h->branch, h->table, h->chunk_first + i,
+                is_write ? "" : "; nothing applied, branch marked diverged");
         }
     }
     for (uint32_t i = 0; i < h->chunk_count; i++) {
@@ -440,10 +450,11 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
         rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
                       : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
         if (rc)
-            return mlt_server__reply_error(s, rq, rc,
-                               "out of memory copying chunk %u of table %u (chunks before it "
-                               "were applied)",
-                               h->chunk_first + i, h->table);
+            return mlt_server__reply_error(
+                s, rq, rc,
+                "out of memory copying chunk %u of table %u (chunks before it "
+                "were applied)",
+                h->chunk_first + i, h->table);
     }
     if (!is_write)
         s->n_pushes++;
