@@ -64,135 +64,6 @@
 const char *const mlt_coord__phase_names[] = {
     "idle", "waiting-workers", "loading", "training", "testing", "done", "stopped", "failed"};
 
-/* ---- output ------------------------------------------------------------------ */
-
-double mlt_coord__job_time(const mlt_coord_t *c)
-{
-    return mlt_time_mono() - c->t0;
-}
-
-void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...)
-{
-    if (!c->progress || mlt_outfile_error(c->progress))
-        return; /* after a failed write the file ends there; check_outputs fails the job */
-    FILE *f = mlt_outfile_stream(c->progress);
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(f, "{\"t\":%.3f,", mlt_coord__job_time(c));
-    vfprintf(f, fmt, ap);
-    fputs("}\n", f);
-    mlt_outfile_flush(c->progress);
-    va_end(ap);
-}
-
-/* JSON number, with null for NaN/Inf (JSON has neither). */
-const char *mlt_coord__jnum(char *buf, size_t n, double v)
-{
-    if (isfinite(v))
-        snprintf(buf, n, "%.6g", v);
-    else
-        snprintf(buf, n, "null");
-    return buf;
-}
-
-static int mkdir_p(const char *path);
-
-/* state_dir, made when missing (it is the administrator's path: links in it
- * are followed); an O_DIRECTORY descriptor or -errno. */
-static int open_state_dir(const mlt_coord_t *c)
-{
-    int rc = mkdir_p(c->state_dir);
-    if (rc < 0)
-        return rc;
-    int fd = open(c->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-/* ---- warm start ---------------------------------------------------------------- *
- * After a tuned job, its first search's winner goes to <output>/warm-start.conf
- * and to <state_dir>/warm-start/<job name>.conf; a job with tuner.warm_start
- * "auto" reads the latter, one with a path reads that. What was used, or why
- * not, is the decision log's first line. */
-
-static void warm_auto_path(const mlt_coord_t *c, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/warm-start/%s.conf", c->state_dir, c->job.name);
-}
-
-static void warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
-{
-    const char *ws = c->job.tuner.warm_start;
-    char path[1100], err[600] = "";
-    memset(w, 0, sizeof *w);
-    if (c->job.tuner.logic != MLT_LOGIC_MLTUNER || !ws || !*ws)
-        return;
-    if (strcmp(ws, "auto") == 0)
-        warm_auto_path(c, path, sizeof path);
-    else if (ws[0] == '/')
-        snprintf(path, sizeof path, "%s", ws);
-    else
-        snprintf(path, sizeof path, "%s/%s", c->state_dir, ws);
-    int rc = mlt_warm_read(path, &c->job, w, err, sizeof err);
-    if (rc == -ENOENT && strcmp(ws, "auto") == 0)
-        return; /* the first job of this model here */
-    if (rc) {
-        log_warn("job '%s': no warm start: %s", c->job.name, err);
-        char js[1300];
-        mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":false,\"reason\":\"%s\"",
-                   mlt_json_str(js, sizeof js, err));
-        return;
-    }
-    log_info("job '%s': warm start from %s", c->job.name, path);
-    char js[2300];
-    mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":true,\"from\":\"%s\"",
-               mlt_json_str(js, sizeof js, path));
-}
-
-/* Writes the warm start to the job's output directory and to
- * state_dir/warm-start/<name>.conf, neither through a symbolic link. Returns
- * 0, or -1 when a write failed (the job has failed). */
-static int warm_save(mlt_coord_t *c, const mlt_warm_t *w)
-{
-    char name[300], err[600];
-    if (!w->have)
-        return 0;
-    int rc = mlt_warm_write(c->out_fd, MLT_WARM_FILE, &c->job, w, err, sizeof err);
-    if (rc)
-        return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, MLT_WARM_FILE,
-                                   mlt_safepath_strerror(rc));
-    int sfd = open_state_dir(c);
-    int wfd = sfd < 0 ? sfd : mlt_safepath_mkdirs(sfd, "warm-start");
-    if (sfd >= 0)
-        close(sfd);
-    if (wfd < 0)
-        return mlt_coord__fail_job(c, "cannot create %s/warm-start: %s", c->state_dir,
-                                   mlt_safepath_strerror(wfd));
-    snprintf(name, sizeof name, "%s.conf", c->job.name);
-    rc = mlt_warm_write(wfd, name, &c->job, w, err, sizeof err);
-    close(wfd);
-    if (rc)
-        return mlt_coord__fail_job(c, "cannot write %s/warm-start/%s: %s", c->state_dir, name,
-                                   mlt_safepath_strerror(rc));
-    return 0;
-}
-
 /* ---- the job ------------------------------------------------------------------- */
 
 int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...)
@@ -206,59 +77,6 @@ int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...)
     c->phase = PH_FAILED;
     log_error("job '%s' failed: %s", c->job.name, c->message);
     return -1;
-}
-
-/* Fails the job (returns -1) when a write to one of its output files failed;
- * 0 when they are whole so far. The first failure names the job's end. */
-static int check_outputs(mlt_coord_t *c)
-{
-    mlt_outfile_t *const outs[] = {c->progress, c->dlog};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        int rc = outs[i] ? mlt_outfile_error(outs[i]) : 0;
-        if (rc && c->phase == PH_FAILED)
-            return -1;
-        if (rc)
-            return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir,
-                                       mlt_outfile_name(outs[i]), strerror(-rc));
-    }
-    return 0;
-}
-
-/* Makes the job's output directory under state_dir (c->out_rel, checked at
- * submit) and creates its files there: progress.jsonl, decisions.jsonl and
- * job.conf (written whole), none through a symbolic link or into another
- * kind of file. ppos, dpos: the bytes of progress.jsonl and decisions.jsonl
- * that stay (0 for a new job; a checkpoint's positions for a resumed one;
- * UINT64_MAX: all). Returns 0, or -1 (the job has failed, naming the file). */
-static int open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos)
-{
-    int sfd = open_state_dir(c);
-    if (sfd < 0)
-        return mlt_coord__fail_job(c, "cannot open state_dir %s: %s", c->state_dir, strerror(-sfd));
-    c->out_fd = mlt_safepath_mkdirs(sfd, c->out_rel);
-    close(sfd);
-    if (c->out_fd < 0) {
-        int rc = c->out_fd;
-        c->out_fd = -1;
-        return mlt_coord__fail_job(c, "cannot create output directory %s: %s", c->out_dir,
-                                   mlt_safepath_strerror(rc));
-    }
-    static const char *const names[] = {"progress.jsonl", "decisions.jsonl", "job.conf"};
-    mlt_outfile_t *o[3] = {NULL, NULL, NULL};
-    int rc = 0;
-    size_t i;
-    const uint64_t keep[] = {ppos, dpos, 0};
-    for (i = 0; i < 3 && !rc; i++)
-        o[i] = mlt_outfile_reopen(c->out_fd, names[i], keep[i], &rc);
-    c->progress = o[0];
-    c->dlog = o[1];
-    if (rc) /* a link, another kind of file, or no permission */
-        return mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir, names[i - 1],
-                                   mlt_safepath_strerror(rc));
-    fputs(c->job.text, mlt_outfile_stream(o[2]));
-    if ((rc = mlt_outfile_close(&o[2])))
-        return mlt_coord__fail_job(c, "cannot write %s/job.conf: %s", c->out_dir, strerror(-rc));
-    return 0;
 }
 
 static int branch_op(mlt_coord_t *c, int rc, const char *what)
@@ -352,7 +170,7 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     c->run_task = NULL;
     if (c->n_lost)
         mlt_coord__run_fill(c);
-    if (rc == 0 && check_outputs(c))
+    if (rc == 0 && mlt_coord__check_outputs(c))
         rc = -1;
     *seconds = mlt_time_mono() - t0;
     c->cap_loss = NULL;
@@ -420,7 +238,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
                         mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
                         (unsigned long long)vn, (unsigned long long)tn);
     }
-    return check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
+    return mlt_coord__check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
 /* Training samples per worker in an epoch: the largest partition, or, while
@@ -489,20 +307,20 @@ static int resume_job(mlt_coord_t *c)
     if (rc == -ENOENT) {
         mlt_coord__ckpt_clear(c);
         c->t0 = mlt_time_mono();
-        if (open_outputs(c, 0, 0))
+        if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
         mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
                         c->job.workers);
-        return check_outputs(c) ? -1 : 1;
+        return mlt_coord__check_outputs(c) ? -1 : 1;
     }
     if (rc) { /* the end goes after what the outputs hold */
         char why[sizeof c->message];
         memcpy(why, c->message, sizeof why);
-        if (open_outputs(c, UINT64_MAX, UINT64_MAX) == 0)
+        if (mlt_coord__open_outputs(c, UINT64_MAX, UINT64_MAX) == 0)
             mlt_coord__fail_job(c, "%s", why);
         return -1;
     }
-    if (open_outputs(c, ppos, dpos))
+    if (mlt_coord__open_outputs(c, ppos, dpos))
         return -1;
     char shard[32] = "";
     if (back > 0)
@@ -518,7 +336,7 @@ static int resume_job(mlt_coord_t *c)
                    "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
                    "back: the job goes on from checkpoint %llu\"",
                    back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
-    return check_outputs(c) ? -1 : 0;
+    return mlt_coord__check_outputs(c) ? -1 : 0;
 }
 
 static int run_job(mlt_coord_t *c)
@@ -565,11 +383,11 @@ static int run_job(mlt_coord_t *c)
     if (!resume) {
         mlt_coord__ckpt_clear(c);
         mlt_coord__resume_record(c);
-        if (open_outputs(c, 0, 0))
+        if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
         mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name,
                         j->workers);
-        if (check_outputs(c))
+        if (mlt_coord__check_outputs(c))
             return -1;
     }
     char err[512];
@@ -703,13 +521,13 @@ static int run_job(mlt_coord_t *c)
     if (resume) {
         rc = mlt_tuner_resume(j, &ex, BRANCH_INIT, c->resume_state, c->resume_len, dlog, &res);
     } else {
-        warm_load(c, dlog, &warm);
+        mlt_coord__warm_load(c, dlog, &warm);
         rc = mlt_tuner_run(j, &ex, BRANCH_INIT, dlog, &warm, &res);
     }
     c->resumable = false;
     if (rc < 0 && c->shard_lost > 0)
         return -1; /* coord_main resumes the job once the shard is back */
-    if (rc == 0 && check_outputs(c))
+    if (rc == 0 && mlt_coord__check_outputs(c))
         rc = -1;
     if (rc == 0) {
         int wrc = mlt_outfile_close(&c->dlog); /* flushed and fsync'd */
@@ -717,7 +535,7 @@ static int run_job(mlt_coord_t *c)
             rc = mlt_coord__fail_job(c, "cannot write %s/decisions.jsonl: %s", c->out_dir,
                                      strerror(-wrc));
     }
-    if (rc == 0 && warm_save(c, &res.learned))
+    if (rc == 0 && mlt_coord__warm_save(c, &res.learned))
         rc = -1;
     c->trials = res.trials;
     c->tuning_s = res.trial_seconds;
@@ -763,7 +581,8 @@ static void end_job(mlt_coord_t *c)
         snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
         char b3[32], b4[32], msg[2 * sizeof c->message];
-        check_outputs(c); /* a cut decision log fails the job before its end is written */
+        mlt_coord__check_outputs(
+            c); /* a cut decision log fails the job before its end is written */
         mlt_coord__emit(c,
                         "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
                         "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
@@ -844,7 +663,7 @@ static int shard_resume(mlt_coord_t *c)
         close(c->out_fd);
     c->out_fd = -1;
     if (wrc || drc) /* the end goes after what they hold */
-        return open_outputs(c, UINT64_MAX, UINT64_MAX) == 0
+        return mlt_coord__open_outputs(c, UINT64_MAX, UINT64_MAX) == 0
                    ? mlt_coord__fail_job(c, "cannot write %s/%s: %s", c->out_dir,
                                          wrc ? "progress.jsonl" : "decisions.jsonl",
                                          strerror(wrc ? -wrc : -drc))

@@ -19,6 +19,7 @@
 #include "common/safepath.h"
 #include "proto/wire.h"
 #include "client/mltuner.h"
+#include "tuner/warm.h"
 
 #define LOSS_RING 4096 /* clocks of per-clock loss being summed over workers */
 
@@ -162,6 +163,22 @@ int mlt_coord__may_change(const mlt_coord_t *c, void *msg);
 int mlt_coord__fail_job(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define NOTE_EVERY_S 10.0 /* how often a wait says in the log what it waits for */
+
+/* ---- coord_out.c: output files and the warm start ---------------------------------- */
+
+/* Fails the job (returns -1) when a write to one of its output files failed;
+ * 0 when they are whole so far. */
+int mlt_coord__check_outputs(mlt_coord_t *c);
+/* Makes the job's output directory under state_dir and opens progress.jsonl,
+ * decisions.jsonl (keeping their first ppos, dpos bytes; UINT64_MAX: all)
+ * and job.conf, none through a link. 0, or -1 (the job has failed). */
+int mlt_coord__open_outputs(mlt_coord_t *c, uint64_t ppos, uint64_t dpos);
+/* Reads the job's warm start (tuner.warm_start) into w, saying in dlog what
+ * was used or why not. */
+void mlt_coord__warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w);
+/* Writes w to the output directory and state_dir/warm-start/<name>.conf.
+ * 0, or -1 when a write failed (the job has failed). */
+int mlt_coord__warm_save(mlt_coord_t *c, const mlt_warm_t *w);
 
 /* ---- coord_steps.c: waiting for the workers --------------------------------------- */
 
