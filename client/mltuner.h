@@ -186,6 +186,125 @@ int mlt_client_ckpt_load(mlt_client_t *c, uint32_t server, const char *job, uint
  * none has yet, waits up to wait_s for the news (0: only looks). (#12) */
 int mlt_client_lost_shard(mlt_client_t *c, double wait_s);
 
+/* ---- the worker session (#13) ----------------------------------------------------
+ *
+ * Any program can be a worker of a tuned job. It joins the job's coordinator
+ * (mltunerd rank 0) with a session and then does what each task says:
+ *
+ *   JOB   build its model and data; mlt_session_load() registers the model's
+ *         tables on the job's shards and tells the coordinator it is ready
+ *   INIT  (worker 0) write the initial parameters of `branch` with mlt_write()
+ *         on mlt_session_client(), then mlt_session_done()
+ *   RUN   `clocks` clocks on `branch` from clock_start at batch_size: for each,
+ *         mlt_pull, compute, mlt_push every table, mlt_clock, and
+ *         mlt_session_report_clock() with the batch's loss; then
+ *         mlt_session_done() (which first waits for every push to be applied)
+ *   TEST  pull `branch` and evaluate on this worker's share of the validation
+ *         and test sets: mlt_session_report_test()
+ *   STOP  the job is over (reason): leave
+ *
+ * The update rule and every tunable but the batch size stay on the shards.
+ * The session sends heartbeats from a thread of its own, so a task may take
+ * as long as it needs. A worker dropped by the coordinator (silent past the
+ * job's worker_timeout_s) joins again by itself: the next task is then a JOB
+ * again. Everything else follows the library's conventions: 0 or -errno, the
+ * reason in mlt_session_error(), nothing printed. One thread uses a session
+ * (and its client) at a time. */
+
+typedef struct mlt_session mlt_session_t;
+
+typedef struct mlt_session_opts {
+    const char *coordinator; /* the control endpoint of mltunerd rank 0 */
+    uint32_t rank;           /* this worker's index in the job, 0-based */
+    const char *program;     /* what this worker runs, 1..64 of A-Z a-z 0-9 . _ -
+                                (NULL: "worker"); the workers of a job run one program */
+    const char *backends;    /* what it computes on: "cpu", "cuda" or "cpu,cuda" (NULL: cpu) */
+    uint32_t threads;        /* compute threads it uses (0: 1) */
+    const mlt_client_keys_t *keys; /* CurveZMQ, for a daemon with curve_key set; NULL: none */
+    /* Seconds the coordinator may be unreachable (its connection down, or no
+     * answer to a join) before mlt_session_next returns -ETIMEDOUT; also the
+     * job client's reply timeout. 0: the default, 60. < 0: wait for it
+     * forever (mltuner-worker: a restarted daemon is joined again). */
+    double timeout_s;
+} mlt_session_opts_t;
+
+typedef enum mlt_task_kind {
+    MLT_TASK_JOB = 1,
+    MLT_TASK_INIT = 2,
+    MLT_TASK_RUN = 3,
+    MLT_TASK_TEST = 4,
+    MLT_TASK_STOP = 5,
+} mlt_task_kind_t;
+
+/* A task. Strings stay valid until the next mlt_session_next. */
+typedef struct mlt_task {
+    mlt_task_kind_t kind;
+    uint64_t id;
+    uint32_t branch;       /* INIT, RUN, TEST */
+    int64_t clock_start;   /* RUN: the first clock is clock_start + 1 */
+    int64_t clocks;        /* RUN: how many */
+    uint32_t batch_size;   /* RUN: the batch size to train at (a tunable the worker applies) */
+    bool seek;             /* RUN: first move the data cursor to data_epoch epochs of this */
+    double data_epoch;     /*      worker's share (every trial starts from the same data) */
+    uint32_t share;        /* JOB, RUN, TEST: the data share to use, share of share_count */
+    uint32_t share_count;  /* (while a worker is lost the others share out its data) */
+    /* JOB */
+    const char *job_name;
+    const char *job_text;  /* the whole job file, for keys of the worker's own */
+    const char *model;     /* model.type: "mlp", "cnn", "softmax", "mf" or "external" */
+    uint32_t n_workers;
+    uint64_t seed;         /* the job's seed: initial weights, data order */
+    const char *reason;    /* STOP: why */
+} mlt_task_t;
+
+/* One evaluation's sums over this worker's share of a data set. */
+typedef struct mlt_eval_sums {
+    double loss;       /* sum of per-sample losses */
+    uint64_t correct;  /* classification: samples predicted right */
+    uint64_t count;    /* samples evaluated */
+    double sq_error;   /* regression (mf, metric rmse): sum of squared errors */
+} mlt_eval_sums_t;
+
+/* Connects to the coordinator and joins as opts->rank. Returns a session
+ * (caller owns) or NULL with err set; the join is answered by the first task. */
+mlt_session_t *mlt_session_join(const mlt_session_opts_t *opts, char *err, size_t errlen);
+/* Waits up to wait_s seconds for the next task: 1 with *task set, 0 when none
+ * came, or -errno: -EADDRINUSE another connection joined as this rank (two
+ * workers with one rank), -ETIMEDOUT the coordinator unreachable past
+ * timeout_s, -ENOTCONN after leave. A task left unfinished is failed first
+ * ("abandoned"). */
+int mlt_session_next(mlt_session_t *s, double wait_s, mlt_task_t *task);
+/* The JOB task: connects to the job's shards and registers the tables (the
+ * rule and other settings come from the job), then reports the job loaded.
+ * part: training samples in this worker's share; train_total: in the whole
+ * training set (the coordinator counts epochs with them). */
+int mlt_session_load(mlt_session_t *s, const mlt_table_def_t *tables, uint32_t n_tables,
+                     uint64_t part, uint64_t train_total);
+/* The client for the job's data (pull, push, clock, write) after
+ * mlt_session_load; NULL before. Owned by the session. */
+mlt_client_t *mlt_session_client(mlt_session_t *s);
+/* RUN: clock `clock` (clock_start < clock <= clock_start + clocks) is done:
+ * the batch's mean loss (NAN: the branch diverged), samples right of count,
+ * and epochs of its share this worker has done. */
+int mlt_session_report_clock(mlt_session_t *s, int64_t clock, double loss, uint64_t correct,
+                             uint64_t count, double epoch);
+/* TEST: the validation and test sums; ends the task. */
+int mlt_session_report_test(mlt_session_t *s, const mlt_eval_sums_t *validation,
+                            const mlt_eval_sums_t *test);
+/* INIT, RUN: the task is done (RUN: after waiting for every request sent to
+ * be applied; a branch refusing NaN is not an error). epoch as above. */
+int mlt_session_done(mlt_session_t *s, double epoch);
+/* The current task failed: why, in words, goes to the coordinator's log and,
+ * for a JOB, fails the job. */
+int mlt_session_fail(mlt_session_t *s, const char *why);
+/* The last error in words ("" if none). */
+const char *mlt_session_error(const mlt_session_t *s);
+/* Tells the coordinator this worker leaves (it is dropped at once, not after
+ * worker_timeout_s) and stops the heartbeats. Later calls get -ENOTCONN. */
+int mlt_session_leave(mlt_session_t *s);
+/* Leaves (if not yet) and frees the session and its client. */
+void mlt_session_destroy(mlt_session_t **sp);
+
 #ifdef __cplusplus
 }
 #endif
