@@ -226,6 +226,11 @@ typedef struct mlt_session_opts {
      * job client's reply timeout. 0: the default, 60. < 0: wait for it
      * forever (mltuner-worker: a restarted daemon is joined again). */
     double timeout_s;
+    /* Called (from the thread in mlt_session_next) with what the session did
+     * on its own, in words: joined again after a drop or a reconnect, the
+     * coordinator unreachable. NULL: nothing is said. */
+    void (*on_event)(void *arg, const char *what);
+    void *event_arg;
 } mlt_session_opts_t;
 
 typedef enum mlt_task_kind {

@@ -43,7 +43,8 @@ _Static_assert(sizeof(mlt_backend_t) == sizeof(int), "enum fields are stored as 
 #define DEB_FMNIST "/usr/share/datasets/fashion-mnist/"
 
 static const char *const backend_names[] = {"cpu", "cuda", "auto", NULL};
-const char *const mlt_jobk_model_names[] = {"mlp", "cnn", "softmax", "mf", NULL};
+const char *const mlt_jobk_model_names[] = {"mlp", "cnn", "softmax", "mf", "external", NULL};
+static const char *const metric_names[] = {"auto", "accuracy", "rmse", NULL};
 const char *const mlt_jobk_format_names[] = {"idx", "ratings", "synthetic", NULL};
 /* the order of mlt_rule_t in kernels/optim.h (the unit test checks) */
 static const char *const rule_names[] = {"sgd",      "nesterov", "adam",     "rmsprop", "adagrad",
@@ -85,7 +86,8 @@ const jkey_t mlt_jobk_keys[] = {
     {.path = "model", .type = JK_GROUP, .desc = "the model to train"},
     {.path = "model.type", .type = JK_ENUM, .required = true, .names = mlt_jobk_model_names,
      .off = OFF(model.type),
-     .desc = "mlp (uses layers), cnn (uses cnn), softmax, or mf (uses rank, l2)"},
+     .desc = "mlp (uses layers), cnn (uses cnn), softmax, mf (uses rank, l2), or external "
+             "(the worker program's own model and data: a worker built on the session API)"},
     {.path = "model.layers", .type = JK_INTLIST, .min_i = 1, .max_i = 65536,
      .max_n = MLT_JOB_MAX_LAYERS, .off = OFF(model.layers), .off_n = OFF(model.n_layers),
      .desc = "mlp: hidden layer sizes, ReLU after each; input and output sizes come from "
@@ -99,6 +101,10 @@ const jkey_t mlt_jobk_keys[] = {
      .off = OFF(model.rank), .desc = "mf: rank of the user and item factors"},
     {.path = "model.l2", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 10.0,
      .off = OFF(model.l2), .desc = "mf: L2 regularisation of the factors"},
+    {.path = "model.metric", .type = JK_ENUM, .def_i = MLT_METRIC_AUTO, .names = metric_names,
+     .off = OFF(model.metric),
+     .desc = "what tests measure: accuracy (a classifier; stop.target_accuracy) or rmse "
+             "(a regression; stop.target_rmse); auto: rmse for mf, else accuracy"},
 
     {.path = "data", .type = JK_GROUP, .desc = "the training and test data"},
     {.path = "data.format", .type = JK_ENUM, .def_i = MLT_DATA_IDX, .names = mlt_jobk_format_names,
@@ -770,6 +776,12 @@ const mlt_tunable_t *mlt_job_tunable(const mlt_job_t *job, const char *name)
         if (strcmp(job->tunables[i].name, name) == 0)
             return &job->tunables[i];
     return NULL;
+}
+
+bool mlt_job_rmse(const mlt_job_t *job)
+{
+    return job->model.metric == MLT_METRIC_RMSE ||
+           (job->model.metric == MLT_METRIC_AUTO && job->model.type == MLT_MODEL_MF);
 }
 
 double mlt_job_default(const mlt_job_t *job, const char *name, double fallback)

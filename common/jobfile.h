@@ -47,7 +47,11 @@ typedef enum {
     MLT_MODEL_CNN = 1,     /* conv/pool/fc stack from model.cnn */
     MLT_MODEL_SOFTMAX = 2, /* multinomial logistic regression */
     MLT_MODEL_MF = 3,      /* matrix factorisation of ratings */
+    MLT_MODEL_EXTERNAL = 4, /* the worker program's own model and data (#13) */
 } mlt_model_type_t;
+
+/* model.metric: what tests measure and targets are stated in */
+enum { MLT_METRIC_AUTO = 0, MLT_METRIC_ACCURACY = 1, MLT_METRIC_RMSE = 2 };
 
 typedef enum {
     MLT_CNN_CONV = 0, /* k×k convolution to n channels, 'same' padding, stride 1, ReLU */
@@ -116,6 +120,7 @@ typedef struct mlt_job {
         uint32_t n_cnn;
         int rank;  /* mf: factor rank */
         double l2; /* mf: L2 regularisation */
+        int metric; /* MLT_METRIC_*: auto is rmse for mf, accuracy otherwise */
     } model;
 
     struct {
@@ -211,6 +216,9 @@ const mlt_tunable_t *mlt_job_tunable(const mlt_job_t *job, const char *name);
 
 /* The default of the tunable called name, or fallback when the job has none. */
 double mlt_job_default(const mlt_job_t *job, const char *name, double fallback);
+/* Whether tests measure RMSE (model.metric rmse, or auto on an mf model)
+ * rather than accuracy. */
+bool mlt_job_rmse(const mlt_job_t *job);
 
 /* Name of an enum value as the job file writes it ("cuda", "cnn", "idx",
  * "adam", "bayes", "train-to-completion", "log"), or NULL. key_path is the

@@ -426,7 +426,8 @@ int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t e
             "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")", df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
-    if (job->model.type != MLT_MODEL_MF && job->data.format != MLT_DATA_IDX) {
+    if (job->model.type != MLT_MODEL_MF && job->model.type != MLT_MODEL_EXTERNAL &&
+        job->data.format != MLT_DATA_IDX) {
         fmt(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt, df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
@@ -454,15 +455,20 @@ int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t e
             rule);
         return report(p, err, errlen, why, "update.average", "update.rule", NULL);
     }
-    if (job->model.type == MLT_MODEL_MF && job->stop.target_accuracy > 0) {
+    if (job->model.type == MLT_MODEL_MF && job->model.metric == MLT_METRIC_ACCURACY) {
+        fmt(why, sizeof why, "model.type \"mf\" is measured by rmse, not accuracy");
+        return report(p, err, errlen, why, "model.metric", "model.type", NULL);
+    }
+    if (mlt_job_rmse(job) && job->stop.target_accuracy > 0) {
         fmt(why, sizeof why,
-            "stop.target_accuracy is for classifiers; model.type \"mf\" stops at "
-            "stop.target_rmse");
+            "stop.target_accuracy is for classifiers; model.type \"%s\" (metric rmse) stops at "
+            "stop.target_rmse", mt);
         return report(p, err, errlen, why, "stop.target_accuracy", NULL);
     }
-    if (job->model.type != MLT_MODEL_MF && job->stop.target_rmse > 0) {
+    if (!mlt_job_rmse(job) && job->stop.target_rmse > 0) {
         fmt(why, sizeof why,
-            "stop.target_rmse is for model.type \"mf\"; \"%s\" stops at stop.target_accuracy", mt);
+            "stop.target_rmse is for model.type \"mf\" or model.metric \"rmse\"; \"%s\" stops "
+            "at stop.target_accuracy", mt);
         return report(p, err, errlen, why, "stop.target_rmse", NULL);
     }
     return 0;

@@ -217,7 +217,7 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
     char b1[32], b2[32], b3[32], b4[32];
     const char *vloss = mlt_coord__jnum(b3, 32, vn ? vl / (double)vn : NAN);
     const char *tloss = mlt_coord__jnum(b4, 32, tn ? tl / (double)tn : NAN);
-    if (c->job.model.type == MLT_MODEL_MF) {
+    if (mlt_job_rmse(&c->job)) {
         *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
         mlt_coord__emit(c,
@@ -541,7 +541,7 @@ static int run_job(mlt_coord_t *c)
     c->tuning_s = res.trial_seconds;
     c->training_s = res.train_seconds;
     if (isfinite(res.test)) { /* the result's branch, not the last one tested */
-        if (j->model.type == MLT_MODEL_MF) {
+        if (mlt_job_rmse(j)) {
             c->val_rmse = res.val;
             c->test_rmse = res.test;
         } else {

@@ -99,7 +99,7 @@ static void reply_status(mlt_coord_t *c, const void *id, size_t id_len, uint64_t
         js.training_seconds = c->training_s;
         js.has_max_epochs = js.has_target = 1;
         js.max_epochs = c->job.stop.max_epochs;
-        js.target = c->job.model.type == MLT_MODEL_MF ? c->job.stop.target_rmse
+        js.target = mlt_job_rmse(&c->job) ? c->job.stop.target_rmse
                                                       : c->job.stop.target_accuracy;
         if (c->message[0])
             js.message = c->message;
@@ -174,19 +174,35 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
     }
 }
 
+static bool holds(const wslot_t *ws, const void *id, size_t id_len)
+{
+    return ws->joined && ws->id_len == id_len && memcmp(ws->id, id, id_len) == 0;
+}
+
+/* The connection a later JOIN of rank w replaced (#13). */
+static bool was_replaced(const wslot_t *ws, const void *id, size_t id_len)
+{
+    return ws->old_id_len == id_len && memcmp(ws->old_id, id, id_len) == 0;
+}
+
 /* A message from a connection that is not (or no longer) worker w's: it was
- * dropped or replaced. It is told so (ESTALE), and joins again (as mltuner-worker does). */
+ * dropped (told ESTALE: join again, as the session does) or another
+ * connection joined as w since (told EADDRINUSE: it is out, for good). */
 static void tell_stale(mlt_coord_t *c, const void *id, size_t id_len, uint32_t w)
 {
+    if (was_replaced(&c->workers[w], id, id_len)) {
+        mlt_log_ratelimited(MLT_LOG_WARN, "replaced-worker", 5.0,
+                            "a message from a replaced connection of worker %u: told it is out", w);
+        reply_error(c, id, id_len, 0, -EADDRINUSE,
+                    "another connection joined as worker %u since this one did (two workers "
+                    "started with rank %u?); this one is out of the job",
+                    w, w);
+        return;
+    }
     mlt_log_ratelimited(MLT_LOG_INFO, "stale-worker", 5.0,
                         "a message from an old connection of worker %u: told to join again", w);
     reply_error(c, id, id_len, 0, -ESTALE,
                 "this connection is no longer worker %u's (dropped or replaced); join again", w);
-}
-
-static bool holds(const wslot_t *ws, const void *id, size_t id_len)
-{
-    return ws->joined && ws->id_len == id_len && memcmp(ws->id, id, id_len) == 0;
 }
 
 static void on_report(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
@@ -294,6 +310,29 @@ void mlt_coord__sync_shards(mlt_coord_t *c)
     }
 }
 
+/* Whether worker w can take part in the job: the workers of a job run one
+ * program (their tables must match), and a job on cuda needs workers that
+ * have it. false with why. */
+static bool worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
+{
+    const wslot_t *ws = &c->workers[w];
+    for (uint32_t k = 0; k < c->n_workers; k++) {
+        const wslot_t *o = &c->workers[k];
+        if (k != w && o->joined && strcmp(o->program, ws->program) != 0) {
+            snprintf(why, len,
+                     "it runs %s, but worker %u runs %s: the workers of a job run one program",
+                     ws->program, k, o->program);
+            return false;
+        }
+    }
+    if (c->job.backend == MLT_BACKEND_CUDA && !strstr(ws->backends, "cuda")) {
+        snprintf(why, len, "the job's backend is cuda, but %s computes on %s only", ws->program,
+                 ws->backends);
+        return false;
+    }
+    return true;
+}
+
 void mlt_coord__admit(mlt_coord_t *c)
 {
     if (!c->have_job || c->phase < PH_LOADING || c->phase > PH_TESTING)
@@ -302,6 +341,17 @@ void mlt_coord__admit(mlt_coord_t *c)
         wslot_t *ws = &c->workers[w];
         if (!ws->joined || ws->loaded || ws->busy || ws->error[0])
             continue; /* an error is the job's (coord.c fails it), not retried */
+        char why[MLT_MAX_ERROR_LEN];
+        if (!worker_fits(c, w, why, sizeof why)) {
+            if (mlt_coord__n_loaded(c) == 0) { /* at the start: the job fails with it */
+                snprintf(ws->error, sizeof ws->error, "%s", why);
+                continue;
+            }
+            log_warn("job '%s': worker %u turned away: %s", c->job.name, w, why);
+            mlt_coord__stop_worker(c, ws->id, ws->id_len, why); /* a running job goes on */
+            ws->joined = false;
+            continue;
+        }
         log_info("job '%s': worker %u (re)joined; it loads the job", c->job.name, w);
         Mlt__Task t;
         mlt__task__init(&t);
@@ -458,22 +508,46 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
         ws->last_seen = mlt_time_mono();
         return;
     }
+    if (was_replaced(ws, id, id_len) && ws->joined) {
+        tell_stale(c, id, id_len, w); /* no taking turns with its replacement */
+        return;
+    }
     if (ws->joined) {
         /* a restarted worker, or a stray JOIN: the new connection wins, and the
-         * task the old one owed is not waited for */
+         * task the old one owed is not waited for; the old one, should it be
+         * alive, is told it is out (EADDRINUSE) */
+        memcpy(ws->old_id, ws->id, ws->id_len);
+        ws->old_id_len = ws->id_len;
         mlt_coord__drop_worker(
             c, w,
             "a new connection joined as worker %u (a restarted worker, or a stray "
             "JOIN)",
             w);
     }
-    log_info("worker %u joined", w);
+    const Mlt__JoinInfo *j = h->join; /* bounded by mlt_wire_decode */
+    snprintf(ws->program, sizeof ws->program, "%s", j && j->program ? j->program : "worker");
+    snprintf(ws->backends, sizeof ws->backends, "%s", j && j->backends ? j->backends : "cpu");
+    ws->threads = j && j->has_threads ? j->threads : 1;
+    log_info("worker %u joined: %s, backends %s, %u thread%s", w, ws->program, ws->backends,
+             ws->threads, ws->threads == 1 ? "" : "s");
     ws->joined = true;
     ws->loaded = ws->busy = ws->in_step = ws->task_ok = false;
     ws->error[0] = '\0';
     ws->id_len = id_len;
     memcpy(ws->id, id, id_len);
     ws->last_seen = mlt_time_mono();
+}
+
+/* A worker that leaves (mlt_session_leave) is dropped at once. */
+static void on_leave(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
+{
+    if (!h->has_worker || h->worker >= MLT_MAX_WORKERS)
+        return;
+    wslot_t *ws = &c->workers[h->worker];
+    if (!holds(ws, id, id_len))
+        return;
+    ws->joined = false;
+    mlt_coord__drop_worker(c, h->worker, "it left");
 }
 
 static void on_heartbeat(mlt_coord_t *c, const void *id, size_t id_len, const mlt_header_t *h)
@@ -487,7 +561,7 @@ static void on_heartbeat(mlt_coord_t *c, const void *id, size_t id_len, const ml
     wslot_t *ws = &c->workers[h->worker];
     if (holds(ws, id, id_len))
         ws->last_seen = mlt_time_mono();
-    else if (c->have_job && h->worker < c->n_workers)
+    else if (was_replaced(ws, id, id_len) || (c->have_job && h->worker < c->n_workers))
         tell_stale(c, id, id_len, h->worker);
 }
 
@@ -754,6 +828,7 @@ int mlt_coord__pump(mlt_coord_t *c, double timeout_s)
                 }
                 break;
             case MLT__MSG_TYPE__MSG_JOIN: on_join(c, id, id_len, h); break;
+            case MLT__MSG_TYPE__MSG_LEAVE: on_leave(c, id, id_len, h); break;
             case MLT__MSG_TYPE__MSG_REPORT: on_report(c, id, id_len, h); break;
             case MLT__MSG_TYPE__MSG_HEARTBEAT: on_heartbeat(c, id, id_len, h); break;
             default:

@@ -44,6 +44,14 @@ typedef struct wslot {
     bool task_ok;     /* it finished the current step's task without error */
     bool shard_out;   /* the shards were told it is gone (MSG_WORKER_GONE) */
     int64_t run_from; /* TASK_RUN: the clock its task started at */
+    /* what it runs and can do (JOIN, #13) */
+    char program[MLT_MAX_PROGRAM_LEN + 1];
+    char backends[16];
+    uint32_t threads;
+    /* the connection this rank's last JOIN replaced: told EADDRINUSE, not to
+     * join again (two workers with one rank must not take turns) */
+    uint8_t old_id[MLT_MAX_CLIENT_ID_BYTES];
+    size_t old_id_len;
 } wslot_t;
 
 /* The job's phase; the transitions are drawn at the top of coord.c. */

@@ -22,6 +22,8 @@
 #define MLT_MAX_WARMUP 10000000u             /* warm-up length in updates */
 #define MLT_MAX_CLOCK (1ll << 40)            /* clocks a branch may count */
 #define MLT_MAX_ERROR_LEN 512u               /* error text in a reply */
+#define MLT_MAX_PROGRAM_LEN 64u              /* a worker's program name (JOIN, #13) */
+#define MLT_MAX_THREADS 4096u                /* a worker's compute threads (JOIN) */
 #define MLT_MAX_PARKED 65536u                /* parked pulls per daemon */
 #define MLT_MAX_CLIENT_ID_BYTES 256u         /* ZeroMQ routing id */
 #define MLT_MAX_JOB_TEXT 49152u              /* a job file sent over the wire */

@@ -201,6 +201,26 @@ static int check_report(const Mlt__Report *r, char *err, size_t errlen)
     return check_str("report.error", r->error, MLT_MAX_ERROR_LEN, err, errlen);
 }
 
+/* A JOIN's program: a name (1..64 of A-Z a-z 0-9 . _ -); backends: a list of
+ * known backend names. */
+static int check_join(const Mlt__JoinInfo *j, char *err, size_t errlen)
+{
+    if (j->program) {
+        size_t n = strnlen(j->program, MLT_MAX_PROGRAM_LEN + 1);
+        if (n < 1 || n > MLT_MAX_PROGRAM_LEN ||
+            strspn(j->program, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
+            return mlt_errf(-EINVAL, err, errlen,
+                            "join.program must be 1..%u of A-Z a-z 0-9 . _ -", MLT_MAX_PROGRAM_LEN);
+    }
+    if (j->backends && strcmp(j->backends, "cpu") != 0 && strcmp(j->backends, "cuda") != 0 &&
+        strcmp(j->backends, "cpu,cuda") != 0)
+        return mlt_errf(-EINVAL, err, errlen, "join.backends must be cpu, cuda or cpu,cuda");
+    if (j->has_threads && (j->threads < 1 || j->threads > MLT_MAX_THREADS))
+        return mlt_errf(-EINVAL, err, errlen, "join.threads %u is outside [1, %u]", j->threads,
+                        MLT_MAX_THREADS);
+    return 0;
+}
+
 static int check_header(const mlt_header_t *h, char *err, size_t errlen)
 {
     if (h->has_worker && h->worker >= MLT_MAX_WORKERS)
@@ -250,6 +270,8 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
     if (h->task && (rc = check_task(h->task, err, errlen)))
         return rc;
     if (h->report && (rc = check_report(h->report, err, errlen)))
+        return rc;
+    if (h->join && (rc = check_join(h->join, err, errlen)))
         return rc;
     if (h->n_overrides > MLT_MAX_OVERRIDES)
         return mlt_errf(-EINVAL, err, errlen, "overrides lists %zu, limit %u", h->n_overrides,

@@ -461,7 +461,7 @@ static void tuner_setup(tuner_t *t, const mlt_job_t *job, const mlt_exec_t *ex,
     t->log = log;
     t->res = res;
     t->next_id = init_branch + 1;
-    t->classify = job->model.type != MLT_MODEL_MF;
+    t->classify = !mlt_job_rmse(job);
     res->val = res->test = res->best_val = NAN;
     res->learned.lr_star = NAN;
     bool tuning = job->tuner.logic == MLT_LOGIC_MLTUNER;

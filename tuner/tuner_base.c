@@ -348,7 +348,7 @@ int mlt_tuner_baseline(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init
     b.res = res;
     b.init = init_branch;
     b.next_id = init_branch + 1;
-    b.classify = job->model.type != MLT_MODEL_MF;
+    b.classify = !mlt_job_rmse(job);
     mlt_space_init(&b.sp, job, true);
     mlt_setting_defaults(job, &b.defaults);
     if (b.sp.d == 0) {

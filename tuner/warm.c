@@ -32,6 +32,20 @@ static void kput(char *key, size_t cap, size_t *at, const char *fmt, ...)
         *at += (size_t)n;
 }
 
+/* The data set's part of a warm-start key. */
+static void kput_data(char *key, size_t cap, size_t *at, const mlt_job_t *job)
+{
+    kput(key, cap, at, " %s", mlt_job_enum_name("data.format", (int)job->data.format));
+    if (job->data.format == MLT_DATA_IDX)
+        kput(key, cap, at, " %s subset %lld", job->data.train_images, (long long)job->data.subset);
+    else if (job->data.format == MLT_DATA_RATINGS)
+        kput(key, cap, at, " %s", job->data.ratings);
+    else
+        kput(key, cap, at, " %dx%d rank %d ratings %lld noise %g", job->data.synthetic.users,
+             job->data.synthetic.items, job->data.synthetic.rank,
+             (long long)job->data.synthetic.ratings, job->data.synthetic.noise);
+}
+
 void mlt_warm_key(const mlt_job_t *job, char *key, size_t cap)
 {
     size_t at = 0;
@@ -50,17 +64,12 @@ void mlt_warm_key(const mlt_job_t *job, char *key, size_t cap)
         kput(key, cap, &at, "]");
     } else if (job->model.type == MLT_MODEL_MF) {
         kput(key, cap, &at, " rank %d l2 %g", job->model.rank, job->model.l2);
+    } else if (job->model.type == MLT_MODEL_EXTERNAL) {
+        /* the model and data are the worker program's: only the job knows them */
+        kput(key, cap, &at, " job %s", job->name);
     }
-    kput(key, cap, &at, " %s", mlt_job_enum_name("data.format", (int)job->data.format));
-    if (job->data.format == MLT_DATA_IDX)
-        kput(key, cap, &at, " %s subset %lld", job->data.train_images,
-             (long long)job->data.subset);
-    else if (job->data.format == MLT_DATA_RATINGS)
-        kput(key, cap, &at, " %s", job->data.ratings);
-    else
-        kput(key, cap, &at, " %dx%d rank %d ratings %lld noise %g", job->data.synthetic.users,
-             job->data.synthetic.items, job->data.synthetic.rank,
-             (long long)job->data.synthetic.ratings, job->data.synthetic.noise);
+    if (job->model.type != MLT_MODEL_EXTERNAL) /* else the data is the worker's own */
+        kput_data(key, cap, &at, job);
     kput(key, cap, &at, " %s", mlt_job_enum_name("update.rule", job->update.rule));
 }
 

@@ -159,14 +159,24 @@ START_TEST(test_err_cross)
                     " ratings = 101; }; };\n",
                     5, "data.synthetic.ratings (101) must be at most users x items (100)");
     jf_expect_error(JF_BASE "stop = {\n target_rmse = 0.5; };\n", 4,
-                    "stop.target_rmse is for model.type \"mf\"; \"mlp\" stops at "
-                    "stop.target_accuracy");
+                    "stop.target_rmse is for model.type \"mf\" or model.metric \"rmse\"; "
+                    "\"mlp\" stops at stop.target_accuracy");
     jf_expect_error(
         "name = \"t\";\nmodel = { type = \"mf\"; };\ndata = { format = \"synthetic\"; };\n"
         "stop = { target_accuracy = 0.9; };\n",
         4,
-        "stop.target_accuracy is for classifiers; model.type \"mf\" stops at "
+        "stop.target_accuracy is for classifiers; model.type \"mf\" (metric rmse) stops at "
         "stop.target_rmse");
+    /* #13: an external model names its metric; mf is measured by rmse */
+    jf_expect_error(
+        "name = \"t\";\nmodel = { type = \"external\"; metric = \"rmse\"; };\n"
+        "stop = { target_accuracy = 0.9; };\n",
+        3,
+        "stop.target_accuracy is for classifiers; model.type \"external\" (metric rmse) stops "
+        "at stop.target_rmse");
+    jf_expect_error("name = \"t\";\nmodel = { type = \"mf\";\n metric = \"accuracy\"; };\n"
+                    "data = { format = \"synthetic\"; };\n",
+                    3, "model.type \"mf\" is measured by rmse, not accuracy");
     /* update.average: sgd, nesterov and the schedule-free rules only */
     jf_expect_error(JF_BASE "update = { rule = \"adam\";\n average = true; };\n", 4,
                     "update.average keeps a weight average for update.rule \"sgd\" or "

@@ -174,8 +174,8 @@ START_TEST(test_set_then_validate)
         err, "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"idx\")");
     set_ok(&job, "data.format", "synthetic");
     ck_assert_int_eq(mlt_job_validate(&job, err, sizeof err), -EINVAL);
-    ck_assert_str_eq(err, "stop.target_accuracy is for classifiers; model.type \"mf\" stops at "
-                          "stop.target_rmse");
+    ck_assert_str_eq(err, "stop.target_accuracy is for classifiers; model.type \"mf\" (metric "
+                          "rmse) stops at stop.target_rmse");
     set_ok(&job, "stop.target_accuracy", "0");
     set_ok(&job, "stop.target_rmse", "0.51");
     ck_assert_int_eq(mlt_job_validate(&job, err, sizeof err), 0);
