@@ -141,7 +141,13 @@ class SessionOpts(ctypes.Structure):
         ("threads", ctypes.c_uint32),
         ("keys", ctypes.POINTER(ClientKeys)),
         ("timeout_s", ctypes.c_double),
+        ("on_event", ctypes.c_void_p),  # an EVENT_FN (kept alive by the Session)
+        ("event_arg", ctypes.c_void_p),
     ]
+
+
+# void (*on_event)(void *arg, const char *what)
+EVENT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
 
 
 class TaskStruct(ctypes.Structure):

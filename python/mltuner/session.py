@@ -94,10 +94,12 @@ class Session:
     a job run one program); backends "cpu", "cuda" or "cpu,cuda"; threads:
     compute threads it uses; keys: CurveZMQ keys as for Client; timeout_s:
     seconds the coordinator may be unreachable before next() raises
-    ETIMEDOUT (0: the library's default, 60; < 0: forever)."""
+    ETIMEDOUT (0: the library's default, 60; < 0: forever); on_event(text):
+    called (from next()) with what the session did on its own, in words
+    (joined again after a drop, the coordinator unreachable)."""
 
     def __init__(self, coordinator: str, rank: int, *, program: str = "python",
-                 backends: str = "cpu", threads: int = 1, keys=None, timeout_s: float = 0.0):
+                 backends: str = "cpu", threads: int = 1, keys=None, timeout_s: float = 0.0, on_event=None):
         self._lib = L.lib()
         if not self._lib.has_session:
             raise MltunerError("mlt_session_join", _errno.ENOSYS,
@@ -105,10 +107,16 @@ class Session:
                                % self._lib.path)
         self._keep = [coordinator.encode(), program.encode(), backends.encode()]
         self._keys = _keys_c(keys)
+        self._event_fn = None
+        if on_event is not None:
+            self._event_fn = L.EVENT_FN(
+                lambda _arg, what: on_event(what.decode(errors="replace") if what else ""))
         opts = L.SessionOpts(self._keep[0], int(rank), self._keep[1], self._keep[2],
                              int(threads),
                              ctypes.pointer(self._keys) if self._keys is not None else None,
-                             float(timeout_s))
+                             float(timeout_s),
+                             ctypes.cast(self._event_fn, ctypes.c_void_p) if self._event_fn is not None
+                             else None, None)
         err = ctypes.create_string_buffer(_ERRLEN)
         self._h = None
         h = self._lib.mlt_session_join(ctypes.byref(opts), err, _ERRLEN)
