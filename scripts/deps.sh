@@ -2,7 +2,8 @@
 # Debian 12 packages the build needs, only those missing, quietly.
 MLT_PKGS=(gcc libc6-dev clang libclang-rt-14-dev python3 libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev libjemalloc-dev check
           meson ninja-build pkg-config libopenblas-dev zlib1g-dev dataset-fashion-mnist
-          libsystemd-dev systemd libmicrohttpd-dev python3-matplotlib)
+          libsystemd-dev systemd libmicrohttpd-dev python3-matplotlib
+          python3-numpy python3-pytest python3-torch) # python3-*: tests/python (#14)
 
 mlt_install_deps() {
     local missing=() p

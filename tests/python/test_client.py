@@ -237,6 +237,20 @@ class LibraryTest(unittest.TestCase):
         p = mltuner.library_path()
         self.assertTrue(p.endswith("libmltuner.so"), p)
 
+    def test_mltuner_lib_is_honoured(self):
+        """MLTUNER_LIB names the library; a wrong one is an error naming it."""
+        import subprocess
+        code = "import mltuner; print(mltuner.library_path())"
+        env = dict(os.environ, PYTHONPATH=os.path.join(harness.SOURCE_ROOT, "python"))
+        env["MLTUNER_LIB"] = os.path.dirname(mltuner.library_path())
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertEqual(r.stdout.strip(), mltuner.library_path(), r.stderr)
+        env["MLTUNER_LIB"] = "/nonexistent/libmltuner.so"
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("LibraryNotFound", r.stderr)
+        self.assertIn("/nonexistent/libmltuner.so (missing)", r.stderr)
+
     def test_no_daemon_is_an_error(self):
         with self.assertRaises(MltunerError) as cm:
             Client(["tcp://127.0.0.1:1"], 0)
