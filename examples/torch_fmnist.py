@@ -13,9 +13,10 @@ As a worker (scripts/run-local starts one per rank with --worker-cmd):
   daemon applies the update rule and the tunables; this program only
   computes gradients at the batch size each task names.
 
-Alone (no daemon: the same forward/backward with torch.optim.AdamW stepping
-in the process), to compare samples/s:
+Alone (no daemon: the same forward/backward with torch.optim.AdamW, or SGD,
+stepping in the process, or none), to compare samples/s:
     torch_fmnist.py --alone [--epochs E] [--batch B] [--lr LR] [--job JOB.conf]
+                    [--optimizer adamw|sgd|none]
 Needs torch (Debian: python3-torch) and numpy. Set OPENBLAS_NUM_THREADS=1
 (done here unless set) or torch's threads fight OpenBLAS's.
 """
@@ -115,7 +116,11 @@ def alone(a):
     torch.manual_seed(int(key(job, "seed")))
     x, y, sets = load_data(job)
     net = make_net(key(job, "model.layers"))
-    opt = torch.optim.AdamW(net.parameters(), lr=a.lr)
+    opt = None
+    if a.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=a.lr)
+    elif a.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
     batches = iter(tensor_batches(x, y, seed=int(key(job, "seed")))(a.batch, 0, 1, 0.0))
     evaluate = classifier_eval(sets)
     steps = (len(y) + a.batch - 1) // a.batch
@@ -125,10 +130,11 @@ def alone(a):
         net.train()
         for _ in range(steps):
             bx, by = next(batches)
-            opt.zero_grad()
+            net.zero_grad()
             loss = F.cross_entropy(net(bx), by)
             loss.backward()
-            opt.step()
+            if opt is not None:
+                opt.step()
             total += float(loss.detach())
             n += len(by)
         dt = time.monotonic() - t0
@@ -149,6 +155,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--optimizer", choices=["adamw", "sgd", "none"], default="adamw",
+                    help="--alone: the update in the process (none: forward/backward only, "
+                         "the share of the work a worker does)")
     ap.add_argument("--job", help="--alone: take the data keys from this job file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
