@@ -211,7 +211,7 @@ class Session:
         if not h:
             self._client = None
             return None
-        if self._client is None or self._client._h.value != h:
+        if self._client is None or self._client._h is None or self._client._h.value != h:
             self._client = Client((), _handle=h, _owner=self)
         return self._client
 
