@@ -34,7 +34,7 @@ import time
 from typing import Callable, Optional
 
 from .client import MltunerError
-from .session import (TASK_INIT, TASK_JOB, TASK_RUN, TASK_STOP, TASK_TEST, EvalSums, Session,
+from .session import (TASK_INIT, TASK_JOB, TASK_RUN, TASK_STOP, TASK_TEST, Session,
                       Task)
 
 

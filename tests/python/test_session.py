@@ -18,7 +18,7 @@ harness.skip_without("numpy")
 
 from mltuner import MltunerError  # noqa: E402
 from mltuner.data import Sampler, share_size  # noqa: E402
-from mltuner.session import TASK_JOB, TASK_STOP, Session  # noqa: E402
+from mltuner.session import Session  # noqa: E402
 
 JOB = os.path.join(harness.SOURCE_ROOT, "conf", "jobs", "fmnist-mlp.conf")
 # a small tuned job on the worker's own model: chance is 0.33, the data allow ~0.82
