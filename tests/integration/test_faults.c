@@ -409,8 +409,8 @@ START_TEST(test_idle_death_then_submit)
 END_TEST
 
 /* One JOIN for rank 0 from a process that is not a worker, mid-training:
- * the real worker is told its connection is stale, joins again and the job
- * finishes; the stray connection is dropped when silent. */
+ * the rank is held by a live connection, so the stray JOIN is refused
+ * (EADDRINUSE, #13) and the job finishes undisturbed. */
 START_TEST(test_stray_join)
 {
     start(quick);
@@ -428,14 +428,29 @@ START_TEST(test_stray_join)
     h.has_worker = 1;
     h.worker = 0;
     ck_assert_int_ge(mlt_wire_send(s, &h, 0), 0);
+    /* the refusal comes back to the stray connection */
+    zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+    ck_assert_int_eq(zmq_poll(&it, 1, 10000), 1);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, s, 0), 0);
+    mlt_header_t *r = NULL;
+    char err[256];
+    ck_assert_int_eq(mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err), 0);
+    zmq_msg_close(&m);
+    ck_assert_int_eq(r->type, MLT__MSG_TYPE__MSG_ERROR);
+    ck_assert_int_eq(r->error_code, EADDRINUSE);
+    ck_assert_msg(strstr(r->error, "worker 0 is taken by a live connection"), "%s", r->error);
+    mlt_wire_free(&r);
     char phase[64], msg[512];
     wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
     zmq_close(s);
     zmq_ctx_term(ctx);
     ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
-    ck_assert(daemon_logged("a new connection joined as worker 0"));
+    ck_assert(daemon_logged("a JOIN as worker 0 refused: a live connection holds it"));
+    ck_assert(!daemon_logged("worker 0 lost"));
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
-    note("stray JOIN for rank 0 mid-training", "done; real worker rejoined");
+    note("stray JOIN for rank 0 mid-training", "refused (EADDRINUSE); job undisturbed");
 }
 END_TEST
 
