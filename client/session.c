@@ -555,7 +555,7 @@ static int need_task(mlt_session_t *s, const char *call, mlt_task_kind_t k1, mlt
     if (!s->open)
         return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: no task is open", call);
     if (s->task.kind != k1 && s->task.kind != k2)
-        return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: the open task is a %s, not a %s%s%s",
+        return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: the open task is %s, not %s%s%s",
                         call, kind_name(s->task.kind), kind_name(k1), k2 != k1 ? " or " : "",
                         k2 != k1 ? kind_name(k2) : "");
     return 0;

@@ -319,7 +319,7 @@ void mlt_coord__sync_shards(mlt_coord_t *c)
  * program (their tables must match). false with why. (A worker's backends
  * are only logged: a worker asked for cuda without a GPU fails its JOB task
  * itself, saying why it has none.) */
-static bool worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
+bool mlt_coord__worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
 {
     const wslot_t *ws = &c->workers[w];
     for (uint32_t k = 0; k < c->n_workers; k++) {
@@ -343,7 +343,7 @@ void mlt_coord__admit(mlt_coord_t *c)
         if (!ws->joined || ws->loaded || ws->busy || ws->error[0])
             continue; /* an error is the job's (coord.c fails it), not retried */
         char why[MLT_MAX_ERROR_LEN];
-        if (!worker_fits(c, w, why, sizeof why)) {
+        if (!mlt_coord__worker_fits(c, w, why, sizeof why)) {
             if (mlt_coord__n_loaded(c) == 0) { /* at the start: the job fails with it */
                 snprintf(ws->error, sizeof ws->error, "%s", why);
                 continue;

@@ -482,8 +482,13 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i)
 
 int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank)
 {
+    return mlt_test_start_worker_prog(c, "worker/mltuner-worker", rank);
+}
+
+int mlt_test_start_worker_prog(mlt_test_cluster_t *c, const char *prog, int rank)
+{
     char bin[512], rs[16], log[320];
-    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
+    snprintf(bin, sizeof bin, "%s/%s", build_root(), prog);
     if (!c->control[0] || c->n_workers >= MLT_TEST_MAX_WORKERS)
         return -1;
     int i = c->n_workers;

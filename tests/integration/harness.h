@@ -59,6 +59,9 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i);
 /* Starts one more worker with the given rank (a replacement for a killed
  * one); returns its index in workers[] (log DIR/worker<index>.log) or -1. */
 int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank);
+/* The same with another worker program (relative to MLT_BUILD_ROOT, e.g.
+ * "examples/logreg-worker"), which takes --coordinator and --rank (#13). */
+int mlt_test_start_worker_prog(mlt_test_cluster_t *c, const char *prog, int rank);
 /* Sends sig to worker index i; SIGKILL also reaps it, and workers[i] becomes
  * 0, which mlt_test_wait_workers and mlt_test_stop skip. 0 or -1. */
 int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
