@@ -122,8 +122,8 @@ static bool daemon_logged(const char *what)
 
 /* Two logreg-workers (a model and data of their own) through mltunerd: the
  * tuner runs trials, commits a setting, tests, and the job reaches 0.80 test
- * accuracy (the best fixed setting gets 0.84; the default lr 0.001 gets 0.80
- * in 10 epochs). */
+ * accuracy within 20 epochs (measured: the tuned job 5-7 epochs; the best
+ * fixed lr 4-6; the default lr 0.001 0.79 after 10 epochs, 0.806 after 20). */
 START_TEST(test_example_tuned)
 {
     start();
