@@ -299,6 +299,11 @@ START_TEST(test_report_after_leave)
     ck_assert_int_eq(mlt_session_report_clock(s, 1, 0.5, 1, 2, 0), -EINVAL); /* not a RUN */
     ck_assert_msg(strstr(mlt_session_error(s), "the open task is INIT, not RUN"), "%s",
                   mlt_session_error(s));
+    float w[256] = {0}, b[8] = {0};
+    ck_assert_int_eq(mlt_write(mlt_session_client(s), t.branch, 0, w), 0);
+    ck_assert_int_eq(mlt_write(mlt_session_client(s), t.branch, 1, b), 0);
+    ck_assert_int_eq(mlt_session_done(s, -1), 0);
+    /* leave between tasks: the job loses the worker, not a task */
     ck_assert_int_eq(mlt_session_leave(s), 0);
     ck_assert_int_eq(mlt_session_report_clock(s, 1, 0.5, 1, 2, 0), -ENOTCONN);
     ck_assert_msg(strstr(mlt_session_error(s), "left the job"), "%s", mlt_session_error(s));
