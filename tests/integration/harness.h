@@ -5,6 +5,7 @@
 #ifndef MLT_TEST_HARNESS_H
 #define MLT_TEST_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -69,5 +70,16 @@ int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
 /* A plain HTTP/1.0 request to 127.0.0.1:port (a read waits 10 s at most); the
  * body in out. Returns the status code, or -1. */
 int mlt_test_http(int port, const char *method, const char *path, char *out, size_t len);
+
+/* ---- the job (mltunerctl status) ---- */
+/* The job's phase and message into the buffers. 0, or -1 when mltunerctl
+ * failed. */
+int mlt_test_job_status(mlt_test_cluster_t *c, char *phase, size_t pn, char *msg, size_t mn);
+/* Waits until the job is done, failed or stopped (its phase and message),
+ * at most bound_s: 0, or -1 when it was not over by then (wedged). */
+int mlt_test_wait_job_over(mlt_test_cluster_t *c, double bound_s, char *phase, size_t pn,
+                           char *msg, size_t mn);
+/* true when daemon i's log (DIR/daemon<i>.log) has a line holding what. */
+bool mlt_test_daemon_logged(const mlt_test_cluster_t *c, int i, const char *what);
 
 #endif

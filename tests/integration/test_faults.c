@@ -83,42 +83,12 @@ static void submit(int workers, const char *logic, const char *const *more)
     ck_assert_msg(rc == 0, "submit exited %d:\n%s", rc, log);
 }
 
-/* mltunerctl status: the phase and message into the buffers. 0 or -1. */
-static int status(char *phase, size_t pn, char *msg, size_t mn)
-{
-    char out[4096];
-    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "status", NULL};
-    if (mlt_test_run(argv, out, sizeof out) != 0)
-        return -1;
-    phase[0] = msg[0] = '\0';
-    const char *p = strstr(out, "phase:");
-    if (p)
-        sscanf(p + 6, " %63s", phase);
-    (void)pn;
-    const char *m = strstr(out, "message:");
-    if (m) {
-        m += 8;
-        while (*m == ' ')
-            m++;
-        snprintf(msg, mn, "%.*s", (int)strcspn(m, "\n"), m);
-    }
-    return 0;
-}
-
 /* Waits (bounded) until the job is over; its phase and message. */
 static void wait_over(double bound_s, char *phase, char *msg, size_t mn)
 {
-    double t0 = mlt_time_mono();
-    phase[0] = msg[0] = '\0';
-    while (mlt_time_mono() - t0 < bound_s) {
-        if (status(phase, 64, msg, mn) == 0 &&
-            (strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0 ||
-             strcmp(phase, "stopped") == 0))
-            return;
-        sleep_s(0.2);
-    }
-    ck_abort_msg("the job did not end within %.0f s (phase %s): wedged? logs in %s", bound_s,
-                 phase, cl.dir);
+    if (mlt_test_wait_job_over(&cl, bound_s, phase, 64, msg, mn) < 0)
+        ck_abort_msg("the job did not end within %.0f s (phase %s): wedged? logs in %s", bound_s,
+                     phase, cl.dir);
 }
 
 /* Lines of progress.jsonl holding `what`. */
@@ -175,15 +145,7 @@ static void wait_clocks(int n)
 /* true when the daemon's log has `what`. */
 static bool daemon_logged(const char *what)
 {
-    char path[400], line[4096];
-    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = strstr(line, what) != NULL;
-    if (f)
-        fclose(f);
-    return found;
+    return mlt_test_daemon_logged(&cl, 0, what);
 }
 
 /* Waits (bounded) until the daemon's log has `what`. */

@@ -58,37 +58,11 @@ static void submit(const char *const *sets)
     ck_assert_msg(rc == 0, "submit exited %d:\n%s", rc, log);
 }
 
-/* The job's phase and message (mltunerctl status). */
-static void status(char *phase, char *msg, size_t mn)
-{
-    char out[4096];
-    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "status", NULL};
-    phase[0] = msg[0] = '\0';
-    if (mlt_test_run(argv, out, sizeof out) != 0)
-        return;
-    const char *p = strstr(out, "phase:");
-    if (p)
-        sscanf(p + 6, " %63s", phase);
-    const char *m = strstr(out, "message:");
-    if (m) {
-        m += 8;
-        while (*m == ' ')
-            m++;
-        snprintf(msg, mn, "%.*s", (int)strcspn(m, "\n"), m);
-    }
-}
-
 static void wait_over(char *phase, char *msg, size_t mn)
 {
-    double t0 = mlt_time_mono();
-    while (mlt_time_mono() - t0 < CASE_BOUND_S) {
-        status(phase, msg, mn);
-        if (!strcmp(phase, "done") || !strcmp(phase, "failed") || !strcmp(phase, "stopped"))
-            return;
-        sleep_s(0.2);
-    }
-    ck_abort_msg("the job did not end within %.0f s (phase %s); logs in %s", CASE_BOUND_S, phase,
-                 cl.dir);
+    if (mlt_test_wait_job_over(&cl, CASE_BOUND_S, phase, 64, msg, mn) < 0)
+        ck_abort_msg("the job did not end within %.0f s (phase %s); logs in %s", CASE_BOUND_S,
+                     phase, cl.dir);
 }
 
 /* Lines of out_dir/name holding `what`. */
@@ -107,15 +81,7 @@ static int count_lines(const char *name, const char *what)
 
 static bool daemon_logged(const char *what)
 {
-    char path[400], line[4096];
-    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = strstr(line, what) != NULL;
-    if (f)
-        fclose(f);
-    return found;
+    return mlt_test_daemon_logged(&cl, 0, what);
 }
 
 /* ---- a worker program of its own ---- */
