@@ -167,7 +167,7 @@ static void next_kind(mlt_session_t *s, mlt_task_t *t, mlt_task_kind_t k)
 
 static const mlt_table_def_t tables[] = {{"w", 256}, {"b", 8}};
 
-/* A session through JOB (tables loaded) to its first task after. */
+/* A session through JOB (tables loaded) to its INIT task, open in *t. */
 static mlt_session_t *joined_and_loaded(mlt_task_t *t, double timeout_s)
 {
     char err[512];
@@ -182,7 +182,17 @@ static mlt_session_t *joined_and_loaded(mlt_task_t *t, double timeout_s)
     ck_assert_uint_eq(t->share_count, 1);
     ck_assert_int_eq(mlt_session_load(s, tables, 2, 1000, 1000), 0);
     ck_assert_ptr_nonnull(mlt_session_client(s));
+    next_kind(s, t, MLT_TASK_INIT);
     return s;
+}
+
+/* The INIT task done: zeros written to t's branch. */
+static void init_zeros(mlt_session_t *s, const mlt_task_t *t)
+{
+    float w[256] = {0}, b[8] = {0};
+    ck_assert_int_eq(mlt_write(mlt_session_client(s), t->branch, 0, w), 0);
+    ck_assert_int_eq(mlt_write(mlt_session_client(s), t->branch, 1, b), 0);
+    ck_assert_int_eq(mlt_session_done(s, -1), 0);
 }
 
 /* A second session with a rank a live one holds: -EADDRINUSE, saying so;
@@ -224,7 +234,6 @@ START_TEST(test_unknown_branch)
     start();
     mlt_task_t t;
     mlt_session_t *s = joined_and_loaded(&t, 10);
-    next_kind(s, &t, MLT_TASK_INIT);
     /* the branch disappears under the task (a coordinator that freed it) */
     char err[512];
     const char *eps[] = {cl.endpoints[0]};
@@ -261,14 +270,10 @@ START_TEST(test_report_after_leave)
     start();
     mlt_task_t t;
     mlt_session_t *s = joined_and_loaded(&t, 10);
-    next_kind(s, &t, MLT_TASK_INIT);
     ck_assert_int_eq(mlt_session_report_clock(s, 1, 0.5, 1, 2, 0), -EINVAL); /* not a RUN */
     ck_assert_msg(strstr(mlt_session_error(s), "the open task is INIT, not RUN"), "%s",
                   mlt_session_error(s));
-    float w[256] = {0}, b[8] = {0};
-    ck_assert_int_eq(mlt_write(mlt_session_client(s), t.branch, 0, w), 0);
-    ck_assert_int_eq(mlt_write(mlt_session_client(s), t.branch, 1, b), 0);
-    ck_assert_int_eq(mlt_session_done(s, -1), 0);
+    init_zeros(s, &t);
     /* leave between tasks: the job loses the worker, not a task */
     ck_assert_int_eq(mlt_session_leave(s), 0);
     ck_assert_int_eq(mlt_session_report_clock(s, 1, 0.5, 1, 2, 0), -ENOTCONN);
@@ -291,13 +296,10 @@ START_TEST(test_coordinator_gone)
     start();
     mlt_task_t t;
     mlt_session_t *s = joined_and_loaded(&t, 3);
-    next_kind(s, &t, MLT_TASK_INIT);
-    float w[256] = {0}, b[8] = {0};
-    mlt_client_t *c = mlt_session_client(s);
-    ck_assert_int_eq(mlt_write(c, t.branch, 0, w), 0);
-    ck_assert_int_eq(mlt_write(c, t.branch, 1, b), 0);
-    ck_assert_int_eq(mlt_session_done(s, -1), 0);
+    init_zeros(s, &t);
     next_kind(s, &t, MLT_TASK_RUN);
+    mlt_client_t *c = mlt_session_client(s);
+    float w[256], b[8];
     float *p[] = {w, b};
     ck_assert_int_eq(mlt_pull(c, t.branch, t.clock_start, p), 0);
     ck_assert_int_eq(mlt_test_kill9(&cl, 0), 0);
