@@ -25,6 +25,9 @@
 #define JOIN_AGAIN_S      10.0 /* JOIN again while no task comes (a restarted daemon) */
 #define DEFAULT_TIMEOUT_S 60.0
 #define POLL_SLICE_MS     100  /* the socket lock is held at most this long */
+#define REFUSED_RETRY_S   1.0  /* a JOIN refused (rank taken) is sent again after this */
+#define REFUSED_GIVE_UP_S 5.0  /* past the coordinator's liveness window (1.5 s): a live
+                                  worker has the rank */
 
 enum { S_JOINED, S_LEFT, S_REPLACED };
 
@@ -54,6 +57,8 @@ struct mlt_session {
     int connects;      /* connections made to the coordinator so far */
     double down_since; /* since when the coordinator is unreachable (0: connected) */
     double last_join, last_rejoin;
+    bool accepted;        /* a task came since the last JOIN: the rank is this session's */
+    double refused_since; /* JOINs refused (the rank held by a live connection) since */
     /* the current task */
     mlt_header_t *msg; /* the TASK it came in (its strings back task's) */
     mlt_task_t task;
@@ -485,20 +490,35 @@ int mlt_session_next(mlt_session_t *s, double wait_s, mlt_task_t *task)
         }
         if (h->type == MLT__MSG_TYPE__MSG_ERROR && h->has_error_code &&
             h->error_code == EADDRINUSE) {
-            mlt_errf(-EADDRINUSE, s->err, sizeof s->err, "%s", h->error ? h->error : "replaced");
+            /* the rank is another connection's: refused while a restarted
+             * worker's old connection still counts as live, so asked again
+             * for a while; out at once when this session held the rank */
+            now = mlt_time_mono();
+            if (!s->refused_since)
+                s->refused_since = now;
+            if (s->accepted || now - s->refused_since > REFUSED_GIVE_UP_S) {
+                mlt_errf(-EADDRINUSE, s->err, sizeof s->err, "%s",
+                         h->error ? h->error : "another connection has this rank");
+                mlt_wire_free(&h);
+                s->state = S_REPLACED;
+                stop_heartbeats(s);
+                drop_job(s);
+                return -EADDRINUSE;
+            }
+            s->last_join = now - JOIN_AGAIN_S + REFUSED_RETRY_S;
             mlt_wire_free(&h);
-            s->state = S_REPLACED;
-            stop_heartbeats(s);
-            drop_job(s);
-            return -EADDRINUSE;
+            continue;
         }
         if (h->type == MLT__MSG_TYPE__MSG_ERROR && h->has_error_code && h->error_code == ESTALE) {
-            /* dropped (silent too long): join again, the job is handed out anew */
-            if (mlt_time_mono() - s->last_rejoin > 1.0) { /* one for a burst of them */
+            /* dropped (silent too long): join again, the job is handed out anew
+             * (not while JOINs are refused: the heartbeats of a connection
+             * that holds no rank are answered so too) */
+            if (!s->refused_since && mlt_time_mono() - s->last_rejoin > 1.0) {
                 say(s, "the coordinator dropped this worker (%s); joining again",
                     h->error ? h->error : "stale connection");
                 drop_job(s);
                 send_join(s);
+                s->accepted = false;
                 s->last_rejoin = mlt_time_mono();
             }
         } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
@@ -506,6 +526,8 @@ int mlt_session_next(mlt_session_t *s, double wait_s, mlt_task_t *task)
         } else if (h->type == MLT__MSG_TYPE__MSG_TASK && h->task) {
             s->msg = h;
             s->last_join = mlt_time_mono(); /* heard from: no periodic JOIN needed */
+            s->accepted = true;
+            s->refused_since = 0;
             if (take_task(s)) {
                 *task = s->task;
                 return 1;
@@ -533,7 +555,7 @@ static int need_task(mlt_session_t *s, const char *call, mlt_task_kind_t k1, mlt
     if (!s->open)
         return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: no task is open", call);
     if (s->task.kind != k1 && s->task.kind != k2)
-        return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: the open task is a %s, not a %s%s%s",
+        return mlt_errf(-EINVAL, s->err, sizeof s->err, "%s: the open task is %s, not %s%s%s",
                         call, kind_name(s->task.kind), kind_name(k1), k2 != k1 ? " or " : "",
                         k2 != k1 ? kind_name(k2) : "");
     return 0;

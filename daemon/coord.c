@@ -452,6 +452,11 @@ static int run_job(mlt_coord_t *c)
 
     /* load: data and model on every worker; they register the tables. A worker
      * lost meanwhile is replaced later (admit) or, with none left, waited for. */
+    for (uint32_t w = 0; w < c->n_workers; w++) {
+        char why[MLT_MAX_ERROR_LEN];
+        if (!mlt_coord__worker_fits(c, w, why, sizeof why))
+            return mlt_coord__fail_job(c, "worker %u: %s", w, why);
+    }
     c->phase = PH_LOADING;
     c->resumable = true; /* from here to the tuner's end a lost shard is resumed from */
     Mlt__Task t;

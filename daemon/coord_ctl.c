@@ -179,6 +179,11 @@ static bool holds(const wslot_t *ws, const void *id, size_t id_len)
     return ws->joined && ws->id_len == id_len && memcmp(ws->id, id, id_len) == 0;
 }
 
+/* A JOIN for a rank whose connection was heard from this recently is
+ * refused (EADDRINUSE): heartbeats come every 0.5 s, so a live worker holds
+ * its rank, and a restarted one gets it back within this long (#13). */
+#define JOIN_LIVE_S 1.5
+
 /* The connection a later JOIN of rank w replaced (#13). */
 static bool was_replaced(const wslot_t *ws, const void *id, size_t id_len)
 {
@@ -311,9 +316,10 @@ void mlt_coord__sync_shards(mlt_coord_t *c)
 }
 
 /* Whether worker w can take part in the job: the workers of a job run one
- * program (their tables must match), and a job on cuda needs workers that
- * have it. false with why. */
-static bool worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
+ * program (their tables must match). false with why. (A worker's backends
+ * are only logged: a worker asked for cuda without a GPU fails its JOB task
+ * itself, saying why it has none.) */
+bool mlt_coord__worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
 {
     const wslot_t *ws = &c->workers[w];
     for (uint32_t k = 0; k < c->n_workers; k++) {
@@ -324,11 +330,6 @@ static bool worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len)
                      ws->program, k, o->program);
             return false;
         }
-    }
-    if (c->job.backend == MLT_BACKEND_CUDA && !strstr(ws->backends, "cuda")) {
-        snprintf(why, len, "the job's backend is cuda, but %s computes on %s only", ws->program,
-                 ws->backends);
-        return false;
     }
     return true;
 }
@@ -342,7 +343,7 @@ void mlt_coord__admit(mlt_coord_t *c)
         if (!ws->joined || ws->loaded || ws->busy || ws->error[0])
             continue; /* an error is the job's (coord.c fails it), not retried */
         char why[MLT_MAX_ERROR_LEN];
-        if (!worker_fits(c, w, why, sizeof why)) {
+        if (!mlt_coord__worker_fits(c, w, why, sizeof why)) {
             if (mlt_coord__n_loaded(c) == 0) { /* at the start: the job fails with it */
                 snprintf(ws->error, sizeof ws->error, "%s", why);
                 continue;
@@ -513,16 +514,26 @@ static void on_join(mlt_coord_t *c, const void *id, size_t id_len, const mlt_hea
         return;
     }
     if (ws->joined) {
-        /* a restarted worker, or a stray JOIN: the new connection wins, and the
-         * task the old one owed is not waited for; the old one, should it be
-         * alive, is told it is out (EADDRINUSE) */
+        const double quiet = mlt_time_mono() - ws->last_seen;
+        if (quiet < JOIN_LIVE_S) {
+            /* two workers with one rank, or a stray JOIN: the live one keeps it */
+            mlt_log_ratelimited(MLT_LOG_WARN, "join-taken", 5.0,
+                                "a JOIN as worker %u refused: a live connection holds it", w);
+            reply_error(c, id, id_len, h->request_id, -EADDRINUSE,
+                        "worker %u is taken by a live connection (heard from %.1f s ago): two "
+                        "workers started with rank %u?",
+                        w, quiet, w);
+            return;
+        }
+        /* a restarted worker: the new connection wins, and the task the old
+         * one owed is not waited for; the old one, should it be alive after
+         * all, is told it is out (EADDRINUSE) */
         memcpy(ws->old_id, ws->id, ws->id_len);
         ws->old_id_len = ws->id_len;
-        mlt_coord__drop_worker(
-            c, w,
-            "a new connection joined as worker %u (a restarted worker, or a stray "
-            "JOIN)",
-            w);
+        mlt_coord__drop_worker(c, w,
+                               "a new connection joined as worker %u, the old one silent for "
+                               "%.1f s (a restarted worker)",
+                               w, quiet);
     }
     const Mlt__JoinInfo *j = h->join; /* bounded by mlt_wire_decode */
     snprintf(ws->program, sizeof ws->program, "%s", j && j->program ? j->program : "worker");

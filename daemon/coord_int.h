@@ -214,6 +214,9 @@ void mlt_coord__run_fill(mlt_coord_t *c);
 void mlt_coord__send_task(mlt_coord_t *c, uint32_t w, Mlt__Task *t);
 /* Tells the worker at routing id `id` to stop (TASK_STOP with reason). */
 void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const char *reason);
+/* Whether worker w can take part in the job (the workers of a job run one
+ * program); false with why (#13). */
+bool mlt_coord__worker_fits(const mlt_coord_t *c, uint32_t w, char *why, size_t len);
 /* Frees the submitted job (its parsed form, text, path and overrides). */
 void mlt_coord__clear_job(mlt_coord_t *c);
 /* Serves the control socket for up to timeout_s seconds, then drops the

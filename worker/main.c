@@ -3,21 +3,18 @@
  *   mltuner-worker --coordinator ENDPOINT --rank N     one worker of a job
  *   mltuner-worker --standalone JOB.conf [--set k=v]  the same training, no daemon
  *
- * As a job's worker it JOINs the coordinator and then does what each TASK
- * says: load the job's data and model and register the tables (TASK_JOB),
- * write the seeded initial weights (TASK_INIT, worker 0), run clocks on a
- * branch (TASK_RUN: pull, step, push, clock, and a REPORT per clock), evaluate
- * a branch (TASK_TEST), exit (TASK_STOP). */
+ * As a job's worker it joins the coordinator with libmltuner's worker session
+ * and then does what each task says: load the job's data and model and
+ * register the tables (JOB), write the seeded initial weights (INIT, worker 0),
+ * run clocks on a branch (RUN: pull, step, push, clock, and a report per clock),
+ * evaluate a branch (TEST), exit (STOP). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <zmq.h>
 
 #include <cblas.h>
 
@@ -28,8 +25,9 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "kernels/cpu.h"
+#include "kernels/gpu.h"
 #include "kernels/optim.h"
-#include "proto/wire.h"
+#include "proto/limits.h"
 #include "client/mltuner.h"
 #include "worker/trainer.h"
 
@@ -309,142 +307,103 @@ out:
     return status;
 }
 
-/* ---- a job's worker -------------------------------------------------------------- */
+/* ---- a job's worker ----------------------------------------------------------------
+ *
+ * The job protocol (join, tasks, reports, heartbeats) is libmltuner's worker
+ * session (mlt_session_*); this part builds the job's model and data with the
+ * trainer and does each task with it. */
 
 typedef struct wk {
-    void *ctx, *sock;   /* DEALER to the coordinator */
-    pthread_mutex_t lock; /* sock is shared with the heartbeat thread */
-    pthread_t hb;
-    atomic_int hb_stop;
+    mlt_session_t *s;
     uint32_t rank;
     mlt_job_t job;
     bool have_job;
     mlt_trainer_t *trainer;
-    mlt_client_t *client;
-    uint32_t n_workers; /* the job's (TASK_JOB): its own share is rank of n_workers */
+    mlt_client_t *client; /* the session's for the task at hand (mlt_session_client) */
 } wk_t;
-
-static void send_report(wk_t *w, Mlt__Report *r)
-{
-    mlt_header_t h;
-    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_REPORT);
-    h.has_worker = 1;
-    h.worker = w->rank;
-    h.report = r;
-    pthread_mutex_lock(&w->lock);
-    mlt_wire_send(w->sock, &h, 0);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void report_done(wk_t *w, const Mlt__Task *t, Mlt__Report *r, const char *error)
-{
-    r->kind = t->kind;
-    r->has_task_id = 1;
-    r->task_id = t->task_id;
-    r->has_done = 1;
-    r->done = 1;
-    char buf[MLT_MAX_ERROR_LEN + 1];
-    if (error) {
-        snprintf(buf, sizeof buf, "%s", error);
-        r->error = buf;
-        log_error("%s task failed: %s", t->kind == MLT__TASK_KIND__TASK_JOB ? "load" : "a",
-                  error);
-    }
-    send_report(w, r);
-}
 
 static void drop_job(wk_t *w)
 {
-    mlt_client_destroy(&w->client);
+    w->client = NULL;
     mlt_trainer_destroy(&w->trainer);
     if (w->have_job)
         mlt_job_free(&w->job);
     w->have_job = false;
 }
 
-static void task_job(wk_t *w, const Mlt__Task *t)
+/* The task failed: why goes to the coordinator (and the log). */
+static void fail_task(wk_t *w, const mlt_task_t *t, const char *why)
 {
-    Mlt__Report r;
-    mlt__report__init(&r);
+    log_error("%s task failed: %s", t->kind == MLT_TASK_JOB ? "load" : "a", why);
+    mlt_session_fail(w->s, why);
+}
+
+static void task_job(wk_t *w, const mlt_task_t *t)
+{
     char err[512];
     drop_job(w);
-    if (!t->job_text || mlt_job_parse_string(t->job_text, "job", &w->job, err, sizeof err) < 0) {
-        report_done(w, t, &r, t->job_text ? err : "TASK_JOB without job text");
+    if (strcmp(t->model, "external") == 0) {
+        fail_task(w, t,
+                  "model.type \"external\" is a model of the worker program's own (a worker "
+                  "built on libmltuner's session API); mltuner-worker builds mlp, cnn, softmax "
+                  "and mf models");
+        return;
+    }
+    if (mlt_job_parse_string(t->job_text, "job", &w->job, err, sizeof err) < 0) {
+        fail_task(w, t, err);
         return;
     }
     w->have_job = true;
-    uint32_t n_workers = t->has_n_workers ? t->n_workers : (uint32_t)w->job.workers;
-    w->n_workers = n_workers;
     double t0 = mlt_time_mono();
-    w->trainer = mlt_trainer_new(&w->job, w->rank, n_workers, err, sizeof err);
+    w->trainer = mlt_trainer_new(&w->job, w->rank, t->n_workers, err, sizeof err);
     if (!w->trainer) {
-        report_done(w, t, &r, err);
+        fail_task(w, t, err);
         return;
     }
     set_threads(w->trainer, &w->job, false);
-    w->client = mlt_client_new_keys((const char *const *)t->servers, (uint32_t)t->n_servers,
-                                    w->rank, opt_keys, err, sizeof err);
-    if (!w->client) {
-        report_done(w, t, &r, err);
-        return;
-    }
     uint32_t nt = mlt_trainer_n_tables(w->trainer);
     mlt_table_def_t *defs = mlt_calloc(nt, sizeof *defs);
     for (uint32_t i = 0; i < nt; i++) {
         defs[i].name = mlt_trainer_table_name(w->trainer, i);
         defs[i].size = mlt_trainer_table_size(w->trainer, i);
     }
-    mlt_job_def_t jd = {w->job.name, n_workers, mlt_rule_name((mlt_rule_t)w->job.update.rule),
-                        defs, nt, w->job.update.average};
-    int rc = mlt_client_register(w->client, &jd);
+    int rc = mlt_session_load(w->s, defs, nt, mlt_trainer_part_size(w->trainer),
+                              mlt_trainer_train_total(w->trainer));
     mlt_free(defs);
+    if (rc < 0) { /* the session told the coordinator */
+        log_error("load task failed: %s", mlt_session_error(w->s));
+        return;
+    }
+    w->client = mlt_session_client(w->s);
     /* the trainer only reads the parameters it pulls (the shards apply the
      * updates), except mlt_trainer_init_params (task_init forgets them) */
     mlt_client_keep_dst(w->client, true);
-    if (rc < 0) {
-        report_done(w, t, &r, mlt_client_error(w->client));
-        return;
-    }
     log_info("job '%s' loaded in %.1f s: %u training samples in this partition, %u tables; "
              "backend %s; data by %s",
              w->job.name, mlt_time_mono() - t0, mlt_trainer_part_size(w->trainer), nt,
              mlt_trainer_backend(w->trainer), mlt_client_transport(w->client));
-    r.has_count = r.has_train_total = 1;
-    r.count = mlt_trainer_part_size(w->trainer);
-    r.train_total = mlt_trainer_train_total(w->trainer);
-    report_done(w, t, &r, NULL);
 }
 
-static void task_init(wk_t *w, const Mlt__Task *t)
+static void task_init(wk_t *w, const mlt_task_t *t)
 {
-    Mlt__Report r;
-    mlt__report__init(&r);
-    if (!w->trainer) {
-        report_done(w, t, &r, "TASK_INIT before the job was loaded");
-        return;
-    }
     mlt_trainer_init_params(w->trainer);
     mlt_client_forget_dst(w->client); /* the tables changed: the next pull copies */
     float *const *p = mlt_trainer_params(w->trainer);
     for (uint32_t i = 0; i < mlt_trainer_n_tables(w->trainer); i++)
         if (mlt_write(w->client, t->branch, i, p[i]) < 0) {
-            report_done(w, t, &r, mlt_client_error(w->client));
+            fail_task(w, t, mlt_client_error(w->client));
             return;
         }
-    report_done(w, t, &r, NULL);
+    mlt_session_done(w->s, -1);
 }
 
-/* The data share a RUN or TEST names (while a worker is lost the workers
- * left share the data out among them), else this worker's rank of
- * n_workers: the trainer's sampler and evaluation shares follow it. 0 or -1
- * with the reason in err. */
-static int take_share(wk_t *w, const Mlt__Task *t, char *err, size_t errlen)
+/* The data share a RUN or TEST names: the trainer's sampler and evaluation
+ * shares follow it. 0 or -1 with the reason in err. */
+static int take_share(wk_t *w, const mlt_task_t *t, char *err, size_t errlen)
 {
-    uint32_t share = t->has_share_count ? t->share : w->rank;
-    uint32_t n = t->has_share_count ? t->share_count : w->n_workers;
-    int rc = mlt_trainer_set_share(w->trainer, share, n, err, errlen);
+    int rc = mlt_trainer_set_share(w->trainer, t->share, t->share_count, err, errlen);
     if (rc > 0)
-        log_info("data share %u of %u: %u training samples", share, n,
+        log_info("data share %u of %u: %u training samples", t->share, t->share_count,
                  mlt_trainer_part_size(w->trainer));
     return rc < 0 ? -1 : 0;
 }
@@ -466,12 +425,10 @@ static void push_ready(void *ctx, uint32_t table)
 }
 
 /* The clocks of a RUN: NULL, or why it stopped. */
-static const char *run_clocks(wk_t *w, const Mlt__Task *t, pusher_t *ps)
+static const char *run_clocks(wk_t *w, const mlt_task_t *t, pusher_t *ps)
 {
-    uint32_t batch = t->has_batch_size ? t->batch_size : 128;
     float *const *p = mlt_trainer_params(w->trainer);
-    int64_t c0 = t->has_clock_start ? t->clock_start : 0;
-    if (t->has_data_epoch) /* every trial of a search starts from the same data */
+    if (t->seek) /* every trial of a search starts from the same data */
         mlt_trainer_seek(w->trainer, t->data_epoch);
     /* A branch whose gradients are no longer finite is diverged: the shard
      * refuses those pushes (EDOM, reported then or, with staleness > 0, one call
@@ -480,7 +437,7 @@ static const char *run_clocks(wk_t *w, const Mlt__Task *t, pusher_t *ps)
      * The gradients are pushed as the step computes them (push_ready); a step
      * whose loss turns out NaN has pushed NaN, which the shard refuses. */
     bool diverged = false;
-    for (int64_t c = c0; c < c0 + t->clocks; c++) {
+    for (int64_t c = t->clock_start; c < t->clock_start + t->clocks; c++) {
         if (stop_signal)
             return "worker interrupted";
         float loss = NAN;
@@ -494,7 +451,7 @@ static const char *run_clocks(wk_t *w, const Mlt__Task *t, pusher_t *ps)
         }
         ps->rc = 0;
         if (!diverged) {
-            if (mlt_trainer_step(w->trainer, batch, &loss, &correct) < 0)
+            if (mlt_trainer_step(w->trainer, t->batch_size, &loss, &correct) < 0)
                 return "step failed";
             if (!isfinite(loss))
                 diverged = true;
@@ -505,35 +462,22 @@ static const char *run_clocks(wk_t *w, const Mlt__Task *t, pusher_t *ps)
             diverged = true;
         else if (rc || rc2)
             return mlt_client_error(w->client);
-        if (diverged)
+        if (diverged) {
             loss = NAN;
-        Mlt__Report pr;
-        mlt__report__init(&pr);
-        pr.kind = MLT__TASK_KIND__TASK_RUN;
-        pr.has_branch = pr.has_clock = pr.has_loss = pr.has_epoch = 1;
-        pr.has_correct = pr.has_count = 1;
-        pr.branch = t->branch;
-        pr.clock = c + 1;
-        pr.loss = loss;
-        pr.correct = correct;
-        pr.count = batch;
-        pr.epoch = mlt_trainer_epoch(w->trainer);
-        send_report(w, &pr);
+            correct = 0;
+        }
+        if (mlt_session_report_clock(w->s, c + 1, loss, correct, t->batch_size,
+                                     mlt_trainer_epoch(w->trainer)) < 0)
+            return mlt_session_error(w->s);
     }
     return NULL;
 }
 
-static void task_run(wk_t *w, const Mlt__Task *t)
+static void task_run(wk_t *w, const mlt_task_t *t)
 {
-    Mlt__Report r;
-    mlt__report__init(&r);
-    if (!w->trainer || !t->has_branch || !t->has_clocks) {
-        report_done(w, t, &r, "TASK_RUN before the job was loaded, or without branch/clocks");
-        return;
-    }
     char err[256];
     if (take_share(w, t, err, sizeof err)) {
-        report_done(w, t, &r, err);
+        fail_task(w, t, err);
         return;
     }
     pusher_t ps = {.client = w->client, .branch = t->branch, .grads = mlt_trainer_grads(w->trainer)};
@@ -541,140 +485,41 @@ static void task_run(wk_t *w, const Mlt__Task *t)
     const char *why = run_clocks(w, t, &ps);
     mlt_trainer_on_grad(w->trainer, NULL, NULL);
     if (why) {
-        report_done(w, t, &r, why);
+        fail_task(w, t, why);
         return;
     }
-    /* Everything sent to the shards is acknowledged before the coordinator
-     * hears "done" (it may free the branch next, over another connection). */
-    int rc = mlt_sync(w->client);
-    if (rc < 0 && rc != -EDOM) {
-        report_done(w, t, &r, mlt_client_error(w->client));
-        return;
-    }
-    r.has_epoch = 1;
-    r.epoch = mlt_trainer_epoch(w->trainer);
-    report_done(w, t, &r, NULL);
+    if (mlt_session_done(w->s, mlt_trainer_epoch(w->trainer)) < 0) /* waits for the pushes */
+        log_error("a task failed: %s", mlt_session_error(w->s));
 }
 
-static void task_test(wk_t *w, const Mlt__Task *t)
+/* Sums of one evaluation, as the session reports them. */
+static mlt_eval_sums_t sums(const mlt_eval_t *e)
 {
-    Mlt__Report r;
-    mlt__report__init(&r);
-    if (!w->trainer || !t->has_branch) {
-        report_done(w, t, &r, "TASK_TEST before the job was loaded, or without branch");
-        return;
-    }
+    return (mlt_eval_sums_t){e->loss, e->correct, e->count, e->sq_error};
+}
+
+static void task_test(wk_t *w, const mlt_task_t *t)
+{
     char err[256];
     if (take_share(w, t, err, sizeof err)) {
-        report_done(w, t, &r, err);
+        fail_task(w, t, err);
         return;
     }
     if (mlt_pull(w->client, t->branch, 0, mlt_trainer_params(w->trainer)) < 0) {
-        report_done(w, t, &r, mlt_client_error(w->client));
+        fail_task(w, t, mlt_client_error(w->client));
         return;
     }
     mlt_eval_t v, te;
     mlt_trainer_eval(w->trainer, 0, &v);
     mlt_trainer_eval(w->trainer, 1, &te);
-    r.has_loss = r.has_correct = r.has_count = r.has_sq_error = 1;
-    r.loss = v.loss;
-    r.correct = v.correct;
-    r.count = v.count;
-    r.sq_error = v.sq_error;
-    r.has_test_loss = r.has_test_correct = r.has_test_count = r.has_test_sq_error = 1;
-    r.test_loss = te.loss;
-    r.test_correct = te.correct;
-    r.test_count = te.count;
-    r.test_sq_error = te.sq_error;
-    report_done(w, t, &r, NULL);
+    mlt_eval_sums_t vs = sums(&v), ts = sums(&te);
+    mlt_session_report_test(w->s, &vs, &ts);
 }
 
-static void send_join(wk_t *w)
+static void on_session_event(void *arg, const char *what)
 {
-    mlt_header_t h;
-    mlt_wire_init(&h, MLT__MSG_TYPE__MSG_JOIN);
-    h.has_worker = 1;
-    h.worker = w->rank;
-    pthread_mutex_lock(&w->lock);
-    mlt_wire_send(w->sock, &h, ZMQ_DONTWAIT);
-    pthread_mutex_unlock(&w->lock);
-}
-
-/* Heartbeats: the coordinator drops a worker silent for its
- * worker_timeout_s, so this thread says "alive" every HEARTBEAT_S, whatever
- * the task (a long load or test sends nothing else). A stopped or hung
- * process (SIGSTOP, a deadlock in this thread's process) goes silent. */
-#define HEARTBEAT_S 0.5
-
-static void *heartbeat_main(void *arg)
-{
-    wk_t *w = arg;
-    while (!w->hb_stop && !stop_signal) {
-        mlt_header_t h;
-        mlt_wire_init(&h, MLT__MSG_TYPE__MSG_HEARTBEAT);
-        h.has_worker = 1;
-        h.worker = w->rank;
-        pthread_mutex_lock(&w->lock);
-        mlt_wire_send(w->sock, &h, ZMQ_DONTWAIT); /* none while the coordinator is away */
-        pthread_mutex_unlock(&w->lock);
-        for (int i = 0; i < 5 && !w->hb_stop; i++)
-            nanosleep(&(struct timespec){0, (long)(HEARTBEAT_S / 5 * 1e9)}, NULL);
-    }
-    return NULL;
-}
-
-/* The next message from the coordinator within timeout_ms: 1 with *hp set,
- * 0 on none, -1 when the socket failed. The lock is held only while polling
- * briefly, so the heartbeat thread and tasks can send meanwhile. */
-static int recv_header(wk_t *w, long timeout_ms, mlt_header_t **hp)
-{
-    *hp = NULL;
-    zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};
-    pthread_mutex_lock(&w->lock);
-    int n = zmq_poll(&it, 1, timeout_ms);
-    if (n <= 0) {
-        int e = zmq_errno();
-        pthread_mutex_unlock(&w->lock);
-        return n < 0 && e != EINTR ? -1 : 0;
-    }
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, w->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        pthread_mutex_unlock(&w->lock);
-        return 0;
-    }
-    while (zmq_msg_more(&m)) { /* tasks have no payload frames: drop any */
-        zmq_msg_close(&m);
-        zmq_msg_init(&m);
-        zmq_msg_recv(&m, w->sock, 0);
-    }
-    pthread_mutex_unlock(&w->lock);
-    char err[256];
-    int rc = mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), hp, err, sizeof err);
-    zmq_msg_close(&m);
-    if (rc) {
-        log_warn("bad message from the coordinator: %s", err);
-        return 0;
-    }
-    return 1;
-}
-
-/* true when the control socket's monitor reports a connection after the
- * first one (*connects counts them): a restarted daemon is joined at once */
-static bool reconnected(void *mon, int *connects)
-{
-    bool again = false;
-    zmq_msg_t ev;
-    zmq_msg_init(&ev);
-    while (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) >= 0) {
-        if (!zmq_msg_more(&ev) && (*connects)++ > 0) /* an event's last frame */
-            again = true;
-        zmq_msg_close(&ev);
-        zmq_msg_init(&ev);
-    }
-    zmq_msg_close(&ev);
-    return again;
+    (void)arg;
+    log_info("%s", what);
 }
 
 static int run_worker(const char *endpoint, uint32_t rank)
@@ -682,117 +527,62 @@ static int run_worker(const char *endpoint, uint32_t rank)
     wk_t w;
     memset(&w, 0, sizeof w);
     w.rank = rank;
-    pthread_mutex_init(&w.lock, NULL);
-    w.ctx = zmq_ctx_new();
-    w.sock = zmq_socket(w.ctx, ZMQ_DEALER);
-    int zero = 0;
-    int64_t maxmsg = MLT_MAX_HEADER_BYTES;
-    zmq_setsockopt(w.sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(w.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    int status = 1;
-    bool hb = false;
-    void *mon = NULL; /* #12: the control socket's connect events */
-    if (opt_keys && (zmq_setsockopt(w.sock, ZMQ_CURVE_SERVERKEY, opt_keys->server_key, 41) < 0 ||
-                     zmq_setsockopt(w.sock, ZMQ_CURVE_PUBLICKEY, opt_keys->public_key, 41) < 0 ||
-                     zmq_setsockopt(w.sock, ZMQ_CURVE_SECRETKEY, opt_keys->secret_key, 41) < 0)) {
-        log_error("CurveZMQ keys refused: %s", zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    if (zmq_connect(w.sock, endpoint) < 0) {
-        log_error("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    /* #12: a restarted daemon (the same endpoint) is joined again as soon as
-     * the connection comes back, not at the next 10 s heartbeat */
-    char monep[64];
-    snprintf(monep, sizeof monep, "inproc://worker-mon-%u", rank);
-    if (zmq_socket_monitor(w.sock, monep, ZMQ_EVENT_CONNECTED) == 0) {
-        mon = zmq_socket(w.ctx, ZMQ_PAIR);
-        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
-        if (zmq_connect(mon, monep) < 0) {
-            zmq_close(mon);
-            mon = NULL;
-        }
-    }
-    send_join(&w);
-    log_info("worker %u joined %s; waiting for a job", rank, endpoint);
-    sigset_t sigs, old; /* signals go to the main thread, as before the heartbeat thread */
+    char why[160], err[512];
+    mlt_session_opts_t o = {
+        .coordinator = endpoint,
+        .rank = rank,
+        .program = "mltuner-worker",
+        .backends = mlt_gpu_probe(why, sizeof why) > 0 ? "cpu,cuda" : "cpu",
+        .threads = opt_threads ? (uint32_t)opt_threads : 1,
+        .keys = opt_keys,
+        .timeout_s = -1, /* a restarted daemon is joined again, however long it takes */
+        .on_event = on_session_event,
+    };
+    sigset_t sigs, old; /* signals go to the main thread, not the session's */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    hb = pthread_create(&w.hb, NULL, heartbeat_main, &w) == 0;
+    w.s = mlt_session_join(&o, err, sizeof err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!hb)
-        log_warn("no heartbeat thread: the coordinator may take this worker for silent");
-    double last_join = mlt_time_mono(), last_rejoin = 0;
-    int connects = 0;
+    if (!w.s) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("worker %u joined %s; waiting for a job", rank, endpoint);
+    int status = 1;
     while (!stop_signal) {
-        mlt_header_t *h;
-        int n = recv_header(&w, 200, &h);
-        if (n < 0)
+        mlt_task_t t;
+        int n = mlt_session_next(w.s, 0.2, &t);
+        if (n < 0) {
+            log_error("%s", mlt_session_error(w.s));
             break;
-        if (n == 0) {
-            if (mon && reconnected(mon, &connects)) { /* perhaps a new coordinator */
-                log_info("connection to %s re-established; joining again", endpoint);
-                send_join(&w);
-                last_join = mlt_time_mono();
-                continue;
-            }
-            if (mlt_time_mono() - last_join > 10) { /* joins again after a daemon restart */
-                send_join(&w);
-                last_join = mlt_time_mono();
-            }
+        }
+        if (n == 0)
+            continue;
+        w.client = mlt_session_client(w.s); /* NULL until a JOB loads (and after a drop) */
+        if (t.kind != MLT_TASK_JOB && t.kind != MLT_TASK_STOP && (!w.trainer || !w.client)) {
+            fail_task(&w, &t, "a task before the job was loaded");
             continue;
         }
-        if (h->type == MLT__MSG_TYPE__MSG_ERROR && h->has_error_code &&
-            h->error_code == ESTALE) {
-            /* dropped (silent too long, or a new connection took this rank):
-             * join again; the coordinator hands the job out anew */
-            if (mlt_time_mono() - last_rejoin > 1.0) { /* one for a burst of them */
-                log_warn("the coordinator dropped this worker (%s); joining again",
-                         h->error ? h->error : "stale connection");
-                drop_job(&w);
-                send_join(&w);
-                last_join = last_rejoin = mlt_time_mono();
-            }
-        } else if (h->type == MLT__MSG_TYPE__MSG_ERROR) {
-            log_error("coordinator: %s", h->error ? h->error : "error");
-        } else if (h->type == MLT__MSG_TYPE__MSG_TASK && h->task) {
-            const Mlt__Task *t = h->task;
-            switch (t->kind) {
-            case MLT__TASK_KIND__TASK_JOB: task_job(&w, t); break;
-            case MLT__TASK_KIND__TASK_INIT: task_init(&w, t); break;
-            case MLT__TASK_KIND__TASK_RUN: task_run(&w, t); break;
-            case MLT__TASK_KIND__TASK_TEST: task_test(&w, t); break;
-            case MLT__TASK_KIND__TASK_STOP:
-                log_info("the coordinator says stop: %s", t->reason ? t->reason : "job over");
-                mlt_wire_free(&h);
-                status = 0;
-                goto out;
-            default: log_warn("unknown task kind %d ignored", (int)t->kind);
-            }
-            last_join = mlt_time_mono();
+        switch (t.kind) {
+        case MLT_TASK_JOB: task_job(&w, &t); break;
+        case MLT_TASK_INIT: task_init(&w, &t); break;
+        case MLT_TASK_RUN: task_run(&w, &t); break;
+        case MLT_TASK_TEST: task_test(&w, &t); break;
+        case MLT_TASK_STOP:
+            log_info("the coordinator says stop: %s", t.reason);
+            status = 0;
+            goto out;
         }
-        mlt_wire_free(&h);
     }
     if (stop_signal) {
         log_info("signal %d: leaving", (int)stop_signal);
         status = 0;
     }
 out:
-    if (hb) {
-        w.hb_stop = 1;
-        pthread_join(w.hb, NULL);
-    }
     drop_job(&w);
-    if (mon) {
-        zmq_socket_monitor(w.sock, NULL, 0);
-        zmq_close(mon);
-    }
-    zmq_close(w.sock);
-    zmq_ctx_term(w.ctx);
-    pthread_mutex_destroy(&w.lock);
+    mlt_session_destroy(&w.s);
     return status;
 }
 

@@ -482,8 +482,13 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i)
 
 int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank)
 {
+    return mlt_test_start_worker_prog(c, "worker/mltuner-worker", rank);
+}
+
+int mlt_test_start_worker_prog(mlt_test_cluster_t *c, const char *prog, int rank)
+{
     char bin[512], rs[16], log[320];
-    snprintf(bin, sizeof bin, "%s/worker/mltuner-worker", build_root());
+    snprintf(bin, sizeof bin, "%s/%s", build_root(), prog);
     if (!c->control[0] || c->n_workers >= MLT_TEST_MAX_WORKERS)
         return -1;
     int i = c->n_workers;
@@ -552,4 +557,59 @@ int mlt_test_http(int port, const char *method, const char *path, char *out, siz
     const char *body = strstr(resp, "\r\n\r\n");
     snprintf(out, len, "%s", body ? body + 4 : "");
     return code;
+}
+
+/* ---- the job, as mltunerctl shows it ---- */
+
+int mlt_test_job_status(mlt_test_cluster_t *c, char *phase, size_t pn, char *msg, size_t mn)
+{
+    char out[4096];
+    const char *argv[] = {"daemon/mltunerctl", "-c", c->control, "status", NULL};
+    phase[0] = msg[0] = '\0';
+    if (mlt_test_run(argv, out, sizeof out) != 0)
+        return -1;
+    const char *p = strstr(out, "phase:");
+    if (p) {
+        p += 6;
+        while (*p == ' ')
+            p++;
+        snprintf(phase, pn, "%.*s", (int)strcspn(p, " \n"), p);
+    }
+    const char *m = strstr(out, "message:");
+    if (m) {
+        m += 8;
+        while (*m == ' ')
+            m++;
+        snprintf(msg, mn, "%.*s", (int)strcspn(m, "\n"), m);
+    }
+    return 0;
+}
+
+int mlt_test_wait_job_over(mlt_test_cluster_t *c, double bound_s, char *phase, size_t pn,
+                           char *msg, size_t mn)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (mlt_test_job_status(c, phase, pn, msg, mn) == 0 &&
+            (!strcmp(phase, "done") || !strcmp(phase, "failed") || !strcmp(phase, "stopped")))
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 > bound_s)
+            return -1;
+        sleep_ms(200);
+    }
+}
+
+bool mlt_test_daemon_logged(const mlt_test_cluster_t *c, int i, const char *what)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/daemon%d.log", c->dir, i);
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return found;
 }

@@ -5,6 +5,7 @@
 #ifndef MLT_TEST_HARNESS_H
 #define MLT_TEST_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -59,6 +60,9 @@ int mlt_test_restart(mlt_test_cluster_t *c, int i);
 /* Starts one more worker with the given rank (a replacement for a killed
  * one); returns its index in workers[] (log DIR/worker<index>.log) or -1. */
 int mlt_test_start_worker_rank(mlt_test_cluster_t *c, int rank);
+/* The same with another worker program (relative to MLT_BUILD_ROOT, e.g.
+ * "examples/logreg-worker"), which takes --coordinator and --rank (#13). */
+int mlt_test_start_worker_prog(mlt_test_cluster_t *c, const char *prog, int rank);
 /* Sends sig to worker index i; SIGKILL also reaps it, and workers[i] becomes
  * 0, which mlt_test_wait_workers and mlt_test_stop skip. 0 or -1. */
 int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
@@ -66,5 +70,16 @@ int mlt_test_signal_worker(mlt_test_cluster_t *c, int i, int sig);
 /* A plain HTTP/1.0 request to 127.0.0.1:port (a read waits 10 s at most); the
  * body in out. Returns the status code, or -1. */
 int mlt_test_http(int port, const char *method, const char *path, char *out, size_t len);
+
+/* ---- the job (mltunerctl status) ---- */
+/* The job's phase and message into the buffers. 0, or -1 when mltunerctl
+ * failed. */
+int mlt_test_job_status(mlt_test_cluster_t *c, char *phase, size_t pn, char *msg, size_t mn);
+/* Waits until the job is done, failed or stopped (its phase and message),
+ * at most bound_s: 0, or -1 when it was not over by then (wedged). */
+int mlt_test_wait_job_over(mlt_test_cluster_t *c, double bound_s, char *phase, size_t pn,
+                           char *msg, size_t mn);
+/* true when daemon i's log (DIR/daemon<i>.log) has a line holding what. */
+bool mlt_test_daemon_logged(const mlt_test_cluster_t *c, int i, const char *what);
 
 #endif

@@ -83,42 +83,12 @@ static void submit(int workers, const char *logic, const char *const *more)
     ck_assert_msg(rc == 0, "submit exited %d:\n%s", rc, log);
 }
 
-/* mltunerctl status: the phase and message into the buffers. 0 or -1. */
-static int status(char *phase, size_t pn, char *msg, size_t mn)
-{
-    char out[4096];
-    const char *argv[] = {"daemon/mltunerctl", "-c", cl.control, "status", NULL};
-    if (mlt_test_run(argv, out, sizeof out) != 0)
-        return -1;
-    phase[0] = msg[0] = '\0';
-    const char *p = strstr(out, "phase:");
-    if (p)
-        sscanf(p + 6, " %63s", phase);
-    (void)pn;
-    const char *m = strstr(out, "message:");
-    if (m) {
-        m += 8;
-        while (*m == ' ')
-            m++;
-        snprintf(msg, mn, "%.*s", (int)strcspn(m, "\n"), m);
-    }
-    return 0;
-}
-
 /* Waits (bounded) until the job is over; its phase and message. */
 static void wait_over(double bound_s, char *phase, char *msg, size_t mn)
 {
-    double t0 = mlt_time_mono();
-    phase[0] = msg[0] = '\0';
-    while (mlt_time_mono() - t0 < bound_s) {
-        if (status(phase, 64, msg, mn) == 0 &&
-            (strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0 ||
-             strcmp(phase, "stopped") == 0))
-            return;
-        sleep_s(0.2);
-    }
-    ck_abort_msg("the job did not end within %.0f s (phase %s): wedged? logs in %s", bound_s,
-                 phase, cl.dir);
+    if (mlt_test_wait_job_over(&cl, bound_s, phase, 64, msg, mn) < 0)
+        ck_abort_msg("the job did not end within %.0f s (phase %s): wedged? logs in %s", bound_s,
+                     phase, cl.dir);
 }
 
 /* Lines of progress.jsonl holding `what`. */
@@ -175,15 +145,7 @@ static void wait_clocks(int n)
 /* true when the daemon's log has `what`. */
 static bool daemon_logged(const char *what)
 {
-    char path[400], line[4096];
-    snprintf(path, sizeof path, "%s/daemon0.log", cl.dir);
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = strstr(line, what) != NULL;
-    if (f)
-        fclose(f);
-    return found;
+    return mlt_test_daemon_logged(&cl, 0, what);
 }
 
 /* Waits (bounded) until the daemon's log has `what`. */
@@ -409,8 +371,8 @@ START_TEST(test_idle_death_then_submit)
 END_TEST
 
 /* One JOIN for rank 0 from a process that is not a worker, mid-training:
- * the real worker is told its connection is stale, joins again and the job
- * finishes; the stray connection is dropped when silent. */
+ * the rank is held by a live connection, so the stray JOIN is refused
+ * (EADDRINUSE, #13) and the job finishes undisturbed. */
 START_TEST(test_stray_join)
 {
     start(quick);
@@ -428,14 +390,29 @@ START_TEST(test_stray_join)
     h.has_worker = 1;
     h.worker = 0;
     ck_assert_int_ge(mlt_wire_send(s, &h, 0), 0);
+    /* the refusal comes back to the stray connection */
+    zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+    ck_assert_int_eq(zmq_poll(&it, 1, 10000), 1);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, s, 0), 0);
+    mlt_header_t *r = NULL;
+    char err[256];
+    ck_assert_int_eq(mlt_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err), 0);
+    zmq_msg_close(&m);
+    ck_assert_int_eq(r->type, MLT__MSG_TYPE__MSG_ERROR);
+    ck_assert_int_eq(r->error_code, EADDRINUSE);
+    ck_assert_msg(strstr(r->error, "worker 0 is taken by a live connection"), "%s", r->error);
+    mlt_wire_free(&r);
     char phase[64], msg[512];
     wait_over(CASE_BOUND_S, phase, msg, sizeof msg);
     zmq_close(s);
     zmq_ctx_term(ctx);
     ck_assert_msg(strcmp(phase, "done") == 0, "phase %s: %s", phase, msg);
-    ck_assert(daemon_logged("a new connection joined as worker 0"));
+    ck_assert(daemon_logged("a JOIN as worker 0 refused: a live connection holds it"));
+    ck_assert(!daemon_logged("worker 0 lost"));
     ck_assert_int_eq(mlt_test_wait_workers(&cl, 30), 0);
-    note("stray JOIN for rank 0 mid-training", "done; real worker rejoined");
+    note("stray JOIN for rank 0 mid-training", "refused (EADDRINUSE); job undisturbed");
 }
 END_TEST
 
