@@ -57,6 +57,15 @@ class ZeroCopy(unittest.TestCase):
         m = small_model(torch.nn.Sequential(net))
         self.assertFalse(m.zero_copy)
         self.assertEqual(m.copied, [0])
+        # a pulled table reaches the parameter (in its logical row-major
+        # order) before a step, and its gradient comes back in that order
+        m.params[0][:] = np.arange(12, dtype=np.float32)
+        m.load(type("T", (), {"share": 0, "share_count": 1})())
+        _, _, _, grads = m.step(4)
+        np.testing.assert_array_equal(net.weight.detach().numpy().ravel(), np.arange(12))
+        np.testing.assert_array_equal(grads[0], net.weight.grad.numpy().ravel())
+        m.init(3)  # INIT: the module's weights back out into the table
+        np.testing.assert_array_equal(m.params[0], net.weight.detach().numpy().ravel())
 
     def test_pull_writes_module_and_push_moves_it(self):
         """Through a real mltunerd: values written to the branch appear in the
