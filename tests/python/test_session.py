@@ -34,13 +34,22 @@ def progress(d, out="job"):
 
 class NumpyWorkerJob(unittest.TestCase):
     def test_two_numpy_workers_reach_target(self):
+        self.run_job([])
+
+    def test_staleness_2(self):
+        """The same job at staleness 2 (not tuned): the workers' pulls may be
+        2 clocks stale and their pushes are copied, not sent zero-copy."""
+        out = self.run_job(["tunables.staleness.default=2", "tunables.staleness.tune=false"])
+        self.assertRegex(out.splitlines()[-2], r" s 2\b")
+
+    def run_job(self, extra_sets):
         d = harness.Daemon()
         try:
             ws = [d.start([sys.executable, os.path.join(harness.HERE, "np_worker.py"),
                            "--coordinator", d.control, "--rank", str(r)], "worker%d.log" % r)
                   for r in range(2)]
             args = ["submit", JOB, "--out", "job", "--wait"]
-            for s in JOB_SETS:
+            for s in JOB_SETS + extra_sets:
                 args += ["--set", s]
             rc, out = d.ctl(*args, timeout=240)
             self.assertEqual(rc, 0, "the job failed:\n%s\nworker0:\n%s\ndaemon:\n%s"
@@ -63,6 +72,7 @@ class NumpyWorkerJob(unittest.TestCase):
             self.assertTrue(os.path.getsize(os.path.join(d.dir, "job", "decisions.jsonl")) > 0)
             for r in range(2):
                 self.assertIn("job over: test accuracy", d.read("worker%d.log" % r))
+            return out
         finally:
             d.stop()
 
