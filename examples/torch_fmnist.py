@@ -100,6 +100,9 @@ class FmnistWorker(TorchModel):
         self.job = None
 
     def load(self, task):
+        if task.model not in ("external", "mlp"):
+            raise ValueError("torch_fmnist.py trains an mlp; this job's model.type is %s "
+                             "(use model.type = \"external\")" % task.model)
         self.job = jobfile.parse(task.job_text or "")
         x, y, sets = load_data(self.job)
         net = make_net(key(self.job, "model.layers"))
