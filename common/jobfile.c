@@ -277,6 +277,7 @@ const mlt_kt_table_t mlt_jobk_table = {
     .n_keys = sizeof mlt_jobk_keys / sizeof mlt_jobk_keys[0],
     .printable = true, /* strings end up in messages, logs and the re-written job text */
     .read_named = read_tunables,
+    .named_noun = "a group of tunables, each a group { ... }",
 };
 
 /* ---- small helpers ---- */

@@ -262,7 +262,7 @@ const char *mlt_kt_type_noun(const mlt_kt_key_t *k, char *buf, size_t len)
 {
     switch (k->type) {
     case MLT_KT_GROUP: return "a group { ... }";
-    case MLT_KT_NAMED: return "a group of tunables, each a group { ... }";
+    case MLT_KT_NAMED: return "a group of named groups";
     case MLT_KT_INT: return "an integer";
     case MLT_KT_INT64: return "an integer or a count such as \"1M\"";
     case MLT_KT_SIZE: return "an integer or a size string such as \"8G\"";
@@ -458,8 +458,11 @@ static int read_group(mlt_kt_ctx_t *p, void *base, const config_setting_t *g, co
         if (!mlt_kt_has_field(k)) {
             if (!config_setting_is_group(s)) {
                 char nbuf[64];
+                const char *noun = k->type == MLT_KT_NAMED && p->table->named_noun
+                                       ? p->table->named_noun
+                                       : mlt_kt_type_noun(k, nbuf, sizeof nbuf);
                 return mlt_errf(-EINVAL, err, errlen, "%s:%u: %s must be %s", p->file, line, path,
-                                mlt_kt_type_noun(k, nbuf, sizeof nbuf));
+                                noun);
             }
             mlt_kt_ctx_add(p, path, line);
             rc = k->type == MLT_KT_GROUP ? read_group(p, base, s, path, err, errlen)

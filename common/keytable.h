@@ -100,6 +100,7 @@ typedef struct mlt_kt_table {
     size_t n_keys;
     bool printable;           /* refuse control characters in string values (job files) */
     bool quote_type_errors;   /* a wrong type reads "key 'K' must be ..." (the daemon's file) */
+    const char *named_noun;   /* MLT_KT_NAMED: what its group is, as "must be NOUN" says it */
     /* MLT_KT_NAMED: reads group g, the setting of row k, into base. 0, or
      * -EINVAL with "FILE:LINE: what" in err */
     int (*read_named)(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
