@@ -91,6 +91,11 @@ void mlt_kt_defaults(const mlt_kt_table_t *t, void *base, bool elem)
             assert(rc == 0 && "a default that does not parse");
             (void)rc;
         }
+        int idx = -1;
+        assert((k->required || is_list(k) || k->type == MLT_KT_STRLIST ||
+                mlt_kt_check(k, k->path, &v, NULL, 0, &idx) == 0) &&
+               "a default outside its own bounds");
+        (void)idx;
         mlt_kt_store(base, k, &v);
     }
 }
