@@ -268,7 +268,6 @@ const mlt_kt_key_t mlt_jobk_keys[] = {
 
 // clang-format on
 
-
 static int read_tunables(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
                          const config_setting_t *g, char *err, size_t errlen);
 
@@ -376,8 +375,9 @@ static int read_tunables(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
     (void)k;
     int n = config_setting_length(g);
     if ((unsigned)n > MLT_JOB_MAX_TUNABLES)
-        return mlt_errf(-EINVAL, err, errlen, "%s:%u: tunables must have at most %u entries (got %d)",
-                        p->file, config_setting_source_line(g), MLT_JOB_MAX_TUNABLES, n);
+        return mlt_errf(-EINVAL, err, errlen,
+                        "%s:%u: tunables must have at most %u entries (got %d)", p->file,
+                        config_setting_source_line(g), MLT_JOB_MAX_TUNABLES, n);
     job->tunables = n ? mlt_calloc((size_t)n, sizeof *job->tunables) : NULL;
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
@@ -488,9 +488,9 @@ static int find_tunable_key(mlt_job_t *job, const char *kp, mlt_tunable_t **tp,
     bool discrete = t->kind == MLT_TUNABLE_DISCRETE;
     if ((discrete && for_continuous(k)) || (!discrete && k->type == MLT_KT_NUMLIST))
         return mlt_errf(-EINVAL, err, errlen,
-                        "--set %s: tunable '%s' is %s; %s applies to %s tunables only", kp,
-                        t->name, discrete ? "discrete (values)" : "continuous (min, max)",
-                        mlt_kt_leaf(k), discrete ? "continuous" : "discrete");
+                        "--set %s: tunable '%s' is %s; %s applies to %s tunables only", kp, t->name,
+                        discrete ? "discrete (values)" : "continuous (min, max)", mlt_kt_leaf(k),
+                        discrete ? "continuous" : "discrete");
     *tp = t;
     *kp_out = k;
     return 0;

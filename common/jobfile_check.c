@@ -50,9 +50,9 @@ int mlt_jobk_check_name(const char *subj, const char *s, char *why, size_t whyle
         ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
     if (!ok) {
         return mlt_errf(-EINVAL, why, whylen,
-            "%s must be 1..%u characters of A-Z a-z 0-9 . _ -, not starting with '.' "
-            "(got \"%.*s\")",
-            subj, MLT_JOB_MAX_NAME, 160, s);
+                        "%s must be 1..%u characters of A-Z a-z 0-9 . _ -, not starting with '.' "
+                        "(got \"%.*s\")",
+                        subj, MLT_JOB_MAX_NAME, 160, s);
     }
     return 0;
 }
@@ -60,8 +60,8 @@ int mlt_jobk_check_name(const char *subj, const char *s, char *why, size_t whyle
 int mlt_jobk_check_path_opt(const char *subj, const char *s, char *why, size_t whylen)
 {
     if (strlen(s) > MLT_JOB_MAX_PATH) {
-        return mlt_errf(-EINVAL, why, whylen, "%s must be at most %u bytes (got %zu)", subj, MLT_JOB_MAX_PATH,
-            strlen(s));
+        return mlt_errf(-EINVAL, why, whylen, "%s must be at most %u bytes (got %zu)", subj,
+                        MLT_JOB_MAX_PATH, strlen(s));
     }
     return 0;
 }
@@ -185,8 +185,8 @@ const mlt_kt_spec_t mlt_jobk_cnn = {
 /* Writes "FILE:LINE: what" (line of the first of the paths the file gave;
  * "FILE: what" when none; "what" without a file) and returns -EINVAL. The
  * list of paths ends with NULL. */
-static int report(const mlt_kt_ctx_t *p, char *err, size_t errlen, const char *what, const char *path,
-                  ...)
+static int report(const mlt_kt_ctx_t *p, char *err, size_t errlen, const char *what,
+                  const char *path, ...)
 {
     unsigned line = 0;
     va_list ap;
@@ -227,7 +227,8 @@ static int validate_tunable(const mlt_tunable_t *t, const mlt_kt_ctx_t *p, char 
         }
     } else {
         if (!(t->min < t->max)) {
-            snprintf(why, sizeof why, "%s (%g) must be less than %s (%g)", pmin, t->min, pmax, t->max);
+            snprintf(why, sizeof why, "%s (%g) must be less than %s (%g)", pmin, t->min, pmax,
+                     t->max);
             return report(p, err, errlen, why, pmin, pmax, NULL);
         }
         if (t->kind == MLT_TUNABLE_LOG && !(t->min > 0)) {
@@ -235,8 +236,8 @@ static int validate_tunable(const mlt_tunable_t *t, const mlt_kt_ctx_t *p, char 
             return report(p, err, errlen, why, pmin, NULL);
         }
         if (!(t->def >= t->min && t->def <= t->max)) {
-            snprintf(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef, t->min,
-                t->max, t->def);
+            snprintf(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef,
+                     t->min, t->max, t->def);
             return report(p, err, errlen, why, pdef, NULL);
         }
     }
@@ -258,7 +259,7 @@ static int validate_tunable(const mlt_tunable_t *t, const mlt_kt_ctx_t *p, char 
             else
                 snprintf(subj, sizeof subj, "%s", i ? pmax : pmin);
             snprintf(why, sizeof why, "%s must be %s, as %s (got %g)", subj, known[j].range,
-                known[j].what, x);
+                     known[j].what, x);
             return report(p, err, errlen, why, t->kind == MLT_TUNABLE_DISCRETE ? pval : subj, NULL);
         }
     }
@@ -280,8 +281,8 @@ int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, si
             return report(p, err, errlen, why, k->path, NULL);
     }
     if (job->n_tunables > MLT_JOB_MAX_TUNABLES || (job->n_tunables && !job->tunables)) {
-        snprintf(why, sizeof why, "tunables must have at most %u entries (got %u)", MLT_JOB_MAX_TUNABLES,
-            job->n_tunables);
+        snprintf(why, sizeof why, "tunables must have at most %u entries (got %u)",
+                 MLT_JOB_MAX_TUNABLES, job->n_tunables);
         return report(p, err, errlen, why, "tunables", NULL);
     }
     for (uint32_t t = 0; t < job->n_tunables; t++) {
@@ -318,16 +319,16 @@ int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, si
     case MLT_MODEL_MLP:
         if (job->model.n_layers == 0) {
             snprintf(why, sizeof why,
-                "model.type \"mlp\" needs model.layers, its hidden layer sizes such as "
-                "[256, 256] (for none use model.type \"softmax\")");
+                     "model.type \"mlp\" needs model.layers, its hidden layer sizes such as "
+                     "[256, 256] (for none use model.type \"softmax\")");
             return report(p, err, errlen, why, "model.layers", "model.type", NULL);
         }
         break;
     case MLT_MODEL_CNN:
         if (job->model.n_cnn == 0) {
             snprintf(why, sizeof why,
-                "model.type \"cnn\" needs model.cnn, its layers such as [\"conv5x5x32\", "
-                "\"pool2\", \"fc256\"]");
+                     "model.type \"cnn\" needs model.cnn, its layers such as [\"conv5x5x32\", "
+                     "\"pool2\", \"fc256\"]");
             return report(p, err, errlen, why, "model.cnn", "model.type", NULL);
         }
         break;
@@ -335,12 +336,14 @@ int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, si
     }
     if (job->model.type == MLT_MODEL_MF && job->data.format == MLT_DATA_IDX) {
         snprintf(why, sizeof why,
-            "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")", df);
+                 "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")",
+                 df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
     if (job->model.type != MLT_MODEL_MF && job->model.type != MLT_MODEL_EXTERNAL &&
         job->data.format != MLT_DATA_IDX) {
-        snprintf(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt, df);
+        snprintf(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt,
+                 df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
     if (job->data.format == MLT_DATA_RATINGS && job->data.ratings[0] == '\0') {
@@ -351,8 +354,8 @@ int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, si
         long long cells = (long long)job->data.synthetic.users * job->data.synthetic.items;
         if (job->data.synthetic.ratings > cells) {
             snprintf(why, sizeof why,
-                "data.synthetic.ratings (%lld) must be at most users x items (%lld)",
-                (long long)job->data.synthetic.ratings, cells);
+                     "data.synthetic.ratings (%lld) must be at most users x items (%lld)",
+                     (long long)job->data.synthetic.ratings, cells);
             return report(p, err, errlen, why, "data.synthetic.ratings", "data.synthetic", NULL);
         }
     }
@@ -362,9 +365,9 @@ int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, si
     if (job->update.average && rule && strcmp(rule, "sgd") != 0 && strcmp(rule, "nesterov") != 0 &&
         strcmp(rule, "sf-sgd") != 0 && strcmp(rule, "sf-adamw") != 0) {
         snprintf(why, sizeof why,
-            "update.average keeps a weight average for update.rule \"sgd\" or \"nesterov\" "
-            "(the sf- rules always do); \"%s\" cannot keep one",
-            rule);
+                 "update.average keeps a weight average for update.rule \"sgd\" or \"nesterov\" "
+                 "(the sf- rules always do); \"%s\" cannot keep one",
+                 rule);
         return report(p, err, errlen, why, "update.average", "update.rule", NULL);
     }
     if (job->model.type == MLT_MODEL_MF && job->model.metric == MLT_METRIC_ACCURACY) {

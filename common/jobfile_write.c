@@ -26,8 +26,8 @@ static void write_tunables(FILE *f, const mlt_job_t *job, int depth)
                 continue;
             mlt_kt_val_t v = mlt_kt_load(t, k);
             fprintf(f, " %s = ", mlt_kt_leaf(k));
-            if (discrete && k->off == TOFF(def) && mlt_kt_is_integral(t->def) && t->def >= INT32_MIN &&
-                t->def <= INT32_MAX)
+            if (discrete && k->off == TOFF(def) && mlt_kt_is_integral(t->def) &&
+                t->def >= INT32_MIN && t->def <= INT32_MAX)
                 fprintf(f, "%lld", (long long)t->def); /* as the values are written */
             else
                 mlt_kt_write_value(f, k, &v);

@@ -293,8 +293,7 @@ int mlt_kt_check_printable(const char *subj, const char *s, char *why, size_t wh
     return 0;
 }
 
-static int check_int(const mlt_kt_key_t *k, const char *subj, long long x, char *why,
-                     size_t whylen)
+static int check_int(const mlt_kt_key_t *k, const char *subj, long long x, char *why, size_t whylen)
 {
     if (x < k->min_i || x > k->max_i)
         return mlt_errf(-EINVAL, why, whylen, "%s must be between %lld and %lld (got %lld)", subj,
@@ -305,8 +304,7 @@ static int check_int(const mlt_kt_key_t *k, const char *subj, long long x, char 
     return 0;
 }
 
-static int check_double(const mlt_kt_key_t *k, const char *subj, double d, char *why,
-                        size_t whylen)
+static int check_double(const mlt_kt_key_t *k, const char *subj, double d, char *why, size_t whylen)
 {
     if (d >= k->min_d && d <= k->max_d && !(k->max_open && d >= k->max_d))
         return 0; /* NaN fails */
@@ -501,9 +499,9 @@ int mlt_kt_read_text(mlt_kt_ctx_t *p, void *base, const char *text, bool allow_i
         const mlt_kt_key_t *k = &p->table->keys[i];
         if (k->required && !k->in_elem && !mlt_kt_ctx_line(p, k->path)) {
             char nbuf[256];
-            rc = mlt_errf(-EINVAL, err, errlen, "%s: %s is required (%s)", p->file, k->path,
-                          k->type == MLT_KT_ENUM ? mlt_kt_type_noun(k, nbuf, sizeof nbuf)
-                                                 : k->desc);
+            rc =
+                mlt_errf(-EINVAL, err, errlen, "%s: %s is required (%s)", p->file, k->path,
+                         k->type == MLT_KT_ENUM ? mlt_kt_type_noun(k, nbuf, sizeof nbuf) : k->desc);
         }
     }
 done:

@@ -49,8 +49,7 @@ typedef struct mlt_kt_spec {
     size_t size;      /* bytes of one entry */
     const char *noun; /* the type, as "must be NOUN" says it */
     /* text of entry i -> *out. 0, or -EINVAL with "SUBJ[I] ..." in why */
-    int (*parse)(const char *subj, uint32_t i, const char *s, void *out, char *why,
-                 size_t whylen);
+    int (*parse)(const char *subj, uint32_t i, const char *s, void *out, char *why, size_t whylen);
     /* an entry as the text parse reads back */
     void (*format)(const void *e, char *buf, size_t len);
     /* the whole list (n >= 1). 0, or -EINVAL with why and *idxp = the entry at fault */
@@ -98,13 +97,13 @@ typedef struct mlt_kt_ctx mlt_kt_ctx_t;
 typedef struct mlt_kt_table {
     const mlt_kt_key_t *keys; /* in the order files are written */
     size_t n_keys;
-    bool printable;           /* refuse control characters in string values (job files) */
-    bool quote_type_errors;   /* a wrong type reads "key 'K' must be ..." (the daemon's file) */
-    const char *named_noun;   /* MLT_KT_NAMED: what its group is, as "must be NOUN" says it */
+    bool printable;         /* refuse control characters in string values (job files) */
+    bool quote_type_errors; /* a wrong type reads "key 'K' must be ..." (the daemon's file) */
+    const char *named_noun; /* MLT_KT_NAMED: what its group is, as "must be NOUN" says it */
     /* MLT_KT_NAMED: reads group g, the setting of row k, into base. 0, or
      * -EINVAL with "FILE:LINE: what" in err */
-    int (*read_named)(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
-                      const config_setting_t *g, char *err, size_t errlen);
+    int (*read_named)(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k, const config_setting_t *g,
+                      char *err, size_t errlen);
 } mlt_kt_table_t;
 
 /* The context of one read: the table, the file's name and the line of every

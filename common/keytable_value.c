@@ -54,10 +54,9 @@ static int parse_int(const mlt_kt_key_t *k, const char *subj, const char *s, lon
         if (k->type == MLT_KT_SIZE)
             return mlt_errf(-EINVAL, why, whylen,
                             "%s must be a size such as \"8G\" or 1048576 (got \"%.64s\")", subj, s);
-        return mlt_errf(-EINVAL, why, whylen, "%s must be %s (got \"%.64s\")", subj,
-                        k->type == MLT_KT_INT64 ? "an integer or a count such as \"1M\""
-                                                : "an integer",
-                        s);
+        return mlt_errf(
+            -EINVAL, why, whylen, "%s must be %s (got \"%.64s\")", subj,
+            k->type == MLT_KT_INT64 ? "an integer or a count such as \"1M\"" : "an integer", s);
     }
     if (overflow || v > LLONG_MAX / mult)
         return mlt_errf(-EINVAL, why, whylen, "%s must be between %lld and %lld (got %.64s)", subj,
@@ -164,8 +163,7 @@ static int entry_from_text(const mlt_kt_key_t *k, const char *subj, uint32_t i, 
     }
     case MLT_KT_NUMLIST: return parse_number(esubj, s, &((double *)v->list)[i], why, whylen);
     case MLT_KT_SPECLIST:
-        return k->spec->parse(subj, i, s, (char *)v->list + (size_t)i * k->spec->size, why,
-                              whylen);
+        return k->spec->parse(subj, i, s, (char *)v->list + (size_t)i * k->spec->size, why, whylen);
     default: return -EINVAL;
     }
 }
@@ -253,8 +251,9 @@ static int wrong_type(const mlt_kt_table_t *t, const mlt_kt_key_t *k, const char
                       size_t whylen)
 {
     char nbuf[256];
-    return mlt_errf(-EINVAL, why, whylen, t->quote_type_errors ? "key '%s' must be %s" : "%s must be %s",
-                    subj, mlt_kt_type_noun(k, nbuf, sizeof nbuf));
+    return mlt_errf(-EINVAL, why, whylen,
+                    t->quote_type_errors ? "key '%s' must be %s" : "%s must be %s", subj,
+                    mlt_kt_type_noun(k, nbuf, sizeof nbuf));
 }
 
 static bool entry_type_ok(const mlt_kt_key_t *k, const config_setting_t *e)
@@ -292,8 +291,9 @@ static int list_from_setting(const mlt_kt_table_t *t, const mlt_kt_key_t *k, con
             long long x = config_setting_get_int64(e);
             ((uint32_t *)v->list)[i] = (uint32_t)x;
             if (x < k->min_i || x > k->max_i)
-                rc = mlt_errf(-EINVAL, why, whylen, "%s[%d] must be between %lld and %lld (got %lld)",
-                              subj, i, k->min_i, k->max_i, x);
+                rc = mlt_errf(-EINVAL, why, whylen,
+                              "%s[%d] must be between %lld and %lld (got %lld)", subj, i, k->min_i,
+                              k->max_i, x);
         } else if (k->type == MLT_KT_NUMLIST) {
             ((double *)v->list)[i] = config_setting_type(e) == CONFIG_TYPE_FLOAT
                                          ? config_setting_get_float(e)

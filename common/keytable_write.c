@@ -106,8 +106,7 @@ void mlt_kt_write_value(FILE *f, const mlt_kt_key_t *k, const mlt_kt_val_t *v)
                     fputs(buf, f);
                 }
             } else {
-                k->spec->format((const char *)v->list + (size_t)i * k->spec->size, buf,
-                                sizeof buf);
+                k->spec->format((const char *)v->list + (size_t)i * k->spec->size, buf, sizeof buf);
                 mlt_cfgtext_write_string(f, buf);
             }
         }

@@ -50,7 +50,9 @@ static int parse_log_level(const char *subj, const char *s, long long *out, char
 
 #define OFF(field) offsetof(mlt_dconf_t, field)
 
-/* The keys, in the order the shipped file lists them. */
+/* The keys, in the order the shipped file lists them. (Kept out of
+ * clang-format, which would put each field on a line.) */
+// clang-format off
 static const mlt_kt_key_t keys[] = {
     {.path = "rank", .type = MLT_KT_INT, .def_i = 0,
      .min_i = 0, .max_i = MLT_DCONF_MAX_SERVERS - 1, .off = OFF(rank),
@@ -106,7 +108,7 @@ static const mlt_kt_key_t keys[] = {
      .desc = "with curve_key: file of the public keys allowed in, one a line with an optional "
              "name, e.g. \"/etc/mltuner/authorized_keys\""},
 };
-
+// clang-format on
 
 static const mlt_kt_table_t table = {
     .keys = keys,
@@ -235,7 +237,9 @@ int mlt_dconf_parse_listen(const char *s, char *host, size_t hostlen, int *port)
         return -EINVAL;
     memcpy(h, s, hl);
     h[hl] = 0;
-    const char *ip = strcmp(h, "*") == 0 ? "0.0.0.0" : strcmp(h, "localhost") == 0 ? "127.0.0.1" : h;
+    const char *ip = strcmp(h, "*") == 0           ? "0.0.0.0"
+                     : strcmp(h, "localhost") == 0 ? "127.0.0.1"
+                                                   : h;
     struct in_addr a;
     if (inet_pton(AF_INET, ip, &a) != 1 || strlen(ip) >= hostlen)
         return -EINVAL;

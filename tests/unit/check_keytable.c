@@ -29,7 +29,7 @@ typedef struct {
     uint32_t n_sizes;
     double *steps;
     uint32_t n_steps;
-    int inner; /* g.inner */
+    int inner;  /* g.inner */
     char *must; /* required */
 } toy_t;
 
@@ -51,30 +51,85 @@ static int check_name(const char *subj, const char *s, char *why, size_t whylen)
 
 #define T(f) offsetof(toy_t, f)
 static const mlt_kt_key_t toy_keys[] = {
-    {.path = "n", .type = MLT_KT_INT, .def_i = 3, .min_i = 0, .max_i = 100, .multiple = 1,
-     .off = T(n), .desc = "an int"},
-    {.path = "count", .type = MLT_KT_INT64, .def_i = 5000000000LL, .min_i = 0,
-     .max_i = 1000000000000LL, .off = T(count), .desc = "a count"},
-    {.path = "size", .type = MLT_KT_SIZE, .def_i = 65536, .min_i = 4096, .max_i = 1LL << 30,
-     .multiple = 4096, .off = T(size), .desc = "a size"},
-    {.path = "ratio", .type = MLT_KT_DOUBLE, .def_d = 0.5, .min_d = 0.0, .max_d = 1.0,
-     .max_open = true, .off = T(ratio), .desc = "a ratio"},
-    {.path = "name", .type = MLT_KT_STRING, .def_s = "a\"b", .check = check_name,
-     .off = T(name), .desc = "a name"},
-    {.path = "level", .type = MLT_KT_PARSED, .def_s = "low", .parse = parse_level, .min_i = 1,
-     .max_i = 2, .off = T(level), .desc = "low or high"},
+    {.path = "n",
+     .type = MLT_KT_INT,
+     .def_i = 3,
+     .min_i = 0,
+     .max_i = 100,
+     .multiple = 1,
+     .off = T(n),
+     .desc = "an int"},
+    {.path = "count",
+     .type = MLT_KT_INT64,
+     .def_i = 5000000000LL,
+     .min_i = 0,
+     .max_i = 1000000000000LL,
+     .off = T(count),
+     .desc = "a count"},
+    {.path = "size",
+     .type = MLT_KT_SIZE,
+     .def_i = 65536,
+     .min_i = 4096,
+     .max_i = 1LL << 30,
+     .multiple = 4096,
+     .off = T(size),
+     .desc = "a size"},
+    {.path = "ratio",
+     .type = MLT_KT_DOUBLE,
+     .def_d = 0.5,
+     .min_d = 0.0,
+     .max_d = 1.0,
+     .max_open = true,
+     .off = T(ratio),
+     .desc = "a ratio"},
+    {.path = "name",
+     .type = MLT_KT_STRING,
+     .def_s = "a\"b",
+     .check = check_name,
+     .off = T(name),
+     .desc = "a name"},
+    {.path = "level",
+     .type = MLT_KT_PARSED,
+     .def_s = "low",
+     .parse = parse_level,
+     .min_i = 1,
+     .max_i = 2,
+     .off = T(level),
+     .desc = "low or high"},
     {.path = "on", .type = MLT_KT_BOOL, .def_i = 1, .off = T(on), .desc = "a switch"},
-    {.path = "color", .type = MLT_KT_ENUM, .def_i = 2, .names = colors, .off = T(color),
+    {.path = "color",
+     .type = MLT_KT_ENUM,
+     .def_i = 2,
+     .names = colors,
+     .off = T(color),
      .desc = "a color"},
     {.path = "hosts", .type = MLT_KT_STRLIST, .max_n = 3, .off = T(hosts), .desc = "hosts"},
-    {.path = "sizes", .type = MLT_KT_INTLIST, .min_i = 1, .max_i = 10, .max_n = 4,
-     .off = T(sizes), .off_n = T(n_sizes), .desc = "sizes"},
-    {.path = "steps", .type = MLT_KT_NUMLIST, .max_n = 4, .off = T(steps), .off_n = T(n_steps),
+    {.path = "sizes",
+     .type = MLT_KT_INTLIST,
+     .min_i = 1,
+     .max_i = 10,
+     .max_n = 4,
+     .off = T(sizes),
+     .off_n = T(n_sizes),
+     .desc = "sizes"},
+    {.path = "steps",
+     .type = MLT_KT_NUMLIST,
+     .max_n = 4,
+     .off = T(steps),
+     .off_n = T(n_steps),
      .desc = "steps"},
     {.path = "g", .type = MLT_KT_GROUP, .desc = "a group"},
-    {.path = "g.inner", .type = MLT_KT_INT, .def_i = 7, .min_i = 0, .max_i = 9, .off = T(inner),
+    {.path = "g.inner",
+     .type = MLT_KT_INT,
+     .def_i = 7,
+     .min_i = 0,
+     .max_i = 9,
+     .off = T(inner),
      .desc = "in the group"},
-    {.path = "must", .type = MLT_KT_STRING, .required = true, .off = T(must),
+    {.path = "must",
+     .type = MLT_KT_STRING,
+     .required = true,
+     .off = T(must),
      .desc = "a key the file must give"},
 };
 
@@ -157,7 +212,8 @@ START_TEST(test_read_errors)
                  "toy.conf:2: unknown key 'g.bad'");
     expect_error(&toy, "must = \"x\";\n\nn = \"two\";\n", "toy.conf:3: n must be an integer");
     expect_error(&toy, "must = \"x\"; g = 5;\n", "toy.conf:1: g must be a group { ... }");
-    expect_error(&toy, "must = \"x\"; n = 150;\n", "toy.conf:1: n must be between 0 and 100 (got 150)");
+    expect_error(&toy, "must = \"x\"; n = 150;\n",
+                 "toy.conf:1: n must be between 0 and 100 (got 150)");
 }
 END_TEST
 
@@ -231,8 +287,8 @@ START_TEST(test_set_text)
     mlt_kt_defaults(&toy, &x, false);
     static const struct {
         const char *key, *text;
-    } good[] = {{"n", "+12"},     {"count", "3K"},        {"size", "1M"},   {"ratio", "0.75"},
-                {"on", "no"},     {"color", "blue"},      {"level", "high"}, {"g.inner", "0"},
+    } good[] = {{"n", "+12"},        {"count", "3K"},         {"size", "1M"},    {"ratio", "0.75"},
+                {"on", "no"},        {"color", "blue"},       {"level", "high"}, {"g.inner", "0"},
                 {"sizes", "[2, 3]"}, {"hosts", "h1, \"h2\""}, {"steps", "1,2,3"}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         const mlt_kt_key_t *k = mlt_kt_find(&toy, good[i].key);
@@ -252,7 +308,8 @@ START_TEST(test_set_text)
     mlt_kt_free_fields(&toy, &x, false);
 
     expect_set("n", "1K", "n must be an integer (got \"1K\")");
-    expect_set("n", "99999999999999999999", "n must be between 0 and 100 (got 99999999999999999999)");
+    expect_set("n", "99999999999999999999",
+               "n must be between 0 and 100 (got 99999999999999999999)");
     expect_set("size", "-8K", "size must be a size such as \"8G\" or 1048576 (got \"-8K\")");
     expect_set("size", "2G", "size must be between 4096 and 1073741824 (got 2147483648)");
     expect_set("color", "pink", "color must be one of \"red\", \"green\", \"blue\" (got \"pink\")");
@@ -268,9 +325,9 @@ END_TEST
 /* What write_conf prints reads back as the defaults. */
 START_TEST(test_write_conf_reads_back)
 {
-    static const mlt_kt_key_t flat_keys[] = {
-        toy_keys[0], toy_keys[1], toy_keys[2], toy_keys[3], toy_keys[4],
-        toy_keys[5], toy_keys[6], toy_keys[7], toy_keys[8], toy_keys[9], toy_keys[10]};
+    static const mlt_kt_key_t flat_keys[] = {toy_keys[0], toy_keys[1], toy_keys[2], toy_keys[3],
+                                             toy_keys[4], toy_keys[5], toy_keys[6], toy_keys[7],
+                                             toy_keys[8], toy_keys[9], toy_keys[10]};
     mlt_kt_table_t flat = {.keys = flat_keys, .n_keys = sizeof flat_keys / sizeof flat_keys[0]};
     char *buf = NULL;
     size_t len = 0;
