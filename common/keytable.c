@@ -483,7 +483,10 @@ static int read_group(mlt_kt_ctx_t *p, void *base, const config_setting_t *g, co
 int mlt_kt_read_text(mlt_kt_ctx_t *p, void *base, const char *text, bool allow_include,
                      const char *hint, char *err, size_t errlen)
 {
-    int rc = mlt_cfgtext_check(text, p->file, allow_include, hint, err, errlen);
+    /* A text that may not include is checked before libconfig sees it, which
+     * would open the included file; one that may is parsed first, so that a
+     * syntax error is named before a wrapped integer. */
+    int rc = allow_include ? 0 : mlt_cfgtext_check(text, p->file, false, hint, err, errlen);
     if (rc)
         return rc;
     config_t cfg;
@@ -493,6 +496,11 @@ int mlt_kt_read_text(mlt_kt_ctx_t *p, void *base, const char *text, bool allow_i
         rc = mlt_errf(-EINVAL, err, errlen, "%s:%d: %s", p->file, config_error_line(&cfg),
                       why ? why : "parse error");
         goto done;
+    }
+    if (allow_include) {
+        rc = mlt_cfgtext_check(text, p->file, true, hint, err, errlen);
+        if (rc)
+            goto done;
     }
     rc = read_group(p, base, config_root_setting(&cfg), "", err, errlen);
     for (size_t i = 0; !rc && i < p->table->n_keys; i++) {

@@ -188,10 +188,12 @@ void mlt_kt_ctx_free(mlt_kt_ctx_t *p);
  * store. 0, or -EINVAL with "FILE:LINE: why" in err. */
 int mlt_kt_read_key(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k, const char *path,
                     const config_setting_t *s, char *err, size_t errlen);
-/* Parses text with libconfig (after mlt_cfgtext_check with allow_include and
- * hint) and reads every setting into base over the values already there;
- * records each key's line in p (whose table and file are set). Then checks
- * that the required keys were given. 0, or -EINVAL with "FILE:LINE: what". */
+/* Parses text with libconfig, checks it with mlt_cfgtext_check
+ * (allow_include, hint: before parsing when include is refused, after when it
+ * is allowed) and reads every setting into base over the values already
+ * there; records each key's line in p (whose table and file are set). Then
+ * checks that the required keys were given. 0, or -EINVAL with
+ * "FILE:LINE: what". */
 int mlt_kt_read_text(mlt_kt_ctx_t *p, void *base, const char *text, bool allow_include,
                      const char *hint, char *err, size_t errlen);
 
