@@ -258,6 +258,32 @@ START_TEST(test_read_quoted_style)
 }
 END_TEST
 
+/* A text that may include is parsed before the 32-bit scan (a syntax error
+ * is named first); one that may not is scanned first (@include refused
+ * before libconfig would open the file). */
+START_TEST(test_read_check_order)
+{
+    static const char text[] = "must = \"x\";\nn = ;\ncount = 5000000000;\n";
+    toy_t x;
+    char err[256] = "";
+    for (int inc = 0; inc < 2; inc++) {
+        memset(&x, 0, sizeof x);
+        mlt_kt_ctx_t p = {.table = &toy, .file = "toy.conf"};
+        ck_assert_int_eq(mlt_kt_read_text(&p, &x, text, inc, "", err, sizeof err), -EINVAL);
+        ck_assert_ptr_nonnull(
+            strstr(err, inc ? "toy.conf:2: syntax error" : "toy.conf:3: integer"));
+        mlt_kt_ctx_free(&p);
+        mlt_kt_free_fields(&toy, &x, false);
+    }
+    mlt_kt_ctx_t p = {.table = &toy, .file = "toy.conf"};
+    ck_assert_int_eq(
+        mlt_kt_read_text(&p, &x, "@include \"/nonexistent\"\n", false, "", err, sizeof err),
+        -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "toy.conf:1: @include is not allowed"));
+    mlt_kt_ctx_free(&p);
+}
+END_TEST
+
 static void expect_set(const char *key, const char *text, const char *exact)
 {
     toy_t x, before;
@@ -375,6 +401,7 @@ static Suite *keytable_suite(void)
     tcase_add_test(tc, test_read_errors);
     tcase_add_test(tc, test_read_error_lines);
     tcase_add_test(tc, test_read_quoted_style);
+    tcase_add_test(tc, test_read_check_order);
     suite_add_tcase(s, tc);
     tc = tcase_create("set");
     tcase_add_test(tc, test_set_text);
