@@ -116,7 +116,8 @@ static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *
 /* A fork the shards refuse for memory (memory_limit) is not the job's end:
  * the part made on shards that took it is freed and -ENOMEM goes back to the
  * tuner, which runs fewer trials at once or fails saying why (mem_err). */
-static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
+static int ex_fork(void *ctx, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                   const mlt_setting_t *s)
 {
     mlt_coord_t *c = ctx;
     mlt_tunables_def_t t = setting_tunables(c, s);

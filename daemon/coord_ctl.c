@@ -679,7 +679,7 @@ static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64
         bi[i].id = b[i].id;
         bi[i].has_parent = b[i].parent >= 0;
         bi[i].parent = b[i].parent >= 0 ? (uint32_t)b[i].parent : 0;
-        bi[i].kind = (Mlt__BranchKind)b[i].kind;
+        bi[i].kind = mlt_kind_to_wire(b[i].kind);
         bi[i].min_clock = b[i].min_clock;
         bi[i].owned_bytes = b[i].owned_bytes;
         bi[i].shared_bytes = b[i].shared_bytes;

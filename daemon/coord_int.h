@@ -18,6 +18,7 @@
 #include "common/outfile.h"
 #include "common/safepath.h"
 #include "proto/wire.h"
+#include "client/kind_wire.h"
 #include "client/mltuner.h"
 #include "tuner/warm.h"
 

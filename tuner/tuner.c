@@ -111,7 +111,7 @@ static int snapshot_take(tuner_t *t, double val, double test, const char *reason
     char b[32];
     logline(t, "fork", id, "\"parent\":%u,\"kind\":\"snapshot\",\"epoch\":%.4f,\"loss\":%s,"
             "\"reason\":\"%s\"", t->train, t->epoch, jnum(b, t->last_loss), reason);
-    int rc = t->ex->fork(t->ex->ctx, id, t->train, BRANCH_KIND_SNAPSHOT, &t->train_s);
+    int rc = t->ex->fork(t->ex->ctx, id, t->train, MLT_BRANCH_SNAPSHOT, &t->train_s);
     if (rc)
         return rc;
     if (t->good) {
@@ -494,7 +494,7 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
         /* nothing to tune: train the defaults */
         uint32_t id = t->next_id++;
         logline(t, "fork", id, "\"parent\":%u,\"kind\":\"train\"", init_branch);
-        if ((rc = ex->fork(ex->ctx, id, init_branch, BRANCH_KIND_TRAIN, &t->train_s)))
+        if ((rc = ex->fork(ex->ctx, id, init_branch, MLT_BRANCH_TRAIN, &t->train_s)))
             return rc < 0 ? -1 : 0;
         mlt_tuner__log_setting(t, "commit", id, &t->train_s, NULL,
                                tuning ? "no tunable is marked tune = true"
@@ -557,7 +557,7 @@ static int train_loop(tuner_t *t)
         uint32_t tid = t->next_id++;
         logline(t, "fork", tid, "\"parent\":%u,\"kind\":\"test\"", t->train);
         double val = NAN, test = NAN;
-        if ((rc = ex->fork(ex->ctx, tid, t->train, BRANCH_KIND_TEST, &t->train_s)) ||
+        if ((rc = ex->fork(ex->ctx, tid, t->train, MLT_BRANCH_TEST, &t->train_s)) ||
             (rc = ex->test(ex->ctx, tid, &val, &test)))
             return rc < 0 ? -1 : 0;
         char b1[32], b2[32], b3[32], b4[32];

@@ -25,8 +25,6 @@
 
 #define TTC_MAX_SETTINGS 12
 #define HB_ETA 3.0
-#define KIND_TRAIN 1
-#define KIND_TEST 3
 
 typedef struct base {
     const mlt_job_t *job;
@@ -97,7 +95,7 @@ static int start_run(base_t *b, run_t *r, const char *why)
     mlt_declog_setting(b->log, now(b), "propose", r->id, b->job, &r->s, NULL, why);
     mlt_declog(b->log, now(b), "fork", r->id, "\"parent\":%u,\"kind\":\"train\"", b->init);
     b->res->trials++;
-    return b->ex->fork(b->ex->ctx, r->id, b->init, KIND_TRAIN, &r->s);
+    return b->ex->fork(b->ex->ctx, r->id, b->init, MLT_BRANCH_TRAIN, &r->s);
 }
 
 /* Trains r up to `epochs` epochs in all (in test_interval steps), testing after
@@ -122,7 +120,7 @@ static int train_to(base_t *b, run_t *r, double epochs, int plateau, bool *done)
         r->clock += clocks;
         r->epoch += (double)clocks / epc;
         uint32_t tid = b->next_id++;
-        if ((rc = ex->fork(ex->ctx, tid, r->id, KIND_TEST, &r->s)) ||
+        if ((rc = ex->fork(ex->ctx, tid, r->id, MLT_BRANCH_TEST, &r->s)) ||
             (rc = ex->test(ex->ctx, tid, &r->val, &r->test)) || (rc = ex->free(ex->ctx, tid)))
             return rc;
         char b1[32], b2[32], b3[32];

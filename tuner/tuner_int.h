@@ -1,5 +1,5 @@
 /* tuner_int.h - what the tuner's files share: the tuner's state, a trial,
- * the branch kinds, the decision-log macros and the helpers that one of them
+ * the decision-log macros and the helpers that one of them
  * calls in another (mlt_tuner__ names). Private to tuner/tuner*.c;
  * single-threaded like the tuner (tuner.h).
  *
@@ -23,11 +23,6 @@
 #include "tuner/summary.h"
 #include "tuner/tuner.h"
 #include "tuner/warm.h"
-
-#define BRANCH_KIND_TRAIN 1
-#define BRANCH_KIND_EVAL 2
-#define BRANCH_KIND_TEST 3
-#define BRANCH_KIND_SNAPSHOT 4
 
 /* A trial is cut as diverged once the mean of its last CUT_WINDOW losses is
  * above CUT_RISE x its fork loss and above the fork loss plus half the way

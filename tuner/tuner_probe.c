@@ -49,7 +49,7 @@ int mlt_tuner__starting_loss(tuner_t *t, uint32_t init)
     double loss[20], secs = 0;
     logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"",
             init);
-    int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
+    int rc = t->ex->fork(t->ex->ctx, id, init, MLT_BRANCH_EVAL, &s);
     int64_t half = clocks / 2;
     if (!rc)
         rc = t->ex->run(t->ex->ctx, id, &s, 0, half, 0.0, loss, &secs);
@@ -106,7 +106,7 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
     logline(t, "fork", id, "\"parent\":%u,\"kind\":\"range_test\",\"lr_min\":%s,\"lr_max\":%s,"
             "\"steps\":%d,\"clocks\":%lld", parent, jnum(b1, lo), jnum(b2, hi), steps,
             (long long)per);
-    int rc = t->ex->fork(t->ex->ctx, id, parent, BRANCH_KIND_TRAIN, &s);
+    int rc = t->ex->fork(t->ex->ctx, id, parent, MLT_BRANCH_TRAIN, &s);
     if (!rc && t->ex->progress) /* the first search begins with it */
         t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &s);

@@ -187,7 +187,7 @@ int mlt_tuner__trial_fork(tuner_t *t, trial_t *tr, const mlt_setting_t *s, uint3
     tr->se = NAN;
     mlt_tuner__log_setting(t, "propose", tr->id, &tr->s, NULL, why);
     logline(t, "fork", tr->id, "\"parent\":%u,\"kind\":\"trial\"", parent);
-    int rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
+    int rc = t->ex->fork(t->ex->ctx, tr->id, parent, MLT_BRANCH_TRAIN, &tr->s);
     tr->alive = rc == 0;
     return rc;
 }
@@ -330,7 +330,7 @@ static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *
                  live == 1 ? "" : "es", live == 1 ? "s" : "");
         if ((rc = mlt_tuner__trial_kill(t, &trials[worst], reason)))
             return rc;
-        rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
+        rc = t->ex->fork(t->ex->ctx, tr->id, parent, MLT_BRANCH_TRAIN, &tr->s);
         tr->alive = rc == 0;
     }
     return rc;
