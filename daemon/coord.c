@@ -149,12 +149,6 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
                   int64_t clocks, double data_epoch, double *loss, double *seconds)
 {
     mlt_coord_t *c = ctx;
-    for (int64_t i = 0; i < clocks; i++)
-        loss[i] = NAN;
-    c->cap_branch = branch;
-    c->cap_start = clock_start;
-    c->cap_n = clocks;
-    c->cap_loss = loss;
     Mlt__Task t;
     mlt__task__init(&t);
     t.kind = MLT__TASK_KIND__TASK_RUN;
@@ -164,18 +158,26 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.clocks = clocks;
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
+    size_t n = clocks > 0 ? (size_t)clocks : 0;
+    mlt_coord_run_t run = {.task = &t, .branch = branch, .start = clock_start, .n = clocks,
+                           .hi = clock_start, .sum = mlt_calloc(n + 1, sizeof *run.sum),
+                           .count = mlt_calloc(n + 1, sizeof *run.count),
+                           .loss = mlt_calloc(n + 1, sizeof *run.loss)};
+    for (size_t i = 0; i < n; i++)
+        run.loss[i] = NAN;
     double t0 = mlt_time_mono();
-    c->run_task = &t;
-    c->run_hi = clock_start;
+    c->run = &run;
     int rc = mlt_coord__step(c, &t, "a run", mlt_coord__run_resend);
-    c->run_task = NULL;
+    c->run = NULL;
     if (c->n_lost)
-        mlt_coord__run_fill(c);
+        mlt_coord__run_fill(&run);
     if (rc == 0 && mlt_coord__check_outputs(c))
         rc = -1;
     *seconds = mlt_time_mono() - t0;
-    c->cap_loss = NULL;
-    c->cap_n = 0;
+    memcpy(loss, run.loss, n * sizeof *loss); /* the run's result, for the tuner */
+    mlt_free(run.sum);
+    mlt_free(run.count);
+    mlt_free(run.loss);
     /* live split for status and metrics (the tuner's exact totals replace it
      * at the end): runs of the training branch train, the others are trials */
     if (branch == c->train_branch && c->tphase && strcmp(c->tphase, "training") == 0) {
@@ -367,8 +369,6 @@ static int run_job(mlt_coord_t *c)
     c->tunables.beta1 = (float)mlt_job_default(j, "beta1", j->update.beta1);
     c->tunables.beta2 = (float)j->update.beta2;
     c->tunables.eps = (float)j->update.eps;
-    for (size_t i = 0; i < LOSS_RING; i++)
-        c->loss_clock[i] = -1;
     for (uint32_t w = (uint32_t)j->workers; w < MLT_MAX_WORKERS; w++)
         if (c->workers[w].joined) {
             mlt_coord__stop_worker(c, c->workers[w].id, c->workers[w].id_len, "not in this job");
@@ -644,9 +644,7 @@ static int shard_resume(mlt_coord_t *c)
     mlt_client_destroy(&c->client); /* broken: it sends nothing more */
     mlt_free(c->resume_state);
     c->resume_state = NULL;
-    c->run_task = NULL;
-    c->cap_loss = NULL;
-    c->cap_n = 0;
+    c->run = NULL; /* (ex_run has returned: none is out) */
     for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
         wslot_t *ws = &c->workers[w];
         wslot_t keep = *ws;

@@ -62,7 +62,9 @@ typedef struct mlt_exec {
      * with the setting's batch size, the data cursor first set to data_epoch
      * epochs; loss[i] = mean training loss of clock clock_start + i over the
      * workers (every clock is filled; NaN or Inf means the branch diverged),
-     * *seconds = wall time */
+     * *seconds = wall time. The losses are the call's result: loss (clocks
+     * doubles, the caller's) is written before it returns, and the executor
+     * keeps no pointer to it */
     int (*run)(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
                int64_t clocks, double data_epoch, double *loss, double *seconds);
     /* evaluate branch: validation and test metric (accuracy, or RMSE for mf) */
