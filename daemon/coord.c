@@ -217,30 +217,26 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
         tc += ws->test_correct;
         tn += ws->test_count;
     }
-    char b1[32], b2[32], b3[32], b4[32];
-    const char *vloss = mlt_coord__jnum(b3, 32, vn ? vl / (double)vn : NAN);
-    const char *tloss = mlt_coord__jnum(b4, 32, tn ? tl / (double)tn : NAN);
-    if (mlt_job_rmse(&c->job)) {
+    bool mf = mlt_job_rmse(&c->job);
+    if (mf) {
         *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
-        mlt_coord__emit(c,
-                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-                        "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-                        "\"val_count\":%llu,\"test_count\":%llu",
-                        c->train_branch, (long long)c->clock, c->epoch,
-                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
-                        (unsigned long long)vn, (unsigned long long)tn);
     } else {
         *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
         *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
-        mlt_coord__emit(c,
-                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-                        "\"val_count\":%llu,\"test_count\":%llu",
-                        c->train_branch, (long long)c->clock, c->epoch,
-                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
-                        (unsigned long long)vn, (unsigned long long)tn);
     }
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "test");
+    mlt_json_uint(&j, "branch", c->train_branch);
+    mlt_json_int(&j, "clock", c->clock);
+    mlt_json_fixed(&j, "epoch", c->epoch, 4);
+    mlt_json_num(&j, mf ? "val_rmse" : "accuracy", *val);
+    mlt_json_num(&j, mf ? "test_rmse" : "test_accuracy", *test);
+    mlt_json_num(&j, "val_loss", vn ? vl / (double)vn : NAN);
+    mlt_json_num(&j, "test_loss", tn ? tl / (double)tn : NAN);
+    mlt_json_uint(&j, "val_count", vn);
+    mlt_json_uint(&j, "test_count", tn);
+    mlt_coord__emit(c, &j);
     return mlt_coord__check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
@@ -290,6 +286,16 @@ static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt
     (void)test;
 }
 
+/* progress.jsonl's first line */
+static void emit_submitted(mlt_coord_t *c)
+{
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "submitted");
+    mlt_json_str(&j, "job", c->job.name);
+    mlt_json_int(&j, "workers", c->job.workers);
+    mlt_coord__emit(c, &j);
+}
+
 /* Loads the newest complete checkpoint into the shards and the coordinator
  * and opens the outputs cut back to its positions. 0 (c->resume_state holds
  * the tuner's state); 1 when there is none (the job starts again, its
@@ -312,8 +318,7 @@ static int resume_job(mlt_coord_t *c)
         c->t0 = mlt_time_mono();
         if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
-        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
-                        c->job.workers);
+        emit_submitted(c);
         return mlt_coord__check_outputs(c) ? -1 : 1;
     }
     if (rc) { /* the end goes after what the outputs hold */
@@ -325,20 +330,24 @@ static int resume_job(mlt_coord_t *c)
     }
     if (mlt_coord__open_outputs(c, ppos, dpos))
         return -1;
-    char shard[32] = "";
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "resume");
+    mlt_json_uint(&j, "checkpoint", c->ckpt_seq);
+    mlt_json_uint(&j, "branch", c->train_branch);
+    mlt_json_int(&j, "clock", c->clock);
+    mlt_json_fixed(&j, "epoch", c->epoch, 4);
     if (back > 0)
-        snprintf(shard, sizeof shard, ",\"shard\":%d", back);
-    mlt_coord__emit(c,
-                    "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
-                    "\"epoch\":%.4f%s",
-                    (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch,
-                    shard);
-    if (back > 0) /* before the tuner's own "resume" line: why it resumes */
-        mlt_declog(mlt_outfile_stream(c->dlog), mlt_coord__job_time(c), "shard_lost",
-                   c->train_branch,
-                   "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
-                   "back: the job goes on from checkpoint %llu\"",
-                   back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
+        mlt_json_int(&j, "shard", back);
+    mlt_coord__emit(c, &j);
+    if (back > 0) { /* before the tuner's own "resume" line: why it resumes */
+        mlt_declog_begin(&j, mlt_coord__job_time(c), "shard_lost", c->train_branch);
+        mlt_json_int(&j, "shard", back);
+        mlt_json_uint(&j, "checkpoint", c->ckpt_seq);
+        mlt_json_strf(&j, "reason",
+                      "shard %d was lost and came back: the job goes on from checkpoint %llu", back,
+                      (unsigned long long)c->ckpt_seq);
+        mlt_declog_end(&j, mlt_outfile_stream(c->dlog));
+    }
     return mlt_coord__check_outputs(c) ? -1 : 0;
 }
 
@@ -386,8 +395,7 @@ static int run_job(mlt_coord_t *c)
         mlt_coord__resume_record(c);
         if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
-        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name,
-                        j->workers);
+        emit_submitted(c);
         if (mlt_coord__check_outputs(c))
             return -1;
     }
@@ -582,22 +590,23 @@ static int run_job(mlt_coord_t *c)
  * serve, i.e. not at daemon shutdown) frees its branches there. */
 static void end_job(mlt_coord_t *c)
 {
-    char b1[32], b2[32];
     if (c->phase == PH_STOPPED && !c->message[0]) /* stopped while loading or initialising */
         snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
-        char b3[32], b4[32], msg[2 * sizeof c->message];
-        mlt_coord__check_outputs(
-            c); /* a cut decision log fails the job before its end is written */
-        mlt_coord__emit(c,
-                        "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
-                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
-                        "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-                        mlt_coord__phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message),
-                        c->epoch, mlt_coord__jnum(b1, 32, c->val_acc),
-                        mlt_coord__jnum(b2, 32, c->test_acc), mlt_coord__jnum(b3, 32, c->val_rmse),
-                        mlt_coord__jnum(b4, 32, c->test_rmse), c->trials, c->tuning_s,
-                        c->training_s);
+        mlt_coord__check_outputs(c); /* a cut decision log fails the job before its end is written */
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "end");
+        mlt_json_str(&j, "phase", mlt_coord__phase_names[c->phase]);
+        mlt_json_str(&j, "reason", c->message);
+        mlt_json_fixed(&j, "epoch", c->epoch, 4);
+        mlt_json_num(&j, "accuracy", c->val_acc);
+        mlt_json_num(&j, "test_accuracy", c->test_acc);
+        mlt_json_num(&j, "val_rmse", c->val_rmse);
+        mlt_json_num(&j, "test_rmse", c->test_rmse);
+        mlt_json_uint(&j, "trials", c->trials);
+        mlt_json_fixed(&j, "tuning_seconds", c->tuning_s, 3);
+        mlt_json_fixed(&j, "training_seconds", c->training_s, 3);
+        mlt_coord__emit(c, &j);
         int rc = mlt_outfile_close(&c->progress);
         if (rc && c->phase != PH_FAILED)
             mlt_coord__fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));

@@ -162,12 +162,15 @@ static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss
         n += c->workers[w].in_step && c->workers[w].run_from < clock;
     if (++run->count[i] == n) {
         double mean = run->sum[i] / n;
-        char b[32];
         c->last_loss = mean;
         run->loss[i] = mean;
-        mlt_coord__emit(
-            c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
-            branch, (long long)clock, mlt_coord__jnum(b, sizeof b, mean), c->epoch);
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "clock");
+        mlt_json_uint(&j, "branch", branch);
+        mlt_json_int(&j, "clock", clock);
+        mlt_json_num(&j, "loss", mean);
+        mlt_json_fixed(&j, "epoch", c->epoch, 4);
+        mlt_coord__emit(c, &j);
     }
 }
 
@@ -274,7 +277,10 @@ void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
                  ws->busy ? "; its task is not waited for" : "");
         if (!c->n_lost++)
             snprintf(c->lost_msg, sizeof c->lost_msg, "worker %u lost: %s", w, why);
-        mlt_coord__emit(c, "\"event\":\"worker_lost\",\"worker\":%u", w);
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "worker_lost");
+        mlt_json_uint(&j, "worker", w);
+        mlt_coord__emit(c, &j);
     } else {
         log_warn("worker %u dropped: %s", w, why);
     }

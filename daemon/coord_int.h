@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "common/jobfile.h"
+#include "common/json.h"
 #include "common/outfile.h"
 #include "common/safepath.h"
 #include "proto/wire.h"
@@ -156,11 +157,11 @@ struct mlt_coord {
 
 /* Seconds since the job started (monotonic). */
 double mlt_coord__job_time(const mlt_coord_t *c);
-/* One line of progress.jsonl: {"t":<job time>,<fmt ...>}; nothing without
- * the file. */
-void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* JSON number, with null for NaN/Inf (JSON has neither). */
-const char *mlt_coord__jnum(char *buf, size_t n, double v);
+/* A line of progress.jsonl: mlt_coord__line begins j as {"t":<job time>,
+ * "event":event; the caller adds its fields (common/json.h); mlt_coord__emit
+ * writes it (nothing without the file) and frees j. */
+void mlt_coord__line(const mlt_coord_t *c, mlt_json_t *j, const char *event);
+void mlt_coord__emit(mlt_coord_t *c, mlt_json_t *j);
 
 /* ---- coord_sec.c: who may talk ---------------------------------------------------- */
 

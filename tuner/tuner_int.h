@@ -101,13 +101,19 @@ typedef struct tuner {
 
 /* ---- decision log ------------------------------------------------------------- */
 
-#define logline(t, event, branch, ...) \
-    mlt_declog((t)->log, (t)->ex->now((t)->ex->ctx), event, branch, __VA_ARGS__)
-#define jnum(b, v) mlt_declog_num(b, v)
-
-/* tuner.c */
-void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch,
-                            const mlt_setting_t *s, const char *extra, const char *reason);
+/* tuner.c: a line of the tuner's decision log (declog.h), at the executor's
+ * time: log_begin starts it ("t", "event", "branch"), the caller adds its
+ * fields (common/json.h), log_end writes it to t->log. */
+void mlt_tuner__log_begin(const tuner_t *t, mlt_json_t *j, const char *event, uint32_t branch);
+void mlt_tuner__log_end(const tuner_t *t, mlt_json_t *j);
+/* A whole line whose one field is "reason" (printf-style). */
+void mlt_tuner__log_reason(const tuner_t *t, const char *event, uint32_t branch, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
+/* A whole "fork" line: "parent" and "kind" (train, trial, test...). */
+void mlt_tuner__log_fork(const tuner_t *t, uint32_t child, uint32_t parent, const char *kind);
+/* A whole line with s's "tunables" and the reason. */
+void mlt_tuner__log_setting(const tuner_t *t, const char *event, uint32_t branch,
+                            const mlt_setting_t *s, const char *reason);
 /* setting <-> the searcher's coordinates, with the effective-rate coupling */
 void mlt_tuner__to_setting(const tuner_t *t, const mlt_setting_t *base, const double *x,
                            mlt_setting_t *s);
