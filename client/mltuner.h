@@ -43,7 +43,7 @@ typedef struct mlt_job_def {
 typedef enum mlt_branch_kind {
     MLT_BRANCH_INIT = 0,
     MLT_BRANCH_TRAIN = 1,
-    MLT_BRANCH_EVAL = 2,    /* the test and eval branches of averaging rules read x */
+    MLT_BRANCH_EVAL = 2, /* the test and eval branches of averaging rules read x */
     MLT_BRANCH_TEST = 3,
     MLT_BRANCH_SNAPSHOT = 4, /* frozen: pushes and writes get EROFS */
 } mlt_branch_kind_t;

@@ -28,11 +28,11 @@
 #define MLT_JSON_MAX_DEPTH 8 /* objects and arrays open at once */
 
 typedef struct mlt_json {
-    char *b;                          /* the text, NUL-terminated */
-    size_t len, cap;                  /* its length, the room for it */
-    unsigned depth;                   /* containers open (the outer object is 1) */
-    bool first[MLT_JSON_MAX_DEPTH];   /* no member yet in the container at that depth */
-    char close[MLT_JSON_MAX_DEPTH];   /* '}' or ']' */
+    char *b;                        /* the text, NUL-terminated */
+    size_t len, cap;                /* its length, the room for it */
+    unsigned depth;                 /* containers open (the outer object is 1) */
+    bool first[MLT_JSON_MAX_DEPTH]; /* no member yet in the container at that depth */
+    char close[MLT_JSON_MAX_DEPTH]; /* '}' or ']' */
 } mlt_json_t;
 
 /* Starts j as an object: "{". */

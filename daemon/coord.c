@@ -159,8 +159,12 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
     size_t n = clocks > 0 ? (size_t)clocks : 0;
-    mlt_coord_run_t run = {.task = &t, .branch = branch, .start = clock_start, .n = clocks,
-                           .hi = clock_start, .sum = mlt_calloc(n + 1, sizeof *run.sum),
+    mlt_coord_run_t run = {.task = &t,
+                           .branch = branch,
+                           .start = clock_start,
+                           .n = clocks,
+                           .hi = clock_start,
+                           .sum = mlt_calloc(n + 1, sizeof *run.sum),
                            .count = mlt_calloc(n + 1, sizeof *run.count),
                            .loss = mlt_calloc(n + 1, sizeof *run.loss)};
     for (size_t i = 0; i < n; i++)
@@ -593,7 +597,8 @@ static void end_job(mlt_coord_t *c)
     if (c->phase == PH_STOPPED && !c->message[0]) /* stopped while loading or initialising */
         snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
-        mlt_coord__check_outputs(c); /* a cut decision log fails the job before its end is written */
+        /* a cut decision log fails the job before its end is written */
+        mlt_coord__check_outputs(c);
         mlt_json_t j;
         mlt_coord__line(c, &j, "end");
         mlt_json_str(&j, "phase", mlt_coord__phase_names[c->phase]);

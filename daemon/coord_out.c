@@ -38,7 +38,8 @@ void mlt_coord__line(const mlt_coord_t *c, mlt_json_t *j, const char *event)
 void mlt_coord__emit(mlt_coord_t *c, mlt_json_t *j)
 {
     if (!c->progress || mlt_outfile_error(c->progress)) {
-        mlt_json_free(j); /* after a failed write the file ends there; check_outputs fails the job */
+        /* after a failed write the file ends there; check_outputs fails the job */
+        mlt_json_free(j);
         return;
     }
     FILE *f = mlt_outfile_stream(c->progress);

@@ -337,7 +337,7 @@ static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t er
 }
 
 mlt_branch_t *mlt_store__branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
-                                mlt_branch_kind_t kind, const mlt_tunables_t *t)
+                                    mlt_branch_kind_t kind, const mlt_tunables_t *t)
 {
     mlt_branch_t *b = mlt_calloc(1, sizeof *b);
     b->id = id;

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client/mltuner.h" /* mlt_branch_kind_t (a SNAPSHOT is frozen: pushes and writes refused) */
+#include "client/mltuner.h" /* mlt_branch_kind_t: a SNAPSHOT is frozen (no pushes, writes) */
 #include "kernels/optim.h"
 #include "proto/limits.h"
 

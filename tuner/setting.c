@@ -34,8 +34,7 @@ bool mlt_setting_set(const mlt_job_t *job, mlt_setting_t *s, const char *name, d
     return true;
 }
 
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j,
-                      const char *key)
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j, const char *key)
 {
     mlt_json_obj(j, key);
     for (uint32_t i = 0; i < job->n_tunables; i++)

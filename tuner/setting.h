@@ -34,8 +34,7 @@ double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char 
 /* Sets the tunable called name in s; false when the job has none. */
 bool mlt_setting_set(const mlt_job_t *job, mlt_setting_t *s, const char *name, double v);
 /* Adds {"lr":0.03,"momentum":0.9,...} for s to j as member key (NULL in an array). */
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j,
-                      const char *key);
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j, const char *key);
 
 /* The space of the tunables marked tune = true (none when !tuning). */
 void mlt_space_init(mlt_space_t *sp, const mlt_job_t *job, bool tuning);

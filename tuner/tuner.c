@@ -642,8 +642,10 @@ static int train_loop(tuner_t *t)
         if (diverged || (t->sp.d > 0 && regressed(t, val) && t->regressions++ < MAX_ROLLBACKS)) {
             /* back to the last good point, and re-tune from there */
             char what[128];
-            snprintf(what, sizeof what, "training loss %.6g, validation %.6g at epoch %.4f; "
-                     "best %.6g", t->last_loss, val, t->epoch, res->best_val);
+            snprintf(what, sizeof what,
+                     "training loss %.6g, validation %.6g at epoch %.4f; "
+                     "best %.6g",
+                     t->last_loss, val, t->epoch, res->best_val);
             if ((rc = rollback(t, diverged, what)))
                 return rc == 1 ? 0 : -1;
             res->val = t->good_val;

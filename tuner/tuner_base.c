@@ -24,7 +24,7 @@
 #include "tuner/tuner_base.h"
 
 #define TTC_MAX_SETTINGS 12
-#define HB_ETA 3.0
+#define HB_ETA           3.0
 
 typedef struct base {
     const mlt_job_t *job;

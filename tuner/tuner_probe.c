@@ -469,8 +469,7 @@ static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
     if (win) {
         /* B continues the lineage over the samples A's probe clocks covered:
          * A's time becomes the overhead, B's the training */
-        mlt_tuner__log_reason(t, "free", t->train, "replaced by the re-tune's %s",
-                              probe_names[p]);
+        mlt_tuner__log_reason(t, "free", t->train, "replaced by the re-tune's %s", probe_names[p]);
         rc = t->ex->free(t->ex->ctx, t->train);
         t->res->train_seconds -= secs_a;
         t->res->trial_seconds += secs_a;
@@ -478,10 +477,11 @@ static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
         mlt_tuner__log_begin(t, &jl, "commit", b.id);
         mlt_setting_json(j, &b.s, &jl, "tunables");
         mlt_json_num(&jl, "t_stat", ts);
-        mlt_json_str(&jl, "reason", p == PROBE_LR ? "the decayed learning rate has the lower loss "
-                                                    "on the same data"
-                                                  : "the larger batch does as well or better on "
-                                                    "the same samples, sooner");
+        mlt_json_str(&jl, "reason",
+                     p == PROBE_LR ? "the decayed learning rate has the lower loss "
+                                     "on the same data"
+                                   : "the larger batch does as well or better on "
+                                     "the same samples, sooner");
         mlt_tuner__log_end(t, &jl);
         double epc_b = t->ex->epoch_clocks(t->ex->ctx, &b.s);
         t->train = b.id;

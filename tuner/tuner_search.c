@@ -401,9 +401,11 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, uint32_t parent, doubl
             keep = 1;
         for (uint32_t i = keep; i < m && !rc; i++) {
             char why[160];
-            snprintf(why, sizeof why, "%s: score %.6g, rank %u of %u after %.3f s (the last "
-                     "kept: %.6g)", clear ? "behind the best beyond noise" : "halved",
-                     live[i]->score, i + 1, m, live[i]->seconds, live[keep - 1]->score);
+            snprintf(why, sizeof why,
+                     "%s: score %.6g, rank %u of %u after %.3f s (the last "
+                     "kept: %.6g)",
+                     clear ? "behind the best beyond noise" : "halved", live[i]->score, i + 1, m,
+                     live[i]->seconds, live[keep - 1]->score);
             rc = mlt_tuner__trial_kill(t, live[i], why);
         }
         if (rc || keep == 1)
@@ -415,8 +417,9 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, uint32_t parent, doubl
             mlt_tuner__log_begin(t, &j, "halving_stop", parent);
             mlt_json_int(&j, "rung", rung);
             mlt_json_uint(&j, "kept", keep);
-            mlt_json_str(&j, "reason", T2 <= T ? "the trial time is at its cap (an epoch)"
-                                               : "the next rung would overrun the search's budget");
+            mlt_json_str(&j, "reason",
+                         T2 <= T ? "the trial time is at its cap (an epoch)"
+                                 : "the next rung would overrun the search's budget");
             mlt_tuner__log_end(t, &j);
             break;
         }

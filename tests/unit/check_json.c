@@ -167,7 +167,7 @@ START_TEST(test_write)
     mlt_json_arr(&j, "a");
     mlt_json_num(&j, NULL, 1);
     ck_assert_int_eq(mlt_json_write(&j, f), 0); /* closes the array and the object */
-    ck_assert_ptr_null(j.b);                   /* and frees j */
+    ck_assert_ptr_null(j.b);                    /* and frees j */
     mlt_json_begin(&j);
     ck_assert_int_eq(mlt_json_write(&j, NULL), 0); /* no stream: nothing, still freed */
     ck_assert_ptr_null(j.b);

@@ -800,13 +800,13 @@ START_TEST(test_bound_branch_count)
     for (uint32_t id = 1; id < MLT_MAX_BRANCHES; id++)
         ck_assert_int_eq(mlt_store_fork(st, id, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err), 0);
     ck_assert_uint_eq(mlt_store_n_branches(st), MLT_MAX_BRANCHES);
-    ck_assert_int_eq(
-        mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOSPC);
-    ck_assert_int_eq(
-        mlt_store_create(st, MLT_MAX_BRANCHES, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOSPC);
+    ck_assert_int_eq(mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     -ENOSPC);
+    ck_assert_int_eq(mlt_store_create(st, MLT_MAX_BRANCHES, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     -ENOSPC);
     ck_assert_int_eq(mlt_store_free(st, 17), 0);
-    ck_assert_int_eq(
-        mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     0);
     mlt_store_destroy(&st);
 }
 END_TEST

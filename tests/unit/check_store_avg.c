@@ -25,7 +25,8 @@ static mlt_store_t *store_spec(mlt_rule_t rule, bool average)
     return st;
 }
 
-static void fork_kind(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_branch_kind_t kind, float lr)
+static void fork_kind(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                      float lr)
 {
     mlt_tunables_t t = cs_tun(lr, 0.9f);
     char err[256] = "";

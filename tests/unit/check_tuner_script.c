@@ -160,9 +160,11 @@ static int sx_fork(void *ctx, uint32_t child, uint32_t parent, mlt_branch_kind_t
     script_t *x = ctx;
     x->calls++;
     br_t *p = br_live(x, parent, "fork from");
-    ck_assert_msg(kind == MLT_BRANCH_TRAIN || kind == MLT_BRANCH_EVAL || kind == MLT_BRANCH_TEST || kind == MLT_BRANCH_SNAPSHOT,
+    ck_assert_msg(kind == MLT_BRANCH_TRAIN || kind == MLT_BRANCH_EVAL || kind == MLT_BRANCH_TEST ||
+                      kind == MLT_BRANCH_SNAPSHOT,
                   "fork kind %d", kind);
-    ck_assert_msg(p->kind != MLT_BRANCH_TEST && p->kind != MLT_BRANCH_EVAL, "fork of %u from %s branch %u", child,
+    ck_assert_msg(p->kind != MLT_BRANCH_TEST && p->kind != MLT_BRANCH_EVAL,
+                  "fork of %u from %s branch %u", child,
                   p->kind == MLT_BRANCH_TEST ? "test" : "eval", parent);
     ck_assert_msg(child > INIT && child < MAXB, "fork of child id %u", child);
     ck_assert_msg(!x->b[child].exists, "fork reuses branch id %u", child);
@@ -259,8 +261,8 @@ static int sx_run(void *ctx, uint32_t id, const mlt_setting_t *s, int64_t clock_
     x->runs++;
     x->last_run_call = x->calls;
     br_t *b = br_live(x, id, "run");
-    ck_assert_msg(b->kind == MLT_BRANCH_TRAIN || b->kind == MLT_BRANCH_EVAL, "run of branch %u of kind %d", id,
-                  b->kind);
+    ck_assert_msg(b->kind == MLT_BRANCH_TRAIN || b->kind == MLT_BRANCH_EVAL,
+                  "run of branch %u of kind %d", id, b->kind);
     ck_assert_msg(memcmp(s, &b->s, sizeof *s) == 0,
                   "run of branch %u with a setting other than its fork's", id);
     ck_assert_msg(clocks > 0, "run of %lld clocks", (long long)clocks);
