@@ -153,7 +153,7 @@ struct mlt_coord {
     uint32_t shard_resumes; /* such resumes since the last checkpoint written */
 };
 
-/* ---- coord.c: output ---------------------------------------------------------- */
+/* ---- coord_out.c: output ------------------------------------------------------ */
 
 /* Seconds since the job started (monotonic). */
 double mlt_coord__job_time(const mlt_coord_t *c);
