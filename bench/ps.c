@@ -391,14 +391,14 @@ static fork_result_t fork_run(uint64_t bytes)
     if (rc)
         die("mlt_store_set_job: %s", err);
     mlt_tunables_t t = {.h = mlt_hyper_default(), .staleness = 0};
-    if ((rc = mlt_store_create(st, 0, MLT_KIND_TRAIN, &t, err, sizeof err)))
+    if ((rc = mlt_store_create(st, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err)))
         die("mlt_store_create: %s", err);
 
     fork_result_t r = {0};
     double us[FORK_REPS];
     for (int i = 0; i < FORK_REPS; i++) {
         double t0 = mlt_time_mono();
-        rc = mlt_store_fork(st, 1, 0, MLT_KIND_TRAIN, &t, err, sizeof err);
+        rc = mlt_store_fork(st, 1, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err);
         double t1 = mlt_time_mono();
         if (rc)
             die("mlt_store_fork: %s", err);
@@ -416,7 +416,7 @@ static fork_result_t fork_run(uint64_t bytes)
     uint64_t alloc0 = mlt_store_allocated(st);
     long long rss0 = resident_bytes(), heap0 = malloc_in_use();
     for (uint32_t i = 0; i < FORK_REPS; i++)
-        if ((rc = mlt_store_fork(st, 10 + i, 0, MLT_KIND_TRAIN, &t, err, sizeof err)))
+        if ((rc = mlt_store_fork(st, 10 + i, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err)))
             die("mlt_store_fork: %s", err);
     long long rss1 = resident_bytes(), heap1 = malloc_in_use();
     r.alloc_diff = (long long)(mlt_store_allocated(st) - alloc0);

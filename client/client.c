@@ -160,7 +160,7 @@ void mlt_client__status_from_reply(const mlt_header_t *h, mlt_server_status_t *o
         mlt_branch_status_t *d = &o->branches[i];
         d->id = b->id;
         d->parent = b->has_parent ? (int64_t)b->parent : -1;
-        d->kind = (int)b->kind;
+        d->kind = (int)mlt_kind_from_wire(b->kind);
         d->min_clock = b->min_clock;
         d->owned_bytes = b->owned_bytes;
         d->shared_bytes = b->shared_bytes;
@@ -722,7 +722,7 @@ static int control_all(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, int6
         h.has_parent = parent >= 0;
         h.parent = parent >= 0 ? (uint32_t)parent : 0;
         h.has_kind = kind >= 0;
-        h.kind = kind >= 0 ? (Mlt__BranchKind)kind : 0;
+        h.kind = kind >= 0 ? mlt_kind_to_wire((mlt_branch_kind_t)kind) : 0;
         h.tunables = tw;
         int rc = mlt_client__send(c, s, &h);
         if (rc < 0)

@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "proto/wire.h"
+#include "client/kind_wire.h"
 #include "client/mltuner.h"
 
 #define MAX_CACHES 8

@@ -37,14 +37,16 @@ typedef struct mlt_job_def {
                      branches of them, and of the sf- rules, pull x */
 } mlt_job_def_t;
 
-/* Branch kinds. */
-enum {
+/* Branch kinds: the one definition in C. The shards (daemon/store.h) and
+ * the tuner (tuner/) use it too; the wire's BranchKind (proto/mltuner.proto)
+ * has the same values, checked at compile time where they are converted. */
+typedef enum mlt_branch_kind {
     MLT_BRANCH_INIT = 0,
     MLT_BRANCH_TRAIN = 1,
-    MLT_BRANCH_EVAL = 2,
+    MLT_BRANCH_EVAL = 2, /* the test and eval branches of averaging rules read x */
     MLT_BRANCH_TEST = 3,
     MLT_BRANCH_SNAPSHOT = 4, /* frozen: pushes and writes get EROFS */
-};
+} mlt_branch_kind_t;
 
 /* Tunables of a branch. A float field set to NAN, or staleness or warmup < 0,
  * is left as it is (a fork inherits it from the parent; a new root gets the

@@ -1,6 +1,6 @@
-/* cfgtext.h - checks on libconfig text that libconfig 1.5 itself does not
- * make, shared by the daemon's config (daemon/config.c) and job files
- * (common/jobfile.c). Pure; thread-safe. */
+/* cfgtext.h - libconfig text below the key-table engine (common/keytable.c):
+ * reading a bounded file, the checks libconfig 1.5 itself does not make, and
+ * writing a string literal. Pure; thread-safe. */
 #ifndef MLT_CFGTEXT_H
 #define MLT_CFGTEXT_H
 

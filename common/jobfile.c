@@ -1,29 +1,23 @@
 /* jobfile.c - job files (see jobfile.h): the key table, parsing, mlt_job_set.
  *
- * Everything about a key lives in one row of mlt_jobk_keys[]: its path
- * ("model.rank"), type, default, bounds, one-line description and the field it
- * is stored in. Group rows ("model") exist so that unknown keys are caught at
- * every level; the members of a tunable are rows too ("tunables.*.min"),
- * stored into an mlt_tunable_t instead of the job. Defaults, parsing,
+ * Everything about a key lives in one row of mlt_jobk_keys[], a table of the
+ * key-table engine (common/keytable.h): its path ("model.rank"), type,
+ * default, bounds, one-line description and the field it is stored in. Group
+ * rows ("model") exist so that unknown keys are caught at every level; the
+ * members of a tunable are rows too ("tunables.*.min", in_elem), stored into
+ * an mlt_tunable_t instead of the job. Defaults, reading values, parsing,
  * mlt_job_set, the bounds half of validation, mlt_job_format and
- * mlt_job_write_keys are loops over the table: adding a key is adding a field
- * and a row. The reading of a value is in jobfile_value.c, the checks in
- * jobfile_check.c, the writing of a job as text in jobfile_write.c; what the
- * four share is in jobfile_int.h.
+ * mlt_job_write_keys are the engine's loops over the table: adding a key is
+ * adding a field and a row. What is the job's own: the tunables group (read
+ * here, by read_tunables), the cnn layer specs and the checks between keys
+ * (jobfile_check.c), the job written as text (jobfile_write.c); what the three
+ * share is in jobfile_int.h.
  *
- * A value takes the same three steps whatever its source: read (a libconfig
- * setting or --set text becomes a jval_t; the type is checked in
- * jobfile_value.c), check (the key's own bounds, shared by every source) and
- * store (here). Checks between keys are in mlt_jobk_validate(), which knows
- * the line of every key the file gave, so that its messages point at the file
- * as well.
- *
- * This file also carries a copy of daemon/config.c's scan for integer
- * literals that libconfig 1.5 wraps to 32 bits; the two could share one in
- * common/ later. No global state; thread-safe on distinct jobs. */
+ * Checks between keys are in mlt_jobk_validate(), which knows the line of
+ * every key the file gave, so that its messages point at the file as well.
+ * No global state; thread-safe on distinct jobs. */
 #include "common/jobfile.h"
 
-#include "common/cfgtext.h"
 #include "common/jobfile_int.h"
 
 #include <ctype.h>
@@ -32,11 +26,12 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <libconfig.h>
 
 #include "common/alloc.h"
+#include "common/cfgtext.h"
+#include "common/errtext.h"
 
 _Static_assert(sizeof(mlt_backend_t) == sizeof(int), "enum fields are stored as int");
 
@@ -58,363 +53,233 @@ static const char *const scale_names[] = {"log", "linear", NULL}; /* = MLT_TUNAB
 /* The keys, in the order mlt_job_format writes them: a group's members follow
  * its row. (Kept out of clang-format, which would put each field on a line.) */
 // clang-format off
-const jkey_t mlt_jobk_keys[] = {
-    {.path = "name", .type = JK_STRING, .required = true, .check = mlt_jobk_check_name,
+const mlt_kt_key_t mlt_jobk_keys[] = {
+    {.path = "name", .type = MLT_KT_STRING, .required = true, .check = mlt_jobk_check_name,
      .off = OFF(name),
      .desc = "the job's name (1..128 of A-Z a-z 0-9 . _ -); names its output directory"},
-    {.path = "seed", .type = JK_INT64, .def_i = 1, .min_i = 0, .max_i = INT64_MAX,
+    {.path = "seed", .type = MLT_KT_INT64, .def_i = 1, .min_i = 0, .max_i = INT64_MAX,
      .off = OFF(seed),
      .desc = "seed of all randomness: initial weights, data order, synthetic data, searchers"},
-    {.path = "workers", .type = JK_INT, .def_i = 2, .min_i = 1, .max_i = 1024,
+    {.path = "workers", .type = MLT_KT_INT, .def_i = 2, .min_i = 1, .max_i = 1024,
      .off = OFF(workers), .desc = "number of worker processes (one per GPU or CPU socket)"},
-    {.path = "backend", .type = JK_ENUM, .def_i = MLT_BACKEND_AUTO, .names = backend_names,
+    {.path = "backend", .type = MLT_KT_ENUM, .def_i = MLT_BACKEND_AUTO, .names = backend_names,
      .off = OFF(backend),
      .desc = "compute backend of the workers; auto: cuda where a GPU is found, else cpu"},
-    {.path = "output_dir", .type = JK_STRING, .def_s = "", .doc_def = "\"out/<name>\"",
+    {.path = "output_dir", .type = MLT_KT_STRING, .def_s = "", .doc_def = "\"out/<name>\"",
      .check = mlt_jobk_check_path_opt, .off = OFF(output_dir),
      .desc = "directory for the decision log and progress, relative to the daemon's state_dir; \"\": out/<name>"},
     /* worker failure (issue #12) */
-    {.path = "on_worker_loss", .type = JK_ENUM, .def_i = MLT_ON_LOSS_CONTINUE, .names = loss_names,
+    {.path = "on_worker_loss", .type = MLT_KT_ENUM, .def_i = MLT_ON_LOSS_CONTINUE, .names = loss_names,
      .off = OFF(on_worker_loss),
      .desc = "a worker dead or silent for worker_timeout_s: continue with the others (its "
              "partition waits for its replacement), or fail the job"},
-    {.path = "worker_wait_s", .type = JK_DOUBLE, .def_d = 600.0, .min_d = 0.1, .max_d = 86400.0,
+    {.path = "worker_wait_s", .type = MLT_KT_DOUBLE, .def_d = 600.0, .min_d = 0.1, .max_d = 86400.0,
      .off = OFF(worker_wait_s),
      .desc = "seconds the job waits for a worker that has not joined, or, with no worker left, "
              "for a replacement, before it fails"},
 
-    {.path = "model", .type = JK_GROUP, .desc = "the model to train"},
-    {.path = "model.type", .type = JK_ENUM, .required = true, .names = mlt_jobk_model_names,
+    {.path = "model", .type = MLT_KT_GROUP, .desc = "the model to train"},
+    {.path = "model.type", .type = MLT_KT_ENUM, .required = true, .names = mlt_jobk_model_names,
      .off = OFF(model.type),
      .desc = "mlp (uses layers), cnn (uses cnn), softmax, mf (uses rank, l2), or external "
              "(the worker program's own model and data: a worker built on the session API)"},
-    {.path = "model.layers", .type = JK_INTLIST, .min_i = 1, .max_i = 65536,
+    {.path = "model.layers", .type = MLT_KT_INTLIST, .min_i = 1, .max_i = 65536,
      .max_n = MLT_JOB_MAX_LAYERS, .off = OFF(model.layers), .off_n = OFF(model.n_layers),
      .desc = "mlp: hidden layer sizes, ReLU after each; input and output sizes come from "
              "the data"},
-    {.path = "model.cnn", .type = JK_CNN, .max_n = MLT_JOB_MAX_CNN, .off = OFF(model.cnn),
+    {.path = "model.cnn", .type = MLT_KT_SPECLIST, .spec = &mlt_jobk_cnn, .max_n = MLT_JOB_MAX_CNN, .off = OFF(model.cnn),
      .off_n = OFF(model.n_cnn),
      .desc = "cnn: layers in order: convKxKxC (K odd 1..11, C 1..1024 channels, same "
              "padding, stride 1, ReLU), poolP (PxP max pool, stride P, P 2..8), fcN (N "
              "units, ReLU); the last fc to the classes is implied"},
-    {.path = "model.rank", .type = JK_INT, .def_i = 20, .min_i = 1, .max_i = 1024,
+    {.path = "model.rank", .type = MLT_KT_INT, .def_i = 20, .min_i = 1, .max_i = 1024,
      .off = OFF(model.rank), .desc = "mf: rank of the user and item factors"},
-    {.path = "model.l2", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 10.0,
+    {.path = "model.l2", .type = MLT_KT_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 10.0,
      .off = OFF(model.l2), .desc = "mf: L2 regularisation of the factors"},
-    {.path = "model.metric", .type = JK_ENUM, .def_i = MLT_METRIC_AUTO, .names = metric_names,
+    {.path = "model.metric", .type = MLT_KT_ENUM, .def_i = MLT_METRIC_AUTO, .names = metric_names,
      .off = OFF(model.metric),
      .desc = "what tests measure: accuracy (a classifier; stop.target_accuracy) or rmse "
              "(a regression; stop.target_rmse); auto: rmse for mf, else accuracy"},
 
-    {.path = "data", .type = JK_GROUP, .desc = "the training and test data"},
-    {.path = "data.format", .type = JK_ENUM, .def_i = MLT_DATA_IDX, .names = mlt_jobk_format_names,
+    {.path = "data", .type = MLT_KT_GROUP, .desc = "the training and test data"},
+    {.path = "data.format", .type = MLT_KT_ENUM, .def_i = MLT_DATA_IDX, .names = mlt_jobk_format_names,
      .off = OFF(data.format),
      .desc = "idx (image and label files), ratings (a ratings file) or synthetic "
              "(generated ratings)"},
-    {.path = "data.train_images", .type = JK_STRING,
+    {.path = "data.train_images", .type = MLT_KT_STRING,
      .def_s = DEB_FMNIST "train-images-idx3-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.train_images), .desc = "idx: training images (IDX, gzipped or not)"},
-    {.path = "data.train_labels", .type = JK_STRING,
+    {.path = "data.train_labels", .type = MLT_KT_STRING,
      .def_s = DEB_FMNIST "train-labels-idx1-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.train_labels), .desc = "idx: training labels"},
-    {.path = "data.test_images", .type = JK_STRING,
+    {.path = "data.test_images", .type = MLT_KT_STRING,
      .def_s = DEB_FMNIST "t10k-images-idx3-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.test_images), .desc = "idx: test images"},
-    {.path = "data.test_labels", .type = JK_STRING,
+    {.path = "data.test_labels", .type = MLT_KT_STRING,
      .def_s = DEB_FMNIST "t10k-labels-idx1-ubyte.gz", .check = mlt_jobk_check_path,
      .off = OFF(data.test_labels), .desc = "idx: test labels"},
-    {.path = "data.ratings", .type = JK_STRING, .def_s = "", .check = mlt_jobk_check_path_opt,
+    {.path = "data.ratings", .type = MLT_KT_STRING, .def_s = "", .check = mlt_jobk_check_path_opt,
      .off = OFF(data.ratings), .desc = "ratings: the ratings file (MovieLens formats)"},
-    {.path = "data.synthetic", .type = JK_GROUP,
+    {.path = "data.synthetic", .type = MLT_KT_GROUP,
      .desc = "synthetic: a seeded random low-rank rating matrix plus Gaussian noise"},
-    {.path = "data.synthetic.users", .type = JK_INT, .def_i = 10000, .min_i = 1,
+    {.path = "data.synthetic.users", .type = MLT_KT_INT, .def_i = 10000, .min_i = 1,
      .max_i = 100000000, .off = OFF(data.synthetic.users), .desc = "number of users (rows)"},
-    {.path = "data.synthetic.items", .type = JK_INT, .def_i = 5000, .min_i = 1,
+    {.path = "data.synthetic.items", .type = MLT_KT_INT, .def_i = 5000, .min_i = 1,
      .max_i = 100000000, .off = OFF(data.synthetic.items), .desc = "number of items (columns)"},
-    {.path = "data.synthetic.rank", .type = JK_INT, .def_i = 20, .min_i = 1, .max_i = 1024,
+    {.path = "data.synthetic.rank", .type = MLT_KT_INT, .def_i = 20, .min_i = 1, .max_i = 1024,
      .off = OFF(data.synthetic.rank), .desc = "rank of the true factors"},
-    {.path = "data.synthetic.ratings", .type = JK_INT64, .def_i = 1000000, .min_i = 1,
+    {.path = "data.synthetic.ratings", .type = MLT_KT_INT64, .def_i = 1000000, .min_i = 1,
      .max_i = 100000000000LL, .off = OFF(data.synthetic.ratings),
      .desc = "number of observed ratings, at most users x items; an integer (with an L "
              "suffix past 2147483647) or a count such as \"1M\""},
-    {.path = "data.synthetic.noise", .type = JK_DOUBLE, .def_d = 0.5, .min_d = 0.0,
+    {.path = "data.synthetic.noise", .type = MLT_KT_DOUBLE, .def_d = 0.5, .min_d = 0.0,
      .max_d = 100.0, .off = OFF(data.synthetic.noise),
      .desc = "standard deviation of the noise on each rating: the best reachable test RMSE"},
-    {.path = "data.validation", .type = JK_INT64, .def_i = 5000, .min_i = 0,
+    {.path = "data.validation", .type = MLT_KT_INT64, .def_i = 5000, .min_i = 0,
      .max_i = 1000000000LL, .off = OFF(data.validation),
      .desc = "idx: training samples held out (the last ones of the train file) to measure "
              "validation accuracy"},
-    {.path = "data.test_fraction", .type = JK_DOUBLE, .def_d = 0.1, .min_d = 0.01,
+    {.path = "data.test_fraction", .type = MLT_KT_DOUBLE, .def_d = 0.1, .min_d = 0.01,
      .max_d = 0.9, .off = OFF(data.test_fraction),
      .desc = "ratings, synthetic: fraction of the ratings held out as the test set"},
-    {.path = "data.subset", .type = JK_INT64, .def_i = 0, .min_i = 0,
+    {.path = "data.subset", .type = MLT_KT_INT64, .def_i = 0, .min_i = 0,
      .max_i = 1000000000000LL, .off = OFF(data.subset),
      .desc = "0: train on every sample; N: only on the first N (after the validation "
              "hold-out), for quick tests"},
 
-    {.path = "update", .type = JK_GROUP, .desc = "the update rule the servers apply to each push"},
-    {.path = "update.rule", .type = JK_ENUM, .def_i = 0, .names = rule_names,
+    {.path = "update", .type = MLT_KT_GROUP, .desc = "the update rule the servers apply to each push"},
+    {.path = "update.rule", .type = MLT_KT_ENUM, .def_i = 0, .names = rule_names,
      .off = OFF(update.rule),
      .desc = "sgd (with momentum), nesterov, adam, rmsprop, adagrad, adadelta, or the "
              "schedule-free sf-sgd (interpolation: momentum) and sf-adamw (interpolation: "
              "beta1), whose tests read the average"},
-    {.path = "update.beta1", .type = JK_DOUBLE, .def_d = 0.9, .min_d = 0.0, .max_d = 1.0,
+    {.path = "update.beta1", .type = MLT_KT_DOUBLE, .def_d = 0.9, .min_d = 0.0, .max_d = 1.0,
      .max_open = true, .off = OFF(update.beta1),
      .desc = "adam: first-moment decay; sf-adamw: the interpolation between z and x"},
-    {.path = "update.beta2", .type = JK_DOUBLE, .def_d = 0.999, .min_d = 0.0, .max_d = 1.0,
+    {.path = "update.beta2", .type = MLT_KT_DOUBLE, .def_d = 0.999, .min_d = 0.0, .max_d = 1.0,
      .max_open = true, .off = OFF(update.beta2),
      .desc = "adam, sf-adamw: second-moment decay; the rho of rmsprop and adadelta"},
-    {.path = "update.eps", .type = JK_DOUBLE, .def_d = 1e-8, .min_d = 1e-20, .max_d = 1.0,
+    {.path = "update.eps", .type = MLT_KT_DOUBLE, .def_d = 1e-8, .min_d = 1e-20, .max_d = 1.0,
      .off = OFF(update.eps),
      .desc = "denominator guard of adam, rmsprop, adagrad, adadelta, sf-adamw"},
-    {.path = "update.average", .type = JK_BOOL, .def_i = 0, .off = OFF(update.average),
+    {.path = "update.average", .type = MLT_KT_BOOL, .def_i = 0, .off = OFF(update.average),
      .desc = "sgd, nesterov: also keep the lr_max^2-weighted average of the weights, which "
              "tests read (the sf rules always do; other rules refuse it)"},
 
-    {.path = "tunables", .type = JK_TUNABLES, .max_n = MLT_JOB_MAX_TUNABLES,
+    {.path = "tunables", .type = MLT_KT_NAMED, .max_n = MLT_JOB_MAX_TUNABLES,
      .desc = "the training tunables, each a group named as the workers know it (lr, "
              "momentum, batch_size, staleness, weight_decay, warmup, or any other): "
              "continuous (min, max, scale) or discrete (values), with a default"},
-    {.path = "tunables.*.default", .type = JK_DOUBLE, .in_tunable = true,
+    {.path = "tunables.*.default", .type = MLT_KT_DOUBLE, .in_elem = true,
      .doc_def = "(required)", .min_d = -DBL_MAX, .max_d = DBL_MAX, .off = TOFF(def),
      .desc = "the value before tuning, and always when tune = false; within [min, max] or "
              "one of values"},
-    {.path = "tunables.*.min", .type = JK_DOUBLE, .in_tunable = true, .doc_def = "(continuous)",
+    {.path = "tunables.*.min", .type = MLT_KT_DOUBLE, .in_elem = true, .doc_def = "(continuous)",
      .min_d = -DBL_MAX, .max_d = DBL_MAX, .off = TOFF(min),
      .desc = "continuous: the smallest value the tuner may try"},
-    {.path = "tunables.*.max", .type = JK_DOUBLE, .in_tunable = true, .doc_def = "(continuous)",
+    {.path = "tunables.*.max", .type = MLT_KT_DOUBLE, .in_elem = true, .doc_def = "(continuous)",
      .min_d = -DBL_MAX, .max_d = DBL_MAX, .off = TOFF(max),
      .desc = "continuous: the largest value the tuner may try; greater than min"},
-    {.path = "tunables.*.scale", .type = JK_ENUM, .in_tunable = true,
+    {.path = "tunables.*.scale", .type = MLT_KT_ENUM, .in_elem = true,
      .def_i = MLT_TUNABLE_LINEAR, .names = scale_names, .off = TOFF(kind),
      .desc = "continuous: log (searched on a log scale; min > 0) or linear"},
-    {.path = "tunables.*.values", .type = JK_NUMLIST, .in_tunable = true,
+    {.path = "tunables.*.values", .type = MLT_KT_NUMLIST, .in_elem = true,
      .doc_def = "(discrete)", .min_n = 1, .max_n = MLT_JOB_MAX_VALUES, .off = TOFF(values),
      .off_n = TOFF(n_values),
      .desc = "discrete: the values the tuner may pick from, ascending, without repeats"},
-    {.path = "tunables.*.tune", .type = JK_BOOL, .in_tunable = true, .def_i = 1,
+    {.path = "tunables.*.tune", .type = MLT_KT_BOOL, .in_elem = true, .def_i = 1,
      .off = TOFF(tune), .desc = "false: fixed at default; the tuner leaves it alone"},
 
-    {.path = "tuner", .type = JK_GROUP, .desc = "how the tunables are tuned (DESIGN.md section 6)"},
-    {.path = "tuner.searcher", .type = JK_ENUM, .def_i = MLT_SEARCHER_BAYES,
+    {.path = "tuner", .type = MLT_KT_GROUP, .desc = "how the tunables are tuned (DESIGN.md section 6)"},
+    {.path = "tuner.searcher", .type = MLT_KT_ENUM, .def_i = MLT_SEARCHER_BAYES,
      .names = searcher_names, .off = OFF(tuner.searcher),
      .desc = "proposes the next setting to try: bayes, tpe, random, grid or marginal"},
-    {.path = "tuner.logic", .type = JK_ENUM, .def_i = MLT_LOGIC_MLTUNER, .names = logic_names,
+    {.path = "tuner.logic", .type = MLT_KT_ENUM, .def_i = MLT_LOGIC_MLTUNER, .names = logic_names,
      .off = OFF(tuner.logic),
      .desc = "mltuner (online trials on forked branches), fixed (no tuning: every tunable "
              "at its default), or the baselines train-to-completion and hyperband"},
-    {.path = "tuner.min_trial_clocks", .type = JK_INT, .def_i = 50, .min_i = 1,
+    {.path = "tuner.min_trial_clocks", .type = MLT_KT_INT, .def_i = 50, .min_i = 1,
      .max_i = 1000000, .off = OFF(tuner.min_trial_clocks),
      .desc = "a search's first rung: every trial runs the seconds this many clocks take at "
              "the default setting; the survivors of each halving run twice as long"},
-    {.path = "tuner.range_clocks", .type = JK_INT, .def_i = 64, .min_i = 0, .max_i = 1000000,
+    {.path = "tuner.range_clocks", .type = MLT_KT_INT, .def_i = 64, .min_i = 0, .max_i = 1000000,
      .off = OFF(tuner.range_clocks),
      .desc = "clocks of the learning-rate range test that centres the first search "
              "(0: none; the design centres on the default setting)"},
-    {.path = "tuner.first_trials", .type = JK_INT, .def_i = 4, .min_i = 1, .max_i = 64,
+    {.path = "tuner.first_trials", .type = MLT_KT_INT, .def_i = 4, .min_i = 1, .max_i = 64,
      .off = OFF(tuner.first_trials),
      .desc = "settings in the first search's design: the centre, then steps along the "
              "tunables (learning rate first)"},
-    {.path = "tuner.max_trials", .type = JK_INT, .def_i = 8, .min_i = 1, .max_i = 256,
+    {.path = "tuner.max_trials", .type = MLT_KT_INT, .def_i = 8, .min_i = 1, .max_i = 256,
      .off = OFF(tuner.max_trials),
      .desc = "trials of one search at most: the design, then the searcher's proposals"},
-    {.path = "tuner.gain_stop", .type = JK_DOUBLE, .def_d = 0.02, .min_d = 0.0, .max_d = 1.0,
+    {.path = "tuner.gain_stop", .type = MLT_KT_DOUBLE, .def_d = 0.02, .min_d = 0.0, .max_d = 1.0,
      .off = OFF(tuner.gain_stop),
      .desc = "the searcher proposes more trials while it expects to lower the best score "
              "by more than this fraction of it"},
-    {.path = "tuner.max_overhead", .type = JK_DOUBLE, .def_d = 0.1, .min_d = 0.001,
+    {.path = "tuner.max_overhead", .type = MLT_KT_DOUBLE, .def_d = 0.1, .min_d = 0.001,
      .max_d = 1.0, .off = OFF(tuner.max_overhead),
      .desc = "time in trials that did not become training, the first search's included, at "
              "most this fraction of the training time (the first search: of the longest "
              "the job may train)"},
-    {.path = "tuner.plateau_t", .type = JK_DOUBLE, .def_d = 2.0, .min_d = 0.0, .max_d = 100.0,
+    {.path = "tuner.plateau_t", .type = MLT_KT_DOUBLE, .def_d = 2.0, .min_d = 0.0, .max_d = 100.0,
      .off = OFF(tuner.plateau_t),
      .desc = "re-tune when the training loss of the last test interval fell by less than "
              "this many standard errors of its trend (0: off)"},
-    {.path = "tuner.retune_tests", .type = JK_INT, .def_i = 4, .min_i = 0, .max_i = 1000,
+    {.path = "tuner.retune_tests", .type = MLT_KT_INT, .def_i = 4, .min_i = 0, .max_i = 1000,
      .off = OFF(tuner.retune_tests),
      .desc = "re-tune after this many tests without improvement (0: never)"},
-    {.path = "tuner.decay", .type = JK_DOUBLE, .def_d = 0.5, .min_d = 0.01, .max_d = 0.99,
+    {.path = "tuner.decay", .type = MLT_KT_DOUBLE, .def_d = 0.5, .min_d = 0.01, .max_d = 0.99,
      .off = OFF(tuner.decay),
      .desc = "a re-tune pairs the training branch with its learning rate times this, on "
              "the same data"},
-    {.path = "tuner.converge_tests", .type = JK_INT, .def_i = 5, .min_i = 1, .max_i = 1000,
+    {.path = "tuner.converge_tests", .type = MLT_KT_INT, .def_i = 5, .min_i = 1, .max_i = 1000,
      .off = OFF(tuner.converge_tests),
      .desc = "converged (no more re-tuning) after this many re-tunes without a better "
              "setting"},
-    {.path = "tuner.warm_start", .type = JK_STRING, .def_s = "auto",
+    {.path = "tuner.warm_start", .type = MLT_KT_STRING, .def_s = "auto",
      .check = mlt_jobk_check_path_opt, .off = OFF(tuner.warm_start),
      .desc = "start the first search from the winner of the last job of the same model: "
              "\"auto\" (the one the daemon keeps), a previous job's output directory, or "
              "\"\" (none: a range test from scratch)"},
 
-    {.path = "test_interval", .type = JK_DOUBLE, .def_d = 1.0, .min_d = 0.01, .max_d = 100.0,
+    {.path = "test_interval", .type = MLT_KT_DOUBLE, .def_d = 1.0, .min_d = 0.01, .max_d = 100.0,
      .off = OFF(test_interval), .desc = "epochs of training between two tests"},
 
-    {.path = "stop", .type = JK_GROUP, .desc = "when the job ends: the first condition met"},
-    {.path = "stop.target_accuracy", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0,
+    {.path = "stop", .type = MLT_KT_GROUP, .desc = "when the job ends: the first condition met"},
+    {.path = "stop.target_accuracy", .type = MLT_KT_DOUBLE, .def_d = 0.0, .min_d = 0.0,
      .max_d = 1.0, .off = OFF(stop.target_accuracy),
      .desc = "mlp, cnn, softmax: stop when test accuracy reaches this (0: no target)"},
-    {.path = "stop.target_rmse", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 1e6,
+    {.path = "stop.target_rmse", .type = MLT_KT_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 1e6,
      .off = OFF(stop.target_rmse),
      .desc = "mf: stop when test RMSE falls to this (0: no target)"},
-    {.path = "stop.max_epochs", .type = JK_DOUBLE, .def_d = 10.0, .min_d = 0.01, .max_d = 1e6,
+    {.path = "stop.max_epochs", .type = MLT_KT_DOUBLE, .def_d = 10.0, .min_d = 0.01, .max_d = 1e6,
      .off = OFF(stop.max_epochs), .desc = "stop after this many epochs of training"},
-    {.path = "stop.max_time_s", .type = JK_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 1e9,
+    {.path = "stop.max_time_s", .type = MLT_KT_DOUBLE, .def_d = 0.0, .min_d = 0.0, .max_d = 1e9,
      .off = OFF(stop.max_time_s), .desc = "stop after this many seconds (0: no limit)"},
-    {.path = "stop.plateau_tests", .type = JK_INT, .def_i = 0, .min_i = 0, .max_i = 1000,
+    {.path = "stop.plateau_tests", .type = MLT_KT_INT, .def_i = 0, .min_i = 0, .max_i = 1000,
      .off = OFF(stop.plateau_tests),
      .desc = "stop after this many tests without improvement (0: off)"},
 
-    {.path = "checkpoint_interval_s", .type = JK_DOUBLE, .def_d = 60.0, .min_d = 0.0,
+    {.path = "checkpoint_interval_s", .type = MLT_KT_DOUBLE, .def_d = 60.0, .min_d = 0.0,
      .max_d = 1e7, .off = OFF(checkpoint_interval_s),
      .desc = "seconds of job time between checkpoints, taken in training (0: none)"},
 };
 
 // clang-format on
 
-const size_t mlt_jobk_n_keys = sizeof mlt_jobk_keys / sizeof mlt_jobk_keys[0];
+static int read_tunables(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
+                         const config_setting_t *g, char *err, size_t errlen);
+
+const mlt_kt_table_t mlt_jobk_table = {
+    .keys = mlt_jobk_keys,
+    .n_keys = sizeof mlt_jobk_keys / sizeof mlt_jobk_keys[0],
+    .printable = true, /* strings end up in messages, logs and the re-written job text */
+    .read_named = read_tunables,
+    .named_noun = "a group of tunables, each a group { ... }",
+};
 
 /* ---- small helpers ---- */
-
-/* the row of a job key (not a tunable's member), or NULL */
-static const jkey_t *key_find(const char *path)
-{
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++)
-        if (!mlt_jobk_keys[i].in_tunable && strcmp(mlt_jobk_keys[i].path, path) == 0)
-            return &mlt_jobk_keys[i];
-    return NULL;
-}
-
-/* the row of a tunable's member ("min"), or NULL */
-static const jkey_t *tkey_find(const char *member)
-{
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-        const char *leaf = strrchr(mlt_jobk_keys[i].path, '.');
-        if (mlt_jobk_keys[i].in_tunable && strcmp(leaf + 1, member) == 0)
-            return &mlt_jobk_keys[i];
-    }
-    return NULL;
-}
-
-static void *field(void *base, const jkey_t *k)
-{
-    return (char *)base + k->off;
-}
-
-static const void *cfield(const void *base, const jkey_t *k)
-{
-    return (const char *)base + k->off;
-}
-
-/* "one of "a", "b", "c"" for an enum row */
-void mlt_jobk_fmt_names(char *buf, size_t len, const char *const *names)
-{
-    size_t used = 0;
-    fmt(buf, len, "one of");
-    used = strlen(buf);
-    for (size_t i = 0; names[i] && used + 1 < len; i++) {
-        fmt(buf + used, len - used, "%s \"%s\"", i ? "," : "", names[i]);
-        used += strlen(buf + used);
-    }
-}
-
-const char *mlt_jobk_type_noun(const jkey_t *k, char *buf, size_t len)
-{
-    switch (k->type) {
-    case JK_GROUP: return "a group { ... }";
-    case JK_TUNABLES: return "a group of tunables, each a group { ... }";
-    case JK_INT: return "an integer";
-    case JK_INT64: return "an integer or a count such as \"1M\"";
-    case JK_DOUBLE: return "a number";
-    case JK_STRING: return "a string";
-    case JK_BOOL: return "true or false";
-    case JK_ENUM: mlt_jobk_fmt_names(buf, len, k->names); return buf;
-    case JK_INTLIST: return "a list of integers";
-    case JK_NUMLIST: return "a list of numbers";
-    case JK_CNN: return "a list of strings such as \"conv5x5x32\", \"pool2\", \"fc256\"";
-    }
-    return "?";
-}
-const char *mlt_jobk_enum_name(const char *const *names, long long v)
-{
-    for (long long i = 0; names[i]; i++)
-        if (i == v)
-            return names[i];
-    return NULL;
-}
-
-/* ---- storing ---- */
-
-/* Stores a checked value into base (a job, or a tunable for in_tunable rows);
- * takes v->list. */
-static void store(void *base, const jkey_t *k, jval_t *v)
-{
-    void *f = field(base, k);
-    switch (k->type) {
-    case JK_INT: *(int *)f = (int)v->i; break;
-    case JK_INT64: *(int64_t *)f = v->i; break;
-    case JK_DOUBLE: *(double *)f = v->d; break;
-    case JK_BOOL: *(bool *)f = v->b; break;
-    case JK_ENUM: *(int *)f = (int)v->i; break;
-    case JK_STRING: {
-        char **p = f;
-        char *s = v->s ? mlt_strdup(v->s) : NULL;
-        mlt_free(*p);
-        *p = s;
-        break;
-    }
-    case JK_INTLIST:
-    case JK_NUMLIST:
-    case JK_CNN: {
-        void **p = f;
-        mlt_free(*p);
-        *p = v->list;
-        *(uint32_t *)((char *)base + k->off_n) = v->n;
-        v->list = NULL;
-        v->n = 0;
-        break;
-    }
-    case JK_GROUP:
-    case JK_TUNABLES: break;
-    }
-}
-
-/* The value stored in base, borrowed (lists and strings point into base). */
-jval_t mlt_jobk_load_value(const void *base, const jkey_t *k)
-{
-    jval_t v = {0};
-    const void *f = cfield(base, k);
-    switch (k->type) {
-    case JK_INT: v.i = *(const int *)f; break;
-    case JK_INT64: v.i = *(const int64_t *)f; break;
-    case JK_DOUBLE: v.d = *(const double *)f; break;
-    case JK_BOOL: v.b = *(const bool *)f; break;
-    case JK_ENUM: v.i = *(const int *)f; break;
-    case JK_STRING: v.s = *(char *const *)f; break;
-    case JK_INTLIST:
-    case JK_NUMLIST:
-    case JK_CNN:
-        v.list = *(void *const *)f;
-        v.n = *(const uint32_t *)((const char *)base + k->off_n);
-        break;
-    case JK_GROUP:
-    case JK_TUNABLES: break;
-    }
-    return v;
-}
-
-/* the defaults of every row with in_tunable == tun into base */
-static void apply_defaults(void *base, bool tun)
-{
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-        const jkey_t *k = &mlt_jobk_keys[i];
-        if (k->in_tunable != tun || k->type == JK_GROUP || k->type == JK_TUNABLES)
-            continue;
-        jval_t v = {.i = k->def_i, .d = k->def_d, .b = k->def_i != 0, .s = k->def_s};
-        store(base, k, &v);
-    }
-}
 
 /* after a change to a discrete tunable's values: its range follows them */
 static void tunable_fix(mlt_tunable_t *t)
@@ -437,231 +302,132 @@ static void finish(mlt_job_t *job)
     job->output_dir = d;
 }
 
-/* ---- parse context (pctx_t, in jobfile_int.h) ---- */
-
-static void ctx_add(pctx_t *p, const char *path, unsigned line)
+/* true for the members of a continuous tunable only (min, max, scale) */
+static bool for_continuous(const mlt_kt_key_t *k)
 {
-    if (p->n == p->cap) {
-        p->cap = p->cap ? 2 * p->cap : 64;
-        p->lines = mlt_realloc(p->lines, p->cap * sizeof *p->lines);
-    }
-    p->lines[p->n++] = (kline_t){mlt_strdup(path), line};
+    return k->off == TOFF(min) || k->off == TOFF(max) || k->off == TOFF(kind);
 }
 
-static void ctx_free(pctx_t *p)
+/* ---- reading the tunables group ---- */
+
+/* Is name 1..MLT_JOB_MAX_TUNABLE_NAME of A-Z a-z 0-9 _ -? */
+static bool tunable_name_ok(const char *name)
 {
-    for (size_t i = 0; i < p->n; i++)
-        mlt_free(p->lines[i].path);
-    mlt_free(p->lines);
+    size_t nl = strlen(name);
+    bool ok = nl >= 1 && nl <= MLT_JOB_MAX_TUNABLE_NAME;
+    for (size_t c = 0; ok && c < nl; c++)
+        ok = isalnum((unsigned char)name[c]) || name[c] == '_' || name[c] == '-';
+    return ok;
 }
 
-/* the line of path in the file, or 0 when the file did not give it */
-unsigned mlt_jobk_ctx_line(const pctx_t *p, const char *path)
+/* NAME = { default = ...; min = ...; ... } into t */
+static int read_tunable(mlt_kt_ctx_t *p, mlt_tunable_t *t, const char *tpath,
+                        const config_setting_t *s, char *err, size_t errlen)
 {
-    for (size_t i = 0; p && path && i < p->n; i++)
-        if (strcmp(p->lines[i].path, path) == 0)
-            return p->lines[i].line;
-    return 0;
-}
-
-/* ---- reading a file's settings into a job ---- */
-
-static int read_key(pctx_t *p, void *base, const jkey_t *k, const char *path,
-                    const config_setting_t *s, char *err, size_t errlen)
-{
-    char why[512];
     unsigned line = config_setting_source_line(s);
-    unsigned eline = 0;
-    int idx = -1;
-    jval_t v = {0};
-    int rc = mlt_jobk_value_from_setting(k, path, s, &v, why, sizeof why, &eline);
-    if (!rc) {
-        rc = mlt_jobk_check_value(k, path, &v, why, sizeof why, &idx);
-        if (rc && idx >= 0) {
-            const config_setting_t *e = config_setting_get_elem(s, (unsigned)idx);
-            eline = e ? config_setting_source_line(e) : 0;
-        }
+    bool has_def = false, has_min = false, has_max = false, has_scale = false, has_val = false;
+    int m = config_setting_length(s);
+    for (int j = 0; j < m; j++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
+        const char *member = config_setting_name(e);
+        char path[192];
+        snprintf(path, sizeof path, "%s.%s", tpath, member);
+        const mlt_kt_key_t *k = mlt_kt_find_member(&mlt_jobk_table, member);
+        if (!k)
+            return mlt_errf(-EINVAL, err, errlen, "%s:%u: unknown key '%s'", p->file,
+                            config_setting_source_line(e), path);
+        int rc = mlt_kt_read_key(p, t, k, path, e, err, errlen);
+        if (rc)
+            return rc;
+        mlt_kt_ctx_add(p, path, config_setting_source_line(e));
+        has_def |= k->off == TOFF(def);
+        has_min |= k->off == TOFF(min);
+        has_max |= k->off == TOFF(max);
+        has_scale |= k->off == TOFF(kind);
+        has_val |= k->type == MLT_KT_NUMLIST;
     }
-    if (rc) {
-        mlt_jobk_val_free(&v);
-        fmt(err, errlen, "%s:%u: %s", p->file, eline ? eline : line, why);
-        return rc;
-    }
-    store(base, k, &v);
+    if (has_val && (has_min || has_max || has_scale))
+        return mlt_errf(-EINVAL, err, errlen,
+                        "%s:%u: %s gives both values and %s; a tunable is either discrete "
+                        "(values) or continuous (min, max, scale)",
+                        p->file, line, tpath,
+                        has_min   ? "min"
+                        : has_max ? "max"
+                                  : "scale");
+    if (!has_val && !(has_min && has_max))
+        return mlt_errf(-EINVAL, err, errlen,
+                        "%s:%u: %s needs min and max (continuous) or values (discrete)", p->file,
+                        line, tpath);
+    if (!has_def)
+        return mlt_errf(-EINVAL, err, errlen, "%s:%u: %s.default is required", p->file, line,
+                        tpath);
+    if (has_val)
+        t->kind = MLT_TUNABLE_DISCRETE;
+    tunable_fix(t);
     return 0;
 }
 
-/* tunables = { NAME = { ... }; ... } */
-static int read_tunables(pctx_t *p, mlt_job_t *job, const config_setting_t *g, char *err,
-                         size_t errlen)
+/* tunables = { NAME = { ... }; ... }: the table's read_named */
+static int read_tunables(mlt_kt_ctx_t *p, void *base, const mlt_kt_key_t *k,
+                         const config_setting_t *g, char *err, size_t errlen)
 {
+    mlt_job_t *job = base;
+    (void)k;
     int n = config_setting_length(g);
-    if ((unsigned)n > MLT_JOB_MAX_TUNABLES) {
-        fmt(err, errlen, "%s:%u: tunables must have at most %u entries (got %d)", p->file,
-            config_setting_source_line(g), MLT_JOB_MAX_TUNABLES, n);
-        return -EINVAL;
-    }
+    if ((unsigned)n > MLT_JOB_MAX_TUNABLES)
+        return mlt_errf(-EINVAL, err, errlen,
+                        "%s:%u: tunables must have at most %u entries (got %d)", p->file,
+                        config_setting_source_line(g), MLT_JOB_MAX_TUNABLES, n);
     job->tunables = n ? mlt_calloc((size_t)n, sizeof *job->tunables) : NULL;
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
         const char *name = config_setting_name(s);
         unsigned line = config_setting_source_line(s);
-        size_t nl = strlen(name);
-        bool ok = nl >= 1 && nl <= MLT_JOB_MAX_TUNABLE_NAME;
-        for (size_t c = 0; ok && c < nl; c++)
-            ok = isalnum((unsigned char)name[c]) || name[c] == '_' || name[c] == '-';
-        if (!ok) {
-            fmt(err, errlen, "%s:%u: tunable name '%.80s' must be 1..%u of A-Z a-z 0-9 _ -",
-                p->file, line, name, MLT_JOB_MAX_TUNABLE_NAME);
-            return -EINVAL;
-        }
+        if (!tunable_name_ok(name))
+            return mlt_errf(-EINVAL, err, errlen,
+                            "%s:%u: tunable name '%.80s' must be 1..%u of A-Z a-z 0-9 _ -", p->file,
+                            line, name, MLT_JOB_MAX_TUNABLE_NAME);
         char tpath[96];
-        fmt(tpath, sizeof tpath, "tunables.%s", name);
-        if (!config_setting_is_group(s)) {
-            fmt(err, errlen,
-                "%s:%u: %s must be a group: { default = ...; min = ...; max = ...; "
-                "scale = ...; } or { default = ...; values = [...]; }",
-                p->file, line, tpath);
-            return -EINVAL;
-        }
-        ctx_add(p, tpath, line);
+        snprintf(tpath, sizeof tpath, "tunables.%s", name);
+        if (!config_setting_is_group(s))
+            return mlt_errf(-EINVAL, err, errlen,
+                            "%s:%u: %s must be a group: { default = ...; min = ...; max = ...; "
+                            "scale = ...; } or { default = ...; values = [...]; }",
+                            p->file, line, tpath);
+        mlt_kt_ctx_add(p, tpath, line);
         mlt_tunable_t *t = &job->tunables[job->n_tunables++];
         t->name = mlt_strdup(name);
-        apply_defaults(t, true);
-        bool has_def = false, has_min = false, has_max = false, has_scale = false, has_val = false;
-        int m = config_setting_length(s);
-        for (int j = 0; j < m; j++) {
-            const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
-            const char *member = config_setting_name(e);
-            char path[192];
-            fmt(path, sizeof path, "%s.%s", tpath, member);
-            const jkey_t *k = tkey_find(member);
-            if (!k) {
-                fmt(err, errlen, "%s:%u: unknown key '%s'", p->file, config_setting_source_line(e),
-                    path);
-                return -EINVAL;
-            }
-            int rc = read_key(p, t, k, path, e, err, errlen);
-            if (rc)
-                return rc;
-            ctx_add(p, path, config_setting_source_line(e));
-            has_def |= k->off == TOFF(def);
-            has_min |= k->off == TOFF(min);
-            has_max |= k->off == TOFF(max);
-            has_scale |= k->off == TOFF(kind);
-            has_val |= k->type == JK_NUMLIST;
-        }
-        if (has_val && (has_min || has_max || has_scale)) {
-            fmt(err, errlen,
-                "%s:%u: %s gives both values and %s; a tunable is either discrete (values) "
-                "or continuous (min, max, scale)",
-                p->file, line, tpath,
-                has_min   ? "min"
-                : has_max ? "max"
-                          : "scale");
-            return -EINVAL;
-        }
-        if (!has_val && !(has_min && has_max)) {
-            fmt(err, errlen, "%s:%u: %s needs min and max (continuous) or values (discrete)",
-                p->file, line, tpath);
-            return -EINVAL;
-        }
-        if (!has_def) {
-            fmt(err, errlen, "%s:%u: %s.default is required", p->file, line, tpath);
-            return -EINVAL;
-        }
-        if (has_val)
-            t->kind = MLT_TUNABLE_DISCRETE;
-        tunable_fix(t);
-    }
-    return 0;
-}
-
-/* every setting of group g (whose path is prefix, "" for the root) */
-static int read_group(pctx_t *p, mlt_job_t *job, const config_setting_t *g, const char *prefix,
-                      char *err, size_t errlen)
-{
-    int n = config_setting_length(g);
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-        const char *name = config_setting_name(s);
-        unsigned line = config_setting_source_line(s);
-        char path[160];
-        fmt(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
-        const jkey_t *k = key_find(path);
-        if (!k) {
-            fmt(err, errlen, "%s:%u: unknown key '%s'", p->file, line, path);
-            return -EINVAL;
-        }
-        int rc;
-        if (k->type == JK_GROUP || k->type == JK_TUNABLES) {
-            if (!config_setting_is_group(s)) {
-                char nbuf[64];
-                fmt(err, errlen, "%s:%u: %s must be %s", p->file, line, path,
-                    mlt_jobk_type_noun(k, nbuf, sizeof nbuf));
-                return -EINVAL;
-            }
-            ctx_add(p, path, line);
-            rc = k->type == JK_GROUP ? read_group(p, job, s, path, err, errlen)
-                                     : read_tunables(p, job, s, err, errlen);
-        } else {
-            rc = read_key(p, job, k, path, s, err, errlen);
-            ctx_add(p, path, line);
-            if (!rc && k->off == OFF(output_dir))
-                job->output_dir_given = job->output_dir[0] != '\0';
-        }
+        mlt_kt_defaults(&mlt_jobk_table, t, true);
+        int rc = read_tunable(p, t, tpath, s, err, errlen);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-/* ---- the text before libconfig sees it ---- */
+/* ---- parsing ---- */
 
 /* Parses text (at most MLT_JOB_MAX_TEXT bytes, checked by the caller) into a
  * zeroed *out. */
 static int parse(const char *text, const char *file, mlt_job_t *out, char *err, size_t errlen)
 {
-    pctx_t p = {.file = file};
-    config_t cfg;
-    int rc = mlt_cfgtext_check(text, file, false, "a count string such as \"1M\"", err, errlen);
-    if (rc)
-        return rc;
-    config_init(&cfg);
-    if (!config_read_string(&cfg, text)) {
-        const char *why = config_error_text(&cfg);
-        fmt(err, errlen, "%s:%d: %s", file, config_error_line(&cfg), why ? why : "parse error");
-        rc = -EINVAL;
-        goto fail_cfg;
-    }
-    apply_defaults(out, false);
-    rc = read_group(&p, out, config_root_setting(&cfg), "", err, errlen);
+    mlt_kt_ctx_t p = {.table = &mlt_jobk_table, .file = file};
+    mlt_kt_defaults(&mlt_jobk_table, out, false);
+    int rc = mlt_kt_read_text(&p, out, text, false, "a count string such as \"1M\"", err, errlen);
     if (rc)
         goto fail_job;
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-        const jkey_t *k = &mlt_jobk_keys[i];
-        if (k->required && !k->in_tunable && !mlt_jobk_ctx_line(&p, k->path)) {
-            char nbuf[256];
-            fmt(err, errlen, "%s: %s is required (%s)", file, k->path,
-                k->type == JK_ENUM ? mlt_jobk_type_noun(k, nbuf, sizeof nbuf) : k->desc);
-            rc = -EINVAL;
-            goto fail_job;
-        }
-    }
+    out->output_dir_given = mlt_kt_ctx_line(&p, "output_dir") && out->output_dir[0] != '\0';
     finish(out);
     rc = mlt_jobk_validate(out, &p, err, errlen);
     if (rc)
         goto fail_job;
     out->text = mlt_strdup(text);
-    ctx_free(&p);
-    config_destroy(&cfg);
+    mlt_kt_ctx_free(&p);
     return 0;
 
 fail_job:
     mlt_job_free(out);
-fail_cfg:
-    ctx_free(&p);
-    config_destroy(&cfg);
+    mlt_kt_ctx_free(&p);
     return rc;
 }
 
@@ -672,15 +438,12 @@ int mlt_job_parse_string(const char *text, const char *name_for_errors, mlt_job_
 {
     const char *file = name_for_errors ? name_for_errors : "(job)";
     memset(out, 0, sizeof *out);
-    if (!text) {
-        fmt(err, errlen, "%s: no job text", file);
-        return -EINVAL;
-    }
+    if (!text)
+        return mlt_errf(-EINVAL, err, errlen, "%s: no job text", file);
     size_t len = strnlen(text, MLT_JOB_MAX_TEXT + 1);
-    if (len > MLT_JOB_MAX_TEXT) {
-        fmt(err, errlen, "%s: job text is over %u bytes", file, MLT_JOB_MAX_TEXT);
-        return -EMSGSIZE;
-    }
+    if (len > MLT_JOB_MAX_TEXT)
+        return mlt_errf(-EMSGSIZE, err, errlen, "%s: job text is over %u bytes", file,
+                        MLT_JOB_MAX_TEXT);
     return parse(text, file, out, err, errlen);
 }
 
@@ -691,73 +454,68 @@ int mlt_job_load(const char *path, mlt_job_t *out, char *err, size_t errlen)
     memset(out, 0, sizeof *out);
     int rc = mlt_cfgtext_read(path, MLT_JOB_MAX_TEXT, &text, &len, err, errlen);
     if (rc == -EFBIG)
-        fmt(err, errlen, "%s: is over %u bytes, the most a job file may have", path,
-            MLT_JOB_MAX_TEXT);
+        mlt_errf(rc, err, errlen, "%s: is over %u bytes, the most a job file may have", path,
+                 MLT_JOB_MAX_TEXT);
     if (rc)
         return rc;
     if (strlen(text) != len) {
         mlt_free(text);
-        fmt(err, errlen, "%s: has a NUL byte; a job file is text", path);
-        return -EINVAL;
+        return mlt_errf(-EINVAL, err, errlen, "%s: has a NUL byte; a job file is text", path);
     }
     rc = parse(text, path, out, err, errlen);
     mlt_free(text);
     return rc;
 }
 
+/* The tunable and member row of "tunables.NAME.MEMBER". 0, or -EINVAL with
+ * the --set message. */
+static int find_tunable_key(mlt_job_t *job, const char *kp, mlt_tunable_t **tp,
+                            const mlt_kt_key_t **kp_out, char *err, size_t errlen)
+{
+    const char *name = kp + 9, *dot = strrchr(name, '.');
+    mlt_tunable_t *t = NULL;
+    for (uint32_t i = 0; dot && i < job->n_tunables; i++) {
+        const char *tn = job->tunables[i].name;
+        if (strlen(tn) == (size_t)(dot - name) && strncmp(tn, name, (size_t)(dot - name)) == 0)
+            t = &job->tunables[i];
+    }
+    const mlt_kt_key_t *k = dot ? mlt_kt_find_member(&mlt_jobk_table, dot + 1) : NULL;
+    if (!k)
+        return mlt_errf(-EINVAL, err, errlen, "--set unknown key '%s'", kp);
+    if (!t)
+        return mlt_errf(-EINVAL, err, errlen, "--set %s: the job has no tunable '%.*s'", kp,
+                        (int)(dot - name), name);
+    bool discrete = t->kind == MLT_TUNABLE_DISCRETE;
+    if ((discrete && for_continuous(k)) || (!discrete && k->type == MLT_KT_NUMLIST))
+        return mlt_errf(-EINVAL, err, errlen,
+                        "--set %s: tunable '%s' is %s; %s applies to %s tunables only", kp, t->name,
+                        discrete ? "discrete (values)" : "continuous (min, max)", mlt_kt_leaf(k),
+                        discrete ? "continuous" : "discrete");
+    *tp = t;
+    *kp_out = k;
+    return 0;
+}
+
 int mlt_job_set(mlt_job_t *job, const char *key_path, const char *value, char *err, size_t errlen)
 {
     char why[512];
     const char *kp = key_path ? key_path : "";
-    const char *s = value ? value : "";
     void *base = job;
     mlt_tunable_t *t = NULL;
-    const jkey_t *k = NULL;
+    const mlt_kt_key_t *k = NULL;
     if (strncmp(kp, "tunables.", 9) == 0) {
-        const char *name = kp + 9, *dot = strrchr(name, '.');
-        for (uint32_t i = 0; dot && i < job->n_tunables; i++) {
-            const char *tn = job->tunables[i].name;
-            if (strlen(tn) == (size_t)(dot - name) && strncmp(tn, name, (size_t)(dot - name)) == 0)
-                t = &job->tunables[i];
-        }
-        k = dot ? tkey_find(dot + 1) : NULL;
-        if (!k) {
-            fmt(err, errlen, "--set unknown key '%s'", kp);
-            return -EINVAL;
-        }
-        if (!t) {
-            fmt(err, errlen, "--set %s: the job has no tunable '%.*s'", kp, (int)(dot - name),
-                name);
-            return -EINVAL;
-        }
-        bool discrete = t->kind == MLT_TUNABLE_DISCRETE;
-        bool for_discrete = k->type == JK_NUMLIST;
-        bool for_cont = k->off == TOFF(min) || k->off == TOFF(max) || k->off == TOFF(kind);
-        if ((discrete && for_cont) || (!discrete && for_discrete)) {
-            fmt(err, errlen, "--set %s: tunable '%s' is %s; %s applies to %s tunables only", kp,
-                t->name, discrete ? "discrete (values)" : "continuous (min, max)", leaf_of(k),
-                discrete ? "continuous" : "discrete");
-            return -EINVAL;
-        }
+        int rc = find_tunable_key(job, kp, &t, &k, err, errlen);
+        if (rc)
+            return rc;
         base = t;
     } else {
-        k = key_find(kp);
-        if (!k) {
-            fmt(err, errlen, "--set unknown key '%s'", kp);
-            return -EINVAL;
-        }
+        k = mlt_kt_find(&mlt_jobk_table, kp);
+        if (!k)
+            return mlt_errf(-EINVAL, err, errlen, "--set unknown key '%s'", kp);
     }
-    jval_t v = {0};
-    int idx = -1;
-    int rc = mlt_jobk_value_from_text(k, kp, s, &v, why, sizeof why);
-    if (!rc)
-        rc = mlt_jobk_check_value(k, kp, &v, why, sizeof why, &idx);
-    if (rc) {
-        mlt_jobk_val_free(&v);
-        fmt(err, errlen, "--set %s", why);
-        return rc;
-    }
-    store(base, k, &v);
+    int rc = mlt_kt_set_text(&mlt_jobk_table, base, k, kp, value ? value : "", why, sizeof why);
+    if (rc)
+        return mlt_errf(rc, err, errlen, "--set %s", why);
     if (t)
         tunable_fix(t);
     if (base == job && k->off == OFF(output_dir))
@@ -792,28 +550,27 @@ double mlt_job_default(const mlt_job_t *job, const char *name, double fallback)
 
 const char *mlt_job_enum_name(const char *key_path, int value)
 {
-    const jkey_t *k = NULL;
+    const mlt_kt_key_t *k = NULL;
     if (key_path && strncmp(key_path, "tunables.*.", 11) == 0)
-        k = tkey_find(key_path + 11);
+        k = mlt_kt_find_member(&mlt_jobk_table, key_path + 11);
     else if (key_path)
-        k = key_find(key_path);
-    return k && k->type == JK_ENUM ? mlt_jobk_enum_name(k->names, value) : NULL;
+        k = mlt_kt_find(&mlt_jobk_table, key_path);
+    return k && k->type == MLT_KT_ENUM ? mlt_kt_enum_name(k->names, value) : NULL;
+}
+
+void mlt_job_write_keys(FILE *f)
+{
+    mlt_kt_write_keylist(f, &mlt_jobk_table);
 }
 
 void mlt_job_free(mlt_job_t *job)
 {
     if (!job)
         return;
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-        const jkey_t *k = &mlt_jobk_keys[i];
-        if (k->in_tunable)
-            continue;
-        if (k->type == JK_STRING || k->type == JK_INTLIST || k->type == JK_CNN)
-            mlt_free(*(void **)field(job, k));
-    }
+    mlt_kt_free_fields(&mlt_jobk_table, job, false);
     for (uint32_t i = 0; job->tunables && i < job->n_tunables; i++) {
         mlt_free(job->tunables[i].name);
-        mlt_free(job->tunables[i].values);
+        mlt_kt_free_fields(&mlt_jobk_table, &job->tunables[i], true);
     }
     mlt_free(job->tunables);
     mlt_free(job->text);

@@ -1,8 +1,8 @@
-/* jobfile_check.c - the checks of a job (see jobfile.h): the string checks of
- * the key table, cnn layer specs, a key's own bounds (mlt_jobk_check_value,
- * shared by every source of a value), and the checks between keys
- * (mlt_jobk_validate), whose messages point at the file when the parse context
- * has one. */
+/* jobfile_check.c - the job's own checks (see jobfile.h): the string checks of
+ * the key table, cnn layer specs (a list the key-table engine reads through
+ * mlt_jobk_cnn), and the checks between keys (mlt_jobk_validate), whose
+ * messages point at the file when the parse context has one. A key's own
+ * bounds are the engine's (mlt_kt_check). */
 #include "common/jobfile.h"
 
 #include "common/jobfile_int.h"
@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <float.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "common/errtext.h"
 
 /* Tunables the system itself reads, with the values that make sense for
  * them; any other name is the workers' business. */
@@ -46,11 +49,10 @@ int mlt_jobk_check_name(const char *subj, const char *s, char *why, size_t whyle
     for (size_t i = 0; ok && i < n; i++)
         ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
     if (!ok) {
-        fmt(why, whylen,
-            "%s must be 1..%u characters of A-Z a-z 0-9 . _ -, not starting with '.' "
-            "(got \"%.*s\")",
-            subj, MLT_JOB_MAX_NAME, 160, s);
-        return -EINVAL;
+        return mlt_errf(-EINVAL, why, whylen,
+                        "%s must be 1..%u characters of A-Z a-z 0-9 . _ -, not starting with '.' "
+                        "(got \"%.*s\")",
+                        subj, MLT_JOB_MAX_NAME, 160, s);
     }
     return 0;
 }
@@ -58,9 +60,8 @@ int mlt_jobk_check_name(const char *subj, const char *s, char *why, size_t whyle
 int mlt_jobk_check_path_opt(const char *subj, const char *s, char *why, size_t whylen)
 {
     if (strlen(s) > MLT_JOB_MAX_PATH) {
-        fmt(why, whylen, "%s must be at most %u bytes (got %zu)", subj, MLT_JOB_MAX_PATH,
-            strlen(s));
-        return -EINVAL;
+        return mlt_errf(-EINVAL, why, whylen, "%s must be at most %u bytes (got %zu)", subj,
+                        MLT_JOB_MAX_PATH, strlen(s));
     }
     return 0;
 }
@@ -68,8 +69,7 @@ int mlt_jobk_check_path_opt(const char *subj, const char *s, char *why, size_t w
 int mlt_jobk_check_path(const char *subj, const char *s, char *why, size_t whylen)
 {
     if (s[0] == '\0') {
-        fmt(why, whylen, "%s must not be empty", subj);
-        return -EINVAL;
+        return mlt_errf(-EINVAL, why, whylen, "%s must not be empty", subj);
     }
     return mlt_jobk_check_path_opt(subj, s, why, whylen);
 }
@@ -96,8 +96,8 @@ static bool scan_uint(const char **pp, uint32_t *out)
 
 /* "conv5x5x32", "pool2" or "fc256" -> *out. 0, or -EINVAL with
  * "SUBJ[I] = 'spec' ..." in why. */
-int mlt_jobk_cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_layer_t *out, char *why,
-                       size_t whylen)
+static int cnn_parse(const char *subj, uint32_t i, const char *s, void *out, char *why,
+                     size_t whylen)
 {
     const char *p = s;
     uint32_t a = 0, b = 0, c = 0;
@@ -133,172 +133,84 @@ int mlt_jobk_cnn_parse(const char *subj, uint32_t i, const char *s, mlt_cnn_laye
     else if (l.op == MLT_CNN_FC && (a < 1 || a > 65536))
         bad = "has units outside 1..65536";
     if (bad) {
-        fmt(why, whylen, "%s[%u] = '%.64s' %s", subj, i, s, bad);
-        return -EINVAL;
+        return mlt_errf(-EINVAL, why, whylen, "%s[%u] = '%.64s' %s", subj, i, s, bad);
     }
-    *out = l;
+    *(mlt_cnn_layer_t *)out = l;
     return 0;
 }
 
-void mlt_jobk_cnn_spec(const mlt_cnn_layer_t *l, char *buf, size_t len)
+static void cnn_format(const void *e, char *buf, size_t len)
 {
+    const mlt_cnn_layer_t *l = e;
     switch (l->op) {
-    case MLT_CNN_CONV: fmt(buf, len, "conv%ux%ux%u", l->k, l->k, l->n); break;
-    case MLT_CNN_POOL: fmt(buf, len, "pool%u", l->k); break;
-    case MLT_CNN_FC: fmt(buf, len, "fc%u", l->n); break;
-    default: fmt(buf, len, "?"); break;
+    case MLT_CNN_CONV: snprintf(buf, len, "conv%ux%ux%u", l->k, l->k, l->n); break;
+    case MLT_CNN_POOL: snprintf(buf, len, "pool%u", l->k); break;
+    case MLT_CNN_FC: snprintf(buf, len, "fc%u", l->n); break;
+    default: snprintf(buf, len, "?"); break;
     }
 }
 
-/* Strings of a job end up in messages, logs and the re-written job text:
- * control characters (a newline, a NUL from \x00) are refused where a string
- * value is read, so no message spans two lines and re-writing never grows. */
-int mlt_jobk_check_printable(const char *subj, const char *s, char *why, size_t whylen)
+/* The whole stack: each layer as a spec that reads back (a job built by
+ * hand), and conv and pool layers before the first fc. */
+static int cnn_check(const char *subj, const void *list, uint32_t n, char *why, size_t whylen,
+                     int *idxp)
 {
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            fmt(why, whylen, "%s has a control character (0x%02x) at byte %zu", subj, *p,
-                (size_t)(p - (const unsigned char *)s));
-            return -EINVAL;
+    const mlt_cnn_layer_t *l = list;
+    for (uint32_t i = 0; i < n; i++) {
+        char spec[48];
+        cnn_format(&l[i], spec, sizeof spec);
+        mlt_cnn_layer_t again;
+        int rc = cnn_parse(subj, i, spec, &again, why, whylen);
+        if (!rc && i > 0 && l[i].op != MLT_CNN_FC && l[i - 1].op == MLT_CNN_FC)
+            rc = mlt_errf(-EINVAL, why, whylen,
+                          "%s[%u] = '%s' follows an fc layer; conv and pool layers must come "
+                          "before the first fc",
+                          subj, i, spec);
+        if (rc) {
+            *idxp = (int)i;
+            return rc;
         }
     }
     return 0;
 }
 
-/* ---- a key's own bounds ---- */
-
-/* The key's own bounds. 0, or -EINVAL with why; *idxp becomes the index of
- * the list entry at fault (else it is left alone). */
-int mlt_jobk_check_value(const jkey_t *k, const char *subj, const jval_t *v, char *why,
-                         size_t whylen, int *idxp)
-{
-    switch (k->type) {
-    case JK_INT:
-    case JK_INT64:
-        if (v->i < k->min_i || v->i > k->max_i) {
-            fmt(why, whylen, "%s must be between %lld and %lld (got %lld)", subj, k->min_i,
-                k->max_i, v->i);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_DOUBLE:
-        if (!(v->d >= k->min_d && v->d <= k->max_d) || (k->max_open && v->d >= k->max_d)) {
-            if (k->min_d == -DBL_MAX)
-                fmt(why, whylen, "%s must be a finite number (got %g)", subj, v->d);
-            else if (k->max_open)
-                fmt(why, whylen, "%s must be at least %g and less than %g (got %g)", subj, k->min_d,
-                    k->max_d, v->d);
-            else
-                fmt(why, whylen, "%s must be between %g and %g (got %g)", subj, k->min_d, k->max_d,
-                    v->d);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_STRING:
-        if (!v->s) {
-            fmt(why, whylen, "%s is required", subj);
-            return -EINVAL;
-        }
-        return k->check ? k->check(subj, v->s, why, whylen) : 0;
-    case JK_ENUM:
-        if (!mlt_jobk_enum_name(k->names, v->i)) {
-            char names[256];
-            mlt_jobk_fmt_names(names, sizeof names, k->names);
-            fmt(why, whylen, "%s must be %s (got %lld)", subj, names, v->i);
-            return -EINVAL;
-        }
-        return 0;
-    case JK_INTLIST:
-    case JK_NUMLIST:
-    case JK_CNN:
-        if (v->n > k->max_n || v->n < k->min_n) {
-            if (v->n == 0)
-                fmt(why, whylen, "%s must not be empty", subj);
-            else
-                fmt(why, whylen, "%s must have at most %u entries (got %u)", subj, k->max_n, v->n);
-            return -EINVAL;
-        }
-        for (uint32_t i = 0; i < v->n; i++) {
-            if (k->type == JK_INTLIST) {
-                uint32_t x = ((const uint32_t *)v->list)[i];
-                if ((long long)x < k->min_i || (long long)x > k->max_i) {
-                    fmt(why, whylen, "%s[%u] must be between %lld and %lld (got %u)", subj, i,
-                        k->min_i, k->max_i, x);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            } else if (k->type == JK_NUMLIST) {
-                const double *d = v->list;
-                if (!(d[i] >= -DBL_MAX && d[i] <= DBL_MAX)) {
-                    fmt(why, whylen, "%s[%u] must be a finite number (got %g)", subj, i, d[i]);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-                if (i > 0 && !(d[i] > d[i - 1])) {
-                    fmt(why, whylen,
-                        "%s must be ascending without repeats ([%u] = %g follows [%u] = %g)", subj,
-                        i, d[i], i - 1, d[i - 1]);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            } else {
-                const mlt_cnn_layer_t *l = v->list;
-                char spec[48];
-                mlt_jobk_cnn_spec(&l[i], spec, sizeof spec);
-                mlt_cnn_layer_t again;
-                if (mlt_jobk_cnn_parse(subj, i, spec, &again, why, whylen)) { /* from a struct */
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-                if (i > 0 && l[i].op != MLT_CNN_FC && l[i - 1].op == MLT_CNN_FC) {
-                    fmt(why, whylen,
-                        "%s[%u] = '%s' follows an fc layer; conv and pool layers must come "
-                        "before the first fc",
-                        subj, i, spec);
-                    *idxp = (int)i;
-                    return -EINVAL;
-                }
-            }
-        }
-        return 0;
-    case JK_BOOL:
-    case JK_GROUP:
-    case JK_TUNABLES: return 0;
-    }
-    return -EINVAL;
-}
+const mlt_kt_spec_t mlt_jobk_cnn = {
+    .size = sizeof(mlt_cnn_layer_t),
+    .noun = "a list of strings such as \"conv5x5x32\", \"pool2\", \"fc256\"",
+    .parse = cnn_parse,
+    .format = cnn_format,
+    .check = cnn_check,
+};
 
 /* Writes "FILE:LINE: what" (line of the first of the paths the file gave;
  * "FILE: what" when none; "what" without a file) and returns -EINVAL. The
  * list of paths ends with NULL. */
-static int report(const pctx_t *p, char *err, size_t errlen, const char *what, const char *path,
-                  ...)
+static int report(const mlt_kt_ctx_t *p, char *err, size_t errlen, const char *what,
+                  const char *path, ...)
 {
     unsigned line = 0;
     va_list ap;
     va_start(ap, path);
     for (const char *q = path; q && line == 0; q = va_arg(ap, const char *))
-        line = mlt_jobk_ctx_line(p, q);
+        line = mlt_kt_ctx_line(p, q);
     va_end(ap);
     if (!p || !p->file)
-        fmt(err, errlen, "%s", what);
-    else if (line)
-        fmt(err, errlen, "%s:%u: %s", p->file, line, what);
-    else
-        fmt(err, errlen, "%s: %s", p->file, what);
-    return -EINVAL;
+        return mlt_errf(-EINVAL, err, errlen, "%s", what);
+    if (line)
+        return mlt_errf(-EINVAL, err, errlen, "%s:%u: %s", p->file, line, what);
+    return mlt_errf(-EINVAL, err, errlen, "%s: %s", p->file, what);
 }
 
 /* ---- checks between keys ---- */
 
 static const char *model_name(const mlt_job_t *job)
 {
-    const char *s = mlt_jobk_enum_name(mlt_jobk_model_names, job->model.type);
+    const char *s = mlt_kt_enum_name(mlt_jobk_model_names, job->model.type);
     return s ? s : "?";
 }
 
 /* A tunable's own consistency, then the values a known name allows. */
-static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, size_t errlen)
+static int validate_tunable(const mlt_tunable_t *t, const mlt_kt_ctx_t *p, char *err, size_t errlen)
 {
     char why[512], pdef[96], pmin[96], pmax[96], pval[96];
     snprintf(pdef, sizeof pdef, "tunables.%s.default", t->name);
@@ -310,21 +222,22 @@ static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, 
         for (uint32_t i = 0; i < t->n_values; i++)
             found |= t->values[i] == t->def;
         if (!found) {
-            fmt(why, sizeof why, "%s must be one of %s (got %g)", pdef, pval, t->def);
+            snprintf(why, sizeof why, "%s must be one of %s (got %g)", pdef, pval, t->def);
             return report(p, err, errlen, why, pdef, NULL);
         }
     } else {
         if (!(t->min < t->max)) {
-            fmt(why, sizeof why, "%s (%g) must be less than %s (%g)", pmin, t->min, pmax, t->max);
+            snprintf(why, sizeof why, "%s (%g) must be less than %s (%g)", pmin, t->min, pmax,
+                     t->max);
             return report(p, err, errlen, why, pmin, pmax, NULL);
         }
         if (t->kind == MLT_TUNABLE_LOG && !(t->min > 0)) {
-            fmt(why, sizeof why, "%s must be > 0 for scale \"log\" (got %g)", pmin, t->min);
+            snprintf(why, sizeof why, "%s must be > 0 for scale \"log\" (got %g)", pmin, t->min);
             return report(p, err, errlen, why, pmin, NULL);
         }
         if (!(t->def >= t->min && t->def <= t->max)) {
-            fmt(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef, t->min,
-                t->max, t->def);
+            snprintf(why, sizeof why, "%s must be between min (%g) and max (%g) (got %g)", pdef,
+                     t->min, t->max, t->def);
             return report(p, err, errlen, why, pdef, NULL);
         }
     }
@@ -337,16 +250,16 @@ static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, 
             double x = t->kind == MLT_TUNABLE_DISCRETE ? t->values[i] : i ? t->max : t->min;
             bool ok = (known[j].lo_open ? x > known[j].lo : x >= known[j].lo) &&
                       (known[j].hi_open ? x < known[j].hi : x <= known[j].hi) &&
-                      (!known[j].integer || is_integral(x));
+                      (!known[j].integer || mlt_kt_is_integral(x));
             if (ok)
                 continue;
             char subj[128];
             if (t->kind == MLT_TUNABLE_DISCRETE)
-                fmt(subj, sizeof subj, "%s[%u]", pval, i);
+                snprintf(subj, sizeof subj, "%s[%u]", pval, i);
             else
-                fmt(subj, sizeof subj, "%s", i ? pmax : pmin);
-            fmt(why, sizeof why, "%s must be %s, as %s (got %g)", subj, known[j].range,
-                known[j].what, x);
+                snprintf(subj, sizeof subj, "%s", i ? pmax : pmin);
+            snprintf(why, sizeof why, "%s must be %s, as %s (got %g)", subj, known[j].range,
+                     known[j].what, x);
             return report(p, err, errlen, why, t->kind == MLT_TUNABLE_DISCRETE ? pval : subj, NULL);
         }
     }
@@ -355,43 +268,43 @@ static int validate_tunable(const mlt_tunable_t *t, const pctx_t *p, char *err, 
 
 /* Everything between keys, and every key's bounds again (a job changed with
  * mlt_job_set, or built by hand). Messages point at the file when p has one. */
-int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t errlen)
+int mlt_jobk_validate(const mlt_job_t *job, const mlt_kt_ctx_t *p, char *err, size_t errlen)
 {
     char why[512];
     int idx = -1;
-    for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-        const jkey_t *k = &mlt_jobk_keys[i];
-        if (k->in_tunable || k->type == JK_GROUP || k->type == JK_TUNABLES)
+    for (size_t i = 0; i < mlt_jobk_table.n_keys; i++) {
+        const mlt_kt_key_t *k = &mlt_jobk_keys[i];
+        if (k->in_elem || !mlt_kt_has_field(k))
             continue;
-        jval_t v = mlt_jobk_load_value(job, k);
-        if (mlt_jobk_check_value(k, k->path, &v, why, sizeof why, &idx))
+        mlt_kt_val_t v = mlt_kt_load(job, k);
+        if (mlt_kt_check(k, k->path, &v, why, sizeof why, &idx))
             return report(p, err, errlen, why, k->path, NULL);
     }
     if (job->n_tunables > MLT_JOB_MAX_TUNABLES || (job->n_tunables && !job->tunables)) {
-        fmt(why, sizeof why, "tunables must have at most %u entries (got %u)", MLT_JOB_MAX_TUNABLES,
-            job->n_tunables);
+        snprintf(why, sizeof why, "tunables must have at most %u entries (got %u)",
+                 MLT_JOB_MAX_TUNABLES, job->n_tunables);
         return report(p, err, errlen, why, "tunables", NULL);
     }
     for (uint32_t t = 0; t < job->n_tunables; t++) {
         const mlt_tunable_t *tu = &job->tunables[t];
-        for (size_t i = 0; i < mlt_jobk_n_keys; i++) {
-            const jkey_t *k = &mlt_jobk_keys[i];
-            if (!k->in_tunable)
+        for (size_t i = 0; i < mlt_jobk_table.n_keys; i++) {
+            const mlt_kt_key_t *k = &mlt_jobk_keys[i];
+            if (!k->in_elem)
                 continue;
             if (tu->kind == MLT_TUNABLE_DISCRETE ? k->off == TOFF(min) || k->off == TOFF(max)
-                                                 : k->type == JK_NUMLIST)
+                                                 : k->type == MLT_KT_NUMLIST)
                 continue;
             char subj[128];
-            fmt(subj, sizeof subj, "tunables.%s.%s", tu->name, leaf_of(k));
-            jval_t v = mlt_jobk_load_value(tu, k);
-            if (k->type == JK_ENUM && tu->kind == MLT_TUNABLE_DISCRETE)
+            snprintf(subj, sizeof subj, "tunables.%s.%s", tu->name, mlt_kt_leaf(k));
+            mlt_kt_val_t v = mlt_kt_load(tu, k);
+            if (k->type == MLT_KT_ENUM && tu->kind == MLT_TUNABLE_DISCRETE)
                 continue;
-            if (mlt_jobk_check_value(k, subj, &v, why, sizeof why, &idx))
+            if (mlt_kt_check(k, subj, &v, why, sizeof why, &idx))
                 return report(p, err, errlen, why, subj, NULL);
         }
         for (uint32_t u = 0; u < t; u++) {
             if (strcmp(job->tunables[u].name, tu->name) == 0) {
-                fmt(why, sizeof why, "tunables.%s is given twice", tu->name);
+                snprintf(why, sizeof why, "tunables.%s is given twice", tu->name);
                 return report(p, err, errlen, why, "tunables", NULL);
             }
         }
@@ -401,46 +314,48 @@ int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t e
     }
 
     const char *mt = model_name(job);
-    const char *df = mlt_jobk_enum_name(mlt_jobk_format_names, job->data.format);
+    const char *df = mlt_kt_enum_name(mlt_jobk_format_names, job->data.format);
     switch (job->model.type) {
     case MLT_MODEL_MLP:
         if (job->model.n_layers == 0) {
-            fmt(why, sizeof why,
-                "model.type \"mlp\" needs model.layers, its hidden layer sizes such as "
-                "[256, 256] (for none use model.type \"softmax\")");
+            snprintf(why, sizeof why,
+                     "model.type \"mlp\" needs model.layers, its hidden layer sizes such as "
+                     "[256, 256] (for none use model.type \"softmax\")");
             return report(p, err, errlen, why, "model.layers", "model.type", NULL);
         }
         break;
     case MLT_MODEL_CNN:
         if (job->model.n_cnn == 0) {
-            fmt(why, sizeof why,
-                "model.type \"cnn\" needs model.cnn, its layers such as [\"conv5x5x32\", "
-                "\"pool2\", \"fc256\"]");
+            snprintf(why, sizeof why,
+                     "model.type \"cnn\" needs model.cnn, its layers such as [\"conv5x5x32\", "
+                     "\"pool2\", \"fc256\"]");
             return report(p, err, errlen, why, "model.cnn", "model.type", NULL);
         }
         break;
     default: break;
     }
     if (job->model.type == MLT_MODEL_MF && job->data.format == MLT_DATA_IDX) {
-        fmt(why, sizeof why,
-            "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")", df);
+        snprintf(why, sizeof why,
+                 "model.type \"mf\" needs data.format \"ratings\" or \"synthetic\" (got \"%s\")",
+                 df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
     if (job->model.type != MLT_MODEL_MF && job->model.type != MLT_MODEL_EXTERNAL &&
         job->data.format != MLT_DATA_IDX) {
-        fmt(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt, df);
+        snprintf(why, sizeof why, "model.type \"%s\" needs data.format \"idx\" (got \"%s\")", mt,
+                 df);
         return report(p, err, errlen, why, "data.format", "model.type", NULL);
     }
     if (job->data.format == MLT_DATA_RATINGS && job->data.ratings[0] == '\0') {
-        fmt(why, sizeof why, "data.format \"ratings\" needs data.ratings, the ratings file");
+        snprintf(why, sizeof why, "data.format \"ratings\" needs data.ratings, the ratings file");
         return report(p, err, errlen, why, "data.ratings", "data.format", NULL);
     }
     if (job->data.format == MLT_DATA_SYNTHETIC) {
         long long cells = (long long)job->data.synthetic.users * job->data.synthetic.items;
         if (job->data.synthetic.ratings > cells) {
-            fmt(why, sizeof why,
-                "data.synthetic.ratings (%lld) must be at most users x items (%lld)",
-                (long long)job->data.synthetic.ratings, cells);
+            snprintf(why, sizeof why,
+                     "data.synthetic.ratings (%lld) must be at most users x items (%lld)",
+                     (long long)job->data.synthetic.ratings, cells);
             return report(p, err, errlen, why, "data.synthetic.ratings", "data.synthetic", NULL);
         }
     }
@@ -449,26 +364,28 @@ int mlt_jobk_validate(const mlt_job_t *job, const pctx_t *p, char *err, size_t e
     const char *rule = mlt_job_enum_name("update.rule", job->update.rule);
     if (job->update.average && rule && strcmp(rule, "sgd") != 0 && strcmp(rule, "nesterov") != 0 &&
         strcmp(rule, "sf-sgd") != 0 && strcmp(rule, "sf-adamw") != 0) {
-        fmt(why, sizeof why,
-            "update.average keeps a weight average for update.rule \"sgd\" or \"nesterov\" "
-            "(the sf- rules always do); \"%s\" cannot keep one",
-            rule);
+        snprintf(why, sizeof why,
+                 "update.average keeps a weight average for update.rule \"sgd\" or \"nesterov\" "
+                 "(the sf- rules always do); \"%s\" cannot keep one",
+                 rule);
         return report(p, err, errlen, why, "update.average", "update.rule", NULL);
     }
     if (job->model.type == MLT_MODEL_MF && job->model.metric == MLT_METRIC_ACCURACY) {
-        fmt(why, sizeof why, "model.type \"mf\" is measured by rmse, not accuracy");
+        snprintf(why, sizeof why, "model.type \"mf\" is measured by rmse, not accuracy");
         return report(p, err, errlen, why, "model.metric", "model.type", NULL);
     }
     if (mlt_job_rmse(job) && job->stop.target_accuracy > 0) {
-        fmt(why, sizeof why,
-            "stop.target_accuracy is for classifiers; model.type \"%s\" (metric rmse) stops at "
-            "stop.target_rmse", mt);
+        snprintf(why, sizeof why,
+                 "stop.target_accuracy is for classifiers; model.type \"%s\" (metric rmse) stops "
+                 "at stop.target_rmse",
+                 mt);
         return report(p, err, errlen, why, "stop.target_accuracy", NULL);
     }
     if (!mlt_job_rmse(job) && job->stop.target_rmse > 0) {
-        fmt(why, sizeof why,
-            "stop.target_rmse is for model.type \"mf\" or model.metric \"rmse\"; \"%s\" stops "
-            "at stop.target_accuracy", mt);
+        snprintf(why, sizeof why,
+                 "stop.target_rmse is for model.type \"mf\" or model.metric \"rmse\"; \"%s\" "
+                 "stops at stop.target_accuracy",
+                 mt);
         return report(p, err, errlen, why, "stop.target_rmse", NULL);
     }
     return 0;

@@ -84,7 +84,7 @@ int mlt_safepath_rel(const char *key, const char *path, const char *base, char *
             return refuse(why, whylen,
                           "%s \"%s\" must not contain control characters (byte 0x%02x at offset "
                           "%zu)",
-                          key, mlt_json_str(js, sizeof js, path), ch, i);
+                          key, mlt_json_escape(js, sizeof js, path), ch, i);
         }
     }
     for (const char *p = path; *p;) {

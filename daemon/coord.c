@@ -116,7 +116,8 @@ static mlt_tunables_def_t setting_tunables(mlt_coord_t *c, const mlt_setting_t *
 /* A fork the shards refuse for memory (memory_limit) is not the job's end:
  * the part made on shards that took it is freed and -ENOMEM goes back to the
  * tuner, which runs fewer trials at once or fails saying why (mem_err). */
-static int ex_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
+static int ex_fork(void *ctx, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                   const mlt_setting_t *s)
 {
     mlt_coord_t *c = ctx;
     mlt_tunables_def_t t = setting_tunables(c, s);
@@ -148,12 +149,6 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
                   int64_t clocks, double data_epoch, double *loss, double *seconds)
 {
     mlt_coord_t *c = ctx;
-    for (int64_t i = 0; i < clocks; i++)
-        loss[i] = NAN;
-    c->cap_branch = branch;
-    c->cap_start = clock_start;
-    c->cap_n = clocks;
-    c->cap_loss = loss;
     Mlt__Task t;
     mlt__task__init(&t);
     t.kind = MLT__TASK_KIND__TASK_RUN;
@@ -163,18 +158,30 @@ static int ex_run(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t cl
     t.clocks = clocks;
     t.batch_size = setting_batch(c, s);
     t.data_epoch = data_epoch;
+    size_t n = clocks > 0 ? (size_t)clocks : 0;
+    mlt_coord_run_t run = {.task = &t,
+                           .branch = branch,
+                           .start = clock_start,
+                           .n = clocks,
+                           .hi = clock_start,
+                           .sum = mlt_calloc(n + 1, sizeof *run.sum),
+                           .count = mlt_calloc(n + 1, sizeof *run.count),
+                           .loss = mlt_calloc(n + 1, sizeof *run.loss)};
+    for (size_t i = 0; i < n; i++)
+        run.loss[i] = NAN;
     double t0 = mlt_time_mono();
-    c->run_task = &t;
-    c->run_hi = clock_start;
+    c->run = &run;
     int rc = mlt_coord__step(c, &t, "a run", mlt_coord__run_resend);
-    c->run_task = NULL;
+    c->run = NULL;
     if (c->n_lost)
-        mlt_coord__run_fill(c);
+        mlt_coord__run_fill(&run);
     if (rc == 0 && mlt_coord__check_outputs(c))
         rc = -1;
     *seconds = mlt_time_mono() - t0;
-    c->cap_loss = NULL;
-    c->cap_n = 0;
+    memcpy(loss, run.loss, n * sizeof *loss); /* the run's result, for the tuner */
+    mlt_free(run.sum);
+    mlt_free(run.count);
+    mlt_free(run.loss);
     /* live split for status and metrics (the tuner's exact totals replace it
      * at the end): runs of the training branch train, the others are trials */
     if (branch == c->train_branch && c->tphase && strcmp(c->tphase, "training") == 0) {
@@ -214,30 +221,26 @@ static int ex_test(void *ctx, uint32_t branch, double *val, double *test)
         tc += ws->test_correct;
         tn += ws->test_count;
     }
-    char b1[32], b2[32], b3[32], b4[32];
-    const char *vloss = mlt_coord__jnum(b3, 32, vn ? vl / (double)vn : NAN);
-    const char *tloss = mlt_coord__jnum(b4, 32, tn ? tl / (double)tn : NAN);
-    if (mlt_job_rmse(&c->job)) {
+    bool mf = mlt_job_rmse(&c->job);
+    if (mf) {
         *val = c->val_rmse = vn ? sqrt(vs / (double)vn) : NAN;
         *test = c->test_rmse = tn ? sqrt(ts / (double)tn) : NAN;
-        mlt_coord__emit(c,
-                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-                        "\"val_rmse\":%s,\"test_rmse\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-                        "\"val_count\":%llu,\"test_count\":%llu",
-                        c->train_branch, (long long)c->clock, c->epoch,
-                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
-                        (unsigned long long)vn, (unsigned long long)tn);
     } else {
         *val = c->val_acc = vn ? (double)vc / (double)vn : NAN;
         *test = c->test_acc = tn ? (double)tc / (double)tn : NAN;
-        mlt_coord__emit(c,
-                        "\"event\":\"test\",\"branch\":%u,\"clock\":%lld,\"epoch\":%.4f,"
-                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_loss\":%s,\"test_loss\":%s,"
-                        "\"val_count\":%llu,\"test_count\":%llu",
-                        c->train_branch, (long long)c->clock, c->epoch,
-                        mlt_coord__jnum(b1, 32, *val), mlt_coord__jnum(b2, 32, *test), vloss, tloss,
-                        (unsigned long long)vn, (unsigned long long)tn);
     }
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "test");
+    mlt_json_uint(&j, "branch", c->train_branch);
+    mlt_json_int(&j, "clock", c->clock);
+    mlt_json_fixed(&j, "epoch", c->epoch, 4);
+    mlt_json_num(&j, mf ? "val_rmse" : "accuracy", *val);
+    mlt_json_num(&j, mf ? "test_rmse" : "test_accuracy", *test);
+    mlt_json_num(&j, "val_loss", vn ? vl / (double)vn : NAN);
+    mlt_json_num(&j, "test_loss", tn ? tl / (double)tn : NAN);
+    mlt_json_uint(&j, "val_count", vn);
+    mlt_json_uint(&j, "test_count", tn);
+    mlt_coord__emit(c, &j);
     return mlt_coord__check_outputs(c) ? -1 : rc; /* rc: 1 when a stop was requested */
 }
 
@@ -287,6 +290,16 @@ static void ex_progress(void *ctx, const char *phase, uint32_t branch, const mlt
     (void)test;
 }
 
+/* progress.jsonl's first line */
+static void emit_submitted(mlt_coord_t *c)
+{
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "submitted");
+    mlt_json_str(&j, "job", c->job.name);
+    mlt_json_int(&j, "workers", c->job.workers);
+    mlt_coord__emit(c, &j);
+}
+
 /* Loads the newest complete checkpoint into the shards and the coordinator
  * and opens the outputs cut back to its positions. 0 (c->resume_state holds
  * the tuner's state); 1 when there is none (the job starts again, its
@@ -309,8 +322,7 @@ static int resume_job(mlt_coord_t *c)
         c->t0 = mlt_time_mono();
         if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
-        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", c->job.name,
-                        c->job.workers);
+        emit_submitted(c);
         return mlt_coord__check_outputs(c) ? -1 : 1;
     }
     if (rc) { /* the end goes after what the outputs hold */
@@ -322,20 +334,24 @@ static int resume_job(mlt_coord_t *c)
     }
     if (mlt_coord__open_outputs(c, ppos, dpos))
         return -1;
-    char shard[32] = "";
+    mlt_json_t j;
+    mlt_coord__line(c, &j, "resume");
+    mlt_json_uint(&j, "checkpoint", c->ckpt_seq);
+    mlt_json_uint(&j, "branch", c->train_branch);
+    mlt_json_int(&j, "clock", c->clock);
+    mlt_json_fixed(&j, "epoch", c->epoch, 4);
     if (back > 0)
-        snprintf(shard, sizeof shard, ",\"shard\":%d", back);
-    mlt_coord__emit(c,
-                    "\"event\":\"resume\",\"checkpoint\":%llu,\"branch\":%u,\"clock\":%lld,"
-                    "\"epoch\":%.4f%s",
-                    (unsigned long long)c->ckpt_seq, c->train_branch, (long long)c->clock, c->epoch,
-                    shard);
-    if (back > 0) /* before the tuner's own "resume" line: why it resumes */
-        mlt_declog(mlt_outfile_stream(c->dlog), mlt_coord__job_time(c), "shard_lost",
-                   c->train_branch,
-                   "\"shard\":%d,\"checkpoint\":%llu,\"reason\":\"shard %d was lost and came "
-                   "back: the job goes on from checkpoint %llu\"",
-                   back, (unsigned long long)c->ckpt_seq, back, (unsigned long long)c->ckpt_seq);
+        mlt_json_int(&j, "shard", back);
+    mlt_coord__emit(c, &j);
+    if (back > 0) { /* before the tuner's own "resume" line: why it resumes */
+        mlt_declog_begin(&j, mlt_coord__job_time(c), "shard_lost", c->train_branch);
+        mlt_json_int(&j, "shard", back);
+        mlt_json_uint(&j, "checkpoint", c->ckpt_seq);
+        mlt_json_strf(&j, "reason",
+                      "shard %d was lost and came back: the job goes on from checkpoint %llu", back,
+                      (unsigned long long)c->ckpt_seq);
+        mlt_declog_end(&j, mlt_outfile_stream(c->dlog));
+    }
     return mlt_coord__check_outputs(c) ? -1 : 0;
 }
 
@@ -366,8 +382,6 @@ static int run_job(mlt_coord_t *c)
     c->tunables.beta1 = (float)mlt_job_default(j, "beta1", j->update.beta1);
     c->tunables.beta2 = (float)j->update.beta2;
     c->tunables.eps = (float)j->update.eps;
-    for (size_t i = 0; i < LOSS_RING; i++)
-        c->loss_clock[i] = -1;
     for (uint32_t w = (uint32_t)j->workers; w < MLT_MAX_WORKERS; w++)
         if (c->workers[w].joined) {
             mlt_coord__stop_worker(c, c->workers[w].id, c->workers[w].id_len, "not in this job");
@@ -385,8 +399,7 @@ static int run_job(mlt_coord_t *c)
         mlt_coord__resume_record(c);
         if (mlt_coord__open_outputs(c, 0, 0))
             return -1;
-        mlt_coord__emit(c, "\"event\":\"submitted\",\"job\":\"%s\",\"workers\":%u", j->name,
-                        j->workers);
+        emit_submitted(c);
         if (mlt_coord__check_outputs(c))
             return -1;
     }
@@ -581,22 +594,24 @@ static int run_job(mlt_coord_t *c)
  * serve, i.e. not at daemon shutdown) frees its branches there. */
 static void end_job(mlt_coord_t *c)
 {
-    char b1[32], b2[32];
     if (c->phase == PH_STOPPED && !c->message[0]) /* stopped while loading or initialising */
         snprintf(c->message, sizeof c->message, "stopped by request");
     if (c->progress) {
-        char b3[32], b4[32], msg[2 * sizeof c->message];
-        mlt_coord__check_outputs(
-            c); /* a cut decision log fails the job before its end is written */
-        mlt_coord__emit(c,
-                        "\"event\":\"end\",\"phase\":\"%s\",\"reason\":\"%s\",\"epoch\":%.4f,"
-                        "\"accuracy\":%s,\"test_accuracy\":%s,\"val_rmse\":%s,\"test_rmse\":%s,"
-                        "\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-                        mlt_coord__phase_names[c->phase], mlt_json_str(msg, sizeof msg, c->message),
-                        c->epoch, mlt_coord__jnum(b1, 32, c->val_acc),
-                        mlt_coord__jnum(b2, 32, c->test_acc), mlt_coord__jnum(b3, 32, c->val_rmse),
-                        mlt_coord__jnum(b4, 32, c->test_rmse), c->trials, c->tuning_s,
-                        c->training_s);
+        /* a cut decision log fails the job before its end is written */
+        mlt_coord__check_outputs(c);
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "end");
+        mlt_json_str(&j, "phase", mlt_coord__phase_names[c->phase]);
+        mlt_json_str(&j, "reason", c->message);
+        mlt_json_fixed(&j, "epoch", c->epoch, 4);
+        mlt_json_num(&j, "accuracy", c->val_acc);
+        mlt_json_num(&j, "test_accuracy", c->test_acc);
+        mlt_json_num(&j, "val_rmse", c->val_rmse);
+        mlt_json_num(&j, "test_rmse", c->test_rmse);
+        mlt_json_uint(&j, "trials", c->trials);
+        mlt_json_fixed(&j, "tuning_seconds", c->tuning_s, 3);
+        mlt_json_fixed(&j, "training_seconds", c->training_s, 3);
+        mlt_coord__emit(c, &j);
         int rc = mlt_outfile_close(&c->progress);
         if (rc && c->phase != PH_FAILED)
             mlt_coord__fail_job(c, "cannot write %s/progress.jsonl: %s", c->out_dir, strerror(-rc));
@@ -643,9 +658,7 @@ static int shard_resume(mlt_coord_t *c)
     mlt_client_destroy(&c->client); /* broken: it sends nothing more */
     mlt_free(c->resume_state);
     c->resume_state = NULL;
-    c->run_task = NULL;
-    c->cap_loss = NULL;
-    c->cap_n = 0;
+    c->run = NULL; /* (ex_run has returned: none is out) */
     for (uint32_t w = 0; w < MLT_MAX_WORKERS; w++) {
         wslot_t *ws = &c->workers[w];
         wslot_t keep = *ws;

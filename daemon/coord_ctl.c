@@ -146,31 +146,31 @@ void mlt_coord__stop_worker(mlt_coord_t *c, const void *id, size_t id_len, const
     send_to(c, id, id_len, &h);
 }
 
-/* Per-clock training loss: the mean over workers once all have reported it. */
+/* Per-clock training loss of the run in progress (c->run): the mean over
+ * workers once all have reported it. A report outside the run is late. */
 static void add_loss(mlt_coord_t *c, uint32_t branch, int64_t clock, double loss)
 {
-    size_t slot = (size_t)(clock + (int64_t)branch * 7919) % LOSS_RING;
-    if (c->loss_clock[slot] != clock || c->loss_branch[slot] != branch) {
-        c->loss_clock[slot] = clock;
-        c->loss_branch[slot] = branch;
-        c->loss_sum[slot] = 0;
-        c->loss_n[slot] = 0;
-    }
-    c->loss_sum[slot] += loss;
-    if (c->run_task && branch == c->run_task->branch && clock > c->run_hi)
-        c->run_hi = clock;
+    mlt_coord_run_t *run = c->run;
+    if (!run || branch != run->branch || clock <= run->start || clock > run->start + run->n)
+        return;
+    int64_t i = clock - 1 - run->start;
+    run->sum[i] += loss;
+    if (clock > run->hi)
+        run->hi = clock;
     uint32_t n = 0; /* the workers of this run that are still in it, from this clock */
     for (uint32_t w = 0; w < c->n_workers; w++)
         n += c->workers[w].in_step && c->workers[w].run_from < clock;
-    if (++c->loss_n[slot] == n) {
-        double mean = c->loss_sum[slot] / n;
-        char b[32];
+    if (++run->count[i] == n) {
+        double mean = run->sum[i] / n;
         c->last_loss = mean;
-        if (branch == c->cap_branch && clock > c->cap_start && clock <= c->cap_start + c->cap_n)
-            c->cap_loss[clock - 1 - c->cap_start] = mean;
-        mlt_coord__emit(
-            c, "\"event\":\"clock\",\"branch\":%u,\"clock\":%lld,\"loss\":%s,\"epoch\":%.4f",
-            branch, (long long)clock, mlt_coord__jnum(b, sizeof b, mean), c->epoch);
+        run->loss[i] = mean;
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "clock");
+        mlt_json_uint(&j, "branch", branch);
+        mlt_json_int(&j, "clock", clock);
+        mlt_json_num(&j, "loss", mean);
+        mlt_json_fixed(&j, "epoch", c->epoch, 4);
+        mlt_coord__emit(c, &j);
     }
 }
 
@@ -277,7 +277,10 @@ void mlt_coord__drop_worker(mlt_coord_t *c, uint32_t w, const char *fmt, ...)
                  ws->busy ? "; its task is not waited for" : "");
         if (!c->n_lost++)
             snprintf(c->lost_msg, sizeof c->lost_msg, "worker %u lost: %s", w, why);
-        mlt_coord__emit(c, "\"event\":\"worker_lost\",\"worker\":%u", w);
+        mlt_json_t j;
+        mlt_coord__line(c, &j, "worker_lost");
+        mlt_json_uint(&j, "worker", w);
+        mlt_coord__emit(c, &j);
     } else {
         log_warn("worker %u dropped: %s", w, why);
     }
@@ -679,7 +682,7 @@ static void reply_branches(mlt_coord_t *c, const void *id, size_t id_len, uint64
         bi[i].id = b[i].id;
         bi[i].has_parent = b[i].parent >= 0;
         bi[i].parent = b[i].parent >= 0 ? (uint32_t)b[i].parent : 0;
-        bi[i].kind = (Mlt__BranchKind)b[i].kind;
+        bi[i].kind = mlt_kind_to_wire(b[i].kind);
         bi[i].min_clock = b[i].min_clock;
         bi[i].owned_bytes = b[i].owned_bytes;
         bi[i].shared_bytes = b[i].shared_bytes;

@@ -15,13 +15,13 @@
 #include <stdio.h>
 
 #include "common/jobfile.h"
+#include "common/json.h"
 #include "common/outfile.h"
 #include "common/safepath.h"
 #include "proto/wire.h"
+#include "client/kind_wire.h"
 #include "client/mltuner.h"
 #include "tuner/warm.h"
-
-#define LOSS_RING 4096 /* clocks of per-clock loss being summed over workers */
 
 typedef struct wslot {
     bool joined;
@@ -53,6 +53,21 @@ typedef struct wslot {
     uint8_t old_id[MLT_MAX_CLIENT_ID_BYTES];
     size_t old_id_len;
 } wslot_t;
+
+/* The run in progress (ex_run, coord.c): its task and the training loss of
+ * each of its clocks, summed over the workers that reported it (add_loss,
+ * coord_ctl.c). ex_run owns it and its arrays, and hands the means back to
+ * the tuner as the result of the run; c->run points to it while the run is
+ * out, NULL otherwise. */
+typedef struct mlt_coord_run {
+    Mlt__Task *task; /* the RUN task (a resend moves its clock_start, see coord_steps.c) */
+    uint32_t branch;
+    int64_t start, n; /* its clocks: start + 1 .. start + n */
+    int64_t hi;       /* the highest clock reported */
+    double *sum;      /* [n] reported losses summed */
+    uint32_t *count;  /* [n] how many workers reported it */
+    double *loss;     /* [n] the mean once every worker of the run reported it, else NaN */
+} mlt_coord_run_t;
 
 /* The job's phase; the transitions are drawn at the top of coord.c. */
 typedef enum {
@@ -104,8 +119,7 @@ struct mlt_coord {
     char lost_msg[MLT_MAX_ERROR_LEN + 1]; /* the first: "worker N lost: why" */
     uint32_t shares;         /* data shares of the last step (coord_steps.c); 0: none yet */
     double stop_at;          /* a stop was requested: steps stop waiting for workers then */
-    Mlt__Task *run_task;     /* the run in progress (ex_run), which a worker back joins */
-    int64_t run_hi;          /* the highest clock reported in it */
+    mlt_coord_run_t *run;    /* the run in progress, which a worker back joins (NULL: none) */
     mlt_client_t *client;    /* to the shards */
     mlt_outfile_t *progress; /* progress.jsonl */
     mlt_outfile_t *dlog;     /* decisions.jsonl */
@@ -117,14 +131,6 @@ struct mlt_coord {
     double val_acc, test_acc, val_rmse, test_rmse;
     uint32_t batch;
     mlt_tunables_def_t tunables;
-    double loss_sum[LOSS_RING];
-    uint32_t loss_n[LOSS_RING];
-    int64_t loss_clock[LOSS_RING];
-    uint32_t loss_branch[LOSS_RING];
-    /* the run in progress: per-clock mean losses go here */
-    uint32_t cap_branch;
-    int64_t cap_start, cap_n;
-    double *cap_loss;
     /* tuner progress, for status */
     uint32_t train_branch;
     uint32_t trials;
@@ -147,15 +153,15 @@ struct mlt_coord {
     uint32_t shard_resumes; /* such resumes since the last checkpoint written */
 };
 
-/* ---- coord.c: output ---------------------------------------------------------- */
+/* ---- coord_out.c: output ------------------------------------------------------ */
 
 /* Seconds since the job started (monotonic). */
 double mlt_coord__job_time(const mlt_coord_t *c);
-/* One line of progress.jsonl: {"t":<job time>,<fmt ...>}; nothing without
- * the file. */
-void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* JSON number, with null for NaN/Inf (JSON has neither). */
-const char *mlt_coord__jnum(char *buf, size_t n, double v);
+/* A line of progress.jsonl: mlt_coord__line begins j as {"t":<job time>,
+ * "event":event; the caller adds its fields (common/json.h); mlt_coord__emit
+ * writes it (nothing without the file) and frees j. */
+void mlt_coord__line(const mlt_coord_t *c, mlt_json_t *j, const char *event);
+void mlt_coord__emit(mlt_coord_t *c, mlt_json_t *j);
 
 /* ---- coord_sec.c: who may talk ---------------------------------------------------- */
 
@@ -205,7 +211,7 @@ int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
 /* A run handed out again: from its first clock no worker reported. */
 void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t);
 /* The run's clocks a lost worker left incomplete: the mean of what came. */
-void mlt_coord__run_fill(mlt_coord_t *c);
+void mlt_coord__run_fill(mlt_coord_run_t *run);
 
 /* ---- coord_ctl.c: the control endpoint ------------------------------------------ */
 

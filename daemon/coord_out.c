@@ -1,4 +1,4 @@
-/* coord_out.c - the job's output files: progress.jsonl (mlt_coord__emit),
+/* coord_out.c - the job's output files: progress.jsonl (mlt_coord__line, _emit),
  * decisions.jsonl and job.conf, opened under state_dir without following links
  * and checked after every step (mlt_coord__check_outputs); the warm start read
  * at the start of a job and written at its end. Part of the coordinator (see
@@ -28,28 +28,25 @@ double mlt_coord__job_time(const mlt_coord_t *c)
     return mlt_time_mono() - c->t0;
 }
 
-void mlt_coord__emit(mlt_coord_t *c, const char *fmt, ...)
+void mlt_coord__line(const mlt_coord_t *c, mlt_json_t *j, const char *event)
 {
-    if (!c->progress || mlt_outfile_error(c->progress))
-        return; /* after a failed write the file ends there; check_outputs fails the job */
-    FILE *f = mlt_outfile_stream(c->progress);
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(f, "{\"t\":%.3f,", mlt_coord__job_time(c));
-    vfprintf(f, fmt, ap);
-    fputs("}\n", f);
-    mlt_outfile_flush(c->progress);
-    va_end(ap);
+    mlt_json_begin(j);
+    mlt_json_fixed(j, "t", mlt_coord__job_time(c), 3);
+    mlt_json_str(j, "event", event);
 }
 
-/* JSON number, with null for NaN/Inf (JSON has neither). */
-const char *mlt_coord__jnum(char *buf, size_t n, double v)
+void mlt_coord__emit(mlt_coord_t *c, mlt_json_t *j)
 {
-    if (isfinite(v))
-        snprintf(buf, n, "%.6g", v);
-    else
-        snprintf(buf, n, "null");
-    return buf;
+    if (!c->progress || mlt_outfile_error(c->progress)) {
+        /* after a failed write the file ends there; check_outputs fails the job */
+        mlt_json_free(j);
+        return;
+    }
+    FILE *f = mlt_outfile_stream(c->progress);
+    fputs(mlt_json_text(j), f);
+    fputc('\n', f);
+    mlt_outfile_flush(c->progress); /* a failed write is kept there (outfile.h) */
+    mlt_json_free(j);
 }
 
 static int mkdir_p(const char *path);
@@ -111,15 +108,14 @@ void mlt_coord__warm_load(mlt_coord_t *c, FILE *dlog, mlt_warm_t *w)
         return; /* the first job of this model here */
     if (rc) {
         log_warn("job '%s': no warm start: %s", c->job.name, err);
-        char js[1300];
-        mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":false,\"reason\":\"%s\"",
-                   mlt_json_str(js, sizeof js, err));
-        return;
+    } else {
+        log_info("job '%s': warm start from %s", c->job.name, path);
     }
-    log_info("job '%s': warm start from %s", c->job.name, path);
-    char js[2300];
-    mlt_declog(dlog, 0.0, "warm_start", 0, "\"used\":true,\"from\":\"%s\"",
-               mlt_json_str(js, sizeof js, path));
+    mlt_json_t j;
+    mlt_declog_begin(&j, 0.0, "warm_start", 0);
+    mlt_json_bool(&j, "used", rc == 0);
+    mlt_json_str(&j, rc ? "reason" : "from", rc ? err : path);
+    mlt_declog_end(&j, dlog);
 }
 
 /* Writes the warm start to the job's output directory and to

@@ -94,11 +94,11 @@ static void note_shares(mlt_coord_t *c)
  * at the next step. */
 static void join_run(mlt_coord_t *c)
 {
-    const Mlt__Task *rt = c->run_task;
-    if (!rt)
+    if (!c->run)
         return;
+    const Mlt__Task *rt = c->run->task;
     int64_t end = rt->clock_start + rt->clocks;
-    int64_t from = c->run_hi > rt->clock_start ? c->run_hi : rt->clock_start;
+    int64_t from = c->run->hi > rt->clock_start ? c->run->hi : rt->clock_start;
     for (uint32_t w = 0; w < c->n_workers && from < end; w++) {
         wslot_t *ws = &c->workers[w];
         if (!ws->joined || !ws->loaded || ws->busy || ws->in_step)
@@ -242,31 +242,19 @@ int mlt_coord__step(mlt_coord_t *c, Mlt__Task *t, const char *what,
  * starts at the first of them. */
 void mlt_coord__run_resend(mlt_coord_t *c, Mlt__Task *t)
 {
+    const mlt_coord_run_t *run = c->run;
     int64_t end = t->clock_start + t->clocks, k = t->clock_start;
-    while (k < end && !isnan(c->cap_loss[k - c->cap_start]))
+    while (k < end && run->count[k - run->start]) /* a clock some worker reported counts as run */
         k++;
-    for (int64_t j = k; j < end; j++) { /* a clock some worker reported counts as run */
-        size_t slot = (size_t)(j + 1 + (int64_t)t->branch * 7919) % LOSS_RING;
-        if (c->loss_clock[slot] == j + 1 && c->loss_branch[slot] == t->branch && c->loss_n[slot])
-            k = j + 1;
-        else
-            break;
-    }
     t->clocks = end - k; /* 0 when every clock was reported: the task only syncs */
     t->clock_start = k;
 }
 
 /* Clocks whose loss a lost worker never completed: the mean of what came,
  * for the tuner (progress.jsonl, whose clocks go up, has no line for them). */
-void mlt_coord__run_fill(mlt_coord_t *c)
+void mlt_coord__run_fill(mlt_coord_run_t *run)
 {
-    for (int64_t i = 0; i < c->cap_n; i++) {
-        if (!isnan(c->cap_loss[i]))
-            continue;
-        int64_t clock = c->cap_start + i + 1;
-        size_t slot = (size_t)(clock + (int64_t)c->cap_branch * 7919) % LOSS_RING;
-        if (c->loss_clock[slot] == clock && c->loss_branch[slot] == c->cap_branch &&
-            c->loss_n[slot])
-            c->cap_loss[i] = c->loss_sum[slot] / c->loss_n[slot];
-    }
+    for (int64_t i = 0; i < run->n; i++)
+        if (isnan(run->loss[i]) && run->count[i])
+            run->loss[i] = run->sum[i] / run->count[i];
 }

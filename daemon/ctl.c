@@ -139,34 +139,44 @@ static void print_status(const Mlt__JobState *s, int json)
 {
     const char *name = s->name ? s->name : "";
     if (json) {
-        char jn[512], jp[64];
-        printf("{\"job\":\"%s\",\"phase\":\"%s\",\"epoch\":%.4f,\"clock\":%lld,\"elapsed\":%.3f,"
-               "\"workers\":%u,\"workers_joined\":%u",
-               mlt_json_str(jn, sizeof jn, name), mlt_json_str(jp, sizeof jp, s->phase), s->epoch, (long long)s->clock, s->elapsed, s->workers,
-               s->workers_joined);
-        if (isfinite(s->loss))
-            printf(",\"loss\":%.6g", s->loss);
-        if (isfinite(s->val_accuracy))
-            printf(",\"accuracy\":%.6g", s->val_accuracy);
-        if (isfinite(s->test_accuracy))
-            printf(",\"test_accuracy\":%.6g", s->test_accuracy);
-        if (isfinite(s->val_rmse))
-            printf(",\"val_rmse\":%.6g", s->val_rmse);
-        if (isfinite(s->test_rmse))
-            printf(",\"test_rmse\":%.6g", s->test_rmse);
-        if (s->tunables)
-            printf(",\"tunables\":{\"lr\":%g,\"momentum\":%g,\"batch_size\":%u,\"staleness\":%u,"
-                   "\"warmup\":%u}",
-                   (double)s->tunables->lr, (double)s->tunables->momentum, s->batch_size,
-                   s->tunables->staleness, s->tunables->warmup);
-        printf(",\"branch\":%u,\"trials\":%u,\"tuning_seconds\":%.3f,\"training_seconds\":%.3f",
-               s->branch, s->trials, s->tuning_seconds, s->training_seconds);
-        char js[8192];
+        mlt_json_t j;
+        mlt_json_begin(&j);
+        mlt_json_str(&j, "job", name);
+        mlt_json_str(&j, "phase", s->phase);
+        mlt_json_fixed(&j, "epoch", s->epoch, 4);
+        mlt_json_int(&j, "clock", s->clock);
+        mlt_json_fixed(&j, "elapsed", s->elapsed, 3);
+        mlt_json_uint(&j, "workers", s->workers);
+        mlt_json_uint(&j, "workers_joined", s->workers_joined);
+        const struct { /* the metrics a job has (the others are left out) */
+            const char *key;
+            double v;
+        } metric[] = {{"loss", s->loss},
+                      {"accuracy", s->val_accuracy},
+                      {"test_accuracy", s->test_accuracy},
+                      {"val_rmse", s->val_rmse},
+                      {"test_rmse", s->test_rmse}};
+        for (size_t i = 0; i < sizeof metric / sizeof metric[0]; i++)
+            if (isfinite(metric[i].v))
+                mlt_json_num(&j, metric[i].key, metric[i].v);
+        if (s->tunables) {
+            mlt_json_obj(&j, "tunables");
+            mlt_json_num(&j, "lr", s->tunables->lr);
+            mlt_json_num(&j, "momentum", s->tunables->momentum);
+            mlt_json_uint(&j, "batch_size", s->batch_size);
+            mlt_json_uint(&j, "staleness", s->tunables->staleness);
+            mlt_json_uint(&j, "warmup", s->tunables->warmup);
+            mlt_json_end(&j);
+        }
+        mlt_json_uint(&j, "branch", s->branch);
+        mlt_json_uint(&j, "trials", s->trials);
+        mlt_json_fixed(&j, "tuning_seconds", s->tuning_seconds, 3);
+        mlt_json_fixed(&j, "training_seconds", s->training_seconds, 3);
         if (s->out_dir)
-            printf(",\"out_dir\":\"%s\"", mlt_json_str(js, sizeof js, s->out_dir));
+            mlt_json_str(&j, "out_dir", s->out_dir);
         if (s->message)
-            printf(",\"message\":\"%s\"", mlt_json_str(js, sizeof js, s->message));
-        printf("}\n");
+            mlt_json_str(&j, "message", s->message);
+        mlt_json_write(&j, stdout);
         return;
     }
     printf("job:       %s\nphase:     %s\n", *name ? name : "(none)", s->phase);
@@ -286,28 +296,35 @@ static int cmd_branches(void *sock, int json)
     mlt_wire_free(&js);
     const Mlt__ServerInfo *si = r->server;
     if (json) {
-        printf("{\"shards\":%u,\"memory_allocated\":%llu,\"memory_potential\":%llu,"
-               "\"memory_limit\":%llu,\"branches\":[",
-               si ? si->n_servers : 0, si ? (unsigned long long)si->memory_allocated : 0ull,
-               si ? (unsigned long long)si->memory_potential : 0ull,
-               si ? (unsigned long long)si->memory_limit : 0ull);
+        mlt_json_t j;
+        mlt_json_begin(&j);
+        mlt_json_uint(&j, "shards", si ? si->n_servers : 0);
+        mlt_json_uint(&j, "memory_allocated", si ? si->memory_allocated : 0);
+        mlt_json_uint(&j, "memory_potential", si ? si->memory_potential : 0);
+        mlt_json_uint(&j, "memory_limit", si ? si->memory_limit : 0);
+        mlt_json_arr(&j, "branches");
         for (size_t i = 0; i < r->n_branches; i++) {
             const Mlt__BranchInfo *b = r->branches[i];
             const Mlt__Tunables *t = b->tunables;
-            printf("%s{\"id\":%u,\"parent\":", i ? "," : "", b->id);
+            mlt_json_obj(&j, NULL);
+            mlt_json_uint(&j, "id", b->id);
             if (b->has_parent)
-                printf("%u", b->parent);
+                mlt_json_uint(&j, "parent", b->parent);
             else
-                printf("null");
-            printf(",\"kind\":\"%s\",\"training\":%s,\"lr\":%g,\"momentum\":%g,"
-                   "\"staleness\":%u,\"warmup\":%u,\"min_clock\":%lld,\"owned_bytes\":%llu,"
-                   "\"shared_bytes\":%llu,\"diverged\":%s}",
-                   mlt_branch_kind_name((int)b->kind), b->id == training ? "true" : "false",
-                   t ? (double)t->lr : 0.0, t ? (double)t->momentum : 0.0, t ? t->staleness : 0,
-                   t ? t->warmup : 0, (long long)b->min_clock, (unsigned long long)b->owned_bytes,
-                   (unsigned long long)b->shared_bytes, b->diverged ? "true" : "false");
+                mlt_json_null(&j, "parent");
+            mlt_json_str(&j, "kind", mlt_branch_kind_name((int)b->kind));
+            mlt_json_bool(&j, "training", b->id == training);
+            mlt_json_num(&j, "lr", t ? (double)t->lr : 0.0);
+            mlt_json_num(&j, "momentum", t ? (double)t->momentum : 0.0);
+            mlt_json_uint(&j, "staleness", t ? t->staleness : 0);
+            mlt_json_uint(&j, "warmup", t ? t->warmup : 0);
+            mlt_json_int(&j, "min_clock", b->min_clock);
+            mlt_json_uint(&j, "owned_bytes", b->owned_bytes);
+            mlt_json_uint(&j, "shared_bytes", b->shared_bytes);
+            mlt_json_bool(&j, "diverged", b->diverged);
+            mlt_json_end(&j);
         }
-        printf("]}\n");
+        mlt_json_write(&j, stdout);
         mlt_wire_free(&r);
         return 0;
     }

@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "client/kind_wire.h"
 #include "daemon/server_int.h"
 #include "daemon/shmseg.h"
 #include "daemon/ssp.h"
@@ -248,7 +249,7 @@ static int handle_branch(mlt_server_t *s, req_t *rq)
     mlt_header_t *h = rq->h;
     char err[256];
     int rc;
-    mlt_kind_t kind = h->has_kind ? (mlt_kind_t)h->kind : MLT_KIND_TRAIN;
+    mlt_branch_kind_t kind = h->has_kind ? mlt_kind_from_wire(h->kind) : MLT_BRANCH_TRAIN;
     if (h->type == MLT__MSG_TYPE__MSG_BRANCH_CREATE) {
         mlt_tunables_t base = default_tunables();
         mlt_tunables_t t = merge_tunables(&base, h->tunables);
@@ -369,7 +370,7 @@ static int handle_status(mlt_server_t *s, req_t *rq)
         bi[i].id = info.id;
         bi[i].has_parent = info.parent >= 0;
         bi[i].parent = info.parent >= 0 ? (uint32_t)info.parent : 0;
-        bi[i].kind = (Mlt__BranchKind)info.kind;
+        bi[i].kind = mlt_kind_to_wire(info.kind);
         bi[i].min_clock = info.min_clock;
         bi[i].owned_bytes = info.owned_bytes;
         bi[i].shared_bytes = info.shared_bytes;

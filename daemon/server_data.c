@@ -425,7 +425,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
     mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    if (mlt_store_branch_kind(b) == MLT_KIND_SNAPSHOT)
+    if (mlt_store_branch_kind(b) == MLT_BRANCH_SNAPSHOT)
         return mlt_server__reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s",
                                        h->branch, is_write ? "writes" : "pushes");
     const char *packed;

@@ -337,7 +337,7 @@ static int branch_admit(const mlt_store_t *st, uint32_t id, char *err, size_t er
 }
 
 mlt_branch_t *mlt_store__branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
-                                mlt_kind_t kind, const mlt_tunables_t *t)
+                                    mlt_branch_kind_t kind, const mlt_tunables_t *t)
 {
     mlt_branch_t *b = mlt_calloc(1, sizeof *b);
     b->id = id;
@@ -365,7 +365,7 @@ void mlt_store__branch_add(mlt_store_t *st, mlt_branch_t *b)
     st->potential += st->branch_bytes;
 }
 
-int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_kind_t kind, const mlt_tunables_t *t,
+int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_branch_kind_t kind, const mlt_tunables_t *t,
                      char *err, size_t errlen)
 {
     int rc = branch_admit(st, id, err, errlen);
@@ -390,7 +390,7 @@ fail_oom:
     return mlt_errf(-ENOMEM, err, errlen, "out of memory creating branch %u", id);
 }
 
-int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t kind,
+int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
                    const mlt_tunables_t *t, char *err, size_t errlen)
 {
     mlt_branch_t *p = mlt_store_branch(st, parent);
@@ -413,7 +413,7 @@ int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t 
     return 0;
 }
 
-mlt_kind_t mlt_store_branch_kind(const mlt_branch_t *b)
+mlt_branch_kind_t mlt_store_branch_kind(const mlt_branch_t *b)
 {
     return b->kind;
 }
@@ -588,7 +588,7 @@ int mlt_store_write(mlt_store_t *st, mlt_branch_t *b, uint32_t table, uint32_t k
 static const float *chunk_read(const mlt_store_t *st, const mlt_branch_t *b, mlt_chunk_t *c)
 {
     const float *params = chunk_data(c);
-    if (st->x_array >= 0 && (b->kind == MLT_KIND_TEST || b->kind == MLT_KIND_EVAL))
+    if (st->x_array >= 0 && (b->kind == MLT_BRANCH_TEST || b->kind == MLT_BRANCH_EVAL))
         return params + (size_t)(1 + st->x_array) * c->n; /* state array x_array */
     return params;
 }

@@ -37,20 +37,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/mltuner.h" /* mlt_branch_kind_t: a SNAPSHOT is frozen (no pushes, writes) */
 #include "kernels/optim.h"
 #include "proto/limits.h"
 
 typedef struct mlt_store mlt_store_t;
 typedef struct mlt_branch mlt_branch_t;
 typedef struct mlt_chunk mlt_chunk_t;
-
-typedef enum {
-    MLT_KIND_INIT = 0,
-    MLT_KIND_TRAIN = 1,
-    MLT_KIND_EVAL = 2,
-    MLT_KIND_TEST = 3,
-    MLT_KIND_SNAPSHOT = 4, /* frozen: the server refuses pushes and writes */
-} mlt_kind_t;
 
 typedef struct mlt_tunables {
     mlt_hyper_t h;      /* update-rule hyperparameters */
@@ -65,7 +58,7 @@ typedef struct mlt_table_spec {
 typedef struct mlt_branch_info {
     uint32_t id;
     int64_t parent; /* -1 for a root branch */
-    mlt_kind_t kind;
+    mlt_branch_kind_t kind;
     mlt_tunables_t tunables;
     int64_t min_clock;
     uint64_t owned_bytes;  /* chunks only this branch references */
@@ -117,11 +110,11 @@ uint32_t mlt_store_chunk_len(const mlt_store_t *st, uint32_t table, uint32_t k);
 
 /* Creates root branch `id` with zeroed chunks. -EEXIST, -ENOENT (no job),
  * -ENOMEM (limit or allocation), -ENOSPC (branch count limit). */
-int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_kind_t kind, const mlt_tunables_t *t,
+int mlt_store_create(mlt_store_t *st, uint32_t id, mlt_branch_kind_t kind, const mlt_tunables_t *t,
                      char *err, size_t errlen);
 /* Forks `child` from `parent` by reference. Clocks start at 0. Same errors as
  * create, and -ENOENT for an unknown parent. */
-int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t kind,
+int mlt_store_fork(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
                    const mlt_tunables_t *t, char *err, size_t errlen);
 /* Frees a branch (drops its references). -ENOENT if unknown. */
 int mlt_store_free(mlt_store_t *st, uint32_t id);
@@ -153,7 +146,7 @@ bool mlt_store_worker_gone(const mlt_store_t *st, uint32_t worker);
 /* A pull of `worker` at `clock` on b: a worker out of b re-enters it there. */
 void mlt_store_branch_enter(mlt_branch_t *b, uint32_t worker, int64_t clock);
 /* The kind the branch was created or forked as. */
-mlt_kind_t mlt_store_branch_kind(const mlt_branch_t *b);
+mlt_branch_kind_t mlt_store_branch_kind(const mlt_branch_t *b);
 
 void mlt_store_branch_info(const mlt_store_t *st, const mlt_branch_t *b, mlt_branch_info_t *out);
 

@@ -230,7 +230,7 @@ int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_serv
         mlt_tunables_t t;
         if (mlt_ckr_u32(r, &id) || mlt_ckr_i64(r, &parent) || mlt_ckr_u32(r, &kind) ||
             get_tunables(r, &t) || mlt_ckr_u8(r, &div) || id > MLT_MAX_BRANCH_ID ||
-            kind > MLT_KIND_SNAPSHOT || mlt_store_branch(st, id) ||
+            kind > MLT_BRANCH_SNAPSHOT || mlt_store_branch(st, id) ||
             st->potential + st->branch_bytes > st->limit) {
             rc = mlt_errf(-EPROTO, err, errlen,
                           "shard checkpoint: branch %u of %u is bad or cut "
@@ -238,7 +238,7 @@ int mlt_store_load(mlt_store_t *st, mlt_ckr_t *r, uint32_t rank, uint32_t n_serv
                           bi, nb);
             goto fail;
         }
-        mlt_branch_t *b = mlt_store__branch_new(st, id, parent, (mlt_kind_t)kind, &t);
+        mlt_branch_t *b = mlt_store__branch_new(st, id, parent, (mlt_branch_kind_t)kind, &t);
         if (!b) {
             rc = mlt_errf(-ENOMEM, err, errlen, "out of memory loading branch %u", id);
             goto fail;

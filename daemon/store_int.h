@@ -47,7 +47,7 @@ typedef struct table {
 struct mlt_branch {
     uint32_t id;
     int64_t parent; /* -1: root */
-    mlt_kind_t kind;
+    mlt_branch_kind_t kind;
     mlt_tunables_t t;
     bool diverged;
     uint32_t n_workers;   /* the job's, fixed while the branch lives */
@@ -83,7 +83,7 @@ mlt_chunk_t *mlt_store__chunk_new(mlt_store_t *st, uint32_t n);
 void mlt_store__chunk_drop(mlt_chunk_t *c);
 /* A branch with no chunks yet (the slots NULL), or NULL out of memory. */
 mlt_branch_t *mlt_store__branch_new(const mlt_store_t *st, uint32_t id, int64_t parent,
-                                    mlt_kind_t kind, const mlt_tunables_t *t);
+                                    mlt_branch_kind_t kind, const mlt_tunables_t *t);
 /* Adds b to the live branches (the caller has checked the limits). */
 void mlt_store__branch_add(mlt_store_t *st, mlt_branch_t *b);
 /* Drops b's references and frees it. */

@@ -1,52 +1,28 @@
-/* declog.c - see declog.h. A write that fails is not reported here: the
- * stream is the daemon's outfile (common/outfile.h), which keeps the first
- * error for the coordinator to fail the job with. */
+/* declog.c - see declog.h. */
 #include "tuner/declog.h"
 
-#include <math.h>
 #include <stdarg.h>
 
-#include "common/json.h"
-
-void mlt_declog(FILE *f, double t, const char *event, uint32_t branch, const char *fields, ...)
+void mlt_declog_begin(mlt_json_t *j, double t, const char *event, uint32_t branch)
 {
-    if (!f)
-        return;
-    fprintf(f, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u", t, event, branch);
-    if (fields && *fields) {
-        fputc(',', f);
-        va_list ap;
-        va_start(ap, fields);
-        vfprintf(f, fields, ap);
-        va_end(ap);
-    }
-    fputs("}\n", f);
-    fflush(f);
+    mlt_json_begin(j);
+    mlt_json_fixed(j, "t", t, 3);
+    mlt_json_str(j, "event", event);
+    mlt_json_uint(j, "branch", branch);
 }
 
-void mlt_declog_setting(FILE *f, double t, const char *event, uint32_t branch,
-                        const mlt_job_t *job, const mlt_setting_t *s, const char *extra,
-                        const char *reason)
+void mlt_declog_timing(mlt_json_t *j, ...)
 {
-    if (!f)
-        return;
-    fprintf(f, "{\"t\":%.3f,\"event\":\"%s\",\"branch\":%u,\"tunables\":", t, event, branch);
-    mlt_setting_json(job, s, f);
-    if (extra && *extra)
-        fprintf(f, ",%s", extra);
-    if (reason) {
-        char js[1024];
-        fprintf(f, ",\"reason\":\"%s\"", mlt_json_str(js, sizeof js, reason));
-    }
-    fputs("}\n", f);
-    fflush(f);
+    va_list ap;
+    va_start(ap, j);
+    mlt_json_arr(j, "timing_dependent");
+    for (const char *name; (name = va_arg(ap, const char *));)
+        mlt_json_str(j, NULL, name);
+    mlt_json_end(j);
+    va_end(ap);
 }
 
-const char *mlt_declog_num(char *b, double v)
+void mlt_declog_end(mlt_json_t *j, FILE *f)
 {
-    if (isfinite(v))
-        snprintf(b, 32, "%.6g", v);
-    else
-        snprintf(b, 32, "null");
-    return b;
+    mlt_json_write(j, f);
 }

@@ -34,12 +34,12 @@ bool mlt_setting_set(const mlt_job_t *job, mlt_setting_t *s, const char *name, d
     return true;
 }
 
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f)
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j, const char *key)
 {
-    fputc('{', f);
+    mlt_json_obj(j, key);
     for (uint32_t i = 0; i < job->n_tunables; i++)
-        fprintf(f, "%s\"%s\":%.6g", i ? "," : "", job->tunables[i].name, s->v[i]);
-    fputc('}', f);
+        mlt_json_num(j, job->tunables[i].name, s->v[i]);
+    mlt_json_end(j);
 }
 
 void mlt_space_init(mlt_space_t *sp, const mlt_job_t *job, bool tuning)

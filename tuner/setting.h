@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "common/jobfile.h"
+#include "common/json.h"
 
 /* A value for every tunable of the job, in job->tunables order. */
 typedef struct mlt_setting {
@@ -32,8 +33,8 @@ double mlt_setting_get(const mlt_job_t *job, const mlt_setting_t *s, const char 
                        double fallback);
 /* Sets the tunable called name in s; false when the job has none. */
 bool mlt_setting_set(const mlt_job_t *job, mlt_setting_t *s, const char *name, double v);
-/* Writes {"lr":0.03,"momentum":0.9,...} for s. */
-void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, FILE *f);
+/* Adds {"lr":0.03,"momentum":0.9,...} for s to j as member key (NULL in an array). */
+void mlt_setting_json(const mlt_job_t *job, const mlt_setting_t *s, mlt_json_t *j, const char *key);
 
 /* The space of the tunables marked tune = true (none when !tuning). */
 void mlt_space_init(mlt_space_t *sp, const mlt_job_t *job, bool tuning);

@@ -5,6 +5,8 @@
 #include "tuner/tuner.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -20,10 +22,47 @@
 
 /* ---- decision log ------------------------------------------------------------- */
 
-void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch, const mlt_setting_t *s,
-                            const char *extra, const char *reason)
+void mlt_tuner__log_begin(const tuner_t *t, mlt_json_t *j, const char *event, uint32_t branch)
 {
-    mlt_declog_setting(t->log, t->ex->now(t->ex->ctx), event, branch, t->job, s, extra, reason);
+    mlt_declog_begin(j, t->ex->now(t->ex->ctx), event, branch);
+}
+
+void mlt_tuner__log_end(const tuner_t *t, mlt_json_t *j)
+{
+    mlt_declog_end(j, t->log);
+}
+
+void mlt_tuner__log_reason(const tuner_t *t, const char *event, uint32_t branch, const char *fmt,
+                           ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, event, branch);
+    mlt_json_str(&j, "reason", why);
+    mlt_tuner__log_end(t, &j);
+}
+
+void mlt_tuner__log_fork(const tuner_t *t, uint32_t child, uint32_t parent, const char *kind)
+{
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "fork", child);
+    mlt_json_uint(&j, "parent", parent);
+    mlt_json_str(&j, "kind", kind);
+    mlt_tuner__log_end(t, &j);
+}
+
+void mlt_tuner__log_setting(const tuner_t *t, const char *event, uint32_t branch,
+                            const mlt_setting_t *s, const char *reason)
+{
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, event, branch);
+    mlt_setting_json(t->job, s, &j, "tunables");
+    mlt_json_str(&j, "reason", reason);
+    mlt_tuner__log_end(t, &j);
 }
 
 /* ---- settings and the searcher's coordinates ------------------------------------ */
@@ -85,11 +124,14 @@ static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const cha
     if (rc)
         return rc;
     trial_t *w = &trials[winner];
-    char extra[128];
-    char b[32], b2[32];
-    snprintf(extra, sizeof extra, "\"score\":%s,\"se\":%s,\"verdict\":\"%s\"",
-             jnum(b, w->score), jnum(b2, w->se), mlt_verdict_name(w->sum.verdict));
-    mlt_tuner__log_setting(t, "commit", w->id, &w->s, extra, reason);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "commit", w->id);
+    mlt_setting_json(t->job, &w->s, &j, "tunables");
+    mlt_json_num(&j, "score", w->score);
+    mlt_json_num(&j, "se", w->se);
+    mlt_json_str(&j, "verdict", mlt_verdict_name(w->sum.verdict));
+    mlt_json_str(&j, "reason", reason);
+    mlt_tuner__log_end(t, &j);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &w->s);
     mlt_tuner__trial_kept(t, w);
     t->train = w->id;
@@ -108,14 +150,19 @@ static int commit(tuner_t *t, trial_t *trials, uint32_t n, int winner, const cha
 static int snapshot_take(tuner_t *t, double val, double test, const char *reason)
 {
     uint32_t id = t->next_id++;
-    char b[32];
-    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"snapshot\",\"epoch\":%.4f,\"loss\":%s,"
-            "\"reason\":\"%s\"", t->train, t->epoch, jnum(b, t->last_loss), reason);
-    int rc = t->ex->fork(t->ex->ctx, id, t->train, BRANCH_KIND_SNAPSHOT, &t->train_s);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "fork", id);
+    mlt_json_uint(&j, "parent", t->train);
+    mlt_json_str(&j, "kind", "snapshot");
+    mlt_json_fixed(&j, "epoch", t->epoch, 4);
+    mlt_json_num(&j, "loss", t->last_loss);
+    mlt_json_str(&j, "reason", reason);
+    mlt_tuner__log_end(t, &j);
+    int rc = t->ex->fork(t->ex->ctx, id, t->train, MLT_BRANCH_SNAPSHOT, &t->train_s);
     if (rc)
         return rc;
     if (t->good) {
-        logline(t, "free", t->good, "\"reason\":\"replaced by snapshot %u\"", id);
+        mlt_tuner__log_reason(t, "free", t->good, "replaced by snapshot %u", id);
         rc = t->ex->free(t->ex->ctx, t->good);
     }
     t->good = id;
@@ -208,10 +255,13 @@ static void set_trial_time(tuner_t *t)
     double epc = t->ex->epoch_clocks(t->ex->ctx, &def);
     double clocks = (double)t->job->tuner.min_trial_clocks;
     t->trial_time = per * (clocks < epc ? clocks : epc);
-    char b[32];
-    logline(t, "trial_time", t->train, "\"seconds\":%s,\"clocks\":%d,\"reason\":\"%s\","
-            "\"timing_dependent\":[\"t\",\"seconds\"]", jnum(b, t->trial_time),
-            t->job->tuner.min_trial_clocks, "tuner.min_trial_clocks at the default setting's speed");
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "trial_time", t->train);
+    mlt_json_num(&j, "seconds", t->trial_time);
+    mlt_json_int(&j, "clocks", t->job->tuner.min_trial_clocks);
+    mlt_json_str(&j, "reason", "tuner.min_trial_clocks at the default setting's speed");
+    mlt_declog_timing(&j, "t", "seconds", (char *)NULL);
+    mlt_tuner__log_end(t, &j);
 }
 
 /* The first search's budget: max_overhead of the longest the job may train
@@ -243,15 +293,20 @@ static int first_search(tuner_t *t, uint32_t init)
         center = t->warm->setting;
         lr_star = t->warm->lr_star;
         rc = mlt_tuner__starting_loss(t, init);
-        if (!rc)
-            mlt_tuner__log_setting(t, "centre", init, &center, "\"warm\":true",
-                                   "warm start: the first search's winner of the last job of "
-                                   "this model");
+        if (!rc) {
+            mlt_json_t js;
+            mlt_tuner__log_begin(t, &js, "centre", init);
+            mlt_setting_json(j, &center, &js, "tunables");
+            mlt_json_bool(&js, "warm", true);
+            mlt_json_str(&js, "reason",
+                         "warm start: the first search's winner of the last job of this model");
+            mlt_tuner__log_end(t, &js);
+        }
     } else {
         rc = mlt_tuner__range_test(t, init, &lr_star);
         if (!rc && isfinite(lr_star)) {
             mlt_setting_set(j, &center, "lr", lr_star);
-            mlt_tuner__log_setting(t, "centre", init, &center, NULL,
+            mlt_tuner__log_setting(t, "centre", init, &center,
                                    "the default setting at the range test's learning rate");
         }
     }
@@ -294,9 +349,13 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
 {
     mlt_tuner_result_t *res = t->res;
     const char *ev = diverged ? "diverged" : "regressed";
-    logline(t, ev, t->train, "\"reason\":\"%s\",\"snapshot\":%u,\"epoch\":%.4f", what,
-            t->good, t->good_epoch);
-    logline(t, "free", t->train, "\"reason\":\"%s\"", ev);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, ev, t->train);
+    mlt_json_str(&j, "reason", what);
+    mlt_json_uint(&j, "snapshot", t->good);
+    mlt_json_fixed(&j, "epoch", t->good_epoch, 4);
+    mlt_tuner__log_end(t, &j);
+    mlt_tuner__log_reason(t, "free", t->train, "%s", ev);
     int rc = t->ex->free(t->ex->ctx, t->train);
     if (rc)
         return rc;
@@ -311,8 +370,8 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
     t->epoch = t->good_epoch;
     t->cursor = t->good_cursor;
     t->last_loss = t->good_loss;
-    logline(t, "retune", t->good, "\"reason\":\"the training branch %s: re-tuning from the "
-            "snapshot\"", ev);
+    mlt_tuner__log_reason(t, "retune", t->good,
+                          "the training branch %s: re-tuning from the snapshot", ev);
     /* a learning rate that failed is too high from here on: the range's top
      * becomes half of it, and the design centres there */
     mlt_setting_t center = bad;
@@ -323,9 +382,11 @@ static int rollback(tuner_t *t, bool diverged, const char *what)
             dm->max = lr / 2 < dm->max ? lr / 2 : dm->max;
             if (dm->def > dm->max)
                 dm->def = dm->max;
-            char b1[32], b2[32];
-            logline(t, "range", t->good, "\"tunable\":\"lr\",\"max\":%s,\"reason\":\"lr %s "
-                    "%s\"", jnum(b1, dm->max), jnum(b2, lr), ev);
+            mlt_tuner__log_begin(t, &j, "range", t->good);
+            mlt_json_str(&j, "tunable", "lr");
+            mlt_json_num(&j, "max", dm->max);
+            mlt_json_strf(&j, "reason", "lr %.6g %s", lr, ev);
+            mlt_tuner__log_end(t, &j);
         }
         mlt_setting_set(t->job, &center, "lr", dm->max < lr / 2 ? dm->max : lr / 2);
     }
@@ -493,10 +554,10 @@ int mlt_tuner_run(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_bran
     if (t->sp.d == 0) {
         /* nothing to tune: train the defaults */
         uint32_t id = t->next_id++;
-        logline(t, "fork", id, "\"parent\":%u,\"kind\":\"train\"", init_branch);
-        if ((rc = ex->fork(ex->ctx, id, init_branch, BRANCH_KIND_TRAIN, &t->train_s)))
+        mlt_tuner__log_fork(t, id, init_branch, "train");
+        if ((rc = ex->fork(ex->ctx, id, init_branch, MLT_BRANCH_TRAIN, &t->train_s)))
             return rc < 0 ? -1 : 0;
-        mlt_tuner__log_setting(t, "commit", id, &t->train_s, NULL,
+        mlt_tuner__log_setting(t, "commit", id, &t->train_s,
                                tuning ? "no tunable is marked tune = true"
                                       : "fixed tunables (tuner.logic = fixed)");
         t->train = id;
@@ -525,10 +586,14 @@ int mlt_tuner_resume(const mlt_job_t *job, const mlt_exec_t *ex, uint32_t init_b
                      ? "this tuning logic is not checkpointed" : why);
         return -1;
     }
-    char b[32];
-    logline(t, "resume", t->train, "\"epoch\":%.4f,\"clock\":%lld,\"snapshot\":%u,\"loss\":%s,"
-            "\"reason\":\"the daemon restarted: the job goes on from its last checkpoint\"",
-            t->epoch, (long long)t->train_clock, t->good, jnum(b, t->last_loss));
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "resume", t->train);
+    mlt_json_fixed(&j, "epoch", t->epoch, 4);
+    mlt_json_int(&j, "clock", t->train_clock);
+    mlt_json_uint(&j, "snapshot", t->good);
+    mlt_json_num(&j, "loss", t->last_loss);
+    mlt_json_str(&j, "reason", "the daemon restarted: the job goes on from its last checkpoint");
+    mlt_tuner__log_end(t, &j);
     int rc = train_loop(t);
     mlt_free(t->iv_loss);
     return rc;
@@ -555,27 +620,32 @@ static int train_loop(tuner_t *t)
             ex->progress(ex->ctx, "training", t->train, &t->train_s, t->epoch, res->val, res->test,
                          res->trials);
         uint32_t tid = t->next_id++;
-        logline(t, "fork", tid, "\"parent\":%u,\"kind\":\"test\"", t->train);
+        mlt_tuner__log_fork(t, tid, t->train, "test");
         double val = NAN, test = NAN;
-        if ((rc = ex->fork(ex->ctx, tid, t->train, BRANCH_KIND_TEST, &t->train_s)) ||
+        if ((rc = ex->fork(ex->ctx, tid, t->train, MLT_BRANCH_TEST, &t->train_s)) ||
             (rc = ex->test(ex->ctx, tid, &val, &test)))
             return rc < 0 ? -1 : 0;
-        char b1[32], b2[32], b3[32], b4[32];
-        logline(t, "test", t->train, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s,"
-                "\"trend_t\":%s", t->classify ? "accuracy" : "rmse", jnum(b1, val),
-                t->classify ? "accuracy" : "rmse", jnum(b2, test), t->epoch,
-                jnum(b3, t->last_loss), jnum(b4, trend));
+        mlt_json_t j;
+        mlt_tuner__log_begin(t, &j, "test", t->train);
+        mlt_json_num(&j, t->classify ? "accuracy" : "rmse", val);
+        mlt_json_num(&j, t->classify ? "test_accuracy" : "test_rmse", test);
+        mlt_json_fixed(&j, "epoch", t->epoch, 4);
+        mlt_json_num(&j, "loss", t->last_loss);
+        mlt_json_num(&j, "trend_t", trend);
+        mlt_tuner__log_end(t, &j);
         bool blown = isfinite(t->start_loss) && t->start_loss > 0 &&
                      t->last_loss > MLT_SUMMARY_DIVERGE_FACTOR * t->start_loss;
-        logline(t, "free", tid, "\"reason\":\"tested\"");
+        mlt_tuner__log_reason(t, "free", tid, "tested");
         if ((rc = ex->free(ex->ctx, tid)))
             return -1;
         bool diverged = !isfinite(t->last_loss) || !isfinite(val) || blown;
         if (diverged || (t->sp.d > 0 && regressed(t, val) && t->regressions++ < MAX_ROLLBACKS)) {
             /* back to the last good point, and re-tune from there */
             char what[128];
-            snprintf(what, sizeof what, "training loss %s, validation %s at epoch %.4f; best %s",
-                     jnum(b1, t->last_loss), jnum(b2, val), t->epoch, jnum(b3, res->best_val));
+            snprintf(what, sizeof what,
+                     "training loss %.6g, validation %.6g at epoch %.4f; "
+                     "best %.6g",
+                     t->last_loss, val, t->epoch, res->best_val);
             if ((rc = rollback(t, diverged, what)))
                 return rc == 1 ? 0 : -1;
             res->val = t->good_val;
@@ -617,8 +687,10 @@ static int train_loop(tuner_t *t)
             continue;
         double budget = mlt_tuner__budget(t);
         if (budget < t->trial_time) {
-            logline(t, "retune_skipped", t->train, "\"reason\":\"%s, but the tuning overhead "
-                    "budget is spent\",\"budget\":%s", why, jnum(b1, budget));
+            mlt_tuner__log_begin(t, &j, "retune_skipped", t->train);
+            mlt_json_strf(&j, "reason", "%s, but the tuning overhead budget is spent", why);
+            mlt_json_num(&j, "budget", budget);
+            mlt_tuner__log_end(t, &j);
             continue;
         }
         bool changed = false;
@@ -632,12 +704,12 @@ static int train_loop(tuner_t *t)
                 return -1;
         } else if (++t->retunes_without_gain >= job->tuner.converge_tests) {
             t->converged = true;
-            logline(t, "converged", t->train, "\"reason\":\"%d re-tunes without a better setting\"",
-                    t->retunes_without_gain);
+            mlt_tuner__log_reason(t, "converged", t->train, "%d re-tunes without a better setting",
+                                  t->retunes_without_gain);
         }
     }
     if (t->good) {
-        logline(t, "free", t->good, "\"reason\":\"the job is over\"");
+        mlt_tuner__log_reason(t, "free", t->good, "the job is over");
         if (ex->free(ex->ctx, t->good))
             return -1;
         t->good = 0;

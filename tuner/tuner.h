@@ -38,6 +38,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* tuner/ depends on common/ only; from client/ it takes one header-only
+ * definition, the branch kind (mlt_branch_kind_t), so that the kinds the
+ * tuner forks are the ones the shards and the wire know, not a copy. */
+#include "client/mltuner.h"
 #include "common/jobfile.h"
 #include "tuner/setting.h"
 #include "tuner/warm.h"
@@ -48,7 +52,8 @@
 typedef struct mlt_exec {
     void *ctx;
     /* fork child from parent with the setting's server-side tunables */
-    int (*fork)(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s);
+    int (*fork)(void *ctx, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                const mlt_setting_t *s);
     int (*free)(void *ctx, uint32_t branch);
     /* sets live branch's server-side tunables to the setting's (its next runs
      * use the setting's batch size); may be NULL (no range test then) */
@@ -57,7 +62,9 @@ typedef struct mlt_exec {
      * with the setting's batch size, the data cursor first set to data_epoch
      * epochs; loss[i] = mean training loss of clock clock_start + i over the
      * workers (every clock is filled; NaN or Inf means the branch diverged),
-     * *seconds = wall time */
+     * *seconds = wall time. The losses are the call's result: loss (clocks
+     * doubles, the caller's) is written before it returns, and the executor
+     * keeps no pointer to it */
     int (*run)(void *ctx, uint32_t branch, const mlt_setting_t *s, int64_t clock_start,
                int64_t clocks, double data_epoch, double *loss, double *seconds);
     /* evaluate branch: validation and test metric (accuracy, or RMSE for mf) */

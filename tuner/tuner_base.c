@@ -24,9 +24,7 @@
 #include "tuner/tuner_base.h"
 
 #define TTC_MAX_SETTINGS 12
-#define HB_ETA 3.0
-#define KIND_TRAIN 1
-#define KIND_TEST 3
+#define HB_ETA           3.0
 
 typedef struct base {
     const mlt_job_t *job;
@@ -94,10 +92,17 @@ static int start_run(base_t *b, run_t *r, const char *why)
     r->id = b->next_id++;
     r->alive = true;
     r->val = r->test = r->best_val = NAN;
-    mlt_declog_setting(b->log, now(b), "propose", r->id, b->job, &r->s, NULL, why);
-    mlt_declog(b->log, now(b), "fork", r->id, "\"parent\":%u,\"kind\":\"train\"", b->init);
+    mlt_json_t j;
+    mlt_declog_begin(&j, now(b), "propose", r->id);
+    mlt_setting_json(b->job, &r->s, &j, "tunables");
+    mlt_json_str(&j, "reason", why);
+    mlt_declog_end(&j, b->log);
+    mlt_declog_begin(&j, now(b), "fork", r->id);
+    mlt_json_uint(&j, "parent", b->init);
+    mlt_json_str(&j, "kind", "train");
+    mlt_declog_end(&j, b->log);
     b->res->trials++;
-    return b->ex->fork(b->ex->ctx, r->id, b->init, KIND_TRAIN, &r->s);
+    return b->ex->fork(b->ex->ctx, r->id, b->init, MLT_BRANCH_TRAIN, &r->s);
 }
 
 /* Trains r up to `epochs` epochs in all (in test_interval steps), testing after
@@ -122,14 +127,16 @@ static int train_to(base_t *b, run_t *r, double epochs, int plateau, bool *done)
         r->clock += clocks;
         r->epoch += (double)clocks / epc;
         uint32_t tid = b->next_id++;
-        if ((rc = ex->fork(ex->ctx, tid, r->id, KIND_TEST, &r->s)) ||
+        if ((rc = ex->fork(ex->ctx, tid, r->id, MLT_BRANCH_TEST, &r->s)) ||
             (rc = ex->test(ex->ctx, tid, &r->val, &r->test)) || (rc = ex->free(ex->ctx, tid)))
             return rc;
-        char b1[32], b2[32], b3[32];
-        mlt_declog(b->log, now(b), "test", r->id, "\"%s\":%s,\"test_%s\":%s,\"epoch\":%.4f,\"loss\":%s",
-                   b->classify ? "accuracy" : "rmse", mlt_declog_num(b1, r->val),
-                   b->classify ? "accuracy" : "rmse", mlt_declog_num(b2, r->test), r->epoch,
-                   mlt_declog_num(b3, last));
+        mlt_json_t j;
+        mlt_declog_begin(&j, now(b), "test", r->id);
+        mlt_json_num(&j, b->classify ? "accuracy" : "rmse", r->val);
+        mlt_json_num(&j, b->classify ? "test_accuracy" : "test_rmse", r->test);
+        mlt_json_fixed(&j, "epoch", r->epoch, 4);
+        mlt_json_num(&j, "loss", last);
+        mlt_declog_end(&j, b->log);
         if (ex->progress)
             ex->progress(ex->ctx, "searching", r->id, &r->s, r->epoch, r->val, r->test,
                          b->res->trials);
@@ -156,7 +163,10 @@ static int run_kill(base_t *b, run_t *r, const char *why)
     if (!r->alive)
         return 0;
     r->alive = false;
-    mlt_declog(b->log, now(b), "free", r->id, "\"reason\":\"%s\"", why);
+    mlt_json_t j;
+    mlt_declog_begin(&j, now(b), "free", r->id);
+    mlt_json_str(&j, "reason", why);
+    mlt_declog_end(&j, b->log);
     return b->ex->free(b->ex->ctx, r->id);
 }
 
@@ -177,11 +187,12 @@ static int keep_or_free(base_t *b, run_t *r, run_t *best, bool force)
                                                       : "a later setting reached the target")
                              : 0;
         *best = *r;
-        char b1[32];
-        char extra[64];
-        snprintf(extra, sizeof extra, "\"val\":%s", mlt_declog_num(b1, r->best_val));
-        mlt_declog_setting(b->log, now(b), "commit", r->id, b->job, &r->s, extra,
-                           "the best setting so far");
+        mlt_json_t j;
+        mlt_declog_begin(&j, now(b), "commit", r->id);
+        mlt_setting_json(b->job, &r->s, &j, "tunables");
+        mlt_json_num(&j, "val", r->best_val);
+        mlt_json_str(&j, "reason", "the best setting so far");
+        mlt_declog_end(&j, b->log);
         return rc;
     }
     return run_kill(b, r, "not better than the best so far");
@@ -209,10 +220,11 @@ static int ttc(base_t *b)
         rc = train_to(b, &r, b->job->stop.max_epochs, plateau, &done);
         if (rc)
             break;
-        char b1[32];
         mlt_search_observe(se, r.x, objective(b, r.best_val));
-        mlt_declog(b->log, now(b), "observe", r.id, "\"value\":%s",
-                   mlt_declog_num(b1, objective(b, r.best_val)));
+        mlt_json_t j;
+        mlt_declog_begin(&j, now(b), "observe", r.id);
+        mlt_json_num(&j, "value", objective(b, r.best_val));
+        mlt_declog_end(&j, b->log);
         rc = keep_or_free(b, &r, &best, done && b->target_hit);
         if (!done && reached(b, best.test))
             done = true;
@@ -274,8 +286,12 @@ static int hyperband(base_t *b)
     for (int s = s_max; s >= 0 && !done && !rc; s--) {
         uint32_t n = (uint32_t)ceil((s_max + 1.0) / (s + 1.0) * pow(HB_ETA, s));
         double r0 = R * pow(HB_ETA, -s);
-        mlt_declog(b->log, now(b), "bracket", b->init, "\"s\":%d,\"settings\":%u,\"epochs\":%.4g", s,
-                   n, r0);
+        mlt_json_t j;
+        mlt_declog_begin(&j, now(b), "bracket", b->init);
+        mlt_json_int(&j, "s", s);
+        mlt_json_uint(&j, "settings", n);
+        mlt_json_sig(&j, "epochs", r0, 4);
+        mlt_declog_end(&j, b->log);
         run_t *runs = mlt_calloc(n, sizeof *runs);
         for (uint32_t i = 0; i < n && !rc; i++) {
             bool dup;

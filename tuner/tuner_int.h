@@ -1,5 +1,5 @@
 /* tuner_int.h - what the tuner's files share: the tuner's state, a trial,
- * the branch kinds, the decision-log macros and the helpers that one of them
+ * the decision-log macros and the helpers that one of them
  * calls in another (mlt_tuner__ names). Private to tuner/tuner*.c;
  * single-threaded like the tuner (tuner.h).
  *
@@ -23,11 +23,6 @@
 #include "tuner/summary.h"
 #include "tuner/tuner.h"
 #include "tuner/warm.h"
-
-#define BRANCH_KIND_TRAIN 1
-#define BRANCH_KIND_EVAL 2
-#define BRANCH_KIND_TEST 3
-#define BRANCH_KIND_SNAPSHOT 4
 
 /* A trial is cut as diverged once the mean of its last CUT_WINDOW losses is
  * above CUT_RISE x its fork loss and above the fork loss plus half the way
@@ -106,13 +101,19 @@ typedef struct tuner {
 
 /* ---- decision log ------------------------------------------------------------- */
 
-#define logline(t, event, branch, ...) \
-    mlt_declog((t)->log, (t)->ex->now((t)->ex->ctx), event, branch, __VA_ARGS__)
-#define jnum(b, v) mlt_declog_num(b, v)
-
-/* tuner.c */
-void mlt_tuner__log_setting(tuner_t *t, const char *event, uint32_t branch,
-                            const mlt_setting_t *s, const char *extra, const char *reason);
+/* tuner.c: a line of the tuner's decision log (declog.h), at the executor's
+ * time: log_begin starts it ("t", "event", "branch"), the caller adds its
+ * fields (common/json.h), log_end writes it to t->log. */
+void mlt_tuner__log_begin(const tuner_t *t, mlt_json_t *j, const char *event, uint32_t branch);
+void mlt_tuner__log_end(const tuner_t *t, mlt_json_t *j);
+/* A whole line whose one field is "reason" (printf-style). */
+void mlt_tuner__log_reason(const tuner_t *t, const char *event, uint32_t branch, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
+/* A whole "fork" line: "parent" and "kind" (train, trial, test...). */
+void mlt_tuner__log_fork(const tuner_t *t, uint32_t child, uint32_t parent, const char *kind);
+/* A whole line with s's "tunables" and the reason. */
+void mlt_tuner__log_setting(const tuner_t *t, const char *event, uint32_t branch,
+                            const mlt_setting_t *s, const char *reason);
 /* setting <-> the searcher's coordinates, with the effective-rate coupling */
 void mlt_tuner__to_setting(const tuner_t *t, const mlt_setting_t *base, const double *x,
                            mlt_setting_t *s);

@@ -47,9 +47,13 @@ int mlt_tuner__starting_loss(tuner_t *t, uint32_t init)
     if (clocks < 2)
         clocks = 2;
     double loss[20], secs = 0;
-    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"eval\",\"reason\":\"starting loss, lr 0\"",
-            init);
-    int rc = t->ex->fork(t->ex->ctx, id, init, BRANCH_KIND_EVAL, &s);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "fork", id);
+    mlt_json_uint(&j, "parent", init);
+    mlt_json_str(&j, "kind", "eval");
+    mlt_json_str(&j, "reason", "starting loss, lr 0");
+    mlt_tuner__log_end(t, &j);
+    int rc = t->ex->fork(t->ex->ctx, id, init, MLT_BRANCH_EVAL, &s);
     int64_t half = clocks / 2;
     if (!rc)
         rc = t->ex->run(t->ex->ctx, id, &s, 0, half, 0.0, loss, &secs);
@@ -62,10 +66,11 @@ int mlt_tuner__starting_loss(tuner_t *t, uint32_t init)
         return rc;
     t->res->trial_seconds += secs;
     t->start_loss = mlt_tuner__tail_loss(loss, clocks);
-    char b[32];
-    logline(t, "start", id, "\"loss\":%s,\"clocks\":%lld", jnum(b, t->start_loss),
-            (long long)clocks);
-    logline(t, "free", id, "\"reason\":\"starting loss measured\"");
+    mlt_tuner__log_begin(t, &j, "start", id);
+    mlt_json_num(&j, "loss", t->start_loss);
+    mlt_json_int(&j, "clocks", clocks);
+    mlt_tuner__log_end(t, &j);
+    mlt_tuner__log_reason(t, "free", id, "starting loss measured");
     return t->ex->free(t->ex->ctx, id);
 }
 
@@ -102,11 +107,16 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
     double *loss = mlt_calloc((size_t)per, sizeof *loss);
     uint32_t id = t->next_id++;
     mlt_setting_set(j, &s, "lr", lo);
-    char b1[32], b2[32], b3[32], b4[32];
-    logline(t, "fork", id, "\"parent\":%u,\"kind\":\"range_test\",\"lr_min\":%s,\"lr_max\":%s,"
-            "\"steps\":%d,\"clocks\":%lld", parent, jnum(b1, lo), jnum(b2, hi), steps,
-            (long long)per);
-    int rc = t->ex->fork(t->ex->ctx, id, parent, BRANCH_KIND_TRAIN, &s);
+    mlt_json_t jl;
+    mlt_tuner__log_begin(t, &jl, "fork", id);
+    mlt_json_uint(&jl, "parent", parent);
+    mlt_json_str(&jl, "kind", "range_test");
+    mlt_json_num(&jl, "lr_min", lo);
+    mlt_json_num(&jl, "lr_max", hi);
+    mlt_json_int(&jl, "steps", steps);
+    mlt_json_int(&jl, "clocks", per);
+    mlt_tuner__log_end(t, &jl);
+    int rc = t->ex->fork(t->ex->ctx, id, parent, MLT_BRANCH_TRAIN, &s);
     if (!rc && t->ex->progress) /* the first search begins with it */
         t->ex->progress(t->ex->ctx, "searching", id, &s, 0.0, NAN, NAN, 0);
     double epc = t->ex->epoch_clocks(t->ex->ctx, &s);
@@ -191,19 +201,24 @@ int mlt_tuner__range_test(tuner_t *t, uint32_t parent, double *lr_star)
         if (*lr_star < lo)
             *lr_star = lo;
     }
-    if (t->log) {
-        fprintf(t->log, "{\"t\":%.3f,\"event\":\"range_test\",\"branch\":%u,\"start_loss\":%s,"
-                        "\"lr\":%s,\"steepest_at\":%s,\"lowest_at\":%s,\"stop\":\"%s\","
-                        "\"seconds\":%.4f,\"curve\":[",
-                t->ex->now(t->ex->ctx), id, jnum(b1, t->start_loss), jnum(b2, *lr_star),
-                best >= 0 ? jnum(b3, lrs[best]) : "null",
-                lowest >= 0 ? jnum(b4, lrs[lowest]) : "null", why, spent);
-        for (int i = 0; i < n; i++)
-            fprintf(t->log, "%s[%s,%s]", i ? "," : "", jnum(b1, lrs[i]), jnum(b2, L[i]));
-        fputs("],\"timing_dependent\":[\"t\",\"seconds\",\"curve\"]}\n", t->log);
-        fflush(t->log);
+    mlt_tuner__log_begin(t, &jl, "range_test", id);
+    mlt_json_num(&jl, "start_loss", t->start_loss);
+    mlt_json_num(&jl, "lr", *lr_star);
+    mlt_json_num(&jl, "steepest_at", best >= 0 ? lrs[best] : NAN);
+    mlt_json_num(&jl, "lowest_at", lowest >= 0 ? lrs[lowest] : NAN);
+    mlt_json_str(&jl, "stop", why);
+    mlt_json_fixed(&jl, "seconds", spent, 4);
+    mlt_json_arr(&jl, "curve");
+    for (int i = 0; i < n; i++) {
+        mlt_json_arr(&jl, NULL);
+        mlt_json_num(&jl, NULL, lrs[i]);
+        mlt_json_num(&jl, NULL, L[i]);
+        mlt_json_end(&jl);
     }
-    logline(t, "free", id, "\"reason\":\"range test done\"");
+    mlt_json_end(&jl);
+    mlt_declog_timing(&jl, "t", "seconds", "curve", (char *)NULL);
+    mlt_tuner__log_end(t, &jl);
+    mlt_tuner__log_reason(t, "free", id, "range test done");
     rc = t->ex->free(t->ex->ctx, id);
     if (!rc && !isfinite(t->start_loss)) {
         snprintf(t->res->reason, sizeof t->res->reason,
@@ -403,10 +418,14 @@ static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
         clocks = (int64_t)epc;
     clocks = (clocks + r - 1) / r * r; /* whole clocks of B */
     int64_t clocks_b = clocks / r;
-    char b1[32], b2[32];
-    logline(t, "retune", t->train, "\"reason\":\"%s\",\"probe\":\"%s\",\"clocks\":%lld,"
-            "\"budget\":%s,\"timing_dependent\":[\"t\",\"budget\"]", why, probe_names[p],
-            (long long)clocks, jnum(b1, mlt_tuner__budget(t)));
+    mlt_json_t jl;
+    mlt_tuner__log_begin(t, &jl, "retune", t->train);
+    mlt_json_str(&jl, "reason", why);
+    mlt_json_str(&jl, "probe", probe_names[p]);
+    mlt_json_int(&jl, "clocks", clocks);
+    mlt_json_num(&jl, "budget", mlt_tuner__budget(t));
+    mlt_declog_timing(&jl, "t", "budget", (char *)NULL);
+    mlt_tuner__log_end(t, &jl);
     trial_t b = {0};
     int rc = mlt_tuner__trial_fork(t, &b, &s, t->train, t->cursor,
                                    p == PROBE_LR ? "the learning rate decayed, paired with the "
@@ -437,27 +456,33 @@ static int probe(tuner_t *t, probe_t p, const char *why, bool *changed)
     double ts = b.cut ? INFINITY : paired_t(la, b.loss, clocks_b, r, &mean);
     bool win = ts < -PAIRED_T ||
                (p == PROBE_BATCH && b.seconds < FASTER * secs_a && ts < 1.0);
-    logline(t, "paired", b.id, "\"probe\":\"%s\",\"against\":%u,\"mean\":%s,\"t_stat\":%s,"
-            "\"seconds\":%.4f,\"against_seconds\":%.4f,\"verdict\":\"%s\","
-            "\"timing_dependent\":[\"t\",\"seconds\",\"against_seconds\"]",
-            probe_names[p], t->train, jnum(b1, b.cut ? NAN : mean), jnum(b2, ts), b.seconds,
-            secs_a, win ? "better" : "not better");
+    mlt_tuner__log_begin(t, &jl, "paired", b.id);
+    mlt_json_str(&jl, "probe", probe_names[p]);
+    mlt_json_uint(&jl, "against", t->train);
+    mlt_json_num(&jl, "mean", b.cut ? NAN : mean);
+    mlt_json_num(&jl, "t_stat", ts);
+    mlt_json_fixed(&jl, "seconds", b.seconds, 4);
+    mlt_json_fixed(&jl, "against_seconds", secs_a, 4);
+    mlt_json_str(&jl, "verdict", win ? "better" : "not better");
+    mlt_declog_timing(&jl, "t", "seconds", "against_seconds", (char *)NULL);
+    mlt_tuner__log_end(t, &jl);
     if (win) {
         /* B continues the lineage over the samples A's probe clocks covered:
          * A's time becomes the overhead, B's the training */
-        logline(t, "free", t->train, "\"reason\":\"replaced by the re-tune's %s\"",
-                probe_names[p]);
+        mlt_tuner__log_reason(t, "free", t->train, "replaced by the re-tune's %s", probe_names[p]);
         rc = t->ex->free(t->ex->ctx, t->train);
         t->res->train_seconds -= secs_a;
         t->res->trial_seconds += secs_a;
         mlt_tuner__trial_kept(t, &b);
-        char extra[64];
-        snprintf(extra, sizeof extra, "\"t_stat\":%s", jnum(b2, ts));
-        mlt_tuner__log_setting(t, "commit", b.id, &b.s, extra,
-                               p == PROBE_LR ? "the decayed learning rate has the lower loss "
-                                               "on the same data"
-                                             : "the larger batch does as well or better on "
-                                               "the same samples, sooner");
+        mlt_tuner__log_begin(t, &jl, "commit", b.id);
+        mlt_setting_json(j, &b.s, &jl, "tunables");
+        mlt_json_num(&jl, "t_stat", ts);
+        mlt_json_str(&jl, "reason",
+                     p == PROBE_LR ? "the decayed learning rate has the lower loss "
+                                     "on the same data"
+                                   : "the larger batch does as well or better on "
+                                     "the same samples, sooner");
+        mlt_tuner__log_end(t, &jl);
         double epc_b = t->ex->epoch_clocks(t->ex->ctx, &b.s);
         t->train = b.id;
         t->train_s = b.s;

@@ -148,21 +148,22 @@ static int trial_piece(tuner_t *t, trial_t *tr, int64_t more, double fork_loss)
 /* The summary line of tr, as it stands. */
 static void trial_log_summary(tuner_t *t, const trial_t *tr)
 {
-    char b[32], b2[32], b3[32];
     if (!t->log)
         return;
-    fprintf(t->log,
-            "{\"t\":%.3f,\"event\":\"summary\",\"branch\":%u,\"clocks\":%lld,\"seconds\":%.4f,"
-            "\"score\":%s,\"se\":%s,\"slope\":%s,\"verdict\":\"%s\",\"points\":[",
-            t->ex->now(t->ex->ctx), tr->id, (long long)tr->clocks, tr->seconds,
-            jnum(b, tr->score), jnum(b2, tr->se), jnum(b3, tr->sum.slope),
-            mlt_verdict_name(tr->sum.verdict));
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "summary", tr->id);
+    mlt_json_int(&j, "clocks", tr->clocks);
+    mlt_json_fixed(&j, "seconds", tr->seconds, 4);
+    mlt_json_num(&j, "score", tr->score);
+    mlt_json_num(&j, "se", tr->se);
+    mlt_json_num(&j, "slope", tr->sum.slope);
+    mlt_json_str(&j, "verdict", mlt_verdict_name(tr->sum.verdict));
+    mlt_json_arr(&j, "points");
     for (size_t i = 0; i < tr->sum.points; i++)
-        fprintf(t->log, "%s%s", i ? "," : "", jnum(b, tr->sum.y[i]));
-    fputs("],\"timing_dependent\":[\"t\",\"clocks\",\"seconds\",\"score\",\"se\",\"slope\","
-          "\"points\"]}\n",
-          t->log);
-    fflush(t->log);
+        mlt_json_num(&j, NULL, tr->sum.y[i]);
+    mlt_json_end(&j);
+    mlt_declog_timing(&j, "t", "clocks", "seconds", "score", "se", "slope", "points", (char *)NULL);
+    mlt_tuner__log_end(t, &j);
 }
 
 int mlt_tuner__trial_kill(tuner_t *t, trial_t *tr, const char *reason)
@@ -170,7 +171,7 @@ int mlt_tuner__trial_kill(tuner_t *t, trial_t *tr, const char *reason)
     if (!tr->alive)
         return 0;
     tr->alive = false;
-    logline(t, "free", tr->id, "\"reason\":\"%s\"", reason);
+    mlt_tuner__log_reason(t, "free", tr->id, "%s", reason);
     return t->ex->free(t->ex->ctx, tr->id);
 }
 
@@ -185,9 +186,9 @@ int mlt_tuner__trial_fork(tuner_t *t, trial_t *tr, const mlt_setting_t *s, uint3
     tr->cursor0 = cursor;
     tr->score = INFINITY;
     tr->se = NAN;
-    mlt_tuner__log_setting(t, "propose", tr->id, &tr->s, NULL, why);
-    logline(t, "fork", tr->id, "\"parent\":%u,\"kind\":\"trial\"", parent);
-    int rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
+    mlt_tuner__log_setting(t, "propose", tr->id, &tr->s, why);
+    mlt_tuner__log_fork(t, tr->id, parent, "trial");
+    int rc = t->ex->fork(t->ex->ctx, tr->id, parent, MLT_BRANCH_TRAIN, &tr->s);
     tr->alive = rc == 0;
     return rc;
 }
@@ -201,8 +202,11 @@ int mlt_tuner__trial_run_for(tuner_t *t, trial_t *tr, double T, double fork_loss
 {
     if (tr->cut || tr->seconds >= 0.97 * T)
         return 0;
-    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id,
-            "\"seconds\":%.4f,\"timing_dependent\":[\"t\",\"seconds\"]", T);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, tr->clocks ? "trial_resume" : "trial_start", tr->id);
+    mlt_json_fixed(&j, "seconds", T, 4);
+    mlt_declog_timing(&j, "t", "seconds", (char *)NULL);
+    mlt_tuner__log_end(t, &j);
     for (int piece = 0; piece < MAX_PIECES && tr->seconds < 0.97 * T && !tr->cut; piece++) {
         bool sure = true;
         double per = tr->clocks > 0 && tr->seconds > 0 ? tr->seconds / (double)tr->clocks
@@ -225,8 +229,10 @@ int mlt_tuner__trial_run_clocks(tuner_t *t, trial_t *tr, int64_t clocks, double 
 {
     if (tr->cut || clocks <= 0)
         return 0;
-    logline(t, tr->clocks ? "trial_resume" : "trial_start", tr->id, "\"clocks\":%lld",
-            (long long)clocks);
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, tr->clocks ? "trial_resume" : "trial_start", tr->id);
+    mlt_json_int(&j, "clocks", clocks);
+    mlt_tuner__log_end(t, &j);
     int64_t first = (int64_t)(FIRST_PIECE * (double)clocks);
     int rc = trial_piece(t, tr, first, fork_loss);
     if (!rc && !tr->cut)
@@ -266,10 +272,13 @@ static void observe(tuner_t *t, mlt_search_t *se, trial_t *tr)
     if (tr->observed || !se)
         return;
     tr->observed = true;
-    char b[32], b2[32];
     mlt_search_observe(se, tr->x, trial_y(tr));
-    logline(t, "observe", tr->id, "\"score\":%s,\"se\":%s,\"verdict\":\"%s\"",
-            jnum(b, trial_y(tr)), jnum(b2, tr->se), mlt_verdict_name(tr->sum.verdict));
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "observe", tr->id);
+    mlt_json_num(&j, "score", trial_y(tr));
+    mlt_json_num(&j, "se", tr->se);
+    mlt_json_str(&j, "verdict", mlt_verdict_name(tr->sum.verdict));
+    mlt_tuner__log_end(t, &j);
 }
 
 /* index of the best (lowest score) live, uncut trial; -1 if none */
@@ -330,7 +339,7 @@ static int fork_within_memory(tuner_t *t, trial_t *trials, uint32_t n, trial_t *
                  live == 1 ? "" : "es", live == 1 ? "s" : "");
         if ((rc = mlt_tuner__trial_kill(t, &trials[worst], reason)))
             return rc;
-        rc = t->ex->fork(t->ex->ctx, tr->id, parent, BRANCH_KIND_TRAIN, &tr->s);
+        rc = t->ex->fork(t->ex->ctx, tr->id, parent, MLT_BRANCH_TRAIN, &tr->s);
         tr->alive = rc == 0;
     }
     return rc;
@@ -390,13 +399,13 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, uint32_t parent, doubl
         bool clear = isfinite(noise) && gap > SEPARATE * noise;
         if (clear)
             keep = 1;
-        char b1[32], b2[32];
         for (uint32_t i = keep; i < m && !rc; i++) {
             char why[160];
-            snprintf(why, sizeof why, "%s: score %s, rank %u of %u after %.3f s (the last "
-                     "kept: %s)", clear ? "behind the best beyond noise" : "halved",
-                     jnum(b1, live[i]->score), i + 1, m, live[i]->seconds,
-                     jnum(b2, live[keep - 1]->score));
+            snprintf(why, sizeof why,
+                     "%s: score %.6g, rank %u of %u after %.3f s (the last "
+                     "kept: %.6g)",
+                     clear ? "behind the best beyond noise" : "halved", live[i]->score, i + 1, m,
+                     live[i]->seconds, live[keep - 1]->score);
             rc = mlt_tuner__trial_kill(t, live[i], why);
         }
         if (rc || keep == 1)
@@ -404,14 +413,24 @@ static int halve(tuner_t *t, trial_t *trials, uint32_t n, uint32_t parent, doubl
         double T2 = 2 * T < cap ? 2 * T : cap;
         double spent = t->res->trial_seconds - spent0;
         if (T2 <= T || spent + (double)keep * (T2 - T) > budget_s) {
-            logline(t, "halving_stop", parent, "\"rung\":%d,\"kept\":%u,\"reason\":\"%s\"",
-                    rung, keep, T2 <= T ? "the trial time is at its cap (an epoch)"
-                                        : "the next rung would overrun the search's budget");
+            mlt_json_t j;
+            mlt_tuner__log_begin(t, &j, "halving_stop", parent);
+            mlt_json_int(&j, "rung", rung);
+            mlt_json_uint(&j, "kept", keep);
+            mlt_json_str(&j, "reason",
+                         T2 <= T ? "the trial time is at its cap (an epoch)"
+                                 : "the next rung would overrun the search's budget");
+            mlt_tuner__log_end(t, &j);
             break;
         }
         T = T2;
-        logline(t, "rung", parent, "\"rung\":%d,\"trials\":%u,\"seconds\":%.4f,"
-                "\"timing_dependent\":[\"t\",\"seconds\"]", rung, keep, T);
+        mlt_json_t j;
+        mlt_tuner__log_begin(t, &j, "rung", parent);
+        mlt_json_int(&j, "rung", rung);
+        mlt_json_uint(&j, "trials", keep);
+        mlt_json_fixed(&j, "seconds", T, 4);
+        mlt_declog_timing(&j, "t", "seconds", (char *)NULL);
+        mlt_tuner__log_end(t, &j);
         for (uint32_t i = 0; i < keep && !rc; i++) {
             rc = mlt_tuner__trial_run_for(t, live[i], T, parent_loss);
             if (!rc && live[i]->cut)
@@ -442,10 +461,14 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
     double spent0 = t->res->trial_seconds;
     double T = t->trial_time;
     *winner = -1;
-    char bb[32];
-    logline(t, "search", parent, "\"design\":%u,\"max_trials\":%u,\"seconds\":%.4f,"
-            "\"budget\":%s,\"timing_dependent\":[\"t\",\"seconds\",\"budget\"]",
-            n_design, max_trials, T, jnum(bb, budget_s));
+    mlt_json_t j;
+    mlt_tuner__log_begin(t, &j, "search", parent);
+    mlt_json_uint(&j, "design", n_design);
+    mlt_json_uint(&j, "max_trials", max_trials);
+    mlt_json_fixed(&j, "seconds", T, 4);
+    mlt_json_num(&j, "budget", budget_s);
+    mlt_declog_timing(&j, "t", "seconds", "budget", (char *)NULL);
+    mlt_tuner__log_end(t, &j);
     const char *stop = NULL;
     /* the design always runs; the budget bounds the proposals and the rungs */
     for (uint32_t i = 0; i < n_design && !rc; i++) {
@@ -475,25 +498,28 @@ int mlt_tuner__search(tuner_t *t, mlt_search_t *se, uint32_t parent, double pare
         double gain = mlt_search_expected_gain(se);
         double want = t->job->tuner.gain_stop * (w >= 0 ? fabs(trials[w].score) : 0);
         if (isfinite(gain) && w >= 0 && gain < want) {
-            char b1[32], b2[32];
-            logline(t, "search_gain", parent, "\"gain\":%s,\"want\":%s", jnum(b1, gain),
-                    jnum(b2, want));
+            mlt_tuner__log_begin(t, &j, "search_gain", parent);
+            mlt_json_num(&j, "gain", gain);
+            mlt_json_num(&j, "want", want);
+            mlt_tuner__log_end(t, &j);
             stop = "the searcher expects less gain than tuner.gain_stop of the best score";
             break;
         }
         mlt_setting_t s;
         mlt_tuner__to_setting(t, &design[0], tr->x, &s);
         char why[96];
-        char b[32];
-        snprintf(why, sizeof why, "searcher proposal (expected gain %s)", jnum(b, gain));
+        snprintf(why, sizeof why, "searcher proposal (expected gain %.6g)", gain);
         rc = search_trial(t, se, trials, n, tr, &s, parent, parent_loss, cursor, T, why);
         n++;
     }
     if (!rc && !stop && n >= max_trials)
         stop = "tuner.max_trials reached";
-    if (!rc)
-        logline(t, "search_stop", parent, "\"trials\":%u,\"reason\":\"%s\"", n,
-                stop ? stop : "design done");
+    if (!rc) {
+        mlt_tuner__log_begin(t, &j, "search_stop", parent);
+        mlt_json_uint(&j, "trials", n);
+        mlt_json_str(&j, "reason", stop ? stop : "design done");
+        mlt_tuner__log_end(t, &j);
+    }
     if (!rc && !any_moved(trials, n, parent_loss) && n > 0 && trials[0].alive &&
         !trials[0].cut) {
         /* no evidence either way: the design's centre (the range test's rate,

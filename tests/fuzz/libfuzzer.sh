@@ -56,7 +56,7 @@ sources_of() {
     wire) echo "$f/fuzz_wire.c $f/fuzz_util.c $src/proto/wire.c $bld/proto/mltuner.pb-c.c" ;;
     idx) echo "$f/fuzz_idx.c $f/fuzz_util.c $src/worker/data.c" ;;
     ratings) echo "$f/fuzz_ratings.c $f/fuzz_util.c $src/worker/data.c $src/worker/ratings.c" ;;
-    jobfile) echo "$f/fuzz_jobfile.c $f/fuzz_util.c $src/common/jobfile.c $src/common/jobfile_value.c $src/common/jobfile_check.c $src/common/jobfile_write.c" ;;
+    jobfile) echo "$f/fuzz_jobfile.c $f/fuzz_util.c $src/common/jobfile.c $src/common/jobfile_check.c $src/common/jobfile_write.c $src/common/keytable.c $src/common/keytable_value.c $src/common/keytable_write.c" ;;
     *) return 1 ;;
     esac
 }

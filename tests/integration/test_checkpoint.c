@@ -260,7 +260,7 @@ static uint32_t snapshot_of(mlt_client_t *c)
     ck_assert_msg(mlt_client_status(c, 0, &st) == 0, "%s", mlt_client_error(c));
     uint32_t id = 0;
     for (uint32_t i = 0; i < st.n_branches; i++)
-        if (st.branches[i].kind == 4) /* MLT_KIND_SNAPSHOT */
+        if (st.branches[i].kind == MLT_BRANCH_SNAPSHOT)
             id = st.branches[i].id;
     mlt_server_status_free(&st);
     return id;

@@ -217,13 +217,13 @@ START_TEST(test_store)
     mlt_store_t *st = store_new(0, 1);
     char err[512];
     mlt_tunables_t t1 = tun(0.5f, 0), t2 = tun(0.25f, 3);
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_INIT, &t1, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_BRANCH_INIT, &t1, err, sizeof err), 0);
     float v[4] = {1, 2, 3, 4}, g[4] = {0.5f, -1, 2, 0};
     for (uint32_t k = 0; k < 3; k++)
         ck_assert_int_eq(mlt_store_write(st, mlt_store_branch(st, 1), 0, k, v), 0);
     ck_assert_int_eq(mlt_store_write(st, mlt_store_branch(st, 1), 1, 0, v), 0);
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t2, err, sizeof err), 0);
-    ck_assert_int_eq(mlt_store_fork(st, 3, 2, MLT_KIND_SNAPSHOT, &t2, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_TRAIN, &t2, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, 3, 2, MLT_BRANCH_SNAPSHOT, &t2, err, sizeof err), 0);
     mlt_branch_t *b2 = mlt_store_branch(st, 2);
     ck_assert_int_eq(mlt_store_apply(st, b2, 0, 1, g), 0); /* copy-on-write: 2 owns one chunk */
     ck_assert_int_eq(mlt_store_apply(st, b2, 0, 1, g), 0); /* momentum state in play */

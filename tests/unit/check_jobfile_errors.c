@@ -272,7 +272,8 @@ START_TEST(test_err_required)
                     "name is required (the job's name (1..128 of A-Z a-z 0-9 . _ -); names its "
                     "output directory)");
     jf_expect_error("name = \"t\";\nmodel = { layers = [256]; };\n", 0,
-                    "model.type is required (one of \"mlp\", \"cnn\", \"softmax\", \"mf\")");
+                    "model.type is required (one of \"mlp\", \"cnn\", \"softmax\", \"mf\", "
+                    "\"external\")");
     jf_expect_error("", 0,
                     "name is required (the job's name (1..128 of A-Z a-z 0-9 . _ -); names "
                     "its output directory)");

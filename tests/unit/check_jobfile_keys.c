@@ -28,6 +28,7 @@ static const char all_keys_text[] =
     "  cnn = [\"conv3x3x8\", \"pool3\", \"conv1x1x1024\", \"fc65536\", \"fc1\"];\n"
     "  rank = 1024;\n"
     "  l2 = 0.25;\n"
+    "  metric = \"accuracy\";\n"
     "};\n"
     "data = {\n"
     "  format = \"idx\";\n"
@@ -80,6 +81,7 @@ static const char *const all_keys[] = {
     "name", "seed", "workers", "backend", "output_dir",
     "on_worker_loss", "worker_wait_s",
     "model", "model.type", "model.layers", "model.cnn", "model.rank", "model.l2",
+    "model.metric",
     "data", "data.format", "data.train_images", "data.train_labels", "data.test_images",
     "data.test_labels", "data.ratings", "data.synthetic", "data.synthetic.users",
     "data.synthetic.items", "data.synthetic.rank", "data.synthetic.ratings",
@@ -129,6 +131,7 @@ START_TEST(test_keys_every_key)
     ck_assert_uint_eq(job.model.cnn[4].n, 1);
     ck_assert_int_eq(job.model.rank, 1024);
     ck_assert_double_eq(job.model.l2, 0.25);
+    ck_assert_int_eq(job.model.metric, MLT_METRIC_ACCURACY);
     ck_assert_int_eq(job.data.format, MLT_DATA_IDX);
     ck_assert_str_eq(job.data.train_images, "/d/ti");
     ck_assert_str_eq(job.data.train_labels, "/d/tl");

@@ -357,7 +357,7 @@ static mlt_store_t *gone_store(void)
     mlt_tunables_t t;
     memset(&t, 0, sizeof t);
     t.h.lr = 0.1f;
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), 0);
     mlt_branch_t *b = mlt_store_branch(st, 1);
     int64_t m;
     ck_assert_int_eq(mlt_store_branch_clock(b, 0, 5, &m), 0);
@@ -380,7 +380,7 @@ START_TEST(test_gone_leaves_min_clock)
     /* a branch made while 1 is gone leaves it out too */
     char err[256];
     mlt_tunables_t t = *mlt_store_branch_tunables(b);
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), 0);
     mlt_branch_t *b2 = mlt_store_branch(st, 2);
     int64_t m;
     ck_assert_int_eq(mlt_store_branch_clock(mlt_store_branch(st, 2), 0, 2, &m), 0);

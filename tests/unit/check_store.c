@@ -48,7 +48,7 @@ void cs_create(mlt_store_t *st, uint32_t id, float lr, float momentum)
 {
     mlt_tunables_t t = cs_tun(lr, momentum);
     char err[256] = "";
-    int rc = mlt_store_create(st, id, MLT_KIND_TRAIN, &t, err, sizeof err);
+    int rc = mlt_store_create(st, id, MLT_BRANCH_TRAIN, &t, err, sizeof err);
     ck_assert_msg(rc == 0, "create %u: %d %s", id, rc, err);
 }
 
@@ -56,7 +56,7 @@ void cs_fork(mlt_store_t *st, uint32_t child, uint32_t parent, float lr, float m
 {
     mlt_tunables_t t = cs_tun(lr, momentum);
     char err[256] = "";
-    int rc = mlt_store_fork(st, child, parent, MLT_KIND_TRAIN, &t, err, sizeof err);
+    int rc = mlt_store_fork(st, child, parent, MLT_BRANCH_TRAIN, &t, err, sizeof err);
     ck_assert_msg(rc == 0, "fork %u<-%u: %d %s", child, parent, rc, err);
 }
 
@@ -403,7 +403,7 @@ START_TEST(test_fork_isolation)
     mlt_tunables_t t = cs_tun(0.25f, 0.5f);
     t.staleness = 3;
     char err[256] = "";
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_EVAL, &t, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_EVAL, &t, err, sizeof err), 0);
     expect_chunk(st, 2, 0, 0, a0, 4); /* inherited */
     expect_chunk(st, 2, 0, 1, a1, 4);
 
@@ -421,13 +421,13 @@ START_TEST(test_fork_isolation)
     mlt_store_branch_info(st, cs_br(st, 2), &info);
     ck_assert_uint_eq(info.id, 2);
     ck_assert_int_eq(info.parent, 1);
-    ck_assert_int_eq(info.kind, MLT_KIND_EVAL);
+    ck_assert_int_eq(info.kind, MLT_BRANCH_EVAL);
     ck_assert_uint_eq(info.tunables.staleness, 3);
     ck_assert_float_eq(info.tunables.h.lr, 0.25f);
     ck_assert_float_eq(mlt_store_branch_tunables(cs_br(st, 2))->h.momentum, 0.5f);
     mlt_store_branch_info(st, cs_br(st, 1), &info);
     ck_assert_int_eq(info.parent, -1);
-    ck_assert_int_eq(info.kind, MLT_KIND_TRAIN);
+    ck_assert_int_eq(info.kind, MLT_BRANCH_TRAIN);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -474,22 +474,22 @@ START_TEST(test_fork_errors)
     mlt_tunables_t t = cs_tun(0.1f, 0);
     mlt_store_t *st = mlt_store_new(CF, NO_LIMIT);
     /* no job */
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_INIT, &t, err, sizeof err), -ENOENT);
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_BRANCH_INIT, &t, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOENT);
     ck_assert_int_eq(mlt_store_set_job(st, "j", 1, MLT_RULE_SGD, T10, 1, 0, 1, err, sizeof err),
                      0);
     cs_create(st, 1, 0.1f, 0);
     uint64_t alloc = mlt_store_allocated(st), pot = mlt_store_potential(st);
 
     err[0] = 0;
-    ck_assert_int_eq(mlt_store_fork(st, 5, 99, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(mlt_store_fork(st, 5, 99, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOENT);
     ck_assert_msg(strstr(err, "99") != NULL, "message does not name the parent: '%s'", err);
     err[0] = 0;
-    ck_assert_int_eq(mlt_store_fork(st, 1, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
+    ck_assert_int_eq(mlt_store_fork(st, 1, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -EEXIST);
     ck_assert_msg(strstr(err, "1") != NULL, "message: '%s'", err);
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -EEXIST);
     cs_fork(st, 2, 1, 0.1f, 0);
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -EEXIST);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -EEXIST);
     ck_assert_uint_eq(mlt_store_n_branches(st), 2);
     ck_assert_uint_eq(mlt_store_allocated(st), alloc);
     ck_assert_uint_eq(mlt_store_potential(st), 2 * pot);
@@ -714,10 +714,10 @@ START_TEST(test_bound_refuse)
     ck_assert_uint_eq(mlt_store_potential(st), 2 * B);
     const uint64_t alloc = mlt_store_allocated(st);
 
-    ck_assert_int_eq(mlt_store_fork(st, 3, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
+    ck_assert_int_eq(mlt_store_fork(st, 3, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOMEM);
     ck_assert_msg(strstr(err, "memory_limit") != NULL, "message: '%s'", err);
     err[0] = 0;
-    ck_assert_int_eq(mlt_store_create(st, 4, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
+    ck_assert_int_eq(mlt_store_create(st, 4, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOMEM);
     ck_assert_msg(strstr(err, "memory_limit") != NULL, "message: '%s'", err);
     ck_assert_uint_eq(mlt_store_allocated(st), alloc);
     ck_assert_uint_eq(mlt_store_potential(st), 2 * B);
@@ -739,7 +739,7 @@ START_TEST(test_bound_refuse)
     /* one byte less: the second branch is refused */
     st = cs_store_with(2 * B - 1, MLT_RULE_SGD, T10, 1, 1);
     cs_create(st, 1, 0.1f, 0);
-    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOMEM);
+    ck_assert_int_eq(mlt_store_fork(st, 2, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOMEM);
     ck_assert_uint_eq(mlt_store_potential(st), B);
     mlt_store_destroy(&st);
 
@@ -750,7 +750,7 @@ START_TEST(test_bound_refuse)
                      -ENOMEM);
     ck_assert_msg(strstr(err, "memory_limit") && strstr(err, "not one branch"), "'%s'", err);
     ck_assert_ptr_null(mlt_store_job(st));
-    ck_assert_int_eq(mlt_store_create(st, 1, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(mlt_store_create(st, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err), -ENOENT);
     ck_assert_uint_eq(mlt_store_allocated(st), 0);
     ck_assert_uint_eq(mlt_store_potential(st), 0);
     mlt_store_destroy(&st);
@@ -798,15 +798,15 @@ START_TEST(test_bound_branch_count)
     char err[256] = "";
     cs_create(st, 0, 0.1f, 0);
     for (uint32_t id = 1; id < MLT_MAX_BRANCHES; id++)
-        ck_assert_int_eq(mlt_store_fork(st, id, 0, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+        ck_assert_int_eq(mlt_store_fork(st, id, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err), 0);
     ck_assert_uint_eq(mlt_store_n_branches(st), MLT_MAX_BRANCHES);
-    ck_assert_int_eq(
-        mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOSPC);
-    ck_assert_int_eq(
-        mlt_store_create(st, MLT_MAX_BRANCHES, MLT_KIND_TRAIN, &t, err, sizeof err), -ENOSPC);
+    ck_assert_int_eq(mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     -ENOSPC);
+    ck_assert_int_eq(mlt_store_create(st, MLT_MAX_BRANCHES, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     -ENOSPC);
     ck_assert_int_eq(mlt_store_free(st, 17), 0);
-    ck_assert_int_eq(
-        mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_KIND_TRAIN, &t, err, sizeof err), 0);
+    ck_assert_int_eq(mlt_store_fork(st, MLT_MAX_BRANCHES, 0, MLT_BRANCH_TRAIN, &t, err, sizeof err),
+                     0);
     mlt_store_destroy(&st);
 }
 END_TEST
@@ -1075,7 +1075,7 @@ START_TEST(test_oom_create)
     for (long n = 0; n <= 3; n++) {
         err[0] = 0;
         mlt_alloc_fail_after(n);
-        int rc = mlt_store_create(st, 2, MLT_KIND_TRAIN, &t, err, sizeof err);
+        int rc = mlt_store_create(st, 2, MLT_BRANCH_TRAIN, &t, err, sizeof err);
         mlt_alloc_fail_after(-1);
         ck_assert_msg(rc == -ENOMEM, "fail_after(%ld): rc %d", n, rc);
         ck_assert_msg(strstr(err, "memory") != NULL, "message: '%s'", err);
@@ -1086,7 +1086,7 @@ START_TEST(test_oom_create)
     }
     /* fork's reference table */
     mlt_alloc_fail_after(0);
-    int rc = mlt_store_fork(st, 3, 1, MLT_KIND_TRAIN, &t, err, sizeof err);
+    int rc = mlt_store_fork(st, 3, 1, MLT_BRANCH_TRAIN, &t, err, sizeof err);
     mlt_alloc_fail_after(-1);
     ck_assert_int_eq(rc, -ENOMEM);
     ck_assert_uint_eq(mlt_store_potential(st), p);

@@ -25,7 +25,8 @@ static mlt_store_t *store_spec(mlt_rule_t rule, bool average)
     return st;
 }
 
-static void fork_kind(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_kind_t kind, float lr)
+static void fork_kind(mlt_store_t *st, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                      float lr)
 {
     mlt_tunables_t t = cs_tun(lr, 0.9f);
     char err[256] = "";
@@ -91,10 +92,10 @@ START_TEST(test_avg_kind_reads)
     for (int i = 0; i < 4; i++)
         d = fmax(d, fabs(r.y[i] - r.x[i]));
     ck_assert_msg(d > 100 * TOL * 4, "y and x too close (%g) to tell apart", d);
-    fork_kind(st, 2, 1, MLT_KIND_TEST, 0.5f);
-    fork_kind(st, 3, 1, MLT_KIND_EVAL, 0.0f);
-    fork_kind(st, 4, 1, MLT_KIND_SNAPSHOT, 0.5f);
-    fork_kind(st, 5, 1, MLT_KIND_INIT, 0.5f);
+    fork_kind(st, 2, 1, MLT_BRANCH_TEST, 0.5f);
+    fork_kind(st, 3, 1, MLT_BRANCH_EVAL, 0.0f);
+    fork_kind(st, 4, 1, MLT_BRANCH_SNAPSHOT, 0.5f);
+    fork_kind(st, 5, 1, MLT_BRANCH_INIT, 0.5f);
     expect_read(st, 1, 0, &r, false, "train reads y");
     expect_read(st, 2, 0, &r, true, "test reads x");
     expect_read(st, 3, 0, &r, true, "eval reads x");
@@ -127,25 +128,25 @@ START_TEST(test_avg_cow)
         sf_step(&parent, 0.5, 0.9, G[s], 4);
     }
     /* the child at a different rate, three updates */
-    fork_kind(st, 2, 1, MLT_KIND_TRAIN, 0.25f);
+    fork_kind(st, 2, 1, MLT_BRANCH_TRAIN, 0.25f);
     sf_ref_t child = parent;
     for (int s = 0; s < 3; s++) {
         cs_apply(st, 2, 0, 0, G[s]);
         sf_step(&child, 0.25, 0.9, G[s], 4);
     }
     expect_read(st, 2, 0, &child, false, "child y");
-    fork_kind(st, 3, 2, MLT_KIND_TEST, 0.25f);
+    fork_kind(st, 3, 2, MLT_BRANCH_TEST, 0.25f);
     expect_read(st, 3, 0, &child, true, "child x");
     /* the parent: y and x as they were */
     expect_read(st, 1, 0, &parent, false, "parent y after the child's pushes");
-    fork_kind(st, 4, 1, MLT_KIND_TEST, 0.5f);
+    fork_kind(st, 4, 1, MLT_BRANCH_TEST, 0.5f);
     expect_read(st, 4, 0, &parent, true, "parent x after the child's pushes");
     /* its z, k, lr_max and weight_sum: the next update follows its history
      * (the child's k 5 or weight_sum would give another c, its z another y) */
     cs_apply(st, 1, 0, 0, G[2]);
     sf_step(&parent, 0.5, 0.9, G[2], 4);
     expect_read(st, 1, 0, &parent, false, "parent y after its own third update");
-    fork_kind(st, 5, 1, MLT_KIND_TEST, 0.5f);
+    fork_kind(st, 5, 1, MLT_BRANCH_TEST, 0.5f);
     expect_read(st, 5, 0, &parent, true, "parent x after its own third update");
     /* and the earlier test fork still shares the parent's old chunk */
     sf_ref_t before;
@@ -172,14 +173,14 @@ START_TEST(test_avg_write_restarts)
     sf_ref_t r;
     sf_start(&r, v, 4);
     expect_read(st, 1, 0, &r, false, "y after write");
-    fork_kind(st, 2, 1, MLT_KIND_TEST, 0.5f);
+    fork_kind(st, 2, 1, MLT_BRANCH_TEST, 0.5f);
     expect_read(st, 2, 0, &r, true, "x after write");
     for (int s = 0; s < 2; s++) {
         cs_apply(st, 1, 0, 0, G[s]);
         sf_step(&r, 0.5, 0.9, G[s], 4);
     }
     expect_read(st, 1, 0, &r, false, "y, two updates after write");
-    fork_kind(st, 3, 1, MLT_KIND_TEST, 0.5f);
+    fork_kind(st, 3, 1, MLT_BRANCH_TEST, 0.5f);
     expect_read(st, 3, 0, &r, true, "x, two updates after write");
     mlt_store_destroy(&st);
 }
@@ -209,7 +210,7 @@ START_TEST(test_avg_sgd_average)
     float got[CF];
     cs_read_chunk(st, 1, 0, 0, got);
     cs_expect_near(got, w, 4, "sgd train reads w");
-    fork_kind(st, 2, 1, MLT_KIND_TEST, 0.1f);
+    fork_kind(st, 2, 1, MLT_BRANCH_TEST, 0.1f);
     cs_read_chunk(st, 2, 0, 0, got);
     cs_expect_near(got, mean, 4, "sgd test reads the mean");
     mlt_store_destroy(&st);
@@ -219,7 +220,7 @@ START_TEST(test_avg_sgd_average)
     cs_create(st, 1, 0.1f, 0.0f);
     cs_write(st, 1, 0, 0, V0);
     cs_apply(st, 1, 0, 0, G[0]);
-    fork_kind(st, 2, 1, MLT_KIND_TEST, 0.1f);
+    fork_kind(st, 2, 1, MLT_BRANCH_TEST, 0.1f);
     cs_read_chunk(st, 2, 0, 0, got);
     for (int i = 0; i < 4; i++)
         w[i] = V0[i] - 0.1 * G[0][i];

@@ -116,8 +116,8 @@ START_TEST(test_picks_best)
         ck_assert_uint_eq(observed, r.res.trials);
         ck_assert_uint_eq(trials, r.res.trials);
         /* the trials, and the range test's branch */
-        ck_assert_uint_eq(r.x->forks[K_TRAIN], r.res.trials + 1);
-        ck_assert_int_eq(r.x->forks[K_EVAL], 0);
+        ck_assert_uint_eq(r.x->forks[MLT_BRANCH_TRAIN], r.res.trials + 1);
+        ck_assert_int_eq(r.x->forks[MLT_BRANCH_EVAL], 0);
         ck_assert_uint_eq(r.res.branch, c->branch);
         ct_assert_one_stop_per_search(d);
         ct_assert_only_training_live(r.x, &r.res);
@@ -335,7 +335,7 @@ START_TEST(test_diverging_trials)
     for (uint32_t id = INIT + 1; id < MAXB; id++) {
         const br_t *b = &r.x->b[id];
         size_t fork = ct_dlog_find(d, 0, "fork", id);
-        if (!b->exists || b->kind != K_TRAIN || b->bad == BAD_NONE || fork == d->n ||
+        if (!b->exists || b->kind != MLT_BRANCH_TRAIN || b->bad == BAD_NONE || fork == d->n ||
             !ct_is_trial_fork(&d->l[fork]))
             continue;
         n_inf += b->bad == BAD_INF;
@@ -451,7 +451,7 @@ START_TEST(test_warm_start)
     const dlog_t *d = &warm.log;
     ck_assert_msg(warm.rc == 0, "%s", warm.res.reason);
     ck_assert_uint_eq(ct_dlog_count(d, 0, d->n, "range_test"), 0);
-    ck_assert_int_eq(warm.x->forks[K_EVAL], 1);
+    ck_assert_int_eq(warm.x->forks[MLT_BRANCH_EVAL], 1);
     ck_assert_uint_eq(ct_dlog_count(d, 0, d->n, "start"), 1);
     size_t ce = ct_dlog_find(d, 0, "centre", UINT32_MAX);
     ck_assert_uint_lt(ce, d->n);
@@ -602,9 +602,9 @@ START_TEST(test_fixed_logic)
     ck_assert(memcmp(&def, &r.res.setting, sizeof def) == 0);
     ck_assert_uint_eq(r.res.searches, 0);
     ck_assert_uint_eq(r.res.trials, 0);
-    ck_assert_int_eq(r.x->forks[K_TRAIN], 1);
-    ck_assert_int_eq(r.x->forks[K_EVAL], 0);
-    ck_assert_int_eq(r.x->forks[K_TEST], r.x->tests);
+    ck_assert_int_eq(r.x->forks[MLT_BRANCH_TRAIN], 1);
+    ck_assert_int_eq(r.x->forks[MLT_BRANCH_EVAL], 0);
+    ck_assert_int_eq(r.x->forks[MLT_BRANCH_TEST], r.x->tests);
     ck_assert_int_eq(r.x->tests, 3);
     ck_assert_double_eq_tol(r.res.epoch, 3.0, 1e-9);
     ck_assert(r.res.trial_seconds == 0);

@@ -18,11 +18,6 @@
 
 #define MAXB    4096u /* branch ids the executor can hold */
 #define INIT    7u    /* the caller's init branch (ids above it are the tuner's) */
-#define K_INIT  0     /* branch kinds, as tuner.c forks them */
-#define K_TRAIN 1
-#define K_EVAL  2
-#define K_TEST  3
-#define K_SNAP  4     /* frozen: forked from, never run or tested */
 
 #define LR_OPT  0.03   /* the best learning rate */
 #define LR_W    1.0    /* fall-off width in log(lr) */
@@ -38,7 +33,7 @@ enum { BAD_NONE = 0, BAD_INF = 1, BAD_NAN = 2 };
 typedef struct br {
     bool exists;           /* forked (or the init branch) */
     bool live;             /* not freed */
-    int kind;              /* K_* */
+    int kind;              /* MLT_BRANCH_* */
     uint32_t parent;       /* forked from */
     mlt_setting_t s;       /* the fork's setting */
     double q;              /* training progress (NaN once broken) */

@@ -144,7 +144,7 @@ static void assert_baseline_common(const mlt_job_t *job, const run_t *r, const b
         ck_assert_str_eq(ct_l_str(f, "kind", k, sizeof k), "train");
         const br_t *b = &x->b[e->id];
         ck_assert(b->exists);
-        ck_assert_int_eq(b->kind, K_TRAIN);
+        ck_assert_int_eq(b->kind, MLT_BRANCH_TRAIN);
         ck_assert_uint_eq(b->parent, INIT);
         ck_assert_msg(fabs(ct_lr_of(job, &b->s) - e->lr) <= 1e-5 * e->lr,
                       "branch %u runs lr %g, its proposal says %g", e->id, ct_lr_of(job, &b->s),
@@ -174,9 +174,9 @@ static void assert_baseline_common(const mlt_job_t *job, const run_t *r, const b
         }
     }
     ck_assert_uint_eq(bs->n, r->res.trials);
-    ck_assert_int_eq(x->forks[K_TRAIN], (int)bs->n);
-    ck_assert_int_eq(x->forks[K_EVAL], 0);
-    ck_assert_int_eq(x->forks[K_TEST], x->tests);
+    ck_assert_int_eq(x->forks[MLT_BRANCH_TRAIN], (int)bs->n);
+    ck_assert_int_eq(x->forks[MLT_BRANCH_EVAL], 0);
+    ck_assert_int_eq(x->forks[MLT_BRANCH_TEST], x->tests);
     ck_assert_int_eq(x->tests, (int)tests);
     ck_assert_int_eq(x->frees, x->tests + (int)bs->n - 1);
     /* the result: the live branch, the last commit, its last test */

@@ -221,7 +221,7 @@ START_TEST(test_same_data_cursor)
     double last = 0;
     for (uint32_t id = INIT + 1; id < MAXB; id++) {
         const br_t *b = &r.x->b[id];
-        if (!b->exists || b->kind != K_TRAIN)
+        if (!b->exists || b->kind != MLT_BRANCH_TRAIN)
             continue;
         ck_assert_msg(!isnan(b->first_epoch), "trial %u never ran", id);
         ck_assert_double_eq_tol(b->first_epoch, b->fork_pos, 1e-9);
@@ -272,7 +272,7 @@ START_TEST(test_diverged_training_rolls_back)
     ck_assert_uint_eq(d->l[dv].branch, train);
     ck_assert(!r.x->b[train].live);
     /* the snapshot: a fork of the training branch before the NaN, at the last test */
-    ck_assert_int_eq(r.x->b[snap].kind, K_SNAP);
+    ck_assert_int_eq(r.x->b[snap].kind, MLT_BRANCH_SNAPSHOT);
     ck_assert_uint_eq(r.x->b[snap].parent, train);
     ck_assert(isfinite(r.x->b[snap].q));
     double snap_epoch = ct_l_num(&d->l[dv], "epoch");
@@ -336,7 +336,7 @@ START_TEST(test_regressed_training_rolls_back)
             best = ct_l_num(&d->l[i], "accuracy");
     ck_assert_msg(ct_l_num(&d->l[tst], "accuracy") < best - 0.05, "%s", d->l[tst].text);
     uint32_t snap = (uint32_t)ct_l_num(&d->l[rg], "snapshot");
-    ck_assert_int_eq(r.x->b[snap].kind, K_SNAP);
+    ck_assert_int_eq(r.x->b[snap].kind, MLT_BRANCH_SNAPSHOT);
     size_t c1 = ct_dlog_find(d, rg, "commit", UINT32_MAX);
     ck_assert_uint_lt(c1, d->n);
     ck_assert(ct_l_sub(&d->l[c1], "tunables", "lr") <= bad_lr / 2 * (1 + 1e-5)); /* 6 digits */

@@ -154,15 +154,18 @@ static br_t *br_live(script_t *x, uint32_t id, const char *what)
     return b;
 }
 
-static int sx_fork(void *ctx, uint32_t child, uint32_t parent, int kind, const mlt_setting_t *s)
+static int sx_fork(void *ctx, uint32_t child, uint32_t parent, mlt_branch_kind_t kind,
+                   const mlt_setting_t *s)
 {
     script_t *x = ctx;
     x->calls++;
     br_t *p = br_live(x, parent, "fork from");
-    ck_assert_msg(kind == K_TRAIN || kind == K_EVAL || kind == K_TEST || kind == K_SNAP,
+    ck_assert_msg(kind == MLT_BRANCH_TRAIN || kind == MLT_BRANCH_EVAL || kind == MLT_BRANCH_TEST ||
+                      kind == MLT_BRANCH_SNAPSHOT,
                   "fork kind %d", kind);
-    ck_assert_msg(p->kind != K_TEST && p->kind != K_EVAL, "fork of %u from %s branch %u", child,
-                  p->kind == K_TEST ? "test" : "eval", parent);
+    ck_assert_msg(p->kind != MLT_BRANCH_TEST && p->kind != MLT_BRANCH_EVAL,
+                  "fork of %u from %s branch %u", child,
+                  p->kind == MLT_BRANCH_TEST ? "test" : "eval", parent);
     ck_assert_msg(child > INIT && child < MAXB, "fork of child id %u", child);
     ck_assert_msg(!x->b[child].exists, "fork reuses branch id %u", child);
     int live = 0;
@@ -244,7 +247,7 @@ static double step(script_t *x, br_t *b, double epc)
         b->age++;
     b->clocks++;
     b->data_pos += 1.0 / epc;
-    if (b->kind == K_TRAIN)
+    if (b->kind == MLT_BRANCH_TRAIN)
         b->lineage += 1.0 / epc;
     b->loss = loss;
     return loss;
@@ -258,8 +261,8 @@ static int sx_run(void *ctx, uint32_t id, const mlt_setting_t *s, int64_t clock_
     x->runs++;
     x->last_run_call = x->calls;
     br_t *b = br_live(x, id, "run");
-    ck_assert_msg(b->kind == K_TRAIN || b->kind == K_EVAL, "run of branch %u of kind %d", id,
-                  b->kind);
+    ck_assert_msg(b->kind == MLT_BRANCH_TRAIN || b->kind == MLT_BRANCH_EVAL,
+                  "run of branch %u of kind %d", id, b->kind);
     ck_assert_msg(memcmp(s, &b->s, sizeof *s) == 0,
                   "run of branch %u with a setting other than its fork's", id);
     ck_assert_msg(clocks > 0, "run of %lld clocks", (long long)clocks);
@@ -285,7 +288,7 @@ static int sx_test(void *ctx, uint32_t id, double *val, double *test)
     x->tests++;
     x->last_test_call = x->calls;
     br_t *b = br_live(x, id, "test");
-    ck_assert_msg(b->kind == K_TEST, "test of branch %u of kind %d", id, b->kind);
+    ck_assert_msg(b->kind == MLT_BRANCH_TEST, "test of branch %u of kind %d", id, b->kind);
     x->now += 0.1;
     if (x->acc_const > 0) {
         *val = *test = x->acc_const;
@@ -327,7 +330,7 @@ script_t *ct_script_new(const mlt_job_t *job)
     x->noise = 0.002;
     br_t *init = &x->b[INIT];
     init->exists = init->live = true;
-    init->kind = K_INIT;
+    init->kind = MLT_BRANCH_INIT;
     init->first_epoch = NAN;
     init->loss = loss_of(0);
     return x;
@@ -339,7 +342,7 @@ static int sx_tune(void *ctx, uint32_t id, const mlt_setting_t *s)
     x->calls++;
     x->tunes++;
     br_t *b = br_live(x, id, "tune");
-    ck_assert_msg(b->kind == K_TRAIN, "tune of branch %u of kind %d", id, b->kind);
+    ck_assert_msg(b->kind == MLT_BRANCH_TRAIN, "tune of branch %u of kind %d", id, b->kind);
     b->s = *s;
     return 0;
 }
@@ -362,7 +365,7 @@ void ct_assert_only_training_live(const script_t *x, const mlt_tuner_result_t *r
 {
     ck_assert_msg(res->branch > INIT && res->branch < MAXB && x->b[res->branch].live,
                   "the result's branch %u is not live", res->branch);
-    ck_assert_int_eq(x->b[res->branch].kind, K_TRAIN);
+    ck_assert_int_eq(x->b[res->branch].kind, MLT_BRANCH_TRAIN);
     ck_assert_msg(memcmp(&x->b[res->branch].s, &res->setting, sizeof res->setting) == 0,
                   "the result's setting is not its branch's");
     for (uint32_t i = 0; i < MAXB; i++)
