@@ -146,7 +146,27 @@ def _as_table_array(a, size: int, what: str, writable: bool) -> np.ndarray:
     return a
 
 
-class Client:
+class _Closes:
+    """A handle on a library object: close() on leaving a with-block, and
+    when collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Client(_Closes):
     """A connection to the n shards of a job as worker `worker`.
 
     endpoints: the shards' endpoints in rank order ("tcp://127.0.0.1:PORT").
@@ -190,18 +210,6 @@ class Client:
             self._lib.mlt_client_destroy(ctypes.byref(self._h))
         self._h = None
         self._pending.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _handle(self):
         if self._h is None or (self._owner is not None and self._owner._h is None):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 from . import _lib as L
-from .client import Client, MltunerError, _check, _keys_c
+from .client import Client, MltunerError, _Closes, _check, _keys_c
 
 TASK_JOB = 1
 TASK_INIT = 2
@@ -87,7 +87,7 @@ class EvalSums:
                           float(self.sq_error))
 
 
-class Session:
+class Session(_Closes):
     """Joins the coordinator as worker `rank`.
 
     program: what this worker runs (1..64 of A-Z a-z 0-9 . _ -; the workers of
@@ -138,18 +138,6 @@ class Session:
             self._lib.mlt_session_destroy(ctypes.byref(self._h))
             self._h = None
         self._client = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _handle(self):
         if self._h is None:
