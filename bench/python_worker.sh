@@ -13,6 +13,8 @@
 #                shard, batch 128, staleness 0), 2 epochs: the worker's own
 #                "samples/s" line (its RUN tasks: pull, forward, backward, push,
 #                clock; not the loading or the tests)
+# The last line: torch_daemon_vs_alone (daemon over alone-adamw, the whole
+# loop), torch_daemon_vs_fwdbwd (over alone-none) and torch_daemon_sps.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -39,7 +41,7 @@ for k in alone-none alone-adamw daemon; do
     printf '%-12s %-10s %s\n' "$k" "$(echo "${runs[$k]}" | median)" "${runs[$k]}"
 done
 d=$(echo "${runs[daemon]}" | median)
-for k in alone-none alone-adamw; do
-    awk -v d="$d" -v a="$(echo "${runs[$k]}" | median)" -v k="$k" \
-        'BEGIN {printf "daemon / %s: %.2f\n", k, d / a}'
-done
+# the last line: the figures a script reads
+awk -v d="$d" -v n="$(echo "${runs[alone-none]}" | median)" \
+    -v a="$(echo "${runs[alone-adamw]}" | median)" \
+    'BEGIN {printf "torch_daemon_vs_alone=%.2f torch_daemon_vs_fwdbwd=%.2f torch_daemon_sps=%.0f\n", d / a, d / n, d}'
