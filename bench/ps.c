@@ -15,6 +15,16 @@
  *  3. fork: mlt_store_fork() in-process on models of 1 MiB .. 1 GiB: median
  *     time of 5 forks, and the memory one fork adds (resident-set growth over
  *     5 live forks, and the store's chunk bytes, which must not move).
+ *  4. where a clock's time goes (#15): a 1 MiB model (the mlp's size) at
+ *     staleness 0 and 2, every request traced (Header.trace: the shard stamps
+ *     when it began, decoded, read or parked, checked or released, applied or
+ *     wrote, replied; the client when it sent, got and handled the reply; one
+ *     CLOCK_MONOTONIC on one host), medians per request kind, next to the copy
+ *     bound: a memcpy of the pull's and the push's bytes (1 MiB each, buffers
+ *     of the same sizes), measured in every round of 1. The last line's
+ *     clock_1mib_us is the median iteration of 1's 1 MiB rows (untraced) and
+ *     clock_vs_copy its ratio to the bound of the same round (median of
+ *     rounds).
  * Each throughput row runs >= 1 s and >= 5 iterations after 2 warm-up ones,
  * in 5 rounds that interleave the contenders; the median round is reported.
  * The ratio is the median of the rounds' own ratios (ours over the peer of
@@ -23,7 +33,12 @@
  * MB/s is 1e6 bytes per second of (pull bytes + push bytes). The last line is
  * the summary a script reads. Any failed call prints why and exits 1.
  *
- * `ps ours MIB SECONDS` runs only the daemon path at one size, for a profiler. */
+ * `ps ours MIB SECONDS` runs only the daemon path at one size, for a profiler;
+ * `ps clock SECONDS ROUNDS` only 4 (and an untraced 1 MiB row per round);
+ * `MLT_BASE_ROOT=<older build> ps ab SECONDS ROUNDS` the untraced 1 MiB
+ * staleness-0 iteration against an older build's mltunerd in the same run,
+ * rounds interleaving: that daemon and this one, each with this client's
+ * pull-at-clock prefetch off and on (the A/B of a change, under one load). */
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -39,6 +54,7 @@
 
 #include "common/timeutil.h"
 #include "tests/integration/harness.h"
+#include "client/client_int.h" /* the trace records (bench only: the static library) */
 #include "client/mltuner.h"
 #include "daemon/store.h"
 
@@ -60,8 +76,8 @@ static const uint64_t fork_sizes[] = {1 * MIB, 16 * MIB, 256 * MIB, 1024 * MIB};
 #define N_FORK (sizeof fork_sizes / sizeof fork_sizes[0])
 
 /* what the cleanup on a failure has to stop */
-static mlt_test_cluster_t cluster;
-static int cluster_up;
+static mlt_test_cluster_t cluster, base_cluster;
+static int cluster_up, base_up;
 static pid_t peer_pid = -1;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -79,6 +95,8 @@ static void die(const char *fmt, ...)
     }
     if (cluster_up)
         mlt_test_stop(&cluster);
+    if (base_up)
+        mlt_test_stop(&base_cluster);
     exit(1);
 }
 
@@ -103,8 +121,11 @@ static const char *size_name(uint64_t bytes, char *buf, size_t len)
 
 /* ---- 1. ours: through mltunerd -------------------------------------------- */
 
+#define ITER_CAP 100000 /* iteration times kept per row */
+
 typedef struct ours_result {
     double mbps; /* (2 * bytes * iters) / seconds / 1e6 */
+    double iter_us; /* median iteration (pull + push + clock) */
     int iters;
     double pull_ms; /* mean per iteration */
     double push_ms; /* mean mlt_push + mlt_clock per iteration */
@@ -147,8 +168,11 @@ static void ours_iteration(mlt_client_t *c, float *params, const float *grad, ui
 
 static char ours_transport[640]; /* how ours moved the data (mlt_client_transport) */
 
+static int cmp_double(const void *a, const void *b);
+
 static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
 {
+    static double iter_s[ITER_CAP];
     uint64_t floats = bytes / sizeof(float);
     mlt_table_def_t table = {"w", floats};
     mlt_job_def_t job = {.name = "bench-ps", .n_workers = 1, .rule = "sgd", .tables = &table,
@@ -168,12 +192,18 @@ static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
     for (int i = 0; i < BENCH_WARMUP; i++)
         ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
     tp = tq = 0;
-    double start = mlt_time_mono(), el;
+    double start = mlt_time_mono(), el, last = start;
     do {
         ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
-        r.iters++;
         el = mlt_time_mono() - start;
+        if (r.iters < ITER_CAP)
+            iter_s[r.iters] = start + el - last;
+        last = start + el;
+        r.iters++;
     } while (el < seconds || r.iters < BENCH_MIN_ITERS);
+    int kept = r.iters < ITER_CAP ? r.iters : ITER_CAP;
+    qsort(iter_s, (size_t)kept, sizeof iter_s[0], cmp_double);
+    r.iter_us = iter_s[kept / 2] * 1e6;
     r.mbps = 2.0 * (double)bytes * r.iters / el / 1e6;
     r.pull_ms = tp / r.iters * 1e3;
     r.push_ms = tq / r.iters * 1e3;
@@ -435,6 +465,203 @@ static fork_result_t fork_run(uint64_t bytes)
     return r;
 }
 
+/* ---- 4. where a clock's time goes ---------------------------------------------- */
+
+/* The copy bound: median time of a memcpy of `bytes` (the pull) and one of
+ * `bytes` (the push), between buffers of those sizes, touched before. */
+static double copy_bound_us(uint64_t bytes)
+{
+    enum { REPS = 101 };
+    char *a = alloc_filled(bytes, 1.0f), *b = alloc_filled(bytes, 2.0f);
+    char *x = alloc_filled(bytes, 3.0f), *y = alloc_filled(bytes, 4.0f);
+    double us[REPS];
+    for (int i = 0; i < REPS; i++) {
+        double t0 = mlt_time_mono();
+        memcpy(b, a, bytes); /* the pull's bytes */
+        memcpy(y, x, bytes); /* the push's */
+        __asm__ volatile("" : : "r"(b), "r"(y) : "memory");
+        us[i] = (mlt_time_mono() - t0) * 1e6;
+    }
+    qsort(us, REPS, sizeof us[0], cmp_double);
+    free(a), free(b), free(x), free(y);
+    return us[REPS / 2];
+}
+
+/* Columns of the breakdown: stretches between stamps, in µs. */
+enum { B_TO_SHARD, B_DECODE, B_READ, B_CHECK, B_PARKED, B_WORK, B_REPLY, B_TO_CLIENT, B_CLIENT,
+       B_TOTAL, B_COLS };
+static const char *const b_names[B_COLS] = {"to_shard", "decode", "read", "check", "parked",
+                                            "work", "reply", "to_client", "client", "total"};
+enum { K_PULL, K_PUSH, K_CLOCK, K_KINDS };
+static const char *const k_names[K_KINDS] = {"pull", "push", "clock"};
+
+typedef struct breakdown {
+    uint32_t staleness;
+    int clocks, n[K_KINDS], parked, prefetched, cache_served;
+    double med[K_KINDS][B_COLS];
+    double pull_us, push_us, clock_us, iter_us; /* medians of the calls per clock */
+} breakdown_t;
+
+static double us_between(uint64_t from, uint64_t to)
+{
+    return from && to && to >= from ? (double)(to - from) / 1e3 : 0.0;
+}
+
+/* The stretches of one traced request into row v. */
+static int split_record(const mlt_trace_rec_t *r, double *v)
+{
+    const uint64_t *t = r->shard;
+    int k = r->type == MLT__MSG_TYPE__MSG_PULL ? K_PULL
+            : r->type == MLT__MSG_TYPE__MSG_PUSH ? K_PUSH
+            : r->type == MLT__MSG_TYPE__MSG_CLOCK ? K_CLOCK
+                                                  : -1;
+    if (k < 0 || !t[MLT_TR_BEGIN] || !t[MLT_TR_SENT])
+        return -1;
+    for (int i = 0; i < B_COLS; i++)
+        v[i] = 0;
+    v[B_TO_SHARD] = us_between(r->sent, t[MLT_TR_BEGIN]);
+    v[B_DECODE] = us_between(t[MLT_TR_BEGIN], t[MLT_TR_DECODED]);
+    if (k == K_PUSH) {
+        v[B_READ] = us_between(t[MLT_TR_DECODED], t[MLT_TR_READ]);
+        v[B_CHECK] = us_between(t[MLT_TR_READ], t[MLT_TR_CHECKED]);
+        v[B_WORK] = us_between(t[MLT_TR_CHECKED], t[MLT_TR_DONE]);
+    } else if (k == K_PULL && t[MLT_TR_READ]) { /* parked, then released */
+        v[B_PARKED] = us_between(t[MLT_TR_DECODED], t[MLT_TR_CHECKED]);
+        v[B_WORK] = us_between(t[MLT_TR_CHECKED], t[MLT_TR_DONE]);
+    } else {
+        v[B_WORK] = us_between(t[MLT_TR_DECODED], t[MLT_TR_DONE]);
+    }
+    v[B_REPLY] = us_between(t[MLT_TR_DONE], t[MLT_TR_SENT]);
+    v[B_TO_CLIENT] = us_between(t[MLT_TR_SENT], r->got);
+    v[B_CLIENT] = us_between(r->got, r->done);
+    v[B_TOTAL] = us_between(r->sent, r->done);
+    return k;
+}
+
+static double median_of(double *v, int n)
+{
+    if (n <= 0)
+        return 0.0;
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return v[n / 2];
+}
+
+/* Runs >= `seconds` of pull + push + clock of one 1 MiB table at staleness s,
+ * traced, and takes the medians. */
+static breakdown_t breakdown_run(mlt_client_t *c, uint64_t bytes, uint32_t s, double seconds)
+{
+    enum { CAP = 200000 };
+    uint64_t floats = bytes / sizeof(float);
+    mlt_table_def_t table = {"w", floats};
+    mlt_job_def_t job = {.name = "bench-ps-clock", .n_workers = 1, .rule = "sgd",
+                         .tables = &table, .n_tables = 1};
+    check_client(c, mlt_client_register(c, &job), "mlt_client_register");
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = BENCH_LR;
+    t.staleness = (int32_t)s;
+    check_client(c, mlt_branch_create(c, BENCH_BRANCH, MLT_BRANCH_TRAIN, &t), "mlt_branch_create");
+    float *params = alloc_filled(bytes, 0.0f);
+    float *grad = alloc_filled(bytes, BENCH_GRAD);
+    float *dst[1] = {params};
+    static double calls[3][ITER_CAP], col[K_KINDS][B_COLS][CAP / 2];
+    static mlt_trace_rec_t recs[CAP];
+    breakdown_t b = {.staleness = s};
+    uint64_t prefetched0 = mlt_pull_prefetched(c);
+    int64_t clock = 0;
+    for (int i = 0; i < BENCH_WARMUP; i++, clock++) {
+        check_client(c, mlt_pull(c, BENCH_BRANCH, clock, dst), "mlt_pull");
+        check_client(c, mlt_push(c, BENCH_BRANCH, 0, grad), "mlt_push");
+        check_client(c, mlt_clock(c, BENCH_BRANCH, clock + 1), "mlt_clock");
+    }
+    check_client(c, mlt_sync(c), "mlt_sync");
+    mlt_client__trace(c, true);
+    int nrec = 0;
+    double start = mlt_time_mono();
+    do {
+        double t0 = mlt_time_mono();
+        check_client(c, mlt_pull(c, BENCH_BRANCH, clock, dst), "mlt_pull");
+        double t1 = mlt_time_mono();
+        if (mlt_pull_min_clock(c, BENCH_BRANCH) < clock)
+            b.cache_served++;
+        /* every push of clocks < min_clock is in it, and none after this worker's last */
+        float lo = -BENCH_LR * BENCH_GRAD * (float)clock, hi = -BENCH_LR * BENCH_GRAD * (float)(clock > (int64_t)s ? clock - (int64_t)s : 0);
+        float tol = fabsf(lo) * 1e-4f + 1e-12f;
+        if (params[0] < lo - tol || params[0] > hi + tol)
+            die("pull at clock %lld (staleness %u) saw w[0] = %g outside [%g, %g]",
+                (long long)clock, s, params[0], lo, hi);
+        check_client(c, mlt_push(c, BENCH_BRANCH, 0, grad), "mlt_push");
+        double t2 = mlt_time_mono();
+        check_client(c, mlt_clock(c, BENCH_BRANCH, clock + 1), "mlt_clock");
+        double t3 = mlt_time_mono();
+        if (b.clocks < ITER_CAP) {
+            calls[0][b.clocks] = (t1 - t0) * 1e6;
+            calls[1][b.clocks] = (t2 - t1) * 1e6;
+            calls[2][b.clocks] = (t3 - t2) * 1e6;
+            b.clocks++;
+        }
+        clock++;
+        if (nrec < CAP)
+            nrec += (int)mlt_client__trace_take(c, recs + nrec, (size_t)(CAP - nrec));
+    } while (mlt_time_mono() - start < seconds || b.clocks < BENCH_MIN_ITERS);
+    check_client(c, mlt_sync(c), "mlt_sync");
+    if (nrec < CAP)
+        nrec += (int)mlt_client__trace_take(c, recs + nrec, (size_t)(CAP - nrec));
+    mlt_client__trace(c, false);
+    b.prefetched = (int)(mlt_pull_prefetched(c) - prefetched0);
+    for (int i = 0; i < nrec; i++) {
+        double v[B_COLS];
+        int k = split_record(&recs[i], v);
+        if (k < 0 || b.n[k] >= CAP / 2)
+            continue;
+        if (k == K_PULL && v[B_PARKED] > 0)
+            b.parked++;
+        for (int j = 0; j < B_COLS; j++)
+            col[k][j][b.n[k]] = v[j];
+        b.n[k]++;
+    }
+    for (int k = 0; k < K_KINDS; k++)
+        for (int j = 0; j < B_COLS; j++)
+            b.med[k][j] = median_of(col[k][j], b.n[k]);
+    double iter[ITER_CAP];
+    for (int i = 0; i < b.clocks; i++)
+        iter[i] = calls[0][i] + calls[1][i] + calls[2][i];
+    b.pull_us = median_of(calls[0], b.clocks);
+    b.push_us = median_of(calls[1], b.clocks);
+    b.clock_us = median_of(calls[2], b.clocks);
+    b.iter_us = median_of(iter, b.clocks);
+    check_client(c, mlt_client_job_end(c), "mlt_client_job_end");
+    free(params);
+    free(grad);
+    return b;
+}
+
+static void breakdown_print(const breakdown_t *b, double bound_us)
+{
+    printf("\n# where a clock's time goes: 1 MiB, staleness %u, one worker, %d clocks traced; "
+           "median us per request\n",
+           b->staleness, b->clocks);
+    printf("# to_shard/to_client: ZeroMQ both ways (2 I/O threads, tcp loopback, the wake-ups, "
+           "queueing behind earlier requests); read: pread of the push from shared memory; "
+           "check: NaN scan; parked: SSP wait until released; work: apply (push), copy into "
+           "shared memory (pull), count (clock); client: handling the reply (a pull's copy "
+           "out)\n");
+    printf("%-6s %6s", "req", "n");
+    for (int j = 0; j < B_COLS; j++)
+        printf(" %9s", b_names[j]);
+    printf("\n");
+    for (int k = 0; k < K_KINDS; k++) {
+        printf("%-6s %6d", k_names[k], b->n[k]);
+        for (int j = 0; j < B_COLS; j++)
+            printf(" %9.1f", b->med[k][j]);
+        printf("\n");
+    }
+    printf("# per clock (median us): pull call %.1f, push call %.1f, clock call %.1f, "
+           "pull+push+clock %.1f = %.2f x the copy bound %.1f; pulls parked %d, "
+           "prefetched %d, served by the cache %d\n",
+           b->pull_us, b->push_us, b->clock_us, b->iter_us, b->iter_us / bound_us, bound_us,
+           b->parked, b->prefetched, b->cache_served);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 /* `ps ours MIB SECONDS`: only the daemon path, one size, for a profiler. */
@@ -457,6 +684,88 @@ static int profile_ours(uint64_t mib, double seconds)
     return mlt_test_stop(&cluster) ? 1 : 0;
 }
 
+/* `ps clock SECONDS ROUNDS`: only the breakdown and untraced 1 MiB rows. */
+static int profile_clock(double seconds, int rounds)
+{
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
+    if (!c)
+        die("mlt_client_new: %s", err);
+    for (int k = 0; k < rounds; k++) {
+        double bound = copy_bound_us(MIB);
+        ours_result_t r = ours_run(c, MIB, seconds);
+        printf("round %d: 1 MiB pull+push+clock %.1f us (%d iterations), copy bound %.1f us, "
+               "ratio %.2f\n", k, r.iter_us, r.iters, bound, r.iter_us / bound);
+        for (uint32_t st = 0; st <= 2; st += 2) {
+            breakdown_t b = breakdown_run(c, MIB, st, seconds);
+            breakdown_print(&b, bound);
+        }
+    }
+    mlt_client_destroy(&c);
+    cluster_up = 0;
+    return mlt_test_stop(&cluster) ? 1 : 0;
+}
+
+/* `ps ab SECONDS ROUNDS`: see the top of the file. */
+static int profile_ab(double seconds, int rounds)
+{
+    enum { V = 4, MAXR = 64 };
+    static const char *const names[V] = {"older daemon, prefetch off", "older daemon, prefetch on",
+                                         "this daemon, prefetch off", "this daemon, prefetch on"};
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    const char *base = getenv("MLT_BASE_ROOT"), *root = getenv("MLT_BUILD_ROOT");
+    if (!base || !root || rounds < 1 || rounds > MAXR)
+        die("ps ab needs MLT_BASE_ROOT and MLT_BUILD_ROOT, and 1..%d rounds", MAXR);
+    char keep[4096];
+    snprintf(keep, sizeof keep, "%s", root);
+    setenv("MLT_BUILD_ROOT", base, 1);
+    if (mlt_test_start(&base_cluster, 1, extra) != 0)
+        die("could not start the older mltunerd from %s", base);
+    base_up = 1;
+    setenv("MLT_BUILD_ROOT", keep, 1);
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *cl[2];
+    cl[0] = mlt_client_new(base_cluster.eps, 1, 0, err, sizeof err);
+    cl[1] = cl[0] ? mlt_client_new(cluster.eps, 1, 0, err, sizeof err) : NULL;
+    if (!cl[1])
+        die("mlt_client_new: %s", err);
+    double us[V][MAXR], ratio[V][MAXR], bound[MAXR];
+    for (int k = 0; k < rounds; k++) {
+        bound[k] = copy_bound_us(MIB);
+        for (int v = 0; v < V; v++) {
+            int vv = k % 2 ? V - 1 - v : v; /* alternate the order */
+            mlt_client_t *c = cl[vv / 2];
+            c->no_clock_prefetch = vv % 2 == 0;
+            us[vv][k] = ours_run(c, MIB, seconds).iter_us;
+            ratio[vv][k] = us[vv][k] / bound[k];
+        }
+    }
+    qsort(bound, (size_t)rounds, sizeof bound[0], cmp_double);
+    printf("# 1 MiB pull+push+clock, staleness 0, one worker: median us per iteration, "
+           "%d interleaved rounds of %.1f s; copy bound %.1f us (%.1f..%.1f)\n",
+           rounds, seconds, bound[rounds / 2], bound[0], bound[rounds - 1]);
+    printf("%-28s %9s %16s %9s %14s\n", "variant", "us", "range", "x copy", "range");
+    for (int v = 0; v < V; v++) {
+        qsort(us[v], (size_t)rounds, sizeof us[v][0], cmp_double);
+        qsort(ratio[v], (size_t)rounds, sizeof ratio[v][0], cmp_double);
+        printf("%-28s %9.1f %7.1f..%-7.1f %9.2f %6.2f..%-6.2f\n", names[v], us[v][rounds / 2],
+               us[v][0], us[v][rounds - 1], ratio[v][rounds / 2], ratio[v][0],
+               ratio[v][rounds - 1]);
+    }
+    mlt_client_destroy(&cl[0]);
+    mlt_client_destroy(&cl[1]);
+    cluster_up = base_up = 0;
+    int bad = mlt_test_stop(&cluster) + mlt_test_stop(&base_cluster);
+    return bad ? 1 : 0;
+}
+
 static int cmp_ours(const void *a, const void *b)
 {
     double x = ((const ours_result_t *)a)->mbps, y = ((const ours_result_t *)b)->mbps;
@@ -467,8 +776,12 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "ours") == 0)
         return profile_ours(strtoull(argv[2], NULL, 10), atof(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "ab") == 0)
+        return profile_ab(atof(argv[2]), atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "clock") == 0)
+        return profile_clock(atof(argv[2]), atoi(argv[3]));
     if (argc != 1)
-        die("usage: %s [ours MIB SECONDS]", argv[0]);
+        die("usage: %s [ours MIB SECONDS | clock SECONDS ROUNDS | ab SECONDS ROUNDS]", argv[0]);
     uint64_t max_bytes = tput_sizes[N_TPUT - 1];
     char peer_ep[256];
     peer_start(max_bytes, peer_ep, sizeof peer_ep);
@@ -495,12 +808,21 @@ int main(int argc, char **argv)
      * the machine hits all of them; each row reports its median round. */
     ours_result_t ours_r[N_TPUT][BENCH_ROUNDS];
     double frames_r[N_TPUT][BENCH_ROUNDS], one_r[N_TPUT][BENCH_ROUNDS];
-    for (int k = 0; k < BENCH_ROUNDS; k++)
+    double bound_r[BENCH_ROUNDS], clock_r[BENCH_ROUNDS], cvc_r[BENCH_ROUNDS];
+    for (int k = 0; k < BENCH_ROUNDS; k++) {
         for (size_t i = 0; i < N_TPUT; i++) {
             ours_r[i][k] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS);
             frames_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], BENCH_FRAME);
             one_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], tput_sizes[i]);
         }
+        bound_r[k] = copy_bound_us(tput_sizes[0]); /* 1 MiB */
+        clock_r[k] = ours_r[0][k].iter_us;
+        cvc_r[k] = clock_r[k] / bound_r[k];
+    }
+    breakdown_t bd[2];
+    bd[0] = breakdown_run(c, tput_sizes[0], 0, BENCH_MIN_SECONDS);
+    bd[1] = breakdown_run(c, tput_sizes[0], 2, BENCH_MIN_SECONDS);
+    double bd_bound = copy_bound_us(tput_sizes[0]);
     peer_stop(psock);
     zmq_close(psock);
     zmq_ctx_term(zctx);
@@ -563,10 +885,22 @@ int main(int argc, char **argv)
         printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
                forks[i].us, forks[i].rss_bytes, forks[i].malloc_bytes);
 
+    for (int i = 0; i < 2; i++)
+        breakdown_print(&bd[i], bd_bound);
+    qsort(bound_r, BENCH_ROUNDS, sizeof bound_r[0], cmp_double);
+    qsort(clock_r, BENCH_ROUNDS, sizeof clock_r[0], cmp_double);
+    qsort(cvc_r, BENCH_ROUNDS, sizeof cvc_r[0], cmp_double);
+    printf("\n# 1 MiB pull+push+clock, staleness 0, untraced: median iteration %.1f us "
+           "(rounds %.1f..%.1f); copy bound (memcpy 1 MiB + 1 MiB) %.1f us (%.1f..%.1f); "
+           "ratio per round %.2f..%.2f\n",
+           clock_r[BENCH_ROUNDS / 2], clock_r[0], clock_r[BENCH_ROUNDS - 1],
+           bound_r[BENCH_ROUNDS / 2], bound_r[0], bound_r[BENCH_ROUNDS - 1], cvc_r[0],
+           cvc_r[BENCH_ROUNDS - 1]);
     if (hits)
         printf("\n# WARNING: %d pulls were served from the client cache\n", hits);
-    printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld\n",
-           ratio[N_TPUT - 1], forks[N_FORK - 1].us,
-           forks[N_FORK - 1].rss_bytes);
+    printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld clock_1mib_us=%.1f "
+           "clock_vs_copy=%.2f\n",
+           ratio[N_TPUT - 1], forks[N_FORK - 1].us, forks[N_FORK - 1].rss_bytes,
+           clock_r[BENCH_ROUNDS / 2], cvc_r[BENCH_ROUNDS / 2]);
     return hits ? 1 : 0;
 }

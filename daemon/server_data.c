@@ -102,6 +102,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
 {
     if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
         return;
+    mlt_server__stamp(s, MLT_TR_DONE);
     mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
     if (!shm && !cq) {
         s->n_errors++;
@@ -138,6 +139,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_packed = r.packed = packed || shm;
     r.has_shm_offset = shm != NULL;
     r.shm_offset = shm ? shm->offset : 0;
+    mlt_server__trace_reply(s, &r);
     if (mlt_server__send_id(s, id, id_len) < 0) {
         mlt_free(buf);
         return;
@@ -206,8 +208,18 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
     log_debug("pull of branch %u clock %lld released after %.3f s", p->branch, (long long)p->clock,
               mlt_time_mono() - p->since);
     shm_dst_t dst = {p->shm_handle, p->shm_token, p->shm_offset};
+    /* its own stamps, not those of the request that released it */
+    const bool trace = s->trace;
+    uint64_t tr[MLT_TRACE_STAMPS];
+    memcpy(tr, s->tr, sizeof tr);
+    s->trace = p->trace;
+    memset(s->tr, 0, sizeof s->tr);
+    memcpy(s->tr, p->tr, sizeof p->tr);
+    mlt_server__stamp(s, MLT_TR_CHECKED);
     send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
                     p->packed, p->shm ? &dst : NULL);
+    s->trace = trace;
+    memcpy(s->tr, tr, sizeof tr);
 }
 
 void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
@@ -311,7 +323,12 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         .shm_token = dst.token,
         .shm_offset = dst.offset,
         .since = mlt_time_mono(),
+        .trace = s->trace,
     };
+    if (s->trace) {
+        mlt_server__stamp(s, MLT_TR_READ);
+        memcpy(p.tr, s->tr, sizeof p.tr);
+    }
     p.deadline = p.since + s->pull_timeout_s;
     memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
     if (mlt_ssp_park(s->parked, &p) < 0)
@@ -432,6 +449,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
     int rc = check_payload(s, rq, &packed);
     if (rc)
         return rc;
+    mlt_server__stamp(s, MLT_TR_READ);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
         const float *g = payload_floats(s, rq, packed, i, &n);
@@ -444,6 +462,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
                 is_write ? "" : "; nothing applied, branch marked diverged");
         }
     }
+    mlt_server__stamp(s, MLT_TR_CHECKED);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
         const float *g = payload_floats(s, rq, packed, i, &n);
@@ -456,6 +475,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
                 "were applied)",
                 h->chunk_first + i, h->table);
     }
+    mlt_server__stamp(s, MLT_TR_DONE);
     if (!is_write)
         s->n_pushes++;
     return mlt_server__reply_ok(s, rq, 0);
