@@ -714,8 +714,14 @@ static int profile_clock(double seconds, int rounds)
 static int profile_ab(double seconds, int rounds)
 {
     enum { V = 4, MAXR = 64 };
-    static const char *const names[V] = {"older daemon, prefetch off", "older daemon, prefetch on",
-                                         "this daemon, prefetch off", "this daemon, prefetch on"};
+    /* which daemon (0: older), the pull asked at the clock, the segment mapped */
+    static const struct {
+        int daemon, prefetch, map;
+        const char *name;
+    } var[V] = {{0, 0, 0, "older daemon"},
+                {0, 1, 0, "older daemon, prefetch"},
+                {1, 1, 0, "this daemon, prefetch, pread"},
+                {1, 1, 1, "this daemon, prefetch, mapped"}};
     static const char *const extra[] = {"memory_limit=8G", NULL};
     const char *base = getenv("MLT_BASE_ROOT"), *root = getenv("MLT_BUILD_ROOT");
     if (!base || !root || rounds < 1 || rounds > MAXR)
@@ -741,8 +747,9 @@ static int profile_ab(double seconds, int rounds)
         bound[k] = copy_bound_us(MIB);
         for (int v = 0; v < V; v++) {
             int vv = k % 2 ? V - 1 - v : v; /* alternate the order */
-            mlt_client_t *c = cl[vv / 2];
-            c->no_clock_prefetch = vv % 2 == 0;
+            mlt_client_t *c = cl[var[vv].daemon];
+            c->no_clock_prefetch = !var[vv].prefetch;
+            c->shm_map_off = !var[vv].map;
             us[vv][k] = ours_run(c, MIB, seconds).iter_us;
             ratio[vv][k] = us[vv][k] / bound[k];
         }
@@ -751,11 +758,11 @@ static int profile_ab(double seconds, int rounds)
     printf("# 1 MiB pull+push+clock, staleness 0, one worker: median us per iteration, "
            "%d interleaved rounds of %.1f s; copy bound %.1f us (%.1f..%.1f)\n",
            rounds, seconds, bound[rounds / 2], bound[0], bound[rounds - 1]);
-    printf("%-28s %9s %16s %9s %14s\n", "variant", "us", "range", "x copy", "range");
+    printf("%-30s %9s %16s %9s %14s\n", "variant", "us", "range", "x copy", "range");
     for (int v = 0; v < V; v++) {
         qsort(us[v], (size_t)rounds, sizeof us[v][0], cmp_double);
         qsort(ratio[v], (size_t)rounds, sizeof ratio[v][0], cmp_double);
-        printf("%-28s %9.1f %7.1f..%-7.1f %9.2f %6.2f..%-6.2f\n", names[v], us[v][rounds / 2],
+        printf("%-30s %9.1f %7.1f..%-7.1f %9.2f %6.2f..%-6.2f\n", var[v].name, us[v][rounds / 2],
                us[v][0], us[v][rounds - 1], ratio[v][rounds / 2], ratio[v][0],
                ratio[v][rounds - 1]);
     }

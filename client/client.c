@@ -512,6 +512,8 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->no_clock_prefetch = pf_env && strcmp(pf_env, "0") == 0;
     const char *shm_env = getenv("MLT_SHM");
     c->shm_off = shm_env && strcmp(shm_env, "0") == 0;
+    const char *map_env = getenv("MLT_SHM_MAP");
+    c->shm_map_off = map_env && strcmp(map_env, "0") == 0;
     int zero = 0;
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
     for (uint32_t s = 0; s < n; s++) {

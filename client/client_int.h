@@ -113,6 +113,7 @@ struct mlt_client {
      * with every table at tbl_off[t]; shards that attached it pull into and
      * push from it instead of sending the data */
     bool shm_off;             /* MLT_SHM=0 */
+    bool shm_map_off;         /* MLT_SHM_MAP=0: no sealed segment for the shards to map */
     char *shm_base;           /* the mapping (NULL: none) */
     size_t shm_bytes;
     uint64_t shm_token;
