@@ -496,7 +496,7 @@ enum { K_PULL, K_PUSH, K_CLOCK, K_KINDS };
 static const char *const k_names[K_KINDS] = {"pull", "push", "clock"};
 
 typedef struct breakdown {
-    uint32_t staleness;
+    uint32_t staleness, n_tables;
     int clocks, n[K_KINDS], parked, prefetched, cache_served;
     double med[K_KINDS][B_COLS];
     double pull_us, push_us, clock_us, iter_us; /* medians of the calls per clock */
@@ -548,29 +548,39 @@ static double median_of(double *v, int n)
 
 /* Runs >= `seconds` of pull + push + clock of one 1 MiB table at staleness s,
  * traced, and takes the medians. */
-static breakdown_t breakdown_run(mlt_client_t *c, uint64_t bytes, uint32_t s, double seconds)
+/* The layouts the breakdown runs: one table of 1 MiB, and fmnist-mlp's six
+ * (784-256-256-10: 1.03 MiB), whose pushes are a message per table. */
+static const mlt_table_def_t one_table[] = {{"w", MIB / sizeof(float)}};
+static const mlt_table_def_t mlp_tables[] = {{"w1", 784 * 256}, {"b1", 256}, {"w2", 256 * 256},
+                                             {"b2", 256},       {"w3", 256 * 10}, {"b3", 10}};
+#define MLP_TABLES 6
+
+static breakdown_t breakdown_run(mlt_client_t *c, const mlt_table_def_t *tables,
+                                 uint32_t n_tables, uint32_t s, double seconds)
 {
     enum { CAP = 200000 };
-    uint64_t floats = bytes / sizeof(float);
-    mlt_table_def_t table = {"w", floats};
     mlt_job_def_t job = {.name = "bench-ps-clock", .n_workers = 1, .rule = "sgd",
-                         .tables = &table, .n_tables = 1};
+                         .tables = (mlt_table_def_t *)tables, .n_tables = n_tables};
     check_client(c, mlt_client_register(c, &job), "mlt_client_register");
-    mlt_tunables_def_t t = mlt_tunables_unset();
-    t.lr = BENCH_LR;
-    t.staleness = (int32_t)s;
-    check_client(c, mlt_branch_create(c, BENCH_BRANCH, MLT_BRANCH_TRAIN, &t), "mlt_branch_create");
-    float *params = alloc_filled(bytes, 0.0f);
-    float *grad = alloc_filled(bytes, BENCH_GRAD);
-    float *dst[1] = {params};
+    mlt_tunables_def_t tu = mlt_tunables_unset();
+    tu.lr = BENCH_LR;
+    tu.staleness = (int32_t)s;
+    check_client(c, mlt_branch_create(c, BENCH_BRANCH, MLT_BRANCH_TRAIN, &tu), "mlt_branch_create");
+    float *dst[MLP_TABLES], *grads[MLP_TABLES];
+    for (uint32_t t = 0; t < n_tables; t++) {
+        dst[t] = alloc_filled(tables[t].size * sizeof(float), 0.0f);
+        grads[t] = alloc_filled(tables[t].size * sizeof(float), BENCH_GRAD);
+    }
+    const float *params = dst[0];
     static double calls[3][ITER_CAP], col[K_KINDS][B_COLS][CAP / 2];
     static mlt_trace_rec_t recs[CAP];
-    breakdown_t b = {.staleness = s};
+    breakdown_t b = {.staleness = s, .n_tables = n_tables};
     uint64_t prefetched0 = mlt_pull_prefetched(c);
     int64_t clock = 0;
     for (int i = 0; i < BENCH_WARMUP; i++, clock++) {
         check_client(c, mlt_pull(c, BENCH_BRANCH, clock, dst), "mlt_pull");
-        check_client(c, mlt_push(c, BENCH_BRANCH, 0, grad), "mlt_push");
+        for (uint32_t t = 0; t < n_tables; t++)
+            check_client(c, mlt_push(c, BENCH_BRANCH, t, grads[t]), "mlt_push");
         check_client(c, mlt_clock(c, BENCH_BRANCH, clock + 1), "mlt_clock");
     }
     check_client(c, mlt_sync(c), "mlt_sync");
@@ -589,7 +599,8 @@ static breakdown_t breakdown_run(mlt_client_t *c, uint64_t bytes, uint32_t s, do
         if (params[0] < lo - tol || params[0] > hi + tol)
             die("pull at clock %lld (staleness %u) saw w[0] = %g outside [%g, %g]",
                 (long long)clock, s, params[0], lo, hi);
-        check_client(c, mlt_push(c, BENCH_BRANCH, 0, grad), "mlt_push");
+        for (uint32_t t = 0; t < n_tables; t++)
+            check_client(c, mlt_push(c, BENCH_BRANCH, t, grads[t]), "mlt_push");
         double t2 = mlt_time_mono();
         check_client(c, mlt_clock(c, BENCH_BRANCH, clock + 1), "mlt_clock");
         double t3 = mlt_time_mono();
@@ -630,15 +641,18 @@ static breakdown_t breakdown_run(mlt_client_t *c, uint64_t bytes, uint32_t s, do
     b.clock_us = median_of(calls[2], b.clocks);
     b.iter_us = median_of(iter, b.clocks);
     check_client(c, mlt_client_job_end(c), "mlt_client_job_end");
-    free(params);
-    free(grad);
+    for (uint32_t t = 0; t < n_tables; t++) {
+        free(dst[t]);
+        free(grads[t]);
+    }
     return b;
 }
 
 static void breakdown_print(const breakdown_t *b, double bound_us)
 {
-    printf("\n# where a clock's time goes: 1 MiB, staleness %u, one worker, %d clocks traced; "
+    printf("\n# where a clock's time goes: %s, staleness %u, one worker, %d clocks traced; "
            "median us per request\n",
+           b->n_tables == 1 ? "1 MiB in one table" : "fmnist-mlp's 6 tables (1.03 MiB)",
            b->staleness, b->clocks);
     printf("# to_shard/to_client: ZeroMQ both ways (2 I/O threads, tcp loopback, the wake-ups, "
            "queueing behind earlier requests); read: pread of the push from shared memory; "
@@ -701,7 +715,9 @@ static int profile_clock(double seconds, int rounds)
         printf("round %d: 1 MiB pull+push+clock %.1f us (%d iterations), copy bound %.1f us, "
                "ratio %.2f\n", k, r.iter_us, r.iters, bound, r.iter_us / bound);
         for (uint32_t st = 0; st <= 2; st += 2) {
-            breakdown_t b = breakdown_run(c, MIB, st, seconds);
+            breakdown_t b = breakdown_run(c, one_table, 1, st, seconds);
+            breakdown_print(&b, bound);
+            b = breakdown_run(c, mlp_tables, MLP_TABLES, st, seconds);
             breakdown_print(&b, bound);
         }
     }
@@ -826,9 +842,10 @@ int main(int argc, char **argv)
         clock_r[k] = ours_r[0][k].iter_us;
         cvc_r[k] = clock_r[k] / bound_r[k];
     }
-    breakdown_t bd[2];
-    bd[0] = breakdown_run(c, tput_sizes[0], 0, BENCH_MIN_SECONDS);
-    bd[1] = breakdown_run(c, tput_sizes[0], 2, BENCH_MIN_SECONDS);
+    breakdown_t bd[4];
+    for (int i = 0; i < 4; i++)
+        bd[i] = i % 2 ? breakdown_run(c, mlp_tables, MLP_TABLES, i < 2 ? 0 : 2, BENCH_MIN_SECONDS)
+                      : breakdown_run(c, one_table, 1, i < 2 ? 0 : 2, BENCH_MIN_SECONDS);
     double bd_bound = copy_bound_us(tput_sizes[0]);
     peer_stop(psock);
     zmq_close(psock);
@@ -892,7 +909,7 @@ int main(int argc, char **argv)
         printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
                forks[i].us, forks[i].rss_bytes, forks[i].malloc_bytes);
 
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
         breakdown_print(&bd[i], bd_bound);
     qsort(bound_r, BENCH_ROUNDS, sizeof bound_r[0], cmp_double);
     qsort(clock_r, BENCH_ROUNDS, sizeof clock_r[0], cmp_double);
