@@ -729,13 +729,14 @@ static int profile_clock(double seconds, int rounds)
 /* `ps ab SECONDS ROUNDS`: see the top of the file. */
 static int profile_ab(double seconds, int rounds)
 {
-    enum { V = 4, MAXR = 64 };
+    enum { V = 5, MAXR = 64 };
     /* which daemon (0: older), the pull asked at the clock, the segment mapped */
     static const struct {
         int daemon, prefetch, map;
         const char *name;
     } var[V] = {{0, 0, 0, "older daemon"},
                 {0, 1, 0, "older daemon, prefetch"},
+                {0, 1, 1, "older daemon, prefetch, mapped"},
                 {1, 1, 0, "this daemon, prefetch, pread"},
                 {1, 1, 1, "this daemon, prefetch, mapped"}};
     static const char *const extra[] = {"memory_limit=8G", NULL};
