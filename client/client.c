@@ -98,9 +98,72 @@ size_t mlt_client__trace_take(mlt_client_t *c, mlt_trace_rec_t *out, size_t max)
     return n;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) in us (v sorted here). */
+static double median_us(uint64_t *v, size_t n)
+{
+    if (!n)
+        return 0.0;
+    qsort(v, n, sizeof *v, cmp_u64);
+    return (double)v[n / 2] / 1e3;
+}
+
+/* MLT_TRACE=1: what the data requests cost, on stderr (the client's end). */
+static void trace_summary(mlt_client_t *c)
+{
+    static const struct {
+        int type;
+        const char *name;
+    } kinds[] = {{MLT__MSG_TYPE__MSG_PULL, "pull"},
+                 {MLT__MSG_TYPE__MSG_PUSH, "push"},
+                 {MLT__MSG_TYPE__MSG_CLOCK, "clock"}};
+    double secs = mlt_time_mono() - c->trace_t0;
+    fprintf(stderr,
+            "mltuner trace (worker %u, %.1f s): mean us per call: mlt_pull %.1f (%llu), mlt_push "
+            "%.1f (%llu), mlt_clock %.1f (%llu); %.1f%% of the time in them\n",
+            c->worker, secs, c->api_n[0] ? (double)c->api_ns[0] / (double)c->api_n[0] / 1e3 : 0,
+            (unsigned long long)c->api_n[0],
+            c->api_n[1] ? (double)c->api_ns[1] / (double)c->api_n[1] / 1e3 : 0,
+            (unsigned long long)c->api_n[1],
+            c->api_n[2] ? (double)c->api_ns[2] / (double)c->api_n[2] / 1e3 : 0,
+            (unsigned long long)c->api_n[2],
+            secs > 0 ? (double)(c->api_ns[0] + c->api_ns[1] + c->api_ns[2]) / 1e7 / secs : 0);
+    uint64_t *v[4];
+    for (int j = 0; j < 4; j++)
+        v[j] = mlt_calloc(c->n_trace ? c->n_trace : 1, sizeof *v[j]);
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < c->n_trace; i++) {
+            const mlt_trace_rec_t *r = &c->trace_rec[i];
+            const uint64_t *t = r->shard;
+            if (r->type != kinds[k].type || !t[MLT_TR_BEGIN] || t[MLT_TR_BEGIN] < r->sent ||
+                t[MLT_TR_SENT] < t[MLT_TR_BEGIN] || r->got < t[MLT_TR_SENT])
+                continue;
+            v[0][n] = t[MLT_TR_BEGIN] - r->sent;
+            v[1][n] = t[MLT_TR_SENT] - t[MLT_TR_BEGIN];
+            v[2][n] = r->got - t[MLT_TR_SENT];
+            v[3][n] = r->done - r->sent;
+            n++;
+        }
+        if (n)
+            fprintf(stderr,
+                    "mltuner trace: %zu %s requests, median us: to the shard %.1f, at the shard "
+                    "%.1f (parked included), back %.1f, whole %.1f\n",
+                    n, kinds[k].name, median_us(v[0], n), median_us(v[1], n), median_us(v[2], n),
+                    median_us(v[3], n));
+    }
+    for (int j = 0; j < 4; j++)
+        mlt_free(v[j]);
+}
+
 static void trace_keep(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, uint64_t got)
 {
-    if (h->n_trace_ns != MLT_TRACE_STAMPS || c->n_trace >= (1u << 20))
+    if (h->n_trace_ns != MLT_TRACE_STAMPS || c->n_trace >= TRACE_KEEP)
         return;
     if (c->n_trace == c->cap_trace) {
         c->cap_trace = c->cap_trace ? c->cap_trace * 2 : 1024;
@@ -508,6 +571,9 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->endpoints = mlt_calloc(n, sizeof *c->endpoints);
     c->shm_handle = mlt_calloc(n, sizeof *c->shm_handle);
     c->shm_ok = mlt_calloc(n, sizeof *c->shm_ok);
+    const char *tr_env = getenv("MLT_TRACE");
+    c->trace = c->trace_env = tr_env && strcmp(tr_env, "1") == 0;
+    c->trace_t0 = mlt_time_mono();
     const char *pf_env = getenv("MLT_CLOCK_PREFETCH");
     c->no_clock_prefetch = pf_env && strcmp(pf_env, "0") == 0;
     const char *shm_env = getenv("MLT_SHM");
@@ -580,6 +646,8 @@ void mlt_client_destroy(mlt_client_t **cp)
     if (!cp || !*cp)
         return;
     mlt_client_t *c = *cp;
+    if (c->trace_env)
+        trace_summary(c);
     /* requests still queued (asynchronous clocks) are delivered first: the
      * sockets close with linger 0, which would drop them. Prefetches are not
      * waited for: one may be parked at a shard until clocks that never come. */

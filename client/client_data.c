@@ -326,7 +326,7 @@ static bool async_branch(mlt_client_t *c, uint32_t branch)
     return ca && ca->valid && ca->staleness > 0;
 }
 
-int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+static int push_impl(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
 {
     return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad, async_branch(c, branch));
 }
@@ -347,7 +347,7 @@ static void drain(mlt_client_t *c)
 
 static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
 
-int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
     bool async = async_branch(c, branch);
     for (uint32_t s = 0; s < c->n; s++) {
@@ -579,7 +579,7 @@ static bool fresh(const cache_t *ca, int64_t clock)
     return ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness;
 }
 
-int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
 {
     if (!c->n_tables)
         return mlt_client__err(c, -EINVAL, "pull before mlt_client_register");
@@ -623,6 +623,38 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
         prefetch(c, ca, branch, clock);
     }
     return rc;
+}
+
+/* The calls, timed under MLT_TRACE=1 (client.c sums them up). */
+static int timed(mlt_client_t *c, int which, uint64_t t0, int rc)
+{
+    c->api_ns[which] += mlt_time_mono_ns() - t0;
+    c->api_n[which]++;
+    return rc;
+}
+
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+{
+    if (!c->trace_env)
+        return pull_impl(c, branch, clock, dst);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 0, t0, pull_impl(c, branch, clock, dst));
+}
+
+int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+{
+    if (!c->trace_env)
+        return push_impl(c, branch, table, grad);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 1, t0, push_impl(c, branch, table, grad));
+}
+
+int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+{
+    if (!c->trace_env)
+        return clock_impl(c, branch, clock);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 2, t0, clock_impl(c, branch, clock));
 }
 
 uint64_t mlt_pull_prefetched(const mlt_client_t *c)

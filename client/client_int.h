@@ -128,7 +128,14 @@ struct mlt_client {
     bool trace;
     mlt_trace_rec_t *trace_rec;
     size_t n_trace, cap_trace;
+    /* MLT_TRACE=1: the records are kept (the first TRACE_KEEP) and summed up
+     * on stderr when the client is destroyed, with the time spent in
+     * mlt_pull, mlt_push and mlt_clock (api_ns, api_n) */
+    bool trace_env;
+    uint64_t api_ns[3], api_n[3];
+    double trace_t0;
 };
+#define TRACE_KEEP 200000u
 
 /* Byte offset in the segment of element `elem` of table t in region r. */
 static inline uint64_t shm_off(const mlt_client_t *c, uint32_t r, uint32_t t, uint64_t elem)
