@@ -113,9 +113,13 @@ static double median_us(uint64_t *v, size_t n)
     return (double)v[n / 2] / 1e3;
 }
 
-/* MLT_TRACE=1: what the data requests cost, on stderr (the client's end). */
+/* MLT_TRACE=FILE: what the data requests cost, appended to FILE (the
+ * library prints nothing; the file was asked for). */
 static void trace_summary(mlt_client_t *c)
 {
+    FILE *f = fopen(c->trace_path, "a");
+    if (!f)
+        return;
     static const struct {
         int type;
         const char *name;
@@ -123,7 +127,7 @@ static void trace_summary(mlt_client_t *c)
                  {MLT__MSG_TYPE__MSG_PUSH, "push"},
                  {MLT__MSG_TYPE__MSG_CLOCK, "clock"}};
     double secs = mlt_time_mono() - c->trace_t0;
-    fprintf(stderr,
+    fprintf(f,
             "mltuner trace (worker %u, %.1f s): mean us per call: mlt_pull %.1f (%llu), mlt_push "
             "%.1f (%llu), mlt_clock %.1f (%llu); %.1f%% of the time in them\n",
             c->worker, secs, c->api_n[0] ? (double)c->api_ns[0] / (double)c->api_n[0] / 1e3 : 0,
@@ -151,7 +155,7 @@ static void trace_summary(mlt_client_t *c)
             n++;
         }
         if (n)
-            fprintf(stderr,
+            fprintf(f,
                     "mltuner trace: %zu %s requests, median us: to the shard %.1f, at the shard "
                     "%.1f (parked included), back %.1f, whole %.1f\n",
                     n, kinds[k].name, median_us(v[0], n), median_us(v[1], n), median_us(v[2], n),
@@ -159,6 +163,7 @@ static void trace_summary(mlt_client_t *c)
     }
     for (int j = 0; j < 4; j++)
         mlt_free(v[j]);
+    fclose(f);
 }
 
 static void trace_keep(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, uint64_t got)
@@ -572,7 +577,9 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->shm_handle = mlt_calloc(n, sizeof *c->shm_handle);
     c->shm_ok = mlt_calloc(n, sizeof *c->shm_ok);
     const char *tr_env = getenv("MLT_TRACE");
-    c->trace = c->trace_env = tr_env && strcmp(tr_env, "1") == 0;
+    c->trace = c->trace_env = tr_env && *tr_env && strlen(tr_env) < sizeof c->trace_path;
+    if (c->trace_env)
+        snprintf(c->trace_path, sizeof c->trace_path, "%s", tr_env);
     c->trace_t0 = mlt_time_mono();
     const char *pf_env = getenv("MLT_CLOCK_PREFETCH");
     c->no_clock_prefetch = pf_env && strcmp(pf_env, "0") == 0;

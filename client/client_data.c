@@ -625,7 +625,7 @@ static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *con
     return rc;
 }
 
-/* The calls, timed under MLT_TRACE=1 (client.c sums them up). */
+/* The calls, timed under MLT_TRACE=FILE (client.c sums them up). */
 static int timed(mlt_client_t *c, int which, uint64_t t0, int rc)
 {
     c->api_ns[which] += mlt_time_mono_ns() - t0;

@@ -39,18 +39,18 @@ typedef struct pending {
     mlt_server_status_t *st; /* P_STATUS: where to put it */
     uint64_t *ck_size;       /* P_CKPT: the shard file's size and CRC (may be NULL) */
     uint32_t *ck_crc;
-    int type;                /* the request's Mlt__MsgType */
-    uint64_t sent_ns;        /* tracing: when it was handed to ZeroMQ */
+    int type;         /* the request's Mlt__MsgType */
+    uint64_t sent_ns; /* tracing: when it was handed to ZeroMQ */
 } pending_t;
 
 /* One traced request (mlt_client__trace): the client's stamps and the
  * shard's (Header.trace_ns), all CLOCK_MONOTONIC ns on one host (#15). */
 typedef struct mlt_trace_rec {
-    int type;                /* the request's Mlt__MsgType */
-    int kind;                /* its enum pend_kind */
-    uint64_t sent;           /* handed to ZeroMQ */
-    uint64_t got;            /* the reply's header received */
-    uint64_t done;           /* the reply handled (a pull's data copied out) */
+    int type;      /* the request's Mlt__MsgType */
+    int kind;      /* its enum pend_kind */
+    uint64_t sent; /* handed to ZeroMQ */
+    uint64_t got;  /* the reply's header received */
+    uint64_t done; /* the reply handled (a pull's data copied out) */
     uint64_t shard[MLT_TRACE_STAMPS];
 } mlt_trace_rec_t;
 
@@ -128,10 +128,11 @@ struct mlt_client {
     bool trace;
     mlt_trace_rec_t *trace_rec;
     size_t n_trace, cap_trace;
-    /* MLT_TRACE=1: the records are kept (the first TRACE_KEEP) and summed up
-     * on stderr when the client is destroyed, with the time spent in
-     * mlt_pull, mlt_push and mlt_clock (api_ns, api_n) */
+    /* MLT_TRACE=FILE: the records are kept (the first TRACE_KEEP) and summed
+     * up, with the time spent in mlt_pull, mlt_push and mlt_clock (api_ns,
+     * api_n), in lines appended to FILE when the client is destroyed */
     bool trace_env;
+    char trace_path[256];
     uint64_t api_ns[3], api_n[3];
     double trace_t0;
 };

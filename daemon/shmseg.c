@@ -20,7 +20,7 @@
 #define TOKEN_BYTES 8u /* the segment's first bytes: the client's token */
 
 typedef struct seg {
-    int fd; /* -1: free slot */
+    int fd;    /* -1: free slot */
     char *map; /* a sealed segment's mapping (mlt_shmseg_map), else NULL */
     uint16_t gen;
     uint64_t bytes, token;
@@ -158,7 +158,8 @@ int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_
                         (unsigned long long)MLT_MAX_SHM_BYTES);
     /* a sealed memfd is reached through the client's /proc link (which must
      * be followed); a POSIX segment by name, no link followed */
-    int fd = sealed ? open(name, O_RDWR | O_CLOEXEC) : shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+    int fd = sealed ? open(name, O_RDWR | O_CLOEXEC)
+                    : shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return mlt_errf(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",
                         name, strerror(errno));

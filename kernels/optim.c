@@ -161,7 +161,8 @@ static inline void sgd0_one(coef_t k, float *w, float g)
     *w -= k.lr * (g + k.wd * *w);
 }
 
-static NOINLINE CLONES void apply_sgd0(coef_t k, float *restrict w, const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_sgd0(coef_t k, float *restrict w, const float *restrict g,
+                                       size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -171,7 +172,7 @@ static NOINLINE CLONES void apply_sgd0(coef_t k, float *restrict w, const float 
 }
 
 static NOINLINE CLONES void apply_sgd(coef_t k, float *restrict w, float *restrict h,
-                               const float *restrict g, size_t n)
+                                      const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -190,7 +191,7 @@ static inline void nesterov_one(coef_t k, float *w, float *h, float g)
 }
 
 static NOINLINE CLONES void apply_nesterov(coef_t k, float *restrict w, float *restrict h,
-                                    const float *restrict g, size_t n)
+                                           const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -213,7 +214,7 @@ static inline void adam_one(coef_t k, float *w, float *a, float *v, float g)
 }
 
 static NOINLINE CLONES void apply_adam(coef_t k, float *restrict w, float *restrict a,
-                                float *restrict v, const float *restrict g, size_t n)
+                                       float *restrict v, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -232,7 +233,7 @@ static inline void rmsprop_one(coef_t k, float *w, float *v, float g)
 }
 
 static NOINLINE CLONES void apply_rmsprop(coef_t k, float *restrict w, float *restrict v,
-                                   const float *restrict g, size_t n)
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -251,7 +252,7 @@ static inline void adagrad_one(coef_t k, float *w, float *v, float g)
 }
 
 static NOINLINE CLONES void apply_adagrad(coef_t k, float *restrict w, float *restrict v,
-                                   const float *restrict g, size_t n)
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -273,7 +274,7 @@ static inline void adadelta_one(coef_t k, float *w, float *v, float *u, float g)
 }
 
 static NOINLINE CLONES void apply_adadelta(coef_t k, float *restrict w, float *restrict v,
-                                    float *restrict u, const float *restrict g, size_t n)
+                                           float *restrict u, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -294,8 +295,8 @@ static inline void sfsgd_one(coef_t k, float *y, float *z, float *x, float g)
     *y = k.y_z * zi + k.y_x * xi;
 }
 
-static NOINLINE CLONES void apply_sfsgd(coef_t k, float *restrict y, float *restrict z, float *restrict x,
-                                 const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_sfsgd(coef_t k, float *restrict y, float *restrict z,
+                                        float *restrict x, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -319,8 +320,8 @@ static inline void sfadamw_one(coef_t k, float *y, float *z, float *x, float *v,
 }
 
 static NOINLINE CLONES void apply_sfadamw(coef_t k, float *restrict y, float *restrict z,
-                                   float *restrict x, float *restrict v, const float *restrict g,
-                                   size_t n)
+                                          float *restrict x, float *restrict v,
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -335,7 +336,8 @@ static inline void average_one(coef_t k, const float *w, float *x)
     *x = k.avg_keep * *x + k.avg_c * *w;
 }
 
-static NOINLINE CLONES void apply_average(coef_t k, const float *restrict w, float *restrict x, size_t n)
+static NOINLINE CLONES void apply_average(coef_t k, const float *restrict w, float *restrict x,
+                                          size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)

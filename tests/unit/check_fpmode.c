@@ -56,15 +56,15 @@ START_TEST(test_blas_threads)
         a[i] = FLT_MIN / 4; /* a denormal, stored as it is */
         b[i] = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c,
-                N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
     int nonzero = 0;
     for (int i = 0; i < N * N; i++)
         nonzero += c[i] != 0.0f;
 #if defined(__SSE__)
-    ck_assert_msg(nonzero == 0, "%d of %d outputs of a %d-thread sgemm on denormal inputs are "
-                  "not 0: a BLAS thread runs without DAZ", nonzero, N * N,
-                  openblas_get_num_threads());
+    ck_assert_msg(nonzero == 0,
+                  "%d of %d outputs of a %d-thread sgemm on denormal inputs are "
+                  "not 0: a BLAS thread runs without DAZ",
+                  nonzero, N * N, openblas_get_num_threads());
 #endif
     free(a);
     free(b);
