@@ -41,7 +41,9 @@
 #      (same coretype), daemon_vs_standalone_1t; and small batches: the same
 #      job (staleness 0, one thread) at batch 32, in the same repeats as the
 #      batch-128 runs, b32_vs_b128 = its samples/s (training only) over
-#      batch 128's.
+#      batch 128's; next to it the standalone worker's own ratio (one
+#      thread, batch 32 over 128, run in the same repeats): what the compute
+#      alone allows.
 # Prints a table (what, ours, peer, ratio) and, last, the line
 #   mlp_vs_torch=X cnn_vs_torch=Y daemon_vs_standalone=Z daemon_vs_standalone_1t=U b32_vs_b128=V
 # Ratios above 1 mean ours is faster. Exit 77 (skipped) without Fashion-MNIST.
@@ -154,13 +156,13 @@ fi
 # median of the arguments (numbers), empty if none
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
-# standalone CONF SUBSET THREADS CORETYPE LOG EPOCHS: RESULT = samples/s of the training-time line
+# standalone CONF SUBSET THREADS CORETYPE LOG EPOCHS [BATCH]: RESULT = samples/s of the training-time line
 standalone() {
     # shellcheck disable=SC2046
     env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" $(threads_arg "$3") --standalone "$1" \
         --set data.subset="$2" --set data.validation=1000 \
         --set stop.max_epochs="$6" --set stop.target_accuracy=0 \
-        --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
+        --set tunables.batch_size.default="${7:-$BATCH}" --set tunables.lr.default=0.03 \
         --set tunables.momentum.default=0.9 >"$5" 2>&1 ||
         { tail -n 20 "$5" >&2 || true; die "mltuner-worker --standalone $1 failed"; }
     RESULT=$(sed -n 's/^# training time .* (\([0-9.]*\) samples\/s).*/\1/p' "$5" | tail -n 1)
@@ -284,6 +286,7 @@ daemon_job() {
 
 declare -A DMN_TRAIN DMN_SPAN DMN_CFG DMN_MED # DMN_MED[staleness-threads]: the median
 B32_RUNS=()
+declare -A SA_B # standalone samples/s at batch 32 and 128, one thread (interleaved with B32_RUNS)
 for s in 0 3; do
     best='' bspan='' cfg=''
     for th in 2 1; do
@@ -301,6 +304,12 @@ for s in 0 3; do
                 echo "# ours mlp via mltunerd, batch 32, staleness 0, threads=1, run $r:" \
                     "$1 clocks, $2 samples/s over the clock span, $3 samples/s training only"
                 B32_RUNS+=("$3")
+                # and the worker alone at both batches (what compute alone allows)
+                for b in 32 128; do
+                    standalone "$SRC/conf/jobs/fmnist-mlp.conf" $MLP_SUBSET 1 "$DAEMON_CORETYPE" \
+                        "$TMP/sa-b$b-$r.log" $MLP_EPOCHS $b
+                    SA_B[$b]="${SA_B[$b]:-} $RESULT"
+                done
             fi
         done
         med=$(median "${train[@]}") mspan=$(median "${span[@]}")
@@ -329,6 +338,8 @@ SA_1T=${SA_MED[mlp-$DAEMON_CORETYPE-1]:-}
 D1T=$(ratio "$DMN_1T" "$SA_1T")
 B32=$(median "${B32_RUNS[@]}")
 B32_R=$(ratio "$B32" "${DMN_MED[0-1]}")
+# shellcheck disable=SC2086
+SA32=$(median ${SA_B[32]}) SA128=$(median ${SA_B[128]})
 
 row() { printf '%-54s %10s %10s %7s\n' "$@"; }
 echo
@@ -344,6 +355,7 @@ for s in 0 3; do
 done
 row "mlp: daemon 1 thread vs standalone 1 thread" "$DMN_1T" "$SA_1T" "$D1T"
 row "mlp: daemon batch 32 vs batch 128 (staleness 0, 1 thread)" "$B32" "${DMN_MED[0-1]}" "$B32_R"
+row "mlp: standalone batch 32 vs batch 128 (1 thread)" "$SA32" "$SA128" "$(ratio "$SA32" "$SA128")"
 echo "best configurations (coretype = OPENBLAS_CORETYPE, auto: unset):"
 set -- ${OURS_CFG[mlp]}
 echo "  ours mlp standalone: coretype=$1 threads=$2"
