@@ -57,7 +57,8 @@ typedef struct breakdown {
 } breakdown_t;
 
 /* The layouts the breakdown runs: one table of 1 MiB, and fmnist-mlp's six
- * (784-256-256-10: 1.03 MiB), whose pushes are a message per table. */
+ * (784-256-256-10: 1.03 MiB, under its job's rule, sf-adamw), whose pushes
+ * are a message per table. */
 extern const mlt_table_def_t one_table[1];
 #define MLP_TABLES 6
 extern const mlt_table_def_t mlp_tables[MLP_TABLES];
