@@ -178,6 +178,11 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s);
  * first, and forgets the rest; returns how many. */
 void mlt_client__trace(mlt_client_t *c, bool on);
 size_t mlt_client__trace_take(mlt_client_t *c, mlt_trace_rec_t *out, size_t max);
+/* Keeps the stamps of reply h to request p (got: when its header came). */
+void mlt_client__trace_keep(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
+                            uint64_t got);
+/* MLT_TRACE=FILE: appends the summary of the records to FILE. */
+void mlt_client__trace_summary(mlt_client_t *c);
 
 /* The status a STATUS_REPLY carries, as mlt_client_status() gives it (at
  * most MLT_MAX_BRANCHES branches, allocated: free with
