@@ -15,6 +15,17 @@
  *  3. fork: mlt_store_fork() in-process on models of 1 MiB .. 1 GiB: median
  *     time of 5 forks, and the memory one fork adds (resident-set growth over
  *     5 live forks, and the store's chunk bytes, which must not move).
+ *  4. where a clock's time goes (#15, ps_clock.c): a 1 MiB model (one table,
+ *     and fmnist-mlp's six) at staleness 0 and 2, every request traced
+ *     (Header.trace: the shard stamps when it began, decoded, read or parked,
+ *     checked or released, applied or wrote, replied; the client when it
+ *     sent, got and handled the reply; one CLOCK_MONOTONIC on one host),
+ *     medians per request kind, next to the copy
+ *     bound: a memcpy of the pull's and the push's bytes (1 MiB each, buffers
+ *     of the same sizes), measured in every round of 1. The last line's
+ *     clock_1mib_us is the median iteration of 1's 1 MiB rows (untraced) and
+ *     clock_vs_copy its ratio to the bound of the same round (median of
+ *     rounds).
  * Each throughput row runs >= 1 s and >= 5 iterations after 2 warm-up ones,
  * in 5 rounds that interleave the contenders; the median round is reported.
  * The ratio is the median of the rounds' own ratios (ours over the peer of
@@ -23,7 +34,12 @@
  * MB/s is 1e6 bytes per second of (pull bytes + push bytes). The last line is
  * the summary a script reads. Any failed call prints why and exits 1.
  *
- * `ps ours MIB SECONDS` runs only the daemon path at one size, for a profiler. */
+ * `ps ours MIB SECONDS` runs only the daemon path at one size, for a profiler;
+ * `ps clock SECONDS ROUNDS` only 4 (and an untraced 1 MiB row per round);
+ * `MLT_BASE_ROOT=<older build> ps ab SECONDS ROUNDS` the untraced 1 MiB
+ * staleness-0 iteration against an older build's mltunerd in the same run,
+ * rounds interleaving: that daemon and this one, each with this client's
+ * pull-at-clock prefetch off and on (the A/B of a change, under one load). */
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -39,18 +55,11 @@
 
 #include "common/timeutil.h"
 #include "tests/integration/harness.h"
+#include "bench/ps.h"
+#include "client/client_int.h" /* the trace records (bench only: the static library) */
 #include "client/mltuner.h"
 #include "daemon/store.h"
 
-#define MIB               (1024ull * 1024ull)
-#define BENCH_FRAME       (64 * 1024) /* the daemon's default chunk_size */
-#define BENCH_MIN_SECONDS 1.0         /* timed part of each throughput row */
-#define BENCH_MIN_ITERS   5
-#define BENCH_ROUNDS      5 /* interleaved rounds; rows report the median */
-#define BENCH_WARMUP      2
-#define BENCH_BRANCH      1
-#define BENCH_LR          0.01f
-#define BENCH_GRAD        0.001f
 #define FORK_CHUNK_FLOATS 16384u
 #define FORK_REPS         5
 
@@ -60,12 +69,11 @@ static const uint64_t fork_sizes[] = {1 * MIB, 16 * MIB, 256 * MIB, 1024 * MIB};
 #define N_FORK (sizeof fork_sizes / sizeof fork_sizes[0])
 
 /* what the cleanup on a failure has to stop */
-static mlt_test_cluster_t cluster;
-static int cluster_up;
+static mlt_test_cluster_t cluster, base_cluster;
+static int cluster_up, base_up;
 static pid_t peer_pid = -1;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -79,10 +87,12 @@ static void die(const char *fmt, ...)
     }
     if (cluster_up)
         mlt_test_stop(&cluster);
+    if (base_up)
+        mlt_test_stop(&base_cluster);
     exit(1);
 }
 
-static void *alloc_filled(size_t bytes, float value)
+void *alloc_filled(size_t bytes, float value)
 {
     float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!p)
@@ -105,13 +115,14 @@ static const char *size_name(uint64_t bytes, char *buf, size_t len)
 
 typedef struct ours_result {
     double mbps; /* (2 * bytes * iters) / seconds / 1e6 */
+    double iter_us; /* median iteration (pull + push + clock) */
     int iters;
     double pull_ms; /* mean per iteration */
     double push_ms; /* mean mlt_push + mlt_clock per iteration */
     int cache_hits; /* pulls that did not reach the daemon (must be 0) */
 } ours_result_t;
 
-static void check_client(mlt_client_t *c, int rc, const char *what)
+void check_client(mlt_client_t *c, int rc, const char *what)
 {
     if (rc < 0)
         die("%s failed: %s (%s)", what, mlt_client_error(c), strerror(-rc));
@@ -149,6 +160,7 @@ static char ours_transport[640]; /* how ours moved the data (mlt_client_transpor
 
 static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
 {
+    static double iter_s[ITER_CAP];
     uint64_t floats = bytes / sizeof(float);
     mlt_table_def_t table = {"w", floats};
     mlt_job_def_t job = {.name = "bench-ps", .n_workers = 1, .rule = "sgd", .tables = &table,
@@ -168,12 +180,18 @@ static ours_result_t ours_run(mlt_client_t *c, uint64_t bytes, double seconds)
     for (int i = 0; i < BENCH_WARMUP; i++)
         ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
     tp = tq = 0;
-    double start = mlt_time_mono(), el;
+    double start = mlt_time_mono(), el, last = start;
     do {
         ours_iteration(c, params, grad, floats, &clock, &r, &tp, &tq);
-        r.iters++;
         el = mlt_time_mono() - start;
+        if (r.iters < ITER_CAP)
+            iter_s[r.iters] = start + el - last;
+        last = start + el;
+        r.iters++;
     } while (el < seconds || r.iters < BENCH_MIN_ITERS);
+    int kept = r.iters < ITER_CAP ? r.iters : ITER_CAP;
+    qsort(iter_s, (size_t)kept, sizeof iter_s[0], cmp_double);
+    r.iter_us = iter_s[kept / 2] * 1e6;
     r.mbps = 2.0 * (double)bytes * r.iters / el / 1e6;
     r.pull_ms = tp / r.iters * 1e3;
     r.push_ms = tq / r.iters * 1e3;
@@ -374,7 +392,7 @@ static long long resident_bytes(void)
     return (long long)res * sysconf(_SC_PAGESIZE);
 }
 
-static int cmp_double(const void *a, const void *b)
+int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -457,6 +475,99 @@ static int profile_ours(uint64_t mib, double seconds)
     return mlt_test_stop(&cluster) ? 1 : 0;
 }
 
+/* `ps clock SECONDS ROUNDS`: only the breakdown and untraced 1 MiB rows. */
+static int profile_clock(double seconds, int rounds)
+{
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
+    if (!c)
+        die("mlt_client_new: %s", err);
+    for (int k = 0; k < rounds; k++) {
+        double bound = copy_bound_us(MIB);
+        ours_result_t r = ours_run(c, MIB, seconds);
+        printf("round %d: 1 MiB pull+push+clock %.1f us (%d iterations), copy bound %.1f us, "
+               "ratio %.2f\n",
+               k, r.iter_us, r.iters, bound, r.iter_us / bound);
+        for (uint32_t st = 0; st <= 2; st += 2) {
+            breakdown_t b = breakdown_run(c, one_table, 1, st, seconds);
+            breakdown_print(&b, bound);
+            b = breakdown_run(c, mlp_tables, MLP_TABLES, st, seconds);
+            breakdown_print(&b, bound);
+        }
+    }
+    mlt_client_destroy(&c);
+    cluster_up = 0;
+    return mlt_test_stop(&cluster) ? 1 : 0;
+}
+
+/* `ps ab SECONDS ROUNDS`: see the top of the file. */
+static int profile_ab(double seconds, int rounds)
+{
+    enum { V = 5, MAXR = 64 };
+    /* which daemon (0: older), the pull asked at the clock, the segment mapped */
+    static const struct {
+        int daemon, prefetch, map;
+        const char *name;
+    } var[V] = {{0, 0, 0, "older daemon"},
+                {0, 1, 0, "older daemon, prefetch"},
+                {0, 1, 1, "older daemon, prefetch, mapped"},
+                {1, 1, 0, "this daemon, prefetch, pread"},
+                {1, 1, 1, "this daemon, prefetch, mapped"}};
+    static const char *const extra[] = {"memory_limit=8G", NULL};
+    const char *base = getenv("MLT_BASE_ROOT"), *root = getenv("MLT_BUILD_ROOT");
+    if (!base || !root || rounds < 1 || rounds > MAXR)
+        die("ps ab needs MLT_BASE_ROOT and MLT_BUILD_ROOT, and 1..%d rounds", MAXR);
+    char keep[4096];
+    snprintf(keep, sizeof keep, "%s", root);
+    setenv("MLT_BUILD_ROOT", base, 1);
+    if (mlt_test_start(&base_cluster, 1, extra) != 0)
+        die("could not start the older mltunerd from %s", base);
+    base_up = 1;
+    setenv("MLT_BUILD_ROOT", keep, 1);
+    if (mlt_test_start(&cluster, 1, extra) != 0)
+        die("could not start mltunerd");
+    cluster_up = 1;
+    char err[512];
+    mlt_client_t *cl[2];
+    cl[0] = mlt_client_new(base_cluster.eps, 1, 0, err, sizeof err);
+    cl[1] = cl[0] ? mlt_client_new(cluster.eps, 1, 0, err, sizeof err) : NULL;
+    if (!cl[1])
+        die("mlt_client_new: %s", err);
+    double us[V][MAXR], ratio[V][MAXR], bound[MAXR];
+    for (int k = 0; k < rounds; k++) {
+        bound[k] = copy_bound_us(MIB);
+        for (int v = 0; v < V; v++) {
+            int vv = k % 2 ? V - 1 - v : v; /* alternate the order */
+            mlt_client_t *c = cl[var[vv].daemon];
+            c->no_clock_prefetch = !var[vv].prefetch;
+            c->shm_map_off = !var[vv].map;
+            us[vv][k] = ours_run(c, MIB, seconds).iter_us;
+            ratio[vv][k] = us[vv][k] / bound[k];
+        }
+    }
+    qsort(bound, (size_t)rounds, sizeof bound[0], cmp_double);
+    printf("# 1 MiB pull+push+clock, staleness 0, one worker: median us per iteration, "
+           "%d interleaved rounds of %.1f s; copy bound %.1f us (%.1f..%.1f)\n",
+           rounds, seconds, bound[rounds / 2], bound[0], bound[rounds - 1]);
+    printf("%-30s %9s %16s %9s %14s\n", "variant", "us", "range", "x copy", "range");
+    for (int v = 0; v < V; v++) {
+        qsort(us[v], (size_t)rounds, sizeof us[v][0], cmp_double);
+        qsort(ratio[v], (size_t)rounds, sizeof ratio[v][0], cmp_double);
+        printf("%-30s %9.1f %7.1f..%-7.1f %9.2f %6.2f..%-6.2f\n", var[v].name, us[v][rounds / 2],
+               us[v][0], us[v][rounds - 1], ratio[v][rounds / 2], ratio[v][0],
+               ratio[v][rounds - 1]);
+    }
+    mlt_client_destroy(&cl[0]);
+    mlt_client_destroy(&cl[1]);
+    cluster_up = base_up = 0;
+    int bad = mlt_test_stop(&cluster) + mlt_test_stop(&base_cluster);
+    return bad ? 1 : 0;
+}
+
 static int cmp_ours(const void *a, const void *b)
 {
     double x = ((const ours_result_t *)a)->mbps, y = ((const ours_result_t *)b)->mbps;
@@ -467,8 +578,12 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "ours") == 0)
         return profile_ours(strtoull(argv[2], NULL, 10), atof(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "ab") == 0)
+        return profile_ab(atof(argv[2]), atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "clock") == 0)
+        return profile_clock(atof(argv[2]), atoi(argv[3]));
     if (argc != 1)
-        die("usage: %s [ours MIB SECONDS]", argv[0]);
+        die("usage: %s [ours MIB SECONDS | clock SECONDS ROUNDS | ab SECONDS ROUNDS]", argv[0]);
     uint64_t max_bytes = tput_sizes[N_TPUT - 1];
     char peer_ep[256];
     peer_start(max_bytes, peer_ep, sizeof peer_ep);
@@ -495,12 +610,22 @@ int main(int argc, char **argv)
      * the machine hits all of them; each row reports its median round. */
     ours_result_t ours_r[N_TPUT][BENCH_ROUNDS];
     double frames_r[N_TPUT][BENCH_ROUNDS], one_r[N_TPUT][BENCH_ROUNDS];
-    for (int k = 0; k < BENCH_ROUNDS; k++)
+    double bound_r[BENCH_ROUNDS], clock_r[BENCH_ROUNDS], cvc_r[BENCH_ROUNDS];
+    for (int k = 0; k < BENCH_ROUNDS; k++) {
         for (size_t i = 0; i < N_TPUT; i++) {
             ours_r[i][k] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS);
             frames_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], BENCH_FRAME);
             one_r[i][k] = peer_run(psock, pbuf, tput_sizes[i], tput_sizes[i]);
         }
+        bound_r[k] = copy_bound_us(tput_sizes[0]); /* 1 MiB */
+        clock_r[k] = ours_r[0][k].iter_us;
+        cvc_r[k] = clock_r[k] / bound_r[k];
+    }
+    breakdown_t bd[4];
+    for (int i = 0; i < 4; i++)
+        bd[i] = i % 2 ? breakdown_run(c, mlp_tables, MLP_TABLES, i < 2 ? 0 : 2, BENCH_MIN_SECONDS)
+                      : breakdown_run(c, one_table, 1, i < 2 ? 0 : 2, BENCH_MIN_SECONDS);
+    double bd_bound = copy_bound_us(tput_sizes[0]);
     peer_stop(psock);
     zmq_close(psock);
     zmq_ctx_term(zctx);
@@ -563,10 +688,22 @@ int main(int argc, char **argv)
         printf("%-12s %-8s %10.1f %10lld %10lld\n", "fork", size_name(fork_sizes[i], sz, sizeof sz),
                forks[i].us, forks[i].rss_bytes, forks[i].malloc_bytes);
 
+    for (int i = 0; i < 4; i++)
+        breakdown_print(&bd[i], bd_bound);
+    qsort(bound_r, BENCH_ROUNDS, sizeof bound_r[0], cmp_double);
+    qsort(clock_r, BENCH_ROUNDS, sizeof clock_r[0], cmp_double);
+    qsort(cvc_r, BENCH_ROUNDS, sizeof cvc_r[0], cmp_double);
+    printf("\n# 1 MiB pull+push+clock, staleness 0, untraced: median iteration %.1f us "
+           "(rounds %.1f..%.1f); copy bound (memcpy 1 MiB + 1 MiB) %.1f us (%.1f..%.1f); "
+           "ratio per round %.2f..%.2f\n",
+           clock_r[BENCH_ROUNDS / 2], clock_r[0], clock_r[BENCH_ROUNDS - 1],
+           bound_r[BENCH_ROUNDS / 2], bound_r[0], bound_r[BENCH_ROUNDS - 1], cvc_r[0],
+           cvc_r[BENCH_ROUNDS - 1]);
     if (hits)
         printf("\n# WARNING: %d pulls were served from the client cache\n", hits);
-    printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld\n",
-           ratio[N_TPUT - 1], forks[N_FORK - 1].us,
-           forks[N_FORK - 1].rss_bytes);
+    printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld clock_1mib_us=%.1f "
+           "clock_vs_copy=%.2f\n",
+           ratio[N_TPUT - 1], forks[N_FORK - 1].us, forks[N_FORK - 1].rss_bytes,
+           clock_r[BENCH_ROUNDS / 2], cvc_r[BENCH_ROUNDS / 2]);
     return hits ? 1 : 0;
 }

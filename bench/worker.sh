@@ -36,8 +36,16 @@
 # virtualised AVX-512 CPUs for a Prescott and runs SSE3 kernels, unless told;
 # the worker may name a better core itself). The daemon runs use the coretype
 # that won ours standalone mlp.
+#   4. (#15) the daemon's cost with the cores split fairly: the job's worker
+#      with one compute thread against the standalone worker with one thread
+#      (same coretype), daemon_vs_standalone_1t; and small batches: the same
+#      job (staleness 0, one thread) at batch 32, in the same repeats as the
+#      batch-128 runs, b32_vs_b128 = its samples/s (training only) over
+#      batch 128's; next to it the standalone worker's own ratio (one
+#      thread, batch 32 over 128, run in the same repeats): what the compute
+#      alone allows.
 # Prints a table (what, ours, peer, ratio) and, last, the line
-#   mlp_vs_torch=X cnn_vs_torch=Y daemon_vs_standalone=Z
+#   mlp_vs_torch=X cnn_vs_torch=Y daemon_vs_standalone=Z daemon_vs_standalone_1t=U b32_vs_b128=V
 # Ratios above 1 mean ours is faster. Exit 77 (skipped) without Fashion-MNIST.
 set -euo pipefail
 
@@ -148,13 +156,13 @@ fi
 # median of the arguments (numbers), empty if none
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
-# standalone CONF SUBSET THREADS CORETYPE LOG EPOCHS: RESULT = samples/s of the training-time line
+# standalone CONF SUBSET THREADS CORETYPE LOG EPOCHS [BATCH]: RESULT = samples/s of the training-time line
 standalone() {
     # shellcheck disable=SC2046
     env $(blas_env "$4") OPENBLAS_NUM_THREADS="$3" "$WORKER" $(threads_arg "$3") --standalone "$1" \
         --set data.subset="$2" --set data.validation=1000 \
         --set stop.max_epochs="$6" --set stop.target_accuracy=0 \
-        --set tunables.batch_size.default=$BATCH --set tunables.lr.default=0.03 \
+        --set tunables.batch_size.default="${7:-$BATCH}" --set tunables.lr.default=0.03 \
         --set tunables.momentum.default=0.9 >"$5" 2>&1 ||
         { tail -n 20 "$5" >&2 || true; die "mltuner-worker --standalone $1 failed"; }
     RESULT=$(sed -n 's/^# training time .* (\([0-9.]*\) samples\/s).*/\1/p' "$5" | tail -n 1)
@@ -163,7 +171,7 @@ standalone() {
     HOW=$(sed -n 's/^# fmnist-[a-z]*: .*, \([^,]*thread[^,]*\)$/\1/p' "$5" | head -n 1)
 }
 
-declare -A OURS OURS_CFG
+declare -A OURS OURS_CFG SA_MED # SA_MED[model-coretype-threads]: the median
 for model in mlp cnn; do
     if [ $model = mlp ]; then
         subset=$MLP_SUBSET reps=$MLP_REPEATS epochs=$MLP_EPOCHS
@@ -182,6 +190,7 @@ for model in mlp cnn; do
                 runs+=("$RESULT")
             done
             med=$(median "${runs[@]}")
+            SA_MED[$model-$ct-$threads]=$med
             echo "# ours $model standalone, OPENBLAS_CORETYPE=$ct threads=$threads:" \
                 "median $med samples/s"
             if greater "$med" "$best"; then
@@ -222,9 +231,9 @@ done
 [ -s "$TMP/control" ] || die "mltunerd wrote no control endpoint within 10 s"
 CONTROL=$(head -n 1 "$TMP/control")
 
-# progress_rate FILE: "clocks span_sps train_sps done" from a progress.jsonl
+# progress_rate FILE BATCH: "clocks span_sps train_sps done" from a progress.jsonl
 progress_rate() {
-    awk -v B=$BATCH '
+    awk -v B="$2" '
         /"event":"clock"/ {
             match($0, /"t":[0-9.]+/); t = substr($0, RSTART + 4, RLENGTH - 4) + 0
             if (++n == 1) first = t
@@ -240,9 +249,9 @@ progress_rate() {
         }' "$1"
 }
 
-# daemon_job STALENESS THREADS RUN: runs one job; RESULT = "clocks span_sps train_sps"
+# daemon_job STALENESS THREADS RUN [BATCH]: runs one job; RESULT = "clocks span_sps train_sps"
 daemon_job() {
-    local s=$1 th=$2 tag=s$1-t$2-r$3 wpid
+    local s=$1 th=$2 bs=${4:-$BATCH} tag=s$1-t$2-r$3-b${4:-$BATCH} wpid
     local out=$TMP/job-$tag
     # shellcheck disable=SC2046
     env $(blas_env "$DAEMON_CORETYPE") OPENBLAS_NUM_THREADS="$th" \
@@ -254,7 +263,7 @@ daemon_job() {
         --out "$out" \
         --set tuner.logic=fixed --set workers=1 --set data.subset=$MLP_SUBSET \
         --set stop.max_epochs=$DAEMON_EPOCHS --set stop.target_accuracy=0 \
-        --set tunables.staleness.default="$s" --set tunables.batch_size.default=$BATCH \
+        --set tunables.staleness.default="$s" --set tunables.batch_size.default="$bs" \
         --set tunables.lr.default=0.03 --set tunables.momentum.default=0.9 \
         --wait >"$TMP/ctl-$tag.log" 2>&1 ||
         { tail -n 20 "$TMP/ctl-$tag.log" "$TMP/worker-$tag.log" "$TMP/daemon.log" >&2 || true
@@ -266,16 +275,18 @@ daemon_job() {
     kill "$wpid" 2>/dev/null && echo "worker.sh: the worker did not leave after the job" >&2
     wait "$wpid" 2>/dev/null || true
     [ -r "$out/progress.jsonl" ] || die "no $out/progress.jsonl"
-    set -- $(progress_rate "$out/progress.jsonl")
+    set -- $(progress_rate "$out/progress.jsonl" "$bs")
     [ "${4:-0}" = 1 ] ||
         die "the job (staleness $s) did not end in phase done: $(tail -n 1 "$out/progress.jsonl")"
     [ "$2" != - ] || die "the job (staleness $s) has too few clock events to time ($1)"
-    local want=$(((MLP_SUBSET + BATCH - 1) / BATCH * DAEMON_EPOCHS))
+    local want=$(((MLP_SUBSET + bs - 1) / bs * DAEMON_EPOCHS))
     [ "$1" = "$want" ] || echo "worker.sh: staleness $s: $1 clock events, expected $want" >&2
     RESULT="$1 $2 $3"
 }
 
-declare -A DMN_TRAIN DMN_SPAN DMN_CFG
+declare -A DMN_TRAIN DMN_SPAN DMN_CFG DMN_MED # DMN_MED[staleness-threads]: the median
+B32_RUNS=()
+declare -A SA_B # standalone samples/s at batch 32 and 128, one thread (interleaved with B32_RUNS)
 for s in 0 3; do
     best='' bspan='' cfg=''
     for th in 2 1; do
@@ -287,8 +298,22 @@ for s in 0 3; do
                 "threads=$th, run $r: $1 clocks, $2 samples/s over the clock span," \
                 "$3 samples/s training only"
             train+=("$3") span+=("$2")
+            if [ "$s" = 0 ] && [ "$th" = 1 ]; then # batch 32, interleaved with these
+                daemon_job 0 1 "$r" 32
+                set -- $RESULT
+                echo "# ours mlp via mltunerd, batch 32, staleness 0, threads=1, run $r:" \
+                    "$1 clocks, $2 samples/s over the clock span, $3 samples/s training only"
+                B32_RUNS+=("$3")
+                # and the worker alone at both batches (what compute alone allows)
+                for b in 32 128; do
+                    standalone "$SRC/conf/jobs/fmnist-mlp.conf" $MLP_SUBSET 1 "$DAEMON_CORETYPE" \
+                        "$TMP/sa-b$b-$r.log" $MLP_EPOCHS $b
+                    SA_B[$b]="${SA_B[$b]:-} $RESULT"
+                done
+            fi
         done
         med=$(median "${train[@]}") mspan=$(median "${span[@]}")
+        DMN_MED[$s-$th]=$med
         echo "# ours mlp via mltunerd, staleness $s, threads=$th: median $med" \
             "samples/s training only, $mspan over the clock span"
         if greater "$med" "$best"; then
@@ -305,6 +330,16 @@ D0=$(ratio "${DMN_TRAIN[0]}" "${OURS[mlp]}")
 D3=$(ratio "${DMN_TRAIN[3]}" "${OURS[mlp]}")
 DBEST=$D0
 greater "$D3" "$D0" && DBEST=$D3
+# one compute thread each: the daemon job's best staleness at threads=1 against
+# the standalone worker at threads=1 with the daemon's coretype
+DMN_1T=${DMN_MED[0-1]}
+greater "${DMN_MED[3-1]}" "$DMN_1T" && DMN_1T=${DMN_MED[3-1]}
+SA_1T=${SA_MED[mlp-$DAEMON_CORETYPE-1]:-}
+D1T=$(ratio "$DMN_1T" "$SA_1T")
+B32=$(median "${B32_RUNS[@]}")
+B32_R=$(ratio "$B32" "${DMN_MED[0-1]}")
+# shellcheck disable=SC2086
+SA32=$(median ${SA_B[32]}) SA128=$(median ${SA_B[128]})
 
 row() { printf '%-54s %10s %10s %7s\n' "$@"; }
 echo
@@ -318,6 +353,9 @@ for s in 0 3; do
     row "mlp: daemon staleness $s (whole clock span) vs standalone" \
         "${DMN_SPAN[$s]}" "${OURS[mlp]}" "$(ratio "${DMN_SPAN[$s]}" "${OURS[mlp]}")"
 done
+row "mlp: daemon 1 thread vs standalone 1 thread" "$DMN_1T" "$SA_1T" "$D1T"
+row "mlp: daemon batch 32 vs batch 128 (staleness 0, 1 thread)" "$B32" "${DMN_MED[0-1]}" "$B32_R"
+row "mlp: standalone batch 32 vs batch 128 (1 thread)" "$SA32" "$SA128" "$(ratio "$SA32" "$SA128")"
 echo "best configurations (coretype = OPENBLAS_CORETYPE, auto: unset):"
 set -- ${OURS_CFG[mlp]}
 echo "  ours mlp standalone: coretype=$1 threads=$2"
@@ -327,4 +365,5 @@ echo "  torch mlp: ${PEER_CFG[mlp]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.tr
 echo "  torch cnn: ${PEER_CFG[cnn]} (OPENBLAS_NUM_THREADS=1; jit=1: torch.jit.trace)"
 echo "  daemon worker: coretype=$DAEMON_CORETYPE; threads=${DMN_CFG[0]} at" \
     "staleness 0, ${DMN_CFG[3]} at staleness 3"
-echo "mlp_vs_torch=$MLP_R cnn_vs_torch=$CNN_R daemon_vs_standalone=$DBEST"
+echo "mlp_vs_torch=$MLP_R cnn_vs_torch=$CNN_R daemon_vs_standalone=$DBEST" \
+    "daemon_vs_standalone_1t=$D1T b32_vs_b128=$B32_R"

@@ -76,6 +76,7 @@ void mlt_client__header(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type, con
     h->request_id = p->id;
     h->has_worker = 1;
     h->worker = c->worker;
+    h->has_trace = h->trace = c->trace;
 }
 
 void mlt_client__record_error(mlt_client_t *c, int code, const char *fmt, ...)
@@ -185,6 +186,7 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
         zmq_msg_close(&hdr);
         return 0;
     }
+    const uint64_t got = c->trace ? mlt_time_mono_ns() : 0;
     size_t nf = 0, cap = 0;
     zmq_msg_t *frames = NULL;
     int more = zmq_msg_more(&hdr);
@@ -250,6 +252,8 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
         mlt_client__record_error(c, -EPROTO, "%s answered with %s", c->endpoints[s],
                                  mlt_wire_type_name(h->type));
     }
+    if (c->trace)
+        mlt_client__trace_keep(c, &p, h, got);
 out:
     mlt_wire_free(&h);
     for (size_t k = 0; k < nf; k++)
@@ -333,8 +337,9 @@ int mlt_client__pump(mlt_client_t *c, double *deadline)
     return 0;
 }
 
-/* Pumps replies until no request of `kind` (or any but P_ZOMBIE, if kind < 0)
- * is pending. Returns the first error of the completed requests (and clears
+/* Pumps replies until no request of `kind` (or any but P_ZOMBIE and
+ * P_PREFETCH, if kind < 0: nothing waits for a prefetch but the pull that
+ * takes it) is pending. Returns the first error of the completed requests (and clears
  * it), or -ETIMEDOUT when nothing arrives for timeout_s. */
 int mlt_client__wait(mlt_client_t *c, int kind)
 {
@@ -342,7 +347,8 @@ int mlt_client__wait(mlt_client_t *c, int kind)
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < c->n_pending; i++)
-            if (kind < 0 ? c->pending[i].kind != P_ZOMBIE : (int)c->pending[i].kind == kind)
+            if (kind < 0 ? c->pending[i].kind != P_ZOMBIE && c->pending[i].kind != P_PREFETCH
+                         : (int)c->pending[i].kind == kind)
                 left++;
         if (!left)
             break;
@@ -426,6 +432,10 @@ int mlt_client__send(mlt_client_t *c, uint32_t s, mlt_header_t *h)
                                "restarted); this client's requests stop here",
                                c->lost, c->endpoints[c->lost]);
     }
+    pending_t *p = &c->pending[c->n_pending - 1]; /* the last one added */
+    p->type = h->type;
+    if (c->trace)
+        p->sent_ns = mlt_time_mono_ns();
     int rc = mlt_wire_send(c->socks[s], h, 0);
     if (rc < 0) {
         c->n_pending--; /* it was the last one added */
@@ -462,8 +472,17 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->endpoints = mlt_calloc(n, sizeof *c->endpoints);
     c->shm_handle = mlt_calloc(n, sizeof *c->shm_handle);
     c->shm_ok = mlt_calloc(n, sizeof *c->shm_ok);
+    const char *tr_env = getenv("MLT_TRACE");
+    c->trace = c->trace_env = tr_env && *tr_env && strlen(tr_env) < sizeof c->trace_path;
+    if (c->trace_env)
+        snprintf(c->trace_path, sizeof c->trace_path, "%s", tr_env);
+    c->trace_t0 = mlt_time_mono();
+    const char *pf_env = getenv("MLT_CLOCK_PREFETCH");
+    c->no_clock_prefetch = pf_env && strcmp(pf_env, "0") == 0;
     const char *shm_env = getenv("MLT_SHM");
     c->shm_off = shm_env && strcmp(shm_env, "0") == 0;
+    const char *map_env = getenv("MLT_SHM_MAP");
+    c->shm_map_off = map_env && strcmp(map_env, "0") == 0;
     int zero = 0;
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
     for (uint32_t s = 0; s < n; s++) {
@@ -530,6 +549,8 @@ void mlt_client_destroy(mlt_client_t **cp)
     if (!cp || !*cp)
         return;
     mlt_client_t *c = *cp;
+    if (c->trace_env)
+        mlt_client__trace_summary(c);
     /* requests still queued (asynchronous clocks) are delivered first: the
      * sockets close with linger 0, which would drop them. Prefetches are not
      * waited for: one may be parked at a shard until clocks that never come. */
@@ -569,6 +590,7 @@ void mlt_client_destroy(mlt_client_t **cp)
     mlt_free(c->held_dst);
     mlt_free(c->shm_handle);
     mlt_free(c->shm_ok);
+    mlt_free(c->trace_rec);
     mlt_free(c);
     *cp = NULL;
 }

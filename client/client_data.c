@@ -23,6 +23,7 @@
 #endif
 
 #include "common/alloc.h"
+#include "common/timeutil.h"
 #include "proto/wire.h"
 #include "client/client_int.h"
 
@@ -277,6 +278,9 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
                                  c->lost, c->endpoints[c->lost]);
             break;
         }
+        p->type = h.type;
+        if (c->trace)
+            p->sent_ns = mlt_time_mono_ns();
         rc = mlt_wire_send(sock, &h, ZMQ_SNDMORE);
         if (rc < 0) {
             mlt_client__err(c, rc, "%s: send: %s", c->endpoints[pt->shard], zmq_strerror(-rc));
@@ -322,7 +326,7 @@ static bool async_branch(mlt_client_t *c, uint32_t branch)
     return ca && ca->valid && ca->staleness > 0;
 }
 
-int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+static int push_impl(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
 {
     return send_table(c, MLT__MSG_TYPE__MSG_PUSH, branch, table, grad, async_branch(c, branch));
 }
@@ -341,7 +345,9 @@ static void drain(mlt_client_t *c)
     }
 }
 
-int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
+
+static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
     bool async = async_branch(c, branch);
     for (uint32_t s = 0; s < c->n; s++) {
@@ -355,6 +361,7 @@ int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
         if (rc < 0)
             return rc;
     }
+    prefetch_at_clock(c, branch, clock);
     if (!async)
         return mlt_sync(c);
     /* bounded: far behind on acknowledgements, wait for them after all */
@@ -470,6 +477,53 @@ static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t cloc
         mlt_client__prefetch_drop(c, branch, false); /* the pull that needs it asks again */
 }
 
+static bool fresh(const cache_t *ca, int64_t clock);
+
+/* After this worker's clock `clock` on a branch of staleness 0: the pull at
+ * `clock` that usually comes next must see every worker's pushes of the
+ * clocks before it, this worker's just sent. Asked for now, behind them on
+ * the same connections, it is answered as soon as the shard counts the last
+ * worker's clock (by the release itself when it had to wait), and its reply
+ * travels with or right after the clock's acknowledgement: the pull then
+ * costs no round trip of its own (#15). MLT_CLOCK_PREFETCH=0 turns it off. */
+static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+{
+    cache_t *ca = mlt_client__cache_find(c, branch);
+    if (c->no_clock_prefetch || !ca || !ca->valid || ca->staleness != 0 || fresh(ca, clock) ||
+        prefetch_find(c, branch) != NULL)
+        return;
+    cache_t *pf = cache_slot(c, branch, ca);
+    pf->prefetch = true;
+    pf->staleness = 0;
+    pf->used = ca->used;
+    if (send_pulls(c, pf, branch, clock, P_PREFETCH, NULL) < 0)
+        mlt_client__prefetch_drop(c, branch, false); /* the pull asks again */
+}
+
+/* Waits for the replies of prefetched copy pf (those of other prefetches may
+ * be parked at a shard for a long time: not waited for). Returns the first
+ * error of the requests completed meanwhile (and clears it). */
+static int prefetch_wait(mlt_client_t *c, const cache_t *pf)
+{
+    double deadline = mlt_time_mono() + c->timeout_s;
+    for (;;) {
+        bool left = false;
+        for (size_t i = 0; i < c->n_pending && !left; i++)
+            left = c->pending[i].kind == P_PREFETCH && c->pending[i].cache == pf;
+        if (!left)
+            break;
+        int rc = mlt_client__pump(c, &deadline);
+        if (rc == -ETIMEDOUT)
+            return mlt_client__err(c, rc, "no reply to a pull asked ahead for %.0f s",
+                                   c->timeout_s);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = c->first_err;
+    c->first_err = 0;
+    return rc;
+}
+
 /* true when dst already holds ca's copy (mlt_client_keep_dst) */
 static bool held(const mlt_client_t *c, const cache_t *ca, float *const *dst)
 {
@@ -525,7 +579,7 @@ static bool fresh(const cache_t *ca, int64_t clock)
     return ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness;
 }
 
-int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
 {
     if (!c->n_tables)
         return mlt_client__err(c, -EINVAL, "pull before mlt_client_register");
@@ -533,7 +587,7 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
     if (!fresh(ca, clock)) {
         cache_t *pf = prefetch_find(c, branch);
         if (pf != NULL) { /* the copy asked for ahead: wait for it, take it if good */
-            int rc = mlt_client__wait(c, P_PREFETCH);
+            int rc = prefetch_wait(c, pf);
             if (rc < 0)
                 return rc; /* an error of an earlier asynchronous request */
             pf->valid = !pf->failed && pf->min_clock != INT64_MAX;
@@ -569,6 +623,38 @@ int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
         prefetch(c, ca, branch, clock);
     }
     return rc;
+}
+
+/* The calls, timed under MLT_TRACE=FILE (client.c sums them up). */
+static int timed(mlt_client_t *c, int which, uint64_t t0, int rc)
+{
+    c->api_ns[which] += mlt_time_mono_ns() - t0;
+    c->api_n[which]++;
+    return rc;
+}
+
+int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+{
+    if (!c->trace_env)
+        return pull_impl(c, branch, clock, dst);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 0, t0, pull_impl(c, branch, clock, dst));
+}
+
+int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)
+{
+    if (!c->trace_env)
+        return push_impl(c, branch, table, grad);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 1, t0, push_impl(c, branch, table, grad));
+}
+
+int mlt_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+{
+    if (!c->trace_env)
+        return clock_impl(c, branch, clock);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 2, t0, clock_impl(c, branch, clock));
 }
 
 uint64_t mlt_pull_prefetched(const mlt_client_t *c)

@@ -40,7 +40,20 @@ typedef struct pending {
     mlt_server_status_t *st; /* P_STATUS: where to put it */
     uint64_t *ck_size;       /* P_CKPT: the shard file's size and CRC (may be NULL) */
     uint32_t *ck_crc;
+    int type;         /* the request's Mlt__MsgType */
+    uint64_t sent_ns; /* tracing: when it was handed to ZeroMQ */
 } pending_t;
+
+/* One traced request (mlt_client__trace): the client's stamps and the
+ * shard's (Header.trace_ns), all CLOCK_MONOTONIC ns on one host (#15). */
+typedef struct mlt_trace_rec {
+    int type;      /* the request's Mlt__MsgType */
+    int kind;      /* its enum pend_kind */
+    uint64_t sent; /* handed to ZeroMQ */
+    uint64_t got;  /* the reply's header received */
+    uint64_t done; /* the reply handled (a pull's data copied out) */
+    uint64_t shard[MLT_TRACE_STAMPS];
+} mlt_trace_rec_t;
 
 typedef struct cache {
     uint32_t branch;
@@ -86,6 +99,7 @@ struct mlt_client {
     uint64_t stamp;
     atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
     bool stream_copy;         /* pull copies bypass the cache (large models, AVX-512) */
+    bool no_clock_prefetch;   /* MLT_CLOCK_PREFETCH=0: mlt_clock asks for no copy ahead */
     uint64_t prefetch_hits;   /* pulls served by a prefetched copy */
     uint64_t gen_seq;         /* the last cache_t.gen given out */
     /* mlt_client_keep_dst: the tables of the last pull hold cache held_ca's
@@ -100,6 +114,7 @@ struct mlt_client {
      * with every table at tbl_off[t]; shards that attached it pull into and
      * push from it instead of sending the data */
     bool shm_off;             /* MLT_SHM=0 */
+    bool shm_map_off;         /* MLT_SHM_MAP=0: no sealed segment for the shards to map */
     char *shm_base;           /* the mapping (NULL: none) */
     size_t shm_bytes;
     uint64_t shm_token;
@@ -110,7 +125,19 @@ struct mlt_client {
     uint32_t *stage_busy;     /* N_STAGES x n_tables: parts not yet acknowledged */
     uint32_t *stage_next;     /* n_tables */
     char shm_why[640];        /* what the transport is, or why not shared memory */
+    /* timing (mlt_client__trace): every request asks the shard for its stamps */
+    bool trace;
+    mlt_trace_rec_t *trace_rec;
+    size_t n_trace, cap_trace;
+    /* MLT_TRACE=FILE: the records are kept (the first TRACE_KEEP) and summed
+     * up, with the time spent in mlt_pull, mlt_push and mlt_clock (api_ns,
+     * api_n), in lines appended to FILE when the client is destroyed */
+    bool trace_env;
+    char trace_path[256];
+    uint64_t api_ns[3], api_n[3];
+    double trace_t0;
 };
+#define TRACE_KEEP 200000u
 
 /* Byte offset in the segment of element `elem` of table t in region r. */
 static inline uint64_t shm_off(const mlt_client_t *c, uint32_t r, uint32_t t, uint64_t elem)
@@ -135,7 +162,8 @@ bool mlt_client__broken(mlt_client_t *c);
  * requests given up on, do not): 0, -ETIMEDOUT once *deadline has passed, or
  * a poll error. */
 int mlt_client__pump(mlt_client_t *c, double *deadline);
-/* Pumps until no request of `kind` (any but P_ZOMBIE if kind < 0) is pending;
+/* Pumps until no request of `kind` (any but P_ZOMBIE and P_PREFETCH if kind <
+ * 0) is pending;
  * returns the first error of the completed requests (and clears it). On
  * -ETIMEDOUT the HELLO and STATUS requests waited for are given up (a late
  * reply is ignored, never written to the caller's gone status), and the
@@ -144,6 +172,18 @@ int mlt_client__wait(mlt_client_t *c, int kind);
 /* Handles one message from shard s. Returns 1 when it answered a pending
  * request, 0 otherwise (junk, a reply to a request given up on). */
 int mlt_client__recv(mlt_client_t *c, uint32_t s);
+
+/* Timing (#15, bench/ps): on, every request sent asks its shard for stamps
+ * (Header.trace) and each reply's are kept with the client's (at most 2^20
+ * records). mlt_client__trace_take moves out up to max of them, oldest
+ * first, and forgets the rest; returns how many. */
+void mlt_client__trace(mlt_client_t *c, bool on);
+size_t mlt_client__trace_take(mlt_client_t *c, mlt_trace_rec_t *out, size_t max);
+/* Keeps the stamps of reply h to request p (got: when its header came). */
+void mlt_client__trace_keep(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
+                            uint64_t got);
+/* MLT_TRACE=FILE: appends the summary of the records to FILE. */
+void mlt_client__trace_summary(mlt_client_t *c);
 
 /* The status a STATUS_REPLY carries, as mlt_client_status() gives it (at
  * most MLT_MAX_BRANCHES branches, allocated: free with

@@ -1,7 +1,8 @@
 /* client_shm.c - libmltuner's same-host transport (see client_int.h).
  *
- * After a job's layout is known the client creates one POSIX shared-memory
- * segment, named /mltuner-<128 random bits in hex>, mode 0600: 64 bytes
+ * After a job's layout is known the client creates one shared-memory
+ * segment (a sealed memfd the shards map, named /proc/<pid>/fd/<fd>, else a
+ * POSIX one, /mltuner-<128 random bits in hex>, mode 0600; see make_segment): 64 bytes
  * whose first 8 are a random token (64 bits, not in the name), then MAX_CACHES cache
  * regions and N_STAGES push-stage regions, each holding every table (64-byte
  * aligned), allocated whole at once (at most SHM_MAX_CLIENT_BYTES). It
@@ -18,6 +19,7 @@
  * may be well after mlt_push returns on a branch with staleness > 0. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -89,6 +91,77 @@ void mlt_client__shm_teardown(mlt_client_t *c)
     c->stage_busy = c->stage_next = NULL;
 }
 
+/* Makes the segment: a sealed memfd (mapped == true: a shard maps it, its size
+ * sealed so that the mapping can never lose pages under the shard), named to
+ * the shards as /proc/<pid>/fd/<fd>; or a POSIX shared-memory object named
+ * /mltuner-<128 random bits in hex> (the shards pread and pwrite it). Both
+ * allocated whole now: a store into a page that /dev/shm has no room for
+ * would be a SIGBUS; no room here is an error, and the sockets. On success
+ * c->shm_base holds the mapping, name the name, *fd the descriptor to close
+ * (memfd: once the shards have opened it) or unlink the name (-1). */
+static int make_segment(mlt_client_t *c, uint64_t total, bool mapped, char *name, size_t len,
+                        int *fd_out)
+{
+    int fd = -1, err = 0;
+    if (mapped) {
+        fd = memfd_create("mltuner", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        snprintf(name, len, "/proc/%d/fd/%d", (int)getpid(), fd);
+    } else {
+        unsigned char rnd[16];
+        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+            return -errno;
+        int pos = snprintf(name, len, "/mltuner-");
+        for (size_t i = 0; i < sizeof rnd; i++)
+            pos += snprintf(name + pos, len - (size_t)pos, "%02x", rnd[i]);
+        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    }
+    void *base = MAP_FAILED;
+    err = fd < 0 ? errno : 0;
+    if (fd >= 0 && ftruncate(fd, (off_t)total) == 0 &&
+        (err = posix_fallocate(fd, 0, (off_t)total)) == 0 &&
+        (!mapped || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0))
+        base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED && err == 0)
+        err = errno;
+    if (base == MAP_FAILED) {
+        if (fd >= 0 && !mapped)
+            shm_unlink(name);
+        if (fd >= 0)
+            close(fd);
+        return -err;
+    }
+    if (!mapped) /* the name is what the shards open */
+        close(fd);
+    c->shm_base = base;
+    c->shm_bytes = total;
+    *fd_out = mapped ? fd : -1;
+    return 0;
+}
+
+/* Names the segment to every shard; returns how many attached it. */
+static uint32_t attach_all(mlt_client_t *c, const char *name)
+{
+    c->shm_why[0] = '\0';
+    for (uint32_t s = 0; s < c->n; s++) {
+        mlt_header_t h;
+        pending_t *p = mlt_client__pending(c, s, P_SHM);
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_SHM_ATTACH, p);
+        h.shm_name = (char *)name;
+        h.has_shm_bytes = h.has_shm_token = 1;
+        h.shm_bytes = c->shm_bytes;
+        h.shm_token = c->shm_token;
+        if (mlt_client__send(c, s, &h) < 0)
+            break;
+    }
+    int rc = mlt_client__wait(c, P_SHM);
+    uint32_t n_ok = 0;
+    for (uint32_t s = 0; s < c->n; s++)
+        n_ok += c->shm_ok[s];
+    if (rc < 0 && !c->shm_why[0])
+        snprintf(c->shm_why, sizeof c->shm_why, "%.500s", c->err);
+    return n_ok;
+}
+
 void mlt_client__shm_setup(mlt_client_t *c)
 {
     if (c->shm_off) {
@@ -109,65 +182,47 @@ void mlt_client__shm_setup(mlt_client_t *c)
                  (unsigned long long)(total >> 20), SHM_MAX_CLIENT_BYTES >> 20);
         return;
     }
-    /* The name is 128 random bits, unrelated to the token: a listing of
-     * /dev/shm tells nothing about the token, nor which process made it. The
-     * token is 64 random bits; without getrandom there is no segment. */
-    char name[64];
+    /* The token is 64 random bits; without getrandom there is no segment. */
     uint64_t token = 0;
-    unsigned char rnd[16];
-    if (getrandom(&token, sizeof token, 0) != sizeof token ||
-        getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+    if (getrandom(&token, sizeof token, 0) != sizeof token) {
         snprintf(c->shm_why, sizeof c->shm_why, "sockets only (getrandom: %s)", strerror(errno));
         return;
     }
-    int pos = snprintf(name, sizeof name, "/mltuner-");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        pos += snprintf(name + pos, sizeof name - (size_t)pos, "%02x", rnd[i]);
-    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-    /* allocated now, not page by page as touched: a store into a page that
-     * /dev/shm has no room for would be a SIGBUS; a full /dev/shm here is an
-     * error, and the sockets */
-    void *base = MAP_FAILED;
-    int err = errno;
-    if (fd >= 0 && ftruncate(fd, (off_t)total) == 0 &&
-        (err = posix_fallocate(fd, 0, (off_t)total)) == 0)
-        base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED && err == 0)
-        err = errno;
-    if (fd >= 0)
-        close(fd);
-    if (base == MAP_FAILED) {
-        if (fd >= 0)
-            shm_unlink(name);
-        snprintf(c->shm_why, sizeof c->shm_why, "sockets only (no shared memory: %s, %llu MiB: %s)",
-                 name, (unsigned long long)(total >> 20), strerror(err));
-        return;
-    }
-    c->shm_base = base;
-    c->shm_bytes = total;
-    c->shm_token = token;
-    memcpy(c->shm_base, &token, sizeof token);
-    c->stage_busy = mlt_calloc((size_t)N_STAGES * c->n_tables, sizeof *c->stage_busy);
-    c->stage_next = mlt_calloc(c->n_tables, sizeof *c->stage_next);
-    c->shm_why[0] = '\0';
-    for (uint32_t s = 0; s < c->n; s++) {
-        mlt_header_t h;
-        pending_t *p = mlt_client__pending(c, s, P_SHM);
-        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_SHM_ATTACH, p);
-        h.shm_name = name;
-        h.has_shm_bytes = h.has_shm_token = 1;
-        h.shm_bytes = total;
-        h.shm_token = token;
-        if (mlt_client__send(c, s, &h) < 0)
-            break;
-    }
-    int rc = mlt_client__wait(c, P_SHM);
-    shm_unlink(name);
+    /* First a sealed segment the shards map (no copy through the kernel on
+     * their side, #15); one no shard takes (a daemon that cannot open
+     * /proc/<pid>/fd, or an older one) gives way to a POSIX one they read and
+     * write with pread/pwrite. MLT_SHM_MAP=0 goes to the latter at once. */
+    char name[64], why_map[sizeof c->shm_why] = "";
     uint32_t n_ok = 0;
-    for (uint32_t s = 0; s < c->n; s++)
-        n_ok += c->shm_ok[s];
-    if (rc < 0 && !c->shm_why[0])
-        snprintf(c->shm_why, sizeof c->shm_why, "%.500s", c->err);
+    bool mapped = false;
+    for (int pass = c->shm_map_off ? 1 : 0; pass < 2 && n_ok == 0; pass++) {
+        int fd = -1;
+        int rc = make_segment(c, total, pass == 0, name, sizeof name, &fd);
+        if (rc < 0) {
+            snprintf(c->shm_why, sizeof c->shm_why, "no shared memory: %s, %llu MiB: %s", name,
+                     (unsigned long long)(total >> 20), strerror(-rc));
+            continue;
+        }
+        c->shm_token = token;
+        memcpy(c->shm_base, &token, sizeof token);
+        c->stage_busy = mlt_calloc((size_t)N_STAGES * c->n_tables, sizeof *c->stage_busy);
+        c->stage_next = mlt_calloc(c->n_tables, sizeof *c->stage_next);
+        n_ok = attach_all(c, name);
+        if (fd >= 0)
+            close(fd); /* the shards that took it hold their own descriptor */
+        else
+            shm_unlink(name);
+        mapped = pass == 0;
+        if (n_ok == 0) { /* no shard holds it: gone with the mapping */
+            munmap(c->shm_base, c->shm_bytes);
+            c->shm_base = NULL;
+            mlt_free(c->stage_busy);
+            mlt_free(c->stage_next);
+            c->stage_busy = c->stage_next = NULL;
+            if (pass == 0)
+                snprintf(why_map, sizeof why_map, "%.300s", c->shm_why);
+        }
+    }
     if (n_ok == 0) {
         char why[sizeof c->shm_why];
         snprintf(why, sizeof why, "%s", c->shm_why);
@@ -178,8 +233,11 @@ void mlt_client__shm_setup(mlt_client_t *c)
     }
     char why[sizeof c->shm_why];
     snprintf(why, sizeof why, "%s", c->shm_why);
-    snprintf(c->shm_why, sizeof c->shm_why, "shared memory with %u of %u shards (%llu MiB)%s%.500s",
-             n_ok, c->n, (unsigned long long)(total >> 20), why[0] ? "; refused by " : "", why);
+    snprintf(c->shm_why, sizeof c->shm_why,
+             "shared memory with %u of %u shards (%llu MiB, %s)%s%.300s%s%.200s", n_ok, c->n,
+             (unsigned long long)(total >> 20), mapped ? "mapped by the shards" : "pread/pwrite",
+             why[0] ? "; refused by " : "", why, !mapped && why_map[0] ? "; not mapped: " : "",
+             why_map);
 }
 
 uint32_t mlt_client__stage_pick(mlt_client_t *c, uint32_t t)

@@ -87,6 +87,15 @@ static void fill_server_info(mlt_server_t *s, Mlt__ServerInfo *si)
     si->n_branches = mlt_store_n_branches(s->store);
 }
 
+void mlt_server__trace_reply(mlt_server_t *s, mlt_header_t *r)
+{
+    if (!s->trace)
+        return;
+    s->tr[MLT_TR_SENT] = mlt_time_mono_ns();
+    r->n_trace_ns = MLT_TRACE_STAMPS;
+    r->trace_ns = s->tr;
+}
+
 void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                                int code, const char *text)
 {
@@ -94,6 +103,7 @@ void mlt_server__send_error_to(mlt_server_t *s, const void *id, size_t id_len, u
     char buf[MLT_MAX_ERROR_LEN + 1];
     snprintf(buf, sizeof buf, "%s", text);
     mlt_wire_init_error(&r, request_id, code, buf);
+    mlt_server__trace_reply(s, &r);
     if (mlt_server__send_id(s, id, id_len) == 0)
         mlt_wire_send(s->router, &r, 0);
 }
@@ -128,6 +138,7 @@ int mlt_server__reply_ok(mlt_server_t *s, req_t *rq, int with_info)
         fill_server_info(s, &si);
         r.server = &si;
     }
+    mlt_server__trace_reply(s, &r);
     int rc = mlt_server__send_id(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id));
     return rc ? rc : mlt_wire_send(s->router, &r, 0);
 }
@@ -297,6 +308,7 @@ static int handle_clock(mlt_server_t *s, req_t *rq)
         return -ENOENT;
     int64_t before = mlt_store_branch_min_clock(b), after;
     int rc = mlt_store_branch_clock(b, h->worker, h->clock, &after);
+    mlt_server__stamp(s, MLT_TR_DONE);
     if (rc == -ERANGE)
         return mlt_server__reply_error(s, rq, rc, "worker %u is outside the job's %u workers",
                                        h->worker, mlt_store_n_workers(s->store));
@@ -530,6 +542,10 @@ static void close_frames(mlt_server_t *s)
 /* Reads one whole message into s->frames and serves it. */
 static int serve_one(mlt_server_t *s)
 {
+    /* when this request's turn began: the loop's wake-up, or the end of the
+     * request before it in the same batch */
+    const uint64_t begin = s->wake_ns ? s->wake_ns : mlt_time_mono_ns();
+    s->wake_ns = 0;
     int more = 1, too_many = 0;
     size_t total = 0;
     while (more) {
@@ -571,7 +587,14 @@ static int serve_one(mlt_server_t *s)
     } else {
         rq.payload = &s->frames[2];
         rq.n_payload = s->n_frames - 2;
+        if (rq.h->has_trace && rq.h->trace) {
+            s->trace = true;
+            memset(s->tr, 0, sizeof s->tr);
+            s->tr[MLT_TR_BEGIN] = begin;
+            s->tr[MLT_TR_DECODED] = mlt_time_mono_ns();
+        }
         dispatch(s, &rq);
+        s->trace = false;
     }
     mlt_wire_free(&rq.h);
     close_frames(s);
@@ -673,6 +696,7 @@ int mlt_server_run(mlt_server_t *s, int stop_fd)
         }
         if (items[1].revents & ZMQ_POLLIN)
             return 0;
+        s->wake_ns = mlt_time_mono_ns();
         /* serve what is queued, but look at the stop fd and deadlines now and then */
         for (int i = 0; i < 256; i++) {
             int ev = 0;

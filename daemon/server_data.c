@@ -64,6 +64,20 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
     char err[256];
     size_t bytes = range_bytes(s, table, first, count);
     int fd = mlt_shmseg_range(s->shm, dst->handle, dst->token, dst->offset, bytes, err, sizeof err);
+    char *map = fd < 0 ? NULL : mlt_shmseg_map(s->shm, dst->handle, dst->token);
+    if (map) { /* a sealed segment: straight into it */
+        char *at = map + dst->offset;
+        for (uint32_t i = 0; i < count; i++) {
+            const float *data;
+            mlt_chunk_t *c = mlt_store_chunk_get(s->store, b, table, first + i, &data);
+            size_t n = (size_t)mlt_store_chunk_len(s->store, table, first + i) * sizeof(float);
+            memcpy(at, data, n);
+            mlt_chunk_release(NULL, c);
+            at += n;
+        }
+        s->bytes_out += bytes;
+        return 0;
+    }
     struct iovec *iov = fd < 0 ? NULL : mlt_try_malloc(count * sizeof *iov);
     mlt_chunk_t **held = iov ? mlt_try_malloc(count * sizeof *held) : NULL;
     if (fd >= 0 && !held)
@@ -102,6 +116,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
 {
     if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
         return;
+    mlt_server__stamp(s, MLT_TR_DONE);
     mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
     if (!shm && !cq) {
         s->n_errors++;
@@ -138,6 +153,7 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_packed = r.packed = packed || shm;
     r.has_shm_offset = shm != NULL;
     r.shm_offset = shm ? shm->offset : 0;
+    mlt_server__trace_reply(s, &r);
     if (mlt_server__send_id(s, id, id_len) < 0) {
         mlt_free(buf);
         return;
@@ -206,8 +222,18 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
     log_debug("pull of branch %u clock %lld released after %.3f s", p->branch, (long long)p->clock,
               mlt_time_mono() - p->since);
     shm_dst_t dst = {p->shm_handle, p->shm_token, p->shm_offset};
+    /* its own stamps, not those of the request that released it */
+    const bool trace = s->trace;
+    uint64_t tr[MLT_TRACE_STAMPS];
+    memcpy(tr, s->tr, sizeof tr);
+    s->trace = p->trace;
+    memset(s->tr, 0, sizeof s->tr);
+    memcpy(s->tr, p->tr, sizeof p->tr);
+    mlt_server__stamp(s, MLT_TR_CHECKED);
     send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
                     p->packed, p->shm ? &dst : NULL);
+    s->trace = trace;
+    memcpy(s->tr, tr, sizeof tr);
 }
 
 void mlt_server__on_expired(void *arg, const mlt_parked_t *p)
@@ -311,7 +337,12 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         .shm_token = dst.token,
         .shm_offset = dst.offset,
         .since = mlt_time_mono(),
+        .trace = s->trace,
     };
+    if (s->trace) {
+        mlt_server__stamp(s, MLT_TR_READ);
+        memcpy(p.tr, s->tr, sizeof p.tr);
+    }
     p.deadline = p.since + s->pull_timeout_s;
     memcpy(p.id, zmq_msg_data(rq->id), p.id_len);
     if (mlt_ssp_park(s->parked, &p) < 0)
@@ -326,8 +357,13 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
 
 /* ---- push / write ----------------------------------------------------------- */
 
-/* Reads a push or write's payload from the client's segment into scratch. */
-static int read_shm(mlt_server_t *s, req_t *rq)
+/* A push or write's payload in the client's segment: *data points into a
+ * sealed segment's mapping, or to scratch, which it is read into. (From a
+ * mapping the payload is read twice, checked then applied, while the client
+ * could write it in between: a client that does so to its own pushes gets at
+ * worst a non-finite step, which marks the branch diverged as any overflow
+ * does.) */
+static int read_shm(mlt_server_t *s, req_t *rq, const char **data)
 {
     mlt_header_t *h = rq->h;
     char err[256];
@@ -348,6 +384,13 @@ static int read_shm(mlt_server_t *s, req_t *rq)
         mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err, sizeof err);
     if (fd < 0)
         return mlt_server__reply_error(s, rq, fd, "%s", err);
+    const char *map = mlt_shmseg_map(s->shm, h->shm_handle, h->shm_token);
+    if (map) {
+        *data = map + h->shm_offset;
+        s->bytes_in += want;
+        return 0;
+    }
+    *data = (const char *)s->scratch;
     int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
     if (rc < 0)
         return mlt_server__reply_error(
@@ -371,11 +414,8 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
         mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err, sizeof err);
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
-    if (h->has_shm_handle) {
-        if ((rc = read_shm(s, rq)) == 0)
-            *packed = (const char *)s->scratch;
-        return rc;
-    }
+    if (h->has_shm_handle)
+        return read_shm(s, rq, packed);
     if (h->has_packed && h->packed) {
         size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
         if (rq->n_payload != 1)
@@ -432,6 +472,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
     int rc = check_payload(s, rq, &packed);
     if (rc)
         return rc;
+    mlt_server__stamp(s, MLT_TR_READ);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
         const float *g = payload_floats(s, rq, packed, i, &n);
@@ -444,6 +485,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
                 is_write ? "" : "; nothing applied, branch marked diverged");
         }
     }
+    mlt_server__stamp(s, MLT_TR_CHECKED);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
         size_t n;
         const float *g = payload_floats(s, rq, packed, i, &n);
@@ -456,6 +498,7 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
                 "were applied)",
                 h->chunk_first + i, h->table);
     }
+    mlt_server__stamp(s, MLT_TR_DONE);
     if (!is_write)
         s->n_pushes++;
     return mlt_server__reply_ok(s, rq, 0);

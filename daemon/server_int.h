@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "common/timeutil.h"
 #include "daemon/clientq.h"
 #include "daemon/server.h"
 #include "daemon/shmseg.h"
@@ -37,7 +38,22 @@ struct mlt_server {
     /* counters since start, for STATUS (and so metrics) */
     uint64_t n_requests, n_errors, n_pulls, n_pushes, bytes_in, bytes_out;
     uint64_t n_dropped; /* replies not sent: the client's queue was full, or it was gone */
+    /* timing (Header.trace, #15): the request being served asked for its
+     * stamps; tr[] (MLT_TRACE_STAMPS) are those taken so far; wake_ns is when
+     * the loop woke for the batch being served (0 once used) */
+    bool trace;
+    uint64_t tr[MLT_TRACE_STAMPS];
+    uint64_t wake_ns;
 };
+
+/* Stamps step i (MLT_TR_*, proto/wire.h) of a traced request. */
+static inline void mlt_server__stamp(mlt_server_t *s, unsigned i)
+{
+    if (s->trace)
+        s->tr[i] = mlt_time_mono_ns();
+}
+/* Stamps MLT_TR_SENT and puts the stamps into reply r (of a traced request). */
+void mlt_server__trace_reply(mlt_server_t *s, mlt_header_t *r);
 
 /* The request being served. */
 typedef struct req {

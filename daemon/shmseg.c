@@ -20,7 +20,8 @@
 #define TOKEN_BYTES 8u /* the segment's first bytes: the client's token */
 
 typedef struct seg {
-    int fd; /* -1: free slot */
+    int fd;    /* -1: free slot */
+    char *map; /* a sealed segment's mapping (mlt_shmseg_map), else NULL */
     uint16_t gen;
     uint64_t bytes, token;
     double used;
@@ -41,6 +42,9 @@ mlt_shmseg_t *mlt_shmseg_new(void)
 
 static void drop(mlt_shmseg_t *t, seg_t *g)
 {
+    if (g->map)
+        munmap(g->map, g->bytes);
+    g->map = NULL;
     close(g->fd);
     g->fd = -1;
     g->gen++;
@@ -80,6 +84,16 @@ static bool name_ok(const char *name)
             return false;
     }
     return true;
+}
+
+/* "/proc/<pid>/fd/<fd>": a client's sealed memfd. */
+static bool proc_name_ok(const char *name)
+{
+    unsigned pid, fd;
+    int end = 0;
+    return strlen(name) <= MLT_MAX_SHM_NAME_LEN &&
+           sscanf(name, "/proc/%9u/fd/%9u%n", &pid, &fd, &end) == 2 && name[end] == '\0' &&
+           strspn(name + 6, "0123456789/fd") == strlen(name + 6);
 }
 
 int mlt_shmseg_read(int fd, void *dst, size_t len, uint64_t offset)
@@ -131,23 +145,27 @@ int mlt_shmseg_writev(int fd, const struct iovec *iov, size_t n, uint64_t offset
 int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_t token,
                       uint32_t *handle, char *err, size_t errlen)
 {
-    if (!name || !name_ok(name))
+    const bool sealed = name && proc_name_ok(name);
+    if (!name || (!sealed && !name_ok(name)))
         return mlt_errf(-EINVAL, err, errlen,
                         "shm_name '%.64s' is not " NAME_PREFIX
-                        "<letters, digits, '.', '_', '-'> of at "
+                        "<letters, digits, '.', '_', '-'> nor /proc/<pid>/fd/<fd>, of at "
                         "most %u bytes",
                         name ? name : "", MLT_MAX_SHM_NAME_LEN);
     if (bytes < TOKEN_BYTES || bytes > MLT_MAX_SHM_BYTES)
         return mlt_errf(-EINVAL, err, errlen, "shm_bytes %llu is outside [%u, %llu]",
                         (unsigned long long)bytes, TOKEN_BYTES,
                         (unsigned long long)MLT_MAX_SHM_BYTES);
-    int fd = shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+    /* a sealed memfd is reached through the client's /proc link (which must
+     * be followed); a POSIX segment by name, no link followed */
+    int fd = sealed ? open(name, O_RDWR | O_CLOEXEC)
+                    : shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return mlt_errf(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",
                         name, strerror(errno));
     struct stat st;
     uint64_t got = 0;
-    int rc;
+    int rc, seals;
     if (fstat(fd, &st) < 0) {
         rc = mlt_errf(-errno, err, errlen, "fstat %s: %s", name, strerror(errno));
     } else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
@@ -159,6 +177,22 @@ int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_
                       name, (long long)st.st_size, (unsigned long long)bytes);
     } else if ((rc = mlt_shmseg_read(fd, &got, sizeof got, 0)) < 0 || got != token) {
         rc = mlt_errf(-EPERM, err, errlen, "shared memory %s does not hold the token stated", name);
+    } else if (sealed && ((seals = fcntl(fd, F_GET_SEALS)) < 0 || !(seals & F_SEAL_SHRINK))) {
+        rc = mlt_errf(-EPERM, err, errlen,
+                      "shared memory %s is not sealed against shrinking (F_SEAL_SHRINK): it "
+                      "cannot be mapped",
+                      name);
+    }
+    /* sealed: it can never shrink, so a mapping of it never faults on a page
+     * that is gone (no SIGBUS), and the shard copies in and out of it directly */
+    char *map = NULL;
+    if (rc == 0 && sealed) {
+        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            rc = mlt_errf(-errno, err, errlen, "mmap of shared memory %s: %s", name,
+                          strerror(errno));
+        else
+            map = m;
     }
     if (rc < 0) {
         close(fd);
@@ -176,6 +210,7 @@ int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_
         drop(t, g);
     }
     g->fd = fd;
+    g->map = map;
     g->bytes = bytes;
     g->token = token;
     g->used = mlt_time_mono();
@@ -221,4 +256,10 @@ int mlt_shmseg_range(mlt_shmseg_t *t, uint32_t handle, uint64_t token, uint64_t 
                         (unsigned long long)g->bytes, TOKEN_BYTES);
     g->used = mlt_time_mono();
     return g->fd;
+}
+
+char *mlt_shmseg_map(mlt_shmseg_t *t, uint32_t handle, uint64_t token)
+{
+    seg_t *g = find(t, handle, token);
+    return g ? g->map : NULL;
 }

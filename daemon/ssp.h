@@ -35,6 +35,8 @@ typedef struct mlt_parked {
     uint64_t shm_token, shm_offset;
     double since;                 /* when it was parked (monotonic s) */
     double deadline;              /* when it times out (monotonic s) */
+    bool trace;                   /* the pull asked for its stamps (Header.trace) */
+    uint64_t tr[3];               /* its stamps so far: began, decoded, parked */
 } mlt_parked_t;
 
 typedef struct mlt_ssp mlt_ssp_t;

@@ -111,6 +111,17 @@ int mlt_optim_average_array(mlt_rule_t rule, bool average)
 #define NOINLINE
 #endif
 
+/* The loops are built for SSE2 (the build targets any x86-64) and again for
+ * AVX2 and AVX-512, the copy the CPU can run picked at load time (GCC's
+ * target_clones): on the shards' update of a 1 MiB chunk set, 52 -> 40 us,
+ * and the finiteness scan 25 -> 12 us (#15). Element-wise, without FMA
+ * contraction (-std=c11): every copy computes the same floats. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
 static inline size_t vec_floor(size_t n)
 {
     return n & ~(VEC_FLOATS - 1);
@@ -150,7 +161,8 @@ static inline void sgd0_one(coef_t k, float *w, float g)
     *w -= k.lr * (g + k.wd * *w);
 }
 
-static NOINLINE void apply_sgd0(coef_t k, float *restrict w, const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_sgd0(coef_t k, float *restrict w, const float *restrict g,
+                                       size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -159,8 +171,8 @@ static NOINLINE void apply_sgd0(coef_t k, float *restrict w, const float *restri
         sgd0_one(k, &w[i], g[i]);
 }
 
-static NOINLINE void apply_sgd(coef_t k, float *restrict w, float *restrict h,
-                               const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_sgd(coef_t k, float *restrict w, float *restrict h,
+                                      const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -178,8 +190,8 @@ static inline void nesterov_one(coef_t k, float *w, float *h, float g)
     *w -= k.lr * (gp + k.m * hi);
 }
 
-static NOINLINE void apply_nesterov(coef_t k, float *restrict w, float *restrict h,
-                                    const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_nesterov(coef_t k, float *restrict w, float *restrict h,
+                                           const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -201,8 +213,8 @@ static inline void adam_one(coef_t k, float *w, float *a, float *v, float g)
     *w -= k.adam_step * ai / (sqrtf(vi) * k.adam_isb2 + k.eps);
 }
 
-static NOINLINE void apply_adam(coef_t k, float *restrict w, float *restrict a,
-                                float *restrict v, const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_adam(coef_t k, float *restrict w, float *restrict a,
+                                       float *restrict v, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -220,8 +232,8 @@ static inline void rmsprop_one(coef_t k, float *w, float *v, float g)
     *w -= k.lr * gp / (sqrtf(vi) + k.eps);
 }
 
-static NOINLINE void apply_rmsprop(coef_t k, float *restrict w, float *restrict v,
-                                   const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_rmsprop(coef_t k, float *restrict w, float *restrict v,
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -239,8 +251,8 @@ static inline void adagrad_one(coef_t k, float *w, float *v, float g)
     *w -= k.lr * gp / (sqrtf(vi) + k.eps);
 }
 
-static NOINLINE void apply_adagrad(coef_t k, float *restrict w, float *restrict v,
-                                   const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_adagrad(coef_t k, float *restrict w, float *restrict v,
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -261,8 +273,8 @@ static inline void adadelta_one(coef_t k, float *w, float *v, float *u, float g)
     *w -= k.lr * d;
 }
 
-static NOINLINE void apply_adadelta(coef_t k, float *restrict w, float *restrict v,
-                                    float *restrict u, const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_adadelta(coef_t k, float *restrict w, float *restrict v,
+                                           float *restrict u, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -283,8 +295,8 @@ static inline void sfsgd_one(coef_t k, float *y, float *z, float *x, float g)
     *y = k.y_z * zi + k.y_x * xi;
 }
 
-static NOINLINE void apply_sfsgd(coef_t k, float *restrict y, float *restrict z, float *restrict x,
-                                 const float *restrict g, size_t n)
+static NOINLINE CLONES void apply_sfsgd(coef_t k, float *restrict y, float *restrict z,
+                                        float *restrict x, const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -307,9 +319,9 @@ static inline void sfadamw_one(coef_t k, float *y, float *z, float *x, float *v,
     *y = k.y_z * zi + k.y_x * xi;
 }
 
-static NOINLINE void apply_sfadamw(coef_t k, float *restrict y, float *restrict z,
-                                   float *restrict x, float *restrict v, const float *restrict g,
-                                   size_t n)
+static NOINLINE CLONES void apply_sfadamw(coef_t k, float *restrict y, float *restrict z,
+                                          float *restrict x, float *restrict v,
+                                          const float *restrict g, size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -324,7 +336,8 @@ static inline void average_one(coef_t k, const float *w, float *x)
     *x = k.avg_keep * *x + k.avg_c * *w;
 }
 
-static NOINLINE void apply_average(coef_t k, const float *restrict w, float *restrict x, size_t n)
+static NOINLINE CLONES void apply_average(coef_t k, const float *restrict w, float *restrict x,
+                                          size_t n)
 {
     size_t i = 0;
     for (const size_t nv = vec_floor(n); i < nv; i++)
@@ -511,7 +524,7 @@ static inline uint32_t nonfinite_fixed(const float *restrict x, size_t len)
     return acc;
 }
 
-bool mlt_all_finite(const float *x, size_t n)
+CLONES bool mlt_all_finite(const float *x, size_t n)
 {
     size_t i = 0;
     for (; n - i >= FINITE_BLOCK; i += FINITE_BLOCK)

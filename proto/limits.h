@@ -30,6 +30,7 @@
 #define MLT_MAX_PATH_LEN 1024u               /* job_path, out_dir */
 #define MLT_MAX_ENDPOINT_LEN 256u            /* one server endpoint */
 #define MLT_MAX_BATCH 65536u                 /* batch size per worker */
+#define MLT_TRACE_STAMPS 6u                  /* Header.trace_ns of a traced reply (#15) */
 #define MLT_MAX_OVERRIDES 64u                /* "key=value" overrides of a job */
 #define MLT_MAX_OVERRIDE_LEN 256u            /* one override */
 #define MLT_MAX_METRICS_TEXT 60000u          /* METRICS_REPLY text (fits the header) */

@@ -273,6 +273,9 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
         return rc;
     if (h->join && (rc = check_join(h->join, err, errlen)))
         return rc;
+    if (h->n_trace_ns > MLT_TRACE_STAMPS)
+        return mlt_errf(-EINVAL, err, errlen, "trace_ns lists %zu stamps, limit %u", h->n_trace_ns,
+                        MLT_TRACE_STAMPS);
     if (h->n_overrides > MLT_MAX_OVERRIDES)
         return mlt_errf(-EINVAL, err, errlen, "overrides lists %zu, limit %u", h->n_overrides,
                         MLT_MAX_OVERRIDES);

@@ -57,4 +57,14 @@ size_t mlt_wire_encode(const mlt_header_t *h, uint8_t **buf);
  * when payload frames follow). Returns 0 or -errno. */
 int mlt_wire_send(void *sock, const mlt_header_t *h, int flags);
 
+/* Header.trace_ns of a traced reply (#15): the shard's stamps, in order. */
+enum {
+    MLT_TR_BEGIN,   /* woke for it, or finished the request before it */
+    MLT_TR_DECODED, /* read whole and decoded */
+    MLT_TR_READ,    /* PUSH, WRITE: payload read; PULL: parked (0: answered at once) */
+    MLT_TR_CHECKED, /* PUSH, WRITE: NaN check done; PULL: released (0: never parked) */
+    MLT_TR_DONE,    /* applied, written, clock counted */
+    MLT_TR_SENT     /* reply handed to ZeroMQ */
+};
+
 #endif

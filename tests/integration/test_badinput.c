@@ -549,6 +549,22 @@ static void seg_make(void)
     memcpy(seg, &token, sizeof token);
 }
 
+/* A memfd segment named by its /proc link (#15), sealed against shrinking
+ * (a shard maps it) or not (refused). */
+static void seg_make_memfd(bool sealed)
+{
+    seg_fd = memfd_create("mltuner-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ck_assert_msg(seg_fd >= 0, "memfd_create: %s", strerror(errno));
+    snprintf(seg_name, sizeof seg_name, "/proc/%d/fd/%d", (int)getpid(), seg_fd);
+    ck_assert_int_eq(ftruncate(seg_fd, SEG_BYTES), 0);
+    if (sealed)
+        ck_assert_int_eq(fcntl(seg_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    seg = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, seg_fd, 0);
+    ck_assert(seg != MAP_FAILED);
+    const uint64_t token = SEG_TOKEN;
+    memcpy(seg, &token, sizeof token);
+}
+
 static void seg_free(void)
 {
     munmap(seg, SEG_BYTES);
@@ -699,6 +715,58 @@ START_TEST(test_shm_data)
     h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
     expect_error(&h, NULL, 0, EIO, "shrank");
     seg_free();
+}
+END_TEST
+
+/* #15: a client's sealed memfd, named /proc/<pid>/fd/<fd>, which the shard
+ * maps: an unsealed one is refused, a malformed /proc name too; through a
+ * sealed one pulls land in it and pushes are applied from it, a NaN in it
+ * applies nothing, and the client cannot shrink it under the mapping. */
+START_TEST(test_shm_sealed)
+{
+    /* first the data (an error case runs a good round, whose clocks leave the
+     * good client's next pull asked ahead: a raw push after it is not in it) */
+    seg_make_memfd(true);
+    uint32_t handle = seg_attach();
+    const size_t c0 = chunk_len(0, 0);
+    mlt_header_t h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle, 64);
+    size_t n;
+    mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_PULL_REPLY, &n);
+    ck_assert_uint_eq(n, 0);
+    mlt_wire_free(&r);
+    for (size_t i = 0; i < c0; i++)
+        ck_assert_msg(seg[16 + i] == expect[0][i], "pulled element %zu is %g, expected %g", i,
+                      (double)seg[16 + i], (double)expect[0][i]);
+    for (size_t i = 0; i < c0; i++)
+        seg[16 + i] = 1.0f;
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    r = expect_ok(&h, MLT__MSG_TYPE__MSG_OK, &n);
+    mlt_wire_free(&r);
+    for (size_t i = 0; i < c0; i++)
+        expect[0][i] -= LR;
+    after_case();
+    ck_assert_msg(ftruncate(seg_fd, 4096) < 0 && errno == EPERM, "a sealed segment shrank");
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, SEG_BYTES - 64);
+    expect_error(&h, NULL, 0, ERANGE, "do not fit");
+    seg[16 + c0 - 1] = NAN;
+    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
+    expect_error(&h, NULL, 0, EDOM, "non-finite");
+    uint32_t nb;
+    ck_assert(branch_status(1, &nb).diverged);
+    h = attach_header(seg_name, SEG_BYTES, SEG_TOKEN + 1);
+    expect_error(&h, NULL, 0, EPERM, "token");
+    munmap(seg, SEG_BYTES);
+    close(seg_fd);
+    /* refused: a memfd not sealed against shrinking, names not /proc/<n>/fd/<n> */
+    seg_make_memfd(false);
+    h = attach_header(seg_name, SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EPERM, "not sealed");
+    h = attach_header("/proc/1/fd/x", SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EINVAL, "shm_name");
+    h = attach_header("/proc/self/fd/3", SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EINVAL, "shm_name");
+    munmap(seg, SEG_BYTES);
+    close(seg_fd);
 }
 END_TEST
 
@@ -854,6 +922,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_packed_pull);
     tcase_add_test(tc, test_shm_attach);
     tcase_add_test(tc, test_shm_data);
+    tcase_add_test(tc, test_shm_sealed);
     tcase_add_test(tc, test_register_other_job);
     tcase_add_test(tc, test_clock_backwards);
     suite_add_tcase(s, tc);

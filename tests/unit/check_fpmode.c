@@ -4,6 +4,7 @@
  * the compiler cannot fold the arithmetic at build time. */
 #include "common/fpmode.h"
 
+#include <cblas.h>
 #include <check.h>
 #include <float.h>
 #include <math.h>
@@ -40,11 +41,43 @@ START_TEST(test_flush)
 }
 END_TEST
 
+/* #15: OpenBLAS starts its threads before main(); after the call they run
+ * in the mode too (each one's share of a product of denormal inputs is 0).
+ * Without the pool's restart the second thread's half came out denormal. */
+START_TEST(test_blas_threads)
+{
+    mlt_fpmode_flush_denormals();
+    openblas_set_num_threads(2);
+    enum { N = 512 };
+    float *a = malloc(sizeof(float) * N * N), *b = malloc(sizeof(float) * N * N);
+    float *c = calloc((size_t)N * N, sizeof(float));
+    ck_assert(a && b && c);
+    for (int i = 0; i < N * N; i++) {
+        a[i] = FLT_MIN / 4; /* a denormal, stored as it is */
+        b[i] = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+    int nonzero = 0;
+    for (int i = 0; i < N * N; i++)
+        nonzero += c[i] != 0.0f;
+#if defined(__SSE__)
+    ck_assert_msg(nonzero == 0,
+                  "%d of %d outputs of a %d-thread sgemm on denormal inputs are "
+                  "not 0: a BLAS thread runs without DAZ",
+                  nonzero, N * N, openblas_get_num_threads());
+#endif
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fpmode");
     TCase *tc = tcase_create("flush");
     tcase_add_test(tc, test_flush);
+    tcase_add_test(tc, test_blas_threads);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     /* no fork: the mode is per thread, and the test must see its own */

@@ -749,6 +749,21 @@ START_TEST(test_clock)
 }
 END_TEST
 
+/* #15: a traced reply carries MLT_TRACE_STAMPS stamps, never more */
+START_TEST(test_trace_stamps)
+{
+    uint64_t stamps[MLT_TRACE_STAMPS + 1] = {1, 2, 3, 4, 5, 6, 7};
+    mlt_header_t h = base();
+    h.has_trace = h.trace = 1;
+    ACCEPT(&h);
+    h.n_trace_ns = MLT_TRACE_STAMPS;
+    h.trace_ns = stamps;
+    ACCEPT(&h);
+    h.n_trace_ns = MLT_TRACE_STAMPS + 1;
+    REJECT(&h, -EINVAL, "trace_ns");
+}
+END_TEST
+
 START_TEST(test_table)
 {
     mlt_header_t h = base();
@@ -1260,6 +1275,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_branch);
     tcase_add_test(tc, test_parent);
     tcase_add_test(tc, test_clock);
+    tcase_add_test(tc, test_trace_stamps);
     tcase_add_test(tc, test_task_share);
     tcase_add_test(tc, test_table);
     tcase_add_test(tc, test_chunk_count);
