@@ -96,6 +96,20 @@ static bool proc_name_ok(const char *name)
            strspn(name + 6, "0123456789/fd") == strlen(name + 6);
 }
 
+/* Whether the /proc fd link `name` leads to a memfd (its target reads
+ * "/memfd:...") that is a regular file of this process's user. */
+static bool proc_memfd(const char *name)
+{
+    char target[64];
+    ssize_t n = readlink(name, target, sizeof target - 1);
+    if (n < 7)
+        return false;
+    target[n] = '\0';
+    struct stat st;
+    return strncmp(target, "/memfd:", 7) == 0 && stat(name, &st) == 0 && S_ISREG(st.st_mode) &&
+           st.st_uid == geteuid();
+}
+
 int mlt_shmseg_read(int fd, void *dst, size_t len, uint64_t offset)
 {
     char *d = dst;
@@ -157,8 +171,14 @@ int mlt_shmseg_attach(mlt_shmseg_t *t, const char *name, uint64_t bytes, uint64_
                         (unsigned long long)bytes, TOKEN_BYTES,
                         (unsigned long long)MLT_MAX_SHM_BYTES);
     /* a sealed memfd is reached through the client's /proc link (which must
-     * be followed); a POSIX segment by name, no link followed */
-    int fd = sealed ? open(name, O_RDWR | O_CLOEXEC)
+     * be followed); a POSIX segment by name, no link followed. The link is
+     * opened only when it names a memfd that is a regular file of the
+     * daemon's user: a client cannot have the daemon open one of its other
+     * files or a device with the daemon's rights (fstat checks again after) */
+    if (sealed && !proc_memfd(name))
+        return mlt_errf(-EPERM, err, errlen,
+                        "%s is not a memfd of this daemon's user: not a segment", name);
+    int fd = sealed ? open(name, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
                     : shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return mlt_errf(-errno, err, errlen, "cannot open shared memory %s: %s (not on this host?)",

@@ -767,6 +767,19 @@ START_TEST(test_shm_sealed)
     expect_error(&h, NULL, 0, EINVAL, "shm_name");
     munmap(seg, SEG_BYTES);
     close(seg_fd);
+    /* refused before it is opened: a /proc link to a file that is no memfd
+     * (here a regular file holding the token, of the right size) */
+    char path[] = "/tmp/mlt-notmemfd-XXXXXX", name[64];
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    uint64_t token = SEG_TOKEN;
+    ck_assert_int_eq(ftruncate(fd, SEG_BYTES), 0);
+    ck_assert_int_eq(pwrite(fd, &token, sizeof token, 0), (ssize_t)sizeof token);
+    snprintf(name, sizeof name, "/proc/%d/fd/%d", (int)getpid(), fd);
+    h = attach_header(name, SEG_BYTES, SEG_TOKEN);
+    expect_error(&h, NULL, 0, EPERM, "is not a memfd");
+    close(fd);
 }
 END_TEST
 
