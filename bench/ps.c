@@ -455,8 +455,8 @@ static fork_result_t fork_run(uint64_t bytes)
 
 /* ---- main ------------------------------------------------------------------- */
 
-/* `ps ours MIB SECONDS`: only the daemon path, one size, for a profiler. */
-static int profile_ours(uint64_t mib, double seconds)
+/* One mltunerd for a profile mode, and this process's client of it. */
+static mlt_client_t *profile_start(void)
 {
     static const char *const extra[] = {"memory_limit=8G", NULL};
     if (mlt_test_start(&cluster, 1, extra) != 0)
@@ -466,6 +466,13 @@ static int profile_ours(uint64_t mib, double seconds)
     mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
     if (!c)
         die("mlt_client_new: %s", err);
+    return c;
+}
+
+/* `ps ours MIB SECONDS`: only the daemon path, one size, for a profiler. */
+static int profile_ours(uint64_t mib, double seconds)
+{
+    mlt_client_t *c = profile_start();
     ours_result_t r = ours_run(c, mib * MIB, seconds);
     printf("ours %llu MiB: %.0f MB/s, %d iterations, pull %.2f ms, push+clock %.2f ms, "
            "cache hits %d\n",
@@ -478,14 +485,7 @@ static int profile_ours(uint64_t mib, double seconds)
 /* `ps clock SECONDS ROUNDS`: only the breakdown and untraced 1 MiB rows. */
 static int profile_clock(double seconds, int rounds)
 {
-    static const char *const extra[] = {"memory_limit=8G", NULL};
-    if (mlt_test_start(&cluster, 1, extra) != 0)
-        die("could not start mltunerd");
-    cluster_up = 1;
-    char err[512];
-    mlt_client_t *c = mlt_client_new(cluster.eps, 1, 0, err, sizeof err);
-    if (!c)
-        die("mlt_client_new: %s", err);
+    mlt_client_t *c = profile_start();
     for (int k = 0; k < rounds; k++) {
         double bound = copy_bound_us(MIB);
         ours_result_t r = ours_run(c, MIB, seconds);

@@ -660,12 +660,12 @@ START_TEST(test_shm_attach)
 }
 END_TEST
 
-START_TEST(test_shm_data)
+/* A pull of chunk 0 written into the segment at offset 64 (the header alone
+ * comes back, naming that offset), then a push of ones read from it there,
+ * applied to chunk 0 only (after_case checks). */
+static void seg_pull_push(uint32_t handle)
 {
-    seg_make();
-    uint32_t handle = seg_attach();
     const size_t c0 = chunk_len(0, 0);
-    /* a pull written into the segment: the header alone comes back */
     mlt_header_t h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle, 64);
     size_t n;
     mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_PULL_REPLY, &n);
@@ -675,7 +675,6 @@ START_TEST(test_shm_data)
     for (size_t i = 0; i < c0; i++)
         ck_assert_msg(seg[16 + i] == expect[0][i], "pulled element %zu is %g, expected %g", i,
                       (double)seg[16 + i], (double)expect[0][i]);
-    /* a push of ones read from it, applied to chunk 0 only (after_case checks) */
     for (size_t i = 0; i < c0; i++)
         seg[16 + i] = 1.0f;
     h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
@@ -684,6 +683,15 @@ START_TEST(test_shm_data)
     for (size_t i = 0; i < c0; i++)
         expect[0][i] -= LR;
     after_case();
+}
+
+START_TEST(test_shm_data)
+{
+    seg_make();
+    uint32_t handle = seg_attach();
+    const size_t c0 = chunk_len(0, 0);
+    seg_pull_push(handle); /* a pull written into the segment, a push read from it */
+    mlt_header_t h;
     /* bad ranges, fields and payloads */
     h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, SEG_BYTES - 64);
     expect_error(&h, NULL, 0, ERANGE, "do not fit");
@@ -729,22 +737,8 @@ START_TEST(test_shm_sealed)
     seg_make_memfd(true);
     uint32_t handle = seg_attach();
     const size_t c0 = chunk_len(0, 0);
-    mlt_header_t h = shm_header(MLT__MSG_TYPE__MSG_PULL, 0, 1, handle, 64);
-    size_t n;
-    mlt_header_t *r = expect_ok(&h, MLT__MSG_TYPE__MSG_PULL_REPLY, &n);
-    ck_assert_uint_eq(n, 0);
-    mlt_wire_free(&r);
-    for (size_t i = 0; i < c0; i++)
-        ck_assert_msg(seg[16 + i] == expect[0][i], "pulled element %zu is %g, expected %g", i,
-                      (double)seg[16 + i], (double)expect[0][i]);
-    for (size_t i = 0; i < c0; i++)
-        seg[16 + i] = 1.0f;
-    h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, 64);
-    r = expect_ok(&h, MLT__MSG_TYPE__MSG_OK, &n);
-    mlt_wire_free(&r);
-    for (size_t i = 0; i < c0; i++)
-        expect[0][i] -= LR;
-    after_case();
+    seg_pull_push(handle);
+    mlt_header_t h;
     ck_assert_msg(ftruncate(seg_fd, 4096) < 0 && errno == EPERM, "a sealed segment shrank");
     h = shm_header(MLT__MSG_TYPE__MSG_PUSH, 0, 1, handle, SEG_BYTES - 64);
     expect_error(&h, NULL, 0, ERANGE, "do not fit");
