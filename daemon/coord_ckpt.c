@@ -251,6 +251,16 @@ void mlt_coord__ckpt_clear(mlt_coord_t *c)
 
 /* ---- writing -------------------------------------------------------------------- */
 
+/* The head of a checkpoint record of this job (coord.ckpt, MANIFEST): its
+ * magic, the format version, the job's name and the checkpoint's number. */
+static void put_head(mlt_ckw_t *w, const char *magic, const mlt_coord_t *c, uint64_t seq)
+{
+    mlt_ckw_put(w, magic, 8);
+    mlt_ckw_u32(w, CKPT_VERSION);
+    mlt_ckw_str(w, c->job.name);
+    mlt_ckw_u64(w, seq);
+}
+
 static void put_tunables(mlt_ckw_t *w, const mlt_tunables_def_t *t)
 {
     mlt_ckw_f64(w, t->lr);
@@ -319,10 +329,7 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
         mlt_ckw_t *w = mlt_ckw_open(dir, "coord.ckpt", err, sizeof err);
         rc = w ? 0 : -EIO;
         if (w) {
-            mlt_ckw_put(w, COORD_MAGIC, 8);
-            mlt_ckw_u32(w, CKPT_VERSION);
-            mlt_ckw_str(w, c->job.name);
-            mlt_ckw_u64(w, seq);
+            put_head(w, COORD_MAGIC, c, seq);
             mlt_ckw_f64(w, now);
             mlt_ckw_i64(w, c->clock);
             mlt_ckw_f64(w, c->epoch);
@@ -348,10 +355,7 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
         mlt_ckw_t *w = mlt_ckw_open(dir, "MANIFEST", err, sizeof err);
         rc = w ? 0 : -EIO;
         if (w) {
-            mlt_ckw_put(w, MANIFEST_MAGIC, 8);
-            mlt_ckw_u32(w, CKPT_VERSION);
-            mlt_ckw_str(w, c->job.name);
-            mlt_ckw_u64(w, seq);
+            put_head(w, MANIFEST_MAGIC, c, seq);
             mlt_ckw_u64(w, csize);
             mlt_ckw_u32(w, ccrc);
             mlt_ckw_u32(w, (uint32_t)c->n_shards);
@@ -387,6 +391,20 @@ int mlt_coord__ckpt_maybe(void *ctx, const void *state, size_t len)
     return 0;
 }
 
+/* 0 when r's head (put_head) is magic's, of this format version, job and
+ * checkpoint; else nonzero. */
+static int get_head(mlt_ckr_t *r, const char *magic, const mlt_coord_t *c, uint64_t seq)
+{
+    char m[8], *name = NULL;
+    uint32_t version;
+    uint64_t s;
+    int rc = mlt_ckr_get(r, m, 8) || memcmp(m, magic, 8) != 0 || mlt_ckr_u32(r, &version) ||
+             version != CKPT_VERSION || mlt_ckr_str(r, MLT_MAX_NAME_LEN, &name) ||
+             strcmp(name, c->job.name) != 0 || mlt_ckr_u64(r, &s) || s != seq;
+    mlt_free(name);
+    return rc;
+}
+
 /* ---- loading -------------------------------------------------------------------- */
 
 typedef struct manifest {
@@ -404,13 +422,8 @@ static int read_manifest(mlt_coord_t *c, uint64_t seq, manifest_t *m, char *err,
     mlt_ckr_t *r = mlt_ckr_open(path, 0, 0, err, errlen);
     if (!r)
         return -EPROTO;
-    char magic[8], *name = NULL;
-    uint32_t version, n;
-    uint64_t s;
-    int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, MANIFEST_MAGIC, 8) != 0 ||
-             mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
-             mlt_ckr_str(r, MLT_MAX_NAME_LEN, &name) || strcmp(name, c->job.name) != 0 ||
-             mlt_ckr_u64(r, &s) || s != seq || mlt_ckr_u64(r, &m->csize) ||
+    uint32_t n;
+    int rc = get_head(r, MANIFEST_MAGIC, c, seq) || mlt_ckr_u64(r, &m->csize) ||
              mlt_ckr_u32(r, &m->ccrc) || mlt_ckr_u32(r, &n);
     if (!rc && n != (uint32_t)c->n_shards) {
         snprintf(err, errlen, "%s: it has %u shards, this daemon %d", path, n, c->n_shards);
@@ -429,7 +442,6 @@ static int read_manifest(mlt_coord_t *c, uint64_t seq, manifest_t *m, char *err,
             rc = -EPROTO;
         }
     }
-    mlt_free(name);
     mlt_ckr_close(&r);
     return rc;
 }
@@ -445,14 +457,9 @@ static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **
     mlt_ckr_t *r = mlt_ckr_open(path, m->csize, m->ccrc, err, errlen);
     if (!r)
         return -EPROTO;
-    char magic[8], *name = NULL;
-    uint32_t version, n = 0;
-    uint64_t s;
+    uint32_t n = 0;
     mlt_coord_t k = *c; /* the numbers land here first: all or nothing */
-    int rc = mlt_ckr_get(r, magic, 8) || memcmp(magic, COORD_MAGIC, 8) != 0 ||
-             mlt_ckr_u32(r, &version) || version != CKPT_VERSION ||
-             mlt_ckr_str(r, MLT_MAX_NAME_LEN, &name) || strcmp(name, c->job.name) != 0 ||
-             mlt_ckr_u64(r, &s) || s != seq || mlt_ckr_f64(r, jt) || mlt_ckr_i64(r, &k.clock) ||
+    int rc = get_head(r, COORD_MAGIC, c, seq) || mlt_ckr_f64(r, jt) || mlt_ckr_i64(r, &k.clock) ||
              mlt_ckr_f64(r, &k.epoch) || mlt_ckr_f64(r, &k.last_loss) ||
              mlt_ckr_f64(r, &k.val_acc) || mlt_ckr_f64(r, &k.test_acc) ||
              mlt_ckr_f64(r, &k.val_rmse) || mlt_ckr_f64(r, &k.test_rmse) ||
@@ -462,7 +469,6 @@ static int read_coord(mlt_coord_t *c, uint64_t seq, const manifest_t *m, void **
              mlt_ckr_u64(r, dpos) || mlt_ckr_u64(r, ppos) || mlt_ckr_u32(r, &n) ||
              n > MAX_STATE_BYTES || n != mlt_ckr_left(r) || !(*jt >= 0 && *jt < 1e9) ||
              k.clock < 0 || k.batch > MLT_MAX_BATCH;
-    mlt_free(name);
     if (rc) {
         mlt_ckr_close(&r);
         snprintf(err, errlen, "%s: not this job's coordinator state, or out of range", path);
