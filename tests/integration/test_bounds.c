@@ -67,7 +67,24 @@ static void teardown(void)
     ck_assert_int_eq(mlt_test_stop(&cl), 0);
 }
 
-/* VmRSS of a process in MiB, or -1. */
+/* Waits (up to bound_s) until shard 0's request counter, asked through
+ * `good`, reaches `want` (the daemon has served that many requests); returns
+ * the count last seen, and its error counter in *errors (may be NULL). */
+static uint64_t wait_served(mlt_client_t *good, uint64_t want, double bound_s, uint64_t *errors)
+{
+    uint64_t served = 0;
+    mlt_server_status_t st;
+    for (int i = 0; i < (int)(bound_s * 20) && served < want; i++) {
+        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
+        served = st.requests;
+        if (errors)
+            *errors = st.errors;
+        mlt_server_status_free(&st);
+        nap_ms(50);
+    }
+    return served;
+}
+
 static long rss_mib(pid_t pid)
 {
     char path[64], line[256];
@@ -161,13 +178,7 @@ START_TEST(test_unread_pulls)
         raw_send(raw, &h);
     }
     /* the daemon has served them all once its request counter says so */
-    uint64_t served = 0;
-    for (int i = 0; i < 300 && served < base + N_UNREAD; i++) {
-        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
-        served = st.requests;
-        mlt_server_status_free(&st);
-        nap_ms(50);
-    }
+    uint64_t served = wait_served(good, base + N_UNREAD, 15, NULL);
     ck_assert_msg(served >= base + N_UNREAD, "the daemon served %llu requests",
                   (unsigned long long)served);
     const long rss1 = rss_mib(cl.pids[0]);
@@ -252,13 +263,7 @@ START_TEST(test_queue_caps)
         h.request_id = (uint64_t)i + 1;
         raw_send(flood, &h);
     }
-    uint64_t served = 0;
-    for (int i = 0; i < 400 && served < base + N_FLOOD; i++) {
-        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
-        served = st.requests;
-        mlt_server_status_free(&st);
-        nap_ms(50);
-    }
+    uint64_t served = wait_served(good, base + N_FLOOD, 20, NULL);
     ck_assert_msg(served >= base + N_FLOOD, "the daemon served %llu requests",
                   (unsigned long long)served);
     char path[400], line[512];
@@ -325,13 +330,7 @@ START_TEST(test_queue_caps)
         h.request_id = (uint64_t)i + 1;
         raw_send(asker, &h);
     }
-    for (int i = 0; i < 400 && served < before + N_STATUS; i++) {
-        ck_assert_msg(mlt_client_status(good, 0, &st) == 0, "%s", mlt_client_error(good));
-        served = st.requests;
-        errors = st.errors;
-        mlt_server_status_free(&st);
-        nap_ms(50);
-    }
+    wait_served(good, before + N_STATUS, 20, &errors);
     const long rss = rss_mib(cl.pids[0]);
     fprintf(stderr, "status flood: daemon VmRSS %ld MiB after %d unread STATUS replies\n", rss,
             N_STATUS);
