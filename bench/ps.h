@@ -47,7 +47,7 @@ enum {
     B_TOTAL,
     B_COLS
 };
-enum { K_PULL, K_PUSH, K_CLOCK, K_KINDS };
+enum { K_PULL, K_PUSH, K_CLOCK, K_STEP, K_KINDS };
 
 typedef struct breakdown {
     uint32_t staleness, n_tables;

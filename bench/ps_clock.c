@@ -36,7 +36,7 @@ double copy_bound_us(uint64_t bytes)
 
 static const char *const b_names[B_COLS] = {"to_shard", "decode", "read",      "check",  "parked",
                                             "work",     "reply",  "to_client", "client", "total"};
-static const char *const k_names[K_KINDS] = {"pull", "push", "clock"};
+static const char *const k_names[K_KINDS] = {"pull", "push", "clock", "step"};
 
 static double us_between(uint64_t from, uint64_t to)
 {
@@ -47,10 +47,11 @@ static double us_between(uint64_t from, uint64_t to)
 static int split_record(const mlt_trace_rec_t *r, double *v)
 {
     const uint64_t *t = r->shard;
-    int k = r->type == MLT__MSG_TYPE__MSG_PULL    ? K_PULL
-            : r->type == MLT__MSG_TYPE__MSG_PUSH  ? K_PUSH
-            : r->type == MLT__MSG_TYPE__MSG_CLOCK ? K_CLOCK
-                                                  : -1;
+    int k = r->type == MLT__MSG_TYPE__MSG_PULL || r->type == MLT__MSG_TYPE__MSG_PULL_ALL ? K_PULL
+            : r->type == MLT__MSG_TYPE__MSG_PUSH                                          ? K_PUSH
+            : r->type == MLT__MSG_TYPE__MSG_CLOCK                                         ? K_CLOCK
+            : r->type == MLT__MSG_TYPE__MSG_STEP                                          ? K_STEP
+                                                                                          : -1;
     if (k < 0 || !t[MLT_TR_BEGIN] || !t[MLT_TR_SENT])
         return -1;
     for (int i = 0; i < B_COLS; i++)
@@ -199,7 +200,7 @@ void breakdown_print(const breakdown_t *b, double bound_us)
            "queueing behind earlier requests); read: pread of the push from shared memory; "
            "check: NaN scan; parked: SSP wait until released; work: apply (push), copy into "
            "shared memory (pull), count (clock); client: handling the reply (a pull's copy "
-           "out)\n");
+           "out); step: a clock's pushes and the clock in one request (its work: all of it)\n");
     printf("%-6s %6s", "req", "n");
     for (int j = 0; j < B_COLS; j++)
         printf(" %9s", b_names[j]);

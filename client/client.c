@@ -56,6 +56,10 @@ void mlt_client_set_timeout(mlt_client_t *c, double seconds)
 
 pending_t *mlt_client__pending(mlt_client_t *c, uint32_t shard, enum pend_kind kind)
 {
+    /* the pushes waiting for the clock go first: requests reach a shard in
+     * the order they are made */
+    if (c->step_region >= 0 && !c->in_step && c->step_due[shard])
+        mlt_client__step_flush(c);
     if (c->n_pending == c->cap_pending) {
         c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
         c->pending = mlt_realloc(c->pending, c->cap_pending * sizeof *c->pending);
@@ -217,8 +221,8 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
     answered = 1;
     pending_t p = c->pending[i];
     c->pending[i] = c->pending[--c->n_pending];
-    if (p.stage >= 0) /* its stage may be overwritten once every part is acknowledged */
-        c->stage_busy[(uint32_t)p.stage * c->n_tables + c->parts[p.part].table]--;
+    if (p.stage >= 0) /* its stage may be overwritten once every reader is answered */
+        c->stage_busy[p.stage]--;
     if (p.kind == P_ZOMBIE) {
         if (p.cache && p.cache->zombie && --p.cache->zombie == 0) /* its region is final */
             mlt_client__cache_clear(c, p.cache);
@@ -379,7 +383,9 @@ int mlt_client__wait(mlt_client_t *c, int kind)
 
 int mlt_sync(mlt_client_t *c)
 {
-    int rc = mlt_client__wait(c, -1);
+    int rc = c->step_region >= 0 ? mlt_client__step_flush(c) : 0;
+    int rc2 = mlt_client__wait(c, -1);
+    rc = rc ? rc : rc2;
     /* acknowledged pushes were received whole; ZeroMQ lets go of the frames right after */
     for (int spin = 0; atomic_load(&c->push_frames) > 0; spin++) {
         struct timespec ts = {0, spin < 100 ? 10000 : 1000000};
@@ -483,6 +489,9 @@ mlt_client_t *mlt_client_new_keys(const char *const *endpoints, uint32_t n, uint
     c->shm_off = shm_env && strcmp(shm_env, "0") == 0;
     const char *map_env = getenv("MLT_SHM_MAP");
     c->shm_map_off = map_env && strcmp(map_env, "0") == 0;
+    const char *step_env = getenv("MLT_STEP");
+    c->step_off = step_env && strcmp(step_env, "0") == 0;
+    c->step_region = -1;
     int zero = 0;
     int64_t maxmsg = MLT_MAX_SOCKET_MSG_BYTES;
     for (uint32_t s = 0; s < n; s++) {
@@ -554,8 +563,11 @@ void mlt_client_destroy(mlt_client_t **cp)
     /* requests still queued (asynchronous clocks) are delivered first: the
      * sockets close with linger 0, which would drop them. Prefetches are not
      * waited for: one may be parked at a shard until clocks that never come. */
-    if (c->socks)
+    if (c->socks) {
         mlt_client__prefetch_drop(c, 0, true);
+        if (c->step_region >= 0) /* pushes made but never clocked are still delivered */
+            mlt_client__step_flush(c);
+    }
     for (size_t i = 0; i < c->n_pending;)
         if (c->pending[i].kind == P_PREFETCH || c->pending[i].kind == P_ZOMBIE)
             c->pending[i] = c->pending[--c->n_pending];
@@ -585,6 +597,7 @@ void mlt_client_destroy(mlt_client_t **cp)
     mlt_free(c->socks);
     mlt_free(c->endpoints);
     mlt_free(c->pending);
+    mlt_client__views_free(c);
     mlt_free(c->tables);
     mlt_free(c->parts);
     mlt_free(c->held_dst);
@@ -643,6 +656,7 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
     mlt_client__prefetch_drop(c, 0, true);
     for (int i = 0; i < MAX_CACHES; i++)
         mlt_client__cache_clear(c, &c->caches[i]);
+    mlt_client__views_free(c);
     mlt_free(c->tables);
     mlt_free(c->parts);
     mlt_free(c->held_dst);
@@ -684,6 +698,16 @@ int mlt_client_register(mlt_client_t *c, const mlt_job_def_t *job)
                 c->parts[c->n_parts++] = (part_t){s, t, (uint32_t)(first + k), (uint32_t)n};
             }
         }
+    }
+    c->table_part = mlt_calloc(job->n_tables, sizeof *c->table_part);
+    for (uint32_t t = 0; t < job->n_tables; t++)
+        c->table_part[t] = ALL_PARTS;
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        bool whole = pt->first == 0 &&
+                     pt->count == mlt_layout_chunks(c->tables[pt->table].size, c->chunk_floats);
+        if (whole)
+            c->table_part[pt->table] = i;
     }
     mlt_client__shm_setup(c);
 out:

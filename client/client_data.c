@@ -66,12 +66,10 @@ static uint64_t part_span(const mlt_client_t *c, const part_t *pt, uint64_t *off
     return (end < size ? end : size) - *off;
 }
 
-/* Byte offset in the segment of part pt of cache ca (its shard uses it). */
-static uint64_t cache_shm_off(const mlt_client_t *c, const cache_t *ca, const part_t *pt)
+/* Byte offset in the segment of part i of cache ca (its shard uses it). */
+static uint64_t cache_part_off(const mlt_client_t *c, const cache_t *ca, uint32_t i)
 {
-    uint64_t off;
-    part_span(c, pt, &off);
-    return shm_off(c, (uint32_t)(ca - c->caches), pt->table, off);
+    return region_off(c, (uint32_t)(ca - c->caches)) + c->part_off[i];
 }
 
 /* Where cache ca holds part i: in its frame, or in its region of the segment. */
@@ -79,8 +77,31 @@ static const void *part_data(const mlt_client_t *c, const cache_t *ca, uint32_t 
 {
     const part_t *pt = &c->parts[i];
     if (c->shm_ok[pt->shard])
-        return c->shm_base + cache_shm_off(c, ca, pt);
+        return c->shm_base + cache_part_off(c, ca, i);
     return zmq_msg_data((zmq_msg_t *)&ca->msgs[i]);
+}
+
+/* The reply to a PULL_ALL: every part of the shard is in the cache's region. */
+static void on_pull_all(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, size_t n)
+{
+    cache_t *ca = p->cache;
+    const uint64_t at = region_off(c, (uint32_t)(ca - c->caches)) + c->shard_off[p->shard];
+    if (n != 0 || !h->has_min_clock || !h->has_shm_offset || h->shm_offset != at) {
+        ca->failed = true;
+        mlt_client__record_error(c, -EPROTO,
+                                 "%s: reply to a pull of every table: %zu frames, shm_offset %llu "
+                                 "(asked for none, %llu)",
+                                 c->endpoints[p->shard], n, (unsigned long long)h->shm_offset,
+                                 (unsigned long long)at);
+        return;
+    }
+    for (uint32_t i = 0; p->dsts && i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        if (pt->shard != p->shard)
+            continue;
+        uint64_t off, len = part_span(c, pt, &off);
+        copy_part(c, p->dsts[pt->table] + off, part_data(c, ca, i), len * sizeof(float));
+    }
 }
 
 /* Takes a packed pull reply into the cache (its frame, ownership moving to
@@ -90,37 +111,44 @@ static const void *part_data(const mlt_client_t *c, const cache_t *ca, uint32_t 
 void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
                          zmq_msg_t *frames, size_t n)
 {
-    const part_t *pt = &c->parts[p->part];
     cache_t *ca = p->cache;
     if (ca == NULL)
         return; /* a prefetch given up on */
-    uint64_t off, len = part_span(c, pt, &off);
-    const bool shm = c->shm_ok[pt->shard];
-    const uint64_t at = shm ? cache_shm_off(c, ca, pt) : 0;
-    if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
-        !(shm ? n == 0 && h->has_shm_offset && h->shm_offset == at
-              : h->has_packed && h->packed && n == 1 &&
-                    zmq_msg_size(&frames[0]) == len * sizeof(float))) {
-        ca->failed = true;
-        mlt_client__record_error(
-            c, -EPROTO,
-            "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
-            "%u chunks of %llu bytes, %s %llu",
-            c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
-            (unsigned long long)h->shm_offset, pt->count, (unsigned long long)(len * sizeof(float)),
-            shm ? "written into shared memory at" : "packed in one frame, shm_offset",
-            (unsigned long long)at);
+    if (p->part == ALL_PARTS) {
+        on_pull_all(c, p, h, n);
+    } else {
+        const part_t *pt = &c->parts[p->part];
+        uint64_t off, len = part_span(c, pt, &off);
+        const bool shm = c->shm_ok[pt->shard];
+        const uint64_t at = shm ? cache_part_off(c, ca, p->part) : 0;
+        if (!h->has_chunk_count || h->chunk_count != pt->count || !h->has_min_clock ||
+            !(shm ? n == 0 && h->has_shm_offset && h->shm_offset == at
+                  : h->has_packed && h->packed && n == 1 &&
+                        zmq_msg_size(&frames[0]) == len * sizeof(float))) {
+            ca->failed = true;
+            mlt_client__record_error(
+                c, -EPROTO,
+                "%s: pull reply of %zu frames (%zu bytes first, shm_offset %llu), asked for "
+                "%u chunks of %llu bytes, %s %llu",
+                c->endpoints[p->shard], n, n ? zmq_msg_size(&frames[0]) : 0,
+                (unsigned long long)h->shm_offset, pt->count,
+                (unsigned long long)(len * sizeof(float)),
+                shm ? "written into shared memory at" : "packed in one frame, shm_offset",
+                (unsigned long long)at);
+            return;
+        }
+        if (!shm) {
+            zmq_msg_t *slot = &ca->msgs[p->part];
+            zmq_msg_close(slot);
+            zmq_msg_init(slot);
+            zmq_msg_move(slot, &frames[0]);
+        }
+        if (p->dst != NULL)
+            copy_part(c, p->dst + off, part_data(c, ca, p->part), len * sizeof(float));
+    }
+    if (ca->failed)
         return;
-    }
     ca->gen = ++c->gen_seq;
-    if (!shm) {
-        zmq_msg_t *slot = &ca->msgs[p->part];
-        zmq_msg_close(slot);
-        zmq_msg_init(slot);
-        zmq_msg_move(slot, &frames[0]);
-    }
-    if (p->dst != NULL)
-        copy_part(c, p->dst + off, part_data(c, ca, p->part), len * sizeof(float));
     if (h->min_clock < ca->min_clock)
         ca->min_clock = h->min_clock;
     if (h->tunables && h->tunables->has_staleness)
@@ -216,36 +244,151 @@ static void push_frame_free(void *data, void *hint)
     atomic_fetch_sub(&((mlt_client_t *)hint)->push_frames, 1);
 }
 
-/* Sends the parts of `table` with a payload from src, zero-copy: from src
- * itself (the caller keeps it unchanged until acknowledged), or from a staged
- * copy when `stage` (the caller may reuse src at once). */
+/* Starts the step's pushes into a free stage region, unless they are under
+ * way for `branch` and `table` is not among them yet; pushes of another
+ * branch, or a second push of a table, go out first. 0 or an error. */
+static int step_begin(mlt_client_t *c, uint32_t branch, uint32_t table)
+{
+    if (c->step_region >= 0 && (c->step_branch != branch || c->step_table[table])) {
+        int rc = mlt_client__step_flush(c);
+        if (rc < 0)
+            return rc;
+    }
+    if (c->step_region >= 0)
+        return 0;
+    uint32_t r = mlt_client__stage_pick(c);
+    int rc = mlt_client__stage_wait(c, r);
+    if (rc < 0)
+        return rc;
+    c->step_region = (int)r;
+    c->step_branch = branch;
+    return 0;
+}
+
+/* Sends shard s its STEP: the tables pushed since the last one that it holds
+ * chunks of, and the clock if with_clock. */
+static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock)
+{
+    size_t n = 0;
+    for (uint32_t t = 0; t < c->n_tables; t++) {
+        if (!c->step_table[t])
+            continue;
+        for (uint32_t i = 0; i < c->n_parts; i++)
+            if (c->parts[i].shard == s && c->parts[i].table == t) {
+                c->step_list[n++] = t;
+                break;
+            }
+    }
+    c->step_due[s] = false;
+    c->in_step = true;
+    pending_t *p = mlt_client__pending(c, s, P_ACK);
+    c->in_step = false;
+    mlt_header_t h;
+    mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_STEP, p);
+    h.has_branch = h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+    h.branch = c->step_branch;
+    h.shm_handle = c->shm_handle[s];
+    h.shm_token = c->shm_token;
+    h.shm_offset = region_off(c, MAX_CACHES + (uint32_t)c->step_region) + c->shard_off[s];
+    h.n_tables = n;
+    h.tables = c->step_list;
+    h.has_clock = with_clock;
+    h.clock = clock;
+    p->stage = c->step_region;
+    int rc = mlt_client__send(c, s, &h);
+    if (rc == 0)
+        c->stage_busy[c->step_region]++;
+    return rc;
+}
+
+/* The step's pushes are all sent: the next push starts another. */
+static void step_end(mlt_client_t *c)
+{
+    c->step_region = -1;
+    memset(c->step_table, 0, c->n_tables * sizeof *c->step_table);
+}
+
+int mlt_client__step_flush(mlt_client_t *c)
+{
+    int rc = 0;
+    for (uint32_t s = 0; s < c->n && c->step_region >= 0; s++)
+        if (c->step_due[s] && rc == 0)
+            rc = send_step(c, s, false, 0);
+    memset(c->step_due, 0, c->n * sizeof *c->step_due);
+    step_end(c);
+    return rc;
+}
+
+/* Sends the parts of `table` with a payload from src. Parts to a shard using
+ * shared memory are copied into a stage region of the segment: a push waits
+ * there for the clock (the step, unless MLT_STEP=0), a write is sent at once.
+ * The others go zero-copy: from src itself (the caller keeps it unchanged
+ * until acknowledged), or from a staged copy when `stage` (the caller may
+ * reuse src at once). */
 static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint32_t table,
                       const float *src, bool stage)
 {
     if (table >= c->n_tables)
         return mlt_client__err(c, -EINVAL, "table %u: the job has %u tables", table, c->n_tables);
     const table_t *t = &c->tables[table];
+    const bool step = type == MLT__MSG_TYPE__MSG_PUSH && !c->step_off;
     int rc = 0, shm_stage = -1; /* the stage region of the shm parts, once copied */
     stage_t *st = NULL;
-    if (stage) {
-        st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
-        if (!st)
-            return mlt_client__err(c, -ENOMEM, "out of memory staging a push of table %u", table);
-        atomic_init(&st->refs, 1); /* ours, dropped at the end */
-        memcpy(st->data, src, t->size * sizeof(float));
-        src = st->data;
+    for (uint32_t i = 0; i < c->n_parts && !rc; i++) {
+        const part_t *pt = &c->parts[i];
+        if (pt->table != table || !c->shm_ok[pt->shard])
+            continue;
+        if (shm_stage < 0) {
+            if (step) {
+                if ((rc = step_begin(c, branch, table)) < 0)
+                    break;
+                shm_stage = c->step_region;
+                c->step_table[table] = true;
+            } else {
+                shm_stage = (int)mlt_client__stage_pick(c);
+                if ((rc = mlt_client__stage_wait(c, (uint32_t)shm_stage)) < 0)
+                    break;
+            }
+        }
+        uint64_t off, len = part_span(c, pt, &off);
+        char *to = c->shm_base + region_off(c, MAX_CACHES + (uint32_t)shm_stage) + c->part_off[i];
+        if ((const char *)(src + off) != to) /* not computed in place (mlt_push_buffer) */
+            memcpy(to, src + off, len * sizeof(float));
+        if (step) {
+            c->step_due[pt->shard] = true;
+            continue;
+        }
+        mlt_header_t h;
+        pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
+        mlt_client__header(c, &h, type, p);
+        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
+        h.branch = branch;
+        h.table = table;
+        h.chunk_first = pt->first;
+        h.chunk_count = pt->count;
+        h.packed = 1;
+        h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+        h.shm_handle = c->shm_handle[pt->shard];
+        h.shm_token = c->shm_token;
+        h.shm_offset = region_off(c, MAX_CACHES + (uint32_t)shm_stage) + c->part_off[i];
+        p->part = i;
+        p->stage = shm_stage;
+        if ((rc = mlt_client__send(c, pt->shard, &h)) < 0)
+            break;
+        c->stage_busy[shm_stage]++;
     }
     for (uint32_t i = 0; i < c->n_parts && !rc; i++) {
         const part_t *pt = &c->parts[i];
-        if (pt->table != table)
+        if (pt->table != table || c->shm_ok[pt->shard])
             continue;
-        if (c->shm_ok[pt->shard] && shm_stage < 0) {
-            uint32_t r = mlt_client__stage_pick(c, table);
-            if ((rc = mlt_client__stage_wait(c, r, table)) < 0)
-                break;
-            memcpy(c->shm_base + shm_off(c, MAX_CACHES + r, table, 0), src,
-                   t->size * sizeof(float));
-            shm_stage = (int)r;
+        if (stage && !st) {
+            st = mlt_try_malloc(sizeof *st + t->size * sizeof(float));
+            if (!st)
+                return mlt_client__err(c, -ENOMEM, "out of memory staging a push of table %u",
+                                       table);
+            atomic_init(&st->refs, 1); /* ours, dropped at the end */
+            memcpy(st->data, src, t->size * sizeof(float));
+            src = st->data;
         }
         mlt_header_t h;
         pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
@@ -257,18 +400,6 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
         h.chunk_count = pt->count;
         h.packed = 1;
         uint64_t off, len = part_span(c, pt, &off);
-        if (c->shm_ok[pt->shard]) {
-            h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
-            h.shm_handle = c->shm_handle[pt->shard];
-            h.shm_token = c->shm_token;
-            h.shm_offset = shm_off(c, MAX_CACHES + (uint32_t)shm_stage, table, off);
-            p->part = i;
-            p->stage = shm_stage;
-            if ((rc = mlt_client__send(c, pt->shard, &h)) < 0)
-                break;
-            c->stage_busy[(uint32_t)shm_stage * c->n_tables + table]++;
-            continue;
-        }
         void *sock = c->socks[pt->shard];
         if (mlt_client__broken(c)) {
             c->n_pending--; /* p, the last one added */
@@ -350,7 +481,18 @@ static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
 static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
     bool async = async_branch(c, branch);
+    if (c->step_region >= 0 && c->step_branch != branch) {
+        int rc = mlt_client__step_flush(c); /* another branch's pushes: on their own */
+        if (rc < 0)
+            return rc;
+    }
     for (uint32_t s = 0; s < c->n; s++) {
+        if (c->step_region >= 0 && c->step_due[s]) { /* the pushes and the clock, one message */
+            int rc = send_step(c, s, true, clock);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         mlt_header_t h;
         pending_t *p = mlt_client__pending(c, s, P_ACK);
         mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_CLOCK, p);
@@ -361,6 +503,8 @@ static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
         if (rc < 0)
             return rc;
     }
+    if (c->step_region >= 0)
+        step_end(c);
     prefetch_at_clock(c, branch, clock);
     if (!async)
         return mlt_sync(c);
@@ -430,8 +574,29 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
     ca->valid = ca->failed = false;
     ca->min_clock = INT64_MAX;
     ca->gen = ++c->gen_seq;
+    for (uint32_t s = 0; s < c->n && !c->step_off; s++) {
+        if (!c->shm_ok[s] || c->shard_off[s] == UINT64_MAX)
+            continue;
+        mlt_header_t h; /* one request for every table of the shard */
+        pending_t *p = mlt_client__pending(c, s, kind);
+        p->part = ALL_PARTS;
+        p->dsts = dst;
+        p->cache = ca;
+        mlt_client__header(c, &h, MLT__MSG_TYPE__MSG_PULL_ALL, p);
+        h.has_branch = h.has_clock = h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
+        h.branch = branch;
+        h.clock = clock;
+        h.shm_handle = c->shm_handle[s];
+        h.shm_token = c->shm_token;
+        h.shm_offset = region_off(c, (uint32_t)(ca - c->caches)) + c->shard_off[s];
+        int rc = mlt_client__send(c, s, &h);
+        if (rc < 0)
+            return rc;
+    }
     for (uint32_t i = 0; i < c->n_parts; i++) {
         const part_t *pt = &c->parts[i];
+        if (c->shm_ok[pt->shard] && !c->step_off)
+            continue; /* asked for above */
         mlt_header_t h;
         pending_t *p = mlt_client__pending(c, pt->shard, kind);
         p->part = i;
@@ -449,7 +614,7 @@ static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clo
             h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
             h.shm_handle = c->shm_handle[pt->shard];
             h.shm_token = c->shm_token;
-            h.shm_offset = cache_shm_off(c, ca, pt);
+            h.shm_offset = cache_part_off(c, ca, i);
         }
         int rc = mlt_client__send(c, pt->shard, &h);
         if (rc < 0)
@@ -579,7 +744,44 @@ static bool fresh(const cache_t *ca, int64_t clock)
     return ca->valid && ca->min_clock >= clock - (int64_t)ca->staleness;
 }
 
-static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
+void mlt_client__views_free(mlt_client_t *c)
+{
+    for (uint32_t t = 0; c->view_buf && t < c->n_tables; t++)
+        mlt_free(c->view_buf[t]);
+    mlt_free(c->view_buf);
+    mlt_free(c->table_part);
+    c->view_buf = NULL;
+    c->table_part = NULL;
+}
+
+/* Points views[t] at cache ca's copy of each table, or at a copy in
+ * view_buf[t] when the table is in several parts. */
+static void set_views(mlt_client_t *c, const cache_t *ca, const float **views)
+{
+    for (uint32_t t = 0; t < c->n_tables; t++) {
+        if (c->table_part[t] != ALL_PARTS) {
+            views[t] = part_data(c, ca, c->table_part[t]);
+            continue;
+        }
+        if (!c->view_buf)
+            c->view_buf = mlt_calloc(c->n_tables, sizeof *c->view_buf);
+        if (!c->view_buf[t])
+            c->view_buf[t] = mlt_malloc(c->tables[t].size * sizeof(float));
+        for (uint32_t i = 0; i < c->n_parts; i++) {
+            const part_t *pt = &c->parts[i];
+            if (pt->table != t)
+                continue;
+            uint64_t off, len = part_span(c, pt, &off);
+            memcpy(c->view_buf[t] + off, part_data(c, ca, i), len * sizeof(float));
+        }
+        views[t] = c->view_buf[t];
+    }
+}
+
+/* A pull into the caller's tables dst, or (views not NULL) pointing views at
+ * the cached copy. */
+static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst,
+                     const float **views)
 {
     if (!c->n_tables)
         return mlt_client__err(c, -EINVAL, "pull before mlt_client_register");
@@ -602,6 +804,11 @@ static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *con
             }
         }
     }
+    if (fresh(ca, clock) && views) {
+        set_views(c, ca, views);
+        prefetch(c, ca, branch, clock);
+        return 0;
+    }
     if (fresh(ca, clock)) {
         if (held(c, ca, dst)) {
             c->copies_skipped++;
@@ -619,7 +826,10 @@ static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *con
     rc = mlt_client__wait(c, P_PULL);
     ca->valid = rc == 0 && !ca->failed;
     if (ca->valid) {
-        hold(c, ca, dst);
+        if (views)
+            set_views(c, ca, views);
+        else
+            hold(c, ca, dst);
         prefetch(c, ca, branch, clock);
     }
     return rc;
@@ -636,9 +846,30 @@ static int timed(mlt_client_t *c, int which, uint64_t t0, int rc)
 int mlt_pull(mlt_client_t *c, uint32_t branch, int64_t clock, float *const *dst)
 {
     if (!c->trace_env)
-        return pull_impl(c, branch, clock, dst);
+        return pull_impl(c, branch, clock, dst, NULL);
     uint64_t t0 = mlt_time_mono_ns();
-    return timed(c, 0, t0, pull_impl(c, branch, clock, dst));
+    return timed(c, 0, t0, pull_impl(c, branch, clock, dst, NULL));
+}
+
+int mlt_pull_view(mlt_client_t *c, uint32_t branch, int64_t clock, const float **tables)
+{
+    if (!c->trace_env)
+        return pull_impl(c, branch, clock, NULL, tables);
+    uint64_t t0 = mlt_time_mono_ns();
+    return timed(c, 0, t0, pull_impl(c, branch, clock, NULL, tables));
+}
+
+float *mlt_push_buffer(mlt_client_t *c, uint32_t branch, uint32_t table)
+{
+    if (table >= c->n_tables || c->step_off || !c->shm_base)
+        return NULL;
+    uint32_t i = c->table_part[table];
+    if (i == ALL_PARTS || !c->shm_ok[c->parts[i].shard])
+        return NULL;
+    if (step_begin(c, branch, table) < 0)
+        return NULL;
+    return (float *)(c->shm_base + region_off(c, MAX_CACHES + (uint32_t)c->step_region) +
+                     c->part_off[i]);
 }
 
 int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad)

@@ -23,6 +23,7 @@
  * the data asks again. */
 /* P_ZOMBIE: a dropped prefetch whose reply a shard will still write into
  * shared memory (see prefetch_drop); nothing waits for it but cache_slot. */
+#define ALL_PARTS UINT32_MAX
 enum pend_kind { P_ACK, P_HELLO, P_PULL, P_PREFETCH, P_STATUS, P_SHM, P_ZOMBIE, P_CKPT };
 
 typedef struct part {
@@ -33,7 +34,9 @@ typedef struct pending {
     uint64_t id;
     uint32_t shard;
     enum pend_kind kind;
-    uint32_t part;           /* P_PULL, P_PREFETCH, shm P_ACK: which part */
+    uint32_t part;           /* P_PULL, P_PREFETCH, shm P_ACK: which part (ALL_PARTS: a
+                              * PULL_ALL, every part of the shard) */
+    float *const *dsts;      /* a PULL_ALL's P_PULL: the caller's tables */
     int stage;               /* shm P_ACK: the stage region it was pushed from, else -1 */
     float *dst;              /* P_PULL: destination table base (NULL: prefetch) */
     struct cache *cache;     /* P_PULL, P_PREFETCH: cache to fill (NULL: given up on) */
@@ -95,6 +98,8 @@ struct mlt_client {
     uint64_t n_chunks;        /* global chunks of all tables */
     part_t *parts;            /* (shard, table, chunk range) pieces */
     uint32_t n_parts;
+    uint32_t *table_part;     /* n_tables: table t's one part, ALL_PARTS when it has several */
+    float **view_buf;         /* n_tables: mlt_pull_view's copy of a table of several parts */
     cache_t caches[MAX_CACHES];
     uint64_t stamp;
     atomic_long push_frames;  /* zero-copy push frames ZeroMQ still holds */
@@ -119,11 +124,25 @@ struct mlt_client {
     size_t shm_bytes;
     uint64_t shm_token;
     uint64_t region_bytes;
-    uint64_t *tbl_off;        /* n_tables */
+    uint64_t *part_off;       /* n_parts: where part i is in a region (the shard-major
+                               * layout, proto/layout.h) */
+    uint64_t *shard_off;      /* n shards: where shard s's first group is in a region */
     uint32_t *shm_handle;     /* n shards */
     bool *shm_ok;             /* n shards: attached */
-    uint32_t *stage_busy;     /* N_STAGES x n_tables: parts not yet acknowledged */
-    uint32_t *stage_next;     /* n_tables */
+    uint32_t stage_busy[N_STAGES]; /* requests reading the stage region not yet answered */
+    uint32_t stage_next;
+    /* The pushes of the clock under way (#15): with shared memory they are
+     * copied into stage region step_region at once and sent with the clock, one
+     * STEP per shard (mlt_clock), or earlier by mlt_client__step_flush when
+     * another request to a shard that awaits one is made. MLT_STEP=0: every
+     * push is its own request, sent at once. */
+    bool step_off;
+    int step_region;          /* -1: no pushes waiting */
+    uint32_t step_branch;
+    bool *step_table;         /* n_tables: pushed into step_region */
+    bool *step_due;           /* n shards: owes that shard a STEP */
+    uint32_t *step_list;      /* n_tables: scratch for a STEP's table list */
+    bool in_step;             /* sending one (mlt_client__pending does not flush) */
     char shm_why[640];        /* what the transport is, or why not shared memory */
     /* timing (mlt_client__trace): every request asks the shard for its stamps */
     bool trace;
@@ -139,10 +158,11 @@ struct mlt_client {
 };
 #define TRACE_KEEP 200000u
 
-/* Byte offset in the segment of element `elem` of table t in region r. */
-static inline uint64_t shm_off(const mlt_client_t *c, uint32_t r, uint32_t t, uint64_t elem)
+/* Byte offset in the segment of region r: cache slot r (0..MAX_CACHES-1) or
+ * push stage r - MAX_CACHES. */
+static inline uint64_t region_off(const mlt_client_t *c, uint32_t r)
 {
-    return 64 + (uint64_t)r * c->region_bytes + c->tbl_off[t] + elem * sizeof(float);
+    return 64 + (uint64_t)r * c->region_bytes;
 }
 
 /* client.c: requests and replies */
@@ -196,6 +216,8 @@ void mlt_client__status_from_reply(const mlt_header_t *h, mlt_server_status_t *o
  * cache). */
 void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
                          zmq_msg_t *frames, size_t n);
+/* Frees mlt_pull_view's buffers and the table-to-part map (n_tables). */
+void mlt_client__views_free(mlt_client_t *c);
 /* Frees a cache slot's frames and clears it. */
 void mlt_client__cache_clear(mlt_client_t *c, cache_t *ca);
 /* The cached (not prefetched) copy of a branch, or NULL. */
@@ -208,10 +230,14 @@ void mlt_client__prefetch_drop(mlt_client_t *c, uint32_t branch, bool all);
 void mlt_client__shm_setup(mlt_client_t *c);
 void mlt_client__shm_teardown(mlt_client_t *c);
 void mlt_client__shm_reply(mlt_client_t *c, const pending_t *p, const mlt_header_t *h);
-/* The stage region for the next push of table t: the first free one (a
- * region reused stays in cache and needs no new pages), else the next in turn. */
-uint32_t mlt_client__stage_pick(mlt_client_t *c, uint32_t t);
-/* Waits until the stage region `r` of table t may be overwritten. */
-int mlt_client__stage_wait(mlt_client_t *c, uint32_t r, uint32_t t);
+/* The stage region for the next push: the first free one other than the
+ * step's (a region reused stays in cache and needs no new pages), else the
+ * next in turn. */
+uint32_t mlt_client__stage_pick(mlt_client_t *c);
+/* Waits until stage region `r` may be overwritten. */
+int mlt_client__stage_wait(mlt_client_t *c, uint32_t r);
+/* Sends the pushes waiting for the clock (c->step_*), one STEP without a
+ * clock to each shard owed one; 0 or the send's error. */
+int mlt_client__step_flush(mlt_client_t *c);
 
 #endif

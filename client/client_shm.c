@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "client/client_int.h"
+#include "proto/layout.h"
 
 /* Segments larger than this are not made (the cache regions alone are
  * MAX_CACHES copies of the model, and the whole segment is allocated up
@@ -84,11 +85,16 @@ void mlt_client__shm_teardown(mlt_client_t *c)
     if (c->shm_base)
         munmap(c->shm_base, c->shm_bytes);
     c->shm_base = NULL;
-    mlt_free(c->tbl_off);
-    mlt_free(c->stage_busy);
-    mlt_free(c->stage_next);
-    c->tbl_off = NULL;
-    c->stage_busy = c->stage_next = NULL;
+    mlt_free(c->part_off);
+    mlt_free(c->shard_off);
+    mlt_free(c->step_table);
+    mlt_free(c->step_due);
+    mlt_free(c->step_list);
+    c->part_off = c->shard_off = NULL;
+    c->step_table = c->step_due = NULL;
+    c->step_list = NULL;
+    c->step_region = -1;
+    memset(c->stage_busy, 0, sizeof c->stage_busy);
 }
 
 /* Makes the segment: a sealed memfd (mapped == true: a shard maps it, its size
@@ -168,14 +174,30 @@ void mlt_client__shm_setup(mlt_client_t *c)
         snprintf(c->shm_why, sizeof c->shm_why, "sockets only (shared memory off (MLT_SHM=0))");
         return;
     }
-    c->tbl_off = mlt_calloc(c->n_tables, sizeof *c->tbl_off);
+    /* the shard-major layout (proto/layout.h): parts come shard by shard,
+     * table by table, a group's pieces back to back */
+    c->part_off = mlt_calloc(c->n_parts ? c->n_parts : 1, sizeof *c->part_off);
+    c->shard_off = mlt_calloc(c->n, sizeof *c->shard_off);
+    for (uint32_t s = 0; s < c->n; s++)
+        c->shard_off[s] = UINT64_MAX;
     uint64_t off = 0;
-    for (uint32_t t = 0; t < c->n_tables; t++) {
-        c->tbl_off[t] = off;
-        off += align64(c->tables[t].size * sizeof(float));
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const part_t *pt = &c->parts[i];
+        if (i == 0 || pt->shard != c->parts[i - 1].shard || pt->table != c->parts[i - 1].table)
+            off = mlt_layout_group_start(off);
+        if (c->shard_off[pt->shard] == UINT64_MAX)
+            c->shard_off[pt->shard] = off;
+        c->part_off[i] = off;
+        uint64_t end = (uint64_t)(pt->first + pt->count) * c->chunk_floats;
+        uint64_t size = c->tables[pt->table].size;
+        off += ((end < size ? end : size) - (uint64_t)pt->first * c->chunk_floats) * sizeof(float);
     }
-    c->region_bytes = off;
-    uint64_t total = 64 + (uint64_t)(MAX_CACHES + N_STAGES) * off;
+    c->region_bytes = align64(off);
+    c->step_table = mlt_calloc(c->n_tables, sizeof *c->step_table);
+    c->step_list = mlt_calloc(c->n_tables, sizeof *c->step_list);
+    c->step_due = mlt_calloc(c->n, sizeof *c->step_due);
+    c->step_region = -1;
+    uint64_t total = 64 + (uint64_t)(MAX_CACHES + N_STAGES) * c->region_bytes;
     if (total > SHM_MAX_CLIENT_BYTES) {
         snprintf(c->shm_why, sizeof c->shm_why,
                  "sockets only (shared memory of %llu MiB would be over the %llu MiB cap)",
@@ -205,8 +227,6 @@ void mlt_client__shm_setup(mlt_client_t *c)
         }
         c->shm_token = token;
         memcpy(c->shm_base, &token, sizeof token);
-        c->stage_busy = mlt_calloc((size_t)N_STAGES * c->n_tables, sizeof *c->stage_busy);
-        c->stage_next = mlt_calloc(c->n_tables, sizeof *c->stage_next);
         n_ok = attach_all(c, name);
         if (fd >= 0)
             close(fd); /* the shards that took it hold their own descriptor */
@@ -216,9 +236,6 @@ void mlt_client__shm_setup(mlt_client_t *c)
         if (n_ok == 0) { /* no shard holds it: gone with the mapping */
             munmap(c->shm_base, c->shm_bytes);
             c->shm_base = NULL;
-            mlt_free(c->stage_busy);
-            mlt_free(c->stage_next);
-            c->stage_busy = c->stage_next = NULL;
             if (pass == 0)
                 snprintf(why_map, sizeof why_map, "%.300s", c->shm_why);
         }
@@ -240,19 +257,21 @@ void mlt_client__shm_setup(mlt_client_t *c)
              why_map);
 }
 
-uint32_t mlt_client__stage_pick(mlt_client_t *c, uint32_t t)
+uint32_t mlt_client__stage_pick(mlt_client_t *c)
 {
     for (uint32_t r = 0; r < N_STAGES; r++)
-        if (c->stage_busy[r * c->n_tables + t] == 0)
+        if (c->stage_busy[r] == 0 && (int)r != c->step_region)
             return r;
-    uint32_t r = c->stage_next[t];
-    c->stage_next[t] = (r + 1) % N_STAGES;
+    uint32_t r = c->stage_next;
+    if ((int)r == c->step_region)
+        r = (r + 1) % N_STAGES;
+    c->stage_next = (r + 1) % N_STAGES;
     return r;
 }
 
-int mlt_client__stage_wait(mlt_client_t *c, uint32_t r, uint32_t t)
+int mlt_client__stage_wait(mlt_client_t *c, uint32_t r)
 {
-    uint32_t *busy = &c->stage_busy[r * c->n_tables + t];
+    uint32_t *busy = &c->stage_busy[r];
     double deadline = mlt_time_mono() + c->timeout_s;
     while (*busy) {
         int rc = mlt_client__pump(c, &deadline);

@@ -140,6 +140,13 @@ void mlt_client_keep_dst(mlt_client_t *c, bool keep);
 /* The caller changed its tables after all: the next pull copies. */
 void mlt_client_forget_dst(mlt_client_t *c);
 uint64_t mlt_pull_copies_skipped(const mlt_client_t *c);
+/* mlt_pull without the copy (#15): tables[t] is pointed at the client's own
+ * copy of table t, which the caller must not write; it stays valid until the
+ * next mlt_pull, mlt_pull_view, mlt_write or mlt_client_register on this
+ * client. Where a table is not one piece in the client's memory (it is cut
+ * across shards, or into several messages on the sockets) it is copied into a
+ * buffer of the client's, so the call always works. */
+int mlt_pull_view(mlt_client_t *c, uint32_t branch, int64_t clock, const float **tables);
 /* How the data travels after mlt_client_register: "shared memory with N of M
  * shards (...)" when shards on this host attached the client's segment (pulls
  * written into it, pushes read from it: only headers cross the sockets), else
@@ -153,6 +160,13 @@ const char *mlt_client_transport(const mlt_client_t *c);
  * > 0 it is copied and may be reused at once. Errors (a non-finite value) come
  * back from a later call. */
 int mlt_push(mlt_client_t *c, uint32_t branch, uint32_t table, const float *grad);
+/* Where to compute the gradient of `table` for branch's next push (#15): a
+ * buffer in the memory the shard reads pushes from, whose mlt_push then
+ * copies nothing. Valid until that push, or the next mlt_clock or mlt_sync;
+ * its contents are undefined until written. NULL when the table's shard is
+ * not on this host (or the transport cannot offer one): push from your own
+ * buffer then. */
+float *mlt_push_buffer(mlt_client_t *c, uint32_t branch, uint32_t table);
 /* Tells every shard this worker finished `clock` clocks on branch. With
  * staleness 0 it then waits for every outstanding push and clock to be
  * acknowledged; with staleness > 0 it does not wait (a worker that may read

@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "common/alloc.h"
+#include "common/errtext.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "client/kind_wire.h"
@@ -300,26 +301,42 @@ static int handle_set_tunables(mlt_server_t *s, req_t *rq)
     return mlt_server__reply_ok(s, rq, 0);
 }
 
+int mlt_server__count_clock(mlt_server_t *s, mlt_branch_t *b, uint32_t worker, int64_t clock,
+                            char *err, size_t errlen)
+{
+    int64_t after;
+    int rc = mlt_store_branch_clock(b, worker, clock, &after);
+    mlt_server__stamp(s, MLT_TR_DONE);
+    if (rc == -ERANGE)
+        return mlt_errf(rc, err, errlen, "worker %u is outside the job's %u workers", worker,
+                        mlt_store_n_workers(s->store));
+    if (rc)
+        return mlt_errf(rc, err, errlen, "clock of worker %u on branch %u went backwards to %lld",
+                        worker, mlt_store_branch_id(b), (long long)clock);
+    return 0;
+}
+
+void mlt_server__release(mlt_server_t *s, mlt_branch_t *b, int64_t before)
+{
+    int64_t after = mlt_store_branch_min_clock(b);
+    if (after > before)
+        mlt_ssp_release(s->parked, mlt_store_branch_id(b), after,
+                        mlt_store_branch_tunables(b)->staleness, mlt_server__on_released, s);
+}
+
 static int handle_clock(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
     mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    int64_t before = mlt_store_branch_min_clock(b), after;
-    int rc = mlt_store_branch_clock(b, h->worker, h->clock, &after);
-    mlt_server__stamp(s, MLT_TR_DONE);
-    if (rc == -ERANGE)
-        return mlt_server__reply_error(s, rq, rc, "worker %u is outside the job's %u workers",
-                                       h->worker, mlt_store_n_workers(s->store));
+    char err[256];
+    int64_t before = mlt_store_branch_min_clock(b);
+    int rc = mlt_server__count_clock(s, b, h->worker, h->clock, err, sizeof err);
     if (rc)
-        return mlt_server__reply_error(s, rq, rc,
-                                       "clock of worker %u on branch %u went backwards to %lld",
-                                       h->worker, h->branch, (long long)h->clock);
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
     mlt_server__reply_ok(s, rq, 0);
-    if (after > before)
-        mlt_ssp_release(s->parked, h->branch, after, mlt_store_branch_tunables(b)->staleness,
-                        mlt_server__on_released, s);
+    mlt_server__release(s, b, before);
     return 0;
 }
 
@@ -466,7 +483,8 @@ static const struct {
     [MLT__MSG_TYPE__MSG_JOB_END] = {"", 0},        [MLT__MSG_TYPE__MSG_SHM_ATTACH] = {"", 0},
     [MLT__MSG_TYPE__MSG_SHM_DETACH] = {"h", 0},    [MLT__MSG_TYPE__MSG_CKPT_SAVE] = {"", 1},
     [MLT__MSG_TYPE__MSG_CKPT_LOAD] = {"", 0},      [MLT__MSG_TYPE__MSG_WORKER_GONE] = {"w", 1},
-    [MLT__MSG_TYPE__MSG_WORKER_BACK] = {"w", 1},
+    [MLT__MSG_TYPE__MSG_WORKER_BACK] = {"w", 1},   [MLT__MSG_TYPE__MSG_PULL_ALL] = {"bch", 1},
+    [MLT__MSG_TYPE__MSG_STEP] = {"bhw", 1},
 };
 
 static int dispatch(mlt_server_t *s, req_t *rq)
@@ -493,15 +511,16 @@ static int dispatch(mlt_server_t *s, req_t *rq)
         return mlt_server__reply_error(s, rq, -ESTALE,
                                        "this daemon restored a checkpoint after the "
                                        "connection began: a new client must say HELLO first");
-    if ((type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PUSH ||
-         type == MLT__MSG_TYPE__MSG_CLOCK) &&
+    const bool pull = type == MLT__MSG_TYPE__MSG_PULL || type == MLT__MSG_TYPE__MSG_PULL_ALL;
+    if ((pull || type == MLT__MSG_TYPE__MSG_PUSH || type == MLT__MSG_TYPE__MSG_CLOCK ||
+         type == MLT__MSG_TYPE__MSG_STEP) &&
         h->has_worker && mlt_store_worker_gone(s->store, h->worker))
         return mlt_server__reply_error(
             s, rq, -ESTALE,
             "worker %u was dropped from the job by the coordinator; it must join "
             "again",
             h->worker);
-    if (type == MLT__MSG_TYPE__MSG_PULL && h->has_worker) { /* a worker back re-enters here */
+    if (pull && h->has_worker) { /* a worker back re-enters here */
         mlt_branch_t *b = mlt_store_branch(s->store, h->branch);
         if (b)
             mlt_store_branch_enter(b, h->worker, h->clock);
@@ -518,7 +537,9 @@ static int dispatch(mlt_server_t *s, req_t *rq)
     case MLT__MSG_TYPE__MSG_SET_TUNABLES: return handle_set_tunables(s, rq);
     case MLT__MSG_TYPE__MSG_WRITE: return mlt_server__handle_push(s, rq, 1);
     case MLT__MSG_TYPE__MSG_PUSH: return mlt_server__handle_push(s, rq, 0);
-    case MLT__MSG_TYPE__MSG_PULL: return mlt_server__handle_pull(s, rq);
+    case MLT__MSG_TYPE__MSG_PULL:
+    case MLT__MSG_TYPE__MSG_PULL_ALL: return mlt_server__handle_pull(s, rq);
+    case MLT__MSG_TYPE__MSG_STEP: return mlt_server__handle_step(s, rq);
     case MLT__MSG_TYPE__MSG_CLOCK: return handle_clock(s, rq);
     case MLT__MSG_TYPE__MSG_STATUS: return handle_status(s, rq);
     case MLT__MSG_TYPE__MSG_JOB_END: return handle_job_end(s, rq);

@@ -24,12 +24,14 @@
 #include <zmq.h>
 
 #include "common/alloc.h"
+#include "common/errtext.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "daemon/server_int.h"
 #include "daemon/shmseg.h"
 #include "daemon/ssp.h"
 #include "daemon/store.h"
+#include "proto/layout.h"
 #include "proto/wire.h"
 
 /* ---- pull ------------------------------------------------------------------- */
@@ -105,6 +107,51 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
     return 0;
 }
 
+/* This shard's chunks of table t: [*first, *first + *count); their bytes (0:
+ * none). A job is registered. */
+static size_t own_bytes(const mlt_server_t *s, uint32_t t, uint32_t *first, uint32_t *count)
+{
+    mlt_store_own_range(s->store, t, first, count);
+    return *count ? range_bytes(s, t, *first, *count) : 0;
+}
+
+size_t mlt_server__group_offset(const mlt_server_t *s, uint32_t table, size_t *total)
+{
+    size_t pos = 0, at = 0;
+    for (uint32_t t = 0; t < mlt_store_n_tables(s->store); t++) {
+        uint32_t first, count;
+        size_t bytes = own_bytes(s, t, &first, &count);
+        if (!bytes)
+            continue;
+        pos = mlt_layout_group_start(pos);
+        if (t == table)
+            at = pos;
+        pos += bytes;
+    }
+    if (total)
+        *total = pos;
+    return at;
+}
+
+/* Writes this shard's chunks of every table into the client's segment, in
+ * the shard-major layout from dst's offset (proto/layout.h); 0, or -errno
+ * after an error reply. */
+static int write_shm_all(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
+                         mlt_branch_t *b, const shm_dst_t *dst)
+{
+    for (uint32_t t = 0; t < mlt_store_n_tables(s->store); t++) {
+        uint32_t first, count;
+        if (!own_bytes(s, t, &first, &count))
+            continue;
+        shm_dst_t d = *dst;
+        d.offset += mlt_server__group_offset(s, t, NULL);
+        int rc = write_shm(s, id, id_len, request_id, b, t, first, count, &d);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Sends the chunks zero-copy, one frame each, or packed into one frame, or
  * writes them into the client's segment (shm) and sends the header alone. The
  * branch exists, the range was checked, and a packed one fits a frame. The
@@ -112,9 +159,10 @@ static int write_shm(mlt_server_t *s, const void *id, size_t id_len, uint64_t re
  * (clientq.h) until its last frame is written. */
 static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                             mlt_branch_t *b, int64_t clock, uint32_t table, uint32_t first,
-                            uint32_t count, bool packed, const shm_dst_t *shm)
+                            uint32_t count, bool packed, const shm_dst_t *shm, bool all)
 {
-    if (shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
+    if (all ? write_shm_all(s, id, id_len, request_id, b, shm) < 0
+            : shm && write_shm(s, id, id_len, request_id, b, table, first, count, shm) < 0)
         return;
     mlt_server__stamp(s, MLT_TR_DONE);
     mlt_clientq_entry_t *cq = shm ? NULL : mlt_clientq_get(s->clients, id, id_len);
@@ -136,8 +184,8 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     }
     mlt_header_t r;
     mlt_wire_init(&r, MLT__MSG_TYPE__MSG_PULL_REPLY);
-    r.has_request_id = r.has_branch = r.has_clock = r.has_table = 1;
-    r.has_chunk_first = r.has_chunk_count = r.has_min_clock = 1;
+    r.has_request_id = r.has_branch = r.has_clock = r.has_min_clock = 1;
+    r.has_table = r.has_chunk_first = r.has_chunk_count = !all; /* PULL_ALL: every table */
     r.request_id = request_id;
     r.branch = mlt_store_branch_id(b);
     r.clock = clock;
@@ -231,7 +279,7 @@ void mlt_server__on_released(void *arg, const mlt_parked_t *p)
     memcpy(s->tr, p->tr, sizeof p->tr);
     mlt_server__stamp(s, MLT_TR_CHECKED);
     send_pull_reply(s, p->id, p->id_len, p->request_id, b, p->clock, p->table, p->first, p->count,
-                    p->packed, p->shm ? &dst : NULL);
+                    p->packed, p->shm ? &dst : NULL, p->all);
     s->trace = trace;
     memcpy(s->tr, tr, sizeof tr);
 }
@@ -271,22 +319,34 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     mlt_branch_t *b = mlt_server__find_branch(s, rq);
     if (!b)
         return -ENOENT;
-    int rc =
-        mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err, sizeof err);
+    const bool all = h->type == MLT__MSG_TYPE__MSG_PULL_ALL;
+    int rc = all ? 0
+                 : mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err,
+                                         sizeof err);
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
     const bool packed = h->has_packed && h->packed;
     const bool shm = h->has_shm_handle;
     const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
+    size_t bytes = 0;
+    if (all) {
+        mlt_server__group_offset(s, 0, &bytes);
+        if (bytes == 0)
+            return mlt_server__reply_error(s, rq, -ERANGE, "this shard holds no chunks of the job");
+    } else {
+        bytes = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+    }
     if (shm) { /* checked now for a clear error, and again when the reply is written */
         if (!h->has_shm_token || !h->has_shm_offset)
-            return mlt_server__reply_error(s, rq, -EINVAL,
-                                           "PULL with shm_handle lacks shm_token/shm_offset");
-        rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset,
-                              range_bytes(s, h->table, h->chunk_first, h->chunk_count), err,
-                              sizeof err);
+            return mlt_server__reply_error(s, rq, -EINVAL, "%s with shm_handle lacks shm_offset",
+                                           mlt_wire_type_name(h->type));
+        rc = mlt_shmseg_range(s->shm, dst.handle, dst.token, dst.offset, bytes, err, sizeof err);
         if (rc < 0)
             return mlt_server__reply_error(s, rq, rc, "%s", err);
+    } else if (all) {
+        return mlt_server__reply_error(s, rq, -EINVAL,
+                                       "PULL_ALL needs shm_handle, shm_token and shm_offset (it "
+                                       "is answered in shared memory only)");
     } else if (packed &&
                range_bytes(s, h->table, h->chunk_first, h->chunk_count) > MLT_MAX_CHUNK_BYTES)
         return mlt_server__reply_error(
@@ -313,7 +373,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     const mlt_tunables_t *t = mlt_store_branch_tunables(b);
     if (mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock, t->staleness)) {
         send_pull_reply(s, zmq_msg_data(rq->id), zmq_msg_size(rq->id), h->request_id, b, h->clock,
-                        h->table, h->chunk_first, h->chunk_count, packed, shm ? &dst : NULL);
+                        h->table, h->chunk_first, h->chunk_count, packed, shm ? &dst : NULL, all);
         return 0;
     }
     if (mlt_clientq_parked(cq) >= MLT_MAX_PARKED_PER_CLIENT)
@@ -333,6 +393,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
         .count = h->chunk_count,
         .packed = packed,
         .shm = shm,
+        .all = all,
         .shm_handle = dst.handle,
         .shm_token = dst.token,
         .shm_offset = dst.offset,
@@ -357,67 +418,72 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
 
 /* ---- push / write ----------------------------------------------------------- */
 
-/* A push or write's payload in the client's segment: *data points into a
- * sealed segment's mapping, or to scratch, which it is read into. (From a
- * mapping the payload is read twice, checked then applied, while the client
- * could write it in between: a client that does so to its own pushes gets at
- * worst a non-finite step, which marks the branch diverged as any overflow
- * does.) */
-static int read_shm(mlt_server_t *s, req_t *rq, const char **data)
+/* A push or write's chunks and where their data is: packed (back to back) at
+ * `packed`, or one payload frame each (packed NULL). */
+typedef struct payload {
+    uint32_t table, first, count;
+    const char *packed;
+} payload_t;
+
+/* Reads `want` bytes at `offset` of a client's segment: *data points into a
+ * sealed segment's mapping, or to scratch, which they are read into (at most
+ * MLT_MAX_CHUNK_BYTES). (From a mapping the payload is read twice, checked
+ * then applied, while the client could write it in between: a client that
+ * does so to its own pushes gets at worst a non-finite step, which marks the
+ * branch diverged as any overflow does.) 0, or -errno with the message in err. */
+static int read_shm(mlt_server_t *s, uint32_t handle, uint64_t token, uint64_t offset, size_t want,
+                    const char **data, char *err, size_t errlen)
 {
-    mlt_header_t *h = rq->h;
-    char err[256];
-    if (!h->has_shm_token || !h->has_shm_offset)
-        return mlt_server__reply_error(s, rq, -EINVAL,
-                                       "%s with shm_handle lacks shm_token/shm_offset",
-                                       mlt_wire_type_name(h->type));
-    if (rq->n_payload)
-        return mlt_server__reply_error(s, rq, -EINVAL,
-                                       "%zu payload frames; a payload in shared memory has none",
-                                       rq->n_payload);
-    size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
     if (want > MLT_MAX_CHUNK_BYTES)
-        return mlt_server__reply_error(s, rq, -EMSGSIZE,
-                                       "payload of %zu bytes in shared memory, limit %u", want,
-                                       MLT_MAX_CHUNK_BYTES);
-    int fd =
-        mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token, h->shm_offset, want, err, sizeof err);
+        return mlt_errf(-EMSGSIZE, err, errlen, "payload of %zu bytes in shared memory, limit %u",
+                        want, MLT_MAX_CHUNK_BYTES);
+    int fd = mlt_shmseg_range(s->shm, handle, token, offset, want, err, errlen);
     if (fd < 0)
-        return mlt_server__reply_error(s, rq, fd, "%s", err);
-    const char *map = mlt_shmseg_map(s->shm, h->shm_handle, h->shm_token);
+        return fd;
+    const char *map = mlt_shmseg_map(s->shm, handle, token);
     if (map) {
-        *data = map + h->shm_offset;
+        *data = map + offset;
         s->bytes_in += want;
         return 0;
     }
     *data = (const char *)s->scratch;
-    int rc = mlt_shmseg_read(fd, s->scratch, want, h->shm_offset);
+    int rc = mlt_shmseg_read(fd, s->scratch, want, offset);
     if (rc < 0)
-        return mlt_server__reply_error(
-            s, rq, rc,
-            "reading %zu bytes at %llu of shared memory segment %#x failed (the "
-            "segment shrank?)",
-            want, (unsigned long long)h->shm_offset, h->shm_handle);
+        return mlt_errf(rc, err, errlen,
+                        "reading %zu bytes at %llu of shared memory segment %#x failed (the "
+                        "segment shrank?)",
+                        want, (unsigned long long)offset, handle);
     s->bytes_in += want;
     return 0;
 }
 
-/* Checks the payload matches the chunk range: one frame per chunk, each of the
- * chunk's exact size, or packed, one frame of all of them, or in the client's
- * segment (read into scratch). *packed: the packed payload, else NULL. */
-static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
+/* Checks the payload of a PUSH or WRITE matches its chunk range: one frame per
+ * chunk, each of the chunk's exact size, or packed, one frame of all of them,
+ * or in the client's segment. Fills *pl; 0, or -errno after an error reply. */
+static int check_payload(mlt_server_t *s, req_t *rq, payload_t *pl)
 {
     mlt_header_t *h = rq->h;
     char err[256];
-    *packed = NULL;
+    *pl = (payload_t){h->table, h->chunk_first, h->chunk_count, NULL};
     int rc =
         mlt_store_check_range(s->store, h->table, h->chunk_first, h->chunk_count, err, sizeof err);
     if (rc)
         return mlt_server__reply_error(s, rq, rc, "%s", err);
-    if (h->has_shm_handle)
-        return read_shm(s, rq, packed);
+    size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
+    if (h->has_shm_handle) {
+        if (!h->has_shm_token || !h->has_shm_offset)
+            return mlt_server__reply_error(s, rq, -EINVAL,
+                                           "%s with shm_handle lacks shm_token/shm_offset",
+                                           mlt_wire_type_name(h->type));
+        if (rq->n_payload)
+            return mlt_server__reply_error(
+                s, rq, -EINVAL, "%zu payload frames; a payload in shared memory has none",
+                rq->n_payload);
+        rc = read_shm(s, h->shm_handle, h->shm_token, h->shm_offset, want, &pl->packed, err,
+                      sizeof err);
+        return rc ? mlt_server__reply_error(s, rq, rc, "%s", err) : 0;
+    }
     if (h->has_packed && h->packed) {
-        size_t want = range_bytes(s, h->table, h->chunk_first, h->chunk_count);
         if (rq->n_payload != 1)
             return mlt_server__reply_error(
                 s, rq, -EINVAL, "%zu payload frames; a packed payload is one", rq->n_payload);
@@ -426,14 +492,14 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
                 s, rq, -EINVAL, "packed payload is %zu bytes; chunks [%u, %u) of table %u need %zu",
                 zmq_msg_size(&rq->payload[0]), h->chunk_first, h->chunk_first + h->chunk_count,
                 h->table, want);
-        *packed = zmq_msg_data(&rq->payload[0]);
+        pl->packed = zmq_msg_data(&rq->payload[0]);
         return 0;
     }
     if (rq->n_payload != h->chunk_count)
         return mlt_server__reply_error(s, rq, -EINVAL, "%zu payload frames for %u chunks",
                                        rq->n_payload, h->chunk_count);
     for (uint32_t i = 0; i < h->chunk_count; i++) {
-        size_t want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
+        want = (size_t)mlt_store_chunk_len(s->store, h->table, h->chunk_first + i) * 4;
         size_t got = zmq_msg_size(&rq->payload[i]);
         if (got != want)
             return mlt_server__reply_error(
@@ -443,15 +509,14 @@ static int check_payload(mlt_server_t *s, req_t *rq, const char **packed)
     return 0;
 }
 
-/* The floats of chunk first + i of a checked payload (*n of them; packed as
- * check_payload said), copied to aligned scratch if misaligned. */
-static const float *payload_floats(mlt_server_t *s, req_t *rq, const char *packed, uint32_t i,
+/* The floats of chunk first + i of a checked payload (*n of them), copied to
+ * aligned scratch if misaligned. */
+static const float *payload_floats(mlt_server_t *s, req_t *rq, const payload_t *pl, uint32_t i,
                                    size_t *n)
 {
-    const mlt_header_t *h = rq->h;
-    *n = mlt_store_chunk_len(s->store, h->table, h->chunk_first + i);
-    const char *p = packed /* every chunk before the table's last is full */
-                        ? packed + (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
+    *n = mlt_store_chunk_len(s->store, pl->table, pl->first + i);
+    const char *p = pl->packed /* every chunk before the table's last is full */
+                        ? pl->packed + (size_t)i * mlt_store_chunk_floats(s->store) * sizeof(float)
                         : (const char *)zmq_msg_data(&rq->payload[i]);
     if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
         return (const float *)p;
@@ -459,47 +524,119 @@ static const float *payload_floats(mlt_server_t *s, req_t *rq, const char *packe
     return s->scratch;
 }
 
-int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
+/* Applies (or writes) a checked payload to branch b: every chunk is checked
+ * for non-finite values before any is changed. 0, or -errno with the message
+ * in err. */
+static int apply_payload(mlt_server_t *s, req_t *rq, mlt_branch_t *b, const payload_t *pl,
+                         bool is_write, char *err, size_t errlen)
 {
-    mlt_header_t *h = rq->h;
-    mlt_branch_t *b = mlt_server__find_branch(s, rq);
-    if (!b)
-        return -ENOENT;
+    const uint32_t branch = mlt_store_branch_id(b);
     if (mlt_store_branch_kind(b) == MLT_BRANCH_SNAPSHOT)
-        return mlt_server__reply_error(s, rq, -EROFS, "branch %u is a snapshot: it takes no %s",
-                                       h->branch, is_write ? "writes" : "pushes");
-    const char *packed;
-    int rc = check_payload(s, rq, &packed);
-    if (rc)
-        return rc;
+        return mlt_errf(-EROFS, err, errlen, "branch %u is a snapshot: it takes no %s", branch,
+                        is_write ? "writes" : "pushes");
     mlt_server__stamp(s, MLT_TR_READ);
-    for (uint32_t i = 0; i < h->chunk_count; i++) {
+    for (uint32_t i = 0; i < pl->count; i++) {
         size_t n;
-        const float *g = payload_floats(s, rq, packed, i, &n);
+        const float *g = payload_floats(s, rq, pl, i, &n);
         if (!mlt_all_finite(g, n)) {
             if (!is_write)
                 mlt_store_branch_set_diverged(b);
-            return mlt_server__reply_error(
-                s, rq, -EDOM, "non-finite value in %s to branch %u, table %u chunk %u%s",
-                is_write ? "write" : "gradient", h->branch, h->table, h->chunk_first + i,
-                is_write ? "" : "; nothing applied, branch marked diverged");
+            return mlt_errf(-EDOM, err, errlen,
+                            "non-finite value in %s to branch %u, table %u chunk %u%s",
+                            is_write ? "write" : "gradient", branch, pl->table, pl->first + i,
+                            is_write ? "" : "; nothing applied, branch marked diverged");
         }
     }
     mlt_server__stamp(s, MLT_TR_CHECKED);
-    for (uint32_t i = 0; i < h->chunk_count; i++) {
+    for (uint32_t i = 0; i < pl->count; i++) {
         size_t n;
-        const float *g = payload_floats(s, rq, packed, i, &n);
-        rc = is_write ? mlt_store_write(s->store, b, h->table, h->chunk_first + i, g)
-                      : mlt_store_apply(s->store, b, h->table, h->chunk_first + i, g);
+        const float *g = payload_floats(s, rq, pl, i, &n);
+        int rc = is_write ? mlt_store_write(s->store, b, pl->table, pl->first + i, g)
+                          : mlt_store_apply(s->store, b, pl->table, pl->first + i, g);
         if (rc)
-            return mlt_server__reply_error(
-                s, rq, rc,
-                "out of memory copying chunk %u of table %u (chunks before it "
-                "were applied)",
-                h->chunk_first + i, h->table);
+            return mlt_errf(rc, err, errlen,
+                            "out of memory copying chunk %u of table %u (chunks before it were "
+                            "applied)",
+                            pl->first + i, pl->table);
     }
     mlt_server__stamp(s, MLT_TR_DONE);
     if (!is_write)
         s->n_pushes++;
-    return mlt_server__reply_ok(s, rq, 0);
+    return 0;
+}
+
+int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
+{
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    payload_t pl;
+    int rc = check_payload(s, rq, &pl);
+    if (rc)
+        return rc;
+    char err[256];
+    rc = apply_payload(s, rq, b, &pl, is_write, err, sizeof err);
+    return rc ? mlt_server__reply_error(s, rq, rc, "%s", err) : mlt_server__reply_ok(s, rq, 0);
+}
+
+/* ---- step: the pushes of a clock and the clock, one message ------------------ */
+
+int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
+{
+    mlt_header_t *h = rq->h;
+    char err[256];
+    mlt_branch_t *b = mlt_server__find_branch(s, rq);
+    if (!b)
+        return -ENOENT;
+    if (!h->has_shm_offset)
+        return mlt_server__reply_error(s, rq, -EINVAL, "STEP lacks shm_offset");
+    const uint32_t n_tables = mlt_store_n_tables(s->store);
+    for (size_t i = 0; i < h->n_tables; i++)
+        if (h->tables[i] >= n_tables)
+            return mlt_server__reply_error(s, rq, -ENOENT, "STEP pushes table %u; the job has %u",
+                                           h->tables[i], n_tables);
+    size_t total;
+    mlt_server__group_offset(s, 0, &total);
+    int rc = h->n_tables == 0 ? 0
+                              : mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token,
+                                                 h->shm_offset, total, err, sizeof err);
+    if (rc < 0) /* else a descriptor */
+        return mlt_server__reply_error(s, rq, rc, "%s", err);
+    rc = 0;
+    /* every table is tried, as separate PUSHes would be; the first failure is
+     * the reply's, and the clock counts regardless */
+    int first_rc = 0;
+    char first_err[256] = "";
+    const uint32_t piece = MLT_MAX_CHUNK_BYTES / (mlt_store_chunk_floats(s->store) * 4);
+    for (size_t i = 0; i < h->n_tables; i++) {
+        uint32_t t = h->tables[i], first, count;
+        if (!own_bytes(s, t, &first, &count))
+            continue;
+        uint64_t at = h->shm_offset + mlt_server__group_offset(s, t, NULL);
+        for (uint32_t k = 0; k < count && rc == 0; k += piece) {
+            payload_t pl = {t, first + k, count - k < piece ? count - k : piece, NULL};
+            size_t bytes = range_bytes(s, t, pl.first, pl.count);
+            rc = read_shm(s, h->shm_handle, h->shm_token, at, bytes, &pl.packed, err, sizeof err);
+            if (rc == 0)
+                rc = apply_payload(s, rq, b, &pl, false, err, sizeof err);
+            at += bytes;
+        }
+        if (rc && !first_rc) {
+            first_rc = rc;
+            snprintf(first_err, sizeof first_err, "%s", err);
+        }
+        rc = 0;
+    }
+    int64_t before = mlt_store_branch_min_clock(b);
+    if (h->has_clock && (rc = mlt_server__count_clock(s, b, h->worker, h->clock, err,
+                                                      sizeof err)) < 0 && !first_rc) {
+        first_rc = rc;
+        snprintf(first_err, sizeof first_err, "%s", err);
+    }
+    if (first_rc)
+        mlt_server__reply_error(s, rq, first_rc, "%s", first_err);
+    else
+        mlt_server__reply_ok(s, rq, 0);
+    mlt_server__release(s, b, before);
+    return first_rc;
 }

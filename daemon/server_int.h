@@ -85,6 +85,18 @@ mlt_branch_t *mlt_server__find_branch(mlt_server_t *s, req_t *rq);
 /* server_data.c: pulls, pushes and writes */
 int mlt_server__handle_pull(mlt_server_t *s, req_t *rq);
 int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write);
+/* STEP (#15): the pushes of a clock from the client's segment, then the clock. */
+int mlt_server__handle_step(mlt_server_t *s, req_t *rq);
+/* Where table's group starts in a request for every table of this shard (the
+ * shard-major layout, proto/layout.h), from the request's offset; *total (if
+ * not NULL): the bytes of all groups. A job is registered. */
+size_t mlt_server__group_offset(const mlt_server_t *s, uint32_t table, size_t *total);
+/* server.c: counts clock `clock` of worker on b: 0, or -errno with the message
+ * in err. mlt_server__release then answers the parked pulls it allows (given
+ * b's min_clock before it), after the request's own reply. */
+int mlt_server__count_clock(mlt_server_t *s, mlt_branch_t *b, uint32_t worker, int64_t clock,
+                            char *err, size_t errlen);
+void mlt_server__release(mlt_server_t *s, mlt_branch_t *b, int64_t before);
 /* The parked-pull queue's callbacks (arg: the server): a pull released gets
  * its reply, one expired or whose branch was freed an ERROR. */
 void mlt_server__on_released(void *arg, const mlt_parked_t *p);

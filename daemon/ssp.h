@@ -31,6 +31,7 @@ typedef struct mlt_parked {
     uint32_t table, first, count; /* the chunk range asked for */
     bool packed;                  /* the reply in one frame (Header.packed) */
     bool shm;                     /* the reply's data into a client's segment (shmseg.h) */
+    bool all;                     /* PULL_ALL: every table's chunks on this shard (no range) */
     uint32_t shm_handle;
     uint64_t shm_token, shm_offset;
     double since;                 /* when it was parked (monotonic s) */

@@ -296,6 +296,13 @@ uint32_t mlt_store_chunk_len(const mlt_store_t *st, uint32_t table, uint32_t k)
     return (uint32_t)(left < st->chunk_floats ? left : st->chunk_floats);
 }
 
+void mlt_store_own_range(const mlt_store_t *st, uint32_t table, uint32_t *first, uint32_t *count)
+{
+    const table_t *t = &st->tables[table];
+    *first = (uint32_t)t->own_first;
+    *count = (uint32_t)t->own_count;
+}
+
 /* ---- branches -------------------------------------------------------------- */
 
 mlt_branch_t *mlt_store_branch(mlt_store_t *st, uint32_t id)

@@ -107,6 +107,8 @@ int mlt_store_check_range(const mlt_store_t *st, uint32_t table, uint32_t first,
                           char *err, size_t errlen);
 /* Floats in chunk k of table (the last chunk of a table may be short). */
 uint32_t mlt_store_chunk_len(const mlt_store_t *st, uint32_t table, uint32_t k);
+/* This shard's chunks of `table`: [*first, *first + *count) (count 0: none). */
+void mlt_store_own_range(const mlt_store_t *st, uint32_t table, uint32_t *first, uint32_t *count);
 
 /* Creates root branch `id` with zeroed chunks. -EEXIST, -ENOENT (no job),
  * -ENOMEM (limit or allocation), -ENOSPC (branch count limit). */

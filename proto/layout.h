@@ -35,4 +35,15 @@ static inline void mlt_layout_table_part(uint64_t tfirst, uint64_t tn, uint64_t 
     *count = a < b ? b - a : 0;
 }
 
+/* The shard-major layout of a client's shared-memory region (#15): for each
+ * shard in rank order, for each table in order, that shard's chunks of the
+ * table back to back, each such group starting at a multiple of 64 bytes. A
+ * request for every table of one shard (PULL_ALL, STEP) names the offset of
+ * that shard's first group; the shard finds each table's group from there by
+ * this rule alone. */
+static inline uint64_t mlt_layout_group_start(uint64_t pos)
+{
+    return (pos + 63) & ~(uint64_t)63;
+}
+
 #endif

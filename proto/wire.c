@@ -273,6 +273,14 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
         return rc;
     if (h->join && (rc = check_join(h->join, err, errlen)))
         return rc;
+    if (h->n_tables > MLT_MAX_TABLES)
+        return mlt_errf(-EINVAL, err, errlen, "tables lists %zu, limit %u", h->n_tables,
+                        MLT_MAX_TABLES);
+    for (size_t i = 0; i < h->n_tables; i++)
+        if (h->tables[i] >= MLT_MAX_TABLES || (i > 0 && h->tables[i] <= h->tables[i - 1]))
+            return mlt_errf(-EINVAL, err, errlen,
+                            "tables[%zu] = %u: tables must be strictly increasing, below %u", i,
+                            h->tables[i], MLT_MAX_TABLES);
     if (h->n_trace_ns > MLT_TRACE_STAMPS)
         return mlt_errf(-EINVAL, err, errlen, "trace_ns lists %zu stamps, limit %u", h->n_trace_ns,
                         MLT_TRACE_STAMPS);
