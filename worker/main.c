@@ -320,11 +320,17 @@ typedef struct wk {
     bool have_job;
     mlt_trainer_t *trainer;
     mlt_client_t *client; /* the session's for the task at hand (mlt_session_client) */
+    const float **view;   /* per table: the client's copy a step reads (pull_for_step) */
+    float **gbuf;         /* per table: where a step writes its gradient */
 } wk_t;
 
 static void drop_job(wk_t *w)
 {
     w->client = NULL;
+    mlt_free(w->view);
+    mlt_free(w->gbuf);
+    w->view = NULL;
+    w->gbuf = NULL;
     mlt_trainer_destroy(&w->trainer);
     if (w->have_job)
         mlt_job_free(&w->job);
@@ -375,6 +381,8 @@ static void task_job(wk_t *w, const mlt_task_t *t)
         return;
     }
     w->client = mlt_session_client(w->s);
+    w->view = mlt_calloc(nt, sizeof *w->view);
+    w->gbuf = mlt_calloc(nt, sizeof *w->gbuf);
     /* the trainer only reads the parameters it pulls (the shards apply the
      * updates), except mlt_trainer_init_params (task_init forgets them) */
     mlt_client_keep_dst(w->client, true);
@@ -424,10 +432,34 @@ static void push_ready(void *ctx, uint32_t table)
         ps->rc = mlt_push(ps->client, ps->branch, table, ps->grads[table]);
 }
 
+/* Points the next step at the client's copy of the parameters (pulled at
+ * `clock`) and at its push buffers, where it can (#15: nothing copied; the
+ * CPU backend, MLT_ZERO_COPY not 0); else pulls into the trainer's own
+ * tables. 0 or the pull's -errno. */
+static int pull_for_step(wk_t *w, const mlt_task_t *t, int64_t clock, pusher_t *ps)
+{
+    const uint32_t nt = mlt_trainer_n_tables(w->trainer);
+    const char *env = getenv("MLT_ZERO_COPY");
+    if ((env && strcmp(env, "0") == 0) || !mlt_trainer_use_tables(w->trainer, NULL, NULL)) {
+        ps->grads = mlt_trainer_grads(w->trainer);
+        return mlt_pull(w->client, t->branch, clock, mlt_trainer_params(w->trainer));
+    }
+    int rc = mlt_pull_view(w->client, t->branch, clock, w->view);
+    if (rc < 0)
+        return rc;
+    float *const *own = mlt_trainer_grads(w->trainer);
+    for (uint32_t i = 0; i < nt; i++) {
+        float *b = mlt_push_buffer(w->client, t->branch, i);
+        w->gbuf[i] = b ? b : own[i];
+    }
+    mlt_trainer_use_tables(w->trainer, w->view, w->gbuf);
+    ps->grads = w->gbuf;
+    return 0;
+}
+
 /* The clocks of a RUN: NULL, or why it stopped. */
 static const char *run_clocks(wk_t *w, const mlt_task_t *t, pusher_t *ps)
 {
-    float *const *p = mlt_trainer_params(w->trainer);
     if (t->seek) /* every trial of a search starts from the same data */
         mlt_trainer_seek(w->trainer, t->data_epoch);
     /* A branch whose gradients are no longer finite is diverged: the shard
@@ -443,7 +475,7 @@ static const char *run_clocks(wk_t *w, const mlt_task_t *t, pusher_t *ps)
         float loss = NAN;
         uint32_t correct = 0;
         if (!diverged) {
-            int rc = mlt_pull(w->client, t->branch, c, p);
+            int rc = pull_for_step(w, t, c, ps);
             if (rc == -EDOM)
                 diverged = true;
             else if (rc < 0)
@@ -484,6 +516,7 @@ static void task_run(wk_t *w, const mlt_task_t *t)
     mlt_trainer_on_grad(w->trainer, push_ready, &ps);
     const char *why = run_clocks(w, t, &ps);
     mlt_trainer_on_grad(w->trainer, NULL, NULL);
+    mlt_trainer_use_tables(w->trainer, NULL, NULL); /* the client's copies go stale */
     if (why) {
         fail_task(w, t, why);
         return;

@@ -38,6 +38,8 @@ struct mlt_trainer {
     mlt_model_t *model;   /* the CPU backend's model, NULL on the GPU */
     uint32_t n_tables;
     float **params, **grads; /* host copies (pinned on the GPU backend) */
+    const float *const *use_params; /* the next step's tables (mlt_trainer_use_tables) */
+    float *const *use_grads;
     uint64_t seed;
     char backend[320];    /* "cpu", "cuda: NVIDIA H100 ... (device 0)" */
     mlt_grad_ready_fn ready; /* mlt_trainer_on_grad */
@@ -675,6 +677,15 @@ float *const *mlt_trainer_params(mlt_trainer_t *t)
     return t->params;
 }
 
+bool mlt_trainer_use_tables(mlt_trainer_t *t, const float *const *params, float *const *grads)
+{
+    if (t->gpu)
+        return false;
+    t->use_params = params;
+    t->use_grads = grads;
+    return true;
+}
+
 float *const *mlt_trainer_grads(mlt_trainer_t *t)
 {
     return t->grads;
@@ -777,10 +788,13 @@ int mlt_trainer_step(mlt_trainer_t *t, uint32_t batch, float *loss, uint32_t *co
         return gpu_step(t, n, loss, correct); /* the batch is gathered on the device */
     for (uint32_t k = 0; k < n; k++)
         set_copy(&t->batch, k, &t->train, t->idx[k], t->feat, t->mf);
+    /* the model only reads the parameters: the client's read-only copy will do */
+    float *const *params = t->use_params ? (float *const *)t->use_params : t->params;
+    float *const *grads = t->use_grads ? t->use_grads : t->grads;
     if (t->mf)
-        return mlt_model_step_mf(t->model, t->params, t->grads, t->batch.u, t->batch.i,
-                                 t->batch.r, n, loss);
-    return mlt_model_step(t->model, t->params, t->grads, t->batch.x, t->batch.y, n, loss, correct);
+        return mlt_model_step_mf(t->model, params, grads, t->batch.u, t->batch.i, t->batch.r, n,
+                                 loss);
+    return mlt_model_step(t->model, params, grads, t->batch.x, t->batch.y, n, loss, correct);
 }
 
 static int eval_set(mlt_trainer_t *t, const set_t *s, mlt_eval_t *out)

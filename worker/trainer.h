@@ -33,6 +33,12 @@ uint64_t mlt_trainer_table_size(const mlt_trainer_t *t, uint32_t i);
 /* The parameter and gradient buffers, one per table (owned by the trainer). */
 float *const *mlt_trainer_params(mlt_trainer_t *t);
 float *const *mlt_trainer_grads(mlt_trainer_t *t);
+/* The tables the next mlt_trainer_step reads its parameters from and writes
+ * its gradients into, instead of the trainer's own (#15: the client's copy of
+ * the parameters and its push buffers, so that nothing is copied); NULL: its
+ * own. The CPU backend only: false on the GPU one, whose transfers want its
+ * pinned buffers. */
+bool mlt_trainer_use_tables(mlt_trainer_t *t, const float *const *params, float *const *grads);
 /* Training samples in this worker's partition. */
 uint32_t mlt_trainer_part_size(const mlt_trainer_t *t);
 /* Training samples in the whole training set (all partitions). */

@@ -685,6 +685,36 @@ static void seg_pull_push(uint32_t handle)
     after_case();
 }
 
+/* #15: STEP and PULL_ALL, the requests for every table of the shard. */
+START_TEST(test_shm_step)
+{
+    seg_make();
+    uint32_t handle = seg_attach();
+    uint32_t bad_order[2] = {1, 0}, beyond[1] = {7}, one[1] = {0};
+    mlt_header_t h = shm_header(MLT__MSG_TYPE__MSG_STEP, 0, 1, handle, 64);
+    h.has_shm_handle = 0;
+    expect_error(&h, NULL, 0, EINVAL, "shm_handle");
+    h = shm_header(MLT__MSG_TYPE__MSG_STEP, 0, 1, handle, 64);
+    h.n_tables = 2;
+    h.tables = bad_order;
+    expect_error(&h, NULL, 0, EINVAL, "strictly increasing");
+    h.n_tables = 1;
+    h.tables = beyond;
+    expect_error(&h, NULL, 0, ENOENT, "the job has");
+    h.tables = one;
+    h.shm_offset = SEG_BYTES - 64;
+    expect_error(&h, NULL, 0, ERANGE, "do not fit");
+    h.has_shm_offset = 0;
+    expect_error(&h, NULL, 0, EINVAL, "lacks shm_offset");
+    h = shm_header(MLT__MSG_TYPE__MSG_PULL_ALL, 0, 1, handle, SEG_BYTES - 64);
+    h.has_clock = 1;
+    expect_error(&h, NULL, 0, ERANGE, "do not fit");
+    h.has_shm_handle = 0;
+    expect_error(&h, NULL, 0, EINVAL, "shm_handle");
+    seg_free();
+}
+END_TEST
+
 START_TEST(test_shm_data)
 {
     seg_make();
@@ -929,6 +959,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_packed_pull);
     tcase_add_test(tc, test_shm_attach);
     tcase_add_test(tc, test_shm_data);
+    tcase_add_test(tc, test_shm_step);
     tcase_add_test(tc, test_shm_sealed);
     tcase_add_test(tc, test_register_other_job);
     tcase_add_test(tc, test_clock_backwards);

@@ -117,8 +117,17 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
         bad = 1;
     }
     float **p = alloc_tables(), **g = alloc_tables();
+    /* worker 1 uses the zero-copy calls (#15), checked like the others: table
+     * "w" is cut across the two shards (its view is a copy, it has no push
+     * buffer), "b" and "count" are whole on shard 1 */
+    const bool zc = w == 1;
+    const bool shm = !(env && strcmp(env, "0") == 0);
+    const float *view[3];
     for (int64_t clock = 0; clock < N_CLOCKS && !bad; clock++) {
-        if (mlt_pull(c, branch, clock, p) < 0) {
+        if (zc && mlt_pull_view(c, branch, clock, view) == 0)
+            for (int t = 0; t < 3; t++)
+                memcpy(p[t], view[t], tables[t].size * sizeof(float));
+        else if (zc || mlt_pull(c, branch, clock, p) < 0) {
             fprintf(stderr, "worker %d: pull %lld: %s\n", w, (long long)clock, mlt_client_error(c));
             bad++;
             break;
@@ -138,9 +147,17 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
             bad++;
         }
         make_grads(w, clock, g);
-        for (uint32_t t = 0; t < 3; t++)
-            if (mlt_push(c, branch, t, g[t]) < 0)
+        for (uint32_t t = 0; t < 3; t++) {
+            float *buf = zc ? mlt_push_buffer(c, branch, t) : NULL;
+            if (zc && (buf != NULL) != (shm && t > 0)) {
+                fprintf(stderr, "worker %d: push buffer of table %u: %p\n", w, t, (void *)buf);
                 bad++;
+            }
+            if (buf)
+                memcpy(buf, g[t], tables[t].size * sizeof(float));
+            if (mlt_push(c, branch, t, buf ? buf : g[t]) < 0)
+                bad++;
+        }
         if (mlt_clock(c, branch, clock + 1) < 0) {
             fprintf(stderr, "worker %d: clock: %s\n", w, mlt_client_error(c));
             bad++;
@@ -152,7 +169,7 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
                 staleness);
         bad++;
     }
-    if (staleness > 0 && !bad) {
+    if (staleness > 0 && !bad && !zc) {
         /* a pull the cache serves again skips its copy: a value written into
          * the tables stays; after mlt_client_forget_dst the pull copies */
         const int64_t last = N_CLOCKS - 1;
@@ -167,7 +184,7 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
             bad++;
         }
     }
-    if (staleness > 0 && !bad && mlt_pull_copies_skipped(c) == 0) {
+    if (staleness > 0 && !bad && !zc && mlt_pull_copies_skipped(c) == 0) {
         fprintf(stderr, "worker %d: no pull at staleness %u skipped its copy\n", w, staleness);
         bad++;
     }
@@ -565,6 +582,53 @@ START_TEST(test_average_pulls)
 }
 END_TEST
 
+/* #15: with shared memory a clock's pushes travel with the clock (one STEP
+ * per shard); made otherwise they still arrive in order, and a bad table in a
+ * step is refused alone. */
+START_TEST(test_step)
+{
+    mlt_client_t *c = coordinator();
+    const mlt_job_def_t one = {"test-ps-step", 1, "sgd", tables, 3, false}; /* its one worker */
+    ck_assert_int_eq(mlt_client_job_end(c), 0);
+    ck_assert_msg(mlt_client_register(c, &one) == 0, "%s", mlt_client_error(c));
+    mlt_tunables_def_t t = mlt_tunables_unset();
+    t.lr = 1.0f;
+    t.staleness = 0;
+    ck_assert_int_eq(mlt_branch_create(c, 30, MLT_BRANCH_TRAIN, &t), 0);
+    float **g = alloc_tables(), **p = alloc_tables();
+    for (int tb = 0; tb < 3; tb++)
+        ck_assert_int_eq(mlt_write(c, 30, (uint32_t)tb, g[tb]), 0); /* zeros */
+    for (uint64_t i = 0; i < W_SIZE; i++)
+        g[0][i] = 1.0f;
+    for (uint64_t i = 0; i < B_SIZE; i++)
+        g[1][i] = 2.0f;
+    /* table w twice before the clock (the first push goes out on its own),
+     * then a pull before the clock: it sees all three */
+    ck_assert_int_eq(mlt_push(c, 30, 0, g[0]), 0);
+    ck_assert_int_eq(mlt_push(c, 30, 1, g[1]), 0);
+    ck_assert_int_eq(mlt_push(c, 30, 0, g[0]), 0);
+    ck_assert_msg(mlt_pull(c, 30, 0, p) == 0, "%s", mlt_client_error(c));
+    for (uint64_t i = 0; i < W_SIZE; i += 997)
+        ck_assert_float_eq_tol(p[0][i], -2.0f, 1e-6f);
+    ck_assert_float_eq_tol(p[1][B_SIZE - 1], -2.0f, 1e-6f);
+    ck_assert_int_eq(mlt_clock(c, 30, 1), 0);
+    /* a NaN in table b: the clock reports it, table w is applied all the
+     * same, b is not, and the clock counted */
+    g[1][3] = NAN;
+    ck_assert_int_eq(mlt_push(c, 30, 0, g[0]), 0);
+    ck_assert_int_eq(mlt_push(c, 30, 1, g[1]), 0);
+    ck_assert_int_eq(mlt_clock(c, 30, 2), -EDOM);
+    ck_assert_msg(strstr(mlt_client_error(c), "non-finite"), "%s", mlt_client_error(c));
+    ck_assert_msg(mlt_pull(c, 30, 2, p) == 0, "%s", mlt_client_error(c));
+    ck_assert_int_eq(mlt_pull_min_clock(c, 30), 2);
+    ck_assert_float_eq_tol(p[0][W_SIZE - 1], -3.0f, 1e-6f);
+    ck_assert_float_eq_tol(p[1][0], -2.0f, 1e-6f);
+    free_tables(g);
+    free_tables(p);
+    mlt_client_destroy(&c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ps");
@@ -579,6 +643,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_fork);
     tcase_add_test(tc, test_dropped_prefetch);
+    tcase_add_test(tc, test_step);
     suite_add_tcase(s, tc);
     tc = tcase_create("average");
     tcase_add_checked_fixture(tc, setup, teardown);
