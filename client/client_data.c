@@ -319,6 +319,22 @@ int mlt_client__step_flush(mlt_client_t *c)
     return rc;
 }
 
+/* A PUSH or WRITE of part i, packed: its pending request and header h. */
+static pending_t *part_request(mlt_client_t *c, mlt_header_t *h, Mlt__MsgType type,
+                               uint32_t branch, uint32_t i)
+{
+    const part_t *pt = &c->parts[i];
+    pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
+    mlt_client__header(c, h, type, p);
+    h->has_branch = h->has_table = h->has_chunk_first = h->has_chunk_count = h->has_packed = 1;
+    h->branch = branch;
+    h->table = pt->table;
+    h->chunk_first = pt->first;
+    h->chunk_count = pt->count;
+    h->packed = 1;
+    return p;
+}
+
 /* Sends the parts of `table` with a payload from src. Parts to a shard using
  * shared memory are copied into a stage region of the segment: a push waits
  * there for the clock (the step, unless MLT_STEP=0), a write is sent at once.
@@ -359,14 +375,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             continue;
         }
         mlt_header_t h;
-        pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
-        mlt_client__header(c, &h, type, p);
-        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
-        h.branch = branch;
-        h.table = table;
-        h.chunk_first = pt->first;
-        h.chunk_count = pt->count;
-        h.packed = 1;
+        pending_t *p = part_request(c, &h, type, branch, i);
         h.has_shm_handle = h.has_shm_token = h.has_shm_offset = 1;
         h.shm_handle = c->shm_handle[pt->shard];
         h.shm_token = c->shm_token;
@@ -391,14 +400,7 @@ static int send_table(mlt_client_t *c, Mlt__MsgType type, uint32_t branch, uint3
             src = st->data;
         }
         mlt_header_t h;
-        pending_t *p = mlt_client__pending(c, pt->shard, P_ACK);
-        mlt_client__header(c, &h, type, p);
-        h.has_branch = h.has_table = h.has_chunk_first = h.has_chunk_count = h.has_packed = 1;
-        h.branch = branch;
-        h.table = table;
-        h.chunk_first = pt->first;
-        h.chunk_count = pt->count;
-        h.packed = 1;
+        pending_t *p = part_request(c, &h, type, branch, i);
         uint64_t off, len = part_span(c, pt, &off);
         void *sock = c->socks[pt->shard];
         if (mlt_client__broken(c)) {

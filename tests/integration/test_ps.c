@@ -121,7 +121,8 @@ static int run_worker(int w, uint32_t branch, uint32_t staleness)
      * "w" is cut across the two shards (its view is a copy, it has no push
      * buffer), "b" and "count" are whole on shard 1 */
     const bool zc = w == 1;
-    const bool shm = !(env && strcmp(env, "0") == 0);
+    const char *step_env = getenv("MLT_STEP"); /* MLT_STEP=0: no push buffers either */
+    const bool shm = !(env && strcmp(env, "0") == 0) && !(step_env && strcmp(step_env, "0") == 0);
     const float *view[3];
     for (int64_t clock = 0; clock < N_CLOCKS && !bad; clock++) {
         if (zc && mlt_pull_view(c, branch, clock, view) == 0)

@@ -54,7 +54,7 @@ cleanup() {
     done
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     for n in "${made[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "$tmp"
+    [ -n "${MLT_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
