@@ -4,6 +4,7 @@
 #define MLT_BENCH_PS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "client/mltuner.h"
@@ -51,6 +52,7 @@ enum { K_PULL, K_PUSH, K_CLOCK, K_STEP, K_KINDS };
 
 typedef struct breakdown {
     uint32_t staleness, n_tables;
+    bool view; /* the zero-copy calls (mlt_pull_view, mlt_push_buffer) */
     int clocks, n[K_KINDS], parked, prefetched, cache_served;
     double med[K_KINDS][B_COLS];
     double pull_us, push_us, clock_us, iter_us; /* medians of the calls per clock */
@@ -63,10 +65,11 @@ extern const mlt_table_def_t one_table[1];
 #define MLP_TABLES 6
 extern const mlt_table_def_t mlp_tables[MLP_TABLES];
 
-/* Runs >= `seconds` of pull + push + clock of the tables at staleness s,
- * every request traced, and takes the medians. */
+/* Runs >= `seconds` of pull + push + clock of the tables at staleness s
+ * (view: with the zero-copy calls, the gradient written into the push buffer
+ * untimed), every request traced, and takes the medians. */
 breakdown_t breakdown_run(mlt_client_t *c, const mlt_table_def_t *tables, uint32_t n_tables,
-                          uint32_t s, double seconds);
+                          uint32_t s, double seconds, bool view);
 void breakdown_print(const breakdown_t *b, double bound_us);
 
 #endif
