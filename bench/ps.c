@@ -25,7 +25,8 @@
  *     of the same sizes), measured in every round of 1. The last line's
  *     clock_1mib_us is the median iteration of 1's 1 MiB rows (untraced) and
  *     clock_vs_copy its ratio to the bound of the same round (median of
- *     rounds).
+ *     rounds); clock_1mib_view_us and clock_view_vs_copy the same with the
+ *     zero-copy calls (mlt_pull_view, mlt_push_buffer), run in every round.
  * Each throughput row runs >= 1 s and >= 5 iterations after 2 warm-up ones,
  * in 5 rounds that interleave the contenders; the median round is reported.
  * The ratio is the median of the rounds' own ratios (ours over the peer of
@@ -638,6 +639,7 @@ int main(int argc, char **argv)
     ours_result_t ours_r[N_TPUT][BENCH_ROUNDS];
     double frames_r[N_TPUT][BENCH_ROUNDS], one_r[N_TPUT][BENCH_ROUNDS];
     double bound_r[BENCH_ROUNDS], clock_r[BENCH_ROUNDS], cvc_r[BENCH_ROUNDS];
+    double view_r[BENCH_ROUNDS], vvc_r[BENCH_ROUNDS]; /* the zero-copy calls */
     for (int k = 0; k < BENCH_ROUNDS; k++) {
         for (size_t i = 0; i < N_TPUT; i++) {
             ours_r[i][k] = ours_run(c, tput_sizes[i], BENCH_MIN_SECONDS, false);
@@ -647,6 +649,8 @@ int main(int argc, char **argv)
         bound_r[k] = copy_bound_us(tput_sizes[0]); /* 1 MiB */
         clock_r[k] = ours_r[0][k].iter_us;
         cvc_r[k] = clock_r[k] / bound_r[k];
+        view_r[k] = ours_run(c, tput_sizes[0], BENCH_MIN_SECONDS, true).iter_us;
+        vvc_r[k] = view_r[k] / bound_r[k];
     }
     breakdown_t bd[4];
     for (int i = 0; i < 4; i++)
@@ -720,17 +724,25 @@ int main(int argc, char **argv)
     qsort(bound_r, BENCH_ROUNDS, sizeof bound_r[0], cmp_double);
     qsort(clock_r, BENCH_ROUNDS, sizeof clock_r[0], cmp_double);
     qsort(cvc_r, BENCH_ROUNDS, sizeof cvc_r[0], cmp_double);
+    qsort(view_r, BENCH_ROUNDS, sizeof view_r[0], cmp_double);
+    qsort(vvc_r, BENCH_ROUNDS, sizeof vvc_r[0], cmp_double);
     printf("\n# 1 MiB pull+push+clock, staleness 0, untraced: median iteration %.1f us "
            "(rounds %.1f..%.1f); copy bound (memcpy 1 MiB + 1 MiB) %.1f us (%.1f..%.1f); "
            "ratio per round %.2f..%.2f\n",
            clock_r[BENCH_ROUNDS / 2], clock_r[0], clock_r[BENCH_ROUNDS - 1],
            bound_r[BENCH_ROUNDS / 2], bound_r[0], bound_r[BENCH_ROUNDS - 1], cvc_r[0],
            cvc_r[BENCH_ROUNDS - 1]);
+    printf("# the same with the zero-copy calls (mlt_pull_view, mlt_push_buffer; the gradient "
+           "written into the buffer untimed): median %.1f us (rounds %.1f..%.1f), ratio per "
+           "round %.2f..%.2f\n",
+           view_r[BENCH_ROUNDS / 2], view_r[0], view_r[BENCH_ROUNDS - 1], vvc_r[0],
+           vvc_r[BENCH_ROUNDS - 1]);
     if (hits)
         printf("\n# WARNING: %d pulls were served from the client cache\n", hits);
     printf("ps_vs_zmq=%.2f fork_1gib_us=%.1f fork_1gib_extra_bytes=%lld clock_1mib_us=%.1f "
-           "clock_vs_copy=%.2f\n",
+           "clock_vs_copy=%.2f clock_1mib_view_us=%.1f clock_view_vs_copy=%.2f\n",
            ratio[N_TPUT - 1], forks[N_FORK - 1].us, forks[N_FORK - 1].rss_bytes,
-           clock_r[BENCH_ROUNDS / 2], cvc_r[BENCH_ROUNDS / 2]);
+           clock_r[BENCH_ROUNDS / 2], cvc_r[BENCH_ROUNDS / 2], view_r[BENCH_ROUNDS / 2],
+           vvc_r[BENCH_ROUNDS / 2]);
     return hits ? 1 : 0;
 }

@@ -133,9 +133,13 @@ for w in 0 1; do
         --rank "$w" "${keys[@]}"
 done
 ctl() { local h=$1; shift; in_ns "$h" "$B/daemon/mltunerctl" -c "$control" "$@"; }
+# The coordinator tests (forks, then frees) every epoch, and a fork or free sent to d1
+# just before the cut waits for the link like the workers' requests do, its control
+# endpoint with it: epochs of 1M ratings make that window a small part of the run
+# (with 200K, #15's faster clocks put it under the cut in 2 of 7 runs on a loaded host).
 ctl w0 "${keys[@]}" submit "$S/conf/jobs/mf-synth.conf" \
     --set data.synthetic.users=2000 --set data.synthetic.items=1000 \
-    --set data.synthetic.ratings=200K --set tuner.logic=fixed --set stop.max_epochs=20 \
+    --set data.synthetic.ratings=1M --set tuner.logic=fixed --set stop.max_epochs=20 \
     --set stop.target_rmse=0 >"$tmp/submit.out" 2>&1 &&
     ok "w0 submitted the job with the workers' key" || fail "submit from w0: $(cat "$tmp/submit.out")"
 phase=""
