@@ -258,6 +258,18 @@ int mlt_client__recv(mlt_client_t *c, uint32_t s)
     }
     if (c->trace)
         mlt_client__trace_keep(c, &p, h, got);
+    if (h->has_acks) /* a pull that answers the STEP which carried it as well */
+        for (size_t k = 0; k < c->n_pending; k++) {
+            pending_t *a = &c->pending[k];
+            if (a->id != h->acks || a->shard != s || a->kind != P_ACK)
+                continue;
+            if (a->stage >= 0)
+                c->stage_busy[a->stage]--;
+            if (c->trace)
+                mlt_client__trace_keep(c, a, h, got);
+            *a = c->pending[--c->n_pending];
+            break;
+        }
 out:
     mlt_wire_free(&h);
     for (size_t k = 0; k < nf; k++)

@@ -81,6 +81,12 @@ static const void *part_data(const mlt_client_t *c, const cache_t *ca, uint32_t 
     return zmq_msg_data((zmq_msg_t *)&ca->msgs[i]);
 }
 
+/* Shard s is asked for every table at once (PULL_ALL): it uses the segment. */
+static bool pull_all_to(const mlt_client_t *c, uint32_t s)
+{
+    return !c->step_off && c->shm_ok[s] && c->shard_off[s] != UINT64_MAX;
+}
+
 /* The reply to a PULL_ALL: every part of the shard is in the cache's region. */
 static void on_pull_all(mlt_client_t *c, const pending_t *p, const mlt_header_t *h, size_t n)
 {
@@ -266,8 +272,9 @@ static int step_begin(mlt_client_t *c, uint32_t branch, uint32_t table)
 }
 
 /* Sends shard s its STEP: the tables pushed since the last one that it holds
- * chunks of, and the clock if with_clock. */
-static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock)
+ * chunks of, the clock if with_clock, and with it (pf not NULL) the pull of
+ * every table into cache pf (c->step_pulled[s] then says so). */
+static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock, cache_t *pf)
 {
     size_t n = 0;
     for (uint32_t t = 0; t < c->n_tables; t++) {
@@ -281,6 +288,16 @@ static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock
     }
     c->step_due[s] = false;
     c->in_step = true;
+    const bool pull = with_clock && pf && pull_all_to(c, s);
+    uint64_t pull_id = 0;
+    if (pull) {
+        pending_t *q = mlt_client__pending(c, s, P_PREFETCH);
+        q->part = ALL_PARTS;
+        q->cache = pf;
+        q->type = MLT__MSG_TYPE__MSG_PULL_ALL;
+        q->sent_ns = c->trace ? mlt_time_mono_ns() : 0;
+        pull_id = q->id;
+    }
     pending_t *p = mlt_client__pending(c, s, P_ACK);
     c->in_step = false;
     mlt_header_t h;
@@ -294,10 +311,19 @@ static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock
     h.tables = c->step_list;
     h.has_clock = with_clock;
     h.clock = clock;
+    if (pull) {
+        h.has_pull_offset = h.has_pull_request_id = 1;
+        h.pull_offset = region_off(c, (uint32_t)(pf - c->caches)) + c->shard_off[s];
+        h.pull_request_id = pull_id;
+    }
     p->stage = c->step_region;
     int rc = mlt_client__send(c, s, &h);
     if (rc == 0)
         c->stage_busy[c->step_region]++;
+    if (rc < 0 && pull)
+        c->n_pending--; /* the pull's, added just before the STEP's (gone already) */
+    if (rc == 0 && pull && c->step_pulled)
+        c->step_pulled[s] = true;
     return rc;
 }
 
@@ -313,7 +339,7 @@ int mlt_client__step_flush(mlt_client_t *c)
     int rc = 0;
     for (uint32_t s = 0; s < c->n && c->step_region >= 0; s++)
         if (c->step_due[s] && rc == 0)
-            rc = send_step(c, s, false, 0);
+            rc = send_step(c, s, false, 0, NULL);
     memset(c->step_due, 0, c->n * sizeof *c->step_due);
     step_end(c);
     return rc;
@@ -478,7 +504,9 @@ static void drain(mlt_client_t *c)
     }
 }
 
-static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock);
+static cache_t *clock_prefetch(mlt_client_t *c, uint32_t branch, int64_t clock);
+static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
+                      enum pend_kind kind, float *const *dst, const bool *asked);
 
 static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
@@ -488,9 +516,12 @@ static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
         if (rc < 0)
             return rc;
     }
+    cache_t *pf = clock_prefetch(c, branch, clock);
+    if (c->step_pulled)
+        memset(c->step_pulled, 0, c->n * sizeof *c->step_pulled);
     for (uint32_t s = 0; s < c->n; s++) {
-        if (c->step_region >= 0 && c->step_due[s]) { /* the pushes and the clock, one message */
-            int rc = send_step(c, s, true, clock);
+        if (c->step_region >= 0 && c->step_due[s]) { /* the pushes, clock and pull: one message */
+            int rc = send_step(c, s, true, clock, pf);
             if (rc < 0)
                 return rc;
             continue;
@@ -507,7 +538,8 @@ static int clock_impl(mlt_client_t *c, uint32_t branch, int64_t clock)
     }
     if (c->step_region >= 0)
         step_end(c);
-    prefetch_at_clock(c, branch, clock);
+    if (pf && send_pulls(c, pf, branch, clock, P_PREFETCH, NULL, c->step_pulled) < 0)
+        mlt_client__prefetch_drop(c, branch, false); /* the pull asks again */
     if (!async)
         return mlt_sync(c);
     /* bounded: far behind on acknowledgements, wait for them after all */
@@ -570,14 +602,19 @@ static cache_t *cache_for(mlt_client_t *c, uint32_t branch)
 
 /* Sends the pull requests of every part of the job for `clock` into cache
  * ca (kind P_PULL with the caller's tables dst, or P_PREFETCH). */
-static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
-                      enum pend_kind kind, float *const *dst)
+/* Cache ca is about to be filled by pulls. */
+static void pulls_begin(mlt_client_t *c, cache_t *ca)
 {
     ca->valid = ca->failed = false;
     ca->min_clock = INT64_MAX;
     ca->gen = ++c->gen_seq;
+}
+
+static int send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
+                      enum pend_kind kind, float *const *dst, const bool *asked)
+{
     for (uint32_t s = 0; s < c->n && !c->step_off; s++) {
-        if (!c->shm_ok[s] || c->shard_off[s] == UINT64_MAX)
+        if (!pull_all_to(c, s) || (asked && asked[s]))
             continue;
         mlt_header_t h; /* one request for every table of the shard */
         pending_t *p = mlt_client__pending(c, s, kind);
@@ -640,31 +677,34 @@ static void prefetch(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t cloc
     pf->prefetch = true;
     pf->staleness = ca->staleness;
     pf->used = ca->used;
-    if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL) < 0)
+    pulls_begin(c, pf);
+    if (send_pulls(c, pf, branch, clock + 1, P_PREFETCH, NULL, NULL) < 0)
         mlt_client__prefetch_drop(c, branch, false); /* the pull that needs it asks again */
 }
 
 static bool fresh(const cache_t *ca, int64_t clock);
 
-/* After this worker's clock `clock` on a branch of staleness 0: the pull at
+/* At this worker's clock `clock` on a branch of staleness 0: the pull at
  * `clock` that usually comes next must see every worker's pushes of the
- * clocks before it, this worker's just sent. Asked for now, behind them on
- * the same connections, it is answered as soon as the shard counts the last
- * worker's clock (by the release itself when it had to wait), and its reply
- * travels with or right after the clock's acknowledgement: the pull then
- * costs no round trip of its own (#15). MLT_CLOCK_PREFETCH=0 turns it off. */
-static void prefetch_at_clock(mlt_client_t *c, uint32_t branch, int64_t clock)
+ * clocks before it, this worker's included. Asked for with the clock (inside
+ * its STEP, or right behind it), it is answered as soon as the shard counts
+ * the last worker's clock (by the release itself when it had to wait), and
+ * its reply travels with the clock's acknowledgement (as one reply when the
+ * STEP released it) or right after: the pull then costs no round trip of its
+ * own (#15). Returns the cache slot to fill, or NULL (no prefetch wanted).
+ * MLT_CLOCK_PREFETCH=0 turns it off. */
+static cache_t *clock_prefetch(mlt_client_t *c, uint32_t branch, int64_t clock)
 {
     cache_t *ca = mlt_client__cache_find(c, branch);
     if (c->no_clock_prefetch || !ca || !ca->valid || ca->staleness != 0 || fresh(ca, clock) ||
         prefetch_find(c, branch) != NULL)
-        return;
+        return NULL;
     cache_t *pf = cache_slot(c, branch, ca);
     pf->prefetch = true;
     pf->staleness = 0;
     pf->used = ca->used;
-    if (send_pulls(c, pf, branch, clock, P_PREFETCH, NULL) < 0)
-        mlt_client__prefetch_drop(c, branch, false); /* the pull asks again */
+    pulls_begin(c, pf);
+    return pf;
 }
 
 /* Waits for the replies of prefetched copy pf (those of other prefetches may
@@ -822,7 +862,8 @@ static int pull_impl(mlt_client_t *c, uint32_t branch, int64_t clock, float *con
         return 0;
     }
     c->held_ca = NULL; /* dst is being overwritten */
-    int rc = send_pulls(c, ca, branch, clock, P_PULL, dst);
+    pulls_begin(c, ca);
+    int rc = send_pulls(c, ca, branch, clock, P_PULL, dst, NULL);
     if (rc < 0)
         return rc;
     rc = mlt_client__wait(c, P_PULL);

@@ -141,6 +141,7 @@ struct mlt_client {
     uint32_t step_branch;
     bool *step_table;         /* n_tables: pushed into step_region */
     bool *step_due;           /* n shards: owes that shard a STEP */
+    bool *step_pulled;        /* n shards: mlt_clock's STEP there carried the pull */
     uint32_t *step_list;      /* n_tables: scratch for a STEP's table list */
     bool in_step;             /* sending one (mlt_client__pending does not flush) */
     char shm_why[640];        /* what the transport is, or why not shared memory */

@@ -89,6 +89,8 @@ void mlt_client__shm_teardown(mlt_client_t *c)
     mlt_free(c->shard_off);
     mlt_free(c->step_table);
     mlt_free(c->step_due);
+    mlt_free(c->step_pulled);
+    c->step_pulled = NULL;
     mlt_free(c->step_list);
     c->part_off = c->shard_off = NULL;
     c->step_table = c->step_due = NULL;
@@ -196,6 +198,7 @@ void mlt_client__shm_setup(mlt_client_t *c)
     c->step_table = mlt_calloc(c->n_tables, sizeof *c->step_table);
     c->step_list = mlt_calloc(c->n_tables, sizeof *c->step_list);
     c->step_due = mlt_calloc(c->n, sizeof *c->step_due);
+    c->step_pulled = mlt_calloc(c->n, sizeof *c->step_pulled);
     c->step_region = -1;
     uint64_t total = 64 + (uint64_t)(MAX_CACHES + N_STAGES) * c->region_bytes;
     if (total > SHM_MAX_CLIENT_BYTES) {

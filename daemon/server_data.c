@@ -201,6 +201,9 @@ static void send_pull_reply(mlt_server_t *s, const void *id, size_t id_len, uint
     r.has_packed = r.packed = packed || shm;
     r.has_shm_offset = shm != NULL;
     r.shm_offset = shm ? shm->offset : 0;
+    r.has_acks = s->ack_with_pull != 0;
+    r.acks = s->ack_with_pull;
+    s->ack_with_pull = 0;
     mlt_server__trace_reply(s, &r);
     if (mlt_server__send_id(s, id, id_len) < 0) {
         mlt_free(buf);
@@ -581,6 +584,32 @@ int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write)
 
 /* ---- step: the pushes of a clock and the clock, one message ------------------ */
 
+/* The pull a STEP carries: a PULL_ALL at its clock into pull_offset, with
+ * request id pull_request_id. When `ack` (the step went well and is not
+ * answered yet) and the pull's reply goes out at once, that reply answers the
+ * STEP too (Header.acks); else the STEP gets its own OK first. */
+static void step_pull(mlt_server_t *s, req_t *rq, bool ack)
+{
+    mlt_header_t *h = rq->h;
+    const uint64_t step_id = h->request_id;
+    mlt_branch_t *b = mlt_store_branch(s->store, h->branch);
+    const bool now = b && mlt_ssp_ready(mlt_store_branch_min_clock(b), h->clock,
+                                        mlt_store_branch_tunables(b)->staleness);
+    if (ack && !now)
+        mlt_server__reply_ok(s, rq, 0);
+    /* the same request read as the PULL_ALL it carries */
+    h->type = MLT__MSG_TYPE__MSG_PULL_ALL;
+    h->request_id = h->pull_request_id;
+    h->shm_offset = h->pull_offset;
+    s->ack_with_pull = ack && now ? step_id : 0;
+    mlt_server__handle_pull(s, rq);
+    if (s->ack_with_pull) { /* the pull was refused: the STEP's OK on its own */
+        s->ack_with_pull = 0;
+        h->request_id = step_id;
+        mlt_server__reply_ok(s, rq, 0);
+    }
+}
+
 int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
 {
     mlt_header_t *h = rq->h;
@@ -590,6 +619,9 @@ int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
         return -ENOENT;
     if (!h->has_shm_offset)
         return mlt_server__reply_error(s, rq, -EINVAL, "STEP lacks shm_offset");
+    if (h->has_pull_offset && (!h->has_clock || !h->has_pull_request_id))
+        return mlt_server__reply_error(s, rq, -EINVAL,
+                                       "STEP with pull_offset lacks clock or pull_request_id");
     const uint32_t n_tables = mlt_store_n_tables(s->store);
     for (size_t i = 0; i < h->n_tables; i++)
         if (h->tables[i] >= n_tables)
@@ -635,8 +667,10 @@ int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
     }
     if (first_rc)
         mlt_server__reply_error(s, rq, first_rc, "%s", first_err);
-    else
+    else if (!h->has_pull_offset)
         mlt_server__reply_ok(s, rq, 0);
     mlt_server__release(s, b, before);
+    if (h->has_pull_offset)
+        step_pull(s, rq, first_rc == 0);
     return first_rc;
 }

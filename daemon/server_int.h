@@ -44,6 +44,9 @@ struct mlt_server {
     bool trace;
     uint64_t tr[MLT_TRACE_STAMPS];
     uint64_t wake_ns;
+    /* a STEP's request id, answered by the PULL_REPLY of the pull it carries
+     * when that is sent at once (Header.acks; 0: none, or sent) */
+    uint64_t ack_with_pull;
 };
 
 /* Stamps step i (MLT_TR_*, proto/wire.h) of a traced request. */

@@ -301,6 +301,9 @@ static int check_header(const mlt_header_t *h, char *err, size_t errlen)
     if (h->has_shm_bytes && h->shm_bytes > MLT_MAX_SHM_BYTES)
         return mlt_errf(-EINVAL, err, errlen, "shm_bytes %llu exceeds limit %llu",
                         (unsigned long long)h->shm_bytes, (unsigned long long)MLT_MAX_SHM_BYTES);
+    if (h->has_pull_offset && h->pull_offset > MLT_MAX_SHM_BYTES)
+        return mlt_errf(-EINVAL, err, errlen, "pull_offset %llu exceeds limit %llu",
+                        (unsigned long long)h->pull_offset, (unsigned long long)MLT_MAX_SHM_BYTES);
     if (h->has_shm_offset && h->shm_offset > MLT_MAX_SHM_BYTES)
         return mlt_errf(-EINVAL, err, errlen, "shm_offset %llu exceeds limit %llu",
                         (unsigned long long)h->shm_offset, (unsigned long long)MLT_MAX_SHM_BYTES);

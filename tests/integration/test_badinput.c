@@ -706,6 +706,9 @@ START_TEST(test_shm_step)
     expect_error(&h, NULL, 0, ERANGE, "do not fit");
     h.has_shm_offset = 0;
     expect_error(&h, NULL, 0, EINVAL, "lacks shm_offset");
+    h.has_shm_offset = h.has_pull_offset = 1; /* a pull to carry, and no clock */
+    h.shm_offset = h.pull_offset = 64;
+    expect_error(&h, NULL, 0, EINVAL, "lacks clock or pull_request_id");
     h = shm_header(MLT__MSG_TYPE__MSG_PULL_ALL, 0, 1, handle, SEG_BYTES - 64);
     h.has_clock = 1;
     expect_error(&h, NULL, 0, ERANGE, "do not fit");
