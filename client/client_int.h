@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "common/timeutil.h"
 #include "proto/wire.h"
 #include "client/kind_wire.h"
 #include "client/mltuner.h"
@@ -166,6 +167,29 @@ static inline uint64_t region_off(const mlt_client_t *c, uint32_t r)
     return 64 + (uint64_t)r * c->region_bytes;
 }
 
+/* Part pt's floats in its table: [*off, *off + return). */
+static inline uint64_t part_span(const mlt_client_t *c, const part_t *pt, uint64_t *off)
+{
+    const uint64_t size = c->tables[pt->table].size;
+    const uint64_t end = (uint64_t)(pt->first + pt->count) * c->chunk_floats;
+    *off = (uint64_t)pt->first * c->chunk_floats;
+    return (end < size ? end : size) - *off;
+}
+
+/* Shard s is asked for every table at once (PULL_ALL): it uses the segment. */
+static inline bool pull_all_to(const mlt_client_t *c, uint32_t s)
+{
+    return !c->step_off && c->shm_ok[s] && c->shard_off[s] != UINT64_MAX;
+}
+
+/* The calls, timed under MLT_TRACE=FILE (client.c sums them up). */
+static inline int mlt_client__timed(mlt_client_t *c, int which, uint64_t t0, int rc)
+{
+    c->api_ns[which] += mlt_time_mono_ns() - t0;
+    c->api_n[which]++;
+    return rc;
+}
+
 /* client.c: requests and replies */
 int mlt_client__err(mlt_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -217,6 +241,14 @@ void mlt_client__status_from_reply(const mlt_header_t *h, mlt_server_status_t *o
  * cache). */
 void mlt_client__on_pull(mlt_client_t *c, const pending_t *p, const mlt_header_t *h,
                          zmq_msg_t *frames, size_t n);
+/* At a clock on a branch of staleness 0, the cache slot for the pull that
+ * usually comes next, asked for with the clock (NULL: none wanted). */
+cache_t *mlt_client__clock_prefetch(mlt_client_t *c, uint32_t branch, int64_t clock);
+/* Sends the pull requests of every part of the job for `clock` into cache
+ * ca (kind P_PULL with the caller's tables dst, or P_PREFETCH), but none to
+ * the shards asked[s] says were asked already (asked may be NULL). */
+int mlt_client__send_pulls(mlt_client_t *c, cache_t *ca, uint32_t branch, int64_t clock,
+                           enum pend_kind kind, float *const *dst, const bool *asked);
 /* Frees mlt_pull_view's buffers and the table-to-part map (n_tables). */
 void mlt_client__views_free(mlt_client_t *c);
 /* Frees a cache slot's frames and clears it. */
