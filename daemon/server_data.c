@@ -115,22 +115,18 @@ static size_t own_bytes(const mlt_server_t *s, uint32_t t, uint32_t *first, uint
     return *count ? range_bytes(s, t, *first, *count) : 0;
 }
 
-size_t mlt_server__group_offset(const mlt_server_t *s, uint32_t table, size_t *total)
+/* Bytes of a request for every table of this shard in the shard-major layout
+ * (proto/layout.h): each table's group, each starting 64-byte aligned. */
+static size_t all_bytes(const mlt_server_t *s)
 {
-    size_t pos = 0, at = 0;
+    size_t pos = 0;
     for (uint32_t t = 0; t < mlt_store_n_tables(s->store); t++) {
         uint32_t first, count;
         size_t bytes = own_bytes(s, t, &first, &count);
-        if (!bytes)
-            continue;
-        pos = mlt_layout_group_start(pos);
-        if (t == table)
-            at = pos;
-        pos += bytes;
+        if (bytes)
+            pos = mlt_layout_group_start(pos) + bytes;
     }
-    if (total)
-        *total = pos;
-    return at;
+    return pos;
 }
 
 /* Writes this shard's chunks of every table into the client's segment, in
@@ -139,15 +135,19 @@ size_t mlt_server__group_offset(const mlt_server_t *s, uint32_t table, size_t *t
 static int write_shm_all(mlt_server_t *s, const void *id, size_t id_len, uint64_t request_id,
                          mlt_branch_t *b, const shm_dst_t *dst)
 {
+    uint64_t pos = 0; /* the layout's rule, as all_bytes follows it */
     for (uint32_t t = 0; t < mlt_store_n_tables(s->store); t++) {
         uint32_t first, count;
-        if (!own_bytes(s, t, &first, &count))
+        size_t bytes = own_bytes(s, t, &first, &count);
+        if (!bytes)
             continue;
+        pos = mlt_layout_group_start(pos);
         shm_dst_t d = *dst;
-        d.offset += mlt_server__group_offset(s, t, NULL);
+        d.offset += pos;
         int rc = write_shm(s, id, id_len, request_id, b, t, first, count, &d);
         if (rc < 0)
             return rc;
+        pos += bytes;
     }
     return 0;
 }
@@ -333,7 +333,7 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq)
     const shm_dst_t dst = {h->shm_handle, h->shm_token, h->shm_offset};
     size_t bytes = 0;
     if (all) {
-        mlt_server__group_offset(s, 0, &bytes);
+        bytes = all_bytes(s);
         if (bytes == 0)
             return mlt_server__reply_error(s, rq, -ERANGE, "this shard holds no chunks of the job");
     } else {
@@ -627,8 +627,7 @@ int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
         if (h->tables[i] >= n_tables)
             return mlt_server__reply_error(s, rq, -ENOENT, "STEP pushes table %u; the job has %u",
                                            h->tables[i], n_tables);
-    size_t total;
-    mlt_server__group_offset(s, 0, &total);
+    size_t total = all_bytes(s);
     int rc = h->n_tables == 0 ? 0
                               : mlt_shmseg_range(s->shm, h->shm_handle, h->shm_token,
                                                  h->shm_offset, total, err, sizeof err);
@@ -640,11 +639,20 @@ int mlt_server__handle_step(mlt_server_t *s, req_t *rq)
     int first_rc = 0;
     char first_err[256] = "";
     const uint32_t piece = MLT_MAX_CHUNK_BYTES / (mlt_store_chunk_floats(s->store) * 4);
-    for (size_t i = 0; i < h->n_tables; i++) {
-        uint32_t t = h->tables[i], first, count;
-        if (!own_bytes(s, t, &first, &count))
+    uint64_t pos = 0; /* the layout's rule: every table this shard holds a chunk of */
+    size_t i = 0;     /* the next listed table (the list is increasing) */
+    for (uint32_t t = 0; t < n_tables && i < h->n_tables; t++) {
+        uint32_t first, count;
+        size_t own = own_bytes(s, t, &first, &count);
+        if (own)
+            pos = mlt_layout_group_start(pos);
+        uint64_t at = h->shm_offset + pos;
+        pos += own;
+        if (h->tables[i] != t)
             continue;
-        uint64_t at = h->shm_offset + mlt_server__group_offset(s, t, NULL);
+        i++;
+        if (!own)
+            continue;
         for (uint32_t k = 0; k < count && rc == 0; k += piece) {
             payload_t pl = {t, first + k, count - k < piece ? count - k : piece, NULL};
             size_t bytes = range_bytes(s, t, pl.first, pl.count);

@@ -90,10 +90,6 @@ int mlt_server__handle_pull(mlt_server_t *s, req_t *rq);
 int mlt_server__handle_push(mlt_server_t *s, req_t *rq, int is_write);
 /* STEP (#15): the pushes of a clock from the client's segment, then the clock. */
 int mlt_server__handle_step(mlt_server_t *s, req_t *rq);
-/* Where table's group starts in a request for every table of this shard (the
- * shard-major layout, proto/layout.h), from the request's offset; *total (if
- * not NULL): the bytes of all groups. A job is registered. */
-size_t mlt_server__group_offset(const mlt_server_t *s, uint32_t table, size_t *total);
 /* server.c: counts clock `clock` of worker on b: 0, or -errno with the message
  * in err. mlt_server__release then answers the parked pulls it allows (given
  * b's min_clock before it), after the request's own reply. */
