@@ -210,13 +210,19 @@ static void teardown(void)
     ck_assert_int_eq(mlt_test_stop(&cl), 0);
 }
 
-static mlt_client_t *coordinator(void)
+/* Worker 0's client, the job `j` registered. */
+static mlt_client_t *coordinator_of(const mlt_job_def_t *j)
 {
     char err[512];
     mlt_client_t *c = mlt_client_new(cl.eps, (uint32_t)cl.n, 0, err, sizeof err);
     ck_assert_msg(c != NULL, "connect: %s", err);
-    ck_assert_msg(mlt_client_register(c, &job) == 0, "%s", mlt_client_error(c));
+    ck_assert_msg(mlt_client_register(c, j) == 0, "%s", mlt_client_error(c));
     return c;
+}
+
+static mlt_client_t *coordinator(void)
+{
+    return coordinator_of(&job);
 }
 
 static void run_ssp(uint32_t branch, uint32_t staleness)
@@ -588,8 +594,8 @@ END_TEST
  * step is refused alone. */
 START_TEST(test_step)
 {
+    static const mlt_job_def_t one = {"test-ps-step", 1, "sgd", tables, 3, false}; /* one worker */
     mlt_client_t *c = coordinator();
-    const mlt_job_def_t one = {"test-ps-step", 1, "sgd", tables, 3, false}; /* its one worker */
     ck_assert_int_eq(mlt_client_job_end(c), 0);
     ck_assert_msg(mlt_client_register(c, &one) == 0, "%s", mlt_client_error(c));
     mlt_tunables_def_t t = mlt_tunables_unset();
@@ -624,6 +630,13 @@ START_TEST(test_step)
     ck_assert_int_eq(mlt_pull_min_clock(c, 30), 2);
     ck_assert_float_eq_tol(p[0][W_SIZE - 1], -3.0f, 1e-6f);
     ck_assert_float_eq_tol(p[1][0], -2.0f, 1e-6f);
+    /* pushes made and never clocked are delivered when the client goes */
+    g[1][3] = 2.0f;
+    ck_assert_int_eq(mlt_push(c, 30, 1, g[1]), 0);
+    mlt_client_destroy(&c);
+    c = coordinator_of(&one);
+    ck_assert_msg(mlt_pull(c, 30, 2, p) == 0, "%s", mlt_client_error(c));
+    ck_assert_float_eq_tol(p[1][3], -4.0f, 1e-6f);
     free_tables(g);
     free_tables(p);
     mlt_client_destroy(&c);
