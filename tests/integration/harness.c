@@ -322,6 +322,27 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s)
     return bad;
 }
 
+int mlt_test_submit(const mlt_test_cluster_t *c, const char *conf, const char *out_dir,
+                    const char *const *sets, const char *const *more, char *log, size_t len)
+{
+    enum { MAX_SETS = 48 };
+    const char *argv[8 + 2 * MAX_SETS] = {"daemon/mltunerctl", "-c", c->control, "submit", conf,
+                                          "--out", out_dir};
+    int n = 7;
+    const char *const *lists[2] = {sets, more};
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; lists[l] && lists[l][i]; i++) {
+            if (n >= 7 + 2 * MAX_SETS) {
+                snprintf(log, len, "mlt_test_submit: more than %d --set values", MAX_SETS);
+                return -1;
+            }
+            argv[n++] = "--set";
+            argv[n++] = lists[l][i];
+        }
+    argv[n] = NULL;
+    return mlt_test_run(argv, log, len);
+}
+
 int mlt_test_run(const char *const *argv, char *out, size_t outlen)
 {
     char bin[512];

@@ -47,6 +47,11 @@ int mlt_test_wait_workers(mlt_test_cluster_t *c, double timeout_s);
  * with its stdout+stderr in out (NUL-terminated, truncated to outlen); returns
  * its exit status, or -1. */
 int mlt_test_run(const char *const *argv, char *out, size_t outlen);
+/* Runs `mltunerctl -c <c's control> submit conf --out out_dir` with a --set for
+ * each of the NULL-terminated lists sets and more (either may be NULL; at most
+ * 48 in all), its output in log as mlt_test_run's; returns its exit status. */
+int mlt_test_submit(const mlt_test_cluster_t *c, const char *conf, const char *out_dir,
+                    const char *const *sets, const char *const *more, char *log, size_t len);
 
 /* true while daemon i is running. */
 int mlt_test_alive(mlt_test_cluster_t *c, int i);

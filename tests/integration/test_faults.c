@@ -66,20 +66,19 @@ static void submit(int workers, const char *logic, const char *const *more)
     snprintf(w, sizeof w, "workers=%d", workers);
     snprintf(lg, sizeof lg, "tuner.logic=%s", logic);
     snprintf(out_dir, sizeof out_dir, "%s/out", cl.dir);
-    const char *argv[64] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
-                            "--out", out_dir, "--set", w, "--set", lg,
-                            "--set", "data.synthetic.users=2000", "--set", "data.synthetic.items=1000",
-                            "--set", "data.synthetic.rank=4", "--set", "model.rank=4",
-                            "--set", "data.synthetic.ratings=120000", "--set", "stop.target_rmse=0",
-                            "--set", "tunables.batch_size.default=128", "--set",
-                            "tunables.lr.default=0.05", "--set", "tunables.momentum.default=0.5"};
-    int n = 29;
-    for (int i = 0; more && more[i] && n < 62; i++) {
-        argv[n++] = "--set";
-        argv[n++] = more[i];
-    }
-    argv[n] = NULL;
-    int rc = mlt_test_run(argv, log, sizeof log);
+    const char *const sets[] = {w,
+                                lg,
+                                "data.synthetic.users=2000",
+                                "data.synthetic.items=1000",
+                                "data.synthetic.rank=4",
+                                "model.rank=4",
+                                "data.synthetic.ratings=120000",
+                                "stop.target_rmse=0",
+                                "tunables.batch_size.default=128",
+                                "tunables.lr.default=0.05",
+                                "tunables.momentum.default=0.5",
+                                NULL};
+    int rc = mlt_test_submit(&cl, conf_path, out_dir, sets, more, log, sizeof log);
     ck_assert_msg(rc == 0, "submit exited %d:\n%s", rc, log);
 }
 

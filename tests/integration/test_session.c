@@ -46,15 +46,7 @@ static void stop(void)
 static void submit(const char *const *sets)
 {
     char log[4096];
-    const char *argv[40] = {"daemon/mltunerctl", "-c", cl.control, "submit", conf_path,
-                            "--out", out_dir};
-    int n = 7;
-    for (int i = 0; sets && sets[i] && n < 37; i++) {
-        argv[n++] = "--set";
-        argv[n++] = sets[i];
-    }
-    argv[n] = NULL;
-    int rc = mlt_test_run(argv, log, sizeof log);
+    int rc = mlt_test_submit(&cl, conf_path, out_dir, sets, NULL, log, sizeof log);
     ck_assert_msg(rc == 0, "submit exited %d:\n%s", rc, log);
 }
 
