@@ -582,6 +582,20 @@ int mlt_test_http(int port, const char *method, const char *path, char *out, siz
 
 /* ---- the job, as mltunerctl shows it ---- */
 
+/* The value after `label` in mltunerctl status's text, up to one of `end`, into
+ * out (left as it is when the label is missing). */
+static void status_field(const char *text, const char *label, const char *end, char *out,
+                         size_t len)
+{
+    const char *p = strstr(text, label);
+    if (!p)
+        return;
+    p += strlen(label);
+    while (*p == ' ')
+        p++;
+    snprintf(out, len, "%.*s", (int)strcspn(p, end), p);
+}
+
 int mlt_test_job_status(mlt_test_cluster_t *c, char *phase, size_t pn, char *msg, size_t mn)
 {
     char out[4096];
@@ -589,20 +603,8 @@ int mlt_test_job_status(mlt_test_cluster_t *c, char *phase, size_t pn, char *msg
     phase[0] = msg[0] = '\0';
     if (mlt_test_run(argv, out, sizeof out) != 0)
         return -1;
-    const char *p = strstr(out, "phase:");
-    if (p) {
-        p += 6;
-        while (*p == ' ')
-            p++;
-        snprintf(phase, pn, "%.*s", (int)strcspn(p, " \n"), p);
-    }
-    const char *m = strstr(out, "message:");
-    if (m) {
-        m += 8;
-        while (*m == ' ')
-            m++;
-        snprintf(msg, mn, "%.*s", (int)strcspn(m, "\n"), m);
-    }
+    status_field(out, "phase:", " \n", phase, pn);
+    status_field(out, "message:", "\n", msg, mn);
     return 0;
 }
 
