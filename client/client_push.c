@@ -68,15 +68,11 @@ static int step_begin(mlt_client_t *c, uint32_t branch, uint32_t table)
  * every table into cache pf (c->step_pulled[s] then says so). */
 static int send_step(mlt_client_t *c, uint32_t s, bool with_clock, int64_t clock, cache_t *pf)
 {
-    size_t n = 0;
-    for (uint32_t t = 0; t < c->n_tables; t++) {
-        if (!c->step_table[t])
-            continue;
-        for (uint32_t i = 0; i < c->n_parts; i++)
-            if (c->parts[i].shard == s && c->parts[i].table == t) {
-                c->step_list[n++] = t;
-                break;
-            }
+    size_t n = 0; /* parts come shard by shard, table by table */
+    for (uint32_t i = 0; i < c->n_parts; i++) {
+        const uint32_t t = c->parts[i].table;
+        if (c->parts[i].shard == s && c->step_table[t] && (n == 0 || c->step_list[n - 1] != t))
+            c->step_list[n++] = t;
     }
     c->step_due[s] = false;
     c->in_step = true;
