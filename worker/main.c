@@ -322,6 +322,7 @@ typedef struct wk {
     mlt_client_t *client; /* the session's for the task at hand (mlt_session_client) */
     const float **view;   /* per table: the client's copy a step reads (pull_for_step) */
     float **gbuf;         /* per table: where a step writes its gradient */
+    bool zero_copy;       /* steps use the client's copies (not MLT_ZERO_COPY=0) */
 } wk_t;
 
 static void drop_job(wk_t *w)
@@ -381,6 +382,8 @@ static void task_job(wk_t *w, const mlt_task_t *t)
         return;
     }
     w->client = mlt_session_client(w->s);
+    const char *zc = getenv("MLT_ZERO_COPY");
+    w->zero_copy = !(zc && strcmp(zc, "0") == 0);
     w->view = mlt_calloc(nt, sizeof *w->view);
     w->gbuf = mlt_calloc(nt, sizeof *w->gbuf);
     /* the trainer only reads the parameters it pulls (the shards apply the
@@ -439,8 +442,7 @@ static void push_ready(void *ctx, uint32_t table)
 static int pull_for_step(wk_t *w, const mlt_task_t *t, int64_t clock, pusher_t *ps)
 {
     const uint32_t nt = mlt_trainer_n_tables(w->trainer);
-    const char *env = getenv("MLT_ZERO_COPY");
-    if ((env && strcmp(env, "0") == 0) || !mlt_trainer_use_tables(w->trainer, NULL, NULL)) {
+    if (!w->zero_copy || !mlt_trainer_use_tables(w->trainer, NULL, NULL)) {
         ps->grads = mlt_trainer_grads(w->trainer);
         return mlt_pull(w->client, t->branch, clock, mlt_trainer_params(w->trainer));
     }
