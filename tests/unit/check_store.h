@@ -1,5 +1,6 @@
 /* check_store.h - shared by the store suite's files: check_store.c (the
- * helpers below, jobs, forks, refcounts, bounds, clocks, updates, the suite)
+ * helpers below, jobs, forks, refcounts, bounds, the suite),
+ * check_store_update.c (clocks, updates, out of memory)
  * and check_store_avg.c (the averaging rules: what a branch reads, their
  * state under copy-on-write, write). */
 #ifndef MLT_CHECK_STORE_H
@@ -13,6 +14,14 @@
 #define CF       4u           /* floats per chunk in every test */
 #define NO_LIMIT (1ull << 40) /* a memory_limit no test reaches */
 #define TOL      1e-5
+
+/* One table of 10 floats: chunks of 4, 4 and 2 floats. */
+extern const mlt_table_spec_t T10[1];
+
+/* Asserts chunk k of branch id holds exactly want[0..n) (values written, or
+ * exact by construction). */
+void cs_expect_chunk(mlt_store_t *st, uint32_t id, uint32_t table, uint32_t k, const float *want,
+                     uint32_t n);
 
 /* Default hyperparameters with lr and momentum, staleness 0. */
 mlt_tunables_t cs_tun(float lr, float momentum);
@@ -42,5 +51,7 @@ void cs_expect_near(const float *got, const double *want, uint32_t n, const char
 
 /* the TCases of check_store_avg.c: "average" */
 void cs_avg_tcases(Suite *s);
+/* check_store_update.c's TCases: "clock", "update", "oom" */
+void cs_update_tcases(Suite *s);
 
 #endif
