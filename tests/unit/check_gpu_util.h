@@ -1,5 +1,6 @@
-/* check_gpu_util.h - shared by the GPU suite's files (check_gpu.c, the ops;
- * check_gpu_model.c, the models): see check_gpu_util.c. */
+/* check_gpu_util.h - shared by the GPU suite's files (check_gpu.c: context,
+ * dense layers, loss, convolution, mf, NaN; check_gpu_ops.c: pooling, gathers,
+ * the rules, graphs; check_gpu_model.c: the models): see check_gpu_util.c. */
 #ifndef MLT_CHECK_GPU_UTIL_H
 #define MLT_CHECK_GPU_UTIL_H
 
@@ -64,5 +65,7 @@ void expect_ulps(const float *got, const float *want, size_t n, const char *what
 
 /* the model TCase (check_gpu_model.c) */
 void gpu_model_tcases(Suite *s);
+/* check_gpu_ops.c's TCases: "pool", "data", "optim", "graph" */
+void gpu_ops_tcases(Suite *s);
 
 #endif
