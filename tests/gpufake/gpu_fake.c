@@ -21,8 +21,10 @@
  *  - gpu.h's -EINVALs are checked as the CUDA backend checks them; a misuse
  *    found while an op runs (a gather index past its source, a bias-gradient
  *    `ones` that is not all 1) is an asynchronous -EIO that sticks.
- * One context per thread, as the real one. */
+ * One context per thread, as the real one. The ops themselves run in
+ * gpu_fake_ops.c; the types both files share are in gpu_fake_int.h. */
 #include "kernels/gpu.h"
+#include "tests/gpufake/gpu_fake_int.h"
 
 #include "common/alloc.h"
 #include "kernels/cpu.h"
@@ -36,145 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FAKE_NAME "fake GPU (CPU, tests/gpufake)"
-
-/* im2col scratch per chunk of images: worker/model.c's COL_CHUNK_BYTES, so
- * that a weight gradient is summed over the chunks in the CPU model's order */
-#define COL_CHUNK_BYTES (1536u << 10)
-
-typedef enum {
-    OP_COPY,
-    OP_ZERO,
-    OP_FILL,
-    OP_MARK,
-    OP_GEMM,
-    OP_BIAS_ADD,
-    OP_BIAS_RELU,
-    OP_RELU_BACKWARD,
-    OP_BIAS_GRAD,
-    OP_XENT,
-    OP_CONV_FWD,
-    OP_CONV_DATA,
-    OP_CONV_FILTER,
-    OP_MAXPOOL,
-    OP_MAXPOOL_BACKWARD,
-    OP_NCHW_TO_NHWC,
-    OP_GATHER,
-    OP_MF,
-    OP_OPTIM
-} op_kind_t;
-
-/* An op and its arguments, by value (a graph keeps those of its capture). */
-typedef struct op {
-    op_kind_t kind;
-    union {
-        struct {
-            void *dst;
-            const void *src;
-            size_t n; /* bytes; zero and fill: bytes, floats */
-            float v;
-        } copy; /* also zero, fill */
-        uint32_t mark;
-        struct {
-            bool ta, tb;
-            size_t m, n, k, lda, ldb, ldc;
-            float alpha, beta;
-            const float *a, *b;
-            float *c;
-        } gemm;
-        struct {
-            float *y;          /* relu_backward: dy */
-            const float *b;    /* the bias; relu_backward: y */
-            size_t rows, cols; /* relu_backward: n x 1 */
-        } elem;
-        struct {
-            float *db;
-            const float *dy, *ones;
-            size_t rows, cols;
-            bool acc;
-        } bias_grad;
-        struct {
-            const float *z;
-            const uint8_t *y;
-            size_t rows, classes;
-            float *dz;
-            double *loss;
-            uint32_t *right;
-            bool acc;
-        } xent;
-        struct {
-            const mlt_gpu_conv_t *p;
-            const float *x, *wt, *dy; /* the two inputs of the direction */
-            float *out;
-            bool acc;
-        } conv;
-        struct {
-            const float *x, *y, *bias; /* backward: dy, the pooled y or NULL */
-            const uint32_t *idx;       /* backward */
-            size_t n, h, w, c, p;
-            float *out;     /* forward: y; backward: dx; nchw_to_nhwc: y (n c h w) */
-            uint32_t *oidx; /* forward */
-        } pool;
-        struct {
-            const void *src;
-            const uint32_t *idx;
-            void *dst;
-            size_t row, n; /* bytes per row, rows */
-        } gather;
-        struct {
-            const float *U, *V, *r;
-            const uint32_t *users, *items;
-            size_t rank, n_users, n_items, n;
-            float l2, scale;
-            float *dU, *dV; /* NULL: mf_sse */
-            double *sse;
-            bool acc;
-        } mf;
-        struct {
-            mlt_rule_t rule;
-            mlt_hyper_t h;
-            float *w, *state;
-            const float *grad;
-            size_t n;
-            uint64_t step;
-        } optim;
-    };
-} op_t;
-
-typedef struct oplist {
-    op_t *v;
-    size_t n, cap;
-} oplist_t;
-
-typedef struct region {
-    char *p;     /* an allocation of ours */
-    size_t n;    /* its bytes */
-    bool pinned; /* mlt_gpu_host_malloc, else mlt_gpu_malloc */
-} region_t;
-
-struct mlt_gpu {
-    oplist_t queue;                /* issued, not yet run */
-    oplist_t capture;              /* recorded since mlt_gpu_capture_begin */
-    bool capturing, invalid;       /* capturing; something failed the capture */
-    region_t *mem;                 /* the live allocations */
-    size_t n_mem, cap_mem;         /* their number, the room for them */
-    bool tf32;                     /* kept, not used: the arithmetic is FP32 */
-    bool mark_made[MLT_GPU_MARKS]; /* recorded once outside a capture (CUDA's rule) */
-    void *scratch;                 /* host room for the ops that need some */
-    size_t scratch_n;              /* its bytes */
-    char async[256];               /* an error found while an op ran: sticks */
-    char err[512];                 /* the last error ("" when none) */
-};
-
-struct mlt_gpu_graph {
-    oplist_t ops;
-};
-
-struct mlt_gpu_conv {
-    size_t n, h, w, c, k, oc;
-    bool need_dx;
-};
-
 static int fail(mlt_gpu_t *g, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(mlt_gpu_t *g, int rc, const char *fmt, ...)
@@ -187,7 +50,7 @@ static int fail(mlt_gpu_t *g, int rc, const char *fmt, ...)
 }
 
 /* A misuse found while an op ran: every later wait reports it. */
-static void async_fail(mlt_gpu_t *g, const char *what)
+void fake_async_fail(mlt_gpu_t *g, const char *what)
 {
     if (g->async[0] == '\0')
         snprintf(g->async, sizeof g->async, "%s (fake GPU)", what);
@@ -205,7 +68,7 @@ static int invalidate(mlt_gpu_t *g, const char *what)
     return fail(g, -EIO, "%s: cudaErrorStreamCaptureUnsupported (while capturing)", what);
 }
 
-static void *scratch(mlt_gpu_t *g, size_t bytes)
+void *fake_scratch(mlt_gpu_t *g, size_t bytes)
 {
     if (bytes > g->scratch_n) {
         g->scratch = mlt_realloc(g->scratch, bytes);
@@ -221,175 +84,12 @@ static void set_why(char *why, size_t len, const char *text)
 }
 
 /* The allocation holding p, or NULL. */
-static const region_t *region_of(const mlt_gpu_t *g, const void *p)
+const region_t *fake_region_of(const mlt_gpu_t *g, const void *p)
 {
     for (size_t i = 0; i < g->n_mem; i++)
         if ((const char *)p >= g->mem[i].p && (const char *)p < g->mem[i].p + g->mem[i].n)
             return &g->mem[i];
     return NULL;
-}
-
-/* ---- the ops, run on the host through cpu.h ---- */
-
-/* mlt_cpu_softmax_xent, whose label precondition gpu.h turns into a NaN row:
- * such a row runs with label 0 (its right answer taken back), then is
- * poisoned. The CPU's mean times rows is the SUM gpu.h returns. */
-static void run_xent(mlt_gpu_t *g, const op_t *o)
-{
-    const size_t rows = o->xent.rows, classes = o->xent.classes;
-    uint8_t *lab = scratch(g, rows + 1);
-    uint32_t right = 0, bad_right = 0, one;
-    memcpy(lab, o->xent.y, rows);
-    for (size_t r = 0; r < rows; r++)
-        if (lab[r] >= classes) { /* before the call: dz may be z */
-            lab[r] = 0;
-            mlt_cpu_softmax_xent(o->xent.z + r * classes, lab + r, 1, classes, NULL, &one);
-            bad_right += one;
-        }
-    double sum = mlt_cpu_softmax_xent(o->xent.z, lab, rows, classes, o->xent.dz, &right) * rows;
-    for (size_t r = 0; r < rows; r++)
-        if (o->xent.y[r] >= classes) {
-            sum = NAN;
-            for (size_t j = 0; o->xent.dz != NULL && j < classes; j++)
-                o->xent.dz[r * classes + j] = NAN;
-        }
-    right -= bad_right;
-    *o->xent.loss = o->xent.acc ? *o->xent.loss + sum : sum;
-    *o->xent.right = o->xent.acc ? *o->xent.right + right : right;
-}
-
-/* Images per im2col chunk. */
-static size_t conv_chunk(const mlt_gpu_conv_t *p)
-{
-    size_t per = p->h * p->w * p->k * p->k * p->c, chunk = COL_CHUNK_BYTES / sizeof(float) / per;
-    return chunk < 1 ? 1 : chunk > p->n ? p->n : chunk;
-}
-
-/* As cpu.h's conv-as-GEMM, per chunk of images: y = col W^T, dx =
- * col2im(dy W), dw = dy^T col (+ dw), with W the oc x (k*k*c) KRSC weights. */
-static void run_conv(mlt_gpu_t *g, const op_t *o)
-{
-    const mlt_gpu_conv_t *p = o->conv.p;
-    const size_t hw = p->h * p->w, kkc = p->k * p->k * p->c, chunk = conv_chunk(p);
-    float *col = scratch(g, chunk * hw * kkc * sizeof *col);
-    for (size_t b0 = 0; b0 < p->n; b0 += chunk) {
-        const size_t nb = p->n - b0 < chunk ? p->n - b0 : chunk, rows = nb * hw;
-        const size_t xo = b0 * hw * p->c, yo = b0 * hw * p->oc; /* the chunk's offsets */
-        if (o->kind == OP_CONV_DATA) {
-            mlt_cpu_gemm(false, false, rows, kkc, p->oc, 1.0f, o->conv.dy + yo, p->oc, o->conv.wt,
-                         kkc, 0.0f, col, kkc);
-            mlt_cpu_col2im(col, nb, p->h, p->w, p->c, p->k, o->conv.out + xo);
-            continue;
-        }
-        mlt_cpu_im2col(o->conv.x + xo, nb, p->h, p->w, p->c, p->k, col);
-        if (o->kind == OP_CONV_FWD)
-            mlt_cpu_gemm(false, true, rows, p->oc, kkc, 1.0f, col, kkc, o->conv.wt, kkc, 0.0f,
-                         o->conv.out + yo, p->oc);
-        else
-            mlt_cpu_gemm(true, false, p->oc, kkc, rows, 1.0f, o->conv.dy + yo, p->oc, col, kkc,
-                         o->conv.acc || b0 > 0 ? 1.0f : 0.0f, o->conv.out, kkc);
-    }
-}
-
-/* With the pooled y: the ReLU undone on a copy of dy (dy is left as it is),
- * then the pool backward. */
-static void run_maxpool_backward(mlt_gpu_t *g, const op_t *o)
-{
-    const float *dy = o->pool.x;
-    if (o->pool.y != NULL) {
-        const size_t ny = o->pool.n * (o->pool.h / o->pool.p) * (o->pool.w / o->pool.p) * o->pool.c;
-        float *d = scratch(g, (ny ? ny : 1) * sizeof *d);
-        memcpy(d, dy, ny * sizeof *d);
-        mlt_cpu_relu_backward(d, o->pool.y, ny);
-        dy = d;
-    }
-    mlt_cpu_maxpool_backward(dy, o->pool.idx, o->pool.n, o->pool.h, o->pool.w, o->pool.c, o->pool.p,
-                             o->pool.out);
-}
-
-/* An index past the source's allocation is an error (the kernel would read
- * out of bounds). */
-static void run_gather(mlt_gpu_t *g, const op_t *o)
-{
-    const region_t *r = region_of(g, o->gather.src);
-    const size_t row = o->gather.row;
-    const size_t have = r ? (size_t)(r->p + r->n - (const char *)o->gather.src) / row : 0;
-    for (size_t k = 0; k < o->gather.n; k++) {
-        if (o->gather.idx[k] >= have) {
-            async_fail(g, "gather kernel: an index past the source's rows");
-            return;
-        }
-        memcpy((char *)o->gather.dst + k * row,
-               (const char *)o->gather.src + o->gather.idx[k] * row, row);
-    }
-}
-
-/* One rating at a time (the same arithmetic as one call over the batch): an
- * index out of range skips its rating and makes the sum NaN. */
-static void run_mf(const op_t *o)
-{
-    double sum = 0;
-    for (size_t i = 0; i < o->mf.n; i++) {
-        const uint32_t *u = o->mf.users + i, *v = o->mf.items + i;
-        if (*u >= o->mf.n_users || *v >= o->mf.n_items)
-            sum += NAN;
-        else if (o->mf.dU != NULL)
-            sum += mlt_cpu_mf_grad(o->mf.U, o->mf.V, o->mf.rank, u, v, o->mf.r + i, 1, o->mf.l2,
-                                   o->mf.scale, o->mf.dU, o->mf.dV);
-        else
-            sum += mlt_cpu_mf_sse(o->mf.U, o->mf.V, o->mf.rank, u, v, o->mf.r + i, 1);
-    }
-    *o->mf.sse = o->mf.acc ? *o->mf.sse + sum : sum;
-}
-
-static void run(mlt_gpu_t *g, const op_t *o)
-{
-    switch (o->kind) {
-    case OP_COPY: memcpy(o->copy.dst, o->copy.src, o->copy.n); break;
-    case OP_ZERO: memset(o->copy.dst, 0, o->copy.n); break;
-    case OP_FILL:
-        for (size_t i = 0; i < o->copy.n; i++)
-            ((float *)o->copy.dst)[i] = o->copy.v;
-        break;
-    case OP_MARK: break; /* reaching it is the point: mlt_gpu_wait_mark */
-    case OP_GEMM:
-        mlt_cpu_gemm(o->gemm.ta, o->gemm.tb, o->gemm.m, o->gemm.n, o->gemm.k, o->gemm.alpha,
-                     o->gemm.a, o->gemm.lda, o->gemm.b, o->gemm.ldb, o->gemm.beta, o->gemm.c,
-                     o->gemm.ldc);
-        break;
-    case OP_BIAS_ADD: mlt_cpu_bias_add(o->elem.y, o->elem.b, o->elem.rows, o->elem.cols); break;
-    case OP_BIAS_RELU: mlt_cpu_bias_relu(o->elem.y, o->elem.b, o->elem.rows, o->elem.cols); break;
-    case OP_RELU_BACKWARD: mlt_cpu_relu_backward(o->elem.y, o->elem.b, o->elem.rows); break;
-    case OP_BIAS_GRAD:
-        for (size_t r = 0; r < o->bias_grad.rows; r++)
-            if (o->bias_grad.ones[r] != 1.0f) /* the CUDA backend's GEMV would be wrong */
-                async_fail(g, "mlt_gpu_bias_grad: `ones` is not all 1");
-        mlt_cpu_bias_grad(o->bias_grad.db, o->bias_grad.dy, o->bias_grad.rows, o->bias_grad.cols,
-                          o->bias_grad.acc);
-        break;
-    case OP_XENT: run_xent(g, o); break;
-    case OP_CONV_FWD:
-    case OP_CONV_DATA:
-    case OP_CONV_FILTER: run_conv(g, o); break;
-    case OP_MAXPOOL:
-        if (o->pool.bias != NULL)
-            mlt_cpu_bias_relu_maxpool(o->pool.x, o->pool.bias, o->pool.n, o->pool.h, o->pool.w,
-                                      o->pool.c, o->pool.p, o->pool.out, o->pool.oidx);
-        else
-            mlt_cpu_maxpool(o->pool.x, o->pool.n, o->pool.h, o->pool.w, o->pool.c, o->pool.p,
-                            o->pool.out, o->pool.oidx);
-        break;
-    case OP_MAXPOOL_BACKWARD: run_maxpool_backward(g, o); break;
-    case OP_NCHW_TO_NHWC:
-        mlt_cpu_nchw_to_nhwc(o->pool.x, o->pool.n, o->pool.c, o->pool.h, o->pool.w, o->pool.out);
-        break;
-    case OP_GATHER: run_gather(g, o); break;
-    case OP_MF: run_mf(o); break;
-    case OP_OPTIM:
-        mlt_optim_apply(o->optim.rule, &o->optim.h, o->optim.w, o->optim.state, o->optim.grad,
-                        o->optim.n, o->optim.step);
-        break;
-    }
 }
 
 /* ---- the stream ---- */
@@ -409,7 +109,7 @@ static void run_queued(mlt_gpu_t *g, size_t n)
     if (n == 0)
         return;
     for (size_t i = 0; i < n; i++)
-        run(g, &g->queue.v[i]);
+        fake_run(g, &g->queue.v[i]);
     memmove(g->queue.v, g->queue.v + n, (g->queue.n - n) * sizeof *g->queue.v);
     g->queue.n -= n;
 }
@@ -428,7 +128,7 @@ static int submit(mlt_gpu_t *g, const op_t *op)
 /* [p, p+n) lies in one allocation of that kind. */
 static bool inside(const mlt_gpu_t *g, const void *p, size_t n, bool pinned)
 {
-    const region_t *r = region_of(g, p);
+    const region_t *r = fake_region_of(g, p);
     return r && r->pinned == pinned && n <= (size_t)(r->p + r->n - (const char *)p);
 }
 
@@ -578,13 +278,13 @@ static int copy(mlt_gpu_t *g, const char *what, void *dst, const void *src, size
     const op_t op = {.kind = OP_COPY, .copy = {dst, src, n, 0.0f}};
     if (host == NULL || inside(g, host, n, true))
         return submit(g, &op);
-    if (region_of(g, host) != NULL)
+    if (fake_region_of(g, host) != NULL)
         return fail(g, -EIO, "%s: cudaErrorInvalidValue: host side not %zu bytes of host memory",
                     what, n);
     if (g->capturing)
         return invalidate(g, "cudaMemcpyAsync (pageable host memory)");
     run_queued(g, g->queue.n);
-    run(g, &op);
+    fake_run(g, &op);
     return async_rc(g);
 }
 
